@@ -1,0 +1,50 @@
+"""The `perimon` command: one argparse tree, one module per command group.
+
+Every command module exposes `register(subparsers)`, which adds its parser and sets
+`func` to a callable taking the parsed namespace and returning an exit code. Errors a user
+can cause (bad files, bad config) are raised as `UserError` and printed as one line.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+
+class UserError(Exception):
+    """A problem with the user's input: printed as one line, exit code 2."""
+
+
+def _dsp_parser(subparsers: argparse._SubParsersAction) -> None:
+    dsp = subparsers.add_parser("dsp", help="signal processing on files (FHR, CTG, TcB)")
+    dsp_sub = dsp.add_subparsers(dest="dsp_command", metavar="COMMAND", required=True)
+    from gateway.cli import dsp_fhr, dsp_tcb
+
+    dsp_fhr.register(dsp_sub)
+    dsp_tcb.register(dsp_sub)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="perimon", description=__doc__.splitlines()[0])
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    from gateway.cli import run_commands
+
+    run_commands.register(sub)
+    _dsp_parser(sub)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return int(args.func(args) or 0)
+    except UserError as exc:
+        print(f"perimon: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())
