@@ -1,0 +1,275 @@
+"""Reflectance at two distances -> transcutaneous bilirubin (TcB), with an interval.
+
+Physics behind the features. For each LED, A = -ln(R) at the near (0.7 mm) and far (2.0 mm)
+detector. The epidermis (melanin) is crossed by both paths, so it shifts A_near and A_far alike
+and largely cancels in D = A_far - A_near; the dermis is what the longer path samples more.
+In diffusion theory R(rho) ~ exp(-mu_eff rho) with mu_eff = sqrt(3 mu_a mu_s'), so D^2 is
+close to linear in the dermal absorption mu_a = blood + bilirubin + background. The estimator
+is therefore linear in (A_near, A_far, D^2) for the six LEDs: red/green carry melanin, blood
+and scattering (550/590 nm haemoglobin, 650 nm mostly melanin), blue (450/470 nm) carries
+bilirubin plus the melanin/blood share that the other wavelengths let the fit remove. Because
+melanin is modelled rather than averaged over, a calibration population with few dark-skinned
+babies still gives an unbiased estimate for them.
+
+The interval comes from a residual model fitted on held-out calibration data: the residual
+standard deviation grows with the estimate and with melanin (less blue light comes back).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import dataclass, field
+from importlib import resources
+from pathlib import Path
+
+import numpy as np
+
+N_LEDS = 6
+MG_DL_TO_UMOL_L = 17.1
+MODEL_FILENAME = "tcb_model.json"
+FEATURE_SET = "log_near_far_dsq_v1"
+REFLECTANCE_FLOOR = 1e-5  # below the detector noise floor; keeps log() finite
+Z_95 = 1.959964
+
+# Quality limits on reflectance (relative to the factory reference phantom).
+MAX_PLAUSIBLE_REFLECTANCE = 1.5  # skin is darker than the white reference
+MIN_NEAR_RED_REFLECTANCE = 0.03  # less than this at 650 nm near: probe not on skin
+MIN_NEAR_GREEN_REFLECTANCE = 0.005
+ESTIMATE_RANGE_MG_DL = (-3.0, 30.0)  # outside this the model is extrapolating
+FEATURE_MARGIN = 0.25  # fraction of the training range tolerated beyond it
+
+
+@dataclass(frozen=True)
+class TcbEstimate:
+    """One TcB reading: a number with its 95 % interval, or a flag and no number."""
+
+    tcb_mg_dl: float | None
+    tcb_umol_l: float | None
+    ci_low_mg_dl: float | None
+    ci_high_mg_dl: float | None
+    flag: str
+
+    @property
+    def usable(self) -> bool:
+        return self.flag == ""
+
+
+@dataclass(frozen=True)
+class TcbModel:
+    """Fitted coefficients: TcB = features @ coef; sigma = residual model (floored)."""
+
+    coef: np.ndarray
+    sigma_coef: np.ndarray
+    sigma_floor: float
+    feature_min: np.ndarray
+    feature_max: np.ndarray
+    feature_set: str = FEATURE_SET
+    meta: dict = field(default_factory=dict)
+
+    def to_dict(self) -> dict:
+        return {
+            "feature_set": self.feature_set,
+            "coef": [float(x) for x in self.coef],
+            "sigma_coef": [float(x) for x in self.sigma_coef],
+            "sigma_floor": float(self.sigma_floor),
+            "feature_min": [float(x) for x in self.feature_min],
+            "feature_max": [float(x) for x in self.feature_max],
+            "meta": self.meta,
+        }
+
+    @classmethod
+    def from_dict(cls, d: dict) -> TcbModel:
+        try:
+            model = cls(
+                coef=np.asarray(d["coef"], float),
+                sigma_coef=np.asarray(d["sigma_coef"], float),
+                sigma_floor=float(d["sigma_floor"]),
+                feature_min=np.asarray(d["feature_min"], float),
+                feature_max=np.asarray(d["feature_max"], float),
+                feature_set=str(d.get("feature_set", FEATURE_SET)),
+                meta=dict(d.get("meta", {})),
+            )
+        except (KeyError, TypeError, ValueError) as exc:
+            raise ValueError(f"not a TcB model: {exc}") from exc
+        if model.feature_set != FEATURE_SET:
+            raise ValueError(f"unknown TcB feature set {model.feature_set!r}")
+        n = _n_features()
+        if model.coef.shape != (n,) or model.feature_min.shape != (n - 1,):
+            raise ValueError("TcB model has the wrong number of coefficients")
+        if model.sigma_coef.shape != (3,):
+            raise ValueError("TcB model needs 3 residual-model coefficients")
+        if not (np.all(np.isfinite(model.coef)) and np.all(np.isfinite(model.sigma_coef))):
+            raise ValueError("TcB model coefficients must be finite")
+        return model
+
+
+def _n_features() -> int:
+    return 1 + 3 * N_LEDS
+
+
+def tcb_features(r_near: np.ndarray, r_far: np.ndarray) -> np.ndarray:
+    """(n, 19) design matrix: 1, A_near(6), A_far(6), (A_far - A_near)^2 (6)."""
+    near = np.atleast_2d(np.asarray(r_near, float))
+    far = np.atleast_2d(np.asarray(r_far, float))
+    a_near = -np.log(np.clip(near, REFLECTANCE_FLOOR, None))
+    a_far = -np.log(np.clip(far, REFLECTANCE_FLOOR, None))
+    d = a_far - a_near
+    return np.column_stack([np.ones(len(near)), a_near, a_far, d**2])
+
+
+def _sigma_features(tcb_mg_dl: np.ndarray, phi: np.ndarray) -> np.ndarray:
+    """Residual-model inputs: 1, the estimate, and melanin (A_near at 650 nm)."""
+    melanin = phi[:, 1 + 5]
+    return np.column_stack([np.ones(len(phi)), np.clip(tcb_mg_dl, 0.0, 30.0), melanin])
+
+
+def _check_shapes(r_near: np.ndarray, r_far: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    near = np.asarray(r_near, dtype=float)
+    far = np.asarray(r_far, dtype=float)
+    if near.shape[-1:] != (N_LEDS,) or far.shape != near.shape:
+        raise ValueError(
+            f"need {N_LEDS} reflectances per detector (450-650 nm), got shapes "
+            f"{near.shape} and {far.shape}"
+        )
+    return near, far
+
+
+def reflectance_flag(r_near: np.ndarray, r_far: np.ndarray) -> str:
+    """Why these reflectances cannot give a TcB ("" when they can)."""
+    near, far = _check_shapes(r_near, r_far)
+    both = np.concatenate([near, far])
+    if not np.all(np.isfinite(both)):
+        return "invalid_reflectance"
+    if np.any(both < -0.01) or np.any(both > MAX_PLAUSIBLE_REFLECTANCE):
+        return "invalid_reflectance"
+    if near[5] < MIN_NEAR_RED_REFLECTANCE or near[3] < MIN_NEAR_GREEN_REFLECTANCE:
+        return "low_signal"
+    return ""
+
+
+def fit_model(
+    r_near: np.ndarray,
+    r_far: np.ndarray,
+    tsb_mg_dl: np.ndarray,
+    *,
+    weights: np.ndarray | None = None,
+    validation_fraction: float = 0.25,
+    seed: int = 0,
+) -> TcbModel:
+    """Fit the TcB model on paired reflectance / laboratory TSB data.
+
+    The coefficients are fitted on all rows. The residual model (interval width) needs
+    residuals the coefficients have not seen, so it is fitted on a held-out part after a
+    refit on the rest. weights: optional per-baby weights (e.g. to balance skin groups).
+    """
+    near, far = _check_shapes(r_near, r_far)
+    near = np.atleast_2d(near)
+    far = np.atleast_2d(far)
+    tsb = np.asarray(tsb_mg_dl, float)
+    if tsb.shape != (len(near),):
+        raise ValueError("tsb_mg_dl needs one value per row of reflectances")
+    ok = np.array([reflectance_flag(n, f) == "" for n, f in zip(near, far, strict=True)])
+    ok &= np.isfinite(tsb)
+    if ok.sum() < 40:
+        raise ValueError(f"need at least 40 usable calibration rows, got {int(ok.sum())}")
+    near, far, tsb = near[ok], far[ok], tsb[ok]
+    w = np.ones(len(tsb)) if weights is None else np.asarray(weights, float)[ok]
+    phi = tcb_features(near, far)
+
+    def solve(rows: np.ndarray) -> np.ndarray:
+        sw = np.sqrt(w[rows])
+        beta, *_ = np.linalg.lstsq(phi[rows] * sw[:, None], tsb[rows] * sw, rcond=None)
+        return beta
+
+    coef = solve(np.ones(len(tsb), bool))
+    rng = np.random.default_rng(seed)
+    held = rng.random(len(tsb)) < validation_fraction
+    beta_rest = solve(~held)
+    pred_held = phi[held] @ beta_rest
+    abs_res = np.abs(pred_held - tsb[held])
+    # E|res| = sigma * sqrt(2/pi) for a Gaussian residual
+    s_feat = _sigma_features(pred_held, phi[held])
+    sigma_coef, *_ = np.linalg.lstsq(s_feat, abs_res * math.sqrt(math.pi / 2.0), rcond=None)
+    sigma_floor = float(max(0.3, 0.5 * np.std(pred_held - tsb[held])))
+    return TcbModel(
+        coef=coef,
+        sigma_coef=sigma_coef,
+        sigma_floor=sigma_floor,
+        feature_min=phi[:, 1:].min(axis=0),
+        feature_max=phi[:, 1:].max(axis=0),
+        meta={
+            "n_calibration": int(len(tsb)),
+            "n_residual_model": int(held.sum()),
+            "residual_sd_mg_dl": float(np.std(pred_held - tsb[held])),
+        },
+    )
+
+
+def load_model(path: str | Path | None = None) -> TcbModel:
+    """The model shipped with the package (dsp/tcb_model.json), or one from a path."""
+    if path is None:
+        text = resources.files("dsp").joinpath(MODEL_FILENAME).read_text(encoding="utf-8")
+    else:
+        text = Path(path).read_text(encoding="utf-8")
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise ValueError(f"TcB model is not valid JSON: {exc}") from exc
+    return TcbModel.from_dict(data)
+
+
+_SHIPPED: list[TcbModel] = []  # loaded once; the file is read-only package data
+
+
+def _shipped_model() -> TcbModel:
+    if not _SHIPPED:
+        _SHIPPED.append(load_model())
+    return _SHIPPED[0]
+
+
+def _flagged(flag: str) -> TcbEstimate:
+    return TcbEstimate(None, None, None, None, flag)
+
+
+def estimate_tcb(
+    r_near: np.ndarray, r_far: np.ndarray, model: TcbModel | None = None
+) -> TcbEstimate:
+    """TcB in mg/dL (and umol/L) with a 95 % interval, or a flagged estimate with no number."""
+    near, far = _check_shapes(r_near, r_far)
+    if near.ndim != 1:
+        raise ValueError("estimate_tcb takes one reading; use estimate_tcb_batch for many")
+    flag = reflectance_flag(near, far)
+    if flag:
+        return _flagged(flag)
+    model = model or _shipped_model()
+    phi = tcb_features(near, far)
+    span = model.feature_max - model.feature_min
+    lo = model.feature_min - FEATURE_MARGIN * span
+    hi = model.feature_max + FEATURE_MARGIN * span
+    if np.any(phi[0, 1:] < lo) or np.any(phi[0, 1:] > hi):
+        return _flagged("outside_calibration")
+    tcb = float(phi[0] @ model.coef)
+    if not (ESTIMATE_RANGE_MG_DL[0] <= tcb <= ESTIMATE_RANGE_MG_DL[1]):
+        return _flagged("outside_calibration")
+    sigma = float(_sigma_features(np.array([tcb]), phi)[0] @ model.sigma_coef)
+    sigma = max(sigma, model.sigma_floor)
+    shown = max(tcb, 0.0)
+    return TcbEstimate(
+        tcb_mg_dl=round(shown, 2),
+        tcb_umol_l=round(shown * MG_DL_TO_UMOL_L, 1),
+        ci_low_mg_dl=round(max(tcb - Z_95 * sigma, 0.0), 2),
+        ci_high_mg_dl=round(tcb + Z_95 * sigma, 2),
+        flag="",
+    )
+
+
+def estimate_tcb_batch(
+    r_near: np.ndarray, r_far: np.ndarray, model: TcbModel | None = None
+) -> list[TcbEstimate]:
+    """estimate_tcb for each row of (n, 6) arrays."""
+    near, far = _check_shapes(r_near, r_far)
+    near = np.atleast_2d(near)
+    far = np.atleast_2d(far)
+    model = model or _shipped_model()
+    return [estimate_tcb(n, f, model) for n, f in zip(near, far, strict=True)]

@@ -1,0 +1,112 @@
+"""Raw ADC counts from one press + the unit's factory constants -> reflectance, or a flag.
+
+reflectance = (mean of 5 flashes - mean dark) / (white_ref * (1 + tempco * (T - 25 C)))
+
+A reading that cannot be trusted is flagged with the reason and returns NaN reflectances, so it
+can never become a number downstream: no_contact, saturated, ambient_light, flashes_disagree,
+temperature_out_of_range, malformed_counts.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+N_LEDS = 6
+N_DETECTORS = 2
+N_FLASHES = 5
+ADC_MAX = 65535
+REFERENCE_TEMPERATURE_C = 25.0
+TEMPERATURE_RANGE_C = (5.0, 45.0)
+# Ambient light under the probe shows up as dark frames above the factory dark offset.
+AMBIENT_LIMIT_COUNTS = 600.0
+AMBIENT_DRIFT_LIMIT_COUNTS = 300.0  # dark before vs after: light changed during the press
+# ADC noise model (firmware spec): variance = counts / 4 + 3^2; flashes must agree within it.
+SHOT_VARIANCE_PER_COUNT = 0.25
+READ_NOISE_COUNTS = 3.0
+FLASH_SPREAD_SIGMAS = 6.0
+FLASH_SPREAD_RELATIVE = 0.03
+
+FLAGS = (
+    "no_contact",
+    "saturated",
+    "ambient_light",
+    "flashes_disagree",
+    "temperature_out_of_range",
+    "malformed_counts",
+)
+
+
+def _nan_pair() -> tuple[np.ndarray, np.ndarray]:
+    return np.full(N_LEDS, np.nan), np.full(N_LEDS, np.nan)
+
+
+def _calibration_arrays(calibration: dict) -> tuple[np.ndarray, np.ndarray, float]:
+    try:
+        dark = np.asarray(calibration["dark_offset"], float)
+        white = np.asarray(calibration["white_ref"], float)
+        tempco = float(calibration["tempco_per_c"])
+    except (KeyError, TypeError, ValueError) as exc:
+        raise ValueError(f"bad factory calibration: {exc}") from exc
+    if dark.shape != (N_DETECTORS,) or white.shape != (N_LEDS, N_DETECTORS):
+        raise ValueError("factory calibration needs dark_offset[2] and white_ref[6][2]")
+    if not (np.all(np.isfinite(white)) and np.all(white > 0) and math.isfinite(tempco)):
+        raise ValueError("factory calibration white_ref must be positive and tempco finite")
+    return dark, white, tempco
+
+
+def reflectance_from_counts(
+    dark_before: tuple[int, int],
+    dark_after: tuple[int, int],
+    flashes: list[list[list[int]]],
+    temperature_c: float,
+    contact: bool,
+    calibration: dict,
+) -> tuple[np.ndarray, np.ndarray, str]:
+    """(near[6], far[6], flag). flag "" means usable; otherwise reflectances are NaN.
+
+    calibration: the device-info dict of FactoryCalibration (dark_offset, white_ref,
+    led_drive, tempco_per_c). A malformed calibration raises ValueError (a configuration
+    error, not a bad reading).
+    """
+    dark_off, white, tempco = _calibration_arrays(calibration)
+    if not contact:
+        return (*_nan_pair(), "no_contact")
+    try:
+        counts = np.asarray(flashes, dtype=float)
+        d0 = np.asarray(dark_before, dtype=float)
+        d1 = np.asarray(dark_after, dtype=float)
+        temp = float(temperature_c)
+    except (TypeError, ValueError):
+        return (*_nan_pair(), "malformed_counts")
+    if (
+        counts.shape != (N_LEDS, N_DETECTORS, N_FLASHES)
+        or d0.shape != (N_DETECTORS,)
+        or d1.shape != (N_DETECTORS,)
+        or not np.all(np.isfinite(counts))
+        or not (np.all(np.isfinite(d0)) and np.all(np.isfinite(d1)))
+        or np.any(counts < 0)
+        or np.any(d0 < 0)
+        or np.any(d1 < 0)
+        or np.any(counts > ADC_MAX)
+    ):
+        return (*_nan_pair(), "malformed_counts")
+    if np.any(counts >= ADC_MAX) or np.any(d0 >= ADC_MAX) or np.any(d1 >= ADC_MAX):
+        return (*_nan_pair(), "saturated")
+    dark = 0.5 * (d0 + d1)
+    if np.any(dark - dark_off > AMBIENT_LIMIT_COUNTS) or np.any(
+        np.abs(d1 - d0) > AMBIENT_DRIFT_LIMIT_COUNTS
+    ):
+        return (*_nan_pair(), "ambient_light")
+    if not math.isfinite(temp) or not (TEMPERATURE_RANGE_C[0] <= temp <= TEMPERATURE_RANGE_C[1]):
+        return (*_nan_pair(), "temperature_out_of_range")
+    mean = counts.mean(axis=2)
+    spread = counts.max(axis=2) - counts.min(axis=2)
+    expected_sigma = np.sqrt(np.maximum(mean, 0.0) * SHOT_VARIANCE_PER_COUNT + READ_NOISE_COUNTS**2)
+    allowed = FLASH_SPREAD_SIGMAS * expected_sigma + FLASH_SPREAD_RELATIVE * (mean - dark)
+    if np.any(spread > allowed):
+        return (*_nan_pair(), "flashes_disagree")
+    scale = 1.0 + tempco * (temp - REFERENCE_TEMPERATURE_C)
+    reflectance = (mean - dark[None, :]) / (white * scale)
+    return reflectance[:, 0].copy(), reflectance[:, 1].copy(), ""

@@ -1,0 +1,252 @@
+"""Newborn skin optics: reflectance at the jaundice meter's two detectors for each LED.
+
+Model. Two layers. The epidermis (thickness d_epi, melanin volume fraction f_mel) acts as a
+thin absorbing filter crossed on the way in and on the way out. The dermis is a semi-infinite
+turbid medium holding blood (volume fraction, haematocrit, oxygen saturation) and
+extravascular bilirubin; its spatially resolved diffuse reflectance R(rho) at source-detector
+distance rho comes from the diffusion-theory dipole solution (Farrell, Patterson, Wilson, Med
+Phys 1992;19:879-888). Each LED is a Gaussian emission line with a real FWHM; the measured
+value is the emission-weighted reflectance divided by the same quantity on the reference
+phantom, so 1.0 means "as bright as the reference", as in the calibration file.
+
+Optical constants (cited beside each table below):
+* haemoglobin: Prahl's tabulated molar extinction (Gratzer/Kollias data, omlc.org/spectra);
+* melanin: mu_a = 6.6e11 * lambda^-3.33 /cm inside melanosomes (Jacques, "Optical properties
+  of biological tissues: a review", Phys Med Biol 2013;58:R37-R61, eq. 8);
+* baseline skin absorption: 0.244 + 85.3 exp(-(lambda-154)/66.2) /cm (Jacques 1998/2013);
+* dermal scattering: mu_s' = a (lambda/500 nm)^-b with a ~ 46 /cm and b ~ 1.42 for skin
+  (Jacques 2013, Table 2); varied per baby;
+* bilirubin: albumin-bound bilirubin absorption band, peak ~460 nm, peak molar extinction
+  ~4.7e4 /cm/M (Prahl's bilirubin data give 5.5e4 at 453 nm in chloroform; the albumin-bound
+  band is red-shifted and slightly lower, Agati & Fusi, J Photochem Photobiol B 1990). The
+  relative band shape below is a smoothed transcription at 10 nm steps.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+
+import numpy as np
+
+LED_NM = (450, 470, 505, 550, 590, 650)
+DETECTOR_DISTANCE_MM = (0.7, 2.0)  # near, far
+DEFAULT_LED_FWHM_NM = (20.0, 25.0, 30.0, 28.0, 18.0, 18.0)
+SKIN_GROUPS = ("light", "medium", "dark")
+
+# Prahl, "Tabulated molar extinction coefficient for hemoglobin in water" (omlc.org),
+# columns: wavelength nm, HbO2 and Hb in cm^-1/(mol/L). Every 4 nm, 420-700 nm.
+_HB_TABLE = np.array(
+    [
+        (420, 480360, 407560), (424, 376236, 461200), (428, 283112, 500840),
+        (432, 214120, 552160), (436, 132820, 547040), (440, 102580, 413280),
+        (444, 81444, 282724), (448, 67044, 173320), (452, 58864, 62640),
+        (456, 49496, 30698.8), (460, 44480, 23388.8), (464, 39807.2, 19260.8),
+        (468, 34870.8, 17025.6), (472, 31620, 15310), (476, 28850.8, 14792.8),
+        (480, 26629.2, 14550), (484, 25180.4, 15212.4), (488, 24174.8, 15898),
+        (492, 23086.8, 17469.6), (496, 21850.4, 19041.2), (500, 20932.8, 20862),
+        (504, 20418, 22803.6), (508, 19996, 24745.2), (512, 20150.4, 26936.8),
+        (516, 21001.6, 29263.2), (520, 24202.4, 31589.6), (524, 29269.2, 34397.6),
+        (528, 35990, 37490), (532, 43876, 40584), (536, 49752, 43592), (540, 53236, 46592),
+        (544, 52096, 49708), (548, 46660, 52496), (552, 39675.2, 54080),
+        (556, 34476.8, 54540), (560, 32613.2, 53788), (564, 33915.6, 50572),
+        (568, 40172, 46948), (572, 49172, 43340), (576, 55540, 40092), (580, 50104, 37020),
+        (584, 34639.6, 34332.8), (588, 19763.2, 31075.2), (592, 10468.4, 25470),
+        (596, 5683.6, 19800), (600, 3200, 14677.2), (604, 2128, 12567.6),
+        (608, 1647.6, 10477.6), (612, 1364.4, 8591.2), (616, 1110, 7344.8),
+        (620, 942, 6509.6), (624, 774, 5906.8), (628, 658.8, 5366.8), (632, 561.2, 4930.8),
+        (636, 478.8, 4602.4), (640, 442, 4345.2), (644, 405.2, 4088.4), (648, 379.2, 3857.6),
+        (652, 356.8, 3642.64), (656, 335.2, 3427.68), (660, 319.6, 3226.56),
+        (664, 308.4, 3053.96), (668, 298, 2881.4), (672, 290, 2708.84),
+        (676, 282, 2554.4), (680, 277.6, 2407.92), (684, 274.4, 2261.48),
+        (688, 274.4, 2115), (692, 277.6, 2000.48), (696, 282, 1897.56), (700, 290, 1794.28),
+    ]
+)  # fmt: skip
+HB_MOLAR_MASS_G_PER_MOL = 64500.0  # Prahl's convention
+MCHC_G_PER_L = 340.0  # haemoglobin per litre of red cells: Hb (g/L) = haematocrit * MCHC
+
+# Albumin-bound bilirubin, relative absorption band (peak = 1 at 460 nm), every 10 nm.
+# Shape after Agati & Fusi 1990 and Prahl's bilirubin spectrum (omlc.org/spectra/PhotochemCAD).
+_BILI_TABLE = np.array(
+    [
+        (400, 0.33), (410, 0.42), (420, 0.55), (430, 0.70), (440, 0.84), (450, 0.95),
+        (460, 1.00), (470, 0.96), (480, 0.84), (490, 0.63), (500, 0.40), (510, 0.21),
+        (520, 0.09), (530, 0.035), (540, 0.012), (550, 0.004), (560, 0.0), (700, 0.0),
+    ]
+)  # fmt: skip
+BILI_PEAK_EPSILON = 4.7e4  # cm^-1 / (mol/L), albumin-bound, ~460 nm
+BILI_MOLAR_MASS_G_PER_MOL = 584.66
+WAVELENGTH_GRID_NM = np.arange(400.0, 700.5, 2.0)
+
+# Reference phantom (the factory white reference measured with the same probe): a
+# near-white diffuser, mu_a and mu_s' flat over the visible.
+PHANTOM_MUA_PER_MM = 0.002
+PHANTOM_MUSP_PER_MM = 2.0
+TISSUE_REFRACTIVE_INDEX = 1.4
+
+
+@dataclass(frozen=True)
+class Newborn:
+    """Optical state of one newborn's skin under the probe.
+
+    bilirubin_mg_dl: serum bilirubin; tissue_serum_ratio scales it to the dermal
+    extravascular concentration (skin/serum equilibrium varies baby to baby).
+    melanin_fraction: melanosome volume fraction of the epidermis (0.01 light - 0.4 dark).
+    blood_fraction: dermal blood volume fraction before probe pressure.
+    so2: oxygen saturation of dermal blood (mixed arterial/venous).
+    haematocrit: volume fraction of red cells (newborns 0.42-0.65).
+    pressure_blanching: 0 none - 1 full; the probe squeezes blood out of the dermis.
+    """
+
+    bilirubin_mg_dl: float
+    melanin_fraction: float
+    blood_fraction: float
+    so2: float
+    haematocrit: float = 0.52
+    pressure_blanching: float = 0.4
+    epidermis_mm: float = 0.06
+    scatter_a_per_mm: float = 4.6
+    scatter_b: float = 1.42
+    tissue_serum_ratio: float = 0.12
+
+
+def _hb_extinction(wavelength_nm: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    hbo2 = np.interp(wavelength_nm, _HB_TABLE[:, 0], _HB_TABLE[:, 1])
+    hb = np.interp(wavelength_nm, _HB_TABLE[:, 0], _HB_TABLE[:, 2])
+    return hbo2, hb
+
+
+def melanin_mua_per_mm(wavelength_nm: np.ndarray) -> np.ndarray:
+    """Jacques 2013 eq. 8: mu_a of melanosome interior, converted from /cm to /mm."""
+    return 6.6e11 * np.asarray(wavelength_nm, float) ** -3.33 / 10.0
+
+
+def baseline_mua_per_mm(wavelength_nm: np.ndarray) -> np.ndarray:
+    """Bloodless skin background absorption (Jacques 1998), /mm."""
+    return (0.244 + 85.3 * np.exp(-(np.asarray(wavelength_nm, float) - 154.0) / 66.2)) / 10.0
+
+
+def blood_mua_per_mm(wavelength_nm: np.ndarray, so2: float, haematocrit: float) -> np.ndarray:
+    """Whole-blood mu_a from Prahl's extinction: 2.303 * eps * (Hb g/L) / 64500, /mm."""
+    hbo2, hb = _hb_extinction(np.asarray(wavelength_nm, float))
+    hb_g_per_l = haematocrit * MCHC_G_PER_L
+    eps = so2 * hbo2 + (1.0 - so2) * hb
+    return 2.303 * eps * hb_g_per_l / HB_MOLAR_MASS_G_PER_MOL / 10.0
+
+
+def bilirubin_mua_per_mm(wavelength_nm: np.ndarray, bilirubin_mg_dl: float) -> np.ndarray:
+    """mu_a of bilirubin at a concentration given in mg/dL, /mm."""
+    rel = np.interp(np.asarray(wavelength_nm, float), _BILI_TABLE[:, 0], _BILI_TABLE[:, 1])
+    molar = bilirubin_mg_dl * 0.01 / BILI_MOLAR_MASS_G_PER_MOL  # mg/dL -> g/L -> mol/L
+    return 2.303 * BILI_PEAK_EPSILON * rel * molar / 10.0
+
+
+def diffuse_reflectance(
+    mua_per_mm: np.ndarray, musp_per_mm: np.ndarray, rho_mm: float
+) -> np.ndarray:
+    """Farrell 1992 dipole solution for spatially resolved reflectance R(rho), per mm^2."""
+    mua = np.asarray(mua_per_mm, float)
+    musp = np.asarray(musp_per_mm, float)
+    n = TISSUE_REFRACTIVE_INDEX
+    r_id = -1.440 / n**2 + 0.710 / n + 0.668 + 0.0636 * n  # Groenhuis internal reflection
+    a_coef = (1.0 + r_id) / (1.0 - r_id)
+    mut = mua + musp
+    z0 = 1.0 / mut
+    diff = 1.0 / (3.0 * mut)
+    zb = 2.0 * a_coef * diff
+    mueff = np.sqrt(3.0 * mua * mut)
+    r1 = np.sqrt(z0**2 + rho_mm**2)
+    r2 = np.sqrt((z0 + 2.0 * zb) ** 2 + rho_mm**2)
+    term1 = z0 * (mueff + 1.0 / r1) * np.exp(-mueff * r1) / r1**2
+    term2 = (z0 + 2.0 * zb) * (mueff + 1.0 / r2) * np.exp(-mueff * r2) / r2**2
+    return (term1 + term2) / (4.0 * np.pi)
+
+
+def _skin_spectra(newborn: Newborn, wl: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Spectral reflectance of skin relative to the phantom at (near, far)."""
+    f_mel = newborn.melanin_fraction
+    mua_epi = f_mel * melanin_mua_per_mm(wl) + (1.0 - f_mel) * baseline_mua_per_mm(wl)
+    blood = newborn.blood_fraction * (1.0 - 0.8 * newborn.pressure_blanching)
+    tissue_bili = newborn.bilirubin_mg_dl * newborn.tissue_serum_ratio
+    # bilirubin in plasma inside the vessels + extravascular (albumin-bound) bilirubin
+    plasma_bili = blood * (1.0 - newborn.haematocrit) * newborn.bilirubin_mg_dl
+    mua_derm = (
+        blood * blood_mua_per_mm(wl, newborn.so2, newborn.haematocrit)
+        + (1.0 - blood) * baseline_mua_per_mm(wl)
+        + bilirubin_mua_per_mm(wl, tissue_bili + plasma_bili)
+    )
+    musp = newborn.scatter_a_per_mm * (wl / 500.0) ** -newborn.scatter_b
+    out = []
+    for rho, path_factor in zip(DETECTOR_DISTANCE_MM, (2.3, 2.1), strict=True):
+        # light crosses the epidermis in and out; the near detector sees more oblique paths
+        t_epi = np.exp(-path_factor * mua_epi * newborn.epidermis_mm)
+        r_skin = t_epi * diffuse_reflectance(mua_derm, musp, rho)
+        r_ref = diffuse_reflectance(
+            np.full_like(wl, PHANTOM_MUA_PER_MM), np.full_like(wl, PHANTOM_MUSP_PER_MM), rho
+        )
+        out.append(r_skin / r_ref)
+    return out[0], out[1]
+
+
+def skin_reflectance(
+    newborn: Newborn,
+    led_nm: tuple[float, ...] | np.ndarray = LED_NM,
+    fwhm_nm: tuple[float, ...] | np.ndarray = DEFAULT_LED_FWHM_NM,
+) -> tuple[np.ndarray, np.ndarray]:
+    """(near[6], far[6]) reflectance relative to the reference phantom, LED-band weighted.
+
+    Pass a device's true (drifted) LED centres and widths to see what that unit measures.
+    """
+    centres = np.asarray(led_nm, float)
+    widths = np.asarray(fwhm_nm, float)
+    if centres.shape != widths.shape:
+        raise ValueError("led_nm and fwhm_nm must have the same length")
+    wl = WAVELENGTH_GRID_NM
+    near_s, far_s = _skin_spectra(newborn, wl)
+    near = np.empty(len(centres))
+    far = np.empty(len(centres))
+    for i, (c, w) in enumerate(zip(centres, widths, strict=True)):
+        sigma = w / 2.3548
+        weight = np.exp(-0.5 * ((wl - c) / sigma) ** 2)
+        weight /= weight.sum()
+        near[i] = float(weight @ near_s)
+        far[i] = float(weight @ far_s)
+    return near, far
+
+
+# Population ranges (newborns >= 35 weeks). Melanin fractions after Jacques 2013 (light
+# 1-5 %, moderate 11-16 %, dark 18-43 %) scaled for newborn epidermis.
+_MELANIN_RANGE = {"light": (0.01, 0.06), "medium": (0.06, 0.16), "dark": (0.16, 0.40)}
+
+
+def random_newborn(
+    rng: np.random.Generator,
+    skin_group: str | None = None,
+    bilirubin_mg_dl: float | None = None,
+) -> Newborn:
+    """One plausible newborn; skin_group None draws light/medium/dark with equal odds."""
+    if skin_group is None:
+        skin_group = SKIN_GROUPS[int(rng.integers(0, 3))]
+    if skin_group not in _MELANIN_RANGE:
+        raise ValueError(f"skin_group must be one of {SKIN_GROUPS}, got {skin_group!r}")
+    lo, hi = _MELANIN_RANGE[skin_group]
+    if bilirubin_mg_dl is None:
+        bilirubin_mg_dl = float(rng.uniform(0.0, 25.0))
+    if not 0.0 <= bilirubin_mg_dl <= 40.0:
+        raise ValueError("bilirubin_mg_dl must be between 0 and 40")
+    return Newborn(
+        bilirubin_mg_dl=float(bilirubin_mg_dl),
+        melanin_fraction=float(rng.uniform(lo, hi)),
+        blood_fraction=float(rng.uniform(0.004, 0.015)),
+        so2=float(rng.uniform(0.6, 0.9)),
+        haematocrit=float(rng.uniform(0.42, 0.65)),
+        pressure_blanching=float(rng.uniform(0.2, 0.8)),
+        epidermis_mm=float(rng.uniform(0.04, 0.08)),
+        scatter_a_per_mm=float(rng.uniform(3.5, 5.5)),
+        scatter_b=float(rng.uniform(1.2, 1.6)),
+        tissue_serum_ratio=float(rng.normal(0.12, 0.008)),
+    )
+
+
+def with_bilirubin(newborn: Newborn, bilirubin_mg_dl: float) -> Newborn:
+    """The same skin at another bilirubin level."""
+    return replace(newborn, bilirubin_mg_dl=bilirubin_mg_dl)
