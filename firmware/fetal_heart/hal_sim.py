@@ -1,0 +1,96 @@
+# Simulation HAL of the fetal-heart monitor for the Unix port: the ADC, PPG front end, battery
+# gauge and probe-contact sense are fed by the simulator through sim_feed; the radio is a socket.
+import asyncio
+import struct
+
+import sim_feed
+from radio_sim import SimRadio
+
+_DOPPLER_BUF = 8192  # samples the simulated DMA buffer holds (2 s at 4 kHz)
+
+
+class _Channel:
+    """A sample FIFO like an ADC's DMA ring; overflow drops the oldest, like hardware would."""
+
+    def __init__(self, cap):
+        self.buf = bytearray(2 * cap)
+        self.cap = cap
+        self.r = 0
+        self.n = 0
+        self.overruns = 0
+        self.ev = asyncio.Event()
+
+    def push(self, data):
+        k = len(data) // 2
+        for i in range(k):
+            if self.n == self.cap:
+                self.r = (self.r + 1) % self.cap
+                self.n -= 1
+                self.overruns += 1
+            w = (self.r + self.n) % self.cap
+            self.buf[2 * w] = data[2 * i]
+            self.buf[2 * w + 1] = data[2 * i + 1]
+            self.n += 1
+        self.ev.set()
+
+    async def read(self, out, count):
+        while self.n < count:
+            self.ev.clear()
+            await self.ev.wait()
+        for i in range(count):
+            j = (self.r + i) % self.cap
+            out[i] = struct.unpack_from("<h", self.buf, 2 * j)[0]
+        self.r = (self.r + count) % self.cap
+        self.n -= count
+
+
+doppler = _Channel(_DOPPLER_BUF)
+ppg = _Channel(256)
+_state = {"mv": 4000, "skin": True}
+
+
+def _battery(b):
+    _state["mv"] = struct.unpack("<H", b)[0]
+
+
+def _contact(b):
+    _state["skin"] = bool(b[0])
+
+
+feed = sim_feed.Feed(
+    {
+        sim_feed.CH_DOPPLER: doppler.push,
+        sim_feed.CH_PPG: ppg.push,
+        sim_feed.CH_BATTERY: _battery,
+        sim_feed.CH_CONTACT: _contact,
+    }
+)
+
+
+async def doppler_read(out, count):
+    await doppler.read(out, count)
+
+
+async def ppg_read(out, count):
+    await ppg.read(out, count)
+
+
+def battery_mv():
+    return _state["mv"]
+
+
+def on_skin():
+    return _state["skin"]
+
+
+def make_radio(settings, adv):
+    host, port = settings["radio"].rsplit(":", 1)
+    return SimRadio(host, int(port), adv)
+
+
+def background_tasks():
+    return [feed.run()]
+
+
+def stopped():
+    return feed.eof

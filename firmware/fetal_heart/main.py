@@ -1,0 +1,164 @@
+# Fetal-heart monitor: Doppler audio at 4 kHz, maternal PPG at 50 Hz, battery and probe contact,
+# streamed as perimon protocol v1 frames. One asyncio task per concern; the board is in hal_*.
+import sys
+
+if sys.platform != "esp32":  # Unix port: libraries live beside this folder, not in /lib
+    _here = __file__.rsplit("/", 1)[0] if "/" in __file__ else "."
+    sys.path.append(_here + "/../lib")
+    sys.path.append(_here)
+
+import array
+import asyncio
+import json
+
+import protocol as p
+import storage
+from framestore import FrameStore
+from link import Link
+from micropython import const
+
+if sys.platform == "esp32":
+    import hal_esp32 as hal
+else:
+    import hal_sim as hal
+
+FIRMWARE_VERSION = "1.0.0"
+_DOPPLER_HZ = const(4000)
+_PPG_HZ = const(50)
+_PPG_FRAME = const(25)  # samples per PPG frame (0.5 s)
+_MAX_BLOCK = const(480)  # Doppler samples per frame at most (fits a 247-byte ATT MTU as ADPCM)
+_STATUS_EVERY_MS = const(5000)
+_BATTERY_LOW_PCT = const(15)
+_STORE_BYTES = const(49152)  # resend buffer: ~24 s of ADPCM Doppler plus PPG in 128 KiB heap
+
+
+class State:
+    def __init__(self, settings):
+        self.streaming = True
+        self.adpcm = settings.get("doppler_encoding", "adpcm") == "adpcm"
+        self.ppg_hz = _PPG_HZ
+
+
+def battery_pct(mv):
+    # Single-cell Li-ion, linear between 3.3 V (empty) and 4.15 V (full): coarse but monotonic.
+    return max(0, min(100, (mv - 3300) * 100 // 850))
+
+
+async def doppler_task(link, state):
+    buf = array.array("h", bytes(2 * _MAX_BLOCK))
+    codec = [0, 0]
+    seq = 0  # index of the next sample since boot
+    while True:
+        room = link.payload_room()
+        if state.adpcm:
+            n = min(_MAX_BLOCK, 2 * (room - p.ADPCM_HEADER_LEN))
+        else:
+            n = min(_MAX_BLOCK, room // 2)
+        n = max(2, n & ~1)
+        await hal.doppler_read(buf, n)
+        t_ms = (link.now_ms() - n * 1000 // _DOPPLER_HZ) & 0xFFFFFFFF
+        if state.streaming:
+            if state.adpcm:
+                link.send(p.S_DOPPLER, seq, t_ms, p.adpcm_encode(buf, 0, n, codec), p.F_ADPCM)
+            else:
+                link.send(p.S_DOPPLER, seq, t_ms, p.pcm16_encode(buf, 0, n))
+        seq += n
+
+
+async def ppg_task(link, state):
+    buf = array.array("h", bytes(2 * _PPG_FRAME))
+    seq = 0
+    while True:
+        n = min(_PPG_FRAME, link.payload_room() // 2)
+        await hal.ppg_read(buf, n)
+        t_ms = (link.now_ms() - n * 1000 // state.ppg_hz) & 0xFFFFFFFF
+        if state.streaming:
+            link.send(p.S_PPG, seq, t_ms, p.pcm16_encode(buf, 0, n))
+        seq += n
+
+
+async def status_task(link):
+    skin = None
+    low = False
+    while True:
+        mv = hal.battery_mv()
+        pct = battery_pct(mv)
+        now_skin = hal.on_skin()
+        if now_skin != skin:
+            if skin is not None:
+                ev = p.EV_CONTACT_ON if now_skin else p.EV_CONTACT_OFF
+                link.send_record(p.S_EVENT, link.now_ms(), bytes((ev,)))
+            skin = now_skin
+        if pct < _BATTERY_LOW_PCT and not low:
+            link.send_record(p.S_EVENT, link.now_ms(), bytes((p.EV_BATTERY_LOW,)))
+        low = pct < _BATTERY_LOW_PCT
+        payload = p.encode_status(mv, pct, now_skin, False, low)
+        link.send_record(p.S_STATUS, link.now_ms(), payload)
+        await asyncio.sleep_ms(_STATUS_EVERY_MS)
+
+
+def info(settings, boot, state):
+    return json.dumps(
+        {
+            "id": settings["id"],
+            "type": "fetal_heart",
+            "firmware": FIRMWARE_VERSION,
+            "boot": boot,
+            "rates_hz": {"doppler": _DOPPLER_HZ, "ppg": state.ppg_hz},
+            "doppler_encoding": "adpcm" if state.adpcm else "pcm16",
+            "resend_buffer_bytes": _STORE_BYTES,
+        }
+    ).encode()
+
+
+def make_control(link_ref, settings, boot, state):
+    def on_control(op, rid, args):
+        link = link_ref[0]
+        if op == p.OP_START:
+            state.streaming = True
+        elif op == p.OP_STOP:
+            state.streaming = False
+        elif op == p.OP_GET_INFO:
+            link.send_record(p.S_INFO, link.now_ms(), info(settings, boot, state))
+        elif op == p.OP_SET_RATE:
+            if len(args) != 3:
+                return p.encode_reply(op, rid, p.ST_BAD_REQUEST)
+            stream, rate = args[0], args[1] | (args[2] << 8)
+            if stream == p.S_DOPPLER and rate == _DOPPLER_HZ:
+                pass
+            elif stream == p.S_PPG and rate == _PPG_HZ:
+                state.ppg_hz = rate
+            else:
+                return p.encode_reply(op, rid, p.ST_BAD_REQUEST)
+        else:
+            return None
+        return p.encode_reply(op, rid, p.ST_OK)
+
+    return on_control
+
+
+async def main(settings_path):
+    settings = storage.load_settings(settings_path)
+    boot = storage.next_boot(settings_path.rsplit(".", 1)[0] + ".boot")
+    state = State(settings)
+    adv = {"id": settings["id"], "type": p.DT_FETAL_HEART, "name": settings.get("name", "")}
+    radio = hal.make_radio(settings, adv)
+    link_ref = [None]
+    link = Link(
+        radio,
+        FrameStore(_STORE_BYTES, 1024),
+        p.DT_FETAL_HEART,
+        boot,
+        make_control(link_ref, settings, boot, state),
+    )
+    link_ref[0] = link
+    radio.on_connect = link.connected
+    link.send_record(p.S_EVENT, link.now_ms(), bytes((p.EV_BOOT,)))
+    tasks = [radio.run(), link.tx_task(), doppler_task(link, state), ppg_task(link, state)]
+    tasks += [status_task(link)] + hal.background_tasks()
+    for t in tasks:
+        asyncio.create_task(t)
+    await hal.stopped().wait()
+
+
+asyncio.run(main(sys.argv[1] if len(sys.argv) > 1 else "device.json"))

@@ -1,0 +1,116 @@
+# Jaundice meter: one optical measurement each time the probe is pressed on the skin (dark
+# frame, each LED five times on both photodiodes, dark frame again), sent raw with its quality
+# flags. The gateway turns counts into bilirubin; the device never drops or fixes a reading.
+import sys
+
+if sys.platform != "esp32":  # Unix port: libraries live beside this folder, not in /lib
+    _here = __file__.rsplit("/", 1)[0] if "/" in __file__ else "."
+    sys.path.append(_here + "/../lib")
+    sys.path.append(_here)
+
+import asyncio
+import json
+
+import protocol as p
+import storage
+from framestore import FrameStore
+from link import Link
+from micropython import const
+
+if sys.platform == "esp32":
+    import hal_esp32 as hal
+else:
+    import hal_sim as hal
+
+FIRMWARE_VERSION = "1.0.0"
+N_LEDS = const(6)  # 450, 470, 505, 550, 590, 650 nm
+N_FLASHES = const(5)
+_AMBIENT_LIMIT = const(3000)  # dark counts above this: too much room light reaches the diodes
+_SATURATION = const(65000)  # 16-bit ADC; within ~0.8% of full scale counts as clipped
+_DISAGREE_FRAC = 0.05  # flashes spread more than 5% of their mean: the probe moved
+_DISAGREE_FLOOR = const(200)  # ...and more than this many counts (noise floor at low light)
+_STATUS_EVERY_MS = const(10000)
+_STORE_BYTES = const(16384)
+
+
+def measure(drive):
+    """One measurement cycle; returns the record payload."""
+    contact_before = hal.contact()
+    dark0 = hal.read_dark()
+    flashes = []
+    for led in range(N_LEDS):
+        near = []
+        far = []
+        for _ in range(N_FLASHES):
+            a, b = hal.flash(led, drive[led])
+            near.append(a)
+            far.append(b)
+        flashes.append((near, far))
+    dark1 = hal.read_dark()
+    bits = p.TCB_CONTACT if (contact_before and hal.contact()) else 0
+    if max(dark0 + dark1) > _AMBIENT_LIMIT:
+        bits |= p.TCB_AMBIENT
+    for near, far in flashes:
+        for det in (near, far):
+            if max(det) >= _SATURATION:
+                bits |= p.TCB_SATURATED
+            mean = sum(det) // len(det)
+            if max(det) - min(det) > max(_DISAGREE_FLOOR, int(mean * _DISAGREE_FRAC)):
+                bits |= p.TCB_DISAGREE
+    return p.encode_tcb(bits, hal.temperature_c(), dark0, dark1, drive, flashes)
+
+
+async def press_task(link, drive):
+    while True:
+        await hal.wait_contact(True)
+        link.send_record(p.S_EVENT, link.now_ms(), bytes((p.EV_CONTACT_ON,)))
+        link.send_record(p.S_TCB, link.now_ms(), measure(drive))
+        await hal.wait_contact(False)
+        link.send_record(p.S_EVENT, link.now_ms(), bytes((p.EV_CONTACT_OFF,)))
+
+
+async def status_task(link):
+    while True:
+        mv = hal.battery_mv()
+        pct = max(0, min(100, (mv - 3300) * 100 // 850))
+        link.send_record(
+            p.S_STATUS, link.now_ms(), p.encode_status(mv, pct, hal.contact(), False, pct < 15)
+        )
+        await asyncio.sleep_ms(_STATUS_EVERY_MS)
+
+
+async def main(settings_path):
+    settings = storage.load_settings(settings_path)
+    boot = storage.next_boot(settings_path.rsplit(".", 1)[0] + ".boot")
+    cal = settings.get("calibration", {})
+    drive = cal.get("led_drive", [100] * N_LEDS)
+    link_ref = [None]
+
+    def on_control(op, rid, args):
+        link = link_ref[0]
+        if op == p.OP_MEASURE:
+            link.send_record(p.S_TCB, link.now_ms(), measure(drive))
+        elif op == p.OP_GET_INFO:
+            info = {"id": settings["id"], "type": "jaundice", "firmware": FIRMWARE_VERSION,
+                    "boot": boot, "calibration": cal}  # fmt: skip
+            link.send_record(p.S_INFO, link.now_ms(), json.dumps(info).encode())
+        elif op in (p.OP_START, p.OP_STOP):
+            pass
+        else:
+            return None
+        return p.encode_reply(op, rid, p.ST_OK)
+
+    adv = {"id": settings["id"], "type": p.DT_JAUNDICE, "name": settings.get("name", "")}
+    radio = hal.make_radio(settings, adv)
+    link = Link(radio, FrameStore(_STORE_BYTES, 256), p.DT_JAUNDICE, boot, on_control)
+    link_ref[0] = link
+    radio.on_connect = link.connected
+    link.send_record(p.S_EVENT, link.now_ms(), bytes((p.EV_BOOT,)))
+    for t in [radio.run(), link.tx_task(), press_task(link, drive), status_task(link)]:
+        asyncio.create_task(t)
+    for t in hal.background_tasks():
+        asyncio.create_task(t)
+    await hal.stopped().wait()
+
+
+asyncio.run(main(sys.argv[1] if len(sys.argv) > 1 else "device.json"))

@@ -1,0 +1,84 @@
+# Simulated radio for the Unix port: the GATT link carried over a TCP socket to the gateway's
+# simulation transport (docs/protocol.md, "Simulated radio link"). Same surface as radio_ble:
+# connected, mtu, notify(frame) -> bool, on_write callback, run() task.
+import asyncio
+import json
+import struct
+
+from micropython import const
+
+L_ADV = const(1)
+L_MTU = const(2)
+L_NOTIFY = const(3)
+L_WRITE = const(4)
+_DEFAULT_MTU = const(23)  # BLE's minimum until the central negotiates more
+
+
+class SimRadio:
+    def __init__(self, host, port, adv):
+        self.host = host
+        self.port = port
+        self.adv = adv  # dict: id, type, name
+        self.connected = False
+        self.mtu = _DEFAULT_MTU
+        self.on_write = None
+        self.on_connect = None
+        self._w = None
+        self._pending = 0
+        self.connects = 0
+
+    def notify(self, frame):
+        if not self.connected or self._pending > 8192:
+            return False  # like a full BLE TX queue: the caller keeps the frame
+        self._w.write(struct.pack("<HB", len(frame) + 1, L_NOTIFY) + frame)
+        self._pending += len(frame) + 3
+        return True
+
+    async def _flush(self):
+        while self.connected:
+            if self._pending:
+                self._pending = 0
+                await self._w.drain()
+            await asyncio.sleep_ms(10)
+
+    async def run(self):
+        backoff = 200
+        while True:
+            try:
+                r, w = await asyncio.open_connection(self.host, self.port)
+            except OSError:
+                await asyncio.sleep_ms(backoff)
+                backoff = min(backoff * 2, 5000)
+                continue
+            backoff = 200
+            self._w = w
+            adv = json.dumps(self.adv).encode()
+            w.write(struct.pack("<HB", len(adv) + 1, L_ADV) + adv)
+            await w.drain()
+            flusher = None
+            try:
+                while True:
+                    head = await r.readexactly(3)
+                    n, kind = struct.unpack("<HB", head)
+                    body = await r.readexactly(n - 1) if n > 1 else b""
+                    if kind == L_MTU and len(body) == 2:
+                        self.mtu = struct.unpack("<H", body)[0]
+                        if not self.connected:
+                            self.connected = True
+                            self.connects += 1
+                            flusher = asyncio.create_task(self._flush())
+                            if self.on_connect:
+                                self.on_connect()
+                    elif kind == L_WRITE and self.on_write:
+                        self.on_write(body)
+            except (OSError, EOFError):
+                pass
+            self.connected = False
+            self.mtu = _DEFAULT_MTU
+            if flusher:
+                flusher.cancel()
+            try:
+                w.close()
+            except OSError:
+                pass
+            await asyncio.sleep_ms(backoff)

@@ -1,0 +1,124 @@
+"""The gateway: devices in through a transport, readings out over MQTT.
+
+`Gateway(config).run()` is the whole public surface; everything else is wiring.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+
+from gateway import protocol as p
+from gateway.config import Config
+from gateway.mqtt import Publisher, iso_time
+from gateway.session import DeviceSession
+from gateway.transports.base import DeviceLink, Transport
+
+log = logging.getLogger(__name__)
+
+_TICK_S = 0.25
+
+
+def make_transport(cfg: Config) -> Transport:
+    if cfg.radio.transport == "sim":
+        from gateway.transports.simradio import SimRadioTransport
+
+        return SimRadioTransport(cfg.radio.listen, cfg.radio.att_mtu)
+    raise ValueError(f"unknown transport {cfg.radio.transport!r}")
+
+
+class Gateway:
+    def __init__(self, cfg: Config) -> None:
+        self.cfg = cfg
+        self.publisher = Publisher(cfg.mqtt, cfg.gateway.id)
+        self.transport = make_transport(cfg)
+        self.sessions: dict[str, DeviceSession] = {}
+        self.processors: dict[str, object] = {}
+        self.ready = asyncio.Event()
+
+    def publish(self, parts: tuple[str, ...], payload: dict, **kw) -> None:
+        self.publisher.publish(parts, payload, **kw)
+
+    def _processor_for(self, session: DeviceSession):
+        dev_id = session.state.device_id
+        if session.state.device_type == p.DeviceType.FETAL_HEART:
+            from gateway.fetal import FetalProcessor
+
+            return FetalProcessor(
+                session, self.publish, self.cfg.processing, self.cfg.mqtt.trace_expiry_s
+            )
+        if session.state.device_type == p.DeviceType.JAUNDICE:
+            from gateway.jaundice import JaundiceProcessor
+
+            return JaundiceProcessor(session, self.publish, self.cfg.devices.get(dev_id, {}))
+        return None
+
+    async def _on_link(self, link: DeviceLink) -> None:
+        if link.device_type not in (p.DeviceType.FETAL_HEART, p.DeviceType.JAUNDICE):
+            log.warning("%s: unknown device type %s, ignored", link.device_id, link.device_type)
+            await link.close()
+            return
+        session = self.sessions.get(link.device_id)
+        if session is None or session.state.device_type != link.device_type:
+            session = DeviceSession(
+                link.device_id, link.device_type, self.cfg.processing.gap_timeout_s
+            )
+            session.processor = self._processor_for(session)
+            self.sessions[link.device_id] = session
+        await session.attach(link)
+        closed = link.on_close
+
+        def on_close(reason: str) -> None:
+            closed(reason)
+            log.info("%s: disconnected (%s)", link.device_id, reason)
+            self.publish_device_status(session)
+
+        link.on_close = on_close
+        log.info("%s: connected (%s, MTU %d)", link.device_id, p.DeviceType(link.device_type).name,
+                 link.att_mtu)  # fmt: skip
+        asyncio.get_running_loop().create_task(self._after_connect(session))
+
+    async def _after_connect(self, session: DeviceSession) -> None:
+        await session.after_connect()
+        self.publish_device_status(session)
+
+    def publish_device_status(self, session: DeviceSession) -> None:
+        st = session.state
+        payload = st.to_dict()
+        payload["last_seen"] = iso_time(st.last_seen) if st.last_seen else None
+        payload["t"] = iso_time(time.time())
+        if session.processor is not None:
+            payload.update(session.processor.status_fields())
+        self.publish(("device", st.device_id, "status"), payload, retain=True)
+
+    async def run(self, stop: asyncio.Event | None = None) -> None:
+        """Run until `stop` is set (or forever); an unreachable broker is retried, not fatal."""
+        stop = stop or asyncio.Event()
+        self.publisher.start()
+        await self.transport.start(self._on_link)
+        self.ready.set()
+        last_status = 0.0
+        try:
+            while not stop.is_set():
+                for session in list(self.sessions.values()):
+                    try:
+                        session.tick()
+                    except Exception:  # one device's bad data must not stop the others
+                        log.exception("%s: processing failed", session.state.device_id)
+                now = time.monotonic()
+                if now - last_status >= self.cfg.processing.status_interval_s:
+                    last_status = now
+                    for session in self.sessions.values():
+                        self.publish_device_status(session)
+                try:
+                    await asyncio.wait_for(stop.wait(), _TICK_S)
+                except TimeoutError:
+                    pass
+        finally:
+            await self.transport.stop()
+            for session in self.sessions.values():
+                if session.processor is not None and hasattr(session.processor, "flush"):
+                    session.processor.flush()
+                self.publish_device_status(session)
+            await asyncio.to_thread(self.publisher.stop)

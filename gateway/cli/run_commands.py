@@ -1,0 +1,148 @@
+"""`perimon gateway`, `perimon simulate` and `perimon demo`: the long-running commands."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import logging
+import signal
+import tempfile
+from pathlib import Path
+
+from gateway.cli import UserError
+from gateway.config import ConfigError, config_from_dict, load_config
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    g = sub.add_parser("gateway", help="run the gateway (devices in, MQTT out)")
+    g.add_argument("--config", "-c", help="TOML config file (see docs/configuration.md)")
+    g.add_argument("--verbose", "-v", action="store_true")
+    g.set_defaults(func=cmd_gateway)
+
+    s = sub.add_parser("simulate", help="start virtual devices running the real firmware")
+    s.add_argument("--radio", default="127.0.0.1:7600", help="the gateway's simulated radio")
+    s.add_argument("--fetal", type=int, default=2, help="fetal-heart monitors")
+    s.add_argument("--jaundice", type=int, default=1, help="jaundice meters")
+    s.add_argument("--workdir", help="where device state lives (default: a temp dir)")
+    s.set_defaults(func=cmd_simulate)
+
+    d = sub.add_parser("demo", help="broker + gateway + 3 virtual devices + a subscriber")
+    d.add_argument("--seconds", type=float, default=0, help="stop after this long (0: Ctrl-C)")
+    d.add_argument("--verbose", "-v", action="store_true")
+    d.set_defaults(func=cmd_demo)
+
+
+def _logging(verbose: bool) -> None:
+    logging.basicConfig(
+        level=logging.INFO if verbose else logging.WARNING,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+
+
+async def _until_signal(stop: asyncio.Event, seconds: float = 0) -> None:
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        with contextlib.suppress(NotImplementedError):
+            loop.add_signal_handler(sig, stop.set)
+    if seconds:
+        loop.call_later(seconds, stop.set)
+    await stop.wait()
+
+
+def cmd_gateway(args: argparse.Namespace) -> int:
+    from gateway.app import Gateway
+
+    _logging(args.verbose)
+    try:
+        cfg = load_config(args.config)
+    except ConfigError as exc:
+        raise UserError(str(exc)) from None
+
+    async def main() -> None:
+        stop = asyncio.Event()
+        gw = Gateway(cfg)
+        task = asyncio.create_task(gw.run(stop))
+        await _until_signal(stop)
+        await task
+
+    try:
+        asyncio.run(main())
+    except OSError as exc:
+        raise UserError(f"cannot start the gateway: {exc}") from None
+    return 0
+
+
+def cmd_simulate(args: argparse.Namespace) -> int:
+    from simulators.fleet import Fleet, demo_specs
+
+    _logging(False)
+
+    async def main() -> None:
+        with tempfile.TemporaryDirectory(prefix="perimon-sim-") as tmp:
+            fleet = Fleet(
+                demo_specs(args.fetal, args.jaundice), args.radio, Path(args.workdir or tmp)
+            )
+            await fleet.start()
+            print(f"{len(fleet.devices)} virtual devices -> {args.radio}; Ctrl-C stops")
+            try:
+                await _until_signal(asyncio.Event())
+            finally:
+                await fleet.stop()
+
+    asyncio.run(main())
+    return 0
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    from gateway.app import Gateway
+    from gateway.broker import free_port, start_broker
+    from gateway.subscriber import ConsoleSubscriber
+    from simulators.fleet import Fleet, demo_specs
+
+    _logging(args.verbose)
+    with tempfile.TemporaryDirectory(prefix="perimon-demo-") as tmp:
+        work = Path(tmp)
+        broker = start_broker(work / "broker")
+        print(f"MQTT broker: {broker.kind} on {broker.host}:{broker.port}")
+        radio = f"127.0.0.1:{free_port()}"
+        cfg = config_from_dict(
+            {
+                "gateway": {"id": "gw-demo", "data_dir": str(work / "gateway")},
+                "mqtt": {"host": broker.host, "port": broker.port, "protocol": broker.protocol},
+                "radio": {"transport": "sim", "listen": radio},
+                "processing": {"ctg_interval_s": 60.0},
+                "devices": {"tcb-01": {"birth_time": _hours_ago(40), "ga_weeks": 38}},
+            }
+        )
+        sub = ConsoleSubscriber(broker.host, broker.port, cfg.mqtt.topic_prefix, broker.protocol)
+        sub.start()
+
+        async def main() -> None:
+            stop = asyncio.Event()
+            gw = Gateway(cfg)
+            gw_task = asyncio.create_task(gw.run(stop))
+            await gw.ready.wait()
+            fleet = Fleet(demo_specs(2, 1), radio, work / "devices")
+            await fleet.start()
+            print("gateway and 3 virtual devices started (2 fetal-heart, 1 jaundice); Ctrl-C stops")
+            try:
+                await _until_signal(stop, args.seconds)
+            finally:
+                await fleet.stop()
+                stop.set()
+                await gw_task
+
+        try:
+            asyncio.run(main())
+        finally:
+            sub.stop()
+            broker.stop()
+    print("demo stopped")
+    return 0
+
+
+def _hours_ago(hours: float) -> str:
+    from datetime import UTC, datetime, timedelta
+
+    return (datetime.now(UTC) - timedelta(hours=hours)).isoformat(timespec="seconds")

@@ -1,0 +1,185 @@
+"""Gateway configuration: one TOML file, every key documented here with its default.
+
+A wrong key or value raises ConfigError with a one-line message naming it, e.g.
+`perimon.toml: [mqtt] port: expected an integer from 1 to 65535, got "eighty"`.
+See docs/configuration.md for an annotated example.
+"""
+
+from __future__ import annotations
+
+import re
+import tomllib
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+
+class ConfigError(ValueError):
+    """A configuration problem, described in one line."""
+
+
+_ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$")
+
+
+@dataclass(frozen=True)
+class GatewaySection:
+    id: str = "gw-local"  # opaque gateway id used in MQTT topics; never a place or person name
+    data_dir: str = "var/gateway"  # state kept on the gateway (relative to the config file)
+
+
+@dataclass(frozen=True)
+class MqttSection:
+    host: str = "127.0.0.1"
+    port: int = 1883
+    topic_prefix: str = "perimon/v1"
+    protocol: str = "5"  # "5" (MQTT 5, the contract) or "3.1.1" for brokers that lack 5
+    keepalive_s: int = 30
+    username: str = ""
+    password: str = ""
+    tls: bool = False
+    ca_file: str = ""
+    cert_file: str = ""
+    key_file: str = ""
+    trace_expiry_s: int = 60  # MQTT 5 message expiry for the live 4 Hz trace
+
+
+@dataclass(frozen=True)
+class RadioSection:
+    transport: str = "sim"  # "sim": simulated radio over loopback TCP (tests, demo)
+    listen: str = "127.0.0.1:7600"  # sim transport: where virtual devices connect
+    att_mtu: int = 247  # ATT MTU granted to devices (23 is BLE's minimum, 247 its usual maximum)
+
+
+@dataclass(frozen=True)
+class ProcessingSection:
+    fhr_publish_interval_s: float = 1.0  # FHR points are batched and published this often
+    ctg_interval_s: float = 60.0  # CTG findings over the rolling window, this often
+    ctg_window_min: float = 30.0
+    gap_timeout_s: float = 5.0  # how long a missing range may be awaited from the device
+    status_interval_s: float = 5.0
+
+
+@dataclass(frozen=True)
+class Config:
+    gateway: GatewaySection = field(default_factory=GatewaySection)
+    mqtt: MqttSection = field(default_factory=MqttSection)
+    radio: RadioSection = field(default_factory=RadioSection)
+    processing: ProcessingSection = field(default_factory=ProcessingSection)
+    devices: dict[str, dict[str, Any]] = field(default_factory=dict)
+    base_dir: Path = Path(".")
+
+    @property
+    def data_dir(self) -> Path:
+        return (self.base_dir / self.gateway.data_dir).resolve()
+
+
+_SECTIONS = {
+    "gateway": GatewaySection,
+    "mqtt": MqttSection,
+    "radio": RadioSection,
+    "processing": ProcessingSection,
+}
+
+# Per-device keys the nurse or the hospital may set (see docs/configuration.md).
+_DEVICE_KEYS = {"label": str, "birth_time": str, "ga_weeks": (int, float), "risk_factors": bool}
+
+
+def _check_value(where: str, name: str, default: Any, value: Any) -> Any:
+    if isinstance(default, bool):
+        if not isinstance(value, bool):
+            raise ConfigError(f"{where} {name}: expected true or false, got {value!r}")
+        return value
+    if isinstance(default, int):
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise ConfigError(f"{where} {name}: expected an integer, got {value!r}")
+        return value
+    if isinstance(default, float):
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            raise ConfigError(f"{where} {name}: expected a number, got {value!r}")
+        return float(value)
+    if not isinstance(value, str):
+        raise ConfigError(f"{where} {name}: expected a string, got {value!r}")
+    return value
+
+
+def _validate(cfg: Config, src: str) -> None:
+    def bad(msg: str) -> ConfigError:
+        return ConfigError(f"{src}: {msg}")
+
+    if not _ID_RE.match(cfg.gateway.id):
+        raise bad(f"[gateway] id: {cfg.gateway.id!r} must be 1-64 letters, digits, '-' or '_'")
+    if not 1 <= cfg.mqtt.port <= 65535:
+        raise bad(f"[mqtt] port: expected 1 to 65535, got {cfg.mqtt.port}")
+    if not cfg.mqtt.host:
+        raise bad("[mqtt] host: must not be empty")
+    if cfg.mqtt.protocol not in ("5", "3.1.1"):
+        raise bad(f'[mqtt] protocol: expected "5" or "3.1.1", got {cfg.mqtt.protocol!r}')
+    if "#" in cfg.mqtt.topic_prefix or "+" in cfg.mqtt.topic_prefix:
+        raise bad("[mqtt] topic_prefix: must not contain MQTT wildcards")
+    if cfg.radio.transport not in ("sim",):
+        raise bad(f"[radio] transport: {cfg.radio.transport!r} is not one of: sim")
+    if not 23 <= cfg.radio.att_mtu <= 517:
+        raise bad(f"[radio] att_mtu: expected 23 to 517, got {cfg.radio.att_mtu}")
+    host, _, port = cfg.radio.listen.rpartition(":")
+    if not host or not port.isdigit():
+        raise bad(f"[radio] listen: expected HOST:PORT, got {cfg.radio.listen!r}")
+    p = cfg.processing
+    for name in ("fhr_publish_interval_s", "ctg_interval_s", "ctg_window_min", "gap_timeout_s"):
+        if not getattr(p, name) > 0:
+            raise bad(f"[processing] {name}: must be greater than 0")
+    for dev_id, dev in cfg.devices.items():
+        if not _ID_RE.match(dev_id):
+            raise bad(f"[devices] {dev_id!r}: not a valid device id")
+        for key, value in dev.items():
+            if key not in _DEVICE_KEYS:
+                raise bad(f"[devices.{dev_id}] unknown key {key!r}")
+            typ = _DEVICE_KEYS[key]
+            if not isinstance(value, typ) or isinstance(value, bool) != (typ is bool):
+                raise bad(f"[devices.{dev_id}] {key}: wrong type {type(value).__name__}")
+
+
+def config_from_dict(
+    raw: dict[str, Any], src: str = "config", base_dir: Path = Path(".")
+) -> Config:
+    kwargs: dict[str, Any] = {"base_dir": base_dir}
+    for name, value in raw.items():
+        if name == "devices":
+            if not isinstance(value, dict) or not all(isinstance(v, dict) for v in value.values()):
+                raise ConfigError(f"{src}: [devices] must be a table of tables")
+            kwargs["devices"] = value
+            continue
+        if name not in _SECTIONS:
+            known = ", ".join([*_SECTIONS, "devices"])
+            raise ConfigError(f"{src}: unknown section [{name}] (known: {known})")
+        if not isinstance(value, dict):
+            raise ConfigError(f"{src}: [{name}] must be a table")
+        cls = _SECTIONS[name]
+        defaults = cls()
+        known = {f.name for f in fields(cls)}
+        section = {}
+        for key, v in value.items():
+            if key not in known:
+                raise ConfigError(f"{src}: [{name}] unknown key {key!r}")
+            section[key] = _check_value(f"{src}: [{name}]", key, getattr(defaults, key), v)
+        kwargs[name] = cls(**section)
+    cfg = Config(**kwargs)
+    _validate(cfg, src)
+    return cfg
+
+
+def load_config(path: str | Path | None) -> Config:
+    """Read and check a config file; None gives the documented defaults."""
+    if path is None:
+        return config_from_dict({})
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot read ({exc.strerror})") from None
+    except UnicodeDecodeError:
+        raise ConfigError(f"{path}: not UTF-8 text") from None
+    try:
+        raw = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{path}: not valid TOML ({exc})") from None
+    return config_from_dict(raw, str(path), path.parent)

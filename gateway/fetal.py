@@ -1,0 +1,243 @@
+"""The fetal-heart monitor's processing on the gateway: Doppler and PPG in, FHR, maternal
+rate, CTG findings and alerts out (published as docs/mqtt.md describes).
+
+All signal processing is dsp/; this module keeps the time bases straight (device sample
+indices, device milliseconds, wall clock) and decides what to publish when.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections import deque
+from collections.abc import Callable
+
+import numpy as np
+from dsp.ctg import analyse_ctg
+from dsp.mhr import MhrStream
+
+from dsp.fhr import FhrPoints, FhrStream
+from gateway import protocol as p
+from gateway.alerts import AlertTracker
+from gateway.mqtt import QOS_TRACE, iso_time
+
+DOPPLER_HZ = 4000  # fixed by the hardware (docs/protocol.md)
+PPG_HZ = 50
+POINT_S = 0.25  # CTG standard: 4 points per second
+
+# FIGO 2015 (Ayres-de-Campos et al., Int J Gynaecol Obstet 2015;131:13-24): normal baseline
+# 110-160 bpm. Alerts here are on the running rate; the CTG finding uses the FIGO baseline.
+BRADYCARDIA_BPM = 110.0
+TACHYCARDIA_BPM = 160.0
+_RATE_WINDOW_S = 180.0  # running-rate alerts look at the last 3 minutes
+_LOSS_WINDOW_S = 60.0
+_LOSS_RAISE = 0.5  # more than half of the last minute without an estimate
+_COINCIDENCE_RAISE = 0.3  # a third of the last minute locked to the mother's rate
+
+
+Publish = Callable[..., None]
+
+
+def _nan_to_none(a: np.ndarray, digits: int) -> list[float | None]:
+    return [None if math.isnan(v) else round(float(v), digits) for v in a]
+
+
+class FetalProcessor:
+    def __init__(self, session, publish: Publish, processing, trace_expiry_s: int) -> None:
+        self.session = session
+        self.publish = publish
+        self.cfg = processing
+        self.trace_expiry_s = trace_expiry_s
+        self.alerts = AlertTracker(session.state.device_id, publish)
+        self._reset()
+
+    @property
+    def device_id(self) -> str:
+        return self.session.state.device_id
+
+    def _reset(self) -> None:
+        self.fhr = FhrStream(DOPPLER_HZ)
+        self.mhr = MhrStream(PPG_HZ)
+        self.doppler_t0_ms: int | None = None
+        self.ppg_t0_ms: int | None = None
+        self.pending: list[FhrPoints] = []
+        self.pending_mhr: list[tuple[np.ndarray, np.ndarray]] = []
+        self.next_point = 1  # index of the next FHR point to publish (t_s = index * 0.25)
+        self.next_mhr_point = 1
+        n = int(self.cfg.ctg_window_min * 60 / POINT_S)
+        self.history_fhr: deque[float] = deque(maxlen=n)
+        self.history_maternal: deque[bool] = deque(maxlen=n)
+        self.last_quality = 0.0
+        self._last_publish = time.monotonic()
+        self._last_ctg = time.monotonic()
+
+    def on_boot(self, boot: int) -> None:
+        self.flush()
+        self._reset()
+
+    # ---- samples in ----
+
+    def on_samples(self, stream: int, seq: int, t_ms: int, samples: np.ndarray) -> None:
+        x = samples.astype(np.float32)
+        if stream == p.Stream.DOPPLER:
+            if self.doppler_t0_ms is None:
+                self.doppler_t0_ms = t_ms - round(seq * 1000 / DOPPLER_HZ) if seq else t_ms
+            pts = self.fhr.feed(x)
+            if len(pts.t_s):
+                self.pending.append(pts)
+        elif stream == p.Stream.PPG:
+            if self.ppg_t0_ms is None:
+                self.ppg_t0_ms = t_ms - round(seq * 1000 / PPG_HZ) if seq else t_ms
+            m = self.mhr.feed(x)
+            if len(m.t_s):
+                self.pending_mhr.append((m.t_s, m.mhr_bpm))
+                if self.doppler_t0_ms is not None:
+                    shift = (self.ppg_t0_ms - self.doppler_t0_ms) / 1000.0
+                    self.fhr.feed_maternal(m.t_s + shift, m.mhr_bpm)
+
+    def on_lost(self, stream: int, seq: int, count: int) -> None:
+        """Lost samples become silence of the same length: time stays true, FHR shows a gap."""
+        if stream == p.Stream.DOPPLER and self.doppler_t0_ms is not None:
+            pts = self.fhr.feed(np.zeros(count, np.float32))
+            if len(pts.t_s):
+                self.pending.append(pts)
+        elif stream == p.Stream.PPG and self.ppg_t0_ms is not None:
+            self.mhr.feed(np.zeros(count, np.float32))
+
+    def on_record(self, stream: int, seq: int, t_ms: int, payload: bytes) -> None:
+        pass  # status and events are kept by the session
+
+    # ---- publishing ----
+
+    def tick(self, now: float) -> None:
+        if now - self._last_publish >= self.cfg.fhr_publish_interval_s:
+            self._last_publish = now
+            self.flush()
+        if now - self._last_ctg >= self.cfg.ctg_interval_s:
+            self._last_ctg = now
+            self.publish_ctg()
+
+    def flush(self) -> None:
+        if self.pending:
+            self._publish_fhr()
+        if self.pending_mhr:
+            self._publish_mhr()
+
+    def _device_ms(self, t0: int, t_s: float) -> int:
+        return int(t0 + round(t_s * 1000))
+
+    def _publish_fhr(self) -> None:
+        t_s = np.concatenate([q.t_s for q in self.pending])
+        fhr = np.concatenate([q.fhr_bpm for q in self.pending])
+        quality = np.concatenate([q.quality for q in self.pending])
+        maternal = np.concatenate([q.maternal for q in self.pending])
+        self.pending.clear()
+        first = int(round(t_s[0] / POINT_S))
+        st = self.session.state
+        t_dev = self._device_ms(self.doppler_t0_ms or 0, float(t_s[0]))
+        self.publish(
+            ("device", self.device_id, "fhr"),
+            {
+                "msg_id": f"{self.device_id}:{st.boot}:fhr:{first}",
+                "device_id": self.device_id,
+                "boot": st.boot,
+                "seq": first,
+                "count": len(t_s),
+                "interval_s": POINT_S,
+                "t_start": iso_time(self.session.unix_time(t_dev)),
+                "t_device_ms": t_dev,
+                "fhr_bpm": _nan_to_none(fhr, 1),
+                "quality": [round(float(q), 2) for q in quality],
+                "maternal": [bool(m) for m in maternal],
+            },
+            qos=QOS_TRACE,
+            expiry_s=self.trace_expiry_s,
+        )
+        self.next_point = first + len(t_s)
+        self.history_fhr.extend(fhr.tolist())
+        self.history_maternal.extend(maternal.tolist())
+        self.last_quality = float(np.mean(quality))
+        self._check_alerts()
+
+    def _publish_mhr(self) -> None:
+        t_s = np.concatenate([a for a, _ in self.pending_mhr])
+        mhr = np.concatenate([b for _, b in self.pending_mhr])
+        self.pending_mhr.clear()
+        first = int(round(t_s[0] / POINT_S))
+        st = self.session.state
+        t_dev = self._device_ms(self.ppg_t0_ms or 0, float(t_s[0]))
+        self.publish(
+            ("device", self.device_id, "mhr"),
+            {
+                "msg_id": f"{self.device_id}:{st.boot}:mhr:{first}",
+                "device_id": self.device_id,
+                "boot": st.boot,
+                "seq": first,
+                "count": len(t_s),
+                "interval_s": POINT_S,
+                "t_start": iso_time(self.session.unix_time(t_dev)),
+                "t_device_ms": t_dev,
+                "mhr_bpm": _nan_to_none(mhr, 1),
+            },
+            qos=QOS_TRACE,
+            expiry_s=self.trace_expiry_s,
+        )
+
+    def publish_ctg(self) -> None:
+        n = len(self.history_fhr)
+        if n < 60 / POINT_S:
+            return
+        fhr = np.array(self.history_fhr, dtype=float)
+        t_s = (np.arange(n) + 1) * POINT_S
+        findings = analyse_ctg(t_s, fhr)
+        st = self.session.state
+        d = findings.to_dict()
+        end_point = self.next_point - 1
+        self.publish(
+            ("device", self.device_id, "ctg"),
+            {
+                "msg_id": f"{self.device_id}:{st.boot}:ctg:{end_point}",
+                "device_id": self.device_id,
+                "boot": st.boot,
+                "window_s": n * POINT_S,
+                "t": iso_time(time.time()),
+                **d,
+            },
+        )
+        self.alerts.set(
+            "ctg_pathological",
+            findings.figo_class == "pathological",
+            "FIGO class pathological: " + "; ".join(findings.reasons),
+            severity="high",
+        )
+
+    def _check_alerts(self) -> None:
+        recent = np.array(list(self.history_fhr)[-int(_LOSS_WINDOW_S / POINT_S) :], dtype=float)
+        maternal = np.array(list(self.history_maternal)[-len(recent) :], dtype=bool)
+        if len(recent) < _LOSS_WINDOW_S / POINT_S:
+            return
+        loss = float(np.mean(np.isnan(recent)))
+        on_skin = self.session.state.on_skin is not False
+        self.alerts.set(
+            "signal_loss",
+            on_skin and loss > _LOSS_RAISE,
+            f"no fetal heart rate for {loss:.0%} of the last minute",
+        )
+        self.alerts.set(
+            "maternal_coincidence",
+            float(np.mean(maternal)) > _COINCIDENCE_RAISE,
+            "the Doppler rate follows the mother's pulse: reposition the probe",
+        )
+        window = np.array(list(self.history_fhr)[-int(_RATE_WINDOW_S / POINT_S) :], dtype=float)
+        valid = window[~np.isnan(window)]
+        if len(window) * POINT_S >= _RATE_WINDOW_S and len(valid) > len(window) / 2:
+            rate = float(np.median(valid))
+            self.alerts.set(
+                "bradycardia", rate < BRADYCARDIA_BPM, f"FHR {rate:.0f} bpm for 3 min", "high"
+            )
+            self.alerts.set(
+                "tachycardia", rate > TACHYCARDIA_BPM, f"FHR {rate:.0f} bpm for 3 min", "medium"
+            )
+
+    def status_fields(self) -> dict:
+        return {"signal_quality": round(self.last_quality, 2), "alerts": self.alerts.active()}

