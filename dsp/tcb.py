@@ -64,6 +64,9 @@ class TcbModel:
     sigma_floor: float
     feature_min: np.ndarray
     feature_max: np.ndarray
+    feature_mean: np.ndarray | None = None
+    feature_precision: np.ndarray | None = None
+    distance_limit: float = math.inf
     feature_set: str = FEATURE_SET
     meta: dict = field(default_factory=dict)
 
@@ -75,6 +78,11 @@ class TcbModel:
             "sigma_floor": float(self.sigma_floor),
             "feature_min": [float(x) for x in self.feature_min],
             "feature_max": [float(x) for x in self.feature_max],
+            "feature_mean": None if self.feature_mean is None else self.feature_mean.tolist(),
+            "feature_precision": (
+                None if self.feature_precision is None else self.feature_precision.tolist()
+            ),
+            "distance_limit": float(self.distance_limit),
             "meta": self.meta,
         }
 
@@ -87,6 +95,15 @@ class TcbModel:
                 sigma_floor=float(d["sigma_floor"]),
                 feature_min=np.asarray(d["feature_min"], float),
                 feature_max=np.asarray(d["feature_max"], float),
+                feature_mean=(
+                    None if d.get("feature_mean") is None else np.asarray(d["feature_mean"], float)
+                ),
+                feature_precision=(
+                    None
+                    if d.get("feature_precision") is None
+                    else np.asarray(d["feature_precision"], float)
+                ),
+                distance_limit=float(d.get("distance_limit", math.inf)),
                 feature_set=str(d.get("feature_set", FEATURE_SET)),
                 meta=dict(d.get("meta", {})),
             )
@@ -192,18 +209,45 @@ def fit_model(
     s_feat = _sigma_features(pred_held, phi[held])
     sigma_coef, *_ = np.linalg.lstsq(s_feat, abs_res * math.sqrt(math.pi / 2.0), rcond=None)
     sigma_floor = float(max(0.3, 0.5 * np.std(pred_held - tsb[held])))
+    mean, precision, limit = _spectral_envelope(phi[:, 1:])
     return TcbModel(
         coef=coef,
         sigma_coef=sigma_coef,
         sigma_floor=sigma_floor,
         feature_min=phi[:, 1:].min(axis=0),
         feature_max=phi[:, 1:].max(axis=0),
+        feature_mean=mean,
+        feature_precision=precision,
+        distance_limit=limit,
         meta={
             "n_calibration": int(len(tsb)),
             "n_residual_model": int(held.sum()),
             "residual_sd_mg_dl": float(np.std(pred_held - tsb[held])),
         },
     )
+
+
+def _spectral_envelope(x: np.ndarray) -> tuple[np.ndarray, np.ndarray, float]:
+    """Mean, regularised inverse covariance and distance limit of calibration spectra.
+
+    A reading whose Mahalanobis distance exceeds the limit is not a spectrum of the kind the
+    model was fitted on (e.g. a blue LED brighter than skin can be): it is flagged.
+    """
+    mean = x.mean(axis=0)
+    cov = np.cov(x, rowvar=False)
+    cov += np.eye(len(cov)) * 1e-3 * np.trace(cov) / len(cov)
+    precision = np.linalg.inv(cov)
+    d = np.sqrt(np.einsum("ij,jk,ik->i", x - mean, precision, x - mean))
+    limit = float(1.5 * np.quantile(d, 0.999) + 1.0)
+    return mean, precision, limit
+
+
+def spectral_distance(model: TcbModel, r_near: np.ndarray, r_far: np.ndarray) -> float:
+    """Mahalanobis distance of a reading from the calibration spectra (inf if unknown)."""
+    if model.feature_mean is None or model.feature_precision is None:
+        return 0.0
+    diff = tcb_features(r_near, r_far)[0, 1:] - model.feature_mean
+    return float(np.sqrt(diff @ model.feature_precision @ diff))
 
 
 def load_model(path: str | Path | None = None) -> TcbModel:
@@ -249,14 +293,16 @@ def estimate_tcb(
     hi = model.feature_max + FEATURE_MARGIN * span
     if np.any(phi[0, 1:] < lo) or np.any(phi[0, 1:] > hi):
         return _flagged("outside_calibration")
+    if spectral_distance(model, near, far) > model.distance_limit:
+        return _flagged("implausible_spectrum")
     tcb = float(phi[0] @ model.coef)
     if not (ESTIMATE_RANGE_MG_DL[0] <= tcb <= ESTIMATE_RANGE_MG_DL[1]):
         return _flagged("outside_calibration")
     sigma = float(_sigma_features(np.array([tcb]), phi)[0] @ model.sigma_coef)
     sigma = max(sigma, model.sigma_floor)
-    shown = max(tcb, 0.0)
+    shown = round(max(tcb, 0.0), 2)
     return TcbEstimate(
-        tcb_mg_dl=round(shown, 2),
+        tcb_mg_dl=shown,
         tcb_umol_l=round(shown * MG_DL_TO_UMOL_L, 1),
         ci_low_mg_dl=round(max(tcb - Z_95 * sigma, 0.0), 2),
         ci_high_mg_dl=round(tcb + Z_95 * sigma, 2),

@@ -133,12 +133,7 @@ class TcbDeviceModel:
         self.calibration = calibration
         self._hidden = _hidden_optics(seed)
         self._rng = np.random.default_rng([seed, 3])
-        dark = np.asarray(calibration.dark_offset, float)
-        self._dark = dark
-        self._gain = np.asarray(calibration.white_ref, float)
-        # if the calibration is not the one generated for this seed, trust it as the gain
-        if not np.allclose(self._gain, self._hidden.gain, rtol=0.01):
-            self._gain = self._gain.copy()
+        self._dark = np.asarray(calibration.dark_offset, float)
 
     @property
     def led_centre_nm(self) -> tuple[float, ...]:
@@ -148,12 +143,12 @@ class TcbDeviceModel:
     def led_fwhm_nm(self) -> tuple[float, ...]:
         return self._hidden.led_fwhm_nm
 
-    def _frame(self, signal: np.ndarray) -> np.ndarray:
-        """Noisy ADC reading of a mean signal (counts above zero), saturating."""
-        shot = np.sqrt(np.maximum(signal, 0.0) * COUNTS_PER_PHOTOELECTRON)
-        noisy = signal + self._rng.normal(0.0, 1.0, signal.shape) * np.hypot(
-            shot, READ_NOISE_COUNTS
-        )
+    def _frame(self, offset: np.ndarray, light: np.ndarray) -> np.ndarray:
+        """Noisy ADC reading: electronic offset + light (shot noise on the light only)."""
+        light = np.maximum(np.asarray(light, float), 0.0)
+        shot = np.sqrt(light * COUNTS_PER_PHOTOELECTRON)
+        sigma = np.hypot(shot, READ_NOISE_COUNTS)
+        noisy = offset + light + self._rng.normal(0.0, 1.0, light.shape) * sigma
         return np.clip(np.round(noisy), 0, ADC_MAX).astype(int)
 
     def press(
@@ -187,7 +182,7 @@ class TcbDeviceModel:
 
         def dark_frame() -> tuple[int, int]:
             amb = ambient_level * (1.0 + 0.1 * self._rng.normal())
-            return tuple(int(v) for v in self._frame(self._dark + amb))  # type: ignore[return-value]
+            return tuple(int(v) for v in self._frame(self._dark, amb))  # type: ignore[return-value]
 
         dark_before = dark_frame()
         flashes: list[list[list[int]]] = []
@@ -196,8 +191,8 @@ class TcbDeviceModel:
             for det in range(2):
                 # mains flicker: ambient varies flash to flash by ~30 %
                 amb = ambient_level[det] * (1.0 + 0.3 * self._rng.normal(size=N_FLASHES))
-                signal = self._dark[det] + mean_signal[led, det] + amb
-                per_det.append([int(v) for v in self._frame(signal)])
+                light = mean_signal[led, det] + amb
+                per_det.append([int(v) for v in self._frame(self._dark[det], light)])
             flashes.append(per_det)
         dark_after = dark_frame()
         return PressCounts(

@@ -1,0 +1,70 @@
+"""The skin optical model behaves like skin: chromophores absorb where they should."""
+
+import dataclasses
+
+import numpy as np
+import pytest
+
+from simulators.skin import (
+    LED_NM,
+    Newborn,
+    bilirubin_mua_per_mm,
+    blood_mua_per_mm,
+    melanin_mua_per_mm,
+    random_newborn,
+    skin_reflectance,
+    with_bilirubin,
+)
+
+BABY = Newborn(bilirubin_mg_dl=5.0, melanin_fraction=0.05, blood_fraction=0.01, so2=0.75)
+
+
+def test_bilirubin_darkens_blue_not_red():
+    n0, f0 = skin_reflectance(with_bilirubin(BABY, 0.0))
+    n1, f1 = skin_reflectance(with_bilirubin(BABY, 20.0))
+    assert n1[0] < 0.8 * n0[0] and n1[1] < 0.8 * n0[1]
+    assert n1[5] == pytest.approx(n0[5], rel=1e-3)
+    assert f1[0] < f0[0]
+
+
+def test_melanin_darkens_everything_most_in_blue():
+    light, _ = skin_reflectance(BABY)
+    dark, _ = skin_reflectance(dataclasses.replace(BABY, melanin_fraction=0.3))
+    ratio = dark / light
+    assert np.all(ratio < 1)
+    assert ratio[0] < ratio[5]
+
+
+def test_far_detector_gets_less_light_and_blanching_brightens_green():
+    near, far = skin_reflectance(BABY)
+    assert np.all(far < near)
+    pressed, _ = skin_reflectance(dataclasses.replace(BABY, pressure_blanching=0.9))
+    loose, _ = skin_reflectance(dataclasses.replace(BABY, pressure_blanching=0.0))
+    assert pressed[3] > loose[3]
+
+
+def test_absorption_spectra_have_their_known_shapes():
+    wl = np.array(LED_NM, float)
+    assert np.all(np.diff(melanin_mua_per_mm(wl)) < 0)
+    bili = bilirubin_mua_per_mm(wl, 10.0)
+    assert bili[1] > bili[2] > bili[3] and bili[5] == 0
+    blood = blood_mua_per_mm(wl, 0.75, 0.5)
+    assert blood[3] > blood[2] and blood[3] > 10 * blood[5]
+
+
+def test_led_width_and_centre_change_the_reading():
+    a, _ = skin_reflectance(BABY)
+    b, _ = skin_reflectance(BABY, led_nm=np.array(LED_NM) + 4.0)
+    c, _ = skin_reflectance(BABY, fwhm_nm=(30.0,) * 6)
+    assert not np.allclose(a, b) and not np.allclose(a, c)
+
+
+def test_random_population_is_in_range_and_validates():
+    rng = np.random.default_rng(5)
+    for group in ("light", "medium", "dark"):
+        near, far = skin_reflectance(random_newborn(rng, group, 12.0))
+        assert np.all((near > 0) & (near < 1.2)) and np.all((far > 0) & (far < 1.2))
+    with pytest.raises(ValueError):
+        random_newborn(rng, "purple")
+    with pytest.raises(ValueError):
+        skin_reflectance(BABY, led_nm=(450, 470), fwhm_nm=(20.0,))

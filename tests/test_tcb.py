@@ -1,0 +1,120 @@
+"""TcB estimator: accuracy on held-out calibration babies per skin group, flags, interval."""
+
+import csv
+import math
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from dsp.tcb import (
+    MG_DL_TO_UMOL_L,
+    TcbModel,
+    estimate_tcb,
+    estimate_tcb_batch,
+    fit_model,
+    load_model,
+)
+
+REPO = Path(__file__).resolve().parents[1]
+LED_NM = (450, 470, 505, 550, 590, 650)
+
+
+def _shared_dir() -> Path:
+    env = os.environ.get("PERIMON_SHARED_DIR")
+    return Path(env) if env else REPO.parent / "shared"
+
+
+@pytest.fixture(scope="module")
+def calibration():
+    path = _shared_dir() / "data" / "tcb" / "calibration.csv"
+    with open(path, newline="") as fh:
+        rows = list(csv.DictReader(fh))
+    near = np.array([[float(r[f"r_near_{nm}"]) for nm in LED_NM] for r in rows])
+    far = np.array([[float(r[f"r_far_{nm}"]) for nm in LED_NM] for r in rows])
+    tsb = np.array([float(r["tsb_mg_dl"]) for r in rows])
+    group = np.array([r["skin_group"] for r in rows])
+    return near, far, tsb, group
+
+
+def _balanced_weights(group):
+    w = np.ones(len(group))
+    for g in np.unique(group):
+        w[group == g] = len(group) / (3 * np.sum(group == g))
+    return w
+
+
+def test_held_out_bias_per_group_and_limits_of_agreement(calibration):
+    near, far, tsb, group = calibration
+    rng = np.random.default_rng(99)
+    held = rng.random(len(tsb)) < 0.3
+    model = fit_model(near[~held], far[~held], tsb[~held], weights=_balanced_weights(group[~held]))
+    est = estimate_tcb_batch(near[held], far[held], model)
+    pred = np.array([math.nan if e.tcb_mg_dl is None else e.tcb_mg_dl for e in est])
+    res = pred - tsb[held]
+    assert np.mean(np.isfinite(res)) > 0.98
+    ok = np.isfinite(res)
+    for g in ("light", "medium", "dark"):
+        m = ok & (group[held] == g)
+        assert abs(np.mean(res[m])) <= 0.5, g
+    assert 1.96 * np.std(res[ok], ddof=1) <= 2.0
+
+
+def test_shipped_model_unbiased_per_group_and_at_high_levels(calibration):
+    near, far, tsb, group = calibration
+    est = estimate_tcb_batch(near, far)
+    pred = np.array([math.nan if e.tcb_mg_dl is None else e.tcb_mg_dl for e in est])
+    res = pred - tsb
+    ok = np.isfinite(res)
+    for g in ("light", "medium", "dark"):
+        assert abs(np.mean(res[ok & (group == g)])) <= 0.5, g
+    assert abs(np.mean(res[ok & (tsb >= 18)])) <= 0.5
+
+
+def test_interval_brackets_estimate_and_covers_about_95_percent(calibration):
+    near, far, tsb, _ = calibration
+    est = estimate_tcb_batch(near[::3], far[::3])
+    pairs = zip(est, tsb[::3], strict=True)
+    inside = [e.ci_low_mg_dl <= t <= e.ci_high_mg_dl for e, t in pairs if e.usable]
+    assert 0.88 <= np.mean(inside) <= 0.995
+    for e in est:
+        if e.usable:
+            assert e.ci_low_mg_dl <= e.tcb_mg_dl <= e.ci_high_mg_dl
+            assert e.tcb_umol_l == pytest.approx(e.tcb_mg_dl * MG_DL_TO_UMOL_L, abs=0.06)
+
+
+def test_shipped_model_round_trips(tmp_path):
+    model = load_model()
+    path = tmp_path / "m.json"
+    import json
+
+    path.write_text(json.dumps(model.to_dict()))
+    again = load_model(path)
+    assert np.allclose(again.coef, model.coef)
+    with pytest.raises(ValueError):
+        TcbModel.from_dict({"coef": [1.0]})
+
+
+def test_bad_reflectances_are_flagged_not_numbers(calibration):
+    near, far, _, _ = calibration
+    n, f = near[0].copy(), far[0].copy()
+    n_nan = n.copy()
+    n_nan[2] = np.nan
+    assert estimate_tcb(n_nan, f).flag == "invalid_reflectance"
+    assert estimate_tcb(n, -f).flag == "invalid_reflectance"
+    assert estimate_tcb(n * 0.01, f * 0.01).flag == "low_signal"
+    weird = n.copy()
+    weird[0] = 1.0  # blue brighter than a white reference while red is normal
+    flagged = estimate_tcb(weird, f)
+    assert flagged.flag and flagged.tcb_mg_dl is None and flagged.ci_low_mg_dl is None
+    with pytest.raises(ValueError):
+        estimate_tcb(n[:5], f[:5])
+
+
+def test_fit_needs_enough_rows(calibration):
+    near, far, tsb, _ = calibration
+    with pytest.raises(ValueError):
+        fit_model(near[:10], far[:10], tsb[:10])
+    with pytest.raises(ValueError):
+        fit_model(near, far, tsb[:-1])
