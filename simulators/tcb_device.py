@@ -134,6 +134,13 @@ class TcbDeviceModel:
         self._hidden = _hidden_optics(seed)
         self._rng = np.random.default_rng([seed, 3])
         self._dark = np.asarray(calibration.dark_offset, float)
+        # A calibration made for another seed describes another unit: then the device takes
+        # its gains and tempco from that calibration, so calibration and optics agree.
+        white = np.asarray(calibration.white_ref, float)
+        if np.allclose(white, self._hidden.gain, rtol=0.01):
+            self._gain, self._tempco = self._hidden.gain, self._hidden.tempco_true_per_c
+        else:
+            self._gain, self._tempco = white, calibration.tempco_per_c
 
     @property
     def led_centre_nm(self) -> tuple[float, ...]:
@@ -175,10 +182,8 @@ class TcbDeviceModel:
             r = np.full((6, 2), 0.02)
             ambient = max(ambient, 0.5)
         ambient_level = np.array([1.0, 0.35]) * AMBIENT_FULL_SCALE_COUNTS * max(ambient, 0.0)
-        temp_factor = 1.0 + self._hidden.tempco_true_per_c * (
-            temperature_c - REFERENCE_TEMPERATURE_C
-        )
-        mean_signal = self._hidden.gain * r * temp_factor
+        temp_factor = 1.0 + self._tempco * (temperature_c - REFERENCE_TEMPERATURE_C)
+        mean_signal = self._gain * r * temp_factor
 
         def dark_frame() -> tuple[int, int]:
             amb = ambient_level * (1.0 + 0.1 * self._rng.normal())

@@ -89,3 +89,12 @@ def test_malformed_counts_and_calibration():
     assert too_hot[2] == "temperature_out_of_range"
     with pytest.raises(ValueError):
         reflectance_from_counts((1, 1), (1, 1), press.flashes, 30.0, True, {"white_ref": []})
+
+
+def test_device_with_a_calibration_from_another_unit_stays_consistent():
+    cal = random_factory_calibration(3)
+    dev = TcbDeviceModel(cal, seed=99)
+    near, far = np.full(6, 0.4), np.full(6, 0.2)
+    r_near, r_far, flag = _convert(dev.press(near, far, temperature_c=25.0), cal)
+    assert flag == ""
+    assert np.allclose(r_near, near, rtol=0.02) and np.allclose(r_far, far, rtol=0.05)
