@@ -7,8 +7,8 @@ Physiol Meas 2019). On top of the classic chain:
 
 - movement bursts: frames far above the recent background level (broadband, loud) are
   neutralised before the autocorrelation, and a window dominated by them gives no estimate;
-- halving/doubling: every autocorrelation peak is scored at all its multiples, and the
-  beat period is the shortest lag whose multiples all correlate (comb score);
+- halving/doubling: the strongest autocorrelation peak L is replaced by L/2 or L/3 only if
+  the autocorrelation is as high at the multiples of L/k as at those of L;
 - probe displacement: a weak periodicity gives no estimate (quality 0);
 - maternal vessel pulses: long, low-shift pulses give broad autocorrelation peaks and
   carry their periodicity in the low band; such windows are withheld, and when a maternal
@@ -30,13 +30,18 @@ POINT_S = 1.0 / POINT_RATE_HZ
 WINDOW_S = 3.75  # Dawes-Redman epoch; Valderrama & Clifford 2019 analysis window
 MIN_WINDOW_S = 2.5  # shortest (truncated) window at the ends of a recording
 ENVELOPE_RATE_HZ = 200.0  # nominal envelope rate (hop ~5 ms)
+ENVELOPE_SMOOTH_S = 0.02  # Hann smoothing of the envelope (~20 Hz low-pass)
 FETAL_BAND_HZ = (150.0, 600.0)  # valve and fast wall Doppler shifts at 2 MHz
 LOW_BAND_HZ = (25.0, 150.0)  # slow wall and maternal vessel shifts
 FHR_RANGE_BPM = (50.0, 240.0)  # physiological search range
 MIN_ACF = 0.30  # periodicity below which there is no estimate (noise ACF ~0.2 peak)
-COMB_RATIO = 0.90  # shortest lag whose multiples score this close to the best is the period
+SUBMULTIPLE_RATIO = 0.80  # L/k is the period if its extra multiples are this strong
+# Rates above 200 bpm are rare (tachyarrhythmia) while S1-S2 doubling is common: demand
+# more evidence before doubling into that range.
+HIGH_RATE_BPM = 200.0
+HIGH_RATE_RATIO = 0.95
 COMB_SPAN = 0.6  # multiples are checked up to this fraction of the window
-MAX_CANDIDATES = 8
+ACF_TAPER = 0.0  # 0 = biased ACF (favours short lags), 1 = unbiased (noisy at long lags)
 MAX_PEAK_HALF_WIDTH_S = 0.06  # broader periodic pulses are maternal vessel pulses
 MOVEMENT_FACTOR = (
     10.0  # broadband level x background (75th centile) above which a frame is artefact
@@ -140,6 +145,8 @@ class FhrStream:
         self._low_bins = (freqs >= LOW_BAND_HZ[0]) & (freqs < LOW_BAND_HZ[1])
         self._all_bins = freqs >= LOW_BAND_HZ[0]
         self._win = np.hanning(self._frame + 2)[1:-1]
+        k = max(3, int(round(ENVELOPE_SMOOTH_S * self._env_fs)) | 1)
+        self._smoother = np.hanning(k + 2)[1:-1] / np.hanning(k + 2)[1:-1].sum()
         self._half_frames = int(round(WINDOW_S / 2 * self._env_fs))
         self._min_frames = int(round(MIN_WINDOW_S * self._env_fs))
         self._ref_frames = int(round(REFERENCE_S * self._env_fs))
@@ -271,6 +278,8 @@ class FhrStream:
         env = env.copy()
         if art.any():
             env[art] = np.median(env[~art])
+        # Smooth to ~20 Hz: beat-to-beat jitter of a few ms must not decorrelate the beats.
+        env = np.convolve(env, self._smoother, mode="same")
         acf = _autocorr(env, self._nfft, int(COMB_SPAN * env.size) + 4)
         if acf is None:
             return np.nan, 0.0
@@ -297,11 +306,11 @@ class FhrStream:
     def _choose_lag(self, acf: np.ndarray, n_env: int) -> tuple[float | None, float]:
         """Beat period (lags) and its autocorrelation, guarded against octave errors.
 
-        Each candidate peak L is scored by the mean autocorrelation at L, 2L, 3L, ... (a
-        true beat period repeats at every multiple). Halving (2T chosen) scores about as
-        well as T, doubling (T/2 chosen, e.g. systolic and diastolic events half a beat
-        apart) scores worse because T/2, 3T/2 are weak; so the shortest lag scoring within
-        COMB_RATIO of the best is the beat period.
+        Start from the strongest peak L. If the true period is L/k (halving: the same beat
+        seen k times), the autocorrelation is also high at the multiples of L/k that are
+        not multiples of L (L/2, 3L/2, ...). If L/2 is only the systolic-diastolic spacing
+        (the doubling trap), those lags are clearly weaker than L, 2L. So L/k is taken only
+        when its extra multiples reach SUBMULTIPLE_RATIO of the multiples of L.
         """
         a = acf
         lmin, lmax = self._lag_min, self._lag_max
@@ -311,26 +320,26 @@ class FhrStream:
         peaks = np.flatnonzero(is_peak) + lmin
         if peaks.size == 0:
             return None, 0.0
-        if peaks.size > MAX_CANDIDATES:
-            peaks = np.sort(peaks[np.argsort(a[peaks])[-MAX_CANDIDATES:]])
-        y0, y1, y2 = a[peaks - 1], a[peaks], a[peaks + 1]
-        den = y0 - 2 * y1 + y2
-        with np.errstate(divide="ignore", invalid="ignore"):
-            delta = np.where(den < 0, 0.5 * (y0 - y2) / den, 0.0)
-        lags = peaks + np.clip(delta, -0.5, 0.5)
-        comb_max = min(int(COMB_SPAN * n_env), a.size - 3)
+        span = min(int(COMB_SPAN * n_env), a.size - 3)
         a_near = maximum_filter1d(a, 5)
-        ks = np.arange(1, 1 + int(comb_max // lmin))
-        idx = np.rint(lags[:, None] * ks[None, :]).astype(int)
-        valid = idx <= comb_max
-        valid[:, 0] = True
-        vals = np.where(valid, a_near[np.minimum(idx, a.size - 1)], 0.0)
-        comb = vals.sum(axis=1) / valid.sum(axis=1)
-        if not comb.max() > 0:
-            return None, 0.0
-        ok = comb >= COMB_RATIO * comb.max()
-        i = int(np.flatnonzero(ok)[0])
-        return float(lags[i]), float(a[peaks[i]])
+        best = int(peaks[np.argmax(a[peaks])])
+        lag = _refine(a, best)
+        on_l = a_near[np.rint(lag * np.arange(1, 1 + max(1, int(span // lag)))).astype(int)]
+        for k in (3, 2):
+            c = lag / k
+            near = peaks[np.abs(peaks - c) <= max(2.0, 0.06 * c)]
+            if near.size == 0:
+                continue
+            c = _refine(a, int(near[np.argmax(a[near])]))
+            j = np.arange(1, 1 + max(1, int(span // c)))
+            j = j[np.abs(j / k - np.round(j / k)) > 1e-9]  # not multiples of L
+            extra = a_near[np.rint(c * j).astype(int)]
+            need = (
+                SUBMULTIPLE_RATIO if 60.0 * self._env_fs / c <= HIGH_RATE_BPM else HIGH_RATE_RATIO
+            )
+            if extra.mean() >= need * on_l.mean():
+                return c, float(a[int(round(c))])
+        return lag, float(a[best])
 
     def _release(self, new: FhrPoints, final: bool) -> FhrPoints:
         """Apply the maternal coincidence check, waiting for the maternal channel if needed."""
@@ -366,8 +375,15 @@ def _autocorr(env: np.ndarray, nfft: int, n_lags: int) -> np.ndarray | None:
     r = np.fft.irfft(f.real**2 + f.imag**2, nfft)[:n_lags]
     n = x.size
     lags = np.arange(n_lags)
-    denom = np.maximum(n - lags, n // 4)
+    denom = n - ACF_TAPER * lags
     return (r / denom) / (e0 / n)
+
+
+def _refine(a: np.ndarray, i: int) -> float:
+    """Parabolic interpolation of a peak position."""
+    y0, y1, y2 = a[i - 1], a[i], a[i + 1]
+    den = y0 - 2 * y1 + y2
+    return i + (float(np.clip(0.5 * (y0 - y2) / den, -0.5, 0.5)) if den < 0 else 0.0)
 
 
 def _half_width(acf: np.ndarray, lag: float) -> float:

@@ -1,0 +1,152 @@
+"""Maternal heart rate from the PPG channel, at the CTG point rate of 4 Hz.
+
+The maternal rate is what the FHR channel must not report as fetal (the classic CTG
+failure), so it is measured independently on the mother's pulse: the PPG is band-passed
+to the cardiac band and autocorrelated over an 8 s window centred on each point; the beat
+period is the shortest lag whose multiples all correlate (so a dicrotic notch, half a beat
+away, does not double the rate). `MhrStream` is the implementation; `mhr_from_ppg` is the
+stream fed once and flushed.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+from scipy import signal
+
+POINT_S = 0.25  # 4 Hz, same time base as the FHR points
+WINDOW_S = 8.0  # several maternal beats even at 40 bpm
+MIN_WINDOW_S = 5.0
+MHR_RANGE_BPM = (40.0, 200.0)
+CARDIAC_BAND_HZ = (0.6, 5.0)
+MIN_ACF = 0.40
+COMB_RATIO = 0.90
+MIN_FS_HZ, MAX_FS_HZ = 10.0, 1000.0
+
+
+@dataclass(frozen=True)
+class MhrPoints:
+    """4 Hz maternal rate points; t_s in s since the first PPG sample."""
+
+    t_s: np.ndarray
+    mhr_bpm: np.ndarray  # NaN = no estimate
+    quality: np.ndarray  # [0, 1]
+
+    @staticmethod
+    def concat(parts: list[MhrPoints]) -> MhrPoints:
+        if not parts:
+            z = np.zeros(0)
+            return MhrPoints(z, z.copy(), z.copy())
+        return MhrPoints(
+            np.concatenate([p.t_s for p in parts]),
+            np.concatenate([p.mhr_bpm for p in parts]),
+            np.concatenate([p.quality for p in parts]),
+        )
+
+
+def mhr_from_ppg(ppg: np.ndarray, fs_hz: float) -> MhrPoints:
+    """Maternal rate points for a whole PPG recording: one per 0.25 s up to its end."""
+    stream = MhrStream(fs_hz)
+    return MhrPoints.concat([stream.feed(np.asarray(ppg)), stream.flush()])
+
+
+class MhrStream:
+    """Streaming maternal rate: feed PPG chunks of any size, get newly completed points."""
+
+    def __init__(self, fs_hz: float) -> None:
+        fs = float(fs_hz)
+        if not np.isfinite(fs) or not MIN_FS_HZ <= fs <= MAX_FS_HZ:
+            raise ValueError(f"PPG sample rate must be {MIN_FS_HZ:.0f}-{MAX_FS_HZ:.0f} Hz")
+        self.fs_hz = fs
+        hi = min(CARDIAC_BAND_HZ[1], 0.45 * fs)
+        self._sos = signal.butter(
+            2, [CARDIAC_BAND_HZ[0], hi], btype="bandpass", fs=fs, output="sos"
+        )
+        self._zi = np.zeros((self._sos.shape[0], 2))
+        self._half = int(round(WINDOW_S / 2 * fs))
+        self._min_len = int(round(MIN_WINDOW_S * fs))
+        self._lag_min = int(np.floor(60.0 / MHR_RANGE_BPM[1] * fs))
+        self._lag_max = int(np.ceil(60.0 / MHR_RANGE_BPM[0] * fs))
+        self._buf = np.zeros(0)
+        self._start = 0  # sample index of _buf[0]
+        self._n = 0
+        self._next_k = 1
+
+    def feed(self, ppg: np.ndarray) -> MhrPoints:
+        """Points newly completed by this chunk (any size, including 0 or 1 sample)."""
+        x = np.asarray(ppg, dtype=float)
+        if x.ndim != 1:
+            raise ValueError("ppg must be one-dimensional")
+        bad = ~np.isfinite(x)
+        x = np.where(bad, 0.0, x)
+        if x.size:
+            y, self._zi = signal.sosfilt(self._sos, x, zi=self._zi)
+            y[bad] = np.nan  # missing samples invalidate the windows that contain them
+            self._buf = np.concatenate([self._buf, y])
+            self._n += x.size
+        return self._points(final=False)
+
+    def flush(self) -> MhrPoints:
+        """Points up to the end of the PPG fed so far, with truncated windows."""
+        return self._points(final=True)
+
+    def _points(self, final: bool) -> MhrPoints:
+        last_k = int(np.floor(self._n / self.fs_hz / POINT_S + 1e-9))
+        ts, bpm, q = [], [], []
+        k = self._next_k
+        while k <= last_k:
+            centre = int(round(k * POINT_S * self.fs_hz))
+            lo, hi = centre - self._half, centre + self._half
+            if hi > self._n and not final:
+                break
+            lo, hi = max(lo, 0), min(hi, self._n)
+            b, quality = np.nan, 0.0
+            if hi - lo >= self._min_len:
+                b, quality = self._estimate(self._buf[lo - self._start : hi - self._start])
+            ts.append(k * POINT_S)
+            bpm.append(b)
+            q.append(quality)
+            k += 1
+        self._next_k = k
+        drop = max(0, int(round(k * POINT_S * self.fs_hz)) - self._half - 1) - self._start
+        if drop > 0:
+            self._buf = self._buf[drop:]
+            self._start += drop
+        return MhrPoints(np.array(ts, dtype=float), np.array(bpm, dtype=float), np.array(q))
+
+    def _estimate(self, x: np.ndarray) -> tuple[float, float]:
+        if not np.all(np.isfinite(x)):
+            return np.nan, 0.0
+        x = x - x.mean()
+        e0 = float(np.dot(x, x))
+        if e0 <= 0:
+            return np.nan, 0.0
+        n = x.size
+        nfft = 1 << int(np.ceil(np.log2(2 * n)))
+        f = np.fft.rfft(x, nfft)
+        r = np.fft.irfft(f.real**2 + f.imag**2, nfft)[: n // 2 + 2]
+        a = (r / np.maximum(n - np.arange(r.size), 1)) / (e0 / n)
+        lmax = min(self._lag_max, a.size - 2)
+        seg = a[self._lag_min - 1 : lmax + 2]
+        inner = seg[1:-1]
+        peaks = np.flatnonzero((inner > seg[:-2]) & (inner >= seg[2:]) & (inner > 0))
+        peaks = peaks + self._lag_min
+        if peaks.size == 0:
+            return np.nan, 0.0
+        y0, y1, y2 = a[peaks - 1], a[peaks], a[peaks + 1]
+        den = y0 - 2 * y1 + y2
+        with np.errstate(divide="ignore", invalid="ignore"):
+            lags = peaks + np.clip(np.where(den < 0, 0.5 * (y0 - y2) / den, 0.0), -0.5, 0.5)
+        span = a.size - 3
+        comb = np.empty(peaks.size)
+        for i, lag in enumerate(lags):
+            idx = np.rint(lag * np.arange(1, 1 + int(span // lag))).astype(int)
+            comb[i] = np.mean([a[max(j - 1, 0) : j + 2].max() for j in idx])
+        if not comb.max() > 0:
+            return np.nan, 0.0
+        i = int(np.flatnonzero(comb >= COMB_RATIO * comb.max())[0])
+        peak = float(a[peaks[i]])
+        if peak < MIN_ACF:
+            return np.nan, float(np.clip(peak, 0.0, 1.0)) * 0.5
+        return 60.0 * self.fs_hz / float(lags[i]), float(np.clip((peak - 0.3) / 0.5, 0.0, 1.0))

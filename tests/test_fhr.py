@@ -1,0 +1,152 @@
+"""FHR from Doppler: accuracy on synthetic audio, streaming = batch, guards, bad input."""
+
+import numpy as np
+import pytest
+
+from dsp.fhr import FhrPoints, FhrStream, fhr_from_doppler, maternal_coincidence
+from simulators.doppler import synthesize_doppler
+
+FS = 4000
+
+
+def _scene(rate=140.0, seconds=60, snr_db=10.0, seed=1, **kw):
+    n = int(seconds * 4)
+    fhr = rate + 3 * np.sin(np.arange(n) / 4 / 7.0) if np.isscalar(rate) else rate
+    kw.setdefault("fades_per_10min", 0.0)
+    kw.setdefault("movements_per_10min", 0.0)
+    mhr = kw.pop("mhr", np.full(n, 80.0))
+    return synthesize_doppler(fhr, mhr, fs_hz=FS, snr_db=snr_db, seed=seed, **kw)
+
+
+def test_time_base_and_shapes():
+    sc = _scene(seconds=30)
+    p = fhr_from_doppler(sc.audio, FS)
+    assert p.t_s.size == 120
+    np.testing.assert_allclose(p.t_s, np.arange(1, 121) * 0.25)
+    assert p.fhr_bpm.shape == p.quality.shape == p.maternal.shape
+    assert np.all((p.quality >= 0) & (p.quality <= 1))
+
+
+@pytest.mark.parametrize("rate", [75.0, 140.0, 200.0])
+def test_steady_rate_is_tracked(rate):
+    sc = _scene(rate=rate, seconds=60, snr_db=5.0, seed=int(rate))
+    p = fhr_from_doppler(sc.audio, FS)
+    rep = np.isfinite(p.fhr_bpm)
+    assert rep[8:-8].mean() > 0.85
+    err = np.abs(p.fhr_bpm[rep] - sc.fhr_bpm[rep])
+    assert np.mean(err <= 5) > 0.95
+    assert np.mean(err) < 2.0
+
+
+def test_no_halving_or_doubling_with_two_event_clusters():
+    # Systolic and diastolic events are about half a beat apart: the doubling trap.
+    for seed in range(3):
+        sc = _scene(rate=120.0, seconds=40, snr_db=0.0, seed=10 + seed)
+        p = fhr_from_doppler(sc.audio, FS)
+        est = p.fhr_bpm[np.isfinite(p.fhr_bpm)]
+        ratio = est / 120.0
+        assert np.mean((ratio > 1.7) | (ratio < 0.6)) < 0.02
+
+
+def test_noise_only_gives_no_estimate():
+    rng = np.random.default_rng(3)
+    p = fhr_from_doppler(rng.standard_normal(FS * 30), FS)
+    assert np.mean(np.isfinite(p.fhr_bpm)) < 0.05
+
+
+def test_fade_withholds_points():
+    sc = _scene(seconds=120, seed=4, fades_per_10min=10.0, maternal_db=-90.0)
+    p = fhr_from_doppler(sc.audio, FS)
+    faded = sc.fetal_gain < 0.05
+    assert faded.sum() > 40
+    assert np.mean(np.isfinite(p.fhr_bpm[faded])) < 0.1
+
+
+def test_movement_burst_does_not_give_wrong_rates():
+    sc = _scene(seconds=60, seed=5, snr_db=10.0)
+    audio = sc.audio.copy()
+    rng = np.random.default_rng(0)
+    burst = slice(25 * FS, 29 * FS)
+    audio[burst] += 30 * rng.standard_normal(4 * FS)
+    p = fhr_from_doppler(audio, FS)
+    near = (p.t_s > 20) & (p.t_s < 34) & np.isfinite(p.fhr_bpm)
+    assert np.all(np.abs(p.fhr_bpm[near] - sc.fhr_bpm[near]) < 10)
+    inside = (p.t_s > 26) & (p.t_s < 28)
+    assert np.all(np.isnan(p.fhr_bpm[inside]))
+
+
+def test_maternal_coincidence_flags_and_withholds():
+    n = 240
+    # Probe on a maternal vessel only: no fetal signal, loud maternal pulses at 100 bpm.
+    mhr = np.full(n, 100.0)
+    sc = _scene(seconds=60, seed=6, mhr=mhr, maternal_db=10.0)
+    audio = sc.audio
+    p = fhr_from_doppler(audio, FS, sc.t_s, mhr)
+    near_m = np.abs(p.fhr_bpm - 100) < 5
+    assert not near_m.any()
+    assert np.all(np.isnan(p.fhr_bpm[p.maternal]))
+    assert np.all(p.quality[p.maternal] == 0)
+
+
+def test_maternal_coincidence_function():
+    t = np.array([1.0, 2.0, 3.0])
+    m = maternal_coincidence(t, np.array([80.0, 140.0, np.nan]), t, np.array([82.0, 80.0, 80.0]))
+    assert m.tolist() == [True, False, False]
+
+
+def test_streaming_equals_batch_random_chunks():
+    sc = _scene(seconds=40, seed=7, snr_db=0.0, movements_per_10min=20.0)
+    batch = fhr_from_doppler(sc.audio, FS, sc.t_s, sc.mhr_bpm)
+    rng = np.random.default_rng(1)
+    st = FhrStream(FS)
+    st.feed_maternal(sc.t_s, sc.mhr_bpm)
+    parts, i = [], 0
+    while i < sc.audio.size:
+        n = int(rng.choice([0, 1, 7, 333, 4000, 17000]))
+        parts.append(st.feed(sc.audio[i : i + n]))
+        i += n
+    parts.append(st.flush())
+    s = FhrPoints.concat(parts)
+    np.testing.assert_allclose(s.t_s, batch.t_s)
+    np.testing.assert_allclose(s.fhr_bpm, batch.fhr_bpm, equal_nan=True, rtol=1e-9)
+    np.testing.assert_allclose(s.quality, batch.quality, atol=1e-9)
+    np.testing.assert_array_equal(s.maternal, batch.maternal)
+
+
+def test_streaming_memory_is_bounded():
+    st = FhrStream(FS)
+    rng = np.random.default_rng(2)
+    for _ in range(40):
+        st.feed(rng.standard_normal(FS * 5))
+    assert st._fetal.size < 200 * 30  # envelope history: window + background reference
+
+
+def test_other_sample_rates():
+    for fs in (1000, 8000, 11025):
+        sc = synthesize_doppler(
+            np.full(160, 150.0),
+            None,
+            fs_hz=fs,
+            snr_db=10,
+            seed=3,
+            fades_per_10min=0,
+            movements_per_10min=0,
+        )
+        p = fhr_from_doppler(sc.audio, fs)
+        rep = np.isfinite(p.fhr_bpm)
+        assert rep.mean() > 0.7
+        assert np.median(np.abs(p.fhr_bpm[rep] - 150)) < 2
+
+
+def test_bad_input():
+    with pytest.raises(ValueError):
+        FhrStream(500)
+    with pytest.raises(ValueError):
+        FhrStream(float("nan"))
+    with pytest.raises(ValueError):
+        fhr_from_doppler(np.zeros((10, 2)), FS)
+    assert fhr_from_doppler(np.zeros(0), FS).t_s.size == 0
+    p = fhr_from_doppler(np.full(FS * 10, np.nan), FS)
+    assert p.t_s.size == 40 and np.all(np.isnan(p.fhr_bpm)) and np.all(p.quality == 0)
+    p = fhr_from_doppler(np.zeros(FS * 10), FS)
+    assert np.all(np.isnan(p.fhr_bpm))
