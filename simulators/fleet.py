@@ -102,12 +102,11 @@ class VirtualDevice:
         settings = self.dir / "device.json"
         settings.write_text(json.dumps(self.settings()))
         main = FIRMWARE_DIR / self.spec.kind / "main.py"
-        self.proc = await asyncio.create_subprocess_exec(
-            micropython_binary(), "-X", f"heapsize={HEAP}", str(main), str(settings),
-            stdin=asyncio.subprocess.PIPE,
-            stdout=asyncio.subprocess.DEVNULL,
-            stderr=open(self.dir / "stderr.log", "ab"),
-        )  # fmt: skip
+        with open(self.dir / "console.log", "ab") as console:  # the board's serial console
+            self.proc = await asyncio.create_subprocess_exec(
+                micropython_binary(), "-X", f"heapsize={HEAP}", str(main), str(settings),
+                stdin=asyncio.subprocess.PIPE, stdout=console, stderr=console,
+            )  # fmt: skip
         feeder = self._feed_fetal if self.spec.kind == "fetal_heart" else self._feed_jaundice
         self._feeder = asyncio.get_running_loop().create_task(feeder())
 

@@ -138,6 +138,7 @@ def make_control(link_ref, settings, boot, state):
 
 
 async def main(settings_path):
+    store = FrameStore(_STORE_BYTES, 1024)  # first: the big buffer before the heap fragments
     settings = storage.load_settings(settings_path)
     boot = storage.next_boot(settings_path.rsplit(".", 1)[0] + ".boot")
     state = State(settings)
@@ -146,7 +147,7 @@ async def main(settings_path):
     link_ref = [None]
     link = Link(
         radio,
-        FrameStore(_STORE_BYTES, 1024),
+        store,
         p.DT_FETAL_HEART,
         boot,
         make_control(link_ref, settings, boot, state),

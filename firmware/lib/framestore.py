@@ -2,6 +2,7 @@
 # Frames are kept back to back in one preallocated bytearray (no allocation per frame, no
 # fragmentation); when it is full the oldest frames are evicted. The header of each stored
 # frame names its stream and sequence number, so the index holds only offsets and lengths.
+import array
 import struct
 
 from micropython import const
@@ -14,7 +15,7 @@ class FrameStore:
         self.buf = bytearray(capacity_bytes)
         self.cap = capacity_bytes
         self.head = 0  # write offset
-        self.offs = [0] * max_frames  # ring of (offset) of stored frames, oldest at self.first
+        self.offs = array.array("I", bytes(4 * max_frames))  # offsets, oldest at self.first
         self.first = 0
         self.count = 0
         self.max_frames = max_frames
@@ -71,17 +72,15 @@ class FrameStore:
             yield self._read((off + _LEN) % self.cap, n)
 
     def find(self, stream, seq_from, seq_to):
-        """Stored frames of `stream` whose first seq lies in [seq_from, seq_to), oldest first,
-        and the first seq still held for that stream (None when nothing is held)."""
-        out = []
+        """The oldest stored frame of `stream` whose first seq lies in [seq_from, seq_to)
+        (None if there is none), and the first seq still held for that stream."""
         oldest = None
         for f in self.frames():
-            s = f[1] & 0x1F
-            if s != stream:
+            if f[1] & 0x1F != stream:
                 continue
             seq = struct.unpack_from("<I", f, 4)[0]
             if oldest is None:
                 oldest = seq
             if seq_from <= seq < seq_to:
-                out.append(f)
-        return out, oldest
+                return f, oldest
+        return None, oldest

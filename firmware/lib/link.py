@@ -28,6 +28,7 @@ class Link:
         self._t0 = time.ticks_ms()
         self._t_acc = 0
         self._t_last = self._t0
+        self.resend = None  # [stream, next seq, end seq] being resent from the store
         self.wake = asyncio.Event()
         radio.on_write = self._on_write
 
@@ -71,6 +72,8 @@ class Link:
 
     async def tx_task(self):
         while True:
+            if self.resend and self.radio.connected and len(self.txq) < _TXQ_MAX // 2:
+                self._resend_next()
             if not self.txq or not self.radio.connected:
                 if not self.radio.connected:
                     self.txq.clear()
@@ -84,6 +87,17 @@ class Link:
                 await asyncio.sleep_ms(5)  # radio busy: back off, frames wait in order
             if self.sent & 7 == 0:
                 await asyncio.sleep_ms(0)
+
+    def _resend_next(self):
+        """Queue the next stored frame of the range being resent (one at a time: no copies)."""
+        stream, seq, end = self.resend
+        f, _ = self.store.find(stream, seq, end)
+        if f is None:
+            self.resend = None
+            return
+        self.txq.append(p.set_resent(f))
+        self.resend[1] = struct.unpack_from("<I", f, 4)[0] + 1
+        self.wake.set()
 
     def connected(self):
         self.wake.set()
@@ -111,13 +125,15 @@ class Link:
 
     def _resend(self, op, rid, args):
         stream, seq_from, seq_to = struct.unpack("<BII", args)
-        frames, oldest = self.store.find(stream, seq_from, seq_to)
-        for f in frames:
-            self._queue(p.set_resent(f))
-        first = (
-            seq_from
-            if frames and oldest is not None and oldest <= seq_from
-            else (struct.unpack_from("<I", frames[0], 4)[0] if frames else seq_to)
-        )
-        status = p.ST_OK if frames else p.ST_UNAVAILABLE
+        f, oldest = self.store.find(stream, seq_from, seq_to)
+        if f is None:
+            first = seq_to
+        elif oldest is not None and oldest <= seq_from:
+            first = seq_from
+        else:
+            first = struct.unpack_from("<I", f, 4)[0]  # everything before this is gone
+        if f is not None:
+            self.resend = [stream, first, seq_to]
+            self.wake.set()
+        status = p.ST_OK if f is not None else p.ST_UNAVAILABLE
         return p.encode_reply(op, rid, status, struct.pack("<BII", stream, first, seq_to))

@@ -1,5 +1,6 @@
 # perimon wire protocol v1, device side. The specification is docs/protocol.md; the gateway's
 # implementation is gateway/protocol.py. Both are tested on the same byte vectors.
+import array
 import struct
 
 from micropython import const
@@ -58,24 +59,24 @@ ATT_OVERHEAD = const(3)  # an ATT notification carries MTU - 3 bytes
 _HEADER = "<BBHII"
 
 # CRC-16/CCITT-FALSE (poly 0x1021, init 0xFFFF); CPython's binascii.crc_hqx computes the same.
-_CRC_TABLE = None
+# The table is a 512-byte array built once at import, while the heap is still unfragmented.
 
 
 def _crc_table():
-    global _CRC_TABLE
-    if _CRC_TABLE is None:
-        t = []
-        for i in range(256):
-            c = i << 8
-            for _ in range(8):
-                c = ((c << 1) ^ 0x1021) if c & 0x8000 else (c << 1)
-            t.append(c & 0xFFFF)
-        _CRC_TABLE = tuple(t)
-    return _CRC_TABLE
+    t = array.array("H", bytes(512))
+    for i in range(256):
+        c = i << 8
+        for _ in range(8):
+            c = ((c << 1) ^ 0x1021) if c & 0x8000 else (c << 1)
+        t[i] = c & 0xFFFF
+    return t
+
+
+_CRC_TABLE = _crc_table()
 
 
 def crc16(data, crc=0xFFFF):
-    t = _crc_table()
+    t = _CRC_TABLE
     for b in data:
         crc = ((crc << 8) & 0xFFFF) ^ t[((crc >> 8) ^ b) & 0xFF]
     return crc

@@ -35,28 +35,27 @@ class SimRadio:
         return True
 
     async def _flush(self):
-        while self.connected:
-            if self._pending:
-                self._pending = 0
-                await self._w.drain()
-            await asyncio.sleep_ms(10)
+        try:
+            while self.connected:
+                if self._pending:
+                    self._pending = 0
+                    await self._w.drain()
+                await asyncio.sleep_ms(10)
+        except OSError:
+            pass  # the reader side notices the broken link and reconnects
 
     async def run(self):
         backoff = 200
         while True:
-            try:
-                r, w = await asyncio.open_connection(self.host, self.port)
-            except OSError:
-                await asyncio.sleep_ms(backoff)
-                backoff = min(backoff * 2, 5000)
-                continue
-            backoff = 200
-            self._w = w
-            adv = json.dumps(self.adv).encode()
-            w.write(struct.pack("<HB", len(adv) + 1, L_ADV) + adv)
-            await w.drain()
+            w = None
             flusher = None
             try:
+                r, w = await asyncio.open_connection(self.host, self.port)
+                self._w = w
+                adv = json.dumps(self.adv).encode()
+                w.write(struct.pack("<HB", len(adv) + 1, L_ADV) + adv)
+                await w.drain()
+                backoff = 200
                 while True:
                     head = await r.readexactly(3)
                     n, kind = struct.unpack("<HB", head)
@@ -72,13 +71,13 @@ class SimRadio:
                     elif kind == L_WRITE and self.on_write:
                         self.on_write(body)
             except (OSError, EOFError):
-                pass
-            self.connected = False
-            self.mtu = _DEFAULT_MTU
+                backoff = min(backoff * 2, 5000) if not self.connected else 200
+            self.connected = False  # the MTU is kept: the same central renegotiates it
             if flusher:
                 flusher.cancel()
-            try:
-                w.close()
-            except OSError:
-                pass
+            if w is not None:
+                try:
+                    w.close()
+                except OSError:
+                    pass
             await asyncio.sleep_ms(backoff)

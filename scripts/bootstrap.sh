@@ -1,0 +1,40 @@
+#!/usr/bin/env bash
+# Set up what perimon needs on a Debian 12 / Raspberry Pi OS (bookworm) machine with python3:
+# a .venv with the pinned packages, and (for the tests, with --system) Debian's mosquitto and
+# dbus. Safe to run again: it only installs what is missing or changed.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+apt_install() {  # apt_install PKG... : install missing Debian packages when we can
+    local missing=()
+    for p in "$@"; do dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p"); done
+    [ ${#missing[@]} -eq 0 ] && return 0
+    local sudo=""
+    if [ "$(id -u)" -ne 0 ]; then
+        if command -v sudo >/dev/null && sudo -n true 2>/dev/null; then sudo="sudo"; else
+            echo "perimon: please install: ${missing[*]} (apt-get install ${missing[*]})" >&2
+            return 1
+        fi
+    fi
+    echo "perimon: installing Debian packages: ${missing[*]}"
+    $sudo apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq "${missing[@]}" >/dev/null
+}
+
+if [ "${1:-}" = "--system" ]; then
+    command -v mosquitto >/dev/null || [ -x /usr/sbin/mosquitto ] || apt_install mosquitto
+fi
+
+if ! python3 -c "import venv, ensurepip" >/dev/null 2>&1; then
+    apt_install python3-venv
+fi
+if [ ! -x .venv/bin/python ]; then
+    python3 -m venv .venv
+fi
+stamp=".venv/.perimon-installed"
+want="$(cat pyproject.toml | sha256sum | cut -d' ' -f1)"
+if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$want" ]; then
+    echo "perimon: installing Python packages into .venv"
+    .venv/bin/python -m pip install -q --disable-pip-version-check -e ".[dev,demo]"
+    echo "$want" > "$stamp"
+fi

@@ -1,0 +1,63 @@
+import subprocess
+import sys
+
+import pytest
+
+from gateway.config import ConfigError, config_from_dict, load_config
+
+
+def test_defaults_are_valid():
+    cfg = load_config(None)
+    assert cfg.mqtt.port == 1883 and cfg.radio.transport == "sim" and cfg.mqtt.protocol == "5"
+
+
+@pytest.mark.parametrize(
+    "raw, needle",
+    [
+        ({"mqtt": {"hots": "x"}}, "[mqtt] unknown key 'hots'"),
+        ({"mqtt": {"port": "eighty"}}, "[mqtt] port: expected an integer"),
+        ({"mqtt": {"port": 70000}}, "[mqtt] port: expected 1 to 65535"),
+        ({"radio": {"transport": "carrier-pigeon"}}, "[radio] transport"),
+        ({"radio": {"att_mtu": 20}}, "[radio] att_mtu"),
+        ({"gateway": {"id": "Ward 3 / Mrs Smith"}}, "[gateway] id"),
+        ({"processing": {"gap_timeout_s": 0}}, "gap_timeout_s"),
+        ({"telemetry": {}}, "unknown section [telemetry]"),
+        ({"devices": {"tcb-01": {"ga_weeks": "38"}}}, "ga_weeks"),
+        ({"devices": {"tcb-01": {"name": "Baby Smith"}}}, "unknown key 'name'"),
+        ({"mqtt": {"tls": "yes"}}, "expected true or false"),
+    ],
+)
+def test_wrong_key_or_value_gives_one_line_naming_it(raw, needle):
+    with pytest.raises(ConfigError) as exc:
+        config_from_dict(raw, "perimon.toml")
+    msg = str(exc.value)
+    assert needle in msg and "\n" not in msg and msg.startswith("perimon.toml")
+
+
+def test_cli_reports_a_broken_config_in_one_line(tmp_path):
+    bad = tmp_path / "perimon.toml"
+    bad.write_text("[mqtt]\nport = = 3\n")
+    res = subprocess.run(
+        [sys.executable, "-m", "gateway.cli", "gateway", "--config", str(bad)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert res.returncode == 2
+    lines = res.stderr.strip().splitlines()
+    assert len(lines) == 1 and "not valid TOML" in lines[0] and "Traceback" not in res.stderr
+    missing = subprocess.run(
+        [sys.executable, "-m", "gateway.cli", "gateway", "--config", str(tmp_path / "nope.toml")],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert missing.returncode == 2 and "cannot read" in missing.stderr
+
+
+def test_example_config_in_docs_is_valid(tmp_path):
+    from pathlib import Path
+
+    example = Path(__file__).resolve().parents[1] / "docs" / "perimon.example.toml"
+    cfg = load_config(example)
+    assert cfg.gateway.id and cfg.mqtt.topic_prefix == "perimon/v1"

