@@ -7,6 +7,7 @@ beyond 10 s, and a trace with too little signal is "indeterminate", never "norma
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import asdict, dataclass, field
 
 import numpy as np
@@ -38,6 +39,7 @@ class Deceleration:
     depth_bpm: float  # below baseline
     duration_s: float
     type: str  # "early" | "late" | "variable" | "prolonged" | "unclassified"
+    onset_s: float  # from the start to 80% of the depth (rapid <30 s: variable)
     contraction_peak_s: float | None = None
 
 
@@ -98,7 +100,7 @@ def baseline_trace(t_s: np.ndarray, fhr_bpm: np.ndarray) -> np.ndarray:
     if n == 0:
         return out
     step = int(60 * FS)  # one estimate per minute, interpolated
-    half = int(ref.BASELINE_WINDOW_S / 2 * FS)
+    half = int(ref.BASELINE_CONTEXT_S / 2 * FS)
     centres = np.arange(0, n, step)
     if centres[-1] != n - 1:
         centres = np.append(centres, n - 1)
@@ -236,6 +238,7 @@ def _episodes(
         dur = (b - a) / FS
         i = a + int(np.argmin(seg))
         if -seg.min() >= ref.DECEL_MIN_BPM and dur >= ref.DECEL_MIN_S:
+            onset = float(np.argmax(seg <= 0.8 * seg.min()) / FS)
             decels.append(
                 Deceleration(
                     float(t[a]),
@@ -245,6 +248,7 @@ def _episodes(
                     float(-d[i]),
                     dur,
                     "unclassified",
+                    onset,
                 )
             )
     return accels, decels
@@ -258,7 +262,7 @@ def _classify(
         kind = "prolonged"
     elif not have_uc:
         kind = "unclassified"
-    elif dc.nadir_s - dc.start_s < ref.DECEL_GRADUAL_ONSET_S:
+    elif dc.onset_s < ref.DECEL_GRADUAL_ONSET_S:
         kind = "variable"
     else:
         kind = "unclassified"
@@ -272,7 +276,15 @@ def _classify(
                 delay = dc.nadir_s - peak_s
                 kind = "late" if delay > ref.DECEL_LATE_NADIR_DELAY_S else "early"
     return Deceleration(
-        dc.start_s, dc.end_s, dc.nadir_s, dc.nadir_bpm, dc.depth_bpm, dc.duration_s, kind, peak_s
+        dc.start_s,
+        dc.end_s,
+        dc.nadir_s,
+        dc.nadir_bpm,
+        dc.depth_bpm,
+        dc.duration_s,
+        kind,
+        dc.onset_s,
+        peak_s,
     )
 
 
@@ -303,8 +315,9 @@ def _stv_ms(f: np.ndarray, in_decel: np.ndarray) -> float | None:
     x = f[: n_ep * k].reshape(n_ep, k)
     dec = in_decel[: n_ep * k].reshape(n_ep, k).any(axis=1)
     ok = (np.isfinite(x).sum(axis=1) >= k / 2) & ~dec
-    with np.errstate(invalid="ignore", divide="ignore"):
-        interval = np.nanmean(60000.0 / x, axis=1)
+    with np.errstate(invalid="ignore", divide="ignore"), warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        interval = np.nanmean(np.where(np.isfinite(x), 60000.0 / x, np.nan), axis=1)
     diffs = np.abs(np.diff(interval))
     pair_ok = ok[1:] & ok[:-1]
     if pair_ok.sum() < 16:

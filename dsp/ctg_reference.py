@@ -15,6 +15,9 @@ POINT_RATE_HZ = 4.0  # CTG point rate
 # Baseline (FIGO 2015, sec. "Baseline"): mean level of the most horizontal and least
 # oscillatory segments, estimated over 10-min periods; normal 110-160 bpm.
 BASELINE_WINDOW_S = 600.0
+# The level is read from a 20 min context centred on each 10 min period, so that a
+# prolonged deceleration (3-10 min) cannot become the baseline of its own period.
+BASELINE_CONTEXT_S = 1200.0
 BASELINE_NORMAL_BPM = (110.0, 160.0)
 BASELINE_PATHOLOGICAL_BELOW_BPM = 100.0  # FIGO 2015 Table: pathological baseline <100
 BASELINE_EXCLUDE_BPM = 10.0  # points this far from the running level are not "horizontal"

@@ -1,0 +1,128 @@
+"""`perimon dsp fhr|mhr|ctg`: output contract and one-line errors on bad input."""
+
+import json
+
+import numpy as np
+import pytest
+from scipy.io import wavfile
+
+from gateway.cli import main
+from simulators.doppler import synthesize_doppler
+from simulators.ppg import synthesize_ppg
+
+
+@pytest.fixture(scope="module")
+def wav(tmp_path_factory):
+    d = tmp_path_factory.mktemp("w")
+    sc = synthesize_doppler(
+        np.full(80, 140.0),
+        None,
+        fs_hz=8000,
+        snr_db=10,
+        seed=1,
+        fades_per_10min=0,
+        movements_per_10min=0,
+    )
+    path = d / "a.wav"
+    wavfile.write(path, 8000, (sc.audio * 3000).astype(np.int16))
+    return path
+
+
+def _rows(text):
+    lines = text.strip().splitlines()
+    return lines[0], [line.split(",") for line in lines[1:]]
+
+
+def test_fhr_csv_contract(wav, tmp_path, capsys):
+    assert main(["dsp", "fhr", str(wav)]) == 0
+    header, rows = _rows(capsys.readouterr().out)
+    assert header == "t_s,fhr_bpm,quality"
+    assert len(rows) == 80
+    assert [float(r[0]) for r in rows[:2]] == [0.25, 0.5]
+    vals = [float(r[1]) for r in rows if r[1]]
+    assert len(vals) > 60 and abs(np.median(vals) - 140) < 3
+    mhr = tmp_path / "m.csv"
+    mhr.write_text("t_s,mhr_bpm\n" + "".join(f"{i / 4},140\n" for i in range(1, 81)))
+    out = tmp_path / "o.csv"
+    assert main(["dsp", "fhr", str(wav), "--maternal-hr", str(mhr), "--out", str(out)]) == 0
+    _, rows = _rows(out.read_text())
+    assert sum(1 for r in rows if r[1]) < 5  # coincides with the maternal rate: withheld
+
+
+def test_mhr_and_ctg(tmp_path, capsys):
+    x = synthesize_ppg(np.full(240, 75.0), seed=1)
+    ppg = tmp_path / "p.csv"
+    ppg.write_text("t_s,ppg\n" + "".join(f"{(i + 1) / 50},{v:.4f}\n" for i, v in enumerate(x)))
+    out = tmp_path / "m.csv"
+    assert main(["dsp", "mhr", str(ppg), "--out", str(out)]) == 0
+    header, rows = _rows(out.read_text())
+    assert header == "t_s,mhr_bpm"
+    vals = [float(r[1]) for r in rows if r[1]]
+    assert abs(np.median(vals) - 75) < 2
+    n = 12 * 60 * 4
+    fhr = tmp_path / "f.csv"
+    f = 140 + 4 * np.sin(np.arange(n) / 6.0)
+    fhr.write_text("t_s,fhr_bpm\n" + "".join(f"{(i + 1) / 4},{v:.1f}\n" for i, v in enumerate(f)))
+    b = tmp_path / "b.csv"
+    assert main(["dsp", "ctg", str(fhr), "--json", "--baseline-out", str(b)]) == 0
+    d = json.loads(capsys.readouterr().out)
+    assert abs(d["baseline_bpm"] - 140) < 2 and d["figo_class"] in ("normal", "suspicious")
+    assert set(d) >= {
+        "variability_bpm",
+        "stv_ms",
+        "accelerations",
+        "decelerations",
+        "signal_loss_pct",
+        "reasons",
+    }
+    assert b.read_text().startswith("t_s,baseline_bpm\n")
+
+
+def _err(argv, capsys):
+    code = main(argv)
+    err = capsys.readouterr().err.strip()
+    assert code == 2 and err.startswith("perimon: error:") and "\n" not in err
+    assert "Traceback" not in err
+
+
+def test_bad_inputs(tmp_path, capsys):
+    text = tmp_path / "x.wav"
+    text.write_text("not audio")
+    _err(["dsp", "fhr", str(text)], capsys)
+    _err(["dsp", "fhr", str(tmp_path / "none.wav")], capsys)
+    for fs, n in ((500, 5000), (48000, 48000 * 4), (4000, 0), (4000, 100)):
+        p = tmp_path / f"r{fs}_{n}.wav"
+        wavfile.write(p, fs, np.zeros(n, dtype=np.int16))
+        _err(["dsp", "fhr", str(p)], capsys)
+    p = tmp_path / "nan.wav"
+    wavfile.write(p, 4000, np.full(4000 * 4, np.nan, dtype=np.float32))
+    _err(["dsp", "fhr", str(p)], capsys)
+    bad = tmp_path / "bad.csv"
+    bad.write_text("t_s,x\n0.25,1\n")
+    _err(["dsp", "ctg", str(bad)], capsys)
+    _err(["dsp", "mhr", str(bad)], capsys)
+    nan = tmp_path / "nan.csv"
+    nan.write_text("t_s,fhr_bpm\n0.25,nan\n0.5,140\n")
+    _err(["dsp", "ctg", str(nan)], capsys)
+    empty = tmp_path / "empty.csv"
+    empty.write_text("")
+    _err(["dsp", "ctg", str(empty)], capsys)
+
+
+def test_stereo_24bit_first_channel(tmp_path, capsys):
+    sc = synthesize_doppler(
+        np.full(40, 150.0),
+        None,
+        fs_hz=4000,
+        snr_db=10,
+        seed=2,
+        fades_per_10min=0,
+        movements_per_10min=0,
+    )
+    st = np.stack([sc.audio * 1e5, np.zeros_like(sc.audio)], axis=1).astype(np.int32) << 8
+    p = tmp_path / "s.wav"
+    wavfile.write(p, 4000, st)
+    assert main(["dsp", "fhr", str(p)]) == 0
+    _, rows = _rows(capsys.readouterr().out)
+    vals = [float(r[1]) for r in rows if r[1]]
+    assert len(rows) == 40 and abs(np.median(vals) - 150) < 3
