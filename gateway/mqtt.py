@@ -35,6 +35,7 @@ class Publisher:
         self.cfg = cfg
         self.gateway_id = gateway_id
         self.connected = threading.Event()
+        self._stopping = False
         self.published = 0
         self.v5 = cfg.protocol == "5"
         self.client = mqtt.Client(
@@ -82,7 +83,9 @@ class Publisher:
 
     def _on_disconnect(self, client, userdata, flags, reason_code, properties) -> None:
         self.connected.clear()
-        log.warning("MQTT disconnected (%s); paho reconnects", reason_code)
+        if self._stopping:
+            return
+        log.warning("MQTT disconnected (%s); reconnecting", reason_code)
 
     def start(self) -> None:
         """Connect in the background; an unreachable broker is retried, never fatal."""
@@ -90,6 +93,7 @@ class Publisher:
         self.client.loop_start()
 
     def stop(self) -> None:
+        self._stopping = True
         info = self.client.publish(
             self.topic("status"), self._status_payload("offline", "shutdown"), 1, True
         )

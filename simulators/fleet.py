@@ -241,7 +241,7 @@ def demo_specs(n_fetal: int = 2, n_jaundice: int = 1) -> list[DeviceSpec]:
     rates = [142.0, 128.0, 150.0, 135.0]
     for i in range(n_fetal):
         specs.append(
-            DeviceSpec(f"fh-{i + 1:02d}", "fetal_heart", seed=11 + i, fhr_bpm=rates[i % len(rates)])
+            DeviceSpec(f"fh-{i + 1:02d}", "fetal_heart", seed=3 + 9 * i, fhr_bpm=rates[i % 4])
         )
     groups = ["light", "medium", "dark"]
     for i in range(n_jaundice):
