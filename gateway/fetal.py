@@ -13,10 +13,10 @@ from collections import deque
 from collections.abc import Callable
 
 import numpy as np
-from dsp.ctg import analyse_ctg
-from dsp.mhr import MhrStream
 
+from dsp.ctg import analyse_ctg
 from dsp.fhr import FhrPoints, FhrStream
+from dsp.mhr import MhrStream
 from gateway import protocol as p
 from gateway.alerts import AlertTracker
 from gateway.mqtt import QOS_TRACE, iso_time
@@ -132,6 +132,16 @@ class FetalProcessor:
         quality = np.concatenate([q.quality for q in self.pending])
         maternal = np.concatenate([q.maternal for q in self.pending])
         self.pending.clear()
+        rate_error = self.session.state.rate_errors.get("doppler")
+        if rate_error is not None:  # every rate would be off by the clock error: withhold
+            fhr = np.full_like(fhr, np.nan)
+            quality = np.zeros_like(quality)
+        self.alerts.set(
+            "sample_rate",
+            rate_error is not None,
+            f"Doppler sampled at {rate_error} Hz instead of {DOPPLER_HZ} Hz: device fault",
+            "high",
+        )
         first = int(round(t_s[0] / POINT_S))
         st = self.session.state
         t_dev = self._device_ms(self.doppler_t0_ms or 0, float(t_s[0]))

@@ -76,6 +76,13 @@ class Event(IntEnum):
 # every other stream counts frames.
 SAMPLE_STREAMS = frozenset({Stream.DOPPLER, Stream.PPG})
 
+# Sample rates fixed by the hardware (docs/protocol.md). A receiver checks the rate implied by
+# seq and t_ms over at least RATE_CHECK_S; a device whose clock or ADC runs off by more than
+# RATE_TOLERANCE would put every heart rate off by the same fraction.
+NOMINAL_RATE_HZ = {Stream.DOPPLER: 4000, Stream.PPG: 50}
+RATE_TOLERANCE = 0.02
+RATE_CHECK_S = 10.0
+
 
 class FrameError(ValueError):
     """Bytes that are not a valid v1 frame; the message says why."""

@@ -63,6 +63,7 @@ class DeviceState:
     on_skin: bool | None = None
     last_seen: float | None = None
     info: dict = field(default_factory=dict)
+    rate_errors: dict[str, float] = field(default_factory=dict)  # stream -> measured Hz
     stats: LinkStats = field(default_factory=LinkStats)
 
     def to_dict(self) -> dict:
@@ -80,6 +81,7 @@ class DeviceSession:
         self.streams: dict[int, Reorderer] = {}
         self._fragments: dict[int, list[bytes]] = {}
         self._broken: set[int] = set()
+        self._rate_ref: dict[int, tuple[int, int]] = {}
         self._frame_t_ms: dict[tuple[int, int], int] = {}
         self._req_id = 0
         self._pending: dict[int, asyncio.Future] = {}
@@ -193,6 +195,8 @@ class DeviceSession:
         self.streams.clear()
         self._fragments.clear()
         self._broken.clear()
+        self._rate_ref.clear()
+        self.state.rate_errors.clear()
         self._resend_asked.clear()
         if self.processor:
             self.processor.on_boot(boot)
@@ -224,6 +228,7 @@ class DeviceSession:
                     self.processor.on_lost(stream, it.seq, it.count)
             elif stream in p.SAMPLE_STREAMS:
                 t_ms, samples = it.value
+                self._check_rate(stream, it.seq, t_ms)
                 if self.processor:
                     self.processor.on_samples(stream, it.seq, t_ms, samples)
             else:
@@ -238,6 +243,27 @@ class DeviceSession:
                     record = b"".join(parts)
                     del self._fragments[stream]
                     self._on_record(stream, it.seq, t_ms, record)
+
+    def _check_rate(self, stream: int, seq: int, t_ms: int) -> None:
+        """Compare the sample rate implied by seq and device time with the nominal rate."""
+        ref = self._rate_ref.get(stream)
+        if ref is None or seq <= ref[0]:
+            self._rate_ref[stream] = (seq, t_ms)
+            return
+        dt_s = ((t_ms - ref[1]) & 0xFFFFFFFF) / 1000.0
+        if dt_s < p.RATE_CHECK_S:
+            return
+        self._rate_ref[stream] = (seq, t_ms)
+        rate = (seq - ref[0]) / dt_s
+        nominal = p.NOMINAL_RATE_HZ[p.Stream(stream)]
+        name = p.Stream(stream).name.lower()
+        if abs(rate / nominal - 1.0) > p.RATE_TOLERANCE:
+            if name not in self.state.rate_errors:
+                log.error("%s: %s runs at %.1f Hz, not %d Hz: its readings are withheld",
+                          self.state.device_id, name, rate, nominal)  # fmt: skip
+            self.state.rate_errors[name] = round(rate, 1)
+        else:
+            self.state.rate_errors.pop(name, None)
 
     def _on_record(self, stream: int, seq: int, t_ms: int, payload: bytes) -> None:
         st = self.state
