@@ -20,11 +20,14 @@ Optical constants (cited beside each table below):
   ~4.7e4 /cm/M (Prahl's bilirubin data give 5.5e4 at 453 nm in chloroform; the albumin-bound
   band is red-shifted and slightly lower, Agati & Fusi, J Photochem Photobiol B 1990). The
   relative band shape below is a smoothed transcription at 10 nm steps.
+
+The population ranges (POPULATION) and the probe constants (PROBE) are fitted to the summary
+statistics of the calibration population by scripts/fit_skin_model.py (docs/jaundice.md).
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import asdict, dataclass, replace
 
 import numpy as np
 
@@ -77,10 +80,6 @@ BILI_PEAK_EPSILON = 4.7e4  # cm^-1 / (mol/L), albumin-bound, ~460 nm
 BILI_MOLAR_MASS_G_PER_MOL = 584.66
 WAVELENGTH_GRID_NM = np.arange(400.0, 700.5, 2.0)
 
-# Reference phantom (the factory white reference measured with the same probe): a
-# near-white diffuser, mu_a and mu_s' flat over the visible.
-PHANTOM_MUA_PER_MM = 0.002
-PHANTOM_MUSP_PER_MM = 2.0
 TISSUE_REFRACTIVE_INDEX = 1.4
 
 
@@ -161,30 +160,98 @@ def diffuse_reflectance(
     return (term1 + term2) / (4.0 * np.pi)
 
 
-def _skin_spectra(newborn: Newborn, wl: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Spectral reflectance of skin relative to the phantom at (near, far)."""
-    f_mel = newborn.melanin_fraction
-    mua_epi = f_mel * melanin_mua_per_mm(wl) + (1.0 - f_mel) * baseline_mua_per_mm(wl)
-    blood = newborn.blood_fraction * (1.0 - 0.8 * newborn.pressure_blanching)
-    tissue_bili = newborn.bilirubin_mg_dl * newborn.tissue_serum_ratio
-    # bilirubin in plasma inside the vessels + extravascular (albumin-bound) bilirubin
-    plasma_bili = blood * (1.0 - newborn.haematocrit) * newborn.bilirubin_mg_dl
-    mua_derm = (
-        blood * blood_mua_per_mm(wl, newborn.so2, newborn.haematocrit)
-        + (1.0 - blood) * baseline_mua_per_mm(wl)
-        + bilirubin_mua_per_mm(wl, tissue_bili + plasma_bili)
+@dataclass(frozen=True)
+class ProbeOptics:
+    """Constants of the probe and its reference phantom (fitted by scripts/fit_skin_model.py).
+
+    phantom_mua_per_mm, phantom_musp_per_mm: the factory white reference, a near-white
+      diffuser with flat mu_a and mu_s' over the visible; every reading is relative to it.
+    epi_path_near, epi_path_far: epidermal path-length factors (light crosses the epidermis
+      in and out; the near detector collects more oblique paths, so its factor is larger).
+    coupling_near, coupling_far: skin/phantom collection ratio at each detector (contact,
+      index matching and the detector's finite aperture differ between skin and phantom).
+    bili_epsilon_scale: multiplies BILI_PEAK_EPSILON (the in-vivo band strength of
+      albumin-bound bilirubin, bounded by the published 4.7e4-5.5e4 /cm/M within ~30 %).
+    bili_band_shift_nm: shift of the bilirubin band from the 460 nm albumin-bound peak
+      (the in-vivo band sits between the free, ~440-453 nm, and albumin-bound positions).
+    """
+
+    phantom_mua_per_mm: float = 0.002
+    phantom_musp_per_mm: float = 2.0
+    epi_path_near: float = 2.3
+    epi_path_far: float = 2.1
+    coupling_near: float = 1.0
+    coupling_far: float = 1.0
+    bili_epsilon_scale: float = 1.0
+    bili_band_shift_nm: float = 0.0
+
+
+def _spectra(
+    p: dict[str, np.ndarray], wl: np.ndarray, optics: ProbeOptics | None = None
+) -> tuple[np.ndarray, np.ndarray]:
+    """Spectral reflectance relative to the phantom at (near, far), shape (n babies, n wl).
+
+    p holds one array (n,) per Newborn field; everything broadcasts over babies x wavelength.
+    """
+    optics = PROBE if optics is None else optics
+    col = {k: np.asarray(v, float).reshape(-1, 1) for k, v in p.items()}
+    f_mel = col["melanin_fraction"]
+    base = baseline_mua_per_mm(wl)[None, :]
+    mua_epi = f_mel * melanin_mua_per_mm(wl)[None, :] + (1.0 - f_mel) * base
+    blood = col["blood_fraction"] * (1.0 - 0.8 * col["pressure_blanching"])
+    hct = col["haematocrit"]
+    so2 = col["so2"]
+    hbo2, hb = _hb_extinction(wl)
+    eps_blood = so2 * hbo2[None, :] + (1.0 - so2) * hb[None, :]
+    mua_blood = 2.303 * eps_blood * hct * MCHC_G_PER_L / HB_MOLAR_MASS_G_PER_MOL / 10.0
+    serum = col["bilirubin_mg_dl"]
+    # extravascular (albumin-bound) bilirubin + bilirubin in the plasma inside the vessels
+    bili_mg_dl = serum * col["tissue_serum_ratio"] + blood * (1.0 - hct) * serum
+    mua_bili = (
+        optics.bili_epsilon_scale
+        * bilirubin_mua_per_mm(wl - optics.bili_band_shift_nm, 1.0)
+        * bili_mg_dl
     )
-    musp = newborn.scatter_a_per_mm * (wl / 500.0) ** -newborn.scatter_b
+    mua_derm = blood * mua_blood + (1.0 - blood) * base + mua_bili
+    musp = col["scatter_a_per_mm"] * (wl[None, :] / 500.0) ** -col["scatter_b"]
+    flat = np.ones_like(wl)
     out = []
-    for rho, path_factor in zip(DETECTOR_DISTANCE_MM, (2.3, 2.1), strict=True):
-        # light crosses the epidermis in and out; the near detector sees more oblique paths
-        t_epi = np.exp(-path_factor * mua_epi * newborn.epidermis_mm)
-        r_skin = t_epi * diffuse_reflectance(mua_derm, musp, rho)
+    for rho, path, coupling in (
+        (DETECTOR_DISTANCE_MM[0], optics.epi_path_near, optics.coupling_near),
+        (DETECTOR_DISTANCE_MM[1], optics.epi_path_far, optics.coupling_far),
+    ):
+        t_epi = np.exp(-path * mua_epi * col["epidermis_mm"])
+        r_skin = coupling * t_epi * diffuse_reflectance(mua_derm, musp, rho)
         r_ref = diffuse_reflectance(
-            np.full_like(wl, PHANTOM_MUA_PER_MM), np.full_like(wl, PHANTOM_MUSP_PER_MM), rho
+            optics.phantom_mua_per_mm * flat, optics.phantom_musp_per_mm * flat, rho
         )
-        out.append(r_skin / r_ref)
+        out.append(r_skin / r_ref[None, :])
     return out[0], out[1]
+
+
+def led_band_weights(
+    led_nm: tuple[float, ...] | np.ndarray, fwhm_nm: tuple[float, ...] | np.ndarray
+) -> np.ndarray:
+    """(n LEDs, n wl) normalised Gaussian emission weights on WAVELENGTH_GRID_NM."""
+    centres = np.asarray(led_nm, float)
+    widths = np.asarray(fwhm_nm, float)
+    if centres.shape != widths.shape or centres.ndim != 1:
+        raise ValueError("led_nm and fwhm_nm must have the same length")
+    sigma = widths[:, None] / 2.3548
+    w = np.exp(-0.5 * ((WAVELENGTH_GRID_NM[None, :] - centres[:, None]) / sigma) ** 2)
+    return w / w.sum(axis=1, keepdims=True)
+
+
+def population_reflectance(
+    p: dict[str, np.ndarray],
+    led_nm: tuple[float, ...] | np.ndarray = LED_NM,
+    fwhm_nm: tuple[float, ...] | np.ndarray = DEFAULT_LED_FWHM_NM,
+    optics: ProbeOptics | None = None,
+) -> tuple[np.ndarray, np.ndarray]:
+    """(near, far), each (n babies, n LEDs), for babies given as arrays of Newborn fields."""
+    weights = led_band_weights(led_nm, fwhm_nm)
+    near_s, far_s = _spectra(p, WAVELENGTH_GRID_NM, optics)
+    return near_s @ weights.T, far_s @ weights.T
 
 
 def skin_reflectance(
@@ -196,26 +263,87 @@ def skin_reflectance(
 
     Pass a device's true (drifted) LED centres and widths to see what that unit measures.
     """
-    centres = np.asarray(led_nm, float)
-    widths = np.asarray(fwhm_nm, float)
-    if centres.shape != widths.shape:
-        raise ValueError("led_nm and fwhm_nm must have the same length")
-    wl = WAVELENGTH_GRID_NM
-    near_s, far_s = _skin_spectra(newborn, wl)
-    near = np.empty(len(centres))
-    far = np.empty(len(centres))
-    for i, (c, w) in enumerate(zip(centres, widths, strict=True)):
-        sigma = w / 2.3548
-        weight = np.exp(-0.5 * ((wl - c) / sigma) ** 2)
-        weight /= weight.sum()
-        near[i] = float(weight @ near_s)
-        far[i] = float(weight @ far_s)
-    return near, far
+    p = {k: np.array([v], float) for k, v in asdict(newborn).items()}
+    near, far = population_reflectance(p, led_nm, fwhm_nm)
+    return near[0], far[0]
 
 
-# Population ranges (newborns >= 35 weeks). Melanin fractions after Jacques 2013 (light
-# 1-5 %, moderate 11-16 %, dark 18-43 %) scaled for newborn epidermis.
-_MELANIN_RANGE = {"light": (0.01, 0.06), "medium": (0.06, 0.16), "dark": (0.16, 0.40)}
+@dataclass(frozen=True)
+class Population:
+    """Ranges of the newborn population (uniform between lo and hi unless stated).
+
+    Fitted to the calibration population by scripts/fit_skin_model.py (see docs/jaundice.md).
+    """
+
+    melanin: dict[str, tuple[float, float]]
+    blood_fraction: tuple[float, float]
+    so2: tuple[float, float]
+    haematocrit: tuple[float, float]
+    pressure_blanching: tuple[float, float]
+    epidermis_mm: tuple[float, float]
+    scatter_a_per_mm: tuple[float, float]
+    scatter_b: tuple[float, float]
+    tissue_serum_ratio: tuple[float, float]  # mean, SD (normal)
+
+
+# Order of the uniform draws that make one baby (see population_params).
+DRAW_ORDER = (
+    "melanin_fraction",
+    "blood_fraction",
+    "so2",
+    "haematocrit",
+    "pressure_blanching",
+    "epidermis_mm",
+    "scatter_a_per_mm",
+    "scatter_b",
+    "tissue_serum_ratio",
+)
+
+POPULATION = Population(
+    melanin={"light": (0.0020, 0.0243), "medium": (0.0260, 0.0696), "dark": (0.0496, 0.1578)},
+    blood_fraction=(0.0020, 0.0020),
+    so2=(0.980, 0.980),
+    haematocrit=(0.40, 0.40),
+    pressure_blanching=(0.89, 0.89),
+    epidermis_mm=(0.0539, 0.1007),
+    scatter_a_per_mm=(1.592, 5.092),
+    scatter_b=(0.800, 0.800),
+    tissue_serum_ratio=(0.2102, 0.0050),
+)
+PROBE = ProbeOptics(
+    epi_path_near=3.654,
+    epi_path_far=3.589,
+    coupling_near=0.8210,
+    coupling_far=0.7815,
+    bili_epsilon_scale=1.000,
+    bili_band_shift_nm=-4.92,
+)
+
+
+def population_params(
+    u: np.ndarray,
+    skin_group: str,
+    bilirubin_mg_dl: np.ndarray,
+    population: Population | None = None,
+) -> dict[str, np.ndarray]:
+    """Newborn fields as arrays from uniform draws u (n, len(DRAW_ORDER)) in [0, 1)."""
+    from scipy.special import ndtri
+
+    population = POPULATION if population is None else population
+    u = np.atleast_2d(np.asarray(u, float))
+    out: dict[str, np.ndarray] = {"bilirubin_mg_dl": np.asarray(bilirubin_mg_dl, float)}
+    for j, name in enumerate(DRAW_ORDER):
+        if name == "tissue_serum_ratio":
+            mean, sd = population.tissue_serum_ratio
+            out[name] = mean + sd * ndtri(np.clip(u[:, j], 1e-6, 1 - 1e-6))
+            continue
+        lo, hi = (
+            population.melanin[skin_group]
+            if name == "melanin_fraction"
+            else getattr(population, name)
+        )
+        out[name] = lo + (hi - lo) * u[:, j]
+    return out
 
 
 def random_newborn(
@@ -226,25 +354,14 @@ def random_newborn(
     """One plausible newborn; skin_group None draws light/medium/dark with equal odds."""
     if skin_group is None:
         skin_group = SKIN_GROUPS[int(rng.integers(0, 3))]
-    if skin_group not in _MELANIN_RANGE:
+    if skin_group not in POPULATION.melanin:
         raise ValueError(f"skin_group must be one of {SKIN_GROUPS}, got {skin_group!r}")
-    lo, hi = _MELANIN_RANGE[skin_group]
     if bilirubin_mg_dl is None:
         bilirubin_mg_dl = float(rng.uniform(0.0, 25.0))
     if not 0.0 <= bilirubin_mg_dl <= 40.0:
         raise ValueError("bilirubin_mg_dl must be between 0 and 40")
-    return Newborn(
-        bilirubin_mg_dl=float(bilirubin_mg_dl),
-        melanin_fraction=float(rng.uniform(lo, hi)),
-        blood_fraction=float(rng.uniform(0.004, 0.015)),
-        so2=float(rng.uniform(0.6, 0.9)),
-        haematocrit=float(rng.uniform(0.42, 0.65)),
-        pressure_blanching=float(rng.uniform(0.2, 0.8)),
-        epidermis_mm=float(rng.uniform(0.04, 0.08)),
-        scatter_a_per_mm=float(rng.uniform(3.5, 5.5)),
-        scatter_b=float(rng.uniform(1.2, 1.6)),
-        tissue_serum_ratio=float(rng.normal(0.12, 0.008)),
-    )
+    p = population_params(rng.random((1, len(DRAW_ORDER))), skin_group, np.array([bilirubin_mg_dl]))
+    return Newborn(**{k: float(v[0]) for k, v in p.items()})
 
 
 def with_bilirubin(newborn: Newborn, bilirubin_mg_dl: float) -> Newborn:

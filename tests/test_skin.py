@@ -68,3 +68,22 @@ def test_random_population_is_in_range_and_validates():
         random_newborn(rng, "purple")
     with pytest.raises(ValueError):
         skin_reflectance(BABY, led_nm=(450, 470), fwhm_nm=(20.0,))
+
+
+@pytest.mark.parametrize("group", ["light", "medium", "dark"])
+def test_simulated_babies_get_unflagged_estimates_with_small_bias(group):
+    """The fitted simulator looks like the calibration population to the shipped estimator."""
+    from dsp.tcb import estimate_tcb
+
+    rng = np.random.default_rng(21)
+    errors, flagged = [], 0
+    for _ in range(60):
+        bili = float(rng.uniform(0.0, 20.0))
+        est = estimate_tcb(*skin_reflectance(random_newborn(rng, group, bili)))
+        if est.tcb_mg_dl is None:
+            flagged += 1
+        else:
+            errors.append(est.tcb_mg_dl - bili)
+    assert flagged <= (3 if group != "dark" else 9)
+    assert abs(np.mean(errors)) < 1.0
+    assert np.std(errors) < 2.5
