@@ -25,6 +25,10 @@ log = logging.getLogger(__name__)
 REPO_ROOT = Path(__file__).resolve().parents[1]
 FIRMWARE_DIR = REPO_ROOT / "firmware"
 HEAP = "128K"  # an ESP32-class heap budget
+# With radio_kind "ble" the heap also holds what a board keeps outside it: radio_ble's bytecode
+# (frozen into flash there), bluetooth_sim (the stand-in for the NimBLE host stack, whose memory
+# is not MicroPython heap on an ESP32) and the compiler's temporaries for both.
+BLE_HEAP = "192K"
 
 # Sensor-feed channels: the same numbers as firmware/lib/sim_feed.py (checked by a test).
 CH_DOPPLER = 0
@@ -72,10 +76,20 @@ class DeviceSpec:
     extra: dict = field(default_factory=dict)
 
 
+def ble_address(device_id: str) -> str:
+    """A stable public-style BLE address for a virtual device (first byte 0x02)."""
+    import hashlib
+
+    return "02" + hashlib.sha1(device_id.encode()).hexdigest()[:10].upper()
+
+
 class VirtualDevice:
-    def __init__(self, spec: DeviceSpec, radio: str, workdir: Path) -> None:
+    def __init__(
+        self, spec: DeviceSpec, radio: str, workdir: Path, radio_kind: str = "sim"
+    ) -> None:
         self.spec = spec
-        self.radio = radio
+        self.radio = radio  # "sim": the gateway's socket; "ble": the virtual BlueZ's socket
+        self.radio_kind = radio_kind
         self.dir = workdir / spec.device_id
         self.proc: asyncio.subprocess.Process | None = None
         self._feeder: asyncio.Task | None = None
@@ -88,6 +102,9 @@ class VirtualDevice:
             "name": self.spec.name or self.spec.device_id,
             "radio": self.radio,
         }
+        if self.radio_kind != "sim":
+            s["radio_kind"] = self.radio_kind
+            s["ble_address"] = ble_address(self.spec.device_id)
         if self.spec.kind == "fetal_heart":
             s["doppler_encoding"] = self.spec.doppler_encoding
         else:
@@ -102,9 +119,10 @@ class VirtualDevice:
         settings = self.dir / "device.json"
         settings.write_text(json.dumps(self.settings()))
         main = FIRMWARE_DIR / self.spec.kind / "main.py"
+        heap = HEAP if self.radio_kind == "sim" else BLE_HEAP
         with open(self.dir / "console.log", "ab") as console:  # the board's serial console
             self.proc = await asyncio.create_subprocess_exec(
-                micropython_binary(), "-X", f"heapsize={HEAP}", str(main), str(settings),
+                micropython_binary(), "-X", f"heapsize={heap}", str(main), str(settings),
                 stdin=asyncio.subprocess.PIPE, stdout=console, stderr=console,
             )  # fmt: skip
         feeder = self._feed_fetal if self.spec.kind == "fetal_heart" else self._feed_jaundice
@@ -220,10 +238,16 @@ def fetal_rhythm(spec: DeviceSpec) -> tuple[np.ndarray, np.ndarray]:
 
 
 class Fleet:
-    """A set of virtual devices sharing one simulated radio address."""
+    """A set of virtual devices sharing one simulated radio address.
 
-    def __init__(self, specs: list[DeviceSpec], radio: str, workdir: Path) -> None:
-        self.devices = [VirtualDevice(s, radio, Path(workdir)) for s in specs]
+    radio_kind "sim" connects each firmware to the gateway's simulated radio transport; "ble"
+    runs the firmware's BLE GATT server (bluetooth_sim) against the virtual BlueZ at `radio`.
+    """
+
+    def __init__(
+        self, specs: list[DeviceSpec], radio: str, workdir: Path, radio_kind: str = "sim"
+    ) -> None:
+        self.devices = [VirtualDevice(s, radio, Path(workdir), radio_kind) for s in specs]
 
     async def start(self) -> None:
         for d in self.devices:

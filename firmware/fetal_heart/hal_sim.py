@@ -1,7 +1,9 @@
 # Simulation HAL of the fetal-heart monitor for the Unix port: the ADC, PPG front end, battery
-# gauge and probe-contact sense are fed by the simulator through sim_feed; the radio is a socket.
+# gauge and probe-contact sense are fed by the simulator through sim_feed; the radio is a socket
+# (radio_sim) or the BLE GATT server on the simulated `bluetooth` module (radio_kind "ble").
 import asyncio
 import struct
+import sys
 
 import sim_feed
 from radio_sim import SimRadio
@@ -76,6 +78,8 @@ async def ppg_read(out, count):
 
 
 def battery_mv():
+    if _radio[0] is not None:  # the Battery service follows the gauge
+        _radio[0].set_battery((_state["mv"] - 3300) * 100 // 850)
     return _state["mv"]
 
 
@@ -83,9 +87,24 @@ def on_skin():
     return _state["skin"]
 
 
+_radio = [None]
+
+
 def make_radio(settings, adv):
+    """The socket radio, or with "radio_kind": "ble" the BLE GATT server of the board running
+    on bluetooth_sim, whose socket goes to the virtual BlueZ at settings["radio"]."""
     host, port = settings["radio"].rsplit(":", 1)
-    return SimRadio(host, int(port), adv)
+    if settings.get("radio_kind", "sim") != "ble":
+        return SimRadio(host, int(port), adv)
+    import bluetooth_sim
+
+    sys.modules["bluetooth"] = bluetooth_sim  # radio_ble's `import bluetooth` gets the simulator
+    from radio_ble import BleRadio
+
+    bluetooth_sim.ENDPOINT = (host, int(port))
+    bluetooth_sim.ADDRESS = bytes.fromhex(settings.get("ble_address", "020000000001"))
+    _radio[0] = BleRadio(adv)
+    return _radio[0]
 
 
 def background_tasks():

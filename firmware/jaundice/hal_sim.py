@@ -5,6 +5,7 @@
 import asyncio
 import json
 import struct
+import sys
 
 import sim_feed
 from radio_sim import SimRadio
@@ -70,12 +71,29 @@ def temperature_c():
 
 
 def battery_mv():
+    if _radio[0] is not None:  # the Battery service follows the gauge
+        _radio[0].set_battery((_state["mv"] - 3300) * 100 // 850)
     return _state["mv"]
 
 
+_radio = [None]
+
+
 def make_radio(settings, adv):
+    """The socket radio, or with "radio_kind": "ble" the BLE GATT server of the board running
+    on bluetooth_sim, whose socket goes to the virtual BlueZ at settings["radio"]."""
     host, port = settings["radio"].rsplit(":", 1)
-    return SimRadio(host, int(port), adv)
+    if settings.get("radio_kind", "sim") != "ble":
+        return SimRadio(host, int(port), adv)
+    import bluetooth_sim
+
+    sys.modules["bluetooth"] = bluetooth_sim  # radio_ble's `import bluetooth` gets the simulator
+    from radio_ble import BleRadio
+
+    bluetooth_sim.ENDPOINT = (host, int(port))
+    bluetooth_sim.ADDRESS = bytes.fromhex(settings.get("ble_address", "020000000001"))
+    _radio[0] = BleRadio(adv)
+    return _radio[0]
 
 
 def background_tasks():

@@ -1,0 +1,187 @@
+# The device's BLE radio: a GATT server on MicroPython's `bluetooth` module (ESP32, NimBLE),
+# with the surface link.py expects: connected, mtu, notify(frame) -> bool, on_write, on_connect
+# and run(). Under the Unix port the simulation HAL installs bluetooth_sim as `bluetooth`.
+#
+# GATT table (UUIDs mirrored from gateway/transports/uuids.py; a test checks they agree):
+#   perimon service: data characteristic (notify: one v1 frame per notification) and control
+#   characteristic (write, write without response: one v1 frame per write);
+#   Device Information (0x180A): manufacturer, model, serial number (the device id), firmware;
+#   Battery (0x180F): battery level (read, notify).
+# Advertising: flags, the perimon service UUID and the device id as the local name; the scan
+# response carries manufacturer data [format, device type] and the preferred connection
+# interval (AD type 0x12), since MicroPython's peripheral API cannot request a parameter update.
+import struct
+
+import asyncio
+import bluetooth
+from micropython import const
+
+PERIMON_SERVICE = "7a1e0001-5c3b-4f2e-9d8a-6e1f0b2c3d4e"
+DATA_CHAR = "7a1e0002-5c3b-4f2e-9d8a-6e1f0b2c3d4e"
+CONTROL_CHAR = "7a1e0003-5c3b-4f2e-9d8a-6e1f0b2c3d4e"
+DEVICE_INFORMATION_SERVICE = const(0x180A)
+MANUFACTURER_NAME_CHAR = const(0x2A29)
+MODEL_NUMBER_CHAR = const(0x2A24)
+SERIAL_NUMBER_CHAR = const(0x2A25)
+FIRMWARE_REVISION_CHAR = const(0x2A26)
+BATTERY_SERVICE = const(0x180F)
+BATTERY_LEVEL_CHAR = const(0x2A19)
+COMPANY_ID = const(0xFFFF)
+ADV_FORMAT = const(1)
+MODEL_NUMBERS = {1: "perimon-fetal-heart", 2: "perimon-jaundice"}
+
+_IRQ_CENTRAL_CONNECT = const(1)
+_IRQ_CENTRAL_DISCONNECT = const(2)
+_IRQ_GATTS_WRITE = const(3)
+_IRQ_GATTS_INDICATE_DONE = const(20)
+_IRQ_MTU_EXCHANGED = const(21)
+_IRQ_CONNECTION_UPDATE = const(27)
+
+_ADV_FLAGS = const(0x01)
+_ADV_UUID128_COMPLETE = const(0x07)
+_ADV_NAME_SHORT = const(0x08)
+_ADV_NAME_COMPLETE = const(0x09)
+_ADV_CONN_INTERVAL = const(0x12)
+_ADV_MANUFACTURER = const(0xFF)
+_ADV_MAX = const(31)
+
+_MAX_MTU = const(247)  # one LL data PDU with data length extension: 251 - 4 bytes L2CAP
+_ADV_INTERVAL_US = const(100_000)
+_WRITE_BUF = const(256)  # largest control frame the write characteristic accepts
+
+
+def uuid_le(uuid):
+    """A 128-bit UUID string as the 16 little-endian bytes advertising data carries."""
+    h = uuid.replace("-", "")
+    return bytes(int(h[i : i + 2], 16) for i in range(30, -2, -2))
+
+
+def _ad(kind, payload):
+    return struct.pack("BB", len(payload) + 1, kind) + payload
+
+
+def adv_payloads(name, device_type, interval_min_ms, interval_max_ms):
+    """(advertising data, scan response) for a perimon device; each fits 31 bytes."""
+    name = name.encode() if isinstance(name, str) else name
+    adv = _ad(_ADV_FLAGS, b"\x06") + _ad(_ADV_UUID128_COMPLETE, uuid_le(PERIMON_SERVICE))
+    room = _ADV_MAX - len(adv) - 2
+    short = len(name) > room
+    adv += _ad(_ADV_NAME_SHORT if short else _ADV_NAME_COMPLETE, name[:room])
+    resp = _ad(_ADV_MANUFACTURER, struct.pack("<HBB", COMPANY_ID, ADV_FORMAT, device_type))
+    resp += _ad(
+        _ADV_CONN_INTERVAL,
+        struct.pack("<HH", interval_min_ms * 4 // 5, interval_max_ms * 4 // 5),  # 1.25 ms units
+    )
+    if short and len(resp) + 2 + len(name) <= _ADV_MAX:
+        resp += _ad(_ADV_NAME_COMPLETE, name)
+    return adv, resp
+
+
+class BleRadio:
+    def __init__(self, adv, firmware="1.0.0", interval_ms=(15, 30)):
+        self.adv = adv  # dict: id, type, name
+        self.connected = False  # a central is connected and has subscribed (see _irq)
+        self.mtu = 23
+        self.on_write = None
+        self.on_connect = None
+        self.connects = 0
+        self.busy = 0  # notifications refused by a full controller buffer (frames kept)
+        self.oversize = 0
+        self.interval_ms = 0.0
+        self._conn = None
+        self._advertising = False
+        ble = bluetooth.BLE()
+        self.ble = ble
+        ble.active(True)
+        ble.config(gap_name=adv["id"], mtu=_MAX_MTU)
+        ble.irq(self._irq)
+        perimon = (
+            bluetooth.UUID(PERIMON_SERVICE),
+            (
+                (bluetooth.UUID(DATA_CHAR), bluetooth.FLAG_NOTIFY),
+                (
+                    bluetooth.UUID(CONTROL_CHAR),
+                    bluetooth.FLAG_WRITE | bluetooth.FLAG_WRITE_NO_RESPONSE,
+                ),
+            ),
+        )
+        dis = (
+            bluetooth.UUID(DEVICE_INFORMATION_SERVICE),
+            (
+                (bluetooth.UUID(MANUFACTURER_NAME_CHAR), bluetooth.FLAG_READ),
+                (bluetooth.UUID(MODEL_NUMBER_CHAR), bluetooth.FLAG_READ),
+                (bluetooth.UUID(SERIAL_NUMBER_CHAR), bluetooth.FLAG_READ),
+                (bluetooth.UUID(FIRMWARE_REVISION_CHAR), bluetooth.FLAG_READ),
+            ),
+        )
+        bas = (
+            bluetooth.UUID(BATTERY_SERVICE),
+            ((bluetooth.UUID(BATTERY_LEVEL_CHAR), bluetooth.FLAG_READ | bluetooth.FLAG_NOTIFY),),
+        )
+        ((self.h_data, self.h_ctrl), (h_man, h_model, h_serial, h_fw), (self.h_batt,)) = (
+            ble.gatts_register_services((perimon, dis, bas))
+        )
+        ble.gatts_set_buffer(self.h_ctrl, _WRITE_BUF)
+        ble.gatts_write(h_man, b"perimon")
+        ble.gatts_write(h_model, MODEL_NUMBERS.get(adv["type"], "perimon").encode())
+        ble.gatts_write(h_serial, adv["id"].encode())
+        ble.gatts_write(h_fw, firmware.encode())
+        ble.gatts_write(self.h_batt, b"\x64")
+        self._adv_data, self._resp_data = adv_payloads(
+            adv["id"], adv["type"], interval_ms[0], interval_ms[1]
+        )
+
+    def _advertise(self):
+        self.ble.gap_advertise(_ADV_INTERVAL_US, self._adv_data, resp_data=self._resp_data)
+        self._advertising = True
+
+    def _irq(self, event, data):
+        if event == _IRQ_CENTRAL_CONNECT:
+            self._conn = data[0]
+            self._advertising = False
+            self.mtu = 23
+        elif event == _IRQ_CENTRAL_DISCONNECT:
+            self._conn = None
+            self.connected = False
+            self._advertise()  # at once, so the gateway can reconnect
+        elif event == _IRQ_MTU_EXCHANGED:
+            self.mtu = min(data[1], _MAX_MTU)
+        elif event == _IRQ_CONNECTION_UPDATE:
+            self.interval_ms = data[1] * 1.25
+        elif event == _IRQ_GATTS_WRITE:
+            if data[1] != self.h_ctrl:
+                return
+            value = self.ble.gatts_read(self.h_ctrl)
+            if not self.connected:
+                # The gateway subscribes to the data characteristic before its first control
+                # write (a time sync), so from here on notifications reach a listener.
+                self.connected = True
+                self.connects += 1
+                if self.on_connect:
+                    self.on_connect()
+            if self.on_write:
+                self.on_write(value)
+
+    def notify(self, frame):
+        """Send one frame; False (the caller keeps it) when the link is down or backed up."""
+        if not self.connected or self._conn is None:
+            return False
+        if len(frame) > self.mtu - 3:
+            self.oversize += 1  # built for a larger MTU before a reconnect: kept for resend
+            return True
+        try:
+            self.ble.gatts_notify(self._conn, self.h_data, frame)
+        except OSError:
+            self.busy += 1  # ENOMEM: the controller's buffers are full; retry later
+            return False
+        return True
+
+    def set_battery(self, pct):
+        self.ble.gatts_write(self.h_batt, bytes((max(0, min(100, pct)),)))
+
+    async def run(self):
+        self._advertise()
+        while True:
+            await asyncio.sleep_ms(1000)
+            if self._conn is None and not self._advertising:
+                self._advertise()  # watchdog: never sit silent and unconnectable
