@@ -2,7 +2,9 @@
 
 Topics and payloads are specified in docs/mqtt.md. The gateway's availability is a retained
 message with a Last Will, so subscribers learn of an unclean loss from the broker itself.
-paho's network loop runs in its own thread; publish() is safe to call from asyncio code.
+Every other message passes through the persistent outbox (gateway/outbox.py) and is sent at
+QoS 1; docs/reliability.md states what that guarantees. paho's network loop runs in its own
+thread, the outbox sender in another; publish() is safe to call from asyncio code.
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ import logging
 import ssl
 import threading
 import time
+from collections import deque
 from typing import Any
 
 import paho.mqtt.client as mqtt
@@ -19,11 +22,13 @@ from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
 from gateway.config import MqttSection
+from gateway.outbox import MARK_KINDS, Mark, Outbox, priority_of
 
 log = logging.getLogger(__name__)
 
-QOS_READING = 1  # readings and alerts: at least once, de-duplicated by msg_id downstream
-QOS_TRACE = 0  # the live trace is superseded every second; loss is shown as a gap
+QOS_READING = 1  # everything the outbox sends: at least once, de-duplicated by msg_id downstream
+QOS_TRACE = 1  # the live trace too: every 4 Hz point is accounted for (docs/reliability.md)
+_CHECKPOINT_S = 5.0  # sync the outbox's WAL this often: the most a power cut can take back
 
 
 def gateway_topic(prefix: str, gateway_id: str, *parts: str) -> str:
@@ -31,13 +36,40 @@ def gateway_topic(prefix: str, gateway_id: str, *parts: str) -> str:
 
 
 class Publisher:
-    def __init__(self, cfg: MqttSection, gateway_id: str) -> None:
+    """Every message goes through the persistent outbox (gateway/outbox.py) at QoS 1.
+
+    `publish()` stores the message (and its device high-water mark) on disk and returns; a
+    sender thread hands stored messages to paho in order, at most `window` unacknowledged at a
+    time, and deletes each one from the outbox on the broker's PUBACK (paho's on_publish).
+    Messages handed to paho before a disconnection are re-sent by paho after reconnecting;
+    after a restart everything still in the outbox is sent again. A subscriber therefore sees
+    every message at least once and de-duplicates by `msg_id`.
+    """
+
+    def __init__(
+        self,
+        cfg: MqttSection,
+        gateway_id: str,
+        outbox: Outbox | None = None,
+        *,
+        window: int = 256,
+        status_interval_s: float = 5.0,
+    ) -> None:
         self.cfg = cfg
         self.gateway_id = gateway_id
+        self.outbox = outbox if outbox is not None else Outbox(":memory:", 1 << 30, 0)
+        self.window = window
+        self.status_interval_s = status_interval_s
         self.connected = threading.Event()
         self._stopping = False
         self.published = 0
         self.v5 = cfg.protocol == "5"
+        self._wake = threading.Event()
+        self._acks: deque[tuple[int, bool]] = deque()  # (mid, accepted) from paho's thread
+        self._inflight: dict[int, int] = {}  # paho mid -> outbox row id
+        self._retry: list[int] = []  # rows the broker refused: sent again later
+        self._sender: threading.Thread | None = None
+        self.refused = 0
         self.client = mqtt.Client(
             mqtt.CallbackAPIVersion.VERSION2,
             client_id=f"perimon-{gateway_id}",
@@ -57,21 +89,20 @@ class Publisher:
         )
         self.client.on_connect = self._on_connect
         self.client.on_disconnect = self._on_disconnect
+        self.client.on_publish = self._on_publish
         self.client.reconnect_delay_set(1, 30)
-        self.client.max_queued_messages_set(0)  # paho keeps QoS>0 messages while offline
+        self.client.max_queued_messages_set(0)  # bounded by `window` instead
+        self.client.max_inflight_messages_set(min(window, 100))
 
     def topic(self, *parts: str) -> str:
         return gateway_topic(self.cfg.topic_prefix, self.gateway_id, *parts)
 
     def _status_payload(self, state: str, reason: str = "") -> str:
-        return json.dumps(
-            {
-                "gateway_id": self.gateway_id,
-                "state": state,
-                "reason": reason,
-                "t": _iso(time.time()),
-            }
-        )
+        d = {"gateway_id": self.gateway_id, "state": state, "reason": reason}
+        if state == "online":
+            d["outbox"] = self.outbox.stats()
+        d["t"] = _iso(time.time())
+        return json.dumps(d)
 
     def _on_connect(self, client, userdata, flags, reason_code, properties) -> None:
         if reason_code.is_failure:
@@ -80,6 +111,7 @@ class Publisher:
         log.info("connected to MQTT broker %s:%d", self.cfg.host, self.cfg.port)
         client.publish(self.topic("status"), self._status_payload("online"), 1, True)
         self.connected.set()
+        self._wake.set()
 
     def _on_disconnect(self, client, userdata, flags, reason_code, properties) -> None:
         self.connected.clear()
@@ -87,13 +119,103 @@ class Publisher:
             return
         log.warning("MQTT disconnected (%s); reconnecting", reason_code)
 
+    def _on_publish(self, client, userdata, mid, reason_code, properties) -> None:
+        # paho's network thread, holding paho's locks: only note it; the sender thread acts
+        self._acks.append((mid, not reason_code.is_failure))
+        self._wake.set()
+
+    # ---- the sender thread ----
+
+    def _send_loop(self) -> None:
+        last_status = time.monotonic()
+        last_checkpoint = time.monotonic()
+        retry_at = 0.0
+        while not self._stopping:
+            self._wake.wait(0.5)
+            self._wake.clear()
+            try:
+                self._take_acks()
+                now = time.monotonic()
+                if self._retry and now >= retry_at:
+                    self.outbox.handed_upto = min(self._retry) - 1
+                    self._retry.clear()
+                    retry_at = now + 5.0
+                if self.connected.is_set():
+                    self._hand_over()
+                    if now - last_status >= self.status_interval_s:
+                        last_status = now
+                        self.client.publish(
+                            self.topic("status"), self._status_payload("online"), 1, True
+                        )
+                if now - last_checkpoint >= _CHECKPOINT_S:
+                    last_checkpoint = now
+                    self.outbox.checkpoint()
+            except Exception:  # the sender must outlive a bad row or a full disk
+                log.exception("outbox sender")
+                time.sleep(0.5)
+
+    def _take_acks(self) -> None:
+        done: list[int] = []
+        while self._acks:
+            mid, ok = self._acks.popleft()
+            row = self._inflight.pop(mid, None)
+            if row is None:
+                continue  # a status message paho published itself
+            if ok:
+                done.append(row)
+            else:
+                self.refused += 1
+                self._retry.append(row)
+                log.error("broker refused outbox row %d; it is sent again later", row)
+        self.outbox.ack(done)
+        self.published += len(done)
+
+    def _hand_over(self) -> None:
+        room = self.window - len(self._inflight)
+        if room <= 0:
+            return
+        for row in self.outbox.pending(self.outbox.handed_upto, room):
+            props = None
+            if self.v5:
+                props = Properties(PacketTypes.PUBLISH)
+                props.ContentType = "application/json"
+                if row.msg_id is not None:
+                    props.UserProperty = [("msg_id", row.msg_id)]
+            info = self.client.publish(row.topic, row.payload, QOS_READING, row.retain, props)
+            if info.rc not in (mqtt.MQTT_ERR_SUCCESS, mqtt.MQTT_ERR_NO_CONN):
+                log.warning("paho did not take outbox row %d: %s", row.id, info.rc)
+                break
+            self._inflight[info.mid] = row.id
+            self.outbox.handed_upto = row.id
+
+    # ---- public ----
+
     def start(self) -> None:
         """Connect in the background; an unreachable broker is retried, never fatal."""
         self.client.connect_async(self.cfg.host, self.cfg.port, keepalive=self.cfg.keepalive_s)
         self.client.loop_start()
+        self._sender = threading.Thread(target=self._send_loop, name="outbox", daemon=True)
+        self._sender.start()
 
-    def stop(self) -> None:
+    def drain(self, timeout_s: float) -> bool:
+        """Wait until the outbox is empty (everything acknowledged); False on timeout."""
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            if self.outbox.rows == 0:
+                return True
+            self._wake.set()
+            time.sleep(0.05)
+        return self.outbox.rows == 0
+
+    def stop(self, drain_s: float = 2.0) -> None:
+        """Send what can be sent within `drain_s`; the rest stays in the outbox for next time."""
+        if self.connected.is_set():
+            self.drain(drain_s)
         self._stopping = True
+        self._wake.set()
+        if self._sender is not None:
+            self._sender.join(5.0)
+        self._take_acks()
         info = self.client.publish(
             self.topic("status"), self._status_payload("offline", "shutdown"), 1, True
         )
@@ -101,6 +223,8 @@ class Publisher:
             info.wait_for_publish(timeout=2.0)
         self.client.disconnect()
         self.client.loop_stop()
+        self._take_acks()
+        self.outbox.close()
 
     def publish(
         self,
@@ -111,17 +235,46 @@ class Publisher:
         retain: bool = False,
         expiry_s: int | None = None,
     ) -> None:
-        props = None
-        if self.v5:
-            props = Properties(PacketTypes.PUBLISH)
-            props.ContentType = "application/json"
-            if expiry_s is not None:
-                props.MessageExpiryInterval = expiry_s
-            if "msg_id" in payload:
-                props.UserProperty = [("msg_id", str(payload["msg_id"]))]
-        body = json.dumps(payload, separators=(",", ":"), allow_nan=False)
-        self.client.publish(self.topic(*parts), body, qos, retain, props)
-        self.published += 1
+        """Store one message in the outbox; it is sent at QoS 1 as soon as the broker is up.
+
+        Every message goes at QoS 1 whatever `qos` says, and the live trace carries no MQTT
+        expiry (`expiry_s` is not applied): the broker would drop an expired message without
+        anyone counting it; the outbox's age limit drops and counts instead.
+        """
+        body = json.dumps(payload, separators=(",", ":"), allow_nan=False).encode()
+        msg_id = message_id(payload)
+        kind = parts[-1] if parts else ""
+        self.outbox.add(
+            self.topic(*parts),
+            body,
+            msg_id=msg_id,
+            retain=retain,
+            priority=priority_of(kind, retain, msg_id),
+            mark=_mark(parts, payload),
+        )
+        self._wake.set()
+
+
+def message_id(payload: dict[str, Any]) -> str | None:
+    """The deterministic id of a reading: `msg_id`, or a FHIR Observation's identifier."""
+    if "msg_id" in payload:
+        return str(payload["msg_id"])
+    ident = payload.get("identifier")
+    if payload.get("resourceType") and isinstance(ident, list) and ident:
+        value = ident[0].get("value") if isinstance(ident[0], dict) else None
+        return str(value) if value is not None else None
+    return None
+
+
+def _mark(parts: tuple[str, ...], payload: dict[str, Any]) -> Mark | None:
+    """The high-water mark a trace or jaundice message advances (device, kind, boot, last)."""
+    if len(parts) != 3 or parts[0] != "device" or parts[2] not in MARK_KINDS:
+        return None
+    boot, seq = payload.get("boot"), payload.get("seq")
+    if not isinstance(boot, int) or not isinstance(seq, int):
+        return None
+    last = seq + int(payload.get("count", 1)) - 1
+    return Mark(parts[1], parts[2], boot, last)
 
 
 def _iso(t: float) -> str:

@@ -1,0 +1,364 @@
+"""The gateway's persistent outbox: every message to the hospital is on disk before it is sent.
+
+A reading or alert is written to SQLite (WAL, synchronous=NORMAL) in the same call that accepts
+it, and the row is deleted only when the broker has acknowledged it (MQTT PUBACK). After a crash,
+a power cut or a restart the gateway sends whatever is still here. With every row the outbox
+keeps, in the same transaction, the per-device high-water marks: the last live-trace point and
+the last jaundice record that are safely in the outbox, so a restarted gateway asks the device
+to resend from exactly there (docs/reliability.md).
+
+Bounded by size and age. When full, the policy drops in this order, counting every drop:
+1. the oldest live-trace messages (`fhr`, `mhr`: 4 Hz points, priority 0);
+2. the oldest superseded status messages (retained device status, priority 1);
+3. only then the oldest clinical readings and alerts (priority 2), each logged as an error.
+Age: a message older than `max_age_h` is dropped the same way (counted, readings logged).
+A retained status message replaces the unsent one on the same topic (the newest state wins).
+"""
+
+from __future__ import annotations
+
+import logging
+import sqlite3
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+log = logging.getLogger(__name__)
+
+PRIO_TRACE = 0  # live 4 Hz trace: the first to go when the outbox is full
+PRIO_STATUS = 1  # retained status: superseded by the next one anyway
+PRIO_READING = 2  # clinical readings and alerts: dropped only as a last resort, never silently
+
+TRACE_KINDS = frozenset({"fhr", "mhr"})
+MARK_KINDS = frozenset({"fhr", "mhr", "tcb"})
+PRIORITY_NAMES = {PRIO_TRACE: "trace", PRIO_STATUS: "status", PRIO_READING: "readings"}
+_ROW_OVERHEAD = 64  # bytes per row counted beyond topic and payload (ids, times, flags)
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS msg (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    msg_id TEXT,
+    topic TEXT NOT NULL,
+    payload BLOB NOT NULL,
+    retain INTEGER NOT NULL,
+    priority INTEGER NOT NULL,
+    created REAL NOT NULL
+);
+CREATE INDEX IF NOT EXISTS msg_priority ON msg (priority, id);
+CREATE TABLE IF NOT EXISTS mark (
+    device TEXT NOT NULL,
+    kind TEXT NOT NULL,
+    boot INTEGER NOT NULL,
+    seq INTEGER NOT NULL,
+    PRIMARY KEY (device, kind)
+);
+CREATE TABLE IF NOT EXISTS counter (name TEXT PRIMARY KEY, value INTEGER NOT NULL);
+"""
+
+
+@dataclass(frozen=True)
+class Row:
+    id: int
+    msg_id: str | None
+    topic: str
+    payload: bytes
+    retain: bool
+    priority: int
+    created: float
+
+
+@dataclass(frozen=True)
+class Mark:
+    """The last point (trace) or record seq (tcb) of a device's boot that is in the outbox."""
+
+    device: str
+    kind: str
+    boot: int
+    seq: int
+
+
+class OutboxError(RuntimeError):
+    """The outbox cannot be opened (path not writable, not an SQLite file)."""
+
+
+class Outbox:
+    """Thread-safe: rows are added from the asyncio loop and acknowledged from paho's thread."""
+
+    def __init__(self, path: str | Path, max_bytes: int, max_age_s: float) -> None:
+        self.path = Path(path)
+        self.max_bytes = int(max_bytes)
+        self.max_age_s = float(max_age_s)
+        self._lock = threading.Lock()
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            self._db = sqlite3.connect(
+                str(self.path), check_same_thread=False, isolation_level=None, timeout=10.0
+            )
+            self._db.execute("PRAGMA journal_mode=WAL")
+            self._db.execute("PRAGMA synchronous=NORMAL")
+            self._db.executescript(_SCHEMA)
+            size, rows = self._db.execute(
+                f"SELECT COALESCE(SUM(length(topic) + length(payload) + {_ROW_OVERHEAD}), 0),"
+                " COUNT(*) FROM msg"
+            ).fetchone()
+            self.counters: dict[str, int] = dict(
+                self._db.execute("SELECT name, value FROM counter").fetchall()
+            )
+        except (OSError, sqlite3.Error) as exc:
+            raise OutboxError(f"{self.path}: cannot open the outbox ({exc})") from None
+        self.bytes = int(size)
+        self.rows = int(rows)
+        self.peak_bytes = self.bytes
+        self.added = 0
+        self.acked = 0
+        self.write_s = 0.0  # time spent in add(), to show it does not stall the event loop
+
+    # ---- writing ----
+
+    def add(
+        self,
+        topic: str,
+        payload: bytes,
+        *,
+        msg_id: str | None,
+        retain: bool,
+        priority: int,
+        mark: Mark | None = None,
+        now: float | None = None,
+    ) -> int:
+        """Store one message (and its high-water mark) in one transaction; returns its row id."""
+        now = time.time() if now is None else now
+        size = len(topic.encode()) + len(payload) + _ROW_OVERHEAD
+        t0 = time.perf_counter()
+        with self._lock:
+            db = self._db
+            db.execute("BEGIN IMMEDIATE")
+            try:
+                if retain and msg_id is None:
+                    # the newest state of a retained topic replaces an unsent older one
+                    gone = db.execute(
+                        "DELETE FROM msg WHERE topic = ? AND retain = 1 AND msg_id IS NULL"
+                        " AND id > ? RETURNING length(topic) + length(payload)",
+                        (topic, self.handed_upto),
+                    ).fetchall()
+                    for (n,) in gone:
+                        self.bytes -= n + _ROW_OVERHEAD
+                        self.rows -= 1
+                cur = db.execute(
+                    "INSERT INTO msg (msg_id, topic, payload, retain, priority, created)"
+                    " VALUES (?, ?, ?, ?, ?, ?)",
+                    (msg_id, topic, payload, int(retain), priority, now),
+                )
+                if mark is not None:
+                    db.execute(
+                        "INSERT INTO mark (device, kind, boot, seq) VALUES (?, ?, ?, ?)"
+                        " ON CONFLICT (device, kind) DO UPDATE SET boot = excluded.boot,"
+                        " seq = CASE WHEN mark.boot = excluded.boot"
+                        " THEN MAX(mark.seq, excluded.seq) ELSE excluded.seq END",
+                        (mark.device, mark.kind, mark.boot, mark.seq),
+                    )
+                self.bytes += size
+                self.rows += 1
+                self._enforce(now)
+                db.execute("COMMIT")
+            except BaseException:
+                db.execute("ROLLBACK")
+                raise
+            self.peak_bytes = max(self.peak_bytes, self.bytes)
+            self.added += 1
+            self.write_s += time.perf_counter() - t0
+            return int(cur.lastrowid)
+
+    handed_upto = 0  # rows up to this id have been handed to the MQTT client (set by mqtt.py)
+
+    def _count(self, name: str, n: int) -> None:
+        if n <= 0:
+            return
+        self.counters[name] = self.counters.get(name, 0) + n
+        self._db.execute(
+            "INSERT INTO counter (name, value) VALUES (?, ?)"
+            " ON CONFLICT (name) DO UPDATE SET value = value + excluded.value",
+            (name, n),
+        )
+
+    def _drop(self, where: str, args: tuple, reason: str) -> int:
+        """Delete rows matching `where` (not yet handed to the client); count them by priority."""
+        gone = self._db.execute(
+            f"DELETE FROM msg WHERE id > ? AND ({where})"
+            " RETURNING priority, msg_id, topic, length(topic) + length(payload)",
+            (self.handed_upto, *args),
+        ).fetchall()
+        for prio, msg_id, topic, n in gone:
+            self.bytes -= n + _ROW_OVERHEAD
+            self.rows -= 1
+            self._count(f"dropped_{PRIORITY_NAMES[prio]}_{reason}", 1)
+            if prio == PRIO_READING:
+                log.error("outbox %s: dropped reading %s on %s", reason, msg_id or "-", topic)
+        return len(gone)
+
+    def _enforce(self, now: float) -> None:
+        """Apply the age and size limits (inside the caller's transaction)."""
+        if self.max_age_s > 0:
+            oldest = self._db.execute("SELECT MIN(created) FROM msg WHERE id > ?",
+                                      (self.handed_upto,)).fetchone()[0]  # fmt: skip
+            if oldest is not None and oldest < now - self.max_age_s:
+                self._drop("created < ?", (now - self.max_age_s,), "age")
+        if self.bytes <= self.max_bytes:
+            return
+        for prio in (PRIO_TRACE, PRIO_STATUS, PRIO_READING):
+            while self.bytes > self.max_bytes:
+                # the oldest 64 rows of this priority at a time: a few statements per overflow
+                if not self._drop(
+                    "id IN (SELECT id FROM msg WHERE priority = ? AND id > ? ORDER BY id LIMIT 64)",
+                    (prio, self.handed_upto),
+                    "full",
+                ):
+                    break
+
+    # ---- reading and acknowledging ----
+
+    def pending(self, after_id: int, limit: int) -> list[Row]:
+        """Rows not yet handed to the MQTT client, oldest first."""
+        with self._lock:
+            rows = self._db.execute(
+                "SELECT id, msg_id, topic, payload, retain, priority, created FROM msg"
+                " WHERE id > ? ORDER BY id LIMIT ?",
+                (after_id, limit),
+            ).fetchall()
+        return [Row(r[0], r[1], r[2], bytes(r[3]), bool(r[4]), r[5], r[6]) for r in rows]
+
+    def ack(self, ids: list[int]) -> None:
+        """The broker has these: forget them."""
+        if not ids:
+            return
+        with self._lock:
+            db = self._db
+            db.execute("BEGIN IMMEDIATE")
+            try:
+                for i in range(0, len(ids), 500):
+                    chunk = ids[i : i + 500]
+                    marks = ",".join("?" * len(chunk))
+                    gone = db.execute(
+                        f"DELETE FROM msg WHERE id IN ({marks})"
+                        " RETURNING length(topic) + length(payload)",
+                        chunk,
+                    ).fetchall()
+                    for (n,) in gone:
+                        self.bytes -= n + _ROW_OVERHEAD
+                        self.rows -= 1
+                    self.acked += len(gone)
+                db.execute("COMMIT")
+            except BaseException:
+                db.execute("ROLLBACK")
+                raise
+
+    def marks(self, device: str, boot: int) -> dict[str, int]:
+        """High-water marks of this device's boot: kind -> last seq safely in the outbox."""
+        with self._lock:
+            rows = self._db.execute(
+                "SELECT kind, seq FROM mark WHERE device = ? AND boot = ?", (device, boot)
+            ).fetchall()
+        return dict(rows)
+
+    def checkpoint(self) -> None:
+        """Fold the WAL into the database (syncs it): bounds what a power cut can take back."""
+        with self._lock:
+            self._db.execute("PRAGMA wal_checkpoint(PASSIVE)")
+
+    def file_bytes(self) -> int:
+        total = 0
+        for suffix in ("", "-wal", "-shm"):
+            try:
+                total += Path(str(self.path) + suffix).stat().st_size
+            except OSError:
+                pass
+        return total
+
+    def stats(self) -> dict:
+        dropped = {
+            name: sum(v for k, v in self.counters.items() if k.startswith(f"dropped_{name}_"))
+            for name in PRIORITY_NAMES.values()
+        }
+        return {
+            "queued": self.rows,
+            "queued_bytes": self.bytes,
+            "max_bytes": self.max_bytes,
+            "dropped_trace": dropped["trace"],
+            "dropped_status": dropped["status"],
+            "dropped_readings": dropped["readings"],
+        }
+
+    def close(self) -> None:
+        with self._lock:
+            try:
+                self._db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+            except sqlite3.Error:
+                pass
+            self._db.close()
+
+
+def priority_of(kind: str, retain: bool, msg_id: str | None) -> int:
+    if kind in TRACE_KINDS:
+        return PRIO_TRACE
+    if retain and msg_id is None:
+        return PRIO_STATUS
+    return PRIO_READING
+
+
+# ---- resuming a device's streams after a gateway restart ----
+
+FHR_WARMUP_POINTS = 8  # 2 s of audio before the first new point: FHR windows are +-1.875 s
+MHR_WARMUP_POINTS = 16  # 4 s of PPG: the maternal-rate windows are +-4 s
+
+
+class ResumedPoints:
+    """Wraps a point stream (dsp FhrStream / MhrStream) restarted part-way through a boot.
+
+    The stream is fed from `offset_s` into the boot; its point times are shifted to the boot's
+    time base, and points at or before `published_s` (already in the outbox before the
+    restart) are withheld, so the trace continues with the next point and no point twice.
+    """
+
+    def __init__(self, stream, offset_s: float, published_s: float) -> None:
+        self._stream = stream
+        self.offset_s = offset_s
+        self.published_s = published_s
+
+    def _shift(self, pts):
+        import dataclasses
+
+        import numpy as np
+
+        t = np.asarray(pts.t_s) + self.offset_s
+        keep = t > self.published_s + 1e-6
+        fields = {}
+        for f in dataclasses.fields(pts):
+            v = np.asarray(getattr(pts, f.name))
+            fields[f.name] = (t if f.name == "t_s" else v)[keep] if v.shape[:1] == t.shape else v
+        return type(pts)(**fields)
+
+    def feed(self, x):
+        return self._shift(self._stream.feed(x))
+
+    def flush(self):
+        return self._shift(self._stream.flush())
+
+    def feed_maternal(self, t_s, bpm):
+        import numpy as np
+
+        self._stream.feed_maternal(np.asarray(t_s, dtype=float) - self.offset_s, bpm)
+
+    def __getattr__(self, name):
+        return getattr(self._stream, name)
+
+
+def resume_plan(kind: str, last_point: int) -> tuple[int, float, float]:
+    """For a trace `kind` whose point `last_point` is in the outbox: the first sample to feed
+    again, and the (offset_s, published_s) for ResumedPoints. Points are 0.25 s apart; Doppler
+    runs at 4000 Hz (1000 samples a point), PPG at 50 Hz (25 samples every second point)."""
+    if kind == "fhr":
+        start = max(0, last_point - FHR_WARMUP_POINTS)
+        return start * 1000, start * 0.25, last_point * 0.25
+    start = max(0, last_point - MHR_WARMUP_POINTS) // 2 * 2
+    return start * 25 // 2, start * 0.25, last_point * 0.25

@@ -1,0 +1,294 @@
+"""The persistent outbox: stored before sending, deleted on PUBACK, bounded with a drop policy
+that spends the live trace first and counts every drop; the publisher on a real Mosquitto."""
+
+from __future__ import annotations
+
+import json
+import logging
+import threading
+import time
+
+import numpy as np
+import paho.mqtt.client as mqtt
+import pytest
+
+from gateway import protocol as p
+from gateway.broker import start_broker
+from gateway.config import config_from_dict
+from gateway.mqtt import Publisher, message_id
+from gateway.outbox import (
+    PRIO_READING,
+    PRIO_STATUS,
+    PRIO_TRACE,
+    Mark,
+    Outbox,
+    ResumedPoints,
+    resume_plan,
+)
+from gateway.session import DeviceSession
+
+MB = 1024 * 1024
+
+
+def add(ob: Outbox, kind: str, i: int, size: int = 3000, now: float | None = None, **kw):
+    prio = {"fhr": PRIO_TRACE, "status": PRIO_STATUS}.get(kind, PRIO_READING)
+    retain = kind == "status"
+    msg_id = None if retain else f"d:1:{kind}:{i}"
+    return ob.add(f"t/d/{kind}", b"x" * size, msg_id=msg_id, retain=retain, priority=prio,
+                  now=now, **kw)  # fmt: skip
+
+
+def test_rows_and_marks_survive_a_reopen_and_go_only_on_ack(tmp_path):
+    path = tmp_path / "o.sqlite"
+    ob = Outbox(path, 10 * MB, 0)
+    ids = [add(ob, "fhr", i, mark=Mark("d", "fhr", 3, 4 * i + 3)) for i in range(5)]
+    add(ob, "tcb", 0, mark=Mark("d", "tcb", 3, 7))
+    ob.close()  # a kill -9 leaves the same state: every add() is its own committed transaction
+
+    ob = Outbox(path, 10 * MB, 0)
+    assert ob.rows == 6 and [r.id for r in ob.pending(0, 100)][:5] == ids
+    assert ob.marks("d", 3) == {"fhr": 19, "tcb": 7}
+    assert ob.marks("d", 2) == {}
+    ob.ack(ids[:3])
+    assert ob.rows == 3 and [r.msg_id for r in ob.pending(0, 100)][0] == "d:1:fhr:3"
+    add(ob, "fhr", 9, mark=Mark("d", "fhr", 3, 10))  # an older point never moves a mark back
+    assert ob.marks("d", 3)["fhr"] == 19
+    add(ob, "fhr", 0, mark=Mark("d", "fhr", 4, 0))  # a new boot replaces it
+    assert ob.marks("d", 4) == {"fhr": 0} and ob.marks("d", 3) == {"tcb": 7}
+
+
+def test_full_outbox_drops_oldest_trace_first_then_status_and_readings_only_last(tmp_path, caplog):
+    ob = Outbox(tmp_path / "o.sqlite", 1 * MB, 0)
+    for i in range(200):
+        add(ob, "tcb", i)
+        add(ob, "fhr", i)
+        add(ob, "status", i)
+    assert ob.bytes <= 1 * MB
+    kinds = [r.topic.rsplit("/", 1)[1] for r in ob.pending(0, 10_000)]
+    assert kinds.count("tcb") == 200, "a reading was dropped while trace was left"
+    assert kinds.count("status") == 1, "retained status: only the newest is kept"
+    s = ob.stats()
+    assert s["dropped_trace"] == 200 - kinds.count("fhr") > 0
+    assert s["dropped_readings"] == 0
+    trace_left = [r.msg_id for r in ob.pending(0, 10_000) if "fhr" in r.topic]
+    assert trace_left == [f"d:1:fhr:{i}" for i in range(200 - len(trace_left), 200)]  # newest
+
+    with caplog.at_level(logging.ERROR, logger="gateway.outbox"):
+        for i in range(200, 1400):
+            add(ob, "tcb", i)
+    s = ob.stats()
+    assert s["dropped_trace"] == 200 and s["dropped_readings"] > 0
+    assert ob.bytes <= 1 * MB
+    assert sum("dropped reading" in r.message for r in caplog.records) == s["dropped_readings"]
+    ob.close()
+    assert Outbox(tmp_path / "o.sqlite", 1 * MB, 0).stats()["dropped_readings"] > 0  # persisted
+
+
+def test_age_limit_drops_and_counts(tmp_path):
+    ob = Outbox(tmp_path / "o.sqlite", 100 * MB, max_age_s=3600)
+    t0 = 1_000_000.0
+    add(ob, "fhr", 0, now=t0)
+    add(ob, "tcb", 0, now=t0)
+    add(ob, "fhr", 1, now=t0 + 3000)
+    add(ob, "fhr", 2, now=t0 + 3700)  # the first two are now older than an hour
+    assert [r.msg_id for r in ob.pending(0, 10)] == ["d:1:fhr:1", "d:1:fhr:2"]
+    s = ob.stats()
+    assert s["dropped_trace"] == 1 and s["dropped_readings"] == 1
+
+
+def test_rows_handed_to_the_client_are_not_dropped_or_replaced(tmp_path):
+    ob = Outbox(tmp_path / "o.sqlite", 1 * MB, 0)
+    first = add(ob, "fhr", 0)
+    ob.handed_upto = first  # in paho's hands: the ack decides
+    for i in range(1, 2000):
+        add(ob, "fhr", i)
+    assert ob.pending(0, 1)[0].id == first
+
+
+def test_message_ids():
+    assert message_id({"msg_id": "fh-01:3:fhr:121"}) == "fh-01:3:fhr:121"
+    obs = {"resourceType": "Observation", "identifier": [{"system": "s", "value": "v1"}]}
+    assert message_id(obs) == "v1"
+    assert message_id({"device_id": "x"}) is None
+
+
+def test_resumed_points_continue_the_boot_time_base():
+    from dsp.fhr import FhrPoints
+
+    first, offset_s, published_s = resume_plan("fhr", 100)
+    assert first == (100 - 8) * 1000 and offset_s == 23.0 and published_s == 25.0
+
+    class Stream:
+        def __init__(self):
+            self.maternal = None
+
+        def feed(self, x):
+            t = np.arange(1, 13) * 0.25
+            return FhrPoints(t, t * 0 + 140, t * 0 + 1, t < 0)
+
+        def feed_maternal(self, t, b):
+            self.maternal = t
+
+    s = ResumedPoints(Stream(), offset_s, published_s)
+    pts = s.feed(np.zeros(10))
+    assert round(pts.t_s[0] / 0.25) == 101 and len(pts.t_s) == 12 - 8
+    assert len(pts.fhr_bpm) == len(pts.t_s) == len(pts.maternal)
+    s.feed_maternal(np.array([30.0]), np.array([80.0]))
+    assert s.maternal[0] == 30.0 - offset_s
+    first, offset_s, _ = resume_plan("mhr", 41)
+    assert first % 25 == 0 and first / 12.5 == offset_s / 0.25 <= 41 - 16
+
+
+def test_session_resumes_mid_frame_and_asks_from_before_it():
+    s = DeviceSession("fh-01", p.DeviceType.FETAL_HEART, gap_timeout_s=5)
+    got = []
+
+    class Rec:
+        def on_samples(self, stream, seq, t_ms, samples):
+            got.append((seq, t_ms, len(samples)))
+
+        def on_lost(self, *a):
+            raise AssertionError("nothing is lost")
+
+        def on_record(self, *a): ...
+        def on_boot(self, boot): ...
+        def tick(self, now): ...
+
+    s.processor = Rec()
+    s.on_new_boot = lambda boot: s.resume_from.update({p.Stream.PPG: 1000})
+    payload = np.arange(25, dtype="<i2").tobytes()
+    for seq in (990, 950, 1015):  # straddles 1000; wholly before it; the next one
+        s.on_frame(p.encode_frame(p.Frame(p.Flag(0), 1, p.Stream.PPG, 1, seq, seq * 20, payload)))
+    # the 15 samples from 1000 on, at their own device time; then the next frame whole
+    assert got == [(1000, 990 * 20 + 200, 15), (1015, 1015 * 20, 25)]
+    assert s.state.stats.duplicates == 1
+
+
+@pytest.fixture
+def collector(broker):
+    got: list[tuple[str, dict, dict]] = []
+    lock = threading.Lock()
+    ready = threading.Event()
+    c = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id="collector", protocol=mqtt.MQTTv5)
+
+    def on_message(client, userdata, m):
+        props = dict(getattr(m.properties, "UserProperty", []) or [])
+        with lock:
+            got.append((m.topic, json.loads(m.payload), props))
+
+    c.on_connect = lambda cl, u, f, rc, pr: cl.subscribe("perimon/#", qos=1)
+    c.on_subscribe = lambda *a: ready.set()
+    c.on_message = on_message
+    c.connect(broker.host, broker.port)
+    c.loop_start()
+    assert ready.wait(10)
+    yield got
+    c.disconnect()
+    c.loop_stop()
+
+
+def wait_for(cond, timeout_s=30.0):
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if cond():
+            return True
+        time.sleep(0.05)
+    return cond()
+
+
+def test_publisher_keeps_messages_across_a_restart_and_deletes_them_on_puback(
+    broker, collector, tmp_path
+):
+    cfg = config_from_dict({"mqtt": {"host": broker.host, "port": 1}})  # nothing listens on 1
+    path = tmp_path / "o.sqlite"
+    pub = Publisher(cfg.mqtt, "gw-t", Outbox(path, 10 * MB, 0))
+    pub.start()
+    for i in range(50):
+        pub.publish(("device", "fh-01", "fhr"), {"msg_id": f"fh-01:1:fhr:{i}", "boot": 1,
+                                                 "seq": i, "count": 1})  # fmt: skip
+    pub.publish(("device", "fh-01", "alert"), {"msg_id": "fh-01:alert:x:1:raised"})
+    pub.stop(drain_s=0.1)  # the broker was never reachable: all 51 stay on disk
+
+    cfg = config_from_dict({"mqtt": {"host": broker.host, "port": broker.port}})
+    pub = Publisher(cfg.mqtt, "gw-t", Outbox(path, 10 * MB, 0))
+    assert pub.outbox.rows == 51 and pub.outbox.marks("fh-01", 1) == {"fhr": 49}
+    pub.start()
+    assert pub.drain(30), "the outbox did not empty once the broker was reachable"
+    pub.stop()
+    fhr = [(pl, pr) for t, pl, pr in collector if t.endswith("/fhr")]
+    assert [pl["seq"] for pl, _ in fhr] == list(range(50))
+    assert all(pr["msg_id"] == pl["msg_id"] for pl, pr in fhr)
+    assert any(t.endswith("/alert") for t, _, _ in collector)
+    assert Outbox(path, 10 * MB, 0).rows == 0
+
+
+def test_publisher_survives_broker_kill9_without_losing_a_message(tmp_path):
+    broker = start_broker(tmp_path / "b", extra_conf=PERSISTENT_BROKER.format(dir=tmp_path / "b"))
+    seen: dict[str, int] = {}
+    order: list[int] = []
+    lock = threading.Lock()
+    sub = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id="hospital", protocol=mqtt.MQTTv5)
+    subscribed = threading.Event()
+
+    def on_message(client, userdata, m):
+        msg = json.loads(m.payload)
+        if "msg_id" in msg:
+            with lock:
+                seen[msg["msg_id"]] = seen.get(msg["msg_id"], 0) + 1
+                if seen[msg["msg_id"]] == 1:
+                    order.append(msg["seq"])
+
+    sub.on_connect = hospital_on_connect
+    sub.on_subscribe = lambda *a: subscribed.set()
+    sub.on_message = on_message
+    sub.reconnect_delay_set(0.2, 1)
+    sub.connect(broker.host, broker.port, clean_start=False, properties=session_props())
+    sub.loop_start()
+    assert subscribed.wait(10)
+    time.sleep(1.5)  # the broker saves the subscription (autosave_interval 1)
+    cfg = config_from_dict({"mqtt": {"host": broker.host, "port": broker.port}})
+    pub = Publisher(cfg.mqtt, "gw-t", Outbox(tmp_path / "o.sqlite", 10 * MB, 0))
+    pub.client.reconnect_delay_set(0.2, 1)
+    pub.start()
+    n = 0
+    try:
+        for _ in range(3):
+            for _ in range(200):
+                pub.publish(("device", "fh-01", "fhr"), {"msg_id": f"fh-01:1:fhr:{n}", "seq": n})
+                n += 1
+                time.sleep(0.001)
+            broker.kill()
+            time.sleep(0.3)
+            broker = start_broker(tmp_path / "b", port=broker.port,
+                                  extra_conf=PERSISTENT_BROKER.format(dir=tmp_path / "b"))  # fmt: skip
+        assert pub.drain(60)
+        assert wait_for(lambda: len(seen) == n, 30), n - len(seen)
+    finally:
+        pub.stop()
+        sub.disconnect()
+        sub.loop_stop()
+        broker.stop()
+    assert sorted(seen) == sorted(f"fh-01:1:fhr:{i}" for i in range(n))
+    assert order == sorted(order), "first deliveries out of order"
+
+
+# The hospital side of the fault tests: a broker that keeps its subscribers' sessions across a
+# kill -9 (saved every second) and a subscriber with a persistent session, so that what the
+# gateway publishes while the subscriber is still reconnecting waits for it in the broker.
+PERSISTENT_BROKER = (
+    "user root\npersistence true\npersistence_location {dir}/\nautosave_interval 1\n"
+    "max_queued_messages 0\nmax_queued_bytes 0\n"
+)
+
+
+def session_props():
+    from paho.mqtt.packettypes import PacketTypes
+    from paho.mqtt.properties import Properties
+
+    props = Properties(PacketTypes.CONNECT)
+    props.SessionExpiryInterval = 3600
+    return props
+
+
+def hospital_on_connect(client, userdata, flags, reason_code, properties):
+    client.subscribe("perimon/#", qos=1)
