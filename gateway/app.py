@@ -25,6 +25,16 @@ def make_transport(cfg: Config) -> Transport:
         from gateway.transports.simradio import SimRadioTransport
 
         return SimRadioTransport(cfg.radio.listen, cfg.radio.att_mtu)
+    if cfg.radio.transport == "ble":
+        from gateway.transports.ble import BleTransport, parse_ids
+
+        r = cfg.radio
+        return BleTransport(r.ble_adapter, r.ble_max_connections, parse_ids(r.enrolled),
+                            r.ble_scan_mode)  # fmt: skip
+    if cfg.radio.transport == "serial":
+        from gateway.transports.serial import SerialTransport
+
+        return SerialTransport(cfg.radio.serial_ports.split(","), cfg.radio.serial_baud)
     raise ValueError(f"unknown transport {cfg.radio.transport!r}")
 
 

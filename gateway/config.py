@@ -45,9 +45,15 @@ class MqttSection:
 
 @dataclass(frozen=True)
 class RadioSection:
-    transport: str = "sim"  # "sim": simulated radio over loopback TCP (tests, demo)
+    transport: str = "sim"  # "ble" (BlueZ via bleak), "serial" (USB), "sim" (loopback TCP)
     listen: str = "127.0.0.1:7600"  # sim transport: where virtual devices connect
     att_mtu: int = 247  # ATT MTU granted to devices (23 is BLE's minimum, 247 its usual maximum)
+    enrolled: str = ""  # ble: device ids to connect, comma-separated ("" accepts any perimon)
+    ble_adapter: str = "hci0"
+    ble_max_connections: int = 7  # a Pi's built-in radio holds about 7 links reliably
+    ble_scan_mode: str = "active"  # "active" or "passive" (BlueZ advertisement monitor)
+    serial_ports: str = ""  # serial: device paths, comma-separated (e.g. /dev/ttyACM0)
+    serial_baud: int = 115200
 
 
 @dataclass(frozen=True)
@@ -116,8 +122,12 @@ def _validate(cfg: Config, src: str) -> None:
         raise bad(f'[mqtt] protocol: expected "5" or "3.1.1", got {cfg.mqtt.protocol!r}')
     if "#" in cfg.mqtt.topic_prefix or "+" in cfg.mqtt.topic_prefix:
         raise bad("[mqtt] topic_prefix: must not contain MQTT wildcards")
-    if cfg.radio.transport not in ("sim",):
-        raise bad(f"[radio] transport: {cfg.radio.transport!r} is not one of: sim")
+    if cfg.radio.transport not in ("sim", "ble", "serial"):
+        raise bad(f"[radio] transport: {cfg.radio.transport!r} is not one of: sim, ble, serial")
+    if cfg.radio.ble_scan_mode not in ("active", "passive"):
+        raise bad(f'[radio] ble_scan_mode: "active" or "passive", not {cfg.radio.ble_scan_mode!r}')
+    if not 1 <= cfg.radio.ble_max_connections <= 32:
+        raise bad(f"[radio] ble_max_connections: 1 to 32, not {cfg.radio.ble_max_connections}")
     if not 23 <= cfg.radio.att_mtu <= 517:
         raise bad(f"[radio] att_mtu: expected 23 to 517, got {cfg.radio.att_mtu}")
     host, _, port = cfg.radio.listen.rpartition(":")

@@ -24,6 +24,7 @@ log = logging.getLogger(__name__)
 
 _RESEND_RETRY_S = 1.0
 _TIME_SYNC_EVERY_S = 300.0
+_RESUME_SLACK = 1024  # samples: more than a sample frame holds at any MTU (firmware: 480)
 
 
 class Processor(Protocol):
@@ -89,6 +90,11 @@ class DeviceSession:
         self.clock_offset_ms: float | None = None  # unix_ms = device_ms + offset
         self._last_sync = 0.0
         self.on_info = lambda info: None
+        # After a gateway restart: stream -> first seq not yet safely published (set by the
+        # on_new_boot hook from the outbox's high-water marks); the stream resumes there.
+        self.resume_from: dict[int, int] = {}
+        self._resumed: dict[int, int] = {}
+        self.on_new_boot = lambda boot: None
 
     # ---- link lifecycle ----
 
@@ -200,11 +206,23 @@ class DeviceSession:
         self._resend_asked.clear()
         if self.processor:
             self.processor.on_boot(boot)
+        self.resume_from.clear()
+        self._resumed.clear()
+        self.on_new_boot(boot)
 
     def _accept(self, stream: int, seq: int, count: int, value: object) -> None:
         r = self.streams.get(stream)
         if r is None:
             r = self.streams[stream] = Reorderer(self.gap_timeout_s)
+            if stream in self.resume_from:
+                r.next_seq = self._resumed[stream] = self.resume_from.pop(stream)
+        if stream in self._resumed and seq < r.next_seq < seq + count:
+            # resuming part-way through a frame: keep only the samples not yet published
+            cut = r.next_seq - seq
+            t_ms, samples = value
+            rate = p.NOMINAL_RATE_HZ[p.Stream(stream)]
+            value = ((t_ms + round(cut * 1000 / rate)) & 0xFFFFFFFF, samples[cut:])
+            seq, count = r.next_seq, count - cut
         before = r.stats.duplicates
         out = r.add(seq, count, value, time.monotonic())
         self.state.stats.duplicates += r.stats.duplicates - before
@@ -324,8 +342,11 @@ class DeviceSession:
                 continue
             self._resend_asked[key] = now
             self.state.stats.resend_requests += 1
+            ask = lo
+            if self._resumed.get(stream) == lo and stream in p.SAMPLE_STREAMS:
+                ask = max(0, lo - _RESUME_SLACK)  # also the frame that straddles the resume point
             asyncio.get_running_loop().create_task(
-                self.request(p.Op.RESEND, p.resend_args(p.Stream(stream), lo, hi))
+                self.request(p.Op.RESEND, p.resend_args(p.Stream(stream), ask, hi))
             )
 
     def tick(self) -> None:

@@ -120,9 +120,11 @@ class VirtualDevice:
         settings.write_text(json.dumps(self.settings()))
         main = FIRMWARE_DIR / self.spec.kind / "main.py"
         heap = HEAP if self.radio_kind == "sim" else BLE_HEAP
+        # BLE: firmware/lib/ble_boot.py loads the radio first, as a board has it frozen in flash
+        boot = [] if self.radio_kind == "sim" else [str(FIRMWARE_DIR / "lib" / "ble_boot.py")]
         with open(self.dir / "console.log", "ab") as console:  # the board's serial console
             self.proc = await asyncio.create_subprocess_exec(
-                micropython_binary(), "-X", f"heapsize={heap}", str(main), str(settings),
+                micropython_binary(), "-X", f"heapsize={heap}", *boot, str(main), str(settings),
                 stdin=asyncio.subprocess.PIPE, stdout=console, stderr=console,
             )  # fmt: skip
         feeder = self._feed_fetal if self.spec.kind == "fetal_heart" else self._feed_jaundice

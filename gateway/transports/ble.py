@@ -1,0 +1,356 @@
+"""BLE central through BlueZ with bleak: how a Raspberry Pi gateway reaches its wearables.
+
+One scanner (active by default; passive through BlueZ advertisement monitors) filtered by the
+perimon service UUID and an allowlist of enrolled device ids. One task per device keeps it
+connected: it waits until the device advertises, takes one of the adapter's connection slots,
+connects through bleak-retry-connector's `establish_connection` (its retries and backoff; ours
+add jitter between rounds), subscribes to the data characteristic with AcquireNotify, and hands
+a `BleLink` to the gateway, whose session then resynchronises time and asks for any sequence
+numbers the drop lost. BlueZ makes one LE connection attempt at a time per adapter, so connects
+are serialised and the scan pauses while one runs. Watchdogs: a device that stays silent while
+connected is disconnected (and reconnected); an adapter that reports nothing while devices are
+missing gets its scan restarted.
+
+docs/ble.md describes the GATT layout and the knobs ([radio] in the gateway config).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import random
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import asdict, dataclass
+
+from bleak import BleakClient, BleakScanner
+from bleak.backends.device import BLEDevice
+from bleak.backends.scanner import AdvertisementData
+from bleak.exc import BleakError
+from bleak_retry_connector import BleakClientWithServiceCache, establish_connection
+
+from gateway.transports import uuids
+from gateway.transports.base import DeviceLink, Transport
+
+log = logging.getLogger(__name__)
+
+_SEEN_FRESH_S = 10.0  # an advertisement older than this does not count as "in range"
+_RATE_WINDOW_S = 5.0
+
+
+class BleLinkError(ConnectionError):
+    """A write or subscription on a BLE link failed (the link is going down)."""
+
+
+@dataclass
+class RadioStats:
+    """Per-device link statistics, kept across reconnections (device status "radio")."""
+
+    address: str = ""
+    rssi: int | None = None
+    connected: bool = False
+    connects: int = 0
+    reconnects: int = 0
+    drops: int = 0  # links lost without the gateway asking
+    failed_attempts: int = 0
+    silent_disconnects: int = 0
+    notifications: int = 0
+    frames_per_s: float = 0.0
+    att_mtu: int = 0
+    last_reconnect_s: float | None = None  # link lost -> data flowing again
+
+
+class BleLink(DeviceLink):
+    def __init__(self, client: BleakClient, device_id: str, device_type: int, name: str,
+                 att_mtu: int, stats: RadioStats) -> None:  # fmt: skip
+        super().__init__()
+        self.client = client
+        self.device_id = device_id
+        self.device_type = device_type
+        self.name = name
+        self.att_mtu = att_mtu
+        self.stats = stats
+        self.closed = asyncio.Event()
+        self.last_rx = time.monotonic()
+        self._rate_t0 = self.last_rx
+        self._rate_n = 0
+
+    def _on_notify(self, _char, data: bytearray) -> None:
+        now = time.monotonic()
+        self.last_rx = now
+        self.stats.notifications += 1
+        self._rate_n += 1
+        if now - self._rate_t0 >= _RATE_WINDOW_S:
+            self.stats.frames_per_s = round(self._rate_n / (now - self._rate_t0), 2)
+            self._rate_t0, self._rate_n = now, 0
+        self.on_frame(bytes(data))
+
+    async def write(self, frame: bytes) -> None:
+        if self.closed.is_set():
+            raise BleLinkError("link closed")
+        try:
+            await self.client.write_gatt_char(uuids.CONTROL_CHAR, frame, response=True)
+        except (BleakError, EOFError, BrokenPipeError) as exc:
+            raise BleLinkError(str(exc)) from exc
+
+    async def close(self) -> None:
+        with contextlib.suppress(BleakError, EOFError, BrokenPipeError, TimeoutError):
+            await self.client.disconnect()
+
+
+def device_type_of(adv: AdvertisementData) -> int | None:
+    data = adv.manufacturer_data.get(uuids.COMPANY_ID)
+    if data and len(data) >= 2 and data[0] == uuids.ADV_FORMAT:
+        return data[1]
+    return None
+
+
+class BleTransport(Transport):
+    def __init__(
+        self,
+        adapter: str = "hci0",
+        max_connections: int = 7,
+        enrolled: set[str] | None = None,
+        scan_mode: str = "active",
+        silent_device_s: float = 10.0,
+        silent_adapter_s: float = 60.0,
+        pause_scan_to_connect: bool = True,
+    ) -> None:
+        self.adapter = adapter
+        self.max_connections = max_connections
+        self.enrolled = set(enrolled or ())
+        self.scan_mode = scan_mode
+        self.silent_device_s = silent_device_s
+        self.silent_adapter_s = silent_adapter_s
+        self.pause_scan_to_connect = pause_scan_to_connect
+        self.stats: dict[str, RadioStats] = {}
+        self.links: dict[str, BleLink] = {}
+        self._seen: dict[str, tuple[BLEDevice, AdvertisementData, float]] = {}
+        self._seen_ev: dict[str, asyncio.Event] = {}
+        self._types: dict[str, int] = {}
+        self._tasks: dict[str, asyncio.Task] = {}
+        self._slots = asyncio.Semaphore(max_connections)
+        self._connect_lock = asyncio.Lock()
+        self._connecting = 0
+        self._scanner: BleakScanner | None = None
+        self._scanning = False
+        self._scan_lock = asyncio.Lock()
+        self._last_adv = time.monotonic()
+        self._on_link: Callable[[DeviceLink], Awaitable[None]] | None = None
+        self._watchdog: asyncio.Task | None = None
+        self._stopping = False
+        if not self.enrolled:
+            log.warning("BLE: no enrolled device ids: any perimon device in range is accepted")
+
+    # ---- Transport ----
+
+    async def start(self, on_link: Callable[[DeviceLink], Awaitable[None]]) -> None:
+        self._on_link = on_link
+        bluez: dict = {"adapter": self.adapter}
+        if self.scan_mode == "passive":
+            # BlueZ advertisement monitor: match the 128-bit service UUID AD structure.
+            from bleak.args.bluez import OrPattern
+
+            ad = bytes.fromhex(uuids.PERIMON_SERVICE.replace("-", ""))[::-1]
+            bluez["or_patterns"] = [OrPattern(0, 0x07, ad)]
+        self._scanner = BleakScanner(
+            detection_callback=self._on_advertisement,
+            service_uuids=None if self.scan_mode == "passive" else [uuids.PERIMON_SERVICE],
+            scanning_mode=self.scan_mode,
+            bluez=bluez,
+        )
+        await self._set_scanning(True)
+        self._watchdog = asyncio.get_running_loop().create_task(self._watch())
+        log.info("BLE: scanning on %s (%s), %d connection slots", self.adapter,
+                 self.scan_mode, self.max_connections)  # fmt: skip
+
+    async def stop(self) -> None:
+        self._stopping = True
+        if self._watchdog:
+            self._watchdog.cancel()
+        for t in self._tasks.values():
+            t.cancel()
+        for t in self._tasks.values():
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await t
+        await self._set_scanning(False)
+
+    def device_stats(self, device_id: str) -> dict | None:
+        st = self.stats.get(device_id)
+        return asdict(st) if st else None
+
+    # ---- scanning ----
+
+    async def _set_scanning(self, on: bool) -> None:
+        async with self._scan_lock:
+            if self._scanner is None or on == self._scanning:
+                return
+            try:
+                if on:
+                    await self._scanner.start()
+                else:
+                    await self._scanner.stop()
+                self._scanning = on
+            except (BleakError, EOFError, BrokenPipeError) as exc:
+                log.warning("BLE: %s scan failed: %s", "starting" if on else "stopping", exc)
+
+    def _scan_needed(self) -> bool:
+        if self._stopping or (self.pause_scan_to_connect and self._connecting):
+            return False
+        if not self.enrolled:
+            return True
+        return any(i not in self.links for i in self.enrolled)
+
+    async def _rescan(self) -> None:
+        await self._set_scanning(self._scan_needed())
+
+    def _on_advertisement(self, device: BLEDevice, adv: AdvertisementData) -> None:
+        if uuids.PERIMON_SERVICE not in adv.service_uuids:
+            return
+        dev_id = adv.local_name or device.name
+        if not dev_id or (self.enrolled and dev_id not in self.enrolled):
+            return
+        now = time.monotonic()
+        self._last_adv = now
+        self._seen[dev_id] = (device, adv, now)
+        dtype = device_type_of(adv)
+        if dtype is not None:
+            self._types[dev_id] = dtype
+        st = self.stats.setdefault(dev_id, RadioStats())
+        st.rssi = adv.rssi
+        st.address = device.address
+        self._seen_ev.setdefault(dev_id, asyncio.Event()).set()
+        if dev_id not in self._tasks and not self._stopping:
+            self._tasks[dev_id] = asyncio.get_running_loop().create_task(self._keep(dev_id))
+
+    # ---- one device ----
+
+    async def _keep(self, dev_id: str) -> None:
+        """Keep one device connected for as long as the transport runs."""
+        failures = 0
+        lost_at: float | None = None
+        st = self.stats[dev_id]
+        ev = self._seen_ev[dev_id]
+        while not self._stopping:
+            seen = self._seen.get(dev_id)
+            if seen is None or time.monotonic() - seen[2] > _SEEN_FRESH_S:
+                ev.clear()
+                await self._rescan()
+                await ev.wait()
+                continue
+            async with self._slots:  # the adapter holds only so many links
+                link = await self._connect(dev_id, st)
+                if link is None:
+                    failures += 1
+                    st.failed_attempts += 1
+                    ev.clear()
+                    # Jittered exponential backoff between rounds of establish_connection,
+                    # which already retried with its own backoff.
+                    await asyncio.sleep(min(30.0, 0.5 * 2**failures) * random.uniform(0.5, 1.5))
+                    continue
+                failures = 0
+                if lost_at is not None:
+                    st.reconnects += 1
+                    st.last_reconnect_s = round(time.monotonic() - lost_at, 3)
+                reason = await self._serve(dev_id, link, st)
+                lost_at = time.monotonic()
+                ev.clear()
+                if reason != "closed by gateway":
+                    st.drops += 1
+            await self._rescan()
+            await asyncio.sleep(random.uniform(0.0, 0.2))  # spread a burst of reconnects
+
+    async def _connect(self, dev_id: str, st: RadioStats) -> BleLink | None:
+        device, adv, _ = self._seen[dev_id]
+        self._connecting += 1
+        client: BleakClient | None = None
+        try:
+            async with self._connect_lock:  # one connection attempt at a time per adapter
+                if self.pause_scan_to_connect:
+                    await self._set_scanning(False)
+                device, adv, _ = self._seen[dev_id]
+                disconnected = asyncio.Event()
+                client = await establish_connection(
+                    BleakClientWithServiceCache,
+                    device,
+                    dev_id,
+                    disconnected_callback=lambda _c: disconnected.set(),
+                    max_attempts=3,
+                    bluez={"adapter": self.adapter},
+                )
+            dtype = self._types.get(dev_id)
+            if dtype is None:  # passive scans may miss the scan response: ask the device
+                model = (await client.read_gatt_char(uuids.MODEL_NUMBER_CHAR)).decode()
+                dtype = {v: k for k, v in uuids.MODEL_NUMBERS.items()}.get(model)
+                if dtype is None:
+                    raise BleakError(f"unknown model {model!r}")
+                self._types[dev_id] = dtype
+            data_char = client.services.get_characteristic(uuids.DATA_CHAR)
+            if data_char is None or client.services.get_characteristic(uuids.CONTROL_CHAR) is None:
+                raise BleakError("perimon characteristics missing")
+            att_mtu = data_char.max_write_without_response_size + 3
+            link = BleLink(client, dev_id, dtype, adv.local_name or dev_id, att_mtu, st)
+            link.disconnected = disconnected  # type: ignore[attr-defined]
+            await client.start_notify(data_char, link._on_notify, bluez={"use_start_notify": False})
+            st.connects += 1
+            st.connected = True
+            st.att_mtu = att_mtu
+            return link
+        except (BleakError, TimeoutError, EOFError, BrokenPipeError, AttributeError) as exc:
+            log.info("BLE %s: connect failed: %s", dev_id, exc)
+            if client is not None:
+                with contextlib.suppress(Exception):
+                    await client.disconnect()
+            return None
+        finally:
+            self._connecting -= 1
+            if not self._connecting:
+                await self._rescan()
+
+    async def _serve(self, dev_id: str, link: BleLink, st: RadioStats) -> str:
+        """Run one connection until it ends; returns why."""
+        self.links[dev_id] = link
+        reason = "link lost"
+        try:
+            assert self._on_link is not None
+            await self._on_link(link)
+            disconnected: asyncio.Event = link.disconnected  # type: ignore[attr-defined]
+            while not disconnected.is_set():
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(disconnected.wait(), 1.0)
+                if time.monotonic() - link.last_rx > self.silent_device_s:
+                    st.silent_disconnects += 1
+                    reason = "silent device"
+                    log.warning("BLE %s: no data for %.0f s, reconnecting", dev_id,
+                                self.silent_device_s)  # fmt: skip
+                    await link.close()
+                    break
+        except asyncio.CancelledError:
+            reason = "closed by gateway"
+            await link.close()
+            raise
+        finally:
+            self.links.pop(dev_id, None)
+            st.connected = False
+            link.closed.set()
+            link.on_close(reason)
+        return reason
+
+    async def _watch(self) -> None:
+        """Adapter watchdog: devices missing and nothing heard for a while: restart the scan."""
+        while True:
+            await asyncio.sleep(5.0)
+            if not self._scanning or not self._scan_needed():
+                self._last_adv = time.monotonic()
+                continue
+            if time.monotonic() - self._last_adv > self.silent_adapter_s:
+                log.warning("BLE: adapter silent for %.0f s, restarting the scan",
+                            self.silent_adapter_s)  # fmt: skip
+                await self._set_scanning(False)
+                await self._set_scanning(True)
+                self._last_adv = time.monotonic()
+
+
+def parse_ids(text: str) -> set[str]:
+    return {s.strip() for s in text.split(",") if s.strip()}
