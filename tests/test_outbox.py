@@ -273,10 +273,10 @@ def test_publisher_survives_broker_kill9_without_losing_a_message(tmp_path):
 
 
 # The hospital side of the fault tests: a broker that keeps its subscribers' sessions across a
-# kill -9 (saved every second) and a subscriber with a persistent session, so that what the
+# kill -9 (saved after every change) and a subscriber with a persistent session, so that what the
 # gateway publishes while the subscriber is still reconnecting waits for it in the broker.
 PERSISTENT_BROKER = (
-    "user root\npersistence true\npersistence_location {dir}/\nautosave_interval 1\n"
+    "user root\npersistence true\npersistence_location {dir}/\nautosave_interval 1\nautosave_on_changes true\n"
     "max_queued_messages 0\nmax_queued_bytes 0\n"
 )
 
