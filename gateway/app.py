@@ -12,6 +12,7 @@ import time
 from gateway import protocol as p
 from gateway.config import Config
 from gateway.mqtt import Publisher, iso_time
+from gateway.outbox import Outbox, ResumedPoints, resume_plan
 from gateway.session import DeviceSession
 from gateway.transports.base import DeviceLink, Transport
 
@@ -41,7 +42,9 @@ def make_transport(cfg: Config) -> Transport:
 class Gateway:
     def __init__(self, cfg: Config) -> None:
         self.cfg = cfg
-        self.publisher = Publisher(cfg.mqtt, cfg.gateway.id)
+        self.outbox = Outbox(cfg.outbox_path, cfg.outbox.max_bytes, cfg.outbox.max_age_h * 3600)
+        self.publisher = Publisher(cfg.mqtt, cfg.gateway.id, self.outbox,
+                                   status_interval_s=cfg.processing.status_interval_s)  # fmt: skip
         self.transport = make_transport(cfg)
         self.sessions: dict[str, DeviceSession] = {}
         self.processors: dict[str, object] = {}
@@ -75,6 +78,7 @@ class Gateway:
                 link.device_id, link.device_type, self.cfg.processing.gap_timeout_s
             )
             session.processor = self._processor_for(session)
+            session.on_new_boot = lambda boot, s=session: self._resume(s, boot)
             self.sessions[link.device_id] = session
         await session.attach(link)
         closed = link.on_close
@@ -92,6 +96,25 @@ class Gateway:
     async def _after_connect(self, session: DeviceSession) -> None:
         await session.after_connect()
         self.publish_device_status(session)
+
+    def _resume(self, session: DeviceSession, boot: int) -> None:
+        """After a restart, continue a device's boot where the outbox says publishing stopped:
+        the session asks the device to resend from there (docs/reliability.md)."""
+        marks = self.outbox.marks(session.state.device_id, boot)
+        proc = session.processor
+        if session.state.device_type == p.DeviceType.FETAL_HEART and proc is not None:
+            for kind, stream, attr in (("fhr", p.Stream.DOPPLER, "fhr"),
+                                       ("mhr", p.Stream.PPG, "mhr")):  # fmt: skip
+                if kind in marks and hasattr(proc, attr):
+                    first, offset_s, published_s = resume_plan(kind, marks[kind])
+                    session.resume_from[stream] = first
+                    setattr(proc, attr, ResumedPoints(getattr(proc, attr), offset_s, published_s))
+                    if kind == "fhr" and hasattr(proc, "next_point"):
+                        proc.next_point = marks[kind] + 1
+        elif "tcb" in marks:
+            session.resume_from[p.Stream.TCB] = marks["tcb"] + 1
+        if marks:
+            log.info("%s: boot %d resumes after %s", session.state.device_id, boot, marks)
 
     def publish_device_status(self, session: DeviceSession) -> None:
         st = session.state

@@ -66,11 +66,19 @@ class ProcessingSection:
 
 
 @dataclass(frozen=True)
+class OutboxSection:
+    path: str = "outbox.sqlite"  # the persistent outbox (docs/reliability.md), under data_dir
+    max_bytes: int = 512 * 1024 * 1024  # beyond this the oldest live trace goes first
+    max_age_h: float = 72.0  # older messages are dropped (and counted), 0: no age limit
+
+
+@dataclass(frozen=True)
 class Config:
     gateway: GatewaySection = field(default_factory=GatewaySection)
     mqtt: MqttSection = field(default_factory=MqttSection)
     radio: RadioSection = field(default_factory=RadioSection)
     processing: ProcessingSection = field(default_factory=ProcessingSection)
+    outbox: OutboxSection = field(default_factory=OutboxSection)
     devices: dict[str, dict[str, Any]] = field(default_factory=dict)
     base_dir: Path = Path(".")
 
@@ -78,12 +86,17 @@ class Config:
     def data_dir(self) -> Path:
         return (self.base_dir / self.gateway.data_dir).resolve()
 
+    @property
+    def outbox_path(self) -> Path:
+        return (self.data_dir / self.outbox.path).resolve()
+
 
 _SECTIONS = {
     "gateway": GatewaySection,
     "mqtt": MqttSection,
     "radio": RadioSection,
     "processing": ProcessingSection,
+    "outbox": OutboxSection,
 }
 
 # Per-device keys the nurse or the hospital may set (see docs/configuration.md).
@@ -133,6 +146,12 @@ def _validate(cfg: Config, src: str) -> None:
     host, _, port = cfg.radio.listen.rpartition(":")
     if not host or not port.isdigit():
         raise bad(f"[radio] listen: expected HOST:PORT, got {cfg.radio.listen!r}")
+    if not cfg.outbox.path:
+        raise bad("[outbox] path: must not be empty")
+    if not cfg.outbox.max_bytes >= 1024 * 1024:
+        raise bad(f"[outbox] max_bytes: expected at least 1 MiB, got {cfg.outbox.max_bytes}")
+    if not 0 <= cfg.outbox.max_age_h <= 24 * 365:
+        raise bad(f"[outbox] max_age_h: expected 0 to 8760, got {cfg.outbox.max_age_h}")
     p = cfg.processing
     for name in ("fhr_publish_interval_s", "ctg_interval_s", "ctg_window_min", "gap_timeout_s"):
         if not getattr(p, name) > 0:
