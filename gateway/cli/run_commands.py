@@ -29,6 +29,8 @@ def register(sub: argparse._SubParsersAction) -> None:
 
     d = sub.add_parser("demo", help="broker + gateway + 3 virtual devices + a subscriber")
     d.add_argument("--seconds", type=float, default=0, help="stop after this long (0: Ctrl-C)")
+    d.add_argument("--radio", choices=("sim", "ble"), default="sim",
+                   help="sim: loopback radio; ble: BLE through a virtual BlueZ and bleak")  # fmt: skip
     d.add_argument("--verbose", "-v", action="store_true")
     d.set_defaults(func=cmd_demo)
 
@@ -106,11 +108,24 @@ def cmd_demo(args: argparse.Namespace) -> int:
         broker = start_broker(work / "broker")
         print(f"MQTT broker: {broker.kind} on {broker.host}:{broker.port}")
         radio = f"127.0.0.1:{free_port()}"
+        radio_cfg = {"transport": "sim", "listen": radio}
+        bluez = None
+        if args.radio == "ble":  # a private bus with a virtual BlueZ; bleak is pointed at it
+            import os
+
+            from simulators.virtual_bluez import PrivateBus, VirtualBluezProcess
+
+            bus = PrivateBus(work / "bus").start()
+            os.environ["DBUS_SYSTEM_BUS_ADDRESS"] = bus.address
+            bluez = (bus, VirtualBluezProcess(bus.address).start())
+            radio = bluez[1].radio
+            radio_cfg = {"transport": "ble", "enrolled": "fh-01,fh-02,tcb-01"}
+            print(f"virtual BlueZ on {bus.address}")
         cfg = config_from_dict(
             {
                 "gateway": {"id": "gw-demo", "data_dir": str(work / "gateway")},
                 "mqtt": {"host": broker.host, "port": broker.port, "protocol": broker.protocol},
-                "radio": {"transport": "sim", "listen": radio},
+                "radio": radio_cfg,
                 "processing": {"ctg_interval_s": 60.0},
                 "devices": {"tcb-01": {"birth_time": _hours_ago(40), "ga_weeks": 38}},
             }
@@ -123,7 +138,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
             gw = Gateway(cfg)
             gw_task = asyncio.create_task(gw.run(stop))
             await gw.ready.wait()
-            fleet = Fleet(demo_specs(2, 1), radio, work / "devices")
+            fleet = Fleet(demo_specs(2, 1), radio, work / "devices", radio_kind=args.radio)
             await fleet.start()
             print("gateway and 3 virtual devices started (2 fetal-heart, 1 jaundice); Ctrl-C stops")
             try:
@@ -138,6 +153,9 @@ def cmd_demo(args: argparse.Namespace) -> int:
         finally:
             sub.stop()
             broker.stop()
+            if bluez is not None:
+                bluez[1].stop()
+                bluez[0].stop()
     print("demo stopped")
     return 0
 
