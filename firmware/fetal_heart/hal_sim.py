@@ -8,7 +8,7 @@ import sys
 import sim_feed
 from radio_sim import SimRadio
 
-_DOPPLER_BUF = 8192  # samples the simulated DMA buffer holds (2 s at 4 kHz)
+_DOPPLER_BUF = 4096  # samples the simulated DMA buffer holds (1 s at 4 kHz)
 
 
 class _Channel:

@@ -11,9 +11,10 @@ _LEN = const(2)  # u16 length prefix per stored frame
 
 
 class FrameStore:
-    def __init__(self, capacity_bytes, max_frames):
-        self.buf = bytearray(capacity_bytes)
-        self.cap = capacity_bytes
+    def __init__(self, buf, max_frames):
+        """`buf`: a size in bytes, or a bytearray the app allocated before the heap fragmented."""
+        self.buf = bytearray(buf) if isinstance(buf, int) else buf
+        self.cap = len(self.buf)
         self.head = 0  # write offset
         self.offs = array.array("I", bytes(4 * max_frames))  # offsets, oldest at self.first
         self.first = 0
