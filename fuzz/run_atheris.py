@@ -1,0 +1,31 @@
+"""Coverage-guided fuzzing of one target with atheris, bounded in time.
+
+    .venv/bin/python fuzz/run_atheris.py frame -max_total_time=60 -rss_limit_mb=512 -timeout=5
+
+Targets: frame, control, config (fuzz/targets.py). libFuzzer's -timeout (seconds per input)
+catches hangs and -rss_limit_mb unbounded memory; a crash leaves the input in crash-*.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import atheris
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+with atheris.instrument_imports():
+    from fuzz.targets import TARGETS
+
+
+def main() -> None:
+    if len(sys.argv) < 2 or sys.argv[1] not in TARGETS:
+        sys.exit(f"usage: run_atheris.py {{{','.join(TARGETS)}}} [libFuzzer options]")
+    target = TARGETS[sys.argv[1]]
+    atheris.Setup([sys.argv[0], *sys.argv[2:]], target)
+    atheris.Fuzz()
+
+
+if __name__ == "__main__":
+    main()
