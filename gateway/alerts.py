@@ -10,6 +10,8 @@ from gateway.mqtt import QOS_READING, iso_time
 
 
 class AlertTracker:
+    escalate = False  # set per device from its risk colour (gateway/downlink.py): medium -> high
+
     def __init__(self, device_id: str, publish: Callable[..., None]) -> None:
         self.device_id = device_id
         self.publish = publish
@@ -21,6 +23,8 @@ class AlertTracker:
     def set(self, kind: str, active: bool, detail: str, severity: str = "medium") -> None:
         if active == (kind in self._active):
             return
+        if self.escalate and severity == "medium":
+            severity = "high"
         now = time.time()
         if active:
             self._active[kind] = now

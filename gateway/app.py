@@ -11,6 +11,7 @@ import time
 
 from gateway import protocol as p
 from gateway.config import Config
+from gateway.history import History
 from gateway.mqtt import Publisher, iso_time
 from gateway.outbox import Outbox, ResumedPoints, resume_plan
 from gateway.session import DeviceSession
@@ -49,9 +50,36 @@ class Gateway:
         self.sessions: dict[str, DeviceSession] = {}
         self.processors: dict[str, object] = {}
         self.ready = asyncio.Event()
+        self.history = History(cfg.data_dir)  # what was published, for the nurse view
+        for dev_id, saved in self.history.settings.values.items():
+            baby = {k: saved[k] for k in ("label", "birth_time", "ga_weeks", "risk_factors")
+                    if k in saved}  # fmt: skip
+            self.cfg.devices.setdefault(dev_id, {}).update(baby)
+        self.web = None
+        self.downlink = None
 
     def publish(self, parts: tuple[str, ...], payload: dict, **kw) -> None:
         self.publisher.publish(parts, payload, **kw)
+        self.history.record(parts, payload)
+
+    async def _start_extras(self) -> None:
+        """The hospital's command topic (MQTT 5) and the nurse view (when enabled)."""
+        if self.cfg.mqtt.protocol == "5":
+            from gateway.downlink import Downlink
+
+            self.downlink = Downlink(self)
+            self.downlink.start()
+        if self.cfg.web.enabled:
+            from gateway.web.server import WebServer
+
+            self.web = WebServer(self)
+            await self.web.start()
+
+    async def _stop_extras(self) -> None:
+        if self.web is not None:
+            await self.web.stop()
+        if self.downlink is not None:
+            await asyncio.to_thread(self.downlink.stop)
 
     def _processor_for(self, session: DeviceSession):
         dev_id = session.state.device_id
@@ -79,7 +107,11 @@ class Gateway:
             )
             session.processor = self._processor_for(session)
             session.on_new_boot = lambda boot, s=session: self._resume(s, boot)
+            session.gateway_id = self.cfg.gateway.id  # for FHIR references (gateway/fhir.py)
             self.sessions[link.device_id] = session
+            from gateway.downlink import apply_risk_policy
+
+            apply_risk_policy(self, link.device_id, self.history.settings.get(link.device_id))
         await session.attach(link)
         closed = link.on_close
 
@@ -129,6 +161,7 @@ class Gateway:
         """Run until `stop` is set (or forever); an unreachable broker is retried, not fatal."""
         stop = stop or asyncio.Event()
         self.publisher.start()
+        await self._start_extras()
         await self.transport.start(self._on_link)
         self.ready.set()
         last_status = 0.0
@@ -155,3 +188,4 @@ class Gateway:
                     session.processor.flush()
                 self.publish_device_status(session)
             await asyncio.to_thread(self.publisher.stop)
+            await self._stop_extras()

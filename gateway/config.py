@@ -73,11 +73,21 @@ class OutboxSection:
 
 
 @dataclass(frozen=True)
+class WebSection:
+    enabled: bool = False  # the nurse view (docs/nurse-view.md), served by `perimon gateway`
+    listen: str = "127.0.0.1:8080"  # HOST:PORT; use 0.0.0.0:8443 with a certificate on a ward
+    cert_file: str = ""  # PEM certificate: HTTPS when set (with key_file)
+    key_file: str = ""
+    session_minutes: int = 30  # a nurse's login expires after this long without activity
+
+
+@dataclass(frozen=True)
 class Config:
     gateway: GatewaySection = field(default_factory=GatewaySection)
     mqtt: MqttSection = field(default_factory=MqttSection)
     radio: RadioSection = field(default_factory=RadioSection)
     processing: ProcessingSection = field(default_factory=ProcessingSection)
+    web: WebSection = field(default_factory=WebSection)
     outbox: OutboxSection = field(default_factory=OutboxSection)
     devices: dict[str, dict[str, Any]] = field(default_factory=dict)
     base_dir: Path = Path(".")
@@ -96,6 +106,7 @@ _SECTIONS = {
     "mqtt": MqttSection,
     "radio": RadioSection,
     "processing": ProcessingSection,
+    "web": WebSection,
     "outbox": OutboxSection,
 }
 
@@ -152,6 +163,13 @@ def _validate(cfg: Config, src: str) -> None:
         raise bad(f"[outbox] max_bytes: expected at least 1 MiB, got {cfg.outbox.max_bytes}")
     if not 0 <= cfg.outbox.max_age_h <= 24 * 365:
         raise bad(f"[outbox] max_age_h: expected 0 to 8760, got {cfg.outbox.max_age_h}")
+    w_host, _, w_port = cfg.web.listen.rpartition(":")
+    if not w_host or not w_port.isdigit() or not 0 <= int(w_port) <= 65535:
+        raise bad(f"[web] listen: expected HOST:PORT, got {cfg.web.listen!r}")
+    if bool(cfg.web.cert_file) != bool(cfg.web.key_file):
+        raise bad("[web] cert_file and key_file: set both for HTTPS, or neither")
+    if not cfg.web.session_minutes > 0:
+        raise bad("[web] session_minutes: must be greater than 0")
     p = cfg.processing
     for name in ("fhr_publish_interval_s", "ctg_interval_s", "ctg_window_min", "gap_timeout_s"):
         if not getattr(p, name) > 0:

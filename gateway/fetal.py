@@ -19,6 +19,7 @@ from dsp.fhr import FhrPoints, FhrStream
 from dsp.mhr import MhrStream
 from gateway import protocol as p
 from gateway.alerts import AlertTracker
+from gateway.fhir import publish_trace_observations
 from gateway.mqtt import QOS_TRACE, iso_time
 
 DOPPLER_HZ = 4000  # fixed by the hardware (docs/protocol.md)
@@ -163,6 +164,7 @@ class FetalProcessor:
             qos=QOS_TRACE,
             expiry_s=self.trace_expiry_s,
         )
+        publish_trace_observations(self, "fhr", first, self.session.unix_time(t_dev), fhr)
         self.next_point = first + len(t_s)
         self.history_fhr.extend(fhr.tolist())
         self.history_maternal.extend(maternal.tolist())
@@ -192,6 +194,7 @@ class FetalProcessor:
             qos=QOS_TRACE,
             expiry_s=self.trace_expiry_s,
         )
+        publish_trace_observations(self, "mhr", first, self.session.unix_time(t_dev), mhr)
 
     def publish_ctg(self) -> None:
         n = len(self.history_fhr)

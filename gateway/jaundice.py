@@ -16,6 +16,7 @@ from dsp.tcb import estimate_tcb
 from dsp.tcb_counts import reflectance_from_counts
 from gateway import protocol as p
 from gateway.alerts import AlertTracker
+from gateway.fhir import publish_tcb_observations
 from gateway.mqtt import iso_time
 
 UMOL_PER_MG = 17.1  # bilirubin: 1 mg/dL = 17.1 umol/L
@@ -155,6 +156,7 @@ class JaundiceProcessor:
     def _emit(self, reading: dict) -> None:
         self.last_reading = reading
         self.publish(("device", self.device_id, "tcb"), reading)
+        publish_tcb_observations(self, reading)
 
     def status_fields(self) -> dict:
         last = self.last_reading

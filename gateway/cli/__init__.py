@@ -31,6 +31,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     run_commands.register(sub)
     _dsp_parser(sub)
+    from gateway.cli import ingest_commands, nurse_commands
+
+    nurse_commands.register(sub)
+    ingest_commands.register(sub)
     return parser
 
 

@@ -1,0 +1,175 @@
+"""Commands from the hospital to one device, over MQTT 5 request/response (docs/mqtt.md).
+
+The gateway subscribes to `{prefix}/{gateway}/device/+/cmd` with its own MQTT client (the
+publisher's connection stays publish-only). A command is a JSON object; the gateway validates
+it, applies it on its event loop, and answers on the request's MQTT 5 Response Topic with the
+request's Correlation Data. A command without a Response Topic is applied but not answered.
+
+Commands:
+
+* `{"command": "set_settings", "settings": {"risk_colour": "red", "measurement_interval_min": 60}}`
+* `{"command": "get_settings"}`
+* `{"command": "ack_alert", "alert_id": "fh-01:alert:bradycardia:1763892000123", "by": "ward-3"}`
+
+Risk colour: the five-colour pregnancy risk grading of China's National Health Commission
+(NHC General Office, "Work specification for pregnancy risk assessment and management",
+Guo Wei Ban Fu You Fa [2017] No. 35): green low risk, yellow general risk, orange relatively
+high risk, red high risk, purple infectious disease. That specification sets who manages a
+pregnancy and where, not CTG or bilirubin cut-offs, so perimon changes no clinical threshold
+with the colour. What it changes (the project's choice, documented in docs/mqtt.md): for
+orange, red and purple, alerts that would be raised as `medium` are raised as `high`; the
+nurse view shows the colour on the device and any measurement interval as "next due".
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import ssl
+import time
+
+import paho.mqtt.client as mqtt
+from paho.mqtt.packettypes import PacketTypes
+from paho.mqtt.properties import Properties
+
+from gateway.mqtt import gateway_topic, iso_time
+
+log = logging.getLogger(__name__)
+
+ESCALATING_COLOURS = ("orange", "red", "purple")
+HOSPITAL_SETTINGS = ("risk_colour", "measurement_interval_min")  # what a command may set
+COMMANDS = ("set_settings", "get_settings", "ack_alert")
+
+
+def apply_risk_policy(gw, device_id: str, settings: dict) -> None:
+    """Apply a device's settings to its running processor (alert escalation by colour)."""
+    session = gw.sessions.get(device_id)
+    proc = getattr(session, "processor", None)
+    tracker = getattr(proc, "alerts", None)
+    if tracker is not None:
+        tracker.escalate = settings.get("risk_colour") in ESCALATING_COLOURS
+
+
+def handle_command(gw, device_id: str, cmd: object) -> dict:
+    """Validate and apply one command; return the response body (never raises)."""
+    resp: dict = {"device_id": device_id, "t": iso_time(time.time())}
+    if not isinstance(cmd, dict) or cmd.get("command") not in COMMANDS:
+        return {**resp, "status": "rejected", "error": f"command: one of {', '.join(COMMANDS)}"}
+    name = cmd["command"]
+    resp["command"] = name
+    if "request_id" in cmd:
+        resp["request_id"] = str(cmd["request_id"])[:64]
+    known = set(gw.sessions) | set(gw.cfg.devices) | set(gw.history.settings.values)
+    if device_id not in known:
+        return {**resp, "status": "rejected", "error": "unknown device"}
+    if name == "get_settings":
+        return {**resp, "status": "ok", "settings": _public(gw.history.settings.get(device_id))}
+    if name == "set_settings":
+        changes = cmd.get("settings")
+        if not isinstance(changes, dict) or not changes:
+            return {**resp, "status": "rejected", "error": "settings: a non-empty object"}
+        bad = sorted(set(changes) - set(HOSPITAL_SETTINGS))
+        if bad:
+            return {**resp, "status": "rejected",
+                    "error": f"settings: {', '.join(bad)} cannot be set over MQTT"}  # fmt: skip
+        from gateway.web.server import apply_settings
+
+        try:
+            result = apply_settings(gw, gw.history, device_id, changes)
+        except ValueError as exc:
+            return {**resp, "status": "rejected", "error": str(exc)}
+        gw.history._audit({"event": "settings", "device_id": device_id, "by": "hospital",
+                           "keys": sorted(changes), "t": time.time()})  # fmt: skip
+        return {**resp, "status": "ok", "settings": _public(result)}
+    alert_id, by = cmd.get("alert_id"), cmd.get("by", "hospital")
+    if not isinstance(alert_id, str) or not isinstance(by, str) or not 0 < len(by) <= 64:
+        return {**resp, "status": "rejected", "error": "ack_alert: alert_id and by are strings"}
+    rec = gw.history.ack(alert_id, by, source="mqtt")
+    if rec is None or rec["device_id"] != device_id:
+        return {**resp, "status": "rejected", "error": "unknown alert"}
+    return {**resp, "status": "ok", "alert_id": alert_id, "acked_by": rec["acked_by"],
+            "acked_at": rec["acked_at"]}  # fmt: skip
+
+
+def _public(settings: dict) -> dict:
+    """Only what the hospital may see over MQTT: no labels, birth times or gestation."""
+    return {k: v for k, v in settings.items() if k in HOSPITAL_SETTINGS}
+
+
+class Downlink:
+    def __init__(self, gw) -> None:
+        self.gw = gw
+        cfg = gw.cfg.mqtt
+        self.cfg = cfg
+        self.loop: asyncio.AbstractEventLoop | None = None
+        self.handled = 0
+        self.subscribed = False
+        self.topic = gateway_topic(cfg.topic_prefix, gw.cfg.gateway.id, "device", "+", "cmd")
+        self.client = mqtt.Client(
+            mqtt.CallbackAPIVersion.VERSION2,
+            client_id=f"perimon-{gw.cfg.gateway.id}-cmd",
+            protocol=mqtt.MQTTv5,
+        )
+        if cfg.username:
+            self.client.username_pw_set(cfg.username, cfg.password or None)
+        if cfg.tls:
+            self.client.tls_set(ca_certs=cfg.ca_file or None, certfile=cfg.cert_file or None,
+                                keyfile=cfg.key_file or None, cert_reqs=ssl.CERT_REQUIRED)  # fmt: skip
+        self.client.on_connect = self._on_connect
+        self.client.on_subscribe = self._on_subscribe
+        self.client.on_message = self._on_message
+        self.client.reconnect_delay_set(1, 30)
+
+    def _on_connect(self, client, userdata, flags, reason_code, properties) -> None:
+        if not reason_code.is_failure:
+            client.subscribe(self.topic, qos=1)
+
+    def _on_subscribe(self, client, userdata, mid, reason_codes, properties) -> None:
+        self.subscribed = True
+
+    def _on_message(self, client, userdata, message) -> None:
+        if self.loop is None:
+            return
+        props = message.properties
+        response_topic = getattr(props, "ResponseTopic", None) if props else None
+        correlation = getattr(props, "CorrelationData", None) if props else None
+        device_id = message.topic.split("/")[-2]
+        self.loop.call_soon_threadsafe(
+            self._handle, device_id, bytes(message.payload), response_topic, correlation
+        )
+
+    def _handle(self, device_id: str, body: bytes, response_topic, correlation) -> None:
+        try:
+            cmd = json.loads(body)
+        except ValueError:
+            resp = {"device_id": device_id, "status": "rejected", "error": "not JSON",
+                    "t": iso_time(time.time())}  # fmt: skip
+        else:
+            try:
+                resp = handle_command(self.gw, device_id, cmd)
+            except Exception as exc:  # a bad command must not stop the gateway
+                log.exception("%s: command failed", device_id)
+                resp = {"device_id": device_id, "status": "rejected", "error": f"failed: {exc}",
+                        "t": iso_time(time.time())}  # fmt: skip
+        self.handled += 1
+        log.info("%s: command %s -> %s", device_id, resp.get("command"), resp["status"])
+        if not response_topic:
+            return
+        if "#" in response_topic or "+" in response_topic:
+            log.warning("%s: invalid response topic %r", device_id, response_topic)
+            return
+        props = Properties(PacketTypes.PUBLISH)
+        props.ContentType = "application/json"
+        if correlation is not None:
+            props.CorrelationData = correlation
+        self.client.publish(response_topic, json.dumps(resp), 1, False, props)
+
+    def start(self) -> None:
+        self.loop = asyncio.get_running_loop()
+        self.client.connect_async(self.cfg.host, self.cfg.port, keepalive=self.cfg.keepalive_s)
+        self.client.loop_start()
+
+    def stop(self) -> None:
+        self.client.disconnect()
+        self.client.loop_stop()

@@ -1,0 +1,234 @@
+"""`perimon ingest`: the reference hospital subscriber.
+
+Subscribes with an MQTT 5 shared subscription (`$share/{group}/...`), so several workers run
+side by side and the broker hands each message to one of them; validates every message against
+docs/schemas; stores readings (FHIR Observations, TcB readings, CTG findings) and alerts in a
+database with the message's identifier as a unique key, so a QoS 1 redelivery or a message seen
+by two workers after a reconnect is stored once; and acknowledges each newly raised alert back
+to its gateway on the command topic (MQTT 5 request/response, docs/mqtt.md).
+
+Databases: SQLite by default (a file path or `sqlite:///path`), PostgreSQL with a
+`postgresql://` URL when the psycopg driver is installed (not installed or tested here).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import sqlite3
+import threading
+import time
+import uuid
+from pathlib import Path
+
+import paho.mqtt.client as mqtt
+from paho.mqtt.packettypes import PacketTypes
+from paho.mqtt.properties import Properties
+
+log = logging.getLogger(__name__)
+
+DEFAULT_SCHEMAS = Path(__file__).resolve().parents[1] / "docs" / "schemas"
+STORED_KINDS = {"observation": "observation", "tcb": "tcb", "ctg": "ctg", "alert": "alert"}
+
+_TABLES = (
+    """CREATE TABLE IF NOT EXISTS readings (
+        msg_id TEXT PRIMARY KEY, kind TEXT NOT NULL, gateway_id TEXT NOT NULL,
+        device_id TEXT NOT NULL, code TEXT, t TEXT, payload TEXT NOT NULL,
+        received_at DOUBLE PRECISION NOT NULL, worker TEXT NOT NULL)""",
+    """CREATE TABLE IF NOT EXISTS alerts (
+        msg_id TEXT PRIMARY KEY, gateway_id TEXT NOT NULL, device_id TEXT NOT NULL,
+        alert TEXT NOT NULL, state TEXT NOT NULL, severity TEXT NOT NULL, detail TEXT,
+        t TEXT, raised_at TEXT, payload TEXT NOT NULL, received_at DOUBLE PRECISION NOT NULL,
+        worker TEXT NOT NULL, ack_status TEXT)""",
+)
+
+
+class Store:
+    """Readings and alerts, each stored once by its identifier."""
+
+    def __init__(self, url: str) -> None:
+        self.lock = threading.Lock()
+        if url.startswith(("postgresql://", "postgres://")):
+            try:
+                import psycopg  # type: ignore[import-not-found]
+            except ImportError:
+                raise RuntimeError(
+                    "PostgreSQL needs the psycopg driver (pip install psycopg)"
+                ) from None
+            self.conn = psycopg.connect(url, autocommit=True)
+            self.param = "%s"
+        else:
+            path = url.removeprefix("sqlite:///") if url.startswith("sqlite:///") else url
+            Path(path).parent.mkdir(parents=True, exist_ok=True)
+            self.conn = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
+            self.conn.execute("PRAGMA journal_mode=WAL")
+            self.conn.execute("PRAGMA busy_timeout=10000")
+            self.param = "?"
+        with self.lock:
+            for sql in _TABLES:
+                self.conn.execute(sql)
+
+    def _insert(self, table: str, row: dict) -> bool:
+        cols = ", ".join(row)
+        marks = ", ".join([self.param] * len(row))
+        sql = f"INSERT INTO {table} ({cols}) VALUES ({marks}) ON CONFLICT (msg_id) DO NOTHING"
+        with self.lock:
+            cur = self.conn.execute(sql, tuple(row.values()))
+            return cur.rowcount == 1
+
+    def add_reading(self, kind: str, msg_id: str, gateway_id: str, device_id: str,
+                    code: str | None, t: str | None, payload: dict, worker: str) -> bool:  # fmt: skip
+        return self._insert("readings", {
+            "msg_id": msg_id, "kind": kind, "gateway_id": gateway_id, "device_id": device_id,
+            "code": code, "t": t, "payload": json.dumps(payload, separators=(",", ":")),
+            "received_at": time.time(), "worker": worker,
+        })  # fmt: skip
+
+    def add_alert(self, gateway_id: str, payload: dict, worker: str) -> bool:
+        return self._insert("alerts", {
+            "msg_id": payload["msg_id"], "gateway_id": gateway_id,
+            "device_id": payload["device_id"], "alert": payload["alert"],
+            "state": payload["state"], "severity": payload["severity"],
+            "detail": payload["detail"], "t": payload["t"], "raised_at": payload["raised_at"],
+            "payload": json.dumps(payload, separators=(",", ":")), "received_at": time.time(),
+            "worker": worker, "ack_status": None,
+        })  # fmt: skip
+
+    def set_ack(self, alert_id: str, status: str) -> None:
+        with self.lock:
+            self.conn.execute(
+                f"UPDATE alerts SET ack_status = {self.param} WHERE msg_id = {self.param}",
+                (status, alert_id + ":raised"),
+            )
+
+    def count(self, table: str) -> int:
+        with self.lock:
+            return self.conn.execute(f"SELECT COUNT(*) FROM {table}").fetchone()[0]
+
+    def close(self) -> None:
+        with self.lock:
+            self.conn.close()
+
+
+def load_validators(schemas_dir: Path) -> dict:
+    import jsonschema
+
+    out = {}
+    for kind, name in STORED_KINDS.items():
+        schema = json.loads((schemas_dir / f"{name}.schema.json").read_text(encoding="utf-8"))
+        out[kind] = jsonschema.Draft202012Validator(schema)
+    return out
+
+
+class Ingest:
+    def __init__(self, host: str, port: int, store: Store, *, prefix: str = "perimon/v1",
+                 group: str = "perimon-ingest", worker: str | None = None,
+                 schemas_dir: Path = DEFAULT_SCHEMAS, ack_alerts: bool = True,
+                 username: str = "", password: str = "", tls_ca: str = "") -> None:  # fmt: skip
+        self.host, self.port, self.store = host, port, store
+        self.prefix, self.group = prefix, group
+        self.worker = worker or f"ingest-{uuid.uuid4().hex[:8]}"
+        self.validators = load_validators(schemas_dir)
+        self.ack_alerts = ack_alerts
+        self.reply_topic = f"perimon-ingest/replies/{self.worker}"
+        self.counts = {"received": 0, "stored": 0, "duplicates": 0, "invalid": 0,
+                       "acks_sent": 0, "acks_confirmed": 0}  # fmt: skip
+        self.ready = threading.Event()
+        self._pending_subs = 0
+        self.client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=self.worker,
+                                  protocol=mqtt.MQTTv5)  # fmt: skip
+        if username:
+            self.client.username_pw_set(username, password or None)
+        if tls_ca:
+            self.client.tls_set(ca_certs=tls_ca)
+        self.client.on_connect = self._on_connect
+        self.client.on_subscribe = self._on_subscribe
+        self.client.on_message = self._on_message
+        self.client.reconnect_delay_set(1, 30)
+
+    def topics(self) -> list[str]:
+        shared = [f"$share/{self.group}/{self.prefix}/+/device/+/{kind}" for kind in STORED_KINDS]
+        return [*shared, self.reply_topic]
+
+    def _on_connect(self, client, userdata, flags, reason_code, properties) -> None:
+        if reason_code.is_failure:
+            log.error("broker refused the connection: %s", reason_code)
+            return
+        client.subscribe([(t, 1) for t in self.topics()])
+
+    def _on_subscribe(self, client, userdata, mid, reason_codes, properties) -> None:
+        bad = [rc for rc in reason_codes if rc.is_failure]
+        if bad:
+            log.error("subscription refused: %s", bad)
+            return
+        self.ready.set()
+
+    def _on_message(self, client, userdata, message) -> None:
+        try:
+            self.handle(message.topic, message.payload, message.properties)
+        except Exception:  # one bad message must not stop the worker
+            log.exception("cannot handle a message on %s", message.topic)
+
+    def handle(self, topic: str, body: bytes, properties=None) -> None:
+        if topic == self.reply_topic:
+            self._on_reply(body, properties)
+            return
+        self.counts["received"] += 1
+        parts = topic.split("/")
+        kind, device_id, gateway_id = parts[-1], parts[-2], parts[-4]
+        try:
+            payload = json.loads(body)
+        except ValueError:
+            self.counts["invalid"] += 1
+            log.warning("not JSON on %s", topic)
+            return
+        errors = list(self.validators[kind].iter_errors(payload))
+        if errors:
+            self.counts["invalid"] += 1
+            log.warning("invalid %s on %s: %s", kind, topic, errors[0].message)
+            return
+        if kind == "alert":
+            new = self.store.add_alert(gateway_id, payload, self.worker)
+            if new and payload["state"] == "raised" and self.ack_alerts:
+                self._ack(gateway_id, device_id, payload)
+        elif kind == "observation":
+            new = self.store.add_reading(
+                kind, payload["identifier"][0]["value"], gateway_id, device_id,
+                payload["code"]["coding"][0]["code"],
+                payload.get("effectiveDateTime") or payload["effectivePeriod"]["start"],
+                payload, self.worker,
+            )  # fmt: skip
+        else:
+            new = self.store.add_reading(kind, payload["msg_id"], gateway_id, device_id, None,
+                                         payload.get("t"), payload, self.worker)  # fmt: skip
+        self.counts["stored" if new else "duplicates"] += 1
+
+    def _ack(self, gateway_id: str, device_id: str, alert: dict) -> None:
+        alert_id = alert["msg_id"].rsplit(":", 1)[0]
+        props = Properties(PacketTypes.PUBLISH)
+        props.ResponseTopic = self.reply_topic
+        props.CorrelationData = alert_id.encode()
+        props.ContentType = "application/json"
+        body = {"command": "ack_alert", "alert_id": alert_id, "by": f"hospital:{self.worker}"}
+        topic = f"{self.prefix}/{gateway_id}/device/{device_id}/cmd"
+        self.client.publish(topic, json.dumps(body), 1, False, props)
+        self.counts["acks_sent"] += 1
+
+    def _on_reply(self, body: bytes, properties) -> None:
+        corr = getattr(properties, "CorrelationData", None) if properties else None
+        try:
+            reply = json.loads(body)
+        except ValueError:
+            return
+        if corr and reply.get("command") == "ack_alert":
+            self.store.set_ack(bytes(corr).decode(), reply.get("status", "?"))
+            if reply.get("status") == "ok":
+                self.counts["acks_confirmed"] += 1
+
+    def start(self) -> None:
+        self.client.connect_async(self.host, self.port)
+        self.client.loop_start()
+
+    def stop(self) -> None:
+        self.client.disconnect()
+        self.client.loop_stop()

@@ -1,0 +1,114 @@
+"""The nurse view in a real headless browser (Debian's Chromium driven by Playwright): log in,
+see the CTG strip of a streaming fetal monitor grow, acknowledge a jaundice alert, and look at
+the nomogram. Screenshots go to test-artifacts/."""
+
+from __future__ import annotations
+
+import asyncio
+
+from playwright.async_api import async_playwright
+
+from gateway.nurses import NurseAccounts
+from gateway.web.server import WebServer
+from simulators.fleet import DeviceSpec
+from tests.conftest import ARTIFACTS
+from tests.test_e2e import run_chain
+
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+]
+USER, PASSWORD = "nurse.amy", "correct horse battery"
+
+
+async def _points(page) -> int:
+    return int(await page.get_attribute("#strip", "data-points") or 0)
+
+
+async def _wait_points(page, above: int, timeout_s: float = 30.0) -> int:
+    loop = asyncio.get_running_loop()
+    end = loop.time() + timeout_s
+    while loop.time() < end:
+        n = await _points(page)
+        if n > above:
+            return n
+        await asyncio.sleep(0.5)
+    raise AssertionError(f"the strip did not grow past {above} points")
+
+
+def test_nurse_view_live_strip_alert_ack_and_nomogram(broker, tmp_path):
+    ARTIFACTS.mkdir(exist_ok=True)
+    NurseAccounts(tmp_path / "gw" / "nurses.json").add(USER, PASSWORD)
+    specs = [
+        DeviceSpec("fh-01", "fetal_heart", seed=3, fhr_bpm=142.0, mhr_bpm=78.0, snr_db=15),
+        # 17 mg/dL at 40 h, 38 weeks: above the AAP 2022 phototherapy line (about 14.7)
+        DeviceSpec("tcb-01", "jaundice", seed=5, skin_group="medium", bilirubin_mg_dl=17.0,
+                   press_every_s=4.0),
+    ]  # fmt: skip
+    seen: dict = {}
+
+    async def during(gw, fleet):
+        web = WebServer(gw, listen="127.0.0.1:0")
+        await web.start()
+        gw.web = web  # stopped with the gateway
+        async with async_playwright() as pw:
+            browser = await pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+            try:
+                page = await browser.new_page(viewport={"width": 1280, "height": 900})
+                errors: list[str] = []
+                page.on("pageerror", lambda e: errors.append(str(e)))
+                await page.goto(web.url + "/")
+                assert page.url.endswith("/login")
+                await page.fill("input[name=user]", USER)
+                await page.fill("input[name=password]", "wrong password!")
+                await page.click("button[type=submit]")
+                await page.wait_for_selector("#error:not([hidden])")
+                seen["bad_login"] = await page.text_content("#error")
+                await page.fill("input[name=user]", USER)
+                await page.fill("input[name=password]", PASSWORD)
+                await page.click("button[type=submit]")
+                await page.wait_for_selector("li.dev[data-device='fh-01']", timeout=20000)
+                await page.click("li.dev[data-device='fh-01']")
+                first = await _wait_points(page, 20)
+                seen["grown"] = await _wait_points(page, first + 8)
+                seen["fhr_now"] = await page.text_content("#fhr-now")
+                await page.screenshot(path=str(ARTIFACTS / "nurse-view-ctg.png"))
+                await page.select_option("#speed", "3")
+                await page.wait_for_function("document.getElementById('strip').dataset.speed==='3'")
+                await page.screenshot(path=str(ARTIFACTS / "nurse-view-ctg-3cm.png"))
+
+                button = "li.alert[data-alert^='tcb-01:alert:tcb_above_phototherapy'] button.ack"
+                await page.wait_for_selector(button, timeout=30000)
+                await page.click(button)
+                acked = "li.alert[data-alert^='tcb-01:alert:tcb_above_phototherapy'] .acked"
+                await page.wait_for_selector(acked)
+                seen["acked_text"] = await page.text_content(acked)
+                await page.click("li.dev[data-device='tcb-01']")
+                await page.wait_for_function(
+                    "Number(document.getElementById('nomogram').dataset.readings||0) >= 1"
+                )
+                seen["advice"] = await page.text_content("#tcb-advice")
+                await page.screenshot(path=str(ARTIFACTS / "nurse-view-jaundice.png"))
+                seen["errors"] = errors
+            finally:
+                await browser.close()
+        seen["acks"] = {a["id"]: a for a in gw.history.alerts.values() if a["acked_by"]}
+
+    run_chain(broker, tmp_path, specs, seconds=0, during=during)
+
+    assert "Wrong user name or password" in seen["bad_login"]
+    assert seen["grown"] > 28  # the strip kept updating while the device streamed
+    assert "bpm" in seen["fhr_now"] or "no signal" in seen["fhr_now"]
+    assert f"acknowledged by {USER}" in seen["acked_text"]
+    (ack,) = [a for a in seen["acks"].values() if a["alert"] == "tcb_above_phototherapy"]
+    assert ack["acked_by"] == USER and ack["acked_at"]
+    assert "phototherapy" in seen["advice"]
+    assert seen["errors"] == []
+    for name in ("nurse-view-ctg.png", "nurse-view-ctg-3cm.png", "nurse-view-jaundice.png"):
+        assert (ARTIFACTS / name).stat().st_size > 10_000

@@ -1,0 +1,172 @@
+"""The hospital contract: every message the gateway publishes in an end-to-end run validates
+against docs/schemas (named by docs/asyncapi.yaml), including the FHIR Observations, CTG
+findings and command responses."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import re
+import threading
+from pathlib import Path
+from types import SimpleNamespace
+
+import jsonschema
+import numpy as np
+import paho.mqtt.client as mqtt
+import pytest
+import yaml
+from paho.mqtt.packettypes import PacketTypes
+from paho.mqtt.properties import Properties
+
+import gateway.fhir
+from gateway.config import ProcessingSection
+from gateway.fetal import FetalProcessor
+from simulators.fleet import DeviceSpec
+from tests.test_e2e import PREFIX, run_chain
+
+DOCS = Path(__file__).resolve().parents[1] / "docs"
+SCHEMAS = DOCS / "schemas"
+
+
+def validator(name: str) -> jsonschema.Draft202012Validator:
+    schema = json.loads((SCHEMAS / f"{name}.schema.json").read_text())
+    jsonschema.Draft202012Validator.check_schema(schema)
+    return jsonschema.Draft202012Validator(schema)
+
+
+def asyncapi_channels() -> dict[str, tuple[re.Pattern, str]]:
+    """channel id -> (address as a regex, schema name), from docs/asyncapi.yaml."""
+    doc = yaml.safe_load((DOCS / "asyncapi.yaml").read_text())
+    assert doc["asyncapi"].startswith("3.")
+    out = {}
+    for cid, ch in doc["channels"].items():
+        (msg,) = ch["messages"].values()
+        ref = msg["payload"]["schema"]["$ref"]
+        schema = Path(ref).name.removesuffix(".schema.json")
+        assert (SCHEMAS / Path(ref).name).exists(), ref
+        pattern = re.escape(ch["address"])
+        pattern = pattern.replace(re.escape("{prefix}"), "perimon/v1")
+        pattern = re.sub(r"\\\{[a-zA-Z]+\\\}", "[^/]+", pattern)
+        out[cid] = (re.compile(f"^{pattern}$"), schema)
+    for op in doc["operations"].values():
+        assert op["channel"]["$ref"].removeprefix("#/channels/") in doc["channels"]
+    return out
+
+
+def schema_for(topic: str, channels) -> str:
+    matches = [schema for pattern, schema in channels.values() if pattern.match(topic)]
+    assert len(matches) == 1, (topic, matches)
+    return matches[0]
+
+
+class Replies:
+    def __init__(self, broker, topic: str) -> None:
+        self.got: list[tuple[dict, bytes | None]] = []
+        self.ready = threading.Event()
+        self.client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, protocol=mqtt.MQTTv5)
+        self.client.on_connect = lambda c, u, f, rc, p: c.subscribe(topic, qos=1)
+        self.client.on_subscribe = lambda *a: self.ready.set()
+        self.client.on_message = lambda c, u, m: self.got.append(
+            (json.loads(m.payload), getattr(m.properties, "CorrelationData", None))
+        )
+        self.client.connect(broker.host, broker.port)
+        self.client.loop_start()
+        assert self.ready.wait(5)
+
+    def command(self, device: str, body: dict, correlation: bytes, reply_to: str) -> None:
+        props = Properties(PacketTypes.PUBLISH)
+        props.ResponseTopic = reply_to
+        props.CorrelationData = correlation
+        topic = f"{PREFIX}/gw-test/device/{device}/cmd"
+        self.client.publish(topic, json.dumps(body), 1, False, props).wait_for_publish(5)
+
+    def close(self) -> None:
+        self.client.disconnect()
+        self.client.loop_stop()
+
+
+def test_every_published_message_matches_the_contract(broker, tmp_path, monkeypatch):
+    monkeypatch.setattr(gateway.fhir, "TRACE_POINTS_PER_OBSERVATION", 20)  # 5 s windows
+    channels = asyncapi_channels()
+    validators = {name: validator(name) for _, name in channels.values()}
+    reply_to = "hospital/replies/ward-3"
+    replies = Replies(broker, reply_to)
+    specs = [
+        DeviceSpec("fh-01", "fetal_heart", seed=3, fhr_bpm=142.0, mhr_bpm=78.0, snr_db=15),
+        DeviceSpec("tcb-01", "jaundice", seed=5, skin_group="medium", bilirubin_mg_dl=11.0,
+                   press_every_s=4.0),
+    ]  # fmt: skip
+
+    async def during(gw, fleet):
+        await asyncio.sleep(6)
+        replies.command("fh-01", {"command": "set_settings", "request_id": "r1",
+                                  "settings": {"risk_colour": "orange"}}, b"c-1", reply_to)  # fmt: skip
+        replies.command("fh-01", {"command": "get_settings"}, b"c-2", reply_to)
+        replies.command("fh-01", {"command": "reboot"}, b"c-3", reply_to)
+
+    sub, gw = run_chain(broker, tmp_path, specs, seconds=10, during=during)
+    replies.close()
+
+    kinds: dict[str, int] = {}
+    for topic, payload, _ in sub.messages:
+        if topic.endswith("/cmd"):
+            continue  # the test's own commands, not the gateway's messages
+        name = schema_for(topic, channels)
+        errors = sorted(validators[name].iter_errors(payload), key=str)
+        assert not errors, (topic, payload, [e.message for e in errors[:3]])
+        kinds[name] = kinds.get(name, 0) + 1
+    for name in ("gateway-status", "device-status", "fhr", "mhr", "tcb", "observation"):
+        assert kinds.get(name), (name, kinds)
+    codes = {
+        p["code"]["coding"][0]["code"] for t, p, _ in sub.messages if t.endswith("/observation")
+    }
+    assert {"55283-6", "8867-4", "58941-6", "72898-0"} <= codes
+
+    assert len(replies.got) == 3
+    by_corr = {c: body for body, c in replies.got}
+    for body in by_corr.values():
+        assert not list(validators["command-response"].iter_errors(body))
+    assert by_corr[b"c-1"]["status"] == "ok" and by_corr[b"c-1"]["request_id"] == "r1"
+    assert by_corr[b"c-1"]["settings"] == {"risk_colour": "orange"}
+    assert by_corr[b"c-2"]["settings"] == {"risk_colour": "orange"}
+    assert by_corr[b"c-3"]["status"] == "rejected" and "command" in by_corr[b"c-3"]["error"]
+    assert gw.sessions["fh-01"].processor.alerts.escalate is True  # orange: medium -> high
+
+
+def test_ctg_findings_match_the_contract():
+    """CTG findings need a minute of trace (longer than the end-to-end run): built here by the
+    gateway's own processor from 20 minutes of a trace with an acceleration."""
+    published = []
+    session = SimpleNamespace(state=SimpleNamespace(device_id="fh-01", boot=1, on_skin=True))
+    proc = FetalProcessor(session, lambda *a, **k: published.append((a, k)),
+                          ProcessingSection(), 60)  # fmt: skip
+    t = np.arange(20 * 60 * 4) / 4.0
+    fhr = 140 + 3 * np.sin(2 * np.pi * t / 50) + 20 * np.exp(-(((t - 400) / 15) ** 2))
+    fhr[1000:1040] = np.nan
+    proc.history_fhr.extend(fhr.tolist())
+    proc.next_point = len(fhr) + 1
+    proc.publish_ctg()
+    ctg = [a[1] for a, _ in published if a[0][-1] == "ctg"]
+    assert len(ctg) == 1
+    assert not list(validator("ctg").iter_errors(ctg[0])), ctg[0]
+    assert ctg[0]["accelerations"], ctg[0]
+
+
+@pytest.mark.parametrize(
+    "name,payload",
+    [
+        ("tcb", {"msg_id": "x", "device_id": "tcb-01", "boot": 1, "seq": 1,
+                 "t": "2026-01-01T00:00:00.000Z", "t_device_ms": 1, "tcb_mg_dl": 9.0,
+                 "tcb_umol_l": 153.9, "ci_low_mg_dl": 8.0, "ci_high_mg_dl": 10.0,
+                 "flag": "no_contact", "assessment": None}),
+        ("observation", {**gateway.fhir.trace_observation("fhr", "gw", "fh-01", 1, 1, 0.0, [140.0]),
+                         "valueQuantity": {"value": 1, "unit": "/min",
+                                           "system": "http://unitsofmeasure.org", "code": "/min"}}),
+        ("command", {"command": "set_settings", "settings": {"birth_time": "2026-01-01"}}),
+    ],
+)  # fmt: skip
+def test_the_schemas_reject_what_the_contract_forbids(name, payload):
+    """A flagged TcB with a number, an Observation with two values, a command setting what
+    only the nurse may set: each is refused."""
+    assert list(validator(name).iter_errors(payload))

@@ -1,0 +1,114 @@
+"""The reference hospital subscriber: two ingest workers on one MQTT 5 shared subscription
+against one Mosquitto store every reading and alert exactly once, and acknowledge alerts back
+to the gateway on the command topic."""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import time
+
+import paho.mqtt.client as mqtt
+import pytest
+
+import gateway.fhir
+from gateway.cli import main as cli_main
+from gateway.ingest import Ingest, Store
+from simulators.fleet import DeviceSpec
+from tests.test_e2e import PREFIX, run_chain
+
+
+def _key(topic: str, payload: dict) -> str:
+    if topic.endswith("/observation"):
+        return payload["identifier"][0]["value"]
+    return payload["msg_id"]
+
+
+def _wait(cond, timeout_s: float = 15.0) -> bool:
+    end = time.monotonic() + timeout_s
+    while time.monotonic() < end:
+        if cond():
+            return True
+        time.sleep(0.1)
+    return cond()
+
+
+def test_two_workers_store_each_message_exactly_once_and_ack_alerts(broker, tmp_path, monkeypatch):
+    monkeypatch.setattr(gateway.fhir, "TRACE_POINTS_PER_OBSERVATION", 20)
+    db = tmp_path / "hospital.sqlite"
+    workers = [Ingest(broker.host, broker.port, Store(str(db)), worker=f"w{i}") for i in (1, 2)]
+    for w in workers:
+        w.start()
+    assert all(w.ready.wait(10) for w in workers)
+    specs = [
+        DeviceSpec("fh-01", "fetal_heart", seed=3, fhr_bpm=142.0, mhr_bpm=78.0, snr_db=15),
+        # above the phototherapy line at 40 h, 38 weeks: alerts are raised and acknowledged
+        DeviceSpec("tcb-01", "jaundice", seed=5, skin_group="medium", bilirubin_mg_dl=17.0,
+                   press_every_s=3.0),
+    ]  # fmt: skip
+    sub, gw = run_chain(broker, tmp_path, specs, seconds=12)
+
+    stored_kinds = ("observation", "tcb", "ctg", "alert")
+    published = {_key(t, p): t for t, p, _ in sub.messages if t.rsplit("/", 1)[-1] in stored_kinds}
+    assert len(published) > 10
+    conn = sqlite3.connect(db)
+
+    def rows() -> int:
+        (r,) = conn.execute("SELECT COUNT(*) FROM readings").fetchone()
+        (a,) = conn.execute("SELECT COUNT(*) FROM alerts").fetchone()
+        return r + a
+
+    assert _wait(lambda: rows() >= len(published)), (rows(), len(published))
+    ids = [r[0] for r in conn.execute("SELECT msg_id FROM readings UNION ALL "
+                                      "SELECT msg_id FROM alerts")]  # fmt: skip
+    assert sorted(ids) == sorted(published)  # every message, each exactly once
+    per_worker = dict(conn.execute("SELECT worker, COUNT(*) FROM readings GROUP BY worker"))
+    assert set(per_worker) == {"w1", "w2"}, per_worker  # the broker shared the load
+    assert sum(w.counts["invalid"] for w in workers) == 0
+
+    # the gateway's alerts were acknowledged from the hospital, and the gateway confirmed
+    raised = [p for t, p, _ in sub.messages if t.endswith("/alert") and p["state"] == "raised"]
+    assert raised
+    acked = [a for a in gw.history.alerts.values() if a["acked_by"]]
+    assert acked and all(a["acked_by"].startswith("hospital:w") for a in acked)
+    assert all(a["acked_via"] == "mqtt" for a in acked)
+    assert _wait(lambda: sum(w.counts["acks_confirmed"] for w in workers) == len(raised))
+    statuses = [r[0] for r in conn.execute("SELECT ack_status FROM alerts WHERE state='raised'")]
+    assert statuses and set(statuses) == {"ok"}
+
+    # a redelivery (same identifier) is not stored again, whichever worker gets it
+    before = rows()
+    c = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, protocol=mqtt.MQTTv5)
+    c.connect(broker.host, broker.port)
+    c.loop_start()
+    again = [(t, p) for t, p, _ in sub.messages if t.endswith(("/tcb", "/observation"))][:6]
+    for t, p in again:
+        c.publish(t, json.dumps(p), 1).wait_for_publish(5)
+    assert _wait(lambda: sum(w.counts["duplicates"] for w in workers) >= len(again))
+    assert rows() == before
+    # an invalid message is refused, not stored
+    c.publish(f"{PREFIX}/gw-test/device/tcb-01/tcb", json.dumps({"msg_id": "x"}), 1)
+    assert _wait(lambda: sum(w.counts["invalid"] for w in workers) == 1)
+    assert rows() == before
+    c.disconnect()
+    c.loop_stop()
+    for w in workers:
+        w.stop()
+        w.store.close()
+
+
+def test_ingest_command_line(broker, tmp_path, capsys):
+    db = tmp_path / "x.sqlite"
+    rc = cli_main(["ingest", "--host", broker.host, "--port", str(broker.port), "--db", str(db),
+                   "--seconds", "1"])  # fmt: skip
+    assert rc == 0
+    assert "stored 0" in capsys.readouterr().out
+    assert Store(str(db)).count("readings") == 0
+    assert cli_main(["ingest", "--db", "postgresql://nowhere/x", "--seconds", "1"]) == 2
+
+
+@pytest.mark.parametrize("bad", ["not json", json.dumps({"command": "ack_alert"})])
+def test_ingest_ignores_unreadable_replies(tmp_path, bad):
+    w = Ingest("127.0.0.1", 1, Store(str(tmp_path / "y.sqlite")), worker="w")
+    w.handle(w.reply_topic, bad.encode())
+    assert w.counts["acks_confirmed"] == 0
