@@ -22,7 +22,12 @@ apt_install() {  # apt_install PKG... : install missing Debian packages when we 
 }
 
 if [ "${1:-}" = "--system" ]; then
+    # mosquitto: the real broker of the tests; dbus: the private bus of the virtual BlueZ;
+    # systemd: systemd-analyze for the service unit; poppler-utils: reports rendered to PNG.
     command -v mosquitto >/dev/null || [ -x /usr/sbin/mosquitto ] || apt_install mosquitto
+    command -v dbus-daemon >/dev/null || apt_install dbus
+    command -v systemd-analyze >/dev/null || apt_install systemd
+    command -v pdftoppm >/dev/null || apt_install poppler-utils
 fi
 
 if ! python3 -c "import venv, ensurepip" >/dev/null 2>&1; then

@@ -1,0 +1,95 @@
+# ESP32 HAL of the jaundice meter. Six LEDs (450-650 nm) are driven through a constant-current
+# DAC and a 1-of-8 LED switch; two photodiode transimpedance amplifiers (near 0.7 mm, far
+# 2.0 mm) go to a 16-bit I2C ADC (ADS1115 class); a pressure switch closes on skin contact; an
+# I2C temperature sensor sits by the LEDs. Pins and addresses are the reference board's.
+import asyncio
+import time
+
+import machine
+from micropython import const
+
+from radio_ble import BleRadio
+
+_PIN_SDA = const(21)
+_PIN_SCL = const(22)
+_PIN_CONTACT = const(27)  # low while the probe is pressed on the skin
+_PIN_LED_EN = const(4)
+_LED_SEL = (16, 17, 18)  # 3-bit LED switch address
+_PIN_DAC = const(25)  # LED current setpoint
+_PIN_BATTERY = const(35)
+_ADC_ADDR = const(0x48)
+_TEMP_ADDR = const(0x18)
+_SETTLE_US = const(400)  # LED and amplifier settling before a conversion
+_CONV_MS = const(2)  # ADS1115 at 860 SPS
+
+_i2c = machine.I2C(0, sda=machine.Pin(_PIN_SDA), scl=machine.Pin(_PIN_SCL), freq=400_000)
+_contact = machine.Pin(_PIN_CONTACT, machine.Pin.IN, machine.Pin.PULL_UP)
+_led_en = machine.Pin(_PIN_LED_EN, machine.Pin.OUT, value=0)
+_led_sel = [machine.Pin(p, machine.Pin.OUT, value=0) for p in _LED_SEL]
+_dac = machine.DAC(machine.Pin(_PIN_DAC))
+_bat_adc = machine.ADC(machine.Pin(_PIN_BATTERY), atten=machine.ADC.ATTN_11DB)
+_radio = [None]
+_stop = asyncio.Event()
+
+
+def _convert(channel):
+    """One single-shot conversion of an ADC input (0 near, 1 far), as unsigned counts."""
+    mux = 4 + channel  # AINx against GND
+    config = 0x8000 | (mux << 12) | (0 << 9) | 0x0100 | (7 << 5) | 0x0003
+    _i2c.writeto_mem(_ADC_ADDR, 1, bytes((config >> 8, config & 0xFF)))
+    time.sleep_ms(_CONV_MS)
+    hi, lo = _i2c.readfrom_mem(_ADC_ADDR, 0, 2)
+    v = (hi << 8) | lo
+    return 0 if v & 0x8000 else v * 2  # single-ended: negative means below ground, 0
+
+
+def contact():
+    return _contact.value() == 0
+
+
+async def wait_contact(closed):
+    while contact() != closed:
+        await asyncio.sleep_ms(20)
+
+
+def read_dark():
+    _led_en.value(0)
+    time.sleep_us(_SETTLE_US)
+    return (_convert(0), _convert(1))
+
+
+def flash(led, drive):
+    for i, pin in enumerate(_led_sel):
+        pin.value((led >> i) & 1)
+    _dac.write(min(255, drive))
+    _led_en.value(1)
+    time.sleep_us(_SETTLE_US)
+    near, far = _convert(0), _convert(1)
+    _led_en.value(0)
+    return (near, far)
+
+
+def temperature_c():
+    hi, lo = _i2c.readfrom_mem(_TEMP_ADDR, 5, 2)  # MCP9808 ambient temperature register
+    t = ((hi & 0x0F) << 4) + lo / 16.0
+    return t - 256.0 if hi & 0x10 else t
+
+
+def battery_mv():
+    mv = _bat_adc.read_uv() * 2 // 1000
+    if _radio[0] is not None:
+        _radio[0].set_battery(max(0, min(100, (mv - 3300) * 100 // 850)))
+    return mv
+
+
+def make_radio(settings, adv):
+    _radio[0] = BleRadio(adv)
+    return _radio[0]
+
+
+def background_tasks():
+    return []
+
+
+def stopped():
+    return _stop
