@@ -1,0 +1,146 @@
+"""The session report: a PDF with the CTG strip on the standard grid and scale, the computed
+findings and a signal-quality summary, for the nurse page and for the hospital.
+
+Drawn with matplotlib at true physical scale, so a printed page can be laid on paper CTG
+rules. Scales (FIGO 2015 intrapartum fetal monitoring guidelines, Ayres-de-Campos et al., Int J
+Gynaecol Obstet 2015;131:13-24, "Cardiotocography": paper speed 1 cm/min and 20 bpm/cm over
+50-210 bpm; 3 cm/min and 30 bpm/cm are the common alternative, chosen by `paper`).
+"""
+
+from __future__ import annotations
+
+import io
+import math
+from dataclasses import dataclass, field
+
+import matplotlib
+
+matplotlib.use("Agg")  # files only: no display on a gateway
+
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+from matplotlib.backends.backend_pdf import PdfPages  # noqa: E402
+
+POINT_S = 0.25
+FHR_MIN_BPM, FHR_MAX_BPM = 50, 210  # FIGO 2015 recording range
+NORMAL_BAND_BPM = (110, 160)  # FIGO 2015 normal baseline
+PAPER = {  # name -> (cm per minute, bpm per cm)
+    "1cm": (1.0, 20.0),
+    "3cm": (3.0, 30.0),
+}
+_CM = 1 / 2.54
+_PAGE_W_CM, _PAGE_H_CM = 29.7, 21.0  # A4 landscape
+_MARGIN_CM = 1.5
+
+
+@dataclass(frozen=True)
+class SessionReport:
+    session_id: str
+    device_id: str
+    start: str  # ISO time of the first point
+    end: str
+    fhr_bpm: np.ndarray  # 4 Hz, NaN = no estimate (drawn as a gap, never joined)
+    quality: np.ndarray
+    mhr_bpm: np.ndarray | None = None  # 4 Hz on the same grid, or None
+    findings: dict = field(default_factory=dict)  # CtgFindings.to_dict()
+    prescribed_min: float | None = None
+
+
+def signal_summary(r: SessionReport) -> dict:
+    """Minutes recorded, minutes with a fetal rate, and the share without one."""
+    n = len(r.fhr_bpm)
+    good = int(np.sum(~np.isnan(r.fhr_bpm)))
+    return {
+        "recorded_min": round(n * POINT_S / 60, 1),
+        "good_signal_min": round(good * POINT_S / 60, 1),
+        "signal_loss_pct": round(100 * (1 - good / n), 1) if n else 100.0,
+        "mean_quality": round(float(np.mean(r.quality)), 2) if n else 0.0,
+    }
+
+
+def _strip(ax, t_min, fhr, mhr, t0_min, minutes, cm_per_min, bpm_per_cm, findings) -> None:
+    ax.set_xlim(t0_min, t0_min + minutes)
+    ax.set_ylim(FHR_MIN_BPM, FHR_MAX_BPM)
+    ax.axhspan(*NORMAL_BAND_BPM, color="#d9ecd9", zorder=0)
+    minor_bpm = 10
+    for b in range(FHR_MIN_BPM, FHR_MAX_BPM + 1, minor_bpm):
+        major = (b - FHR_MIN_BPM) % int(3 * minor_bpm) == 0
+        ax.axhline(b, color="#e8a0a0", lw=0.8 if major else 0.3, zorder=1)
+    step = 1.0 if cm_per_min <= 1 else 1 / 3
+    for m in np.arange(math.floor(t0_min), t0_min + minutes + 1e-9, step):
+        ax.axvline(m, color="#e8a0a0", lw=0.8 if abs(m - round(m)) < 1e-6 else 0.3, zorder=1)
+    ax.plot(t_min, fhr, color="black", lw=0.9, zorder=3, label="FHR")
+    if mhr is not None:
+        ax.plot(t_min, mhr, color="#1f5fbf", lw=0.7, zorder=2, label="maternal HR")
+    for a in findings.get("accelerations", []):
+        ax.annotate("A", (a["peak_s"] / 60, min(a["peak_bpm"] + 8, FHR_MAX_BPM - 5)),
+                    ha="center", fontsize=7, color="#207020")  # fmt: skip
+    for d in findings.get("decelerations", []):
+        ax.annotate(d.get("type", "D")[0].upper(),
+                    (d["nadir_s"] / 60, max(d["nadir_bpm"] - 12, FHR_MIN_BPM + 3)),
+                    ha="center", fontsize=7, color="#b02020")  # fmt: skip
+    ax.set_yticks(range(FHR_MIN_BPM, FHR_MAX_BPM + 1, 30))
+    ax.tick_params(labelsize=7)
+    ax.set_ylabel("bpm", fontsize=7)
+    ax.set_xlabel("minutes from start", fontsize=7)
+
+
+def render_session_report(r: SessionReport, paper: str = "1cm") -> bytes:
+    """The report as PDF bytes: one strip per row, as many pages as the session needs."""
+    if paper not in PAPER:
+        raise ValueError(f"paper must be one of {sorted(PAPER)}")
+    cm_per_min, bpm_per_cm = PAPER[paper]
+    strip_w_cm = _PAGE_W_CM - 2 * _MARGIN_CM - 1.0
+    strip_h_cm = (FHR_MAX_BPM - FHR_MIN_BPM) / bpm_per_cm
+    minutes_per_row = math.floor(strip_w_cm / cm_per_min)
+    n = len(r.fhr_bpm)
+    t_min = (np.arange(n) + 1) * POINT_S / 60
+    total_min = max(n * POINT_S / 60, 1e-9)
+    rows = max(1, math.ceil(total_min / minutes_per_row))
+    rows_per_page = max(1, math.floor((_PAGE_H_CM - 7.0) / (strip_h_cm + 1.4)))
+    summary = signal_summary(r)
+    f = r.findings
+    out = io.BytesIO()
+    with PdfPages(out, metadata={"Title": f"perimon session {r.session_id}"}) as pdf:
+        for page_start in range(0, rows, rows_per_page):
+            fig = plt.figure(figsize=(_PAGE_W_CM * _CM, _PAGE_H_CM * _CM))
+            top_cm = _PAGE_H_CM - _MARGIN_CM
+            if page_start == 0:
+                lines = [
+                    f"Fetal heart rate session {r.session_id}   device {r.device_id}",
+                    f"{r.start} to {r.end}   recorded {summary['recorded_min']} min, fetal "
+                    f"signal {summary['good_signal_min']} min ({summary['signal_loss_pct']}% "
+                    "signal loss)"
+                    + (f", prescribed {r.prescribed_min:g} min" if r.prescribed_min else ""),
+                    f"Baseline {f.get('baseline_bpm', '-')} bpm   variability "
+                    f"{f.get('variability_bpm', '-')} bpm   STV {f.get('stv_ms', '-')} ms   "
+                    f"accelerations {len(f.get('accelerations', []))}   decelerations "
+                    f"{len(f.get('decelerations', []))}   FIGO class: "
+                    f"{f.get('figo_class', 'not assessed')}",
+                    "Reasons: " + ("; ".join(f.get("reasons", [])) or "-"),
+                    f"Scale: {cm_per_min:g} cm/min, {bpm_per_cm:g} bpm/cm. Gaps are signal "
+                    "loss (never joined). Computed findings support, and do not replace, "
+                    "clinical review.",
+                ]
+                for i, text in enumerate(lines):
+                    fig.text(_MARGIN_CM / _PAGE_W_CM, (top_cm - 0.5 * i) / _PAGE_H_CM, text,
+                             fontsize=8 if i else 10, va="top")  # fmt: skip
+                top_cm -= 0.5 * len(lines) + 0.6
+            for row in range(page_start, min(rows, page_start + rows_per_page)):
+                t0 = row * minutes_per_row
+                minutes = min(minutes_per_row, total_min - t0)
+                width_cm = max(minutes, 0.5) * cm_per_min
+                ax = fig.add_axes(
+                    (
+                        (_MARGIN_CM + 1.0) / _PAGE_W_CM,
+                        (top_cm - strip_h_cm) / _PAGE_H_CM,
+                        width_cm / _PAGE_W_CM,
+                        strip_h_cm / _PAGE_H_CM,
+                    )
+                )
+                _strip(ax, t_min, r.fhr_bpm, r.mhr_bpm, t0, max(minutes, 0.5), cm_per_min,
+                       bpm_per_cm, f)  # fmt: skip
+                top_cm -= strip_h_cm + 1.4
+            pdf.savefig(fig)
+            plt.close(fig)
+    return out.getvalue()
