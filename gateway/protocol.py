@@ -17,6 +17,8 @@ VERSION = 1
 HEADER_LEN = 12
 CRC_LEN = 2
 TAG_LEN = 8
+NONCE_LEN = 8  # boot nonce, connection nonce and gateway challenge
+KEY_LEN = 32  # per-device key provisioned over USB
 ADPCM_HEADER_LEN = 3
 ATT_OVERHEAD = 3
 MAX_FRAME_LEN = 512 - ATT_OVERHEAD  # the largest ATT attribute value; larger input is not a frame
@@ -55,6 +57,7 @@ class Op(IntEnum):
     RESEND = 5
     GET_INFO = 6
     MEASURE = 7
+    SESSION = 8  # start an authenticated session (docs/protocol.md, Authentication)
 
 
 class Status(IntEnum):
@@ -77,11 +80,13 @@ class Event(IntEnum):
 SAMPLE_STREAMS = frozenset({Stream.DOPPLER, Stream.PPG})
 
 # Sample rates fixed by the hardware (docs/protocol.md). A receiver checks the rate implied by
-# seq and t_ms over at least RATE_CHECK_S; a device whose clock or ADC runs off by more than
-# RATE_TOLERANCE would put every heart rate off by the same fraction.
+# seq and t_ms over at least RATE_CHECK_S; a device whose ADC clock runs off by more than
+# RATE_TOLERANCE would put every heart rate off by the same fraction (3% is 4 bpm at 140).
+# An implied rate off by more than RATE_JUMP is a device clock that was set, not a bad ADC.
 NOMINAL_RATE_HZ = {Stream.DOPPLER: 4000, Stream.PPG: 50}
-RATE_TOLERANCE = 0.02
-RATE_CHECK_S = 10.0
+RATE_TOLERANCE = 0.03
+RATE_JUMP = 0.25
+RATE_CHECK_S = 60.0
 
 
 class FrameError(ValueError):

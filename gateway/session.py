@@ -49,6 +49,9 @@ class LinkStats:
     lost_records: int = 0
     connects: int = 0
     resend_requests: int = 0
+    auth_failed: int = 0  # bad tag, wrong boot, or never verified (docs/protocol.md)
+    replayed: int = 0  # a valid frame seen before, or a reply to an old challenge
+    unsigned: int = 0  # no tag from a device that has a key
 
 
 @dataclass
@@ -95,6 +98,7 @@ class DeviceSession:
         self.resume_from: dict[int, int] = {}
         self._resumed: dict[int, int] = {}
         self.on_new_boot = lambda boot: None
+        self.auth = None  # gateway.auth.FrameAuth for an enrolled device: frames must verify
 
     # ---- link lifecycle ----
 
@@ -103,11 +107,19 @@ class DeviceSession:
         self.state.link = "connected"
         self.state.link_reason = ""
         self.state.stats.connects += 1
+        if self.auth is not None:
+            self.auth.new_connection()  # frames are held until this connection's handshake
         link.on_frame = self.on_frame
         link.on_close = self.detach
 
     async def after_connect(self) -> None:
         """Time sync, device info and stream start: done on every (re)connection."""
+        if self.auth is not None:
+            reply = await self.request(p.Op.SESSION, self.auth.challenge or b"")
+            if reply is None or not self.auth.established:
+                log.warning("%s: no authenticated session: its frames are dropped",
+                            self.state.device_id)  # fmt: skip
+                return
         await self.time_sync()
         await self.request(p.Op.GET_INFO)
         await self.request(p.Op.START, p.start_args(0xFFFFFFFF))
@@ -129,9 +141,12 @@ class DeviceSession:
         self._req_id = (self._req_id + 1) & 0xFF
         rid = self._req_id
         payload = p.control_payload(op, rid, args)
-        frame = p.encode_frame(
-            p.Frame(p.Flag(0), p.DeviceType.GATEWAY, p.Stream.CONTROL, 0, rid, 0, payload)
-        )
+        if self.auth is not None and op != p.Op.SESSION and self.auth.established:
+            frame = self.auth.control_frame(payload)
+        else:
+            frame = p.encode_frame(
+                p.Frame(p.Flag(0), p.DeviceType.GATEWAY, p.Stream.CONTROL, 0, rid, 0, payload)
+            )
         fut = asyncio.get_running_loop().create_future()
         self._pending[rid] = fut
         try:
@@ -172,6 +187,14 @@ class DeviceSession:
             stats.malformed += 1
             log.warning("%s: dropped malformed frame: %s", self.state.device_id, exc)
             return
+        if self.auth is None:
+            self._on_verified(frame)
+            return
+        for f in self.auth.admit(frame, data):  # verified first; nothing else sees the rest
+            self._on_verified(f)
+
+    def _on_verified(self, frame: p.Frame) -> None:
+        stats = self.state.stats
         if frame.device_type != self.state.device_type:
             stats.wrong_device += 1
             return
@@ -263,19 +286,30 @@ class DeviceSession:
                     self._on_record(stream, it.seq, t_ms, record)
 
     def _check_rate(self, stream: int, seq: int, t_ms: int) -> None:
-        """Compare the sample rate implied by seq and device time with the nominal rate."""
+        """Compare the sample rate implied by seq and device time with the nominal rate.
+
+        Measured from a fixed anchor, so the jitter of frame timestamps (up to the device's ADC
+        buffer, about 1 s) shrinks as the span grows; a clock that jumps (implied rate off by
+        more than RATE_JUMP) is re-anchored and logged, not taken for a rate error.
+        """
         ref = self._rate_ref.get(stream)
         if ref is None or seq <= ref[0]:
             self._rate_ref[stream] = (seq, t_ms)
             return
-        dt_s = ((t_ms - ref[1]) & 0xFFFFFFFF) / 1000.0
-        if dt_s < p.RATE_CHECK_S:
+        dt_ms = ((t_ms - ref[1] + 0x80000000) & 0xFFFFFFFF) - 0x80000000  # signed, wraps
+        if dt_ms < p.RATE_CHECK_S * 1000:
+            if dt_ms < 0:
+                self._rate_ref[stream] = (seq, t_ms)
             return
-        self._rate_ref[stream] = (seq, t_ms)
-        rate = (seq - ref[0]) / dt_s
+        rate = (seq - ref[0]) / (dt_ms / 1000.0)
         nominal = p.NOMINAL_RATE_HZ[p.Stream(stream)]
         name = p.Stream(stream).name.lower()
-        if abs(rate / nominal - 1.0) > p.RATE_TOLERANCE:
+        error = abs(rate / nominal - 1.0)
+        if error > p.RATE_JUMP:
+            log.warning("%s: device clock jumped (%s implies %.1f Hz); re-anchored",
+                        self.state.device_id, name, rate)  # fmt: skip
+            self._rate_ref[stream] = (seq, t_ms)
+        elif error > p.RATE_TOLERANCE:
             if name not in self.state.rate_errors:
                 log.error("%s: %s runs at %.1f Hz, not %d Hz: its readings are withheld",
                           self.state.device_id, name, rate, nominal)  # fmt: skip

@@ -94,11 +94,19 @@ def test_bad_status_and_info_records_are_flagged():
 
 def test_a_device_sampling_at_the_wrong_rate_is_detected():
     s, _ = session()
-    # claims 25 samples per frame at 50 Hz, but its clock says each frame took 625 ms (40 Hz)
-    for k in range(40):
-        s.on_frame(ppg_frame(25 * k, 625 * k))
-    assert s.state.rate_errors == {"ppg": 40.0}
+    # claims 25 samples per frame at 50 Hz, but its clock says each frame took 550 ms (45 Hz)
+    for k in range(200):
+        s.on_frame(ppg_frame(25 * k, 550 * k))
+    assert s.state.rate_errors == {"ppg": 45.5}
     good, _ = session()
-    for k in range(40):
-        good.on_frame(ppg_frame(25 * k, 500 * k + (k % 3)))  # 50 Hz with a little jitter
+    for k in range(200):  # 50 Hz with timestamps jittered by buffering, up to 0.5 s
+        good.on_frame(ppg_frame(25 * k, 500 * k + (k * 7919) % 500))
     assert good.state.rate_errors == {}
+
+
+def test_a_device_clock_jump_is_not_a_rate_error():
+    s, rec = session()
+    for k in range(400):
+        jump = 3_600_000 if k >= 150 else 0  # the device clock is set forward an hour
+        s.on_frame(ppg_frame(25 * k, 500 * k + jump))
+    assert s.state.rate_errors == {} and len(rec.samples) == 400
