@@ -143,28 +143,17 @@ class FetalProcessor:
             f"Doppler sampled at {rate_error} Hz instead of {DOPPLER_HZ} Hz: device fault",
             "high",
         )
-        first = int(round(t_s[0] / POINT_S))
-        st = self.session.state
-        t_dev = self._device_ms(self.doppler_t0_ms or 0, float(t_s[0]))
-        self.publish(
-            ("device", self.device_id, "fhr"),
+        first, at = self._publish_trace(
+            "fhr",
+            self.doppler_t0_ms or 0,
+            t_s,
             {
-                "msg_id": f"{self.device_id}:{st.boot}:fhr:{first}",
-                "device_id": self.device_id,
-                "boot": st.boot,
-                "seq": first,
-                "count": len(t_s),
-                "interval_s": POINT_S,
-                "t_start": iso_time(self.session.unix_time(t_dev)),
-                "t_device_ms": t_dev,
                 "fhr_bpm": _nan_to_none(fhr, 1),
                 "quality": [round(float(q), 2) for q in quality],
                 "maternal": [bool(m) for m in maternal],
             },
-            qos=QOS_TRACE,
-            expiry_s=self.trace_expiry_s,
         )
-        publish_trace_observations(self, "fhr", first, self.session.unix_time(t_dev), fhr)
+        publish_trace_observations(self, "fhr", first, at, fhr)
         self.next_point = first + len(t_s)
         self.history_fhr.extend(fhr.tolist())
         self.history_maternal.extend(maternal.tolist())
@@ -175,26 +164,38 @@ class FetalProcessor:
         t_s = np.concatenate([a for a, _ in self.pending_mhr])
         mhr = np.concatenate([b for _, b in self.pending_mhr])
         self.pending_mhr.clear()
+        first, at = self._publish_trace(
+            "mhr", self.ppg_t0_ms or 0, t_s, {"mhr_bpm": _nan_to_none(mhr, 1)}
+        )
+        publish_trace_observations(self, "mhr", first, at, mhr)
+
+    def _publish_trace(
+        self, kind: str, t0_ms: int, t_s: np.ndarray, values: dict
+    ) -> tuple[int, float]:
+        """One live-trace message (docs/mqtt.md): `count` contiguous 4 Hz points from `seq`.
+
+        Returns the first point's number and its wall-clock time."""
         first = int(round(t_s[0] / POINT_S))
-        st = self.session.state
-        t_dev = self._device_ms(self.ppg_t0_ms or 0, float(t_s[0]))
+        boot = self.session.state.boot
+        t_dev = self._device_ms(t0_ms, float(t_s[0]))
+        at = self.session.unix_time(t_dev)
         self.publish(
-            ("device", self.device_id, "mhr"),
+            ("device", self.device_id, kind),
             {
-                "msg_id": f"{self.device_id}:{st.boot}:mhr:{first}",
+                "msg_id": f"{self.device_id}:{boot}:{kind}:{first}",
                 "device_id": self.device_id,
-                "boot": st.boot,
+                "boot": boot,
                 "seq": first,
                 "count": len(t_s),
                 "interval_s": POINT_S,
-                "t_start": iso_time(self.session.unix_time(t_dev)),
+                "t_start": iso_time(at),
                 "t_device_ms": t_dev,
-                "mhr_bpm": _nan_to_none(mhr, 1),
+                **values,
             },
             qos=QOS_TRACE,
             expiry_s=self.trace_expiry_s,
         )
-        publish_trace_observations(self, "mhr", first, self.session.unix_time(t_dev), mhr)
+        return first, at
 
     def publish_ctg(self) -> None:
         n = len(self.history_fhr)
