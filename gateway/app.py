@@ -7,10 +7,14 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import re
 import time
 
 from gateway import protocol as p
+from gateway import systemd
+from gateway.auth import FrameAuth
 from gateway.config import Config
+from gateway.enrolment import Enrolment, EnrolmentError, enrolment_path
 from gateway.history import History
 from gateway.mqtt import Publisher, iso_time
 from gateway.outbox import Outbox, ResumedPoints, resume_plan
@@ -20,6 +24,8 @@ from gateway.transports.base import DeviceLink, Transport
 log = logging.getLogger(__name__)
 
 _TICK_S = 0.25
+_MAX_UNKNOWN = 32  # refused device ids listed at most (an attacker may invent many)
+_SAFE_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$")
 
 
 def make_transport(cfg: Config) -> Transport:
@@ -57,6 +63,8 @@ class Gateway:
             self.cfg.devices.setdefault(dev_id, {}).update(baby)
         self.web = None
         self.downlink = None
+        self.enrolment = Enrolment(enrolment_path(cfg))
+        self.unknown: dict[str, dict] = {}  # refused devices, reported on MQTT
 
     def publish(self, parts: tuple[str, ...], payload: dict, **kw) -> None:
         self.publisher.publish(parts, payload, **kw)
@@ -100,6 +108,14 @@ class Gateway:
             log.warning("%s: unknown device type %s, ignored", link.device_id, link.device_type)
             await link.close()
             return
+        try:
+            enrolled = self.enrolment.get(link.device_id)
+        except EnrolmentError as exc:
+            log.error("%s", exc)
+            enrolled = None
+        if enrolled is None or enrolled.device_type != link.device_type:
+            await self._refuse(link, "not enrolled" if enrolled is None else "wrong type")
+            return
         session = self.sessions.get(link.device_id)
         if session is None or session.state.device_type != link.device_type:
             session = DeviceSession(
@@ -112,6 +128,8 @@ class Gateway:
             from gateway.downlink import apply_risk_policy
 
             apply_risk_policy(self, link.device_id, self.history.settings.get(link.device_id))
+        if session.auth is None or session.auth.device_key != enrolled.key:
+            session.auth = FrameAuth(enrolled.key, session.state.stats)
         await session.attach(link)
         closed = link.on_close
 
@@ -124,6 +142,26 @@ class Gateway:
         log.info("%s: connected (%s, MTU %d)", link.device_id, p.DeviceType(link.device_type).name,
                  link.att_mtu)  # fmt: skip
         asyncio.get_running_loop().create_task(self._after_connect(session))
+
+    async def _refuse(self, link: DeviceLink, why: str) -> None:
+        """An unknown device is never connected; it is logged and listed on MQTT."""
+        dev_id = link.device_id if _SAFE_ID.match(link.device_id) else "(invalid id)"
+        log.warning("%s: refused (%s)", dev_id, why)
+        now = iso_time(time.time())
+        entry = self.unknown.get(dev_id)
+        if entry is None:
+            if len(self.unknown) >= _MAX_UNKNOWN:
+                self.unknown.pop(next(iter(self.unknown)))
+            entry = self.unknown[dev_id] = {"device_id": dev_id, "first_seen": now, "attempts": 0}
+        entry.update(device_type=int(link.device_type), reason=why, last_seen=now)
+        entry["attempts"] += 1
+        await link.close()
+        self.publish_unknown()
+
+    def publish_unknown(self) -> None:
+        payload = {"gateway_id": self.cfg.gateway.id, "devices": list(self.unknown.values()),
+                   "t": iso_time(time.time())}  # fmt: skip
+        self.publish(("unknown_devices",), payload, retain=True)
 
     async def _after_connect(self, session: DeviceSession) -> None:
         await session.after_connect()
@@ -155,6 +193,9 @@ class Gateway:
         payload["t"] = iso_time(time.time())
         if session.processor is not None:
             payload.update(session.processor.status_fields())
+        radio_stats = getattr(self.transport, "device_stats", None)  # RSSI, reconnects... (BLE)
+        if radio_stats is not None:
+            payload["radio"] = radio_stats(st.device_id)
         self.publish(("device", st.device_id, "status"), payload, retain=True)
 
     async def run(self, stop: asyncio.Event | None = None) -> None:
@@ -162,11 +203,17 @@ class Gateway:
         stop = stop or asyncio.Event()
         self.publisher.start()
         await self._start_extras()
+        self.publish_unknown()  # replaces a stale retained list from an earlier run
         await self.transport.start(self._on_link)
         self.ready.set()
-        last_status = 0.0
+        systemd.notify("READY=1")
+        watchdog_s = systemd.watchdog_interval_s()
+        last_status = last_watchdog = 0.0
         try:
             while not stop.is_set():
+                if watchdog_s and time.monotonic() - last_watchdog >= watchdog_s:
+                    last_watchdog = time.monotonic()
+                    systemd.notify("WATCHDOG=1")  # the loop is alive: systemd need not restart
                 for session in list(self.sessions.values()):
                     try:
                         session.tick()
@@ -182,6 +229,7 @@ class Gateway:
                 except TimeoutError:
                     pass
         finally:
+            systemd.notify("STOPPING=1")
             await self.transport.stop()
             for session in self.sessions.values():
                 if session.processor is not None and hasattr(session.processor, "flush"):
