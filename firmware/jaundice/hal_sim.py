@@ -5,10 +5,9 @@
 import asyncio
 import json
 import struct
-import sys
 
 import sim_feed
-from radio_sim import SimRadio
+import radio_sim
 
 _state = {"mv": 4000, "contact": False, "scene": None, "dark_reads": 0, "flash_i": {}}
 _contact_ev = asyncio.Event()
@@ -80,19 +79,7 @@ _radio = [None]
 
 
 def make_radio(settings, adv):
-    """The socket radio, or with "radio_kind": "ble" the BLE GATT server of the board running
-    on bluetooth_sim, whose socket goes to the virtual BlueZ at settings["radio"]."""
-    host, port = settings["radio"].rsplit(":", 1)
-    if settings.get("radio_kind", "sim") != "ble":
-        return SimRadio(host, int(port), adv)
-    import bluetooth_sim
-
-    sys.modules["bluetooth"] = bluetooth_sim  # radio_ble's `import bluetooth` gets the simulator
-    from radio_ble import BleRadio
-
-    bluetooth_sim.ENDPOINT = (host, int(port))
-    bluetooth_sim.ADDRESS = bytes.fromhex(settings.get("ble_address", "020000000001"))
-    _radio[0] = BleRadio(adv)
+    _radio[0] = radio_sim.make_radio(settings, adv)
     return _radio[0]
 
 

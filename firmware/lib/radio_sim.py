@@ -27,6 +27,9 @@ class SimRadio:
         self._pending = 0
         self.connects = 0
 
+    def set_battery(self, pct):
+        pass  # the socket link has no Battery service; BleRadio publishes it
+
     def notify(self, frame):
         if not self.connected or self._pending > 8192:
             return False  # like a full BLE TX queue: the caller keeps the frame
@@ -81,3 +84,22 @@ class SimRadio:
                 except OSError:
                     pass
             await asyncio.sleep_ms(backoff)
+
+
+def make_radio(settings, adv):
+    """The simulated radio a device's settings ask for: this socket link, or with
+    "radio_kind": "ble" the board's BLE GATT server (radio_ble) running on bluetooth_sim,
+    whose socket goes to the virtual BlueZ at settings["radio"]."""
+    host, port = settings["radio"].rsplit(":", 1)
+    if settings.get("radio_kind", "sim") != "ble":
+        return SimRadio(host, int(port), adv)
+    import sys
+
+    import bluetooth_sim
+
+    sys.modules["bluetooth"] = bluetooth_sim  # radio_ble's `import bluetooth` gets the simulator
+    from radio_ble import BleRadio
+
+    bluetooth_sim.ENDPOINT = (host, int(port))
+    bluetooth_sim.ADDRESS = bytes.fromhex(settings.get("ble_address", "020000000001"))
+    return BleRadio(adv)
