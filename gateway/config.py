@@ -82,11 +82,17 @@ class WebSection:
 
 
 @dataclass(frozen=True)
+class SecuritySection:
+    enrolment_file: str = ""  # enrolled devices and their keys (default data_dir/enrolment.json)
+
+
+@dataclass(frozen=True)
 class Config:
     gateway: GatewaySection = field(default_factory=GatewaySection)
     mqtt: MqttSection = field(default_factory=MqttSection)
     radio: RadioSection = field(default_factory=RadioSection)
     processing: ProcessingSection = field(default_factory=ProcessingSection)
+    security: SecuritySection = field(default_factory=SecuritySection)
     web: WebSection = field(default_factory=WebSection)
     outbox: OutboxSection = field(default_factory=OutboxSection)
     devices: dict[str, dict[str, Any]] = field(default_factory=dict)
@@ -106,6 +112,7 @@ _SECTIONS = {
     "mqtt": MqttSection,
     "radio": RadioSection,
     "processing": ProcessingSection,
+    "security": SecuritySection,
     "web": WebSection,
     "outbox": OutboxSection,
 }

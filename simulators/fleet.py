@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import secrets
 import shutil
 import struct
 import sys
@@ -74,6 +75,8 @@ class DeviceSpec:
     skin_group: str | None = None
     battery_mv: int = 4000
     extra: dict = field(default_factory=dict)
+    signed: bool = True  # provisioned with a key (False: an unprovisioned board, no tags)
+    enrolled: bool = True  # in the gateway's enrolment list (False: a stranger's device)
 
 
 def ble_address(device_id: str) -> str:
@@ -95,6 +98,8 @@ class VirtualDevice:
         self._feeder: asyncio.Task | None = None
         self.on_skin = True
         self.calibration: dict | None = None
+        self.key = secrets.token_bytes(32)  # what `perimon provision` would write
+        self.gateway_id = ""
 
     def settings(self) -> dict:
         s = {
@@ -102,6 +107,9 @@ class VirtualDevice:
             "name": self.spec.name or self.spec.device_id,
             "radio": self.radio,
         }
+        if self.spec.signed:
+            s["key"] = self.key.hex()
+            s["gateway"] = self.gateway_id or "gw-unknown"
         if self.radio_kind != "sim":
             s["radio_kind"] = self.radio_kind
             s["ble_address"] = ble_address(self.spec.device_id)
@@ -247,11 +255,31 @@ class Fleet:
     """
 
     def __init__(
-        self, specs: list[DeviceSpec], radio: str, workdir: Path, radio_kind: str = "sim"
-    ) -> None:
+        self, specs: list[DeviceSpec], radio: str, workdir: Path, radio_kind: str = "sim",
+        gateway=None,
+    ) -> None:  # fmt: skip
         self.devices = [VirtualDevice(s, radio, Path(workdir), radio_kind) for s in specs]
+        self.gateway = gateway  # a gateway Config, or the path of its enrolment list
+
+    def enrol(self) -> None:
+        """Each device has its own key; enrol it with the gateway as `perimon provision`
+        does for a real one (devices whose spec says enrolled=False stay strangers)."""
+        from gateway.enrolment import Enrolment, enrolment_path
+
+        if self.gateway is None:
+            return
+        if isinstance(self.gateway, str | Path):
+            book = Enrolment(self.gateway)
+        else:
+            book = Enrolment(enrolment_path(self.gateway))
+            for d in self.devices:
+                d.gateway_id = self.gateway.gateway.id
+        for d in self.devices:
+            if d.spec.enrolled:
+                book.enrol(d.spec.device_id, d.spec.kind, d.key)
 
     async def start(self) -> None:
+        self.enrol()
         for d in self.devices:
             await d.start()
 

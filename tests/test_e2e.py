@@ -67,7 +67,7 @@ def run_chain(broker, tmp_path, specs, seconds, during=None, **processing):
         gw = Gateway(cfg)
         task = asyncio.create_task(gw.run(stop))
         await asyncio.wait_for(gw.ready.wait(), 10)
-        fleet = Fleet(specs, radio, tmp_path / "devices")
+        fleet = Fleet(specs, radio, tmp_path / "devices", gateway=cfg)
         await fleet.start()
         try:
             if during:
@@ -140,7 +140,8 @@ def test_readings_arrive_with_right_ids_sensible_values_and_no_gaps(broker, tmp_
     # no patient identifiers in topics: only the gateway and device ids we chose
     for topic, _, _ in sub.messages:
         assert set(topic.split("/")) <= {"perimon", "v1", "gw-test", "device", "fh-01",
-                                         "tcb-01", "fhr", "mhr", "tcb", "status", "alert", "ctg"}  # fmt: skip
+                                         "tcb-01", "fhr", "mhr", "tcb", "status", "alert", "ctg",
+                                         "unknown_devices", "observation"}  # fmt: skip
 
 
 def test_link_drops_are_refilled_from_the_device_ring_buffer(broker, tmp_path):

@@ -9,6 +9,7 @@ if sys.platform != "esp32":  # Unix port: libraries live beside this folder, not
 
 import array
 import asyncio
+import binascii
 import json
 
 import protocol as p
@@ -153,6 +154,8 @@ async def main(settings_path):
         make_control(link_ref, settings, boot, state),
     )
     link_ref[0] = link
+    if settings.get("key"):  # provisioned: every frame is signed (docs/protocol.md)
+        link.set_key(binascii.unhexlify(settings["key"]))
     radio.on_connect = link.connected
     link.send_record(p.S_EVENT, link.now_ms(), bytes((p.EV_BOOT,)))
     tasks = [radio.run(), link.tx_task(), doppler_task(link, state), ppg_task(link, state)]
@@ -162,4 +165,22 @@ async def main(settings_path):
     await hal.stopped().wait()
 
 
-asyncio.run(main(sys.argv[1] if len(sys.argv) > 1 else "device.json"))
+_path = sys.argv[1] if len(sys.argv) > 1 else "device.json"
+
+
+def _provisioning(path):
+    """The USB console runs when asked for (Unix port) or on a board that has no key yet."""
+    if "provision" in sys.argv[2:]:
+        return True
+    try:
+        return sys.platform == "esp32" and not storage.load_settings(path).get("key")
+    except (OSError, ValueError):
+        return sys.platform == "esp32"
+
+
+if _provisioning(_path):  # USB provisioning console (perimon provision)
+    import provision
+
+    provision.console(_path, "fetal_heart", FIRMWARE_VERSION)
+else:
+    asyncio.run(main(_path))

@@ -9,6 +9,7 @@ if sys.platform != "esp32":  # Unix port: libraries live beside this folder, not
     sys.path.append(_here)
 
 import asyncio
+import binascii
 import json
 
 import protocol as p
@@ -104,6 +105,8 @@ async def main(settings_path):
     radio = hal.make_radio(settings, adv)
     link = Link(radio, FrameStore(_STORE_BYTES, 256), p.DT_JAUNDICE, boot, on_control)
     link_ref[0] = link
+    if settings.get("key"):  # provisioned: every frame is signed (docs/protocol.md)
+        link.set_key(binascii.unhexlify(settings["key"]))
     radio.on_connect = link.connected
     link.send_record(p.S_EVENT, link.now_ms(), bytes((p.EV_BOOT,)))
     for t in [radio.run(), link.tx_task(), press_task(link, drive), status_task(link)]:
@@ -113,4 +116,22 @@ async def main(settings_path):
     await hal.stopped().wait()
 
 
-asyncio.run(main(sys.argv[1] if len(sys.argv) > 1 else "device.json"))
+_path = sys.argv[1] if len(sys.argv) > 1 else "device.json"
+
+
+def _provisioning(path):
+    """The USB console runs when asked for (Unix port) or on a board that has no key yet."""
+    if "provision" in sys.argv[2:]:
+        return True
+    try:
+        return sys.platform == "esp32" and not storage.load_settings(path).get("key")
+    except (OSError, ValueError):
+        return sys.platform == "esp32"
+
+
+if _provisioning(_path):  # USB provisioning console (perimon provision)
+    import provision
+
+    provision.console(_path, "jaundice", FIRMWARE_VERSION)
+else:
+    asyncio.run(main(_path))

@@ -3,6 +3,7 @@
 # board, a socket under simulation) is passed in; it needs connected, mtu, notify(frame) -> bool
 # (False when the link cannot take it now) and a `on_write` callback slot.
 import asyncio
+import os
 import struct
 import time
 
@@ -10,6 +11,9 @@ import protocol as p
 from micropython import const
 
 _TXQ_MAX = const(48)  # frames waiting for the radio; beyond this they wait in the FrameStore
+_MIN_ROOM = const(8)  # payload bytes per frame at the least, whatever the MTU
+_CTL_WINDOW = const(32)  # control frames may arrive this far out of order (replay bitmap)
+SESSION_LABEL = b"perimon-v1 session"  # session key derivation (docs/protocol.md)
 
 
 class Link:
@@ -30,7 +34,23 @@ class Link:
         self._t_last = self._t0
         self.resend = None  # [stream, next seq, end seq] being resent from the store
         self.wake = asyncio.Event()
+        self._mac = None  # HMAC with this boot's session key once provisioned (set_key)
+        self.boot_nonce = None
+        self._conn_nonce = None
+        self._ctl_last = 0  # highest authenticated control seq of this connection
+        self._ctl_bits = 0  # which of the _CTL_WINDOW seqs below it were seen
+        self.rejected = 0  # control frames dropped: unsigned, bad tag or replayed
         radio.on_write = self._on_write
+
+    def set_key(self, key):
+        """Sign every frame from now on with a key derived from the device key, the boot
+        counter and a random boot nonce, so no frame of one boot verifies in another."""
+        from hmac_sha256 import HMAC, equal  # imported once keyed, after the big buffers
+
+        self._equal = equal
+        self.boot_nonce = os.urandom(p.NONCE_LEN)
+        label = SESSION_LABEL + struct.pack("<H", self.boot) + self.boot_nonce
+        self._mac = HMAC(HMAC(key).digest(label))
 
     def now_ms(self):
         """Milliseconds since boot, as a 32-bit counter that does not wrap with ticks_ms."""
@@ -40,10 +60,20 @@ class Link:
         return self._t_acc & 0xFFFFFFFF
 
     def payload_room(self):
-        return p.max_payload(self.radio.mtu, False)
+        # A signed frame does not fit BLE's default MTU of 23: at least 8 bytes of payload,
+        # sent once the central has negotiated a larger MTU (docs/protocol.md, Authentication).
+        return max(_MIN_ROOM, p.max_payload(self.radio.mtu, self._mac is not None))
 
     def send(self, stream, seq, t_ms, payload, flags=0):
-        frame = p.encode_frame(flags, self.device_type, stream, self.boot, seq, t_ms, payload)
+        tag = None
+        if self._mac is not None:  # the tag covers header and payload, RESENT bit clear
+            flags = (flags | p.F_AUTH) & ~p.F_RESENT
+            hdr = struct.pack(
+                "<BBHII", (p.VERSION << 4) | flags, (self.device_type << 5) | stream,
+                self.boot, seq & 0xFFFFFFFF, t_ms & 0xFFFFFFFF,
+            )  # fmt: skip
+            tag = self._mac.digest(hdr, payload)[: p.TAG_LEN]
+        frame = p.encode_frame(flags, self.device_type, stream, self.boot, seq, t_ms, payload, tag)
         if stream != p.S_REPLY:
             self.store.put(frame)
         self._queue(frame)
@@ -106,13 +136,21 @@ class Link:
         d = p.decode_frame(data)
         if d is None:
             return  # corrupt write: the gateway's request times out and is retried
-        flags, _dt, stream, _boot, _seq, _t, payload, _tag = d
+        flags, _dt, stream, _boot, seq, _t, payload, tag = d
         if stream != p.S_CONTROL:
             return
         c = p.decode_control(payload)
         if c is None:
             return
         op, rid, args = c
+        if self._mac is not None:
+            if op == p.OP_SESSION and len(args) == p.NONCE_LEN:
+                reply = self._session(op, rid, args)
+                self.send(p.S_REPLY, rid, self.now_ms(), reply)
+                return
+            if not self._control_ok(data, seq, tag):
+                self.rejected += 1
+                return  # no reply: an injected or replayed command does nothing
         if op == p.OP_TIME_SYNC and len(args) == 8:
             reply = p.encode_reply(op, rid, p.ST_OK, args + struct.pack("<I", self.now_ms()))
         elif op == p.OP_RESEND and len(args) == 9:
@@ -122,6 +160,36 @@ class Link:
             if reply is None:
                 reply = p.encode_reply(op, rid, p.ST_UNSUPPORTED)
         self.send(p.S_REPLY, rid, self.now_ms(), reply)
+
+    def _session(self, op, rid, args):
+        """Answer the gateway's challenge: the reply, signed with this boot's session key,
+        proves the device holds the key now; the new connection nonce binds its commands."""
+        self._conn_nonce = os.urandom(p.NONCE_LEN)
+        self._ctl_last = 0
+        self._ctl_bits = 0
+        return p.encode_reply(op, rid, p.ST_OK, args + self.boot_nonce + self._conn_nonce)
+
+    def _control_ok(self, data, seq, tag):
+        """A command must carry a tag over (connection nonce, frame) and a fresh seq."""
+        if tag is None or self._conn_nonce is None:
+            return False
+        n = len(data) - p.TAG_LEN - p.CRC_LEN
+        mac = self._mac.digest(self._conn_nonce, memoryview(data)[:n])
+        if data[0] & p.F_RESENT or not self._equal(mac[: p.TAG_LEN], tag):
+            return False
+        if seq > self._ctl_last:
+            shift = seq - self._ctl_last
+            if shift > _CTL_WINDOW:
+                self._ctl_bits = 0
+            else:
+                self._ctl_bits = ((self._ctl_bits << shift) | (1 << (shift - 1))) & 0xFFFFFFFF
+            self._ctl_last = seq
+            return True
+        back = self._ctl_last - seq
+        if back == 0 or back > _CTL_WINDOW or self._ctl_bits & (1 << (back - 1)):
+            return False
+        self._ctl_bits |= 1 << (back - 1)
+        return True
 
     def _resend(self, op, rid, args):
         stream, seq_from, seq_to = struct.unpack("<BII", args)

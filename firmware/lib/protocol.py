@@ -36,6 +36,7 @@ OP_TIME_SYNC = const(4)
 OP_RESEND = const(5)
 OP_GET_INFO = const(6)
 OP_MEASURE = const(7)
+OP_SESSION = const(8)  # start an authenticated session (docs/protocol.md, Authentication)
 
 # Reply status codes.
 ST_OK = const(0)
@@ -53,6 +54,8 @@ EV_GAP = const(5)  # samples that were lost on the device before they could be b
 HEADER_LEN = const(12)
 CRC_LEN = const(2)
 TAG_LEN = const(8)
+NONCE_LEN = const(8)  # boot nonce, connection nonce and gateway challenge
+KEY_LEN = const(32)  # per-device key provisioned over USB
 ADPCM_HEADER_LEN = const(3)
 ATT_OVERHEAD = const(3)  # an ATT notification carries MTU - 3 bytes
 

@@ -27,9 +27,10 @@ def _dsp_parser(subparsers: argparse._SubParsersAction) -> None:
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="perimon", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
-    from gateway.cli import run_commands
+    from gateway.cli import provision, run_commands
 
     run_commands.register(sub)
+    provision.register(sub)
     _dsp_parser(sub)
     from gateway.cli import ingest_commands, nurse_commands
 

@@ -138,7 +138,9 @@ def cmd_demo(args: argparse.Namespace) -> int:
             gw = Gateway(cfg)
             gw_task = asyncio.create_task(gw.run(stop))
             await gw.ready.wait()
-            fleet = Fleet(demo_specs(2, 1), radio, work / "devices", radio_kind=args.radio)
+            fleet = Fleet(
+                demo_specs(2, 1), radio, work / "devices", radio_kind=args.radio, gateway=cfg
+            )
             await fleet.start()
             print("gateway and 3 virtual devices started (2 fetal-heart, 1 jaundice); Ctrl-C stops")
             try:

@@ -1,0 +1,115 @@
+# Provisioning console on the USB serial port: `perimon provision PORT` writes the device id,
+# the per-device key, the factory calibration and the gateway the device belongs to into
+# device.json. One command per line, one reply line each: "OK ..." or "ERR reason". The key can
+# be written, never read back. On the board the console runs while the device has no key; under
+# the Unix port with `main.py device.json provision`, on stdin (a pseudo-terminal in the tests).
+import json
+import os
+import sys
+
+from micropython import const
+
+_MAX_LINE = const(4096)
+_ID_CHARS = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-_"
+_REQUIRED = ("id", "gateway", "key")
+
+
+def _valid_id(s):
+    if not 1 <= len(s) <= 64 or s[0] in "-_":
+        return False
+    for c in s:
+        if c not in _ID_CHARS:
+            return False
+    return True
+
+
+def _check(field, value):
+    """(stored value, None) or (None, error)."""
+    if field in ("id", "gateway"):
+        return (value, None) if _valid_id(value) else (None, "bad " + field)
+    if field == "key":
+        if len(value) != 64:
+            return None, "key must be 64 hex digits"
+        try:
+            int(value, 16)
+        except ValueError:
+            return None, "key must be 64 hex digits"
+        return value.lower(), None
+    if field == "calibration":
+        try:
+            cal = json.loads(value)
+        except ValueError:
+            return None, "calibration is not JSON"
+        return (cal, None) if isinstance(cal, dict) else (None, "calibration must be an object")
+    if field in ("name", "radio", "doppler_encoding"):
+        return (value, None) if len(value) <= 64 else (None, field + " too long")
+    return None, "unknown field " + field
+
+
+def handle(line, settings, device_type, firmware, path):
+    """One command -> one reply line (without newline). Mutates `settings`."""
+    parts = line.split(" ", 2)
+    cmd = parts[0].upper()
+    if cmd == "HELLO":
+        return "OK perimon-provision 1 %s %s" % (device_type, firmware)
+    if cmd == "SET" and len(parts) == 3:
+        value, err = _check(parts[1], parts[2])
+        if err:
+            return "ERR " + err
+        settings[parts[1]] = value
+        return "OK"
+    if cmd == "GET":
+        shown = {}
+        for k in settings:
+            if k != "key":
+                shown[k] = settings[k]
+        shown["key_set"] = bool(settings.get("key"))
+        return "OK " + json.dumps(shown)
+    if cmd == "COMMIT":
+        for k in _REQUIRED:
+            if not settings.get(k):
+                return "ERR missing " + k
+        tmp = path + ".new"
+        with open(tmp, "w") as f:
+            json.dump(settings, f)
+        os.rename(tmp, path)  # atomic on both filesystems: never a half-written device.json
+        return "OK"
+    if cmd == "QUIT":
+        return None
+    return "ERR unknown command"
+
+
+def console(path, device_type, firmware, inp=None, out=None):
+    """Serve commands until QUIT or end of input. Returns True if something was committed."""
+    inp = inp or sys.stdin
+    out = out or sys.stdout
+    try:
+        with open(path) as f:
+            settings = json.load(f)
+    except (OSError, ValueError):
+        settings = {}
+    committed = False
+    while True:
+        line = inp.readline()
+        if not line:
+            break
+        if isinstance(line, bytes):
+            line = line.decode()
+        line = line.strip()
+        if not line:
+            continue
+        if len(line) > _MAX_LINE:
+            reply = "ERR line too long"
+        else:
+            try:
+                reply = handle(line, settings, device_type, firmware, path)
+            except OSError as e:
+                reply = "ERR storage %s" % e
+        if reply is None:
+            out.write("OK bye\n")
+            break
+        committed = committed or (line.upper() == "COMMIT" and reply == "OK")
+        out.write(reply + "\n")
+        if hasattr(out, "flush"):
+            out.flush()
+    return committed

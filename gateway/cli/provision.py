@@ -1,0 +1,116 @@
+"""`perimon provision PORT`: enrol a device over its USB serial port.
+
+Generates the device's secret key, writes id, key, gateway and (jaundice meters) the factory
+calibration into the device's storage through its provisioning console, then adds the device
+and its key to the gateway's enrolment list. The key never leaves this machine otherwise.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import re
+import secrets
+from pathlib import Path
+
+from gateway.cli import UserError
+
+_ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$")
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    s = sub.add_parser("provision", help="enrol a device over USB serial (id, key, calibration)")
+    s.add_argument("port", metavar="PORT", help="the device's serial port, e.g. /dev/ttyACM0")
+    s.add_argument("--id", required=True, help="opaque device id (no patient data), e.g. fh-07")
+    s.add_argument("--gateway", help="the gateway it belongs to (default: the config's id)")
+    s.add_argument("--calibration", help="factory calibration JSON (jaundice meters)")
+    s.add_argument("--config", "-c", help="the gateway's TOML config (its enrolment list)")
+    s.add_argument("--enrolment", help="enrolment list file (overrides the config)")
+    s.add_argument("--baud", type=int, default=115200)
+    s.add_argument("--timeout", type=float, default=5.0, help="seconds to wait per reply")
+    s.set_defaults(func=cmd_provision)
+
+
+class Console:
+    """The device's line protocol: one command, one reply line."""
+
+    def __init__(self, port, timeout_s: float) -> None:
+        self.port = port
+        self.port.timeout = timeout_s
+
+    def ask(self, line: str) -> str:
+        self.port.write((line + "\n").encode())
+        self.port.flush()
+        reply = self.port.readline().decode(errors="replace").strip()
+        if not reply:
+            raise UserError(f"no answer from the device to {line.split(' ')[0]!r}")
+        return reply
+
+    def ok(self, line: str, what: str) -> str:
+        reply = self.ask(line)
+        if not reply.startswith("OK"):
+            raise UserError(f"the device refused the {what}: {reply}")
+        return reply[2:].strip()
+
+
+def cmd_provision(args: argparse.Namespace) -> int:
+    import serial
+
+    from gateway.config import ConfigError, load_config
+    from gateway.enrolment import Enrolment, EnrolmentError, enrolment_path
+
+    try:
+        cfg = load_config(args.config)
+    except ConfigError as exc:
+        raise UserError(str(exc)) from None
+    gateway_id = args.gateway or cfg.gateway.id
+    if args.config and args.gateway and args.gateway != cfg.gateway.id:
+        raise UserError(f"--gateway {args.gateway} is not this config's gateway {cfg.gateway.id}")
+    for what, value in (("--id", args.id), ("--gateway", gateway_id)):
+        if not _ID_RE.match(value):
+            raise UserError(f"{what}: {value!r} must be 1-64 letters, digits, '-' or '_'")
+    calibration = None
+    if args.calibration:
+        try:
+            calibration = json.loads(Path(args.calibration).read_text(encoding="utf-8"))
+        except (OSError, ValueError) as exc:
+            raise UserError(f"{args.calibration}: not a readable JSON file ({exc})") from None
+        if not isinstance(calibration, dict):
+            raise UserError(f"{args.calibration}: the calibration must be a JSON object")
+    book = Enrolment(Path(args.enrolment) if args.enrolment else enrolment_path(cfg))
+
+    try:
+        port = serial.Serial(args.port, args.baud, timeout=args.timeout)
+    except (serial.SerialException, OSError) as exc:
+        raise UserError(f"cannot open {args.port}: {exc}") from None
+    with port:
+        port.reset_input_buffer()
+        con = Console(port, args.timeout)
+        hello = con.ok("HELLO", "greeting").split()
+        if len(hello) < 3 or hello[0] != "perimon-provision":
+            raise UserError(f"{args.port} is not a perimon device in provisioning mode")
+        device_type = hello[2]
+        if device_type not in ("fetal_heart", "jaundice"):
+            raise UserError(f"unknown device type {device_type!r}")
+        if device_type == "jaundice" and calibration is None:
+            raise UserError("a jaundice meter needs its factory calibration (--calibration)")
+        key = secrets.token_bytes(32)
+        con.ok(f"SET id {args.id}", "device id")
+        con.ok(f"SET gateway {gateway_id}", "gateway id")
+        if calibration is not None:
+            con.ok("SET calibration " + json.dumps(calibration, separators=(",", ":")),
+                   "calibration")  # fmt: skip
+        con.ok(f"SET key {key.hex()}", "key")
+        con.ok("COMMIT", "commit")
+        stored = json.loads(con.ok("GET", "read-back") or "{}")
+        if stored.get("id") != args.id or not stored.get("key_set"):
+            raise UserError(f"the device did not keep its settings: {stored}")
+        con.ask("QUIT")
+    try:
+        book.enrol(args.id, device_type, key)
+    except (EnrolmentError, OSError) as exc:
+        raise UserError(f"the device is provisioned but enrolment failed: {exc}") from None
+    print(
+        f"{args.id} ({device_type}) provisioned for gateway {gateway_id}; enrolled in {book.path}"
+    )
+    return 0

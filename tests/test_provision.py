@@ -1,0 +1,113 @@
+"""`perimon provision` against the real firmware's console under the MicroPython Unix port,
+over a pseudo-terminal as over a USB serial port; the provisioned device then runs signed."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import tty
+
+import pytest
+
+from gateway.cli import main as cli_main
+from gateway.enrolment import Enrolment
+from simulators.fleet import FIRMWARE_DIR, micropython_binary
+
+
+@pytest.fixture
+def device_on_pty(tmp_path):
+    """The firmware in provisioning mode, its console on the master side of a pty; the slave
+    path is what the host sees (like /dev/ttyACM0)."""
+    procs = []
+
+    def start(kind: str, settings: dict | None = None):
+        path = tmp_path / f"{kind}.json"
+        if settings is not None:
+            path.write_text(json.dumps(settings))
+        master, slave = os.openpty()
+        tty.setraw(slave)  # no echo or line editing before the host opens the port
+        proc = subprocess.Popen(
+            [micropython_binary(), "-X", "heapsize=128K", str(FIRMWARE_DIR / kind / "main.py"),
+             str(path), "provision"],
+            stdin=master, stdout=master, stderr=subprocess.PIPE,
+        )  # fmt: skip
+        os.close(master)
+        procs.append((proc, slave))
+        return os.ttyname(slave), path, proc
+
+    yield start
+    for proc, slave in procs:
+        if proc.poll() is None:
+            proc.kill()
+        proc.wait()
+        os.close(slave)
+
+
+def _cfg(tmp_path) -> str:
+    cfg = tmp_path / "perimon.toml"
+    cfg.write_text(f'[gateway]\nid = "gw-ward3"\ndata_dir = "{tmp_path / "gw"}"\n')
+    return str(cfg)
+
+
+def test_provision_writes_id_key_gateway_and_calibration_and_enrols(tmp_path, device_on_pty):
+    from simulators.tcb_device import random_factory_calibration
+
+    cal = random_factory_calibration(4).to_dict()
+    (tmp_path / "cal.json").write_text(json.dumps(cal))
+    port, settings, proc = device_on_pty("jaundice", {"radio": "127.0.0.1:9"})
+    rc = cli_main(["provision", port, "--id", "tcb-07", "--calibration",
+                   str(tmp_path / "cal.json"), "--config", _cfg(tmp_path)])  # fmt: skip
+    assert rc == 0
+    assert proc.wait(10) == 0  # the console ends after QUIT
+    stored = json.loads(settings.read_text())
+    assert stored["id"] == "tcb-07" and stored["gateway"] == "gw-ward3"
+    assert stored["calibration"] == cal and stored["radio"] == "127.0.0.1:9"  # kept
+    entry = Enrolment(tmp_path / "gw" / "enrolment.json").get("tcb-07")
+    assert entry is not None and entry.key.hex() == stored["key"] and len(entry.key) == 32
+    assert (tmp_path / "gw" / "enrolment.json").stat().st_mode & 0o077 == 0  # owner only
+
+
+def test_two_devices_get_different_keys(tmp_path, device_on_pty):
+    keys = []
+    for dev in ("fh-21", "fh-22"):
+        port, settings, proc = device_on_pty("fetal_heart")
+        assert cli_main(["provision", port, "--id", dev, "--config", _cfg(tmp_path)]) == 0
+        proc.wait(10)
+        keys.append(json.loads(settings.read_text())["key"])
+        settings.unlink()
+    book = Enrolment(tmp_path / "gw" / "enrolment.json").devices()
+    assert set(book) == {"fh-21", "fh-22"} and keys[0] != keys[1]
+    assert [book["fh-21"].key.hex(), book["fh-22"].key.hex()] == keys
+
+
+def test_console_never_reads_the_key_back_and_refuses_bad_input(tmp_path):
+    path = tmp_path / "d.json"
+    script = "\n".join([
+        "HELLO", "SET key 1234", "SET key " + "ab" * 32, "SET id bad/id", "SET id fh-30",
+        "COMMIT", "SET gateway gw-1", "SET colour red", "COMMIT", "GET", "QUIT", "",
+    ])  # fmt: skip
+    res = subprocess.run(
+        [micropython_binary(), str(FIRMWARE_DIR / "fetal_heart" / "main.py"), str(path),
+         "provision"], input=script, capture_output=True, text=True, timeout=30,
+    )  # fmt: skip
+    lines = res.stdout.splitlines()
+    assert lines[0] == "OK perimon-provision 1 fetal_heart 1.0.0"
+    assert lines[1].startswith("ERR key") and lines[2] == "OK" and lines[3] == "ERR bad id"
+    assert lines[5] == "ERR missing gateway" and lines[7].startswith("ERR unknown field")
+    assert lines[8] == "OK" and "ab" * 32 not in lines[9]
+    assert json.loads(lines[9][3:]) == {"id": "fh-30", "gateway": "gw-1", "key_set": True}
+    assert json.loads(path.read_text())["key"] == "ab" * 32
+
+
+def test_a_port_without_a_device_is_a_one_line_error(tmp_path, capsys):
+    master, slave = os.openpty()
+    try:
+        rc = cli_main(["provision", os.ttyname(slave), "--id", "fh-01", "--timeout", "0.3",
+                       "--config", _cfg(tmp_path)])  # fmt: skip
+    finally:
+        os.close(master)
+        os.close(slave)
+    assert rc == 2
+    assert "no answer from the device" in capsys.readouterr().err
+    assert not (tmp_path / "gw" / "enrolment.json").exists()

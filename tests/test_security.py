@@ -1,0 +1,177 @@
+"""Done-when check for device and broker security: real firmware, the gateway and Mosquitto
+configured as deploy/mosquitto/ (TLS, client certificates, per-gateway ACL). An unenrolled
+device, one with the wrong key, an unprovisioned (unsigned) one and one whose radio traffic is
+tampered with get no reading into MQTT; the genuine device's readings arrive."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import secrets
+import ssl
+import struct
+import threading
+
+import paho.mqtt.client as mqtt
+import pytest
+
+from gateway import protocol as p
+from gateway.app import Gateway
+from gateway.broker import free_port
+from gateway.broker_tls import make_certs, start_tls_broker
+from gateway.config import config_from_dict
+from gateway.enrolment import Enrolment, enrolment_path
+from simulators.fleet import DeviceSpec, Fleet
+
+PREFIX = "perimon/v1"
+
+
+class Hospital:
+    """The hospital's ingest client: TLS with its own certificate, reads everything."""
+
+    def __init__(self, tls) -> None:
+        self.messages: list[tuple[str, dict]] = []
+        self.lock = threading.Lock()
+        ready = threading.Event()
+        self.c = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, protocol=mqtt.MQTTv5)
+        self.c.tls_set(ca_certs=str(tls.certs / "ca.crt"),
+                       certfile=str(tls.certs / "hospital-ingest.crt"),
+                       keyfile=str(tls.certs / "hospital-ingest.key"),
+                       cert_reqs=ssl.CERT_REQUIRED)  # fmt: skip
+        self.c.on_connect = lambda c, u, f, rc, pr: c.subscribe(f"{PREFIX}/#", qos=1)
+        self.c.on_subscribe = lambda *a: ready.set()
+        self.c.on_message = self._on_message
+        self.c.connect("127.0.0.1", tls.cert_port)
+        self.c.loop_start()
+        assert ready.wait(10)
+
+    def _on_message(self, c, u, m) -> None:
+        with self.lock:
+            self.messages.append((m.topic, json.loads(m.payload)))
+
+    def kinds(self, device: str) -> set[str]:
+        with self.lock:
+            return {t.rsplit("/", 1)[1] for t, _ in self.messages
+                    if t.startswith(f"{PREFIX}/gw-test/device/{device}/")}  # fmt: skip
+
+    def close(self) -> None:
+        self.c.disconnect()
+        self.c.loop_stop()
+
+
+async def tampering_proxy(upstream: str) -> tuple[asyncio.Server, list[int]]:
+    """A man in the middle on the radio: flips one payload bit in every frame the device
+    sends (except its session reply) and fixes the CRC, so only the tag can tell."""
+    host, port = upstream.rsplit(":", 1)
+    tampered = [0]
+
+    async def serve(dev_r: asyncio.StreamReader, dev_w: asyncio.StreamWriter) -> None:
+        gw_r, gw_w = await asyncio.open_connection(host, int(port))
+
+        async def pump(r, w, edit):
+            try:
+                while True:
+                    head = await r.readexactly(3)
+                    n, kind = struct.unpack("<HB", head)
+                    body = await r.readexactly(n - 1)
+                    w.write(head + (edit(body) if edit and kind == 3 else body))
+                    await w.drain()
+            except (asyncio.IncompleteReadError, ConnectionError):
+                w.close()
+
+        def edit(frame: bytes) -> bytes:
+            f = p.decode_frame(frame)
+            if f.stream == p.Stream.REPLY or not f.payload:
+                return frame
+            b = bytearray(frame)
+            b[p.HEADER_LEN] ^= 0x01
+            b[-2:] = p.crc16(bytes(b[:-2])).to_bytes(2, "little")
+            tampered[0] += 1
+            return bytes(b)
+
+        await asyncio.gather(pump(dev_r, gw_w, edit), pump(gw_r, dev_w, None))
+
+    server = await asyncio.start_server(serve, "127.0.0.1", 0)
+    return server, tampered
+
+
+@pytest.fixture
+def tls(tmp_path):
+    certs = make_certs(tmp_path / "certs", ["gw-test", "hospital-ingest"])
+    b = start_tls_broker(tmp_path / "broker", certs, {})
+    yield b
+    b.stop()
+
+
+def test_only_enrolled_untampered_devices_get_readings_into_mqtt(tls, tmp_path):
+    radio = f"127.0.0.1:{free_port()}"
+    cfg = config_from_dict({
+        "gateway": {"id": "gw-test", "data_dir": str(tmp_path / "gw")},
+        "mqtt": {"host": "127.0.0.1", "port": tls.cert_port, "tls": True,
+                 "ca_file": str(tls.certs / "ca.crt"),
+                 "cert_file": str(tls.certs / "gw-test.crt"),
+                 "key_file": str(tls.certs / "gw-test.key")},
+        "radio": {"listen": radio},
+        "processing": {"status_interval_s": 1.0},
+    })  # fmt: skip
+    jaundice = {"kind": "jaundice", "skin_group": "medium", "press_every_s": 3.0}
+    specs = [
+        DeviceSpec("fh-01", "fetal_heart", seed=3, fhr_bpm=140.0),
+        DeviceSpec("tcb-02", seed=5, enrolled=False, **jaundice),  # a stranger
+        DeviceSpec("tcb-03", seed=6, enrolled=False, **jaundice),  # enrolled below, other key
+        DeviceSpec("tcb-04", seed=7, signed=False, **jaundice),  # no key: unsigned frames
+    ]
+    Enrolment(enrolment_path(cfg)).enrol("tcb-03", "jaundice", secrets.token_bytes(32))
+    hospital = Hospital(tls)
+
+    async def main():
+        stop = asyncio.Event()
+        gw = Gateway(cfg)
+        task = asyncio.create_task(gw.run(stop))
+        await asyncio.wait_for(gw.ready.wait(), 10)
+        proxy, tampered = await tampering_proxy(radio)
+        proxied = f"127.0.0.1:{proxy.sockets[0].getsockname()[1]}"
+        fleets = [
+            Fleet(specs, radio, tmp_path / "devices", gateway=cfg),
+            Fleet([DeviceSpec("fh-05", "fetal_heart", seed=9)], proxied, tmp_path / "mitm",
+                  gateway=cfg),
+        ]  # fmt: skip
+        for f in fleets:
+            await f.start()
+        try:
+            for _ in range(60):  # until the genuine device's FHR is out, 30 s at most
+                await asyncio.sleep(0.5)
+                if "fhr" in hospital.kinds("fh-01") and tampered[0] > 20:
+                    break
+            await asyncio.sleep(2.0)
+            assert fleets[0].alive() == [s.device_id for s in specs]
+        finally:
+            for f in fleets:
+                await f.stop()
+            proxy.close()
+            stop.set()
+            await task
+        return gw, tampered[0]
+
+    gw, n_tampered = asyncio.run(main())
+    hospital.close()
+
+    assert "fhr" in hospital.kinds("fh-01")  # the genuine device gets through, over TLS
+    good = gw.sessions["fh-01"].state.stats
+    assert (good.auth_failed, good.replayed, good.unsigned) == (0, 0, 0)
+    # nobody else has a single reading, alert or finding published
+    assert hospital.kinds("tcb-02") == set() and "tcb-02" not in gw.sessions
+    for dev in ("tcb-03", "tcb-04", "fh-05"):
+        assert hospital.kinds(dev) <= {"status"}, (dev, hospital.kinds(dev))
+    assert gw.sessions["tcb-03"].state.stats.auth_failed >= 1  # its session reply fails
+    assert gw.sessions["tcb-04"].state.stats.unsigned >= 1
+    fh5 = gw.sessions["fh-05"].state.stats
+    assert n_tampered > 20 and fh5.auth_failed >= n_tampered - 5, (n_tampered, fh5)
+    # the stranger is reported, retained, with no data of its own
+    unknown = [m for t, m in hospital.messages if t == f"{PREFIX}/gw-test/unknown_devices"]
+    assert unknown and unknown[-1]["devices"][0]["device_id"] == "tcb-02"
+    assert unknown[-1]["devices"][0]["reason"] == "not enrolled"
+    # the counters are in the published device status, for the hospital to alarm on
+    status = [m for t, m in hospital.messages
+              if t == f"{PREFIX}/gw-test/device/fh-05/status"][-1]  # fmt: skip
+    assert status["stats"]["auth_failed"] >= 1
