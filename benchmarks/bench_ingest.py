@@ -49,10 +49,26 @@ def run(n: int, workers: int) -> dict:
         db = tmp / "ingest.sqlite"
         procs = [
             subprocess.Popen(
-                [sys.executable, "-m", "gateway.cli", "ingest", "--host", broker.host,
-                 "--port", str(broker.port), "--db", str(db), "--worker", f"bench-{k}",
-                 "--seconds", "600"],
-                cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                [
+                    sys.executable,
+                    "-m",
+                    "gateway.cli",
+                    "ingest",
+                    "--host",
+                    broker.host,
+                    "--port",
+                    str(broker.port),
+                    "--db",
+                    str(db),
+                    "--worker",
+                    f"bench-{k}",
+                    "--seconds",
+                    "600",
+                ],
+                cwd=REPO,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+                text=True,
             )  # fmt: skip
             for k in range(workers)
         ]
