@@ -78,7 +78,7 @@ class WebSection:
     listen: str = "127.0.0.1:8080"  # HOST:PORT; use 0.0.0.0:8443 with a certificate on a ward
     cert_file: str = ""  # PEM certificate: HTTPS when set (with key_file)
     key_file: str = ""
-    session_minutes: int = 30  # a nurse's login expires after this long without activity
+    session_minutes: float = 30.0  # a nurse's login expires after this long without activity
 
 
 @dataclass(frozen=True)
