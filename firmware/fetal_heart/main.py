@@ -7,6 +7,19 @@ if sys.platform != "esp32":  # Unix port: libraries live beside this folder, not
     sys.path.append(_here + "/../lib")
     sys.path.append(_here)
 
+import gc
+
+from micropython import const
+
+# The resend buffer (docs/protocol.md, "Resend") gets what the heap can spare beyond the app's
+# own needs, taken first while the heap is still in one piece. The app needs about 80 KiB with
+# the Unix port's 64-bit objects (less on the 32-bit ESP32): a 128 KiB heap leaves ~40 KiB,
+# about 18 s of ADPCM Doppler with PPG; an ESP32 with PSRAM is capped at 1 MiB, about 7 min.
+_APP_RESERVE = const(81920)
+gc.collect()
+_STORE_BYTES = max(8192, min(1 << 20, gc.mem_free() - _APP_RESERVE))
+_STORE_BUF = bytearray(_STORE_BYTES)
+
 import array
 import asyncio
 import binascii
@@ -16,7 +29,6 @@ import protocol as p
 import storage
 from framestore import FrameStore
 from link import Link
-from micropython import const
 
 if sys.platform == "esp32":
     import hal_esp32 as hal
@@ -30,7 +42,6 @@ _PPG_FRAME = const(25)  # samples per PPG frame (0.5 s)
 _MAX_BLOCK = const(480)  # Doppler samples per frame at most (fits a 247-byte ATT MTU as ADPCM)
 _STATUS_EVERY_MS = const(5000)
 _BATTERY_LOW_PCT = const(15)
-_STORE_BYTES = const(49152)  # resend buffer: ~24 s of ADPCM Doppler plus PPG in 128 KiB heap
 
 
 class State:
@@ -139,7 +150,7 @@ def make_control(link_ref, settings, boot, state):
 
 
 async def main(settings_path):
-    store = FrameStore(_STORE_BYTES, 1024)  # first: the big buffer before the heap fragments
+    store = FrameStore(_STORE_BUF, 1024)  # first: the big buffer before the heap fragments
     settings = storage.load_settings(settings_path)
     boot = storage.next_boot(settings_path.rsplit(".", 1)[0] + ".boot")
     state = State(settings)

@@ -8,6 +8,14 @@ if sys.platform != "esp32":  # Unix port: libraries live beside this folder, not
     sys.path.append(_here + "/../lib")
     sys.path.append(_here)
 
+import gc
+
+from micropython import const
+
+_STORE_BYTES = const(16384)  # the resend buffer (docs/protocol.md, "Resend")
+gc.collect()
+_STORE_BUF = bytearray(_STORE_BYTES)  # taken first, while the heap is still in one piece
+
 import asyncio
 import binascii
 import json
@@ -16,7 +24,6 @@ import protocol as p
 import storage
 from framestore import FrameStore
 from link import Link
-from micropython import const
 
 if sys.platform == "esp32":
     import hal_esp32 as hal
@@ -31,7 +38,6 @@ _SATURATION = const(65000)  # 16-bit ADC; within ~0.8% of full scale counts as c
 _DISAGREE_FRAC = 0.05  # flashes spread more than 5% of their mean: the probe moved
 _DISAGREE_FLOOR = const(200)  # ...and more than this many counts (noise floor at low light)
 _STATUS_EVERY_MS = const(10000)
-_STORE_BYTES = const(16384)
 
 
 def measure(drive):
@@ -103,7 +109,7 @@ async def main(settings_path):
 
     adv = {"id": settings["id"], "type": p.DT_JAUNDICE, "name": settings.get("name", "")}
     radio = hal.make_radio(settings, adv)
-    link = Link(radio, FrameStore(_STORE_BYTES, 256), p.DT_JAUNDICE, boot, on_control)
+    link = Link(radio, FrameStore(_STORE_BUF, 256), p.DT_JAUNDICE, boot, on_control)
     link_ref[0] = link
     if settings.get("key"):  # provisioned: every frame is signed (docs/protocol.md)
         link.set_key(binascii.unhexlify(settings["key"]))
