@@ -66,13 +66,6 @@ class ProcessingSection:
 
 
 @dataclass(frozen=True)
-class OutboxSection:
-    path: str = "outbox.sqlite"  # the persistent outbox (docs/reliability.md), under data_dir
-    max_bytes: int = 512 * 1024 * 1024  # beyond this the oldest live trace goes first
-    max_age_h: float = 72.0  # older messages are dropped (and counted), 0: no age limit
-
-
-@dataclass(frozen=True)
 class WebSection:
     enabled: bool = False  # the nurse view (docs/nurse-view.md), served by `perimon gateway`
     listen: str = "127.0.0.1:8080"  # HOST:PORT; use 0.0.0.0:8443 with a certificate on a ward
@@ -87,14 +80,21 @@ class SecuritySection:
 
 
 @dataclass(frozen=True)
+class OutboxSection:
+    path: str = "outbox.sqlite"  # the persistent outbox (docs/reliability.md), under data_dir
+    max_bytes: int = 512 * 1024 * 1024  # beyond this the oldest live trace goes first
+    max_age_h: float = 72.0  # older messages are dropped (and counted), 0: no age limit
+
+
+@dataclass(frozen=True)
 class Config:
     gateway: GatewaySection = field(default_factory=GatewaySection)
     mqtt: MqttSection = field(default_factory=MqttSection)
     radio: RadioSection = field(default_factory=RadioSection)
     processing: ProcessingSection = field(default_factory=ProcessingSection)
+    outbox: OutboxSection = field(default_factory=OutboxSection)
     security: SecuritySection = field(default_factory=SecuritySection)
     web: WebSection = field(default_factory=WebSection)
-    outbox: OutboxSection = field(default_factory=OutboxSection)
     devices: dict[str, dict[str, Any]] = field(default_factory=dict)
     base_dir: Path = Path(".")
 
@@ -112,9 +112,9 @@ _SECTIONS = {
     "mqtt": MqttSection,
     "radio": RadioSection,
     "processing": ProcessingSection,
+    "outbox": OutboxSection,
     "security": SecuritySection,
     "web": WebSection,
-    "outbox": OutboxSection,
 }
 
 # Per-device keys the nurse or the hospital may set (see docs/configuration.md).
@@ -164,12 +164,6 @@ def _validate(cfg: Config, src: str) -> None:
     host, _, port = cfg.radio.listen.rpartition(":")
     if not host or not port.isdigit():
         raise bad(f"[radio] listen: expected HOST:PORT, got {cfg.radio.listen!r}")
-    if not cfg.outbox.path:
-        raise bad("[outbox] path: must not be empty")
-    if not cfg.outbox.max_bytes >= 1024 * 1024:
-        raise bad(f"[outbox] max_bytes: expected at least 1 MiB, got {cfg.outbox.max_bytes}")
-    if not 0 <= cfg.outbox.max_age_h <= 24 * 365:
-        raise bad(f"[outbox] max_age_h: expected 0 to 8760, got {cfg.outbox.max_age_h}")
     w_host, _, w_port = cfg.web.listen.rpartition(":")
     if not w_host or not w_port.isdigit() or not 0 <= int(w_port) <= 65535:
         raise bad(f"[web] listen: expected HOST:PORT, got {cfg.web.listen!r}")
@@ -177,6 +171,12 @@ def _validate(cfg: Config, src: str) -> None:
         raise bad("[web] cert_file and key_file: set both for HTTPS, or neither")
     if not cfg.web.session_minutes > 0:
         raise bad("[web] session_minutes: must be greater than 0")
+    if not cfg.outbox.path:
+        raise bad("[outbox] path: must not be empty")
+    if not cfg.outbox.max_bytes >= 1024 * 1024:
+        raise bad(f"[outbox] max_bytes: expected at least 1 MiB, got {cfg.outbox.max_bytes}")
+    if not 0 <= cfg.outbox.max_age_h <= 24 * 365:
+        raise bad(f"[outbox] max_age_h: expected 0 to 8760, got {cfg.outbox.max_age_h}")
     p = cfg.processing
     for name in ("fhr_publish_interval_s", "ctg_interval_s", "ctg_window_min", "gap_timeout_s"):
         if not getattr(p, name) > 0:

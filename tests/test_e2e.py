@@ -128,6 +128,12 @@ def test_readings_arrive_with_right_ids_sensible_values_and_no_gaps(broker, tmp_
     for r in tcb:
         assert r["device_id"] == "tcb-01"
         assert (r["tcb_mg_dl"] is None) == bool(r["flag"])  # a number xor a reason
+    numeric = [r for r in tcb if r["tcb_mg_dl"] is not None]
+    assert numeric, [r["flag"] for r in tcb]
+    for r in numeric:
+        assert abs(r["tcb_mg_dl"] - 11.0) < 4.0  # simulated readings spread about 1.5 mg/dL SD
+        assert r["ci_low_mg_dl"] <= r["tcb_mg_dl"] <= r["ci_high_mg_dl"]
+        assert r["assessment"]["bhutani_zone"] and 39 < r["assessment"]["age_hours"] < 41
     assert [r["seq"] for r in tcb] == sorted({r["seq"] for r in tcb})
 
     status = sub.of("fh-01", "status")[-1]
