@@ -34,6 +34,8 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from gateway.broker import free_port, start_broker  # noqa: E402
+from gateway.config import load_config  # noqa: E402
+from gateway.enrolment import Enrolment, enrolment_path  # noqa: E402
 from simulators.doppler import DopplerSignal  # noqa: E402
 from simulators.fleet import DeviceSpec, Fleet, fetal_rhythm  # noqa: E402
 from simulators.ppg import PpgSignal  # noqa: E402
@@ -80,9 +82,35 @@ def encode_recording(seconds: float, att_mtu: int = 247) -> list[tuple[float, by
     return out
 
 
-async def replay_device(device_id: str, radio: str, frames, stop: asyncio.Event) -> None:
-    """One virtual fetal monitor replaying frames in real time over the simulated radio."""
+class FrameSigner:
+    """What an enrolled device does to every frame (firmware/lib/link.py, docs/protocol.md
+    "Authentication"), with the firmware's own HMAC module: a per-boot session key, a tag."""
+
+    def __init__(self, key: bytes, boot: int = 1) -> None:
+        p = firmware_protocol()
+        from hmac_sha256 import HMAC  # type: ignore[import-not-found]
+        from link import SESSION_LABEL  # type: ignore[import-not-found]
+
+        self.p = p
+        self.boot_nonce = os.urandom(p.NONCE_LEN)
+        label = SESSION_LABEL + struct.pack("<H", boot) + self.boot_nonce
+        self.mac = HMAC(HMAC(key).digest(label))
+
+    def sign(self, frame: bytes) -> bytes:
+        p = self.p
+        flags, dt, stream, boot, seq, t_ms, payload, _ = p.decode_frame(frame)
+        flags = (flags | p.F_AUTH) & ~p.F_RESENT
+        hdr = struct.pack("<BBHII", (p.VERSION << 4) | flags, (dt << 5) | stream, boot, seq, t_ms)
+        tag = self.mac.digest(hdr, payload)[: p.TAG_LEN]
+        return p.encode_frame(flags, dt, stream, boot, seq, t_ms, payload, tag)
+
+
+async def replay_device(
+    device_id: str, radio: str, frames, stop: asyncio.Event, key: bytes
+) -> None:
+    """One enrolled fetal monitor replaying frames in real time over the simulated radio."""
     p = firmware_protocol()
+    signer = FrameSigner(key)
     host, port = radio.rsplit(":", 1)
     r, w = await asyncio.open_connection(host, int(port))
     adv = json.dumps({"id": device_id, "type": 1, "name": device_id}).encode()
@@ -102,10 +130,16 @@ async def replay_device(device_id: str, radio: str, frames, stop: asyncio.Event)
             d = p.decode_frame(body)
             if kind != 4 or d is None:
                 continue
-            op, rid = d[6][0], d[6][1]
-            data = d[6][2:] + struct.pack("<I", device_ms()) if op == p.OP_TIME_SYNC else b""
+            op, rid, args = d[6][0], d[6][1], d[6][2:]
+            if op == p.OP_TIME_SYNC:
+                data = args + struct.pack("<I", device_ms())
+            elif op == p.OP_SESSION:  # the challenge: answer with this boot's nonce
+                data = args + signer.boot_nonce + os.urandom(p.NONCE_LEN)
+            else:
+                data = b""
             reply = p.encode_frame(0, 1, p.S_REPLY, 1, rid, device_ms(),
                                    p.encode_reply(op, rid, p.ST_OK, data))  # fmt: skip
+            reply = signer.sign(reply)
             w.write(struct.pack("<HB", len(reply) + 1, 3) + reply)
 
     ctl = asyncio.create_task(control())
@@ -116,6 +150,7 @@ async def replay_device(device_id: str, radio: str, frames, stop: asyncio.Event)
                 await asyncio.sleep(delay)
             if stop.is_set():
                 break
+            frame = signer.sign(frame)
             w.write(struct.pack("<HB", len(frame) + 1, 3) + frame)
             await w.drain()
     finally:
@@ -160,6 +195,12 @@ def run_case(n: int, seconds: float, work: Path, replay: bool) -> dict:
         f'[gateway]\nid = "gw-bench"\ndata_dir = "{work}/gw-{n}"\n'
         f'[mqtt]\nport = {broker.port}\n[radio]\nlisten = "{radio}"\n'
     )
+    config = load_config(cfg)
+    keys = {f"fh-{i:03d}": os.urandom(32) for i in range(n)}
+    if replay:  # replayed devices are enrolled like provisioned ones; a Fleet enrols its own
+        book = Enrolment(enrolment_path(config))
+        for dev, key in keys.items():
+            book.enrol(dev, "fetal_heart", key)
     gw = subprocess.Popen(
         [sys.executable, "-m", "gateway.cli", "gateway", "--config", str(cfg)],
         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
@@ -175,12 +216,12 @@ def run_case(n: int, seconds: float, work: Path, replay: bool) -> dict:
         if replay:
             frames = encode_recording(seconds + warmup + 5)
             tasks = [
-                asyncio.create_task(replay_device(f"fh-{i:03d}", radio, frames, stop))
-                for i in range(n)
+                asyncio.create_task(replay_device(dev, radio, frames, stop, key))
+                for dev, key in keys.items()
             ]
         else:
             specs = [DeviceSpec(f"fh-{i:03d}", "fetal_heart", seed=3 + i) for i in range(n)]
-            fleet = Fleet(specs, radio, work / f"dev-{n}")
+            fleet = Fleet(specs, radio, work / f"dev-{n}", gateway=config)
             await fleet.start()
         await asyncio.sleep(warmup)
         coll.active = True
