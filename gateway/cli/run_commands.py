@@ -21,7 +21,11 @@ def register(sub: argparse._SubParsersAction) -> None:
     g.set_defaults(func=cmd_gateway)
 
     s = sub.add_parser("simulate", help="start virtual devices running the real firmware")
-    s.add_argument("--radio", default="127.0.0.1:7600", help="the gateway's simulated radio")
+    s.add_argument(
+        "--config", "-c", help="the gateway's TOML config: its radio address, and the devices "
+        "are enrolled in its list as `perimon provision` would"
+    )  # fmt: skip
+    s.add_argument("--radio", help="the gateway's simulated radio (default 127.0.0.1:7600)")
     s.add_argument("--fetal", type=int, default=2, help="fetal-heart monitors")
     s.add_argument("--jaundice", type=int, default=1, help="jaundice meters")
     s.add_argument("--workdir", help="where device state lives (default: a temp dir)")
@@ -80,13 +84,20 @@ def cmd_simulate(args: argparse.Namespace) -> int:
 
     _logging(False)
 
+    try:
+        cfg = load_config(args.config) if args.config else None
+    except ConfigError as exc:
+        raise UserError(str(exc)) from None
+    radio = args.radio or (cfg.radio.listen if cfg else "127.0.0.1:7600")
+    if cfg is None:
+        print("note: without --config the devices are not enrolled; a gateway refuses them")
+
     async def main() -> None:
         with tempfile.TemporaryDirectory(prefix="perimon-sim-") as tmp:
-            fleet = Fleet(
-                demo_specs(args.fetal, args.jaundice), args.radio, Path(args.workdir or tmp)
-            )
+            specs = demo_specs(args.fetal, args.jaundice)
+            fleet = Fleet(specs, radio, Path(args.workdir or tmp), gateway=cfg)
             await fleet.start()
-            print(f"{len(fleet.devices)} virtual devices -> {args.radio}; Ctrl-C stops")
+            print(f"{len(fleet.devices)} virtual devices -> {radio}; Ctrl-C stops")
             try:
                 await _until_signal(asyncio.Event())
             finally:

@@ -1,0 +1,64 @@
+"""`perimon gateway` and `perimon simulate` as separate processes, as an installer would run
+them: the simulated devices enrol through the gateway's config and their readings arrive."""
+
+from __future__ import annotations
+
+import json
+import signal
+import subprocess
+import sys
+import threading
+import time
+
+import paho.mqtt.client as mqtt
+
+from gateway.broker import free_port
+
+
+def test_separate_gateway_and_simulator_processes(broker, tmp_path):
+    cfg = tmp_path / "perimon.toml"
+    cfg.write_text(
+        f'[gateway]\nid = "gw-cli"\ndata_dir = "{tmp_path}/gw"\n'
+        f"[mqtt]\nport = {broker.port}\n"
+        f'[radio]\nlisten = "127.0.0.1:{free_port()}"\n'
+    )
+    got: dict[str, list[dict]] = {}
+    lock = threading.Lock()
+    sub = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, protocol=mqtt.MQTTv5)
+    sub.on_connect = lambda c, u, f, rc, p: c.subscribe("perimon/v1/gw-cli/#", qos=1)
+
+    def on_message(c, u, m):
+        with lock:
+            got.setdefault(m.topic.split("/")[-1], []).append(json.loads(m.payload))
+
+    sub.on_message = on_message
+    sub.connect(broker.host, broker.port)
+    sub.loop_start()
+    cmd = [sys.executable, "-m", "gateway.cli"]
+    gw = subprocess.Popen([*cmd, "gateway", "--config", str(cfg)], stderr=subprocess.PIPE)
+    sim = subprocess.Popen(
+        [*cmd, "simulate", "--config", str(cfg), "--fetal", "1", "--jaundice", "0",
+         "--workdir", str(tmp_path / "devices")],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+    )  # fmt: skip
+    try:
+        deadline = time.monotonic() + 40
+        while time.monotonic() < deadline:
+            with lock:
+                values = [v for m in got.get("fhr", []) for v in m["fhr_bpm"] if v is not None]
+            if len(values) >= 20:
+                break
+            time.sleep(0.5)
+        assert len(values) >= 20, got.keys()
+        assert all(m["device_id"] == "fh-01" for m in got["fhr"])
+        assert 120 < sorted(values)[len(values) // 2] < 165
+    finally:
+        for proc in (sim, gw):
+            proc.send_signal(signal.SIGINT)
+        assert sim.wait(20) == 0, sim.stderr.read().decode()
+        assert gw.wait(20) == 0, gw.stderr.read().decode()
+        sub.disconnect()
+        sub.loop_stop()
+    assert not got.get("unknown_devices") or not any(
+        m.get("devices") for m in got["unknown_devices"]
+    )
