@@ -94,9 +94,7 @@ class Gateway:
         if session.state.device_type == p.DeviceType.FETAL_HEART:
             from gateway.fetal import FetalProcessor
 
-            return FetalProcessor(
-                session, self.publish, self.cfg.processing, self.cfg.mqtt.trace_expiry_s
-            )
+            return FetalProcessor(session, self.publish, self.cfg.processing)
         if session.state.device_type == p.DeviceType.JAUNDICE:
             from gateway.jaundice import JaundiceProcessor
 

@@ -40,7 +40,6 @@ class MqttSection:
     ca_file: str = ""
     cert_file: str = ""
     key_file: str = ""
-    trace_expiry_s: int = 60  # MQTT 5 message expiry for the live 4 Hz trace
 
 
 @dataclass(frozen=True)

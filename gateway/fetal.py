@@ -44,11 +44,10 @@ def _nan_to_none(a: np.ndarray, digits: int) -> list[float | None]:
 
 
 class FetalProcessor:
-    def __init__(self, session, publish: Publish, processing, trace_expiry_s: int) -> None:
+    def __init__(self, session, publish: Publish, processing) -> None:
         self.session = session
         self.publish = publish
         self.cfg = processing
-        self.trace_expiry_s = trace_expiry_s
         self.alerts = AlertTracker(session.state.device_id, publish)
         self._reset()
 
@@ -193,7 +192,6 @@ class FetalProcessor:
                 **values,
             },
             qos=QOS_TRACE,
-            expiry_s=self.trace_expiry_s,
         )
         return first, at
 

@@ -61,3 +61,19 @@ def test_example_config_in_docs_is_valid(tmp_path):
     example = Path(__file__).resolve().parents[1] / "docs" / "perimon.example.toml"
     cfg = load_config(example)
     assert cfg.gateway.id and cfg.mqtt.topic_prefix == "perimon/v1"
+
+
+def test_every_key_is_documented_in_the_example():
+    import re
+    from dataclasses import fields
+    from pathlib import Path
+
+    from gateway import config as c
+
+    text = (Path(__file__).resolve().parents[1] / "docs" / "perimon.example.toml").read_text()
+    sections = dict(re.findall(r"^\[(\w+)\]([^\[]*)", text, re.M))
+    for name, cls in c._SECTIONS.items():
+        assert name in sections, f"[{name}] is not in docs/perimon.example.toml"
+        keys = set(re.findall(r"^(\w+) =", sections[name], re.M))
+        missing = {f.name for f in fields(cls)} - keys
+        assert not missing, f"[{name}] keys not documented: {sorted(missing)}"
