@@ -28,6 +28,10 @@ if [ "${1:-}" = "--system" ]; then
     command -v dbus-daemon >/dev/null || apt_install dbus
     command -v systemd-analyze >/dev/null || apt_install systemd
     command -v pdftoppm >/dev/null || apt_install poppler-utils
+    # chromium: the nurse and mother pages are tested in a real headless browser (Playwright
+    # drives Debian's build; it never downloads one); fonts-noto-cjk: the Chinese pages.
+    command -v chromium >/dev/null || apt_install chromium
+    dpkg -s fonts-noto-cjk >/dev/null 2>&1 || apt_install fonts-noto-cjk
 fi
 
 if ! python3 -c "import venv, ensurepip" >/dev/null 2>&1; then
