@@ -1,0 +1,27 @@
+"""The wheel a Raspberry Pi install uses carries the data files the gateway needs at run time."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import zipfile
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def test_wheel_contains_model_and_web_assets(tmp_path):
+    res = subprocess.run(
+        [sys.executable, "-m", "pip", "wheel", "--no-deps", "-q",
+         "-w", str(tmp_path), str(REPO)],
+        capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert res.returncode == 0, res.stderr
+    (wheel,) = tmp_path.glob("perimon-*.whl")
+    names = set(zipfile.ZipFile(wheel).namelist())
+    assert "dsp/tcb_model.json" in names
+    static = {p.relative_to(REPO).as_posix() for p in (REPO / "gateway/web/static").rglob("*")
+              if p.is_file()}  # fmt: skip
+    assert static and static <= names
+    assert any(n.endswith("entry_points.txt") for n in names)
+    assert not any(n.startswith(("tests/", "benchmarks/")) for n in names)
