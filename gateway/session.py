@@ -24,6 +24,8 @@ log = logging.getLogger(__name__)
 
 _RESEND_RETRY_S = 1.0
 _TIME_SYNC_EVERY_S = 300.0
+_WARN_EVERY_S = 10.0
+_last_warning: dict[str, tuple[float, int]] = {}  # device id -> (last warned, suppressed since)
 _RESUME_SLACK = 1024  # samples: more than a sample frame holds at any MTU (firmware: 480)
 
 
@@ -179,13 +181,26 @@ class DeviceSession:
 
     # ---- frames in ----
 
+    def _warn_malformed(self, what: str, exc: Exception) -> None:
+        """Log bad input at most once per _WARN_EVERY_S per device, with the count since: a
+        jammed or hostile radio must not flood the journal (stats.malformed counts them all)."""
+        now = time.monotonic()
+        dev = self.state.device_id
+        last, suppressed = _last_warning.get(dev, (-1e9, 0))
+        if now - last < _WARN_EVERY_S:
+            _last_warning[dev] = (last, suppressed + 1)
+            return
+        log.warning("%s: %s: %s (%d more bad inputs since the last report)",
+                    dev, what, exc, suppressed)  # fmt: skip
+        _last_warning[dev] = (now, 0)
+
     def on_frame(self, data: bytes) -> None:
         stats = self.state.stats
         try:
             frame = p.decode_frame(data)
         except p.FrameError as exc:
             stats.malformed += 1
-            log.warning("%s: dropped malformed frame: %s", self.state.device_id, exc)
+            self._warn_malformed("dropped malformed frame", exc)
             return
         if self.auth is None:
             self._on_verified(frame)
@@ -210,7 +225,7 @@ class DeviceSession:
                 samples = p.samples_of(frame)
             except p.FrameError as exc:
                 stats.malformed += 1
-                log.warning("%s: bad samples: %s", self.state.device_id, exc)
+                self._warn_malformed("bad samples", exc)
                 return
             self._accept(frame.stream, frame.seq, len(samples), (frame.t_ms, samples))
         else:
@@ -324,7 +339,7 @@ class DeviceSession:
                 s = p.decode_status(payload)
             except p.FrameError as exc:
                 st.stats.malformed += 1
-                log.warning("%s: bad status: %s", st.device_id, exc)
+                self._warn_malformed("bad status", exc)
                 return
             st.battery_mv, st.battery_pct = s.battery_mv, s.battery_pct
             st.battery_low, st.on_skin = s.battery_low, s.on_skin
@@ -335,7 +350,7 @@ class DeviceSession:
                     raise ValueError("not an object")
             except ValueError as exc:
                 st.stats.malformed += 1
-                log.warning("%s: bad device info: %s", st.device_id, exc)
+                self._warn_malformed("bad device info", exc)
                 return
             st.info = info
             self.on_info(info)
