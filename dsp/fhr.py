@@ -20,9 +20,11 @@ Physiol Meas 2019). On top of the classic chain:
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import numpy as np
+from scipy import fft as sp_fft
 from scipy.ndimage import maximum_filter1d
 
 POINT_RATE_HZ = 4.0  # CTG standard
@@ -41,8 +43,22 @@ SUBMULTIPLE_RATIO = 0.80  # L/k is the period if its extra multiples are this st
 HIGH_RATE_BPM = 200.0
 HIGH_RATE_RATIO = 0.95
 COMB_SPAN = 0.6  # multiples are checked up to this fraction of the window
-ACF_TAPER = 0.0  # 0 = biased ACF (favours short lags), 1 = unbiased (noisy at long lags)
-MAX_PEAK_HALF_WIDTH_S = 0.06  # broader periodic pulses are maternal vessel pulses
+MAX_PEAK_HALF_WIDTH_S = 0.08  # broader periodic pulses are maternal vessel pulses
+# Maternal vessel signature: the low band (25-150 Hz) carries more energy than the fetal
+# band and carries the same periodicity.
+MATERNAL_BAND_RATIO = 0.75  # fetal-band / low-band energy below this: low band dominates
+MATERNAL_ACF_SHARE = 0.7  # low-band autocorrelation at the period >= this x fetal-band peak
+LOW_BAND_LEAD = 1.2  # or the periodicity is clearly stronger in the low band than the fetal
+# Rate tracker.
+MAX_STEP_BPM = 25.0  # largest plausible change between consecutive 0.25 s points
+CONSISTENT_BPM = 10.0  # successive raw estimates this close belong to the same rhythm
+SWITCH_POINTS = 8  # a jump is accepted once the new rate has persisted 2 s
+ACQUIRE_POINTS = 1  # points needed to start a track after signal loss
+TRACK_GAP_S = 5.0  # without an accepted point for this long the track is lost
+ALT_FACTORS = (0.5, 2.0 / 3.0)  # sub-multiples of the period (halving corrections)
+ALT_RATIO = 0.6  # an octave relative continuing the track needs this share of the peak
+FRAME_BLOCK = 2048  # frames per FFT block (cache-sized)
+ROW_BLOCK = 256  # points estimated together
 MOVEMENT_FACTOR = (
     10.0  # broadband level x background (75th centile) above which a frame is artefact
 )
@@ -128,7 +144,8 @@ class FhrStream:
     """Streaming FHR: feed audio chunks of any size, get the points each chunk completes.
 
     A point at t needs audio up to t + 1.875 s (the centred window); `flush()` completes
-    the last points with truncated windows at the end of a recording.
+    the last points with truncated windows at the end of a recording. Audio is framed only
+    when a point becomes due, and all due points are estimated together (vectorised).
     """
 
     def __init__(self, fs_hz: float) -> None:
@@ -141,31 +158,46 @@ class FhrStream:
         self._env_fs = fs / self._hop
         freqs = np.fft.rfftfreq(self._frame, 1.0 / fs)
         hi = min(FETAL_BAND_HZ[1], 0.45 * fs)
-        self._fetal_bins = (freqs >= FETAL_BAND_HZ[0]) & (freqs <= hi)
-        self._low_bins = (freqs >= LOW_BAND_HZ[0]) & (freqs < LOW_BAND_HZ[1])
-        self._all_bins = freqs >= LOW_BAND_HZ[0]
+        # Band membership of the spectral bins: fetal, low, broadband.
+        self._bands = np.stack(
+            [
+                (freqs >= FETAL_BAND_HZ[0]) & (freqs <= hi),
+                (freqs >= LOW_BAND_HZ[0]) & (freqs < LOW_BAND_HZ[1]),
+                freqs >= LOW_BAND_HZ[0],
+            ],
+            axis=1,
+        ).astype(float)
         self._win = np.hanning(self._frame + 2)[1:-1]
         k = max(3, int(round(ENVELOPE_SMOOTH_S * self._env_fs)) | 1)
         self._smoother = np.hanning(k + 2)[1:-1] / np.hanning(k + 2)[1:-1].sum()
+        self._smoother_power: dict[tuple[int, int], tuple[int, np.ndarray]] = {}
         self._half_frames = int(round(WINDOW_S / 2 * self._env_fs))
         self._min_frames = int(round(MIN_WINDOW_S * self._env_fs))
         self._ref_frames = int(round(REFERENCE_S * self._env_fs))
+        self._pad = int(round(0.05 * self._env_fs))  # movement mask dilation, ~50 ms
         lo, hi_bpm = FHR_RANGE_BPM
         self._lag_min = int(np.floor(60.0 / hi_bpm * self._env_fs))
         self._lag_max = int(np.ceil(60.0 / lo * self._env_fs))
-        self._nfft = 1 << int(np.ceil(np.log2(2 * (2 * self._half_frames + 1))))
         # State.
-        self._audio_tail = np.zeros(0)
+        self._audio_parts: list[np.ndarray] = []  # audio not yet framed (incl. frame overlap)
         self._n_audio = 0  # samples fed so far
-        self._env_start = 0  # frame index of _fetal[0]
-        self._fetal = np.zeros(0)
-        self._low = np.zeros(0)
-        self._all = np.zeros(0)
+        # Band envelopes (rows: fetal, low, broadband) of frames _env_start.. in
+        # _env[:, _off : _off + _len]; the buffer is reused, not reallocated per chunk.
+        self._env = np.zeros((3, 0))
+        self._off = 0
+        self._len = 0
+        self._env_start = 0  # frame index of the first kept frame
         self._next_point = 1  # index k of the next point (t = k / 4)
+        self._set_need()
         self._mhr_t = np.zeros(0)
         self._mhr_bpm = np.zeros(0)
         self._maternal_seen = False
         self._pending: list[FhrPoints] = []
+        # Rate tracker (causal): last accepted rate and time, and a challenger rate.
+        self._trk_bpm = np.nan
+        self._trk_t = -np.inf
+        self._cand_bpm = np.nan
+        self._cand_n = 0
 
     # -- maternal channel ------------------------------------------------------------
     def feed_maternal(self, t_s: np.ndarray, mhr_bpm: np.ndarray) -> None:
@@ -187,124 +219,224 @@ class FhrStream:
         x = np.asarray(audio)
         if x.ndim != 1:
             raise ValueError("audio must be one-dimensional")
-        x = x.astype(float)
-        x[~np.isfinite(x)] = 0.0  # NaN/inf samples carry no signal; they give quality 0
-        self._n_audio += x.size
-        self._append_frames(x)
-        new = self._compute_points(final=False)
+        if x.size:
+            x = x.astype(float)
+            x[~np.isfinite(x)] = 0.0  # NaN/inf samples carry no signal; they give quality 0
+            self._audio_parts.append(x)
+            self._n_audio += x.size
+        new = FhrPoints.empty()
+        if self._n_audio >= self._need:  # audio up to the end of the next point's window
+            self._append_frames()
+            new = self._compute_points(final=False)
         return self._release(new, final=False)
 
     def flush(self) -> FhrPoints:
         """Points up to the end of the audio fed so far, with truncated windows."""
+        self._append_frames()
         new = self._compute_points(final=True)
         return self._release(new, final=True)
 
     # -- internals ------------------------------------------------------------------
-    def _append_frames(self, x: np.ndarray) -> None:
-        buf = np.concatenate([self._audio_tail, x]) if self._audio_tail.size else x
+    def _append_frames(self) -> None:
+        if not self._audio_parts:
+            return
+        parts = self._audio_parts
+        buf = parts[0] if len(parts) == 1 else np.concatenate(parts)
         n_frames = 0 if buf.size < self._frame else (buf.size - self._frame) // self._hop + 1
         if n_frames:
-            frames = np.lib.stride_tricks.sliding_window_view(buf, self._frame)[:: self._hop]
-            frames = frames[:n_frames]
-            spec = np.fft.rfft((frames - frames.mean(axis=1, keepdims=True)) * self._win, axis=1)
-            power = spec.real**2 + spec.imag**2
-            self._fetal = np.concatenate([self._fetal, np.sqrt(power[:, self._fetal_bins].sum(1))])
-            self._low = np.concatenate([self._low, np.sqrt(power[:, self._low_bins].sum(1))])
-            self._all = np.concatenate([self._all, np.sqrt(power[:, self._all_bins].sum(1))])
-        self._audio_tail = buf[n_frames * self._hop :].copy()
+            bands = []
+            for f0 in range(0, n_frames, FRAME_BLOCK):
+                f1 = min(f0 + FRAME_BLOCK, n_frames)
+                seg = buf[f0 * self._hop : (f1 - 1) * self._hop + self._frame]
+                frames = np.lib.stride_tricks.as_strided(
+                    seg,
+                    (f1 - f0, self._frame),
+                    (seg.strides[0] * self._hop, seg.strides[0]),
+                    writeable=False,
+                )
+                frames = frames - frames.sum(axis=1, keepdims=True) * (1.0 / self._frame)
+                spec = sp_fft.rfft(frames * self._win, axis=1)
+                bands.append(np.sqrt((spec.real**2 + spec.imag**2) @ self._bands))
+            b = np.concatenate(bands) if len(bands) > 1 else bands[0]
+            self._store(b.T)
+        rest = buf[n_frames * self._hop :]
+        self._audio_parts = [rest.copy()] if rest.size else []
 
-    def _frame_range(self, k: int) -> tuple[int, int]:
-        """Frames whose centres fall in the window of point k: [lo, hi)."""
+    def _set_need(self) -> None:
+        self._need = (self._frame_range(self._next_point)[1] - 1) * self._hop + self._frame
+
+    def _frame_range(self, k):
+        """Frames whose centres fall in the window of point k: [lo, hi) (k may be an array)."""
         centre = k * POINT_S * self._env_fs - (self._frame / 2) / self._hop
-        c = int(np.floor(centre))
+        c = np.floor(centre).astype(int) if isinstance(k, np.ndarray) else math.floor(centre)
         return c - self._half_frames, c + self._half_frames + 1
 
     def _compute_points(self, final: bool) -> FhrPoints:
-        n_frames = self._env_start + self._fetal.size
+        n_frames = self._env_start + self._len
         last_k = int(np.floor(self._n_audio / self.fs_hz / POINT_S + 1e-9))
-        ks = []
-        k = self._next_point
-        while k <= last_k:
-            lo, hi = self._frame_range(k)
-            if hi > n_frames and not final:
-                break
-            ks.append(k)
-            k += 1
-        if not ks:
+        ks = np.arange(self._next_point, last_k + 1)
+        lo, hi = self._frame_range(ks)
+        if not final:
+            n = int(np.searchsorted(hi, n_frames, side="right"))
+            ks, lo, hi = ks[:n], lo[:n], hi[:n]
+        if ks.size == 0:
             return FhrPoints.empty()
-        self._next_point = ks[-1] + 1
-        t = np.array(ks, dtype=float) * POINT_S
-        fhr = np.full(len(ks), np.nan)
-        qual = np.zeros(len(ks))
-        for i, kk in enumerate(ks):
-            lo, hi = self._frame_range(kk)
-            lo, hi = max(lo, 0), min(hi, n_frames)
-            if hi - lo < self._min_frames:
-                continue
-            fhr[i], qual[i] = self._estimate(lo, hi)
-        self._trim(ks[-1] + 1)
-        return FhrPoints(t, fhr, qual, np.zeros(len(ks), dtype=bool))
+        self._next_point = int(ks[-1]) + 1
+        self._set_need()
+        t = ks * POINT_S
+        lo, hi = np.maximum(lo, 0), np.minimum(hi, n_frames)
+        width = 2 * self._half_frames + 1
+        est = _Estimates(ks.size)
+        full = np.flatnonzero(hi - lo == width)
+        for i0 in range(0, full.size, ROW_BLOCK):
+            rows = full[i0 : i0 + ROW_BLOCK]
+            self._estimate_rows(lo[rows], width, est, rows)
+        part = np.flatnonzero((hi - lo != width) & (hi - lo >= self._min_frames))
+        for r in part:
+            self._estimate_rows(lo[r : r + 1], int(hi[r] - lo[r]), est, np.array([r]))
+        fhr, qual = self._track(t, est)
+        self._trim(int(ks[-1]) + 1)
+        return FhrPoints(t, fhr, qual, np.zeros(ks.size, dtype=bool))
 
     def _trim(self, next_k: int) -> None:
         lo, _ = self._frame_range(next_k)
         keep_from = max(0, lo - self._ref_frames)
         drop = keep_from - self._env_start
         if drop > 0:
-            self._fetal, self._low, self._all = (
-                self._fetal[drop:],
-                self._low[drop:],
-                self._all[drop:],
-            )
+            self._off += drop
+            self._len -= drop
             self._env_start += drop
 
-    def _estimate(self, lo: int, hi: int) -> tuple[float, float]:
-        s = self._env_start
-        env = self._fetal[lo - s : hi - s]
-        low = self._low[lo - s : hi - s]
-        broad = self._all[lo - s : hi - s]
-        ref_lo = max(lo - self._ref_frames, self._env_start)
-        history = self._all[ref_lo - s : hi - s]
-        background = np.percentile(history[::4], 75) if history.size else 0.0
-        if background <= 0:
-            return np.nan, 0.0
-        # Movement: broadband frames far above the background, dilated by ~50 ms.
-        art = broad > MOVEMENT_FACTOR * background
-        if art.any():
-            pad = int(round(0.05 * self._env_fs))
-            art = np.convolve(art, np.ones(2 * pad + 1), mode="same") > 0
-        frac = art.mean()
-        if frac > MAX_ARTEFACT_FRACTION:
-            return np.nan, 0.0
-        env = env.copy()
-        if art.any():
-            env[art] = np.median(env[~art])
-        # Smooth to ~20 Hz: beat-to-beat jitter of a few ms must not decorrelate the beats.
-        env = np.convolve(env, self._smoother, mode="same")
-        acf = _autocorr(env, self._nfft, int(COMB_SPAN * env.size) + 4)
-        if acf is None:
-            return np.nan, 0.0
-        lag, peak = self._choose_lag(acf, env.size)
-        if lag is None or peak < MIN_ACF:
-            return np.nan, float(np.clip(peak, 0, 1)) * 0.5 if lag is not None else 0.0
-        # Maternal vessel signature: a broad periodic pulse (long bursts).
-        width = _half_width(acf, lag) / self._env_fs
-        if width > MAX_PEAK_HALF_WIDTH_S:
-            return np.nan, 0.0
-        low_env = low.copy()
-        if art.any():
-            low_env[art] = np.median(low_env[~art])
-        low_acf = _autocorr(low_env, self._nfft, self._lag_max + 2)
-        bpm = 60.0 * self._env_fs / lag
-        quality = float(np.clip((peak - 0.2) / 0.5, 0.0, 1.0) * (1.0 - frac))
-        if low_acf is not None:
-            li = int(round(lag))
-            if li < low_acf.size and low_acf[li] > peak + 0.15:
-                # The periodicity lives in the low (maternal) band, not the fetal band.
-                quality *= 0.5
-        return bpm, quality
+    def _store(self, b: np.ndarray) -> None:
+        """Append envelope columns b (3, n), compacting or growing the buffer as needed."""
+        n = b.shape[1]
+        if self._off + self._len + n > self._env.shape[1]:
+            cap = max(2 * (self._len + n), 4 * self._ref_frames)
+            live = self._env[:, self._off : self._off + self._len]
+            if cap > self._env.shape[1] or self._len + n > self._env.shape[1]:
+                new = np.empty((3, cap))
+                new[:, : self._len] = live
+                self._env = new
+            else:
+                self._env[:, : self._len] = live.copy()
+            self._off = 0
+        self._env[:, self._off + self._len : self._off + self._len + n] = b
+        self._len += n
 
-    def _choose_lag(self, acf: np.ndarray, n_env: int) -> tuple[float | None, float]:
-        """Beat period (lags) and its autocorrelation, guarded against octave errors.
+    def _estimate_rows(self, lo: np.ndarray, width: int, est: _Estimates, rows: np.ndarray):
+        """Raw estimates for windows [lo, lo + width) of the envelopes, all at once."""
+        s = self._env_start - self._off  # buffer column of frame f is f - s
+        fetal_env, low_env, all_env = self._env
+        env = _windows(fetal_env, lo - s, width)
+        low = _windows(low_env, lo - s, width)
+        broad = _windows(all_env, lo - s, width)
+        n = lo.size
+        # Background level: 75th centile of the broadband level over the last 20 s.
+        bg = np.empty(n)
+        for i, l0 in enumerate(lo):
+            a = max(int(l0) - self._ref_frames, 0)
+            a = -(-a // 4) * 4  # every 4th frame on a fixed grid
+            h = all_env[a - s : int(l0) + width - s : 4]
+            j = int(0.75 * (h.size - 1))
+            bg[i] = np.partition(h, j)[j] if h.size else 0.0
+        ok = bg > 0
+        # Movement: broadband frames far above the background, dilated by ~50 ms.
+        art = broad > MOVEMENT_FACTOR * bg[:, None]
+        if art.any():
+            art = maximum_filter1d(art.view(np.uint8), 2 * self._pad + 1, axis=1, mode="constant")
+            art = art > 0
+            frac = art.mean(axis=1)
+            for i in np.flatnonzero(art.any(axis=1) & (frac <= MAX_ARTEFACT_FRACTION)):
+                m = art[i]
+                env[i, m] = np.median(env[i, ~m])
+                low[i, m] = np.median(low[i, ~m])
+        else:
+            frac = np.zeros(n)
+        ok &= frac <= MAX_ARTEFACT_FRACTION
+        # Fetal-band over low-band energy: which band the Doppler signal lives in.
+        e_low = np.einsum("ij,ij->i", low, low)
+        band_ratio = np.einsum("ij,ij->i", env, env) / np.maximum(e_low, 1e-300)
+        n_lags = min(int(COMB_SPAN * width) + 4, width)
+        acf, flat = self._autocorr_rows(env, n_lags)
+        ok &= ~flat
+        lag, peak = self._choose_lags(acf, width)
+        ok &= np.isfinite(lag)
+        weak = ok & (peak < MIN_ACF)
+        if not np.any(ok & ~weak):  # nothing to report: skip the signature checks
+            est.quality[rows] = np.where(weak, 0.5 * np.maximum(peak, 0.0), 0.0)
+            return
+        lag_i = np.where(ok, np.rint(np.where(ok, lag, 0.0)), self._lag_min).astype(int)
+        half_w = _half_widths(acf, lag_i) / self._env_fs
+        # Low band periodicity at the chosen period.
+        xl = low - low.sum(axis=1, keepdims=True) * (1.0 / width)
+        e_l = np.einsum("ij,ij->i", xl, xl)
+        low_acf = np.zeros(n)
+        for i in np.flatnonzero(ok & (e_l > 0)):
+            li = lag_i[i]
+            low_acf[i] = np.dot(xl[i, :-li], xl[i, li:]) / e_l[i]
+        # Maternal vessel signature: long pulses, or a periodicity carried by the low band
+        # when the low band dominates.
+        maternal_like = (
+            (half_w > MAX_PEAK_HALF_WIDTH_S)
+            | ((band_ratio < MATERNAL_BAND_RATIO) & (low_acf >= MATERNAL_ACF_SHARE * peak))
+            | (low_acf >= LOW_BAND_LEAD * peak)
+        )
+        good = ok & (peak >= MIN_ACF) & ~maternal_like
+        quality = np.minimum(np.maximum((peak - 0.2) / 0.5, 0.0), 1.0) * (1.0 - frac)
+        # Octave relatives of the period (L/2, 2L, 2L/3, 3L/2): the tracker may prefer one
+        # that continues the current rhythm.
+        for j, factor in enumerate(ALT_FACTORS):
+            alt_lag, alt_acf = self._peak_near(acf, lag_i * factor)
+            est.alt_bpm[rows, j] = np.where(good, 60.0 * self._env_fs / alt_lag, np.nan)
+            est.alt_acf[rows, j] = alt_acf
+        est.peak[rows] = peak
+        est.bpm[rows] = np.where(good, 60.0 * self._env_fs / np.where(good, lag, 1.0), np.nan)
+        est.quality[rows] = np.where(
+            good, quality, np.where(weak, 0.5 * np.maximum(peak, 0.0), 0.0)
+        )
+
+    def _autocorr_rows(self, env: np.ndarray, n_lags: int) -> tuple[np.ndarray, np.ndarray]:
+        """Biased autocorrelation of each row of the smoothed envelope, normalised to 1 at
+        lag 0; flat rows flagged. The ~20 Hz smoothing (beat-to-beat jitter of a few ms
+        must not decorrelate the beats) is applied in the spectrum: |F(x * h)|^2 =
+        |F(x)|^2 |F(h)|^2."""
+        width = env.shape[1]
+        x = env - env.sum(axis=1, keepdims=True) * (1.0 / width)
+        cached = self._smoother_power.get((width, n_lags))
+        if cached is None:
+            nfft = sp_fft.next_fast_len(width + self._smoother.size + n_lags, real=True)
+            hf = sp_fft.rfft(self._smoother, nfft)
+            cached = self._smoother_power[(width, n_lags)] = (nfft, hf.real**2 + hf.imag**2)
+        nfft, h2 = cached
+        f = sp_fft.rfft(x, nfft, axis=1)
+        r = sp_fft.irfft((f.real**2 + f.imag**2) * h2, nfft, axis=1)[:, :n_lags]
+        e0 = r[:, 0]
+        scale = np.maximum(1.0, np.einsum("ij,ij->i", env, env))
+        flat = ~np.isfinite(e0) | (e0 <= 1e-20 * scale)
+        return r / np.where(flat, 1.0, e0)[:, None], flat
+
+    def _peak_near(self, acf: np.ndarray, target: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Highest local autocorrelation peak within +-6% of each row's target lag (in the
+        search range), refined; NaN lag and -inf where there is none."""
+        n, m = acf.shape
+        lo = np.maximum(np.ceil(target * 0.94), self._lag_min).astype(int)
+        hi = np.minimum(np.floor(target * 1.06), min(self._lag_max, m - 2)).astype(int)
+        width = int(max(1, (hi - lo).max() + 1))
+        pos = lo[:, None] + np.arange(width)
+        inside = pos <= hi[:, None]
+        pos = np.minimum(pos, m - 2)
+        r = np.arange(n)[:, None]
+        v = acf[r, pos]
+        is_pk = inside & (v > acf[r, pos - 1]) & (v >= acf[r, pos + 1])
+        v = np.where(is_pk, v, -np.inf)
+        j = np.argmax(v, axis=1)
+        best = v[np.arange(n), j]
+        found = np.isfinite(best)
+        lag = np.where(found, _refine_rows(acf, pos[np.arange(n), j]), np.nan)
+        return lag, best
+
+    def _choose_lags(self, acf: np.ndarray, n_env: int) -> tuple[np.ndarray, np.ndarray]:
+        """Beat period (lags) and its autocorrelation per row, guarded against octave errors.
 
         Start from the strongest peak L. If the true period is L/k (halving: the same beat
         seen k times), the autocorrelation is also high at the multiples of L/k that are
@@ -312,43 +444,101 @@ class FhrStream:
         (the doubling trap), those lags are clearly weaker than L, 2L. So L/k is taken only
         when its extra multiples reach SUBMULTIPLE_RATIO of the multiples of L.
         """
-        a = acf
+        n = acf.shape[0]
         lmin, lmax = self._lag_min, self._lag_max
-        seg = a[lmin - 1 : lmax + 2]
-        inner = seg[1:-1]
-        is_peak = (inner > seg[:-2]) & (inner >= seg[2:]) & (inner > 0)
-        peaks = np.flatnonzero(is_peak) + lmin
-        if peaks.size == 0:
-            return None, 0.0
-        span = min(int(COMB_SPAN * n_env), a.size - 3)
-        a_near = maximum_filter1d(a, 5)
-        best = int(peaks[np.argmax(a[peaks])])
-        lag = _refine(a, best)
-        on_l = a_near[np.rint(lag * np.arange(1, 1 + max(1, int(span // lag)))).astype(int)]
+        seg = acf[:, lmin - 1 : lmax + 2]
+        inner = seg[:, 1:-1]
+        is_peak = (inner > seg[:, :-2]) & (inner >= seg[:, 2:]) & (inner > 0)
+        grid = np.arange(lmin, lmin + inner.shape[1])
+        pk = np.where(is_peak, inner, -np.inf)
+        has = is_peak.any(axis=1)
+        best = lmin + np.argmax(pk, axis=1)
+        rows = np.arange(n)
+        span = min(int(COMB_SPAN * n_env), acf.shape[1] - 3)
+        lag = _refine_rows(acf, best)
+        peak = acf[rows, best]
+        on_l = None  # comb over the multiples of L, computed when a sub-multiple is tested
+        chosen = lag.copy()
+        chosen_peak = peak.copy()
+        decided = ~has
         for k in (3, 2):
             c = lag / k
-            near = peaks[np.abs(peaks - c) <= max(2.0, 0.06 * c)]
-            if near.size == 0:
+            tol = np.maximum(2.0, 0.06 * c)
+            if np.all(decided | (c + tol < lmin)):
+                continue  # no candidate sub-multiple in the search range
+            near = is_peak & (np.abs(grid[None, :] - c[:, None]) <= tol[:, None])
+            found = near.any(axis=1) & ~decided
+            if not found.any():
                 continue
-            c = _refine(a, int(near[np.argmax(a[near])]))
-            j = np.arange(1, 1 + max(1, int(span // c)))
-            j = j[np.abs(j / k - np.round(j / k)) > 1e-9]  # not multiples of L
-            extra = a_near[np.rint(c * j).astype(int)]
-            need = (
-                SUBMULTIPLE_RATIO if 60.0 * self._env_fs / c <= HIGH_RATE_BPM else HIGH_RATE_RATIO
+            j = lmin + np.argmax(np.where(near, inner, -np.inf), axis=1)
+            cj = np.where(found, _refine_rows(acf, np.where(found, j, best)), lag)
+            if on_l is None:
+                on_l = _comb_mean(acf, lag, span, 1)
+            extra = _comb_mean(acf, cj, span, k)
+            need = np.where(
+                60.0 * self._env_fs / cj <= HIGH_RATE_BPM, SUBMULTIPLE_RATIO, HIGH_RATE_RATIO
             )
-            if extra.mean() >= need * on_l.mean():
-                return c, float(a[int(round(c))])
-        return lag, float(a[best])
+            take = found & (extra >= need * on_l)
+            chosen = np.where(take, cj, chosen)
+            chosen_peak = np.where(take, acf[rows, np.rint(cj).astype(int)], chosen_peak)
+            decided |= take
+        chosen = np.where(has, chosen, np.nan)
+        chosen_peak = np.where(has, chosen_peak, 0.0)
+        return chosen, chosen_peak
+
+    def _track(self, t: np.ndarray, est: _Estimates) -> tuple[np.ndarray, np.ndarray]:
+        """Beat-to-beat plausibility: the FHR does not jump by more than MAX_STEP_BPM between
+        0.25 s points. A jump (an octave error or a switch to another source) is withheld
+        until the new rate has persisted for SWITCH_POINTS points; after TRACK_GAP_S without
+        an accepted point the track is acquired afresh."""
+        fhr = est.bpm.copy()
+        qual = est.quality.copy()
+        for i in range(t.size):
+            r = float(fhr[i])
+            if not math.isfinite(r):
+                continue
+            ti = float(t[i])
+            live = ti - self._trk_t <= TRACK_GAP_S
+            if abs(r - self._cand_bpm) <= CONSISTENT_BPM:  # False while there is none (NaN)
+                self._cand_n += 1
+            else:
+                self._cand_n = 1
+            self._cand_bpm = r
+            if live and abs(r - self._trk_bpm) <= MAX_STEP_BPM:
+                accept = True
+            elif live:
+                # A jump: an octave relative that continues the rhythm and is well supported
+                # by the autocorrelation is taken instead (a halving or doubling slip).
+                alt = est.alt_bpm[i]
+                support = est.alt_acf[i] >= max(MIN_ACF, ALT_RATIO * est.peak[i])
+                near = support & (np.abs(alt - self._trk_bpm) <= MAX_STEP_BPM)
+                if near.any():
+                    j = int(np.argmax(np.where(near, est.alt_acf[i], -np.inf)))
+                    fhr[i] = r = float(alt[j])
+                    qual[i] *= min(1.0, est.alt_acf[i, j] / max(est.peak[i], 1e-9))
+                    self._cand_n = 0  # the current rhythm is still there
+                    accept = True
+                else:
+                    accept = self._cand_n >= SWITCH_POINTS
+            else:
+                accept = self._cand_n >= ACQUIRE_POINTS
+            if accept:
+                self._trk_bpm, self._trk_t = r, ti
+            else:
+                fhr[i] = np.nan
+                qual[i] *= 0.5
+        return fhr, qual
 
     def _release(self, new: FhrPoints, final: bool) -> FhrPoints:
         """Apply the maternal coincidence check, waiting for the maternal channel if needed."""
+        if not self._maternal_seen:
+            return new  # nothing to wait for (points are pending only for maternal data)
         if new.t_s.size:
             self._pending.append(new)
         if not self._pending:
-            return FhrPoints.empty()
+            return new
         pend = FhrPoints.concat(self._pending)
-        if self._maternal_seen and not final:
+        if not final:
             known = self._mhr_t.max() if self._mhr_t.size else -np.inf
             now = self._n_audio / self.fs_hz
             ready = (pend.t_s <= known) | (pend.t_s <= now - MATERNAL_WAIT_S - WINDOW_S / 2)
@@ -365,37 +555,72 @@ class FhrStream:
         return out
 
 
-def _autocorr(env: np.ndarray, nfft: int, n_lags: int) -> np.ndarray | None:
-    """Unbiased autocorrelation normalised to 1 at lag 0, or None for a flat envelope."""
-    x = env - env.mean()
-    e0 = float(np.dot(x, x))
-    if not np.isfinite(e0) or e0 <= 1e-20 * max(1.0, float(np.dot(env, env))):
-        return None
-    f = np.fft.rfft(x, nfft)
-    r = np.fft.irfft(f.real**2 + f.imag**2, nfft)[:n_lags]
-    n = x.size
-    lags = np.arange(n_lags)
-    denom = n - ACF_TAPER * lags
-    return (r / denom) / (e0 / n)
+class _Estimates:
+    """Per-point raw estimates of one batch."""
+
+    def __init__(self, n: int) -> None:
+        self.bpm = np.full(n, np.nan)
+        self.quality = np.zeros(n)
+        self.peak = np.zeros(n)
+        self.alt_bpm = np.full((n, len(ALT_FACTORS)), np.nan)
+        self.alt_acf = np.full((n, len(ALT_FACTORS)), -np.inf)
 
 
-def _refine(a: np.ndarray, i: int) -> float:
-    """Parabolic interpolation of a peak position."""
-    y0, y1, y2 = a[i - 1], a[i], a[i + 1]
+def _windows(x: np.ndarray, starts: np.ndarray, width: int) -> np.ndarray:
+    """Copies of x[s : s + width] for each start s, as rows."""
+    if starts.size == 1:
+        s = int(starts[0])
+        return x[None, s : s + width].copy()
+    view = np.lib.stride_tricks.as_strided(
+        x, (x.size - width + 1, width), (x.strides[0], x.strides[0]), writeable=False
+    )
+    return view[starts]
+
+
+def _refine_rows(a: np.ndarray, i: np.ndarray) -> np.ndarray:
+    """Parabolic interpolation of peak positions i (one per row)."""
+    rows = np.arange(a.shape[0])
+    i = np.minimum(np.maximum(i, 1), a.shape[1] - 2)
+    y0, y1, y2 = a[rows, i - 1], a[rows, i], a[rows, i + 1]
     den = y0 - 2 * y1 + y2
-    return i + (float(np.clip(0.5 * (y0 - y2) / den, -0.5, 0.5)) if den < 0 else 0.0)
+    neg = den < 0
+    d = 0.5 * (y0 - y2) / np.where(neg, den, -1.0)
+    return i + np.where(neg, np.minimum(np.maximum(d, -0.5), 0.5), 0.0)
 
 
-def _half_width(acf: np.ndarray, lag: float) -> float:
-    """Half-width (in lags) of the autocorrelation peak at `lag` at half its height."""
-    i = int(round(lag))
-    top = acf[i]
-    floor = min(acf[max(i - int(0.3 * i), 1) : i + int(0.3 * i) + 1].min(), 0.0)
+def _comb_mean(a: np.ndarray, lag: np.ndarray, span: int, k: int) -> np.ndarray:
+    """Mean over the multiples j*lag up to span (for k > 1 only j not divisible by k) of the
+    highest autocorrelation within +-2 lags of each multiple."""
+    n_mult = np.maximum(1, (span / lag).astype(int))
+    j = np.arange(1, int(n_mult.max()) + 1)
+    use = j <= n_mult[:, None]
+    if k > 1:
+        use &= j % k != 0
+    pos = np.rint(lag[:, None] * j).astype(int)[:, :, None] + np.arange(-2, 3)
+    pos = np.minimum(pos, a.shape[1] - 1)
+    vals = a[np.arange(lag.size)[:, None, None], pos].max(axis=2)
+    cnt = use.sum(axis=1)
+    return np.where(cnt > 0, (vals * use).sum(axis=1) / np.maximum(cnt, 1), -np.inf)
+
+
+def _half_widths(acf: np.ndarray, lag_i: np.ndarray) -> np.ndarray:
+    """Half-width (in lags) of the autocorrelation peak at lag_i, at half its height.
+
+    Half height is taken above the lowest point within +-30% of the lag (or above 0); the
+    edges are the first lags on either side at or below it, at most lag/2 away.
+    """
+    n, m = acf.shape
+    i = np.minimum(np.maximum(lag_i, 2), m - 2)
+    lim = i // 2
+    d = np.arange(-int(lim.max()) - 1, int(lim.max()) + 2)
+    pos = i[:, None] + d
+    nb = acf[np.arange(n)[:, None], np.minimum(np.maximum(pos, 0), m - 1)]
+    c = d.size // 2  # column of the peak itself
+    top = nb[:, c]
+    inside = np.abs(d) <= (0.3 * i).astype(int)[:, None]
+    floor = np.minimum(np.where(inside, nb, np.inf).min(axis=1), 0.0)
     half = floor + 0.5 * (top - floor)
-    left = i
-    while left > 1 and acf[left] > half and i - left < i // 2:
-        left -= 1
-    right = i
-    while right < acf.size - 1 and acf[right] > half and right - i < i // 2:
-        right += 1
-    return 0.5 * (right - left)
+    go = (nb > half[:, None]) & (np.abs(d) < lim[:, None]) & (pos > 1) & (pos < m - 1)
+    dl = np.argmin(go[:, c::-1], axis=1)
+    dr = np.argmin(go[:, c:], axis=1)
+    return 0.5 * (dl + dr)
