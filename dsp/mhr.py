@@ -2,10 +2,12 @@
 
 The maternal rate is what the FHR channel must not report as fetal (the classic CTG
 failure), so it is measured independently on the mother's pulse: the PPG is band-passed
-to the cardiac band and autocorrelated over an 8 s window centred on each point; the beat
-period is the shortest lag whose multiples all correlate (so a dicrotic notch, half a beat
-away, does not double the rate). `MhrStream` is the implementation; `mhr_from_ppg` is the
-stream fed once and flushed.
+to the cardiac band and autocorrelated over the 8 s window ending 1.5 s after each point
+(the window trails the point so that a point is ready 1.5 s after its time, before the FHR
+point it screens, whose window ends 1.9 s after it; the maternal rate moves slowly, so the
+2.5 s lag of the window centre costs well under 1 bpm); the beat period is the shortest lag
+whose multiples all correlate (so a dicrotic notch, half a beat away, does not double the
+rate). `MhrStream` is the implementation; `mhr_from_ppg` is the stream fed once and flushed.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ from scipy import signal
 
 POINT_S = 0.25  # 4 Hz, same time base as the FHR points
 WINDOW_S = 8.0  # several maternal beats even at 40 bpm
+LOOKAHEAD_S = 1.5  # the window ends this long after the point: the emission lag
 MIN_WINDOW_S = 5.0
 MHR_RANGE_BPM = (40.0, 200.0)
 CARDIAC_BAND_HZ = (0.6, 5.0)
@@ -52,7 +55,10 @@ def mhr_from_ppg(ppg: np.ndarray, fs_hz: float) -> MhrPoints:
 
 
 class MhrStream:
-    """Streaming maternal rate: feed PPG chunks of any size, get newly completed points."""
+    """Streaming maternal rate: feed PPG chunks of any size, get newly completed points.
+
+    A point at t is emitted once PPG up to t + LOOKAHEAD_S (1.5 s) has arrived.
+    """
 
     def __init__(self, fs_hz: float) -> None:
         fs = float(fs_hz)
@@ -64,7 +70,8 @@ class MhrStream:
             2, [CARDIAC_BAND_HZ[0], hi], btype="bandpass", fs=fs, output="sos"
         )
         self._zi = np.zeros((self._sos.shape[0], 2))
-        self._half = int(round(WINDOW_S / 2 * fs))
+        self._ahead = int(round(LOOKAHEAD_S * fs))
+        self._behind = int(round(WINDOW_S * fs)) - self._ahead
         self._min_len = int(round(MIN_WINDOW_S * fs))
         self._lag_min = int(np.floor(60.0 / MHR_RANGE_BPM[1] * fs))
         self._lag_max = int(np.ceil(60.0 / MHR_RANGE_BPM[0] * fs))
@@ -96,8 +103,8 @@ class MhrStream:
         ts, bpm, q = [], [], []
         k = self._next_k
         while k <= last_k:
-            centre = int(round(k * POINT_S * self.fs_hz))
-            lo, hi = centre - self._half, centre + self._half
+            at = int(round(k * POINT_S * self.fs_hz))
+            lo, hi = at - self._behind, at + self._ahead
             if hi > self._n and not final:
                 break
             lo, hi = max(lo, 0), min(hi, self._n)
@@ -109,7 +116,7 @@ class MhrStream:
             q.append(quality)
             k += 1
         self._next_k = k
-        drop = max(0, int(round(k * POINT_S * self.fs_hz)) - self._half - 1) - self._start
+        drop = max(0, int(round(k * POINT_S * self.fs_hz)) - self._behind - 1) - self._start
         if drop > 0:
             self._buf = self._buf[drop:]
             self._start += drop

@@ -151,3 +151,65 @@ def test_bad_input():
     assert p.t_s.size == 40 and np.all(np.isnan(p.fhr_bpm)) and np.all(p.quality == 0)
     p = fhr_from_doppler(np.zeros(FS * 10), FS)
     assert np.all(np.isnan(p.fhr_bpm))
+
+
+def test_points_are_emitted_1_9_s_after_their_time_with_a_maternal_channel():
+    from dsp.mhr import MhrStream
+    from simulators.ppg import synthesize_ppg
+
+    sc = _scene(seconds=40, seed=8)
+    ppg = synthesize_ppg(np.full(160, 80.0), seed=8)
+    fst, mst = FhrStream(FS), MhrStream(50)
+    lags = []
+    for i in range(400):  # 0.1 s of each channel at a time, as the gateway receives them
+        m = mst.feed(ppg[i * 5 : (i + 1) * 5])
+        fst.feed_maternal(m.t_s, m.mhr_bpm)
+        p = fst.feed(sc.audio[i * 400 : (i + 1) * 400])
+        lags += list((i + 1) * 0.1 - p.t_s)
+    lags = np.array(lags)
+    assert lags.size > 140
+    assert np.all(lags < 2.0 + 1e-9)  # window half-length + frame, not the maternal wait
+
+
+def test_maternal_vessel_alone_is_not_reported_without_ppg():
+    # Probe off the fetal heart for most of the recording, on a maternal vessel at 72 bpm.
+    n = 480
+    mhr = np.full(n, 72.0)
+    sc = _scene(seconds=120, seed=14, snr_db=0.0, mhr=mhr, fades_per_10min=12.0, maternal_db=-6.0)
+    p = fhr_from_doppler(sc.audio, FS)
+    faded = sc.fetal_gain <= 0.1
+    assert faded.sum() > 80
+    assert np.mean(np.isfinite(p.fhr_bpm[faded])) < 0.05
+    present = sc.fetal_gain >= 0.5
+    assert np.mean(np.isfinite(p.fhr_bpm[present])) > 0.9
+
+
+def test_tracker_withholds_or_corrects_a_halving_slip():
+    st = FhrStream(FS)
+    from dsp.fhr import _Estimates
+
+    est = _Estimates(12)
+    est.bpm[:] = 140.0
+    est.bpm[6] = 70.0  # the beat seen every other time: no support at the half period
+    est.quality[:] = 0.6
+    est.peak[:] = 0.6
+    fhr, q = st._track(np.arange(1, 13) * 0.25, est)
+    assert np.isnan(fhr[6]) and np.all(fhr[np.arange(12) != 6] == 140.0)
+    est.alt_bpm[6, 0], est.alt_acf[6, 0] = 141.0, 0.5  # supported at half the period
+    st2 = FhrStream(FS)
+    fhr, q = st2._track(np.arange(1, 13) * 0.25, est)
+    assert fhr[6] == 141.0
+
+
+def test_tracker_accepts_a_new_rhythm_that_persists():
+    st = FhrStream(FS)
+    from dsp.fhr import _Estimates
+
+    est = _Estimates(40)
+    est.bpm[:20] = 140.0
+    est.bpm[20:] = 100.0  # e.g. after a sudden true change the raw rate stays at 100
+    est.quality[:] = 0.6
+    est.peak[:] = 0.6
+    fhr, _ = st._track(np.arange(1, 41) * 0.25, est)
+    assert np.all(np.isnan(fhr[20:27]))  # withheld while unconfirmed (< 2 s)
+    assert np.all(fhr[28:] == 100.0)

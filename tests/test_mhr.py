@@ -45,3 +45,26 @@ def test_ppg_signal_int16_loops():
     a = s.read(700)
     assert a.dtype == np.int16 and a.size == 700
     assert s.read(0).size == 0
+
+
+def test_point_is_emitted_1_5_s_after_its_time():
+    # The window trails the point: a point must not wait for 4 s of future PPG.
+    x = synthesize_ppg(np.full(120, 75.0), seed=3, movements_per_10min=0)
+    st = MhrStream(50)
+    lags = []
+    for i in range(0, x.size, 5):  # 0.1 s chunks
+        p = st.feed(x[i : i + 5])
+        lags += list((i + 5) / 50 - p.t_s)
+    lags = np.array(lags)
+    assert lags.size > 100
+    assert np.all(lags >= 1.5 - 1e-9) and np.all(lags < 1.5 + 0.1 + 1e-9)
+
+
+def test_rate_follows_a_changing_maternal_rate():
+    # 2 bpm/s ramp (a fast maternal change): the trailing window lags by ~2.5 s.
+    mhr = np.concatenate([np.full(120, 70.0), np.linspace(70, 100, 60), np.full(120, 100.0)])
+    p = mhr_from_ppg(synthesize_ppg(mhr, seed=4, movements_per_10min=0), 50)
+    rep = np.isfinite(p.mhr_bpm)
+    assert rep[20:].mean() > 0.95
+    err = np.abs(p.mhr_bpm[rep] - mhr[rep])
+    assert np.median(err) < 1.0 and np.percentile(err, 95) < 6.0
