@@ -37,6 +37,7 @@ FETAL_BAND_HZ = (150.0, 600.0)  # valve and fast wall Doppler shifts at 2 MHz
 LOW_BAND_HZ = (25.0, 150.0)  # slow wall and maternal vessel shifts
 FHR_RANGE_BPM = (50.0, 240.0)  # physiological search range
 MIN_ACF = 0.30  # periodicity below which there is no estimate (noise ACF ~0.2 peak)
+MIN_ACF_TRACKED = 0.25  # ... unless it continues the tracked rhythm within CONSISTENT_BPM
 SUBMULTIPLE_RATIO = 0.80  # L/k is the period if its extra multiples are this strong
 # Rates above 200 bpm are rare (tachyarrhythmia) while S1-S2 doubling is common: demand
 # more evidence before doubling into that range.
@@ -216,12 +217,12 @@ class FhrStream:
     # -- audio ----------------------------------------------------------------------
     def feed(self, audio: np.ndarray) -> FhrPoints:
         """Points newly completed by this chunk (any size, including 0 or 1 sample)."""
-        x = np.asarray(audio)
+        x = np.array(audio, dtype=float)
         if x.ndim != 1:
             raise ValueError("audio must be one-dimensional")
         if x.size:
-            x = x.astype(float)
-            x[~np.isfinite(x)] = 0.0  # NaN/inf samples carry no signal; they give quality 0
+            if not math.isfinite(x.sum()):  # NaN/inf samples carry no signal: quality 0
+                x[~np.isfinite(x)] = 0.0
             self._audio_parts.append(x)
             self._n_audio += x.size
         new = FhrPoints.empty()
@@ -326,10 +327,13 @@ class FhrStream:
     def _estimate_rows(self, lo: np.ndarray, width: int, est: _Estimates, rows: np.ndarray):
         """Raw estimates for windows [lo, lo + width) of the envelopes, all at once."""
         s = self._env_start - self._off  # buffer column of frame f is f - s
-        fetal_env, low_env, all_env = self._env
-        env = _windows(fetal_env, lo - s, width)
-        low = _windows(low_env, lo - s, width)
-        broad = _windows(all_env, lo - s, width)
+        all_env = self._env[2]
+        if lo.size == 1:
+            env, low, broad = self._env[:, None, lo[0] - s : lo[0] - s + width].copy()
+        else:
+            env = _windows(self._env[0], lo - s, width)
+            low = _windows(self._env[1], lo - s, width)
+            broad = _windows(all_env, lo - s, width)
         n = lo.size
         # Background level: 75th centile of the broadband level over the last 20 s.
         bg = np.empty(n)
@@ -361,7 +365,7 @@ class FhrStream:
         ok &= ~flat
         lag, peak = self._choose_lags(acf, width)
         ok &= np.isfinite(lag)
-        weak = ok & (peak < MIN_ACF)
+        weak = ok & (peak < MIN_ACF_TRACKED)
         if not np.any(ok & ~weak):  # nothing to report: skip the signature checks
             est.quality[rows] = np.where(weak, 0.5 * np.maximum(peak, 0.0), 0.0)
             return
@@ -381,15 +385,14 @@ class FhrStream:
             | ((band_ratio < MATERNAL_BAND_RATIO) & (low_acf >= MATERNAL_ACF_SHARE * peak))
             | (low_acf >= LOW_BAND_LEAD * peak)
         )
-        good = ok & (peak >= MIN_ACF) & ~maternal_like
+        good = ok & (peak >= MIN_ACF_TRACKED) & ~maternal_like
+        est.tracked_only[rows] = peak < MIN_ACF
         quality = np.minimum(np.maximum((peak - 0.2) / 0.5, 0.0), 1.0) * (1.0 - frac)
-        # Octave relatives of the period (L/2, 2L, 2L/3, 3L/2): the tracker may prefer one
-        # that continues the current rhythm.
-        for j, factor in enumerate(ALT_FACTORS):
-            alt_lag, alt_acf = self._peak_near(acf, lag_i * factor)
-            est.alt_bpm[rows, j] = np.where(good, 60.0 * self._env_fs / alt_lag, np.nan)
-            est.alt_acf[rows, j] = alt_acf
+        # Kept for the tracker, which may look for a sub-multiple of the period on a jump.
         est.peak[rows] = peak
+        est.lag_i[rows] = lag_i
+        for j, r in enumerate(rows):
+            est.acf_of[r] = (acf, j)
         est.bpm[rows] = np.where(good, 60.0 * self._env_fs / np.where(good, lag, 1.0), np.nan)
         est.quality[rows] = np.where(
             good, quality, np.where(weak, 0.5 * np.maximum(peak, 0.0), 0.0)
@@ -414,6 +417,19 @@ class FhrStream:
         scale = np.maximum(1.0, np.einsum("ij,ij->i", env, env))
         flat = ~np.isfinite(e0) | (e0 <= 1e-20 * scale)
         return r / np.where(flat, 1.0, e0)[:, None], flat
+
+    def _alternatives(self, est: _Estimates, i: int) -> None:
+        """Sub-multiples of the period of point i (L/2, 2L/3) as rates with their
+        autocorrelation, computed when the tracker needs them."""
+        if est.acf_of[i] is None:
+            return
+        acf, j = est.acf_of[i]
+        est.acf_of[i] = None
+        row = acf[j : j + 1]
+        for m, factor in enumerate(ALT_FACTORS):
+            lag, val = self._peak_near(row, np.array([est.lag_i[i] * factor]))
+            est.alt_bpm[i, m] = 60.0 * self._env_fs / lag[0]
+            est.alt_acf[i, m] = val[0]
 
     def _peak_near(self, acf: np.ndarray, target: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Highest local autocorrelation peak within +-6% of each row's target lag (in the
@@ -499,6 +515,13 @@ class FhrStream:
                 continue
             ti = float(t[i])
             live = ti - self._trk_t <= TRACK_GAP_S
+            if est.tracked_only[i]:
+                # A weak periodicity is reported only where it continues the rhythm.
+                if live and abs(r - self._trk_bpm) <= CONSISTENT_BPM:
+                    self._trk_bpm, self._trk_t = r, ti
+                else:
+                    fhr[i] = np.nan
+                continue
             if abs(r - self._cand_bpm) <= CONSISTENT_BPM:  # False while there is none (NaN)
                 self._cand_n += 1
             else:
@@ -509,6 +532,7 @@ class FhrStream:
             elif live:
                 # A jump: an octave relative that continues the rhythm and is well supported
                 # by the autocorrelation is taken instead (a halving or doubling slip).
+                self._alternatives(est, i)
                 alt = est.alt_bpm[i]
                 support = est.alt_acf[i] >= max(MIN_ACF, ALT_RATIO * est.peak[i])
                 near = support & (np.abs(alt - self._trk_bpm) <= MAX_STEP_BPM)
@@ -562,15 +586,15 @@ class _Estimates:
         self.bpm = np.full(n, np.nan)
         self.quality = np.zeros(n)
         self.peak = np.zeros(n)
+        self.tracked_only = np.zeros(n, dtype=bool)  # weak: reported only on a live track
         self.alt_bpm = np.full((n, len(ALT_FACTORS)), np.nan)
         self.alt_acf = np.full((n, len(ALT_FACTORS)), -np.inf)
+        self.lag_i = np.zeros(n, dtype=int)
+        self.acf_of: list[tuple[np.ndarray, int] | None] = [None] * n
 
 
 def _windows(x: np.ndarray, starts: np.ndarray, width: int) -> np.ndarray:
     """Copies of x[s : s + width] for each start s, as rows."""
-    if starts.size == 1:
-        s = int(starts[0])
-        return x[None, s : s + width].copy()
     view = np.lib.stride_tricks.as_strided(
         x, (x.size - width + 1, width), (x.strides[0], x.strides[0]), writeable=False
     )
