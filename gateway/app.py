@@ -93,8 +93,11 @@ class Gateway:
         dev_id = session.state.device_id
         if session.state.device_type == p.DeviceType.FETAL_HEART:
             from gateway.fetal import FetalProcessor
+            from gateway.recording import recordings_for
 
-            return FetalProcessor(session, self.publish, self.cfg.processing)
+            proc = FetalProcessor(session, self.publish, self.cfg.processing)
+            proc.recording = recordings_for(self).tracker(dev_id)  # sessions (docs/home.md)
+            return proc
         if session.state.device_type == p.DeviceType.JAUNDICE:
             from gateway.jaundice import JaundiceProcessor
 
@@ -233,5 +236,7 @@ class Gateway:
                 if session.processor is not None and hasattr(session.processor, "flush"):
                     session.processor.flush()
                 self.publish_device_status(session)
+            if getattr(self, "recordings", None) is not None:
+                await asyncio.to_thread(self.recordings.stop)  # sessions end with the gateway
             await asyncio.to_thread(self.publisher.stop)
             await self._stop_extras()

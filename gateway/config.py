@@ -71,6 +71,7 @@ class WebSection:
     cert_file: str = ""  # PEM certificate: HTTPS when set (with key_file)
     key_file: str = ""
     session_minutes: float = 30.0  # a nurse's login expires after this long without activity
+    help_phone: str = ""  # the hospital's number shown on the mother's page (docs/home.md)
 
 
 @dataclass(frozen=True)

@@ -10,6 +10,10 @@ Commands:
 * `{"command": "set_settings", "settings": {"risk_colour": "red", "measurement_interval_min": 60}}`
 * `{"command": "get_settings"}`
 * `{"command": "ack_alert", "alert_id": "fh-01:alert:bradycardia:1763892000123", "by": "ward-3"}`
+* `{"command": "set_schedule", "sessions_per_day": 1, "duration_min": 20, "from_ga_weeks": 32,
+  "ga_weeks": 30.4, "risk_colour": "orange"}` (docs/home.md), `{"command": "get_schedule"}`
+* `{"command": "get_report", "session_id": "fh-01:3:121"}`: the answer is the session report
+  PDF (content type application/pdf), or a JSON rejection
 
 Risk colour: the five-colour pregnancy risk grading of China's National Health Commission
 (NHC General Office, "Work specification for pregnancy risk assessment and management",
@@ -39,7 +43,8 @@ log = logging.getLogger(__name__)
 
 ESCALATING_COLOURS = ("orange", "red", "purple")
 HOSPITAL_SETTINGS = ("risk_colour", "measurement_interval_min")  # what a command may set
-COMMANDS = ("set_settings", "get_settings", "ack_alert")
+COMMANDS = ("set_settings", "get_settings", "ack_alert", "set_schedule", "get_schedule",
+            "get_report")  # fmt: skip
 
 
 def apply_risk_policy(gw, device_id: str, settings: dict) -> None:
@@ -82,6 +87,8 @@ def handle_command(gw, device_id: str, cmd: object) -> dict:
         gw.history._audit({"event": "settings", "device_id": device_id, "by": "hospital",
                            "keys": sorted(changes), "t": time.time()})  # fmt: skip
         return {**resp, "status": "ok", "settings": _public(result)}
+    if name in ("set_schedule", "get_schedule", "get_report"):
+        return _recording_command(gw, device_id, name, cmd, resp)
     alert_id, by = cmd.get("alert_id"), cmd.get("by", "hospital")
     if not isinstance(alert_id, str) or not isinstance(by, str) or not 0 < len(by) <= 64:
         return {**resp, "status": "rejected", "error": "ack_alert: alert_id and by are strings"}
@@ -90,6 +97,38 @@ def handle_command(gw, device_id: str, cmd: object) -> dict:
         return {**resp, "status": "rejected", "error": "unknown alert"}
     return {**resp, "status": "ok", "alert_id": alert_id, "acked_by": rec["acked_by"],
             "acked_at": rec["acked_at"]}  # fmt: skip
+
+
+def _recording_command(gw, device_id: str, name: str, cmd: dict, resp: dict) -> dict:
+    """Schedules and session reports (gateway/recording.py, docs/home.md). A report answers
+    with the PDF itself: the response's `_pdf` is sent as the payload (application/pdf)."""
+    from gateway.recording import check_schedule, recordings_for
+
+    rec = recordings_for(gw)
+    if name == "get_schedule":
+        return {**resp, "status": "ok", "schedule": rec.store.schedule(device_id)}
+    if name == "set_schedule":
+        if cmd.get("clear") is True:
+            rec.store.set_schedule(device_id, None)
+            return {**resp, "status": "ok", "schedule": None}
+        try:
+            schedule = check_schedule(cmd)
+        except ValueError as exc:
+            return {**resp, "status": "rejected", "error": str(exc)}
+        rec.store.set_schedule(device_id, schedule)
+        gw.history._audit({"event": "schedule", "device_id": device_id, "by": "hospital",
+                           "schedule": schedule, "t": time.time()})  # fmt: skip
+        return {**resp, "status": "ok", "schedule": schedule}
+    sid = cmd.get("session_id")
+    if not isinstance(sid, str) or not sid.startswith(f"{device_id}:"):
+        return {**resp, "status": "rejected", "error": "get_report: session_id of this device"}
+    resp["session_id"] = sid
+    if rec.store.get(sid) is None:
+        return {**resp, "status": "rejected", "error": "unknown session"}
+    pdf = rec.report_pdf(sid)
+    if pdf is None:
+        return {**resp, "status": "rejected", "error": "no report for this session (yet)"}
+    return {**resp, "status": "ok", "_pdf": pdf}
 
 
 def _public(settings: dict) -> dict:
@@ -152,6 +191,7 @@ class Downlink:
                 log.exception("%s: command failed", device_id)
                 resp = {"device_id": device_id, "status": "rejected", "error": f"failed: {exc}",
                         "t": iso_time(time.time())}  # fmt: skip
+        pdf = resp.pop("_pdf", None)  # get_report: the PDF is the payload
         self.handled += 1
         log.info("%s: command %s -> %s", device_id, resp.get("command"), resp["status"])
         if not response_topic:
@@ -160,10 +200,13 @@ class Downlink:
             log.warning("%s: invalid response topic %r", device_id, response_topic)
             return
         props = Properties(PacketTypes.PUBLISH)
-        props.ContentType = "application/json"
+        props.ContentType = "application/json" if pdf is None else "application/pdf"
+        if pdf is not None:
+            props.UserProperty = [("session_id", resp["session_id"]), ("status", "ok")]
         if correlation is not None:
             props.CorrelationData = correlation
-        self.client.publish(response_topic, json.dumps(resp), 1, False, props)
+        body = json.dumps(resp) if pdf is None else pdf
+        self.client.publish(response_topic, body, 1, False, props)
 
     def start(self) -> None:
         self.loop = asyncio.get_running_loop()

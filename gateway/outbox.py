@@ -261,6 +261,21 @@ class Outbox:
             ).fetchall()
         return dict(rows)
 
+    def unacked(self, msg_id_prefix: str, upto_id: int) -> int:
+        """How many messages up to row `upto_id` whose msg_id starts with the prefix are still
+        waiting for the broker's acknowledgement (a recording session's delivery)."""
+        with self._lock:
+            return self._db.execute(
+                "SELECT COUNT(*) FROM msg WHERE id <= ? AND substr(msg_id, 1, ?) = ?",
+                (upto_id, len(msg_id_prefix), msg_id_prefix),
+            ).fetchone()[0]
+
+    def last_id(self) -> int:
+        """The id of the newest row ever added (ids only grow)."""
+        with self._lock:
+            row = self._db.execute("SELECT seq FROM sqlite_sequence WHERE name = 'msg'").fetchone()
+        return int(row[0]) if row else 0
+
     def checkpoint(self) -> None:
         """Fold the WAL into the database (syncs it): bounds what a power cut can take back."""
         with self._lock:

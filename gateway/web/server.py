@@ -32,6 +32,7 @@ from starlette.staticfiles import StaticFiles
 
 from gateway.history import History
 from gateway.nurses import NurseAccounts
+from gateway.web.mother import mother_routes
 
 log = logging.getLogger(__name__)
 
@@ -289,6 +290,7 @@ def create_app(gw, history: History, accounts: NurseAccounts, session_minutes: f
         Route("/api/alerts/{alert:path}/ack", ack, methods=["POST"]),
         Route("/api/nomogram", nomogram_api),
         Route("/api/events", events),
+        *mother_routes(gw, api_auth, headers),  # the mother's page, sessions, reports
         Mount("/static", StaticFiles(directory=STATIC), name="static"),
     ]
     return Starlette(routes=routes)

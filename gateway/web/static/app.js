@@ -105,6 +105,22 @@ async function select(id) {
   renderDevices();
   await loadWindow();
   renderDetail();
+  loadSessions(id);
+}
+
+// Recording sessions with their report (PDF) and the mother's page link (docs/home.md).
+async function loadSessions(id) {
+  const d = state.devices.get(id);
+  if (!d || d.device_type !== "fetal_heart") return;
+  const s = await api(`/api/devices/${encodeURIComponent(id)}/sessions`);
+  if (id !== state.selected) return;
+  const link = new URL(s.mother_link, location.href).href;
+  $("mother-link").textContent = link;
+  $("mother-link").href = link;
+  $("session-list").replaceChildren(...s.sessions.map((x) => el("li", { class: `session ${x.status}`, "data-session": x.session_id },
+    `${x.start ? new Date(x.start).toLocaleString() : "due " + new Date(x.due).toLocaleString()} · ${x.status} · ` +
+    `${x.recorded_min} min, ${x.good_signal_min} min with a fetal rate · ${x.delivered ? "delivered" : "not yet delivered"} `,
+    x.report_url ? el("a", { class: "report", href: x.report_url, target: "_blank", text: "report (PDF)" }) : null)));
 }
 
 function visibleSeconds() {
