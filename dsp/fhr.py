@@ -13,9 +13,14 @@ Physiol Meas 2019). On top of the classic chain:
 - maternal vessel pulses: long, low-shift pulses give broad autocorrelation peaks and
   carry their periodicity in the low band; such windows are withheld, and when a maternal
   rate is given, points within 5 bpm of it are flagged `maternal` and withheld (the
-  manufacturers' cross-channel coincidence check).
+  manufacturers' cross-channel coincidence check);
+- a causal rate tracker: the FHR does not jump by more than 25 bpm between 0.25 s points,
+  so a jump is withheld (or, for a halving slip, replaced by the supported sub-multiple
+  that continues the rhythm) until the new rate has persisted for 2 s.
 
-`FhrStream` is the implementation; `fhr_from_doppler` is the stream fed once and flushed.
+All points due in one call are estimated together (vectorised); the tracker then runs
+point by point, so streaming and batch give identical points. `FhrStream` is the
+implementation; `fhr_from_doppler` is the stream fed once and flushed.
 """
 
 from __future__ import annotations
@@ -24,7 +29,7 @@ import math
 from dataclasses import dataclass
 
 import numpy as np
-from scipy import fft as sp_fft
+from scipy.fft import next_fast_len
 from scipy.ndimage import maximum_filter1d
 
 POINT_RATE_HZ = 4.0  # CTG standard
@@ -256,7 +261,7 @@ class FhrStream:
                     writeable=False,
                 )
                 frames = frames - frames.sum(axis=1, keepdims=True) * (1.0 / self._frame)
-                spec = sp_fft.rfft(frames * self._win, axis=1)
+                spec = np.fft.rfft(frames * self._win, axis=1)
                 bands.append(np.sqrt((spec.real**2 + spec.imag**2) @ self._bands))
             b = np.concatenate(bands) if len(bands) > 1 else bands[0]
             self._store(b.T)
@@ -407,12 +412,12 @@ class FhrStream:
         x = env - env.sum(axis=1, keepdims=True) * (1.0 / width)
         cached = self._smoother_power.get((width, n_lags))
         if cached is None:
-            nfft = sp_fft.next_fast_len(width + self._smoother.size + n_lags, real=True)
-            hf = sp_fft.rfft(self._smoother, nfft)
+            nfft = next_fast_len(width + self._smoother.size + n_lags, real=True)
+            hf = np.fft.rfft(self._smoother, nfft)
             cached = self._smoother_power[(width, n_lags)] = (nfft, hf.real**2 + hf.imag**2)
         nfft, h2 = cached
-        f = sp_fft.rfft(x, nfft, axis=1)
-        r = sp_fft.irfft((f.real**2 + f.imag**2) * h2, nfft, axis=1)[:, :n_lags]
+        f = np.fft.rfft(x, nfft, axis=1)
+        r = np.fft.irfft((f.real**2 + f.imag**2) * h2, nfft, axis=1)[:, :n_lags]
         e0 = r[:, 0]
         scale = np.maximum(1.0, np.einsum("ij,ij->i", env, env))
         flat = ~np.isfinite(e0) | (e0 <= 1e-20 * scale)
@@ -603,6 +608,11 @@ def _windows(x: np.ndarray, starts: np.ndarray, width: int) -> np.ndarray:
 
 def _refine_rows(a: np.ndarray, i: np.ndarray) -> np.ndarray:
     """Parabolic interpolation of peak positions i (one per row)."""
+    if a.shape[0] == 1:  # one row (streaming): the same arithmetic on Python floats
+        j = min(max(int(i[0]), 1), a.shape[1] - 2)
+        y0, y1, y2 = a[0, j - 1 : j + 2].tolist()
+        den = y0 - 2 * y1 + y2
+        return np.array([j + (min(max(0.5 * (y0 - y2) / den, -0.5), 0.5) if den < 0 else 0.0)])
     rows = np.arange(a.shape[0])
     i = np.minimum(np.maximum(i, 1), a.shape[1] - 2)
     y0, y1, y2 = a[rows, i - 1], a[rows, i], a[rows, i + 1]
@@ -634,6 +644,8 @@ def _half_widths(acf: np.ndarray, lag_i: np.ndarray) -> np.ndarray:
     edges are the first lags on either side at or below it, at most lag/2 away.
     """
     n, m = acf.shape
+    if n == 1:  # one row (streaming): the same rule on slices
+        return np.array([_half_width_1(acf[0], int(lag_i[0]))])
     i = np.minimum(np.maximum(lag_i, 2), m - 2)
     lim = i // 2
     d = np.arange(-int(lim.max()) - 1, int(lim.max()) + 2)
@@ -648,3 +660,23 @@ def _half_widths(acf: np.ndarray, lag_i: np.ndarray) -> np.ndarray:
     dl = np.argmin(go[:, c::-1], axis=1)
     dr = np.argmin(go[:, c:], axis=1)
     return 0.5 * (dl + dr)
+
+
+def _half_width_1(row: np.ndarray, i: int) -> float:
+    """_half_widths for one row."""
+    m = row.size
+    i = min(max(i, 2), m - 2)
+    lim, sp = i // 2, int(0.3 * i)
+    top = float(row[i])
+    floor = min(float(row[max(i - sp, 0) : i + sp + 1].min()), 0.0)
+    half = floor + 0.5 * (top - floor)
+    left = row[i - lim : i + 1][::-1] > half  # d = 0..lim to the left
+    left[lim] = False
+    if i - lim <= 1:
+        left[i - 1 :] = False  # positions <= 1
+    right = row[i : min(i + lim, m - 1) + 1] > half  # d = 0..lim to the right
+    if i + lim >= m - 1:
+        right[-1] = False  # position m - 1
+    else:
+        right[lim] = False
+    return 0.5 * (int(np.argmin(left)) + int(np.argmin(right)))

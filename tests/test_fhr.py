@@ -213,3 +213,22 @@ def test_tracker_accepts_a_new_rhythm_that_persists():
     fhr, _ = st._track(np.arange(1, 41) * 0.25, est)
     assert np.all(np.isnan(fhr[20:27]))  # withheld while unconfirmed (< 2 s)
     assert np.all(fhr[28:] == 100.0)
+
+
+def test_single_row_helpers_match_the_vectorised_ones():
+    # Streaming estimates one point at a time through the single-row paths; batch uses
+    # the array paths. They must agree exactly for streaming to equal batch.
+    from dsp.fhr import _half_width_1, _half_widths, _refine_rows
+
+    rng = np.random.default_rng(0)
+    for _ in range(300):
+        m = int(rng.integers(60, 460))
+        a = np.cumsum(rng.normal(size=(2, m)), axis=1) * 0.1
+        a += np.cos(np.arange(m) / rng.uniform(5, 30))
+        li = rng.integers(0, m, 2)
+        both = _half_widths(a, li)
+        assert both.tolist() == [_half_width_1(a[k], int(li[k])) for k in range(2)]
+        ref = _refine_rows(a, li)
+        assert [
+            float(_refine_rows(a[k : k + 1], li[k : k + 1])[0]) for k in range(2)
+        ] == ref.tolist()
