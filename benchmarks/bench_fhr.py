@@ -23,7 +23,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from dsp.fhr import FhrStream, fhr_from_doppler  # noqa: E402
 from dsp.fhr_classic import fhr_classic  # noqa: E402
-from dsp.mhr import mhr_from_ppg  # noqa: E402
+from dsp.mhr import MhrStream, mhr_from_ppg  # noqa: E402
 from simulators.ctg_records import list_ctg_records, load_ctg_record, rhythm_segment  # noqa: E402
 from simulators.doppler import synthesize_doppler  # noqa: E402
 from simulators.ppg import synthesize_ppg  # noqa: E402
@@ -60,7 +60,12 @@ def score(points, truth_fhr, gain, rows, key):
     octave = (np.abs(r - 0.5) < 0.06) | (np.abs(r - 2) < 0.2) | (np.abs(r - 1 / 3) < 0.04)
     octave |= (np.abs(r - 1.5) < 0.1) | (np.abs(r - 2 / 3) < 0.05)
     octave &= np.abs(err) > 5
-    acc = rows.setdefault(key, dict(n=0, ok=0, ae=0.0, oct=0, pres=0, cov=0, abs=0, fa=0))
+    acc = rows.setdefault(
+        key, dict(n=0, ok=0, ae=0.0, oct=0, pres=0, cov=0, abs=0, fa=0, nq=0, okq=0)
+    )
+    good_q = points.quality[judged] >= 0.5
+    acc["nq"] += good_q.sum()
+    acc["okq"] += (np.abs(err[good_q]) <= 5).sum()
     acc["n"] += judged.sum()
     acc["ok"] += (np.abs(err) <= 5).sum()
     acc["ae"] += np.abs(err).sum()
@@ -96,6 +101,25 @@ def speed():
     return batch, stream, peaks
 
 
+def emission_lags():
+    """Seconds between a point's time and the arrival of the audio/PPG that releases it,
+    both channels fed in 0.1 s chunks as the gateway receives them."""
+    n = 240
+    sc = synthesize_doppler(np.full(n, 140.0), np.full(n, 80.0), snr_db=10, seed=2)
+    ppg = synthesize_ppg(np.full(n, 80.0), seed=2)
+    alone, fst, mst = FhrStream(FS), FhrStream(FS), MhrStream(50)
+    lags = {"FHR": [], "FHR with maternal channel": [], "MHR": []}
+    for i in range(int(n / 4 * 10)):
+        now = (i + 1) * 0.1
+        audio = sc.audio[i * 400 : (i + 1) * 400]
+        m = mst.feed(ppg[i * 5 : (i + 1) * 5])
+        fst.feed_maternal(m.t_s, m.mhr_bpm)
+        lags["MHR"] += list(now - m.t_s)
+        lags["FHR with maternal channel"] += list(now - fst.feed(audio).t_s)
+        lags["FHR"] += list(now - alone.feed(audio).t_s)
+    return {k: (float(np.median(v)), float(np.max(v))) for k, v in lags.items()}
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--cases", type=int, default=60)
@@ -123,6 +147,7 @@ def main() -> None:
             flush=True,
         )
     batch, stream, peaks = speed()
+    lags = emission_lags()
     print(
         "| method | SNR | within +-5 bpm | coverage | MAE bpm | octave errors | "
         "no-signal reported |"
@@ -144,6 +169,17 @@ def main() -> None:
         f"chunks {stream:.0f}x real time. Streaming peak memory: {peaks[0]:.2f} MB over "
         f"10 min, {peaks[1]:.2f} MB over 30 min."
     )
+    print(
+        "Emission lag (0.1 s chunks; median / max s after the point's time): "
+        + ", ".join(f"{k} {a:.2f} / {b:.2f}" for k, (a, b) in lags.items())
+        + "."
+    )
+    for key in ("perimon, with MHR", "perimon, no MHR"):
+        a = rows[key]
+        print(
+            f"{key}: points with quality >= 0.5 are {100 * a['nq'] / max(a['n'], 1):.1f}% of "
+            f"reported points, {100 * a['okq'] / max(a['nq'], 1):.1f}% of them within +-5 bpm."
+        )
     print(
         f"Cases: {args.cases} x 10 min; points judged: {rows['perimon, no MHR']['n']}; "
         f"no-signal points: {rows['perimon, no MHR']['abs']}."
