@@ -109,6 +109,11 @@ class Gateway:
             log.warning("%s: unknown device type %s, ignored", link.device_id, link.device_type)
             await link.close()
             return
+        if getattr(link, "pairing", False):  # its button opened a pairing window
+            from gateway.pairing import pairing_for
+
+            await pairing_for(self).on_link(link)
+            return
         try:
             enrolled = self.enrolment.get(link.device_id)
         except EnrolmentError as exc:

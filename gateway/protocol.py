@@ -58,6 +58,20 @@ class Op(IntEnum):
     GET_INFO = 6
     MEASURE = 7
     SESSION = 8  # start an authenticated session (docs/protocol.md, Authentication)
+    FEEDBACK = 9  # signal quality and session state for the device's LED and tones
+    PAIR = 10  # key agreement in the button-opened pairing window (docs/security.md)
+
+
+class FeedbackLevel(IntEnum):
+    """FEEDBACK's signal-quality level: what the monitor's LED and tones show the mother."""
+
+    SEARCHING = 0
+    WEAK = 1
+    GOOD = 2
+
+
+FEEDBACK_COMPLETE = 0x01  # FEEDBACK flags: the prescribed recording is complete
+FEEDBACK_MUTE = 0x02  # Doppler sound off
 
 
 class Status(IntEnum):
@@ -305,6 +319,10 @@ def start_args(stream_mask: int) -> bytes:
 
 def set_rate_args(stream: Stream, rate_hz: int) -> bytes:
     return struct.pack("<BH", int(stream), rate_hz)
+
+
+def feedback_args(level: int, flags: int) -> bytes:
+    return struct.pack("<BB", level, flags)
 
 
 def time_sync_args(gateway_unix_ms: int) -> bytes:

@@ -37,6 +37,7 @@ CH_PPG = 1
 CH_BATTERY = 2
 CH_CONTACT = 3
 CH_PRESS = 4
+CH_BUTTON = 5
 CH_QUIT = 255
 
 _CHUNK_S = 0.05  # the feeder writes 50 ms of signal at a time
@@ -97,6 +98,7 @@ class VirtualDevice:
         self.proc: asyncio.subprocess.Process | None = None
         self._feeder: asyncio.Task | None = None
         self.on_skin = True
+        self.aim = 1.0  # fetal monitor: 1 the probe is on the heart, 0 it hears only noise
         self.calibration: dict | None = None
         self.key = secrets.token_bytes(32)  # what `perimon provision` would write
         self.gateway_id = ""
@@ -150,6 +152,23 @@ class VirtualDevice:
                 self.proc.kill()
                 await self.proc.wait()
 
+    async def press_button(self) -> None:
+        """Press the device's button once (pairing)."""
+        await self._write(feed_block(CH_BUTTON, b"\x01"))
+
+    def console_lines(self, prefix: str = "") -> list[str]:
+        """What the device printed on its console so far, lines starting with `prefix`."""
+        try:
+            text = (self.dir / "console.log").read_text(errors="replace")
+        except FileNotFoundError:
+            return []
+        return [line for line in text.splitlines() if line.startswith(prefix)]
+
+    def indicators(self) -> list[str]:
+        """The device's LED, tone, speaker and quality-source changes, in order
+        ("led green steady", "tone 880 80", "source local", ...)."""
+        return [line[4:] for line in self.console_lines("IND ")]
+
     def kill(self) -> None:
         """Power cut: the process dies without a word (its boot counter survives on disk)."""
         if self._feeder:
@@ -186,9 +205,18 @@ class VirtualDevice:
         mv = float(self.spec.battery_mv)
         await self._write(feed_block(CH_BATTERY, struct.pack("<H", int(mv))))
 
+        noise = np.random.default_rng(self.spec.seed + 7)
+        power = 0.0  # the Doppler's mean power over a few seconds (not per beat)
+
         async def step(k: int) -> None:
-            nonlocal ppg_acc, mv
-            out = [feed_block(CH_DOPPLER, doppler.read(n_dop).astype("<i2").tobytes())]
+            nonlocal ppg_acc, mv, power
+            x = doppler.read(n_dop)
+            power += (float(np.mean(np.square(x, dtype=float))) - power) * (1.0 if k == 0 else 0.02)
+            if self.aim < 1.0:  # the probe slides off the heart: steady noise, as loud
+                x = self.aim * x + (1.0 - self.aim) * noise.normal(
+                    0.0, np.sqrt(power) + 1.0, len(x)
+                )
+            out = [feed_block(CH_DOPPLER, np.clip(x, -32768, 32767).astype("<i2").tobytes())]
             ppg_acc += 50 * _CHUNK_S
             n_ppg = int(ppg_acc)
             if n_ppg:

@@ -107,7 +107,7 @@ def test_sim_feed_channels_agree():
     text = (FIRMWARE_PROTOCOL.parent / "sim_feed.py").read_text()
     c = {m[0]: int(m[1]) for m in re.findall(r"^(CH_\w+) = const\((\d+)\)", text, re.M)}
     assert c == {k: getattr(fleet, k) for k in c}
-    assert len(c) == 6
+    assert len(c) == 7
 
 
 @pytest.mark.parametrize(

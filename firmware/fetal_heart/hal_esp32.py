@@ -5,6 +5,7 @@
 # Pins are those of the reference board (docs/ble.md); change them here and nowhere else.
 import asyncio
 import struct
+import time
 
 import machine
 from micropython import const
@@ -21,6 +22,24 @@ _PIN_SKIN = const(27)  # low when the probe's contact electrode touches skin
 _DOPPLER_HZ = const(4000)
 _PPG_HZ = const(50)
 _DMA_BYTES = const(8192)  # I2S DMA ring: 1 s of 16-bit audio
+# Mother's feedback: an RGB LED (common cathode, three PWM channels), a piezo buzzer (PWM) for
+# the guiding tones, a small speaker on an I2S class-D amplifier (MAX98357A) for the Doppler
+# sound, and the pairing button (to ground, internal pull-up).
+_PIN_LED_R = const(16)
+_PIN_LED_G = const(17)
+_PIN_LED_B = const(18)
+_PIN_BUZZER = const(19)
+_PIN_BUTTON = const(0)  # the board's BOOT button doubles as the pairing button
+_SPK_I2S_ID = const(1)
+_PIN_SPK_SCK = const(14)
+_PIN_SPK_WS = const(12)
+_PIN_SPK_SD = const(13)
+_SPK_DMA_BYTES = const(4096)
+_COLOURS = {
+    "off": (0, 0, 0), "red": (255, 0, 0), "green": (0, 255, 0), "blue": (0, 0, 255),
+    "yellow": (255, 160, 0), "cyan": (0, 255, 255), "magenta": (255, 0, 255),
+    "white": (255, 255, 255),
+}  # fmt: skip
 
 _i2s = machine.I2S(
     _I2S_ID,
@@ -55,6 +74,84 @@ def _ppg_sample(_timer):
 
 _timer = machine.Timer(0)
 _timer.init(freq=_PPG_HZ, mode=machine.Timer.PERIODIC, callback=_ppg_sample)
+
+_led = [machine.PWM(machine.Pin(n), freq=1000, duty_u16=0)
+        for n in (_PIN_LED_R, _PIN_LED_G, _PIN_LED_B)]  # fmt: skip
+_led_state = {"rgb": (0, 0, 0), "blink": False, "on": True}
+_buzzer = machine.PWM(machine.Pin(_PIN_BUZZER), freq=1000, duty_u16=0)
+_tone_timer = machine.Timer(1)
+_blink_timer = machine.Timer(2)
+_speaker = machine.I2S(
+    _SPK_I2S_ID,
+    sck=machine.Pin(_PIN_SPK_SCK),
+    ws=machine.Pin(_PIN_SPK_WS),
+    sd=machine.Pin(_PIN_SPK_SD),
+    mode=machine.I2S.TX,
+    bits=16,
+    format=machine.I2S.MONO,
+    rate=_DOPPLER_HZ,
+    ibuf=_SPK_DMA_BYTES,
+)
+_speaker.irq(lambda _i2s: None)  # a callback makes write() non-blocking: audio never stalls
+_button = machine.Pin(_PIN_BUTTON, machine.Pin.IN, machine.Pin.PULL_UP)
+_presses = [0, 0]  # presses counted by the IRQ, ms of the last (debounce)
+
+
+def _set_rgb(rgb):
+    for i in range(3):
+        _led[i].duty_u16(rgb[i] * 257)
+
+
+def _blink(_timer):
+    if _led_state["blink"]:
+        _led_state["on"] = not _led_state["on"]
+        _set_rgb(_led_state["rgb"] if _led_state["on"] else (0, 0, 0))
+
+
+_blink_timer.init(period=400, mode=machine.Timer.PERIODIC, callback=_blink)
+
+
+def led(colour, blink):
+    _led_state["rgb"] = _COLOURS.get(colour, (0, 0, 0))
+    _led_state["blink"] = blink
+    _led_state["on"] = True
+    _set_rgb(_led_state["rgb"])
+
+
+def _tone_off(_timer):
+    _buzzer.duty_u16(0)
+
+
+def tone(freq_hz, ms):
+    """Start a tone and return at once: a one-shot timer ends it."""
+    _buzzer.freq(freq_hz)
+    _buzzer.duty_u16(32768)
+    _tone_timer.init(period=ms, mode=machine.Timer.ONE_SHOT, callback=_tone_off)
+
+
+def speaker(samples, count):
+    """Doppler sound out (what does not fit the DMA buffer now is skipped); None: silence."""
+    if samples is None:
+        return
+    _speaker.write(memoryview(samples)[:count])
+
+
+def _on_button(_pin):
+    now = time.ticks_ms()
+    if time.ticks_diff(now, _presses[1]) > 200:  # debounce
+        _presses[0] += 1
+    _presses[1] = now
+
+
+_button.irq(trigger=machine.Pin.IRQ_FALLING, handler=_on_button)
+
+
+def button():
+    """True once per press."""
+    if _presses[0]:
+        _presses[0] -= 1
+        return True
+    return False
 
 
 async def doppler_read(out, count):

@@ -47,7 +47,7 @@ class _Channel:
 
 doppler = _Channel(_DOPPLER_BUF)
 ppg = _Channel(256)
-_state = {"mv": 4000, "skin": True}
+_state = {"mv": 4000, "skin": True, "presses": 0, "speaker": False}
 
 
 def _battery(b):
@@ -58,12 +58,17 @@ def _contact(b):
     _state["skin"] = bool(b[0])
 
 
+def _button(b):
+    _state["presses"] += 1
+
+
 feed = sim_feed.Feed(
     {
         sim_feed.CH_DOPPLER: doppler.push,
         sim_feed.CH_PPG: ppg.push,
         sim_feed.CH_BATTERY: _battery,
         sim_feed.CH_CONTACT: _contact,
+        sim_feed.CH_BUTTON: _button,
     }
 )
 
@@ -87,6 +92,33 @@ def on_skin():
 
 
 _radio = [None]
+
+
+# Indicators: every change goes to the console (the simulator reads "IND ..." lines).
+
+
+def led(colour, blink):
+    print("IND led %s %s" % (colour, "blink" if blink else "steady"))
+
+
+def tone(freq_hz, ms):
+    print("IND tone %d %d" % (freq_hz, ms))
+
+
+def speaker(samples, count):
+    """Doppler sound out; None switches it off. Only on/off changes are logged."""
+    on = samples is not None
+    if on != _state["speaker"]:
+        _state["speaker"] = on
+        print("IND speaker " + ("on" if on else "off"))
+
+
+def button():
+    """True once per press (the simulator presses through the feed)."""
+    if _state["presses"]:
+        _state["presses"] -= 1
+        return True
+    return False
 
 
 def make_radio(settings, adv):

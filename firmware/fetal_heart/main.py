@@ -12,21 +12,43 @@ import gc
 from micropython import const
 
 # The resend buffer (docs/protocol.md, "Resend") gets what the heap can spare beyond the app's
-# own needs, taken first while the heap is still in one piece. The app needs about 80 KiB with
-# the Unix port's 64-bit objects (less on the 32-bit ESP32): a 128 KiB heap leaves ~40 KiB,
-# about 18 s of ADPCM Doppler with PPG; an ESP32 with PSRAM is capped at 1 MiB, about 7 min.
-_APP_RESERVE = const(81920)
+# own needs, taken first while the heap is still in one piece. The app needs about 86 KiB with
+# the Unix port's 64-bit objects (less on the 32-bit ESP32): a 128 KiB heap leaves ~27 KiB under
+# the Unix port, about 12 s of ADPCM Doppler with PPG; an ESP32 with PSRAM is capped at 1 MiB.
+# The reserve includes the mother's feedback (feedback.py: 3.8 KiB of bytecode under the Unix
+# port and 1.9 KiB of buffers). pairing.py is frozen in flash on a board and loaded at the first
+# press of its button; under the Unix port it is compiled here, while there is room, and its
+# 6.3 KiB of bytecode come out of the store's share (the modules it shares with the app stay in
+# the reserve).
+_APP_RESERVE = const(88064)
 gc.collect()
-_STORE_BYTES = max(8192, min(1 << 20, gc.mem_free() - _APP_RESERVE))
+_free = gc.mem_free()
+if sys.platform != "esp32":
+    import asyncio  # noqa: F401
+    import hashlib  # noqa: F401
+    import json  # noqa: F401
+
+    import hmac_sha256  # noqa: F401
+    import protocol  # noqa: F401
+
+    gc.collect()
+    _shared = _free - gc.mem_free()
+    import pairing  # noqa: F401
+
+    gc.collect()
+    _free = gc.mem_free() + _shared
+_STORE_BYTES = max(8192, min(1 << 20, _free - _APP_RESERVE))
 _STORE_BUF = bytearray(_STORE_BYTES)
 
 import array
 import asyncio
 import binascii
 import json
+import time
 
 import protocol as p
 import storage
+from feedback import Feedback
 from framestore import FrameStore
 from link import Link
 
@@ -49,6 +71,8 @@ class State:
         self.streaming = True
         self.adpcm = settings.get("doppler_encoding", "adpcm") == "adpcm"
         self.ppg_hz = _PPG_HZ
+        self.fb = None  # LED, tone and speaker (feedback.py)
+        self.pairing = None  # the pairing window, loaded at the first button press
 
 
 def battery_pct(mv):
@@ -68,6 +92,11 @@ async def doppler_task(link, state):
             n = min(_MAX_BLOCK, room // 2)
         n = max(2, n & ~1)
         await hal.doppler_read(buf, n)
+        fb = state.fb
+        if fb is not None:
+            fb.feed(buf, n)  # the envelope for the local quality estimate
+            if fb.speaker_on:
+                hal.speaker(buf, n)  # the Doppler sound the mother listens to
         t_ms = (link.now_ms() - n * 1000 // _DOPPLER_HZ) & 0xFFFFFFFF
         if state.streaming:
             if state.adpcm:
@@ -109,6 +138,35 @@ async def status_task(link):
         await asyncio.sleep_ms(_STATUS_EVERY_MS)
 
 
+async def feedback_task(fb):
+    """LED, tone and speaker: the gateway's quality while it sends one, else the local one."""
+    low_pct = None
+    n = 0
+    while True:
+        if n % 20 == 0:  # the battery every 5 s
+            low_pct = battery_pct(hal.battery_mv())
+            fb.battery_low = low_pct < _BATTERY_LOW_PCT
+        n += 1
+        fb.step(hal.on_skin())
+        await asyncio.sleep_ms(250)
+
+
+async def button_task(state, settings, settings_path, link, radio, adv):
+    """The button opens the pairing window (and confirms a pairing code)."""
+    while True:
+        await asyncio.sleep_ms(50)
+        if not hal.button():
+            continue
+        if state.pairing is None:
+            import pairing  # loaded at the first press: no RAM on a device never paired
+
+            state.pairing = pairing.Pairing(settings, settings_path, link, radio, adv,
+                                            state.fb, hal)  # fmt: skip
+            link.unsigned_ok = lambda op: op == p.OP_PAIR and state.pairing.is_open()
+            asyncio.create_task(state.pairing.run())
+        state.pairing.press()
+
+
 def info(settings, boot, state):
     return json.dumps(
         {
@@ -142,6 +200,14 @@ def make_control(link_ref, settings, boot, state):
                 state.ppg_hz = rate
             else:
                 return p.encode_reply(op, rid, p.ST_BAD_REQUEST)
+        elif op == p.OP_FEEDBACK:
+            if len(args) < 2 or args[0] > p.FB_GOOD:
+                return p.encode_reply(op, rid, p.ST_BAD_REQUEST)
+            state.fb.on_remote(args[0], args[1])
+        elif op == p.OP_PAIR:
+            if state.pairing is None:
+                return p.encode_reply(op, rid, p.ST_UNAVAILABLE)
+            return state.pairing.handle(op, rid, args)
         else:
             return None
         return p.encode_reply(op, rid, p.ST_OK)
@@ -168,9 +234,14 @@ async def main(settings_path):
     if settings.get("key"):  # provisioned: every frame is signed (docs/protocol.md)
         link.set_key(binascii.unhexlify(settings["key"]))
     radio.on_connect = link.connected
+    state.fb = Feedback(hal, time.ticks_ms, time.ticks_diff, settings.get("speaker", True))
     link.send_record(p.S_EVENT, link.now_ms(), bytes((p.EV_BOOT,)))
     tasks = [radio.run(), link.tx_task(), doppler_task(link, state), ppg_task(link, state)]
     tasks += [status_task(link)] + hal.background_tasks()
+    tasks += [
+        feedback_task(state.fb),
+        button_task(state, settings, settings_path, link, radio, adv),
+    ]
     for t in tasks:
         asyncio.create_task(t)
     await hal.stopped().wait()

@@ -37,6 +37,8 @@ OP_RESEND = const(5)
 OP_GET_INFO = const(6)
 OP_MEASURE = const(7)
 OP_SESSION = const(8)  # start an authenticated session (docs/protocol.md, Authentication)
+OP_FEEDBACK = const(9)  # signal quality and session state for the device's LED and tones
+OP_PAIR = const(10)  # key agreement in the button-opened pairing window (docs/security.md)
 
 # Reply status codes.
 ST_OK = const(0)
@@ -50,6 +52,13 @@ EV_CONTACT_ON = const(2)
 EV_CONTACT_OFF = const(3)
 EV_BATTERY_LOW = const(4)
 EV_GAP = const(5)  # samples that were lost on the device before they could be buffered
+
+# FEEDBACK: u8 level, u8 flags.
+FB_SEARCHING = const(0)
+FB_WEAK = const(1)
+FB_GOOD = const(2)
+FBF_COMPLETE = const(0x01)  # the prescribed recording is complete
+FBF_MUTE = const(0x02)  # Doppler sound off
 
 HEADER_LEN = const(12)
 CRC_LEN = const(2)

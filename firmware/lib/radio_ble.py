@@ -28,6 +28,7 @@ BATTERY_SERVICE = const(0x180F)
 BATTERY_LEVEL_CHAR = const(0x2A19)
 COMPANY_ID = const(0xFFFF)
 ADV_FORMAT = const(1)
+ADV_PAIRING = const(0x01)  # manufacturer data byte 3, bit 0: the pairing window is open
 MODEL_NUMBERS = {1: "perimon-fetal-heart", 2: "perimon-jaundice"}
 
 _IRQ_CENTRAL_CONNECT = const(1)
@@ -60,14 +61,16 @@ def _ad(kind, payload):
     return struct.pack("BB", len(payload) + 1, kind) + payload
 
 
-def adv_payloads(name, device_type, interval_min_ms, interval_max_ms):
-    """(advertising data, scan response) for a perimon device; each fits 31 bytes."""
+def adv_payloads(name, device_type, interval_min_ms, interval_max_ms, pairing=False):
+    """(advertising data, scan response) for a perimon device; each fits 31 bytes. While the
+    pairing window is open the manufacturer data carries a third byte, ADV_PAIRING."""
     name = name.encode() if isinstance(name, str) else name
     adv = _ad(_ADV_FLAGS, b"\x06") + _ad(_ADV_UUID128_COMPLETE, uuid_le(PERIMON_SERVICE))
     room = _ADV_MAX - len(adv) - 2
     short = len(name) > room
     adv += _ad(_ADV_NAME_SHORT if short else _ADV_NAME_COMPLETE, name[:room])
-    resp = _ad(_ADV_MANUFACTURER, struct.pack("<HBB", COMPANY_ID, ADV_FORMAT, device_type))
+    mfr = struct.pack("<HBB", COMPANY_ID, ADV_FORMAT, device_type)
+    resp = _ad(_ADV_MANUFACTURER, mfr + (bytes((ADV_PAIRING,)) if pairing else b""))
     resp += _ad(
         _ADV_CONN_INTERVAL,
         struct.pack("<HH", interval_min_ms * 4 // 5, interval_max_ms * 4 // 5),  # 1.25 ms units
@@ -127,9 +130,22 @@ class BleRadio:
         ble.gatts_write(h_serial, adv["id"].encode())
         ble.gatts_write(h_fw, firmware.encode())
         ble.gatts_write(self.h_batt, b"\x64")
+        self._interval = interval_ms
         self._adv_data, self._resp_data = adv_payloads(
             adv["id"], adv["type"], interval_ms[0], interval_ms[1]
         )
+
+    def readvertise(self):
+        """Advertise self.adv anew (the pairing flag came or went); a connected central is
+        dropped so that it sees the new advertisement."""
+        self._adv_data, self._resp_data = adv_payloads(
+            self.adv["id"], self.adv["type"], self._interval[0], self._interval[1],
+            bool(self.adv.get("pairing")),
+        )  # fmt: skip
+        if self._conn is not None:
+            self.ble.gap_disconnect(self._conn)
+        else:
+            self._advertise()
 
     def _advertise(self):
         self.ble.gap_advertise(_ADV_INTERVAL_US, self._adv_data, resp_data=self._resp_data)

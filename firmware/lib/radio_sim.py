@@ -27,6 +27,14 @@ class SimRadio:
         self._pending = 0
         self.connects = 0
 
+    def readvertise(self):
+        """Advertise self.adv anew (a pairing flag came or went): drop the link, reconnect."""
+        if self._w is not None:
+            try:
+                self._w.close()
+            except OSError:
+                pass
+
     def set_battery(self, pct):
         pass  # the socket link has no Battery service; BleRadio publishes it
 

@@ -31,6 +31,7 @@ class SimLink(DeviceLink):
         self.device_id = str(adv["id"])
         self.device_type = int(adv["type"])
         self.name = str(adv.get("name", ""))
+        self.pairing = bool(adv.get("pairing"))  # the device's pairing window is open
         self.att_mtu = att_mtu
 
     async def write(self, frame: bytes) -> None:

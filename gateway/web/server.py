@@ -33,6 +33,7 @@ from starlette.staticfiles import StaticFiles
 from gateway.history import History
 from gateway.nurses import NurseAccounts
 from gateway.web.mother import mother_routes
+from gateway.web.pairing import pairing_routes
 
 log = logging.getLogger(__name__)
 
@@ -291,6 +292,7 @@ def create_app(gw, history: History, accounts: NurseAccounts, session_minutes: f
         Route("/api/nomogram", nomogram_api),
         Route("/api/events", events),
         *mother_routes(gw, api_auth, headers),  # the mother's page, sessions, reports
+        *pairing_routes(gw, api_auth, headers),  # pairing a new monitor (gateway/pairing.py)
         Mount("/static", StaticFiles(directory=STATIC), name="static"),
     ]
     return Starlette(routes=routes)

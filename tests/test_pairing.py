@@ -1,0 +1,272 @@
+"""Pairing at home: a monitor the gateway does not know is paired by pressing its button and
+confirming on the gateway, with a Diffie-Hellman key agreement underneath; the firmware refuses
+a gateway that changes its committed value, a wrong confirmation, and confirmation without the
+user's press; unsigned PAIR commands do nothing outside the pairing window."""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import json
+import time
+from pathlib import Path
+
+import pytest
+
+from gateway import pairing as gp
+from gateway.app import Gateway
+from gateway.broker import free_port
+from gateway.config import config_from_dict
+from gateway.enrolment import Enrolment, enrolment_path
+from gateway.nurses import NurseAccounts
+from simulators.fleet import DeviceSpec, Fleet
+from tests.conftest import run_micropython
+from tests.test_web import PASSWORD, USER, _json, _login, _opener
+
+LIB = Path(__file__).resolve().parents[1] / "firmware" / "lib"
+
+
+async def _until(pred, timeout_s: float, what: str):
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        v = pred()
+        if v:
+            return v
+        await asyncio.sleep(0.1)
+    raise AssertionError(what)
+
+
+def test_button_code_confirm_enrols_the_device_with_a_new_key(tmp_path):
+    radio = f"127.0.0.1:{free_port()}"
+    cfg = config_from_dict(
+        {
+            "gateway": {"id": "gw-home", "data_dir": str(tmp_path / "gw")},
+            "mqtt": {"host": "127.0.0.1", "port": free_port()},  # no broker: not needed here
+            "radio": {"listen": radio},
+            "web": {"enabled": True, "listen": f"127.0.0.1:{free_port()}"},
+        }
+    )
+    NurseAccounts(cfg.data_dir / "nurses.json").add(USER, PASSWORD)
+    spec = DeviceSpec("fh-new", "fetal_heart", seed=2, enrolled=False)  # factory key only
+
+    async def main():
+        stop = asyncio.Event()
+        gw = Gateway(cfg)
+        task = asyncio.create_task(gw.run(stop))
+        await asyncio.wait_for(gw.ready.wait(), 10)
+        fleet = Fleet([spec], radio, tmp_path / "devices", gateway=cfg)
+        dev = fleet.devices[0]
+        await fleet.start()
+        try:
+            # not enrolled: refused, listed as unknown, nothing processed
+            await _until(lambda: "fh-new" in gw.unknown, 10, "never refused")
+            assert "fh-new" not in gw.sessions
+            await dev.press_button()
+            await _until(lambda: dev.console_lines("PAIR open"), 5, "window did not open")
+            # the gateway's page (nurse login, X-Perimon header on writes)
+            url = gw.web.url
+            opener, _ = _opener(False)
+            page = await asyncio.to_thread(opener.open, url + "/pairing", None, 10)
+            assert page.url.endswith("/login")  # not logged in yet
+            await asyncio.to_thread(_login, opener, url)
+            page = await asyncio.to_thread(opener.open, url + "/pairing", None, 10)
+            assert b"Pair a new monitor" in page.read()
+
+            def listed():
+                return _json(opener, url, "/api/pairing")[1]["devices"]
+
+            deadline = time.monotonic() + 10
+            while not (devices := await asyncio.to_thread(listed)):
+                assert time.monotonic() < deadline, "not listed as wanting to pair"
+                await asyncio.sleep(0.2)
+            first = devices[0]
+            assert first["device_id"] == "fh-new" and first["state"] == "wants_to_pair"
+            assert first["device_type"] == "fetal_heart"
+            start = "/api/pairing/fh-new/start"
+            status, body = await asyncio.to_thread(_json, opener, url, start, {}, False)
+            assert status == 403  # no CSRF header: refused
+            status, entry = await asyncio.to_thread(_json, opener, url, start, {})
+            assert status == 200, entry
+            shown = await _until(lambda: dev.console_lines("PAIR code "), 5, "no code shown")
+            assert shown[-1] == "PAIR code " + entry["code"]  # the same code on both
+            assert len(entry["code"]) == 4 and set(entry["code"]) <= set("123456789")
+            await _until(
+                lambda: any(x.startswith("led magenta") for x in dev.indicators()), 5, "no blink"
+            )  # the device blinks and beeps the code
+            # confirming before the press on the device waits for it
+            confirm = "/api/pairing/fh-new/confirm"
+            confirming = asyncio.create_task(asyncio.to_thread(_json, opener, url, confirm, {}))
+            await asyncio.sleep(1.5)
+            assert not confirming.done()
+            assert json.loads((dev.dir / "device.json").read_text())["key"] == dev.key.hex()
+            await dev.press_button()  # the codes match: the user presses the button
+            status, done = await asyncio.wait_for(confirming, 30)
+            assert status == 200 and done["state"] == "paired", done
+            enrolled = Enrolment(enrolment_path(cfg)).get("fh-new")
+            assert enrolled is not None and enrolled.key != dev.key  # not the factory key
+            stored = json.loads((dev.dir / "device.json").read_text())["key"]
+            assert stored == enrolled.key.hex()  # the device keeps the agreed key
+            # it comes back as an enrolled device: a signed session, its frames accepted
+            session = await _until(lambda: gw.sessions.get("fh-new"), 10, "no session")
+            await _until(lambda: session.auth.established, 10, "no authenticated session")
+            await _until(lambda: session.state.stats.frames > 50, 10, "no frames accepted")
+            assert session.state.stats.auth_failed == 0
+            assert fleet.alive() == ["fh-new"]
+        finally:
+            await fleet.stop()
+            stop.set()
+            await task
+
+    asyncio.run(main())
+
+
+_DEVICE = """
+import sys, json, os, hashlib
+sys.path.append(%(lib)r)
+import protocol as p
+import pairing
+from link import Link
+
+class Radio:
+    connected = True
+    mtu = 247
+    on_write = None
+    readv = 0
+    def notify(self, f):
+        return True
+    def readvertise(self):
+        self.readv += 1
+
+class Store:
+    def put(self, f):
+        pass
+
+class Fb:
+    pairing = False
+
+class Hal:
+    def led(self, c, b):
+        pass
+    def tone(self, f, ms):
+        pass
+
+path = %(path)r
+settings = json.load(open(path))
+radio = Radio()
+replies = []
+link = Link(radio, Store(), 1, 1, lambda op, rid, args: pr.handle(op, rid, args))
+link.set_key(bytes(32))
+link.unsigned_ok = lambda op: op == p.OP_PAIR and pr.is_open()
+sent = []
+link.send = lambda stream, seq, t, payload, flags=0: sent.append(payload)
+adv = {"id": settings["id"], "type": 1}
+pr = pairing.Pairing(settings, path, link, radio, adv, Fb(), Hal(), log=lambda s: None)
+
+def cmd(args, rid=[0]):
+    rid[0] += 1
+    frame = p.encode_frame(0, 0, 30, 0, rid[0], 0, bytes((p.OP_PAIR, rid[0])) + args)
+    n = len(sent)
+    radio.on_write(frame)
+    return sent[n][2] if len(sent) > n else None
+
+out = {}
+out["closed"] = cmd(bytes((1,)) + bytes(32))  # window closed: ignored, no reply
+out["rejected"] = link.rejected
+pr.press()
+out["adv"] = adv.get("pairing")
+a = bytes.fromhex(%(a)r)
+commit = hashlib.sha256(pairing.LABEL_COMMIT + a).digest()
+out["commit"] = cmd(bytes((1,)) + commit)
+out["get"] = cmd(bytes((2, 0)))
+# a man in the middle substitutes another value: the commitment does not match
+other = bytes.fromhex(%(other)r)
+out["reveal0"] = cmd(bytes((3, 0)) + other[:128])
+out["reveal1"] = cmd(bytes((3, 1)) + other[128:])
+out["state_after_mismatch"] = pr.state
+out["adv_after"] = adv.get("pairing")
+# an honest run, then a wrong confirmation
+pr.press()
+cmd(bytes((1,)) + commit)
+cmd(bytes((3, 0)) + a[:128])
+out["agree"] = cmd(bytes((3, 1)) + a[128:])
+out["code"] = pr.code
+out["early"] = cmd(bytes((4,)) + pairing.HMAC(pr.key).digest(pairing.LABEL_CONFIRM, b"fh-t")[:16])
+out["wrong"] = cmd(bytes((4,)) + bytes(16))
+out["state_after_wrong"] = pr.state
+out["key"] = json.load(open(path)).get("key")
+print(json.dumps(out))
+"""
+
+
+def test_firmware_refuses_a_changed_value_a_wrong_or_early_confirmation(tmp_path):
+    settings = tmp_path / "device.json"
+    settings.write_text(json.dumps({"id": "fh-t", "key": "11" * 32}))
+    a = pow(2, 12345678901234567890, gp.PRIME).to_bytes(256, "big")
+    other = pow(2, 98765432109876543210, gp.PRIME).to_bytes(256, "big")
+    script = tmp_path / "dev.py"
+    script.write_text(_DEVICE % {"lib": str(LIB), "path": str(settings), "a": a.hex(),
+                                 "other": other.hex()})  # fmt: skip
+    out = json.loads(run_micropython(script).strip().splitlines()[-1])
+    ok, bad, unavailable = 0, 1, 3
+    assert out["closed"] is None and out["rejected"] == 1  # outside the window: no effect
+    assert out["adv"] == 1
+    assert out["commit"] == ok and out["get"] == ok
+    assert out["reveal0"] == ok and out["reveal1"] == bad
+    assert out["state_after_mismatch"] == 0 and out["adv_after"] is None  # window closed
+    assert out["agree"] == ok and len(out["code"]) == 4
+    assert out["early"] == unavailable  # right key, but nobody pressed the button
+    assert out["wrong"] == bad and out["state_after_wrong"] == 0
+    assert out["key"] == "11" * 32  # nothing stored
+
+
+def test_gateway_and_firmware_derive_the_same_code_and_key(tmp_path):
+    a, b, s = bytes(range(256)), bytes(reversed(range(256))), hashlib.sha256(b"s").digest() * 8
+    script = tmp_path / "derive.py"
+    script.write_text(
+        f"import sys\nsys.path.append({str(LIB)!r})\nimport pairing\n"
+        f"a = bytes(range(256))\nb = bytes(reversed(range(256)))\n"
+        f"import hashlib\ns = hashlib.sha256(b's').digest() * 8\n"
+        f"print(pairing.code_of(a, b), pairing.derive_key(s, a, b, b'fh-01').hex())\n"
+    )
+    code, key = run_micropython(script).split()
+    assert code == gp.code_of(a, b)
+    assert key == gp.derive_key(s, a, b, "fh-01").hex()
+    assert gp.code_of(a, b) != gp.code_of(b, a)
+
+
+@pytest.mark.parametrize("value", [0, 1, gp.PRIME - 1, gp.PRIME])
+def test_firmware_refuses_degenerate_public_values(tmp_path, value):
+    settings = tmp_path / "device.json"
+    settings.write_text(json.dumps({"id": "fh-t"}))
+    a = value.to_bytes(257, "big")[-256:]
+    script = tmp_path / "deg.py"
+    script.write_text(
+        f"import sys, json, hashlib\nsys.path.append({str(LIB)!r})\nimport pairing\n"
+        "class R:\n    def readvertise(self): pass\n"
+        "class F:\n    pairing = False\n"
+        "class H:\n    def led(self, c, b): pass\n    def tone(self, f, m): pass\n"
+        f"pr = pairing.Pairing({{'id': 'fh-t'}}, {str(settings)!r}, None, R(), {{}}, F(), H(),"
+        " log=lambda s: None)\n"
+        "pr.press()\n"
+        f"a = bytes.fromhex({a.hex()!r})\n"
+        "c = hashlib.sha256(pairing.LABEL_COMMIT + a).digest()\n"
+        "r = [pr.handle(10, 1, bytes((1,)) + c), pr.handle(10, 2, bytes((3, 0)) + a[:128]),"
+        " pr.handle(10, 3, bytes((3, 1)) + a[128:])]\n"
+        "print(r[2][2], pr.state, pr.key)\n"
+    )
+    assert run_micropython(script).split() == ["1", "0", "None"]
+
+
+def test_ble_advertisement_carries_the_pairing_flag(tmp_path):
+    script = tmp_path / "adv.py"
+    script.write_text(
+        f"import sys\nsys.path.append({str(LIB)!r})\nimport bluetooth_sim\n"
+        "sys.modules['bluetooth'] = bluetooth_sim\nfrom radio_ble import adv_payloads\n"
+        "for flag in (False, True):\n"
+        "    adv, resp = adv_payloads('fh-01', 1, 15, 30, flag)\n"
+        "    print(resp.hex(), len(adv), len(resp))\n"
+    )
+    plain, pairing = (line.split() for line in run_micropython(script).split("\n")[:2])
+    # manufacturer data: length, 0xFF, company 0xFFFF, format 1, device type 1 [, pairing 0x01]
+    assert plain[0].startswith("05ffffff0101") and pairing[0].startswith("06ffffff010101")
+    assert int(pairing[2]) <= 31 and int(pairing[1]) <= 31
