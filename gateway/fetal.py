@@ -7,6 +7,8 @@ indices, device milliseconds, wall clock) and decides what to publish when.
 
 from __future__ import annotations
 
+import asyncio
+import itertools
 import math
 import time
 from collections import deque
@@ -34,6 +36,14 @@ _RATE_WINDOW_S = 180.0  # running-rate alerts look at the last 3 minutes
 _LOSS_WINDOW_S = 60.0
 _LOSS_RAISE = 0.5  # more than half of the last minute without an estimate
 _COINCIDENCE_RAISE = 0.3  # a third of the last minute locked to the mother's rate
+# Device feedback (FEEDBACK, docs/protocol.md): the level from the last 3 s of FHR points, sent
+# when it changes (at most once a second) and repeated every 2 s so the device knows the
+# gateway is there (after 5 s without one it falls back to its own estimate).
+_FEEDBACK_POINTS = 12
+_FEEDBACK_GOOD = 0.75  # share of those points with a rate
+_FEEDBACK_WEAK = 0.25
+_FEEDBACK_MIN_S = 1.0
+_FEEDBACK_REPEAT_S = 2.0
 
 
 Publish = Callable[..., None]
@@ -49,6 +59,9 @@ class FetalProcessor:
         self.publish = publish
         self.cfg = processing
         self.alerts = AlertTracker(session.state.device_id, publish)
+        self._feedback_sent: tuple[object, int, int] | None = None  # (link, level, flags)
+        self._feedback_at = -1e9
+        self._feedback_task: asyncio.Task | None = None
         self._reset()
 
     @property
@@ -110,6 +123,7 @@ class FetalProcessor:
     # ---- publishing ----
 
     def tick(self, now: float) -> None:
+        self._send_feedback(now)
         if now - self._last_publish >= self.cfg.fhr_publish_interval_s:
             self._last_publish = now
             self.flush()
@@ -250,6 +264,42 @@ class FetalProcessor:
             self.alerts.set(
                 "tachycardia", rate > TACHYCARDIA_BPM, f"FHR {rate:.0f} bpm for 3 min", "medium"
             )
+
+    # ---- feedback to the device (its LED and tones guide the mother) ----
+
+    def feedback_level(self) -> p.FeedbackLevel:
+        recent = list(itertools.islice(reversed(self.history_fhr), _FEEDBACK_POINTS))
+        if len(recent) < _FEEDBACK_POINTS:
+            return p.FeedbackLevel.SEARCHING
+        share = sum(1 for v in recent if v == v) / len(recent)
+        if share >= _FEEDBACK_GOOD:
+            return p.FeedbackLevel.GOOD
+        if share >= _FEEDBACK_WEAK:
+            return p.FeedbackLevel.WEAK
+        return p.FeedbackLevel.SEARCHING
+
+    def feedback_flags(self) -> int:
+        # a complete session rests until the probe comes off (gateway/recording.py)
+        done = getattr(getattr(self, "recording", None), "resting_boot", None) is not None
+        return p.FEEDBACK_COMPLETE if done else 0
+
+    def _send_feedback(self, now: float) -> None:
+        s = self.session
+        if s.link is None or (s.auth is not None and not s.auth.established):
+            return
+        if self._feedback_task is not None and not self._feedback_task.done():
+            return  # one at a time: a slow link is never flooded
+        want = (s.link, int(self.feedback_level()), self.feedback_flags())
+        since = now - self._feedback_at
+        if since < _FEEDBACK_MIN_S or (want == self._feedback_sent and since < _FEEDBACK_REPEAT_S):
+            return
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:
+            return
+        self._feedback_sent, self._feedback_at = want, now
+        args = p.feedback_args(want[1], want[2])
+        self._feedback_task = loop.create_task(s.request(p.Op.FEEDBACK, args, timeout_s=2.0))
 
     def status_fields(self) -> dict:
         return {"signal_quality": round(self.last_quality, 2), "alerts": self.alerts.active()}
