@@ -59,6 +59,7 @@ class FetalProcessor:
         self.publish = publish
         self.cfg = processing
         self.alerts = AlertTracker(session.state.device_id, publish)
+        self.recording = None  # the device's SessionTracker (gateway/recording.py), if any
         self._feedback_sent: tuple[object, int, int] | None = None  # (link, level, flags)
         self._feedback_at = -1e9
         self._feedback_task: asyncio.Task | None = None
@@ -167,6 +168,9 @@ class FetalProcessor:
             },
         )
         publish_trace_observations(self, "fhr", first, at, fhr)
+        if self.recording is not None:  # recording sessions: one call per batch
+            self.recording.feed(self.session.state.boot, first, fhr, quality,
+                                self.session.state.on_skin, at)  # fmt: skip
         self.next_point = first + len(t_s)
         self.history_fhr.extend(fhr.tolist())
         self.history_maternal.extend(maternal.tolist())

@@ -80,7 +80,7 @@ def test_nurse_view_live_strip_alert_ack_and_nomogram(broker, tmp_path):
                 seen["fhr_now"] = await page.text_content("#fhr-now")
                 await page.screenshot(path=str(ARTIFACTS / "nurse-view-ctg.png"))
                 await page.select_option("#speed", "3")
-                await page.wait_for_function("document.getElementById('strip').dataset.speed==='3'")
+                await page.wait_for_selector("#strip[data-speed='3']", state="attached")
                 await page.screenshot(path=str(ARTIFACTS / "nurse-view-ctg-3cm.png"))
 
                 button = "li.alert[data-alert^='tcb-01:alert:tcb_above_phototherapy'] button.ack"
@@ -90,8 +90,8 @@ def test_nurse_view_live_strip_alert_ack_and_nomogram(broker, tmp_path):
                 await page.wait_for_selector(acked)
                 seen["acked_text"] = await page.text_content(acked)
                 await page.click("li.dev[data-device='tcb-01']")
-                await page.wait_for_function(
-                    "Number(document.getElementById('nomogram').dataset.readings||0) >= 1"
+                await page.wait_for_selector(  # selectors, not eval: the page's CSP forbids it
+                    "#nomogram[data-readings]:not([data-readings='0'])", state="attached"
                 )
                 seen["advice"] = await page.text_content("#tcb-advice")
                 await page.screenshot(path=str(ARTIFACTS / "nurse-view-jaundice.png"))

@@ -139,8 +139,7 @@ def test_ctg_findings_match_the_contract():
     gateway's own processor from 20 minutes of a trace with an acceleration."""
     published = []
     session = SimpleNamespace(state=SimpleNamespace(device_id="fh-01", boot=1, on_skin=True))
-    proc = FetalProcessor(session, lambda *a, **k: published.append((a, k)),
-                          ProcessingSection(), 60)  # fmt: skip
+    proc = FetalProcessor(session, lambda *a, **k: published.append((a, k)), ProcessingSection())
     t = np.arange(20 * 60 * 4) / 4.0
     fhr = 140 + 3 * np.sin(2 * np.pi * t / 50) + 20 * np.exp(-(((t - 400) / 15) ** 2))
     fhr[1000:1040] = np.nan
