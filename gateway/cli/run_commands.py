@@ -138,9 +138,11 @@ def cmd_demo(args: argparse.Namespace) -> int:
                 "mqtt": {"host": broker.host, "port": broker.port, "protocol": broker.protocol},
                 "radio": radio_cfg,
                 "processing": {"ctg_interval_s": 60.0},
+                "web": {"enabled": True, "listen": f"127.0.0.1:{free_port()}"},
                 "devices": {"tcb-01": {"birth_time": _hours_ago(40), "ga_weeks": 38}},
             }
         )
+        password = _demo_nurse(cfg)
         sub = ConsoleSubscriber(broker.host, broker.port, cfg.mqtt.topic_prefix, broker.protocol)
         sub.start()
 
@@ -149,6 +151,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
             gw = Gateway(cfg)
             gw_task = asyncio.create_task(gw.run(stop))
             await gw.ready.wait()
+            print(f"nurse view: http://{cfg.web.listen}/  (user: nurse, password: {password})")
             fleet = Fleet(
                 demo_specs(2, 1), radio, work / "devices", radio_kind=args.radio, gateway=cfg
             )
@@ -171,6 +174,18 @@ def cmd_demo(args: argparse.Namespace) -> int:
                 bluez[0].stop()
     print("demo stopped")
     return 0
+
+
+def _demo_nurse(cfg) -> str:
+    """A throw-away nurse account for the demo's nurse view (the demo's data dir is temporary)."""
+    import secrets
+
+    from gateway.nurses import NurseAccounts
+
+    password = secrets.token_urlsafe(9)
+    cfg.data_dir.mkdir(parents=True, exist_ok=True)
+    NurseAccounts(cfg.data_dir / "nurses.json").add("nurse", password)
+    return password
 
 
 def _hours_ago(hours: float) -> str:
