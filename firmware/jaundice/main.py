@@ -125,17 +125,7 @@ async def main(settings_path):
 _path = sys.argv[1] if len(sys.argv) > 1 else "device.json"
 
 
-def _provisioning(path):
-    """The USB console runs when asked for (Unix port) or on a board that has no key yet."""
-    if "provision" in sys.argv[2:]:
-        return True
-    try:
-        return sys.platform == "esp32" and not storage.load_settings(path).get("key")
-    except (OSError, ValueError):
-        return sys.platform == "esp32"
-
-
-if _provisioning(_path):  # USB provisioning console (perimon provision)
+if storage.provisioning_wanted(_path, sys.argv[2:]):  # USB provisioning console (perimon provision)
     import provision
 
     provision.console(_path, "jaundice", FIRMWARE_VERSION)

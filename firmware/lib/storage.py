@@ -19,3 +19,16 @@ def next_boot(path):
     with open(path, "w") as f:
         f.write(str(n))
     return n
+
+
+def provisioning_wanted(path, args):
+    """The USB provisioning console runs when asked for (Unix port: a `provision` argument)
+    or on a board that has no key yet."""
+    import sys
+
+    if "provision" in args:
+        return True
+    try:
+        return sys.platform == "esp32" and not load_settings(path).get("key")
+    except (OSError, ValueError):
+        return sys.platform == "esp32"
