@@ -24,6 +24,8 @@ from dataclasses import dataclass
 import numpy as np
 from scipy import signal
 
+from simulators.looping import render_looped
+
 FS_TRACE_HZ = 4.0  # CTG standard point rate
 
 # Doppler-shift bands of the sources (Hz), from f_d = 2 f0 v / c at f0 = 2 MHz.
@@ -323,16 +325,7 @@ class DopplerSignal:
 
     def read(self, n: int) -> np.ndarray:
         """Next n samples as int16 ADC counts (centred), looping the trace when it ends."""
-        if n < 0:
-            raise ValueError("n must be >= 0")
-        total = self._scene.n_samples
-        parts = []
-        pos, left = self._pos % total, n
-        while left > 0:
-            take = min(left, total - pos)
-            parts.append(self._scene.render(pos, pos + take))
-            pos, left = (pos + take) % total, left - take
-        x = np.concatenate(parts) if parts else np.zeros(0)
+        x = render_looped(self._scene.render, self._scene.n_samples, self._pos, n)
         x = x + self._rng.standard_normal(x.size) * self._noise_sd
         self._pos += n
         return np.clip(np.round(x * self.ADC_COUNTS_PER_FETAL_RMS), -32768, 32767).astype(np.int16)

@@ -11,6 +11,7 @@ from __future__ import annotations
 import numpy as np
 
 from simulators.doppler import FS_TRACE_HZ, beat_times
+from simulators.looping import render_looped
 
 
 class _PpgScene:
@@ -87,16 +88,7 @@ class PpgSignal:
 
     def read(self, n: int) -> np.ndarray:
         """Next n samples as int16 ADC counts (centred), looping the trace when it ends."""
-        if n < 0:
-            raise ValueError("n must be >= 0")
-        total = self._scene.n_samples
-        parts = []
-        pos, left = self._pos % total, n
-        while left > 0:
-            take = min(left, total - pos)
-            parts.append(self._scene.render(pos, pos + take))
-            pos, left = (pos + take) % total, left - take
-        x = np.concatenate(parts) if parts else np.zeros(0)
+        x = render_looped(self._scene.render, self._scene.n_samples, self._pos, n)
         x = x + self._rng.standard_normal(x.size) * self._scene.noise
         self._pos += n
         return np.clip(np.round(x * self.ADC_COUNTS_PER_PULSE), -32768, 32767).astype(np.int16)
