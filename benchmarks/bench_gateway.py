@@ -36,16 +36,10 @@ sys.path.insert(0, str(REPO))
 from gateway.broker import free_port, start_broker  # noqa: E402
 from gateway.config import load_config  # noqa: E402
 from gateway.enrolment import Enrolment, enrolment_path  # noqa: E402
+from gateway.process import cpu_seconds  # noqa: E402
 from simulators.doppler import DopplerSignal  # noqa: E402
 from simulators.fleet import DeviceSpec, Fleet, fetal_rhythm  # noqa: E402
 from simulators.ppg import PpgSignal  # noqa: E402
-
-CLK_TCK = os.sysconf("SC_CLK_TCK")
-
-
-def cpu_seconds(pid: int) -> float:
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / CLK_TCK
 
 
 def _peak_rss_mb(pid: int) -> float:

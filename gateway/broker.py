@@ -14,6 +14,8 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from gateway.process import stop_process
+
 
 def free_port() -> int:
     with socket.socket() as s:
@@ -36,13 +38,7 @@ class Broker:
     protocol: str  # the newest MQTT version it speaks: "5" or "3.1.1"
 
     def stop(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(5)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
+        stop_process(self.proc)
 
     def kill(self) -> None:
         self.proc.kill()

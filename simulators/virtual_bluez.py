@@ -47,6 +47,8 @@ from typing import Any
 from dbus_fast import Message, MessageType, Variant
 from dbus_fast.aio import MessageBus
 
+from gateway.process import cpu_seconds, stop_process
+
 log = logging.getLogger("virtual_bluez")
 
 BLUEZ = "org.bluez"
@@ -993,13 +995,8 @@ class PrivateBus:
         return self
 
     def stop(self) -> None:
-        if self.proc and self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(5)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
+        if self.proc:
+            stop_process(self.proc)
         if self._tmp is not None:
             self._tmp.cleanup()
 
@@ -1036,19 +1033,13 @@ class VirtualBluezProcess:
         return self
 
     def stop(self) -> None:
-        if self.proc and self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(5)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
+        if self.proc:
+            stop_process(self.proc)
 
     def cpu_seconds(self) -> float:
         """User + system CPU time the process has used so far (Linux /proc)."""
         assert self.proc is not None
-        fields = Path(f"/proc/{self.proc.pid}/stat").read_text().rsplit(")", 1)[1].split()
-        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+        return cpu_seconds(self.proc.pid)
 
 
 async def _main(args: argparse.Namespace) -> None:
