@@ -89,6 +89,25 @@ class Event(IntEnum):
     GAP = 5
 
 
+# USB serial link (docs/protocol.md, "USB serial"): SLIP (RFC 1055) delimits packets
+# [u8 kind][body] on the byte stream, so a packet survives whatever else shares the line.
+SLIP_END = 0xC0
+SLIP_ESC = 0xDB
+SLIP_ESC_END = 0xDC  # ESC ESC_END stands for an END byte inside a packet
+SLIP_ESC_ESC = 0xDD  # ESC ESC_ESC stands for an ESC byte inside a packet
+# A cable has no ATT MTU. LINK_UP announces this one, so a frame on the cable is at most
+# MAX_FRAME_LEN, as over BLE at its largest MTU, and the device sizes frames as it would there.
+SERIAL_LINK_MTU = 512
+
+
+class SerialKind(IntEnum):
+    HELLO = 1  # device -> gateway: JSON id, type, name (what BLE advertises)
+    LINK_UP = 2  # gateway -> device: u16 SERIAL_LINK_MTU; the link is up
+    FRAME = 3  # device -> gateway: one frame (a notification)
+    WRITE = 4  # gateway -> device: one frame (a control write)
+    WHO = 5  # gateway -> device: say HELLO (the port was just opened); the link is down
+
+
 # Streams whose sequence number counts samples (seq = index of the first sample since boot);
 # every other stream counts frames.
 SAMPLE_STREAMS = frozenset({Stream.DOPPLER, Stream.PPG})

@@ -101,6 +101,15 @@ def test_constants_agree_between_the_two_sides():
     assert c["DT_JAUNDICE"] == p.DeviceType.JAUNDICE
 
 
+def test_usb_serial_constants_agree_between_the_two_sides():
+    c = _firmware_consts()
+    for kind in p.SerialKind:
+        assert c[f"SER_{kind.name}"] == kind.value
+    for name in ("SLIP_END", "SLIP_ESC", "SLIP_ESC_END", "SLIP_ESC_ESC", "SERIAL_LINK_MTU"):
+        assert c[name] == getattr(p, name), name
+    assert p.SERIAL_LINK_MTU - p.ATT_OVERHEAD == p.MAX_FRAME_LEN
+
+
 def test_sim_feed_channels_agree():
     from simulators import fleet
 

@@ -12,16 +12,10 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from gateway import protocol as p
-from gateway.transports.serial import (
-    K_FRAME,
-    K_HELLO,
-    K_LINK_UP,
-    K_WHO,
-    K_WRITE,
-    SerialTransport,
-    SlipDecoder,
-    slip_encode,
-)
+from gateway.protocol import SerialKind
+from gateway.transports.serial import SerialTransport, SlipDecoder, slip_encode
+
+K_HELLO, K_LINK_UP, K_FRAME, K_WRITE, K_WHO = SerialKind
 
 
 @given(st.lists(st.binary(min_size=1, max_size=300), min_size=1, max_size=8), st.integers(1, 64))

@@ -68,6 +68,19 @@ KEY_LEN = const(32)  # per-device key provisioned over USB
 ADPCM_HEADER_LEN = const(3)
 ATT_OVERHEAD = const(3)  # an ATT notification carries MTU - 3 bytes
 
+
+# USB serial link (docs/protocol.md, "USB serial"): SLIP packets [u8 kind][body].
+SLIP_END = const(0xC0)
+SLIP_ESC = const(0xDB)
+SLIP_ESC_END = const(0xDC)
+SLIP_ESC_ESC = const(0xDD)
+SERIAL_LINK_MTU = const(512)  # what LINK_UP announces: frames as large as BLE's largest MTU
+SER_HELLO = const(1)  # device -> gateway: JSON id, type, name
+SER_LINK_UP = const(2)  # gateway -> device: u16 MTU; the link is up
+SER_FRAME = const(3)  # device -> gateway: one frame
+SER_WRITE = const(4)  # gateway -> device: one frame
+SER_WHO = const(5)  # gateway -> device: say HELLO; the link is down until LINK_UP
+
 _HEADER = "<BBHII"
 
 # CRC-16/CCITT-FALSE (poly 0x1021, init 0xFFFF); CPython's binascii.crc_hqx computes the same.

@@ -1,15 +1,14 @@
-"""USB serial: a device plugged in by cable speaks the same protocol (wards without BLE,
-provisioning). pyserial opens the port; frames are delimited with SLIP (RFC 1055).
+"""USB serial: a device plugged in by cable speaks the same protocol (wards without BLE, a
+device on the bench). pyserial opens each configured port; SLIP (RFC 1055) delimits packets
+`[u8 kind][body]` whose kinds are `protocol.SerialKind` (docs/protocol.md, "USB serial";
+docs/serial.md): the device says HELLO with what BLE would advertise, the gateway answers
+LINK_UP, then FRAMEs come in and WRITEs go out. Opening a port, the gateway says WHO, because
+the device may have said HELLO before anyone listened.
 
-Each SLIP packet is [u8 kind][body], the same messages the simulated radio link carries:
-  1 HELLO   device -> gateway: JSON {"id", "type", "name"} (the advertisement's content)
-  2 LINK_UP gateway -> device: u16 largest frame the gateway accepts (plays the ATT MTU)
-  3 FRAME   device -> gateway: one protocol v1 frame (a notification)
-  4 WRITE   gateway -> device: one protocol v1 frame (a control write)
-  5 WHO     gateway -> device: asks for HELLO (the device may have spoken before the port
-            was opened)
-A packet that is not valid SLIP, or a FRAME before HELLO, is dropped; the v1 CRC still
-guards each frame. An unplugged port is reopened with backoff.
+A cable carries whatever else is on the line too (a console message, a glitch while plugging
+in): what is not a valid packet is dropped and counted, never taken for a reason to close the
+port; the v1 CRC still guards each frame and resends fill what was lost. A port that is gone
+(unplugged) is reopened every second or so until the device is back.
 """
 
 from __future__ import annotations
@@ -24,14 +23,17 @@ from collections.abc import Awaitable, Callable
 
 import serial
 
+from gateway.protocol import SERIAL_LINK_MTU, SerialKind
+from gateway.protocol import SLIP_END as END
+from gateway.protocol import SLIP_ESC as ESC
+from gateway.protocol import SLIP_ESC_END as ESC_END
+from gateway.protocol import SLIP_ESC_ESC as ESC_ESC
 from gateway.transports.base import DeviceLink, Transport
 
 log = logging.getLogger(__name__)
 
-END, ESC, ESC_END, ESC_ESC = 0xC0, 0xDB, 0xDC, 0xDD
-K_HELLO, K_LINK_UP, K_FRAME, K_WRITE, K_WHO = 1, 2, 3, 4, 5
-_MAX_PACKET = 4096
-_FRAME_MAX = 512  # a cable has no ATT MTU; frames up to this size
+_MAX_PACKET = 4096  # longer is line noise: a HELLO is ~100 bytes, a frame at most 509
+_MAX_BACKOFF_S = 1.0  # a port that is not there costs one failed open() per try
 
 
 class SerialLinkError(ConnectionError):
@@ -88,6 +90,20 @@ class SlipDecoder:
         return out
 
 
+def _packet(kind: SerialKind, body: bytes = b"") -> bytes:
+    return slip_encode(bytes((kind,)) + body)
+
+
+def _parse_hello(body: bytes) -> dict:
+    """The device's HELLO, checked like an advertisement; ValueError if it is not one."""
+    hello = json.loads(body)
+    if not isinstance(hello, dict) or not isinstance(hello.get("id"), str) or not hello["id"]:
+        raise ValueError("HELLO lacks an id")
+    if not isinstance(hello.get("type"), int):
+        raise ValueError("HELLO lacks a device type")
+    return hello
+
+
 class SerialLink(DeviceLink):
     def __init__(self, port: serial.Serial, hello: dict) -> None:
         super().__init__()
@@ -95,7 +111,8 @@ class SerialLink(DeviceLink):
         self.device_id = str(hello["id"])
         self.device_type = int(hello["type"])
         self.name = str(hello.get("name", ""))
-        self.att_mtu = _FRAME_MAX
+        self.pairing = bool(hello.get("pairing"))  # the device's pairing window is open
+        self.att_mtu = SERIAL_LINK_MTU
         self.closed = asyncio.Event()
         self.wake: Callable[[], None] = lambda: None
 
@@ -103,7 +120,7 @@ class SerialLink(DeviceLink):
         if self.closed.is_set():
             raise SerialLinkError("port closed")
         try:
-            self.port.write(slip_encode(bytes((K_WRITE,)) + frame))
+            self.port.write(_packet(SerialKind.WRITE, frame))
         except (OSError, serial.SerialException) as exc:
             raise SerialLinkError(str(exc)) from exc
 
@@ -117,6 +134,7 @@ class SerialTransport(Transport):
         self.ports = [p.strip() for p in ports if p.strip()]
         self.baud = baud
         self.links: dict[str, SerialLink] = {}
+        self.line_errors = 0  # packets dropped: bad SLIP, unknown kind, bad HELLO
         self._tasks: list[asyncio.Task] = []
         self._on_link: Callable[[DeviceLink], Awaitable[None]] | None = None
 
@@ -140,7 +158,7 @@ class SerialTransport(Transport):
             except (OSError, serial.SerialException) as exc:
                 log.debug("serial %s: %s", path, exc)
                 await asyncio.sleep(backoff * random.uniform(0.5, 1.5))
-                backoff = min(backoff * 2, 5.0)
+                backoff = min(backoff * 2, _MAX_BACKOFF_S)
                 continue
             backoff = 0.2
             try:
@@ -157,13 +175,13 @@ class SerialTransport(Transport):
         link: SerialLink | None = None
         reason = "port closed"
         try:
-            port.write(slip_encode(bytes((K_WHO,))))
+            port.write(_packet(SerialKind.WHO))
             while link is None or not link.closed.is_set():
                 try:
                     await asyncio.wait_for(readable.wait(), 1.0)
                 except TimeoutError:
                     if link is None:
-                        port.write(slip_encode(bytes((K_WHO,))))
+                        port.write(_packet(SerialKind.WHO))
                     continue
                 readable.clear()
                 data = port.read(max(1, port.in_waiting))
@@ -171,29 +189,43 @@ class SerialTransport(Transport):
                     continue
                 for pkt in dec.feed(data):
                     kind, body = pkt[0], pkt[1:]
-                    if kind == K_FRAME and link is not None:
-                        link.on_frame(body)
-                    elif kind == K_HELLO:
-                        hello = json.loads(body)
-                        if link is not None:  # the device rebooted: a new link
+                    if kind == SerialKind.FRAME:
+                        if link is not None:
+                            link.on_frame(body)
+                    elif kind == SerialKind.HELLO:
+                        try:
+                            hello = _parse_hello(body)
+                        except ValueError as exc:  # JSONDecodeError and UnicodeError too
+                            self._line_error(path, f"bad HELLO: {exc}")
+                            continue
+                        if link is not None:  # the device rebooted or re-advertised
                             link.closed.set()
+                            self.links.pop(link.device_id, None)
                             link.on_close("device restarted")
                         link = SerialLink(port, hello)
                         link.wake = readable.set
                         self.links[link.device_id] = link
                         assert self._on_link is not None
                         await self._on_link(link)
-                        port.write(slip_encode(struct.pack("<BH", K_LINK_UP, _FRAME_MAX)))
+                        port.write(_packet(SerialKind.LINK_UP, struct.pack("<H", SERIAL_LINK_MTU)))
+                    else:
+                        self._line_error(path, f"packet kind {kind}")
+                if dec.errors:
+                    self._line_error(path, f"{dec.errors} bad SLIP packets", dec.errors)
+                    dec.errors = 0
             reason = "closed by gateway"
         except (OSError, serial.SerialException) as exc:
             reason = f"port lost: {exc}"
-        except (ValueError, KeyError, TypeError) as exc:
-            reason = f"bad packet: {exc}"
-            log.warning("serial %s: %s", path, reason)
         finally:
             with contextlib.suppress(Exception):
                 loop.remove_reader(port.fileno())
             if link is not None:
-                self.links.pop(link.device_id, None)
+                if self.links.get(link.device_id) is link:
+                    del self.links[link.device_id]
                 link.closed.set()
                 link.on_close(reason)
+
+    def _line_error(self, path: str, what: str, n: int = 1) -> None:
+        if self.line_errors == 0:
+            log.warning("serial %s: dropped %s (further drops are counted, not logged)", path, what)
+        self.line_errors += n
