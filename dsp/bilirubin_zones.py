@@ -6,8 +6,15 @@ Two published references, both for newborns of 35 or more weeks' gestation:
   bilirubin for subsequent significant hyperbilirubinemia in healthy term and near-term newborns.
   Pediatrics 1999;103:6-14, Figure 2 (40th, 75th and 95th percentile tracks). The curves were
   read from the published figure every 4 h from 12 to 148 h; the digitisation used here is the
-  one published in the open-source Biligram tool (D. Rosenberg, js/biligram.js). The nomogram
-  is not defined before 12 h; after 148 h the last value is held.
+  one published in the open-source Biligram tool (D. Rosenberg, dmr001/biligram js/biligram.js).
+  Checked: the same 3 x 35 values appear in maulinpshah/biligram (src/js/biligram.js) and a
+  later Biligram build, which are copies of that one digitisation, not independent readings;
+  they agree with the values usually quoted from the figure (95th percentile about 8, 13, 16
+  and 17.5 mg/dL at 24, 48, 72 and 96 h; 40th percentile about 5 and 8.5 at 24 and 48 h). One
+  other implementation found (an uncited smooth curve, 95th percentile 10.0 at 24 h) departs
+  from the figure by up to 2 mg/dL and was not used. No value changed; not re-read from the
+  journal figure itself. The nomogram is not defined before 12 h; after 148 h the last value
+  is held.
 * Kemper AR, Newman TB, Slaughter JL, et al. Clinical Practice Guideline Revision: Management of
   Hyperbilirubinemia in the Newborn Infant 35 or More Weeks of Gestation. Pediatrics
   2022;150(3):e2022058859. Phototherapy thresholds: Figure 2 (no neurotoxicity risk factor other

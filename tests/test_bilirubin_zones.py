@@ -219,6 +219,18 @@ def test_bhutani_zones_around_the_percentile_tracks():
     assert bz.bhutani_zone(18.0, 400) == "high"
 
 
+def test_bhutani_tracks_are_ordered_and_match_the_figure():
+    p40, p75, p95 = (np.array(t) for t in (bz.BHUTANI_P40, bz.BHUTANI_P75, bz.BHUTANI_P95))
+    assert len(p40) == len(p75) == len(p95) == 35  # 12-148 h every 4 h
+    assert np.all(p40 < p75) and np.all(p75 < p95)
+    hours = bz.BHUTANI_START_HOUR + bz.BHUTANI_STEP_HOURS * np.arange(35)
+    # values usually quoted from Bhutani 1999 Figure 2 (read to about +-0.3 mg/dL)
+    for hour, quoted in ((24, 8.0), (48, 13.0), (72, 16.0), (96, 17.5)):
+        assert abs(np.interp(hour, hours, p95) - quoted) <= 0.3, hour
+    for hour, quoted in ((24, 5.0), (48, 8.5)):
+        assert abs(np.interp(hour, hours, p40) - quoted) <= 0.3, hour
+
+
 def test_rate_of_rise_uses_latest_earlier_reading():
     a = bz.assess_bilirubin(10.0, 30, 39, previous=[(10, 4.0), (20, 6.0), (40, 1.0)])
     assert a.rate_of_rise_mg_dl_per_h == pytest.approx(0.4)
