@@ -4,7 +4,8 @@ Each device is one MicroPython Unix-port process running firmware/<type>/main.py
 simulation HAL. Its "analogue front end" is its stdin: this module writes what the sensors
 would see (Doppler audio, PPG, battery voltage, contact, jaundice photodiode counts) in real
 time, as firmware/lib/sim_feed.py defines. Its radio is a socket to the gateway's simulated
-radio transport.
+radio transport, the simulated BLE stack talking to the virtual BlueZ, or a USB cable
+(`UsbCable`: pseudo-terminals the gateway's serial transport opens).
 """
 
 from __future__ import annotations
@@ -12,10 +13,12 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import os
 import secrets
 import shutil
 import struct
 import sys
+import tty
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -87,14 +90,102 @@ def ble_address(device_id: str) -> str:
     return "02" + hashlib.sha1(device_id.encode()).hexdigest()[:10].upper()
 
 
+class UsbCable:
+    """A USB cable between a virtual device and the gateway, which can be unplugged.
+
+    The device's end is a pseudo-terminal the firmware opens (`device_port`), like a board's
+    UART; the gateway's end is a second one, reached through the symlink `gateway_port` as a
+    real device is through /dev/serial/by-id. This process relays bytes between the two. A
+    pseudo-terminal cannot be unplugged and plugged back, so `unplug()` closes the gateway's
+    (its port hangs up, the link name goes) and `plug()` makes a fresh one under the same name;
+    while unplugged, what the device writes is lost, as on a cable with no host.
+    """
+
+    def __init__(self, workdir: Path) -> None:
+        self.gateway_port = workdir / "usb"
+        self._dev_master, self._dev_slave = _raw_pty()
+        self.device_port = os.ttyname(self._dev_slave)
+        self._gw: tuple[int, int] | None = None
+        self.overflows = 0  # writes dropped because the far side did not read
+        asyncio.get_running_loop().add_reader(self._dev_master, self._from_device)
+
+    @property
+    def plugged(self) -> bool:
+        return self._gw is not None
+
+    def plug(self) -> None:
+        if self._gw is not None:
+            return
+        self._gw = _raw_pty()
+        tmp = self.gateway_port.with_name(self.gateway_port.name + ".new")
+        tmp.unlink(missing_ok=True)
+        tmp.symlink_to(os.ttyname(self._gw[1]))
+        tmp.replace(self.gateway_port)
+        asyncio.get_running_loop().add_reader(self._gw[0], self._from_gateway)
+
+    def unplug(self) -> None:
+        if self._gw is None:
+            return
+        self.gateway_port.unlink(missing_ok=True)
+        asyncio.get_running_loop().remove_reader(self._gw[0])
+        for fd in self._gw:
+            os.close(fd)
+        self._gw = None
+
+    def noise(self, to_gateway: bytes = b"", to_device: bytes = b"") -> None:
+        """Bytes on the line that neither side sent (a glitch, a console message)."""
+        if to_gateway and self._gw is not None:
+            self._write(self._gw[0], to_gateway)
+        if to_device:
+            self._write(self._dev_master, to_device)
+
+    def close(self) -> None:
+        self.unplug()
+        asyncio.get_running_loop().remove_reader(self._dev_master)
+        os.close(self._dev_master)
+        os.close(self._dev_slave)
+
+    def _from_device(self) -> None:
+        try:
+            data = os.read(self._dev_master, 4096)
+        except BlockingIOError:
+            return
+        if self._gw is not None:
+            self._write(self._gw[0], data)
+
+    def _from_gateway(self) -> None:
+        assert self._gw is not None
+        try:
+            data = os.read(self._gw[0], 4096)
+        except BlockingIOError:
+            return
+        self._write(self._dev_master, data)
+
+    def _write(self, fd: int, data: bytes) -> None:
+        try:
+            os.write(fd, data)
+        except BlockingIOError:
+            self.overflows += 1
+
+
+def _raw_pty() -> tuple[int, int]:
+    """(master, slave) of a new pseudo-terminal: raw (every byte passes), master non-blocking.
+    Both ends stay open here so neither side ever reads a hang-up it did not ask for."""
+    master, slave = os.openpty()
+    tty.setraw(slave)
+    os.set_blocking(master, False)
+    return master, slave
+
+
 class VirtualDevice:
     def __init__(
         self, spec: DeviceSpec, radio: str, workdir: Path, radio_kind: str = "sim"
     ) -> None:
         self.spec = spec
         self.radio = radio  # "sim": the gateway's socket; "ble": the virtual BlueZ's socket
-        self.radio_kind = radio_kind
+        self.radio_kind = radio_kind  # "serial": a UsbCable, plugged in at start()
         self.dir = workdir / spec.device_id
+        self.usb: UsbCable | None = None
         self.proc: asyncio.subprocess.Process | None = None
         self._feeder: asyncio.Task | None = None
         self.on_skin = True
@@ -107,7 +198,7 @@ class VirtualDevice:
         s = {
             "id": self.spec.device_id,
             "name": self.spec.name or self.spec.device_id,
-            "radio": self.radio,
+            "radio": self.usb.device_port if self.usb else self.radio,
         }
         if self.spec.signed:
             s["key"] = self.key.hex()
@@ -126,12 +217,15 @@ class VirtualDevice:
 
     async def start(self) -> None:
         self.dir.mkdir(parents=True, exist_ok=True)
+        if self.radio_kind == "serial" and self.usb is None:
+            self.usb = UsbCable(self.dir)
+            self.usb.plug()
         settings = self.dir / "device.json"
         settings.write_text(json.dumps(self.settings()))
         main = FIRMWARE_DIR / self.spec.kind / "main.py"
-        heap = HEAP if self.radio_kind == "sim" else BLE_HEAP
+        heap = BLE_HEAP if self.radio_kind == "ble" else HEAP
         # BLE: firmware/lib/ble_boot.py loads the radio first, as a board has it frozen in flash
-        boot = [] if self.radio_kind == "sim" else [str(FIRMWARE_DIR / "lib" / "ble_boot.py")]
+        boot = [str(FIRMWARE_DIR / "lib" / "ble_boot.py")] if self.radio_kind == "ble" else []
         with open(self.dir / "console.log", "ab") as console:  # the board's serial console
             self.proc = await asyncio.create_subprocess_exec(
                 micropython_binary(), "-X", f"heapsize={heap}", *boot, str(main), str(settings),
@@ -151,6 +245,9 @@ class VirtualDevice:
             except (ConnectionError, TimeoutError, OSError):
                 self.proc.kill()
                 await self.proc.wait()
+        if self.usb:
+            self.usb.close()
+            self.usb = None
 
     async def press_button(self) -> None:
         """Press the device's button once (pairing)."""
@@ -279,7 +376,9 @@ class Fleet:
     """A set of virtual devices sharing one simulated radio address.
 
     radio_kind "sim" connects each firmware to the gateway's simulated radio transport; "ble"
-    runs the firmware's BLE GATT server (bluetooth_sim) against the virtual BlueZ at `radio`.
+    runs the firmware's BLE GATT server (bluetooth_sim) against the virtual BlueZ at `radio`;
+    "serial" plugs each into a UsbCable, whose gateway ends `serial_ports()` lists (`radio` is
+    then unused).
     """
 
     def __init__(
@@ -313,6 +412,10 @@ class Fleet:
 
     async def stop(self) -> None:
         await asyncio.gather(*(d.stop() for d in self.devices), return_exceptions=True)
+
+    def serial_ports(self) -> list[str]:
+        """Where the gateway's serial transport finds each device (radio_kind "serial")."""
+        return [str(d.dir / "usb") for d in self.devices]
 
     def alive(self) -> list[str]:
         return [d.spec.device_id for d in self.devices if d.proc and d.proc.returncode is None]

@@ -101,3 +101,76 @@ def test_device_on_a_pty_links_streams_takes_writes_and_unplugs():
     assert got == [_frame(i) for i in range(5)]
     assert writes == [_frame(100), _frame(101)]
     assert closed and closed[0] == "closed by gateway"
+
+
+def _until(cond, timeout_s: float):
+    """Wait for `cond()` on a loaded machine: polls, gives up after timeout_s."""
+
+    async def wait() -> bool:
+        loop = asyncio.get_running_loop()
+        end = loop.time() + timeout_s
+        while not cond():
+            if loop.time() > end:
+                return False
+            await asyncio.sleep(0.05)
+        return True
+
+    return wait()
+
+
+def test_real_firmware_on_a_cable_links_answers_survives_noise_and_replugs(tmp_path):
+    """The fetal monitor's firmware with radio_serial, through a UsbCable: HELLO -> link ->
+    frames; a control write is answered; garbage on the line both ways breaks nothing; unplugged
+    and plugged back, the device links again and its sequence numbers go on."""
+    from simulators.fleet import DeviceSpec, VirtualDevice
+
+    spec = DeviceSpec("fh-05", "fetal_heart", seed=3, signed=False)  # unsigned: plain writes
+    links: list = []
+    frames: list[p.Frame] = []
+    closed: list[str] = []
+
+    def on_frame(raw: bytes) -> None:
+        frames.append(p.decode_frame(raw))  # a FrameError here fails the test
+
+    async def on_link(link) -> None:
+        link.on_frame = on_frame
+        link.on_close = closed.append
+        links.append(link)
+
+    def doppler_seqs() -> list[int]:
+        return [f.seq for f in frames if f.stream == p.Stream.DOPPLER]
+
+    async def main() -> None:
+        dev = VirtualDevice(spec, "", tmp_path, radio_kind="serial")
+        t = SerialTransport([str(tmp_path / "fh-05" / "usb")])
+        await t.start(on_link)
+        await dev.start()
+        try:
+            assert await _until(lambda: len(doppler_seqs()) >= 5, 20), dev.console_lines()
+            link = links[0]
+            assert (link.device_id, link.device_type, link.att_mtu) == ("fh-05", 1, 512)
+            rid = 9
+            sync = p.Frame(p.Flag(0), 0, p.Stream.CONTROL, 0, 1, 0,
+                           p.control_payload(p.Op.TIME_SYNC, rid, p.time_sync_args(123)))  # fmt: skip
+            await link.write(p.encode_frame(sync))
+            assert await _until(lambda: any(f.stream == p.Stream.REPLY for f in frames), 10)
+
+            junk = bytes([p.SLIP_END, 7, 1, 2, p.SLIP_ESC, 0x55, p.SLIP_END]) + os.urandom(300)
+            dev.usb.noise(to_gateway=junk, to_device=junk + bytes([p.SLIP_END]))
+            n = len(frames)
+            assert await _until(lambda: len(frames) > n + 10, 10)
+            assert t.line_errors >= 1 and len(links) == 1 and not closed
+
+            before = max(doppler_seqs())
+            dev.usb.unplug()
+            assert await _until(lambda: closed, 10) and closed[0].startswith("port lost")
+            await asyncio.sleep(1.0)
+            dev.usb.plug()
+            assert await _until(lambda: len(links) == 2 and max(doppler_seqs()) > before, 15)
+            assert dev.proc is not None and dev.proc.returncode is None, dev.console_lines()
+            assert not [x for x in dev.console_lines() if "Traceback" in x]
+        finally:
+            await dev.stop()
+            await t.stop()
+
+    asyncio.run(main())

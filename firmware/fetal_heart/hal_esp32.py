@@ -1,13 +1,15 @@
 # ESP32 HAL of the fetal-heart monitor. The Doppler front end (2 MHz CW transducer, mixer,
 # audio band-pass) feeds an I2S ADC at 4 kHz, read by DMA; the maternal PPG (reflective
 # LED/photodiode) and the battery divider are read by the ESP32's own ADC on a 50 Hz timer;
-# the probe-contact sense is a GPIO. The radio is the BLE GATT server (radio_ble).
+# the probe-contact sense is a GPIO. The radio is the BLE GATT server (radio_ble), or with
+# radio_kind "serial" the USB cable (radio_serial).
 # Pins are those of the reference board (docs/ble.md); change them here and nowhere else.
 import asyncio
 import struct
 import time
 
 import machine
+import micropython
 from micropython import const
 
 from radio_ble import BleRadio
@@ -187,8 +189,22 @@ def on_skin():
     return _skin.value() == 0
 
 
+def _usb_port():
+    """The USB serial link: UART0 behind the board's USB bridge, shared with the console (the
+    gateway skips what is not a SLIP packet). Ctrl-C is data here, not an interrupt."""
+    import sys
+
+    micropython.kbd_intr(-1)
+    return sys.stdin.buffer, sys.stdout.buffer
+
+
 def make_radio(settings, adv):
-    _radio[0] = BleRadio(adv)
+    if settings.get("radio_kind") == "serial":  # wards without BLE: the device on a cable
+        from radio_serial import SerialRadio
+
+        _radio[0] = SerialRadio(_usb_port, adv)
+    else:
+        _radio[0] = BleRadio(adv)
     return _radio[0]
 
 

@@ -1,6 +1,7 @@
 # Simulation HAL of the fetal-heart monitor for the Unix port: the ADC, PPG front end, battery
 # gauge and probe-contact sense are fed by the simulator through sim_feed; the radio is a socket
-# (radio_sim) or the BLE GATT server on the simulated `bluetooth` module (radio_kind "ble").
+# (radio_sim), the BLE GATT server on the simulated `bluetooth` module (radio_kind "ble") or a
+# pseudo-terminal standing for the USB cable (radio_serial, radio_kind "serial").
 import asyncio
 import struct
 
@@ -122,7 +123,12 @@ def button():
 
 
 def make_radio(settings, adv):
-    _radio[0] = radio_sim.make_radio(settings, adv)
+    if settings.get("radio_kind") == "serial":  # a USB cable: settings["radio"] is the tty
+        import radio_serial
+
+        _radio[0] = radio_serial.SerialRadio(radio_serial.open_tty(settings["radio"]), adv)
+    else:
+        _radio[0] = radio_sim.make_radio(settings, adv)
     return _radio[0]
 
 

@@ -79,7 +79,12 @@ _radio = [None]
 
 
 def make_radio(settings, adv):
-    _radio[0] = radio_sim.make_radio(settings, adv)
+    if settings.get("radio_kind") == "serial":  # a USB cable: settings["radio"] is the tty
+        import radio_serial
+
+        _radio[0] = radio_serial.SerialRadio(radio_serial.open_tty(settings["radio"]), adv)
+    else:
+        _radio[0] = radio_sim.make_radio(settings, adv)
     return _radio[0]
 
 

@@ -94,6 +94,9 @@ def _packet(kind: SerialKind, body: bytes = b"") -> bytes:
     return slip_encode(bytes((kind,)) + body)
 
 
+_LINK_UP = _packet(SerialKind.LINK_UP, struct.pack("<H", SERIAL_LINK_MTU))
+
+
 def _parse_hello(body: bytes) -> dict:
     """The device's HELLO, checked like an advertisement; ValueError if it is not one."""
     hello = json.loads(body)
@@ -113,6 +116,7 @@ class SerialLink(DeviceLink):
         self.name = str(hello.get("name", ""))
         self.pairing = bool(hello.get("pairing"))  # the device's pairing window is open
         self.att_mtu = SERIAL_LINK_MTU
+        self.hello = b""  # as the device said it: said again, it is a repeat, not a restart
         self.closed = asyncio.Event()
         self.wake: Callable[[], None] = lambda: None
 
@@ -162,6 +166,7 @@ class SerialTransport(Transport):
                 continue
             backoff = 0.2
             try:
+                port.reset_input_buffer()  # said before anyone listened: WHO asks anew
                 await self._serve(path, port)
             finally:
                 port.close()
@@ -193,21 +198,25 @@ class SerialTransport(Transport):
                         if link is not None:
                             link.on_frame(body)
                     elif kind == SerialKind.HELLO:
+                        if link is not None and body == link.hello:  # it crossed our WHO
+                            port.write(_LINK_UP)
+                            continue
                         try:
                             hello = _parse_hello(body)
                         except ValueError as exc:  # JSONDecodeError and UnicodeError too
                             self._line_error(path, f"bad HELLO: {exc}")
                             continue
-                        if link is not None:  # the device rebooted or re-advertised
+                        if link is not None:  # the device restarted or re-advertised
                             link.closed.set()
                             self.links.pop(link.device_id, None)
                             link.on_close("device restarted")
                         link = SerialLink(port, hello)
+                        link.hello = body
                         link.wake = readable.set
                         self.links[link.device_id] = link
                         assert self._on_link is not None
                         await self._on_link(link)
-                        port.write(_packet(SerialKind.LINK_UP, struct.pack("<H", SERIAL_LINK_MTU)))
+                        port.write(_LINK_UP)
                     else:
                         self._line_error(path, f"packet kind {kind}")
                 if dec.errors:
