@@ -28,6 +28,10 @@ if [ "${1:-}" = "--system" ]; then
     command -v dbus-daemon >/dev/null || apt_install dbus
     command -v systemd-analyze >/dev/null || apt_install systemd
     command -v pdftoppm >/dev/null || apt_install poppler-utils
+    # debootstrap: the installer is tested in a clean Debian chroot; zbar-tools: the monitors'
+    # pairing labels are read back as a phone camera would.
+    command -v debootstrap >/dev/null || [ -x /usr/sbin/debootstrap ] || apt_install debootstrap
+    command -v zbarimg >/dev/null || apt_install zbar-tools
     # chromium: the nurse and mother pages are tested in a real headless browser (Playwright
     # drives Debian's build; it never downloads one); fonts-noto-cjk: the Chinese pages.
     command -v chromium >/dev/null || apt_install chromium

@@ -1,14 +1,20 @@
 #!/usr/bin/env bash
-# Install the perimon gateway on Raspberry Pi OS / Debian 12 (bookworm) as a systemd service:
+# Install the perimon gateway on Raspberry Pi OS / Debian 12 (bookworm) as a systemd service,
+# from this checkout (or a wheel built from it):
 #   sudo ./scripts/install-pi.sh
-# Code and its venv go to /opt/perimon, the configuration to /etc/perimon/perimon.toml (kept if
-# present), state (outbox, enrolment) to /var/lib/perimon, logs to the journal.
-# Options: --prefix DIR --config FILE --data DIR (for staging), --no-start.
+# The package and its dependencies (from PyPI) go to a venv in /opt/perimon/venv, the
+# configuration to /etc/perimon/perimon.toml (written once, kept afterwards), state (outbox,
+# enrolment list, nurse accounts) to /var/lib/perimon, owned by the service user perimon; logs
+# go to the journal. Safe to run again: it upgrades the package and the unit, keeps the
+# configuration and the data. docs/home.md, "Installing on a Raspberry Pi".
+# Options: --from WHEEL|DIR (what to install; default: this checkout), --prefix DIR,
+#   --config FILE, --data DIR, --no-start (install and enable, do not start now).
 set -euo pipefail
 src="$(cd "$(dirname "$0")/.." && pwd)"
-prefix=/opt/perimon config=/etc/perimon/perimon.toml data=/var/lib/perimon start=1
+prefix=/opt/perimon config=/etc/perimon/perimon.toml data=/var/lib/perimon start=1 from=""
 while [ $# -gt 0 ]; do
     case "$1" in
+        --from) from="$2"; shift 2 ;;
         --prefix) prefix="$2"; shift 2 ;;
         --config) config="$2"; shift 2 ;;
         --data) data="$2"; shift 2 ;;
@@ -17,32 +23,87 @@ while [ $# -gt 0 ]; do
     esac
 done
 [ "$(id -u)" -eq 0 ] || { echo "install-pi: run as root (sudo $0)" >&2; exit 1; }
+say() { echo "install-pi: $*"; }
 
-apt-get update -qq
-DEBIAN_FRONTEND=noninteractive apt-get install -y -qq python3-venv bluez >/dev/null
-id perimon >/dev/null 2>&1 || useradd --system --home-dir "$data" --shell /usr/sbin/nologin perimon
-getent group bluetooth >/dev/null && usermod -aG bluetooth perimon || true
-getent group dialout >/dev/null && usermod -aG dialout perimon || true
-
-mkdir -p "$prefix" "$(dirname "$config")" "$data"
-cp -r "$src/." "$prefix/" 2>/dev/null || true
-rm -rf "$prefix/.venv"
-python3 -m venv "$prefix/.venv"
-"$prefix/.venv/bin/pip" install -q --disable-pip-version-check "$prefix"
-if [ ! -f "$config" ]; then
-    sed -e "s|^data_dir = .*|data_dir = \"$data\"|" "$src/docs/perimon.example.toml" \
-        | sed -e '/^\[devices\./,$d' > "$config"
-    echo "install-pi: wrote $config: set [gateway] id and [mqtt] before starting"
+# Debian packages: only what is missing (a second run needs no network for these).
+missing=()
+for p in python3-venv bluez; do
+    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "ok installed" || missing+=("$p")
+done
+if [ ${#missing[@]} -gt 0 ]; then
+    say "installing Debian packages: ${missing[*]}"
+    apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
 fi
-chown -R perimon:perimon "$data"
-chmod 640 "$config"; chgrp perimon "$config"
 
+# The service user: no login, no home of its own beyond the data directory.
+if ! id -u perimon >/dev/null 2>&1; then
+    useradd --system --user-group --home-dir "$data" --no-create-home \
+        --shell /usr/sbin/nologin perimon
+    say "created the service user perimon"
+fi
+for g in bluetooth dialout; do  # BlueZ's D-Bus policy; USB serial devices
+    if getent group "$g" >/dev/null && ! id -nG perimon | tr ' ' '\n' | grep -qx "$g"; then
+        usermod -aG "$g" perimon
+    fi
+done
+
+# The code: a venv with the package and its pinned dependencies. From a checkout, pip builds
+# the wheel in a copy, so the checkout gets no root-owned build files.
+mkdir -p "$prefix"
+[ -x "$prefix/venv/bin/python" ] || python3 -m venv "$prefix/venv"
+work="$(mktemp -d)"
+trap 'rm -rf "$work"' EXIT
+if [ -z "$from" ]; then
+    tar -C "$src" --exclude=__pycache__ -cf - pyproject.toml README.md gateway dsp simulators \
+        | tar -C "$work" -xf -
+    from="$work"
+fi
+pip=("$prefix/venv/bin/python" -m pip -q --disable-pip-version-check)
+if [ -d "$from" ]; then
+    "${pip[@]}" wheel --no-deps -w "$work/dist" "$from"
+    from="$(ls "$work"/dist/perimon-*.whl)"
+fi
+say "installing $(basename "$from") into $prefix/venv (dependencies from PyPI)"
+"${pip[@]}" install "$from"  # the pinned dependencies, when missing
+"${pip[@]}" install --force-reinstall --no-deps "$from"  # this build, even at the same version
+mkdir -p "$prefix/docs"
+cp "$src/README.md" "$prefix/"
+cp "$src"/docs/*.md "$src/docs/perimon.example.toml" "$prefix/docs/"
+
+# Configuration: written once from the documented example; kept on later runs.
+mkdir -p "$(dirname "$config")" "$data"
+if [ ! -f "$config" ]; then
+    sed -e "s|^data_dir = .*|data_dir = \"$data\"|" \
+        -e 's|^transport = "sim" |transport = "ble"  |' \
+        -e '/^\[web\]/,/^$/s|^enabled = false|enabled = true |' \
+        -e '/^\[web\]/,/^$/s|^listen = "127.0.0.1:8080" |listen = "0.0.0.0:8080"   |' \
+        -e '/^# Per device, set by/,$d' \
+        "$src/docs/perimon.example.toml" > "$config.new"
+    mv "$config.new" "$config"
+    say "wrote $config: set [gateway] id and [mqtt] before starting"
+fi
+chown root:perimon "$config"
+chmod 640 "$config"
+chown -R perimon:perimon "$data"
+chmod 750 "$data"
+
+# The service: installed, enabled at boot, (re)started when systemd runs here.
 unit=/etc/systemd/system/perimon-gateway.service
 sed -e "s|@PREFIX@|$prefix|g" -e "s|@CONFIG@|$config|g" -e "s|@DATA@|$data|g" \
-    "$src/deploy/systemd/perimon-gateway.service.in" > "$unit"
-systemctl daemon-reload
-systemctl enable perimon-gateway.service
-if [ "$start" -eq 1 ]; then
-    systemctl restart perimon-gateway.service
-    echo "install-pi: started; follow it with: journalctl -fu perimon-gateway"
+    "$src/deploy/systemd/perimon-gateway.service.in" > "$unit.new"
+mv "$unit.new" "$unit"
+chmod 644 "$unit"
+systemctl enable perimon-gateway.service 2>&1 | grep -v "^Created symlink" || true
+[ -L /etc/systemd/system/multi-user.target.wants/perimon-gateway.service ] \
+    || { echo "install-pi: enabling the service failed" >&2; exit 1; }
+if [ -d /run/systemd/system ]; then
+    systemctl daemon-reload
+    if [ "$start" -eq 1 ]; then
+        systemctl restart perimon-gateway.service
+        say "started; follow it with: journalctl -fu perimon-gateway"
+    fi
+else
+    say "systemd is not running here: the service starts at the next boot"
 fi
+say "done: $("$prefix/venv/bin/perimon" --help >/dev/null && echo "$prefix/venv/bin/perimon")"

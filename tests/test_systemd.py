@@ -19,8 +19,11 @@ REPO = Path(__file__).resolve().parents[1]
 
 def render_unit(tmp_path: Path) -> Path:
     text = (REPO / "deploy" / "systemd" / "perimon-gateway.service.in").read_text()
+    prefix = tmp_path / "opt"  # as scripts/install-pi.sh lays it out: PREFIX/venv
+    prefix.mkdir()
+    (prefix / "venv").symlink_to(Path(sys.executable).parents[1])
     text = (
-        text.replace("@PREFIX@", str(REPO))
+        text.replace("@PREFIX@", str(prefix))
         .replace("@CONFIG@", str(REPO / "docs" / "perimon.example.toml"))
         .replace("@DATA@", str(tmp_path))
     )
