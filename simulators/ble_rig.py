@@ -31,6 +31,21 @@ def bluez_address(device_id: str) -> str:
     return ":".join(a[i : i + 2] for i in range(0, 12, 2))
 
 
+def _forget_bleak_bus() -> None:
+    """Close bleak's connection to our private bus before the bus goes away.
+
+    bleak keeps one BlueZ manager (and its D-Bus connection) per event loop for the life of
+    the process; on a Pi the system bus outlives it, here the bus is stopped after each run,
+    and the orphaned reader would report EOF errors long after the run ended.
+    """
+    from bleak.backends.bluezdbus import manager
+
+    m = manager._global_instances.pop(asyncio.get_running_loop(), None)
+    bus = getattr(m, "_bus", None)
+    if bus is not None:
+        bus.disconnect()
+
+
 class BleRig:
     """Start with `async with`; everything it started is stopped on the way out.
 
@@ -108,6 +123,7 @@ class BleRig:
             await self._gw_task
         if self.ctl is not None:
             self.ctl.close()
+        _forget_bleak_bus()
         if self.vb is not None:
             self.vb.stop()
         if self.bus is not None:
