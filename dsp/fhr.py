@@ -10,10 +10,12 @@ Physiol Meas 2019). On top of the classic chain:
 - halving/doubling: the strongest autocorrelation peak L is replaced by L/2 or L/3 only if
   the autocorrelation is as high at the multiples of L/k as at those of L;
 - probe displacement: a weak periodicity gives no estimate (quality 0);
-- maternal vessel pulses: long, low-shift pulses give broad autocorrelation peaks and
-  carry their periodicity in the low band; such windows are withheld, and when a maternal
-  rate is given, points within 5 bpm of it are flagged `maternal` and withheld (the
-  manufacturers' cross-channel coincidence check);
+- maternal vessel pulses: a maternal arterial flow wave is long (~0.2-0.3 s) and gives a
+  broad autocorrelation peak; such windows are withheld. When a maternal rate is given,
+  points within 5 bpm of it are flagged `maternal` and withheld (the manufacturers'
+  cross-channel coincidence check), unless the trace reached the maternal rate
+  continuously from a clearly different rate and has not stayed there for 30 s (a fetal
+  deceleration or acceleration passing through the maternal rate);
 - a causal rate tracker: the FHR does not jump by more than 25 bpm between 0.25 s points,
   so a jump is withheld (or, for a halving slip, replaced by the supported sub-multiple
   that continues the rhythm) until the new rate has persisted for 2 s.
@@ -39,7 +41,7 @@ MIN_WINDOW_S = 2.5  # shortest (truncated) window at the ends of a recording
 ENVELOPE_RATE_HZ = 200.0  # nominal envelope rate (hop ~5 ms)
 ENVELOPE_SMOOTH_S = 0.02  # Hann smoothing of the envelope (~20 Hz low-pass)
 FETAL_BAND_HZ = (150.0, 600.0)  # valve and fast wall Doppler shifts at 2 MHz
-LOW_BAND_HZ = (25.0, 150.0)  # slow wall and maternal vessel shifts
+BROADBAND_MIN_HZ = 25.0  # lower edge of the broadband level (movement detection)
 FHR_RANGE_BPM = (50.0, 240.0)  # physiological search range
 MIN_ACF = 0.30  # periodicity below which there is no estimate (noise ACF ~0.2 peak)
 MIN_ACF_TRACKED = 0.25  # ... unless it continues the tracked rhythm within CONSISTENT_BPM
@@ -49,12 +51,11 @@ SUBMULTIPLE_RATIO = 0.80  # L/k is the period if its extra multiples are this st
 HIGH_RATE_BPM = 200.0
 HIGH_RATE_RATIO = 0.95
 COMB_SPAN = 0.6  # multiples are checked up to this fraction of the window
-MAX_PEAK_HALF_WIDTH_S = 0.08  # broader periodic pulses are maternal vessel pulses
-# Maternal vessel signature: the low band (25-150 Hz) carries more energy than the fetal
-# band and carries the same periodicity.
-MATERNAL_BAND_RATIO = 0.75  # fetal-band / low-band energy below this: low band dominates
-MATERNAL_ACF_SHARE = 0.7  # low-band autocorrelation at the period >= this x fetal-band peak
-LOW_BAND_LEAD = 1.2  # or the periodicity is clearly stronger in the low band than the fetal
+# Pulse width: fetal valve and wall events last ~20-110 ms (isovolumic times ~30-40 ms,
+# atrial and ventricular wall motion ~70-110 ms), while a maternal arterial pulse is a
+# systolic flow wave ~0.2-0.3 s long. The autocorrelation peak of a train of pulses of
+# duration D has a half-width of about D/2, so 80 ms lies between the two.
+MAX_PEAK_HALF_WIDTH_S = 0.08
 # Rate tracker.
 MAX_STEP_BPM = 25.0  # largest plausible change between consecutive 0.25 s points
 CONSISTENT_BPM = 10.0  # successive raw estimates this close belong to the same rhythm
@@ -69,7 +70,19 @@ MOVEMENT_FACTOR = (
     10.0  # broadband level x background (75th centile) above which a frame is artefact
 )
 MAX_ARTEFACT_FRACTION = 0.35
-MATERNAL_TOLERANCE_BPM = 5.0  # coincidence with the maternal rate
+# Coincidence with the maternal rate: within 5 bpm (the ambiguity criterion of Pinto et
+# al., BMC Pregnancy Childbirth 2015;15:301).
+MATERNAL_TOLERANCE_BPM = 5.0
+# A trace that reached the maternal rate continuously (steps <= MAX_STEP_BPM, no gap over
+# TRACK_GAP_S) from a clearly different rate (> 2x tolerance for >= 1 s) is a fetal rate
+# passing through the maternal one, and is shown while the coincidence lasts at most
+# CROSSING_S: twice the 15 s minimum duration of a FIGO (2015) deceleration, so that a
+# deceleration or acceleration passing through the maternal rate is shown while a trace
+# that stays on it (a switch to the maternal signal can be seamless: SOGC guideline on
+# maternal heart rate artefact, J Obstet Gynaecol Can 2022) is not. A judgement, not fitted.
+CROSSING_S = 30.0
+DISTINCT_POINTS = 4  # 1 s of clearly different rate
+CROSSING_STEP_BPM = 5.0  # largest step between 0.25 s points within such a run
 MATERNAL_WAIT_S = 5.0  # how long a point waits for the maternal channel in streaming
 REFERENCE_S = 20.0  # history for the background level
 MIN_FS_HZ, MAX_FS_HZ = 1000.0, 16000.0
@@ -164,14 +177,9 @@ class FhrStream:
         self._env_fs = fs / self._hop
         freqs = np.fft.rfftfreq(self._frame, 1.0 / fs)
         hi = min(FETAL_BAND_HZ[1], 0.45 * fs)
-        # Band membership of the spectral bins: fetal, low, broadband.
+        # Band membership of the spectral bins: fetal, broadband.
         self._bands = np.stack(
-            [
-                (freqs >= FETAL_BAND_HZ[0]) & (freqs <= hi),
-                (freqs >= LOW_BAND_HZ[0]) & (freqs < LOW_BAND_HZ[1]),
-                freqs >= LOW_BAND_HZ[0],
-            ],
-            axis=1,
+            [(freqs >= FETAL_BAND_HZ[0]) & (freqs <= hi), freqs >= BROADBAND_MIN_HZ], axis=1
         ).astype(float)
         self._win = np.hanning(self._frame + 2)[1:-1]
         k = max(3, int(round(ENVELOPE_SMOOTH_S * self._env_fs)) | 1)
@@ -187,9 +195,9 @@ class FhrStream:
         # State.
         self._audio_parts: list[np.ndarray] = []  # audio not yet framed (incl. frame overlap)
         self._n_audio = 0  # samples fed so far
-        # Band envelopes (rows: fetal, low, broadband) of frames _env_start.. in
+        # Band envelopes (rows: fetal, broadband) of frames _env_start.. in
         # _env[:, _off : _off + _len]; the buffer is reused, not reallocated per chunk.
-        self._env = np.zeros((3, 0))
+        self._env = np.zeros((2, 0))
         self._off = 0
         self._len = 0
         self._env_start = 0  # frame index of the first kept frame
@@ -199,6 +207,12 @@ class FhrStream:
         self._mhr_bpm = np.zeros(0)
         self._maternal_seen = False
         self._pending: list[FhrPoints] = []
+        # Coincidence check (causal): the continuous run of the trace and its history.
+        self._run_t = -np.inf  # time and rate of the last finite point before the check
+        self._run_bpm = np.nan
+        self._run_distinct = 0  # longest stretch of points clearly off the maternal rate
+        self._run_n_off = 0  # current stretch
+        self._run_since = np.nan  # start of the current coincidence
         # Rate tracker (causal): last accepted rate and time, and a challenger rate.
         self._trk_bpm = np.nan
         self._trk_t = -np.inf
@@ -314,13 +328,13 @@ class FhrStream:
             self._env_start += drop
 
     def _store(self, b: np.ndarray) -> None:
-        """Append envelope columns b (3, n), compacting or growing the buffer as needed."""
+        """Append envelope columns b (2, n), compacting or growing the buffer as needed."""
         n = b.shape[1]
         if self._off + self._len + n > self._env.shape[1]:
             cap = max(2 * (self._len + n), 4 * self._ref_frames)
             live = self._env[:, self._off : self._off + self._len]
             if cap > self._env.shape[1] or self._len + n > self._env.shape[1]:
-                new = np.empty((3, cap))
+                new = np.empty((2, cap))
                 new[:, : self._len] = live
                 self._env = new
             else:
@@ -332,12 +346,11 @@ class FhrStream:
     def _estimate_rows(self, lo: np.ndarray, width: int, est: _Estimates, rows: np.ndarray):
         """Raw estimates for windows [lo, lo + width) of the envelopes, all at once."""
         s = self._env_start - self._off  # buffer column of frame f is f - s
-        all_env = self._env[2]
+        all_env = self._env[1]
         if lo.size == 1:
-            env, low, broad = self._env[:, None, lo[0] - s : lo[0] - s + width].copy()
+            env, broad = self._env[:, None, lo[0] - s : lo[0] - s + width].copy()
         else:
             env = _windows(self._env[0], lo - s, width)
-            low = _windows(self._env[1], lo - s, width)
             broad = _windows(all_env, lo - s, width)
         n = lo.size
         # Background level: 75th centile of the broadband level over the last 20 s.
@@ -358,13 +371,9 @@ class FhrStream:
             for i in np.flatnonzero(art.any(axis=1) & (frac <= MAX_ARTEFACT_FRACTION)):
                 m = art[i]
                 env[i, m] = np.median(env[i, ~m])
-                low[i, m] = np.median(low[i, ~m])
         else:
             frac = np.zeros(n)
         ok &= frac <= MAX_ARTEFACT_FRACTION
-        # Fetal-band over low-band energy: which band the Doppler signal lives in.
-        e_low = np.einsum("ij,ij->i", low, low)
-        band_ratio = np.einsum("ij,ij->i", env, env) / np.maximum(e_low, 1e-300)
         n_lags = min(int(COMB_SPAN * width) + 4, width)
         acf, flat = self._autocorr_rows(env, n_lags)
         ok &= ~flat
@@ -376,20 +385,8 @@ class FhrStream:
             return
         lag_i = np.where(ok, np.rint(np.where(ok, lag, 0.0)), self._lag_min).astype(int)
         half_w = _half_widths(acf, lag_i) / self._env_fs
-        # Low band periodicity at the chosen period.
-        xl = low - low.sum(axis=1, keepdims=True) * (1.0 / width)
-        e_l = np.einsum("ij,ij->i", xl, xl)
-        low_acf = np.zeros(n)
-        for i in np.flatnonzero(ok & (e_l > 0)):
-            li = lag_i[i]
-            low_acf[i] = np.dot(xl[i, :-li], xl[i, li:]) / e_l[i]
-        # Maternal vessel signature: long pulses, or a periodicity carried by the low band
-        # when the low band dominates.
-        maternal_like = (
-            (half_w > MAX_PEAK_HALF_WIDTH_S)
-            | ((band_ratio < MATERNAL_BAND_RATIO) & (low_acf >= MATERNAL_ACF_SHARE * peak))
-            | (low_acf >= LOW_BAND_LEAD * peak)
-        )
+        # Maternal vessel signature: a broad periodic pulse (arterial flow wave).
+        maternal_like = half_w > MAX_PEAK_HALF_WIDTH_S
         good = ok & (peak >= MIN_ACF_TRACKED) & ~maternal_like
         est.tracked_only[rows] = peak < MIN_ACF
         quality = np.minimum(np.maximum((peak - 0.2) / 0.5, 0.0), 1.0) * (1.0 - frac)
@@ -578,10 +575,42 @@ class FhrStream:
         rest = FhrPoints(pend.t_s[n:], pend.fhr_bpm[n:], pend.quality[n:], pend.maternal[n:])
         self._pending = [rest] if rest.t_s.size else []
         if out.t_s.size and self._mhr_t.size:
-            mat = maternal_coincidence(out.t_s, out.fhr_bpm, self._mhr_t, self._mhr_bpm)
+            args = (out.t_s, out.fhr_bpm, self._mhr_t, self._mhr_bpm)
+            near = maternal_coincidence(*args)
+            known = maternal_coincidence(*args, np.inf)  # a maternal rate within 2 s
+            far = known & ~maternal_coincidence(*args, 2 * MATERNAL_TOLERANCE_BPM)
+            mat = self._coincidence_run(out.t_s, out.fhr_bpm, near, far)
             fhr = np.where(mat, np.nan, out.fhr_bpm)
             out = FhrPoints(out.t_s, fhr, np.where(mat, 0.0, out.quality), mat)
         return out
+
+    def _coincidence_run(
+        self, t: np.ndarray, fhr: np.ndarray, near: np.ndarray, far: np.ndarray
+    ) -> np.ndarray:
+        """Which points near the maternal rate are withheld: all of them, except where the
+        trace came continuously from a clearly different rate and has coincided for at
+        most CROSSING_S (a fetal rate passing through the maternal one)."""
+        withhold = np.zeros(t.size, dtype=bool)
+        for i in range(t.size):
+            r, ti = float(fhr[i]), float(t[i])
+            if not math.isfinite(r):
+                continue
+            if ti - self._run_t > TRACK_GAP_S or abs(r - self._run_bpm) > CROSSING_STEP_BPM:
+                self._run_distinct = self._run_n_off = 0  # a new run: no history
+                self._run_since = np.nan
+            self._run_t, self._run_bpm = ti, r
+            if far[i]:
+                self._run_n_off += 1
+                self._run_distinct = max(self._run_distinct, self._run_n_off)
+                self._run_since = np.nan
+                continue
+            self._run_n_off = 0
+            if near[i]:
+                if not math.isfinite(self._run_since):
+                    self._run_since = ti
+                crossing = self._run_distinct >= DISTINCT_POINTS
+                withhold[i] = not crossing or ti - self._run_since > CROSSING_S
+        return withhold
 
 
 class _Estimates:

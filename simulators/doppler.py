@@ -6,8 +6,11 @@ f_d = 2 f0 v cos(theta) / c, so at f0 = 2 MHz a heart wall moving at 2-8 cm/s gi
 produces several short bursts of band-limited noise (atrial and ventricular wall motion,
 AV and semilunar valve closure and opening) whose timing follows the systolic time
 intervals, with beat-to-beat jitter in timing and strength. The probe usually also hears
-maternal vessels: longer, lower-shift pulses at the maternal rate. Fetal movement gives
-loud broadband bursts lasting seconds, and probe displacement fades the fetal signal
+maternal arterial blood flow (uterine and placental-bed arteries): a continuous noise whose
+spectrum reaches up to the Doppler shift of the fastest blood, hundreds of Hz in diastole
+and up to ~2 kHz at the systolic peak, so its pitch (not so much its loudness) pulses at
+the maternal rate; with it a weaker low-shift thump of the vessel wall. Fetal movement
+gives loud broadband bursts lasting seconds, and probe displacement fades the fetal signal
 (sometimes onto a maternal vessel). White noise is added at a chosen SNR, defined as fetal
 Doppler power over noise power across the full audio band, measured where the fetal
 signal is not faded.
@@ -28,13 +31,38 @@ from simulators.looping import render_looped
 
 FS_TRACE_HZ = 4.0  # CTG standard point rate
 
-# Doppler-shift bands of the sources (Hz), from f_d = 2 f0 v / c at f0 = 2 MHz.
+# Doppler equation f_d = 2 f0 v cos(theta) / c (e.g. Hoskins, Martin & Thrush, Diagnostic
+# Ultrasound: Physics and Equipment, 3rd ed. 2019, ch. 10), c = 1540 m/s in soft tissue:
+# at f0 = 2 MHz, 1 cm/s along the beam gives ~26 Hz.
+PROBE_HZ = 2.0e6
+SOUND_SPEED_M_S = 1540.0
+HZ_PER_M_S = 2.0 * PROBE_HZ / SOUND_SPEED_M_S
+# Doppler-shift bands of the sources (Hz).
 _BANDS_HZ = {
-    "wall": (60.0, 250.0),  # myocardial wall, 2-6 cm/s
-    "valve": (200.0, 900.0),  # valve leaflets, 10-35 cm/s
-    "maternal": (25.0, 150.0),  # maternal vessel wall / slow flow
+    # Fetal myocardial tissue velocities are ~3-10 cm/s peak (fetal tissue Doppler, e.g.
+    # Comas et al., Ultrasound Obstet Gynecol 2011;37:57-64): ~60-250 Hz.
+    "wall": (60.0, 250.0),
+    # Valve leaflets move faster (~10-35 cm/s; less well documented): ~200-900 Hz.
+    "valve": (200.0, 900.0),
+    # Maternal arterial wall and surrounding tissue: slow (mm/s to ~cm/s), low shifts.
+    "maternal": (25.0, 150.0),
     "movement": (15.0, 1200.0),  # fetal body and limb movement, broadband
 }
+# Maternal arterial flow heard by the probe (uterine and placental-bed arteries, third
+# trimester). Peak systolic velocity of the order of 40-100 cm/s (Joern et al., Ultrasound
+# Med Biol 1996;22:823-835; Bower et al., Ultrasound Obstet Gynecol 1992;2:261-265).
+# End-diastolic velocity is more than half the systolic in normal pregnancy (Trudinger et
+# al., Br J Obstet Gynaecol 1985;92:39-45, with a CW Doppler); lower ratios (higher
+# resistance: complicated pregnancy, iliac branches) are included.
+_ARTERY_PSV_M_S = (0.4, 1.0)
+_ARTERY_DIASTOLIC_RATIO = (0.3, 0.7)
+_ARTERY_ANGLE_DEG = (20.0, 70.0)  # beam-to-vessel angle: unknown, wide range
+_SYSTOLE_PEAK_S = 0.08  # flow peaks ~80 ms after the pulse arrives, decays over ~0.2 s
+_PULSE_ARRIVAL_S = 0.27  # R wave to pulse arrival at the pelvic arteries (approximate)
+_FLOW_BAND_STEP_HZ = 100.0  # the flow spectrum is built from sub-bands this wide
+_FLOW_MIN_HZ = 25.0
+_WALL_DB = (-10.0, -3.0)  # vessel-wall thump relative to the flow (after the probe's
+# wall filter; not well documented, so a wide range)
 # Fetal events per beat: (name, class, offset from AV closure in s, plus this many ejection
 # times, duration in s). Isovolumic contraction ~35 ms, relaxation ~40 ms; the ejection
 # time (~0.18 s at 140 bpm) scales with the square root of the beat interval.
@@ -126,6 +154,60 @@ class _EventRenderer:
             a, b = max(s, n0), min(s + L, n1)
             out[a - n0 : b - n0] += self.amp[i] * burst[a - s : b - s]
         return out
+
+
+class _ArterialFlow:
+    """Maternal arterial flow: noise with a flat spectrum from ~0 up to the Doppler shift of
+    the fastest blood (parabolic flow insonated whole has a near-uniform velocity
+    distribution), whose upper edge follows the arterial velocity waveform. The power of
+    the blood signal is set by the volume of blood in the beam, not by its speed, so the
+    total power is constant over the cycle and only its distribution over frequency moves:
+    in systole the spectrum spreads up to the peak shift."""
+
+    def __init__(self, fs_hz: int, rng: np.random.Generator, beats: np.ndarray) -> None:
+        self.fs = fs_hz
+        cos = np.cos(np.radians(rng.uniform(*_ARTERY_ANGLE_DEG)))
+        self.f_peak = rng.uniform(*_ARTERY_PSV_M_S) * cos * HZ_PER_M_S
+        self.diastolic = rng.uniform(*_ARTERY_DIASTOLIC_RATIO)
+        self.beats = np.sort(beats) + _PULSE_ARRIVAL_S
+        top = min(max(self.f_peak, 2 * _FLOW_BAND_STEP_HZ), 0.45 * fs_hz)
+        self.edges = np.arange(_FLOW_MIN_HZ, top + _FLOW_BAND_STEP_HZ, _FLOW_BAND_STEP_HZ)
+        n = int(_TEMPLATE_S * fs_hz)
+        bank = []
+        for lo, hi in zip(self.edges[:-1], self.edges[1:], strict=True):
+            sos = signal.butter(
+                4, [lo, min(hi, 0.49 * fs_hz)], btype="bandpass", fs=fs_hz, output="sos"
+            )
+            y = signal.sosfilt(sos, rng.standard_normal(n + 2000))[2000:]
+            bank.append(y / np.std(y))
+        self.bank = np.array(bank)
+        self.gain_4hz = np.ones(1)
+        self.scale = 1.0
+
+    def max_shift_hz(self, t: np.ndarray) -> np.ndarray:
+        """Doppler shift of the fastest blood at times t (s)."""
+        pulse = np.zeros(t.size)
+        if t.size == 0:
+            return pulse
+        lo = np.searchsorted(self.beats, t[0] - 1.0)
+        hi = np.searchsorted(self.beats, t[-1])
+        for b in self.beats[lo:hi]:
+            a, z = np.searchsorted(t, [b, b + 1.0])
+            x = (t[a:z] - b) / _SYSTOLE_PEAK_S
+            pulse[a:z] = np.maximum(pulse[a:z], x * x * np.exp(2.0 * (1.0 - x)))
+        return self.f_peak * (self.diastolic + (1.0 - self.diastolic) * pulse)
+
+    def render(self, n0: int, n1: int) -> np.ndarray:
+        t = np.arange(n0, n1) / self.fs
+        fmax = np.maximum(self.max_shift_hz(t), self.edges[1])
+        idx = np.arange(n0, n1) % self.bank.shape[1]
+        out = np.zeros(n1 - n0)
+        for k in range(self.edges.size - 1):
+            share = np.clip(fmax - self.edges[k], 0.0, _FLOW_BAND_STEP_HZ) / fmax
+            if share.any():
+                out += np.sqrt(share) * self.bank[k, idx]
+        g = np.interp(t, (np.arange(self.gain_4hz.size) + 1) / FS_TRACE_HZ, self.gain_4hz)
+        return self.scale * g * out
 
 
 def _window(shape: str, n: int) -> np.ndarray:
@@ -227,12 +309,16 @@ class _Scene:
             d = dur * rng.uniform(0.8, 1.2, t.size)
             add(t, d, cls, amp, "hann")
         self.fetal_classes = {"wall", "valve"}
+        self.flow: _ArterialFlow | None = None
         if self.mhr is not None and maternal_db > -90:
-            mbeats = beat_times(self.mhr, rng, 0.01) + 0.15
+            mbeats = beat_times(self.mhr, rng, 0.01)
+            self.flow = _ArterialFlow(self.fs, rng, mbeats)
+            self.flow.gain_4hz = maternal_gain
             mbeats = mbeats[(mbeats > 0) & (mbeats < self.n_samples / fs_hz)]
             mrr = 60.0 / at(self.mhr, mbeats)
-            amp = at(maternal_gain, mbeats) * rng.lognormal(0, 0.15, mbeats.size)
-            add(mbeats + 0.12, 0.3 * np.sqrt(mrr / 0.8), "maternal", amp, "pulse")
+            wall = 10 ** (rng.uniform(*_WALL_DB) / 20.0)
+            amp = wall * at(maternal_gain, mbeats) * rng.lognormal(0, 0.15, mbeats.size)
+            add(mbeats + _PULSE_ARRIVAL_S, 0.3 * np.sqrt(mrr / 0.8), "maternal", amp, "pulse")
         self.movement = np.zeros(self.n_points, dtype=bool)
         n_mov = rng.poisson(movements_per_10min * self.n_points / 2400.0)
         if n_mov:
@@ -255,14 +341,21 @@ class _Scene:
         fetal = self.renderer.render(0, seg, self.fetal_classes)[: sel.size]
         self.fetal_rms = max(float(np.sqrt(np.mean(fetal[sel] ** 2))), 1e-9)
         maternal = self.renderer.render(0, seg, {"maternal"})[: sel.size]
+        if self.flow is not None:
+            maternal = maternal + self.flow.render(0, seg)[: sel.size]
         m_rms = float(np.sqrt(np.mean(maternal[sel] ** 2)))
         if m_rms > 0:
             scale = self.fetal_rms * 10 ** (maternal_db / 20.0) / m_rms
             is_m = np.array([c == "maternal" for c in self.renderer.cls])
             self.renderer.amp[is_m] *= scale
+            if self.flow is not None:
+                self.flow.scale = scale
 
     def render(self, n0: int, n1: int) -> np.ndarray:
-        return self.renderer.render(n0, n1) / self.fetal_rms
+        out = self.renderer.render(n0, n1)
+        if self.flow is not None:
+            out += self.flow.render(n0, n1)
+        return out / self.fetal_rms
 
 
 def synthesize_doppler(
@@ -277,8 +370,9 @@ def synthesize_doppler(
 ) -> DopplerScene:
     """Doppler audio for a whole 4 Hz FHR trace, with its ground truth.
 
-    `maternal_db` is the maternal vessel signal power relative to the fetal Doppler power
-    (the pulses grow by up to +10 dB while the probe is displaced off the fetal heart).
+    `maternal_db` is the maternal vessel signal power (arterial flow and wall) relative to
+    the fetal Doppler power; it grows by up to +10 dB while the probe is displaced off the
+    fetal heart.
     """
     scene = _Scene(
         fhr_bpm_4hz,
