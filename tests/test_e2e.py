@@ -1,10 +1,13 @@
-"""End to end: real firmware under MicroPython -> simulated radio -> gateway -> Mosquitto ->
-a subscriber, checking device ids, values and the absence of gaps."""
+"""End to end: real firmware under MicroPython -> a transport -> gateway -> Mosquitto -> a
+subscriber, checking device ids, values and the absence of gaps. The chain runs over each
+transport: the simulated radio ("sim"), a USB cable made of pseudo-terminals ("serial") and
+BLE through the virtual BlueZ ("ble", simulators/ble_rig.py)."""
 
 from __future__ import annotations
 
 import asyncio
 import json
+import os
 import threading
 from datetime import UTC, datetime, timedelta
 
@@ -48,26 +51,41 @@ class Collector:
         self.client.loop_stop()
 
 
-def run_chain(broker, tmp_path, specs, seconds, during=None, **processing):
-    radio = f"127.0.0.1:{free_port()}"
+TRANSPORTS = ["sim", "serial", "ble"]
+
+
+def run_chain(broker, tmp_path, specs, seconds, during=None, transport="sim", **processing):
+    """Gateway and fleet over `transport`; `during(gw, fleet)` runs once all is started."""
     birth = (datetime.now(UTC) - timedelta(hours=40)).isoformat()
+    devices = {"tcb-01": {"birth_time": birth, "ga_weeks": 38}}
+    sub = Collector(broker)
+    if transport == "ble":
+        gw = asyncio.run(_run_ble_chain(broker, tmp_path, specs, seconds, during, devices,
+                                        processing))  # fmt: skip
+        sub.close()
+        return sub, gw
+    radio = f"127.0.0.1:{free_port()}"
+    if transport == "serial":  # each device's cable end, where Fleet plugs it in
+        ports = ",".join(str(tmp_path / "devices" / s.device_id / "usb") for s in specs)
+        radio_cfg = {"transport": "serial", "serial_ports": ports}
+    else:
+        radio_cfg = {"listen": radio}
     cfg = config_from_dict(
         {
             "gateway": {"id": "gw-test", "data_dir": str(tmp_path / "gw")},
             "mqtt": {"host": broker.host, "port": broker.port},
-            "radio": {"listen": radio},
+            "radio": radio_cfg,
             "processing": {"status_interval_s": 1.0, **processing},
-            "devices": {"tcb-01": {"birth_time": birth, "ga_weeks": 38}},
+            "devices": devices,
         }
     )
-    sub = Collector(broker)
 
     async def main():
         stop = asyncio.Event()
         gw = Gateway(cfg)
         task = asyncio.create_task(gw.run(stop))
         await asyncio.wait_for(gw.ready.wait(), 10)
-        fleet = Fleet(specs, radio, tmp_path / "devices", gateway=cfg)
+        fleet = Fleet(specs, radio, tmp_path / "devices", radio_kind=transport, gateway=cfg)
         await fleet.start()
         try:
             if during:
@@ -83,6 +101,17 @@ def run_chain(broker, tmp_path, specs, seconds, during=None, **processing):
     gw = asyncio.run(main())
     sub.close()
     return sub, gw
+
+
+async def _run_ble_chain(broker, tmp_path, specs, seconds, during, devices, processing):
+    from simulators.ble_rig import BleRig
+
+    async with BleRig(tmp_path, broker, specs, processing=processing, devices=devices) as rig:
+        if during:
+            await during(rig.gw, rig.fleet)
+        await asyncio.sleep(seconds)
+        assert rig.alive() == rig.ids, "a firmware process died"
+    return rig.gw
 
 
 def assert_contiguous(msgs: list[dict]) -> int:
@@ -108,8 +137,11 @@ def specs():
     ]  # fmt: skip
 
 
-def test_readings_arrive_with_right_ids_sensible_values_and_no_gaps(broker, tmp_path, specs):
-    sub, gw = run_chain(broker, tmp_path, specs, seconds=22)
+@pytest.mark.parametrize("transport", TRANSPORTS)
+def test_readings_arrive_with_right_ids_sensible_values_and_no_gaps(
+    broker, tmp_path, specs, transport
+):
+    sub, gw = run_chain(broker, tmp_path, specs, seconds=22, transport=transport)
 
     fhr = sub.of("fh-01", "fhr")
     n_points = assert_contiguous(fhr)
@@ -150,21 +182,37 @@ def test_readings_arrive_with_right_ids_sensible_values_and_no_gaps(broker, tmp_
                                          "unknown_devices", "observation"}  # fmt: skip
 
 
-def test_link_drops_are_refilled_from_the_device_ring_buffer(broker, tmp_path):
+@pytest.mark.parametrize("transport", ["sim", "serial"])  # BLE: tests/test_ble_e2e.py
+def test_link_drops_are_refilled_from_the_device_ring_buffer(broker, tmp_path, transport):
+    """Over "serial" the cable is pulled out for a second and plugged back, and garbage goes
+    down the line both ways between the unpluggings."""
     specs = [DeviceSpec("fh-01", "fetal_heart", seed=7, fhr_bpm=135.0)]
 
     async def drop_links(gw, fleet):
+        cable = fleet.devices[0].usb
         for _ in range(3):
-            await asyncio.sleep(5)
-            for link in list(gw.transport._links):
-                await link.close()  # the radio link dies; the firmware reconnects
+            await asyncio.sleep(2.5)
+            if cable:
+                junk = bytes([0xC0, 3, 0x10, 0xDB, 0x00, 0xC0]) + os.urandom(200)
+                cable.noise(to_gateway=junk, to_device=junk)
+            await asyncio.sleep(2.5)
+            if cable:
+                cable.unplug()
+                await asyncio.sleep(1.0)
+                cable.plug()
+            else:
+                for link in list(gw.transport._links):
+                    await link.close()  # the radio link dies; the firmware reconnects
 
-    sub, gw = run_chain(broker, tmp_path, specs, seconds=8, during=drop_links)
+    sub, gw = run_chain(broker, tmp_path, specs, seconds=8, during=drop_links,
+                        transport=transport)  # fmt: skip
     session = gw.sessions["fh-01"]
     stats = session.state.stats
     assert stats.connects >= 4
     assert stats.gaps_filled >= 1, stats
     assert stats.lost_samples == 0, stats
     fhr = sub.of("fh-01", "fhr")
-    n = assert_contiguous(fhr)
+    n = assert_contiguous(fhr)  # nothing lost, nothing twice
     assert n >= 4 * 15
+    if transport == "serial":
+        assert gw.transport.line_errors >= 1  # the garbage reached the gateway and was dropped
