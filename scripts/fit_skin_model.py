@@ -13,12 +13,14 @@ calibration file (never on its rows):
 * per skin group: the correlation matrix of the 12 ln R values (how much of the variation
   is epidermal, dermal or scattering).
 
-Parameters: melanin fraction range per group; dermal blood fraction, SO2, dermal scattering
-amplitude and power, epidermal thickness ranges; the tissue/serum bilirubin ratio and the
-in-vivo bilirubin extinction scale (only their product is identified; the ratio's spread is
-fitted, the extinction scale is kept at the literature value unless --fit-epsilon); epidermal
-path factors and skin/phantom coupling at each detector. Haematocrit (0.42-0.65) and probe
-blanching (0.2-0.8) keep their physiological ranges: blanching is confounded with blood volume.
+Parameters: melanin fraction range per group; dermal scattering amplitude and power and
+epidermal thickness ranges; the tissue/serum bilirubin ratio and the in-vivo bilirubin
+extinction scale (only their product is identified; the ratio's spread is fitted, the
+extinction scale is kept at the literature value unless --fit-epsilon); epidermal path factors
+and skin/phantom coupling at each detector. The blood terms (volume fraction, haematocrit, SO2,
+probe blanching, vessel radius) are fitted only inside physiological ranges, and each range
+keeps a spread: its lower end is bounded below and its upper end above a physiological middle
+value, so the simulator cannot collapse blood to one non-physiological value.
 
 Simulated babies get the bilirubin levels of the calibration babies of the same group, so both
 populations have the same TSB distribution; the draws are fixed (common random numbers), which
@@ -74,14 +76,18 @@ PARAMS = (
         for g in GROUPS
         for end in ("lo", "hi")
     ),
-    ("blood_lo", 0.002, 0.03),
-    ("blood_hi", 0.002, 0.03),
-    ("haematocrit_lo", 0.40, 0.70),
-    ("haematocrit_hi", 0.40, 0.70),
-    ("blanching_lo", 0.0, 0.9),
-    ("blanching_hi", 0.0, 0.9),
-    ("so2_lo", 0.5, 0.98),
-    ("so2_hi", 0.5, 0.98),
+    # Blood: each range must span physiology, so its two ends have separate bounds
+    # (sources in simulators/skin.py beside POPULATION).
+    ("blood_lo", 0.003, 0.01),
+    ("blood_hi", 0.01, 0.04),
+    ("haematocrit_lo", 0.42, 0.45),
+    ("haematocrit_hi", 0.62, 0.65),
+    ("blanching_lo", 0.5, 0.97),
+    ("blanching_hi", 0.97, 0.995),
+    ("so2_lo", 0.5, 0.8),
+    ("so2_hi", 0.8, 0.97),
+    ("vessel_lo", 0.0025, 0.01),
+    ("vessel_hi", 0.01, 0.03),
     ("scatter_a_lo", 1.5, 9.0),
     ("scatter_a_hi", 1.5, 9.0),
     ("scatter_b_lo", 0.8, 2.0),
@@ -129,6 +135,7 @@ def to_vector(pop: Population, probe: ProbeOptics) -> np.ndarray:
         *pop.haematocrit,
         *pop.pressure_blanching,
         *pop.so2,
+        *pop.vessel_radius_mm,
         *pop.scatter_a_per_mm,
         *pop.scatter_b,
     ]
@@ -151,6 +158,7 @@ def from_vector(v: np.ndarray, bili_scale: float) -> tuple[Population, ProbeOpti
         haematocrit=_range(p["haematocrit_lo"], p["haematocrit_hi"]),
         pressure_blanching=_range(p["blanching_lo"], p["blanching_hi"]),
         so2=_range(p["so2_lo"], p["so2_hi"]),
+        vessel_radius_mm=_range(p["vessel_lo"], p["vessel_hi"]),
         scatter_a_per_mm=_range(p["scatter_a_lo"], p["scatter_a_hi"]),
         scatter_b=_range(p["scatter_b_lo"], p["scatter_b_hi"]),
         epidermis_mm=_range(p["epidermis_lo"], p["epidermis_hi"]),
@@ -307,6 +315,7 @@ def constants_text(pop: Population, probe: ProbeOptics) -> str:
             f"    scatter_a_per_mm={r(pop.scatter_a_per_mm, 3)},",
             f"    scatter_b={r(pop.scatter_b, 3)},",
             f"    tissue_serum_ratio={r(pop.tissue_serum_ratio)},",
+            f"    vessel_radius_mm={r(pop.vessel_radius_mm)},",
             ")",
             "PROBE = ProbeOptics(",
             f"    epi_path_near={probe.epi_path_near:.3f},",

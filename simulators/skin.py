@@ -16,13 +16,18 @@ Optical constants (cited beside each table below):
 * baseline skin absorption: 0.244 + 85.3 exp(-(lambda-154)/66.2) /cm (Jacques 1998/2013);
 * dermal scattering: mu_s' = a (lambda/500 nm)^-b with a ~ 46 /cm and b ~ 1.42 for skin
   (Jacques 2013, Table 2); varied per baby;
+* blood sits in vessels, not spread evenly: its absorption is reduced by the packaging factor
+  of Verkruysse et al. 1997 / van Veen et al. 2002 for the mean vessel radius (vessel_packaging);
+* newborn blood: haemoglobin = haematocrit x MCHC (340 g/L), haematocrit 0.42-0.65 (Jopling
+  et al. 2009); the probe presses most of the dermal blood out (pressure_blanching);
 * bilirubin: albumin-bound bilirubin absorption band, peak ~460 nm, peak molar extinction
   ~4.7e4 /cm/M (Prahl's bilirubin data give 5.5e4 at 453 nm in chloroform; the albumin-bound
   band is red-shifted and slightly lower, Agati & Fusi, J Photochem Photobiol B 1990). The
   relative band shape below is a smoothed transcription at 10 nm steps.
 
 The population ranges (POPULATION) and the probe constants (PROBE) are fitted to the summary
-statistics of the calibration population by scripts/fit_skin_model.py (docs/jaundice.md).
+statistics of the calibration population by scripts/fit_skin_model.py (docs/jaundice.md); the
+blood ranges only within the physiological bounds cited beside POPULATION.
 """
 
 from __future__ import annotations
@@ -93,7 +98,8 @@ class Newborn:
     blood_fraction: dermal blood volume fraction before probe pressure.
     so2: oxygen saturation of dermal blood (mixed arterial/venous).
     haematocrit: volume fraction of red cells (newborns 0.42-0.65).
-    pressure_blanching: 0 none - 1 full; the probe squeezes blood out of the dermis.
+    pressure_blanching: fraction of the dermal blood the probe's pressure squeezes out (0-1).
+    vessel_radius_mm: mean radius of the dermal vessels holding the blood (packaging).
     """
 
     bilirubin_mg_dl: float
@@ -106,6 +112,7 @@ class Newborn:
     scatter_a_per_mm: float = 4.6
     scatter_b: float = 1.42
     tissue_serum_ratio: float = 0.12
+    vessel_radius_mm: float = 0.01
 
 
 def _hb_extinction(wavelength_nm: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -122,6 +129,19 @@ def melanin_mua_per_mm(wavelength_nm: np.ndarray) -> np.ndarray:
 def baseline_mua_per_mm(wavelength_nm: np.ndarray) -> np.ndarray:
     """Bloodless skin background absorption (Jacques 1998), /mm."""
     return (0.244 + 85.3 * np.exp(-(np.asarray(wavelength_nm, float) - 154.0) / 66.2)) / 10.0
+
+
+def vessel_packaging(mua_blood_per_mm: np.ndarray, vessel_radius_mm: np.ndarray) -> np.ndarray:
+    """Fraction of its homogeneous absorption that blood confined to vessels still absorbs.
+
+    C = (1 - exp(-2 mu_a,bl R)) / (2 mu_a,bl R) for vessels of radius R (Verkruysse et al., Phys
+    Med Biol 1997;42:51-65; van Veen, Verkruysse, Sterenborg, Opt Lett 2002;27:246-248). Light
+    in the middle of a vessel is shadowed by the blood around it, so strong haemoglobin bands
+    (420, 540, 576 nm) are flattened much more than the weak red absorption: C -> 1 where
+    blood absorbs little, C ~ 1/(2 mu_a,bl R) where it absorbs strongly.
+    """
+    x = 2.0 * np.asarray(mua_blood_per_mm, float) * np.asarray(vessel_radius_mm, float)
+    return np.where(x > 1e-9, -np.expm1(-x) / np.where(x > 1e-9, x, 1.0), 1.0)
 
 
 def blood_mua_per_mm(wavelength_nm: np.ndarray, so2: float, haematocrit: float) -> np.ndarray:
@@ -198,7 +218,7 @@ def _spectra(
     f_mel = col["melanin_fraction"]
     base = baseline_mua_per_mm(wl)[None, :]
     mua_epi = f_mel * melanin_mua_per_mm(wl)[None, :] + (1.0 - f_mel) * base
-    blood = col["blood_fraction"] * (1.0 - 0.8 * col["pressure_blanching"])
+    blood = col["blood_fraction"] * (1.0 - col["pressure_blanching"])
     hct = col["haematocrit"]
     so2 = col["so2"]
     hbo2, hb = _hb_extinction(wl)
@@ -212,7 +232,8 @@ def _spectra(
         * bilirubin_mua_per_mm(wl - optics.bili_band_shift_nm, 1.0)
         * bili_mg_dl
     )
-    mua_derm = blood * mua_blood + (1.0 - blood) * base + mua_bili
+    packed = vessel_packaging(mua_blood, col["vessel_radius_mm"])
+    mua_derm = blood * packed * mua_blood + (1.0 - blood) * base + mua_bili
     musp = col["scatter_a_per_mm"] * (wl[None, :] / 500.0) ** -col["scatter_b"]
     flat = np.ones_like(wl)
     out = []
@@ -284,6 +305,7 @@ class Population:
     scatter_a_per_mm: tuple[float, float]
     scatter_b: tuple[float, float]
     tissue_serum_ratio: tuple[float, float]  # mean, SD (normal)
+    vessel_radius_mm: tuple[float, float] = (0.005, 0.02)
 
 
 # Order of the uniform draws that make one baby (see population_params).
@@ -297,26 +319,50 @@ DRAW_ORDER = (
     "scatter_a_per_mm",
     "scatter_b",
     "tissue_serum_ratio",
+    "vessel_radius_mm",
 )
 
+# Blood under the probe: physiological ranges and their sources. scripts/fit_skin_model.py fits
+# each range only inside these bounds, with its lower end at or below and its upper end at or
+# above a middle value, so every range keeps a spread.
+# * blood_fraction (dermal blood volume fraction before pressure): 0.3-4 %. Jacques 2013 (Phys
+#   Med Biol 58:R37, skin section) gives 0.2-7 % for dermis; Meglinski & Matcher 2002 (Physiol
+#   Meas 23:741) 4 % papillary / 2-4 % reticular dermis in adults. Neonatal values: not found.
+# * haematocrit: 0.42-0.65, the 5th-95th centile range in the first days of life at >= 35
+#   weeks (Jopling J, Henry E, Wiedmeier SE, Christensen RD. Pediatrics 2009;123:e333-e337).
+# * so2 (mixed capillary/venous dermal blood): 0.5-0.97, between venous (~0.7) and arterial
+#   (0.95-1.0 in healthy term newborns after transition). Skin-blood SO2 of newborns under a
+#   pressed probe: not found; adult diffuse-reflectance fits fall in this range.
+# * pressure_blanching (fraction of the blood pressed out): 0.5-0.995. Pressing blanches skin
+#   (the clinical blanch test and the capillary refill test rely on it; pressure-triggered TcB
+#   meters are pressed for this reason), and adult probe-pressure studies show blood volume
+#   falling steeply with contact pressure (Reif et al., J Biomed Opt 2008;13:010502; Ti & Lin,
+#   Opt Express 2008;16:4250). Neonatal forehead/sternum data: not found. The calibration
+#   spectra show almost no haemoglobin bands at 550/590 nm, and the fit puts 95-97 % here.
+# * vessel_radius_mm (packaging, see vessel_packaging): 2.5-30 um, the capillary loops and
+#   the subpapillary venules (Braverman, J Investig Dermatol Symp Proc 2000;5:3-9); adult
+#   diffuse-reflectance fits give 5-50 um (van Veen et al. 2002).
+# The other ranges (melanin, epidermis, scattering, tissue/serum ratio) are effective values
+# of this model fitted to the calibration population (docs/jaundice.md).
 POPULATION = Population(
-    melanin={"light": (0.0020, 0.0243), "medium": (0.0260, 0.0696), "dark": (0.0496, 0.1578)},
-    blood_fraction=(0.0020, 0.0020),
-    so2=(0.980, 0.980),
-    haematocrit=(0.40, 0.40),
-    pressure_blanching=(0.89, 0.89),
-    epidermis_mm=(0.0539, 0.1007),
-    scatter_a_per_mm=(1.592, 5.092),
+    melanin={"light": (0.0034, 0.0223), "medium": (0.0172, 0.0664), "dark": (0.0362, 0.1512)},
+    blood_fraction=(0.0094, 0.0147),
+    so2=(0.775, 0.956),
+    haematocrit=(0.43, 0.64),
+    pressure_blanching=(0.95, 0.97),
+    epidermis_mm=(0.0910, 0.0910),
+    scatter_a_per_mm=(1.616, 5.068),
     scatter_b=(0.800, 0.800),
-    tissue_serum_ratio=(0.2102, 0.0050),
+    tissue_serum_ratio=(0.2087, 0.0050),
+    vessel_radius_mm=(0.0089, 0.0206),
 )
 PROBE = ProbeOptics(
-    epi_path_near=3.654,
-    epi_path_far=3.589,
-    coupling_near=0.8210,
-    coupling_far=0.7815,
+    epi_path_near=3.537,
+    epi_path_far=3.490,
+    coupling_near=0.8339,
+    coupling_far=0.7774,
     bili_epsilon_scale=1.000,
-    bili_band_shift_nm=-4.92,
+    bili_band_shift_nm=-5.17,
 )
 
 

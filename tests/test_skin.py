@@ -87,3 +87,33 @@ def test_simulated_babies_get_unflagged_estimates_with_small_bias(group):
     assert flagged <= (3 if group != "dark" else 9)
     assert abs(np.mean(errors)) < 1.0
     assert np.std(errors) < 2.5
+
+
+def test_vessel_packaging_flattens_strong_bands_only():
+    from simulators.skin import vessel_packaging
+
+    wl = np.array(LED_NM, float)
+    mua = blood_mua_per_mm(wl, 0.8, 0.55)
+    c = vessel_packaging(mua, 0.015)
+    assert np.all((c > 0) & (c <= 1))
+    assert c[3] < c[5]  # 550 nm (strong haemoglobin band) flattened more than 650 nm
+    assert c[5] > 0.95
+    assert vessel_packaging(np.array([0.0]), 0.015)[0] == 1.0
+    more_blood, _ = skin_reflectance(dataclasses.replace(BABY, vessel_radius_mm=0.001))
+    packed, _ = skin_reflectance(dataclasses.replace(BABY, vessel_radius_mm=0.03))
+    assert packed[3] > more_blood[3]  # packaged blood absorbs less green
+
+
+def test_population_blood_terms_span_physiological_ranges():
+    from simulators.skin import POPULATION
+
+    lo, hi = POPULATION.blood_fraction
+    assert 0.002 <= lo < hi <= 0.07  # Jacques 2013: dermis 0.2-7 %
+    lo, hi = POPULATION.haematocrit
+    assert 0.42 <= lo < hi <= 0.65  # Jopling et al. 2009, newborns >= 35 weeks
+    lo, hi = POPULATION.so2
+    assert 0.5 <= lo < hi <= 0.97
+    lo, hi = POPULATION.pressure_blanching
+    assert 0.5 <= lo < hi < 1.0
+    lo, hi = POPULATION.vessel_radius_mm
+    assert 0.0025 <= lo < hi <= 0.03
