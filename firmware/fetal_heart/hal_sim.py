@@ -6,7 +6,6 @@ import asyncio
 import struct
 
 import sim_feed
-import radio_sim
 
 _DOPPLER_BUF = 4096  # samples the simulated DMA buffer holds (1 s at 4 kHz)
 
@@ -127,7 +126,9 @@ def make_radio(settings, adv):
         import radio_serial
 
         _radio[0] = radio_serial.SerialRadio(radio_serial.open_tty(settings["radio"]), adv)
-    else:
+    else:  # loaded only here, so a device on a cable never holds its bytecode
+        import radio_sim
+
         _radio[0] = radio_sim.make_radio(settings, adv)
     return _radio[0]
 

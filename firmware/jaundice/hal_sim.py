@@ -7,7 +7,6 @@ import json
 import struct
 
 import sim_feed
-import radio_sim
 
 _state = {"mv": 4000, "contact": False, "scene": None, "dark_reads": 0, "flash_i": {}}
 _contact_ev = asyncio.Event()
@@ -83,7 +82,9 @@ def make_radio(settings, adv):
         import radio_serial
 
         _radio[0] = radio_serial.SerialRadio(radio_serial.open_tty(settings["radio"]), adv)
-    else:
+    else:  # loaded only here, so a device on a cable never holds its bytecode
+        import radio_sim
+
         _radio[0] = radio_sim.make_radio(settings, adv)
     return _radio[0]
 
