@@ -82,7 +82,8 @@ class SerialRadio:
             if self.on_write:
                 self.on_write(pkt[1:])
         elif kind == p.SER_LINK_UP and len(pkt) == 3:
-            self.mtu = struct.unpack_from("<H", pkt, 1)[0]
+            mtu = struct.unpack_from("<H", pkt, 1)[0]  # bounded: line noise may look like this
+            self.mtu = max(_DEFAULT_MTU, min(p.SERIAL_LINK_MTU, mtu))
             if not self.connected:
                 self.connected = True
                 self.connects += 1
