@@ -103,6 +103,46 @@ def test_device_on_a_pty_links_streams_takes_writes_and_unplugs():
     assert closed and closed[0] == "closed by gateway"
 
 
+def test_bad_packets_are_dropped_and_a_repeated_hello_keeps_the_link():
+    """A HELLO that is not JSON, one without an id, an unknown kind: each dropped and counted,
+    the port stays open; the same HELLO twice (it crossed WHO) gives one link, a new one two."""
+    master, slave = os.openpty()
+    tty.setraw(slave)
+    links = []
+    closed: list[str] = []
+    hello = json.dumps({"id": "fh-08", "type": 1, "run": "a1"}).encode()
+
+    async def main() -> SerialTransport:
+        t = SerialTransport([os.ttyname(slave)])
+
+        async def on_link(link):
+            link.on_close = closed.append
+            links.append(link)
+
+        await t.start(on_link)
+        loop = asyncio.get_running_loop()
+        await loop.run_in_executor(None, os.read, master, 64)  # the gateway's WHO: it listens
+        os.write(master, slip_encode(bytes((K_HELLO,)) + b"{not json")
+                 + slip_encode(bytes((K_HELLO,)) + b'{"type": 1}')
+                 + slip_encode(b"\x63junk") + slip_encode(bytes((K_HELLO,)) + hello)
+                 + slip_encode(bytes((K_HELLO,)) + hello))  # fmt: skip
+        await _until(lambda: links, 5)
+        await asyncio.sleep(0.3)
+        assert len(links) == 1 and not closed
+        os.write(master, slip_encode(bytes((K_HELLO,)) + hello.replace(b"a1", b"b2")))
+        await _until(lambda: len(links) == 2, 5)
+        await t.stop()
+        return t
+
+    try:
+        t = asyncio.run(main())
+    finally:
+        os.close(master)
+        os.close(slave)
+    assert t.line_errors == 3
+    assert closed[0] == "device restarted" and links[1].device_id == "fh-08"
+
+
 def _until(cond, timeout_s: float):
     """Wait for `cond()` on a loaded machine: polls, gives up after timeout_s."""
 
