@@ -2,7 +2,9 @@
 
 Generates the device's secret key, writes id, key, gateway and (jaundice meters) the factory
 calibration into the device's storage through its provisioning console, then adds the device
-and its key to the gateway's enrolment list. The key never leaves this machine otherwise.
+and its key to the gateway's enrolment list. The key never leaves this machine otherwise,
+except on the pairing label (`--label`, gateway/cli/provision_label.py), which lets a home
+gateway enrol the monitor when a phone scans it (docs/home.md).
 """
 
 from __future__ import annotations
@@ -28,6 +30,12 @@ def register(sub: argparse._SubParsersAction) -> None:
     s.add_argument("--enrolment", help="enrolment list file (overrides the config)")
     s.add_argument("--baud", type=int, default=115200)
     s.add_argument("--timeout", type=float, default=5.0, help="seconds to wait per reply")
+    s.add_argument("--label", metavar="FILE",
+                   help="write the monitor's pairing label: its QR code opens the home "
+                        "gateway's pairing page (.svg: the label; .png: the code alone)")  # fmt: skip
+    s.add_argument("--pair-url", default=None,
+                   help="the home gateway's pairing page the label links to "
+                        "(default http://perimon.local:8080/pair)")  # fmt: skip
     s.set_defaults(func=cmd_provision)
 
 
@@ -78,6 +86,8 @@ def cmd_provision(args: argparse.Namespace) -> int:
         if not isinstance(calibration, dict):
             raise UserError(f"{args.calibration}: the calibration must be a JSON object")
     book = Enrolment(Path(args.enrolment) if args.enrolment else enrolment_path(cfg))
+    if args.label and Path(args.label).suffix.lower() not in (".svg", ".png"):
+        raise UserError(f"--label {args.label}: the label is written as .svg or .png")
 
     try:
         port = serial.Serial(args.port, args.baud, timeout=args.timeout)
@@ -113,4 +123,10 @@ def cmd_provision(args: argparse.Namespace) -> int:
     print(
         f"{args.id} ({device_type}) provisioned for gateway {gateway_id}; enrolled in {book.path}"
     )
+    if args.label:
+        from gateway.cli.provision_label import write_label
+        from gateway.web.pair_code import DEFAULT_PAIR_URL
+
+        path = write_label(args.label, args.id, device_type, key, args.pair_url or DEFAULT_PAIR_URL)
+        print(f"pairing label: {path} (it carries the monitor's key: print it, then delete it)")
     return 0

@@ -12,6 +12,7 @@ import asyncio
 import contextlib
 import json
 import logging
+import re
 import secrets
 import time
 from pathlib import Path
@@ -34,6 +35,7 @@ from gateway.history import History
 from gateway.nurses import NurseAccounts
 from gateway.web.mother import mother_routes
 from gateway.web.pairing import pairing_routes
+from gateway.web.scan import scan_routes
 
 log = logging.getLogger(__name__)
 
@@ -42,6 +44,7 @@ COOKIE = "perimon_session"
 _HEARTBEAT_S = 15.0
 _MAX_FAILURES = 5  # failed logins per user name before a lock-out
 _LOCKOUT_S = 300.0
+_LOCAL_PATH = re.compile(r"/(?!/)[A-Za-z0-9_/-]*")  # a page of this gateway (never //host)
 
 _SECURITY_HEADERS = {
     "Content-Security-Policy": "default-src 'self'; img-src 'self' data:; style-src 'self'; "
@@ -148,18 +151,21 @@ def create_app(gw, history: History, accounts: NurseAccounts, session_minutes: f
         form = parse_qs((await request.body()).decode("utf-8", "replace"))
         user = (form.get("user") or [""])[0].strip()
         password = (form.get("password") or [""])[0]
+        nxt = (form.get("next") or ["/"])[0]  # back to the page that asked for the login
+        nxt = nxt if _LOCAL_PATH.fullmatch(nxt) else "/"
+        again = "" if nxt == "/" else f"&next={nxt}"
         now = time.monotonic()
         recent = [t for t in failures.get(user, []) if now - t < _LOCKOUT_S]
         if len(recent) >= _MAX_FAILURES:
-            return headers(RedirectResponse("/login?error=locked", status_code=303))
+            return headers(RedirectResponse("/login?error=locked" + again, status_code=303))
         ok = await asyncio.to_thread(accounts.check, user, password)
         if not ok:
             failures[user] = [*recent, now]
             log.warning("nurse view: failed login for %r", user)
-            return headers(RedirectResponse("/login?error=1", status_code=303))
+            return headers(RedirectResponse("/login?error=1" + again, status_code=303))
         failures.pop(user, None)
         log.info("nurse view: %s logged in", user)
-        resp = RedirectResponse("/", status_code=303)
+        resp = RedirectResponse(nxt, status_code=303)
         resp.set_cookie(COOKIE, sessions.create(user), httponly=True, samesite="strict",
                         secure=secure, path="/")  # fmt: skip
         return headers(resp)
@@ -293,6 +299,7 @@ def create_app(gw, history: History, accounts: NurseAccounts, session_minutes: f
         Route("/api/events", events),
         *mother_routes(gw, api_auth, headers),  # the mother's page, sessions, reports
         *pairing_routes(gw, api_auth, headers),  # pairing a new monitor (gateway/pairing.py)
+        *scan_routes(gw, api_auth, headers),  # ... or by the code on its label
         Mount("/static", StaticFiles(directory=STATIC), name="static"),
     ]
     return Starlette(routes=routes)

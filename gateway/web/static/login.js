@@ -1,5 +1,9 @@
 "use strict";
 (function () {
+  const next = new URLSearchParams(location.search).get("next");
+  if (next && /^\/(?!\/)[A-Za-z0-9_\/-]*$/.test(next)) document.getElementById("next").value = next;
+})();
+(function () {
   const err = new URLSearchParams(location.search).get("error");
   if (!err) return;
   const p = document.getElementById("error");

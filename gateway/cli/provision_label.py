@@ -1,0 +1,69 @@
+"""The pairing label of a monitor: a QR code of its pairing link (gateway/web/pair_code.py),
+its id and what to do, to print and stick inside the battery cover.
+
+`perimon provision PORT --id fh-07 --label fh-07.svg` writes it when the device is provisioned:
+SVG (the whole label, 56 x 30 mm, for a label printer) or PNG (the QR code alone).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from xml.sax.saxutils import escape
+
+import segno
+
+from gateway.web.pair_code import DEFAULT_PAIR_URL, encode, pair_link
+
+_KIND = {"fetal_heart": "fetal-heart monitor", "jaundice": "jaundice meter"}
+_BORDER = 4  # modules of quiet zone, as the QR standard asks
+
+
+def label_link(device_id: str, device_type: str, key: bytes, pair_url: str = DEFAULT_PAIR_URL):
+    return pair_link(encode(device_id, device_type, key), pair_url)
+
+
+def write_label(path: str | Path, device_id: str, device_type: str, key: bytes,
+                pair_url: str = DEFAULT_PAIR_URL) -> Path:  # fmt: skip
+    """Write the label (by the file's suffix: .svg or .png); returns the path."""
+    path = Path(path)
+    qr = segno.make_qr(label_link(device_id, device_type, key, pair_url), error="m")
+    if path.suffix.lower() == ".png":
+        qr.save(str(path), kind="png", scale=8, border=_BORDER)
+        return path
+    if path.suffix.lower() != ".svg":
+        raise ValueError(f"{path}: a label is .svg or .png")
+    path.write_text(_svg(qr, device_id, device_type), encoding="utf-8")
+    return path
+
+
+def _svg(qr: segno.QRCode, device_id: str, device_type: str) -> str:
+    rows = list(qr.matrix_iter(scale=1, border=_BORDER))
+    n = len(rows)
+    dark = "".join(
+        f"M{x} {y}h1v1h-1z" for y, row in enumerate(rows) for x, on in enumerate(row) if on
+    )
+    size_mm = 28.0  # the code, quiet zone included; the text beside it
+    text = [  # (line, font size in mm, weight): at most 20 characters beside the code
+        (device_id, 4.0, "bold"),
+        (_KIND[device_type], 2.2, "normal"),
+        ("Pair at home: open", 2.2, "normal"),
+        ("the phone's camera", 2.2, "normal"),
+        ("on this code.", 2.2, "normal"),
+        ("Keep it private.", 2.2, "bold"),
+    ]
+    y, lines = 6.0, []
+    for s, mm, weight in text:
+        lines.append(f'<text x="30" y="{y:.1f}" font-size="{mm}" font-weight="{weight}">'
+                     f"{escape(s)}</text>")  # fmt: skip
+        y += mm + 1.8
+    return (
+        '<?xml version="1.0" encoding="UTF-8"?>\n'
+        '<svg xmlns="http://www.w3.org/2000/svg" width="56mm" height="30mm" viewBox="0 0 56 30">\n'
+        f"<title>perimon pairing label: {escape(device_id)}</title>\n"
+        '<rect width="56" height="30" fill="#fff"/>\n'
+        f'<g transform="translate(1 1) scale({size_mm / n:.5f})">'
+        f'<path fill="#000" shape-rendering="crispEdges" d="{dark}"/></g>\n'
+        '<g font-family="DejaVu Sans, Helvetica, Arial, sans-serif" fill="#000">\n'
+        + "\n".join(lines)
+        + "\n</g>\n</svg>\n"
+    )

@@ -1,0 +1,189 @@
+"""Pairing by the code on the label: the phone's camera opens /pair#c=..., the page names the
+monitor, and one click enrols it (gateway/web/pair_code.py; docs/home.md, "Pairing by the code
+on the label").
+
+The enrolment stands only once the monitor has proved, in a signed session, that it holds the
+key the code carries; otherwise it is taken back and the page says why. A monitor the gateway
+already knows under another key is never replaced from a label. Login required, as for every
+other page of the gateway; writes need the X-Perimon header (CSRF).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import time
+
+from starlette.requests import Request
+from starlette.responses import HTMLResponse, JSONResponse, Response
+from starlette.routing import Route
+
+from gateway.enrolment import EnrolmentError
+from gateway.web.pair_code import LabelCode, LabelCodeError, decode
+
+log = logging.getLogger(__name__)
+
+PROVE_WAIT_S = 30.0  # how long the monitor has to connect with the key and prove it
+_KIND = {"fetal_heart": "fetal-heart monitor", "jaundice": "jaundice meter"}
+
+_PAGE = """<!doctype html>
+<html lang="en"><head><meta charset="utf-8">
+<meta name="viewport" content="width=device-width, initial-scale=1">
+<title>perimon: add a monitor</title>
+<link rel="stylesheet" href="/static/style.css"></head>
+<body><main>
+<h1>Add a monitor</h1>
+<p id="say">Reading the code...</p>
+<p><button id="add" hidden>Add this monitor</button></p>
+<p><a id="login" href="/login?next=/pair" hidden>Log in to the gateway</a></p>
+<p><a href="/pairing">Pair with the button instead</a></p>
+</main><script src="/pair.js"></script></body></html>
+"""
+
+_SCRIPT = """"use strict";
+const say = (t) => { document.getElementById("say").textContent = t; };
+const addButton = document.getElementById("add");
+const KEPT = "perimon-pair-code";
+// The code arrives after '#': the browser does not send it to the gateway by itself. Keep it for
+// this tab only (across the login page), and take it out of the address bar.
+const params = new URLSearchParams(location.hash.slice(1) || location.search.slice(1));
+if (params.get("c")) {
+  sessionStorage.setItem(KEPT, params.get("c"));
+  history.replaceState(null, "", "/pair");
+}
+const code = sessionStorage.getItem(KEPT);
+async function post(path) {
+  const r = await fetch(path, {method: "POST", headers: {"X-Perimon": "1",
+    "Content-Type": "application/json"}, body: JSON.stringify({code})});
+  let body = {};
+  try { body = await r.json(); } catch (e) { body = {error: "the gateway did not answer"}; }
+  return [r.status, body];
+}
+async function check() {
+  if (!code) { say("Open the phone's camera on the code on the monitor's label."); return; }
+  const [status, body] = await post("/api/pair/check");
+  if (status === 401) {
+    say("Log in to the gateway first; the monitor is added right after.");
+    document.getElementById("login").hidden = false;
+    return;
+  }
+  if (status !== 200) { say(body.error); sessionStorage.removeItem(KEPT); return; }
+  if (body.state === "paired") { say(body.message); sessionStorage.removeItem(KEPT); return; }
+  say(body.message);
+  addButton.hidden = false;
+}
+addButton.onclick = async () => {
+  addButton.hidden = true;
+  say("Adding it: keep the monitor switched on, near the gateway...");
+  const [status, body] = await post("/api/pair/add");
+  say(status === 200 ? body.message : body.error);
+  if (status !== 401) sessionStorage.removeItem(KEPT);
+};
+check();
+"""
+
+
+def scan_routes(gw, api_auth, headers) -> list[Route]:
+    def fail(status: int, message: str) -> Response:
+        return headers(JSONResponse({"error": message}, status_code=status))
+
+    async def scanned(request: Request) -> LabelCode | Response:
+        user = api_auth(request, write=True)
+        if not isinstance(user, str):
+            return user
+        try:
+            body = json.loads(await request.body())
+            return decode(str(body["code"]))
+        except LabelCodeError as exc:
+            return fail(400, str(exc))
+        except (ValueError, KeyError, TypeError):
+            return fail(400, "This is not the code of a perimon monitor.")
+
+    def known(label: LabelCode) -> str:
+        """'new', 'same' (already enrolled with this key) or 'other' (another key)."""
+        entry = gw.enrolment.get(label.device_id)
+        if entry is None:
+            return "new"
+        return "same" if entry.key == label.key else "other"
+
+    def already(label: LabelCode) -> str:
+        return (
+            f"{label.device_id} is already paired with this gateway under another key "
+            "(it was paired again since this label was printed). Nothing was changed: "
+            "to pair it again, use the button (Pair a new monitor)."
+        )
+
+    async def page(request: Request) -> Response:
+        return headers(HTMLResponse(_PAGE))
+
+    async def script(request: Request) -> Response:
+        return headers(Response(_SCRIPT, media_type="text/javascript"))
+
+    async def check(request: Request) -> Response:
+        label = await scanned(request)
+        if isinstance(label, Response):
+            return label
+        state = known(label)
+        if state == "other":
+            return fail(409, already(label))
+        kind = _KIND[label.device_type]
+        message = (
+            f"{label.device_id} ({kind}) is already paired with this gateway."
+            if state == "same"
+            else f"Add the {kind} {label.device_id}? Check that the label of the monitor "
+            "in your hand says the same, and that it is switched on."
+        )
+        return headers(JSONResponse({"device_id": label.device_id, "device_type":
+                                     label.device_type, "state": "paired" if state == "same"
+                                     else "new", "message": message}))  # fmt: skip
+
+    async def add(request: Request) -> Response:
+        label = await scanned(request)
+        if isinstance(label, Response):
+            return label
+        state = known(label)
+        if state == "other":
+            return fail(409, already(label))
+        if state == "new":
+            try:
+                gw.enrolment.enrol(label.device_id, label.device_type, label.key)
+            except (EnrolmentError, OSError) as exc:
+                log.error("pairing by label: %s", exc)
+                return fail(500, "The gateway could not save the monitor; see its log.")
+            log.info(
+                "%s: enrolled from its label, waiting for it to prove its key", label.device_id
+            )
+        if not await _proved(gw, label, PROVE_WAIT_S):
+            if state == "new":
+                gw.enrolment.remove(label.device_id)
+            log.warning("%s: did not prove the key on its label; enrolment taken back",
+                        label.device_id)  # fmt: skip
+            return fail(
+                409,
+                f"{label.device_id} did not answer with the key on this label, so it was not "
+                "added. Is it switched on, near the gateway, and is this its own label?",
+            )
+        log.info("%s: paired by its label", label.device_id)
+        return headers(JSONResponse({"device_id": label.device_id, "state": "paired",
+                                     "message": f"{label.device_id} is paired: its readings "
+                                     "are coming in."}))  # fmt: skip
+
+    return [
+        Route("/pair", page),
+        Route("/pair.js", script),
+        Route("/api/pair/check", check, methods=["POST"]),
+        Route("/api/pair/add", add, methods=["POST"]),
+    ]
+
+
+async def _proved(gw, label: LabelCode, wait_s: float) -> bool:
+    """The monitor connected and answered the session challenge with the label's key."""
+    deadline = time.monotonic() + wait_s
+    while time.monotonic() < deadline:
+        session = gw.sessions.get(label.device_id)
+        auth = getattr(session, "auth", None)
+        if auth is not None and auth.device_key == label.key and auth.established:
+            return True
+        await asyncio.sleep(0.2)
+    return False

@@ -1,0 +1,167 @@
+"""Pairing by the code on the label, as a person would: `perimon provision --label` writes the
+label; its QR code is read back from the image (zbarimg, as a phone camera reads it); the link
+opens the gateway's /pair page; after the login and one click the monitor is enrolled, proves
+its key and streams on the simulated radio. A damaged, edited or foreign code, a label whose key
+the monitor cannot prove, and a label of a monitor paired since under another key are refused
+with a sentence that says why, and change nothing."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import shutil
+import subprocess
+import time
+import urllib.parse
+from pathlib import Path
+
+import pytest
+
+from gateway.app import Gateway
+from gateway.broker import free_port
+from gateway.cli import main as cli_main
+from gateway.cli.provision_label import write_label
+from gateway.config import config_from_dict
+from gateway.enrolment import Enrolment, enrolment_path
+from gateway.nurses import NurseAccounts
+from gateway.web import pair_code, scan
+from simulators.fleet import DeviceSpec, Fleet
+from tests.test_pairing import _until
+from tests.test_provision import _cfg, device_on_pty  # noqa: F401  (a fixture)
+from tests.test_web import PASSWORD, USER, _json, _opener
+
+
+def _scan(image: Path) -> str:
+    """What a phone's camera reads from the label."""
+    zbarimg = shutil.which("zbarimg")
+    assert zbarimg, "zbarimg: run scripts/bootstrap.sh --system (zbar-tools)"
+    res = subprocess.run([zbarimg, "--raw", "-q", str(image)], capture_output=True, text=True,
+                         timeout=30, check=True)  # fmt: skip
+    return res.stdout.strip()
+
+
+def test_provision_writes_a_label_that_carries_the_device_key(tmp_path, device_on_pty):  # noqa: F811
+    port, settings, proc = device_on_pty("fetal_heart")
+    label = tmp_path / "fh-41.png"
+    rc = cli_main(["provision", port, "--id", "fh-41", "--config", _cfg(tmp_path),
+                   "--label", str(label), "--pair-url", "http://gw-home.local:8080/pair"])  # fmt: skip
+    assert rc == 0
+    proc.wait(10)
+    link = _scan(label)
+    assert link.startswith("http://gw-home.local:8080/pair#c=")
+    scanned = pair_code.decode(link)
+    assert (scanned.device_id, scanned.device_type) == ("fh-41", "fetal_heart")
+    assert scanned.key.hex() == json.loads(settings.read_text())["key"]
+    # the SVG label: the whole label, the same code
+    svg = write_label(tmp_path / "fh-41.svg", "fh-41", "fetal_heart", scanned.key)
+    text = svg.read_text()
+    assert text.startswith("<?xml") and "fh-41" in text and "fetal-heart monitor" in text
+    assert cli_main(["provision", port, "--id", "fh-41", "--label", "x.pdf"]) == 2
+
+
+def test_codes_that_are_not_a_monitors_are_refused_with_a_reason():
+    code = pair_code.encode("fh-07", "fetal_heart", bytes(range(32)))
+    assert pair_code.decode(pair_code.pair_link(code)).device_id == "fh-07"
+    assert pair_code.decode(code).key == bytes(range(32))  # the code alone, or the whole link
+    edited = code[:10] + ("A" if code[10] != "A" else "B") + code[11:]
+    with pytest.raises(pair_code.LabelCodeError, match="changed or misread"):
+        pair_code.decode(edited)
+    for foreign in ("https://example.org/", "WIFI:S:home;T:WPA;P:secret;;", "c=!!", "", code[:20]):
+        with pytest.raises(pair_code.LabelCodeError, match="not the code of a perimon monitor"):
+            pair_code.decode(foreign)
+
+
+def test_scan_the_label_confirm_and_the_monitor_streams(tmp_path, monkeypatch):
+    monkeypatch.setattr(scan, "PROVE_WAIT_S", 9.0)  # under the client's 10 s
+    radio = f"127.0.0.1:{free_port()}"
+    cfg = config_from_dict(
+        {
+            "gateway": {"id": "gw-home", "data_dir": str(tmp_path / "gw")},
+            "mqtt": {"host": "127.0.0.1", "port": free_port()},  # no broker: not needed here
+            "radio": {"listen": radio},
+            "web": {"enabled": True, "listen": f"127.0.0.1:{free_port()}"},
+        }
+    )
+    NurseAccounts(cfg.data_dir / "nurses.json").add(USER, PASSWORD)
+    specs = [DeviceSpec("fh-new", "fetal_heart", seed=3, enrolled=False),
+             DeviceSpec("fh-other", "fetal_heart", seed=4, enrolled=False)]  # fmt: skip
+    book = Enrolment(enrolment_path(cfg))
+
+    async def main():
+        stop = asyncio.Event()
+        gw = Gateway(cfg)
+        task = asyncio.create_task(gw.run(stop))
+        await asyncio.wait_for(gw.ready.wait(), 10)
+        fleet = Fleet(specs, radio, tmp_path / "devices", gateway=cfg)
+        dev, other = fleet.devices
+        await fleet.start()
+        call = asyncio.to_thread
+        try:
+            await _until(lambda: "fh-new" in gw.unknown, 10, "never refused")
+            # the label, printed when the monitor was provisioned, read by the phone's camera
+            link = _scan(write_label(tmp_path / "label.png", "fh-new", "fetal_heart", dev.key))
+            url = gw.web.url
+            parts = urllib.parse.urlsplit(link)
+            assert parts.path == "/pair" and parts.fragment.startswith("c=")
+            code = urllib.parse.parse_qs(parts.fragment)["c"][0]
+            opener, _ = _opener(False)
+            page = await call(opener.open, url + parts.path, None, 10)  # the fragment stays
+            html = page.read()
+            assert b"Add a monitor" in html and b"/pair.js" in html
+            script = (await call(opener.open, url + "/pair.js", None, 10)).read()
+            assert b"location.hash" in script and b"/api/pair/add" in script
+            status, body = await call(_json, opener, url, "/api/pair/check", {"code": code})
+            assert status == 401  # not logged in: the page offers the login, then comes back
+            form = urllib.parse.urlencode({"user": USER, "password": PASSWORD, "next": "/pair"})
+            back = await call(opener.open, url + "/login", form.encode(), 10)
+            assert back.url == url + "/pair"
+
+            # the page names the monitor; nothing is enrolled before the click
+            status, body = await call(_json, opener, url, "/api/pair/check", {"code": code})
+            assert status == 200 and body["state"] == "new", body
+            assert body["device_id"] == "fh-new" and "fh-new" in body["message"]
+            assert book.get("fh-new") is None
+            status, _ = await call(_json, opener, url, "/api/pair/add", {"code": code}, False)
+            assert status == 403  # no CSRF header
+
+            # a damaged or edited code, or another kind of code: refused, with the reason
+            edited = code[:12] + ("A" if code[12] != "A" else "B") + code[13:]
+            for bad, why in ((edited, "changed or misread"),
+                             ("https://example.org/menu", "not the code of a perimon monitor")):  # fmt: skip
+                status, body = await call(_json, opener, url, "/api/pair/add", {"code": bad})
+                assert status == 400 and why in body["error"], body
+            assert book.devices() == {}
+
+            # one click: enrolled, the monitor proves the key, its readings come in
+            t0 = time.monotonic()
+            status, body = await call(_json, opener, url, "/api/pair/add", {"code": code})
+            assert status == 200 and body["state"] == "paired", body
+            print(f"paired by label in {time.monotonic() - t0:.1f} s")
+            assert book.get("fh-new").key == dev.key
+            session = gw.sessions["fh-new"]
+            await _until(lambda: session.state.stats.frames > 50, 15, "no frames accepted")
+            assert session.auth.established and session.state.stats.auth_failed == 0
+            status, body = await call(_json, opener, url, "/api/pair/check", {"code": code})
+            assert status == 200 and body["state"] == "paired"  # scanning again changes nothing
+
+            # a label whose key the monitor does not hold (made up, or another monitor's key
+            # under this id): enrolled only until the monitor fails to prove it, then taken back
+            forged = pair_code.encode("fh-other", "fetal_heart", bytes(32))
+            t0 = time.monotonic()
+            status, body = await call(_json, opener, url, "/api/pair/add", {"code": forged})
+            assert status == 409 and "did not answer with the key" in body["error"], body
+            assert time.monotonic() - t0 >= 9.0 and book.get("fh-other") is None
+            s_other = gw.sessions.get("fh-other")
+            assert s_other is None or not s_other.auth.established
+            # a monitor the gateway knows under another key is never replaced from a label
+            stale = pair_code.encode("fh-new", "fetal_heart", other.key)
+            status, body = await call(_json, opener, url, "/api/pair/add", {"code": stale})
+            assert status == 409 and "already paired" in body["error"], body
+            assert book.get("fh-new").key == dev.key
+            assert session.auth.device_key == dev.key and session.auth.established
+        finally:
+            await fleet.stop()
+            stop.set()
+            await task
+
+    asyncio.run(main())
