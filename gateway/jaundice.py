@@ -1,5 +1,7 @@
 """The jaundice meter's processing on the gateway: raw counts in, a TcB reading (or a flagged
-non-reading, with its reason) and the clinical assessment out.
+non-reading, with its reason) and the clinical assessment out, with an alert raised (and
+cleared) for each guideline condition: at/above the exchange or phototherapy threshold,
+within 2 mg/dL of exchange (escalation of care), serum bilirubin advised, rapid rise.
 
 Counts become reflectance with the device's factory calibration (from its device info), then
 bilirubin with the shipped estimator; the assessment needs the baby's age and gestation, which
@@ -11,7 +13,12 @@ from __future__ import annotations
 import math
 from datetime import datetime
 
-from dsp.bilirubin_zones import assess_bilirubin
+from dsp.bilirubin_zones import (
+    RAPID_RISE_FIRST_DAY_MG_DL_PER_H,
+    RAPID_RISE_LATER_MG_DL_PER_H,
+    BilirubinAssessment,
+    assess_bilirubin,
+)
 from dsp.tcb import estimate_tcb
 from dsp.tcb_counts import reflectance_from_counts
 from gateway import protocol as p
@@ -139,19 +146,34 @@ class JaundiceProcessor:
             )
             reading["assessment"] = {"age_hours": round(age, 1), **a.to_dict()}
             self.previous.append((age, est.tcb_mg_dl))
-            self.alerts.set(
-                "tcb_above_phototherapy",
-                a.above_phototherapy,
-                f"TcB {est.tcb_mg_dl:.1f} mg/dL is above the AAP 2022 phototherapy threshold",
-                "high",
-            )
-            self.alerts.set(
-                "serum_bilirubin_advised",
-                a.serum_test_advised,
-                f"TcB {est.tcb_mg_dl:.1f} mg/dL: confirm with a serum bilirubin",
-                "medium",
-            )
+            self._set_alerts(a)
         self._emit(reading)
+
+    def _set_alerts(self, a: BilirubinAssessment) -> None:
+        """Raise (or clear) one alert per guideline condition of the latest usable reading."""
+        tcb = a.tcb_mg_dl
+        rise = a.rate_of_rise_mg_dl_per_h
+        limit = (
+            RAPID_RISE_FIRST_DAY_MG_DL_PER_H if a.age_hours <= 24 else RAPID_RISE_LATER_MG_DL_PER_H
+        )
+        rapid = rise is not None and rise >= limit
+        for kind, active, detail, severity in (
+            ("tcb_above_exchange", a.above_exchange,
+             f"TcB {tcb:.1f} mg/dL is at or above the AAP 2022 exchange-transfusion threshold "
+             f"({a.exchange_threshold_mg_dl:.1f}): urgent serum bilirubin", "high"),
+            ("tcb_escalation_of_care", a.escalation_of_care and not a.above_exchange,
+             f"TcB {tcb:.1f} mg/dL is within 2 mg/dL of the exchange threshold "
+             f"({a.exchange_threshold_mg_dl:.1f}): escalation of care", "high"),
+            ("tcb_above_phototherapy", a.above_phototherapy,
+             f"TcB {tcb:.1f} mg/dL is at or above the AAP 2022 phototherapy threshold "
+             f"({a.phototherapy_threshold_mg_dl:.1f})", "high"),
+            ("serum_bilirubin_advised", a.serum_test_advised,
+             f"TcB {tcb:.1f} mg/dL: confirm with a serum bilirubin", "medium"),
+            ("tcb_rapid_rise", rapid,
+             f"TcB rising {rise if rise is not None else 0:.2f} mg/dL/h (>= {limit}): "
+             "consider haemolysis", "medium"),
+        ):  # fmt: skip
+            self.alerts.set(kind, active, detail, severity)
 
     def _emit(self, reading: dict) -> None:
         self.last_reading = reading

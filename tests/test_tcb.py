@@ -118,3 +118,56 @@ def test_fit_needs_enough_rows(calibration):
         fit_model(near[:10], far[:10], tsb[:10])
     with pytest.raises(ValueError):
         fit_model(near, far, tsb[:-1])
+
+
+def test_gateway_alerts_follow_the_guideline_conditions(monkeypatch):
+    """Each AAP condition of the latest usable reading raises one alert, cleared when it ends."""
+    from types import SimpleNamespace
+
+    from dsp.bilirubin_zones import exchange_threshold_mg_dl, phototherapy_threshold_mg_dl
+    from dsp.tcb import TcbEstimate
+    from gateway import jaundice
+    from gateway import protocol as p
+
+    birth = 1_700_000_000.0
+    next_tcb = {"value": 5.0}
+    monkeypatch.setattr(jaundice.p, "decode_tcb", lambda payload: SimpleNamespace(
+        contact=True, ambient_high=False, saturated=False, flashes_disagree=False,
+        dark_before=(0, 0), dark_after=(0, 0), flashes=np.zeros((6, 2, 5)), temperature_c=30.0,
+    ))  # fmt: skip
+    monkeypatch.setattr(jaundice, "reflectance_from_counts", lambda *a: (None, None, ""))
+    monkeypatch.setattr(jaundice, "estimate_tcb", lambda near, far: TcbEstimate(
+        next_tcb["value"], next_tcb["value"] * 17.1, next_tcb["value"] - 1,
+        next_tcb["value"] + 1, "",
+    ))  # fmt: skip
+    session = SimpleNamespace(
+        state=SimpleNamespace(device_id="tcb-01", boot=1, info={"calibration": {"x": 1}}),
+        unix_time=lambda t_ms: birth + t_ms / 1000.0,
+    )
+    sent = []
+    proc = jaundice.JaundiceProcessor(
+        session, lambda topic, msg, **kw: sent.append((topic, msg)),
+        {"birth_time": "2023-11-14T22:13:20Z", "ga_weeks": 38, "risk_factors": False},
+    )  # fmt: skip
+
+    def reading(age_h: float, tcb: float) -> set[str]:
+        next_tcb["value"] = tcb
+        proc.on_record(p.Stream.TCB, int(age_h), int(age_h * 3600 * 1000), b"")
+        last = [m for t, m in sent if t[-1] == "tcb"][-1]
+        assert last["tcb_mg_dl"] == tcb and last["assessment"]["age_hours"] == age_h
+        return set(proc.alerts.active())
+
+    assert reading(30, 5.0) == set()
+    photo = phototherapy_threshold_mg_dl(40, 38, False)
+    assert reading(40, photo - 1.0) == {"serum_bilirubin_advised", "tcb_rapid_rise"}
+    exchange = exchange_threshold_mg_dl(60, 38, False)
+    assert reading(60, exchange - 1.0) == {  # and rising > 0.2 mg/dL/h since 40 h
+        "serum_bilirubin_advised", "tcb_above_phototherapy", "tcb_escalation_of_care",
+        "tcb_rapid_rise",
+    }  # fmt: skip
+    assert reading(62, exchange + 0.5) >= {"tcb_above_exchange", "tcb_above_phototherapy"}
+    assert "tcb_escalation_of_care" not in proc.alerts.active()
+    assert reading(200, 8.0) == set()  # all cleared
+    states = [(m["alert"], m["state"]) for t, m in sent if t[-1] == "alert"]
+    assert ("tcb_above_exchange", "raised") in states
+    assert ("tcb_above_exchange", "cleared") in states
