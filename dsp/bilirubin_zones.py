@@ -204,6 +204,11 @@ ESCALATION_BELOW_EXCHANGE_MG_DL = 2.0  # AAP 2022: escalation of care within 2 m
 # AAP 2022: a rise >= 0.3 mg/dL/h in the first 24 h or >= 0.2 mg/dL/h after suggests haemolysis.
 RAPID_RISE_FIRST_DAY_MG_DL_PER_H = 0.3
 RAPID_RISE_LATER_MG_DL_PER_H = 0.2
+# Rate of rise only against a reading at least this much older. Not from the guideline: two TcB
+# readings differ by about 1 mg/dL (SD) from measurement error alone (0.7 mg/dL each, see
+# docs/performance.md), so repeat presses minutes apart would give meaningless rates; over 6 h
+# that error is 0.17 mg/dL/h, still close to the 0.2 limit, so the rate is advice, not proof.
+MIN_RISE_INTERVAL_HOURS = 6.0
 
 
 @dataclass(frozen=True)
@@ -301,12 +306,15 @@ def bhutani_zone(tcb_mg_dl: float, age_hours: float) -> str:
 def rate_of_rise_mg_dl_per_h(
     tcb_mg_dl: float, age_hours: float, previous: list[tuple[float, float]] | None
 ) -> float | None:
-    """Rise per hour since the latest earlier reading (None without one)."""
+    """Rise per hour since the latest reading at least MIN_RISE_INTERVAL_HOURS earlier.
+
+    None without such a reading (repeat presses of the same session are not compared).
+    """
     earlier = [
         (_finite("previous age_hours", a), _finite("previous tcb_mg_dl", b))
         for a, b in (previous or [])
     ]
-    earlier = [(a, b) for a, b in earlier if a < age_hours]
+    earlier = [(a, b) for a, b in earlier if a <= age_hours - MIN_RISE_INTERVAL_HOURS]
     if not earlier:
         return None
     prev_age, prev_tcb = max(earlier)

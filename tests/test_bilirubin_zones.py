@@ -236,6 +236,12 @@ def test_rate_of_rise_uses_latest_earlier_reading():
     assert a.rate_of_rise_mg_dl_per_h == pytest.approx(0.4)
     assert any("rapid rise" in s for s in a.advice)
     assert bz.assess_bilirubin(10.0, 30, 39).rate_of_rise_mg_dl_per_h is None
+    # repeat presses minutes apart are not compared; the older reading is used instead
+    repeat = bz.assess_bilirubin(10.0, 30, 39, previous=[(18, 7.0), (29.9, 8.0)])
+    assert repeat.rate_of_rise_mg_dl_per_h == pytest.approx(0.25)
+    assert (
+        bz.assess_bilirubin(10.0, 30, 39, previous=[(29.9, 8.0)]).rate_of_rise_mg_dl_per_h is None
+    )
 
 
 def test_to_dict_is_plain_json_types():
