@@ -92,6 +92,7 @@ class DeviceSession:
         self._req_id = 0
         self._pending: dict[int, asyncio.Future] = {}
         self._resend_asked: dict[tuple[int, int], float] = {}
+        self._resend_from: dict[tuple[int, int], int] = {}  # (stream, end) -> first seq asked
         self.clock_offset_ms: float | None = None  # unix_ms = device_ms + offset
         self._last_sync = 0.0
         self.on_info = lambda info: None
@@ -242,6 +243,7 @@ class DeviceSession:
         self._rate_ref.clear()
         self.state.rate_errors.clear()
         self._resend_asked.clear()
+        self._resend_from.clear()
         if self.processor:
             self.processor.on_boot(boot)
         self.resume_from.clear()
@@ -372,12 +374,19 @@ class DeviceSession:
     def _on_resend_reply(self, reply: p.Reply) -> None:
         """The device says what it still had: anything before that is gone for good."""
         try:
-            stream, first, _end = p.decode_resend_reply(reply.data)
+            stream, first, end = p.decode_resend_reply(reply.data)
         except p.FrameError:
             return
         r = self.streams.get(stream)
-        if r is not None and r.next_seq is not None and first > r.next_seq:
+        asked = self._resend_from.get((stream, end))
+        # Only the answer to a request that began at the first gap speaks for it: the answer
+        # for a later gap (its first is past next_seq too) says nothing about an earlier one.
+        if asked is None or r is None or r.next_seq is None or asked > r.next_seq:
+            return
+        if first > r.next_seq:
             self._deliver(stream, r.give_up_gap(upto=first, now=time.monotonic()))
+        for key in [k for k in self._resend_from if k[0] == stream and k[1] <= r.next_seq]:
+            del self._resend_from[key]  # gaps that are behind us now
 
     # ---- gaps ----
 
@@ -394,6 +403,7 @@ class DeviceSession:
             ask = lo
             if self._resumed.get(stream) == lo and stream in p.SAMPLE_STREAMS:
                 ask = max(0, lo - _RESUME_SLACK)  # also the frame that straddles the resume point
+            self._resend_from[(stream, hi)] = ask
             asyncio.get_running_loop().create_task(
                 self.request(p.Op.RESEND, p.resend_args(p.Stream(stream), ask, hi))
             )
