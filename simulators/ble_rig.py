@@ -165,11 +165,11 @@ class BleRig:
         return time.monotonic() - t0
 
     async def _flowing(self, dev_id: str, since: float, timeout_s: float, old=None):
-        """The device's link (not `old`) once a notification arrived on it after `since`."""
+        """The device's link (not `old`) once its first notification arrived after `since`."""
         deadline = time.monotonic() + timeout_s
         while time.monotonic() < deadline:
             link = self.links.get(dev_id)
-            if link is not None and link is not old and link.last_rx > since:
+            if link is not None and link is not old and (link.first_rx or 0.0) > since:
                 return link
             await asyncio.sleep(_POLL_S)
         raise AssertionError(f"{dev_id}: no data {timeout_s:.0f} s after {since:.1f}")
@@ -200,7 +200,7 @@ class BleRig:
                     continue
                 last = t0
                 link = await self._flowing(dev_id, t0, back_timeout_s, old)
-                out[dev_id].append(link.last_rx - t0)
+                out[dev_id].append(link.first_rx - t0)
 
         await asyncio.gather(*(one(k, i) for k, i in enumerate(ids)))
         return out

@@ -72,13 +72,19 @@ class BleLink(DeviceLink):
         self.att_mtu = att_mtu
         self.stats = stats
         self.closed = asyncio.Event()
-        self.last_rx = time.monotonic()
+        self.last_rx = time.monotonic()  # the silent-device watchdog counts from the connect
+        self.first_rx: float | None = None  # the first notification: data flows
+        self.lost_at: float | None = None  # when the previous link of this device was lost
         self._rate_t0 = self.last_rx
         self._rate_n = 0
 
     def _on_notify(self, _char, data: bytearray) -> None:
         now = time.monotonic()
         self.last_rx = now
+        if self.first_rx is None:
+            self.first_rx = now
+            if self.lost_at is not None:
+                self.stats.last_reconnect_s = round(now - self.lost_at, 3)
         self.stats.notifications += 1
         self._rate_n += 1
         if now - self._rate_t0 >= _RATE_WINDOW_S:
@@ -252,7 +258,7 @@ class BleTransport(Transport):
                 failures = 0
                 if lost_at is not None:
                     st.reconnects += 1
-                    st.last_reconnect_s = round(time.monotonic() - lost_at, 3)
+                    link.lost_at = lost_at
                 reason = await self._serve(dev_id, link, st)
                 lost_at = time.monotonic()
                 ev.clear()
