@@ -10,6 +10,7 @@ the nurse or hospital sets per device (never sent to MQTT as identifiers).
 
 from __future__ import annotations
 
+import logging
 import math
 from datetime import datetime
 
@@ -25,6 +26,8 @@ from gateway import protocol as p
 from gateway.alerts import AlertTracker
 from gateway.fhir import publish_tcb_observations
 from gateway.mqtt import iso_time
+
+log = logging.getLogger(__name__)
 
 UMOL_PER_MG = 17.1  # bilirubin: 1 mg/dL = 17.1 umol/L
 
@@ -47,6 +50,7 @@ class JaundiceProcessor:
         self.alerts = AlertTracker(session.state.device_id, publish)
         self.previous: list[tuple[float, float]] = []  # (age_hours, tcb_mg_dl)
         self.last_reading: dict | None = None
+        self._assess_error = ""  # logged once per distinct reason
 
     @property
     def device_id(self) -> str:
@@ -137,16 +141,23 @@ class JaundiceProcessor:
         age = _age_hours(str(self.baby.get("birth_time", "")), at)
         ga = self.baby.get("ga_weeks")
         if age is not None and ga is not None and age >= 0:
-            a = assess_bilirubin(
-                est.tcb_mg_dl,
-                age,
-                float(ga),
-                bool(self.baby.get("risk_factors", False)),
-                previous=list(self.previous),
-            )
-            reading["assessment"] = {"age_hours": round(age, 1), **a.to_dict()}
-            self.previous.append((age, est.tcb_mg_dl))
-            self._set_alerts(a)
+            try:
+                a = assess_bilirubin(
+                    est.tcb_mg_dl,
+                    age,
+                    float(ga),
+                    bool(self.baby.get("risk_factors", False)),
+                    previous=list(self.previous),
+                )
+            except (TypeError, ValueError) as exc:  # e.g. a configured gestation below 35 weeks
+                if str(exc) != self._assess_error:
+                    log.warning("%s: no TcB assessment: %s", self.device_id, exc)
+                    self._assess_error = str(exc)
+            else:
+                self._assess_error = ""
+                reading["assessment"] = {"age_hours": round(age, 1), **a.to_dict()}
+                self.previous.append((age, est.tcb_mg_dl))
+                self._set_alerts(a)
         self._emit(reading)
 
     def _set_alerts(self, a: BilirubinAssessment) -> None:

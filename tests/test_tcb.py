@@ -171,3 +171,11 @@ def test_gateway_alerts_follow_the_guideline_conditions(monkeypatch):
     states = [(m["alert"], m["state"]) for t, m in sent if t[-1] == "alert"]
     assert ("tcb_above_exchange", "raised") in states
     assert ("tcb_above_exchange", "cleared") in states
+
+    # a gestation the guideline does not cover (set in a config file): the reading is still
+    # published, without an assessment, and the gateway keeps running
+    proc.baby["ga_weeks"] = 33
+    next_tcb["value"] = 9.0
+    proc.on_record(p.Stream.TCB, 300, 300 * 3600 * 1000, b"")
+    last = [m for t, m in sent if t[-1] == "tcb"][-1]
+    assert last["tcb_mg_dl"] == 9.0 and last["assessment"] is None
