@@ -15,7 +15,7 @@ _PAGE = """<!doctype html>
 <meta name="viewport" content="width=device-width, initial-scale=1">
 <title>perimon: pair a new monitor</title>
 <link rel="stylesheet" href="/static/style.css"></head>
-<body><main>
+<body><main class="simple">
 <h1>Pair a new monitor</h1>
 <p>Press the button on the new monitor. It appears below within a few seconds.</p>
 <ul id="pending"><li>No monitor wants to pair.</li></ul>

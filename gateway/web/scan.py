@@ -32,7 +32,7 @@ _PAGE = """<!doctype html>
 <meta name="viewport" content="width=device-width, initial-scale=1">
 <title>perimon: add a monitor</title>
 <link rel="stylesheet" href="/static/style.css"></head>
-<body><main>
+<body><main class="simple">
 <h1>Add a monitor</h1>
 <p id="say">Reading the code...</p>
 <p><button id="add" hidden>Add this monitor</button></p>
