@@ -10,8 +10,8 @@ The code (base64url, no padding) carries everything the gateway needs to enrol t
 It sits after `#`, so the browser never sends it in a request line: it stays out of the
 gateway's logs and any proxy's; the pairing page's script reads it and posts it only when the
 user confirms. The check catches a misread or edited code; a code made up with another key is
-caught when the monitor cannot prove that key (gateway/web/scan.py). docs/home.md, "Pairing by
-the code on the label"; docs/security.md for the threat model.
+caught when the monitor cannot prove that key (gateway/web/scan.py). docs/home.md, "By the code
+on the label", says what the label protects and what it does not.
 """
 
 from __future__ import annotations

@@ -1,6 +1,6 @@
 """Pairing by the code on the label: the phone's camera opens /pair#c=..., the page names the
-monitor, and one click enrols it (gateway/web/pair_code.py; docs/home.md, "Pairing by the code
-on the label").
+monitor, and one click enrols it (gateway/web/pair_code.py; docs/home.md, "By the code on the
+label").
 
 The enrolment stands only once the monitor has proved, in a signed session, that it holds the
 key the code carries; otherwise it is taken back and the page says why. A monitor the gateway
