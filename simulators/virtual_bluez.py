@@ -64,12 +64,17 @@ DEVICE = "org.bluez.Device1"
 SERVICE = "org.bluez.GattService1"
 CHAR = "org.bluez.GattCharacteristic1"
 DESC = "org.bluez.GattDescriptor1"
+MONITOR_MANAGER = "org.bluez.AdvertisementMonitorManager1"
+MONITOR = "org.bluez.AdvertisementMonitor1"
+DBUS = "org.freedesktop.DBus"
 CCCD_UUID = "00002902-0000-1000-8000-00805f9b34fb"
 ERR_FAILED = "org.bluez.Error.Failed"
 ERR_NOT_CONNECTED = "org.bluez.Error.NotConnected"
 ERR_NOT_PERMITTED = "org.bluez.Error.NotPermitted"
 ERR_NOT_SUPPORTED = "org.bluez.Error.NotSupported"
 ERR_IN_PROGRESS = "org.bluez.Error.InProgress"
+ERR_ALREADY_EXISTS = "org.bluez.Error.AlreadyExists"
+ERR_DOES_NOT_EXIST = "org.bluez.Error.DoesNotExist"
 ERR_UNKNOWN_METHOD = "org.freedesktop.DBus.Error.UnknownMethod"
 ERR_UNKNOWN_OBJECT = "org.freedesktop.DBus.Error.UnknownObject"
 ERR_INVALID_ARGS = "org.freedesktop.DBus.Error.InvalidArgs"
@@ -117,6 +122,24 @@ class Stats:
     writes: int = 0
 
 
+@dataclass
+class Monitor:
+    """An org.bluez.AdvertisementMonitor1 object a client registered (type "or_patterns")."""
+
+    owner: str  # the client's unique bus name
+    path: str
+    patterns: list[tuple[int, int, bytes]]  # (start position, AD type, content)
+    found: set[str] = field(default_factory=set)  # device paths DeviceFound was called for
+
+    def matches(self, adv: bytes) -> bool:
+        """BlueZ's or_patterns: some AD structure of the type holds the content at start."""
+        for kind, payload in ad_structures(adv):
+            for start, ad_type, content in self.patterns:
+                if kind == ad_type and payload[start : start + len(content)] == content:
+                    return True
+        return False
+
+
 def _dev_path(address: str) -> str:
     return f"{ADAPTER_PATH}/dev_{address.replace(':', '_')}"
 
@@ -131,6 +154,19 @@ def parse_ad(data: bytes) -> dict[int, bytes]:
             break
         kind = data[i + 1]
         out[kind] = out.get(kind, b"") + bytes(data[i + 2 : i + 1 + n])
+        i += 1 + n
+    return out
+
+
+def ad_structures(data: bytes) -> list[tuple[int, bytes]]:
+    """AD structures as (type, payload) in the order they are on the air."""
+    out = []
+    i = 0
+    while i < len(data):
+        n = data[i]
+        if n == 0 or i + 1 + n > len(data):
+            break
+        out.append((data[i + 1], bytes(data[i + 2 : i + 1 + n])))
         i += 1 + n
     return out
 
@@ -181,10 +217,11 @@ class VDevice:
             return
         self.writer.write(struct.pack("<HB", len(body) + 1, kind) + body)
 
-    def adv_fields(self) -> dict[str, Variant]:
-        """Device1 properties from the advertising data and scan response, BlueZ's types."""
+    def adv_fields(self, scan_response: bool = True) -> dict[str, Variant]:
+        """Device1 properties from the advertising data and scan response, BlueZ's types. A
+        passive scan sends no scan request, so it never sees the scan response."""
         ad = parse_ad(self.adv or b"")
-        rsp = parse_ad(self.resp)
+        rsp = parse_ad(self.resp if scan_response else b"")
         both = {**ad, **rsp}
         props: dict[str, Variant] = {}
         name = both.get(0x09) or both.get(0x08)
@@ -225,6 +262,9 @@ class VirtualBluez:
         self.devices: dict[str, VDevice] = {}  # by address
         self.discovery: set[str] = set()  # D-Bus senders with a discovery session
         self.filters: dict[str, dict[str, Any]] = {}
+        self.monitor_apps: set[tuple[str, str]] = set()  # (client, root path) registered
+        self.monitors: dict[tuple[str, str], Monitor] = {}  # (client, object path)
+        self.counters = {"start_discovery": 0, "register_monitor": 0, "device_found": 0}
         self._server: asyncio.base_events.Server | None = None
         self._tasks: set[asyncio.Task] = set()
         self._connect_lock = asyncio.Lock()
@@ -258,9 +298,19 @@ class VirtualBluez:
                 "Roles": Variant("as", ["central", "peripheral"]),
                 "ExperimentalFeatures": Variant("as", []),
             },
+            MONITOR_MANAGER: {
+                "SupportedMonitorTypes": Variant("as", ["or_patterns"]),
+                "SupportedFeatures": Variant("as", []),
+                "ActiveFeatures": Variant("as", []),
+            },
         }
         self._server = await asyncio.start_server(self._serve_device, self.host, self.port)
         self.port = self._server.sockets[0].getsockname()[1]
+        for rule in (f"type='signal',interface='{OM}'",  # monitors exported by clients
+                     f"type='signal',sender='{DBUS}',member='NameOwnerChanged'"):  # fmt: skip
+            await self.bus.call(Message(destination=DBUS, path="/org/freedesktop/DBus",
+                                        interface=DBUS, member="AddMatch", signature="s",
+                                        body=[rule]))  # fmt: skip
         await self.bus.request_name(BLUEZ)
         self._spawn(self._advertising_loop())
         log.info("virtual BlueZ on %s, devices connect to %s:%d", self.bus_address, self.host,
@@ -325,10 +375,11 @@ class VirtualBluez:
         return not self.filters or bool(wanted & {u.lower() for u in uuids})
 
     async def _advertising_loop(self) -> None:
-        """While discovery runs, every advertising device is reported (its RSSI wanders)."""
+        """While discovery runs, every advertising device is reported (its RSSI wanders); while
+        an advertisement monitor is active, every device whose advertising data it matches."""
         while True:
             await asyncio.sleep(_ADV_REPORT_S)
-            if not self.discovery:
+            if not self.discovery and not self.monitors:
                 continue
             for dev in list(self.devices.values()):
                 if dev.adv is None or dev.connected or not dev.address:
@@ -337,8 +388,21 @@ class VirtualBluez:
 
     def _report(self, dev: VDevice) -> None:
         fields = dev.adv_fields()
-        if not self._matches_filter(dev, fields["UUIDs"].value):
+        if not self.discovery or not self._matches_filter(dev, fields["UUIDs"].value):
+            monitors = [m for m in self.monitors.values() if m.matches(dev.adv or b"")]
+            if not monitors:
+                return
+            fields = dev.adv_fields(scan_response=False)  # passive: advertising data only
+            self._report_fields(dev, fields)
+            for m in monitors:
+                if dev.path not in m.found:
+                    m.found.add(dev.path)
+                    self.counters["device_found"] += 1
+                    self._call_client(m.owner, m.path, MONITOR, "DeviceFound", "o", [dev.path])
             return
+        self._report_fields(dev, fields)
+
+    def _report_fields(self, dev: VDevice, fields: dict[str, Variant]) -> None:
         dev.rssi = max(-95, min(-35, dev.rssi + random.randint(-3, 3)))
         fields["RSSI"] = Variant("n", dev.rssi)
         path = dev.path
@@ -412,7 +476,7 @@ class VirtualBluez:
                 dev.resp = bytes(body[5 + n :])
                 dev.adv_fields()
                 dev.advertising.set()
-                if self.discovery and dev.address and not dev.connected:
+                if (self.discovery or self.monitors) and dev.address and not dev.connected:
                     self._report(dev)
         elif kind == M_MTU:
             _conn, mtu = struct.unpack_from("<HH", body)
@@ -548,6 +612,8 @@ class VirtualBluez:
             dev.connected = True
             dev.adv = None
             dev.advertising.clear()
+            for m in self.monitors.values():
+                m.found.discard(dev.path)  # found anew when it advertises again
             dev.mtu = 23
             dev.mtu_event.clear()
             dev.stats.connects += 1
@@ -629,6 +695,9 @@ class VirtualBluez:
     # ---- D-Bus method calls ----
 
     def _on_message(self, msg: Message):
+        if msg.message_type == MessageType.SIGNAL:
+            self._on_signal(msg)
+            return False
         if msg.message_type != MessageType.METHOD_CALL:
             return False
         path, iface, member = msg.path or "", msg.interface, msg.member
@@ -647,6 +716,8 @@ class VirtualBluez:
             return Message.new_method_return(msg, "s", [self._introspect(path)])
         if iface == ADAPTER and path == ADAPTER_PATH:
             return self._adapter_call(msg)
+        if iface == MONITOR_MANAGER and path == ADAPTER_PATH:
+            return self._monitor_manager_call(msg)
         if iface in (DEVICE, CHAR, DESC):
             dev = self._device_of(path)
             if dev is None:
@@ -714,6 +785,7 @@ class VirtualBluez:
                 self.filters.pop(msg.sender, None)
             return Message.new_method_return(msg)
         if m == "StartDiscovery":
+            self.counters["start_discovery"] += 1
             self.discovery.add(msg.sender)
             self._set_discovering()
             for dev in list(self.devices.values()):
@@ -856,6 +928,82 @@ class VirtualBluez:
             return Message.new_error(msg, ERR_NOT_PERMITTED, "Write not permitted")
         return Message.new_error(msg, ERR_UNKNOWN_METHOD, msg.member)
 
+    # ---- passive scanning: advertisement monitors ----
+
+    def _monitor_manager_call(self, msg: Message):
+        """RegisterMonitor(root) / UnregisterMonitor(root): as BlueZ, the monitors are the
+        client's AdvertisementMonitor1 objects at or under root, found through its object
+        manager now and through InterfacesAdded later (bleak exports after registering)."""
+        key = (msg.sender, msg.body[0] if msg.body else "")
+        if msg.member == "RegisterMonitor":
+            if key in self.monitor_apps:
+                return Message.new_error(msg, ERR_ALREADY_EXISTS, "Already Exists")
+            self.monitor_apps.add(key)
+            self.counters["register_monitor"] += 1
+            self._spawn(self._find_monitors(*key))
+            return Message.new_method_return(msg)
+        if msg.member == "UnregisterMonitor":
+            if key not in self.monitor_apps:
+                return Message.new_error(msg, ERR_DOES_NOT_EXIST, "Does Not Exist")
+            self.monitor_apps.discard(key)
+            for mkey in [k for k in self.monitors if self._app_of(*k) is None]:
+                del self.monitors[mkey]
+            return Message.new_method_return(msg)
+        return Message.new_error(msg, ERR_UNKNOWN_METHOD, msg.member)
+
+    def _app_of(self, owner: str, path: str) -> tuple[str, str] | None:
+        for app in self.monitor_apps:
+            if app[0] == owner and (path == app[1] or path.startswith(app[1].rstrip("/") + "/")):
+                return app
+        return None
+
+    async def _find_monitors(self, owner: str, root: str) -> None:
+        assert self.bus is not None
+        reply = await self.bus.call(Message(destination=owner, path=root, interface=OM,
+                                            member="GetManagedObjects"))  # fmt: skip
+        if reply.message_type == MessageType.METHOD_RETURN:
+            for path, ifaces in reply.body[0].items():
+                if MONITOR in ifaces:
+                    self._add_monitor(owner, path, ifaces[MONITOR])
+
+    def _add_monitor(self, owner: str, path: str, props: dict[str, Variant]) -> None:
+        kind = props.get("Type")
+        patterns = props.get("Patterns")
+        if kind is None or kind.value != "or_patterns" or not patterns or not patterns.value:
+            self._call_client(owner, path, MONITOR, "Release")  # BlueZ refuses it
+            return
+        pats = [(int(a), int(b), bytes(c)) for a, b, c in patterns.value]
+        self.monitors[(owner, path)] = Monitor(owner, path, pats)
+        self._call_client(owner, path, MONITOR, "Activate")
+        for dev in list(self.devices.values()):
+            if dev.adv is not None and not dev.connected and dev.address:
+                self._report(dev)
+
+    def _call_client(self, owner: str, path: str, iface: str, member: str, signature: str = "",
+                     body: list | None = None) -> None:  # fmt: skip
+        """A method call to a client's object; its answer is not waited for."""
+        self._send(Message(destination=owner, path=path, interface=iface, member=member,
+                           signature=signature, body=body or []))  # fmt: skip
+
+    def _on_signal(self, msg: Message) -> None:
+        if msg.interface == OM and msg.member == "InterfacesAdded":
+            path, ifaces = msg.body
+            if MONITOR in ifaces and self._app_of(msg.sender, path) is not None:
+                self._add_monitor(msg.sender, path, ifaces[MONITOR])
+        elif msg.interface == OM and msg.member == "InterfacesRemoved":
+            path, names = msg.body
+            if MONITOR in names:
+                self.monitors.pop((msg.sender, path), None)
+        elif msg.member == "NameOwnerChanged" and msg.sender == DBUS:
+            name, _old, new = msg.body
+            if not new:  # a client left the bus: its scans and monitors go with it
+                self.discovery.discard(name)
+                self.filters.pop(name, None)
+                self.monitor_apps = {a for a in self.monitor_apps if a[0] != name}
+                self.monitors = {k: m for k, m in self.monitors.items() if k[0] != name}
+                if self.bus is not None:
+                    self._set_discovering()
+
     # ---- fault and status control ----
 
     def _control(self, msg: Message):
@@ -902,6 +1050,8 @@ class VirtualBluez:
                 if d.address
             },
             "discovering": bool(self.discovery),
+            "monitors": len(self.monitors),
+            **self.counters,
             "faults": {**self.faults.__dict__},
         }
 

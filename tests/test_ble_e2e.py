@@ -70,6 +70,7 @@ def test_readings_arrive_over_ble_with_drops_refilled(broker, tmp_path):
     assert radio["att_mtu"] == 247 and radio["rssi"] is not None
     assert radio["last_reconnect_s"] < 3.0, radio
     assert out["vb"]["devices"][bluez_address("fh-01")]["drops"] == 3
+    assert out["vb"]["start_discovery"] >= 1 and out["vb"]["register_monitor"] == 0  # active
     assert len(sub.of("tcb-01", "tcb")) >= 2
 
 
