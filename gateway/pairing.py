@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 
 from gateway import protocol as p
 from gateway.enrolment import _ID_RE
+from gateway.session import await_reply, unsigned_control_frame
 from gateway.transports.base import DeviceLink
 
 log = logging.getLogger(__name__)
@@ -173,20 +174,11 @@ class PairingManager:
         if e.link is None:
             raise PairingError("the device went away")
         e.rid = (e.rid + 1) & 0xFF
-        rid = e.rid
-        payload = p.control_payload(p.Op.PAIR, rid, args)
-        frame = p.encode_frame(
-            p.Frame(p.Flag(0), p.DeviceType.GATEWAY, p.Stream.CONTROL, 0, rid, 0, payload)
-        )
-        fut = asyncio.get_running_loop().create_future()
-        e.replies[rid] = fut
-        try:
-            await e.link.write(frame)
-            return await asyncio.wait_for(fut, timeout_s)
-        except (TimeoutError, asyncio.CancelledError, ConnectionError):
-            raise PairingError("the device did not answer") from None
-        finally:
-            e.replies.pop(rid, None)
+        frame = unsigned_control_frame(p.Op.PAIR, e.rid, args)  # the gateway has no key yet
+        reply = await await_reply(e.link, frame, e.rid, e.replies, timeout_s)
+        if reply is None:
+            raise PairingError("the device did not answer")
+        return reply
 
     def _get(self, device_id: str) -> Pending:
         self._expire()
@@ -260,6 +252,9 @@ class PairingManager:
             if not hmac.compare_digest(r.data[:16], want):
                 raise PairingError("the device's proof does not verify")
             self.gw.enrolment.enrol(e.device_id, _TYPES[e.device_type], e.key)
+            allow = getattr(self.gw.transport, "allow", None)  # a radio allowlist (BLE)
+            if allow is not None:
+                allow(e.device_id)
             e.state, e.key = "paired", None
             log.info("%s: paired and enrolled", device_id)
             if e.link is not None:

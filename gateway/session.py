@@ -39,6 +39,29 @@ class Processor(Protocol):
     def tick(self, now: float) -> None: ...
 
 
+def unsigned_control_frame(op: p.Op, rid: int, args: bytes = b"") -> bytes:
+    """A control frame without a tag: before a session is authenticated, or while pairing."""
+    payload = p.control_payload(op, rid, args)
+    return p.encode_frame(
+        p.Frame(p.Flag(0), p.DeviceType.GATEWAY, p.Stream.CONTROL, 0, rid, 0, payload)
+    )
+
+
+async def await_reply(link: DeviceLink, frame: bytes, rid: int,
+                      pending: dict[int, asyncio.Future], timeout_s: float) -> p.Reply | None:  # fmt: skip
+    """Write one control frame and wait for the reply that `pending[rid]` is resolved with
+    (by whoever reads the link's frames); None if the link fails or nothing comes in time."""
+    fut = asyncio.get_running_loop().create_future()
+    pending[rid] = fut
+    try:
+        await link.write(frame)
+        return await asyncio.wait_for(fut, timeout_s)
+    except (TimeoutError, asyncio.CancelledError, ConnectionError):
+        return None
+    finally:
+        pending.pop(rid, None)
+
+
 @dataclass
 class LinkStats:
     frames: int = 0
@@ -143,22 +166,11 @@ class DeviceSession:
             return None
         self._req_id = (self._req_id + 1) & 0xFF
         rid = self._req_id
-        payload = p.control_payload(op, rid, args)
         if self.auth is not None and op != p.Op.SESSION and self.auth.established:
-            frame = self.auth.control_frame(payload)
+            frame = self.auth.control_frame(p.control_payload(op, rid, args))
         else:
-            frame = p.encode_frame(
-                p.Frame(p.Flag(0), p.DeviceType.GATEWAY, p.Stream.CONTROL, 0, rid, 0, payload)
-            )
-        fut = asyncio.get_running_loop().create_future()
-        self._pending[rid] = fut
-        try:
-            await self.link.write(frame)
-            return await asyncio.wait_for(fut, timeout_s)
-        except (TimeoutError, asyncio.CancelledError, ConnectionError):
-            return None
-        finally:
-            self._pending.pop(rid, None)
+            frame = unsigned_control_frame(op, rid, args)
+        return await await_reply(self.link, frame, rid, self._pending, timeout_s)
 
     async def time_sync(self) -> None:
         sent = time.time() * 1000.0
