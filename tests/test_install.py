@@ -107,7 +107,7 @@ class Chroot:
 
 
 @pytest.fixture
-def chroot(tmp_path) -> Chroot:
+def chroot(tmp_path):
     tarball = _base_tarball()
     root = tmp_path / "root"
     root.mkdir()
@@ -133,7 +133,8 @@ def chroot(tmp_path) -> Chroot:
         if src.is_file():
             (dest / src.relative_to(REPO)).parent.mkdir(parents=True, exist_ok=True)
             shutil.copy2(src, dest / src.relative_to(REPO))
-    return chroot
+    yield chroot
+    shutil.rmtree(root, ignore_errors=True)  # about 1 GB with the venv: not kept for pytest
 
 
 def _passwd(root: Path, name: str) -> list[str] | None:
