@@ -32,7 +32,7 @@ from dataclasses import dataclass
 
 import numpy as np
 from scipy.fft import next_fast_len
-from scipy.ndimage import maximum_filter1d
+from scipy.ndimage import maximum_filter1d, minimum_filter1d
 
 POINT_RATE_HZ = 4.0  # CTG standard
 POINT_S = 1.0 / POINT_RATE_HZ
@@ -70,6 +70,9 @@ MOVEMENT_FACTOR = (
     10.0  # broadband level x background (75th centile) above which a frame is artefact
 )
 MAX_ARTEFACT_FRACTION = 0.35
+# Fetal movement and probe handling last seconds; the longest cardiac Doppler event (a
+# ventricular wall motion) ~0.1 s. Loud frames count as artefact only in runs this long.
+MIN_MOVEMENT_S = 0.25
 # Coincidence with the maternal rate: within 5 bpm (the ambiguity criterion of Pinto et
 # al., BMC Pregnancy Childbirth 2015;15:301).
 MATERNAL_TOLERANCE_BPM = 5.0
@@ -82,6 +85,11 @@ MATERNAL_TOLERANCE_BPM = 5.0
 # maternal heart rate artefact, J Obstet Gynaecol Can 2022) is not. A judgement, not fitted.
 CROSSING_S = 30.0
 DISTINCT_POINTS = 4  # 1 s of clearly different rate
+# A point near the maternal rate is also shown when the Doppler evidence is clearly fetal:
+# a strong periodicity (>= MIN_ACF) of pulses no longer than ~80 ms (autocorrelation
+# half-width <= 40 ms, half the maternal limit MAX_PEAK_HALF_WIDTH_S): valve clicks and
+# isovolumic events, which a maternal arterial flow wave (~0.2-0.3 s) cannot produce.
+FETAL_PULSE_HALF_WIDTH_S = 0.04
 CROSSING_STEP_BPM = 5.0  # largest step between 0.25 s points within such a run
 MATERNAL_WAIT_S = 5.0  # how long a point waits for the maternal channel in streaming
 REFERENCE_S = 20.0  # history for the background level
@@ -189,6 +197,7 @@ class FhrStream:
         self._min_frames = int(round(MIN_WINDOW_S * self._env_fs))
         self._ref_frames = int(round(REFERENCE_S * self._env_fs))
         self._pad = int(round(0.05 * self._env_fs))  # movement mask dilation, ~50 ms
+        self._min_art = int(round(MIN_MOVEMENT_S * self._env_fs)) | 1
         lo, hi_bpm = FHR_RANGE_BPM
         self._lag_min = int(np.floor(60.0 / hi_bpm * self._env_fs))
         self._lag_max = int(np.ceil(60.0 / lo * self._env_fs))
@@ -207,6 +216,9 @@ class FhrStream:
         self._mhr_bpm = np.zeros(0)
         self._maternal_seen = False
         self._pending: list[FhrPoints] = []
+        # Per pending point: the window's pulses are clearly fetal (see _release).
+        self._pending_fetal: list[np.ndarray] = []
+        self._new_fetal = np.zeros(0, dtype=bool)
         # Coincidence check (causal): the continuous run of the trace and its history.
         self._run_t = -np.inf  # time and rate of the last finite point before the check
         self._run_bpm = np.nan
@@ -245,6 +257,7 @@ class FhrStream:
             self._audio_parts.append(x)
             self._n_audio += x.size
         new = FhrPoints.empty()
+        self._new_fetal = np.zeros(0, dtype=bool)
         if self._n_audio >= self._need:  # audio up to the end of the next point's window
             self._append_frames()
             new = self._compute_points(final=False)
@@ -300,6 +313,7 @@ class FhrStream:
             n = int(np.searchsorted(hi, n_frames, side="right"))
             ks, lo, hi = ks[:n], lo[:n], hi[:n]
         if ks.size == 0:
+            self._new_fetal = np.zeros(0, dtype=bool)
             return FhrPoints.empty()
         self._next_point = int(ks[-1]) + 1
         self._set_need()
@@ -315,6 +329,7 @@ class FhrStream:
         for r in part:
             self._estimate_rows(lo[r : r + 1], int(hi[r] - lo[r]), est, np.array([r]))
         fhr, qual = self._track(t, est)
+        self._new_fetal = (est.half_w <= FETAL_PULSE_HALF_WIDTH_S) & (est.peak >= MIN_ACF)
         self._trim(int(ks[-1]) + 1)
         return FhrPoints(t, fhr, qual, np.zeros(ks.size, dtype=bool))
 
@@ -362,10 +377,12 @@ class FhrStream:
             j = int(0.75 * (h.size - 1))
             bg[i] = np.partition(h, j)[j] if h.size else 0.0
         ok = bg > 0
-        # Movement: broadband frames far above the background, dilated by ~50 ms.
+        # Movement: broadband frames far above the background for longer than any cardiac
+        # event (a sparse train of loud valve clicks is not movement), dilated by ~50 ms.
         art = broad > MOVEMENT_FACTOR * bg[:, None]
         if art.any():
-            art = maximum_filter1d(art.view(np.uint8), 2 * self._pad + 1, axis=1, mode="constant")
+            art = minimum_filter1d(art.view(np.uint8), self._min_art, axis=1, mode="nearest")
+            art = maximum_filter1d(art, self._min_art + 2 * self._pad, axis=1, mode="constant")
             art = art > 0
             frac = art.mean(axis=1)
             for i in np.flatnonzero(art.any(axis=1) & (frac <= MAX_ARTEFACT_FRACTION)):
@@ -389,6 +406,7 @@ class FhrStream:
         maternal_like = half_w > MAX_PEAK_HALF_WIDTH_S
         good = ok & (peak >= MIN_ACF_TRACKED) & ~maternal_like
         est.tracked_only[rows] = peak < MIN_ACF
+        est.half_w[rows] = np.where(ok, half_w, np.inf)
         quality = np.minimum(np.maximum((peak - 0.2) / 0.5, 0.0), 1.0) * (1.0 - frac)
         # Kept for the tracker, which may look for a sub-multiple of the period on a jump.
         est.peak[rows] = peak
@@ -561,9 +579,11 @@ class FhrStream:
             return new  # nothing to wait for (points are pending only for maternal data)
         if new.t_s.size:
             self._pending.append(new)
+            self._pending_fetal.append(self._new_fetal)
         if not self._pending:
             return new
         pend = FhrPoints.concat(self._pending)
+        pend_fetal = np.concatenate(self._pending_fetal)
         if not final:
             known = self._mhr_t.max() if self._mhr_t.size else -np.inf
             now = self._n_audio / self.fs_hz
@@ -574,12 +594,13 @@ class FhrStream:
         out = FhrPoints(pend.t_s[:n], pend.fhr_bpm[:n], pend.quality[:n], pend.maternal[:n])
         rest = FhrPoints(pend.t_s[n:], pend.fhr_bpm[n:], pend.quality[n:], pend.maternal[n:])
         self._pending = [rest] if rest.t_s.size else []
+        self._pending_fetal = [pend_fetal[n:]] if rest.t_s.size else []
         if out.t_s.size and self._mhr_t.size:
             args = (out.t_s, out.fhr_bpm, self._mhr_t, self._mhr_bpm)
             near = maternal_coincidence(*args)
             known = maternal_coincidence(*args, np.inf)  # a maternal rate within 2 s
             far = known & ~maternal_coincidence(*args, 2 * MATERNAL_TOLERANCE_BPM)
-            mat = self._coincidence_run(out.t_s, out.fhr_bpm, near, far)
+            mat = self._coincidence_run(out.t_s, out.fhr_bpm, near, far) & ~pend_fetal[:n]
             fhr = np.where(mat, np.nan, out.fhr_bpm)
             out = FhrPoints(out.t_s, fhr, np.where(mat, 0.0, out.quality), mat)
         return out
@@ -621,6 +642,7 @@ class _Estimates:
         self.quality = np.zeros(n)
         self.peak = np.zeros(n)
         self.tracked_only = np.zeros(n, dtype=bool)  # weak: reported only on a live track
+        self.half_w = np.full(n, np.inf)  # half-width (s) of the autocorrelation peak
         self.alt_bpm = np.full((n, len(ALT_FACTORS)), np.nan)
         self.alt_acf = np.full((n, len(ALT_FACTORS)), -np.inf)
         self.lag_i = np.zeros(n, dtype=int)

@@ -269,3 +269,55 @@ def test_independent_tone_burst_signal(fhr, fetal):
         assert np.all(np.abs(p.fhr_bpm[rep] - fhr) <= 5)
     else:
         assert rep.mean() < 0.05
+
+
+def _pulse_train(rate_bpm, pulse_s, seconds, seed=0, snr_db=20.0, fs=FS):
+    """Hann-windowed bursts of 200-500 Hz noise, one per beat of a 4 Hz rate trace."""
+    from scipy import signal
+
+    rng = np.random.default_rng(seed)
+    n = int(seconds * fs)
+    sos = signal.butter(4, [200, 500], "bandpass", fs=fs, output="sos")
+    noise = signal.sosfilt(sos, rng.standard_normal(n))
+    rate = np.broadcast_to(np.asarray(rate_bpm, float), (int(seconds * 4),))
+    r = np.interp(np.arange(n) / fs, (np.arange(rate.size) + 1) / 4, rate)
+    beats = np.flatnonzero(np.diff(np.floor(np.cumsum(r / 60 / fs))) > 0)
+    env = np.zeros(n)
+    k = int(pulse_s * fs)
+    for b in beats[beats + k < n]:
+        env[b : b + k] += np.hanning(k)
+    x = noise * env
+    return x / x.std() + rng.standard_normal(n) * 10 ** (-snr_db / 20)
+
+
+def test_a_sparse_train_of_loud_clicks_is_not_movement():
+    # 30 ms valve clicks at high SNR stand far above the background between them; only
+    # loud stretches longer than any cardiac event are movement.
+    p = fhr_from_doppler(_pulse_train(100.0, 0.03, 30), FS)
+    rep = np.isfinite(p.fhr_bpm)
+    assert rep.mean() > 0.9 and np.all(np.abs(p.fhr_bpm[rep] - 100) < 2)
+
+
+def test_coincidence_uses_the_doppler_evidence():
+    t = np.arange(1, 121) / 4
+    mhr = np.full(t.size, 100.0)
+    # Short valve clicks at the maternal rate: clearly fetal, shown.
+    p = fhr_from_doppler(_pulse_train(100.0, 0.03, 30), FS, t, mhr)
+    assert np.isfinite(p.fhr_bpm).mean() > 0.9 and not p.maternal.any()
+    # Longer pulses (wall motion or a vessel: not clearly fetal) at the maternal rate, from
+    # the start: withheld and flagged.
+    p = fhr_from_doppler(_pulse_train(100.0, 0.16, 30), FS, t, mhr)
+    assert not np.isfinite(p.fhr_bpm).any() and p.maternal.mean() > 0.9
+
+
+def test_a_trace_passing_through_the_maternal_rate_is_shown_until_it_stays():
+    # 140 bpm for 10 s, down to 110 over 20 s, then 110 for 50 s; mother at 110 bpm.
+    rate = np.concatenate([np.full(40, 140.0), np.linspace(140, 110, 80), np.full(200, 110.0)])
+    t = np.arange(1, rate.size + 1) / 4
+    p = fhr_from_doppler(_pulse_train(rate, 0.16, 80), FS, t, np.full(t.size, 110.0))
+    near = np.abs(rate - 110) <= 5
+    first = t[near][0]
+    shown = near & (t < first + 25)
+    assert np.isfinite(p.fhr_bpm[shown]).mean() > 0.9 and not p.maternal[shown].any()
+    late = t > first + 35  # coinciding for more than 30 s: tracks the mother, withheld
+    assert not np.isfinite(p.fhr_bpm[late]).any() and p.maternal[late][:-8].all()
