@@ -11,6 +11,7 @@ import threading
 import time
 
 import paho.mqtt.client as mqtt
+import pytest
 
 from gateway.broker import free_port
 
@@ -62,3 +63,20 @@ def test_separate_gateway_and_simulator_processes(broker, tmp_path):
     assert not got.get("unknown_devices") or not any(
         m.get("devices") for m in got["unknown_devices"]
     )
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        [],
+        ["dsp", "fhr"],
+        ["dsp", "tcb", "assess", "--tcb", "abc", "--age-hours", "40", "--ga-weeks", "38"],
+        ["gateway", "--no-such-option"],
+    ],
+)
+def test_argument_errors_are_one_line_with_a_non_zero_exit(argv):
+    out = subprocess.run([sys.executable, "-m", "gateway.cli", *argv], capture_output=True,
+                         text=True, timeout=60)  # fmt: skip
+    lines = out.stderr.strip().splitlines()
+    assert out.returncode == 2 and out.stdout == ""
+    assert len(lines) == 1 and lines[0].startswith("perimon") and "error:" in lines[0]

@@ -9,10 +9,22 @@ from __future__ import annotations
 
 import argparse
 import sys
+from typing import NoReturn
 
 
 class UserError(Exception):
     """A problem with the user's input: printed as one line, exit code 2."""
+
+
+class OneLineParser(argparse.ArgumentParser):
+    """Argument errors as one line, like every other user error (scripts parse stderr).
+
+    argparse prints the whole usage block before the message; `--help` still shows it.
+    Sub-parsers inherit the class, so every command behaves the same.
+    """
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"{self.prog}: error: {message} (see --help)\n")
 
 
 def _dsp_parser(subparsers: argparse._SubParsersAction) -> None:
@@ -25,7 +37,7 @@ def _dsp_parser(subparsers: argparse._SubParsersAction) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="perimon", description=__doc__.splitlines()[0])
+    parser = OneLineParser(prog="perimon", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     from gateway.cli import provision, run_commands
 
