@@ -100,18 +100,22 @@ def scan_routes(gw, api_auth, headers) -> list[Route]:
         except (ValueError, KeyError, TypeError):
             return fail(400, "This is not the code of a perimon monitor.")
 
-    def known(label: LabelCode) -> str:
-        """'new', 'same' (already enrolled with this key) or 'other' (another key)."""
-        entry = gw.enrolment.get(label.device_id)
+    def state_of(label: LabelCode) -> str | Response:
+        """'new', or 'same' (enrolled with this key); a refusal for another key."""
+        try:
+            entry = gw.enrolment.get(label.device_id)
+        except EnrolmentError as exc:
+            log.error("pairing by label: %s", exc)
+            return fail(500, "The gateway cannot read its list of monitors; see its log.")
         if entry is None:
             return "new"
-        return "same" if entry.key == label.key else "other"
-
-    def already(label: LabelCode) -> str:
-        return (
+        if entry.key == label.key:
+            return "same"
+        return fail(
+            409,
             f"{label.device_id} is already paired with this gateway under another key "
             "(it was paired again since this label was printed). Nothing was changed: "
-            "to pair it again, use the button (Pair a new monitor)."
+            "to pair it again, use the button (Pair a new monitor).",
         )
 
     async def page(request: Request) -> Response:
@@ -124,9 +128,9 @@ def scan_routes(gw, api_auth, headers) -> list[Route]:
         label = await scanned(request)
         if isinstance(label, Response):
             return label
-        state = known(label)
-        if state == "other":
-            return fail(409, already(label))
+        state = state_of(label)
+        if isinstance(state, Response):
+            return state
         kind = _KIND[label.device_type]
         message = (
             f"{label.device_id} ({kind}) is already paired with this gateway."
@@ -142,9 +146,9 @@ def scan_routes(gw, api_auth, headers) -> list[Route]:
         label = await scanned(request)
         if isinstance(label, Response):
             return label
-        state = known(label)
-        if state == "other":
-            return fail(409, already(label))
+        state = state_of(label)
+        if isinstance(state, Response):
+            return state
         if state == "new":
             try:
                 gw.enrolment.enrol(label.device_id, label.device_type, label.key)
