@@ -8,6 +8,23 @@ from collections.abc import Callable
 
 from gateway.mqtt import QOS_READING, iso_time
 
+# Every alert kind the gateway raises, with what it means: the MQTT contract (docs/mqtt.md)
+# and the nurse view's labels (gateway/web/static/app.js) list the same kinds, checked by
+# tests/test_contract.py, so a new kind cannot reach a nurse unexplained.
+ALERT_KINDS = {
+    "signal_loss": "no fetal heart rate for most of the last minute while the probe is on skin",
+    "maternal_coincidence": "the Doppler rate follows the mother's pulse",
+    "bradycardia": "running FHR below 110 bpm for 3 min",
+    "tachycardia": "running FHR above 160 bpm for 3 min",
+    "ctg_pathological": "FIGO 2015 class pathological over the rolling window",
+    "sample_rate": "the device samples at the wrong rate: its rates are withheld",
+    "tcb_above_exchange": "TcB at or above the AAP 2022 exchange-transfusion threshold",
+    "tcb_escalation_of_care": "TcB within 2 mg/dL of the exchange threshold",
+    "tcb_above_phototherapy": "TcB at or above the AAP 2022 phototherapy threshold",
+    "serum_bilirubin_advised": "the AAP 2022 rule asks for a serum bilirubin to confirm",
+    "tcb_rapid_rise": "TcB rising faster than the AAP 2022 rate for haemolysis",
+}
+
 
 class AlertTracker:
     escalate = False  # set per device from its risk colour (gateway/downlink.py): medium -> high
@@ -21,6 +38,8 @@ class AlertTracker:
         return sorted(self._active)
 
     def set(self, kind: str, active: bool, detail: str, severity: str = "medium") -> None:
+        if kind not in ALERT_KINDS:
+            raise ValueError(f"alert kind {kind!r} is not in ALERT_KINDS")
         if active == (kind in self._active):
             return
         if self.escalate and severity == "medium":

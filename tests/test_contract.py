@@ -169,3 +169,24 @@ def test_the_schemas_reject_what_the_contract_forbids(name, payload):
     """A flagged TcB with a number, an Observation with two values, a command setting what
     only the nurse may set: each is refused."""
     assert list(validator(name).iter_errors(payload))
+
+
+def test_every_alert_kind_is_documented_and_labelled_for_the_nurse():
+    from gateway.alerts import ALERT_KINDS
+
+    root = Path(__file__).resolve().parents[1]
+    documented = set(re.findall(r"^\| `([a-z_]+)` \|", (root / "docs/mqtt.md").read_text(), re.M))
+    app = (root / "gateway/web/static/app.js").read_text()
+    table = app[app.index("const ALERT_TEXT") : app.index("};", app.index("const ALERT_TEXT"))]
+    labelled = set(re.findall(r"\b([a-z_]+): \"", table))
+    assert set(ALERT_KINDS) <= documented
+    assert set(ALERT_KINDS) == labelled
+
+
+def test_an_alert_kind_outside_the_catalogue_is_refused():
+    from gateway.alerts import AlertTracker
+
+    sent = []
+    with pytest.raises(ValueError):
+        AlertTracker("fh-01", lambda *a, **k: sent.append(a)).set("made_up", True, "x")
+    assert sent == []

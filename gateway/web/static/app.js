@@ -35,8 +35,10 @@ const ago = (sec) => {
 const ALERT_TEXT = {
   signal_loss: "Signal loss", maternal_coincidence: "Maternal pulse recorded",
   bradycardia: "Fetal bradycardia", tachycardia: "Fetal tachycardia",
-  ctg_pathological: "CTG pathological", tcb_above_phototherapy: "TcB above phototherapy line",
-  serum_bilirubin_advised: "Serum bilirubin advised",
+  ctg_pathological: "CTG pathological", sample_rate: "Monitor fault: wrong sample rate",
+  tcb_above_exchange: "TcB at/above exchange line", tcb_escalation_of_care: "TcB near exchange line",
+  tcb_above_phototherapy: "TcB above phototherapy line",
+  serum_bilirubin_advised: "Serum bilirubin advised", tcb_rapid_rise: "TcB rising fast",
 };
 const ZONE_TEXT = { low: "low", low_intermediate: "low-intermediate",
   high_intermediate: "high-intermediate", high: "high", not_defined: "not defined (<12 h)" };
