@@ -180,6 +180,11 @@ def test_install_script_in_a_clean_debian_chroot_twice(chroot, tmp_path):
     assert "usage: perimon" in chroot.run(
         "runuser -u perimon -- /opt/perimon/venv/bin/perimon --help"
     )
+    labels = chroot.run(  # the pairing labels' QR library came from PyPI too
+        "/opt/perimon/venv/bin/python -c 'from gateway.cli.provision_label import write_label; "
+        'write_label("/tmp/l.svg", "fh-01", "fetal_heart", bytes(32))\'; grep -c "<path" /tmp/l.svg'
+    )
+    assert labels.strip() == "1"
 
     # the configuration: written from the example, readable by the service only
     cfg_path = chroot.path("/etc/perimon/perimon.toml")
