@@ -103,6 +103,8 @@ def test_scan_the_label_confirm_and_the_monitor_streams(tmp_path, monkeypatch):
         gw = Gateway(cfg)
         task = asyncio.create_task(gw.run(stop))
         await asyncio.wait_for(gw.ready.wait(), 10)
+        allowed: list[str] = []
+        gw.transport.allow = allowed.append  # as the BLE radio's allowlist (gateway/transports)
         fleet = Fleet(specs, radio, tmp_path / "devices", gateway=cfg)
         dev, other = fleet.devices
         await fleet.start()
@@ -176,7 +178,7 @@ def test_scan_the_label_confirm_and_the_monitor_streams(tmp_path, monkeypatch):
             assert shown["enrolled_before_tap"] is False
             assert shown["done"] == "fh-new is paired: its readings are coming in.", shown
             assert shown["errors"] == [] and shown["scroll_width"] <= PHONE["width"]
-            assert book.get("fh-new").key == dev.key
+            assert book.get("fh-new").key == dev.key and allowed == ["fh-new"]
             session = gw.sessions["fh-new"]
             await _until(lambda: session.state.stats.frames > 50, 15, "no frames accepted")
             assert session.auth.established and session.state.stats.auth_failed == 0

@@ -158,6 +158,9 @@ def scan_routes(gw, api_auth, headers) -> list[Route]:
             log.info(
                 "%s: enrolled from its label, waiting for it to prove its key", label.device_id
             )
+        allow = getattr(getattr(gw, "transport", None), "allow", None)  # a radio allowlist (BLE)
+        if allow is not None:
+            allow(label.device_id)  # else a listed-only radio would never connect it
         if not await _proved(gw, label, PROVE_WAIT_S):
             if state == "new":
                 gw.enrolment.remove(label.device_id)
