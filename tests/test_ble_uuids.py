@@ -29,6 +29,7 @@ def test_firmware_uuids_match_the_gateway_table():
         assert uuids.short_uuid(getattr(uuids, name)) == int(_const(RADIO_BLE, name), 16), name
     assert int(_const(RADIO_BLE, "COMPANY_ID"), 16) == uuids.COMPANY_ID
     assert int(_const(RADIO_BLE, "ADV_FORMAT")) == uuids.ADV_FORMAT
+    assert int(_const(RADIO_BLE, "ADV_PAIRING"), 16) == uuids.ADV_PAIRING
     assert eval(_const(RADIO_BLE, "MODEL_NUMBERS")) == uuids.MODEL_NUMBERS
 
 

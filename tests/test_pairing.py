@@ -10,6 +10,7 @@ import hashlib
 import json
 import time
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 
@@ -19,6 +20,7 @@ from gateway.broker import free_port
 from gateway.config import config_from_dict
 from gateway.enrolment import Enrolment, enrolment_path
 from gateway.nurses import NurseAccounts
+from simulators.ble_rig import BleRig
 from simulators.fleet import DeviceSpec, Fleet
 from tests.conftest import run_micropython
 from tests.test_web import PASSWORD, USER, _json, _login, _opener
@@ -116,6 +118,56 @@ def test_button_code_confirm_enrols_the_device_with_a_new_key(tmp_path):
             await fleet.stop()
             stop.set()
             await task
+
+    asyncio.run(main())
+
+
+def test_pairing_over_ble_from_the_button_to_a_streaming_enrolled_device(tmp_path):
+    """Over the virtual BlueZ and bleak: a monitor outside the radio's allowlist is ignored
+    until its button opens the pairing window (the flag in its advertisement); the link is
+    then kept (not dropped as silent) for the code exchange, and once confirmed the device is
+    enrolled, allowed, and comes back without the flag to stream with its new key."""
+    specs = [DeviceSpec("fh-01", "fetal_heart", seed=3),
+             DeviceSpec("fh-new", "fetal_heart", seed=2, enrolled=False)]  # fmt: skip
+    no_broker = SimpleNamespace(host="127.0.0.1", port=free_port())  # MQTT is not needed here
+
+    async def main():
+        async with BleRig(tmp_path, no_broker, specs, radio={"enrolled": "fh-01"}) as rig:
+            gw, dev = rig.gw, rig.fleet.devices[1]
+            gw.transport.silent_device_s = 2.0  # the pairing link must outlive this
+            await rig.wait_connected(["fh-01"])
+            await asyncio.sleep(1.5)
+            assert "fh-new" not in rig.links and "fh-new" not in gw.unknown  # not even tried
+            await dev.press_button()
+            await rig.until(lambda: dev.console_lines("PAIR open"), 5, "window did not open")
+            manager = gp.pairing_for(gw)
+            listed = await rig.until(manager.list, 15, "not listed as wanting to pair")
+            assert listed[0]["device_id"] == "fh-new" and listed[0]["state"] == "wants_to_pair"
+            assert listed[0]["device_type"] == "fetal_heart"
+            link = rig.links["fh-new"]
+            assert link.pairing
+            await asyncio.sleep(3.0)  # the user reads the page: a silent pairing link stays
+            assert rig.links.get("fh-new") is link
+            entry = await manager.start("fh-new")
+            shown = await rig.until(lambda: dev.console_lines("PAIR code "), 5, "no code shown")
+            assert shown[-1] == "PAIR code " + entry["code"]
+            confirming = asyncio.create_task(manager.confirm("fh-new"))
+            await asyncio.sleep(1.0)
+            assert not confirming.done()  # waits for the press on the device
+            await dev.press_button()
+            done = await asyncio.wait_for(confirming, 30)
+            assert done["state"] == "paired", done
+            enrolled = Enrolment(enrolment_path(rig.cfg)).get("fh-new")
+            assert enrolled is not None and enrolled.key != dev.key
+            stored = json.loads((dev.dir / "device.json").read_text())["key"]
+            assert stored == enrolled.key.hex()
+            session = await rig.until(lambda: gw.sessions.get("fh-new"), 20, "no session")
+            await rig.until(lambda: session.auth.established, 10, "no authenticated session")
+            await rig.until(lambda: session.state.stats.frames > 50, 15, "no frames accepted")
+            assert session.state.stats.auth_failed == 0
+            assert not rig.links["fh-new"].pairing
+            assert gw.transport.stats["fh-new"].drops == 0  # every close was the gateway's
+            assert rig.alive() == ["fh-01", "fh-new"]
 
     asyncio.run(main())
 

@@ -28,7 +28,8 @@ BATTERY_SERVICE = const(0x180F)
 BATTERY_LEVEL_CHAR = const(0x2A19)
 COMPANY_ID = const(0xFFFF)
 ADV_FORMAT = const(1)
-ADV_PAIRING = const(0x01)  # manufacturer data byte 3, bit 0: the pairing window is open
+# manufacturer data byte 3, bit 0: the pairing window is open
+ADV_PAIRING = const(0x01)
 MODEL_NUMBERS = {1: "perimon-fetal-heart", 2: "perimon-jaundice"}
 
 _IRQ_CENTRAL_CONNECT = const(1)

@@ -1,7 +1,9 @@
 """BLE central through BlueZ with bleak: how a Raspberry Pi gateway reaches its wearables.
 
 One scanner (active by default; passive through BlueZ advertisement monitors) filtered by the
-perimon service UUID and an allowlist of enrolled device ids. One task per device keeps it
+perimon service UUID and an allowlist of enrolled device ids; a device advertising an open
+pairing window passes the allowlist and is handed over as a pairing link (gateway/pairing.py).
+One task per device keeps it
 connected: it waits until the device advertises, takes one of the adapter's connection slots,
 connects through bleak-retry-connector's `establish_connection` (its retries and backoff; ours
 add jitter between rounds), subscribes to the data characteristic with AcquireNotify, and hands
@@ -36,6 +38,8 @@ from gateway.transports.base import DeviceLink, Transport
 log = logging.getLogger(__name__)
 
 _SEEN_FRESH_S = 10.0  # an advertisement older than this does not count as "in range"
+_REFUSED_HOLD_S = 30.0  # a device the gateway closed is not reconnected sooner, unless its
+# advertisement changes (its pairing window opened or closed)
 _RATE_WINDOW_S = 5.0
 
 
@@ -72,6 +76,8 @@ class BleLink(DeviceLink):
         self.att_mtu = att_mtu
         self.stats = stats
         self.closed = asyncio.Event()
+        self.pairing = False  # it advertised an open pairing window (gateway/pairing.py)
+        self.closed_by_gateway = False
         self.last_rx = time.monotonic()  # the silent-device watchdog counts from the connect
         self.first_rx: float | None = None  # the first notification: data flows
         self.lost_at: float | None = None  # when the previous link of this device was lost
@@ -101,6 +107,7 @@ class BleLink(DeviceLink):
             raise BleLinkError(str(exc)) from exc
 
     async def close(self) -> None:
+        self.closed_by_gateway = True
         with contextlib.suppress(BleakError, EOFError, BrokenPipeError, TimeoutError):
             await self.client.disconnect()
 
@@ -110,6 +117,13 @@ def device_type_of(adv: AdvertisementData) -> int | None:
     if data and len(data) >= 2 and data[0] == uuids.ADV_FORMAT:
         return data[1]
     return None
+
+
+def pairing_of(adv: AdvertisementData) -> bool:
+    """The device's pairing window is open (its button was pressed): docs/home.md."""
+    data = adv.manufacturer_data.get(uuids.COMPANY_ID)
+    return bool(data and len(data) >= 3 and data[0] == uuids.ADV_FORMAT
+                and data[2] & uuids.ADV_PAIRING)  # fmt: skip
 
 
 class BleTransport(Transport):
@@ -135,6 +149,7 @@ class BleTransport(Transport):
         self._seen: dict[str, tuple[BLEDevice, AdvertisementData, float]] = {}
         self._seen_ev: dict[str, asyncio.Event] = {}
         self._types: dict[str, int] = {}
+        self._pairing: dict[str, bool] = {}  # as last advertised
         self._tasks: dict[str, asyncio.Task] = {}
         self._slots = asyncio.Semaphore(max_connections)
         self._connect_lock = asyncio.Lock()
@@ -186,6 +201,12 @@ class BleTransport(Transport):
         st = self.stats.get(device_id)
         return asdict(st) if st else None
 
+    def allow(self, device_id: str) -> None:
+        """Add a device to the allowlist: one just paired comes back without its pairing
+        flag, and would otherwise be ignored until the configuration lists it."""
+        if self.enrolled:
+            self.enrolled.add(device_id)
+
     # ---- scanning ----
 
     async def _set_scanning(self, on: bool) -> None:
@@ -202,11 +223,13 @@ class BleTransport(Transport):
                 log.warning("BLE: %s scan failed: %s", "starting" if on else "stopping", exc)
 
     def _scan_needed(self) -> bool:
-        if self._stopping or (self.pause_scan_to_connect and self._connecting):
-            return False
-        if not self.enrolled:
-            return True
-        return any(i not in self.links for i in self.enrolled)
+        """Always, but while a connection is being made: even with every enrolled device
+        connected, a new monitor's pairing window must be seen."""
+        return not (self._stopping or (self.pause_scan_to_connect and self._connecting))
+
+    def _missing(self) -> bool:
+        """Some device should be advertising (so a silent adapter is suspicious)."""
+        return not self.enrolled or any(i not in self.links for i in self.enrolled)
 
     async def _rescan(self) -> None:
         await self._set_scanning(self._scan_needed())
@@ -215,9 +238,11 @@ class BleTransport(Transport):
         if uuids.PERIMON_SERVICE not in adv.service_uuids:
             return
         dev_id = adv.local_name or device.name
-        if not dev_id or (self.enrolled and dev_id not in self.enrolled):
+        pairing = pairing_of(adv)
+        if not dev_id or (self.enrolled and dev_id not in self.enrolled and not pairing):
             return
         now = time.monotonic()
+        self._pairing[dev_id] = pairing
         self._last_adv = now
         self._seen[dev_id] = (device, adv, now)
         dtype = device_type_of(adv)
@@ -265,7 +290,18 @@ class BleTransport(Transport):
                 if reason != "closed by gateway":
                     st.drops += 1
             await self._rescan()
+            if reason == "closed by gateway":  # refused, or paired: not at once again
+                await self._hold_off(dev_id, link.pairing)
             await asyncio.sleep(random.uniform(0.0, 0.2))  # spread a burst of reconnects
+
+    async def _hold_off(self, dev_id: str, pairing: bool) -> None:
+        """After the gateway closed a link: wait until the device's pairing flag is not what
+        it was at that connection (a button press, or pairing done), or _REFUSED_HOLD_S."""
+        end = time.monotonic() + _REFUSED_HOLD_S
+        while not self._stopping and time.monotonic() < end:
+            if self._pairing.get(dev_id, False) != pairing:
+                return
+            await asyncio.sleep(0.25)
 
     async def _connect(self, dev_id: str, st: RadioStats) -> BleLink | None:
         device, adv, _ = self._seen[dev_id]
@@ -297,6 +333,7 @@ class BleTransport(Transport):
                 raise BleakError("perimon characteristics missing")
             att_mtu = data_char.max_write_without_response_size + 3
             link = BleLink(client, dev_id, dtype, adv.local_name or dev_id, att_mtu, st)
+            link.pairing = self._pairing.get(dev_id, False)
             link.disconnected = disconnected  # type: ignore[attr-defined]
             await client.start_notify(data_char, link._on_notify, bluez={"use_start_notify": False})
             st.connects += 1
@@ -325,13 +362,15 @@ class BleTransport(Transport):
             while not disconnected.is_set():
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(disconnected.wait(), 1.0)
-                if time.monotonic() - link.last_rx > self.silent_device_s:
+                if not link.pairing and time.monotonic() - link.last_rx > self.silent_device_s:
                     st.silent_disconnects += 1
                     reason = "silent device"
                     log.warning("BLE %s: no data for %.0f s, reconnecting", dev_id,
                                 self.silent_device_s)  # fmt: skip
                     await link.close()
                     break
+            if reason == "link lost" and link.closed_by_gateway:
+                reason = "closed by gateway"
         except asyncio.CancelledError:
             reason = "closed by gateway"
             await link.close()
@@ -347,7 +386,7 @@ class BleTransport(Transport):
         """Adapter watchdog: devices missing and nothing heard for a while: restart the scan."""
         while True:
             await asyncio.sleep(5.0)
-            if not self._scanning or not self._scan_needed():
+            if not self._scanning or not self._missing():
                 self._last_adv = time.monotonic()
                 continue
             if time.monotonic() - self._last_adv > self.silent_adapter_s:

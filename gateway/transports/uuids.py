@@ -25,6 +25,7 @@ CCCD = "00002902-0000-1000-8000-00805f9b34fb"
 # 0xFFFF is the SIG's id for tests and development; a shipped product uses its own assigned id.
 COMPANY_ID = 0xFFFF
 ADV_FORMAT = 1
+ADV_PAIRING = 0x01  # a third byte with this bit: the device's pairing window is open
 
 # Model number strings in the Device Information service, per device type (protocol DeviceType).
 MODEL_NUMBERS = {1: "perimon-fetal-heart", 2: "perimon-jaundice"}
