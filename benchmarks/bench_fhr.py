@@ -2,8 +2,8 @@
 
 Cases: 10-min segments of the recorded FHR traces (CTU-UHB Intrapartum CTG Database,
 Chudacek et al., BMC Pregnancy Childbirth 2014;14:16) drive the Doppler synthesizer at
-SNR 20, 10, 5, 0, -5 dB with fades, movement and maternal vessel pulses (-15..0 dB), with
-a maternal rate wandering around 70-115 bpm. The maternal-rate input is the rate
+SNR 20, 10, 5, 0, -5 dB with fades, movement and a maternal artery in the beam (arterial
+flow and vessel wall, -15..0 dB), with a maternal rate wandering around 70-115 bpm. The maternal-rate input is the rate
 estimated from a synthesized PPG (not the truth).
 
 Usage: python benchmarks/bench_fhr.py [--cases 60] [--markdown]

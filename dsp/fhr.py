@@ -13,9 +13,10 @@ Physiol Meas 2019). On top of the classic chain:
 - maternal vessel pulses: a maternal arterial flow wave is long (~0.2-0.3 s) and gives a
   broad autocorrelation peak; such windows are withheld. When a maternal rate is given,
   points within 5 bpm of it are flagged `maternal` and withheld (the manufacturers'
-  cross-channel coincidence check), unless the trace reached the maternal rate
-  continuously from a clearly different rate and has not stayed there for 30 s (a fetal
-  deceleration or acceleration passing through the maternal rate);
+  cross-channel coincidence check), unless the window's pulses are clearly fetal (short
+  valve clicks) or the trace reached the maternal rate continuously from a clearly
+  different rate and has not stayed there for 30 s (a fetal deceleration or acceleration
+  passing through the maternal rate);
 - a causal rate tracker: the FHR does not jump by more than 25 bpm between 0.25 s points,
   so a jump is withheld (or, for a halving slip, replaced by the supported sub-multiple
   that continues the rhythm) until the new rate has persisted for 2 s.
