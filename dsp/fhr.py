@@ -91,7 +91,11 @@ DISTINCT_POINTS = 4  # 1 s of clearly different rate
 # half-width <= 40 ms, half the maternal limit MAX_PEAK_HALF_WIDTH_S): valve clicks and
 # isovolumic events, which a maternal arterial flow wave (~0.2-0.3 s) cannot produce.
 FETAL_PULSE_HALF_WIDTH_S = 0.04
-CROSSING_STEP_BPM = 5.0  # largest step between 0.25 s points within such a run
+# Largest step between 0.25 s points within such a run: 20 bpm/s, faster than the FHR
+# falls even in abrupt (variable) decelerations (>= 15 bpm in < 30 s, FIGO 2015: a few
+# bpm/s) plus estimate noise. The tracker's MAX_STEP_BPM is far looser; used here, it let a
+# fading fetal signal hand over "continuously" to the maternal vessel (see docs/fhr.md).
+CROSSING_STEP_BPM = 5.0
 MATERNAL_WAIT_S = 5.0  # how long a point waits for the maternal channel in streaming
 REFERENCE_S = 20.0  # history for the background level
 MIN_FS_HZ, MAX_FS_HZ = 1000.0, 16000.0
