@@ -165,3 +165,26 @@ def test_the_adapter_link_limit_refuses_the_extra_device_and_spares_the_others(b
     asyncio.run(main())
     assert out["most"] == (2, 2), out
     assert out["waiting"]["failed_attempts"] >= 1 and out["waiting"]["connects"] == 0, out
+
+
+def test_a_device_the_gateway_refused_is_not_reconnected_in_a_loop(broker, tmp_path):
+    """With no allowlist every perimon device in range is connected; one not enrolled is
+    refused (listed on MQTT as unknown) and then left alone for a while, not reconnected
+    over and over, while the enrolled one streams."""
+    specs = [DeviceSpec("fh-01", "fetal_heart", seed=3),
+             DeviceSpec("fh-99", "fetal_heart", seed=4, enrolled=False)]  # fmt: skip
+    out = {}
+
+    async def main():
+        async with BleRig(tmp_path, broker, specs, radio={"enrolled": ""}) as rig:
+            await rig.until(lambda: "fh-99" in rig.gw.unknown, 20, "never refused")
+            await asyncio.sleep(6)
+            out["vb"] = (await rig.ctl.status())["devices"][bluez_address("fh-99")]
+            out["unknown"] = dict(rig.gw.unknown["fh-99"])
+            out["radio"] = rig.gw.transport.device_stats("fh-99")
+            out["frames"] = rig.gw.sessions["fh-01"].state.stats.frames
+
+    asyncio.run(main())
+    assert out["vb"]["connects"] == 1 and out["unknown"]["attempts"] == 1, out
+    assert out["radio"]["drops"] == 0, out["radio"]  # the gateway's own close is not a drop
+    assert out["frames"] > 50
