@@ -276,19 +276,21 @@ class BleTransport(Transport):
                     failures += 1
                     st.failed_attempts += 1
                     ev.clear()
-                    # Jittered exponential backoff between rounds of establish_connection,
-                    # which already retried with its own backoff.
-                    await asyncio.sleep(min(30.0, 0.5 * 2**failures) * random.uniform(0.5, 1.5))
-                    continue
-                failures = 0
-                if lost_at is not None:
-                    st.reconnects += 1
-                    link.lost_at = lost_at
-                reason = await self._serve(dev_id, link, st)
-                lost_at = time.monotonic()
-                ev.clear()
-                if reason != "closed by gateway":
-                    st.drops += 1
+                else:
+                    failures = 0
+                    if lost_at is not None:
+                        st.reconnects += 1
+                        link.lost_at = lost_at
+                    reason = await self._serve(dev_id, link, st)
+                    lost_at = time.monotonic()
+                    ev.clear()
+                    if reason != "closed by gateway":
+                        st.drops += 1
+            if link is None:
+                # Jittered exponential backoff between rounds of establish_connection (which
+                # already retried with its own backoff), with the slot free for another device.
+                await asyncio.sleep(min(30.0, 0.5 * 2**failures) * random.uniform(0.5, 1.5))
+                continue
             await self._rescan()
             if reason == "closed by gateway":  # refused, or paired: not at once again
                 await self._hold_off(dev_id, link.pairing)
