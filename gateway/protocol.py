@@ -111,6 +111,9 @@ class SerialKind(IntEnum):
 # Streams whose sequence number counts samples (seq = index of the first sample since boot);
 # every other stream counts frames.
 SAMPLE_STREAMS = frozenset({Stream.DOPPLER, Stream.PPG})
+# Streams of sparse readings, asked for on every connection (docs/protocol.md, Resend)
+READING_STREAMS = (Stream.TCB,)
+SEQ_END = 0xFFFFFFFF  # RESEND to_seq meaning "everything still held from from_seq on"
 
 # Sample rates fixed by the hardware (docs/protocol.md). A receiver checks the rate implied by
 # seq and t_ms over at least RATE_CHECK_S; a device whose ADC clock runs off by more than

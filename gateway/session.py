@@ -149,6 +149,21 @@ class DeviceSession:
         await self.time_sync()
         await self.request(p.Op.GET_INFO)
         await self.request(p.Op.START, p.start_args(0xFFFFFFFF))
+        await self.ask_for_readings_sent_while_away()
+
+    async def ask_for_readings_sent_while_away(self) -> None:
+        """A reading taken while the link was down shows no gap until the next reading, which
+        may come hours later (a jaundice meter): ask for every reading past the last one seen.
+
+        Sample streams need no such ask: their next live frame reveals the gap at once. By the
+        time START is answered the device's INFO has come in, so the boot is current.
+        """
+        for stream in p.READING_STREAMS:
+            r = self.streams.get(stream)
+            start = r.next_seq if r is not None and r.next_seq is not None else None
+            if start is None:  # none seen from this boot: from the resume point, or the start
+                start = self.resume_from.get(stream, 0)
+            await self.request(p.Op.RESEND, p.resend_args(stream, start, p.SEQ_END))
 
     def detach(self, reason: str) -> None:
         self.link = None

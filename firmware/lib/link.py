@@ -32,7 +32,7 @@ class Link:
         self._t0 = time.ticks_ms()
         self._t_acc = 0
         self._t_last = self._t0
-        self.resend = None  # [stream, next seq, end seq] being resent from the store
+        self.resend = []  # [stream, next seq, end seq] ranges being resent, one per stream
         self.wake = asyncio.Event()
         self._mac = None  # HMAC with this boot's session key once provisioned (set_key)
         self.boot_nonce = None
@@ -121,13 +121,13 @@ class Link:
 
     def _resend_next(self):
         """Queue the next stored frame of the range being resent (one at a time: no copies)."""
-        stream, seq, end = self.resend
-        f, _ = self.store.find(stream, seq, end)
+        rng = self.resend[0]
+        f, _ = self.store.find(rng[0], rng[1], rng[2])
         if f is None:
-            self.resend = None
+            self.resend.pop(0)
             return
         self.txq.append(p.set_resent(f))
-        self.resend[1] = struct.unpack_from("<I", f, 4)[0] + 1
+        rng[1] = struct.unpack_from("<I", f, 4)[0] + 1
         self.wake.set()
 
     def connected(self):
@@ -204,7 +204,9 @@ class Link:
         else:
             first = struct.unpack_from("<I", f, 4)[0]  # everything before this is gone
         if f is not None:
-            self.resend = [stream, first, seq_to]
+            # a new request for a stream replaces its old one; other streams' ranges go on
+            self.resend = [r for r in self.resend if r[0] != stream]
+            self.resend.append([stream, first, seq_to])
             self.wake.set()
         status = p.ST_OK if f is not None else p.ST_UNAVAILABLE
         return p.encode_reply(op, rid, status, struct.pack("<BII", stream, first, seq_to))

@@ -33,8 +33,9 @@ def register(sub: argparse._SubParsersAction) -> None:
 
     d = sub.add_parser("demo", help="broker + gateway + 3 virtual devices + a subscriber")
     d.add_argument("--seconds", type=float, default=0, help="stop after this long (0: Ctrl-C)")
-    d.add_argument("--radio", choices=("sim", "ble"), default="sim",
-                   help="sim: loopback radio; ble: BLE through a virtual BlueZ and bleak")  # fmt: skip
+    d.add_argument("--radio", choices=("sim", "ble", "serial"), default="sim",
+                   help="sim: loopback radio; ble: BLE through a virtual BlueZ and bleak; "
+                        "serial: each device on a USB cable made of pseudo-terminals")  # fmt: skip
     d.add_argument("--verbose", "-v", action="store_true")
     d.set_defaults(func=cmd_demo)
 
@@ -132,6 +133,10 @@ def cmd_demo(args: argparse.Namespace) -> int:
             radio = bluez[1].radio
             radio_cfg = {"transport": "ble", "enrolled": "fh-01,fh-02,tcb-01"}
             print(f"virtual BlueZ on {bus.address}")
+        specs = demo_specs(2, 1)
+        if args.radio == "serial":  # the gateway opens each device's cable end by path
+            ports = [str(work / "devices" / s.device_id / "usb") for s in specs]
+            radio_cfg = {"transport": "serial", "serial_ports": ",".join(ports)}
         cfg = config_from_dict(
             {
                 "gateway": {"id": "gw-demo", "data_dir": str(work / "gateway")},
@@ -152,9 +157,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
             gw_task = asyncio.create_task(gw.run(stop))
             await gw.ready.wait()
             print(f"nurse view: http://{cfg.web.listen}/  (user: nurse, password: {password})")
-            fleet = Fleet(
-                demo_specs(2, 1), radio, work / "devices", radio_kind=args.radio, gateway=cfg
-            )
+            fleet = Fleet(specs, radio, work / "devices", radio_kind=args.radio, gateway=cfg)
             await fleet.start()
             print("gateway and 3 virtual devices started (2 fetal-heart, 1 jaundice); Ctrl-C stops")
             try:

@@ -1,0 +1,64 @@
+"""A jaundice reading taken while the gateway is out of reach arrives as soon as the link is
+up, not when the next baby is measured (docs/protocol.md, Resend)."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from datetime import UTC, datetime, timedelta
+
+import pytest
+
+from gateway.app import Gateway
+from gateway.broker import free_port
+from gateway.config import config_from_dict
+from simulators.fleet import DeviceSpec, Fleet
+from tests.test_e2e import Collector
+
+
+@pytest.mark.parametrize("transport", ["sim", "serial"])
+def test_reading_taken_before_the_gateway_runs_arrives_once_on_connect(broker, tmp_path,
+                                                                      transport):  # fmt: skip
+    spec = DeviceSpec("tcb-01", "jaundice", seed=5, press_every_s=3600.0)  # one press only
+    radio = f"127.0.0.1:{free_port()}"
+    radio_cfg = {"listen": radio}
+    if transport == "serial":
+        radio_cfg = {"transport": "serial",
+                     "serial_ports": str(tmp_path / "devices" / "tcb-01" / "usb")}  # fmt: skip
+    birth = (datetime.now(UTC) - timedelta(hours=40)).isoformat()
+    cfg = config_from_dict({
+        "gateway": {"id": "gw-test", "data_dir": str(tmp_path / "gw")},
+        "mqtt": {"host": broker.host, "port": broker.port},
+        "radio": radio_cfg,
+        "processing": {"status_interval_s": 1.0},
+        "devices": {"tcb-01": {"birth_time": birth, "ga_weeks": 38}},
+    })  # fmt: skip
+    sub = Collector(broker)
+
+    async def main() -> float:
+        fleet = Fleet([spec], radio, tmp_path / "devices", radio_kind=transport, gateway=cfg)
+        await fleet.start()
+        stop = asyncio.Event()
+        task = None
+        try:
+            await asyncio.sleep(4.0)  # the nurse presses the probe; no gateway is listening
+            assert "tcb-01" in fleet.alive()
+            task = asyncio.create_task(Gateway(cfg).run(stop))
+            t0 = time.monotonic()
+            while not sub.of("tcb-01", "tcb") and time.monotonic() - t0 < 20:
+                await asyncio.sleep(0.1)
+            waited = time.monotonic() - t0
+            await asyncio.sleep(2.0)  # nothing more may follow: one press, one reading
+            return waited
+        finally:
+            await fleet.stop()
+            stop.set()
+            if task is not None:
+                await task
+
+    waited = asyncio.run(main())
+    sub.close()
+    readings = sub.of("tcb-01", "tcb")
+    assert len(readings) == 1, readings
+    assert readings[0]["tcb_mg_dl"] is not None and readings[0]["flag"] == ""
+    assert waited < 10.0  # connect, session, info, start, then the ask: seconds, not an hour
