@@ -4,6 +4,7 @@ them: the simulated devices enrol through the gateway's config and their reading
 from __future__ import annotations
 
 import json
+import re
 import signal
 import subprocess
 import sys
@@ -80,3 +81,20 @@ def test_argument_errors_are_one_line_with_a_non_zero_exit(argv):
     lines = out.stderr.strip().splitlines()
     assert out.returncode == 2 and out.stdout == ""
     assert len(lines) == 1 and lines[0].startswith("perimon") and "error:" in lines[0]
+
+
+def test_version_and_check_config_for_installers(tmp_path):
+    cmd = [sys.executable, "-m", "gateway.cli"]
+    version = subprocess.run([*cmd, "--version"], capture_output=True, text=True, timeout=60)
+    assert version.returncode == 0 and re.fullmatch(r"perimon \d+\.\d+\.\d+\S*\n", version.stdout)
+    good = tmp_path / "good.toml"
+    good.write_text('[gateway]\nid = "gw-check"\n[radio]\ntransport = "ble"\n')
+    ok = subprocess.run([*cmd, "gateway", "--check-config", "-c", str(good)],
+                        capture_output=True, text=True, timeout=60)  # fmt: skip
+    assert ok.returncode == 0 and ok.stdout.startswith("config ok: gateway gw-check, radio ble")
+    bad = tmp_path / "bad.toml"
+    bad.write_text('[gateway]\nid = "gw-check"\n[mqtt]\nport = "not a port"\n')
+    no = subprocess.run([*cmd, "gateway", "--check-config", "-c", str(bad)],
+                        capture_output=True, text=True, timeout=60)  # fmt: skip
+    assert no.returncode == 2 and no.stdout == ""
+    assert len(no.stderr.strip().splitlines()) == 1 and "port" in no.stderr

@@ -36,8 +36,18 @@ def _dsp_parser(subparsers: argparse._SubParsersAction) -> None:
     dsp_tcb.register(dsp_sub)
 
 
+def _version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("perimon")
+    except PackageNotFoundError:  # run from a checkout that was never installed
+        return "unknown"
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = OneLineParser(prog="perimon", description=__doc__.splitlines()[0])
+    parser.add_argument("--version", action="version", version=f"perimon {_version()}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     from gateway.cli import provision, run_commands
 

@@ -16,7 +16,9 @@ from gateway.config import ConfigError, config_from_dict, load_config
 
 def register(sub: argparse._SubParsersAction) -> None:
     g = sub.add_parser("gateway", help="run the gateway (devices in, MQTT out)")
-    g.add_argument("--config", "-c", help="TOML config file (see docs/configuration.md)")
+    g.add_argument("--config", "-c", help="TOML config file (every key: docs/perimon.example.toml)")
+    g.add_argument("--check-config", action="store_true",
+                   help="read the config, say in one line what it sets up, and exit")  # fmt: skip
     g.add_argument("--verbose", "-v", action="store_true")
     g.set_defaults(func=cmd_gateway)
 
@@ -65,6 +67,12 @@ def cmd_gateway(args: argparse.Namespace) -> int:
         cfg = load_config(args.config)
     except ConfigError as exc:
         raise UserError(str(exc)) from None
+    if args.check_config:
+        r = cfg.radio
+        where = {"sim": r.listen, "serial": r.serial_ports}.get(r.transport, "BlueZ")
+        print(f"config ok: gateway {cfg.gateway.id}, radio {r.transport} ({where}), "
+              f"MQTT {cfg.mqtt.host}:{cfg.mqtt.port}, data in {cfg.data_dir}")  # fmt: skip
+        return 0
 
     async def main() -> None:
         stop = asyncio.Event()
