@@ -43,6 +43,7 @@ ENVELOPE_RATE_HZ = 200.0  # nominal envelope rate (hop ~5 ms)
 ENVELOPE_SMOOTH_S = 0.02  # Hann smoothing of the envelope (~20 Hz low-pass)
 FETAL_BAND_HZ = (150.0, 600.0)  # valve and fast wall Doppler shifts at 2 MHz
 BROADBAND_MIN_HZ = 25.0  # lower edge of the broadband level (movement detection)
+LOW_BAND_HZ = (25.0, 150.0)  # below the fetal band: vessel walls, slow tissue motion
 FHR_RANGE_BPM = (50.0, 240.0)  # physiological search range
 MIN_ACF = 0.30  # periodicity below which there is no estimate (noise ACF ~0.2 peak)
 MIN_ACF_TRACKED = 0.25  # ... unless it continues the tracked rhythm within CONSISTENT_BPM
@@ -57,6 +58,15 @@ COMB_SPAN = 0.6  # multiples are checked up to this fraction of the window
 # systolic flow wave ~0.2-0.3 s long. The autocorrelation peak of a train of pulses of
 # duration D has a half-width of about D/2, so 80 ms lies between the two.
 MAX_PEAK_HALF_WIDTH_S = 0.08
+# Low-shift source: fetal cardiac structures move at ~3-35 cm/s (~80-900 Hz at 2 MHz), so
+# their beat-synchronous modulation is spread over both sides of 150 Hz, while a maternal
+# vessel wall or slow tissue motion (mm/s to ~2 cm/s) pulses below it and reaches the
+# fetal band only through its spectral skirt. A window whose periodic power at the period
+# is over 3x (~5 dB) larger in LOW_BAND_HZ than in the fetal band is withheld. 3 was set
+# between fetal windows (ratio ~0.4-1) and strong low-shift maternal pulses (4-12) of
+# two synthesizer versions; a fetal wall seen at a very oblique angle also shifts low and
+# would be withheld (lost coverage, not a wrong rate).
+LOW_SHIFT_RATIO = 3.0
 # Rate tracker.
 MAX_STEP_BPM = 25.0  # largest plausible change between consecutive 0.25 s points
 CONSISTENT_BPM = 10.0  # successive raw estimates this close belong to the same rhythm
@@ -190,9 +200,14 @@ class FhrStream:
         self._env_fs = fs / self._hop
         freqs = np.fft.rfftfreq(self._frame, 1.0 / fs)
         hi = min(FETAL_BAND_HZ[1], 0.45 * fs)
-        # Band membership of the spectral bins: fetal, broadband.
+        # Band membership of the spectral bins: fetal, broadband, low.
         self._bands = np.stack(
-            [(freqs >= FETAL_BAND_HZ[0]) & (freqs <= hi), freqs >= BROADBAND_MIN_HZ], axis=1
+            [
+                (freqs >= FETAL_BAND_HZ[0]) & (freqs <= hi),
+                freqs >= BROADBAND_MIN_HZ,
+                (freqs >= LOW_BAND_HZ[0]) & (freqs < LOW_BAND_HZ[1]),
+            ],
+            axis=1,
         ).astype(float)
         self._win = np.hanning(self._frame + 2)[1:-1]
         k = max(3, int(round(ENVELOPE_SMOOTH_S * self._env_fs)) | 1)
@@ -211,7 +226,7 @@ class FhrStream:
         self._n_audio = 0  # samples fed so far
         # Band envelopes (rows: fetal, broadband) of frames _env_start.. in
         # _env[:, _off : _off + _len]; the buffer is reused, not reallocated per chunk.
-        self._env = np.zeros((2, 0))
+        self._env = np.zeros((3, 0))
         self._off = 0
         self._len = 0
         self._env_start = 0  # frame index of the first kept frame
@@ -354,7 +369,7 @@ class FhrStream:
             cap = max(2 * (self._len + n), 4 * self._ref_frames)
             live = self._env[:, self._off : self._off + self._len]
             if cap > self._env.shape[1] or self._len + n > self._env.shape[1]:
-                new = np.empty((2, cap))
+                new = np.empty((3, cap))
                 new[:, : self._len] = live
                 self._env = new
             else:
@@ -368,10 +383,11 @@ class FhrStream:
         s = self._env_start - self._off  # buffer column of frame f is f - s
         all_env = self._env[1]
         if lo.size == 1:
-            env, broad = self._env[:, None, lo[0] - s : lo[0] - s + width].copy()
+            env, broad, low = self._env[:, None, lo[0] - s : lo[0] - s + width].copy()
         else:
             env = _windows(self._env[0], lo - s, width)
             broad = _windows(all_env, lo - s, width)
+            low = _windows(self._env[2], lo - s, width)
         n = lo.size
         # Background level: 75th centile of the broadband level over the last 20 s.
         bg = np.empty(n)
@@ -393,6 +409,7 @@ class FhrStream:
             for i in np.flatnonzero(art.any(axis=1) & (frac <= MAX_ARTEFACT_FRACTION)):
                 m = art[i]
                 env[i, m] = np.median(env[i, ~m])
+                low[i, m] = np.median(low[i, ~m])
         else:
             frac = np.zeros(n)
         ok &= frac <= MAX_ARTEFACT_FRACTION
@@ -407,8 +424,16 @@ class FhrStream:
             return
         lag_i = np.where(ok, np.rint(np.where(ok, lag, 0.0)), self._lag_min).astype(int)
         half_w = _half_widths(acf, lag_i) / self._env_fs
-        # Maternal vessel signature: a broad periodic pulse (arterial flow wave).
+        # Maternal vessel signature: a broad periodic pulse (arterial flow wave), or a
+        # periodicity that lives below the fetal band (vessel wall, tissue motion).
         maternal_like = half_w > MAX_PEAK_HALF_WIDTH_S
+        xf = env - env.sum(axis=1, keepdims=True) * (1.0 / width)
+        xl = low - low.sum(axis=1, keepdims=True) * (1.0 / width)
+        for i in np.flatnonzero(ok & ~maternal_like):
+            li = lag_i[i]
+            periodic_low = np.dot(xl[i, :-li], xl[i, li:])
+            periodic_fetal = peak[i] * np.dot(xf[i], xf[i])
+            maternal_like[i] = periodic_low > LOW_SHIFT_RATIO * periodic_fetal
         good = ok & (peak >= MIN_ACF_TRACKED) & ~maternal_like
         est.tracked_only[rows] = peak < MIN_ACF
         est.half_w[rows] = np.where(ok, half_w, np.inf)
