@@ -106,4 +106,10 @@ if [ -d /run/systemd/system ]; then
 else
     say "systemd is not running here: the service starts at the next boot"
 fi
-say "done: $("$prefix/venv/bin/perimon" --help >/dev/null && echo "$prefix/venv/bin/perimon")"
+# The service user reads the config the way the service will; a broken one is said here.
+if ! check=$(runuser -u perimon -- "$prefix/venv/bin/perimon" gateway --check-config -c "$config" 2>&1); then
+    echo "install-pi: $check" >&2
+    exit 1
+fi
+say "$check"
+say "done: $("$prefix/venv/bin/perimon" --version) in $prefix/venv"

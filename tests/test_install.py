@@ -161,6 +161,7 @@ def test_install_script_in_a_clean_debian_chroot_twice(chroot, tmp_path):
     assert "installing Debian packages: python3-venv bluez" in out
     assert "created the service user perimon" in out
     assert "systemd is not running here" in out  # a chroot: nothing to start
+    assert "config ok: gateway " in out and "radio ble" in out  # read as the service user
 
     # the service user: a system account without a login, in the radio and serial groups
     user = _passwd(chroot.root, "perimon")
