@@ -1082,6 +1082,17 @@ class VirtualBluezControl:
     async def status(self) -> dict:
         return json.loads((await self._call("Status"))[0])
 
+    async def bus_clients(self) -> int:
+        """Connections open on the bus (unique names), this one and the virtual BlueZ's
+        included: a client that leaks connections shows here."""
+        if self.bus is None:
+            self.bus = await MessageBus(bus_address=self.bus_address).connect()
+        reply = await self.bus.call(Message(destination="org.freedesktop.DBus",
+                                            path="/org/freedesktop/DBus",
+                                            interface="org.freedesktop.DBus",
+                                            member="ListNames"))  # fmt: skip
+        return sum(1 for n in reply.body[0] if n.startswith(":"))
+
     def close(self) -> None:
         if self.bus is not None:
             self.bus.disconnect()

@@ -49,9 +49,11 @@ def test_readings_arrive_over_ble_with_drops_refilled(broker, tmp_path):
         devices = {"tcb-01": {"birth_time": birth, "ga_weeks": 38}}
         async with BleRig(tmp_path, broker, specs, devices=devices) as rig:
             await rig.wait_connected(timeout_s=20)
+            clients = await rig.ctl.bus_clients()
             out["recon"] = await rig.drop_storm(["fh-01"], drops=3, spacing_s=4.0)
             await asyncio.sleep(8)
             await refilled(rig)
+            out["leaked"] = await rig.ctl.bus_clients() - clients  # one per link, not per drop
             assert rig.alive() == rig.ids, "a firmware process died"
             out["vb"] = await rig.ctl.status()
             out["session"] = rig.gw.sessions["fh-01"].state.stats
@@ -70,6 +72,7 @@ def test_readings_arrive_over_ble_with_drops_refilled(broker, tmp_path):
     assert radio["att_mtu"] == 247 and radio["rssi"] is not None
     assert radio["last_reconnect_s"] < 3.0, radio
     assert out["vb"]["devices"][bluez_address("fh-01")]["drops"] == 3
+    assert out["leaked"] == 0, out["leaked"]
     assert out["vb"]["start_discovery"] >= 1 and out["vb"]["register_monitor"] == 0  # active
     assert len(sub.of("tcb-01", "tcb")) >= 2
 

@@ -108,6 +108,12 @@ class BleLink(DeviceLink):
 
     async def close(self) -> None:
         self.closed_by_gateway = True
+        await self.release()
+
+    async def release(self) -> None:
+        """Disconnect, and free the client's own D-Bus connection: bleak closes it only in
+        disconnect(), also after the device dropped the link, so without this every drop
+        would leave one connection open until the bus refuses new ones."""
         with contextlib.suppress(BleakError, EOFError, BrokenPipeError, TimeoutError):
             await self.client.disconnect()
 
@@ -373,6 +379,7 @@ class BleTransport(Transport):
                     break
             if reason == "link lost" and link.closed_by_gateway:
                 reason = "closed by gateway"
+            await link.release()
         except asyncio.CancelledError:
             reason = "closed by gateway"
             await link.close()
