@@ -163,6 +163,7 @@ class DeviceSession:
             start = r.next_seq if r is not None and r.next_seq is not None else None
             if start is None:  # none seen from this boot: from the resume point, or the start
                 start = self.resume_from.get(stream, 0)
+            self._resend_from[(stream, p.SEQ_END)] = start  # its answer may give up a gap
             await self.request(p.Op.RESEND, p.resend_args(stream, start, p.SEQ_END))
 
     def detach(self, reason: str) -> None:
