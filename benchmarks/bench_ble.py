@@ -35,7 +35,7 @@ async def run(n: int, drops: int, every_s: float, work: Path) -> dict:
     try:
         async with BleRig(work, broker, specs, gateway_id="gw-bench", max_links=n,
                           radio={"ble_max_connections": n},
-                          processing={"status_interval_s": 5.0, "gap_timeout_s": 15.0}) as rig:  # fmt: skip
+                          processing={"status_interval_s": 5.0}) as rig:  # fmt: skip
             all_up_s = await rig.wait_connected(timeout_s=60)
             st0 = await rig.ctl.status()
             cpu_gw0, cpu_vb0, w0 = time.process_time(), rig.vb.cpu_seconds(), time.monotonic()

@@ -60,7 +60,7 @@ class ProcessingSection:
     fhr_publish_interval_s: float = 1.0  # FHR points are batched and published this often
     ctg_interval_s: float = 60.0  # CTG findings over the rolling window, this often
     ctg_window_min: float = 30.0
-    gap_timeout_s: float = 5.0  # how long a missing range may be awaited from the device
+    gap_timeout_s: float = 15.0  # how long a missing range may be awaited from the device
     status_interval_s: float = 5.0
 
 

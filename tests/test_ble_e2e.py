@@ -88,7 +88,7 @@ def test_seven_monitors_at_once_twenty_drops_each_nothing_lost_or_duplicated(bro
     out = {}
 
     async def main():
-        async with BleRig(tmp_path, broker, specs, processing={"gap_timeout_s": 15.0}) as rig:
+        async with BleRig(tmp_path, broker, specs) as rig:
             out["up_s"] = await rig.wait_connected(timeout_s=60)
             at_once = await rig.ctl.status()
             out["links_at_once"] = sum(d["connected"] for d in at_once["devices"].values())

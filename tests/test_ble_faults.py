@@ -10,10 +10,6 @@ import time
 from simulators.ble_rig import BleRig, bluez_address
 from simulators.fleet import DeviceSpec
 
-# Resends may be awaited as long as the device's ring buffer covers (about 12 s): with added
-# latency and drops 2 s apart, refilling a gap can take longer than the default 5 s.
-COVERED = {"gap_timeout_s": 15.0}
-
 
 def fetal(n: int) -> list[DeviceSpec]:
     return [DeviceSpec(f"fh-{k + 1:02d}", "fetal_heart", seed=40 + k) for k in range(n)]
@@ -62,7 +58,7 @@ def test_added_latency_slows_every_exchange_and_loses_nothing(broker, tmp_path):
     out = {}
 
     async def main():
-        async with BleRig(tmp_path, broker, specs, processing=COVERED) as rig:
+        async with BleRig(tmp_path, broker, specs) as rig:
             await rig.wait_connected(timeout_s=20)
             fast = await rig.drop_storm(["fh-01"], drops=2, spacing_s=2.0)
             await rig.ctl.set_faults(latency_s=0.3)
@@ -92,7 +88,7 @@ def test_a_throughput_cap_backs_up_into_the_device_and_loses_nothing(broker, tmp
         return ((await rig.ctl.status())["devices"][addr]["notify_bytes"] - a) / seconds
 
     async def main():
-        async with BleRig(tmp_path, broker, specs, processing=COVERED) as rig:
+        async with BleRig(tmp_path, broker, specs) as rig:
             await rig.wait_connected(timeout_s=20)
             await asyncio.sleep(2)
             out["normal"] = await rate(rig, 3)
@@ -155,7 +151,7 @@ def test_the_adapter_link_limit_refuses_the_extra_device_and_spares_the_others(b
 
     async def main():
         async with BleRig(tmp_path, broker, specs, radio={"ble_max_connections": 3},
-                          max_links=2, processing=COVERED) as rig:  # fmt: skip
+                          max_links=2) as rig:  # fmt: skip
             await rig.until(lambda: len(rig.links) == 2, 20, "2 links not up")
             out["most"] = await _sample_links(rig, 6)
             waiting = next(i for i in rig.ids if i not in rig.links)
