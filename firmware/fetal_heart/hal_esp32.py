@@ -9,10 +9,9 @@ import struct
 import time
 
 import machine
-import micropython
 from micropython import const
 
-from radio_ble import BleRadio
+import board_radio
 
 _I2S_ID = const(0)
 _PIN_I2S_SCK = const(26)
@@ -189,22 +188,8 @@ def on_skin():
     return _skin.value() == 0
 
 
-def _usb_port():
-    """The USB serial link: UART0 behind the board's USB bridge, shared with the console (the
-    gateway skips what is not a SLIP packet). Ctrl-C is data here, not an interrupt."""
-    import sys
-
-    micropython.kbd_intr(-1)
-    return sys.stdin.buffer, sys.stdout.buffer
-
-
 def make_radio(settings, adv):
-    if settings.get("radio_kind") == "serial":  # wards without BLE: the device on a cable
-        from radio_serial import SerialRadio
-
-        _radio[0] = SerialRadio(_usb_port, adv)
-    else:
-        _radio[0] = BleRadio(adv)
+    _radio[0] = board_radio.make_radio(settings, adv, board_radio.console_port)  # BLE or USB
     return _radio[0]
 
 

@@ -5,6 +5,7 @@
 import asyncio
 import struct
 
+import board_radio
 import sim_feed
 
 _DOPPLER_BUF = 4096  # samples the simulated DMA buffer holds (1 s at 4 kHz)
@@ -122,14 +123,7 @@ def button():
 
 
 def make_radio(settings, adv):
-    if settings.get("radio_kind") == "serial":  # a USB cable: settings["radio"] is the tty
-        import radio_serial
-
-        _radio[0] = radio_serial.SerialRadio(radio_serial.open_tty(settings["radio"]), adv)
-    else:  # loaded only here, so a device on a cable never holds its bytecode
-        import radio_sim
-
-        _radio[0] = radio_sim.make_radio(settings, adv)
+    _radio[0] = board_radio.make_radio(settings, adv)  # socket, BLE or a USB cable (a tty)
     return _radio[0]
 
 

@@ -6,10 +6,9 @@ import asyncio
 import time
 
 import machine
-import micropython
 from micropython import const
 
-from radio_ble import BleRadio
+import board_radio
 
 _PIN_SDA = const(21)
 _PIN_SCL = const(22)
@@ -83,22 +82,8 @@ def battery_mv():
     return mv
 
 
-def _usb_port():
-    """The USB serial link: UART0 behind the board's USB bridge, shared with the console (the
-    gateway skips what is not a SLIP packet). Ctrl-C is data here, not an interrupt."""
-    import sys
-
-    micropython.kbd_intr(-1)
-    return sys.stdin.buffer, sys.stdout.buffer
-
-
 def make_radio(settings, adv):
-    if settings.get("radio_kind") == "serial":  # wards without BLE: the device on a cable
-        from radio_serial import SerialRadio
-
-        _radio[0] = SerialRadio(_usb_port, adv)
-    else:
-        _radio[0] = BleRadio(adv)
+    _radio[0] = board_radio.make_radio(settings, adv, board_radio.console_port)  # BLE or USB
     return _radio[0]
 
 

@@ -6,6 +6,7 @@ import asyncio
 import json
 import struct
 
+import board_radio
 import sim_feed
 
 _state = {"mv": 4000, "contact": False, "scene": None, "dark_reads": 0, "flash_i": {}}
@@ -78,14 +79,7 @@ _radio = [None]
 
 
 def make_radio(settings, adv):
-    if settings.get("radio_kind") == "serial":  # a USB cable: settings["radio"] is the tty
-        import radio_serial
-
-        _radio[0] = radio_serial.SerialRadio(radio_serial.open_tty(settings["radio"]), adv)
-    else:  # loaded only here, so a device on a cable never holds its bytecode
-        import radio_sim
-
-        _radio[0] = radio_sim.make_radio(settings, adv)
+    _radio[0] = board_radio.make_radio(settings, adv)  # socket, BLE or a USB cable (a tty)
     return _radio[0]
 
 
