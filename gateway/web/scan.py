@@ -88,17 +88,20 @@ def scan_routes(gw, api_auth, headers) -> list[Route]:
     def fail(status: int, message: str) -> Response:
         return headers(JSONResponse({"error": message}, status_code=status))
 
-    async def scanned(request: Request) -> LabelCode | Response:
+    async def scanned(request: Request) -> tuple[LabelCode, str] | Response:
+        """The label in the request and its state (see state_of), or the refusal to send."""
         user = api_auth(request, write=True)
         if not isinstance(user, str):
             return user
         try:
             body = json.loads(await request.body())
-            return decode(str(body["code"]))
+            label = decode(str(body["code"]))
         except LabelCodeError as exc:
             return fail(400, str(exc))
         except (ValueError, KeyError, TypeError):
             return fail(400, "This is not the code of a perimon monitor.")
+        state = state_of(label)
+        return state if isinstance(state, Response) else (label, state)
 
     def state_of(label: LabelCode) -> str | Response:
         """'new', or 'same' (enrolled with this key); a refusal for another key."""
@@ -125,12 +128,10 @@ def scan_routes(gw, api_auth, headers) -> list[Route]:
         return headers(Response(_SCRIPT, media_type="text/javascript"))
 
     async def check(request: Request) -> Response:
-        label = await scanned(request)
-        if isinstance(label, Response):
-            return label
-        state = state_of(label)
-        if isinstance(state, Response):
-            return state
+        got = await scanned(request)
+        if isinstance(got, Response):
+            return got
+        label, state = got
         kind = _KIND[label.device_type]
         message = (
             f"{label.device_id} ({kind}) is already paired with this gateway."
@@ -143,12 +144,10 @@ def scan_routes(gw, api_auth, headers) -> list[Route]:
                                      else "new", "message": message}))  # fmt: skip
 
     async def add(request: Request) -> Response:
-        label = await scanned(request)
-        if isinstance(label, Response):
-            return label
-        state = state_of(label)
-        if isinstance(state, Response):
-            return state
+        got = await scanned(request)
+        if isinstance(got, Response):
+            return got
+        label, state = got
         if state == "new":
             try:
                 gw.enrolment.enrol(label.device_id, label.device_type, label.key)
