@@ -67,6 +67,13 @@ MAX_PEAK_HALF_WIDTH_S = 0.08
 # two synthesizer versions; a fetal wall seen at a very oblique angle also shifts low and
 # would be withheld (lost coverage, not a wrong rate).
 LOW_SHIFT_RATIO = 3.0
+# Above the fetal band: blood flow (maternal arteries 40-100 cm/s peak: up to ~2 kHz at
+# 2 MHz). A maternal arterial flow wave carries its systolic high shifts as a broad pulse;
+# a window whose high band repeats at the period (>= MIN_ACF) with a broad peak (half-width
+# > MAX_PEAK_HALF_WIDTH_S) is withheld unless its fetal-band pulses are clearly fetal
+# (half-width <= FETAL_PULSE_HALF_WIDTH_S): fetal outflow (aorta, ductus; ejection
+# ~0.18 s) is broad up there too, but comes with valve clicks.
+HIGH_BAND_HZ = (600.0, 1800.0)
 # Rate tracker.
 MAX_STEP_BPM = 25.0  # largest plausible change between consecutive 0.25 s points
 CONSISTENT_BPM = 10.0  # successive raw estimates this close belong to the same rhythm
@@ -200,15 +207,18 @@ class FhrStream:
         self._env_fs = fs / self._hop
         freqs = np.fft.rfftfreq(self._frame, 1.0 / fs)
         hi = min(FETAL_BAND_HZ[1], 0.45 * fs)
-        # Band membership of the spectral bins: fetal, broadband, low.
-        self._bands = np.stack(
-            [
-                (freqs >= FETAL_BAND_HZ[0]) & (freqs <= hi),
-                freqs >= BROADBAND_MIN_HZ,
-                (freqs >= LOW_BAND_HZ[0]) & (freqs < LOW_BAND_HZ[1]),
-            ],
-            axis=1,
-        ).astype(float)
+        # Spectral bins of the bands (contiguous ranges): fetal, broadband, low, high. Summed
+        # as slices, not by a matrix product (a BLAS call may start threads: one core).
+        masks = (
+            (freqs >= FETAL_BAND_HZ[0]) & (freqs <= hi),
+            freqs >= BROADBAND_MIN_HZ,
+            (freqs >= LOW_BAND_HZ[0]) & (freqs < LOW_BAND_HZ[1]),
+            (freqs > HIGH_BAND_HZ[0]) & (freqs <= min(HIGH_BAND_HZ[1], 0.45 * fs)),
+        )
+        self._bands = [
+            (int(np.argmax(m)), int(np.argmax(m)) + int(m.sum())) if m.any() else (0, 0)
+            for m in masks
+        ]
         self._win = np.hanning(self._frame + 2)[1:-1]
         k = max(3, int(round(ENVELOPE_SMOOTH_S * self._env_fs)) | 1)
         self._smoother = np.hanning(k + 2)[1:-1] / np.hanning(k + 2)[1:-1].sum()
@@ -224,9 +234,9 @@ class FhrStream:
         # State.
         self._audio_parts: list[np.ndarray] = []  # audio not yet framed (incl. frame overlap)
         self._n_audio = 0  # samples fed so far
-        # Band envelopes (rows: fetal, broadband) of frames _env_start.. in
+        # Band envelopes (rows: fetal, broadband, low, high) of frames _env_start.. in
         # _env[:, _off : _off + _len]; the buffer is reused, not reallocated per chunk.
-        self._env = np.zeros((3, 0))
+        self._env = np.zeros((4, 0))
         self._off = 0
         self._len = 0
         self._env_start = 0  # frame index of the first kept frame
@@ -309,7 +319,11 @@ class FhrStream:
                 )
                 frames = frames - frames.sum(axis=1, keepdims=True) * (1.0 / self._frame)
                 spec = np.fft.rfft(frames * self._win, axis=1)
-                bands.append(np.sqrt((spec.real**2 + spec.imag**2) @ self._bands))
+                power = spec.real**2 + spec.imag**2
+                b = np.empty((f1 - f0, len(self._bands)))
+                for j, (a, z) in enumerate(self._bands):
+                    b[:, j] = power[:, a:z].sum(axis=1)
+                bands.append(np.sqrt(b))
             b = np.concatenate(bands) if len(bands) > 1 else bands[0]
             self._store(b.T)
         rest = buf[n_frames * self._hop :]
@@ -369,7 +383,7 @@ class FhrStream:
             cap = max(2 * (self._len + n), 4 * self._ref_frames)
             live = self._env[:, self._off : self._off + self._len]
             if cap > self._env.shape[1] or self._len + n > self._env.shape[1]:
-                new = np.empty((3, cap))
+                new = np.empty((4, cap))
                 new[:, : self._len] = live
                 self._env = new
             else:
@@ -383,11 +397,12 @@ class FhrStream:
         s = self._env_start - self._off  # buffer column of frame f is f - s
         all_env = self._env[1]
         if lo.size == 1:
-            env, broad, low = self._env[:, None, lo[0] - s : lo[0] - s + width].copy()
+            env, broad, low, high = self._env[:, None, lo[0] - s : lo[0] - s + width].copy()
         else:
             env = _windows(self._env[0], lo - s, width)
             broad = _windows(all_env, lo - s, width)
             low = _windows(self._env[2], lo - s, width)
+            high = _windows(self._env[3], lo - s, width)
         n = lo.size
         # Background level: 75th centile of the broadband level over the last 20 s.
         bg = np.empty(n)
@@ -410,6 +425,7 @@ class FhrStream:
                 m = art[i]
                 env[i, m] = np.median(env[i, ~m])
                 low[i, m] = np.median(low[i, ~m])
+                high[i, m] = np.median(high[i, ~m])
         else:
             frac = np.zeros(n)
         ok &= frac <= MAX_ARTEFACT_FRACTION
@@ -424,8 +440,9 @@ class FhrStream:
             return
         lag_i = np.where(ok, np.rint(np.where(ok, lag, 0.0)), self._lag_min).astype(int)
         half_w = _half_widths(acf, lag_i) / self._env_fs
-        # Maternal vessel signature: a broad periodic pulse (arterial flow wave), or a
-        # periodicity that lives below the fetal band (vessel wall, tissue motion).
+        # Maternal vessel signature: a broad periodic pulse (arterial flow wave), a
+        # periodicity that lives below the fetal band (vessel wall, tissue motion), or a
+        # broad periodic pulse of high-shift flow without clearly fetal valve clicks.
         maternal_like = half_w > MAX_PEAK_HALF_WIDTH_S
         xf = env - env.sum(axis=1, keepdims=True) * (1.0 / width)
         xl = low - low.sum(axis=1, keepdims=True) * (1.0 / width)
@@ -434,6 +451,16 @@ class FhrStream:
             periodic_low = np.dot(xl[i, :-li], xl[i, li:])
             periodic_fetal = peak[i] * np.dot(xf[i], xf[i])
             maternal_like[i] = periodic_low > LOW_SHIFT_RATIO * periodic_fetal
+        # (only where the fetal-band pulses are not clearly fetal; a flat high band, empty
+        # at low sample rates, is skipped)
+        chk = np.flatnonzero(ok & ~maternal_like & (half_w > FETAL_PULSE_HALF_WIDTH_S))
+        if chk.size:
+            hacf, hflat = self._autocorr_rows(high[chk], acf.shape[1])
+            li = lag_i[chk]
+            hpk = hacf[np.arange(chk.size), li]
+            hw = _half_widths(hacf, li) / self._env_fs
+            broad_high = ~hflat & (hpk >= MIN_ACF) & (hw > MAX_PEAK_HALF_WIDTH_S)
+            maternal_like[chk] |= broad_high
         good = ok & (peak >= MIN_ACF_TRACKED) & ~maternal_like
         est.tracked_only[rows] = peak < MIN_ACF
         est.half_w[rows] = np.where(ok, half_w, np.inf)

@@ -328,3 +328,19 @@ def test_short_loud_low_shift_pulses_are_not_reported():
     # spectral skirt reaches the fetal band with narrow pulses; the periodicity lives below.
     p = fhr_from_doppler(_pulse_train(72.0, 0.08, 40, band=(30, 120), snr_db=30), FS)
     assert np.isfinite(p.fhr_bpm).mean() < 0.05
+
+
+def test_high_shift_flow_pulses():
+    # Fetal outflow (broad 0.18 s pulses at 800-1600 Hz) with valve clicks: fetal, reported.
+    flow = _pulse_train(140.0, 0.18, 30, seed=3, band=(800, 1600))
+    clicks = _pulse_train(140.0, 0.03, 30, seed=4)
+    p = fhr_from_doppler(flow + clicks, FS)
+    rep = np.isfinite(p.fhr_bpm)
+    assert rep.mean() > 0.9 and np.all(np.abs(p.fhr_bpm[rep] - 140) < 3)
+    # Maternal arterial flow: broad high-shift pulses and no clicks, only moderately
+    # short pulses in the fetal band (~0.15 s): not reported.
+    flow = _pulse_train(90.0, 0.3, 30, seed=5, band=(800, 1600))  # systole ~0.3 s
+    mid = _pulse_train(90.0, 0.15, 30, seed=6)
+    p = fhr_from_doppler(flow + 0.5 * mid, FS)
+    assert np.isfinite(p.fhr_bpm).mean() < 0.05
+    assert np.isfinite(fhr_from_doppler(mid, FS).fhr_bpm).mean() > 0.9  # alone: reported
