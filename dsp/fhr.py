@@ -444,16 +444,17 @@ class FhrStream:
         # periodicity that lives below the fetal band (vessel wall, tissue motion), or a
         # broad periodic pulse of high-shift flow without clearly fetal valve clicks.
         maternal_like = half_w > MAX_PEAK_HALF_WIDTH_S
-        xf = env - env.sum(axis=1, keepdims=True) * (1.0 / width)
-        xl = low - low.sum(axis=1, keepdims=True) * (1.0 / width)
-        for i in np.flatnonzero(ok & ~maternal_like):
+        strong = ok & (peak >= MIN_ACF_TRACKED)  # the windows that can give an estimate
+        for i in np.flatnonzero(strong & ~maternal_like):
             li = lag_i[i]
-            periodic_low = np.dot(xl[i, :-li], xl[i, li:])
-            periodic_fetal = peak[i] * np.dot(xf[i], xf[i])
+            xf = env[i] - env[i].mean()
+            xl = low[i] - low[i].mean()
+            periodic_low = np.dot(xl[:-li], xl[li:])
+            periodic_fetal = peak[i] * np.dot(xf, xf)
             maternal_like[i] = periodic_low > LOW_SHIFT_RATIO * periodic_fetal
         # (only where the fetal-band pulses are not clearly fetal; a flat high band, empty
         # at low sample rates, is skipped)
-        chk = np.flatnonzero(ok & ~maternal_like & (half_w > FETAL_PULSE_HALF_WIDTH_S))
+        chk = np.flatnonzero(strong & ~maternal_like & (half_w > FETAL_PULSE_HALF_WIDTH_S))
         if chk.size:
             hacf, hflat = self._autocorr_rows(high[chk], acf.shape[1])
             li = lag_i[chk]
@@ -461,7 +462,7 @@ class FhrStream:
             hw = _half_widths(hacf, li) / self._env_fs
             broad_high = ~hflat & (hpk >= MIN_ACF) & (hw > MAX_PEAK_HALF_WIDTH_S)
             maternal_like[chk] |= broad_high
-        good = ok & (peak >= MIN_ACF_TRACKED) & ~maternal_like
+        good = strong & ~maternal_like
         est.tracked_only[rows] = peak < MIN_ACF
         est.half_w[rows] = np.where(ok, half_w, np.inf)
         quality = np.minimum(np.maximum((peak - 0.2) / 0.5, 0.0), 1.0) * (1.0 - frac)
