@@ -109,7 +109,9 @@ class Gateway:
             log.warning("%s: unknown device type %s, ignored", link.device_id, link.device_type)
             await link.close()
             return
-        if getattr(link, "pairing", False):  # its button opened a pairing window
+        pairing = getattr(self, "pairing", None)  # gateway/pairing.py, made on first use
+        if getattr(link, "pairing", False) or (pairing is not None and pairing.wants(link)):
+            # its button opened a pairing window, or a pairing by its label waits for it
             from gateway.pairing import pairing_for
 
             await pairing_for(self).on_link(link)

@@ -1,13 +1,19 @@
-"""Pairing a new monitor at home: press its button, check the code, confirm on the page.
+"""Pairing a new monitor at home: by its button and a code to compare, or by its label.
 
-A device whose button was pressed advertises "pairing" for two minutes (docs/protocol.md,
-"Pairing"). The gateway keeps such a link open instead of refusing it, and lists the device as
-"wants to pair" on its page. When the user starts pairing, the gateway and the device agree on
-a new device key by Diffie-Hellman in the RFC 3526 2048-bit group, the gateway having committed
-to its public value first; both then show the same 4-digit code, derived from both public
-values. If the codes match, the user presses the device's button and confirms on the page: the
-device stores the new key, proves it holds it, and the gateway enrols the device with that key.
-Nothing is typed. The threat model is in docs/security.md, "Pairing".
+Both agree on a new device key by Diffie-Hellman in the RFC 3526 2048-bit group, the gateway
+committing to its public value first, and confirm the key both ways before either side stores
+it (docs/protocol.md, "Pairing"). They differ only in what authenticates the exchange:
+
+* button: a device whose button was pressed advertises "pairing" for two minutes; the gateway
+  keeps such a link open instead of refusing it and lists the device as "wants to pair". Both
+  sides show the same 4-digit code, derived from both public values; if the codes match, the
+  user presses the device's button and confirms on the page.
+* label: the label printed at provisioning carries a pairing secret (gateway/web/pair_code.py).
+  After the user's tap on /pair the gateway takes the device's next link (expect_label), its
+  commitment is an HMAC under that secret, and the device's answer is an HMAC over both public
+  values: no code, no press, and neither side accepts a value the other did not send.
+
+Nothing is typed. The threat model is in docs/security.md, "Pairing at home".
 """
 
 from __future__ import annotations
@@ -44,14 +50,11 @@ CODE_DIGITS = 4
 WINDOW_S = 120.0  # the device's pairing window
 MAX_PENDING = 8  # devices listed at once (a neighbour could invent many)
 CONFIRM_WAIT_S = 60.0  # how long confirming waits for the press on the device
-
-# PAIR steps, as in firmware/lib/pairing.py
-PS_COMMIT = 1
-PS_GET = 2
-PS_REVEAL = 3
-PS_CONFIRM = 4
+LABEL_LINK_WAIT_S = 30.0  # how long a label pairing waits for the device to connect
 
 LABEL_COMMIT = b"perimon-v1 pair commit"
+LABEL_LABEL_COMMIT = b"perimon-v1 pair label commit"
+LABEL_LABEL_DEVICE = b"perimon-v1 pair label device"
 LABEL_KEY = b"perimon-v1 pair key"
 LABEL_CODE = b"perimon-v1 pair code"
 LABEL_CONFIRM = b"perimon-v1 pair confirm"
@@ -77,6 +80,17 @@ def derive_key(s_bytes: bytes, a_bytes: bytes, b_bytes: bytes, device_id: str) -
     return hmac.digest(s_bytes, LABEL_KEY + a_bytes + b_bytes + device_id.encode(), "sha256")
 
 
+def label_commit(secret: bytes, device_id: str, a_bytes: bytes) -> bytes:
+    """The gateway's commitment to A in a label pairing: it also proves the label's secret."""
+    return hmac.digest(secret, LABEL_LABEL_COMMIT + device_id.encode() + a_bytes, "sha256")
+
+
+def label_device(secret: bytes, device_id: str, a_bytes: bytes, b_bytes: bytes) -> bytes:
+    """The device's answer in a label pairing: B is its own, for this A."""
+    msg = LABEL_LABEL_DEVICE + device_id.encode() + a_bytes + b_bytes
+    return hmac.digest(secret, msg, "sha256")[:16]
+
+
 @dataclass
 class Pending:
     device_id: str
@@ -90,6 +104,8 @@ class Pending:
     busy: bool = False
     replies: dict[int, asyncio.Future] = field(default_factory=dict)
     rid: int = 0
+    secret: bytes | None = None  # the label's pairing secret: a label pairing
+    linked: asyncio.Event = field(default_factory=asyncio.Event)  # (label) the device is here
 
     def to_dict(self) -> dict:
         return {
@@ -106,12 +122,26 @@ class Pending:
 class PairingManager:
     def __init__(self, gw) -> None:
         self.gw = gw
-        self.pending: dict[str, Pending] = {}
+        self.pending: dict[str, Pending] = {}  # by the button
+        self.labels: dict[str, Pending] = {}  # by the label: waiting for or holding a link
 
     # ---- links ----
 
+    def wants(self, link: DeviceLink) -> bool:
+        """A label pairing waits for this device: the gateway hands its link over."""
+        e = self.labels.get(link.device_id)
+        return e is not None and e.link is None and e.device_type == link.device_type
+
     async def on_link(self, link: DeviceLink) -> None:
-        """A device in its pairing window connected: keep it, list it, process nothing."""
+        """A device in its pairing window, or one a label pairing waits for, connected: keep
+        it, list it (button), process nothing."""
+        if self.wants(link):
+            e = self.labels[link.device_id]
+            self._hold(e, link)
+            link.pairing = True  # held for pairing: never dropped as a silent link
+            e.linked.set()
+            log.info("%s: connected for pairing by its label", link.device_id)
+            return
         self._expire()
         ok_id = bool(_ID_RE.match(link.device_id))
         if (
@@ -125,11 +155,15 @@ class PairingManager:
         old = self.pending.get(link.device_id)
         if old is not None and old.link is not None and old.link is not link:
             await old.link.close()
-        e = Pending(link.device_id, link.device_type, link)
+        e = Pending(link.device_id, link.device_type, None)
         self.pending[link.device_id] = e
+        self._hold(e, link)
+        log.info("%s: wants to pair", link.device_id)
+
+    def _hold(self, e: Pending, link: DeviceLink) -> None:
+        e.link = link
         link.on_frame = lambda data: self._on_frame(e, data)
         link.on_close = lambda reason: self._on_close(e, reason)
-        log.info("%s: wants to pair", link.device_id)
 
     def _on_frame(self, e: Pending, data: bytes) -> None:
         try:
@@ -137,7 +171,7 @@ class PairingManager:
         except p.FrameError:
             return
         # Only replies matter here; they are signed with a key the gateway does not have yet,
-        # so the exchange's own checks (commitment, code, proof) are what protects it.
+        # so the exchange's own checks (commitment, code or label, proof) are what protects it.
         if f.stream != p.Stream.REPLY or f.device_type != e.device_type:
             return
         try:
@@ -150,9 +184,12 @@ class PairingManager:
 
     def _on_close(self, e: Pending, reason: str) -> None:
         e.link = None
+        e.linked.clear()
         for fut in e.replies.values():
             if not fut.done():
                 fut.cancel()
+        if e.secret is not None:
+            return  # pair_by_label ends its own entry
         if e.state not in ("paired", "failed") and self.pending.get(e.device_id) is e:
             del self.pending[e.device_id]
 
@@ -189,34 +226,12 @@ class PairingManager:
             raise PairingError("pairing is already under way")
         return e
 
-    async def start(self, device_id: str) -> dict:
-        """Agree on a key with the device; returns its entry with the code to compare."""
-        e = self._get(device_id)
-        if e.state not in ("wants_to_pair", "code", "failed") or e.link is None:
-            raise PairingError(f"cannot start: {e.state}")
-        e.busy, e.state, e.error = True, "exchanging", ""
+    @staticmethod
+    async def _run(e: Pending, step, *args) -> dict:
+        """One step of a pairing; a failure is kept in the entry (for the page) and raised."""
+        e.busy, e.error = True, ""
         try:
-            y = secrets.randbits(EXP_BITS) | (1 << (EXP_BITS - 1))
-            a_bytes = pow(2, y, PRIME).to_bytes(GROUP_BYTES, "big")
-            commit = hashlib.sha256(LABEL_COMMIT + a_bytes).digest()
-            self._ok(await self._request(e, bytes((PS_COMMIT,)) + commit, timeout_s=30.0))
-            b_bytes = b""
-            for half in (0, 1):
-                r = self._ok(await self._request(e, bytes((PS_GET, half))))
-                if len(r.data) != HALF:
-                    raise PairingError("bad public value from the device")
-                b_bytes += r.data
-            b = int.from_bytes(b_bytes, "big")
-            if not 2 <= b <= PRIME - 2:
-                raise PairingError("bad public value from the device")
-            for half in (0, 1):
-                part = a_bytes[half * HALF : (half + 1) * HALF]
-                self._ok(await self._request(e, bytes((PS_REVEAL, half)) + part, 30.0))
-            s_bytes = pow(b, y, PRIME).to_bytes(GROUP_BYTES, "big")
-            e.key = derive_key(s_bytes, a_bytes, b_bytes, e.device_id)
-            e.code = code_of(a_bytes, b_bytes)
-            e.state = "code"
-            log.info("%s: pairing code ready", device_id)
+            await step(e, *args)
             return e.to_dict()
         except PairingError as exc:
             e.state, e.error = "failed", str(exc)
@@ -224,11 +239,12 @@ class PairingManager:
         finally:
             e.busy = False
 
-    @staticmethod
-    def _ok(r: p.Reply) -> p.Reply:
-        if r.status != p.Status.OK:
-            raise PairingError(f"the device refused ({p.Status(r.status).name.lower()})")
-        return r
+    async def start(self, device_id: str) -> dict:
+        """Agree on a key with the device; returns its entry with the code to compare."""
+        e = self._get(device_id)
+        if e.state not in ("wants_to_pair", "code", "failed") or e.link is None:
+            raise PairingError(f"cannot start: {e.state}")
+        return await self._run(e, self._exchange)
 
     async def confirm(self, device_id: str, wait_s: float = CONFIRM_WAIT_S) -> dict:
         """The user saw the same code on both: once the device's button is pressed too, the
@@ -236,35 +252,110 @@ class PairingManager:
         e = self._get(device_id)
         if e.state != "code" or e.key is None:
             raise PairingError("no code to confirm")
-        e.busy, e.state = True, "confirming"
+        return await self._run(e, self._confirm, wait_s)
+
+    async def pair_by_label(self, device_id: str, device_type: str, secret: bytes,
+                            wait_s: float = LABEL_LINK_WAIT_S) -> dict:  # fmt: skip
+        """Pair the device whose label carries `secret`: wait for its next link (up to
+        wait_s), agree on a key authenticated by the secret, confirm, enrol."""
+        if device_id in self.labels:
+            raise PairingError("pairing is already under way")
+        dev_type = next(t for t, name in _TYPES.items() if name == device_type)
+        e = Pending(device_id, dev_type, None, state="waiting", secret=secret)
+        self.labels[device_id] = e
         try:
-            mac = hmac.digest(e.key, LABEL_CONFIRM + e.device_id.encode(), "sha256")[:16]
-            deadline = time.monotonic() + wait_s
-            while True:
-                r = await self._request(e, bytes((PS_CONFIRM,)) + mac)
-                if r.status == p.Status.OK:
-                    break
-                if r.status != p.Status.UNAVAILABLE or time.monotonic() > deadline:
-                    raise PairingError("the device did not accept (press its button when the "
-                                       "codes match)")  # fmt: skip
-                await asyncio.sleep(0.5)
-            want = hmac.digest(e.key, LABEL_DONE + e.device_id.encode(), "sha256")[:16]
-            if not hmac.compare_digest(r.data[:16], want):
-                raise PairingError("the device's proof does not verify")
-            self.gw.enrolment.enrol(e.device_id, _TYPES[e.device_type], e.key)
-            allow = getattr(self.gw.transport, "allow", None)  # a radio allowlist (BLE)
-            if allow is not None:
-                allow(e.device_id)
-            e.state, e.key = "paired", None
-            log.info("%s: paired and enrolled", device_id)
-            if e.link is not None:
-                await e.link.close()  # it comes back without the flag, as an enrolled device
-            return e.to_dict()
-        except PairingError as exc:
-            e.state, e.error = "failed", str(exc)
-            raise
+            session = getattr(self.gw, "sessions", {}).get(device_id)
+            if session is not None and session.link is not None:
+                await session.link.close()  # enrolled under a key it no longer proves
+            try:
+                await asyncio.wait_for(e.linked.wait(), wait_s)
+            except TimeoutError:
+                raise PairingError("the monitor did not connect") from None
+            await self._run(e, self._exchange)
+            return await self._run(e, self._confirm, 0.0)
         finally:
-            e.busy = False
+            del self.labels[device_id]
+            if e.link is not None:
+                await e.link.close()
+
+    async def _exchange(self, e: Pending) -> None:
+        """Diffie-Hellman with the gateway's commitment: SHA-256 of A (button), or an HMAC of
+        A under the label's secret, answered by the device's HMAC of A and B (label)."""
+        e.state, e.code, e.key = "exchanging", None, None
+        y = secrets.randbits(EXP_BITS) | (1 << (EXP_BITS - 1))
+        a_bytes = pow(2, y, PRIME).to_bytes(GROUP_BYTES, "big")
+        if e.secret is None:
+            commit = bytes((p.PairStep.COMMIT,)) + hashlib.sha256(LABEL_COMMIT + a_bytes).digest()
+        else:
+            commit = bytes((p.PairStep.LABEL_COMMIT,)) + label_commit(e.secret, e.device_id,
+                                                                      a_bytes)  # fmt: skip
+        r = await self._request(e, commit, timeout_s=30.0)
+        if e.secret is not None and r.status == p.Status.UNAVAILABLE:
+            raise PairingError("the monitor takes another label pairing only after a pause "
+                               "(one failed lately): try again in a minute")  # fmt: skip
+        self._ok(r)
+        b_bytes = b""
+        for half in (0, 1):
+            r = self._ok(await self._request(e, bytes((p.PairStep.GET, half))))
+            if len(r.data) != HALF:
+                raise PairingError("bad public value from the device")
+            b_bytes += r.data
+        b = int.from_bytes(b_bytes, "big")
+        if not 2 <= b <= PRIME - 2:
+            raise PairingError("bad public value from the device")
+        for half in (0, 1):
+            part = a_bytes[half * HALF : (half + 1) * HALF]
+            r = await self._request(e, bytes((p.PairStep.REVEAL, half)) + part, 30.0)
+            if e.secret is not None and half == 1 and r.status == p.Status.BAD_REQUEST:
+                raise PairingError("the monitor does not hold this label's secret")
+            self._ok(r)
+        if e.secret is not None:
+            want = label_device(e.secret, e.device_id, a_bytes, b_bytes)
+            if not hmac.compare_digest(r.data[:16], want):
+                raise PairingError("the monitor's answer does not verify with this label")
+        s_bytes = pow(b, y, PRIME).to_bytes(GROUP_BYTES, "big")
+        e.key = derive_key(s_bytes, a_bytes, b_bytes, e.device_id)
+        if e.secret is None:
+            e.code = code_of(a_bytes, b_bytes)
+            e.state = "code"
+            log.info("%s: pairing code ready", e.device_id)
+        else:
+            e.state = "confirming"
+
+    @staticmethod
+    def _ok(r: p.Reply) -> p.Reply:
+        if r.status != p.Status.OK:
+            raise PairingError(f"the device refused ({p.Status(r.status).name.lower()})")
+        return r
+
+    async def _confirm(self, e: Pending, wait_s: float) -> None:
+        """Key confirmation both ways; the device stores the key once the user pressed its
+        button (button: status 3 until then), the gateway enrols the device."""
+        e.state = "confirming"
+        mac = hmac.digest(e.key, LABEL_CONFIRM + e.device_id.encode(), "sha256")[:16]
+        deadline = time.monotonic() + wait_s
+        while True:
+            r = await self._request(e, bytes((p.PairStep.CONFIRM,)) + mac)
+            if r.status == p.Status.OK:
+                break
+            if r.status != p.Status.UNAVAILABLE or time.monotonic() > deadline:
+                why = "the monitor did not accept the key"
+                if e.secret is None:
+                    why = "the device did not accept (press its button when the codes match)"
+                raise PairingError(why)
+            await asyncio.sleep(0.5)
+        want = hmac.digest(e.key, LABEL_DONE + e.device_id.encode(), "sha256")[:16]
+        if not hmac.compare_digest(r.data[:16], want):
+            raise PairingError("the device's proof does not verify")
+        self.gw.enrolment.enrol(e.device_id, _TYPES[e.device_type], e.key)
+        allow = getattr(self.gw.transport, "allow", None)  # a radio allowlist (BLE)
+        if allow is not None:
+            allow(e.device_id)
+        e.state, e.key = "paired", None
+        log.info("%s: paired by its %s and enrolled", e.device_id,
+                 "button" if e.secret is None else "label")  # fmt: skip
+        if e.link is not None:
+            await e.link.close()  # it comes back without the flag, as an enrolled device
 
     async def cancel(self, device_id: str) -> None:
         e = self.pending.pop(device_id, None)

@@ -19,6 +19,7 @@ CRC_LEN = 2
 TAG_LEN = 8
 NONCE_LEN = 8  # boot nonce, connection nonce and gateway challenge
 KEY_LEN = 32  # per-device key provisioned over USB
+PAIR_SECRET_LEN = 16  # the pairing secret on the label, provisioned over USB
 ADPCM_HEADER_LEN = 3
 ATT_OVERHEAD = 3
 MAX_FRAME_LEN = 512 - ATT_OVERHEAD  # the largest ATT attribute value; larger input is not a frame
@@ -59,7 +60,17 @@ class Op(IntEnum):
     MEASURE = 7
     SESSION = 8  # start an authenticated session (docs/protocol.md, Authentication)
     FEEDBACK = 9  # signal quality and session state for the device's LED and tones
-    PAIR = 10  # key agreement in the button-opened pairing window (docs/security.md)
+    PAIR = 10  # key agreement: button window or the label's secret (docs/security.md)
+
+
+class PairStep(IntEnum):
+    """PAIR's first argument byte (docs/protocol.md, "Pairing")."""
+
+    COMMIT = 1  # the gateway's commitment to A (button)
+    GET = 2  # a half of B
+    REVEAL = 3  # a half of A
+    CONFIRM = 4  # key confirmation both ways
+    LABEL_COMMIT = 5  # the commitment, authenticated by the label's pairing secret
 
 
 class FeedbackLevel(IntEnum):

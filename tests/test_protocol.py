@@ -101,6 +101,13 @@ def test_constants_agree_between_the_two_sides():
     assert c["DT_JAUNDICE"] == p.DeviceType.JAUNDICE
 
 
+def test_pairing_constants_agree_between_the_two_sides():
+    c = _firmware_consts()
+    for step in p.PairStep:
+        assert c[f"PS_{step.name}"] == step.value
+    assert c["PAIR_SECRET_LEN"] == p.PAIR_SECRET_LEN and c["KEY_LEN"] == p.KEY_LEN
+
+
 def test_usb_serial_constants_agree_between_the_two_sides():
     c = _firmware_consts()
     for kind in p.SerialKind:

@@ -72,7 +72,8 @@ class State:
         self.adpcm = settings.get("doppler_encoding", "adpcm") == "adpcm"
         self.ppg_hz = _PPG_HZ
         self.fb = None  # LED, tone and speaker (feedback.py)
-        self.pairing = None  # the pairing window, loaded at the first button press
+        self.pairing = None  # pairing.py, loaded at the first button press or label PAIR
+        self.load_pairing = None  # () -> state.pairing, loaded if need be
 
 
 def battery_pct(mv):
@@ -151,20 +152,27 @@ async def feedback_task(fb):
         await asyncio.sleep_ms(250)
 
 
-async def button_task(state, settings, settings_path, link, radio, adv):
+def pairing_loader(state, settings, settings_path, link, radio, adv):
+    def load():
+        if state.pairing is None:
+            import pairing  # loaded when first needed: no RAM on a device never paired
+
+            state.pairing = pairing.Pairing(settings, settings_path, link, radio, adv,
+                                            state.fb, hal)  # fmt: skip
+            link.unsigned_ok = state.pairing.accepts_unsigned
+            asyncio.create_task(state.pairing.run())
+        return state.pairing
+
+    return load
+
+
+async def button_task(state):
     """The button opens the pairing window (and confirms a pairing code)."""
     while True:
         await asyncio.sleep_ms(50)
         if not hal.button():
             continue
-        if state.pairing is None:
-            import pairing  # loaded at the first press: no RAM on a device never paired
-
-            state.pairing = pairing.Pairing(settings, settings_path, link, radio, adv,
-                                            state.fb, hal)  # fmt: skip
-            link.unsigned_ok = lambda op: op == p.OP_PAIR and state.pairing.is_open()
-            asyncio.create_task(state.pairing.run())
-        state.pairing.press()
+        state.load_pairing().press()
 
 
 def info(settings, boot, state):
@@ -205,9 +213,9 @@ def make_control(link_ref, settings, boot, state):
                 return p.encode_reply(op, rid, p.ST_BAD_REQUEST)
             state.fb.on_remote(args[0], args[1])
         elif op == p.OP_PAIR:
-            if state.pairing is None:
+            if state.pairing is None and not settings.get("pair_secret"):
                 return p.encode_reply(op, rid, p.ST_UNAVAILABLE)
-            return state.pairing.handle(op, rid, args)
+            return state.load_pairing().handle(op, rid, args)
         else:
             return None
         return p.encode_reply(op, rid, p.ST_OK)
@@ -234,13 +242,16 @@ async def main(settings_path):
     if settings.get("key"):  # provisioned: every frame is signed (docs/protocol.md)
         link.set_key(binascii.unhexlify(settings["key"]))
     radio.on_connect = link.connected
+    state.load_pairing = pairing_loader(state, settings, settings_path, link, radio, adv)
+    if settings.get("pair_secret"):  # a label PAIR comes unsigned (docs/protocol.md, "Pairing")
+        link.unsigned_ok = lambda op: op == p.OP_PAIR
     state.fb = Feedback(hal, time.ticks_ms, time.ticks_diff, settings.get("speaker", True))
     link.send_record(p.S_EVENT, link.now_ms(), bytes((p.EV_BOOT,)))
     tasks = [radio.run(), link.tx_task(), doppler_task(link, state), ppg_task(link, state)]
     tasks += [status_task(link)] + hal.background_tasks()
     tasks += [
         feedback_task(state.fb),
-        button_task(state, settings, settings_path, link, radio, adv),
+        button_task(state),
     ]
     for t in tasks:
         asyncio.create_task(t)

@@ -92,6 +92,18 @@ async def main(settings_path):
     cal = settings.get("calibration", {})
     drive = cal.get("led_drive", [100] * N_LEDS)
     link_ref = [None]
+    pairing_ref = [None]
+
+    def pair(op, rid, args):
+        """PAIR by the label's secret (pairing.py, loaded at the first one: no RAM before)."""
+        if pairing_ref[0] is None:
+            import pairing
+
+            pairing_ref[0] = pairing.Pairing(settings, settings_path, link_ref[0], radio, adv,
+                                             None, hal)  # fmt: skip
+            link_ref[0].unsigned_ok = pairing_ref[0].accepts_unsigned
+            asyncio.create_task(pairing_ref[0].run())
+        return pairing_ref[0].handle(op, rid, args)
 
     def on_control(op, rid, args):
         link = link_ref[0]
@@ -103,6 +115,8 @@ async def main(settings_path):
             link.send_record(p.S_INFO, link.now_ms(), json.dumps(info).encode())
         elif op in (p.OP_START, p.OP_STOP):
             pass
+        elif op == p.OP_PAIR and settings.get("pair_secret"):
+            return pair(op, rid, args)
         else:
             return None
         return p.encode_reply(op, rid, p.ST_OK)
@@ -114,6 +128,8 @@ async def main(settings_path):
     if settings.get("key"):  # provisioned: every frame is signed (docs/protocol.md)
         link.set_key(binascii.unhexlify(settings["key"]))
     radio.on_connect = link.connected
+    if settings.get("pair_secret"):  # a label PAIR comes unsigned (docs/protocol.md, "Pairing")
+        link.unsigned_ok = lambda op: op == p.OP_PAIR
     link.send_record(p.S_EVENT, link.now_ms(), bytes((p.EV_BOOT,)))
     for t in [radio.run(), link.tx_task(), press_task(link, drive), status_task(link)]:
         asyncio.create_task(t)

@@ -1,12 +1,17 @@
-# Pairing at home: a press of the device's button opens a two-minute window in which the device
-# advertises "pairing" and answers PAIR commands unsigned. The gateway and the device agree on
-# a new device key by finite-field Diffie-Hellman (RFC 3526 group 14, 2048-bit MODP, 256-bit
-# exponents) with a commitment, and both show a 4-digit code derived from the exchange: the
-# page shows it, the device blinks and beeps it. The new key is stored only when the user
-# pressed the device's button again after the code appeared (the codes matched) AND the gateway
-# proved it holds the same key (the user confirmed on the page). docs/security.md, "Pairing".
+# Pairing at home: the gateway and the device agree on a new device key by finite-field
+# Diffie-Hellman (RFC 3526 group 14, 2048-bit MODP, 256-bit exponents), the gateway committing
+# to its public value first, and both confirm the key before either stores it. Two ways to
+# authenticate the exchange (docs/security.md, "Pairing at home"):
+#   button: a press opens a two-minute window in which the device advertises "pairing" and
+#     answers PAIR unsigned; both show a 4-digit code derived from the exchange (the page shows
+#     it, the device blinks and beeps it), and the key is stored only after the user pressed
+#     the button again (the codes matched) AND the gateway proved it holds the key.
+#   label: the gateway proves, by an HMAC under the pairing secret printed on the label
+#     (provisioned over USB, never used for anything else), that A is its own, and the device
+#     answers with an HMAC over A and B: a radio man in the middle without the label fails.
+#     Taken without a press (the label is the proof of access), one attempt per back-off.
 #
-# Loaded on the first button press only: nothing of it is in RAM on a device never paired.
+# Loaded at the first button press or label PAIR: nothing of it is in RAM before.
 import hashlib
 import json
 import os
@@ -30,15 +35,15 @@ GROUP_BYTES = const(256)
 HALF = const(128)  # public values travel in two halves: a frame holds at most 244 bytes
 _EXP_BYTES = const(32)  # 256-bit exponents: RFC 3526's estimate for this group is 110+ bits
 WINDOW_MS = const(120000)
+LABEL_WINDOW_MS = const(30000)  # a label exchange must finish in this time
+BACKOFF_MS = const(2000)  # between label attempts: doubled by each one that fails...
+BACKOFF_MAX_MS = const(64000)  # ...up to this
 CODE_DIGITS = const(4)
 
-# PAIR steps (the first byte of the command's arguments)
-PS_COMMIT = const(1)  # u8[32] SHA-256("perimon-v1 pair commit" || A)
-PS_GET = const(2)  # u8 half -> reply: that half of B
-PS_REVEAL = const(3)  # u8 half, that half of A
-PS_CONFIRM = const(4)  # u8[16] HMAC(K', "perimon-v1 pair confirm" || id) -> u8[16] "... done"
-
+# PAIR steps: protocol.PS_* (docs/protocol.md, "Pairing")
 LABEL_COMMIT = b"perimon-v1 pair commit"
+LABEL_LABEL_COMMIT = b"perimon-v1 pair label commit"
+LABEL_LABEL_DEVICE = b"perimon-v1 pair label device"
 LABEL_KEY = b"perimon-v1 pair key"
 LABEL_CODE = b"perimon-v1 pair code"
 LABEL_CONFIRM = b"perimon-v1 pair confirm"
@@ -49,7 +54,7 @@ IDLE = const(0)
 OPEN = const(1)  # window open, waiting for the gateway
 COMMITTED = const(2)  # gateway's commitment held, B computed
 CODE = const(3)  # code shown, waiting for the user's press and the gateway's confirmation
-ACCEPTED = const(4)  # the user pressed: the codes match
+ACCEPTED = const(4)  # the user pressed (the codes match), or the label authenticated both sides
 
 
 def prime():
@@ -73,6 +78,16 @@ def derive_key(s_bytes, a_bytes, b_bytes, device_id):
     return HMAC(s_bytes).digest(LABEL_KEY, a_bytes, b_bytes, device_id)
 
 
+def label_commit(secret, device_id, a_bytes):
+    """The gateway's commitment to A in a label pairing: it also proves the label's secret."""
+    return HMAC(secret).digest(LABEL_LABEL_COMMIT, device_id, a_bytes)
+
+
+def label_device(secret, device_id, a_bytes, b_bytes):
+    """The device's answer in a label pairing: B is its own, for this A."""
+    return HMAC(secret).digest(LABEL_LABEL_DEVICE, device_id, a_bytes, b_bytes)[:16]
+
+
 def save_settings(path, settings):
     tmp = path + ".new"
     with open(tmp, "w") as f:
@@ -94,9 +109,13 @@ class Pairing:
         self.until = 0
         self.paired = 0
         self._drop_at = None  # re-advertise then (after the reply in flight has gone out)
+        self._label_fails = 0  # label attempts since the last success
+        self._label_at = 0  # when the last one started...
+        self._label_wait = 0  # ...and how long until the next may
         self._reset()
 
     def _reset(self):
+        self._label = None  # the label's secret while a label exchange runs
         self._commit = None
         self._x = None
         self._b = None
@@ -126,13 +145,23 @@ class Pairing:
     def is_open(self):
         return self.state != IDLE and time.ticks_diff(self.until, time.ticks_ms()) > 0
 
+    def label_ready(self):
+        """A label PAIR may start now: the device has a pairing secret and is not backing off."""
+        since = time.ticks_diff(time.ticks_ms(), self._label_at)
+        return bool(self.settings.get("pair_secret")) and not 0 <= since < self._label_wait
+
+    def accepts_unsigned(self, op):
+        """For Link.unsigned_ok: PAIR in the window, in a label exchange, or starting one."""
+        return op == p.OP_PAIR and (self.is_open() or self.label_ready())
+
     def close(self, why):
         if self.state == IDLE:
             return
         self.state = IDLE
         self._reset()
         self.adv.pop("pairing", None)
-        self.fb.pairing = False
+        if self.fb is not None:
+            self.fb.pairing = False
         self.log("PAIR closed " + why)
         self._drop_soon()
 
@@ -142,21 +171,20 @@ class Pairing:
     # ---- PAIR commands ----
 
     def handle(self, op, rid, args):
+        if len(args) == 33 and args[0] == p.PS_LABEL_COMMIT:
+            return self._label_start(op, rid, bytes(args[1:]))
         if not self.is_open() or len(args) < 1:
             return p.encode_reply(op, rid, p.ST_UNAVAILABLE)
         step = args[0]
-        if step == PS_COMMIT and len(args) == 33 and self.state in (OPEN, COMMITTED):
-            self._reset()
-            self._commit = bytes(args[1:])
-            x = int.from_bytes(os.urandom(_EXP_BYTES), "big") | (1 << (8 * _EXP_BYTES - 1))
-            self._x = x
-            self._b = pow(2, x, prime()).to_bytes(GROUP_BYTES, "big")
-            self.state = COMMITTED
+        if step == p.PS_COMMIT and len(args) == 33 and self.state in (OPEN, COMMITTED):
+            if self._label is not None:
+                return p.encode_reply(op, rid, p.ST_UNAVAILABLE)  # a label exchange runs
+            self._commit_to(bytes(args[1:]))
             return p.encode_reply(op, rid, p.ST_OK)
-        if step == PS_GET and len(args) == 2 and self._b is not None and args[1] < 2:
+        if step == p.PS_GET and len(args) == 2 and self._b is not None and args[1] < 2:
             h = args[1]
             return p.encode_reply(op, rid, p.ST_OK, self._b[h * HALF : (h + 1) * HALF])
-        if step == PS_REVEAL and len(args) == 2 + HALF and self.state == COMMITTED:
+        if step == p.PS_REVEAL and len(args) == 2 + HALF and self.state == COMMITTED:
             h = args[1]
             if h > 1:
                 return p.encode_reply(op, rid, p.ST_BAD_REQUEST)
@@ -165,15 +193,45 @@ class Pairing:
             if self._a_got == 3:
                 return self._agree(op, rid)
             return p.encode_reply(op, rid, p.ST_OK)
-        if step == PS_CONFIRM and len(args) == 17 and self.state in (CODE, ACCEPTED):
+        if step == p.PS_CONFIRM and len(args) == 17 and self.state in (CODE, ACCEPTED):
             return self._confirm(op, rid, bytes(args[1:]))
         return p.encode_reply(op, rid, p.ST_BAD_REQUEST)
 
+    def _commit_to(self, commit):
+        """Hold the gateway's commitment; draw x and compute B."""
+        label = self._label
+        self._reset()
+        self._label = label
+        self._commit = commit
+        x = int.from_bytes(os.urandom(_EXP_BYTES), "big") | (1 << (8 * _EXP_BYTES - 1))
+        self._x = x
+        self._b = pow(2, x, prime()).to_bytes(GROUP_BYTES, "big")
+        self.state = COMMITTED
+
+    def _label_start(self, op, rid, commit):
+        """A label PAIR: a new exchange, one per back-off (a wrong or abandoned one doubles
+        it; a stored key resets it), outside the button's window too."""
+        if not self.label_ready() or (self.is_open() and self._label is None):
+            return p.encode_reply(op, rid, p.ST_UNAVAILABLE)  # backing off, or the button's turn
+        self._label_wait = min(BACKOFF_MAX_MS, BACKOFF_MS << min(self._label_fails, 5))
+        self._label_fails += 1
+        self._label_at = time.ticks_ms()
+        self._label = bytes.fromhex(self.settings["pair_secret"])
+        self._commit_to(commit)
+        self.until = time.ticks_add(time.ticks_ms(), LABEL_WINDOW_MS)
+        self.log("PAIR label")
+        return p.encode_reply(op, rid, p.ST_OK)
+
     def _agree(self, op, rid):
         a_bytes = bytes(self._a)
-        h = hashlib.sha256(LABEL_COMMIT)
-        h.update(a_bytes)
-        if not equal(h.digest(), self._commit):
+        dev_id = self.settings["id"].encode()
+        if self._label is not None:
+            want = label_commit(self._label, dev_id, a_bytes)
+        else:
+            h = hashlib.sha256(LABEL_COMMIT)
+            h.update(a_bytes)
+            want = h.digest()
+        if not equal(want, self._commit):
             self.close("commitment mismatch")  # someone changed the gateway's value
             return p.encode_reply(op, rid, p.ST_BAD_REQUEST)
         pr = prime()
@@ -183,8 +241,11 @@ class Pairing:
             return p.encode_reply(op, rid, p.ST_BAD_REQUEST)
         s = pow(a, self._x, pr).to_bytes(GROUP_BYTES, "big")
         self._x = None
-        dev_id = self.settings["id"].encode()
         self.key = derive_key(s, a_bytes, self._b, dev_id)
+        if self._label is not None:
+            self.state = ACCEPTED  # the label authenticated both values: no code to compare
+            return p.encode_reply(op, rid, p.ST_OK,
+                                  label_device(self._label, dev_id, a_bytes, self._b))  # fmt: skip
         self.code = code_of(a_bytes, self._b)
         self.state = CODE
         self.log("PAIR code " + self.code)
@@ -203,6 +264,8 @@ class Pairing:
         save_settings(self.path, self.settings)
         proof = HMAC(key).digest(LABEL_DONE, dev_id)[:16]
         self.paired += 1
+        if self._label is not None:
+            self._label_fails = self._label_wait = 0
         self.log("PAIR stored")
         # Every frame from here on, this reply included, is signed with the new key; the
         # gateway closes the link and the device comes back without the pairing flag.
@@ -210,7 +273,8 @@ class Pairing:
         self.state = IDLE
         self._reset()
         self.adv.pop("pairing", None)
-        self.fb.pairing = False
+        if self.fb is not None:
+            self.fb.pairing = False
         self._drop_soon()
         return p.encode_reply(op, rid, p.ST_OK, proof)
 

@@ -38,7 +38,14 @@ OP_GET_INFO = const(6)
 OP_MEASURE = const(7)
 OP_SESSION = const(8)  # start an authenticated session (docs/protocol.md, Authentication)
 OP_FEEDBACK = const(9)  # signal quality and session state for the device's LED and tones
-OP_PAIR = const(10)  # key agreement in the button-opened pairing window (docs/security.md)
+OP_PAIR = const(10)  # key agreement: button window or the label's secret (docs/security.md)
+
+# PAIR steps: the first byte of its arguments (docs/protocol.md, "Pairing").
+PS_COMMIT = const(1)  # the gateway's commitment to A (button)
+PS_GET = const(2)  # a half of B
+PS_REVEAL = const(3)  # a half of A
+PS_CONFIRM = const(4)  # key confirmation both ways
+PS_LABEL_COMMIT = const(5)  # the commitment, authenticated by the label's pairing secret
 
 # Reply status codes.
 ST_OK = const(0)
@@ -65,6 +72,7 @@ CRC_LEN = const(2)
 TAG_LEN = const(8)
 NONCE_LEN = const(8)  # boot nonce, connection nonce and gateway challenge
 KEY_LEN = const(32)  # per-device key provisioned over USB
+PAIR_SECRET_LEN = const(16)  # the pairing secret on the label, provisioned over USB
 ADPCM_HEADER_LEN = const(3)
 ATT_OVERHEAD = const(3)  # an ATT notification carries MTU - 3 bytes
 
