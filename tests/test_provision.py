@@ -65,6 +65,8 @@ def test_provision_writes_id_key_gateway_and_calibration_and_enrols(tmp_path, de
     assert stored["calibration"] == cal and stored["radio"] == "127.0.0.1:9"  # kept
     entry = Enrolment(tmp_path / "gw" / "enrolment.json").get("tcb-07")
     assert entry is not None and entry.key.hex() == stored["key"] and len(entry.key) == 32
+    secret = bytes.fromhex(stored["pair_secret"])  # for the label: 128 bits, not the key
+    assert len(secret) == 16 and secret not in entry.key
     assert (tmp_path / "gw" / "enrolment.json").stat().st_mode & 0o077 == 0  # owner only
 
 
@@ -81,11 +83,13 @@ def test_two_devices_get_different_keys(tmp_path, device_on_pty):
     assert [book["fh-21"].key.hex(), book["fh-22"].key.hex()] == keys
 
 
-def test_console_never_reads_the_key_back_and_refuses_bad_input(tmp_path):
+def test_console_never_reads_the_secrets_back_and_refuses_bad_input(tmp_path):
     path = tmp_path / "d.json"
     script = "\n".join([
         "HELLO", "SET key 1234", "SET key " + "ab" * 32, "SET id bad/id", "SET id fh-30",
-        "COMMIT", "SET gateway gw-1", "SET colour red", "COMMIT", "GET", "QUIT", "",
+        "COMMIT", "SET gateway gw-1", "SET colour red", "COMMIT", "GET",
+        "SET pair_secret " + "ab" * 32, "SET pair_secret " + "zz" * 16,
+        "SET pair_secret " + "CD" * 16, "GET", "QUIT", "",
     ])  # fmt: skip
     res = subprocess.run(
         [micropython_binary(), str(FIRMWARE_DIR / "fetal_heart" / "main.py"), str(path),
@@ -96,7 +100,11 @@ def test_console_never_reads_the_key_back_and_refuses_bad_input(tmp_path):
     assert lines[1].startswith("ERR key") and lines[2] == "OK" and lines[3] == "ERR bad id"
     assert lines[5] == "ERR missing gateway" and lines[7].startswith("ERR unknown field")
     assert lines[8] == "OK" and "ab" * 32 not in lines[9]
-    assert json.loads(lines[9][3:]) == {"id": "fh-30", "gateway": "gw-1", "key_set": True}
+    assert json.loads(lines[9][3:]) == {"id": "fh-30", "gateway": "gw-1", "key_set": True,
+                                        "pair_secret_set": False}  # fmt: skip
+    assert lines[10] == lines[11] == "ERR pair_secret must be 32 hex digits"
+    assert lines[12] == "OK" and "cd" * 16 not in lines[13].lower()
+    assert json.loads(lines[13][3:])["pair_secret_set"] is True
     assert json.loads(path.read_text())["key"] == "ab" * 32
 
 

@@ -1,7 +1,7 @@
 # Provisioning console on the USB serial port: `perimon provision PORT` writes the device id,
-# the per-device key, the factory calibration and the gateway the device belongs to into
-# device.json. One command per line, one reply line each: "OK ..." or "ERR reason". The key can
-# be written, never read back. On the board the console runs while the device has no key; under
+# the per-device key, the label's pairing secret, the factory calibration and the gateway the
+# device belongs to into device.json. One command per line, one reply line each: "OK ..." or
+# "ERR reason". The key and the pairing secret can be written, never read back. On the board the console runs while the device has no key; under
 # the Unix port with `main.py device.json provision`, on stdin (a pseudo-terminal in the tests).
 import json
 import os
@@ -12,6 +12,7 @@ from micropython import const
 _MAX_LINE = const(4096)
 _ID_CHARS = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-_"
 _REQUIRED = ("id", "gateway", "key")
+_SECRETS = {"key": 64, "pair_secret": 32}  # hex digits: written, never read back
 
 
 def _valid_id(s):
@@ -27,14 +28,11 @@ def _check(field, value):
     """(stored value, None) or (None, error)."""
     if field in ("id", "gateway"):
         return (value, None) if _valid_id(value) else (None, "bad " + field)
-    if field == "key":
-        if len(value) != 64:
-            return None, "key must be 64 hex digits"
-        try:
-            int(value, 16)
-        except ValueError:
-            return None, "key must be 64 hex digits"
-        return value.lower(), None
+    if field in _SECRETS:
+        value = value.lower()
+        if len(value) != _SECRETS[field] or value.strip("0123456789abcdef"):
+            return None, "%s must be %d hex digits" % (field, _SECRETS[field])
+        return value, None
     if field == "calibration":
         try:
             cal = json.loads(value)
@@ -61,9 +59,10 @@ def handle(line, settings, device_type, firmware, path):
     if cmd == "GET":
         shown = {}
         for k in settings:
-            if k != "key":
+            if k not in _SECRETS:
                 shown[k] = settings[k]
-        shown["key_set"] = bool(settings.get("key"))
+        for k in _SECRETS:
+            shown[k + "_set"] = bool(settings.get(k))
         return "OK " + json.dumps(shown)
     if cmd == "COMMIT":
         for k in _REQUIRED:

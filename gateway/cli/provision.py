@@ -1,10 +1,12 @@
 """`perimon provision PORT`: enrol a device over its USB serial port.
 
-Generates the device's secret key, writes id, key, gateway and (jaundice meters) the factory
-calibration into the device's storage through its provisioning console, then adds the device
-and its key to the gateway's enrolment list. The key never leaves this machine otherwise,
-except on the pairing label (`--label`, gateway/cli/provision_label.py), which lets a home
-gateway enrol the monitor when a phone scans it (docs/home.md).
+Generates the device's secret key and its pairing secret, writes id, key, pairing secret,
+gateway and (jaundice meters) the factory calibration into the device's storage through its
+provisioning console, then adds the device and its key to the gateway's enrolment list. The
+key never leaves this machine otherwise. The pairing secret goes on the pairing label
+(`--label`, gateway/cli/provision_label.py): a home gateway that a phone opens the label on
+pairs the monitor by a key exchange that the secret authenticates (docs/home.md); the secret is
+not a key and is not kept here.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ import secrets
 from pathlib import Path
 
 from gateway.cli import UserError
+from gateway.protocol import PAIR_SECRET_LEN
 
 _ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$")
 
@@ -105,15 +108,21 @@ def cmd_provision(args: argparse.Namespace) -> int:
         if device_type == "jaundice" and calibration is None:
             raise UserError("a jaundice meter needs its factory calibration (--calibration)")
         key = secrets.token_bytes(32)
+        pair_secret = secrets.token_bytes(PAIR_SECRET_LEN)  # for the label only
         con.ok(f"SET id {args.id}", "device id")
         con.ok(f"SET gateway {gateway_id}", "gateway id")
         if calibration is not None:
             con.ok("SET calibration " + json.dumps(calibration, separators=(",", ":")),
                    "calibration")  # fmt: skip
         con.ok(f"SET key {key.hex()}", "key")
+        con.ok(f"SET pair_secret {pair_secret.hex()}", "pairing secret")
         con.ok("COMMIT", "commit")
         stored = json.loads(con.ok("GET", "read-back") or "{}")
-        if stored.get("id") != args.id or not stored.get("key_set"):
+        if (
+            stored.get("id") != args.id
+            or not stored.get("key_set")
+            or not stored.get("pair_secret_set")
+        ):
             raise UserError(f"the device did not keep its settings: {stored}")
         con.ask("QUIT")
     try:
@@ -127,6 +136,8 @@ def cmd_provision(args: argparse.Namespace) -> int:
         from gateway.cli.provision_label import write_label
         from gateway.web.pair_code import DEFAULT_PAIR_URL
 
-        path = write_label(args.label, args.id, device_type, key, args.pair_url or DEFAULT_PAIR_URL)
-        print(f"pairing label: {path} (it carries the monitor's key: print it, then delete it)")
+        url = args.pair_url or DEFAULT_PAIR_URL
+        path = write_label(args.label, args.id, device_type, pair_secret, url)
+        print(f"pairing label: {path} (it lets whoever holds it pair the monitor: print it, "
+              "then delete the file)")  # fmt: skip
     return 0
