@@ -192,6 +192,7 @@ class VirtualDevice:
         self.aim = 1.0  # fetal monitor: 1 the probe is on the heart, 0 it hears only noise
         self.calibration: dict | None = None
         self.key = secrets.token_bytes(32)  # what `perimon provision` would write
+        self.pair_secret = secrets.token_bytes(16)  # ... and the label carries
         self.gateway_id = ""
 
     def settings(self) -> dict:
@@ -202,6 +203,7 @@ class VirtualDevice:
         }
         if self.spec.signed:
             s["key"] = self.key.hex()
+            s["pair_secret"] = self.pair_secret.hex()
             s["gateway"] = self.gateway_id or "gw-unknown"
         if self.radio_kind != "sim":
             s["radio_kind"] = self.radio_kind
@@ -338,13 +340,7 @@ class VirtualDevice:
         await asyncio.sleep(1.0)
         while True:
             near, far = skin_reflectance(baby, device.led_centre_nm, device.led_fwhm_nm)
-            press = device.press(np.asarray(near), np.asarray(far), contact=True)
-            scene = {
-                "dark_before": list(press.dark_before),
-                "dark_after": list(press.dark_after),
-                "flashes": press.flashes,
-                "temperature_c": press.temperature_c,
-            }
+            scene = device.scene(np.asarray(near), np.asarray(far), contact=True)
             await self._write(feed_block(CH_PRESS, json.dumps(scene).encode()))
             await self._write(feed_block(CH_CONTACT, b"\x01"))
             await asyncio.sleep(1.5)

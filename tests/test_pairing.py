@@ -1,12 +1,15 @@
 """Pairing at home: a monitor the gateway does not know is paired by pressing its button and
 confirming on the gateway, with a Diffie-Hellman key agreement underneath; the firmware refuses
 a gateway that changes its committed value, a wrong confirmation, and confirmation without the
-user's press; unsigned PAIR commands do nothing outside the pairing window."""
+user's press; unsigned PAIR commands do nothing outside the pairing window. The same exchange
+authenticated by the label's pairing secret: a forged label, a swapped value on either side and
+repeated attempts are refused (end to end through the page: tests/test_pairing_code.py)."""
 
 from __future__ import annotations
 
 import asyncio
 import hashlib
+import hmac
 import json
 import time
 from pathlib import Path
@@ -15,11 +18,13 @@ from types import SimpleNamespace
 import pytest
 
 from gateway import pairing as gp
+from gateway import protocol as p
 from gateway.app import Gateway
 from gateway.broker import free_port
 from gateway.config import config_from_dict
 from gateway.enrolment import Enrolment, enrolment_path
 from gateway.nurses import NurseAccounts
+from gateway.transports.base import DeviceLink
 from simulators.ble_rig import BleRig
 from simulators.fleet import DeviceSpec, Fleet
 from tests.conftest import run_micropython
@@ -322,3 +327,195 @@ def test_ble_advertisement_carries_the_pairing_flag(tmp_path):
     # manufacturer data: length, 0xFF, company 0xFFFF, format 1, device type 1 [, pairing 0x01]
     assert plain[0].startswith("05ffffff0101") and pairing[0].startswith("06ffffff010101")
     assert int(pairing[2]) <= 31 and int(pairing[1]) <= 31
+
+
+_LABEL_DEVICE = """
+import sys, json, time
+sys.path.append(%(lib)r)
+import protocol as p
+import pairing
+from hmac_sha256 import HMAC
+
+class R:
+    def readvertise(self):
+        pass
+
+class L:
+    key = None
+    def set_key(self, k):
+        self.key = k
+
+path = %(path)r
+settings = json.load(open(path))
+link = L()
+pr = pairing.Pairing(settings, path, link, R(), {}, None, None, log=lambda s: None)
+secret = bytes.fromhex(%(secret)r)
+a = bytes.fromhex(%(a)r)
+other = bytes.fromhex(%(other)r)
+dev = b"fh-t"
+
+def cmd(args, rid=[0]):
+    rid[0] += 1
+    r = pr.handle(p.OP_PAIR, rid[0], args)
+    return r[2], r[3:]
+
+def run(commit, revealed):
+    out = [cmd(bytes((p.PS_LABEL_COMMIT,)) + commit)[0]]
+    b = cmd(bytes((p.PS_GET, 0)))[1] + cmd(bytes((p.PS_GET, 1)))[1]
+    out.append(cmd(bytes((p.PS_REVEAL, 0)) + revealed[:128])[0])
+    st, tag = cmd(bytes((p.PS_REVEAL, 1)) + revealed[128:])
+    return out + [st], b, tag
+
+out = {"unsigned_ok": pr.accepts_unsigned(p.OP_PAIR), "outside": cmd(bytes((p.PS_COMMIT,)) + bytes(32))[0]}
+# a forged label (the right id, another secret): the commitment does not verify
+forged = pairing.label_commit(bytes(16), dev, a)
+out["forged"], _, _ = run(forged, a)
+out["forged_state"] = pr.state
+# at once again: backing off (status 3, no DH computed)
+out["again_at_once"] = cmd(bytes((p.PS_LABEL_COMMIT,)) + forged)[0]
+time.sleep_ms(2100)
+# a man in the middle that kept the gateway's genuine commitment but reveals its own value
+genuine = pairing.label_commit(secret, dev, a)
+out["swapped"], _, _ = run(genuine, other)
+time.sleep_ms(4100)
+# the genuine exchange: the device's answer authenticates B for this A; confirm; stored
+out["genuine"], b, tag = run(genuine, a)
+out["b"] = b.hex()
+out["tag"] = tag.hex()
+out["state"] = pr.state
+s = pow(int.from_bytes(b, "big"), %(y)d, pairing.prime()).to_bytes(256, "big")
+k = pairing.derive_key(s, a, b, dev)
+out["confirm"], proof = cmd(bytes((p.PS_CONFIRM,)) + HMAC(k).digest(pairing.LABEL_CONFIRM, dev)[:16])
+out["proof_ok"] = proof == HMAC(k).digest(pairing.LABEL_DONE, dev)[:16]
+out["stored"] = json.load(open(path))["key"]
+out["link_key"] = link.key.hex()
+out["k"] = k.hex()
+# a later label attempt is not held back by the ones before the success
+out["after_success"] = cmd(bytes((p.PS_LABEL_COMMIT,)) + genuine)[0]
+print(json.dumps(out))
+"""
+
+
+def test_firmware_label_pairing_refuses_a_forged_label_and_a_swapped_value(tmp_path):
+    """Outside any button window, a device with a pairing secret takes a label PAIR: a
+    commitment under another secret, or a revealed value other than the committed one, closes
+    the exchange (status 1) and stores nothing; each attempt waits out a back-off; the genuine
+    one answers with an HMAC over both values and stores the agreed key after confirmation."""
+    secret = bytes(range(16))
+    settings = tmp_path / "device.json"
+    settings.write_text(json.dumps({"id": "fh-t", "key": "11" * 32, "pair_secret": secret.hex()}))
+    y = 12345678901234567890
+    a = pow(2, y, gp.PRIME).to_bytes(256, "big")
+    other = pow(2, 98765432109876543210, gp.PRIME).to_bytes(256, "big")
+    script = tmp_path / "label.py"
+    script.write_text(_LABEL_DEVICE % {"lib": str(LIB), "path": str(settings), "a": a.hex(),
+                                       "other": other.hex(), "secret": secret.hex(), "y": y})  # fmt: skip
+    out = json.loads(run_micropython(script).strip().splitlines()[-1])
+    ok, bad, unavailable = 0, 1, 3
+    assert out["unsigned_ok"] is True and out["outside"] == unavailable  # no button window
+    assert out["forged"] == [ok, ok, bad] and out["forged_state"] == 0
+    assert out["again_at_once"] == unavailable
+    assert out["swapped"] == [ok, ok, bad]
+    assert out["genuine"] == [ok, ok, ok] and out["state"] == 4  # accepted: no code, no press
+    b = bytes.fromhex(out["b"])
+    assert out["tag"] == gp.label_device(secret, "fh-t", a, b).hex()  # the gateway's check
+    assert out["confirm"] == ok and out["proof_ok"]
+    s = pow(int.from_bytes(b, "big"), y, gp.PRIME).to_bytes(256, "big")
+    key = gp.derive_key(s, a, b, "fh-t")
+    assert out["k"] == key.hex() == out["stored"] == out["link_key"]
+    assert secret not in key and out["stored"] != "11" * 32
+    assert out["after_success"] == ok
+
+
+def test_gateway_and_firmware_derive_the_same_label_macs(tmp_path):
+    secret, a, b = bytes(range(16)), bytes(range(256)), bytes(reversed(range(256)))
+    script = tmp_path / "macs.py"
+    script.write_text(
+        f"import sys\nsys.path.append({str(LIB)!r})\nimport pairing\n"
+        f"s, a, b = bytes(range(16)), bytes(range(256)), bytes(reversed(range(256)))\n"
+        "print(pairing.label_commit(s, b'fh-01', a).hex(),"
+        " pairing.label_device(s, b'fh-01', a, b).hex())\n"
+    )
+    commit, device = run_micropython(script).split()
+    assert commit == gp.label_commit(secret, "fh-01", a).hex()
+    assert device == gp.label_device(secret, "fh-01", a, b).hex()
+    assert len(bytes.fromhex(commit)) == 32 and len(bytes.fromhex(device)) == 16
+
+
+class _LabelDevice(DeviceLink):
+    """The device's side of a label pairing in Python, for the gateway's checks. With
+    `swap_b`, a man in the middle puts its own public value in the GET replies (and passes on
+    the device's answer, made over the device's real value)."""
+
+    def __init__(self, secret: bytes, swap_b: bool) -> None:
+        super().__init__()
+        self.device_id, self.device_type, self.name, self.att_mtu = "fh-x", 1, "", 247
+        self.secret, self.swap_b = secret, swap_b
+        self.x = 0xC0FFEE << 200
+        self.b = pow(2, self.x, gp.PRIME).to_bytes(256, "big")
+        self.mitm_b = pow(2, 0xBAD << 200, gp.PRIME).to_bytes(256, "big")
+        self.a, self.commit, self.key, self.stored = b"", b"", None, None
+
+    async def write(self, frame: bytes) -> None:
+        payload = p.decode_frame(frame).payload
+        op, rid, args = payload[0], payload[1], payload[2:]
+        status, data = 0, b""
+        if args[0] == p.PairStep.LABEL_COMMIT:
+            self.commit = args[1:]
+        elif args[0] == p.PairStep.GET:
+            data = (self.mitm_b if self.swap_b else self.b)[args[1] * 128 : args[1] * 128 + 128]
+        elif args[0] == p.PairStep.REVEAL:
+            self.a += args[2:]
+            if len(self.a) == 256:
+                if self.commit != gp.label_commit(self.secret, self.device_id, self.a):
+                    status = 1
+                else:
+                    data = gp.label_device(self.secret, self.device_id, self.a, self.b)
+                    s = pow(int.from_bytes(self.a, "big"), self.x, gp.PRIME).to_bytes(256, "big")
+                    self.key = gp.derive_key(s, self.a, self.b, self.device_id)
+        elif args[0] == p.PairStep.CONFIRM:
+            mac = hmac.digest(self.key, gp.LABEL_CONFIRM + b"fh-x", "sha256")[:16]
+            if args[1:] != mac:
+                status = 1
+            else:
+                self.stored = self.key
+                data = hmac.digest(self.key, gp.LABEL_DONE + b"fh-x", "sha256")[:16]
+        reply = bytes((op, rid, status)) + data
+        f = p.Frame(p.Flag(0), self.device_type, p.Stream.REPLY, 0, rid, 0, reply)
+        asyncio.get_running_loop().call_soon(self.on_frame, p.encode_frame(f))
+
+    async def close(self) -> None:
+        self.on_close("closed by the gateway")
+
+
+def test_gateway_label_pairing_detects_a_swapped_device_value(tmp_path):
+    """The device's answer is an HMAC under the label's secret over both values: a man in the
+    middle who substitutes the device's value is caught before any key is confirmed; the
+    honest exchange enrols the key the device stored; a device that never connects enrols
+    nothing."""
+    secret = bytes(range(16))
+
+    async def main():
+        book = Enrolment(tmp_path / "enrolment.json")
+        gw = SimpleNamespace(enrolment=book, transport=SimpleNamespace(), sessions={})
+        m = gp.PairingManager(gw)
+        for swap in (True, False):
+            dev = _LabelDevice(secret, swap)
+            assert not m.wants(dev)
+            task = asyncio.create_task(m.pair_by_label("fh-x", "fetal_heart", secret, 5.0))
+            await _until(lambda d=dev: m.wants(d), 2, "the label pairing does not wait")
+            await m.on_link(dev)
+            if swap:
+                with pytest.raises(gp.PairingError, match="does not verify with this label"):
+                    await task
+                assert book.get("fh-x") is None and dev.stored is None
+            else:
+                done = await task
+                assert done["state"] == "paired" and dev.stored is not None
+                assert book.get("fh-x").key == dev.stored and secret not in dev.stored
+            assert m.labels == {}
+        with pytest.raises(gp.PairingError, match="did not connect"):
+            await m.pair_by_label("fh-y", "fetal_heart", secret, 0.3)
+        assert book.get("fh-y") is None
+
+    asyncio.run(main())

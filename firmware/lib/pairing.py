@@ -151,8 +151,9 @@ class Pairing:
         return bool(self.settings.get("pair_secret")) and not 0 <= since < self._label_wait
 
     def accepts_unsigned(self, op):
-        """For Link.unsigned_ok: PAIR in the window, in a label exchange, or starting one."""
-        return op == p.OP_PAIR and (self.is_open() or self.label_ready())
+        """For Link.unsigned_ok: PAIR in the window, or on a device that has a pairing secret
+        (handle() answers status 3 to all but a label step, and while backing off)."""
+        return op == p.OP_PAIR and (self.is_open() or bool(self.settings.get("pair_secret")))
 
     def close(self, why):
         if self.state == IDLE:
