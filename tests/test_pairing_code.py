@@ -1,13 +1,16 @@
 """Pairing by the code on the label, as a person would: `perimon provision --label` writes the
-label; its QR code is read back from the image (zbarimg, as a phone camera reads it); the link
-opens the gateway's /pair page; after the login and one click the monitor is enrolled, proves
-its key and streams on the simulated radio. A damaged, edited or foreign code, a label whose key
-the monitor cannot prove, and a label of a monitor paired since under another key are refused
-with a sentence that says why, and change nothing."""
+label, which carries the monitor's pairing secret and never its key; its QR code is read back
+from the image (zbarimg, as a phone camera reads it); the link opens the gateway's /pair page;
+after the login and one click the gateway and the monitor agree on a new key by a key exchange
+the secret authenticates, the monitor is enrolled with it and streams on the simulated radio.
+A damaged, edited, foreign or older-version code, and a forged label (the right id, another
+secret) are refused with a sentence that says why, and change nothing on either side."""
 
 from __future__ import annotations
 
 import asyncio
+import base64
+import hashlib
 import json
 import shutil
 import subprocess
@@ -51,7 +54,7 @@ def _scan(image: Path) -> str:
     return res.stdout.strip()
 
 
-def test_provision_writes_a_label_that_carries_the_device_key(tmp_path, device_on_pty):  # noqa: F811
+def test_provision_writes_a_label_with_the_pairing_secret_not_the_key(tmp_path, device_on_pty):  # noqa: F811
     port, settings, proc = device_on_pty("fetal_heart")
     label = tmp_path / "fh-41.png"
     rc = cli_main(["provision", port, "--id", "fh-41", "--config", _cfg(tmp_path),
@@ -62,18 +65,32 @@ def test_provision_writes_a_label_that_carries_the_device_key(tmp_path, device_o
     assert link.startswith("http://gw-home.local:8080/pair#c=")
     scanned = pair_code.decode(link)
     assert (scanned.device_id, scanned.device_type) == ("fh-41", "fetal_heart")
-    assert scanned.key.hex() == json.loads(settings.read_text())["key"]
+    stored = json.loads(settings.read_text())
+    assert scanned.secret.hex() == stored["pair_secret"] and len(scanned.secret) == 16
+    key = bytes.fromhex(stored["key"])
+    assert scanned.secret not in key and stored["key"] not in link  # the key is not printed
     # the SVG label: the whole label, the same code
-    svg = write_label(tmp_path / "fh-41.svg", "fh-41", "fetal_heart", scanned.key)
+    svg = write_label(tmp_path / "fh-41.svg", "fh-41", "fetal_heart", scanned.secret)
     text = svg.read_text()
     assert text.startswith("<?xml") and "fh-41" in text and "fetal-heart monitor" in text
     assert cli_main(["provision", port, "--id", "fh-41", "--label", "x.pdf"]) == 2
 
 
+def _old_label(device_id: str, key: bytes) -> str:
+    """A label of version 1, which carried the monitor's key."""
+    body = bytes((1, 1, len(device_id))) + device_id.encode() + key
+    check = hashlib.sha256(pair_code.LABEL_CHECK + body).digest()[:4]
+    return base64.urlsafe_b64encode(body + check).rstrip(b"=").decode()
+
+
 def test_codes_that_are_not_a_monitors_are_refused_with_a_reason():
-    code = pair_code.encode("fh-07", "fetal_heart", bytes(range(32)))
+    code = pair_code.encode("fh-07", "fetal_heart", bytes(range(16)))
     assert pair_code.decode(pair_code.pair_link(code)).device_id == "fh-07"
-    assert pair_code.decode(code).key == bytes(range(32))  # the code alone, or the whole link
+    assert pair_code.decode(code).secret == bytes(range(16))  # the code alone, or the link
+    with pytest.raises(ValueError):
+        pair_code.encode("fh-07", "fetal_heart", bytes(32))  # a key does not go on a label
+    with pytest.raises(pair_code.LabelCodeError, match="older version of perimon.*button"):
+        pair_code.decode(pair_code.pair_link(_old_label("fh-07", bytes(range(32)))))
     edited = code[:10] + ("A" if code[10] != "A" else "B") + code[11:]
     with pytest.raises(pair_code.LabelCodeError, match="changed or misread"):
         pair_code.decode(edited)
@@ -83,7 +100,7 @@ def test_codes_that_are_not_a_monitors_are_refused_with_a_reason():
 
 
 def test_scan_the_label_confirm_and_the_monitor_streams(tmp_path, monkeypatch):
-    monkeypatch.setattr(scan, "PROVE_WAIT_S", 9.0)  # under the client's 10 s
+    monkeypatch.setattr(scan, "LINK_WAIT_S", 9.0)  # under the client's 10 s
     radio = f"127.0.0.1:{free_port()}"
     cfg = config_from_dict(
         {
@@ -145,7 +162,8 @@ def test_scan_the_label_confirm_and_the_monitor_streams(tmp_path, monkeypatch):
         try:
             await _until(lambda: "fh-new" in gw.unknown, 10, "never refused")
             # the label, printed when the monitor was provisioned, read by the phone's camera
-            link = _scan(write_label(tmp_path / "label.png", "fh-new", "fetal_heart", dev.key))
+            label = write_label(tmp_path / "label.png", "fh-new", "fetal_heart", dev.pair_secret)
+            link = _scan(label)
             url = gw.web.url
             parts = urllib.parse.urlsplit(link)
             assert parts.path == "/pair" and parts.fragment.startswith("c=")
@@ -158,7 +176,8 @@ def test_scan_the_label_confirm_and_the_monitor_streams(tmp_path, monkeypatch):
             await call(_login, opener, url)
             edited = code[:12] + ("A" if code[12] != "A" else "B") + code[13:]
             for bad, why in ((edited, "changed or misread"),
-                             ("https://example.org/menu", "not the code of a perimon monitor")):  # fmt: skip
+                             ("https://example.org/menu", "not the code of a perimon monitor"),
+                             (_old_label("fh-new", dev.key), "older version")):  # fmt: skip
                 status, body = await call(_json, opener, url, "/api/pair/add", {"code": bad})
                 assert status == 400 and why in body["error"], body
             status, _ = await call(_json, opener, url, "/api/pair/add", {"code": code}, False)
@@ -178,28 +197,32 @@ def test_scan_the_label_confirm_and_the_monitor_streams(tmp_path, monkeypatch):
             assert shown["enrolled_before_tap"] is False
             assert shown["done"] == "fh-new is paired: its readings are coming in.", shown
             assert shown["errors"] == [] and shown["scroll_width"] <= PHONE["width"]
-            assert book.get("fh-new").key == dev.key and allowed == ["fh-new"]
+            # a new key, agreed by the exchange: neither the factory key nor the printed secret
+            key = book.get("fh-new").key
+            assert key != dev.key and dev.pair_secret not in key and set(allowed) == {"fh-new"}
+            assert json.loads((dev.dir / "device.json").read_text())["key"] == key.hex()
             session = gw.sessions["fh-new"]
             await _until(lambda: session.state.stats.frames > 50, 15, "no frames accepted")
-            assert session.auth.established and session.state.stats.auth_failed == 0
+            assert session.auth.established and session.auth.device_key == key
+            assert session.state.stats.auth_failed == 0
             status, body = await call(_json, opener, url, "/api/pair/check", {"code": code})
             assert status == 200 and body["state"] == "paired"  # scanning again changes nothing
+            status, body = await call(_json, opener, url, "/api/pair/add", {"code": code})
+            assert status == 200 and "already paired" in body["message"]
+            assert book.get("fh-new").key == key
 
-            # a label whose key the monitor does not hold (made up, or another monitor's key
-            # under this id): enrolled only until the monitor fails to prove it, then taken back
-            forged = pair_code.encode("fh-other", "fetal_heart", bytes(32))
-            t0 = time.monotonic()
+            # a forged label: the right id, another secret. The monitor finds the gateway's
+            # commitment does not verify and ends the exchange: no key changes on either side
+            forged = pair_code.encode("fh-other", "fetal_heart", bytes(16))
             status, body = await call(_json, opener, url, "/api/pair/add", {"code": forged})
-            assert status == 409 and "did not answer with the key" in body["error"], body
-            assert time.monotonic() - t0 >= 9.0 and book.get("fh-other") is None
+            assert status == 409 and "does not hold this label's secret" in body["error"], body
+            assert "Nothing was changed" in body["error"] and book.get("fh-other") is None
+            assert json.loads((other.dir / "device.json").read_text())["key"] == other.key.hex()
+            await _until(lambda: other.console_lines("PAIR closed commitment mismatch"), 5,
+                         "the monitor did not end the exchange")  # fmt: skip
             s_other = gw.sessions.get("fh-other")
             assert s_other is None or not s_other.auth.established
-            # a monitor the gateway knows under another key is never replaced from a label
-            stale = pair_code.encode("fh-new", "fetal_heart", other.key)
-            status, body = await call(_json, opener, url, "/api/pair/add", {"code": stale})
-            assert status == 409 and "already paired" in body["error"], body
-            assert book.get("fh-new").key == dev.key
-            assert session.auth.device_key == dev.key and session.auth.established
+            assert book.get("fh-new").key == key and session.auth.established
         finally:
             await fleet.stop()
             stop.set()

@@ -1,5 +1,6 @@
 """The pairing label of a monitor: a QR code of its pairing link (gateway/web/pair_code.py),
-its id and what to do, to print and stick inside the battery cover.
+its id and what to do, to print and stick inside the battery cover. The link carries the
+monitor's pairing secret, never its key.
 
 `perimon provision PORT --id fh-07 --label fh-07.svg` writes it when the device is provisioned:
 SVG (the whole label, 56 x 30 mm, for a label printer) or PNG (the QR code alone).
@@ -18,15 +19,17 @@ _KIND = {"fetal_heart": "fetal-heart monitor", "jaundice": "jaundice meter"}
 _BORDER = 4  # modules of quiet zone, as the QR standard asks
 
 
-def label_link(device_id: str, device_type: str, key: bytes, pair_url: str = DEFAULT_PAIR_URL):
-    return pair_link(encode(device_id, device_type, key), pair_url)
+def label_link(device_id: str, device_type: str, secret: bytes,
+               pair_url: str = DEFAULT_PAIR_URL) -> str:  # fmt: skip
+    return pair_link(encode(device_id, device_type, secret), pair_url)
 
 
-def write_label(path: str | Path, device_id: str, device_type: str, key: bytes,
+def write_label(path: str | Path, device_id: str, device_type: str, secret: bytes,
                 pair_url: str = DEFAULT_PAIR_URL) -> Path:  # fmt: skip
-    """Write the label (by the file's suffix: .svg or .png); returns the path."""
+    """Write the label (by the file's suffix: .svg or .png) for the monitor's pairing secret;
+    returns the path."""
     path = Path(path)
-    qr = segno.make_qr(label_link(device_id, device_type, key, pair_url), error="m")
+    qr = segno.make_qr(label_link(device_id, device_type, secret, pair_url), error="m")
     if path.suffix.lower() == ".png":
         qr.save(str(path), kind="png", scale=8, border=_BORDER)
         return path

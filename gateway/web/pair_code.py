@@ -2,16 +2,21 @@
 
     http://perimon.local:8080/pair#c=<code>
 
-The code (base64url, no padding) carries everything the gateway needs to enrol the monitor:
+The code (base64url, no padding) names the monitor and carries its pairing secret:
 
-    u8 version (1) | u8 device type (1 fetal heart, 2 jaundice) | u8 id length | id (ASCII)
-    | the device's 32-byte key | 4-byte check: SHA-256("perimon-v1 label" || all before)[:4]
+    u8 version (2) | u8 device type (1 fetal heart, 2 jaundice) | u8 id length | id (ASCII)
+    | the device's 16-byte pairing secret | 4-byte check: SHA-256("perimon-v1 label" || all before)[:4]
 
-It sits after `#`, so the browser never sends it in a request line: it stays out of the
+The pairing secret is written into the monitor by `perimon provision` beside its key and is
+used for nothing but authenticating a pairing by label: a fresh Diffie-Hellman exchange whose
+agreed key becomes the device key (gateway/pairing.py; docs/protocol.md, "Pairing"). The key
+that signs the monitor's frames is never on the label.
+
+The code sits after `#`, so the browser never sends it in a request line: it stays out of the
 gateway's logs and any proxy's; the pairing page's script reads it and posts it only when the
-user confirms. The check catches a misread or edited code; a code made up with another key is
-caught when the monitor cannot prove that key (gateway/web/scan.py). docs/home.md, "By the code
-on the label", says what the label protects and what it does not.
+user confirms. The check catches a misread or edited code; a made-up secret is caught by the
+monitor, which does not answer it (gateway/web/scan.py). Labels of version 1 carried the
+monitor's key itself; they are refused (docs/home.md, "By the code on the label").
 """
 
 from __future__ import annotations
@@ -23,13 +28,20 @@ import re
 from dataclasses import dataclass
 from urllib.parse import parse_qs, urlsplit
 
-VERSION = 1
-KEY_LEN = 32
+VERSION = 2
+OLD_VERSION = 1  # carried the device key (32 bytes) where the pairing secret is now
+SECRET_LEN = 16  # gateway.protocol.PAIR_SECRET_LEN
+_OLD_KEY_LEN = 32
 CHECK_LEN = 4
 LABEL_CHECK = b"perimon-v1 label"
 DEFAULT_PAIR_URL = "http://perimon.local:8080/pair"
 TYPES = {"fetal_heart": 1, "jaundice": 2}  # gateway.protocol.DeviceType
 _ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$")  # as gateway/enrolment.py
+_NOT_OURS = "This is not the code of a perimon monitor."
+OLD_LABEL = (
+    "This label is from an older version of perimon and cannot be used any more: "
+    "pair the monitor with its button (Pair a new monitor)."
+)
 
 
 class LabelCodeError(ValueError):
@@ -40,18 +52,20 @@ class LabelCodeError(ValueError):
 class LabelCode:
     device_id: str
     device_type: str  # "fetal_heart" | "jaundice"
-    key: bytes
+    secret: bytes  # the monitor's pairing secret (not its key)
 
 
 def _check(body: bytes) -> bytes:
     return hashlib.sha256(LABEL_CHECK + body).digest()[:CHECK_LEN]
 
 
-def encode(device_id: str, device_type: str, key: bytes) -> str:
-    if not _ID_RE.match(device_id) or device_type not in TYPES or len(key) != KEY_LEN:
-        raise ValueError("a label needs a valid device id, a device type and a 32-byte key")
+def encode(device_id: str, device_type: str, secret: bytes) -> str:
+    if not _ID_RE.match(device_id) or device_type not in TYPES or len(secret) != SECRET_LEN:
+        raise ValueError(
+            f"a label needs a valid device id, a device type and a {SECRET_LEN}-byte secret"
+        )
     raw = device_id.encode("ascii")
-    body = bytes((VERSION, TYPES[device_type], len(raw))) + raw + key
+    body = bytes((VERSION, TYPES[device_type], len(raw))) + raw + secret
     return base64.urlsafe_b64encode(body + _check(body)).rstrip(b"=").decode("ascii")
 
 
@@ -66,22 +80,26 @@ def decode(scanned: str) -> LabelCode:
         parts = urlsplit(text)
         found = parse_qs(parts.fragment).get("c") or parse_qs(parts.query).get("c")
         if not found:
-            raise LabelCodeError("This is not the code of a perimon monitor.")
+            raise LabelCodeError(_NOT_OURS)
         text = found[0]
     try:
         raw = base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
     except (binascii.Error, ValueError):
-        raise LabelCodeError("This is not the code of a perimon monitor.") from None
-    if len(raw) < 3 + 1 + KEY_LEN + CHECK_LEN or raw[0] != VERSION:
-        raise LabelCodeError("This is not the code of a perimon monitor.")
+        raise LabelCodeError(_NOT_OURS) from None
+    if len(raw) < 3 + 1 + SECRET_LEN + CHECK_LEN or raw[0] not in (VERSION, OLD_VERSION):
+        raise LabelCodeError(_NOT_OURS)
     body, check = raw[:-CHECK_LEN], raw[-CHECK_LEN:]
     n = body[2]
-    if len(body) != 3 + n + KEY_LEN or _check(body) != check:
+    if raw[0] == OLD_VERSION:
+        if len(body) == 3 + n + _OLD_KEY_LEN and _check(body) == check:
+            raise LabelCodeError(OLD_LABEL)
+        raise LabelCodeError(_NOT_OURS)
+    if len(body) != 3 + n + SECRET_LEN or _check(body) != check:
         raise LabelCodeError(
             "This code does not check: part of it was changed or misread. Scan the label again."
         )
     types = {v: k for k, v in TYPES.items()}
     device_id = body[3 : 3 + n].decode("ascii", "replace")
     if body[1] not in types or not _ID_RE.match(device_id):
-        raise LabelCodeError("This is not the code of a perimon monitor.")
+        raise LabelCodeError(_NOT_OURS)
     return LabelCode(device_id, types[body[1]], bytes(body[3 + n :]))

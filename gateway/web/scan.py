@@ -1,10 +1,12 @@
 """Pairing by the code on the label: the phone's camera opens /pair#c=..., the page names the
-monitor, and one click enrols it (gateway/web/pair_code.py; docs/home.md, "By the code on the
+monitor, and one tap pairs it (gateway/web/pair_code.py; docs/home.md, "By the code on the
 label").
 
-The enrolment stands only once the monitor has proved, in a signed session, that it holds the
-key the code carries; otherwise it is taken back and the page says why. A monitor the gateway
-already knows under another key is never replaced from a label. Login required, as for every
+The tap starts a pairing by label (gateway/pairing.py): the gateway takes the monitor's next
+link, agrees on a new key with it by Diffie-Hellman authenticated by the label's pairing
+secret, and enrols it with that key once both sides have confirmed it. Nothing is enrolled
+before that, and a monitor that does not hold the secret changes nothing on either side. A
+monitor already connected with its enrolled key is left alone. Login required, as for every
 other page of the gateway; writes need the X-Perimon header (CSRF).
 """
 
@@ -20,11 +22,12 @@ from starlette.responses import HTMLResponse, JSONResponse, Response
 from starlette.routing import Route
 
 from gateway.enrolment import EnrolmentError
+from gateway.pairing import PairingError, pairing_for
 from gateway.web.pair_code import LabelCode, LabelCodeError, decode
 
 log = logging.getLogger(__name__)
 
-PROVE_WAIT_S = 30.0  # how long the monitor has to connect with the key and prove it
+LINK_WAIT_S = 30.0  # how long the monitor has to connect for the pairing, then with its new key
 _KIND = {"fetal_heart": "fetal-heart monitor", "jaundice": "jaundice meter"}
 
 _PAGE = """<!doctype html>
@@ -104,7 +107,8 @@ def scan_routes(gw, api_auth, headers) -> list[Route]:
         return state if isinstance(state, Response) else (label, state)
 
     def state_of(label: LabelCode) -> str | Response:
-        """'new', or 'same' (enrolled with this key); a refusal for another key."""
+        """'new', 'again' (enrolled, but not connected with its key now) or 'same' (enrolled
+        and connected with its key: nothing to do)."""
         try:
             entry = gw.enrolment.get(label.device_id)
         except EnrolmentError as exc:
@@ -112,14 +116,7 @@ def scan_routes(gw, api_auth, headers) -> list[Route]:
             return fail(500, "The gateway cannot read its list of monitors; see its log.")
         if entry is None:
             return "new"
-        if entry.key == label.key:
-            return "same"
-        return fail(
-            409,
-            f"{label.device_id} is already paired with this gateway under another key "
-            "(it was paired again since this label was printed). Nothing was changed: "
-            "to pair it again, use the button (Pair a new monitor).",
-        )
+        return "same" if _connected(gw, label.device_id, entry.key) else "again"
 
     async def page(request: Request) -> Response:
         return headers(HTMLResponse(_PAGE))
@@ -133,12 +130,13 @@ def scan_routes(gw, api_auth, headers) -> list[Route]:
             return got
         label, state = got
         kind = _KIND[label.device_type]
-        message = (
-            f"{label.device_id} ({kind}) is already paired with this gateway."
-            if state == "same"
-            else f"Add the {kind} {label.device_id}? Check that the label of the monitor "
-            "in your hand says the same, and that it is switched on."
-        )
+        message = {
+            "same": f"{label.device_id} ({kind}) is already paired with this gateway.",
+            "new": f"Add the {kind} {label.device_id}? Check that the label of the monitor "
+            "in your hand says the same, and that it is switched on.",
+            "again": f"Pair the {kind} {label.device_id} again? This gateway knows it, but it "
+            "is not connected with its key now. Check that it is switched on.",
+        }[state]
         return headers(JSONResponse({"device_id": label.device_id, "device_type":
                                      label.device_type, "state": "paired" if state == "same"
                                      else "new", "message": message}))  # fmt: skip
@@ -148,32 +146,36 @@ def scan_routes(gw, api_auth, headers) -> list[Route]:
         if isinstance(got, Response):
             return got
         label, state = got
-        if state == "new":
-            try:
-                gw.enrolment.enrol(label.device_id, label.device_type, label.key)
-            except (EnrolmentError, OSError) as exc:
-                log.error("pairing by label: %s", exc)
-                return fail(500, "The gateway could not save the monitor; see its log.")
-            log.info(
-                "%s: enrolled from its label, waiting for it to prove its key", label.device_id
-            )
+        dev_id = label.device_id
+        if state == "same":
+            return headers(JSONResponse({"device_id": dev_id, "state": "paired", "message":
+                                         f"{dev_id} is already paired with this gateway."}))  # fmt: skip
         allow = getattr(getattr(gw, "transport", None), "allow", None)  # a radio allowlist (BLE)
         if allow is not None:
-            allow(label.device_id)  # else a listed-only radio would never connect it
-        if not await _proved(gw, label, PROVE_WAIT_S):
-            if state == "new":
-                gw.enrolment.remove(label.device_id)
-            log.warning("%s: did not prove the key on its label; enrolment taken back",
-                        label.device_id)  # fmt: skip
+            allow(dev_id)  # else a listed-only radio would never connect it
+        log.info("%s: pairing by its label", dev_id)
+        try:
+            await pairing_for(gw).pair_by_label(dev_id, label.device_type, label.secret,
+                                                LINK_WAIT_S)  # fmt: skip
+        except PairingError as exc:
+            log.warning("%s: pairing by its label failed: %s", dev_id, exc)
             return fail(
                 409,
-                f"{label.device_id} did not answer with the key on this label, so it was not "
-                "added. Is it switched on, near the gateway, and is this its own label?",
+                f"{dev_id} was not paired: {exc}. Nothing was changed. Is it switched on, near "
+                "the gateway, and is this its own label?",
             )
-        log.info("%s: paired by its label", label.device_id)
-        return headers(JSONResponse({"device_id": label.device_id, "state": "paired",
-                                     "message": f"{label.device_id} is paired: its readings "
-                                     "are coming in."}))  # fmt: skip
+        except (EnrolmentError, OSError) as exc:
+            log.error("pairing by label: %s", exc)
+            return fail(500, "The gateway could not save the monitor; see its log.")
+        entry = gw.enrolment.get(dev_id)
+        streaming = entry is not None and await _comes_back(gw, dev_id, entry.key, LINK_WAIT_S)
+        message = (
+            f"{dev_id} is paired: its readings are coming in."
+            if streaming
+            else f"{dev_id} is paired; it connects with its new key when it is switched on."
+        )
+        return headers(JSONResponse({"device_id": dev_id, "state": "paired",
+                                     "message": message}))  # fmt: skip
 
     return [
         Route("/pair", page),
@@ -183,13 +185,23 @@ def scan_routes(gw, api_auth, headers) -> list[Route]:
     ]
 
 
-async def _proved(gw, label: LabelCode, wait_s: float) -> bool:
-    """The monitor connected and answered the session challenge with the label's key."""
+def _connected(gw, device_id: str, key: bytes) -> bool:
+    """The monitor is connected in a session authenticated with `key`."""
+    session = gw.sessions.get(device_id)
+    auth = getattr(session, "auth", None)
+    return (
+        auth is not None
+        and auth.device_key == key
+        and auth.established
+        and session.link is not None
+    )
+
+
+async def _comes_back(gw, device_id: str, key: bytes, wait_s: float) -> bool:
+    """The monitor reconnected and answered the session challenge with its new key."""
     deadline = time.monotonic() + wait_s
     while time.monotonic() < deadline:
-        session = gw.sessions.get(label.device_id)
-        auth = getattr(session, "auth", None)
-        if auth is not None and auth.device_key == label.key and auth.established:
+        if _connected(gw, device_id, key):
             return True
         await asyncio.sleep(0.2)
     return False
