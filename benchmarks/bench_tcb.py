@@ -11,7 +11,13 @@
    simulated cohort (2000 dark, 1000 light, 1000 medium babies); also fitted on light+medium
    only (does modelling melanin carry over to skin the study barely saw?), and the shipped
    model on the same cohorts.
-3. Flagged presses through the device simulator (no contact, ambient light, saturation,
+3. Good presses through the device simulator (counts path, end to end): simulated babies of
+   each skin group pressed on several simulated units (their own LED spectra, gains, dark
+   offsets, temperature), counts turned into reflectance with the unit's factory constants,
+   then the estimator. Reported per group: the fraction of good presses flagged, and bias and
+   95 % LoA of the numbers, for the shipped model and for one fitted on a simulated study;
+   the same babies without the device (reflectance with the calibration file's noise) beside.
+4. Flagged presses through the device simulator (no contact, ambient light, saturation,
    flicker): how many of them produced a number (must be 0).
 """
 
@@ -151,6 +157,64 @@ def simulated_study(n_test: dict[str, int] | None = None, repeats: int = 5,
     return out
 
 
+def device_path(n_per_group: int = 400, n_units: int = 8, seed: int = 13) -> dict:
+    """Good presses through the device simulator, per skin group (see the module docstring)."""
+    data = read_calibration(default_calibration_path())
+    tsb_of = {g: data["tsb"][data["group"] == g] for g in GROUPS}
+    counts = {g: int(np.sum(data["group"] == g)) for g in GROUPS}
+    rng = np.random.default_rng(seed)
+    # an estimator fitted on one simulated study (reflectance path), as in section 2
+    train = {g: rng.choice(tsb_of[g], counts[g]) for g in GROUPS}
+    sims = {g: _simulate(rng, g, train[g]) for g in GROUPS}
+    grp = np.concatenate([[g] * counts[g] for g in GROUPS])
+    fitted = fit_model(
+        np.vstack([sims[g][0] for g in GROUPS]),
+        np.vstack([sims[g][1] for g in GROUPS]),
+        np.concatenate([train[g] for g in GROUPS]),
+        weights=group_weights(grp),
+    )
+    models = {"shipped model": None, "fitted on a simulated study": fitted}
+    units = [
+        (random_factory_calibration(100 + k), TcbDeviceModel(random_factory_calibration(100 + k),
+                                                             seed=100 + k))
+        for k in range(n_units)
+    ]  # fmt: skip
+    out: dict = {}
+    for g in GROUPS:
+        tsb = rng.choice(tsb_of[g], n_per_group)
+        unit_of = np.arange(n_per_group) % n_units
+        u = rng.random((n_per_group, len(DRAW_ORDER)))
+        params = population_params(u, g, tsb)
+        near = np.zeros((n_per_group, 6))
+        far = np.zeros((n_per_group, 6))
+        r_near = np.zeros((n_per_group, 6))
+        r_far = np.zeros((n_per_group, 6))
+        for k, (cal, dev) in enumerate(units):
+            rows = unit_of == k
+            p = {key: v[rows] for key, v in params.items()}
+            n_true, f_true = population_reflectance(p, dev.led_centre_nm, dev.led_fwhm_nm)
+            near[rows], far[rows] = n_true, f_true
+            for i, (nt, ft) in zip(np.flatnonzero(rows), zip(n_true, f_true, strict=True),
+                                   strict=True):  # fmt: skip
+                press = dev.press(nt, ft, temperature_c=float(rng.uniform(28.0, 37.0)))
+                rn, rf, _ = reflectance_from_counts(
+                    press.dark_before, press.dark_after, press.flashes, press.temperature_c,
+                    press.contact, cal.to_dict(), press.led_drive,
+                )  # fmt: skip
+                r_near[i], r_far[i] = rn, rf
+        # the same babies without the device: the calibration file's noise (section 2)
+        ideal_near = near * (1 + rng.normal(0, 0.005, near.shape)) + rng.normal(0, 1e-4, near.shape)
+        ideal_far = far * (1 + rng.normal(0, 0.01, far.shape)) + rng.normal(0, 1e-4, far.shape)
+        for name, m in models.items():
+            for path, (a, b) in (("device", (r_near, r_far)),
+                                 ("reflectance", (ideal_near, ideal_far))):  # fmt: skip
+                res = _residuals(a, b, tsb, m)
+                ok = np.isfinite(res)
+                n, bias, sd, loa = _stats(res)
+                out[(name, g, path)] = (n_per_group, float(np.mean(~ok)), bias, sd, loa)
+    return out
+
+
 def flagged_presses(n: int = 40, seed: int = 9) -> dict[str, tuple[int, int]]:
     cal = random_factory_calibration(seed)
     dev = TcbDeviceModel(cal, seed=seed)
@@ -171,7 +235,7 @@ def flagged_presses(n: int = 40, seed: int = 9) -> dict[str, tuple[int, int]]:
             p = dev.press(near, far, **kwargs)
             rn, rf, flag = reflectance_from_counts(
                 p.dark_before, p.dark_after, p.flashes, p.temperature_c, p.contact,
-                cal.to_dict(),
+                cal.to_dict(), p.led_drive,
             )  # fmt: skip
             flags.add(flag)
             est = estimate_tcb(rn, rf)
@@ -187,6 +251,7 @@ def main(argv: list[str] | None = None) -> int:
     t0 = time.perf_counter()
     cal = held_out_calibration()
     sim = simulated_study()
+    device = device_path()
     flags = flagged_presses()
     elapsed = time.perf_counter() - t0
 
@@ -207,6 +272,13 @@ def main(argv: list[str] | None = None) -> int:
         spread = f" [{lo:+.2f}..{hi:+.2f}]" if k != "shipped model" else ""
         print(f"| {k} | {g} | {dist} | {n} | {bias:+.2f}{spread} | {sd:.2f} | +-{1.96 * sd:.2f} "
               f"| {flagged:.1%} |")  # fmt: skip
+    print()
+    print("Good presses through the device simulator (8 units, 28-37 C), TcB - TSB, mg/dL")
+    print("| estimator | group | path | presses | flagged | bias | SD | 95 % LoA |")
+    print("|---|---|---|---|---|---|---|---|")
+    for (k, g, path), (n, flagged, bias, sd, loa) in device.items():
+        print(f"| {k} | {g} | {path} | {n} | {flagged:.1%} | {bias:+.2f} | {sd:.2f} "
+              f"| +-{loa:.2f} |")  # fmt: skip
     print()
     print("Bad presses through the device simulator")
     print("| case | presses | numbers produced | flags |")

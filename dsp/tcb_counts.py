@@ -1,6 +1,11 @@
 """Raw ADC counts from one press + the unit's factory constants -> reflectance, or a flag.
 
-reflectance = (mean of 5 flashes - mean dark) / (white_ref * (1 + tempco * (T - 25 C)))
+reflectance = (mean of 5 flashes - mean dark)
+              / (white_ref * (drive / factory drive) * (1 + tempco * (T - 25 C)))
+
+The device sets each LED's drive per press (exposure control: dark skin and blue LEDs are lit
+harder so the far detector's few counts rise above the read noise) and reports it; white_ref
+was measured at the factory drive, and LED output is proportional to the drive current.
 
 A reading that cannot be trusted is flagged with the reason and returns NaN reflectances, so it
 can never become a number downstream: no_contact, saturated, ambient_light, flashes_disagree,
@@ -17,14 +22,18 @@ N_LEDS = 6
 N_DETECTORS = 2
 N_FLASHES = 5
 ADC_MAX = 65535
+SATURATION_COUNTS = 65000  # the ADC's top code is 65534 (15-bit x 2); within 0.8 % = clipped
 REFERENCE_TEMPERATURE_C = 25.0
 TEMPERATURE_RANGE_C = (5.0, 45.0)
 # Ambient light under the probe shows up as dark frames above the factory dark offset.
 AMBIENT_LIMIT_COUNTS = 600.0
 AMBIENT_DRIFT_LIMIT_COUNTS = 300.0  # dark before vs after: light changed during the press
-# ADC noise model (firmware spec): variance = counts / 4 + 3^2; flashes must agree within it.
-SHOT_VARIANCE_PER_COUNT = 0.25
-READ_NOISE_COUNTS = 3.0
+# ADC noise model of one conversion (simulators/tcb_device.py, sources there): variance =
+# K * light + read^2 + step^2 / 12, with K <= 2e-5 (shot noise through the TIA), read noise
+# 2 counts (about one ADS1115 code) and an ADC step of 2 counts. Flashes must agree within it.
+SHOT_VARIANCE_PER_COUNT = 2e-5
+READ_NOISE_COUNTS = 2.0
+ADC_STEP_COUNTS = 2.0
 FLASH_SPREAD_SIGMAS = 6.0
 FLASH_SPREAD_RELATIVE = 0.03
 
@@ -56,6 +65,16 @@ def _calibration_arrays(calibration: dict) -> tuple[np.ndarray, np.ndarray, floa
     return dark, white, tempco
 
 
+def _factory_drive(calibration: dict) -> np.ndarray:
+    try:
+        drive = np.asarray(calibration["led_drive"], float)
+    except (KeyError, TypeError, ValueError) as exc:
+        raise ValueError(f"bad factory calibration: {exc}") from exc
+    if drive.shape != (N_LEDS,) or not np.all(np.isfinite(drive)) or np.any(drive <= 0):
+        raise ValueError("factory calibration needs 6 positive led_drive settings")
+    return drive
+
+
 def reflectance_from_counts(
     dark_before: tuple[int, int],
     dark_after: tuple[int, int],
@@ -63,14 +82,17 @@ def reflectance_from_counts(
     temperature_c: float,
     contact: bool,
     calibration: dict,
+    led_drive: tuple[int, ...] | list[int] | None = None,
 ) -> tuple[np.ndarray, np.ndarray, str]:
     """(near[6], far[6], flag). flag "" means usable; otherwise reflectances are NaN.
 
     calibration: the device-info dict of FactoryCalibration (dark_offset, white_ref,
     led_drive, tempco_per_c). A malformed calibration raises ValueError (a configuration
-    error, not a bad reading).
+    error, not a bad reading). led_drive: the drive each LED used in this press, as the
+    device reported it (None: the factory drive); a missing or zero drive is malformed.
     """
     dark_off, white, tempco = _calibration_arrays(calibration)
+    factory_drive = _factory_drive(calibration)
     if not contact:
         return (*_nan_pair(), "no_contact")
     try:
@@ -92,7 +114,17 @@ def reflectance_from_counts(
         or np.any(counts > ADC_MAX)
     ):
         return (*_nan_pair(), "malformed_counts")
-    if np.any(counts >= ADC_MAX) or np.any(d0 >= ADC_MAX) or np.any(d1 >= ADC_MAX):
+    try:
+        drive = factory_drive if led_drive is None else np.asarray(led_drive, dtype=float)
+    except (TypeError, ValueError):
+        return (*_nan_pair(), "malformed_counts")
+    if drive.shape != (N_LEDS,) or not np.all(np.isfinite(drive)) or np.any(drive <= 0):
+        return (*_nan_pair(), "malformed_counts")
+    if (
+        np.any(counts >= SATURATION_COUNTS)
+        or np.any(d0 >= SATURATION_COUNTS)
+        or np.any(d1 >= SATURATION_COUNTS)
+    ):
         return (*_nan_pair(), "saturated")
     dark = 0.5 * (d0 + d1)
     if np.any(dark - dark_off > AMBIENT_LIMIT_COUNTS) or np.any(
@@ -103,10 +135,14 @@ def reflectance_from_counts(
         return (*_nan_pair(), "temperature_out_of_range")
     mean = counts.mean(axis=2)
     spread = counts.max(axis=2) - counts.min(axis=2)
-    expected_sigma = np.sqrt(np.maximum(mean, 0.0) * SHOT_VARIANCE_PER_COUNT + READ_NOISE_COUNTS**2)
+    expected_sigma = np.sqrt(
+        np.maximum(mean, 0.0) * SHOT_VARIANCE_PER_COUNT
+        + READ_NOISE_COUNTS**2
+        + ADC_STEP_COUNTS**2 / 12.0
+    )
     allowed = FLASH_SPREAD_SIGMAS * expected_sigma + FLASH_SPREAD_RELATIVE * (mean - dark)
     if np.any(spread > allowed):
         return (*_nan_pair(), "flashes_disagree")
     scale = 1.0 + tempco * (temp - REFERENCE_TEMPERATURE_C)
-    reflectance = (mean - dark[None, :]) / (white * scale)
+    reflectance = (mean - dark[None, :]) / (white * (drive / factory_drive)[:, None] * scale)
     return reflectance[:, 0].copy(), reflectance[:, 1].copy(), ""

@@ -106,6 +106,7 @@ class JaundiceProcessor:
                 counts.temperature_c,
                 counts.contact,
                 calibration,
+                counts.led_drive,
             )
         except (ValueError, KeyError, TypeError) as exc:
             reading["flag"] = f"bad_calibration: {exc}"

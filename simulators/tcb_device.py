@@ -1,21 +1,58 @@
-"""The jaundice meter's optics and ADC: reflectance in, raw counts out.
+"""The jaundice meter's optics and analogue front end: reflectance in, raw counts out.
 
-What a press produces: a dark frame (all LEDs off) on both photodiodes, each LED in turn on
-both photodiodes five times, and a second dark frame; plus the probe temperature and the
-skin-contact switch. Counts are 16-bit and saturate at 65535.
+What a press produces, exactly as the firmware's measurement cycle (firmware/jaundice/main.py)
+drives the hardware: a dark frame (all LEDs off) on both photodiodes, then for each LED a short
+probe flash that gauges how much light comes back and sets that LED's drive current (exposure
+control, below), five flashes at that drive on both photodiodes, and a second dark frame; plus
+the probe temperature and the skin-contact switch. Counts are 16-bit (0..65535).
 
-Error sources modelled: detector dark offset and read noise, photon (shot) noise, LED output
-falling with temperature (tempco, corrected at the gateway from the factory constant), ambient
-light leaking under the probe (raises dark frames, flickers at mains frequency so flashes
-disagree), LED centre wavelength drift and emission width per unit (hidden: the white
-reference is spectrally flat so it cannot see them; pass `led_centre_nm`/`led_fwhm_nm` to
-simulators.skin.skin_reflectance to get what this unit really measures).
+Exposure control. The LED current is chosen per LED so that the brighter detector (nearly
+always the near one) lands at EXPOSURE_TARGET_COUNTS above dark: skin that returns little light
+(dark skin, blue LEDs, high bilirubin) is lit harder, up to DRIVE_MAX_CODE, so the far detector's
+few counts rise above the read noise; bright skin is lit less so the near detector never clips.
+The probe flash runs at a quarter of the factory drive (the phantom reads 35-55 % of full scale
+at factory drive, so the probe cannot clip on skin). The chosen drive is sent with the counts
+and the gateway scales the factory white reference by drive / factory drive: LED output is
+taken as proportional to the forward current (see LIMITS in docs/jaundice.md).
 
-LED drive settings are DAC codes of the constant-current driver, 1 code = 0.1 mA.
+Noise model (the linear photon-transfer model of EMVA Standard 1288, Release 4.0, 2021, applied
+to a photodiode + transimpedance amplifier + ADC; one conversion, in counts):
+
+    variance = K * (signal + ambient light) + read_noise^2,   then quantised in steps of 2
+
+* Shot noise: photocurrent I in a bandwidth B has variance 2 q I B (Schottky; Hamamatsu,
+  "Si photodiodes" technical information, noise section). Through a feedback resistor R_f and an
+  ADC of V per count this is K = 2 q B R_f / V per count of signal. With R_f = 1 MOhm (near) and
+  4.7 MOhm (far), B = 1 kHz and V = 93.75 uV per count (ADS1115 on its +-6.144 V range, 187.5 uV
+  per code, TI datasheet SBAS444; single-ended codes are 15-bit and the HAL doubles them), K is
+  ~3e-6 and ~2e-5 counts: shot noise is small beside the read noise at these photocurrents.
+* Read noise: the ADC's input noise is about one code at 860 samples/s on this range (SBAS444
+  noise tables) = 2 counts rms; the TIA's Johnson noise sqrt(4 k T B R_f) is 4-9 uV (< 0.1
+  count) and is included.
+* Quantisation: the ADC step of 2 counts adds step^2/12 (Widrow & Kollar, Quantization Noise,
+  Cambridge 2008), modelled by rounding.
+
+Dark frames average DARK_CONVERSIONS conversions per detector spread over about two mains
+flicker periods, so a dark frame is both quieter than one conversion and blind to flicker's
+phase. Ambient light leaking under the probe raises every frame; mains-powered lamps flicker at
+twice the mains frequency (100 or 120 Hz) with a modulation depth of tens of percent for
+magnetic-ballast fluorescent lamps (IEEE Std 1789-2015, "percent flicker" of common sources).
+Each conversion samples the flicker at its own time (CONVERSION_S apart), so the five flashes of
+one LED, spread over more than one flicker period, disagree when the probe lets room light in.
+
+Also modelled: detector dark offset, LED output falling with temperature (tempco, corrected at
+the gateway from the factory constant), LED centre wavelength drift and emission width per unit
+(hidden: the white reference is spectrally flat so it cannot see them; pass
+`led_centre_nm`/`led_fwhm_nm` to simulators.skin.skin_reflectance to get what this unit really
+measures).
+
+LED drive settings are codes of the constant-current driver, 1 code = 0.1 mA, in steps of
+DRIVE_STEP_CODE (an 8-bit DAC over 0-102 mA).
 """
 
 from __future__ import annotations
 
+import math
 from dataclasses import asdict, dataclass, field
 
 import numpy as np
@@ -24,11 +61,58 @@ LED_NM = (450, 470, 505, 550, 590, 650)
 DETECTORS = ("near", "far")
 N_FLASHES = 5
 ADC_MAX = 65535
+ADC_STEP_COUNTS = 2  # 15-bit single-ended ADS1115 code, doubled by the HAL
 REFERENCE_TEMPERATURE_C = 25.0
 NOMINAL_FWHM_NM = (20.0, 25.0, 30.0, 28.0, 18.0, 18.0)
-READ_NOISE_COUNTS = 3.0
-COUNTS_PER_PHOTOELECTRON = 0.25  # shot-noise scale: variance = counts / 4
+
+# Front end (sources in the module docstring)
+_Q_C = 1.602176634e-19
+_K_B = 1.380649e-23
+TIA_BANDWIDTH_HZ = 1000.0
+TIA_FEEDBACK_OHM = (1.0e6, 4.7e6)  # near, far
+VOLTS_PER_COUNT = 187.5e-6 / ADC_STEP_COUNTS
+ADC_NOISE_COUNTS = 2.0  # about one ADS1115 code rms at 860 SPS, +-6.144 V range
+SHOT_VARIANCE_PER_COUNT = tuple(
+    2.0 * _Q_C * TIA_BANDWIDTH_HZ * r / VOLTS_PER_COUNT for r in TIA_FEEDBACK_OHM
+)
+READ_NOISE_COUNTS = tuple(
+    math.hypot(
+        ADC_NOISE_COUNTS, math.sqrt(4 * _K_B * 300.0 * TIA_BANDWIDTH_HZ * r) / VOLTS_PER_COUNT
+    )
+    for r in TIA_FEEDBACK_OHM
+)
+
+# Timing of the measurement cycle (ADS1115 at 860 samples/s, LED and amplifier settling)
+CONVERSION_S = 1.0 / 860.0 + 0.2e-3  # conversion + I2C transfer
+SETTLE_S = 0.4e-3
+DARK_CONVERSIONS = 8  # per detector and dark frame: ~20 ms, two 100 Hz flicker periods
+
+# Exposure control (firmware/jaundice/main.py uses the same numbers)
+DRIVE_STEP_CODE = 4  # 0.4 mA: 8-bit DAC over 0-102 mA
+DRIVE_MAX_CODE = 1020  # 102 mA pulsed (SMD LEDs are rated ~100 mA at 1/10 duty, 0.1-1 ms)
+PROBE_DIVISOR = 4  # the probe flash runs at factory drive / 4
+EXPOSURE_TARGET_COUNTS = 40000  # the brighter detector's light at the chosen drive (61 % FS)
+
 AMBIENT_FULL_SCALE_COUNTS = 20000.0  # ambient=1.0 adds this to every frame on the near PD
+AMBIENT_FAR_FRACTION = 0.35
+FLICKER_DEPTH = 0.3  # magnetic-ballast fluorescent light (IEEE Std 1789-2015)
+MAINS_HZ = 50.0
+
+
+def quantise_drive(code: float) -> int:
+    """The drive the LED driver can really set: a multiple of the DAC step, within range."""
+    step = DRIVE_STEP_CODE
+    return int(max(step, min(DRIVE_MAX_CODE, int(code) // step * step)))
+
+
+def exposure_drive(probe_drive: int, probe_counts: tuple[int, int], dark: tuple[int, int]) -> int:
+    """Drive for one LED from its probe flash (the firmware's rule, integer arithmetic)."""
+    signal = max(probe_counts[0] - dark[0], probe_counts[1] - dark[1], 1)
+    return quantise_drive(probe_drive * EXPOSURE_TARGET_COUNTS // signal)
+
+
+def probe_drive(factory_drive: int) -> int:
+    return quantise_drive(factory_drive // PROBE_DIVISOR)
 
 
 @dataclass(frozen=True)
@@ -38,8 +122,8 @@ class FactoryCalibration:
     dark_offset: ADC counts with all LEDs off, per detector (near, far).
     white_ref: counts per LED (6) and detector (near, far) on the reference phantom at the
       nominal drive and 25 C, dark already subtracted.
-    led_drive: the 6 LED drive settings (DAC codes, 1 code = 0.1 mA) used for white_ref and
-      for every measurement.
+    led_drive: the 6 LED drive settings (codes, 1 code = 0.1 mA) at which white_ref was
+      measured. A press reports the drive it really used; the gateway scales white_ref by it.
     tempco_per_c: relative LED output change per degree C (negative: LEDs dim when warm).
     """
 
@@ -104,7 +188,8 @@ def random_factory_calibration(seed: int) -> FactoryCalibration:
     # the factory averages many flashes: the stored white reference is within ~0.1 % of truth
     measured = hidden.gain * (1.0 + rng.normal(0.0, 0.001, size=hidden.gain.shape))
     white = tuple((int(round(n)), int(round(f))) for n, f in measured)
-    drive = tuple(int(rng.integers(150, 400)) for _ in LED_NM)
+    # drive codes the DAC can set (multiples of DRIVE_STEP_CODE), 15-40 mA
+    drive = tuple(DRIVE_STEP_CODE * int(rng.integers(38, 100)) for _ in LED_NM)
     # the tempco is characterised per LED batch: close to, not exactly, the unit's own
     tempco = round(hidden.tempco_true_per_c + float(rng.normal(0.0, 0.0002)), 5)
     return FactoryCalibration(dark, white, drive, tempco)
@@ -119,7 +204,7 @@ class PressCounts:
     flashes: list[list[list[int]]]  # [led][detector][flash], 6 x 2 x 5, 0..65535
     temperature_c: float
     contact: bool
-    led_drive: tuple[int, ...] = field(default_factory=tuple)
+    led_drive: tuple[int, ...] = field(default_factory=tuple)  # the drive each LED really used
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -127,7 +212,12 @@ class PressCounts:
 
 class TcbDeviceModel:
     """One unit of the jaundice meter. Seed the calibration and the device alike for a
-    consistent unit: `TcbDeviceModel(random_factory_calibration(7), seed=7)`."""
+    consistent unit: `TcbDeviceModel(random_factory_calibration(7), seed=7)`.
+
+    `scene()` describes the light on the photodiodes for one press (what simulators/fleet.py
+    sends to the firmware under the Unix port, whose hal_sim.py evaluates the same noise
+    model); `press()` runs the firmware's measurement cycle on it here, in numpy.
+    """
 
     def __init__(self, calibration: FactoryCalibration, seed: int = 0) -> None:
         self.calibration = calibration
@@ -150,15 +240,7 @@ class TcbDeviceModel:
     def led_fwhm_nm(self) -> tuple[float, ...]:
         return self._hidden.led_fwhm_nm
 
-    def _frame(self, offset: np.ndarray, light: np.ndarray) -> np.ndarray:
-        """Noisy ADC reading: electronic offset + light (shot noise on the light only)."""
-        light = np.maximum(np.asarray(light, float), 0.0)
-        shot = np.sqrt(light * COUNTS_PER_PHOTOELECTRON)
-        sigma = np.hypot(shot, READ_NOISE_COUNTS)
-        noisy = offset + light + self._rng.normal(0.0, 1.0, light.shape) * sigma
-        return np.clip(np.round(noisy), 0, ADC_MAX).astype(int)
-
-    def press(
+    def scene(
         self,
         reflectance_near: np.ndarray,
         reflectance_far: np.ndarray,
@@ -166,11 +248,16 @@ class TcbDeviceModel:
         contact: bool = True,
         ambient: float = 0.0,
         temperature_c: float = 30.0,
-    ) -> PressCounts:
-        """Counts for one press on skin of the given reflectance (6 values per detector).
+        flicker_depth: float = FLICKER_DEPTH,
+        mains_hz: float = MAINS_HZ,
+    ) -> dict:
+        """The light reaching the photodiodes during one press, as plain numbers.
 
-        ambient: ambient light level under the probe (0 none, 1 = bright room light
-        leaking fully); without contact the probe sees the room, not the skin.
+        ambient: ambient light level under the probe (0 none, 1 = bright room light leaking
+        fully); without contact the probe sees the room, not the skin. Keys: dark (offset per
+        detector), per_code (counts per drive code, per LED and detector), ambient (counts per
+        detector), flicker_depth, flicker_hz, shot (variance per count), read_noise (counts),
+        step (ADC step), temperature_c, phase (flicker phase at the start, radians).
         """
         r = np.column_stack(
             [np.asarray(reflectance_near, float), np.asarray(reflectance_far, float)]
@@ -181,30 +268,98 @@ class TcbDeviceModel:
         if not contact:
             r = np.full((6, 2), 0.02)
             ambient = max(ambient, 0.5)
-        ambient_level = np.array([1.0, 0.35]) * AMBIENT_FULL_SCALE_COUNTS * max(ambient, 0.0)
+        level = max(ambient, 0.0) * AMBIENT_FULL_SCALE_COUNTS
         temp_factor = 1.0 + self._tempco * (temperature_c - REFERENCE_TEMPERATURE_C)
-        mean_signal = self._gain * r * temp_factor
+        drive0 = np.asarray(self.calibration.led_drive, float)[:, None]
+        per_code = self._gain * r * temp_factor / drive0
+        return {
+            "dark": [float(x) for x in self._dark],
+            "per_code": per_code.tolist(),
+            "ambient": [level, level * AMBIENT_FAR_FRACTION],
+            "flicker_depth": float(flicker_depth),
+            "flicker_hz": 2.0 * float(mains_hz),
+            "shot": list(SHOT_VARIANCE_PER_COUNT),
+            "read_noise": list(READ_NOISE_COUNTS),
+            "step": ADC_STEP_COUNTS,
+            "temperature_c": float(temperature_c + self._rng.normal(0.0, 0.1)),
+            "phase": float(self._rng.uniform(0.0, 2.0 * np.pi)),
+        }
 
-        def dark_frame() -> tuple[int, int]:
-            amb = ambient_level * (1.0 + 0.1 * self._rng.normal())
-            return tuple(int(v) for v in self._frame(self._dark, amb))  # type: ignore[return-value]
+    def press(
+        self,
+        reflectance_near: np.ndarray,
+        reflectance_far: np.ndarray,
+        *,
+        contact: bool = True,
+        ambient: float = 0.0,
+        temperature_c: float = 30.0,
+        flicker_depth: float = FLICKER_DEPTH,
+        mains_hz: float = MAINS_HZ,
+    ) -> PressCounts:
+        """Counts for one press on skin of the given reflectance (6 values per detector),
+        through the firmware's measurement cycle with exposure control."""
+        sc = self.scene(reflectance_near, reflectance_far, contact=contact, ambient=ambient,
+                        temperature_c=temperature_c, flicker_depth=flicker_depth,
+                        mains_hz=mains_hz)  # fmt: skip
+        return self.measure(sc, contact=contact)
 
-        dark_before = dark_frame()
+    def measure(self, scene: dict, *, contact: bool = True) -> PressCounts:
+        """The firmware's measurement cycle (firmware/jaundice/main.py, measure()) on a scene:
+        dark frame; per LED a probe flash, the drive it sets, five flashes; dark frame."""
+        front = _FrontEnd(scene, self._rng)
+        dark_before = front.dark()
+        drive: list[int] = []
         flashes: list[list[list[int]]] = []
-        for led in range(6):
-            per_det: list[list[int]] = []
-            for det in range(2):
-                # mains flicker: ambient varies flash to flash by ~30 %
-                amb = ambient_level[det] * (1.0 + 0.3 * self._rng.normal(size=N_FLASHES))
-                light = mean_signal[led, det] + amb
-                per_det.append([int(v) for v in self._frame(self._dark[det], light)])
-            flashes.append(per_det)
-        dark_after = dark_frame()
+        for led, factory in enumerate(self.calibration.led_drive):
+            probe = probe_drive(int(factory))
+            d = exposure_drive(probe, front.flash(led, probe), dark_before)
+            drive.append(d)
+            shots = [front.flash(led, d) for _ in range(N_FLASHES)]
+            flashes.append([[a for a, _ in shots], [b for _, b in shots]])
+        dark_after = front.dark()
         return PressCounts(
             dark_before=dark_before,
             dark_after=dark_after,
             flashes=flashes,
-            temperature_c=float(temperature_c + self._rng.normal(0.0, 0.1)),
+            temperature_c=scene["temperature_c"],
             contact=bool(contact),
-            led_drive=tuple(self.calibration.led_drive),
+            led_drive=tuple(drive),
         )
+
+
+class _FrontEnd:
+    """LEDs, photodiodes and ADC for one press: the same arithmetic as firmware/jaundice/
+    hal_sim.py, with its own clock for the flicker phase."""
+
+    def __init__(self, scene: dict, rng: np.random.Generator) -> None:
+        self.s = scene
+        self.rng = rng
+        self.t = 0.0
+
+    def _convert(self, det: int, light: float) -> int:
+        s = self.s
+        amb = s["ambient"][det] * (
+            1.0 + s["flicker_depth"] * math.sin(2 * math.pi * s["flicker_hz"] * self.t + s["phase"])
+        )
+        self.t += CONVERSION_S
+        light = max(light + amb, 0.0)
+        sigma = math.sqrt(s["shot"][det] * light + s["read_noise"][det] ** 2)
+        v = s["dark"][det] + light + sigma * float(self.rng.standard_normal())
+        step = s["step"]
+        return int(min(ADC_MAX, max(0, step * round(v / step))))
+
+    def dark(self) -> tuple[int, int]:
+        self.t += SETTLE_S
+        acc = [0, 0]
+        for _ in range(DARK_CONVERSIONS):
+            for det in (0, 1):
+                acc[det] += self._convert(det, 0.0)
+        return (
+            (acc[0] + DARK_CONVERSIONS // 2) // DARK_CONVERSIONS,
+            (acc[1] + DARK_CONVERSIONS // 2) // DARK_CONVERSIONS,
+        )
+
+    def flash(self, led: int, drive: int) -> tuple[int, int]:
+        self.t += SETTLE_S
+        per = self.s["per_code"][led]
+        return (self._convert(0, per[0] * drive), self._convert(1, per[1] * drive))

@@ -134,6 +134,7 @@ def test_gateway_alerts_follow_the_guideline_conditions(monkeypatch):
     monkeypatch.setattr(jaundice.p, "decode_tcb", lambda payload: SimpleNamespace(
         contact=True, ambient_high=False, saturated=False, flashes_disagree=False,
         dark_before=(0, 0), dark_after=(0, 0), flashes=np.zeros((6, 2, 5)), temperature_c=30.0,
+        led_drive=(200,) * 6,
     ))  # fmt: skip
     monkeypatch.setattr(jaundice, "reflectance_from_counts", lambda *a: (None, None, ""))
     monkeypatch.setattr(jaundice, "estimate_tcb", lambda near, far: TcbEstimate(

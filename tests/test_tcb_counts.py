@@ -7,6 +7,9 @@ from dsp.tcb import estimate_tcb
 from dsp.tcb_counts import reflectance_from_counts
 from simulators.skin import random_newborn, skin_reflectance
 from simulators.tcb_device import (
+    DRIVE_MAX_CODE,
+    DRIVE_STEP_CODE,
+    EXPOSURE_TARGET_COUNTS,
     FactoryCalibration,
     TcbDeviceModel,
     random_factory_calibration,
@@ -26,7 +29,7 @@ def _skin(device, group="medium", bili=12.0):
 def _convert(press, cal):
     return reflectance_from_counts(
         press.dark_before, press.dark_after, press.flashes, press.temperature_c,
-        press.contact, cal.to_dict(),
+        press.contact, cal.to_dict(), press.led_drive,
     )  # fmt: skip
 
 
@@ -66,10 +69,71 @@ def test_bad_presses_are_flagged_and_never_become_a_number(kwargs, flag):
     assert est.tcb_mg_dl is None and est.flag
 
 
-def test_saturation_from_a_bright_target():
+def test_a_bright_target_is_measured_in_range_and_still_gives_no_number():
+    """Exposure control turns the LEDs down instead of clipping; the reflectance (3x the white
+    phantom) is not skin, so the estimator refuses it."""
     cal, dev = _unit()
-    _, _, flag = _convert(dev.press(np.full(6, 3.0), np.full(6, 0.5)), cal)
+    press = dev.press(np.full(6, 3.0), np.full(6, 0.5))
+    assert max(max(max(det) for det in led) for led in press.flashes) < 50000
+    assert all(d < f for d, f in zip(press.led_drive, cal.led_drive, strict=True))
+    r_near, r_far, flag = _convert(press, cal)
+    assert flag == "" and np.allclose(r_near, 3.0, rtol=0.02)
+    assert estimate_tcb(r_near, r_far).tcb_mg_dl is None
+
+
+def test_saturation_when_even_the_lowest_drive_clips():
+    cal, dev = _unit()
+    _, _, flag = _convert(dev.press(np.full(6, 400.0), np.full(6, 0.5)), cal)
     assert flag == "saturated"
+
+
+def test_exposure_control_lights_dark_skin_harder_and_keeps_the_near_detector_in_range():
+    """Per LED, the brighter detector lands near the exposure target whatever the skin; the far
+    detector of dark skin gets several times the counts the factory drive would give it."""
+    cal, dev = _unit()
+    light = dev.press(*_skin(dev, "light", 5.0))
+    dark = dev.press(*_skin(dev, "dark", 18.0))
+    for press in (light, dark):
+        for led in range(6):
+            near = np.mean(press.flashes[led][0]) - cal.dark_offset[0]
+            drive = press.led_drive[led]
+            assert drive % DRIVE_STEP_CODE == 0 and drive <= DRIVE_MAX_CODE
+            if drive < DRIVE_MAX_CODE:
+                assert 0.9 * EXPOSURE_TARGET_COUNTS < near < 1.1 * EXPOSURE_TARGET_COUNTS
+            else:
+                assert near < 1.1 * EXPOSURE_TARGET_COUNTS
+    assert all(d > f for d, f in zip(dark.led_drive[:2], cal.led_drive[:2], strict=True))
+    assert dark.led_drive[0] > 2 * cal.led_drive[0]
+
+
+def test_reflectance_scales_with_the_reported_drive():
+    cal, dev = _unit()
+    near, far = _skin(dev, "dark", 15.0)
+    press = dev.press(near, far, temperature_c=25.0)
+    r_near, r_far, flag = _convert(press, cal)
+    assert flag == ""
+    assert np.allclose(r_near, near, rtol=0.02, atol=1e-4)
+    # reading the same counts as if taken at the factory drive is wrong by drive / factory
+    wrong, _, _ = reflectance_from_counts(
+        press.dark_before, press.dark_after, press.flashes, press.temperature_c, True,
+        cal.to_dict(), cal.led_drive,
+    )  # fmt: skip
+    ratio = np.asarray(press.led_drive) / np.asarray(cal.led_drive)
+    assert np.allclose(wrong, r_near * ratio, rtol=1e-9)
+    for bad in ([0] * 6, [200] * 5, ["x"] * 6):
+        out = reflectance_from_counts(press.dark_before, press.dark_after, press.flashes, 25.0,
+                                      True, cal.to_dict(), bad)  # fmt: skip
+        assert out[2] == "malformed_counts"
+
+
+def test_far_detector_noise_on_dark_skin_is_below_the_calibration_floor():
+    """Repeated presses on one dark-skinned, jaundiced baby: the far blue reflectance scatters
+    by less than the calibration file's floor (1e-4 of the phantom), thanks to the drive."""
+    cal, dev = _unit()
+    near, far = _skin(dev, "dark", 20.0)
+    r = np.array([_convert(dev.press(near, far), cal)[1] for _ in range(60)])
+    assert np.all(np.isfinite(r))
+    assert np.std(r[:, 0]) < 1e-4 and np.std(r[:, 1]) < 1e-4
 
 
 def test_malformed_counts_and_calibration():
@@ -98,3 +162,45 @@ def test_device_with_a_calibration_from_another_unit_stays_consistent():
     r_near, r_far, flag = _convert(dev.press(near, far, temperature_c=25.0), cal)
     assert flag == ""
     assert np.allclose(r_near, near, rtol=0.02) and np.allclose(r_far, far, rtol=0.05)
+
+
+def _firmware_measure(scene, factory_drive):
+    """The firmware's measure() under the MicroPython Unix port, on the simulation HAL."""
+    import json
+    from pathlib import Path
+
+    from simulators.fleet import FIRMWARE_DIR
+    from tests.conftest import run_micropython
+
+    script = Path(__file__).parent / "mpy" / "tcb_cycle_check.py"
+    job = json.dumps({"scene": scene, "factory_drive": list(factory_drive)})
+    return json.loads(run_micropython(script, str(FIRMWARE_DIR), stdin=job))
+
+
+@pytest.mark.parametrize("group,bili", [("light", 3.0), ("dark", 20.0)])
+def test_firmware_cycle_is_the_device_models_cycle(group, bili):
+    """With the noise switched off, the firmware's exposure control and the device model's
+    choose the same drives and read the same counts: the benchmark measures the firmware."""
+    cal, dev = _unit()
+    scene = dev.scene(*_skin(dev, group, bili), temperature_c=25.0)
+    scene.update(read_noise=[0.0, 0.0], shot=[0.0, 0.0])
+    fw = _firmware_measure(scene, cal.led_drive)
+    model = dev.measure(scene)
+    assert tuple(fw["led_drive"]) == model.led_drive
+    assert fw["flashes"] == model.flashes
+    assert tuple(fw["dark_before"]) == model.dark_before
+    assert fw["bits"] == 1  # contact, nothing else
+    r_near, r_far, flag = _convert(model, cal)
+    assert flag == ""
+
+
+def test_firmware_flags_flicker_and_the_gateway_gives_no_number():
+    cal, dev = _unit()
+    scene = dev.scene(*_skin(dev, "light", 8.0), ambient=0.02)
+    fw = _firmware_measure(scene, cal.led_drive)
+    r_near, r_far, flag = reflectance_from_counts(
+        fw["dark_before"], fw["dark_after"], fw["flashes"], fw["temperature_c"], True,
+        cal.to_dict(), fw["led_drive"],
+    )  # fmt: skip
+    assert flag == "flashes_disagree"
+    assert estimate_tcb(r_near, r_far).tcb_mg_dl is None

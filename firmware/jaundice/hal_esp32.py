@@ -21,6 +21,9 @@ _ADC_ADDR = const(0x48)
 _TEMP_ADDR = const(0x18)
 _SETTLE_US = const(400)  # LED and amplifier settling before a conversion
 _CONV_MS = const(2)  # ADS1115 at 860 SPS
+_DARK_CONVERSIONS = const(8)  # per photodiode and dark frame: ~20 ms, two mains flicker periods
+DRIVE_STEP = const(4)  # LED driver codes (0.1 mA) per DAC step: 8-bit DAC over 0-102 mA
+DRIVE_MAX = const(1020)  # 102 mA: SMD LEDs take ~100 mA in short pulses at low duty
 
 _i2c = machine.I2C(0, sda=machine.Pin(_PIN_SDA), scl=machine.Pin(_PIN_SCL), freq=400_000)
 _contact = machine.Pin(_PIN_CONTACT, machine.Pin.IN, machine.Pin.PULL_UP)
@@ -53,15 +56,23 @@ async def wait_contact(closed):
 
 
 def read_dark():
+    """Both photodiodes, LEDs off: the mean of several conversions each, which spans about two
+    mains flicker periods, so the dark level is the ambient's average, not one phase of it."""
     _led_en.value(0)
     time.sleep_us(_SETTLE_US)
-    return (_convert(0), _convert(1))
+    near = far = 0
+    for _ in range(_DARK_CONVERSIONS):
+        near += _convert(0)
+        far += _convert(1)
+    half = _DARK_CONVERSIONS // 2
+    return ((near + half) // _DARK_CONVERSIONS, (far + half) // _DARK_CONVERSIONS)
 
 
 def flash(led, drive):
+    """Pulse one LED at `drive` (codes of 0.1 mA, a multiple of DRIVE_STEP) and read both."""
     for i, pin in enumerate(_led_sel):
         pin.value((led >> i) & 1)
-    _dac.write(min(255, drive))
+    _dac.write(min(255, drive // DRIVE_STEP))
     _led_en.value(1)
     time.sleep_us(_SETTLE_US)
     near, far = _convert(0), _convert(1)

@@ -1,15 +1,26 @@
 # Simulation HAL of the jaundice meter for the Unix port. The simulator sends each press as the
-# counts the photodiodes will produce (dark frames and five flashes per LED and detector, from
-# simulators/tcb_device.py), then closes the contact switch; the firmware reads them back in the
-# order the real measurement cycle drives the LEDs and ADC.
+# light on the photodiodes (simulators/tcb_device.py, TcbDeviceModel.scene: dark offsets, counts
+# per LED drive code for each LED and photodiode, ambient light and its mains flicker, the noise
+# model), then closes the contact switch; this HAL turns each LED flash the firmware asks for,
+# at the drive it chooses, into ADC counts with the same arithmetic as the device model.
 import asyncio
 import json
+import math
+import random
 import struct
 
 import board_radio
 import sim_feed
+from micropython import const
 
-_state = {"mv": 4000, "contact": False, "scene": None, "dark_reads": 0, "flash_i": {}}
+DRIVE_STEP = const(4)  # LED driver codes (0.1 mA) per DAC step
+DRIVE_MAX = const(1020)  # 102 mA pulsed
+_DARK_CONVERSIONS = const(8)  # per photodiode and dark frame: ~20 ms, two flicker periods
+_CONVERSION_S = 1.0 / 860.0 + 0.2e-3  # ADC conversion + bus transfer
+_SETTLE_S = 0.4e-3
+_ADC_MAX = const(65535)
+
+_state = {"mv": 4000, "contact": False, "scene": None, "t": 0.0}
 _contact_ev = asyncio.Event()
 
 
@@ -24,8 +35,7 @@ def _contact(b):
 
 def _press(b):
     _state["scene"] = json.loads(b)
-    _state["dark_reads"] = 0
-    _state["flash_i"] = {}
+    _state["t"] = 0.0
 
 
 feed = sim_feed.Feed(
@@ -43,25 +53,48 @@ async def wait_contact(closed):
         await _contact_ev.wait()
 
 
-def read_dark():
-    """Both photodiodes with every LED off: (near, far) counts."""
+def _gauss():
+    u = random.random() or 1e-12  # Box-Muller
+    return math.sqrt(-2.0 * math.log(u)) * math.cos(2.0 * math.pi * random.random())
+
+
+def _convert(det, light):
+    """One ADC conversion of photodiode det (0 near, 1 far) with `light` counts from the LEDs."""
     s = _state["scene"]
-    _state["dark_reads"] += 1
-    if s is None:
+    t = _state["t"]
+    _state["t"] = t + _CONVERSION_S
+    amb = s["ambient"][det] * (
+        1.0 + s["flicker_depth"] * math.sin(2 * math.pi * s["flicker_hz"] * t + s["phase"])
+    )
+    light = max(light + amb, 0.0)
+    sigma = math.sqrt(s["shot"][det] * light + s["read_noise"][det] ** 2)
+    v = s["dark"][det] + light + sigma * _gauss()
+    step = s["step"]
+    return int(min(_ADC_MAX, max(0, step * round(v / step))))
+
+
+def read_dark():
+    """Both photodiodes with every LED off: (near, far) counts, each the mean of several
+    conversions over about two mains flicker periods."""
+    if _state["scene"] is None:
         return (0, 0)
-    d = s["dark_before"] if _state["dark_reads"] == 1 else s["dark_after"]
-    return (d[0], d[1])
+    _state["t"] += _SETTLE_S
+    acc = [0, 0]
+    for _ in range(_DARK_CONVERSIONS):
+        acc[0] += _convert(0, 0.0)
+        acc[1] += _convert(1, 0.0)
+    half = _DARK_CONVERSIONS // 2
+    return ((acc[0] + half) // _DARK_CONVERSIONS, (acc[1] + half) // _DARK_CONVERSIONS)
 
 
 def flash(led, drive):
-    """Pulse one LED at `drive` and read both photodiodes: (near, far) counts."""
+    """Pulse one LED at `drive` (codes of 0.1 mA) and read both photodiodes: (near, far)."""
     s = _state["scene"]
     if s is None:
         return (0, 0)
-    i = _state["flash_i"].get(led, 0)
-    _state["flash_i"][led] = i + 1
-    f = s["flashes"][led]
-    return (f[0][i % len(f[0])], f[1][i % len(f[1])])
+    _state["t"] += _SETTLE_S
+    per = s["per_code"][led]
+    return (_convert(0, per[0] * drive), _convert(1, per[1] * drive))
 
 
 def temperature_c():

@@ -1,6 +1,11 @@
 # Jaundice meter: one optical measurement each time the probe is pressed on the skin (dark
 # frame, each LED five times on both photodiodes, dark frame again), sent raw with its quality
 # flags. The gateway turns counts into bilirubin; the device never drops or fixes a reading.
+# Exposure control: before its five flashes each LED gives one probe flash at a quarter of the
+# factory drive; its drive is then set so the brighter photodiode lands at _TARGET counts above
+# dark (dark skin and blue LEDs are lit harder, up to the LED's pulse rating, so the far
+# photodiode's few counts rise above the ADC noise; bright skin is lit less and never clips).
+# The drive used is sent with the counts; the gateway scales the factory reference by it.
 import sys
 
 if sys.platform != "esp32":  # Unix port: libraries live beside this folder, not in /lib
@@ -30,6 +35,8 @@ if sys.platform == "esp32":
 else:
     import hal_sim as hal
 
+    import pairing  # noqa: F401  (on a board frozen in flash; here compiled while there is room)
+
 FIRMWARE_VERSION = "1.0.0"
 N_LEDS = const(6)  # 450, 470, 505, 550, 590, 650 nm
 N_FLASHES = const(5)
@@ -37,19 +44,31 @@ _AMBIENT_LIMIT = const(3000)  # dark counts above this: too much room light reac
 _SATURATION = const(65000)  # 16-bit ADC; within ~0.8% of full scale counts as clipped
 _DISAGREE_FRAC = 0.05  # flashes spread more than 5% of their mean: the probe moved
 _DISAGREE_FLOOR = const(200)  # ...and more than this many counts (noise floor at low light)
+_TARGET = const(40000)  # counts above dark on the brighter photodiode (61 % of full scale)
+_PROBE_DIV = const(4)  # probe flash at factory drive / 4: the phantom reads <= 14 % of full scale
 _STATUS_EVERY_MS = const(10000)
 
 
-def measure(drive):
+def _drive(code):
+    """A drive the LED driver can set: a multiple of its step, within the pulse rating."""
+    return max(hal.DRIVE_STEP, min(hal.DRIVE_MAX, code // hal.DRIVE_STEP * hal.DRIVE_STEP))
+
+
+def measure(factory_drive):
     """One measurement cycle; returns the record payload."""
     contact_before = hal.contact()
     dark0 = hal.read_dark()
     flashes = []
+    drive = []
     for led in range(N_LEDS):
+        probe = _drive(factory_drive[led] // _PROBE_DIV)
+        a, b = hal.flash(led, probe)
+        d = _drive(probe * _TARGET // max(a - dark0[0], b - dark0[1], 1))
+        drive.append(d)
         near = []
         far = []
         for _ in range(N_FLASHES):
-            a, b = hal.flash(led, drive[led])
+            a, b = hal.flash(led, d)
             near.append(a)
             far.append(b)
         flashes.append((near, far))
@@ -138,12 +157,11 @@ async def main(settings_path):
     await hal.stopped().wait()
 
 
-_path = sys.argv[1] if len(sys.argv) > 1 else "device.json"
+if __name__ == "__main__":  # a board runs main.py as __main__; tests import measure()
+    _path = sys.argv[1] if len(sys.argv) > 1 else "device.json"
+    if storage.provisioning_wanted(_path, sys.argv[2:]):  # USB console (perimon provision)
+        import provision
 
-
-if storage.provisioning_wanted(_path, sys.argv[2:]):  # USB provisioning console (perimon provision)
-    import provision
-
-    provision.console(_path, "jaundice", FIRMWARE_VERSION)
-else:
-    asyncio.run(main(_path))
+        provision.console(_path, "jaundice", FIRMWARE_VERSION)
+    else:
+        asyncio.run(main(_path))
