@@ -519,3 +519,48 @@ def test_gateway_label_pairing_detects_a_swapped_device_value(tmp_path):
         assert book.get("fh-y") is None
 
     asyncio.run(main())
+
+
+def test_jaundice_meter_pairs_by_its_label_and_sends_a_signed_reading(tmp_path):
+    """The jaundice meter has no button: its label is its way in. It loads the pairing code at
+    the first label PAIR (in the fleet's 128 KiB heap), agrees on a new key and comes back
+    with it; its frames then arrive signed with that key."""
+    radio = f"127.0.0.1:{free_port()}"
+    cfg = config_from_dict(
+        {
+            "gateway": {"id": "gw-home", "data_dir": str(tmp_path / "gw")},
+            "mqtt": {"host": "127.0.0.1", "port": free_port()},  # no broker: not needed here
+            "radio": {"listen": radio},
+        }
+    )
+    spec = DeviceSpec("tcb-new", "jaundice", seed=5, enrolled=False, press_every_s=3.0)
+
+    async def main():
+        stop = asyncio.Event()
+        gw = Gateway(cfg)
+        task = asyncio.create_task(gw.run(stop))
+        await asyncio.wait_for(gw.ready.wait(), 10)
+        fleet = Fleet([spec], radio, tmp_path / "devices", gateway=cfg)
+        dev = fleet.devices[0]
+        await fleet.start()
+        try:
+            await _until(lambda: "tcb-new" in gw.unknown, 10, "never refused")
+            t0 = time.monotonic()
+            done = await gp.pairing_for(gw).pair_by_label("tcb-new", "jaundice", dev.pair_secret)
+            print(f"jaundice meter paired by label in {time.monotonic() - t0:.1f} s")
+            assert done["state"] == "paired"
+            key = Enrolment(enrolment_path(cfg)).get("tcb-new").key
+            assert key != dev.key and dev.pair_secret not in key
+            assert json.loads((dev.dir / "device.json").read_text())["key"] == key.hex()
+            session = await _until(lambda: gw.sessions.get("tcb-new"), 10, "no session")
+            await _until(lambda: session.auth.established, 10, "no authenticated session")
+            assert session.auth.device_key == key
+            readings = session.state.stats.frames
+            await _until(lambda: session.state.stats.frames > readings, 15, "no reading")
+            assert session.state.stats.auth_failed == 0 and fleet.alive() == ["tcb-new"]
+        finally:
+            await fleet.stop()
+            stop.set()
+            await task
+
+    asyncio.run(main())

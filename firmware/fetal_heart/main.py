@@ -17,9 +17,9 @@ from micropython import const
 # the Unix port, about 12 s of ADPCM Doppler with PPG; an ESP32 with PSRAM is capped at 1 MiB.
 # The reserve includes the mother's feedback (feedback.py: 3.8 KiB of bytecode under the Unix
 # port and 1.9 KiB of buffers). pairing.py is frozen in flash on a board and loaded at the first
-# press of its button; under the Unix port it is compiled here, while there is room, and its
-# 6.3 KiB of bytecode come out of the store's share (the modules it shares with the app stay in
-# the reserve).
+# press of its button or label PAIR; under the Unix port it is compiled here, while there is
+# room, and its 7.5 KiB of bytecode come out of the store's share (the modules it shares with
+# the app stay in the reserve).
 _APP_RESERVE = const(88064)
 gc.collect()
 _free = gc.mem_free()
