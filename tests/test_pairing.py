@@ -564,3 +564,34 @@ def test_jaundice_meter_pairs_by_its_label_and_sends_a_signed_reading(tmp_path):
             await task
 
     asyncio.run(main())
+
+
+def test_label_pairing_over_ble_without_the_button(tmp_path):
+    """Over the virtual BlueZ: a monitor outside the radio's allowlist, its button never
+    pressed, is connected once a label pairing asks for it, kept for the exchange, and comes
+    back enrolled and allowed to stream with the agreed key."""
+    specs = [DeviceSpec("fh-01", "fetal_heart", seed=3),
+             DeviceSpec("fh-new", "fetal_heart", seed=2, enrolled=False)]  # fmt: skip
+    no_broker = SimpleNamespace(host="127.0.0.1", port=free_port())  # MQTT is not needed here
+
+    async def main():
+        async with BleRig(tmp_path, no_broker, specs, radio={"enrolled": "fh-01"}) as rig:
+            gw, dev = rig.gw, rig.fleet.devices[1]
+            gw.transport.silent_device_s = 2.0  # the pairing link must outlive this
+            await rig.wait_connected(["fh-01"])
+            assert "fh-new" not in rig.links
+            gw.transport.allow("fh-new")  # as the /pair page does before pairing
+            done = await gp.pairing_for(gw).pair_by_label("fh-new", "fetal_heart",
+                                                          dev.pair_secret)  # fmt: skip
+            assert done["state"] == "paired", done
+            assert dev.console_lines("PAIR open") == []  # no button
+            key = Enrolment(enrolment_path(rig.cfg)).get("fh-new").key
+            assert key != dev.key
+            assert json.loads((dev.dir / "device.json").read_text())["key"] == key.hex()
+            session = await rig.until(lambda: gw.sessions.get("fh-new"), 20, "no session")
+            await rig.until(lambda: session.auth.established, 10, "no authenticated session")
+            await rig.until(lambda: session.state.stats.frames > 50, 15, "no frames accepted")
+            assert session.auth.device_key == key and session.state.stats.auth_failed == 0
+            assert rig.alive() == ["fh-01", "fh-new"]
+
+    asyncio.run(main())
