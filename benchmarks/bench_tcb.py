@@ -15,10 +15,14 @@
    each skin group pressed on several simulated units (their own LED spectra, gains, dark
    offsets, temperature), counts turned into reflectance with the unit's factory constants,
    then the estimator. Reported per group: the fraction of good presses flagged, and bias and
-   95 % LoA of the numbers, for the shipped model and for one fitted on a simulated study;
-   the same babies without the device (reflectance with the calibration file's noise) beside.
+   95 % LoA of the numbers, for the shipped model and for one fitted on a simulated study.
+   Beside it, the same babies through the device with every LED at its factory drive (no
+   exposure control), and without the device (reflectance with the calibration file's noise).
 4. Flagged presses through the device simulator (no contact, ambient light, saturation,
-   flicker): how many of them produced a number (must be 0).
+   flicker at 100 and 120 Hz): how many of them produced a number (must be 0).
+5. Weaker flicker, which the flash-disagreement check may let through: how often it is flagged,
+   and how far the numbers it lets through move from a clean press of the same baby, against
+   two clean presses of the same baby (the repeatability the flicker must not exceed).
 """
 
 from __future__ import annotations
@@ -189,6 +193,8 @@ def device_path(n_per_group: int = 400, n_units: int = 8, seed: int = 13) -> dic
         far = np.zeros((n_per_group, 6))
         r_near = np.zeros((n_per_group, 6))
         r_far = np.zeros((n_per_group, 6))
+        fixed_near = np.zeros((n_per_group, 6))
+        fixed_far = np.zeros((n_per_group, 6))
         for k, (cal, dev) in enumerate(units):
             rows = unit_of == k
             p = {key: v[rows] for key, v in params.items()}
@@ -196,18 +202,22 @@ def device_path(n_per_group: int = 400, n_units: int = 8, seed: int = 13) -> dic
             near[rows], far[rows] = n_true, f_true
             for i, (nt, ft) in zip(np.flatnonzero(rows), zip(n_true, f_true, strict=True),
                                    strict=True):  # fmt: skip
-                press = dev.press(nt, ft, temperature_c=float(rng.uniform(28.0, 37.0)))
-                rn, rf, _ = reflectance_from_counts(
-                    press.dark_before, press.dark_after, press.flashes, press.temperature_c,
-                    press.contact, cal.to_dict(), press.led_drive,
-                )  # fmt: skip
-                r_near[i], r_far[i] = rn, rf
+                temp = float(rng.uniform(28.0, 37.0))
+                for ec, (a, b) in ((True, (r_near, r_far)), (False, (fixed_near, fixed_far))):
+                    press = dev.press(nt, ft, temperature_c=temp, exposure_control=ec)
+                    a[i], b[i], _ = reflectance_from_counts(
+                        press.dark_before, press.dark_after, press.flashes,
+                        press.temperature_c, press.contact, cal.to_dict(), press.led_drive,
+                    )  # fmt: skip
         # the same babies without the device: the calibration file's noise (section 2)
         ideal_near = near * (1 + rng.normal(0, 0.005, near.shape)) + rng.normal(0, 1e-4, near.shape)
         ideal_far = far * (1 + rng.normal(0, 0.01, far.shape)) + rng.normal(0, 1e-4, far.shape)
         for name, m in models.items():
-            for path, (a, b) in (("device", (r_near, r_far)),
-                                 ("reflectance", (ideal_near, ideal_far))):  # fmt: skip
+            for path, (a, b) in (
+                ("device", (r_near, r_far)),
+                ("device, factory drive", (fixed_near, fixed_far)),
+                ("no device", (ideal_near, ideal_far)),
+            ):
                 res = _residuals(a, b, tsb, m)
                 ok = np.isfinite(res)
                 n, bias, sd, loa = _stats(res)
@@ -223,7 +233,8 @@ def flagged_presses(n: int = 40, seed: int = 9) -> dict[str, tuple[int, int]]:
         "no contact": {"contact": False},
         "ambient light": {"ambient": 0.3},
         "saturation (bright room)": {"ambient": 4.0},
-        "flicker": {"ambient": 0.02},
+        "flicker (100 Hz, 30 %)": {"ambient": 0.02},
+        "flicker (120 Hz, 30 %)": {"ambient": 0.02, "mains_hz": 60.0},
     }
     out = {}
     for name, kwargs in cases.items():
@@ -244,6 +255,38 @@ def flagged_presses(n: int = 40, seed: int = 9) -> dict[str, tuple[int, int]]:
     return out
 
 
+def weak_flicker(n: int = 120, seed: int = 17) -> dict[str, tuple[int, float, float, float]]:
+    """(presses, fraction flagged, SD and max of |TcB change| against a clean press)."""
+    units = [(random_factory_calibration(s), TcbDeviceModel(random_factory_calibration(s), seed=s))
+             for s in range(200, 206)]  # fmt: skip
+    rng = np.random.default_rng(seed)
+    cases = {"none (two clean presses)": (0.0, 0.0)}
+    for amb in (0.002, 0.005, 0.01):
+        for depth in (0.1, 0.3):
+            cases[f"ambient {amb}, depth {depth:.0%}"] = (amb, depth)
+    out = {}
+    for name, (amb, depth) in cases.items():
+        changes, flagged = [], 0
+        for i in range(n):
+            cal, dev = units[i % len(units)]
+            baby = random_newborn(rng, GROUPS[i % 3], float(rng.uniform(0.0, 22.0)))
+            near, far = skin_reflectance(baby, dev.led_centre_nm, dev.led_fwhm_nm)
+            est = []
+            for kw in ({}, {"ambient": amb, "flicker_depth": depth}):
+                p = dev.press(near, far, **kw)
+                rn, rf, _ = reflectance_from_counts(
+                    p.dark_before, p.dark_after, p.flashes, p.temperature_c, p.contact,
+                    cal.to_dict(), p.led_drive,
+                )  # fmt: skip
+                est.append(estimate_tcb(rn, rf).tcb_mg_dl)
+            flagged += est[1] is None
+            if est[0] is not None and est[1] is not None:
+                changes.append(est[1] - est[0])
+        ch = np.abs(np.array(changes))
+        out[name] = (n, flagged / n, float(np.sqrt(np.mean(ch**2))), float(ch.max()))
+    return out
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--markdown", action="store_true", help="print the docs table")
@@ -253,6 +296,7 @@ def main(argv: list[str] | None = None) -> int:
     sim = simulated_study()
     device = device_path()
     flags = flagged_presses()
+    flicker = weak_flicker()
     elapsed = time.perf_counter() - t0
 
     print("Held-out calibration babies (25 %, fitted on the other 75 %), TcB - TSB, mg/dL")
@@ -285,6 +329,12 @@ def main(argv: list[str] | None = None) -> int:
     print("|---|---|---|---|")
     for name, (n, numbers, fl) in flags.items():
         print(f"| {name} | {n} | {numbers} | {fl} |")
+    print()
+    print("Weak flicker (50 Hz mains) against a clean press of the same baby, shipped model")
+    print("| ambient flicker | presses | flagged | RMS change, mg/dL | max change |")
+    print("|---|---|---|---|---|")
+    for name, (n, fr, rms, mx) in flicker.items():
+        print(f"| {name} | {n} | {fr:.0%} | {rms:.2f} | {mx:.2f} |")
     print(f"\n(run time {elapsed:.1f} s)")
     return 0
 

@@ -295,15 +295,19 @@ class TcbDeviceModel:
         temperature_c: float = 30.0,
         flicker_depth: float = FLICKER_DEPTH,
         mains_hz: float = MAINS_HZ,
+        exposure_control: bool = True,
     ) -> PressCounts:
         """Counts for one press on skin of the given reflectance (6 values per detector),
-        through the firmware's measurement cycle with exposure control."""
+        through the firmware's measurement cycle (exposure_control=False: every LED at its
+        factory drive, the cycle before exposure control, for comparison)."""
         sc = self.scene(reflectance_near, reflectance_far, contact=contact, ambient=ambient,
                         temperature_c=temperature_c, flicker_depth=flicker_depth,
                         mains_hz=mains_hz)  # fmt: skip
-        return self.measure(sc, contact=contact)
+        return self.measure(sc, contact=contact, exposure_control=exposure_control)
 
-    def measure(self, scene: dict, *, contact: bool = True) -> PressCounts:
+    def measure(
+        self, scene: dict, *, contact: bool = True, exposure_control: bool = True
+    ) -> PressCounts:
         """The firmware's measurement cycle (firmware/jaundice/main.py, measure()) on a scene:
         dark frame; per LED a probe flash, the drive it sets, five flashes; dark frame."""
         front = _FrontEnd(scene, self._rng)
@@ -311,8 +315,11 @@ class TcbDeviceModel:
         drive: list[int] = []
         flashes: list[list[list[int]]] = []
         for led, factory in enumerate(self.calibration.led_drive):
-            probe = probe_drive(int(factory))
-            d = exposure_drive(probe, front.flash(led, probe), dark_before)
+            if exposure_control:
+                probe = probe_drive(int(factory))
+                d = exposure_drive(probe, front.flash(led, probe), dark_before)
+            else:
+                d = int(factory)
             drive.append(d)
             shots = [front.flash(led, d) for _ in range(N_FLASHES)]
             flashes.append([[a for a, _ in shots], [b for _, b in shots]])
