@@ -29,9 +29,9 @@ TEMPERATURE_RANGE_C = (5.0, 45.0)
 AMBIENT_LIMIT_COUNTS = 600.0
 AMBIENT_DRIFT_LIMIT_COUNTS = 300.0  # dark before vs after: light changed during the press
 # ADC noise model of one conversion (simulators/tcb_device.py, sources there): variance =
-# K * light + read^2 + step^2 / 12, with K <= 2e-5 (shot noise through the TIA), read noise
+# K * light + read^2 + step^2 / 12, with K <= 2.4e-5 (shot noise through the TIA), read noise
 # 2 counts (about one ADS1115 code) and an ADC step of 2 counts. Flashes must agree within it.
-SHOT_VARIANCE_PER_COUNT = 2e-5
+SHOT_VARIANCE_PER_COUNT = 2.4e-5
 READ_NOISE_COUNTS = 2.0
 ADC_STEP_COUNTS = 2.0
 FLASH_SPREAD_SIGMAS = 6.0

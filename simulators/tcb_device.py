@@ -23,12 +23,13 @@ to a photodiode + transimpedance amplifier + ADC; one conversion, in counts):
 * Shot noise: photocurrent I in a bandwidth B has variance 2 q I B (Schottky; Hamamatsu,
   "Si photodiodes" technical information, noise section). Through a feedback resistor R_f and an
   ADC of V per count this is K = 2 q B R_f / V per count of signal. With R_f = 1 MOhm (near) and
-  4.7 MOhm (far), B = 1 kHz and V = 93.75 uV per count (ADS1115 on its +-6.144 V range, 187.5 uV
+  4.7 MOhm (far), B = 1 kHz and V = 62.5 uV per count (ADS1115 on its +-4.096 V range, 125 uV
   per code, TI datasheet SBAS444; single-ended codes are 15-bit and the HAL doubles them), K is
-  ~3e-6 and ~2e-5 counts: shot noise is small beside the read noise at these photocurrents.
-* Read noise: the ADC's input noise is about one code at 860 samples/s on this range (SBAS444
-  noise tables) = 2 counts rms; the TIA's Johnson noise sqrt(4 k T B R_f) is 4-9 uV (< 0.1
-  count) and is included.
+  ~5e-6 and ~2.4e-5 counts: shot noise is small beside the read noise at these photocurrents.
+* Read noise: the ADC's input noise at 860 samples/s is taken as one code rms = 2 counts (the
+  order of the SBAS444 noise tables at the fastest rate, where the delta-sigma converter is
+  close to its LSB; the exact figure for this range is still to check against the table); the
+  TIA's Johnson noise sqrt(4 k T B R_f) is 4-9 uV (about 0.1 count) and is included.
 * Quantisation: the ADC step of 2 counts adds step^2/12 (Widrow & Kollar, Quantization Noise,
   Cambridge 2008), modelled by rounding.
 
@@ -70,8 +71,8 @@ _Q_C = 1.602176634e-19
 _K_B = 1.380649e-23
 TIA_BANDWIDTH_HZ = 1000.0
 TIA_FEEDBACK_OHM = (1.0e6, 4.7e6)  # near, far
-VOLTS_PER_COUNT = 187.5e-6 / ADC_STEP_COUNTS
-ADC_NOISE_COUNTS = 2.0  # about one ADS1115 code rms at 860 SPS, +-6.144 V range
+VOLTS_PER_COUNT = 125e-6 / ADC_STEP_COUNTS
+ADC_NOISE_COUNTS = 2.0  # about one ADS1115 code rms at 860 SPS, +-4.096 V range
 SHOT_VARIANCE_PER_COUNT = tuple(
     2.0 * _Q_C * TIA_BANDWIDTH_HZ * r / VOLTS_PER_COUNT for r in TIA_FEEDBACK_OHM
 )

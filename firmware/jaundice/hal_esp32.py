@@ -24,6 +24,9 @@ _CONV_MS = const(2)  # ADS1115 at 860 SPS
 _DARK_CONVERSIONS = const(8)  # per photodiode and dark frame: ~20 ms, two mains flicker periods
 DRIVE_STEP = const(4)  # LED driver codes (0.1 mA) per DAC step: 8-bit DAC over 0-102 mA
 DRIVE_MAX = const(1020)  # 102 mA: SMD LEDs take ~100 mA in short pulses at low duty
+# The ADC runs on its +-4.096 V range (125 uV per code, counts = code x 2); on a 3.3 V supply
+# the amplifiers' outputs stop near 3.2 V = 51200 counts, so that is where clipping starts.
+SATURATION = const(50000)
 
 _i2c = machine.I2C(0, sda=machine.Pin(_PIN_SDA), scl=machine.Pin(_PIN_SCL), freq=400_000)
 _contact = machine.Pin(_PIN_CONTACT, machine.Pin.IN, machine.Pin.PULL_UP)
@@ -38,7 +41,7 @@ _stop = asyncio.Event()
 def _convert(channel):
     """One single-shot conversion of an ADC input (0 near, 1 far), as unsigned counts."""
     mux = 4 + channel  # AINx against GND
-    config = 0x8000 | (mux << 12) | (0 << 9) | 0x0100 | (7 << 5) | 0x0003
+    config = 0x8000 | (mux << 12) | (1 << 9) | 0x0100 | (7 << 5) | 0x0003  # +-4.096 V, 860 SPS
     _i2c.writeto_mem(_ADC_ADDR, 1, bytes((config >> 8, config & 0xFF)))
     time.sleep_ms(_CONV_MS)
     hi, lo = _i2c.readfrom_mem(_ADC_ADDR, 0, 2)

@@ -15,6 +15,7 @@ from micropython import const
 
 DRIVE_STEP = const(4)  # LED driver codes (0.1 mA) per DAC step
 DRIVE_MAX = const(1020)  # 102 mA pulsed
+SATURATION = const(65000)  # counts at or above this are clipped (16-bit, within 0.8 %)
 _DARK_CONVERSIONS = const(8)  # per photodiode and dark frame: ~20 ms, two flicker periods
 _CONVERSION_S = 1.0 / 860.0 + 0.2e-3  # ADC conversion + bus transfer
 _SETTLE_S = 0.4e-3

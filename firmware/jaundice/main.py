@@ -41,7 +41,6 @@ FIRMWARE_VERSION = "1.0.0"
 N_LEDS = const(6)  # 450, 470, 505, 550, 590, 650 nm
 N_FLASHES = const(5)
 _AMBIENT_LIMIT = const(3000)  # dark counts above this: too much room light reaches the diodes
-_SATURATION = const(65000)  # 16-bit ADC; within ~0.8% of full scale counts as clipped
 _DISAGREE_FRAC = 0.05  # flashes spread more than 5% of their mean: the probe moved
 _DISAGREE_FLOOR = const(200)  # ...and more than this many counts (noise floor at low light)
 _TARGET = const(40000)  # counts above dark on the brighter photodiode (61 % of full scale)
@@ -78,7 +77,7 @@ def measure(factory_drive):
         bits |= p.TCB_AMBIENT
     for near, far in flashes:
         for det in (near, far):
-            if max(det) >= _SATURATION:
+            if max(det) >= hal.SATURATION:
                 bits |= p.TCB_SATURATED
             mean = sum(det) // len(det)
             if max(det) - min(det) > max(_DISAGREE_FLOOR, int(mean * _DISAGREE_FRAC)):
