@@ -145,11 +145,6 @@ class Pairing:
     def is_open(self):
         return self.state != IDLE and time.ticks_diff(self.until, time.ticks_ms()) > 0
 
-    def label_ready(self):
-        """A label PAIR may start now: the device has a pairing secret and is not backing off."""
-        since = time.ticks_diff(time.ticks_ms(), self._label_at)
-        return bool(self.settings.get("pair_secret")) and not 0 <= since < self._label_wait
-
     def accepts_unsigned(self, op):
         """For Link.unsigned_ok: PAIR in the window, or on a device that has a pairing secret
         (handle() answers status 3 to all but a label step, and while backing off)."""
@@ -212,8 +207,13 @@ class Pairing:
     def _label_start(self, op, rid, commit):
         """A label PAIR: a new exchange, one per back-off (a wrong or abandoned one doubles
         it; a stored key resets it), outside the button's window too."""
-        if not self.label_ready() or (self.is_open() and self._label is None):
-            return p.encode_reply(op, rid, p.ST_UNAVAILABLE)  # backing off, or the button's turn
+        since = time.ticks_diff(time.ticks_ms(), self._label_at)
+        if (
+            not self.settings.get("pair_secret")
+            or 0 <= since < self._label_wait  # backing off
+            or (self.is_open() and self._label is None)  # the button's turn
+        ):
+            return p.encode_reply(op, rid, p.ST_UNAVAILABLE)
         self._label_wait = min(BACKOFF_MAX_MS, BACKOFF_MS << min(self._label_fails, 5))
         self._label_fails += 1
         self._label_at = time.ticks_ms()
