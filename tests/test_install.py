@@ -183,7 +183,7 @@ def test_install_script_in_a_clean_debian_chroot_twice(chroot, tmp_path):
     )
     labels = chroot.run(  # the pairing labels' QR library came from PyPI too
         "/opt/perimon/venv/bin/python -c 'from gateway.cli.provision_label import write_label; "
-        'write_label("/tmp/l.svg", "fh-01", "fetal_heart", bytes(32))\'; grep -c "<path" /tmp/l.svg'
+        'write_label("/tmp/l.svg", "fh-01", "fetal_heart", bytes(16))\'; grep -c "<path" /tmp/l.svg'
     )
     assert labels.strip() == "1"
 
