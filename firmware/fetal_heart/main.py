@@ -13,8 +13,8 @@ from micropython import const
 
 # The resend buffer (docs/protocol.md, "Resend") gets what the heap can spare beyond the app's
 # own needs, taken first while the heap is still in one piece. The app needs about 86 KiB with
-# the Unix port's 64-bit objects (less on the 32-bit ESP32): a 128 KiB heap leaves ~27 KiB under
-# the Unix port, about 12 s of ADPCM Doppler with PPG; an ESP32 with PSRAM is capped at 1 MiB.
+# the Unix port's 64-bit objects (less on the 32-bit ESP32): a 128 KiB heap leaves ~22 KiB under
+# the Unix port (pairing compiled too), about 10 s of ADPCM Doppler with PPG; an ESP32 with PSRAM is capped at 1 MiB.
 # The reserve includes the mother's feedback (feedback.py: 3.8 KiB of bytecode under the Unix
 # port and 1.9 KiB of buffers). pairing.py is frozen in flash on a board and loaded at the first
 # press of its button or label PAIR; under the Unix port it is compiled here, while there is
