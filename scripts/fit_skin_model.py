@@ -275,7 +275,7 @@ def estimator_check(
                 p = dev.press(near, far)
                 near, far, _ = reflectance_from_counts(
                     p.dark_before, p.dark_after, p.flashes, p.temperature_c, p.contact,
-                    cal.to_dict(),
+                    cal.to_dict(), p.led_drive,
                 )  # fmt: skip
             else:
                 near, far = skin_reflectance(baby)
