@@ -204,3 +204,47 @@ def test_firmware_flags_flicker_and_the_gateway_gives_no_number():
     )  # fmt: skip
     assert flag == "flashes_disagree"
     assert estimate_tcb(r_near, r_far).tcb_mg_dl is None
+
+
+def test_flash_noise_follows_the_photon_transfer_model():
+    """Flash-to-flash scatter = shot noise + read noise + quantisation, nothing tuned on top;
+    a dark frame (8 conversions) is sqrt(8) quieter than one conversion."""
+    from simulators.tcb_device import (
+        ADC_STEP_COUNTS,
+        DARK_CONVERSIONS,
+        READ_NOISE_COUNTS,
+        SHOT_VARIANCE_PER_COUNT,
+    )
+
+    cal, dev = _unit()
+    presses = [dev.press(np.full(6, 0.5), np.full(6, 0.05)) for _ in range(200)]
+    for det in (0, 1):
+        counts = np.array([[p.flashes[led][det] for led in range(6)] for p in presses], float)
+        light = counts.mean(axis=(0, 2)) - cal.dark_offset[det]
+        sd = counts.std(axis=2, ddof=1).mean(axis=0) / 0.94  # E[s] = 0.94 sigma for n = 5
+        model = np.sqrt(
+            SHOT_VARIANCE_PER_COUNT[det] * light
+            + READ_NOISE_COUNTS[det] ** 2
+            + ADC_STEP_COUNTS**2 / 12
+        )
+        assert np.allclose(sd, model, rtol=0.1)
+        dark = np.array([p.dark_before[det] for p in presses], float)
+        assert np.std(dark) < 1.3 * READ_NOISE_COUNTS[det] / np.sqrt(DARK_CONVERSIONS) + 0.3
+
+
+def test_dark_skin_through_the_firmware_gives_a_number():
+    """Noise on: a dark-skinned, jaundiced baby measured by the firmware's own cycle (drives
+    chosen under MicroPython) is read, not flagged."""
+    cal, dev = _unit()
+    near, far = _skin(dev, "dark", 18.0)
+    fw = _firmware_measure(dev.scene(near, far), cal.led_drive)
+    assert fw["bits"] == 1
+    assert fw["led_drive"][0] == DRIVE_MAX_CODE  # blue on dark skin: the LED's limit
+    r_near, r_far, flag = reflectance_from_counts(
+        fw["dark_before"], fw["dark_after"], fw["flashes"], fw["temperature_c"], True,
+        cal.to_dict(), fw["led_drive"],
+    )  # fmt: skip
+    assert flag == ""
+    assert np.allclose(r_near, near, rtol=0.03, atol=2e-4)
+    assert np.allclose(r_far, far, rtol=0.05, atol=1e-4)
+    assert estimate_tcb(r_near, r_far).tcb_mg_dl is not None
