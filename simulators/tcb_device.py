@@ -90,7 +90,7 @@ DARK_CONVERSIONS = 8  # per detector and dark frame: ~20 ms, two 100 Hz flicker 
 
 # Exposure control (firmware/jaundice/main.py uses the same numbers)
 DRIVE_STEP_CODE = 4  # 0.4 mA: 8-bit DAC over 0-102 mA
-DRIVE_MAX_CODE = 1020  # 102 mA pulsed (SMD LEDs are rated ~100 mA at 1/10 duty, 0.1-1 ms)
+DRIVE_MAX_CODE = 1020  # 102 mA for ~20 ms per LED: mid-power LEDs (docs/jaundice.md)
 PROBE_DIVISOR = 4  # the probe flash runs at factory drive / 4
 EXPOSURE_TARGET_COUNTS = 40000  # the brighter detector's light at the chosen drive (61 % FS)
 

@@ -14,7 +14,7 @@ import sim_feed
 from micropython import const
 
 DRIVE_STEP = const(4)  # LED driver codes (0.1 mA) per DAC step
-DRIVE_MAX = const(1020)  # 102 mA pulsed
+DRIVE_MAX = const(1020)  # 102 mA (docs/jaundice.md, "Exposure control")
 SATURATION = const(65000)  # counts at or above this are clipped (16-bit, within 0.8 %)
 _DARK_CONVERSIONS = const(8)  # per photodiode and dark frame: ~20 ms, two flicker periods
 _CONVERSION_S = 1.0 / 860.0 + 0.2e-3  # ADC conversion + bus transfer
