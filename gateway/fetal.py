@@ -74,6 +74,7 @@ class FetalProcessor:
         self.mhr = MhrStream(PPG_HZ)
         self.doppler_t0_ms: int | None = None
         self.ppg_t0_ms: int | None = None
+        self.audio_in: list[np.ndarray] = []  # Doppler received since the last estimate
         self.pending: list[FhrPoints] = []
         self.pending_mhr: list[tuple[np.ndarray, np.ndarray]] = []
         self.next_point = 1  # index of the next FHR point to publish (t_s = index * 0.25)
@@ -96,9 +97,7 @@ class FetalProcessor:
         if stream == p.Stream.DOPPLER:
             if self.doppler_t0_ms is None:
                 self.doppler_t0_ms = t_ms - round(seq * 1000 / DOPPLER_HZ) if seq else t_ms
-            pts = self.fhr.feed(x)
-            if len(pts.t_s):
-                self.pending.append(pts)
+            self.audio_in.append(x)
         elif stream == p.Stream.PPG:
             if self.ppg_t0_ms is None:
                 self.ppg_t0_ms = t_ms - round(seq * 1000 / PPG_HZ) if seq else t_ms
@@ -112,9 +111,7 @@ class FetalProcessor:
     def on_lost(self, stream: int, seq: int, count: int) -> None:
         """Lost samples become silence of the same length: time stays true, FHR shows a gap."""
         if stream == p.Stream.DOPPLER and self.doppler_t0_ms is not None:
-            pts = self.fhr.feed(np.zeros(count, np.float32))
-            if len(pts.t_s):
-                self.pending.append(pts)
+            self.audio_in.append(np.zeros(count, np.float32))
         elif stream == p.Stream.PPG and self.ppg_t0_ms is not None:
             self.mhr.feed(np.zeros(count, np.float32))
 
@@ -132,7 +129,23 @@ class FetalProcessor:
             self._last_ctg = now
             self.publish_ctg()
 
+    def estimate_fhr(self) -> None:
+        """Run the Doppler received since the last call through the FHR estimator in one piece.
+
+        Points are needed only when they are published (every `fhr_publish_interval_s`), so the
+        estimator is fed then, not per radio frame: the points are the same (the stream gives
+        the batch result however it is chunked) and one call a second costs about half the CPU
+        of ten (docs/performance.md, FHR speed)."""
+        if not self.audio_in:
+            return
+        x = self.audio_in[0] if len(self.audio_in) == 1 else np.concatenate(self.audio_in)
+        self.audio_in.clear()
+        pts = self.fhr.feed(x)
+        if len(pts.t_s):
+            self.pending.append(pts)
+
     def flush(self) -> None:
+        self.estimate_fhr()
         if self.pending:
             self._publish_fhr()
         if self.pending_mhr:
