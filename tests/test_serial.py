@@ -214,3 +214,50 @@ def test_real_firmware_on_a_cable_links_answers_survives_noise_and_replugs(tmp_p
             await t.stop()
 
     asyncio.run(main())
+
+
+def test_a_device_that_stops_reading_its_cable_does_not_stall_the_gateway():
+    """Writes wait in a thread: the event loop keeps serving while the kernel buffer is full,
+    and the stuck write ends as a link error after the write timeout, not a hang."""
+    master, slave = os.openpty()
+    tty.setraw(slave)
+    hello = json.dumps({"id": "fh-09", "type": 1}).encode()
+
+    async def main() -> tuple[float, list[str]]:
+        t = SerialTransport([os.ttyname(slave)])
+        links = []
+
+        async def on_link(link):
+            links.append(link)
+
+        await t.start(on_link)
+        loop = asyncio.get_running_loop()
+        await loop.run_in_executor(None, os.read, master, 64)  # the gateway's WHO
+        os.write(master, slip_encode(bytes((K_HELLO,)) + hello))
+        assert await _until(lambda: links, 5)
+        await asyncio.sleep(0.3)  # LINK_UP written; from now on the device reads nothing
+        worst, errors, beat = 0.0, [], loop.time()
+
+        async def writer() -> None:
+            for _ in range(400):  # ~200 kB: far more than a pseudo-terminal buffers
+                try:
+                    await links[0].write(bytes(500))
+                except ConnectionError as exc:
+                    errors.append(str(exc))
+                    return
+
+        w = asyncio.create_task(writer())
+        while not w.done():
+            await asyncio.sleep(0.01)
+            now = loop.time()
+            worst, beat = max(worst, now - beat), now
+        await t.stop()
+        return worst, errors
+
+    try:
+        worst, errors = asyncio.run(main())
+    finally:
+        os.close(master)
+        os.close(slave)
+    assert errors, "the writes should have timed out against a device that reads nothing"
+    assert worst < 0.5, f"the event loop stalled for {worst:.2f} s"

@@ -107,8 +107,25 @@ def _parse_hello(body: bytes) -> dict:
     return hello
 
 
+class PortWriter:
+    """Writes to one port off the event loop, one packet at a time and in order.
+
+    pyserial's write blocks until the kernel takes the bytes (up to the write timeout); a
+    device that stops reading its cable would otherwise stall the loop that serves every other
+    device. asyncio.Lock wakes waiters in order, so packets never interleave or reorder.
+    """
+
+    def __init__(self, port: serial.Serial) -> None:
+        self.port = port
+        self._lock = asyncio.Lock()
+
+    async def write(self, data: bytes) -> None:
+        async with self._lock:
+            await asyncio.to_thread(self.port.write, data)
+
+
 class SerialLink(DeviceLink):
-    def __init__(self, port: serial.Serial, hello: dict) -> None:
+    def __init__(self, port: PortWriter, hello: dict) -> None:
         super().__init__()
         self.port = port
         self.device_id = str(hello["id"])
@@ -124,7 +141,7 @@ class SerialLink(DeviceLink):
         if self.closed.is_set():
             raise SerialLinkError("port closed")
         try:
-            self.port.write(_packet(SerialKind.WRITE, frame))
+            await self.port.write(_packet(SerialKind.WRITE, frame))
         except (OSError, serial.SerialException) as exc:
             raise SerialLinkError(str(exc)) from exc
 
@@ -179,14 +196,15 @@ class SerialTransport(Transport):
         loop.add_reader(port.fileno(), readable.set)
         link: SerialLink | None = None
         reason = "port closed"
+        out = PortWriter(port)
         try:
-            port.write(_packet(SerialKind.WHO))
+            await out.write(_packet(SerialKind.WHO))
             while link is None or not link.closed.is_set():
                 try:
                     await asyncio.wait_for(readable.wait(), 1.0)
                 except TimeoutError:
                     if link is None:
-                        port.write(_packet(SerialKind.WHO))
+                        await out.write(_packet(SerialKind.WHO))
                     continue
                 readable.clear()
                 data = port.read(max(1, port.in_waiting))
@@ -199,7 +217,7 @@ class SerialTransport(Transport):
                             link.on_frame(body)
                     elif kind == SerialKind.HELLO:
                         if link is not None and body == link.hello:  # it crossed our WHO
-                            port.write(_LINK_UP)
+                            await out.write(_LINK_UP)
                             continue
                         try:
                             hello = _parse_hello(body)
@@ -210,13 +228,13 @@ class SerialTransport(Transport):
                             link.closed.set()
                             self.links.pop(link.device_id, None)
                             link.on_close("device restarted")
-                        link = SerialLink(port, hello)
+                        link = SerialLink(out, hello)
                         link.hello = body
                         link.wake = readable.set
                         self.links[link.device_id] = link
                         assert self._on_link is not None
                         await self._on_link(link)
-                        port.write(_LINK_UP)
+                        await out.write(_LINK_UP)
                     else:
                         self._line_error(path, f"packet kind {kind}")
                 if dec.errors:
