@@ -29,7 +29,7 @@ from dataclasses import dataclass, field
 from gateway import protocol as p
 from gateway.enrolment import _ID_RE
 from gateway.session import await_reply, unsigned_control_frame
-from gateway.transports.base import DeviceLink
+from gateway.transports.base import REFUSED_HOLD_S, DeviceLink
 
 log = logging.getLogger(__name__)
 
@@ -50,7 +50,9 @@ CODE_DIGITS = 4
 WINDOW_S = 120.0  # the device's pairing window
 MAX_PENDING = 8  # devices listed at once (a neighbour could invent many)
 CONFIRM_WAIT_S = 60.0  # how long confirming waits for the press on the device
-LABEL_LINK_WAIT_S = 30.0  # how long a label pairing waits for the device to connect
+# How long a label pairing waits for the device to connect: longer than a transport's pause
+# before reconnecting a device it closed, should the transport not honour Transport.expect.
+LABEL_LINK_WAIT_S = REFUSED_HOLD_S + 15.0
 
 LABEL_COMMIT = b"perimon-v1 pair commit"
 LABEL_LABEL_COMMIT = b"perimon-v1 pair label commit"
@@ -264,6 +266,9 @@ class PairingManager:
         e = Pending(device_id, dev_type, None, state="waiting", secret=secret)
         self.labels[device_id] = e
         try:
+            expect = getattr(getattr(self.gw, "transport", None), "expect", None)
+            if expect is not None:
+                expect(device_id)  # its next link comes at once, not after a hold-off
             session = getattr(self.gw, "sessions", {}).get(device_id)
             if session is not None and session.link is not None:
                 await session.link.close()  # enrolled under a key it no longer proves

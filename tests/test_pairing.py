@@ -595,3 +595,38 @@ def test_label_pairing_over_ble_without_the_button(tmp_path):
             assert rig.alive() == ["fh-01", "fh-new"]
 
     asyncio.run(main())
+
+
+def test_label_pairing_over_ble_re_pairs_a_monitor_connected_with_another_key(tmp_path):
+    """Over the virtual BlueZ: the gateway knows the monitor, but the monitor proves another
+    key (paired with another gateway since). Pairing by its label closes that link; the
+    transport then reconnects the monitor at once for the pairing instead of holding it off
+    as a link the gateway closed, so the pairing finishes well within the hold-off."""
+    from gateway.transports.base import REFUSED_HOLD_S
+
+    spec = DeviceSpec("fh-01", "fetal_heart", seed=3, enrolled=False)
+    no_broker = SimpleNamespace(host="127.0.0.1", port=free_port())  # MQTT is not needed here
+    rig = BleRig(tmp_path, no_broker, [spec])  # on the radio's allowlist
+    old_key = bytes(range(32))  # what the gateway holds: not the key the monitor has now
+    Enrolment(enrolment_path(rig.cfg)).enrol("fh-01", "fetal_heart", old_key)
+
+    async def main():
+        async with rig:
+            gw, dev = rig.gw, rig.fleet.devices[0]
+            session = await rig.until(lambda: gw.sessions.get("fh-01"), 20, "no session")
+            await rig.until(lambda: session.link is not None and session.state.stats.auth_failed,
+                            15, "the monitor never failed its challenge")  # fmt: skip
+            assert not session.auth.established
+            t0 = time.monotonic()
+            done = await gp.pairing_for(gw).pair_by_label("fh-01", "fetal_heart",
+                                                          dev.pair_secret, REFUSED_HOLD_S - 10)  # fmt: skip
+            took = time.monotonic() - t0
+            print(f"re-paired by its label in {took:.1f} s")
+            assert done["state"] == "paired", done
+            key = Enrolment(enrolment_path(rig.cfg)).get("fh-01").key
+            assert key not in (old_key, dev.key)
+            await rig.until(lambda: session.auth.established and session.auth.device_key == key,
+                            REFUSED_HOLD_S - 10, "not back with its new key")  # fmt: skip
+            await rig.until(lambda: session.state.stats.frames > 50, 15, "no frames accepted")
+
+    asyncio.run(main())

@@ -10,6 +10,12 @@ from __future__ import annotations
 import abc
 from collections.abc import Awaitable, Callable
 
+# A device whose link the gateway closed (refused, or paired) is not reconnected for this long
+# by a transport that would otherwise reconnect it at once (BLE), unless its advertisement
+# changes or a pairing expects it (Transport.expect). A label pairing waits longer than this
+# for the device's next link (gateway/pairing.py, LABEL_LINK_WAIT_S).
+REFUSED_HOLD_S = 30.0
+
 
 class DeviceLink(abc.ABC):
     """A live connection to one device: notifications in, control writes out."""
@@ -40,3 +46,8 @@ class Transport(abc.ABC):
     @abc.abstractmethod
     async def stop(self) -> None:
         """Close every link and stop accepting."""
+
+    def expect(self, device_id: str) -> None:
+        """A pairing waits for this device's next link: connect it again without the pause
+        after a link the gateway closed. Nothing to do where there is no such pause."""
+        return None

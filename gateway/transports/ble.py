@@ -33,13 +33,11 @@ from bleak.exc import BleakError
 from bleak_retry_connector import BleakClientWithServiceCache, establish_connection
 
 from gateway.transports import uuids
-from gateway.transports.base import DeviceLink, Transport
+from gateway.transports.base import REFUSED_HOLD_S, DeviceLink, Transport
 
 log = logging.getLogger(__name__)
 
 _SEEN_FRESH_S = 10.0  # an advertisement older than this does not count as "in range"
-_REFUSED_HOLD_S = 30.0  # a device the gateway closed is not reconnected sooner, unless its
-# advertisement changes (its pairing window opened or closed)
 _RATE_WINDOW_S = 5.0
 
 
@@ -156,6 +154,7 @@ class BleTransport(Transport):
         self._seen_ev: dict[str, asyncio.Event] = {}
         self._types: dict[str, int] = {}
         self._pairing: dict[str, bool] = {}  # as last advertised
+        self._expected: set[str] = set()  # a pairing waits for their next link: no hold-off
         self._tasks: dict[str, asyncio.Task] = {}
         self._slots = asyncio.Semaphore(max_connections)
         self._connect_lock = asyncio.Lock()
@@ -212,6 +211,10 @@ class BleTransport(Transport):
         flag, and would otherwise be ignored until the configuration lists it."""
         if self.enrolled:
             self.enrolled.add(device_id)
+
+    def expect(self, device_id: str) -> None:
+        """A label pairing waits for this device: end its hold-off (if any) at once."""
+        self._expected.add(device_id)
 
     # ---- scanning ----
 
@@ -304,10 +307,11 @@ class BleTransport(Transport):
 
     async def _hold_off(self, dev_id: str, pairing: bool) -> None:
         """After the gateway closed a link: wait until the device's pairing flag is not what
-        it was at that connection (a button press, or pairing done), or _REFUSED_HOLD_S."""
-        end = time.monotonic() + _REFUSED_HOLD_S
+        it was at that connection (a button press, or pairing done), a pairing expects the
+        device (expect), or REFUSED_HOLD_S."""
+        end = time.monotonic() + REFUSED_HOLD_S
         while not self._stopping and time.monotonic() < end:
-            if self._pairing.get(dev_id, False) != pairing:
+            if self._pairing.get(dev_id, False) != pairing or dev_id in self._expected:
                 return
             await asyncio.sleep(0.25)
 
@@ -341,6 +345,7 @@ class BleTransport(Transport):
                 raise BleakError("perimon characteristics missing")
             att_mtu = data_char.max_write_without_response_size + 3
             link = BleLink(client, dev_id, dtype, adv.local_name or dev_id, att_mtu, st)
+            self._expected.discard(dev_id)  # this is the link a pairing waited for
             link.pairing = self._pairing.get(dev_id, False)
             link.disconnected = disconnected  # type: ignore[attr-defined]
             await client.start_notify(data_char, link._on_notify, bluez={"use_start_notify": False})

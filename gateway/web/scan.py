@@ -22,12 +22,12 @@ from starlette.responses import HTMLResponse, JSONResponse, Response
 from starlette.routing import Route
 
 from gateway.enrolment import EnrolmentError
-from gateway.pairing import PairingError, pairing_for
+from gateway.pairing import LABEL_LINK_WAIT_S, PairingError, pairing_for
 from gateway.web.pair_code import LabelCode, LabelCodeError, decode
 
 log = logging.getLogger(__name__)
 
-LINK_WAIT_S = 30.0  # how long the monitor has to connect for the pairing, then with its new key
+LINK_WAIT_S = LABEL_LINK_WAIT_S  # for the monitor to connect for pairing, then with its new key
 _KIND = {"fetal_heart": "fetal-heart monitor", "jaundice": "jaundice meter"}
 
 _PAGE = """<!doctype html>
