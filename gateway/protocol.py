@@ -7,6 +7,7 @@ are tested against the same byte vectors. Everything here is pure: bytes in, rec
 from __future__ import annotations
 
 import binascii
+import json
 import struct
 from dataclasses import dataclass
 from enum import IntEnum, IntFlag
@@ -123,7 +124,7 @@ class SerialKind(IntEnum):
 # every other stream counts frames.
 SAMPLE_STREAMS = frozenset({Stream.DOPPLER, Stream.PPG})
 # Streams of sparse readings, asked for on every connection (docs/protocol.md, Resend)
-READING_STREAMS = (Stream.TCB,)
+READING_STREAMS = {DeviceType.JAUNDICE: (Stream.TCB,)}  # by device type
 SEQ_END = 0xFFFFFFFF  # RESEND to_seq meaning "everything still held from from_seq on"
 
 # Sample rates fixed by the hardware (docs/protocol.md). A receiver checks the rate implied by
@@ -337,6 +338,27 @@ def decode_tcb(payload: bytes) -> TcbCounts:
         led_drive=tuple(drive),
         flashes=counts.reshape(n_led, 2, n_flash).astype(np.uint16),
     )
+
+
+def is_whole_record(stream: int, payload: bytes) -> bool:
+    """Whether a frame without MORE, seen just after a loss, is a record on its own rather than
+    the tail of one whose head was lost (the header cannot say): only a whole record decodes.
+    A TcB record's length is fixed by its own header, status by its struct, device info is
+    one JSON object, an event one byte."""
+    try:
+        if stream == Stream.TCB:
+            decode_tcb(payload)
+        elif stream == Stream.STATUS:
+            decode_status(payload)
+        elif stream == Stream.EVENT:
+            return len(payload) == 1
+        elif stream == Stream.INFO:
+            return isinstance(json.loads(payload), dict)
+        else:
+            return False
+    except (FrameError, ValueError, RecursionError):
+        return False
+    return True
 
 
 # ---- control channel (gateway -> device) ----

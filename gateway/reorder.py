@@ -103,6 +103,19 @@ class Reorderer:
         self.gap_since = None
         return [lost, *self._drain(now)]
 
+    def skip_to(self, seq: int, now: float = 0.0) -> list[Item | Lost]:
+        """The source no longer holds anything below `seq`: what is missing below it is lost
+        (even with nothing held after it yet), and what follows is released."""
+        if self.next_seq is None or seq <= self.next_seq:
+            return []
+        if self.held:
+            return self.give_up_gap(upto=seq, now=now)
+        lost = Lost(self.next_seq, seq - self.next_seq)
+        self.stats.lost_seqs += lost.count
+        self.next_seq = seq
+        self.gap_since = None
+        return [lost]
+
     def reset(self) -> None:
         self.next_seq = None
         self.held.clear()

@@ -158,12 +158,12 @@ class DeviceSession:
         Sample streams need no such ask: their next live frame reveals the gap at once. By the
         time START is answered the device's INFO has come in, so the boot is current.
         """
-        for stream in p.READING_STREAMS:
+        for stream in p.READING_STREAMS.get(self.state.device_type, ()):
             r = self.streams.get(stream)
             start = r.next_seq if r is not None and r.next_seq is not None else None
             if start is None:  # none seen from this boot: from the resume point, or the start
                 start = self.resume_from.get(stream, 0)
-            self._resend_from[(stream, p.SEQ_END)] = start  # its answer may give up a gap
+            self._resend_from[(stream, p.SEQ_END)] = start  # its answer may report a loss
             await self.request(p.Op.RESEND, p.resend_args(stream, start, p.SEQ_END))
 
     def detach(self, reason: str) -> None:
@@ -244,11 +244,11 @@ class DeviceSession:
             return
         stats.frames += 1
         self.state.last_seen = time.time()
+        if self.state.boot != frame.boot:  # any frame, a reply too, says which boot is running
+            self._new_boot(frame.boot)
         if frame.stream == p.Stream.REPLY:
             self._on_reply(frame)
             return
-        if self.state.boot != frame.boot:
-            self._new_boot(frame.boot)
         if frame.stream in p.SAMPLE_STREAMS:
             try:
                 samples = p.samples_of(frame)
@@ -278,12 +278,16 @@ class DeviceSession:
         self._resumed.clear()
         self.on_new_boot(boot)
 
-    def _accept(self, stream: int, seq: int, count: int, value: object) -> None:
+    def _reorderer(self, stream: int) -> Reorderer:
         r = self.streams.get(stream)
         if r is None:
             r = self.streams[stream] = Reorderer(self.gap_timeout_s)
             if stream in self.resume_from:
                 r.next_seq = self._resumed[stream] = self.resume_from.pop(stream)
+        return r
+
+    def _accept(self, stream: int, seq: int, count: int, value: object) -> None:
+        r = self._reorderer(stream)
         if stream in self._resumed and seq < r.next_seq < seq + count:
             # resuming part-way through a frame: keep only the samples not yet published
             cut = r.next_seq - seq
@@ -319,10 +323,12 @@ class DeviceSession:
                     self.processor.on_samples(stream, it.seq, t_ms, samples)
             else:
                 t_ms, payload, more = it.value
-                if stream in self._broken:
-                    if not more:
-                        self._broken.discard(stream)
-                    continue
+                if stream in self._broken:  # after a loss: a tail whose head is gone is skipped
+                    if more:
+                        continue
+                    self._broken.discard(stream)
+                    if not p.is_whole_record(stream, payload):
+                        continue
                 parts = self._fragments.setdefault(stream, [])
                 parts.append(payload)
                 if not more:
@@ -378,7 +384,7 @@ class DeviceSession:
                 info = json.loads(payload)
                 if not isinstance(info, dict):
                     raise ValueError("not an object")
-            except ValueError as exc:
+            except (ValueError, RecursionError) as exc:  # RecursionError: absurdly nested JSON
                 st.stats.malformed += 1
                 self._warn_malformed("bad device info", exc)
                 return
@@ -407,12 +413,18 @@ class DeviceSession:
             return
         r = self.streams.get(stream)
         asked = self._resend_from.get((stream, end))
+        if end == p.SEQ_END:  # the ask on connect (ask_for_readings_sent_while_away)
+            if reply.status != p.Status.OK:
+                return  # nothing held from `asked` on: nothing to deliver, no loss to tell
+            if asked is not None and r is None:  # first word from this boot: start the stream
+                r = self._reorderer(stream)  # where asked, so what the device lost is counted
+                r.next_seq = asked if r.next_seq is None else r.next_seq
         # Only the answer to a request that began at the first gap speaks for it: the answer
         # for a later gap (its first is past next_seq too) says nothing about an earlier one.
         if asked is None or r is None or r.next_seq is None or asked > r.next_seq:
             return
         if first > r.next_seq:
-            self._deliver(stream, r.give_up_gap(upto=first, now=time.monotonic()))
+            self._deliver(stream, r.skip_to(first, now=time.monotonic()))
         for key in [k for k in self._resend_from if k[0] == stream and k[1] <= r.next_seq]:
             del self._resend_from[key]  # gaps that are behind us now
 
@@ -423,7 +435,7 @@ class DeviceSession:
             return
         now = time.monotonic()
         for lo, hi in r.missing():
-            key = (stream, lo)
+            key = (stream, hi)  # a gap fills from its bottom: its top names it while it does
             if now - self._resend_asked.get(key, -1e9) < _RESEND_RETRY_S:
                 continue
             self._resend_asked[key] = now

@@ -261,3 +261,35 @@ def test_a_device_that_stops_reading_its_cable_does_not_stall_the_gateway():
         os.close(slave)
     assert errors, "the writes should have timed out against a device that reads nothing"
     assert worst < 0.5, f"the event loop stalled for {worst:.2f} s"
+
+
+def test_an_absurdly_nested_hello_is_dropped_and_the_port_keeps_serving():
+    """json.loads raises RecursionError, not ValueError, on deep nesting: still just a bad
+    packet; the next good HELLO gets its link."""
+    master, slave = os.openpty()
+    tty.setraw(slave)
+    links = []
+
+    async def main() -> SerialTransport:
+        t = SerialTransport([os.ttyname(slave)])
+
+        async def on_link(link):
+            links.append(link)
+
+        await t.start(on_link)
+        loop = asyncio.get_running_loop()
+        await loop.run_in_executor(None, os.read, master, 64)  # the gateway's WHO
+        os.write(master, slip_encode(bytes((K_HELLO,)) + b"[" * 3000))
+        await asyncio.sleep(0.3)
+        os.write(master, slip_encode(bytes((K_HELLO,)) + json.dumps({"id": "fh-10",
+                                                                      "type": 1}).encode()))  # fmt: skip
+        await _until(lambda: links, 5)
+        await t.stop()
+        return t
+
+    try:
+        t = asyncio.run(main())
+    finally:
+        os.close(master)
+        os.close(slave)
+    assert [x.device_id for x in links] == ["fh-10"] and t.line_errors == 1

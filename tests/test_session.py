@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import asyncio
+import struct
+
 import numpy as np
 
 from gateway import protocol as p
 from gateway.session import DeviceSession
+from gateway.transports.base import DeviceLink
 
 
 class Recorder:
@@ -110,3 +114,97 @@ def test_a_device_clock_jump_is_not_a_rate_error():
         jump = 3_600_000 if k >= 150 else 0  # the device clock is set forward an hour
         s.on_frame(ppg_frame(25 * k, 500 * k + jump))
     assert s.state.rate_errors == {} and len(rec.samples) == 400
+
+
+class ScriptedDevice(DeviceLink):
+    """A device end that answers RESEND as the firmware does, from the frames it still holds
+    (`held`: stream -> {seq: frame}); every request is recorded."""
+
+    device_id, device_type, name, att_mtu = "tcb-01", p.DeviceType.JAUNDICE, "tcb-01", 247
+
+    def __init__(self, held: dict[int, dict[int, bytes]]) -> None:
+        super().__init__()
+        self.held = held
+        self.requests: list[tuple[int, int, int]] = []
+
+    async def write(self, frame: bytes) -> None:
+        f = p.decode_frame(frame)
+        op, rid, args = f.payload[0], f.payload[1], f.payload[2:]
+        if op != p.Op.RESEND:
+            self._reply(op, rid, p.Status.OK, b"")
+            return
+        stream, lo, hi = struct.unpack("<BII", args)
+        self.requests.append((stream, lo, hi))
+        have = sorted(s for s in self.held.get(stream, {}) if lo <= s < hi)
+        first = have[0] if have else hi
+        if min(self.held.get(stream, {hi: b""}), default=hi) <= lo and have:
+            first = lo
+        status = p.Status.OK if have else p.Status.UNAVAILABLE
+        self._reply(op, rid, status, struct.pack("<BII", stream, first, hi))
+        for s in have:
+            asyncio.get_running_loop().call_soon(self.on_frame, self.held[stream][s])
+
+    def _reply(self, op: int, rid: int, status: int, data: bytes) -> None:
+        payload = bytes((op, rid, status)) + data
+        frame = p.encode_frame(p.Frame(p.Flag(0), p.DeviceType.JAUNDICE, p.Stream.REPLY, 1, rid,
+                                       0, payload))  # fmt: skip
+        asyncio.get_running_loop().call_soon(self.on_frame, frame)
+
+    async def close(self) -> None:
+        pass
+
+
+def tcb_record(seq: int) -> bytes:
+    """A whole TcB record (6 LEDs x 2 detectors x 5 flashes) whose counts carry `seq`."""
+    head = struct.pack("<Bh4HBB", 1, 3650, 100, 100, 100, 100, 6, 5)
+    return head + struct.pack("<6H", *[40] * 6) + struct.pack("<60H", *[1000 + seq] * 60)
+
+
+def tcb_frame(seq: int, boot: int = 1) -> bytes:
+    return p.encode_frame(p.Frame(p.Flag(0), p.DeviceType.JAUNDICE, p.Stream.TCB, boot, seq,
+                                  1000 * seq, tcb_record(seq)))  # fmt: skip
+
+
+def jaundice_session() -> tuple[DeviceSession, Recorder]:
+    s = DeviceSession("tcb-01", p.DeviceType.JAUNDICE, gap_timeout_s=5)
+    s.processor = Recorder()
+    return s, s.processor
+
+
+def test_readings_taken_while_away_come_on_connect_and_those_gone_are_reported_lost():
+    """The device still holds readings 3..5 of this boot; 0..2 fell out of its buffer before
+    the gateway first heard it: 3..5 are delivered in order and 0..2 counted lost, not skipped."""
+    s, rec = jaundice_session()
+    dev = ScriptedDevice({p.Stream.TCB: {k: tcb_frame(k) for k in (3, 4, 5)}})
+
+    async def main() -> None:
+        await s.attach(dev)
+        s.on_frame(p.encode_frame(p.Frame(p.Flag(0), p.DeviceType.JAUNDICE, p.Stream.INFO, 1, 0,
+                                          0, b'{"id": "tcb-01"}')))  # fmt: skip
+        await s.after_connect()
+        await asyncio.sleep(0.05)
+
+    asyncio.run(main())
+    assert dev.requests[0] == (p.Stream.TCB, 0, p.SEQ_END)
+    assert [r[1] for r in rec.records if r[0] == p.Stream.TCB] == [tcb_record(k) for k in (3, 4, 5)]
+    assert (p.Stream.TCB, 0, 3) in rec.lost and s.state.stats.lost_records == 3
+
+
+def test_a_gap_filling_from_its_bottom_is_asked_for_once_not_once_per_frame():
+    s, rec = session()
+    dev = ScriptedDevice({})
+    dev.device_type = p.DeviceType.FETAL_HEART
+
+    async def main() -> None:
+        await s.attach(dev)
+        s.on_frame(ppg_frame(0, 0))
+        s.on_frame(ppg_frame(250, 5000))  # 9 frames (225 samples) missing: one gap
+        await asyncio.sleep(0.01)
+        for k in range(1, 10):  # the resend trickles in from the bottom of the gap
+            s.on_frame(ppg_frame(25 * k, 500 * k))
+            await asyncio.sleep(0.01)
+
+    asyncio.run(main())
+    ppg_asks = [r for r in dev.requests if r[0] == p.Stream.PPG]
+    assert ppg_asks == [(p.Stream.PPG, 25, 250)], ppg_asks
+    assert rec.lost == [] and [x[1] for x in rec.samples] == [25 * k for k in range(11)]

@@ -121,7 +121,12 @@ class PortWriter:
 
     async def write(self, data: bytes) -> None:
         async with self._lock:
-            await asyncio.to_thread(self.port.write, data)
+            write = asyncio.ensure_future(asyncio.to_thread(self.port.write, data))
+            try:
+                await asyncio.shield(write)
+            finally:
+                if not write.done():  # the caller was cancelled: hold the lock till it is out
+                    await asyncio.wait({write})
 
 
 class SerialLink(DeviceLink):
@@ -185,6 +190,8 @@ class SerialTransport(Transport):
             try:
                 port.reset_input_buffer()  # said before anyone listened: WHO asks anew
                 await self._serve(path, port)
+            except Exception:  # a bug must cost this port one reopen, never its service
+                log.exception("serial %s: unexpected error; reopening the port", path)
             finally:
                 port.close()
             await asyncio.sleep(0.2)
@@ -221,7 +228,7 @@ class SerialTransport(Transport):
                             continue
                         try:
                             hello = _parse_hello(body)
-                        except ValueError as exc:  # JSONDecodeError and UnicodeError too
+                        except (ValueError, RecursionError) as exc:  # bad JSON, or absurdly nested
                             self._line_error(path, f"bad HELLO: {exc}")
                             continue
                         if link is not None:  # the device restarted or re-advertised
