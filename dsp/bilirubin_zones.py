@@ -23,8 +23,8 @@ Two published references, both for newborns of 35 or more weeks' gestation:
   supplemental tables give the threshold for every hour of age from 1 to 336 h (14 days).
 
 Where the AAP values come from, and what they were checked against. The journal supplement
-itself could not be fetched from this build environment, so the tables are the consensus of
-independent machine-readable copies:
+itself was not available when the tables were transcribed, so they are the consensus of
+independent machine-readable copies (check them against the supplement before clinical use):
 * PediTools bili2022 (J. H. Chou, peditools.org/bili2022), the most used implementation of the
   supplement: its API output at 1, 6, 12, 18, 24, 36, 48, 60, 72, 84, 96, 120, 144, 168, 216,
   264 and 335 h for every gestational week and both risk groups (phototherapy and exchange),

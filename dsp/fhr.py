@@ -377,7 +377,7 @@ class FhrStream:
             self._env_start += drop
 
     def _store(self, b: np.ndarray) -> None:
-        """Append envelope columns b (2, n), compacting or growing the buffer as needed."""
+        """Append envelope columns b (one row per envelope band, n columns), compacting or growing the buffer as needed."""
         n = b.shape[1]
         if self._off + self._len + n > self._env.shape[1]:
             cap = max(2 * (self._len + n), 4 * self._ref_frames)
