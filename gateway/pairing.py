@@ -29,7 +29,7 @@ from dataclasses import dataclass, field
 from gateway import protocol as p
 from gateway.enrolment import _ID_RE
 from gateway.session import await_reply, unsigned_control_frame
-from gateway.transports.base import REFUSED_HOLD_S, DeviceLink
+from gateway.transports.base import MAX_PAIRING_LINKS, REFUSED_HOLD_S, DeviceLink
 
 log = logging.getLogger(__name__)
 
@@ -48,7 +48,8 @@ HALF = 128
 EXP_BITS = 256
 CODE_DIGITS = 4
 WINDOW_S = 120.0  # the device's pairing window
-MAX_PENDING = 8  # devices listed at once (a neighbour could invent many)
+GRACE_S = 30.0  # a link held for pairing is closed this long after the window (if not paired)
+MAX_PENDING = MAX_PAIRING_LINKS  # links held for pairing at once (a neighbour could invent many)
 CONFIRM_WAIT_S = 60.0  # how long confirming waits for the press on the device
 # How long a label pairing waits for the device to connect: longer than a transport's pause
 # before reconnecting a device it closed, should the transport not honour Transport.expect.
@@ -146,10 +147,11 @@ class PairingManager:
             return
         self._expire()
         ok_id = bool(_ID_RE.match(link.device_id))
+        held = sum(1 for x in self.pending.values() if x.link is not None)
         if (
             not ok_id
             or link.device_type not in _TYPES
-            or (link.device_id not in self.pending and len(self.pending) >= MAX_PENDING)
+            or (link.device_id not in self.pending and held >= MAX_PENDING)
         ):
             log.warning("pairing request refused (%s)", "bad id" if not ok_id else "too many")
             await link.close()
@@ -160,6 +162,9 @@ class PairingManager:
         e = Pending(link.device_id, link.device_type, None)
         self.pending[link.device_id] = e
         self._hold(e, link)
+        # Nobody may be looking at the pairing page: the link is closed after the window
+        # whether or not anything lists the devices (which also expires them).
+        asyncio.get_running_loop().call_later(WINDOW_S + GRACE_S + 0.1, self._expire)
         log.info("%s: wants to pair", link.device_id)
 
     def _hold(self, e: Pending, link: DeviceLink) -> None:
@@ -198,7 +203,7 @@ class PairingManager:
     def _expire(self) -> None:
         now = time.time()
         for dev_id, e in list(self.pending.items()):
-            if now - e.since > WINDOW_S + 30:
+            if now - e.since > WINDOW_S + GRACE_S:
                 del self.pending[dev_id]
                 if e.link is not None:
                     asyncio.get_running_loop().create_task(e.link.close())

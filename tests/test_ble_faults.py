@@ -6,7 +6,9 @@ from __future__ import annotations
 
 import asyncio
 import time
+from types import SimpleNamespace
 
+from gateway.broker import free_port
 from simulators.ble_rig import BleRig, bluez_address
 from simulators.fleet import DeviceSpec
 
@@ -184,3 +186,51 @@ def test_a_device_the_gateway_refused_is_not_reconnected_in_a_loop(broker, tmp_p
     assert out["vb"]["connects"] == 1 and out["unknown"]["attempts"] == 1, out
     assert out["radio"]["drops"] == 0, out["radio"]  # the gateway's own close is not a drop
     assert out["frames"] > 50
+
+
+def test_strangers_in_their_pairing_window_leave_a_slot_for_enrolled_monitors(tmp_path):
+    """Anyone in range can advertise the pairing flag. With three connection slots and four
+    strangers in their pairing window, at most two of them are held for pairing at once, the
+    enrolled monitor still (re)connects and streams, and a held pairing link is closed after
+    the pairing window even when nobody looks at the pairing page."""
+    from gateway import pairing as gp
+    from gateway.transports.base import MAX_PAIRING_LINKS
+
+    specs = [DeviceSpec("fh-01", "fetal_heart", seed=3)] + [
+        DeviceSpec(f"fh-x{i}", "fetal_heart", seed=10 + i, enrolled=False) for i in range(4)
+    ]
+    no_broker = SimpleNamespace(host="127.0.0.1", port=free_port())  # MQTT is not needed here
+    window = (gp.WINDOW_S, gp.GRACE_S)
+    gp.WINDOW_S, gp.GRACE_S = 6.0, 1.0  # the pairing window, shortened for the test
+
+    async def main():
+        async with BleRig(tmp_path, no_broker, specs, radio={
+                "enrolled": "fh-01", "ble_max_connections": 3}) as rig:  # fmt: skip
+            gw = rig.gw
+            await rig.wait_connected(["fh-01"])
+            for dev in rig.fleet.devices[1:]:
+                await dev.press_button()
+
+            def pairing_links():
+                return [link for link in rig.links.values() if link.pairing]
+
+            await rig.until(lambda: len(pairing_links()) == MAX_PAIRING_LINKS, 20,
+                            "strangers never held for pairing")  # fmt: skip
+            held = pairing_links()
+            assert await rig.ctl.drop(bluez_address("fh-01"))
+            t0 = time.monotonic()
+            await rig._flowing("fh-01", t0, 20)  # it gets a slot back and streams
+            for _ in range(20):
+                assert len(pairing_links()) <= MAX_PAIRING_LINKS
+                await asyncio.sleep(0.1)
+            await rig.until(lambda: all(link.closed.is_set() for link in held),
+                            gp.WINDOW_S + gp.GRACE_S + 5, "pairing links kept past the window")  # fmt: skip
+            assert "fh-01" in rig.links
+            session = gw.sessions["fh-01"]
+            frames = session.state.stats.frames
+            await rig.until(lambda: session.state.stats.frames > frames + 20, 10, "no frames")
+
+    try:
+        asyncio.run(main())
+    finally:
+        gp.WINDOW_S, gp.GRACE_S = window

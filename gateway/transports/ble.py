@@ -33,7 +33,7 @@ from bleak.exc import BleakError
 from bleak_retry_connector import BleakClientWithServiceCache, establish_connection
 
 from gateway.transports import uuids
-from gateway.transports.base import REFUSED_HOLD_S, DeviceLink, Transport
+from gateway.transports.base import MAX_PAIRING_LINKS, REFUSED_HOLD_S, DeviceLink, Transport
 
 log = logging.getLogger(__name__)
 
@@ -157,6 +157,10 @@ class BleTransport(Transport):
         self._expected: set[str] = set()  # a pairing waits for their next link: no hold-off
         self._tasks: dict[str, asyncio.Task] = {}
         self._slots = asyncio.Semaphore(max_connections)
+        # A device advertising its pairing window may take only a few slots, and never the
+        # last one: anyone in range can advertise the flag, enrolled monitors must still get in.
+        self.max_pairing_links = max(0, min(MAX_PAIRING_LINKS, max_connections - 1))
+        self._pairing_links = 0  # links (and attempts) of devices advertising pairing
         self._connect_lock = asyncio.Lock()
         self._connecting = 0
         self._scanner: BleakScanner | None = None
@@ -279,31 +283,48 @@ class BleTransport(Transport):
                 await self._rescan()
                 await ev.wait()
                 continue
-            async with self._slots:  # the adapter holds only so many links
-                link = await self._connect(dev_id, st)
-                if link is None:
-                    failures += 1
-                    st.failed_attempts += 1
-                    ev.clear()
-                else:
-                    failures = 0
-                    if lost_at is not None:
-                        st.reconnects += 1
-                        link.lost_at = lost_at
-                    reason = await self._serve(dev_id, link, st)
-                    lost_at = time.monotonic()
-                    ev.clear()
-                    if reason != "closed by gateway":
-                        st.drops += 1
+            pairing = self._pairing.get(dev_id, False)
+            if pairing and self._pairing_links >= self.max_pairing_links:
+                await asyncio.sleep(random.uniform(0.5, 1.5))  # until a pairing link ends
+                continue
+            self._pairing_links += pairing
+            try:
+                link, reason = await self._connect_and_serve(dev_id, st, lost_at)
+            finally:
+                self._pairing_links -= pairing
             if link is None:
+                failures += 1
                 # Jittered exponential backoff between rounds of establish_connection (which
                 # already retried with its own backoff), with the slot free for another device.
                 await asyncio.sleep(min(30.0, 0.5 * 2**failures) * random.uniform(0.5, 1.5))
                 continue
+            failures = 0
+            lost_at = time.monotonic()
             await self._rescan()
             if reason == "closed by gateway":  # refused, or paired: not at once again
                 await self._hold_off(dev_id, link.pairing)
             await asyncio.sleep(random.uniform(0.0, 0.2))  # spread a burst of reconnects
+
+    async def _connect_and_serve(self, dev_id: str, st: RadioStats, lost_at: float | None
+                                 ) -> tuple[BleLink | None, str]:  # fmt: skip
+        """One connection in one of the adapter's slots: its link (None: it failed) and why
+        it ended."""
+        ev = self._seen_ev[dev_id]
+        reason = ""
+        async with self._slots:  # the adapter holds only so many links
+            link = await self._connect(dev_id, st)
+            if link is None:
+                st.failed_attempts += 1
+                ev.clear()
+            else:
+                if lost_at is not None:
+                    st.reconnects += 1
+                    link.lost_at = lost_at
+                reason = await self._serve(dev_id, link, st)
+                ev.clear()
+                if reason != "closed by gateway":
+                    st.drops += 1
+        return link, reason
 
     async def _hold_off(self, dev_id: str, pairing: bool) -> None:
         """After the gateway closed a link: wait until the device's pairing flag is not what
