@@ -190,3 +190,23 @@ def test_an_alert_kind_outside_the_catalogue_is_refused():
     with pytest.raises(ValueError):
         AlertTracker("fh-01", lambda *a, **k: sent.append(a)).set("made_up", True, "x")
     assert sent == []
+
+
+def test_a_ble_device_status_with_its_radio_statistics_matches_the_schema():
+    """Every field the BLE transport adds to device status is in the schema, typed: a field
+    added to RadioStats without a schema entry, or with a value of another type, fails here."""
+    import dataclasses
+
+    from gateway import protocol as p
+    from gateway.session import DeviceSession
+    from gateway.transports.ble import RadioStats
+
+    schema = json.loads((SCHEMAS / "device-status.schema.json").read_text())
+    radio = dataclasses.asdict(RadioStats(address="02:AB:CD:EF:01:02", rssi=-61, connected=True,
+                                          last_reconnect_s=0.16))  # fmt: skip
+    assert set(radio) <= set(schema["properties"]["radio"]["properties"])
+    session = DeviceSession("fh-01", p.DeviceType.FETAL_HEART, 15.0)
+    status = session.state.to_dict() | {"last_seen": None, "t": "2026-11-23T10:00:00.000Z",
+                                        "radio": radio}  # fmt: skip
+    assert set(status["stats"]) <= set(schema["properties"]["stats"]["properties"])
+    validator("device-status").validate(status)
