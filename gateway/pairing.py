@@ -275,8 +275,11 @@ class PairingManager:
             if expect is not None:
                 expect(device_id)  # its next link comes at once, not after a hold-off
             session = getattr(self.gw, "sessions", {}).get(device_id)
-            if session is not None and session.link is not None:
-                await session.link.close()  # enrolled under a key it no longer proves
+            auth = getattr(session, "auth", None)
+            if session is not None and session.link is not None and not (auth and auth.established):
+                # enrolled under a key it does not prove (yet): its link is taken for the
+                # attempt; it reconnects as before if the attempt fails
+                await session.link.close()
             try:
                 await asyncio.wait_for(e.linked.wait(), wait_s)
             except TimeoutError:

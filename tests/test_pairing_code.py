@@ -120,8 +120,14 @@ def test_scan_the_label_confirm_and_the_monitor_streams(tmp_path, monkeypatch):
         gw = Gateway(cfg)
         task = asyncio.create_task(gw.run(stop))
         await asyncio.wait_for(gw.ready.wait(), 10)
-        allowed: list[str] = []
-        gw.transport.allow = allowed.append  # as the BLE radio's allowlist (gateway/transports)
+        allowed: set[str] = set()  # as the BLE radio's allowlist (gateway/transports/ble.py)
+
+        def allow(dev_id: str) -> bool:
+            added = dev_id not in allowed
+            allowed.add(dev_id)
+            return added
+
+        gw.transport.allow, gw.transport.disallow = allow, allowed.discard
         fleet = Fleet(specs, radio, tmp_path / "devices", gateway=cfg)
         dev, other = fleet.devices
         await fleet.start()
@@ -217,6 +223,7 @@ def test_scan_the_label_confirm_and_the_monitor_streams(tmp_path, monkeypatch):
             status, body = await call(_json, opener, url, "/api/pair/add", {"code": forged})
             assert status == 409 and "does not hold this label's secret" in body["error"], body
             assert "Nothing was changed" in body["error"] and book.get("fh-other") is None
+            assert allowed == {"fh-new"}  # the allowlist entry for the attempt is taken back
             assert json.loads((other.dir / "device.json").read_text())["key"] == other.key.hex()
             await _until(lambda: other.console_lines("PAIR closed commitment mismatch"), 5,
                          "the monitor did not end the exchange")  # fmt: skip

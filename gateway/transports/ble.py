@@ -210,11 +210,20 @@ class BleTransport(Transport):
         st = self.stats.get(device_id)
         return asdict(st) if st else None
 
-    def allow(self, device_id: str) -> None:
+    def allow(self, device_id: str) -> bool:
         """Add a device to the allowlist: one just paired comes back without its pairing
-        flag, and would otherwise be ignored until the configuration lists it."""
-        if self.enrolled:
-            self.enrolled.add(device_id)
+        flag, and would otherwise be ignored until the configuration lists it. True if it was
+        not on it (a failed pairing then takes it back with disallow)."""
+        if not self.enrolled or device_id in self.enrolled:
+            return False
+        self.enrolled.add(device_id)
+        return True
+
+    def disallow(self, device_id: str) -> None:
+        """Take a device off the allowlist (one allowed for a pairing that failed)."""
+        if device_id in self.enrolled and len(self.enrolled) > 1:
+            self.enrolled.discard(device_id)
+            self._seen.pop(device_id, None)  # its task waits for an advertisement that passes
 
     def expect(self, device_id: str) -> None:
         """A label pairing waits for this device: end its hold-off (if any) at once."""

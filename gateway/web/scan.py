@@ -5,9 +5,11 @@ label").
 The tap starts a pairing by label (gateway/pairing.py): the gateway takes the monitor's next
 link, agrees on a new key with it by Diffie-Hellman authenticated by the label's pairing
 secret, and enrols it with that key once both sides have confirmed it. Nothing is enrolled
-before that, and a monitor that does not hold the secret changes nothing on either side. A
-monitor already connected with its enrolled key is left alone. Login required, as for every
-other page of the gateway; writes need the X-Perimon header (CSRF).
+before that, and a monitor that does not hold the secret changes nothing on either side: no key,
+and the radio's allowlist entry added for the attempt is taken back. A monitor already
+connected with its enrolled key is left alone; one connected that does not (yet) prove it is
+disconnected for the attempt and reconnects right after it. Login required, as for every other
+page of the gateway; writes need the X-Perimon header (CSRF).
 """
 
 from __future__ import annotations
@@ -150,13 +152,16 @@ def scan_routes(gw, api_auth, headers) -> list[Route]:
         if state == "same":
             return headers(JSONResponse({"device_id": dev_id, "state": "paired", "message":
                                          f"{dev_id} is already paired with this gateway."}))  # fmt: skip
-        allow = getattr(getattr(gw, "transport", None), "allow", None)  # a radio allowlist (BLE)
-        if allow is not None:
-            allow(dev_id)  # else a listed-only radio would never connect it
+        transport = getattr(gw, "transport", None)
+        allow = getattr(transport, "allow", None)  # a radio allowlist (BLE)
+        # else a listed-only radio would never connect it; taken back if the pairing fails
+        added = bool(allow(dev_id)) if allow is not None else False
         log.info("%s: pairing by its label", dev_id)
+        paired = False
         try:
             await pairing_for(gw).pair_by_label(dev_id, label.device_type, label.secret,
                                                 LINK_WAIT_S)  # fmt: skip
+            paired = True
         except PairingError as exc:
             log.warning("%s: pairing by its label failed: %s", dev_id, exc)
             return fail(
@@ -167,6 +172,9 @@ def scan_routes(gw, api_auth, headers) -> list[Route]:
         except (EnrolmentError, OSError) as exc:
             log.error("pairing by label: %s", exc)
             return fail(500, "The gateway could not save the monitor; see its log.")
+        finally:
+            if added and not paired:
+                transport.disallow(dev_id)
         entry = gw.enrolment.get(dev_id)
         streaming = entry is not None and await _comes_back(gw, dev_id, entry.key, LINK_WAIT_S)
         message = (
