@@ -119,3 +119,27 @@ def test_a_port_without_a_device_is_a_one_line_error(tmp_path, capsys):
     assert rc == 2
     assert "no answer from the device" in capsys.readouterr().err
     assert not (tmp_path / "gw" / "enrolment.json").exists()
+
+
+def test_a_label_that_cannot_be_written_stops_before_the_device_keeps_anything(
+    tmp_path, device_on_pty, capsys
+):
+    """The label is the only copy of the pairing secret: a label path that cannot be written
+    (a missing directory) is a one-line error before COMMIT, the device keeps nothing and
+    nothing is enrolled; a label that can be written is readable by its owner only."""
+    port, settings, proc = device_on_pty("fetal_heart")
+    missing = tmp_path / "no-such-dir" / "fh-42.svg"
+    rc = cli_main(["provision", port, "--id", "fh-42", "--config", _cfg(tmp_path),
+                   "--label", str(missing)])  # fmt: skip
+    assert rc == 2
+    err = capsys.readouterr().err
+    assert "cannot write the label" in err and "Traceback" not in err
+    assert not settings.exists() or "key" not in json.loads(settings.read_text())
+    assert not (tmp_path / "gw" / "enrolment.json").exists()
+    label = tmp_path / "fh-42.svg"
+    rc = cli_main(["provision", port, "--id", "fh-42", "--config", _cfg(tmp_path),
+                   "--label", str(label)])  # fmt: skip
+    assert rc == 0
+    assert proc.wait(10) == 0
+    assert "fh-42" in label.read_text() and label.stat().st_mode & 0o077 == 0
+    assert len(json.loads(settings.read_text())["pair_secret"]) == 32

@@ -68,7 +68,7 @@ def cmd_provision(args: argparse.Namespace) -> int:
     import serial
 
     from gateway.config import ConfigError, load_config
-    from gateway.enrolment import Enrolment, EnrolmentError, enrolment_path
+    from gateway.enrolment import Enrolment, enrolment_path
 
     try:
         cfg = load_config(args.config)
@@ -91,6 +91,26 @@ def cmd_provision(args: argparse.Namespace) -> int:
     book = Enrolment(Path(args.enrolment) if args.enrolment else enrolment_path(cfg))
     if args.label and Path(args.label).suffix.lower() not in (".svg", ".png"):
         raise UserError(f"--label {args.label}: the label is written as .svg or .png")
+    label_file = None
+    if args.label:
+        from gateway.cli.provision_label import open_label
+
+        # The label is the only copy of the pairing secret: make sure it can be written before
+        # the device keeps a secret nobody could print.
+        try:
+            label_file = open_label(args.label)
+        except OSError as exc:
+            raise UserError(f"--label {args.label}: cannot write the label: {exc}") from None
+    try:
+        return _provision(args, serial, gateway_id, calibration, book, label_file)
+    finally:
+        if label_file is not None and not label_file.closed:  # not provisioned: no label
+            label_file.close()
+            Path(args.label).unlink(missing_ok=True)
+
+
+def _provision(args, serial, gateway_id: str, calibration, book, label_file) -> int:
+    from gateway.enrolment import EnrolmentError
 
     try:
         port = serial.Serial(args.port, args.baud, timeout=args.timeout)
@@ -125,6 +145,19 @@ def cmd_provision(args: argparse.Namespace) -> int:
         ):
             raise UserError(f"the device did not keep its settings: {stored}")
         con.ask("QUIT")
+    label_path = None
+    if args.label:  # first: the label is the only copy of the pairing secret the device kept
+        from gateway.cli.provision_label import write_label
+        from gateway.web.pair_code import DEFAULT_PAIR_URL
+
+        url = args.pair_url or DEFAULT_PAIR_URL
+        try:
+            label_path = write_label(args.label, args.id, device_type, pair_secret, url,
+                                     label_file)  # fmt: skip
+        except OSError as exc:
+            raise UserError(f"--label {args.label}: the device is provisioned, but its label "
+                            f"could not be written ({exc}): provision it again for a new "
+                            "label") from None  # fmt: skip
     try:
         book.enrol(args.id, device_type, key)
     except (EnrolmentError, OSError) as exc:
@@ -132,12 +165,7 @@ def cmd_provision(args: argparse.Namespace) -> int:
     print(
         f"{args.id} ({device_type}) provisioned for gateway {gateway_id}; enrolled in {book.path}"
     )
-    if args.label:
-        from gateway.cli.provision_label import write_label
-        from gateway.web.pair_code import DEFAULT_PAIR_URL
-
-        url = args.pair_url or DEFAULT_PAIR_URL
-        path = write_label(args.label, args.id, device_type, pair_secret, url)
-        print(f"pairing label: {path} (it lets whoever holds it pair the monitor: print it, "
-              "then delete the file)")  # fmt: skip
+    if label_path is not None:
+        print(f"pairing label: {label_path} (it lets whoever holds it pair the monitor: print "
+              "it, then delete the file)")  # fmt: skip
     return 0

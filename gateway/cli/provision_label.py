@@ -8,7 +8,9 @@ SVG (the whole label, 56 x 30 mm, for a label printer) or PNG (the QR code alone
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
+from typing import BinaryIO
 from xml.sax.saxutils import escape
 
 import segno
@@ -24,18 +26,33 @@ def label_link(device_id: str, device_type: str, secret: bytes,
     return pair_link(encode(device_id, device_type, secret), pair_url)
 
 
+def open_label(path: str | Path) -> BinaryIO:
+    """Create (or empty) the label file, readable by its owner only: it carries the pairing
+    secret. Opened before the device is provisioned, so that a path that cannot be written
+    fails before anything changes (OSError)."""
+    path = Path(path)
+    if path.suffix.lower() not in (".svg", ".png"):
+        raise ValueError(f"{path}: a label is .svg or .png")
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    try:
+        os.fchmod(fd, 0o600)  # an existing file keeps its mode otherwise
+    except OSError:
+        os.close(fd)
+        raise
+    return os.fdopen(fd, "wb")
+
+
 def write_label(path: str | Path, device_id: str, device_type: str, secret: bytes,
-                pair_url: str = DEFAULT_PAIR_URL) -> Path:  # fmt: skip
-    """Write the label (by the file's suffix: .svg or .png) for the monitor's pairing secret;
-    returns the path."""
+                pair_url: str = DEFAULT_PAIR_URL, out: BinaryIO | None = None) -> Path:  # fmt: skip
+    """Write the label (by the file's suffix: .svg or .png) for the monitor's pairing secret,
+    to `out` if given (from open_label) or to a file opened here; returns the path."""
     path = Path(path)
     qr = segno.make_qr(label_link(device_id, device_type, secret, pair_url), error="m")
-    if path.suffix.lower() == ".png":
-        qr.save(str(path), kind="png", scale=8, border=_BORDER)
-        return path
-    if path.suffix.lower() != ".svg":
-        raise ValueError(f"{path}: a label is .svg or .png")
-    path.write_text(_svg(qr, device_id, device_type), encoding="utf-8")
+    with out if out is not None else open_label(path) as f:
+        if path.suffix.lower() == ".png":
+            qr.save(f, kind="png", scale=8, border=_BORDER)
+        else:
+            f.write(_svg(qr, device_id, device_type).encode("utf-8"))
     return path
 
 
