@@ -12,7 +12,7 @@ import time
 
 from gateway import protocol as p
 from gateway import systemd
-from gateway.auth import FrameAuth
+from gateway.auth import FrameAuth, report_verification
 from gateway.config import Config
 from gateway.enrolment import Enrolment, EnrolmentError, enrolment_path
 from gateway.history import History
@@ -173,6 +173,7 @@ class Gateway:
 
     async def _after_connect(self, session: DeviceSession) -> None:
         await session.after_connect()
+        report_verification(session, self.publish)  # alert device_unverified (gateway/auth.py)
         self.publish_device_status(session)
 
     def _resume(self, session: DeviceSession, boot: int) -> None:

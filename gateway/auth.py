@@ -17,6 +17,7 @@ import struct
 from collections import deque
 
 from gateway import protocol as p
+from gateway.alerts import AlertTracker
 
 log = logging.getLogger(__name__)
 
@@ -163,3 +164,23 @@ class FrameAuth:
             seen.discard(old)
             floor[0] = max(floor[0], old)
         return True
+
+
+def report_verification(session, publish) -> None:
+    """After a connection's handshake: raise the `device_unverified` alert for an enrolled
+    device that is connected but did not answer its session challenge with its enrolled key
+    (a wrong key, or not the enrolled device: paired with another gateway since, or someone
+    else's), and clear it once the device answers with that key again. Its frames are dropped
+    meanwhile, and a link that merely shows "connected" would not tell anyone."""
+    auth = getattr(session, "auth", None)
+    if auth is None:
+        return
+    tracker = getattr(session, "verification_alerts", None)
+    if tracker is None:
+        tracker = session.verification_alerts = AlertTracker(session.state.device_id, publish)
+    if auth.established:
+        tracker.set("device_unverified", False, "the device answers with its enrolled key")
+    elif session.link is not None:  # not a link that went away during the handshake
+        detail = (f"connected, but it does not prove its enrolled key "
+                  f"({session.state.stats.auth_failed} failed checks); its readings are dropped")  # fmt: skip
+        tracker.set("device_unverified", True, detail, severity="high")

@@ -162,7 +162,10 @@ def test_only_enrolled_untampered_devices_get_readings_into_mqtt(tls, tmp_path):
     # nobody else has a single reading, alert or finding published
     assert hospital.kinds("tcb-02") == set() and "tcb-02" not in gw.sessions
     for dev in ("tcb-03", "tcb-04", "fh-05"):
-        assert hospital.kinds(dev) <= {"status"}, (dev, hospital.kinds(dev))
+        assert hospital.kinds(dev) <= {"status", "alert"}, (dev, hospital.kinds(dev))
+        alerts = {m["alert"] for t, m in hospital.messages if t.endswith(f"/{dev}/alert")}
+        assert alerts <= {"device_unverified"}, (dev, alerts)  # no finding of its own
+    assert _alerts(hospital, "tcb-03") == ["raised"]  # the wrong key is reported
     assert gw.sessions["tcb-03"].state.stats.auth_failed >= 1  # its session reply fails
     assert gw.sessions["tcb-04"].state.stats.unsigned >= 1
     fh5 = gw.sessions["fh-05"].state.stats
@@ -175,3 +178,62 @@ def test_only_enrolled_untampered_devices_get_readings_into_mqtt(tls, tmp_path):
     status = [m for t, m in hospital.messages
               if t == f"{PREFIX}/gw-test/device/fh-05/status"][-1]  # fmt: skip
     assert status["stats"]["auth_failed"] >= 1
+
+
+def _alerts(hospital: Hospital, device: str) -> list[str]:
+    """The states of the device's device_unverified alerts published so far, in order."""
+    with hospital.lock:
+        return [m["state"] for t, m in hospital.messages
+                if t == f"{PREFIX}/gw-test/device/{device}/alert"
+                and m["alert"] == "device_unverified"]  # fmt: skip
+
+
+def test_a_device_that_does_not_prove_its_enrolled_key_raises_an_alert(tls, tmp_path):
+    """A monitor re-paired elsewhere (from its label, say) still connects, with another key:
+    its session challenge fails, and the gateway raises device_unverified on MQTT instead of
+    only counting auth_failed; once it answers with the enrolled key again, it is cleared."""
+    radio = f"127.0.0.1:{free_port()}"
+    cfg = config_from_dict({
+        "gateway": {"id": "gw-test", "data_dir": str(tmp_path / "gw")},
+        "mqtt": {"host": "127.0.0.1", "port": tls.cert_port, "tls": True,
+                 "ca_file": str(tls.certs / "ca.crt"),
+                 "cert_file": str(tls.certs / "gw-test.crt"),
+                 "key_file": str(tls.certs / "gw-test.key")},
+        "radio": {"listen": radio},
+        "processing": {"status_interval_s": 1.0},
+    })  # fmt: skip
+    spec = DeviceSpec("fh-07", "fetal_heart", seed=11, enrolled=False)
+    book = Enrolment(enrolment_path(cfg))
+    book.enrol("fh-07", "fetal_heart", secrets.token_bytes(32))  # not the device's key
+    hospital = Hospital(tls)
+
+    async def until(pred, timeout_s: float, what: str) -> None:
+        for _ in range(int(timeout_s * 10)):
+            if pred():
+                return
+            await asyncio.sleep(0.1)
+        raise AssertionError(what)
+
+    async def main():
+        stop = asyncio.Event()
+        gw = Gateway(cfg)
+        task = asyncio.create_task(gw.run(stop))
+        await asyncio.wait_for(gw.ready.wait(), 10)
+        fleet = Fleet([spec], radio, tmp_path / "devices", gateway=cfg)
+        await fleet.start()
+        try:
+            await until(lambda: _alerts(hospital, "fh-07") == ["raised"], 20, "no alert")
+            session = gw.sessions["fh-07"]
+            assert session.link is not None and not session.auth.established
+            book.enrol("fh-07", "fetal_heart", fleet.devices[0].key)  # its key again
+            await session.link.close()  # it reconnects, and proves the enrolled key
+            await until(lambda: _alerts(hospital, "fh-07") == ["raised", "cleared"], 30,
+                        f"not cleared: {_alerts(hospital, 'fh-07')}")  # fmt: skip
+            assert session.auth.established
+        finally:
+            await fleet.stop()
+            stop.set()
+            await task
+
+    asyncio.run(main())
+    hospital.close()

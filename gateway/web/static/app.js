@@ -39,6 +39,7 @@ const ALERT_TEXT = {
   tcb_above_exchange: "TcB at/above exchange line", tcb_escalation_of_care: "TcB near exchange line",
   tcb_above_phototherapy: "TcB above phototherapy line",
   serum_bilirubin_advised: "Serum bilirubin advised", tcb_rapid_rise: "TcB rising fast",
+  device_unverified: "Monitor not verified: paired elsewhere?",
 };
 const ZONE_TEXT = { low: "low", low_intermediate: "low-intermediate",
   high_intermediate: "high-intermediate", high: "high", not_defined: "not defined (<12 h)" };
