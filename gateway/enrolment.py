@@ -22,7 +22,7 @@ from pathlib import Path
 
 from gateway import protocol as p
 
-_ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$")
+DEVICE_ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$")  # 1-64: letters, digits, - _
 _TYPES = {"fetal_heart": p.DeviceType.FETAL_HEART, "jaundice": p.DeviceType.JAUNDICE}
 _LOCK = threading.Lock()
 
@@ -116,7 +116,7 @@ class Enrolment:
 
 
 def _entry(dev_id: str, e: dict) -> Enrolled:
-    if not _ID_RE.match(dev_id):
+    if not DEVICE_ID_RE.match(dev_id):
         raise EnrolmentError(f"{dev_id!r} is not a valid device id")
     if e.get("type") not in _TYPES:
         raise EnrolmentError(f"{dev_id}: type must be one of {', '.join(_TYPES)}")

@@ -27,7 +27,7 @@ import time
 from dataclasses import dataclass, field
 
 from gateway import protocol as p
-from gateway.enrolment import _ID_RE
+from gateway.enrolment import DEVICE_ID_RE
 from gateway.session import await_reply, unsigned_control_frame
 from gateway.transports.base import MAX_PAIRING_LINKS, REFUSED_HOLD_S, DeviceLink
 
@@ -146,7 +146,7 @@ class PairingManager:
             log.info("%s: connected for pairing by its label", link.device_id)
             return
         self._expire()
-        ok_id = bool(_ID_RE.match(link.device_id))
+        ok_id = bool(DEVICE_ID_RE.match(link.device_id))
         held = sum(1 for x in self.pending.values() if x.link is not None)
         if (
             not ok_id

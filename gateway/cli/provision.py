@@ -13,14 +13,12 @@ from __future__ import annotations
 
 import argparse
 import json
-import re
 import secrets
 from pathlib import Path
 
 from gateway.cli import UserError
+from gateway.enrolment import DEVICE_ID_RE
 from gateway.protocol import PAIR_SECRET_LEN
-
-_ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$")
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -78,7 +76,7 @@ def cmd_provision(args: argparse.Namespace) -> int:
     if args.config and args.gateway and args.gateway != cfg.gateway.id:
         raise UserError(f"--gateway {args.gateway} is not this config's gateway {cfg.gateway.id}")
     for what, value in (("--id", args.id), ("--gateway", gateway_id)):
-        if not _ID_RE.match(value):
+        if not DEVICE_ID_RE.match(value):
             raise UserError(f"{what}: {value!r} must be 1-64 letters, digits, '-' or '_'")
     calibration = None
     if args.calibration:

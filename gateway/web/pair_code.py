@@ -24,19 +24,20 @@ from __future__ import annotations
 import base64
 import binascii
 import hashlib
-import re
 from dataclasses import dataclass
 from urllib.parse import parse_qs, urlsplit
 
+from gateway.enrolment import DEVICE_ID_RE
+from gateway.protocol import PAIR_SECRET_LEN, DeviceType
+
 VERSION = 2
 OLD_VERSION = 1  # carried the device key (32 bytes) where the pairing secret is now
-SECRET_LEN = 16  # gateway.protocol.PAIR_SECRET_LEN
+SECRET_LEN = PAIR_SECRET_LEN
 _OLD_KEY_LEN = 32
 CHECK_LEN = 4
 LABEL_CHECK = b"perimon-v1 label"
 DEFAULT_PAIR_URL = "http://perimon.local:8080/pair"
-TYPES = {"fetal_heart": 1, "jaundice": 2}  # gateway.protocol.DeviceType
-_ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$")  # as gateway/enrolment.py
+TYPES = {"fetal_heart": DeviceType.FETAL_HEART, "jaundice": DeviceType.JAUNDICE}
 _NOT_OURS = "This is not the code of a perimon monitor."
 OLD_LABEL = (
     "This label is from an older version of perimon and cannot be used any more: "
@@ -60,7 +61,7 @@ def _check(body: bytes) -> bytes:
 
 
 def encode(device_id: str, device_type: str, secret: bytes) -> str:
-    if not _ID_RE.match(device_id) or device_type not in TYPES or len(secret) != SECRET_LEN:
+    if not DEVICE_ID_RE.match(device_id) or device_type not in TYPES or len(secret) != SECRET_LEN:
         raise ValueError(
             f"a label needs a valid device id, a device type and a {SECRET_LEN}-byte secret"
         )
@@ -100,6 +101,6 @@ def decode(scanned: str) -> LabelCode:
         )
     types = {v: k for k, v in TYPES.items()}
     device_id = body[3 : 3 + n].decode("ascii", "replace")
-    if body[1] not in types or not _ID_RE.match(device_id):
+    if body[1] not in types or not DEVICE_ID_RE.match(device_id):
         raise LabelCodeError(_NOT_OURS)
     return LabelCode(device_id, types[body[1]], bytes(body[3 + n :]))
