@@ -23,7 +23,8 @@ ALERT_KINDS = {
     "tcb_above_phototherapy": "TcB at or above the AAP 2022 phototherapy threshold",
     "serum_bilirubin_advised": "the AAP 2022 rule asks for a serum bilirubin to confirm",
     "tcb_rapid_rise": "TcB rising faster than the AAP 2022 rate for haemolysis",
-    "device_unverified": "an enrolled device connected but does not prove its enrolled key",
+    "device_unverified": "an enrolled device does not prove its enrolled key, or its frames fail "
+    "verification",
 }
 
 

@@ -12,7 +12,7 @@ import time
 
 from gateway import protocol as p
 from gateway import systemd
-from gateway.auth import FrameAuth, report_verification
+from gateway.auth import FrameAuth, report_failed_frames, report_verification
 from gateway.config import Config
 from gateway.enrolment import Enrolment, EnrolmentError, enrolment_path
 from gateway.history import History
@@ -196,6 +196,7 @@ class Gateway:
             log.info("%s: boot %d resumes after %s", session.state.device_id, boot, marks)
 
     def publish_device_status(self, session: DeviceSession) -> None:
+        report_failed_frames(session, self.publish)  # alert device_unverified (gateway/auth.py)
         st = session.state
         payload = st.to_dict()
         payload["last_seen"] = iso_time(st.last_seen) if st.last_seen else None

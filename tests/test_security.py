@@ -170,6 +170,8 @@ def test_only_enrolled_untampered_devices_get_readings_into_mqtt(tls, tmp_path):
     assert gw.sessions["tcb-04"].state.stats.unsigned >= 1
     fh5 = gw.sessions["fh-05"].state.stats
     assert n_tampered > 20 and fh5.auth_failed >= n_tampered - 5, (n_tampered, fh5)
+    fh5_alerts = [m for t, m in hospital.messages if t == f"{PREFIX}/gw-test/device/fh-05/alert"]
+    assert [m["state"] for m in fh5_alerts][:1] == ["raised"], fh5_alerts  # altered frames
     # the stranger is reported, retained, with no data of its own
     unknown = [m for t, m in hospital.messages if t == f"{PREFIX}/gw-test/unknown_devices"]
     assert unknown and unknown[-1]["devices"][0]["device_id"] == "tcb-02"
