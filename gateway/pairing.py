@@ -5,7 +5,8 @@ committing to its public value first, and confirm the key both ways before eithe
 it (docs/protocol.md, "Pairing"). They differ only in what authenticates the exchange:
 
 * button: a device whose button was pressed advertises "pairing" for two minutes; the gateway
-  keeps such a link open instead of refusing it and lists the device as "wants to pair". Both
+  keeps such a link open instead of refusing it (at most MAX_PENDING at once, each closed after
+  the window) and lists the device as "wants to pair". Both
   sides show the same 4-digit code, derived from both public values; if the codes match, the
   user presses the device's button and confirms on the page.
 * label: the label printed at provisioning carries a pairing secret (gateway/web/pair_code.py).
