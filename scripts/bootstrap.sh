@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Set up what perimon needs on a Debian 12 / Raspberry Pi OS (bookworm) machine with python3:
-# a .venv with the pinned packages, and (for the tests, with --system) Debian's mosquitto and
-# dbus. Safe to run again: it only installs what is missing or changed.
+# a .venv with the pinned packages, and (for the tests, with --system) the Debian packages the
+# tests use, listed below. Safe to run again: it only installs what is missing or changed.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -31,6 +31,7 @@ if [ "${1:-}" = "--system" ]; then
     # debootstrap: the installer is tested in a clean Debian chroot; zbar-tools: the monitors'
     # pairing labels are read back as a phone camera would.
     command -v debootstrap >/dev/null || [ -x /usr/sbin/debootstrap ] || apt_install debootstrap
+    command -v zstd >/dev/null || apt_install zstd  # the cached chroot is a .tar.zst
     command -v zbarimg >/dev/null || apt_install zbar-tools
     # chromium: the nurse and mother pages are tested in a real headless browser (Playwright
     # drives Debian's build; it never downloads one); fonts-noto-cjk: the Chinese pages.
