@@ -8,6 +8,7 @@ import os
 import struct
 import tty
 
+import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -34,15 +35,24 @@ def test_bad_escape_drops_only_that_packet():
     assert out == [b"ok"] and dec.errors == 1
 
 
+@pytest.fixture
+def pty_pair():
+    """A raw pseudo-terminal: (the device's end, the end the gateway opens by its path)."""
+    master, slave = os.openpty()
+    tty.setraw(slave)
+    yield master, slave
+    os.close(master)
+    os.close(slave)
+
+
 def _frame(seq: int) -> bytes:
     return p.encode_frame(
         p.Frame(p.Flag(0), p.DeviceType.FETAL_HEART, p.Stream.STATUS, 1, seq, 0, b"\x01\x02")
     )
 
 
-def test_device_on_a_pty_links_streams_takes_writes_and_unplugs():
-    master, slave = os.openpty()
-    tty.setraw(slave)
+def test_device_on_a_pty_links_streams_takes_writes_and_unplugs(pty_pair):
+    master, slave = pty_pair
     path = os.ttyname(slave)
     got: list[bytes] = []
     closed: list[str] = []
@@ -93,21 +103,16 @@ def test_device_on_a_pty_links_streams_takes_writes_and_unplugs():
         await t.stop()
         return writes
 
-    try:
-        writes = asyncio.run(main())
-    finally:
-        os.close(master)
-        os.close(slave)
+    writes = asyncio.run(main())
     assert got == [_frame(i) for i in range(5)]
     assert writes == [_frame(100), _frame(101)]
     assert closed and closed[0] == "closed by gateway"
 
 
-def test_bad_packets_are_dropped_and_a_repeated_hello_keeps_the_link():
+def test_bad_packets_are_dropped_and_a_repeated_hello_keeps_the_link(pty_pair):
     """A HELLO that is not JSON, one without an id, an unknown kind: each dropped and counted,
     the port stays open; the same HELLO twice (it crossed WHO) gives one link, a new one two."""
-    master, slave = os.openpty()
-    tty.setraw(slave)
+    master, slave = pty_pair
     links = []
     closed: list[str] = []
     hello = json.dumps({"id": "fh-08", "type": 1, "run": "a1"}).encode()
@@ -134,11 +139,7 @@ def test_bad_packets_are_dropped_and_a_repeated_hello_keeps_the_link():
         await t.stop()
         return t
 
-    try:
-        t = asyncio.run(main())
-    finally:
-        os.close(master)
-        os.close(slave)
+    t = asyncio.run(main())
     assert t.line_errors == 3
     assert closed[0] == "device restarted" and links[1].device_id == "fh-08"
 
@@ -216,11 +217,10 @@ def test_real_firmware_on_a_cable_links_answers_survives_noise_and_replugs(tmp_p
     asyncio.run(main())
 
 
-def test_a_device_that_stops_reading_its_cable_does_not_stall_the_gateway():
+def test_a_device_that_stops_reading_its_cable_does_not_stall_the_gateway(pty_pair):
     """Writes wait in a thread: the event loop keeps serving while the kernel buffer is full,
     and the stuck write ends as a link error after the write timeout, not a hang."""
-    master, slave = os.openpty()
-    tty.setraw(slave)
+    master, slave = pty_pair
     hello = json.dumps({"id": "fh-09", "type": 1}).encode()
 
     async def main() -> tuple[float, list[str]]:
@@ -254,20 +254,15 @@ def test_a_device_that_stops_reading_its_cable_does_not_stall_the_gateway():
         await t.stop()
         return worst, errors
 
-    try:
-        worst, errors = asyncio.run(main())
-    finally:
-        os.close(master)
-        os.close(slave)
+    worst, errors = asyncio.run(main())
     assert errors, "the writes should have timed out against a device that reads nothing"
     assert worst < 0.5, f"the event loop stalled for {worst:.2f} s"
 
 
-def test_an_absurdly_nested_hello_is_dropped_and_the_port_keeps_serving():
+def test_an_absurdly_nested_hello_is_dropped_and_the_port_keeps_serving(pty_pair):
     """json.loads raises RecursionError, not ValueError, on deep nesting: still just a bad
     packet; the next good HELLO gets its link."""
-    master, slave = os.openpty()
-    tty.setraw(slave)
+    master, slave = pty_pair
     links = []
 
     async def main() -> SerialTransport:
@@ -287,9 +282,5 @@ def test_an_absurdly_nested_hello_is_dropped_and_the_port_keeps_serving():
         await t.stop()
         return t
 
-    try:
-        t = asyncio.run(main())
-    finally:
-        os.close(master)
-        os.close(slave)
+    t = asyncio.run(main())
     assert [x.device_id for x in links] == ["fh-10"] and t.line_errors == 1
