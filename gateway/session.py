@@ -114,8 +114,8 @@ class DeviceSession:
         self._frame_t_ms: dict[tuple[int, int], int] = {}
         self._req_id = 0
         self._pending: dict[int, asyncio.Future] = {}
-        self._resend_asked: dict[tuple[int, int], float] = {}
-        self._resend_from: dict[tuple[int, int], int] = {}  # (stream, end) -> first seq asked
+        # RESEND requests in flight: (stream, end seq) -> (first seq asked, when asked)
+        self._resends: dict[tuple[int, int], tuple[int, float]] = {}
         self.clock_offset_ms: float | None = None  # unix_ms = device_ms + offset
         self._last_sync = 0.0
         self.on_info = lambda info: None
@@ -163,7 +163,7 @@ class DeviceSession:
             start = r.next_seq if r is not None and r.next_seq is not None else None
             if start is None:  # none seen from this boot: from the resume point, or the start
                 start = self.resume_from.get(stream, 0)
-            self._resend_from[(stream, p.SEQ_END)] = start  # its answer may report a loss
+            self._resends[(stream, p.SEQ_END)] = (start, time.monotonic())  # may report a loss
             await self.request(p.Op.RESEND, p.resend_args(stream, start, p.SEQ_END))
 
     def detach(self, reason: str) -> None:
@@ -270,8 +270,7 @@ class DeviceSession:
         self._broken.clear()
         self._rate_ref.clear()
         self.state.rate_errors.clear()
-        self._resend_asked.clear()
-        self._resend_from.clear()
+        self._resends.clear()
         if self.processor:
             self.processor.on_boot(boot)
         self.resume_from.clear()
@@ -412,7 +411,7 @@ class DeviceSession:
         except p.FrameError:
             return
         r = self.streams.get(stream)
-        asked = self._resend_from.get((stream, end))
+        asked = self._resends.get((stream, end), (None, 0.0))[0]
         if end == p.SEQ_END:  # the ask on connect (ask_for_readings_sent_while_away)
             if reply.status != p.Status.OK:
                 return  # nothing held from `asked` on: nothing to deliver, no loss to tell
@@ -425,8 +424,8 @@ class DeviceSession:
             return
         if first > r.next_seq:
             self._deliver(stream, r.skip_to(first, now=time.monotonic()))
-        for key in [k for k in self._resend_from if k[0] == stream and k[1] <= r.next_seq]:
-            del self._resend_from[key]  # gaps that are behind us now
+        for key in [k for k in self._resends if k[0] == stream and k[1] <= r.next_seq]:
+            del self._resends[key]  # gaps that are behind us now
 
     # ---- gaps ----
 
@@ -436,14 +435,13 @@ class DeviceSession:
         now = time.monotonic()
         for lo, hi in r.missing():
             key = (stream, hi)  # a gap fills from its bottom: its top names it while it does
-            if now - self._resend_asked.get(key, -1e9) < _RESEND_RETRY_S:
+            if now - self._resends.get(key, (0, -1e9))[1] < _RESEND_RETRY_S:
                 continue
-            self._resend_asked[key] = now
             self.state.stats.resend_requests += 1
             ask = lo
             if self._resumed.get(stream) == lo and stream in p.SAMPLE_STREAMS:
                 ask = max(0, lo - _RESUME_SLACK)  # also the frame that straddles the resume point
-            self._resend_from[(stream, hi)] = ask
+            self._resends[key] = (ask, now)
             asyncio.get_running_loop().create_task(
                 self.request(p.Op.RESEND, p.resend_args(p.Stream(stream), ask, hi))
             )
