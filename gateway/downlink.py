@@ -15,6 +15,13 @@ Commands:
 * `{"command": "get_report", "session_id": "fh-01:3:121"}`: the answer is the session report
   PDF (content type application/pdf), or a JSON rejection
 
+Refused before anything is applied (docs/mqtt.md, "Commands"): a command larger than
+`MAX_COMMAND_BYTES`, one that is not JSON (nested too deeply included), one published with the
+retain flag (the broker would replay it at every reconnection), and one whose Response Topic
+lies in the perimon topic tree outside this gateway's `reply/` subtree (an answer there would
+pose as data: an alert, a reading, another gateway's message). Every error answer is one line
+of at most `MAX_ERROR_CHARS`.
+
 Risk colour: the five-colour pregnancy risk grading of China's National Health Commission
 (NHC General Office, "Work specification for pregnancy risk assessment and management",
 Guo Wei Ban Fu You Fa [2017] No. 35): green low risk, yellow general risk, orange relatively
@@ -36,6 +43,7 @@ import time
 import paho.mqtt.client as mqtt
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
+from paho.mqtt.subscribeoptions import SubscribeOptions
 
 from gateway.mqtt import gateway_topic, iso_time
 
@@ -45,6 +53,15 @@ ESCALATING_COLOURS = ("orange", "red", "purple")
 HOSPITAL_SETTINGS = ("risk_colour", "measurement_interval_min")  # what a command may set
 COMMANDS = ("set_settings", "get_settings", "ack_alert", "set_schedule", "get_schedule",
             "get_report")  # fmt: skip
+# The largest command is a set_schedule with six times, a few hundred bytes: 16 KiB leaves room
+# for any valid one and keeps an oversized publish from costing a parse on the event loop.
+MAX_COMMAND_BYTES = 16 * 1024
+# An error names what is wrong in one line; it never echoes the command back (a reply as large
+# as a hostile command would double its cost and flood the hospital's reply topic).
+MAX_ERROR_CHARS = 200
+_NAMED_KEYS = 3  # unknown settings named in an error; the rest are counted
+_KEY_CHARS = 32  # each named key cut to this
+REPLY_SUBTREE = "reply"  # {prefix}/{gateway}/reply/...: the only answers inside the perimon tree
 
 
 def apply_risk_policy(gw, device_id: str, settings: dict) -> None:
@@ -77,7 +94,7 @@ def handle_command(gw, device_id: str, cmd: object) -> dict:
         bad = sorted(set(changes) - set(HOSPITAL_SETTINGS))
         if bad:
             return {**resp, "status": "rejected",
-                    "error": f"settings: {', '.join(bad)} cannot be set over MQTT"}  # fmt: skip
+                    "error": f"settings: {_name_keys(bad)} cannot be set over MQTT"}  # fmt: skip
         from gateway.web.server import apply_settings
 
         try:
@@ -131,6 +148,35 @@ def _recording_command(gw, device_id: str, name: str, cmd: dict, resp: dict) -> 
     return {**resp, "status": "ok", "_pdf": pdf}
 
 
+def _name_keys(keys: list[str]) -> str:
+    """A few keys by name (each cut short), the rest as a count."""
+    named = ", ".join(k[:_KEY_CHARS] for k in keys[:_NAMED_KEYS])
+    rest = len(keys) - _NAMED_KEYS
+    return f"{named} and {rest} more" if rest > 0 else named
+
+
+def one_line(text: str, limit: int = MAX_ERROR_CHARS) -> str:
+    """An error as one line of at most `limit` characters."""
+    text = " ".join(str(text).split())
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def response_topic_error(topic: str, prefix: str, gateway_id: str) -> str | None:
+    """Why the gateway refuses to answer on `topic`, or None if it may.
+
+    The perimon tree (`{prefix}/...`) holds what hospitals read as data; an answer published
+    there would pose as an alert or a reading, this gateway's or another's. Only this gateway's
+    `{prefix}/{gateway}/reply/...` is allowed inside it (with the deployed ACL, the one place
+    a gateway may publish answers to); topics elsewhere are the hospital's to choose."""
+    if not topic or "+" in topic or "#" in topic or "\0" in topic or topic.startswith("$"):
+        return "response topic: not a topic a gateway may publish to"
+    if topic == prefix or topic.startswith(prefix + "/"):
+        own = gateway_topic(prefix, gateway_id, REPLY_SUBTREE) + "/"
+        if not topic.startswith(own) or len(topic) == len(own):
+            return f"response topic: inside {prefix}/ only under {own}..."
+    return None
+
+
 def _public(settings: dict) -> dict:
     """Only what the hospital may see over MQTT: no labels, birth times or gestation."""
     return {k: v for k, v in settings.items() if k in HOSPITAL_SETTINGS}
@@ -143,7 +189,9 @@ class Downlink:
         self.cfg = cfg
         self.loop: asyncio.AbstractEventLoop | None = None
         self.handled = 0
+        self.refused = 0  # commands neither applied nor answered (response topic refused)
         self.subscribed = False
+        self.gw_id = gw.cfg.gateway.id
         self.topic = gateway_topic(cfg.topic_prefix, gw.cfg.gateway.id, "device", "+", "cmd")
         self.client = mqtt.Client(
             mqtt.CallbackAPIVersion.VERSION2,
@@ -162,42 +210,43 @@ class Downlink:
 
     def _on_connect(self, client, userdata, flags, reason_code, properties) -> None:
         if not reason_code.is_failure:
-            client.subscribe(self.topic, qos=1)
+            # retain as published: a command sent with the retain flag is seen as such, live
+            # or replayed from the broker's store, and refused either way
+            client.subscribe(self.topic, options=SubscribeOptions(qos=1, retainAsPublished=True))
 
     def _on_subscribe(self, client, userdata, mid, reason_codes, properties) -> None:
         self.subscribed = True
 
     def _on_message(self, client, userdata, message) -> None:
+        # paho's network thread: only hand the message to the loop
         if self.loop is None:
             return
         props = message.properties
         response_topic = getattr(props, "ResponseTopic", None) if props else None
         correlation = getattr(props, "CorrelationData", None) if props else None
         device_id = message.topic.split("/")[-2]
-        self.loop.call_soon_threadsafe(
-            self._handle, device_id, bytes(message.payload), response_topic, correlation
-        )
+        self.loop.call_soon_threadsafe(self._handle, device_id, bytes(message.payload),
+                                       response_topic, correlation, bool(message.retain))  # fmt: skip
 
-    def _handle(self, device_id: str, body: bytes, response_topic, correlation) -> None:
-        try:
-            cmd = json.loads(body)
-        except ValueError:
-            resp = {"device_id": device_id, "status": "rejected", "error": "not JSON",
-                    "t": iso_time(time.time())}  # fmt: skip
-        else:
-            try:
-                resp = handle_command(self.gw, device_id, cmd)
-            except Exception as exc:  # a bad command must not stop the gateway
-                log.exception("%s: command failed", device_id)
-                resp = {"device_id": device_id, "status": "rejected", "error": f"failed: {exc}",
-                        "t": iso_time(time.time())}  # fmt: skip
+    def _handle(self, device_id: str, body: bytes, response_topic, correlation,
+                retained: bool = False) -> None:  # fmt: skip
+        if retained and not body:
+            return  # the hospital clearing a retained command: nothing to apply or answer
+        refusal = None
+        if response_topic:
+            refusal = response_topic_error(response_topic, self.cfg.topic_prefix, self.gw_id)
+        if refusal is not None:  # not applied either: its sender is not who it seems to be
+            log.warning("%s: command refused, not answered: %s (%.80r)", device_id, refusal,
+                        response_topic)  # fmt: skip
+            self.refused += 1
+            return
+        resp = self._respond(device_id, body, retained)
         pdf = resp.pop("_pdf", None)  # get_report: the PDF is the payload
+        if "error" in resp:
+            resp["error"] = one_line(resp["error"])
         self.handled += 1
         log.info("%s: command %s -> %s", device_id, resp.get("command"), resp["status"])
         if not response_topic:
-            return
-        if "#" in response_topic or "+" in response_topic:
-            log.warning("%s: invalid response topic %r", device_id, response_topic)
             return
         props = Properties(PacketTypes.PUBLISH)
         props.ContentType = "application/json" if pdf is None else "application/pdf"
@@ -207,6 +256,27 @@ class Downlink:
             props.CorrelationData = correlation
         body = json.dumps(resp) if pdf is None else pdf
         self.client.publish(response_topic, body, 1, False, props)
+
+    def _respond(self, device_id: str, body: bytes, retained: bool) -> dict:
+        def rejected(error: str) -> dict:
+            return {"device_id": device_id, "status": "rejected", "error": error,
+                    "t": iso_time(time.time())}  # fmt: skip
+
+        if retained:
+            return rejected("retained commands are refused: publish with retain false")
+        if len(body) > MAX_COMMAND_BYTES:
+            return rejected(f"command larger than {MAX_COMMAND_BYTES} bytes")
+        try:
+            cmd = json.loads(body)
+        except RecursionError:  # json raises it, not ValueError, past ~1000 levels of nesting
+            return rejected("not JSON: nested too deeply")
+        except ValueError:
+            return rejected("not JSON")
+        try:
+            return handle_command(self.gw, device_id, cmd)
+        except Exception as exc:  # a bad command must not stop the gateway
+            log.exception("%s: command failed", device_id)
+            return rejected(f"failed: {exc}")
 
     def start(self) -> None:
         self.loop = asyncio.get_running_loop()
