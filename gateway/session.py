@@ -149,16 +149,21 @@ class DeviceSession:
         await self.time_sync()
         await self.request(p.Op.GET_INFO)
         await self.request(p.Op.START, p.start_args(0xFFFFFFFF))
-        await self.ask_for_readings_sent_while_away()
+        await self.ask_for_records_sent_while_away()
 
-    async def ask_for_readings_sent_while_away(self) -> None:
-        """A reading taken while the link was down shows no gap until the next reading, which
-        may come hours later (a jaundice meter): ask for every reading past the last one seen.
+    async def ask_for_records_sent_while_away(self) -> None:
+        """A record sent while the link was down shows no gap until the next record of its
+        stream, 5 s later for a status and maybe hours later for a jaundice reading: ask for
+        every record past the last one seen. Readings are asked for even when none was seen
+        from this boot yet (from the resume point, or the start); status, events and device
+        info once one was seen (before that, this gateway has nothing to continue).
 
         Sample streams need no such ask: their next live frame reveals the gap at once. By the
         time START is answered the device's INFO has come in, so the boot is current.
         """
-        for stream in p.READING_STREAMS.get(self.state.device_type, ()):
+        readings = p.READING_STREAMS.get(self.state.device_type, ())
+        seen = [s for s in self.streams if s not in p.SAMPLE_STREAMS and s not in readings]
+        for stream in (*readings, *seen):
             r = self.streams.get(stream)
             start = r.next_seq if r is not None and r.next_seq is not None else None
             if start is None:  # none seen from this boot: from the resume point, or the start
@@ -412,7 +417,7 @@ class DeviceSession:
             return
         r = self.streams.get(stream)
         asked = self._resends.get((stream, end), (None, 0.0))[0]
-        if end == p.SEQ_END:  # the ask on connect (ask_for_readings_sent_while_away)
+        if end == p.SEQ_END:  # the ask on connect (ask_for_records_sent_while_away)
             if reply.status != p.Status.OK:
                 return  # nothing held from `asked` on: nothing to deliver, no loss to tell
             if asked is not None and r is None:  # first word from this boot: start the stream

@@ -33,3 +33,14 @@ def test_frame_store_keeps_newest_frames_intact():
     held, evicted, oldest = (int(x) for x in out.split())
     assert held + evicted == 20 and evicted > 0
     assert oldest == (20 - held) * 100
+
+
+def test_records_outlive_the_doppler_that_fills_the_sample_store():
+    """A status sent while the link is down is asked for only after the next one, 5 s later;
+    by then Doppler has filled the sample store, so records are kept in one of their own."""
+    out = run_micropython(
+        Path(__file__).parent / "mpy" / "record_store_check.py", str(FIRMWARE_DIR / "lib")
+    )
+    own, shared = out.splitlines()
+    assert own == "0 0 1", out  # OK: still held from seq 0, and being resent
+    assert shared == "3 4294967295 0", out  # one store for both: evicted, UNAVAILABLE

@@ -190,6 +190,31 @@ def test_readings_taken_while_away_come_on_connect_and_those_gone_are_reported_l
     assert (p.Stream.TCB, 0, 3) in rec.lost and s.state.stats.lost_records == 3
 
 
+def status_frame(seq: int) -> bytes:
+    payload = struct.pack("<HBB", 3900 - seq, 80, 1)
+    return p.encode_frame(p.Frame(p.Flag(0), p.DeviceType.JAUNDICE, p.Stream.STATUS, 1, seq,
+                                  5000 * seq, payload))  # fmt: skip
+
+
+def test_status_sent_while_away_is_asked_for_on_reconnect_not_when_the_next_one_comes():
+    """Statuses 2 and 3 went out while the link was down; the reconnect asks for them at once
+    (the next status would reveal the gap only 5 s later, when the device may hold it no more)."""
+    s, rec = jaundice_session()
+    dev = ScriptedDevice({p.Stream.STATUS: {k: status_frame(k) for k in (2, 3)}})
+
+    async def main() -> None:
+        await s.attach(dev)
+        s.on_frame(status_frame(0))
+        s.on_frame(status_frame(1))
+        await s.after_connect()
+        await asyncio.sleep(0.05)
+
+    asyncio.run(main())
+    assert (p.Stream.STATUS, 2, p.SEQ_END) in dev.requests
+    assert len([r for r in rec.records if r[0] == p.Stream.STATUS]) == 4
+    assert s.state.battery_mv == 3897 and s.state.stats.lost_records == 0
+
+
 def test_a_gap_filling_from_its_bottom_is_asked_for_once_not_once_per_frame():
     s, rec = session()
     dev = ScriptedDevice({})

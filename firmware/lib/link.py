@@ -17,9 +17,13 @@ SESSION_LABEL = b"perimon-v1 session"  # session key derivation (docs/protocol.m
 
 
 class Link:
-    def __init__(self, radio, store, device_type, boot, on_control):
+    def __init__(self, radio, store, device_type, boot, on_control, records=None):
         self.radio = radio
         self.store = store
+        # Records (status, events, info, readings) in a store of their own when given: the
+        # gap before a record shows only when the next one arrives, seconds later, by which
+        # time a sample stream would have pushed it out of the shared store.
+        self.records = records or store
         self.device_type = device_type
         self.boot = boot
         self.on_control = (
@@ -76,8 +80,11 @@ class Link:
             tag = self._mac.digest(hdr, payload)[: p.TAG_LEN]
         frame = p.encode_frame(flags, self.device_type, stream, self.boot, seq, t_ms, payload, tag)
         if stream != p.S_REPLY:
-            self.store.put(frame)
+            self._store(stream).put(frame)
         self._queue(frame)
+
+    def _store(self, stream):
+        return self.store if stream <= p.S_PPG else self.records
 
     def _queue(self, frame):
         if self.radio.connected and len(self.txq) < _TXQ_MAX:
@@ -122,7 +129,7 @@ class Link:
     def _resend_next(self):
         """Queue the next stored frame of the range being resent (one at a time: no copies)."""
         rng = self.resend[0]
-        f, _ = self.store.find(rng[0], rng[1], rng[2])
+        f, _ = self._store(rng[0]).find(rng[0], rng[1], rng[2])
         if f is None:
             self.resend.pop(0)
             return
@@ -196,7 +203,7 @@ class Link:
 
     def _resend(self, op, rid, args):
         stream, seq_from, seq_to = struct.unpack("<BII", args)
-        f, oldest = self.store.find(stream, seq_from, seq_to)
+        f, oldest = self._store(stream).find(stream, seq_from, seq_to)
         if f is None:
             first = seq_to
         elif oldest is not None and oldest <= seq_from:
