@@ -67,8 +67,7 @@ class Gateway:
         self.unknown: dict[str, dict] = {}  # refused devices, reported on MQTT
 
     def publish(self, parts: tuple[str, ...], payload: dict, **kw) -> None:
-        self.publisher.publish(parts, payload, **kw)
-        self.history.record(parts, payload)
+        self.history.record(parts, self.publisher.publish(parts, payload, **kw))
 
     async def _start_extras(self) -> None:
         """The hospital's command topic (MQTT 5) and the nurse view (when enabled)."""

@@ -2,10 +2,15 @@
 
 Subscribes with an MQTT 5 shared subscription (`$share/{group}/...`), so several workers run
 side by side and the broker hands each message to one of them; validates every message against
-docs/schemas; stores readings (FHIR Observations, TcB readings, CTG findings) and alerts in a
-database with the message's identifier as a unique key, so a QoS 1 redelivery or a message seen
-by two workers after a reconnect is stored once; and acknowledges each newly raised alert back
-to its gateway on the command topic (MQTT 5 request/response, docs/mqtt.md).
+docs/schemas; stores readings (FHIR Observations, TcB readings, CTG findings, recording
+sessions) and alerts in a database with the message's identifier as a unique key, so a QoS 1
+redelivery or a message seen by two workers after a reconnect is stored once; and acknowledges
+each newly raised alert back to its gateway on the command topic (MQTT 5 request/response,
+docs/mqtt.md).
+
+Every message's sequence number (docs/mqtt.md, "Sequence numbers") is kept in the same database,
+so `gaps()` finds the numbers missing between those received, per gateway, device, kind and
+boot, whichever worker received them and in whatever order.
 
 Databases: SQLite by default (a file path or `sqlite:///path`), PostgreSQL with a
 `postgresql://` URL when the psycopg driver is installed (not installed or tested here).
@@ -19,6 +24,7 @@ import sqlite3
 import threading
 import time
 import uuid
+from dataclasses import dataclass
 from pathlib import Path
 
 import paho.mqtt.client as mqtt
@@ -28,7 +34,9 @@ from paho.mqtt.properties import Properties
 log = logging.getLogger(__name__)
 
 DEFAULT_SCHEMAS = Path(__file__).resolve().parents[1] / "docs" / "schemas"
-STORED_KINDS = {"observation": "observation", "tcb": "tcb", "ctg": "ctg", "alert": "alert"}
+STORED_KINDS = {"observation": "observation", "tcb": "tcb", "ctg": "ctg", "alert": "alert",
+                "session": "session"}  # fmt: skip
+NO_BOOT = -1  # the `boot` of a series the gateway numbers across boots (alert, ctg, session)
 
 _TABLES = (
     """CREATE TABLE IF NOT EXISTS readings (
@@ -40,7 +48,62 @@ _TABLES = (
         alert TEXT NOT NULL, state TEXT NOT NULL, severity TEXT NOT NULL, detail TEXT,
         t TEXT, raised_at TEXT, payload TEXT NOT NULL, received_at DOUBLE PRECISION NOT NULL,
         worker TEXT NOT NULL, ack_status TEXT)""",
+    """CREATE TABLE IF NOT EXISTS sequences (
+        gateway_id TEXT NOT NULL, device_id TEXT NOT NULL, kind TEXT NOT NULL,
+        boot BIGINT NOT NULL, seq BIGINT NOT NULL, count INTEGER NOT NULL,
+        PRIMARY KEY (gateway_id, device_id, kind, boot, seq))""",
 )
+
+# The numbers missing between those received: a row whose seq lies past the end of every row
+# before it in its series (seq + count, the next number expected).
+_GAPS = """SELECT gateway_id, device_id, kind, boot, expected, seq - 1 FROM (
+    SELECT gateway_id, device_id, kind, boot, seq,
+           MAX(seq + count) OVER (PARTITION BY gateway_id, device_id, kind, boot ORDER BY seq
+                                  ROWS BETWEEN UNBOUNDED PRECEDING AND 1 PRECEDING) AS expected
+    FROM sequences) AS s
+WHERE seq > expected ORDER BY gateway_id, device_id, kind, boot, expected"""
+
+
+@dataclass(frozen=True)
+class Gap:
+    """Numbers `first`..`last` of a series were never received: messages lost on the way."""
+
+    gateway_id: str
+    device_id: str
+    kind: str  # a topic kind, or `{code}-obs` for FHIR Observations (docs/mqtt.md)
+    boot: int  # NO_BOOT for the kinds the gateway numbers across boots
+    first: int
+    last: int
+
+    @property
+    def missing(self) -> int:
+        return self.last - self.first + 1
+
+    def __str__(self) -> str:
+        boot = "" if self.boot == NO_BOOT else f" boot {self.boot}"
+        nums = str(self.first) if self.first == self.last else f"{self.first}-{self.last}"
+        return f"{self.gateway_id}/{self.device_id} {self.kind}{boot}: seq {nums} missing"
+
+
+def sequence_of(kind: str, payload: dict) -> tuple[str, int, int, int] | None:
+    """(series kind, boot, seq, count) of a validated message (docs/mqtt.md, "Sequence
+    numbers"), or None for an Observation whose identifier is not one the gateway builds."""
+    if kind in ("alert", "ctg", "session"):
+        return kind, NO_BOOT, payload["seq"], 1
+    if kind != "observation":  # tcb, fhr, mhr: numbered by the device, per boot
+        return kind, payload["boot"], payload["seq"], payload.get("count", 1)
+    # `{device}:{boot}:fhr-obs:{first point}` (SampledData, one number a point) or
+    # `{device}:{boot}:tcb:{seq}:{code}` (one per TcB reading and code)
+    parts = payload["identifier"][0]["value"].split(":")
+    try:
+        if len(parts) == 4 and parts[2].endswith("-obs"):
+            data = payload.get("valueSampledData", {}).get("data", "")
+            return parts[2], int(parts[1]), int(parts[3]), max(1, len(data.split()))
+        if len(parts) == 5 and parts[2] == "tcb":
+            return f"{parts[4]}-obs", int(parts[1]), int(parts[3]), 1
+    except ValueError:
+        pass
+    return None
 
 
 class Store:
@@ -93,6 +156,23 @@ class Store:
             "payload": json.dumps(payload, separators=(",", ":")), "received_at": time.time(),
             "worker": worker, "ack_status": None,
         })  # fmt: skip
+
+    def add_sequence(self, gateway_id: str, device_id: str, kind: str, boot: int, seq: int,
+                     count: int) -> None:  # fmt: skip
+        """Note a number as received (a redelivery or a republication adds nothing)."""
+        marks = ", ".join([self.param] * 6)
+        with self.lock:
+            self.conn.execute(
+                "INSERT INTO sequences (gateway_id, device_id, kind, boot, seq, count)"
+                f" VALUES ({marks}) ON CONFLICT DO NOTHING",
+                (gateway_id, device_id, kind, boot, seq, count),
+            )
+
+    def gaps(self) -> list[Gap]:
+        """Every run of numbers missing between two received ones, in every series."""
+        with self.lock:
+            rows = self.conn.execute(_GAPS).fetchall()
+        return [Gap(*row) for row in rows]
 
     def set_ack(self, alert_id: str, status: str) -> None:
         with self.lock:
@@ -202,6 +282,9 @@ class Ingest:
             new = self.store.add_reading(kind, payload["msg_id"], gateway_id, device_id, None,
                                          payload.get("t"), payload, self.worker)  # fmt: skip
         self.counts["stored" if new else "duplicates"] += 1
+        numbered = sequence_of(kind, payload)
+        if numbered is not None:
+            self.store.add_sequence(gateway_id, device_id, *numbered)
 
     def _ack(self, gateway_id: str, device_id: str, alert: dict) -> None:
         alert_id = alert["msg_id"].rsplit(":", 1)[0]

@@ -24,6 +24,11 @@ from paho.mqtt.properties import Properties
 from gateway.config import MqttSection
 from gateway.outbox import MARK_KINDS, Mark, Outbox, priority_of
 
+# Kinds the gateway numbers itself, per device (docs/mqtt.md, "Sequence numbers"): `seq` from 1,
+# kept in the outbox's database across restarts. The trace (fhr, mhr) and TcB readings carry
+# the device's own numbering instead.
+GATEWAY_NUMBERED = frozenset({"alert", "ctg", "session"})
+
 log = logging.getLogger(__name__)
 
 QOS_READING = 1  # everything the outbox sends: at least once, de-duplicated by msg_id downstream
@@ -234,16 +239,21 @@ class Publisher:
         qos: int = QOS_READING,
         retain: bool = False,
         expiry_s: int | None = None,
-    ) -> None:
+    ) -> dict[str, Any]:
         """Store one message in the outbox; it is sent at QoS 1 as soon as the broker is up.
+        Returns the payload as stored: a kind in GATEWAY_NUMBERED gets its `seq` here.
 
         Every message goes at QoS 1 whatever `qos` says, and the live trace carries no MQTT
         expiry (`expiry_s` is not applied): the broker would drop an expired message without
         anyone counting it; the outbox's age limit drops and counts instead.
         """
+        kind = parts[-1] if parts else ""
+        if len(parts) == 3 and parts[0] == "device" and kind in GATEWAY_NUMBERED:
+            if "seq" not in payload:
+                seq = self.outbox.next_seq(parts[1], kind)
+                payload = {"msg_id": payload["msg_id"], "seq": seq, **payload}
         body = json.dumps(payload, separators=(",", ":"), allow_nan=False).encode()
         msg_id = message_id(payload)
-        kind = parts[-1] if parts else ""
         self.outbox.add(
             self.topic(*parts),
             body,
@@ -253,6 +263,7 @@ class Publisher:
             mark=_mark(parts, payload),
         )
         self._wake.set()
+        return payload
 
 
 def message_id(payload: dict[str, Any]) -> str | None:

@@ -54,6 +54,12 @@ CREATE TABLE IF NOT EXISTS mark (
     PRIMARY KEY (device, kind)
 );
 CREATE TABLE IF NOT EXISTS counter (name TEXT PRIMARY KEY, value INTEGER NOT NULL);
+CREATE TABLE IF NOT EXISTS sequence (
+    device TEXT NOT NULL,
+    kind TEXT NOT NULL,
+    seq INTEGER NOT NULL,
+    PRIMARY KEY (device, kind)
+);
 """
 
 
@@ -252,6 +258,25 @@ class Outbox:
             except BaseException:
                 db.execute("ROLLBACK")
                 raise
+
+    def next_seq(self, device: str, kind: str) -> int:
+        """The next number of a kind the gateway numbers itself (alerts, CTG findings, sessions),
+        from 1 per device and kind, never reused: committed with a full sync before the message
+        that carries it exists, so neither a restart nor a power cut hands it out twice. A number
+        whose message never reached the outbox (a crash in between) shows as a gap, as it should:
+        something the gateway meant to publish was lost."""
+        with self._lock:
+            db = self._db
+            db.execute("PRAGMA synchronous=FULL")
+            try:
+                ((seq,),) = db.execute(  # fetchall: the statement (and its commit) completes
+                    "INSERT INTO sequence (device, kind, seq) VALUES (?, ?, 1)"
+                    " ON CONFLICT (device, kind) DO UPDATE SET seq = seq + 1 RETURNING seq",
+                    (device, kind),
+                ).fetchall()
+            finally:
+                db.execute("PRAGMA synchronous=NORMAL")
+        return int(seq)
 
     def marks(self, device: str, boot: int) -> dict[str, int]:
         """High-water marks of this device's boot: kind -> last seq safely in the outbox."""

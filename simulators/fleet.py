@@ -294,11 +294,17 @@ class VirtualDevice:
 
     async def _feed_fetal(self) -> None:
         from simulators.doppler import DopplerSignal
+        from simulators.maternal import MaternalBeats
         from simulators.ppg import PpgSignal
 
         fhr, mhr = fetal_rhythm(self.spec)
-        doppler = DopplerSignal(fhr, mhr, fs_hz=4000, snr_db=self.spec.snr_db, seed=self.spec.seed)
-        ppg = PpgSignal(mhr, fs_hz=50, seed=self.spec.seed + 1)
+        # One mother: the PPG and the maternal vessel in the Doppler beam pulse from the
+        # same beats, at a constant lag.
+        beats = MaternalBeats.from_rate(mhr, seed=self.spec.seed + 2)
+        doppler = DopplerSignal(
+            fhr, mhr, fs_hz=4000, snr_db=self.spec.snr_db, seed=self.spec.seed, beats=beats
+        )
+        ppg = PpgSignal(mhr, fs_hz=50, seed=self.spec.seed + 1, beats=beats)
         n_dop = int(4000 * _CHUNK_S)
         ppg_acc = 0.0
         mv = float(self.spec.battery_mv)

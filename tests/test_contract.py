@@ -20,8 +20,10 @@ from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
 import gateway.fhir
-from gateway.config import ProcessingSection
+from gateway.config import MqttSection, ProcessingSection
 from gateway.fetal import FetalProcessor
+from gateway.mqtt import Publisher
+from gateway.outbox import Outbox
 from simulators.fleet import DeviceSpec
 from tests.test_e2e import PREFIX, run_chain
 
@@ -137,17 +139,21 @@ def test_every_published_message_matches_the_contract(broker, tmp_path, monkeypa
 def test_ctg_findings_match_the_contract():
     """CTG findings need a minute of trace (longer than the end-to-end run): built here by the
     gateway's own processor from 20 minutes of a trace with an acceleration."""
-    published = []
+    outbox = Outbox(":memory:", 1 << 20, 0)
+    publisher = Publisher(MqttSection(), "gw-test", outbox)  # stores, numbers; never started
     session = SimpleNamespace(state=SimpleNamespace(device_id="fh-01", boot=1, on_skin=True))
-    proc = FetalProcessor(session, lambda *a, **k: published.append((a, k)), ProcessingSection())
+    proc = FetalProcessor(session, publisher.publish, ProcessingSection())
     t = np.arange(20 * 60 * 4) / 4.0
     fhr = 140 + 3 * np.sin(2 * np.pi * t / 50) + 20 * np.exp(-(((t - 400) / 15) ** 2))
     fhr[1000:1040] = np.nan
     proc.history_fhr.extend(fhr.tolist())
     proc.next_point = len(fhr) + 1
     proc.publish_ctg()
-    ctg = [a[1] for a, _ in published if a[0][-1] == "ctg"]
-    assert len(ctg) == 1
+    proc.next_point += 240  # a minute later
+    proc.publish_ctg()
+    rows = outbox.pending(0, 100)
+    ctg = [json.loads(r.payload) for r in rows if r.topic.endswith("/ctg")]
+    assert [c["seq"] for c in ctg] == [1, 2]  # numbered per device by the gateway, from 1
     assert not list(validator("ctg").iter_errors(ctg[0])), ctg[0]
     assert ctg[0]["accelerations"], ctg[0]
 

@@ -4,6 +4,8 @@ to the gateway on the command topic."""
 
 from __future__ import annotations
 
+import contextlib
+import io
 import json
 import sqlite3
 import time
@@ -48,7 +50,7 @@ def test_two_workers_store_each_message_exactly_once_and_ack_alerts(broker, tmp_
     ]  # fmt: skip
     sub, gw = run_chain(broker, tmp_path, specs, seconds=12)
 
-    stored_kinds = ("observation", "tcb", "ctg", "alert")
+    stored_kinds = ("observation", "tcb", "ctg", "alert", "session")
     published = {_key(t, p): t for t, p, _ in sub.messages if t.rsplit("/", 1)[-1] in stored_kinds}
     assert len(published) > 10
     conn = sqlite3.connect(db)
@@ -92,9 +94,46 @@ def test_two_workers_store_each_message_exactly_once_and_ack_alerts(broker, tmp_
     assert rows() == before
     c.disconnect()
     c.loop_stop()
+    assert workers[0].store.gaps() == []  # nothing was lost on the way
     for w in workers:
         w.stop()
         w.store.close()
+    _replay_without_one(broker, tmp_path, sub.messages, stored_kinds)
+
+
+def _replay_without_one(broker, tmp_path, messages, stored_kinds) -> None:
+    """The run's messages again, to a fresh ingest, without the middle TcB reading and its two
+    Observations: `perimon ingest` names exactly those as missing, and nothing else."""
+    tcb = sorted((p for t, p, _ in messages if t.endswith("/tcb")), key=lambda p: p["seq"])
+    assert len(tcb) >= 3, len(tcb)
+    lost = tcb[len(tcb) // 2]
+    lost_ids = {lost["msg_id"], f"{lost['msg_id']}:tcb_mg_dl", f"{lost['msg_id']}:tcb_umol_l"}
+    replay = [(t, p) for t, p, _ in messages if t.rsplit("/", 1)[-1] in stored_kinds
+              and _key(t, p) not in lost_ids]  # fmt: skip
+    db = tmp_path / "replayed.sqlite"
+    w = Ingest(broker.host, broker.port, Store(str(db)), group="replay", worker="r1",
+               ack_alerts=False)  # fmt: skip
+    w.start()
+    assert w.ready.wait(10)
+    c = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, protocol=mqtt.MQTTv5)
+    c.connect(broker.host, broker.port)
+    c.loop_start()
+    for t, p in replay:
+        c.publish(t, json.dumps(p), 1).wait_for_publish(5)
+    assert _wait(lambda: w.counts["stored"] == len({_key(t, p) for t, p in replay}))
+    c.disconnect()
+    c.loop_stop()
+    w.stop()
+    w.store.close()
+    seq = lost["seq"]
+    expected = [f"gw-test/tcb-01 {kind} boot {lost['boot']}: seq {seq} missing"
+                for kind in ("tcb", "tcb_mg_dl-obs", "tcb_umol_l-obs")]  # fmt: skip
+    assert [str(g) for g in Store(str(db)).gaps()] == expected
+    out = io.StringIO()
+    with contextlib.redirect_stdout(out):
+        assert cli_main(["ingest", "--db", str(db), "--gaps"]) == 0
+    assert out.getvalue().splitlines() == ["gaps: 3 messages missing in 3 places",
+                                           *(f"gap: {line}" for line in expected)]  # fmt: skip
 
 
 def test_ingest_command_line(broker, tmp_path, capsys):

@@ -27,6 +27,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     g.add_argument("--password", default="")
     g.add_argument("--tls-ca", default="", help="CA file: connect with TLS")
     g.add_argument("--seconds", type=float, default=0, help="stop after this long (0: Ctrl-C)")
+    g.add_argument("--gaps", action="store_true",
+                   help="list the messages missing in --db (sequence gaps) and exit")  # fmt: skip
     g.add_argument("--verbose", "-v", action="store_true")
     g.set_defaults(func=cmd_ingest)
 
@@ -36,6 +38,14 @@ def cmd_ingest(args: argparse.Namespace) -> int:
 
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")  # fmt: skip
+    if args.gaps:
+        try:
+            store = Store(args.db)
+        except (RuntimeError, OSError, ValueError) as exc:
+            raise UserError(str(exc)) from None
+        _print_gaps(store.gaps(), limit=0)
+        store.close()
+        return 0
     schemas = Path(args.schemas) if args.schemas else DEFAULT_SCHEMAS
     if not (schemas / "observation.schema.json").exists():
         raise UserError(f"{schemas}: no perimon JSON Schemas there (use --schemas DIR)")
@@ -58,8 +68,24 @@ def cmd_ingest(args: argparse.Namespace) -> int:
         if args.seconds and time.monotonic() - t0 >= args.seconds:
             break
     ingest.stop()
+    gaps = store.gaps()
     store.close()
     c = ingest.counts
     print(f"received {c['received']}, stored {c['stored']}, duplicates {c['duplicates']}, "
           f"invalid {c['invalid']}, alerts acknowledged {c['acks_confirmed']}/{c['acks_sent']}")  # fmt: skip
+    _print_gaps(gaps, limit=_GAPS_SHOWN)
     return 0
+
+
+_GAPS_SHOWN = 20  # at the end of a run: the rest are counted (all of them: --gaps)
+
+
+def _print_gaps(gaps: list, limit: int) -> None:
+    """One line with the count, then one line a gap (the first `limit`, 0: all)."""
+    missing = sum(g.missing for g in gaps)
+    print(f"gaps: {missing} messages missing in {len(gaps)} places")
+    shown = gaps if not limit else gaps[:limit]
+    for g in shown:
+        print(f"gap: {g}")
+    if len(shown) < len(gaps):
+        print(f"... and {len(gaps) - len(shown)} more (perimon ingest --gaps --db ...)")
