@@ -17,7 +17,7 @@ from gateway.config import Config
 from gateway.enrolment import Enrolment, EnrolmentError, enrolment_path
 from gateway.history import History
 from gateway.mqtt import Publisher, iso_time
-from gateway.outbox import Outbox, ResumedPoints, resume_plan
+from gateway.outbox import Outbox, resume_plan
 from gateway.session import DeviceSession
 from gateway.transports.base import DeviceLink, Transport
 
@@ -181,14 +181,12 @@ class Gateway:
         marks = self.outbox.marks(session.state.device_id, boot)
         proc = session.processor
         if session.state.device_type == p.DeviceType.FETAL_HEART and proc is not None:
-            for kind, stream, attr in (("fhr", p.Stream.DOPPLER, "fhr"),
-                                       ("mhr", p.Stream.PPG, "mhr")):  # fmt: skip
-                if kind in marks and hasattr(proc, attr):
-                    first, offset_s, published_s = resume_plan(kind, marks[kind])
+            for kind, stream in (("fhr", p.Stream.DOPPLER), ("mhr", p.Stream.PPG)):
+                if kind in marks:
+                    first, counted_from = resume_plan(kind, marks[kind])
                     session.resume_from[stream] = first
-                    setattr(proc, attr, ResumedPoints(getattr(proc, attr), offset_s, published_s))
-                    if kind == "fhr" and hasattr(proc, "next_point"):
-                        proc.next_point = marks[kind] + 1
+                    session.lost_counted_from[stream] = counted_from
+                    proc.published_upto(kind, marks[kind])
         elif "tcb" in marks:
             session.resume_from[p.Stream.TCB] = marks["tcb"] + 1
         if marks:

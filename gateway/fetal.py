@@ -8,6 +8,7 @@ indices, device milliseconds, wall clock) and decides what to publish when.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import itertools
 import math
 import time
@@ -27,6 +28,11 @@ from gateway.mqtt import QOS_TRACE, iso_time
 DOPPLER_HZ = 4000  # fixed by the hardware (docs/protocol.md)
 PPG_HZ = 50
 POINT_S = 0.25  # CTG standard: 4 points per second
+_RATE_HZ = {p.Stream.DOPPLER: DOPPLER_HZ, p.Stream.PPG: PPG_HZ}
+# A point stream starts on a sample whose time is a whole number of points into the boot, so
+# its points fall on the boot's 0.25 s grid: Doppler every 1000 samples; PPG has 12.5 samples
+# a point, so every 25 (every second point).
+_START_STEP = {p.Stream.DOPPLER: 1000, p.Stream.PPG: 25}
 
 # FIGO 2015 (Ayres-de-Campos et al., Int J Gynaecol Obstet 2015;131:13-24): normal baseline
 # 110-160 bpm. Alerts here are on the running rate; the CTG finding uses the FIGO baseline.
@@ -53,6 +59,40 @@ def _nan_to_none(a: np.ndarray, digits: int) -> list[float | None]:
     return [None if math.isnan(v) else round(float(v), digits) for v in a]
 
 
+def _lost_field(lost: np.ndarray) -> dict:
+    """`lost` (docs/mqtt.md): in a message with points whose samples never reached the gateway."""
+    return {"lost": [bool(v) for v in lost]} if lost.any() else {}
+
+
+class BootPoints:
+    """A point stream (dsp FhrStream / MhrStream) fed from sample `first` of a boot rather than
+    from sample 0: a gateway that meets a device part-way through a boot (a restart, a resume)
+    does. Its point times are moved to the boot's time base (seconds since sample 0), so point
+    k is always point k of the boot, at device time t0 + k * 0.25 s."""
+
+    def __init__(self, stream, offset_s: float) -> None:
+        self._stream = stream
+        self.offset_s = offset_s
+
+    def _shift(self, pts):
+        return dataclasses.replace(pts, t_s=np.asarray(pts.t_s) + self.offset_s)
+
+    def feed(self, x):
+        return self._shift(self._stream.feed(x))
+
+    def flush(self):
+        return self._shift(self._stream.flush())
+
+    def feed_maternal(self, t_s, bpm):
+        self._stream.feed_maternal(np.asarray(t_s, dtype=float) - self.offset_s, bpm)
+
+    def feed_maternal_beats(self, t_s):
+        self._stream.feed_maternal_beats(np.asarray(t_s, dtype=float) - self.offset_s)
+
+    def __getattr__(self, name):
+        return getattr(self._stream, name)
+
+
 class FetalProcessor:
     def __init__(self, session, publish: Publish, processing) -> None:
         self.session = session
@@ -72,12 +112,18 @@ class FetalProcessor:
     def _reset(self) -> None:
         self.fhr = FhrStream(DOPPLER_HZ)
         self.mhr = MhrStream(PPG_HZ)
+        # Device ms of sample 0 of the boot, from the first frame's t_ms and seq: every point's
+        # time follows from its number, whichever sample or loss came first.
         self.doppler_t0_ms: int | None = None
         self.ppg_t0_ms: int | None = None
+        self.fed: dict[int, int] = {}  # stream -> next seq its point stream expects
+        self.lost: dict[int, list[tuple[int, int]]] = {}  # stream -> [first, end) seqs lost
         self.audio_in: list[np.ndarray] = []  # Doppler received since the last estimate
         self.pending: list[FhrPoints] = []
         self.pending_mhr: list[tuple[np.ndarray, np.ndarray]] = []
-        self.next_point = 1  # index of the next FHR point to publish (t_s = index * 0.25)
+        # Numbers of the next FHR and MHR points to publish (t_s = index * 0.25): a resumed boot
+        # re-estimates a few points already published before a restart, withheld here.
+        self.next_point = 1
         self.next_mhr_point = 1
         n = int(self.cfg.ctg_window_min * 60 / POINT_S)
         self.history_fhr: deque[float] = deque(maxlen=n)
@@ -90,17 +136,27 @@ class FetalProcessor:
         self.flush()
         self._reset()
 
+    def published_upto(self, kind: str, last_point: int) -> None:
+        """A restarted gateway resumes this boot: points up to `last_point` of the `kind` trace
+        ("fhr", "mhr") were published before, and their re-estimates are withheld."""
+        if kind == "fhr":
+            self.next_point = last_point + 1
+        else:
+            self.next_mhr_point = last_point + 1
+
     # ---- samples in ----
 
     def on_samples(self, stream: int, seq: int, t_ms: int, samples: np.ndarray) -> None:
-        x = samples.astype(np.float32)
         if stream == p.Stream.DOPPLER:
             if self.doppler_t0_ms is None:
-                self.doppler_t0_ms = t_ms - round(seq * 1000 / DOPPLER_HZ) if seq else t_ms
-            self.audio_in.append(x)
+                self.doppler_t0_ms = t_ms - round(seq * 1000 / DOPPLER_HZ)
+            x = self._fed_part(stream, seq, samples)
+            if len(x):
+                self.audio_in.append(x)
         elif stream == p.Stream.PPG:
             if self.ppg_t0_ms is None:
-                self.ppg_t0_ms = t_ms - round(seq * 1000 / PPG_HZ) if seq else t_ms
+                self.ppg_t0_ms = t_ms - round(seq * 1000 / PPG_HZ)
+            x = self._fed_part(stream, seq, samples)
             m = self.mhr.feed(x)
             if len(m.t_s):
                 self.pending_mhr.append((m.t_s, m.mhr_bpm))
@@ -109,11 +165,41 @@ class FetalProcessor:
                     self.fhr.feed_maternal(m.t_s + shift, m.mhr_bpm)
 
     def on_lost(self, stream: int, seq: int, count: int) -> None:
-        """Lost samples become silence of the same length: time stays true, FHR shows a gap."""
-        if stream == p.Stream.DOPPLER and self.doppler_t0_ms is not None:
-            self.audio_in.append(np.zeros(count, np.float32))
-        elif stream == p.Stream.PPG and self.ppg_t0_ms is not None:
-            self.mhr.feed(np.zeros(count, np.float32))
+        """Lost samples take their place in the stream (Doppler as silence, PPG as missing
+        samples, which void the windows holding them), so every later sample keeps its time;
+        the points they cover are published null, marked lost. This holds when the loss is the
+        first thing a restarted gateway hears of a stream."""
+        if stream not in _RATE_HZ:
+            return
+        fill = 0.0 if stream == p.Stream.DOPPLER else np.nan
+        x = self._fed_part(stream, seq, np.full(count, fill, np.float32))
+        if not len(x):
+            return
+        end = self.fed[stream]
+        self.lost.setdefault(stream, []).append((end - len(x), end))
+        if stream == p.Stream.DOPPLER:
+            self.audio_in.append(x)
+        else:
+            m = self.mhr.feed(x)
+            if len(m.t_s):
+                self.pending_mhr.append((m.t_s, m.mhr_bpm))
+
+    def _fed_part(self, stream: int, seq: int, samples: np.ndarray) -> np.ndarray:
+        """The part of an in-order chunk its point stream takes. The first chunk of a boot
+        starts the stream at the next point boundary at or after its seq (BootPoints)."""
+        x = samples.astype(np.float32)
+        start = self.fed.get(stream)
+        if start is None:
+            step = _START_STEP[stream]
+            start = -(-seq // step) * step
+            offset_s = start / _RATE_HZ[stream]
+            if stream == p.Stream.DOPPLER:
+                self.fhr = BootPoints(self.fhr, offset_s)
+            else:
+                self.mhr = BootPoints(self.mhr, offset_s)
+        x = x[max(0, start - seq) :]
+        self.fed[stream] = max(start, seq) + len(x)
+        return x
 
     def on_record(self, stream: int, seq: int, t_ms: int, payload: bytes) -> None:
         pass  # status and events are kept by the session
@@ -146,9 +232,10 @@ class FetalProcessor:
 
     def flush(self) -> None:
         self.estimate_fhr()
-        if self.pending:
+        # points wait for the time origin: a loss may come before any frame with a t_ms
+        if self.pending and self.doppler_t0_ms is not None:
             self._publish_fhr()
-        if self.pending_mhr:
+        if self.pending_mhr and self.ppg_t0_ms is not None:
             self._publish_mhr()
 
     def _device_ms(self, t0: int, t_s: float) -> int:
@@ -160,6 +247,13 @@ class FetalProcessor:
         quality = np.concatenate([q.quality for q in self.pending])
         maternal = np.concatenate([q.maternal for q in self.pending])
         self.pending.clear()
+        new = np.round(t_s / POINT_S) >= self.next_point
+        t_s, fhr, quality, maternal = t_s[new], fhr[new], quality[new], maternal[new]
+        if not len(t_s):
+            return
+        lost = self._lost_points(p.Stream.DOPPLER, t_s)
+        fhr[lost] = np.nan
+        quality[lost] = 0.0
         rate_error = self.session.state.rate_errors.get("doppler")
         if rate_error is not None:  # every rate would be off by the clock error: withhold
             fhr = np.full_like(fhr, np.nan)
@@ -172,12 +266,13 @@ class FetalProcessor:
         )
         first, at = self._publish_trace(
             "fhr",
-            self.doppler_t0_ms or 0,
+            self.doppler_t0_ms,
             t_s,
             {
                 "fhr_bpm": _nan_to_none(fhr, 1),
                 "quality": [round(float(q), 2) for q in quality],
                 "maternal": [bool(m) for m in maternal],
+                **_lost_field(lost),
             },
         )
         publish_trace_observations(self, "fhr", first, at, fhr)
@@ -194,10 +289,28 @@ class FetalProcessor:
         t_s = np.concatenate([a for a, _ in self.pending_mhr])
         mhr = np.concatenate([b for _, b in self.pending_mhr])
         self.pending_mhr.clear()
+        new = np.round(t_s / POINT_S) >= self.next_mhr_point
+        t_s, mhr = t_s[new], mhr[new]
+        if not len(t_s):
+            return
+        lost = self._lost_points(p.Stream.PPG, t_s)
+        mhr[lost] = np.nan
         first, at = self._publish_trace(
-            "mhr", self.ppg_t0_ms or 0, t_s, {"mhr_bpm": _nan_to_none(mhr, 1)}
+            "mhr", self.ppg_t0_ms, t_s, {"mhr_bpm": _nan_to_none(mhr, 1), **_lost_field(lost)}
         )
         publish_trace_observations(self, "mhr", first, at, mhr)
+        self.next_mhr_point = first + len(t_s)
+
+    def _lost_points(self, stream: int, t_s: np.ndarray) -> np.ndarray:
+        """Which points (times in the boot) fall on samples that never arrived; ranges behind
+        the last of them are done with."""
+        at = np.round(t_s * _RATE_HZ[stream])
+        ranges = self.lost.get(stream, [])
+        out = np.zeros(len(at), dtype=bool)
+        for a, b in ranges:
+            out |= (at >= a) & (at < b)
+        self.lost[stream] = [r for r in ranges if r[1] > at[-1]]
+        return out
 
     def _publish_trace(
         self, kind: str, t0_ms: int, t_s: np.ndarray, values: dict

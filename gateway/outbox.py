@@ -18,6 +18,7 @@ A retained status message replaces the unsent one on the same topic (the newest 
 from __future__ import annotations
 
 import logging
+import math
 import sqlite3
 import threading
 import time
@@ -350,55 +351,17 @@ def priority_of(kind: str, retain: bool, msg_id: str | None) -> int:
 
 FHR_WARMUP_POINTS = 8  # 2 s of audio before the first new point: FHR windows are +-1.875 s
 MHR_WARMUP_POINTS = 16  # 4 s of PPG: the maternal-rate windows are +-4 s
+_SAMPLES_PER_POINT = {"fhr": 1000.0, "mhr": 12.5}  # Doppler 4000 Hz, PPG 50 Hz; 0.25 s points
 
 
-class ResumedPoints:
-    """Wraps a point stream (dsp FhrStream / MhrStream) restarted part-way through a boot.
-
-    The stream is fed from `offset_s` into the boot; its point times are shifted to the boot's
-    time base, and points at or before `published_s` (already in the outbox before the
-    restart) are withheld, so the trace continues with the next point and no point twice.
-    """
-
-    def __init__(self, stream, offset_s: float, published_s: float) -> None:
-        self._stream = stream
-        self.offset_s = offset_s
-        self.published_s = published_s
-
-    def _shift(self, pts):
-        import dataclasses
-
-        import numpy as np
-
-        t = np.asarray(pts.t_s) + self.offset_s
-        keep = t > self.published_s + 1e-6
-        fields = {}
-        for f in dataclasses.fields(pts):
-            v = np.asarray(getattr(pts, f.name))
-            fields[f.name] = (t if f.name == "t_s" else v)[keep] if v.shape[:1] == t.shape else v
-        return type(pts)(**fields)
-
-    def feed(self, x):
-        return self._shift(self._stream.feed(x))
-
-    def flush(self):
-        return self._shift(self._stream.flush())
-
-    def feed_maternal(self, t_s, bpm):
-        import numpy as np
-
-        self._stream.feed_maternal(np.asarray(t_s, dtype=float) - self.offset_s, bpm)
-
-    def __getattr__(self, name):
-        return getattr(self._stream, name)
-
-
-def resume_plan(kind: str, last_point: int) -> tuple[int, float, float]:
+def resume_plan(kind: str, last_point: int) -> tuple[int, int]:
     """For a trace `kind` whose point `last_point` is in the outbox: the first sample to feed
-    again, and the (offset_s, published_s) for ResumedPoints. Points are 0.25 s apart; Doppler
-    runs at 4000 Hz (1000 samples a point), PPG at 50 Hz (25 samples every second point)."""
+    again (a few points early, so the estimator's window is full for the next point; on a point
+    boundary, PPG on every second one), and the first sample whose loss counts (the samples
+    before it are under points already published)."""
     if kind == "fhr":
         start = max(0, last_point - FHR_WARMUP_POINTS)
-        return start * 1000, start * 0.25, last_point * 0.25
-    start = max(0, last_point - MHR_WARMUP_POINTS) // 2 * 2
-    return start * 25 // 2, start * 0.25, last_point * 0.25
+    else:
+        start = max(0, last_point - MHR_WARMUP_POINTS) // 2 * 2
+    per_point = _SAMPLES_PER_POINT[kind]
+    return int(start * per_point), math.ceil((last_point + 0.5) * per_point)

@@ -123,6 +123,9 @@ class DeviceSession:
         # on_new_boot hook from the outbox's high-water marks); the stream resumes there.
         self.resume_from: dict[int, int] = {}
         self._resumed: dict[int, int] = {}
+        # ... and the first seq whose loss counts in lost_samples: the samples before it were
+        # received before the restart (their points are published), so lost only to the resume.
+        self.lost_counted_from: dict[int, int] = {}
         self.on_new_boot = lambda boot: None
         self.auth = None  # gateway.auth.FrameAuth for an enrolled device: frames must verify
 
@@ -280,6 +283,7 @@ class DeviceSession:
             self.processor.on_boot(boot)
         self.resume_from.clear()
         self._resumed.clear()
+        self.lost_counted_from.clear()
         self.on_new_boot(boot)
 
     def _reorderer(self, stream: int) -> Reorderer:
@@ -311,7 +315,8 @@ class DeviceSession:
         for it in items:
             if isinstance(it, Lost):
                 if stream in p.SAMPLE_STREAMS:
-                    stats.lost_samples += it.count
+                    counted = it.seq + it.count - max(it.seq, self.lost_counted_from.get(stream, 0))
+                    stats.lost_samples += max(0, counted)
                 else:
                     stats.lost_records += it.count
                     self._fragments.pop(stream, None)

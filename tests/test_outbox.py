@@ -22,7 +22,6 @@ from gateway.outbox import (
     PRIO_TRACE,
     Mark,
     Outbox,
-    ResumedPoints,
     resume_plan,
 )
 from gateway.session import DeviceSession
@@ -114,9 +113,10 @@ def test_message_ids():
 
 def test_resumed_points_continue_the_boot_time_base():
     from dsp.fhr import FhrPoints
+    from gateway.fetal import BootPoints
 
-    first, offset_s, published_s = resume_plan("fhr", 100)
-    assert first == (100 - 8) * 1000 and offset_s == 23.0 and published_s == 25.0
+    first, counted_from = resume_plan("fhr", 100)
+    assert first == (100 - 8) * 1000 and counted_from == 100_500
 
     class Stream:
         def __init__(self):
@@ -129,14 +129,14 @@ def test_resumed_points_continue_the_boot_time_base():
         def feed_maternal(self, t, b):
             self.maternal = t
 
-    s = ResumedPoints(Stream(), offset_s, published_s)
+    s = BootPoints(Stream(), first / 4000)
     pts = s.feed(np.zeros(10))
-    assert round(pts.t_s[0] / 0.25) == 101 and len(pts.t_s) == 12 - 8
+    assert round(pts.t_s[0] / 0.25) == 93 and len(pts.t_s) == 12
     assert len(pts.fhr_bpm) == len(pts.t_s) == len(pts.maternal)
     s.feed_maternal(np.array([30.0]), np.array([80.0]))
-    assert s.maternal[0] == 30.0 - offset_s
-    first, offset_s, _ = resume_plan("mhr", 41)
-    assert first % 25 == 0 and first / 12.5 == offset_s / 0.25 <= 41 - 16
+    assert s.maternal[0] == 30.0 - 23.0
+    first, counted_from = resume_plan("mhr", 41)
+    assert first % 25 == 0 and first / 12.5 <= 41 - 16 and counted_from == 519  # 41.5 points
 
 
 def test_session_resumes_mid_frame_and_asks_from_before_it():
