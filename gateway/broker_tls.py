@@ -1,8 +1,9 @@
 """A Mosquitto configured exactly as deploy/mosquitto/ (TLS, client authentication, per-gateway
 ACL), on free loopback ports, with throw-away certificates: for the security tests and trials.
 
-Only the file locations, the ports and persistence differ from the deployed configuration; the
-security settings are read from deploy/mosquitto/mosquitto.conf and acl unchanged.
+Only the file locations, the ports and (unless `persistence_dir` is given) persistence differ
+from the deployed configuration; the security and persistence settings are read from
+deploy/mosquitto/mosquitto.conf and acl unchanged.
 """
 
 from __future__ import annotations
@@ -47,7 +48,10 @@ def make_passwords(path: Path, users: dict[str, str]) -> None:
         subprocess.run([str(exe), "-b", str(path), user, password], check=True, timeout=30)
 
 
-def start_tls_broker(workdir: Path, certs: Path, passwords: dict[str, str]) -> TlsBroker:
+def start_tls_broker(workdir: Path, certs: Path, passwords: dict[str, str],
+                     persistence_dir: Path | None = None) -> TlsBroker:  # fmt: skip
+    """Start it; with `persistence_dir`, persisting there as deployed (autosave and queue
+    settings included), else without persistence."""
     workdir.mkdir(parents=True, exist_ok=True)
     exe = mosquitto_binary()
     if exe is None:
@@ -63,8 +67,14 @@ def start_tls_broker(workdir: Path, certs: Path, passwords: dict[str, str]) -> T
     conf = conf.replace(_ETC, f"{etc}/")
     conf = conf.replace("listener 8883\n", f"listener {p1} 127.0.0.1\n")
     conf = conf.replace("listener 8884\n", f"listener {p2} 127.0.0.1\n")
-    conf = conf.replace("persistence true\n", "persistence false\n")
-    conf = conf.replace("persistence_location /var/lib/mosquitto/\n", "")
+    if persistence_dir is None:
+        conf = conf.replace("persistence true\n", "persistence false\n")
+        conf = conf.replace("persistence_location /var/lib/mosquitto/\n", "")
+    else:
+        persistence_dir.mkdir(parents=True, exist_ok=True)
+        conf = conf.replace("persistence_location /var/lib/mosquitto/\n",
+                            f"persistence_location {persistence_dir}/\n")  # fmt: skip
+        assert f"persistence_location {persistence_dir}/" in conf
     if os.geteuid() == 0:  # started as root, it would switch to a user who cannot read tmp
         conf = f"user {pwd.getpwuid(0).pw_name}\n" + conf
     assert f"listener {p1}" in conf and f"listener {p2}" in conf and _ETC not in conf
