@@ -204,8 +204,14 @@ class Ingest:
     def __init__(self, host: str, port: int, store: Store, *, prefix: str = "perimon/v1",
                  group: str = "perimon-ingest", worker: str | None = None,
                  schemas_dir: Path = DEFAULT_SCHEMAS, ack_alerts: bool = True,
-                 username: str = "", password: str = "", tls_ca: str = "") -> None:  # fmt: skip
+                 username: str = "", password: str = "", tls_ca: str = "",
+                 session_expiry_s: int = 0) -> None:  # fmt: skip
+        """`session_expiry_s` > 0: the broker keeps this worker's session (its share of the
+        subscription and what is queued for it) that long while it is away; needs a stable
+        `worker` id. 0: a clean session, so what is published while the worker is away is not
+        kept for it (and shows as a gap)."""
         self.host, self.port, self.store = host, port, store
+        self.session_expiry_s = session_expiry_s
         self.prefix, self.group = prefix, group
         self.worker = worker or f"ingest-{uuid.uuid4().hex[:8]}"
         self.validators = load_validators(schemas_dir)
@@ -309,7 +315,12 @@ class Ingest:
                 self.counts["acks_confirmed"] += 1
 
     def start(self) -> None:
-        self.client.connect_async(self.host, self.port)
+        props = None
+        if self.session_expiry_s > 0:
+            props = Properties(PacketTypes.CONNECT)
+            props.SessionExpiryInterval = self.session_expiry_s
+        self.client.connect_async(self.host, self.port, clean_start=props is None,
+                                  properties=props)  # fmt: skip
         self.client.loop_start()
 
     def stop(self) -> None:

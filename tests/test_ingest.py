@@ -146,6 +146,36 @@ def test_ingest_command_line(broker, tmp_path, capsys):
     assert cli_main(["ingest", "--db", "postgresql://nowhere/x", "--seconds", "1"]) == 2
 
 
+def test_a_named_worker_gets_what_arrived_while_it_was_away(broker, tmp_path):
+    """With --worker the broker keeps the worker's session: a restarted worker stores what was
+    published while it was down; there is no gap."""
+    db = str(tmp_path / "away.sqlite")
+    w = Ingest(broker.host, broker.port, Store(db), worker="ward-ingest", session_expiry_s=600)
+    w.start()
+    assert w.ready.wait(10)
+    w.stop()
+    w.store.close()
+    c = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, protocol=mqtt.MQTTv5)
+    c.connect(broker.host, broker.port)
+    c.loop_start()
+    for seq in (1, 2, 3):
+        alert = {"msg_id": f"fh-01:alert:signal_loss:{seq}:raised", "seq": seq,
+                 "device_id": "fh-01", "alert": "signal_loss", "state": "raised",
+                 "severity": "medium", "detail": "x", "t": "2026-01-01T00:00:00.000Z",
+                 "raised_at": "2026-01-01T00:00:00.000Z"}  # fmt: skip
+        c.publish(f"{PREFIX}/gw-test/device/fh-01/alert", json.dumps(alert), 1).wait_for_publish(5)
+    c.disconnect()
+    c.loop_stop()
+    w = Ingest(broker.host, broker.port, Store(db), worker="ward-ingest", session_expiry_s=600,
+               ack_alerts=False)  # fmt: skip
+    w.start()
+    assert _wait(lambda: w.counts["stored"] == 3), w.counts
+    w.stop()
+    assert w.store.count("alerts") == 3 and w.store.gaps() == []
+    w.store.close()
+    assert cli_main(["ingest", "--worker", "w", "--session-expiry-h", "-1", "--db", db]) == 2
+
+
 @pytest.mark.parametrize("bad", ["not json", json.dumps({"command": "ack_alert"})])
 def test_ingest_ignores_unreadable_replies(tmp_path, bad):
     w = Ingest("127.0.0.1", 1, Store(str(tmp_path / "y.sqlite")), worker="w")

@@ -20,7 +20,13 @@ def register(sub: argparse._SubParsersAction) -> None:
     g.add_argument("--db", default="perimon-ingest.sqlite",
                    help="SQLite file (or sqlite:///path), or a postgresql:// URL")  # fmt: skip
     g.add_argument("--group", default="perimon-ingest", help="shared-subscription group")
-    g.add_argument("--worker", help="this worker's MQTT client id (default: random)")
+    g.add_argument(
+        "--worker",
+        help="this worker's MQTT client id (default: random); with it, "
+        "the broker keeps what arrives while the worker is away (--session-expiry-h)",
+    )
+    g.add_argument("--session-expiry-h", type=float, default=24.0,
+                   help="how long the broker keeps a named worker's session (default 24)")  # fmt: skip
     g.add_argument("--schemas", help="JSON Schemas directory (default: docs/schemas)")
     g.add_argument("--no-ack", action="store_true", help="do not acknowledge alerts")
     g.add_argument("--username", default="")
@@ -49,11 +55,15 @@ def cmd_ingest(args: argparse.Namespace) -> int:
     schemas = Path(args.schemas) if args.schemas else DEFAULT_SCHEMAS
     if not (schemas / "observation.schema.json").exists():
         raise UserError(f"{schemas}: no perimon JSON Schemas there (use --schemas DIR)")
+    if not 0 <= args.session_expiry_h <= _MAX_EXPIRY_H:
+        raise UserError(f"--session-expiry-h: 0 to {_MAX_EXPIRY_H}, got {args.session_expiry_h}")
+    expiry_s = round(args.session_expiry_h * 3600) if args.worker else 0
     try:
         store = Store(args.db)
         ingest = Ingest(args.host, args.port, store, prefix=args.prefix, group=args.group,
                         worker=args.worker, schemas_dir=schemas, ack_alerts=not args.no_ack,
-                        username=args.username, password=args.password, tls_ca=args.tls_ca)  # fmt: skip
+                        username=args.username, password=args.password, tls_ca=args.tls_ca,
+                        session_expiry_s=expiry_s)  # fmt: skip
     except ImportError as exc:
         raise UserError(f"{exc} (pip install perimon[ingest])") from None
     except (RuntimeError, OSError, ValueError) as exc:
@@ -77,6 +87,7 @@ def cmd_ingest(args: argparse.Namespace) -> int:
     return 0
 
 
+_MAX_EXPIRY_H = 24 * 365  # MQTT 5 allows up to 2^32 - 1 s; a year is plenty
 _GAPS_SHOWN = 20  # at the end of a run: the rest are counted (all of them: --gaps)
 
 
