@@ -35,6 +35,9 @@ import numpy as np
 from scipy.fft import next_fast_len
 from scipy.ndimage import maximum_filter1d, minimum_filter1d
 
+from dsp.maternal_lock import MaternalCanceller
+from dsp.mhr import MHR_RANGE_BPM as MATERNAL_RANGE_BPM
+
 POINT_RATE_HZ = 4.0  # CTG standard
 POINT_S = 1.0 / POINT_RATE_HZ
 WINDOW_S = 3.75  # Dawes-Redman epoch; Valderrama & Clifford 2019 analysis window
@@ -114,8 +117,24 @@ FETAL_PULSE_HALF_WIDTH_S = 0.04
 # fading fetal signal hand over "continuously" to the maternal vessel (see docs/fhr.md).
 CROSSING_STEP_BPM = 5.0
 MATERNAL_WAIT_S = 5.0  # how long a point waits for the maternal channel in streaming
+# With the PPG's beats (dsp/maternal_lock.py): a window is estimated on the envelopes with
+# the mother's beat-locked pulses cancelled when at least 90% of its frames were; the
+# mother is "heard" in it when a band's periodicity at her beat interval (envelopes
+# smoothed over 20 ms: beat jitter) loses more than half its autocorrelation to the
+# cancellation. A fetal heart near her rate drifts against her beats and keeps its
+# periodicity; her own pulses do not.
+MIN_COVERED = 0.9
+LOCK_SMOOTH_S = 0.02
+LOCK_REMOVED = 0.5
+LOCKED_MIN_QUALITY = 0.5
+# Without any maternal input, the physics checks cannot prove that a periodic pulse is not a
+# maternal vessel: such a rate is shown, but never with a quality above this.
+NO_MATERNAL_MAX_QUALITY = 0.6
 REFERENCE_S = 20.0  # history for the background level
 MIN_FS_HZ, MAX_FS_HZ = 1000.0, 16000.0
+# Rows of the envelope buffer: the four band envelopes as heard, the same four with the
+# mother's beat-locked pulses cancelled, and whether a frame's cancellation was done.
+_RAW, _CANCELLED, _COVERED, _ENV_ROWS = slice(0, 4), slice(4, 8), 8, 9
 
 
 @dataclass(frozen=True)
@@ -234,9 +253,11 @@ class FhrStream:
         # State.
         self._audio_parts: list[np.ndarray] = []  # audio not yet framed (incl. frame overlap)
         self._n_audio = 0  # samples fed so far
-        # Band envelopes (rows: fetal, broadband, low, high) of frames _env_start.. in
-        # _env[:, _off : _off + _len]; the buffer is reused, not reallocated per chunk.
-        self._env = np.zeros((4, 0))
+        # Band envelopes (rows: fetal, broadband, low, high; then the same four with the
+        # mother's beat-locked pulses cancelled, and whether that was done: _RAW, _CANCELLED,
+        # _COVERED) of frames _env_start.. in _env[:, _off : _off + _len]; the buffer is
+        # reused, not reallocated per chunk.
+        self._env = np.zeros((_ENV_ROWS, 0))
         self._off = 0
         self._len = 0
         self._env_start = 0  # frame index of the first kept frame
@@ -245,10 +266,14 @@ class FhrStream:
         self._mhr_t = np.zeros(0)
         self._mhr_bpm = np.zeros(0)
         self._maternal_seen = False
+        # The mother's beats (PPG fiducials, s) when a PPG is fed: cancellation and lock.
+        self._lock: MaternalCanceller | None = None
+        self._beat_t = np.zeros(0)
         self._pending: list[FhrPoints] = []
-        # Per pending point: the window's pulses are clearly fetal (see _release).
-        self._pending_fetal: list[np.ndarray] = []
-        self._new_fetal = np.zeros(0, dtype=bool)
+        # Per pending point: (estimated with the mother's pulses cancelled, the mother's
+        # pulses dominated the window before cancellation); see _release.
+        self._pending_lock: list[np.ndarray] = []
+        self._new_lock = np.zeros((0, 2), dtype=bool)
         # Coincidence check (causal): the continuous run of the trace and its history.
         self._run_t = -np.inf  # time and rate of the last finite point before the check
         self._run_bpm = np.nan
@@ -275,6 +300,28 @@ class FhrStream:
         if not keep.all():
             self._mhr_t, self._mhr_bpm = self._mhr_t[keep], self._mhr_bpm[keep]
 
+    def feed_maternal_beats(self, t_s: np.ndarray) -> None:
+        """The mother's beats known so far: PPG beat fiducials in s on the audio's time base
+        (dsp.mhr.MaternalBeatStream), in order. With them the points are estimated with the
+        mother's beat-locked pulses cancelled, and her rate comes from them too."""
+        t = np.asarray(t_s, dtype=float).ravel()
+        t = t[np.isfinite(t)]
+        if self._lock is None:
+            self._lock = MaternalCanceller(self._env_fs, 4)
+        if not t.size:
+            return
+        centre = (self._frame / 2) / self._hop  # frame f is centred at (f + centre) / env_fs
+        self._lock.add_beats(t * self._env_fs - centre)
+        self._beat_t = np.concatenate([self._beat_t, t])
+        # The maternal rate at each beat interval's midpoint, for the coincidence check.
+        b = self._beat_t[-(t.size + 1) :]
+        if b.size >= 2:
+            rr = np.diff(b)
+            ok = (rr >= 60.0 / MATERNAL_RANGE_BPM[1]) & (rr <= 60.0 / MATERNAL_RANGE_BPM[0])
+            self.feed_maternal(((b[:-1] + b[1:]) / 2)[ok], 60.0 / rr[ok])
+        keep = self._beat_t >= self._n_audio / self.fs_hz - 2 * MATERNAL_WAIT_S - 2 * WINDOW_S
+        self._beat_t = self._beat_t[keep] if not keep.all() else self._beat_t
+
     # -- audio ----------------------------------------------------------------------
     def feed(self, audio: np.ndarray) -> FhrPoints:
         """Points newly completed by this chunk (any size, including 0 or 1 sample)."""
@@ -287,7 +334,7 @@ class FhrStream:
             self._audio_parts.append(x)
             self._n_audio += x.size
         new = FhrPoints.empty()
-        self._new_fetal = np.zeros(0, dtype=bool)
+        self._new_lock = np.zeros((0, 2), dtype=bool)
         if self._n_audio >= self._need:  # audio up to the end of the next point's window
             self._append_frames()
             new = self._compute_points(final=False)
@@ -344,10 +391,14 @@ class FhrStream:
         ks = np.arange(self._next_point, last_k + 1)
         lo, hi = self._frame_range(ks)
         if not final:
-            n = int(np.searchsorted(hi, n_frames, side="right"))
+            ready = n_frames
+            if self._lock is not None:  # wait for the cancellation of the window
+                self._run_lock()
+                ready = min(ready, self._lock.done)
+            n = int(np.searchsorted(hi, ready, side="right"))
             ks, lo, hi = ks[:n], lo[:n], hi[:n]
         if ks.size == 0:
-            self._new_fetal = np.zeros(0, dtype=bool)
+            self._new_lock = np.zeros((0, 2), dtype=bool)
             return FhrPoints.empty()
         self._next_point = int(ks[-1]) + 1
         self._set_need()
@@ -355,15 +406,20 @@ class FhrStream:
         lo, hi = np.maximum(lo, 0), np.minimum(hi, n_frames)
         width = 2 * self._half_frames + 1
         est = _Estimates(ks.size)
+        covered = self._covered(lo, hi)
         full = np.flatnonzero(hi - lo == width)
         for i0 in range(0, full.size, ROW_BLOCK):
             rows = full[i0 : i0 + ROW_BLOCK]
-            self._estimate_rows(lo[rows], width, est, rows)
+            for c in (False, True):
+                sub = rows[covered[rows] == c]
+                if sub.size:
+                    self._estimate_rows(lo[sub], width, est, sub, c)
         part = np.flatnonzero((hi - lo != width) & (hi - lo >= self._min_frames))
         for r in part:
-            self._estimate_rows(lo[r : r + 1], int(hi[r] - lo[r]), est, np.array([r]))
+            self._estimate_rows(lo[r : r + 1], int(hi[r] - lo[r]), est, np.array([r]), covered[r])
         fhr, qual = self._track(t, est)
-        self._new_fetal = (est.half_w <= FETAL_PULSE_HALF_WIDTH_S) & (est.peak >= MIN_ACF)
+        locked = self._maternal_locked(t, lo, hi, covered, fhr, qual)
+        self._new_lock = np.stack([covered, locked], axis=1)
         self._trim(int(ks[-1]) + 1)
         return FhrPoints(t, fhr, qual, np.zeros(ks.size, dtype=bool))
 
@@ -383,26 +439,107 @@ class FhrStream:
             cap = max(2 * (self._len + n), 4 * self._ref_frames)
             live = self._env[:, self._off : self._off + self._len]
             if cap > self._env.shape[1] or self._len + n > self._env.shape[1]:
-                new = np.empty((4, cap))
+                new = np.empty((_ENV_ROWS, cap))
                 new[:, : self._len] = live
                 self._env = new
             else:
                 self._env[:, : self._len] = live.copy()
             self._off = 0
-        self._env[:, self._off + self._len : self._off + self._len + n] = b
+        at = self._off + self._len
+        self._env[_RAW, at : at + n] = b
+        self._env[_CANCELLED, at : at + n] = b
+        self._env[_COVERED, at : at + n] = 0.0
         self._len += n
+        self._run_lock()
 
-    def _estimate_rows(self, lo: np.ndarray, width: int, est: _Estimates, rows: np.ndarray):
-        """Raw estimates for windows [lo, lo + width) of the envelopes, all at once."""
+    def _run_lock(self) -> None:
+        """Cancel the mother's pulses in every beat segment now complete (PPG and audio)."""
+        if self._lock is None:
+            return
+        s = self._env_start - self._off
+        self._lock.done = max(self._lock.done, self._env_start)
+        n_frames = self._env_start + self._len
+        self._lock.cancel(self._env[_RAW], self._env[_CANCELLED], self._env[_COVERED], s, n_frames)
+        # A PPG that stopped (finger off, lost samples) must not hold the FHR back for
+        # long: after MATERNAL_WAIT_S without a beat the frames go on uncovered.
+        stalled = n_frames - int(MATERNAL_WAIT_S * self._env_fs)
+        if self._lock.last_beat() < stalled:
+            self._lock.skip_to(stalled)
+
+    def _covered(self, lo: np.ndarray, hi: np.ndarray) -> np.ndarray:
+        """Windows [lo, hi) whose frames (nearly all) had the mother's pulses cancelled."""
+        if self._lock is None:
+            return np.zeros(lo.size, dtype=bool)
+        s = self._env_start - self._off
+        c = np.concatenate(
+            [[0.0], np.cumsum(self._env[_COVERED, self._off : self._off + self._len])]
+        )
+        a = np.clip(lo - self._env_start, 0, self._len)
+        b = np.clip(hi - self._env_start, 0, self._len)
+        del s
+        return (c[b] - c[a]) >= MIN_COVERED * np.maximum(hi - lo, 1)
+
+    def _maternal_locked(
+        self, t: np.ndarray, lo: np.ndarray, hi: np.ndarray, covered: np.ndarray, fhr, qual
+    ) -> np.ndarray:
+        """Covered points that the mother's pulses may have made: the window hears her (a
+        band envelope periodic at her beat interval, autocorrelation >= MIN_ACF, that loses
+        more than half of that periodicity when her beat-locked pulses are cancelled) and
+        its rate is not clearly something else: no rate, a rate within 2x the coincidence
+        tolerance of her rate or of twice or half of it (a doubled or halved vessel pulse),
+        or a weak one (quality < LOCKED_MIN_QUALITY: what is left of her pulses after an
+        imperfect cancellation)."""
+        heard = np.zeros(t.size, dtype=bool)
+        if not covered.any() or self._beat_t.size < 3:
+            return heard
+        s = self._env_start - self._off
+        rr = np.diff(self._beat_t)
+        mid = (self._beat_t[:-1] + self._beat_t[1:]) / 2
+        k = max(1, int(round(LOCK_SMOOTH_S * self._env_fs)))
+        box = np.ones(k) / k
+        j = np.clip(np.searchsorted(mid, t), 0, mid.size - 1)
+        m_bpm = 60.0 / rr[j]
+        ratio = fhr / m_bpm
+        tol = 2 * MATERNAL_TOLERANCE_BPM / m_bpm
+        ask = covered & (
+            ~np.isfinite(fhr)
+            | (qual < LOCKED_MIN_QUALITY)
+            | np.any([np.abs(ratio - f) <= tol * f for f in (0.5, 1.0, 2.0)], axis=0)
+        )
+        for i in np.flatnonzero(ask):
+            near = np.abs(mid - t[i]) <= WINDOW_S / 2 + 1.0
+            if not near.any():
+                continue
+            lag = int(round(float(np.median(rr[near])) * self._env_fs))
+            a, b = int(lo[i]) - s, int(hi[i]) - s
+            if lag < 2 or b - a < 2 * lag:
+                continue
+            for band in (0, 2, 3):  # fetal, low, high (not the broadband level)
+                raw = _acf_near(np.convolve(self._env[band, a:b], box, "valid"), lag)
+                if raw < MIN_ACF:
+                    continue
+                can = _acf_near(np.convolve(self._env[4 + band, a:b], box, "valid"), lag)
+                if can < LOCK_REMOVED * raw:
+                    heard[i] = True
+                    break
+        return heard
+
+    def _estimate_rows(
+        self, lo: np.ndarray, width: int, est: _Estimates, rows: np.ndarray, cancelled=False
+    ):
+        """Raw estimates for windows [lo, lo + width) of the envelopes, all at once (of the
+        envelopes with the mother's pulses cancelled if `cancelled`)."""
         s = self._env_start - self._off  # buffer column of frame f is f - s
-        all_env = self._env[1]
+        r0 = 4 if cancelled else 0
+        all_env = self._env[1]  # movement and background: the broadband level as heard
+        rows_used = [r0, 1, r0 + 2, r0 + 3]
         if lo.size == 1:
-            env, broad, low, high = self._env[:, None, lo[0] - s : lo[0] - s + width].copy()
+            env, broad, low, high = self._env[rows_used, None, lo[0] - s : lo[0] - s + width]
         else:
-            env = _windows(self._env[0], lo - s, width)
+            env = _windows(self._env[r0], lo - s, width)
             broad = _windows(all_env, lo - s, width)
-            low = _windows(self._env[2], lo - s, width)
-            high = _windows(self._env[3], lo - s, width)
+            low = _windows(self._env[r0 + 2], lo - s, width)
+            high = _windows(self._env[r0 + 3], lo - s, width)
         n = lo.size
         # Background level: 75th centile of the broadband level over the last 20 s.
         bg = np.empty(n)
@@ -632,16 +769,19 @@ class FhrStream:
         return fhr, qual
 
     def _release(self, new: FhrPoints, final: bool) -> FhrPoints:
-        """Apply the maternal coincidence check, waiting for the maternal channel if needed."""
+        """Apply the maternal checks, waiting for the maternal channel if needed."""
         if not self._maternal_seen:
-            return new  # nothing to wait for (points are pending only for maternal data)
+            # No maternal input at all: only the physics checks ran, and any rate may still
+            # be the mother's (a vessel can pulse at a fetal-looking rate and width).
+            q = np.minimum(new.quality, NO_MATERNAL_MAX_QUALITY)
+            return FhrPoints(new.t_s, new.fhr_bpm, q, new.maternal)
         if new.t_s.size:
             self._pending.append(new)
-            self._pending_fetal.append(self._new_fetal)
+            self._pending_lock.append(self._new_lock)
         if not self._pending:
             return new
         pend = FhrPoints.concat(self._pending)
-        pend_fetal = np.concatenate(self._pending_fetal)
+        pend_lock = np.concatenate(self._pending_lock)
         if not final:
             known = self._mhr_t.max() if self._mhr_t.size else -np.inf
             now = self._n_audio / self.fs_hz
@@ -652,16 +792,30 @@ class FhrStream:
         out = FhrPoints(pend.t_s[:n], pend.fhr_bpm[:n], pend.quality[:n], pend.maternal[:n])
         rest = FhrPoints(pend.t_s[n:], pend.fhr_bpm[n:], pend.quality[n:], pend.maternal[n:])
         self._pending = [rest] if rest.t_s.size else []
-        self._pending_fetal = [pend_fetal[n:]] if rest.t_s.size else []
-        if out.t_s.size and self._mhr_t.size:
-            args = (out.t_s, out.fhr_bpm, self._mhr_t, self._mhr_bpm)
+        self._pending_lock = [pend_lock[n:]] if rest.t_s.size else []
+        if not out.t_s.size:
+            return out
+        covered, locked = pend_lock[:n, 0], pend_lock[:n, 1]
+        mat = np.zeros(out.t_s.size, dtype=bool)
+        # the maternal rate points around these points (fed in time order)
+        a, z = np.searchsorted(self._mhr_t, [out.t_s[0] - 3.0, out.t_s[-1] + 3.0])
+        mt, mb = self._mhr_t[a:z], self._mhr_bpm[a:z]
+        if mt.size:
+            args = (out.t_s, out.fhr_bpm, mt, mb)
             near = maternal_coincidence(*args)
             known = maternal_coincidence(*args, np.inf)  # a maternal rate within 2 s
             far = known & ~maternal_coincidence(*args, 2 * MATERNAL_TOLERANCE_BPM)
-            mat = self._coincidence_run(out.t_s, out.fhr_bpm, near, far) & ~pend_fetal[:n]
-            fhr = np.where(mat, np.nan, out.fhr_bpm)
-            out = FhrPoints(out.t_s, fhr, np.where(mat, 0.0, out.quality), mat)
-        return out
+            # Rate only (no PPG beats around the point): a coincident rate is withheld
+            # unless it is a fetal rate passing through the mother's (_coincidence_run).
+            run = self._coincidence_run(out.t_s, out.fhr_bpm, near, far)
+            mat = run & ~covered
+        # With the PPG: a rate that her beat-locked pulses may have made is withheld (one
+        # that survived their cancellation drifts against her beats: fetal, shown); a
+        # window that hears only her is reported as maternal (the nurse and the mother are
+        # told to move the probe), never as a rate.
+        mat |= covered & locked
+        fhr = np.where(mat, np.nan, out.fhr_bpm)
+        return FhrPoints(out.t_s, fhr, np.where(mat, 0.0, out.quality), mat)
 
     def _coincidence_run(
         self, t: np.ndarray, fhr: np.ndarray, near: np.ndarray, far: np.ndarray
@@ -705,6 +859,15 @@ class _Estimates:
         self.alt_acf = np.full((n, len(ALT_FACTORS)), -np.inf)
         self.lag_i = np.zeros(n, dtype=int)
         self.acf_of: list[tuple[np.ndarray, int] | None] = [None] * n
+
+
+def _acf_near(x: np.ndarray, lag: int) -> float:
+    """Normalised autocorrelation of x at lag +-2 (beat jitter), the highest."""
+    x = x - x.mean()
+    e0 = float(np.dot(x, x))
+    if not e0 > 0 or x.size <= lag + 2:
+        return 0.0
+    return max(float(np.dot(x[: -(lag + d)], x[lag + d :])) for d in (-2, -1, 0, 1, 2)) / e0
 
 
 def _windows(x: np.ndarray, starts: np.ndarray, width: int) -> np.ndarray:

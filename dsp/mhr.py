@@ -157,3 +157,136 @@ class MhrStream:
         if peak < MIN_ACF:
             return np.nan, float(np.clip(peak, 0.0, 1.0)) * 0.5
         return 60.0 * self.fs_hz / float(lags[i]), float(np.clip((peak - 0.3) / 0.5, 0.0, 1.0))
+
+
+# -- maternal beats ----------------------------------------------------------------------
+# The FHR channel needs the mother's individual beats, not only her rate: a maternal vessel
+# in the ultrasound beam pulses in lock-step with them (dsp/maternal_lock.py). The fiducial
+# of a PPG beat is the peak of its slope sum function (SSF: the rises of the filtered PPG
+# summed over 128 ms, Zong et al., Computers in Cardiology 2003;30:259-262), which marks
+# the systolic upstroke, the most reproducible PPG timing point, and is robust to sample
+# noise on the slope. Its delay after the heart beat (pulse arrival time) is constant within
+# a recording apart from a few ms of jitter, which is all the lock check needs.
+BEAT_BAND_HZ = (0.5, 3.0)  # the upstroke's fundamental; a merged dicrotic wave is cut
+SSF_WINDOW_S = 0.128  # Zong et al. 2003
+BEAT_STEP_S = 1.0  # the detector advances in fixed steps: any chunking gives the same beats
+BEAT_CONTEXT_S = 5.0  # the threshold looks at this much PPG before each step
+MIN_BEAT_INTERVAL_S = 60.0 / MHR_RANGE_BPM[1]  # 0.3 s: refractory period
+# An upstroke is at least half the steepest slopes (99th centile) of the last 5 s: a dicrotic
+# wave (about a third of the systolic slope) or a breathing swing is not a beat.
+BEAT_THRESHOLD = 0.5
+# Two beats are at least 0.6 beat periods apart: RR shortens by at most ~40% from one beat to
+# the next outside ectopy (judgement); the dicrotic wave at ~0.3-0.5 of a beat is excluded.
+BEAT_GAP_FRACTION = 0.6
+
+
+class MaternalBeatStream:
+    """Streaming maternal beat detector: feed PPG chunks, get the beat fiducials (s since
+    the first sample) that each chunk makes final. Missing (NaN) samples give no beats."""
+
+    def __init__(self, fs_hz: float) -> None:
+        fs = float(fs_hz)
+        if not np.isfinite(fs) or not MIN_FS_HZ <= fs <= MAX_FS_HZ:
+            raise ValueError(f"PPG sample rate must be {MIN_FS_HZ:.0f}-{MAX_FS_HZ:.0f} Hz")
+        self.fs_hz = fs
+        hi = min(BEAT_BAND_HZ[1], 0.45 * fs)
+        self._sos = signal.butter(2, [BEAT_BAND_HZ[0], hi], btype="bandpass", fs=fs, output="sos")
+        self._zi = np.zeros((self._sos.shape[0], 2))
+        self._step = max(1, int(round(BEAT_STEP_S * fs)))
+        self._context = int(round(BEAT_CONTEXT_S * fs))
+        self._refractory = int(np.ceil(MIN_BEAT_INTERVAL_S * fs))
+        self._slope = np.zeros(0)  # SSF of the filtered PPG, from sample _start
+        self._deriv = np.zeros(0)  # its first derivative, from sample _start
+        self._start = 0
+        self._n = 0
+        self._done = 0  # samples up to which beats have been decided
+        self._last_beat = -np.inf  # sample position of the last beat emitted
+        self._last_y = 0.0
+        self._ssf_n = max(2, int(round(SSF_WINDOW_S * fs)))
+        self._rises = np.zeros(self._ssf_n - 1)  # the last rises, for the next SSF values
+
+    def feed(self, ppg: np.ndarray) -> np.ndarray:
+        x = np.asarray(ppg, dtype=float)
+        if x.ndim != 1:
+            raise ValueError("ppg must be one-dimensional")
+        if x.size:
+            bad = ~np.isfinite(x)
+            y, self._zi = signal.sosfilt(self._sos, np.where(bad, 0.0, x), zi=self._zi)
+            y[bad] = np.nan
+            dy = np.diff(y, prepend=self._last_y if self._n else y[0])
+            d = np.maximum(dy, 0.0)
+            self._deriv = np.concatenate([self._deriv, dy])
+            self._last_y = y[-1]
+            r = np.concatenate([self._rises, d])
+            self._rises = r[-(self._ssf_n - 1) :]
+            ssf = np.convolve(r, np.ones(self._ssf_n), "valid")
+            self._slope = np.concatenate([self._slope, ssf])
+            self._n += x.size
+        return self._beats(final=False)
+
+    def flush(self) -> np.ndarray:
+        return self._beats(final=True)
+
+    def _beats(self, final: bool) -> np.ndarray:
+        out: list[float] = []
+        # A step's beats are final once the PPG a refractory period beyond it has arrived.
+        while self._done + self._step + self._refractory + 1 <= self._n or (
+            final and self._done < self._n
+        ):
+            end = min(self._done + self._step, self._n)
+            out.extend(self._detect(self._done, end))
+            self._done = end
+        drop = self._done - self._context - self._refractory - 2 - self._start
+        if drop > 0:
+            self._slope = self._slope[drop:]
+            self._deriv = self._deriv[drop:]
+            self._start += drop
+        return np.array(out) / self.fs_hz
+
+    def _detect(self, a: int, b: int) -> list[float]:
+        """Beats with fiducials in samples [a, b)."""
+        s = self._start
+        ctx = self._slope[max(a - self._context, s) - s : b - s]
+        ok = ctx[np.isfinite(ctx)]
+        if ok.size < self._refractory * 2:
+            return []
+        thr = BEAT_THRESHOLD * float(np.percentile(ok, 99))
+        if not thr > 0:
+            return []
+        gap = max(self._refractory, int(BEAT_GAP_FRACTION * self._period(ok)))
+        lo = max(a - self._refractory, s + 1)
+        hi = min(b + self._refractory, self._start + self._slope.size - 1)
+        seg = self._slope[lo - s : hi - s]
+        seg = np.where(np.isfinite(seg), seg, -np.inf)
+        peaks, _ = signal.find_peaks(seg, height=thr, distance=gap)
+        beats = []
+        for pk in peaks + lo:
+            if not a <= pk < b or pk - self._last_beat < gap:
+                continue
+            y0, y1, y2 = self._slope[pk - 1 - s : pk + 2 - s]
+            den = y0 - 2 * y1 + y2
+            frac = 0.5 * (y0 - y2) / den if den < 0 and np.isfinite(den) else 0.0
+            beats.append(pk + min(max(frac, -0.5), 0.5))
+            self._last_beat = pk
+        return beats
+
+    def _period(self, ssf: np.ndarray) -> float:
+        """Beat period (samples) of the recent SSF: the shortest lag whose autocorrelation is
+        near the highest, so a dicrotic wave half a beat away does not halve it."""
+        x = ssf - ssf.mean()
+        n = x.size
+        nfft = 1 << int(np.ceil(np.log2(2 * n)))
+        f = np.fft.rfft(x, nfft)
+        r = np.fft.irfft(f.real**2 + f.imag**2, nfft)[: n // 2]
+        lo = self._refractory
+        hi = min(int(np.ceil(60.0 / MHR_RANGE_BPM[0] * self.fs_hz)), r.size - 1)
+        seg = r[lo : hi + 1] if hi > lo else np.zeros(0)
+        if not seg.size or not seg.max() > 0:
+            return 0.0
+        return float(lo + np.flatnonzero(seg >= 0.9 * seg.max())[0])
+
+
+def maternal_beats_from_ppg(ppg: np.ndarray, fs_hz: float) -> np.ndarray:
+    """Beat fiducials (s since the first sample) of a whole PPG recording."""
+    stream = MaternalBeatStream(fs_hz)
+    return np.concatenate([stream.feed(np.asarray(ppg)), stream.flush()])

@@ -298,16 +298,58 @@ def test_a_sparse_train_of_loud_clicks_is_not_movement():
     assert rep.mean() > 0.9 and np.all(np.abs(p.fhr_bpm[rep] - 100) < 2)
 
 
-def test_coincidence_uses_the_doppler_evidence():
+def _click_train(beats_s, seconds, seed, snr_db=30.0):
+    """30 ms clicks of 150-600 Hz noise at the given instants (a fetal valve, or anything
+    clicking), in white noise."""
+    from scipy import signal
+
+    rng = np.random.default_rng(seed)
+    n = int(seconds * FS)
+    sos = signal.butter(4, (150, 600), "bandpass", fs=FS, output="sos")
+    noise = signal.sosfilt(sos, rng.standard_normal(n))
+    env = np.zeros(n)
+    k = int(0.03 * FS)
+    for b in (np.asarray(beats_s) * FS).astype(int):
+        if 0 <= b < n - k:
+            env[b : b + k] += np.hanning(k)
+    x = noise * env
+    return x / x.std() + rng.standard_normal(n) * 10 ** (-snr_db / 20)
+
+
+def _beats(rate_bpm, seconds, seed, jitter_s=0.006):
+    """Beat instants at a mean rate with breathing-like variability and jitter."""
+    rng = np.random.default_rng(seed)
+    t, out = rng.uniform(0, 0.5), []
+    while t < seconds:
+        out.append(t)
+        rr = 60.0 / rate_bpm * (1 + 0.03 * np.sin(2 * np.pi * 0.25 * t + seed))
+        t += rr + rng.normal(0, jitter_s)
+    return np.array(out)
+
+
+def test_coincidence_is_withheld_unless_the_ppg_proves_it_fetal():
     t = np.arange(1, 121) / 4
     mhr = np.full(t.size, 100.0)
-    # Short valve clicks at the maternal rate: clearly fetal, shown.
-    p = fhr_from_doppler(_pulse_train(100.0, 0.03, 30), FS, t, mhr)
-    assert np.isfinite(p.fhr_bpm).mean() > 0.9 and not p.maternal.any()
-    # Longer pulses (wall motion or a vessel: not clearly fetal) at the maternal rate, from
-    # the start: withheld and flagged.
-    p = fhr_from_doppler(_pulse_train(100.0, 0.16, 30), FS, t, mhr)
-    assert not np.isfinite(p.fhr_bpm).any() and p.maternal.mean() > 0.9
+    fetal = _beats(100.0, 30, seed=1)
+    audio = _click_train(fetal, 30, seed=2)
+    # Rate only: short clicks at the mother's rate are not proven fetal (a maternal vessel
+    # can click too): withheld and flagged, whatever their shape.
+    p = fhr_from_doppler(audio, FS, t, mhr)
+    assert np.isfinite(p.fhr_bpm).mean() < 0.05 and p.maternal[8:-8].mean() > 0.9
+    # With her beats from the PPG: the clicks drift against them (a fetal heart at her very
+    # mean rate, so only where the drift shows): shown there.
+    mother = _beats(100.0, 30, seed=3) + 0.2
+    st = FhrStream(FS)
+    st.feed_maternal_beats(mother)
+    p = FhrPoints.concat([st.feed(audio), st.flush()])
+    late = t > 12  # after the template has formed (16 beats)
+    shown = np.isfinite(p.fhr_bpm[late])
+    assert shown.mean() > 0.5 and not (shown & p.maternal[late]).any()
+    # The same clicks in lock-step with her beats (a constant transit delay): withheld.
+    st = FhrStream(FS)
+    st.feed_maternal_beats(fetal - 0.2)
+    p = FhrPoints.concat([st.feed(audio), st.flush()])
+    assert not np.isfinite(p.fhr_bpm[late]).any() and p.maternal[late][:-8].mean() > 0.9
 
 
 def test_a_trace_passing_through_the_maternal_rate_is_shown_until_it_stays():
