@@ -36,7 +36,7 @@ def _rows(text):
 def test_fhr_csv_contract(wav, tmp_path, capsys):
     assert main(["dsp", "fhr", str(wav)]) == 0
     header, rows = _rows(capsys.readouterr().out)
-    assert header == "t_s,fhr_bpm,quality"
+    assert header == "t_s,fhr_bpm,quality,reason"
     assert len(rows) == 80
     assert [float(r[0]) for r in rows[:2]] == [0.25, 0.5]
     vals = [float(r[1]) for r in rows if r[1]]
@@ -122,6 +122,54 @@ def test_bad_inputs(tmp_path, capsys):
     empty = tmp_path / "empty.csv"
     empty.write_text("")
     _err(["dsp", "ctg", str(empty)], capsys)
+
+
+def _ppg_csv(path, x, fs=50, t0=None):
+    t0 = 1.0 / fs if t0 is None else t0
+    path.write_text("t_s,ppg\n" + "".join(f"{t0 + i / fs:.4f},{v:.4f}\n" for i, v in enumerate(x)))
+    return path
+
+
+def test_fhr_with_the_mothers_ppg(tmp_path, capsys):
+    from simulators.maternal import MaternalBeats
+
+    # The probe on a maternal vessel only (in-band wall pulsation), the mother at 135 bpm (a
+    # fetal-looking rate): without her PPG it is reported; with it, withheld as maternal.
+    n = 60 * 4
+    beats = MaternalBeats.from_rate(np.full(n, 135.0), 3)
+    sc = synthesize_doppler(
+        np.full(n, 140.0), fs_hz=4000, snr_db=15, seed=3, maternal_db=0,
+        maternal_model="wall_inband", beats=beats, fetal_absent=[(0.0, 60.0)],
+        fades_per_10min=0, movements_per_10min=0,
+    )  # fmt: skip
+    wav = tmp_path / "m.wav"
+    wavfile.write(wav, 4000, (sc.audio / np.abs(sc.audio).max() * 20000).astype(np.int16))
+    ppg = _ppg_csv(tmp_path / "p.csv", synthesize_ppg(beats=beats, seed=3))
+    out = tmp_path / "o.csv"
+    assert main(["dsp", "fhr", str(wav), "--ppg", str(ppg), "--out", str(out)]) == 0
+    header, rows = _rows(out.read_text())
+    assert header == "t_s,fhr_bpm,quality,reason" and len(rows) == n
+    late = rows[80:]  # once her pulse template has formed
+    assert sum(1 for r in late if r[1]) == 0
+    assert main(["dsp", "fhr", str(wav), "--out", str(tmp_path / "n.csv")]) == 0
+    _, alone = _rows((tmp_path / "n.csv").read_text())
+    assert sum(1 for r in alone if r[1]) > 0.5 * n  # the vessel alone looks like a heart
+    assert max(float(r[2]) for r in alone) <= 0.6  # ... but is never shown as certain
+    assert sum(1 for r in late if r[3] == "maternal") > 0.8 * len(late)
+    # Bad PPG files: one-line errors.
+    short = _ppg_csv(tmp_path / "s.csv", np.zeros(100))
+    _err(["dsp", "fhr", str(wav), "--ppg", str(short)], capsys)  # shorter than the audio
+    late_start = _ppg_csv(tmp_path / "l.csv", np.zeros(50 * 70), t0=5.0)
+    _err(["dsp", "fhr", str(wav), "--ppg", str(late_start)], capsys)
+    slow = _ppg_csv(tmp_path / "f.csv", np.zeros(5 * 70), fs=5)
+    _err(["dsp", "fhr", str(wav), "--ppg", str(slow)], capsys)
+    uneven = tmp_path / "u.csv"
+    uneven.write_text(
+        "t_s,ppg\n0.02,1\n0.04,1\n0.1,1\n" + "".join(f"{i / 50},0\n" for i in range(6, 4000))
+    )
+    _err(["dsp", "fhr", str(wav), "--ppg", str(uneven)], capsys)
+    _err(["dsp", "fhr", str(wav), "--ppg", str(tmp_path / "missing.csv")], capsys)
+    _err(["dsp", "fhr", str(wav), "--ppg", str(ppg), "--maternal-hr", str(ppg)], capsys)
 
 
 def test_stereo_24bit_first_channel(tmp_path, capsys):

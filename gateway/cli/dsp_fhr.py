@@ -2,7 +2,7 @@
 and CTG findings from an FHR trace.
 
 Commands:
-    perimon dsp fhr IN.wav [--maternal-hr MHR.csv] [--out OUT.csv]
+    perimon dsp fhr IN.wav [--ppg PPG.csv | --maternal-hr MHR.csv] [--out OUT.csv]
     perimon dsp mhr IN_PPG.csv --out MHR.csv
     perimon dsp ctg FHR.csv [--uc UC.csv] [--json] [--baseline-out B.csv]
 """
@@ -29,6 +29,12 @@ def register(dsp_subparsers: argparse._SubParsersAction) -> None:
     """Add the fhr, mhr and ctg subcommands to the `perimon dsp` group."""
     p = dsp_subparsers.add_parser("fhr", help="fetal heart rate (4 Hz) from Doppler audio WAV")
     p.add_argument("wav", metavar="IN.wav")
+    p.add_argument(
+        "--ppg",
+        metavar="PPG.csv",
+        help="the mother's PPG waveform, CSV t_s,ppg on the audio's time base (10-1000 Hz, "
+        "covering the audio): her beat-locked pulses are cancelled and never shown as fetal",
+    )
     p.add_argument("--maternal-hr", metavar="MHR.csv", help="maternal rate CSV t_s,mhr_bpm")
     p.add_argument("--out", metavar="OUT.csv", help="output CSV (default stdout)")
     p.set_defaults(func=cmd_fhr)
@@ -139,39 +145,59 @@ def _fmt(x: float, nd: int) -> str:
 
 # -- commands ---------------------------------------------------------------------------
 def cmd_fhr(args: argparse.Namespace) -> int:
-    from dsp.fhr import fhr_from_doppler
+    from dsp.fhr import FhrPoints, FhrStream
+    from dsp.mhr import maternal_beats_from_ppg
 
     audio, fs = _read_wav(args.wav)
-    mt = mb = None
+    if args.ppg and args.maternal_hr:
+        raise UserError("give --ppg or --maternal-hr, not both (the PPG gives the rate too)")
+    stream = FhrStream(fs)
     if args.maternal_hr:
         cols = _read_columns(args.maternal_hr, ("t_s", "mhr_bpm"), allow_empty={"mhr_bpm"})
         _check_time(args.maternal_hr, cols["t_s"])
-        mt, mb = cols["t_s"], cols["mhr_bpm"]
-    pts = fhr_from_doppler(audio, fs, mt, mb)
+        stream.feed_maternal(cols["t_s"], cols["mhr_bpm"])
+    if args.ppg:
+        t, x, ppg_fs = _read_ppg(args.ppg)
+        # Audio sample i is at t = (i + 1) / fs (points at 0.25, 0.5, ...), like the PPG's
+        # rows; the PPG must cover the recording so no stretch goes unchecked.
+        end_s = audio.size / fs
+        if t[0] > 1.0 / fs + 1.0 / ppg_fs or t[-1] < end_s - 1.0 / ppg_fs:
+            raise UserError(
+                f"{args.ppg}: covers {t[0]:.2f}-{t[-1]:.2f} s, the audio 0-{end_s:.2f} s"
+            )
+        t0 = t[0] - 1.0 / ppg_fs  # beat times are counted from the sample before the first
+        stream.feed_maternal_beats(t0 + maternal_beats_from_ppg(x, ppg_fs))
+    pts = FhrPoints.concat([stream.feed(audio), stream.flush()])
     rows = [
-        [f"{t:.2f}", _fmt(b, 1), f"{q:.2f}"]
-        for t, b, q in zip(pts.t_s, pts.fhr_bpm, pts.quality, strict=True)
+        [f"{t:.2f}", _fmt(b, 1), f"{q:.2f}", "maternal" if m else ""]
+        for t, b, q, m in zip(pts.t_s, pts.fhr_bpm, pts.quality, pts.maternal, strict=True)
     ]
-    _write_csv(args.out, ["t_s", "fhr_bpm", "quality"], rows)
+    _write_csv(args.out, ["t_s", "fhr_bpm", "quality", "reason"], rows)
     return 0
+
+
+def _read_ppg(path: str) -> tuple[np.ndarray, np.ndarray, float]:
+    """A PPG CSV t_s,ppg: uniformly sampled at 10-1000 Hz, at least MIN_PPG_S long."""
+    cols = _read_columns(path, ("t_s", "ppg"), allow_empty=set())
+    t, x = cols["t_s"], cols["ppg"]
+    _check_time(path, t)
+    if t.size < 2:
+        raise UserError(f"{path}: too short")
+    dt = np.diff(t)
+    fs = 1.0 / float(np.median(dt))
+    if np.any(np.abs(dt - 1.0 / fs) > 0.25 / fs):
+        raise UserError(f"{path}: t_s must be uniformly sampled")
+    if not 10.0 <= fs <= 1000.0:
+        raise UserError(f"{path}: PPG sample rate {fs:.1f} Hz outside 10-1000 Hz")
+    if t[-1] - t[0] < MIN_PPG_S:
+        raise UserError(f"{path}: too short ({t[-1] - t[0]:.1f} s; need {MIN_PPG_S:.0f} s)")
+    return t, x, fs
 
 
 def cmd_mhr(args: argparse.Namespace) -> int:
     from dsp.mhr import mhr_from_ppg
 
-    cols = _read_columns(args.ppg, ("t_s", "ppg"), allow_empty=set())
-    t, x = cols["t_s"], cols["ppg"]
-    _check_time(args.ppg, t)
-    if t.size < 2:
-        raise UserError(f"{args.ppg}: too short")
-    dt = np.diff(t)
-    fs = 1.0 / float(np.median(dt))
-    if np.any(np.abs(dt - 1.0 / fs) > 0.25 / fs):
-        raise UserError(f"{args.ppg}: t_s must be uniformly sampled")
-    if not 10.0 <= fs <= 1000.0:
-        raise UserError(f"{args.ppg}: PPG sample rate {fs:.1f} Hz outside 10-1000 Hz")
-    if t[-1] - t[0] < MIN_PPG_S:
-        raise UserError(f"{args.ppg}: too short ({t[-1] - t[0]:.1f} s; need {MIN_PPG_S:.0f} s)")
+    t, x, fs = _read_ppg(args.ppg)
     pts = mhr_from_ppg(x, fs)
     t0 = t[0] - 1.0 / fs  # points are timed from the first sample like the FHR
     rows = [[f"{t0 + tt:.2f}", _fmt(b, 1)] for tt, b in zip(pts.t_s, pts.mhr_bpm, strict=True)]
