@@ -218,3 +218,176 @@ def test_bad_inputs():
         beats.arrivals(-0.2, np.random.default_rng(0))
     with pytest.raises(ValueError, match="mhr_bpm_4hz or beats"):
         synthesize_ppg()
+
+
+# -- the scatterer synthesizer ------------------------------------------------------------
+
+
+def _scatter(n, beats, **kw):
+    from simulators.doppler_scatter import synthesize_doppler_scatter
+
+    return synthesize_doppler_scatter(np.full(n, 140.0), beats, **kw)
+
+
+@pytest.mark.parametrize("model", MATERNAL_MODELS)
+def test_scatter_each_model_renders_and_is_deterministic(model):
+    beats = MaternalBeats.from_rate(np.full(80, 90.0), seed=3)
+    a = _scatter(80, beats, seed=4, maternal_model=model, snr_db=20.0)
+    b = _scatter(80, beats, seed=4, maternal_model=model, snr_db=20.0)
+    np.testing.assert_array_equal(a.audio, b.audio)
+    assert a.audio.size == 20 * FS and np.all(np.isfinite(a.audio))
+    assert a.maternal_model is not None and a.maternal_model != "random"
+    assert 0.15 <= a.maternal_arrival_s <= 0.30
+    assert not np.array_equal(a.audio, _scatter(80, beats, seed=5, maternal_model=model).audio)
+
+
+def test_scatter_snr_is_fetal_power_over_noise():
+    kw = dict(seed=1, fades_per_10min=0.0, movements_per_10min=0.0)
+    clean = _scatter(240, None, snr_db=60.0, **kw)
+    noisy = _scatter(240, None, snr_db=0.0, **kw)
+    noise = noisy.audio - clean.audio
+    assert abs(10 * np.log10(np.mean(clean.audio**2) / np.mean(noise**2))) < 0.5
+    assert clean.mhr_bpm is None and clean.maternal_model is None
+
+
+@pytest.mark.parametrize("model", ["wall_inband", "flow", "thump", "mixture"])
+@pytest.mark.parametrize("rate", [55.0, 160.0])
+def test_scatter_maternal_is_locked_to_the_ppg(model, rate):
+    seconds = 80
+    beats = MaternalBeats.from_rate(np.full(seconds * 4, rate), seed=int(rate) + 1)
+    sc = _scatter(
+        seconds * 4,
+        beats,
+        seed=7,
+        maternal_model=model,
+        fetal_absent=[(0.0, seconds + 1.0)],
+        maternal_db=0.0,
+        **QUIET,
+    )
+    ppg = synthesize_ppg(beats=beats, seed=8, movements_per_10min=0, noise=0.01)
+    p = _ppg_100hz(ppg)
+    rr = 60.0 / rate
+    _, spread = _window_lags(_envelope(sc.audio), p, rr)
+    assert spread < 0.02
+    fetal = _scatter(seconds * 4, None, seed=9, **QUIET)  # fetal heart at 140 bpm
+    _, spread_f = _window_lags(_envelope(fetal.audio), p, rr)
+    assert spread_f > 3 * spread
+
+
+def test_scatter_flow_reaches_the_peak_systolic_shift():
+    from scipy import signal
+
+    # 60 cm/s at 45 degrees: 2 f0 v cos(theta) / c = 1102 Hz at 2 MHz.
+    expected = 2 * 2.0e6 * 0.6 * np.cos(np.radians(45)) / 1540.0
+    beats = MaternalBeats.from_rate(np.full(120, 75.0), seed=1)
+    sc = _scatter(
+        120,
+        beats,
+        seed=2,
+        maternal_model="flow",
+        fetal_absent=[(0.0, 40.0)],
+        maternal_db=0.0,
+        artery_psv_m_s=0.6,
+        artery_angle_deg=45.0,
+        **QUIET,
+    )
+    f, _, s = signal.spectrogram(sc.audio, FS, nperseg=256, noverlap=192)
+    s, f = s[f > 100], f[f > 100]
+    edge = f[np.argmax(np.cumsum(s, axis=0) / s.sum(axis=0) >= 0.95, axis=0)]
+    top = np.percentile(edge, 99)  # the systolic peaks
+    assert 0.8 * expected < top < 1.2 * expected
+    # ... and the pitch falls in diastole (the diastolic tail, at 30-70 % of the peak).
+    assert np.median(edge) < 0.85 * top
+
+
+def test_scatter_fetal_absent_interval_has_no_fetal_energy():
+    n = 4 * 60
+    beats = MaternalBeats.from_rate(np.full(n, 85.0), seed=1)
+    kw = dict(seed=6, maternal_model="wall_inband", snr_db=60.0)
+    part = _scatter(n, beats, fetal_absent=[(20.0, 40.0)], **kw)
+    none = _scatter(n, beats, fetal_absent=[(0.0, 60.0)], **kw)
+    i0, i1 = int(20.1 * FS), int(39.9 * FS)
+    np.testing.assert_allclose(part.audio[i0:i1], none.audio[i0:i1], rtol=0, atol=1e-9)
+    inside = (part.t_s >= 20.0) & (part.t_s <= 40.0)
+    assert np.all(part.fetal_absent == inside) and np.all(part.fetal_gain[inside] == 0)
+    quiet = _scatter(n, None, seed=6, fetal_absent=[(20.0, 40.0)])
+    assert np.sqrt(np.mean(quiet.audio[i0:i1] ** 2)) < 0.25  # the noise at 15 dB ~ 0.18
+    assert np.sqrt(np.mean(quiet.audio[int(45 * FS) :] ** 2)) > 0.5
+
+
+def test_scatter_fetal_rate_follows_the_trace():
+    fhr = np.concatenate([np.full(120, 120.0), np.full(120, 160.0)])
+    from simulators.doppler_scatter import synthesize_doppler_scatter
+
+    sc = synthesize_doppler_scatter(fhr, None, seed=3, **QUIET)
+    env = _envelope(sc.audio)
+    for half, rate in ((env[:3000], 120.0), (env[3000:], 160.0)):
+        x = half - half.mean()
+        acf = np.correlate(x, x, "full")[x.size - 1 :]
+        lo, hi = int(0.8 * 6000 / rate), int(1.2 * 6000 / rate) + 1
+        assert abs((lo + np.argmax(acf[lo:hi])) / 100 - 60 / rate) < 0.02
+
+
+def test_scatter_bad_inputs():
+    from simulators.doppler_scatter import synthesize_doppler_scatter as s
+
+    beats = MaternalBeats.from_rate(np.full(40, 80.0), seed=0)
+    fhr = np.full(40, 140.0)
+    with pytest.raises(ValueError, match="bpm"):
+        s(np.full(40, 300.0), beats)
+    with pytest.raises(ValueError, match="fhr_bpm_4hz"):
+        s(np.full(40, np.nan), beats)
+    with pytest.raises(ValueError, match="fs_hz"):
+        s(fhr, beats, fs_hz=500)
+    with pytest.raises(ValueError, match="maternal_model"):
+        s(fhr, beats, maternal_model="vein")
+    with pytest.raises(ValueError, match="fetal_absent"):
+        s(fhr, beats, fetal_absent=[(3.0, 1.0)])
+    with pytest.raises(ValueError, match="cover"):
+        s(np.full(80, 140.0), beats)
+    with pytest.raises(ValueError, match="artery_angle_deg"):
+        s(fhr, beats, artery_angle_deg=95.0)
+    with pytest.raises(ValueError, match="snr_db"):
+        s(fhr, beats, snr_db=np.nan)
+
+
+# -- benchmark cases ------------------------------------------------------------------------
+
+
+def test_case_draws_cover_the_ranges():
+    from simulators.fhr_cases import draw_case
+
+    fhr = np.full(4 * 600, 140.0)
+    cases = [draw_case(s, fhr) for s in range(200)]
+    near = np.array([c.near_fetal for c in cases])
+    assert 0.35 < near.mean() < 0.65
+    for c in cases:
+        m = np.median(c.mhr_bpm_4hz)
+        assert 55.0 <= c.mhr_bpm_4hz.min() and c.mhr_bpm_4hz.max() <= 160.0
+        if c.near_fetal:  # the drawn rate within 10 bpm, plus the slow wander
+            assert abs(m - 140.0) <= 13.0
+        else:
+            assert abs(m - 140.0) >= 7.0
+        ((t0, t1),) = c.fetal_absent
+        assert 60.0 <= t1 - t0 <= 120.0 and 0.0 <= t0 and t1 <= 600.0
+        assert -15.0 <= c.maternal_db <= 6.0 and 0.20 <= c.ppg_arrival_s <= 0.35
+    assert {c.maternal_model for c in cases} == {"wall_inband", "flow", "thump", "mixture"}
+    # A fetal baseline above the maternal range still gives near cases, at the top.
+    high = [draw_case(s, np.full(400, 175.0)) for s in range(20)]
+    assert all(np.median(c.mhr_bpm_4hz) >= 140 for c in high if c.near_fetal)
+
+
+@pytest.mark.parametrize("synthesizer", ["noise", "scatter"])
+def test_maternal_case_renders_both_synthesizers(synthesizer):
+    from simulators.fhr_cases import maternal_case
+
+    fhr = 140.0 + 5 * np.sin(np.arange(4 * 100) / 4 / 20)
+    sc, ppg, fs_ppg, beats = maternal_case(3, fhr, synthesizer=synthesizer)
+    again = maternal_case(3, fhr, synthesizer=synthesizer)
+    np.testing.assert_array_equal(sc.audio, again[0].audio)
+    np.testing.assert_array_equal(ppg, again[1])
+    assert sc.audio.size == 100 * FS and ppg.size == 100 * fs_ppg
+    assert sc.fetal_absent.any() and np.all(sc.fetal_gain[sc.fetal_absent] == 0)
+    assert beats.duration_s == 100.0 and sc.maternal_model is not None
+    with pytest.raises(ValueError, match="synthesizer"):
+        maternal_case(3, fhr, synthesizer="tone")
