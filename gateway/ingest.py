@@ -131,23 +131,41 @@ class Store:
             for sql in _TABLES:
                 self.conn.execute(sql)
 
-    def _insert(self, table: str, row: dict) -> bool:
+    def _insert(self, table: str, row: dict, numbered: tuple | None) -> bool:
+        """Store the row once and note its sequence number, in one transaction (one sync)."""
         cols = ", ".join(row)
         marks = ", ".join([self.param] * len(row))
         sql = f"INSERT INTO {table} ({cols}) VALUES ({marks}) ON CONFLICT (msg_id) DO NOTHING"
         with self.lock:
-            cur = self.conn.execute(sql, tuple(row.values()))
+            self.conn.execute("BEGIN")
+            try:
+                cur = self.conn.execute(sql, tuple(row.values()))
+                if numbered is not None:
+                    self.conn.execute(self._sequence_sql, (row["gateway_id"], *numbered))
+                self.conn.execute("COMMIT")
+            except BaseException:
+                self.conn.execute("ROLLBACK")
+                raise
             return cur.rowcount == 1
 
+    @property
+    def _sequence_sql(self) -> str:
+        marks = ", ".join([self.param] * 6)
+        return ("INSERT INTO sequences (gateway_id, device_id, kind, boot, seq, count)"
+                f" VALUES ({marks}) ON CONFLICT DO NOTHING")  # fmt: skip
+
     def add_reading(self, kind: str, msg_id: str, gateway_id: str, device_id: str,
-                    code: str | None, t: str | None, payload: dict, worker: str) -> bool:  # fmt: skip
+                    code: str | None, t: str | None, payload: dict, worker: str,
+                    numbered: tuple | None = None) -> bool:  # fmt: skip
+        """`numbered`: (device, series kind, boot, seq, count) to note as received."""
         return self._insert("readings", {
             "msg_id": msg_id, "kind": kind, "gateway_id": gateway_id, "device_id": device_id,
             "code": code, "t": t, "payload": json.dumps(payload, separators=(",", ":")),
             "received_at": time.time(), "worker": worker,
-        })  # fmt: skip
+        }, numbered)  # fmt: skip
 
-    def add_alert(self, gateway_id: str, payload: dict, worker: str) -> bool:
+    def add_alert(self, gateway_id: str, payload: dict, worker: str,
+                  numbered: tuple | None = None) -> bool:  # fmt: skip
         return self._insert("alerts", {
             "msg_id": payload["msg_id"], "gateway_id": gateway_id,
             "device_id": payload["device_id"], "alert": payload["alert"],
@@ -155,18 +173,14 @@ class Store:
             "detail": payload["detail"], "t": payload["t"], "raised_at": payload["raised_at"],
             "payload": json.dumps(payload, separators=(",", ":")), "received_at": time.time(),
             "worker": worker, "ack_status": None,
-        })  # fmt: skip
+        }, numbered)  # fmt: skip
 
     def add_sequence(self, gateway_id: str, device_id: str, kind: str, boot: int, seq: int,
                      count: int) -> None:  # fmt: skip
         """Note a number as received (a redelivery or a republication adds nothing)."""
-        marks = ", ".join([self.param] * 6)
         with self.lock:
-            self.conn.execute(
-                "INSERT INTO sequences (gateway_id, device_id, kind, boot, seq, count)"
-                f" VALUES ({marks}) ON CONFLICT DO NOTHING",
-                (gateway_id, device_id, kind, boot, seq, count),
-            )
+            self.conn.execute(self._sequence_sql,
+                              (gateway_id, device_id, kind, boot, seq, count))  # fmt: skip
 
     def gaps(self) -> list[Gap]:
         """Every run of numbers missing between two received ones, in every series."""
@@ -273,8 +287,10 @@ class Ingest:
             self.counts["invalid"] += 1
             log.warning("invalid %s on %s: %s", kind, topic, errors[0].message)
             return
+        seq = sequence_of(kind, payload)
+        numbered = (device_id, *seq) if seq is not None else None
         if kind == "alert":
-            new = self.store.add_alert(gateway_id, payload, self.worker)
+            new = self.store.add_alert(gateway_id, payload, self.worker, numbered)
             if new and payload["state"] == "raised" and self.ack_alerts:
                 self._ack(gateway_id, device_id, payload)
         elif kind == "observation":
@@ -282,15 +298,12 @@ class Ingest:
                 kind, payload["identifier"][0]["value"], gateway_id, device_id,
                 payload["code"]["coding"][0]["code"],
                 payload.get("effectiveDateTime") or payload["effectivePeriod"]["start"],
-                payload, self.worker,
+                payload, self.worker, numbered,
             )  # fmt: skip
         else:
             new = self.store.add_reading(kind, payload["msg_id"], gateway_id, device_id, None,
-                                         payload.get("t"), payload, self.worker)  # fmt: skip
+                                         payload.get("t"), payload, self.worker, numbered)  # fmt: skip
         self.counts["stored" if new else "duplicates"] += 1
-        numbered = sequence_of(kind, payload)
-        if numbered is not None:
-            self.store.add_sequence(gateway_id, device_id, *numbered)
 
     def _ack(self, gateway_id: str, device_id: str, alert: dict) -> None:
         alert_id = alert["msg_id"].rsplit(":", 1)[0]
