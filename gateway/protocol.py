@@ -84,6 +84,7 @@ class FeedbackLevel(IntEnum):
 
 FEEDBACK_COMPLETE = 0x01  # FEEDBACK flags: the prescribed recording is complete
 FEEDBACK_MUTE = 0x02  # Doppler sound off
+FEEDBACK_MATERNAL = 0x04  # the probe hears only the mother's pulse: move it
 
 
 class Status(IntEnum):

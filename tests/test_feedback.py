@@ -212,6 +212,11 @@ print(step(250))                                  # red flash and low tone
 print(step(250))                                  # the flash lasts
 print(step(1000))                                 # back to the quality colour
 print(step(6000))                                 # no FEEDBACK for 5 s: local estimate
+fb.on_remote(p.FB_SEARCHING, p.FBF_MATERNAL)
+print(step(250))                                  # only the mother heard: move the probe
+print(step(3000))                                 # the call repeats every 3 s
+fb.on_remote(p.FB_GOOD, 0)
+print(step(250))                                  # the baby found again
 """
 
 
@@ -227,3 +232,6 @@ def test_indicator_shows_quality_completion_battery_and_falls_back(tmp_path):
     assert steps[5] == []
     assert steps[6] == ["led green steady", "tone 880"]
     assert steps[7][:2] == ["IND source local", "led blue blink"]
+    assert steps[8] == ["IND source gateway", "led magenta blink", "tone 440", "tone 330"]
+    assert steps[9] == ["tone 440", "tone 330"]
+    assert steps[10] == ["led green steady", "tone 880"]

@@ -30,6 +30,8 @@ _BATTERY_FLASH_MS = const(1000)
 # Level -> (LED colour, blinking, tone Hz). The tone rises as the signal gets better.
 _LOOK = (("blue", True, 440), ("yellow", True, 660), ("green", False, 880))
 _LEVEL_NAMES = ("searching", "weak", "good")
+# The gateway's "only the mother's pulse" flag: magenta, blinking, a low tone then 440 Hz.
+_MOVE_PROBE = ("magenta", True, 440)
 
 
 def periodicity(env, n, d=None):
@@ -177,6 +179,12 @@ class Feedback:
             return
         if self.flags & p.FBF_COMPLETE:
             self._show(("white", False, 0), now, ("complete",))
+            return
+        if self.flags & p.FBF_MATERNAL and self.source == "gateway":
+            # only the mother's pulse is heard: the two-note "move the probe" call
+            self._show(_MOVE_PROBE, now, None)
+            if self._tone_at == now:
+                self.hal.tone(330, 120)
             return
         if self.battery_low and (
             self._battery_at is None or self._diff(now, self._battery_at) >= _BATTERY_EVERY_MS

@@ -66,6 +66,7 @@ FB_WEAK = const(1)
 FB_GOOD = const(2)
 FBF_COMPLETE = const(0x01)  # the prescribed recording is complete
 FBF_MUTE = const(0x02)  # Doppler sound off
+FBF_MATERNAL = const(0x04)  # the probe hears only the mother's pulse: move it
 
 HEADER_LEN = const(12)
 CRC_LEN = const(2)
