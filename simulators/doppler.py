@@ -88,6 +88,9 @@ _INBAND_PULSE_S = (0.10, 0.15)
 _INBAND_REBOUND_P = 0.4
 _INBAND_REBOUND_FRAC_RR = (0.35, 0.45)
 _INBAND_REBOUND_REL = (0.3, 0.6)
+_INBAND_REBOUND_LENGTH = 0.8  # of the main pulse's length
+_MATERNAL_BEAT_LOG_SD = 0.15  # beat-to-beat spread of a maternal pulse's strength
+_PULSE_LENGTH_SPREAD = (0.9, 1.1)  # beat-to-beat spread of an in-band pulse's length
 # Breathing moves the abdomen, the uterus and the probe against the vessel: its signal
 # swells and fades by up to this fraction with each breath (judgement).
 _MATERNAL_RESP_AM = (0.0, 0.3)
@@ -526,7 +529,7 @@ class _Scene:
             self.flow.gain_4hz = gain
         if "thump" in parts:
             wall = 10 ** (mrng.uniform(*_WALL_DB) / 20.0) if model == "flow_thump" else 1.0
-            amp = wall * at(gain, t) * mrng.lognormal(0, 0.15, t.size)
+            amp = wall * at(gain, t) * mrng.lognormal(0, _MATERNAL_BEAT_LOG_SD, t.size)
             add(t, 0.3 * np.sqrt(mrr / 0.8), "maternal", amp, "pulse", mrng)
         if "wall_inband" in parts:
             centre = mrng.uniform(*_INBAND_CENTRE_HZ)
@@ -536,14 +539,14 @@ class _Scene:
             )
             length = mrng.uniform(*_INBAND_PULSE_S)
             shape = str(mrng.choice(["hann", "pulse"]))
-            d = length * mrng.uniform(0.9, 1.1, t.size)
-            amp = at(gain, t) * mrng.lognormal(0, 0.15, t.size)
+            d = length * mrng.uniform(*_PULSE_LENGTH_SPREAD, t.size)
+            amp = at(gain, t) * mrng.lognormal(0, _MATERNAL_BEAT_LOG_SD, t.size)
             add(t + d / 2, d, "maternal_wall", amp, shape, mrng)  # starts at the arrival
             if mrng.uniform() < _INBAND_REBOUND_P:
                 frac = mrng.uniform(*_INBAND_REBOUND_FRAC_RR)
                 tr = t + np.minimum(frac * mrr, 0.35)
                 a2 = amp * mrng.uniform(*_INBAND_REBOUND_REL)
-                d2 = 0.8 * d
+                d2 = _INBAND_REBOUND_LENGTH * d
                 ok = tr + d2 < end_s
                 add(tr[ok] + d2[ok] / 2, d2[ok], "maternal_wall", a2[ok], shape, mrng)
         return rel

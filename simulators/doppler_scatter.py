@@ -40,6 +40,7 @@ from simulators.doppler import (
     _ARTERY_DIASTOLIC_RATIO,
     _ARTERY_PSV_M_S,
     _INBAND_REBOUND_FRAC_RR,
+    _INBAND_REBOUND_LENGTH,
     _INBAND_REBOUND_P,
     _INBAND_REBOUND_REL,
     _MATERNAL_RESP_AM,
@@ -125,8 +126,41 @@ _RECOIL_REL = (0.3, 0.5)
 # (transit-time broadening ~ velocity / beam width: tens of Hz), tissue speckle changing
 # slowly. Judgement.
 _G_BW_HZ = {"blood": (30.0, 80.0), "leaflet": (15.0, 40.0), "tissue": (2.0, 8.0)}
-# Spread of the beam angle across the aperture (geometric broadening), SD of cos factor.
+# Spread of the beam angle across the aperture (geometric broadening), SD of the cos
+# factor (judgement).
 _APERTURE_SD = 0.04
+# Velocity factors of a tissue source's scatterers (parts of the wall or leaflet moving at
+# different speeds and angles): range and number; blood scatterers follow the velocity
+# profile instead (_profile). Judgement.
+_TISSUE_FACTORS = {
+    "wall": (0.6, 1.2, 8),
+    "leaflet": (0.7, 1.1, 6),
+    "maternal": (0.6, 1.1, 8),
+    "movement": (0.5, 1.5, 8),
+}
+_BLOOD_SCATTERERS = {"fetal": 8, "maternal": 16}
+# Beat-to-beat variability (judgement, as in simulators/doppler.py): timing of each fetal
+# event (s, SD), its velocity peak and each source's amplitude per beat (log SD), the
+# maternal pulses' peaks (log SD); and a recording-to-recording spread of each fetal
+# source's level (log SD).
+_EVENT_JITTER_S = 0.004
+_LENGTH_SPREAD = (0.9, 1.1)  # of the atrial and E' waves, per recording
+_BEAT_VELOCITY_LOG_SD = 0.1
+_BEAT_AMPLITUDE_LOG_SD = 0.2
+_FLOW_BEAT_LOG_SD = 0.05
+_MATERNAL_BEAT_LOG_SD = 0.1
+_SOURCE_LEVEL_LOG_SD = 0.3
+# Fetal wall: motion in isovolumic contraction at 0.4 S'; E' lasts ~90 ms. Leaflets drift
+# back at 15 % of their opening speed over 0.1 s and reopen with the atrial contraction at
+# half speed. Judgement.
+_IVC_REL = 0.4
+_E_WAVE_S = 0.09
+_LEAFLET_DRIFT_REL, _LEAFLET_DRIFT_S = 0.15, 0.1
+_LEAFLET_A_REL = 0.5
+# Maternal wall recoil lasts 1.6 times the expansion; the uterine notch comes 0.12-0.18 s
+# after the systolic peak. Judgement.
+_RECOIL_LENGTH = 1.6
+_FLOW_NOTCH_AFTER_S = (0.12, 0.18)
 # CW front-end wall filter: high-pass at 80-100 Hz, 2nd or 4th order (judgement; fetal
 # Doppler front ends reject the slow tissue motion below ~100 Hz).
 _WALL_FILTER_HZ = (80.0, 100.0)
@@ -136,6 +170,8 @@ _WALL_FILTER_ORDER = (2, 4)
 _MOVE_M_S = (0.05, 0.20)
 _MOVE_S = (1.0, 6.0)
 _MOVE_DB = (10.0, 25.0)
+_MOVE_VELOCITY_BW_HZ = (1.0, 4.0)  # how fast the movement's velocity changes
+_MOVE_G_BW_HZ = (5.0, 20.0)  # and its speckle
 
 
 class _Amplitudes:
@@ -344,13 +380,13 @@ class _ScatterScene:
         gain = self.probe_gain * self.fetal_gain
 
         def jit():
-            return b + rng.normal(0.0, 0.004, nb)
+            return b + rng.normal(0.0, _EVENT_JITTER_S, nb)
 
-        def per_beat_amp(sd):
-            return (b, rng.lognormal(0.0, sd, nb))
+        def per_beat_amp():
+            return (b, rng.lognormal(0.0, _BEAT_AMPLITUDE_LOG_SD, nb))
 
-        def var(sd=0.1):
-            return rng.lognormal(0.0, sd, nb)
+        def var():
+            return rng.lognormal(0.0, _BEAT_VELOCITY_LOG_SD, nb)
 
         sources = []
         names = list(_FETAL_SOURCE_DB)
@@ -358,21 +394,24 @@ class _ScatterScene:
         if heard.sum() < 2:
             heard[[0, 1]] = True
         for name, h in zip(names, heard, strict=True):
-            level = 10 ** (rng.uniform(*_FETAL_SOURCE_DB[name]) / 20.0) * rng.lognormal(0, 0.3)
+            level = 10 ** (rng.uniform(*_FETAL_SOURCE_DB[name]) / 20.0) * rng.lognormal(
+                0, _SOURCE_LEVEL_LOG_SD
+            )
             cos = rng.uniform(*_COS_RANGE)
             p = _Pulses(self.n_ctrl)
             if name == "wall":
                 s_pk, e_pk, a_pk = (
                     rng.uniform(*r) for r in (_WALL_S_M_S, _WALL_E_M_S, _WALL_A_M_S)
                 )
-                d_a = _ATRIAL_S * rng.uniform(0.9, 1.1)
+                d_a = _ATRIAL_S * rng.uniform(*_LENGTH_SPREAD)
                 p.add(jit() - 0.01 - d_a, -a_pk * var(), d_a)
-                p.add(jit(), 0.4 * s_pk * var(), _IVC_S)
+                p.add(jit(), _IVC_REL * s_pk * var(), _IVC_S)
                 p.add(jit() + _IVC_S, s_pk * var(), et, skew=0.3)
                 t_e = jit() + _IVC_S + et + _IVR_S
-                d_e = 0.09 * rng.uniform(0.9, 1.1)
+                d_e = _E_WAVE_S * rng.uniform(*_LENGTH_SPREAD)
                 p.add(t_e, -e_pk * var(), d_e)
-                factors = rng.uniform(0.6, 1.2, 8)
+                lo, hi, k = _TISSUE_FACTORS["wall"]
+                factors = rng.uniform(lo, hi, k)
                 kind = "tissue"
             elif name in ("av_leaflets", "sl_leaflets"):
                 v_pk = rng.uniform(*_LEAFLET_M_S)
@@ -382,28 +421,29 @@ class _ScatterScene:
                     p.add(jit() - d / 2, -v_pk * var(), d)  # closure
                     t_open = jit() + _IVC_S + et + _IVR_S
                     p.add(t_open, v_pk * var(), d)  # opening with the E wave
-                    p.add(t_open + d, -0.15 * v_pk * var(), 0.1)
-                    p.add(jit() - _ATRIAL_S, 0.5 * v_pk * var(), d)  # with the A wave
+                    p.add(t_open + d, -_LEAFLET_DRIFT_REL * v_pk * var(), _LEAFLET_DRIFT_S)
+                    p.add(jit() - _ATRIAL_S, _LEAFLET_A_REL * v_pk * var(), d)  # with the A wave
                 else:
                     p.add(jit() + _IVC_S - d / 2, v_pk * var(), d)  # opening
                     p.add(jit() + _IVC_S + et - d / 2, -v_pk * var(), d)  # closure
-                factors = rng.uniform(0.7, 1.1, 6)
+                lo, hi, k = _TISSUE_FACTORS["leaflet"]
+                factors = rng.uniform(lo, hi, k)
                 kind = "leaflet"
             elif name == "inflow":
                 e_v, a_v = rng.uniform(*_INFLOW_E_M_S), rng.uniform(*_INFLOW_A_M_S)
-                p.add(jit() + _IVC_S + et + _IVR_S, e_v * var(), 0.09)
+                p.add(jit() + _IVC_S + et + _IVR_S, e_v * var(), _E_WAVE_S)
                 d_a = _ATRIAL_S * 1.1
                 p.add(jit() - 0.005 - d_a, a_v * var(), d_a)
-                factors = self._profile(rng, 8)
+                factors = self._profile(rng, _BLOOD_SCATTERERS["fetal"])
                 kind = "blood"
             else:
                 o_v = rng.uniform(*_OUTFLOW_M_S)
                 p.add(jit() + _IVC_S, o_v * var(), et, skew=0.35)
-                factors = self._profile(rng, 8)
+                factors = self._profile(rng, _BLOOD_SCATTERERS["fetal"])
                 kind = "blood"
             bw = rng.uniform(*_G_BW_HZ[kind])
             if h:
-                src = self._source(rng, p.v * cos, factors, bw, gain, per_beat_amp(0.2))
+                src = self._source(rng, p.v * cos, factors, bw, gain, per_beat_amp())
                 sources.append((src, level))
         return sources
 
@@ -434,7 +474,7 @@ class _ScatterScene:
             hi = min(int((ti + di / 2) * _CTRL_HZ), self.n_ctrl)
             if hi - lo < 4:
                 continue
-            sos = signal.butter(2, rng.uniform(1.0, 4.0), fs=_CTRL_HZ, output="sos")
+            sos = signal.butter(2, rng.uniform(*_MOVE_VELOCITY_BW_HZ), fs=_CTRL_HZ, output="sos")
             w = signal.sosfilt(sos, rng.standard_normal(hi - lo + 2000))[2000:]
             v[lo:hi] += rng.uniform(*_MOVE_M_S) * w / (np.max(np.abs(w)) + 1e-12)
             env_ctrl[lo:hi] = np.maximum(env_ctrl[lo:hi], signal.windows.tukey(hi - lo, 0.3))
@@ -444,13 +484,13 @@ class _ScatterScene:
             b = int(np.ceil((ti + di / 2) * FS_TRACE_HZ))
             self.movement[max(a, 0) : max(b, 0)] = True
         psi = 2 * np.pi * np.cumsum(v * HZ_PER_M_S) / _CTRL_HZ
-        k = 8
+        lo, hi, k = _TISSUE_FACTORS["movement"]
         t_ctrl = self.t_ctrl
         return _Source(
             psi=psi,
-            factors=rng.uniform(0.5, 1.5, k),
+            factors=rng.uniform(lo, hi, k),
             phases=rng.uniform(0, 2 * np.pi, k),
-            amps=_Amplitudes(rng, k, rng.uniform(5.0, 20.0)),
+            amps=_Amplitudes(rng, k, rng.uniform(*_MOVE_G_BW_HZ)),
             env=lambda tt: np.interp(tt, t_ctrl, env_ctrl),
         )
 
@@ -491,7 +531,7 @@ class _ScatterScene:
                 share = rng.uniform(*_FLOW_TAIL_SHARE)
                 tail = rng.uniform(*_FLOW_TAIL_S)
                 notch = rng.uniform(*_FLOW_NOTCH_DEPTH) if rng.uniform() < _FLOW_NOTCH_P else 0.0
-                t_notch = t_pk + rng.uniform(0.12, 0.18)
+                t_notch = t_pk + rng.uniform(*_FLOW_NOTCH_AFTER_S)
 
                 def wave(x, t_pk=t_pk, share=share, tail=tail, notch=notch, t_notch=t_notch):
                     y = (x / t_pk) ** 2 * np.exp(2.0 * (1.0 - x / t_pk))
@@ -506,7 +546,7 @@ class _ScatterScene:
                 excess = np.zeros(self.n_ctrl)
                 n_len = int(1.0 * _CTRL_HZ)
                 tau = np.arange(n_len) / _CTRL_HZ
-                amps = rng.lognormal(0.0, 0.05, arr.size)
+                amps = rng.lognormal(0.0, _FLOW_BEAT_LOG_SD, arr.size)
                 for t0, a in zip(arr, amps, strict=True):
                     i0 = int(np.ceil(t0 * _CTRL_HZ))
                     lo, hi = max(i0, 0), min(i0 + n_len, self.n_ctrl)
@@ -515,25 +555,26 @@ class _ScatterScene:
                     seg = wave(tau[lo - i0 : hi - i0] + (i0 / _CTRL_HZ - t0))
                     excess[lo:hi] = np.maximum(excess[lo:hi], a * seg)
                 v = v_pk * (ratio + (1.0 - ratio) * excess) * cos
-                factors = self._profile(rng, 16)
+                factors = self._profile(rng, _BLOOD_SCATTERERS["maternal"])
                 bw = rng.uniform(*_G_BW_HZ["blood"])
             else:
                 rng_hz = _INBAND_PEAK_HZ if part == "wall_inband" else _THUMP_PEAK_HZ
                 rng_s = _INBAND_PULSE_S if part == "wall_inband" else _THUMP_PULSE_S
                 v_pk = rng.uniform(*rng_hz) / HZ_PER_M_S
                 d = rng.uniform(*rng_s)
-                d_r = 1.6 * d
+                d_r = _RECOIL_LENGTH * d
                 recoil = rng.uniform(*_RECOIL_REL)
-                amps = v_pk * rng.lognormal(0.0, 0.1, arr.size)
+                amps = v_pk * rng.lognormal(0.0, _MATERNAL_BEAT_LOG_SD, arr.size)
                 p.add(arr, amps, d)
                 p.add(arr + d, -recoil * amps, d_r)
                 if part == "wall_inband" and rng.uniform() < _INBAND_REBOUND_P:
                     frac = rng.uniform(*_INBAND_REBOUND_FRAC_RR)
                     rel_r = rng.uniform(*_INBAND_REBOUND_REL)
                     t_r = arr + np.minimum(frac * rr, 0.35)
-                    p.add(t_r, rel_r * amps, 0.8 * d)
+                    p.add(t_r, rel_r * amps, _INBAND_REBOUND_LENGTH * d)
                 v = p.v
-                factors = rng.uniform(0.6, 1.1, 8)
+                lo, hi, k = _TISSUE_FACTORS["maternal"]
+                factors = rng.uniform(lo, hi, k)
                 bw = rng.uniform(*_G_BW_HZ["tissue"])
             self.maternal_parts[part] = self._source(rng, v, factors, bw, gain)
         self.maternal_rel = rel

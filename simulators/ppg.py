@@ -134,7 +134,8 @@ def synthesize_ppg(
 
 
 class PpgSignal:
-    """Endless PPG source for the firmware simulation (loops the trace)."""
+    """Endless PPG source for the firmware simulation (loops the trace): from shared
+    `beats` when given (`mhr_bpm_4hz` is then unused), else from a rate trace."""
 
     ADC_COUNTS_PER_PULSE = 4000.0
 
