@@ -486,7 +486,8 @@ class FhrStream:
         band envelope periodic at her beat interval, autocorrelation >= MIN_ACF, that loses
         more than half of that periodicity when her beat-locked pulses are cancelled) and
         its rate is not clearly something else: no rate, a rate within 2x the coincidence
-        tolerance of her rate or of twice or half of it (a doubled or halved vessel pulse),
+        tolerance (10 bpm) of her rate or of twice or half of it (a doubled or halved vessel
+        pulse),
         or a weak one (quality < LOCKED_MIN_QUALITY: what is left of her pulses after an
         imperfect cancellation)."""
         heard = np.zeros(t.size, dtype=bool)
@@ -501,11 +502,8 @@ class FhrStream:
         m_bpm = 60.0 / rr[j]
         ratio = fhr / m_bpm
         tol = 2 * MATERNAL_TOLERANCE_BPM / m_bpm
-        ask = covered & (
-            ~np.isfinite(fhr)
-            | (qual < LOCKED_MIN_QUALITY)
-            | np.any([np.abs(ratio - f) <= tol * f for f in (0.5, 1.0, 2.0)], axis=0)
-        )
+        harmonic = np.any([np.abs(ratio - f) <= tol for f in (0.5, 1.0, 2.0)], axis=0)
+        ask = covered & (~np.isfinite(fhr) | (qual < LOCKED_MIN_QUALITY) | harmonic)
         for i in np.flatnonzero(ask):
             near = np.abs(mid - t[i]) <= WINDOW_S / 2 + 1.0
             if not near.any():
@@ -514,14 +512,19 @@ class FhrStream:
             a, b = int(lo[i]) - s, int(hi[i]) - s
             if lag < 2 or b - a < 2 * lag:
                 continue
-            for band in (0, 2, 3):  # fetal, low, high (not the broadband level)
-                raw = _acf_near(np.convolve(self._env[band, a:b], box, "valid"), lag)
-                if raw < MIN_ACF:
-                    continue
-                can = _acf_near(np.convolve(self._env[4 + band, a:b], box, "valid"), lag)
-                if can < LOCK_REMOVED * raw:
-                    heard[i] = True
-                    break
+            acf = [
+                (
+                    _acf_near(np.convolve(self._env[band, a:b], box, "valid"), lag),
+                    _acf_near(np.convolve(self._env[4 + band, a:b], box, "valid"), lag),
+                )
+                for band in (0, 2, 3)  # fetal, low, high (not the broadband level)
+            ]
+            heard[i] = any(raw >= MIN_ACF and can < LOCK_REMOVED * raw for raw, can in acf)
+            if np.isfinite(fhr[i]) and harmonic[i]:
+                # A rate at her rhythm is shown only if that rhythm was in the Doppler before
+                # the cancellation and survived it, not if the cancellation made it.
+                raw, can = acf[0]
+                heard[i] |= not (raw >= MIN_ACF_TRACKED and can >= LOCK_REMOVED * raw)
         return heard
 
     def _estimate_rows(

@@ -35,6 +35,9 @@ SCALE_RANGE = (0.0, 3.0)
 # each segment is aligned to the template within +-30 ms (best correlation) before the
 # template is subtracted and updated, as ECG template cancellers align each complex.
 MAX_ALIGN_S = 0.03
+# ... and only subtracted where it resembles the segment (correlation >= 0.2; noise against
+# a template of ~40 frames correlates ~0.15 by chance; judgement).
+MIN_MATCH = 0.2
 
 
 class MaternalCanceller:
@@ -105,8 +108,14 @@ class MaternalCanceller:
                 t_ac = tpl - tpl.mean(axis=1, keepdims=True)
                 s_ac = seg - seg.mean(axis=1, keepdims=True)
                 den = np.einsum("ij,ij->i", t_ac, t_ac)
-                scale = np.einsum("ij,ij->i", s_ac, t_ac) / np.where(den > 0, den, 1.0)
-                scale = np.clip(np.where(den > 0, scale, 0.0), *SCALE_RANGE)
+                dot = np.einsum("ij,ij->i", s_ac, t_ac)
+                scale = dot / np.where(den > 0, den, 1.0)
+                # A segment that does not resemble the template (her pulse absent from this
+                # band now) is left as it is: subtracting a template from noise would print
+                # her rhythm into it.
+                match = dot / np.sqrt(np.maximum(den * np.einsum("ij,ij->i", s_ac, s_ac), 1e-300))
+                scale = np.where((den > 0) & (match >= MIN_MATCH), scale, 0.0)
+                scale = np.clip(scale, *SCALE_RANGE)
                 out[:, cols] = seg - scale[:, None] * t_ac
                 covered[cols] = True
             alpha = 1.0 / min(self._n_beats + 1, TEMPLATE_BEATS)
