@@ -530,7 +530,8 @@ class _Scene:
         if "thump" in parts:
             wall = 10 ** (mrng.uniform(*_WALL_DB) / 20.0) if model == "flow_thump" else 1.0
             amp = wall * at(gain, t) * mrng.lognormal(0, _MATERNAL_BEAT_LOG_SD, t.size)
-            add(t, 0.3 * np.sqrt(mrr / 0.8), "maternal", amp, "pulse", mrng)
+            d = 0.3 * np.sqrt(mrr / 0.8)
+            add(t + d / 2, d, "maternal", amp, "pulse", mrng)  # starts at the arrival
         if "wall_inband" in parts:
             centre = mrng.uniform(*_INBAND_CENTRE_HZ)
             width = mrng.uniform(*_INBAND_WIDTH_HZ)
@@ -607,8 +608,10 @@ def synthesize_doppler(
 
     The maternal pulses follow `beats` (shared with a PPG: they arrive at the vessel
     `maternal_arrival_s` after each beat, drawn from 0.15-0.30 s when None) or, without
-    them, beats of the scene's own following `mhr_bpm_4hz`. With `beats` and no
-    `mhr_bpm_4hz`, the truth `mhr_bpm` is the beats' mean-rate trace.
+    them, beats of the scene's own following `mhr_bpm_4hz`; each maternal pulse starts at its
+    arrival (only the default model without `beats` keeps, as before, its thump centred on
+    the arrival). With `beats` and no `mhr_bpm_4hz`, the truth `mhr_bpm` is the beats'
+    mean-rate trace.
 
     `fetal_absent` lists (t0_s, t1_s) intervals where the probe is off the fetus: no fetal
     heart (nor movement) is heard and `fetal_gain` is 0 there, while the maternal vessel
