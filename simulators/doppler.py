@@ -656,6 +656,7 @@ class DopplerSignal:
         beats: MaternalBeats | None = None,
         fetal_absent: Sequence[tuple[float, float]] = (),
         absent_maternal_db: float = 0.0,
+        maternal_db: float = -6.0,
     ) -> None:
         self._scene = _Scene(
             fhr_bpm_4hz,
@@ -664,7 +665,7 @@ class DopplerSignal:
             seed,
             2.0,
             3.0,
-            -6.0,
+            maternal_db,
             maternal_model,
             beats,
             fetal_absent,

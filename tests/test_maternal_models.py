@@ -391,3 +391,26 @@ def test_maternal_case_renders_both_synthesizers(synthesizer):
     assert beats.duration_s == 100.0 and sc.maternal_model is not None
     with pytest.raises(ValueError, match="synthesizer"):
         maternal_case(3, fhr, synthesizer="tone")
+
+
+def test_endless_doppler_and_ppg_from_one_mother_stay_locked():
+    from simulators.doppler import DopplerSignal
+    from simulators.ppg import PpgSignal
+
+    n = 4 * 60
+    beats = MaternalBeats.from_rate(np.full(n, 100.0), seed=5)
+    dop = DopplerSignal(
+        np.full(n, 140.0),
+        None,
+        seed=6,
+        snr_db=40.0,
+        beats=beats,
+        maternal_model="wall_inband",
+        fetal_absent=[(0.0, 61.0)],
+        maternal_db=0.0,
+    )
+    ppg = PpgSignal(seed=7, beats=beats)
+    audio = np.concatenate([dop.read(4000) for _ in range(90)]).astype(float)  # loops
+    p = np.concatenate([ppg.read(50) for _ in range(90)]).astype(float)
+    _, spread = _window_lags(_envelope(audio), _ppg_100hz(p), 0.6)
+    assert spread < 0.02
