@@ -183,9 +183,7 @@ class Gateway:
         if session.state.device_type == p.DeviceType.FETAL_HEART and proc is not None:
             for kind, stream in (("fhr", p.Stream.DOPPLER), ("mhr", p.Stream.PPG)):
                 if kind in marks:
-                    first, counted_from = resume_plan(kind, marks[kind])
-                    session.resume_from[stream] = first
-                    session.lost_counted_from[stream] = counted_from
+                    session.resume_from[stream] = resume_plan(kind, marks[kind])
                     proc.published_upto(kind, marks[kind])
         elif "tcb" in marks:
             session.resume_from[p.Stream.TCB] = marks["tcb"] + 1

@@ -19,7 +19,7 @@ import numpy as np
 
 from dsp.ctg import analyse_ctg
 from dsp.fhr import FhrPoints, FhrStream
-from dsp.mhr import MhrStream
+from dsp.mhr import MaternalBeatStream, MhrStream
 from gateway import protocol as p
 from gateway.alerts import AlertTracker
 from gateway.fhir import publish_trace_observations
@@ -33,6 +33,12 @@ _RATE_HZ = {p.Stream.DOPPLER: DOPPLER_HZ, p.Stream.PPG: PPG_HZ}
 # its points fall on the boot's 0.25 s grid: Doppler every 1000 samples; PPG has 12.5 samples
 # a point, so every 25 (every second point).
 _START_STEP = {p.Stream.DOPPLER: 1000, p.Stream.PPG: 25}
+# A Doppler loss longer than this (a gateway down for hours) is not run through the estimator
+# as silence, which would cost about 1% of a core per second lost (docs/performance.md): its
+# points are null at once, and the estimator restarts after it. The estimator first gets 2 s
+# of silence, so the points just before the loss complete as after a short one (+-1.875 s).
+_LONG_LOSS_S = 10.0
+_LOSS_TAIL_S = 2.0
 
 # FIGO 2015 (Ayres-de-Campos et al., Int J Gynaecol Obstet 2015;131:13-24): normal baseline
 # 110-160 bpm. Alerts here are on the running rate; the CTG finding uses the FIGO baseline.
@@ -48,6 +54,7 @@ _COINCIDENCE_RAISE = 0.3  # a third of the last minute locked to the mother's ra
 _FEEDBACK_POINTS = 12
 _FEEDBACK_GOOD = 0.75  # share of those points with a rate
 _FEEDBACK_WEAK = 0.25
+_FEEDBACK_MATERNAL = 0.5  # share of those points withheld as the mother's pulse: move the probe
 _FEEDBACK_MIN_S = 1.0
 _FEEDBACK_REPEAT_S = 2.0
 
@@ -57,6 +64,11 @@ Publish = Callable[..., None]
 
 def _nan_to_none(a: np.ndarray, digits: int) -> list[float | None]:
     return [None if math.isnan(v) else round(float(v), digits) for v in a]
+
+
+def _half_way_after(stream: int, point: int) -> int:
+    """The first sample past the half-way mark between `point` and the next (0.25 s apart)."""
+    return math.ceil((point + 0.5) * POINT_S * _RATE_HZ[stream])
 
 
 def _lost_field(lost: np.ndarray) -> dict:
@@ -112,12 +124,18 @@ class FetalProcessor:
     def _reset(self) -> None:
         self.fhr = FhrStream(DOPPLER_HZ)
         self.mhr = MhrStream(PPG_HZ)
+        # The mother's beats from the PPG waveform: the FHR estimator cancels what the Doppler
+        # hears in lock-step with them and never shows it as fetal (dsp/maternal_lock.py).
+        self.beats = MaternalBeatStream(PPG_HZ)
+        self.beats_offset_s = 0.0  # PPG boot time of the beat stream's first sample
         # Device ms of sample 0 of the boot, from the first frame's t_ms and seq: every point's
         # time follows from its number, whichever sample or loss came first.
         self.doppler_t0_ms: int | None = None
         self.ppg_t0_ms: int | None = None
         self.fed: dict[int, int] = {}  # stream -> next seq its point stream expects
+        self.fhr_emitted = 0  # the last FHR point the estimator gave
         self.lost: dict[int, list[tuple[int, int]]] = {}  # stream -> [first, end) seqs lost
+        self.lost_counted: dict[int, int] = {}  # stream -> seq up to which losses are counted
         self.audio_in: list[np.ndarray] = []  # Doppler received since the last estimate
         self.pending: list[FhrPoints] = []
         self.pending_mhr: list[tuple[np.ndarray, np.ndarray]] = []
@@ -138,11 +156,14 @@ class FetalProcessor:
 
     def published_upto(self, kind: str, last_point: int) -> None:
         """A restarted gateway resumes this boot: points up to `last_point` of the `kind` trace
-        ("fhr", "mhr") were published before, and their re-estimates are withheld."""
+        ("fhr", "mhr") were published before (with the losses under them counted), and their
+        re-estimates are withheld."""
+        stream = p.Stream.DOPPLER if kind == "fhr" else p.Stream.PPG
         if kind == "fhr":
             self.next_point = last_point + 1
         else:
             self.next_mhr_point = last_point + 1
+        self.lost_counted[stream] = _half_way_after(stream, last_point)
 
     # ---- samples in ----
 
@@ -157,6 +178,7 @@ class FetalProcessor:
             if self.ppg_t0_ms is None:
                 self.ppg_t0_ms = t_ms - round(seq * 1000 / PPG_HZ)
             x = self._fed_part(stream, seq, samples)
+            self._feed_beats(x)
             m = self.mhr.feed(x)
             if len(m.t_s):
                 self.pending_mhr.append((m.t_s, m.mhr_bpm))
@@ -164,12 +186,25 @@ class FetalProcessor:
                     shift = (self.ppg_t0_ms - self.doppler_t0_ms) / 1000.0
                     self.fhr.feed_maternal(m.t_s + shift, m.mhr_bpm)
 
+    def _feed_beats(self, ppg: np.ndarray) -> None:
+        """PPG samples (NaN where lost) to the beat detector; its beats to the FHR estimator on
+        the Doppler's time base. Before the Doppler's time is known the beats wait in the
+        detector's output only as long as this call: they are dropped (the cancellation
+        starts again from the next beats, after a template of a few beats)."""
+        beats = self.beats.feed(ppg)
+        if len(beats) and self.doppler_t0_ms is not None and self.ppg_t0_ms is not None:
+            shift = (self.ppg_t0_ms - self.doppler_t0_ms) / 1000.0
+            self.fhr.feed_maternal_beats(beats + self.beats_offset_s + shift)
+
     def on_lost(self, stream: int, seq: int, count: int) -> None:
         """Lost samples take their place in the stream (Doppler as silence, PPG as missing
         samples, which void the windows holding them), so every later sample keeps its time;
         the points they cover are published null, marked lost. This holds when the loss is the
         first thing a restarted gateway hears of a stream."""
         if stream not in _RATE_HZ:
+            return
+        if stream == p.Stream.DOPPLER and count > _LONG_LOSS_S * DOPPLER_HZ:
+            self._skip_long_loss(seq, count)
             return
         fill = 0.0 if stream == p.Stream.DOPPLER else np.nan
         x = self._fed_part(stream, seq, np.full(count, fill, np.float32))
@@ -180,24 +215,44 @@ class FetalProcessor:
         if stream == p.Stream.DOPPLER:
             self.audio_in.append(x)
         else:
+            self._feed_beats(x)
             m = self.mhr.feed(x)
             if len(m.t_s):
                 self.pending_mhr.append((m.t_s, m.mhr_bpm))
 
+    def _skip_long_loss(self, seq: int, count: int) -> None:
+        tail = int(_LOSS_TAIL_S * DOPPLER_HZ)
+        self.on_lost(p.Stream.DOPPLER, seq, tail)
+        self.estimate_fhr()
+        emitted = self.fhr_emitted
+        restart = self._start(p.Stream.DOPPLER, seq + count)
+        k = np.arange(emitted + 1, restart // 1000 + 1)  # the restarted stream's first point is
+        none = np.full(len(k), np.nan)  # the one after its start
+        self.pending.append(FhrPoints(k * POINT_S, none, np.zeros(len(k)), np.zeros(len(k), bool)))
+        self.lost.setdefault(p.Stream.DOPPLER, []).append((seq + tail, seq + count))
+
+    def _start(self, stream: int, seq: int) -> int:
+        """Start a stream's point estimator at the next point boundary at or after `seq`, its
+        points on the boot's time base (BootPoints); returns that sample's seq."""
+        step = _START_STEP[stream]
+        start = -(-seq // step) * step
+        offset_s = start / _RATE_HZ[stream]
+        if stream == p.Stream.DOPPLER:
+            self.fhr = BootPoints(FhrStream(DOPPLER_HZ), offset_s)
+            self.fhr_emitted = start // 1000
+        else:
+            self.mhr = BootPoints(MhrStream(PPG_HZ), offset_s)
+            self.beats, self.beats_offset_s = MaternalBeatStream(PPG_HZ), offset_s
+        self.fed[stream] = start
+        return start
+
     def _fed_part(self, stream: int, seq: int, samples: np.ndarray) -> np.ndarray:
-        """The part of an in-order chunk its point stream takes. The first chunk of a boot
-        starts the stream at the next point boundary at or after its seq (BootPoints)."""
-        x = samples.astype(np.float32)
+        """The part of an in-order chunk its point stream takes: all of it, but for the first
+        chunk of a boot (or after a long loss), which starts at the next point boundary."""
         start = self.fed.get(stream)
         if start is None:
-            step = _START_STEP[stream]
-            start = -(-seq // step) * step
-            offset_s = start / _RATE_HZ[stream]
-            if stream == p.Stream.DOPPLER:
-                self.fhr = BootPoints(self.fhr, offset_s)
-            else:
-                self.mhr = BootPoints(self.mhr, offset_s)
-        x = x[max(0, start - seq) :]
+            start = self._start(stream, seq)
+        x = samples[max(0, start - seq) :].astype(np.float32)
         self.fed[stream] = max(start, seq) + len(x)
         return x
 
@@ -229,6 +284,7 @@ class FetalProcessor:
         pts = self.fhr.feed(x)
         if len(pts.t_s):
             self.pending.append(pts)
+            self.fhr_emitted = int(round(pts.t_s[-1] / POINT_S))
 
     def flush(self) -> None:
         self.estimate_fhr()
@@ -302,14 +358,23 @@ class FetalProcessor:
         self.next_mhr_point = first + len(t_s)
 
     def _lost_points(self, stream: int, t_s: np.ndarray) -> np.ndarray:
-        """Which points (times in the boot) fall on samples that never arrived; ranges behind
-        the last of them are done with."""
+        """Which points (times in the boot) fall on samples that never arrived.
+
+        The lost samples are counted (`lost_samples`) here, as the points over them are
+        published, up to half-way to the next point: a gateway killed between learning of a
+        loss and publishing it leaves it to the next one, which counts from the same place."""
         at = np.round(t_s * _RATE_HZ[stream])
         ranges = self.lost.get(stream, [])
         out = np.zeros(len(at), dtype=bool)
         for a, b in ranges:
             out |= (at >= a) & (at < b)
-        self.lost[stream] = [r for r in ranges if r[1] > at[-1]]
+        upto = _half_way_after(stream, round(t_s[-1] / POINT_S))
+        since = self.lost_counted.get(stream, 0)
+        n = sum(max(0, min(b, upto) - max(a, since)) for a, b in ranges)
+        if n:
+            self.session.state.stats.lost_samples += n
+        self.lost_counted[stream] = max(since, upto)
+        self.lost[stream] = [r for r in ranges if r[1] > upto]
         return out
 
     def _publish_trace(
@@ -411,7 +476,11 @@ class FetalProcessor:
     def feedback_flags(self) -> int:
         # a complete session rests until the probe comes off (gateway/recording.py)
         done = getattr(getattr(self, "recording", None), "resting_boot", None) is not None
-        return p.FEEDBACK_COMPLETE if done else 0
+        recent = list(itertools.islice(reversed(self.history_maternal), _FEEDBACK_POINTS))
+        maternal = len(recent) == _FEEDBACK_POINTS and sum(recent) >= _FEEDBACK_MATERNAL * len(
+            recent
+        )
+        return (p.FEEDBACK_COMPLETE if done else 0) | (p.FEEDBACK_MATERNAL if maternal else 0)
 
     def _send_feedback(self, now: float) -> None:
         s = self.session

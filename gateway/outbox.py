@@ -18,7 +18,6 @@ A retained status message replaces the unsent one on the same topic (the newest 
 from __future__ import annotations
 
 import logging
-import math
 import sqlite3
 import threading
 import time
@@ -351,17 +350,12 @@ def priority_of(kind: str, retain: bool, msg_id: str | None) -> int:
 
 FHR_WARMUP_POINTS = 8  # 2 s of audio before the first new point: FHR windows are +-1.875 s
 MHR_WARMUP_POINTS = 16  # 4 s of PPG: the maternal-rate windows are +-4 s
-_SAMPLES_PER_POINT = {"fhr": 1000.0, "mhr": 12.5}  # Doppler 4000 Hz, PPG 50 Hz; 0.25 s points
 
 
-def resume_plan(kind: str, last_point: int) -> tuple[int, int]:
+def resume_plan(kind: str, last_point: int) -> int:
     """For a trace `kind` whose point `last_point` is in the outbox: the first sample to feed
-    again (a few points early, so the estimator's window is full for the next point; on a point
-    boundary, PPG on every second one), and the first sample whose loss counts (the samples
-    before it are under points already published)."""
+    again, a few points early so the estimator's window is full for the next point, on a point
+    boundary (PPG, 12.5 samples a point: on every second one)."""
     if kind == "fhr":
-        start = max(0, last_point - FHR_WARMUP_POINTS)
-    else:
-        start = max(0, last_point - MHR_WARMUP_POINTS) // 2 * 2
-    per_point = _SAMPLES_PER_POINT[kind]
-    return int(start * per_point), math.ceil((last_point + 0.5) * per_point)
+        return max(0, last_point - FHR_WARMUP_POINTS) * 1000
+    return max(0, last_point - MHR_WARMUP_POINTS) // 2 * 25

@@ -123,9 +123,7 @@ class DeviceSession:
         # on_new_boot hook from the outbox's high-water marks); the stream resumes there.
         self.resume_from: dict[int, int] = {}
         self._resumed: dict[int, int] = {}
-        # ... and the first seq whose loss counts in lost_samples: the samples before it were
-        # received before the restart (their points are published), so lost only to the resume.
-        self.lost_counted_from: dict[int, int] = {}
+        self._unmet: set[int] = set()  # sample streams of a boot first met, nothing delivered yet
         self.on_new_boot = lambda boot: None
         self.auth = None  # gateway.auth.FrameAuth for an enrolled device: frames must verify
 
@@ -283,7 +281,7 @@ class DeviceSession:
             self.processor.on_boot(boot)
         self.resume_from.clear()
         self._resumed.clear()
-        self.lost_counted_from.clear()
+        self._unmet.clear()
         self.on_new_boot(boot)
 
     def _reorderer(self, stream: int) -> Reorderer:
@@ -292,6 +290,12 @@ class DeviceSession:
             r = self.streams[stream] = Reorderer(self.gap_timeout_s)
             if stream in self.resume_from:
                 r.next_seq = self._resumed[stream] = self.resume_from.pop(stream)
+            elif stream in p.SAMPLE_STREAMS:
+                # A boot met for the first time: from its first sample, which the device may
+                # still hold (asked for like any gap). What it no longer holds was never this
+                # gateway's to lose, as it had not met the boot: neither counted nor shown.
+                r.next_seq = 0
+                self._unmet.add(stream)
         return r
 
     def _accept(self, stream: int, seq: int, count: int, value: object) -> None:
@@ -313,11 +317,16 @@ class DeviceSession:
     def _deliver(self, stream: int, items: list[Item | Lost]) -> None:
         stats = self.state.stats
         for it in items:
+            if stream in self._unmet:
+                self._unmet.discard(stream)
+                if isinstance(it, Lost):
+                    log.info("%s: stream %d joined at seq %d (the device held no earlier)",
+                             self.state.device_id, stream, it.seq + it.count)  # fmt: skip
+                    continue
             if isinstance(it, Lost):
-                if stream in p.SAMPLE_STREAMS:
-                    counted = it.seq + it.count - max(it.seq, self.lost_counted_from.get(stream, 0))
-                    stats.lost_samples += max(0, counted)
-                else:
+                # Lost samples are counted by the processor as it publishes the points over them
+                # (gateway/fetal.py), so a restart in between does not count them twice.
+                if stream not in p.SAMPLE_STREAMS:
                     stats.lost_records += it.count
                     self._fragments.pop(stream, None)
                     self._broken.add(stream)  # a record may have lost its head: skip its tail

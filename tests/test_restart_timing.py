@@ -4,7 +4,10 @@ marked lost, counted once, and every later point is stamped at its own device ti
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
+import pytest
 
 from gateway import protocol as p
 from gateway.config import ProcessingSection
@@ -23,7 +26,7 @@ RATE = {p.Stream.DOPPLER: 4000, p.Stream.PPG: 50}
 def signals(seconds: float) -> dict[int, np.ndarray]:
     t = np.arange(int(seconds * 4)) / 4.0
     fhr = np.where(t < STEP_S, 125.0, 160.0)
-    mhr = np.full(len(t), 80.0)
+    mhr = np.full(len(t), 72.0)  # not a harmonic of either FHR
     return {
         p.Stream.DOPPLER: DopplerSignal(fhr, mhr, 4000, 20.0, seed=4).read(int(seconds * 4000)),
         p.Stream.PPG: PpgSignal(mhr, 50, seed=5).read(int(seconds * 50)),
@@ -56,9 +59,7 @@ def gateway_run(marks: dict[str, int]) -> tuple[DeviceSession, FetalProcessor, l
     def resume(boot: int) -> None:
         for kind, stream in (("fhr", p.Stream.DOPPLER), ("mhr", p.Stream.PPG)):
             if kind in marks:
-                first, counted_from = resume_plan(kind, marks[kind])
-                s.resume_from[stream] = first
-                s.lost_counted_from[stream] = counted_from
+                s.resume_from[stream] = resume_plan(kind, marks[kind])
                 proc.published_upto(kind, marks[kind])
 
     s.on_new_boot = resume
@@ -79,7 +80,8 @@ def points(msgs: list[dict], key: str) -> dict[int, tuple[float | None, int, boo
     return out
 
 
-def test_a_restart_longer_than_the_buffer_keeps_every_point_at_its_device_time():
+@pytest.mark.parametrize("back_s", [35.0, 45.0])  # a loss of 9 s (fed as silence), of 19 s
+def test_a_restart_longer_than_the_buffer_keeps_every_point_at_its_device_time(back_s):
     x = signals(100.0)
     s1, proc1, pub1 = gateway_run({})
     for f in frames(x, 0.0, 30.0):
@@ -87,10 +89,10 @@ def test_a_restart_longer_than_the_buffer_keeps_every_point_at_its_device_time()
     proc1.flush()
     marks = {"fhr": proc1.next_point - 1, "mhr": proc1.next_mhr_point - 1}
     assert marks["fhr"] > 4 * 25 and marks["mhr"] > 4 * 20, marks
-    # Killed; back 12.3 s of device time later than the device's buffer reaches: the first
-    # thing the restarted gateway learns of each stream is the loss, then samples from 45 s on.
+    # Killed; back when the device's buffer no longer reaches the resume point: the first
+    # thing the restarted gateway learns of each stream is the loss, then samples from back_s.
     s2, proc2, pub2 = gateway_run(marks)
-    for f in frames(x, 45.0, 100.0):
+    for f in frames(x, back_s, 100.0):
         s2.on_frame(f)
         s2.tick()  # the gap cannot be refilled (no link here): given up at once
     proc2.flush()
@@ -102,18 +104,19 @@ def test_a_restart_longer_than_the_buffer_keeps_every_point_at_its_device_time()
         for k, (_, t_ms, _) in {**before, **after}.items():
             assert t_ms == T0_MS + 250 * k, (kind, k, t_ms)  # its device time, to the ms
         for k, (v, _, lost) in after.items():
-            received = k * 0.25 >= 45.0  # the first resent frame starts at 45 s
+            received = k * 0.25 >= back_s  # where the first frame held starts
             assert lost != received, (kind, k)
             assert v is None or received, (kind, k, v)  # a lost point has no value
     fhr = points(trace(pub2, "fhr"), "fhr_bpm")
     # The content is where the device's clock says: 125 bpm before the step, 160 after.
-    early = [v for k, (v, _, _) in fhr.items() if 48 <= k * 0.25 < STEP_S - 3 and v is not None]
+    early = [
+        v for k, (v, _, _) in fhr.items() if back_s + 3 <= k * 0.25 < STEP_S - 3 and v is not None
+    ]
     late = [v for k, (v, _, _) in fhr.items() if STEP_S + 3 <= k * 0.25 and v is not None]
     assert len(early) > 4 * 5 and abs(np.median(early) - 125) < 3, early
     assert len(late) > 4 * 20 and abs(np.median(late) - 160) < 3, late
-    # Each lost sample counted once: from the last published point's half on, to the resent
-    # frame (the samples before were under points published before the restart).
-    doppler_from = 45 * 4000 // 240 * 240
-    assert s2.state.stats.lost_samples == (doppler_from - resume_plan("fhr", marks["fhr"])[1]) + (
-        45 * 50 - resume_plan("mhr", marks["mhr"])[1]
-    )
+    # Each lost sample counted once: from half-way after the last point published before the
+    # restart (the samples before are under it) to the first frame the device still held.
+    doppler = int(back_s * 4000) // 240 * 240 - (marks["fhr"] * 1000 + 500)
+    ppg = int(back_s * 50) - math.ceil((marks["mhr"] + 0.5) * 12.5)
+    assert s2.state.stats.lost_samples == doppler + ppg, (doppler, ppg)
