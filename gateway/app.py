@@ -6,6 +6,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import re
 import time
@@ -15,6 +16,7 @@ from gateway import systemd
 from gateway.auth import FrameAuth, report_failed_frames, report_verification
 from gateway.config import Config
 from gateway.enrolment import Enrolment, EnrolmentError, enrolment_path
+from gateway.fhir import TRACE_POINTS_PER_OBSERVATION
 from gateway.history import History
 from gateway.mqtt import Publisher, iso_time
 from gateway.outbox import Outbox, resume_plan
@@ -49,7 +51,8 @@ def make_transport(cfg: Config) -> Transport:
 class Gateway:
     def __init__(self, cfg: Config) -> None:
         self.cfg = cfg
-        self.outbox = Outbox(cfg.outbox_path, cfg.outbox.max_bytes, cfg.outbox.max_age_h * 3600)
+        self.outbox = Outbox(cfg.outbox_path, cfg.outbox.max_bytes, cfg.outbox.max_age_h * 3600,
+                             recent_points=TRACE_POINTS_PER_OBSERVATION)  # fmt: skip
         self.publisher = Publisher(cfg.mqtt, cfg.gateway.id, self.outbox,
                                    status_interval_s=cfg.processing.status_interval_s)  # fmt: skip
         self.transport = make_transport(cfg)
@@ -184,7 +187,8 @@ class Gateway:
             for kind, stream in (("fhr", p.Stream.DOPPLER), ("mhr", p.Stream.PPG)):
                 if kind in marks:
                     session.resume_from[stream] = resume_plan(kind, marks[kind])
-                    proc.published_upto(kind, marks[kind])
+                    recent = self.outbox.recent_trace(session.state.device_id, boot, kind)
+                    proc.published_upto(kind, marks[kind], [json.loads(m) for m in recent])
         elif "tcb" in marks:
             session.resume_from[p.Stream.TCB] = marks["tcb"] + 1
         if marks:

@@ -22,7 +22,7 @@ from dsp.fhr import FhrPoints, FhrStream
 from dsp.mhr import MaternalBeatStream, MhrStream
 from gateway import protocol as p
 from gateway.alerts import AlertTracker
-from gateway.fhir import publish_trace_observations
+from gateway.fhir import TraceWindow, publish_trace_observations, resume_trace_window
 from gateway.mqtt import QOS_TRACE, iso_time
 
 DOPPLER_HZ = 4000  # fixed by the hardware (docs/protocol.md)
@@ -136,6 +136,7 @@ class FetalProcessor:
         self.fhr_emitted = 0  # the last FHR point the estimator gave
         self.lost: dict[int, list[tuple[int, int]]] = {}  # stream -> [first, end) seqs lost
         self.lost_counted: dict[int, int] = {}  # stream -> seq up to which losses are counted
+        self.fhir_windows: dict[str, TraceWindow] = {}  # kind -> Observation window (fhir.py)
         self.audio_in: list[np.ndarray] = []  # Doppler received since the last estimate
         self.pending: list[FhrPoints] = []
         self.pending_mhr: list[tuple[np.ndarray, np.ndarray]] = []
@@ -154,16 +155,18 @@ class FetalProcessor:
         self.flush()
         self._reset()
 
-    def published_upto(self, kind: str, last_point: int) -> None:
+    def published_upto(self, kind: str, last_point: int, published: list[dict]) -> None:
         """A restarted gateway resumes this boot: points up to `last_point` of the `kind` trace
         ("fhr", "mhr") were published before (with the losses under them counted), and their
-        re-estimates are withheld."""
+        re-estimates are withheld; `published` holds the last of those trace messages, which
+        complete the FHIR window in progress."""
         stream = p.Stream.DOPPLER if kind == "fhr" else p.Stream.PPG
         if kind == "fhr":
             self.next_point = last_point + 1
         else:
             self.next_mhr_point = last_point + 1
         self.lost_counted[stream] = _half_way_after(stream, last_point)
+        resume_trace_window(self, kind, last_point, published)
 
     # ---- samples in ----
 

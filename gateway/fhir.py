@@ -19,6 +19,7 @@ import math
 import uuid
 from collections.abc import Sequence
 
+from gateway.history import parse_time
 from gateway.mqtt import iso_time
 
 LOINC = "http://loinc.org"
@@ -178,14 +179,30 @@ def publish_trace_observations(
     """Hook for gateway/fetal.py: publish an Observation for every completed trace window."""
     session = proc.session
     boot = session.state.boot
-    windows = proc.__dict__.setdefault("_fhir_windows", {})
-    w = windows.get(kind)
+    w = proc.fhir_windows.get(kind)
     if w is None or w.boot != boot:
-        w = windows[kind] = TraceWindow(boot, TRACE_POINTS_PER_OBSERVATION)
+        w = proc.fhir_windows[kind] = TraceWindow(boot, TRACE_POINTS_PER_OBSERVATION)
     gateway_id = getattr(session, "gateway_id", "")
     for start, t0, vals in w.add(first, t_first_unix, list(values)):
         obs = trace_observation(kind, gateway_id, proc.device_id, boot or 0, start, t0, vals)
         proc.publish(("device", proc.device_id, "observation"), obs)
+
+
+def resume_trace_window(proc, kind: str, last_point: int, published: list[dict]) -> None:
+    """Hook for gateway/fetal.py after a gateway restart part-way through a boot: the window
+    in progress is refilled with its points up to `last_point` from the trace messages the
+    stopped gateway published (`published`, kept by the outbox), so its Observation still
+    covers every point of the window."""
+    boot = proc.session.state.boot
+    w = proc.fhir_windows[kind] = TraceWindow(boot, TRACE_POINTS_PER_OBSERVATION)
+    start = (last_point + 1) // w.points * w.points
+    for m in published:
+        t_first = parse_time(m.get("t_start"))
+        if m.get("boot") != boot or t_first is None:
+            continue
+        for i, v in enumerate(m[f"{kind}_bpm"]):
+            if start <= m["seq"] + i <= last_point:
+                w.add(m["seq"] + i, t_first + i * TRACE_POINT_MS / 1000.0, [v])
 
 
 def publish_tcb_observations(proc, reading: dict) -> None:

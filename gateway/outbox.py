@@ -54,6 +54,14 @@ CREATE TABLE IF NOT EXISTS mark (
     PRIMARY KEY (device, kind)
 );
 CREATE TABLE IF NOT EXISTS counter (name TEXT PRIMARY KEY, value INTEGER NOT NULL);
+CREATE TABLE IF NOT EXISTS recent_trace (
+    device TEXT NOT NULL,
+    kind TEXT NOT NULL,
+    boot INTEGER NOT NULL,
+    seq INTEGER NOT NULL,
+    payload BLOB NOT NULL,
+    PRIMARY KEY (device, kind, seq)
+);
 CREATE TABLE IF NOT EXISTS sequence (
     device TEXT NOT NULL,
     kind TEXT NOT NULL,
@@ -91,10 +99,16 @@ class OutboxError(RuntimeError):
 class Outbox:
     """Thread-safe: rows are added from the asyncio loop and acknowledged from paho's thread."""
 
-    def __init__(self, path: str | Path, max_bytes: int, max_age_s: float) -> None:
+    def __init__(
+        self, path: str | Path, max_bytes: int, max_age_s: float, recent_points: int = 0
+    ) -> None:
         self.path = Path(path)
         self.max_bytes = int(max_bytes)
         self.max_age_s = float(max_age_s)
+        # The live-trace messages of each device's last `recent_points` points are kept beside
+        # the marks, sent or not: a restarted gateway finishes the FHIR trace window in progress
+        # with them (gateway/fhir.py). 0: none kept.
+        self.recent_points = int(recent_points)
         self._lock = threading.Lock()
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
@@ -156,6 +170,17 @@ class Outbox:
                     " VALUES (?, ?, ?, ?, ?, ?)",
                     (msg_id, topic, payload, int(retain), priority, now),
                 )
+                if mark is not None and mark.kind in TRACE_KINDS and self.recent_points:
+                    db.execute(
+                        "INSERT OR REPLACE INTO recent_trace (device, kind, boot, seq, payload)"
+                        " VALUES (?, ?, ?, ?, ?)",
+                        (mark.device, mark.kind, mark.boot, mark.seq, payload),
+                    )
+                    db.execute(
+                        "DELETE FROM recent_trace WHERE device = ? AND kind = ?"
+                        " AND (boot != ? OR seq <= ?)",
+                        (mark.device, mark.kind, mark.boot, mark.seq - self.recent_points),
+                    )
                 if mark is not None:
                     db.execute(
                         "INSERT INTO mark (device, kind, boot, seq) VALUES (?, ?, ?, ?)"
@@ -285,6 +310,16 @@ class Outbox:
                 "SELECT kind, seq FROM mark WHERE device = ? AND boot = ?", (device, boot)
             ).fetchall()
         return dict(rows)
+
+    def recent_trace(self, device: str, boot: int, kind: str) -> list[bytes]:
+        """The kept live-trace messages (payloads) of a device's boot, oldest first."""
+        with self._lock:
+            rows = self._db.execute(
+                "SELECT payload FROM recent_trace WHERE device = ? AND kind = ? AND boot = ?"
+                " ORDER BY seq",
+                (device, kind, boot),
+            ).fetchall()
+        return [r[0] for r in rows]
 
     def unacked(self, msg_id_prefix: str, upto_id: int) -> int:
         """How many messages up to row `upto_id` whose msg_id starts with the prefix are still

@@ -104,6 +104,20 @@ def test_rows_handed_to_the_client_are_not_dropped_or_replaced(tmp_path):
     assert ob.pending(0, 1)[0].id == first
 
 
+def test_the_last_minute_of_trace_is_kept_acked_or_not_for_the_fhir_window(tmp_path):
+    ob = Outbox(tmp_path / "o.sqlite", 10 * MB, 0, recent_points=240)
+    for i in range(100):  # 4 points a message: 400 points of boot 3, then one of boot 4
+        row = add(ob, "fhr", i, size=10, mark=Mark("d", "fhr", 3, 4 * i + 4))
+        ob.ack([row])
+    kept = ob.recent_trace("d", 3, "fhr")
+    assert len(kept) == 60 and kept[0] == b"x" * 10  # points 161-400: the last 240
+    add(ob, "fhr", 0, size=10, mark=Mark("d", "fhr", 4, 4))
+    assert ob.recent_trace("d", 3, "fhr") == [] and len(ob.recent_trace("d", 4, "fhr")) == 1
+    off = Outbox(tmp_path / "p.sqlite", MB, 0)  # recent_points 0: none kept
+    add(off, "fhr", 0, size=10, mark=Mark("d", "fhr", 3, 4))
+    assert off.recent_trace("d", 3, "fhr") == []
+
+
 def test_message_ids():
     assert message_id({"msg_id": "fh-01:3:fhr:121"}) == "fh-01:3:fhr:121"
     obs = {"resourceType": "Observation", "identifier": [{"system": "s", "value": "v1"}]}

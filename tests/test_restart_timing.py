@@ -4,15 +4,17 @@ marked lost, counted once, and every later point is stamped at its own device ti
 
 from __future__ import annotations
 
+import json
 import math
 
 import numpy as np
 import pytest
 
 from gateway import protocol as p
-from gateway.config import ProcessingSection
+from gateway.config import MqttSection, ProcessingSection
 from gateway.fetal import FetalProcessor
-from gateway.outbox import resume_plan
+from gateway.mqtt import Publisher
+from gateway.outbox import Outbox, resume_plan
 from gateway.session import DeviceSession
 from simulators.doppler import DopplerSignal
 from simulators.ppg import PpgSignal
@@ -47,20 +49,24 @@ def frames(x: dict[int, np.ndarray], start_s: float, end_s: float) -> list[bytes
     return [f for _, f in sorted(out, key=lambda a: a[0])]
 
 
-def gateway_run(marks: dict[str, int]) -> tuple[DeviceSession, FetalProcessor, list[dict]]:
-    """A session and processor as gateway/app.py makes them, resuming from `marks`."""
+def gateway_run(outbox: Outbox) -> tuple[DeviceSession, FetalProcessor, list[dict]]:
+    """A session and processor as gateway/app.py makes them, publishing into `outbox` and
+    resuming a boot from its marks and kept trace messages (Gateway._resume)."""
     published: list[dict] = []
+    publisher = Publisher(MqttSection(), "gw-test", outbox)  # stores; never started
     s = DeviceSession("fh-01", p.DeviceType.FETAL_HEART, gap_timeout_s=0.0)
     proc = FetalProcessor(
-        s, lambda parts, payload, **kw: published.append(payload), ProcessingSection()
+        s, lambda *a, **kw: published.append(publisher.publish(*a, **kw)), ProcessingSection()
     )
     s.processor = proc
 
     def resume(boot: int) -> None:
+        marks = outbox.marks("fh-01", boot)
         for kind, stream in (("fhr", p.Stream.DOPPLER), ("mhr", p.Stream.PPG)):
             if kind in marks:
                 s.resume_from[stream] = resume_plan(kind, marks[kind])
-                proc.published_upto(kind, marks[kind])
+                recent = [json.loads(m) for m in outbox.recent_trace("fh-01", boot, kind)]
+                proc.published_upto(kind, marks[kind], recent)
 
     s.on_new_boot = resume
     return s, proc, published
@@ -81,9 +87,10 @@ def points(msgs: list[dict], key: str) -> dict[int, tuple[float | None, int, boo
 
 
 @pytest.mark.parametrize("back_s", [35.0, 45.0])  # a loss of 9 s (fed as silence), of 19 s
-def test_a_restart_longer_than_the_buffer_keeps_every_point_at_its_device_time(back_s):
+def test_a_restart_longer_than_the_buffer_keeps_every_point_at_its_device_time(back_s, tmp_path):
     x = signals(100.0)
-    s1, proc1, pub1 = gateway_run({})
+    outbox = Outbox(tmp_path / "outbox.sqlite", 1 << 30, 0, recent_points=240)
+    s1, proc1, pub1 = gateway_run(outbox)
     for f in frames(x, 0.0, 30.0):
         s1.on_frame(f)
     proc1.flush()
@@ -91,7 +98,8 @@ def test_a_restart_longer_than_the_buffer_keeps_every_point_at_its_device_time(b
     assert marks["fhr"] > 4 * 25 and marks["mhr"] > 4 * 20, marks
     # Killed; back when the device's buffer no longer reaches the resume point: the first
     # thing the restarted gateway learns of each stream is the loss, then samples from back_s.
-    s2, proc2, pub2 = gateway_run(marks)
+    assert outbox.marks("fh-01", 1) == marks
+    s2, proc2, pub2 = gateway_run(Outbox(outbox.path, 1 << 30, 0, recent_points=240))
     for f in frames(x, back_s, 100.0):
         s2.on_frame(f)
         s2.tick()  # the gap cannot be refilled (no link here): given up at once
@@ -120,3 +128,16 @@ def test_a_restart_longer_than_the_buffer_keeps_every_point_at_its_device_time(b
     doppler = int(back_s * 4000) // 240 * 240 - (marks["fhr"] * 1000 + 500)
     ppg = int(back_s * 50) - math.ceil((marks["mhr"] + 0.5) * 12.5)
     assert s2.state.stats.lost_samples == doppler + ppg, (doppler, ppg)
+    # The FHIR window that was in progress at the kill still covers every point: those the
+    # stopped gateway published (from the outbox) and those after (points 1-239, the first).
+    trace_points = {
+        **points(trace(pub1, "fhr"), "fhr_bpm"),
+        **points(trace(pub2, "fhr"), "fhr_bpm"),
+    }
+    (obs,) = [m for m in pub2 if m.get("resourceType") == "Observation" and m["code"]["text"]
+              == "Fetal heart rate" and m["identifier"][0]["value"].endswith("fhr-obs:1")]  # fmt: skip
+    data = obs["valueSampledData"]["data"].split()
+    want = [
+        ("E" if trace_points[k][0] is None else f"{trace_points[k][0]:.1f}") for k in range(1, 240)
+    ]
+    assert data == want
