@@ -128,10 +128,11 @@ class FetalProcessor:
         # hears in lock-step with them and never shows it as fetal (dsp/maternal_lock.py).
         self.beats = MaternalBeatStream(PPG_HZ)
         self.beats_offset_s = 0.0  # PPG boot time of the beat stream's first sample
-        # Device ms of sample 0 of the boot, from the first frame's t_ms and seq: every point's
-        # time follows from its number, whichever sample or loss came first.
+        # Device ms of sample 0 of the boot, from the frames' t_ms and seq (see on_samples):
+        # every point's time follows from its number, whichever sample or loss came first.
         self.doppler_t0_ms: int | None = None
         self.ppg_t0_ms: int | None = None
+        self.timed: set[str] = set()  # the traces published with their origin, now fixed
         self.fed: dict[int, int] = {}  # stream -> next seq its point stream expects
         self.fhr_emitted = 0  # the last FHR point the estimator gave
         self.lost: dict[int, list[tuple[int, int]]] = {}  # stream -> [first, end) seqs lost
@@ -171,15 +172,18 @@ class FetalProcessor:
     # ---- samples in ----
 
     def on_samples(self, stream: int, seq: int, t_ms: int, samples: np.ndarray) -> None:
+        # A frame is stamped when the device has read its samples, never before: the earliest
+        # origin implied before the first point is published is the least delayed one.
+        t0 = t_ms - round(seq * 1000 / _RATE_HZ.get(stream, 1))
         if stream == p.Stream.DOPPLER:
-            if self.doppler_t0_ms is None:
-                self.doppler_t0_ms = t_ms - round(seq * 1000 / DOPPLER_HZ)
+            if self.doppler_t0_ms is None or (t0 < self.doppler_t0_ms and "fhr" not in self.timed):
+                self.doppler_t0_ms = t0
             x = self._fed_part(stream, seq, samples)
             if len(x):
                 self.audio_in.append(x)
         elif stream == p.Stream.PPG:
-            if self.ppg_t0_ms is None:
-                self.ppg_t0_ms = t_ms - round(seq * 1000 / PPG_HZ)
+            if self.ppg_t0_ms is None or (t0 < self.ppg_t0_ms and "mhr" not in self.timed):
+                self.ppg_t0_ms = t0
             x = self._fed_part(stream, seq, samples)
             self._feed_beats(x)
             m = self.mhr.feed(x)
@@ -388,6 +392,7 @@ class FetalProcessor:
         Returns the first point's number and its wall-clock time."""
         first = int(round(t_s[0] / POINT_S))
         boot = self.session.state.boot
+        self.timed.add(kind)
         t_dev = self._device_ms(t0_ms, float(t_s[0]))
         at = self.session.unix_time(t_dev)
         self.publish(
