@@ -235,7 +235,7 @@ class Downlink:
         refusal = None
         if response_topic:
             refusal = response_topic_error(response_topic, self.cfg.topic_prefix, self.gw_id)
-        if refusal is not None:  # not applied either: its sender is not who it seems to be
+        if refusal is not None:  # not applied either: a command set up to forge data is hostile
             log.warning("%s: command refused, not answered: %s (%.80r)", device_id, refusal,
                         response_topic)  # fmt: skip
             self.refused += 1
