@@ -485,8 +485,8 @@ class FhrStream:
         """Covered points that the mother's pulses may have made: the window hears her (a
         band envelope periodic at her beat interval, autocorrelation >= MIN_ACF, that loses
         more than half of that periodicity when her beat-locked pulses are cancelled) and
-        its rate is not clearly something else: no rate, a rate within 2x the coincidence
-        tolerance (10 bpm) of her rate or of twice or half of it (a doubled or halved vessel
+        its rate is not clearly something else: no rate, a rate within the coincidence
+        tolerance (5 bpm) of her rate or of twice or half of it (a doubled or halved vessel
         pulse),
         or a weak one (quality < LOCKED_MIN_QUALITY: what is left of her pulses after an
         imperfect cancellation)."""
@@ -501,7 +501,7 @@ class FhrStream:
         j = np.clip(np.searchsorted(mid, t), 0, mid.size - 1)
         m_bpm = 60.0 / rr[j]
         ratio = fhr / m_bpm
-        tol = 2 * MATERNAL_TOLERANCE_BPM / m_bpm
+        tol = MATERNAL_TOLERANCE_BPM / m_bpm
         harmonic = np.any([np.abs(ratio - f) <= tol for f in (0.5, 1.0, 2.0)], axis=0)
         ask = covered & (~np.isfinite(fhr) | (qual < LOCKED_MIN_QUALITY) | harmonic)
         for i in np.flatnonzero(ask):
