@@ -48,6 +48,19 @@ class MhrPoints:
         )
 
 
+def _ppg_rate(fs_hz: float) -> float:
+    fs = float(fs_hz)
+    if not np.isfinite(fs) or not MIN_FS_HZ <= fs <= MAX_FS_HZ:
+        raise ValueError(f"PPG sample rate must be {MIN_FS_HZ:.0f}-{MAX_FS_HZ:.0f} Hz")
+    return fs
+
+
+def _band_pass(band_hz: tuple[float, float], fs: float) -> np.ndarray:
+    """Second-order Butterworth band-pass (sos), its top kept below Nyquist."""
+    hi = min(band_hz[1], 0.45 * fs)
+    return signal.butter(2, [band_hz[0], hi], btype="bandpass", fs=fs, output="sos")
+
+
 def mhr_from_ppg(ppg: np.ndarray, fs_hz: float) -> MhrPoints:
     """Maternal rate points for a whole PPG recording: one per 0.25 s up to its end."""
     stream = MhrStream(fs_hz)
@@ -61,14 +74,8 @@ class MhrStream:
     """
 
     def __init__(self, fs_hz: float) -> None:
-        fs = float(fs_hz)
-        if not np.isfinite(fs) or not MIN_FS_HZ <= fs <= MAX_FS_HZ:
-            raise ValueError(f"PPG sample rate must be {MIN_FS_HZ:.0f}-{MAX_FS_HZ:.0f} Hz")
-        self.fs_hz = fs
-        hi = min(CARDIAC_BAND_HZ[1], 0.45 * fs)
-        self._sos = signal.butter(
-            2, [CARDIAC_BAND_HZ[0], hi], btype="bandpass", fs=fs, output="sos"
-        )
+        self.fs_hz = fs = _ppg_rate(fs_hz)
+        self._sos = _band_pass(CARDIAC_BAND_HZ, fs)
         self._zi = np.zeros((self._sos.shape[0], 2))
         self._ahead = int(round(LOOKAHEAD_S * fs))
         self._behind = int(round(WINDOW_S * fs)) - self._ahead
@@ -185,12 +192,8 @@ class MaternalBeatStream:
     the first sample) that each chunk makes final. Missing (NaN) samples give no beats."""
 
     def __init__(self, fs_hz: float) -> None:
-        fs = float(fs_hz)
-        if not np.isfinite(fs) or not MIN_FS_HZ <= fs <= MAX_FS_HZ:
-            raise ValueError(f"PPG sample rate must be {MIN_FS_HZ:.0f}-{MAX_FS_HZ:.0f} Hz")
-        self.fs_hz = fs
-        hi = min(BEAT_BAND_HZ[1], 0.45 * fs)
-        self._sos = signal.butter(2, [BEAT_BAND_HZ[0], hi], btype="bandpass", fs=fs, output="sos")
+        self.fs_hz = fs = _ppg_rate(fs_hz)
+        self._sos = _band_pass(BEAT_BAND_HZ, fs)
         self._zi = np.zeros((self._sos.shape[0], 2))
         self._step = max(1, int(round(BEAT_STEP_S * fs)))
         self._context = int(round(BEAT_CONTEXT_S * fs))
