@@ -465,8 +465,12 @@ def test_gateway_killed_longer_than_the_device_buffer_keeps_every_point_at_devic
         st = [p for t, p in hospital.messages[a:b] if t == f"{PREFIX}/gw-f/device/fh-01/status"]
         lost_samples.append(st[-1]["stats"]["lost_samples"] if st else 0)
 
+    ids = [m.get("msg_id") or (m.get("identifier") or [{}])[0].get("value")
+           for _, m in hospital.messages]  # fmt: skip
+    with_id = [i for i in ids if i]
     report = {"faults": f"{len(kills)} gateway SIGKILLs ({', '.join(f'{o:.0f} s' for o, _ in kills)} down)",
-              "messages": hospital.count()}  # fmt: skip
+              "messages": len(ids), "with_id": len(with_id),
+              "duplicates": len(with_id) - len(set(with_id))}  # fmt: skip
     lost_equiv = 0.0
     for kind, key, channel, per_point in (("fhr", "fhr_bpm", CH_DOPPLER, 1000),
                                           ("mhr", "mhr_bpm", CH_PPG, 12.5)):  # fmt: skip
