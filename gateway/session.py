@@ -123,7 +123,6 @@ class DeviceSession:
         # on_new_boot hook from the outbox's high-water marks); the stream resumes there.
         self.resume_from: dict[int, int] = {}
         self._resumed: dict[int, int] = {}
-        self._unmet: set[int] = set()  # sample streams of a boot first met, nothing delivered yet
         self.on_new_boot = lambda boot: None
         self.auth = None  # gateway.auth.FrameAuth for an enrolled device: frames must verify
 
@@ -281,7 +280,6 @@ class DeviceSession:
             self.processor.on_boot(boot)
         self.resume_from.clear()
         self._resumed.clear()
-        self._unmet.clear()
         self.on_new_boot(boot)
 
     def _reorderer(self, stream: int) -> Reorderer:
@@ -290,12 +288,6 @@ class DeviceSession:
             r = self.streams[stream] = Reorderer(self.gap_timeout_s)
             if stream in self.resume_from:
                 r.next_seq = self._resumed[stream] = self.resume_from.pop(stream)
-            elif stream in p.SAMPLE_STREAMS:
-                # A boot met for the first time: from its first sample, which the device may
-                # still hold (asked for like any gap). What it no longer holds was never this
-                # gateway's to lose, as it had not met the boot: neither counted nor shown.
-                r.next_seq = 0
-                self._unmet.add(stream)
         return r
 
     def _accept(self, stream: int, seq: int, count: int, value: object) -> None:
@@ -317,12 +309,6 @@ class DeviceSession:
     def _deliver(self, stream: int, items: list[Item | Lost]) -> None:
         stats = self.state.stats
         for it in items:
-            if stream in self._unmet:
-                self._unmet.discard(stream)
-                if isinstance(it, Lost):
-                    log.info("%s: stream %d joined at seq %d (the device held no earlier)",
-                             self.state.device_id, stream, it.seq + it.count)  # fmt: skip
-                    continue
             if isinstance(it, Lost):
                 # Lost samples are counted by the processor as it publishes the points over them
                 # (gateway/fetal.py), so a restart in between does not count them twice.

@@ -118,7 +118,7 @@ def test_seven_monitors_at_once_twenty_drops_each_nothing_lost_or_duplicated(bro
         fhr, mhr = sub.of(i, "fhr"), sub.of(i, "mhr")
         for msgs in (fhr, mhr):
             assert_once_each(msgs)
-            assert msgs[0]["seq"] <= FIRST_POINT_AT_MOST  # from the first point held ...
+            assert msgs[0]["seq"] <= FIRST_POINT_AT_MOST  # from the first point it got ...
             n = assert_contiguous(msgs)  # ... each point once, none skipped
             assert n >= 4 * (out["storm_s"] - 10), (i, n)
         ok = fhr_values(fhr)

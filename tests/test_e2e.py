@@ -21,9 +21,8 @@ from gateway.config import config_from_dict
 from simulators.fleet import DeviceSpec, Fleet
 
 PREFIX = "perimon/v1"
-# A trace starts at the first sample of the boot that the device still holds when the gateway
-# first meets it: point 1 unless connecting took longer than the device keeps what it sent
-# before (1024 frames, small ones before the MTU is exchanged), and never past its buffer.
+# A trace starts at the first sample of the boot the gateway receives, numbered as that point
+# of the boot: the device sends what it samples before the first connection to its buffer only.
 FIRST_POINT_AT_MOST = 4 * 10
 
 

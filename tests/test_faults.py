@@ -88,8 +88,8 @@ def dedup(msgs: list[dict]) -> tuple[list[dict], int]:
 
 
 def assert_trace_complete(msgs: list[dict]) -> int:
-    """Points 1, 2, 3, ... of one boot (from the first the device still held when first met),
-    each exactly once and in order; returns the count."""
+    """Points 1, 2, 3, ... of one boot (from the first the gateway received), each exactly
+    once and in order; returns the count."""
     assert msgs, "no trace"
     assert msgs[0]["seq"] <= FIRST_POINT_AT_MOST, msgs[0]["seq"]
     for a, b in zip(msgs, msgs[1:], strict=False):
@@ -478,7 +478,7 @@ def test_gateway_killed_longer_than_the_device_buffer_keeps_every_point_at_devic
                                           ("mhr", "mhr_bpm", CH_PPG, 12.5)):  # fmt: skip
         msgs, dups = dedup(hospital.of("gw-f", "fh-01", kind))
         k, t_ms, valued, lost = _points(msgs, key)
-        n = len(k)  # from the first point the device still held when first met, each once:
+        n = len(k)  # from the first point the gateway received, each once:
         assert np.array_equal(k, np.arange(k[0], k[0] + n)), kind  # losses included
         assert not (valued & lost).any(), f"{kind}: a lost point has a value"
         # Device time: published t_device_ms minus the monotonic time its sample was fed is
