@@ -470,13 +470,11 @@ class FhrStream:
         """Windows [lo, hi) whose frames (nearly all) had the mother's pulses cancelled."""
         if self._lock is None:
             return np.zeros(lo.size, dtype=bool)
-        s = self._env_start - self._off
         c = np.concatenate(
             [[0.0], np.cumsum(self._env[_COVERED, self._off : self._off + self._len])]
         )
         a = np.clip(lo - self._env_start, 0, self._len)
         b = np.clip(hi - self._env_start, 0, self._len)
-        del s
         return (c[b] - c[a]) >= MIN_COVERED * np.maximum(hi - lo, 1)
 
     def _maternal_locked(

@@ -195,9 +195,8 @@ class FetalProcessor:
 
     def _feed_beats(self, ppg: np.ndarray) -> None:
         """PPG samples (NaN where lost) to the beat detector; its beats to the FHR estimator on
-        the Doppler's time base. Before the Doppler's time is known the beats wait in the
-        detector's output only as long as this call: they are dropped (the cancellation
-        starts again from the next beats, after a template of a few beats)."""
+        the Doppler's time base. Beats found before the Doppler's time is known are dropped:
+        the cancellation builds its template from the beats after them."""
         beats = self.beats.feed(ppg)
         if len(beats) and self.doppler_t0_ms is not None and self.ppg_t0_ms is not None:
             shift = (self.ppg_t0_ms - self.doppler_t0_ms) / 1000.0

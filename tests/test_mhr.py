@@ -18,17 +18,22 @@ def test_steady_rate(rate):
     assert np.median(np.abs(p.mhr_bpm[rep] - mhr[rep])) < 1.5
 
 
+def _in_random_chunks(stream, x, max_chunk, seed):
+    """Feed x to a stream in chunks of random size (0 included), then flush; the outputs."""
+    parts, i = [], 0
+    rng = np.random.default_rng(seed)
+    while i < x.size:
+        n = int(rng.integers(0, max_chunk))
+        parts.append(stream.feed(x[i : i + n]))
+        i += n
+    parts.append(stream.flush())
+    return parts
+
+
 def test_streaming_equals_batch():
     x = synthesize_ppg(np.full(240, 90.0), seed=2)
     b = mhr_from_ppg(x, 50)
-    st, parts, i = MhrStream(50), [], 0
-    rng = np.random.default_rng(0)
-    while i < x.size:
-        n = int(rng.integers(0, 120))
-        parts.append(st.feed(x[i : i + n]))
-        i += n
-    parts.append(st.flush())
-    s = MhrPoints.concat(parts)
+    s = MhrPoints.concat(_in_random_chunks(MhrStream(50), x, 120, seed=0))
     np.testing.assert_allclose(s.mhr_bpm, b.mhr_bpm, equal_nan=True, rtol=1e-9)
 
 
@@ -93,13 +98,7 @@ def test_beats_streaming_equals_batch_and_missing_samples_give_none():
 
     x = synthesize_ppg(np.full(240, 80.0), seed=5)
     batch = maternal_beats_from_ppg(x, 50)
-    st, parts, i = MaternalBeatStream(50), [], 0
-    rng = np.random.default_rng(1)
-    while i < x.size:
-        n = int(rng.integers(0, 90))
-        parts.append(st.feed(x[i : i + n]))
-        i += n
-    parts.append(st.flush())
+    parts = _in_random_chunks(MaternalBeatStream(50), x, 90, seed=1)
     np.testing.assert_allclose(np.concatenate(parts), batch)
     gap = x.copy()
     gap[1000:1500] = np.nan  # 10 s lost
