@@ -22,7 +22,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from gateway.broker import start_broker  # noqa: E402
+from devtools.broker import start_broker  # noqa: E402
 from simulators.ble_rig import BleRig  # noqa: E402
 from simulators.fleet import DeviceSpec  # noqa: E402
 

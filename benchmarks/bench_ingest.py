@@ -24,8 +24,8 @@ REPO = Path(__file__).resolve().parents[1]
 WINDOW = 500
 sys.path.insert(0, str(REPO))
 
-from gateway.broker import start_broker  # noqa: E402
-from gateway.fhir import tcb_observations  # noqa: E402
+from devtools.broker import start_broker  # noqa: E402
+from gateway.processing.fhir import tcb_observations  # noqa: E402
 
 
 def reading(i: int) -> dict:

@@ -3,8 +3,8 @@ with random faults (broker SIGKILL and restart, gateway crash and restart from i
 
 Every simulated second each fetal monitor produces the messages the gateway publishes for it
 (FHR and MHR trace, 4 points each; device status every 5 s; CTG every minute) and each jaundice
-meter a reading every 10 minutes; the publisher is the real one (gateway/mqtt.py with
-gateway/outbox.py). A subscriber with a persistent session checks, after de-duplication by
+meter a reading every 10 minutes; the publisher is the real one (gateway/publish/mqtt.py with
+gateway/publish/outbox.py). A subscriber with a persistent session checks, after de-duplication by
 msg_id, that every message arrived exactly once and in order per device.
 
     .venv/bin/python benchmarks/bench_soak.py --hours 24 --devices 7 --faults 12
@@ -28,10 +28,10 @@ from paho.mqtt.properties import Properties
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from gateway.broker import start_broker  # noqa: E402
+from devtools.broker import start_broker  # noqa: E402
 from gateway.config import config_from_dict  # noqa: E402
-from gateway.mqtt import Publisher  # noqa: E402
-from gateway.outbox import Outbox  # noqa: E402
+from gateway.publish.mqtt import Publisher  # noqa: E402
+from gateway.publish.outbox import Outbox  # noqa: E402
 
 BROKER_CONF = (
     "user root\npersistence true\npersistence_location {dir}/\nautosave_interval 1\n"

@@ -13,7 +13,7 @@ import tomllib
 
 from gateway import protocol as p
 from gateway.config import ConfigError, config_from_dict, load_config
-from gateway.session import DeviceSession
+from gateway.device.session import DeviceSession
 
 _DECODERS = (
     p.samples_of,

@@ -13,14 +13,14 @@ import time
 
 from gateway import protocol as p
 from gateway import systemd
-from gateway.auth import FrameAuth, report_failed_frames, report_verification
 from gateway.config import Config
-from gateway.enrolment import Enrolment, EnrolmentError, enrolment_path
-from gateway.fhir import TRACE_POINTS_PER_OBSERVATION
-from gateway.history import History
-from gateway.mqtt import Publisher, iso_time
-from gateway.outbox import Outbox, resume_plan
-from gateway.session import DeviceSession
+from gateway.device.auth import FrameAuth, report_failed_frames, report_verification
+from gateway.device.enrolment import Enrolment, EnrolmentError, enrolment_path
+from gateway.device.session import DeviceSession
+from gateway.processing.fhir import TRACE_POINTS_PER_OBSERVATION
+from gateway.publish.mqtt import Publisher, iso_time
+from gateway.publish.outbox import Outbox, resume_plan
+from gateway.state.history import History
 from gateway.transports.base import DeviceLink, Transport
 
 log = logging.getLogger(__name__)
@@ -75,7 +75,7 @@ class Gateway:
     async def _start_extras(self) -> None:
         """The hospital's command topic (MQTT 5) and the nurse view (when enabled)."""
         if self.cfg.mqtt.protocol == "5":
-            from gateway.downlink import Downlink
+            from gateway.publish.downlink import Downlink
 
             self.downlink = Downlink(self)
             self.downlink.start()
@@ -94,14 +94,14 @@ class Gateway:
     def _processor_for(self, session: DeviceSession):
         dev_id = session.state.device_id
         if session.state.device_type == p.DeviceType.FETAL_HEART:
-            from gateway.fetal import FetalProcessor
-            from gateway.recording import recordings_for
+            from gateway.processing.fetal import FetalProcessor
+            from gateway.processing.recording import recordings_for
 
             proc = FetalProcessor(session, self.publish, self.cfg.processing)
             proc.recording = recordings_for(self).tracker(dev_id)  # sessions (docs/home.md)
             return proc
         if session.state.device_type == p.DeviceType.JAUNDICE:
-            from gateway.jaundice import JaundiceProcessor
+            from gateway.processing.jaundice import JaundiceProcessor
 
             return JaundiceProcessor(session, self.publish, self.cfg.devices.get(dev_id, {}))
         return None
@@ -111,10 +111,10 @@ class Gateway:
             log.warning("%s: unknown device type %s, ignored", link.device_id, link.device_type)
             await link.close()
             return
-        pairing = getattr(self, "pairing", None)  # gateway/pairing.py, made on first use
+        pairing = getattr(self, "pairing", None)  # gateway/device/pairing.py, made on first use
         if getattr(link, "pairing", False) or (pairing is not None and pairing.wants(link)):
             # its button opened a pairing window, or a pairing by its label waits for it
-            from gateway.pairing import pairing_for
+            from gateway.device.pairing import pairing_for
 
             await pairing_for(self).on_link(link)
             return
@@ -133,9 +133,11 @@ class Gateway:
             )
             session.processor = self._processor_for(session)
             session.on_new_boot = lambda boot, s=session: self._resume(s, boot)
-            session.gateway_id = self.cfg.gateway.id  # for FHIR references (gateway/fhir.py)
+            session.gateway_id = (
+                self.cfg.gateway.id
+            )  # for FHIR references (gateway/processing/fhir.py)
             self.sessions[link.device_id] = session
-            from gateway.downlink import apply_risk_policy
+            from gateway.publish.downlink import apply_risk_policy
 
             apply_risk_policy(self, link.device_id, self.history.settings.get(link.device_id))
         if session.auth is None or session.auth.device_key != enrolled.key:
@@ -175,7 +177,9 @@ class Gateway:
 
     async def _after_connect(self, session: DeviceSession) -> None:
         await session.after_connect()
-        report_verification(session, self.publish)  # alert device_unverified (gateway/auth.py)
+        report_verification(
+            session, self.publish
+        )  # alert device_unverified (gateway/device/auth.py)
         self.publish_device_status(session)
 
     def _resume(self, session: DeviceSession, boot: int) -> None:
@@ -195,7 +199,9 @@ class Gateway:
             log.info("%s: boot %d resumes after %s", session.state.device_id, boot, marks)
 
     def publish_device_status(self, session: DeviceSession) -> None:
-        report_failed_frames(session, self.publish)  # alert device_unverified (gateway/auth.py)
+        report_failed_frames(
+            session, self.publish
+        )  # alert device_unverified (gateway/device/auth.py)
         st = session.state
         payload = st.to_dict()
         payload["last_seen"] = iso_time(st.last_seen) if st.last_seen else None

@@ -393,7 +393,7 @@ class Fleet:
     def enrol(self) -> None:
         """Each device has its own key; enrol it with the gateway as `perimon provision`
         does for a real one (devices whose spec says enrolled=False stay strangers)."""
-        from gateway.enrolment import Enrolment, enrolment_path
+        from gateway.device.enrolment import Enrolment, enrolment_path
 
         if self.gateway is None:
             return

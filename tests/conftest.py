@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from gateway.broker import mosquitto_binary, start_broker
+from devtools.broker import mosquitto_binary, start_broker
 from simulators.fleet import FIRMWARE_DIR, micropython_binary
 
 REPO = Path(__file__).resolve().parents[1]

@@ -13,9 +13,9 @@ from pathlib import Path
 
 import pytest
 
-from gateway import auth
 from gateway import protocol as p
-from gateway.session import LinkStats
+from gateway.device import auth
+from gateway.device.session import LinkStats
 from simulators.fleet import FIRMWARE_DIR
 from tests.conftest import run_micropython
 

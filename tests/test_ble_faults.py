@@ -8,7 +8,7 @@ import asyncio
 import time
 from types import SimpleNamespace
 
-from gateway.broker import free_port
+from devtools.broker import free_port
 from simulators.ble_rig import BleRig, bluez_address
 from simulators.fleet import DeviceSpec
 
@@ -196,7 +196,7 @@ def test_strangers_in_their_pairing_window_leave_a_slot_for_enrolled_monitors(tm
     strangers in their pairing window, at most two of them are held for pairing at once, the
     enrolled monitor still (re)connects and streams, and a held pairing link is closed after
     the pairing window even when nobody looks at the pairing page."""
-    from gateway import pairing as gp
+    from gateway.device import pairing as gp
     from gateway.transports.base import MAX_PAIRING_LINKS
 
     specs = [DeviceSpec("fh-01", "fetal_heart", seed=3)] + [

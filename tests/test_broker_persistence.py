@@ -15,7 +15,7 @@ import paho.mqtt.client as mqtt
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
-from gateway.broker_tls import make_certs, start_tls_broker
+from devtools.broker_tls import make_certs, start_tls_broker
 
 N = 1500  # more than Mosquitto's default queue of 1000 messages a client
 TOPIC = "perimon/v1/gw-a/device/fh-01/alert"

@@ -8,7 +8,7 @@ import asyncio
 
 from playwright.async_api import async_playwright
 
-from gateway.nurses import NurseAccounts
+from gateway.web.nurses import NurseAccounts
 from gateway.web.server import WebServer
 from simulators.fleet import DeviceSpec
 from tests.conftest import ARTIFACTS

@@ -14,7 +14,7 @@ import time
 import paho.mqtt.client as mqtt
 import pytest
 
-from gateway.broker import free_port
+from devtools.broker import free_port
 
 
 def test_separate_gateway_and_simulator_processes(broker, tmp_path):

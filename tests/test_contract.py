@@ -19,11 +19,11 @@ import yaml
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
-import gateway.fhir
+import gateway.processing.fhir
 from gateway.config import MqttSection, ProcessingSection
-from gateway.fetal import FetalProcessor
-from gateway.mqtt import Publisher
-from gateway.outbox import Outbox
+from gateway.processing.fetal import FetalProcessor
+from gateway.publish.mqtt import Publisher
+from gateway.publish.outbox import Outbox
 from simulators.fleet import DeviceSpec
 from tests.test_e2e import PREFIX, run_chain
 
@@ -89,7 +89,7 @@ class Replies:
 
 
 def test_every_published_message_matches_the_contract(broker, tmp_path, monkeypatch):
-    monkeypatch.setattr(gateway.fhir, "TRACE_POINTS_PER_OBSERVATION", 20)  # 5 s windows
+    monkeypatch.setattr(gateway.processing.fhir, "TRACE_POINTS_PER_OBSERVATION", 20)  # 5 s windows
     channels = asyncapi_channels()
     validators = {name: validator(name) for _, name in channels.values()}
     reply_to = "hospital/replies/ward-3"
@@ -165,7 +165,7 @@ def test_ctg_findings_match_the_contract():
                  "t": "2026-01-01T00:00:00.000Z", "t_device_ms": 1, "tcb_mg_dl": 9.0,
                  "tcb_umol_l": 153.9, "ci_low_mg_dl": 8.0, "ci_high_mg_dl": 10.0,
                  "flag": "no_contact", "assessment": None}),
-        ("observation", {**gateway.fhir.trace_observation("fhr", "gw", "fh-01", 1, 1, 0.0, [140.0]),
+        ("observation", {**gateway.processing.fhir.trace_observation("fhr", "gw", "fh-01", 1, 1, 0.0, [140.0]),
                          "valueQuantity": {"value": 1, "unit": "/min",
                                            "system": "http://unitsofmeasure.org", "code": "/min"}}),
         ("command", {"command": "set_settings", "settings": {"birth_time": "2026-01-01"}}),
@@ -178,7 +178,7 @@ def test_the_schemas_reject_what_the_contract_forbids(name, payload):
 
 
 def test_every_alert_kind_is_documented_and_labelled_for_the_nurse():
-    from gateway.alerts import ALERT_KINDS
+    from gateway.processing.alerts import ALERT_KINDS
 
     root = Path(__file__).resolve().parents[1]
     documented = set(re.findall(r"^\| `([a-z_]+)` \|", (root / "docs/mqtt.md").read_text(), re.M))
@@ -190,7 +190,7 @@ def test_every_alert_kind_is_documented_and_labelled_for_the_nurse():
 
 
 def test_an_alert_kind_outside_the_catalogue_is_refused():
-    from gateway.alerts import AlertTracker
+    from gateway.processing.alerts import AlertTracker
 
     sent = []
     with pytest.raises(ValueError):
@@ -204,7 +204,7 @@ def test_a_ble_device_status_with_its_radio_statistics_matches_the_schema():
     import dataclasses
 
     from gateway import protocol as p
-    from gateway.session import DeviceSession
+    from gateway.device.session import DeviceSession
     from gateway.transports.ble import RadioStats
 
     schema = json.loads((SCHEMAS / "device-status.schema.json").read_text())

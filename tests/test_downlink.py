@@ -14,10 +14,10 @@ import pytest
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
+from devtools.broker import free_port
 from gateway.app import Gateway
-from gateway.broker import free_port
 from gateway.config import config_from_dict
-from gateway.downlink import MAX_ERROR_CHARS, response_topic_error
+from gateway.publish.downlink import MAX_ERROR_CHARS, response_topic_error
 
 PREFIX = "perimon/v1"
 CMD = f"{PREFIX}/gw-test/device/fh-01/cmd"

@@ -15,8 +15,8 @@ import numpy as np
 import paho.mqtt.client as mqtt
 import pytest
 
+from devtools.broker import free_port
 from gateway.app import Gateway
-from gateway.broker import free_port
 from gateway.config import config_from_dict
 from simulators.fleet import DeviceSpec, Fleet
 

@@ -21,12 +21,12 @@ from pathlib import Path
 import numpy as np
 import paho.mqtt.client as mqtt
 
+from devtools.broker import free_port, start_broker
 from dsp.fhr import FhrStream
 from gateway.app import Gateway
-from gateway.broker import free_port, start_broker
 from gateway.config import config_from_dict
-from gateway.mqtt import Publisher
-from gateway.outbox import Outbox
+from gateway.publish.mqtt import Publisher
+from gateway.publish.outbox import Outbox
 from simulators.fleet import CH_DOPPLER, CH_PPG, DeviceSpec, Fleet
 from tests.test_e2e import FIRST_POINT_AT_MOST
 from tests.test_outbox import PERSISTENT_BROKER, hospital_on_connect, session_props

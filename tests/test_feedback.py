@@ -12,9 +12,9 @@ from pathlib import Path
 
 import numpy as np
 
+from devtools.broker import free_port
 from gateway import protocol as p
 from gateway.app import Gateway
-from gateway.broker import free_port
 from gateway.config import config_from_dict
 from simulators.doppler import DopplerSignal
 from simulators.fleet import DeviceSpec, Fleet

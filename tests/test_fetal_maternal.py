@@ -9,8 +9,8 @@ import pytest
 
 from gateway import protocol as p
 from gateway.config import ProcessingSection
-from gateway.fetal import FetalProcessor
-from gateway.session import DeviceSession
+from gateway.device.session import DeviceSession
+from gateway.processing.fetal import FetalProcessor
 from simulators.doppler import DopplerSignal
 from simulators.maternal import MaternalBeats
 from simulators.ppg import PpgSignal

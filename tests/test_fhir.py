@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 
-from gateway.fhir import TraceWindow, resource_id, tcb_observations, trace_observation
+from gateway.processing.fhir import TraceWindow, resource_id, tcb_observations, trace_observation
 
 
 def test_trace_observation_keeps_gaps_and_is_deterministic():

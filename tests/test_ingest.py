@@ -13,9 +13,9 @@ import time
 import paho.mqtt.client as mqtt
 import pytest
 
-import gateway.fhir
+import gateway.processing.fhir
 from gateway.cli import main as cli_main
-from gateway.ingest import Ingest, Store
+from hospital.ingest import Ingest, Store
 from simulators.fleet import DeviceSpec
 from tests.test_e2e import PREFIX, run_chain
 
@@ -36,7 +36,7 @@ def _wait(cond, timeout_s: float = 15.0) -> bool:
 
 
 def test_two_workers_store_each_message_exactly_once_and_ack_alerts(broker, tmp_path, monkeypatch):
-    monkeypatch.setattr(gateway.fhir, "TRACE_POINTS_PER_OBSERVATION", 20)
+    monkeypatch.setattr(gateway.processing.fhir, "TRACE_POINTS_PER_OBSERVATION", 20)
     db = tmp_path / "hospital.sqlite"
     workers = [Ingest(broker.host, broker.port, Store(str(db)), worker=f"w{i}") for i in (1, 2)]
     for w in workers:

@@ -29,7 +29,7 @@ from pathlib import Path
 
 import pytest
 
-from gateway.broker import free_port
+from devtools.broker import free_port
 
 REPO = Path(__file__).resolve().parents[1]
 SUITE = "bookworm"  # Raspberry Pi OS 12 is bookworm

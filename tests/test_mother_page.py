@@ -16,11 +16,11 @@ from datetime import datetime, timedelta
 import numpy as np
 from playwright.async_api import async_playwright
 
-from gateway import recording
 from gateway.app import Gateway
 from gateway.config import config_from_dict
-from gateway.nurses import NurseAccounts
+from gateway.processing import recording
 from gateway.web.mother import language
+from gateway.web.nurses import NurseAccounts
 from gateway.web.server import WebServer
 from tests.conftest import ARTIFACTS
 from tests.test_browser_nurse_view import CHROMIUM, CHROMIUM_ARGS

@@ -11,7 +11,7 @@ import time
 import paho.mqtt.client as mqtt
 import pytest
 
-from gateway.broker_tls import make_certs, start_tls_broker
+from devtools.broker_tls import make_certs, start_tls_broker
 
 PASSWORDS = {"gw-a": "alpha-secret", "gw-b": "bravo-secret", "hospital-ingest": "ingest-secret"}
 

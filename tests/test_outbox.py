@@ -12,11 +12,12 @@ import numpy as np
 import paho.mqtt.client as mqtt
 import pytest
 
+from devtools.broker import start_broker
 from gateway import protocol as p
-from gateway.broker import start_broker
 from gateway.config import config_from_dict
-from gateway.mqtt import Publisher, message_id
-from gateway.outbox import (
+from gateway.device.session import DeviceSession
+from gateway.publish.mqtt import Publisher, message_id
+from gateway.publish.outbox import (
     PRIO_READING,
     PRIO_STATUS,
     PRIO_TRACE,
@@ -24,7 +25,6 @@ from gateway.outbox import (
     Outbox,
     resume_plan,
 )
-from gateway.session import DeviceSession
 
 MB = 1024 * 1024
 
@@ -72,7 +72,7 @@ def test_full_outbox_drops_oldest_trace_first_then_status_and_readings_only_last
     trace_left = [r.msg_id for r in ob.pending(0, 10_000) if "fhr" in r.topic]
     assert trace_left == [f"d:1:fhr:{i}" for i in range(200 - len(trace_left), 200)]  # newest
 
-    with caplog.at_level(logging.ERROR, logger="gateway.outbox"):
+    with caplog.at_level(logging.ERROR, logger="gateway.publish.outbox"):
         for i in range(200, 1400):
             add(ob, "tcb", i)
     s = ob.stats()
@@ -127,7 +127,7 @@ def test_message_ids():
 
 def test_resumed_points_continue_the_boot_time_base():
     from dsp.fhr import FhrPoints
-    from gateway.fetal import BootPoints
+    from gateway.processing.fetal import BootPoints
 
     first = resume_plan("fhr", 100)
     assert first == (100 - 8) * 1000

@@ -17,14 +17,14 @@ from types import SimpleNamespace
 
 import pytest
 
-from gateway import pairing as gp
+from devtools.broker import free_port
 from gateway import protocol as p
 from gateway.app import Gateway
-from gateway.broker import free_port
 from gateway.config import config_from_dict
-from gateway.enrolment import Enrolment, enrolment_path
-from gateway.nurses import NurseAccounts
+from gateway.device import pairing as gp
+from gateway.device.enrolment import Enrolment, enrolment_path
 from gateway.transports.base import DeviceLink
+from gateway.web.nurses import NurseAccounts
 from simulators.ble_rig import BleRig
 from simulators.fleet import DeviceSpec, Fleet
 from tests.conftest import run_micropython

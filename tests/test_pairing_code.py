@@ -21,14 +21,14 @@ from pathlib import Path
 import pytest
 from playwright.async_api import async_playwright
 
+from devtools.broker import free_port
 from gateway.app import Gateway
-from gateway.broker import free_port
 from gateway.cli import main as cli_main
 from gateway.cli.provision_label import write_label
 from gateway.config import config_from_dict
-from gateway.enrolment import Enrolment, enrolment_path
-from gateway.nurses import NurseAccounts
+from gateway.device.enrolment import Enrolment, enrolment_path
 from gateway.web import pair_code, scan
+from gateway.web.nurses import NurseAccounts
 from simulators.fleet import DeviceSpec, Fleet
 from tests.conftest import ARTIFACTS
 from tests.test_browser_nurse_view import CHROMIUM, CHROMIUM_ARGS

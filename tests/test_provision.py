@@ -11,7 +11,7 @@ import tty
 import pytest
 
 from gateway.cli import main as cli_main
-from gateway.enrolment import Enrolment
+from gateway.device.enrolment import Enrolment
 from simulators.fleet import FIRMWARE_DIR, micropython_binary
 
 

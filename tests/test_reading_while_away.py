@@ -9,8 +9,8 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
+from devtools.broker import free_port
 from gateway.app import Gateway
-from gateway.broker import free_port
 from gateway.config import config_from_dict
 from simulators.fleet import DeviceSpec, Fleet
 from tests.test_e2e import Collector

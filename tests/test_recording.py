@@ -1,5 +1,5 @@
 """Recording sessions as a state machine, the schedule's slots, missed sessions, delivery and the
-session report, without a broker (gateway/recording.py)."""
+session report, without a broker (gateway/processing/recording.py)."""
 
 from __future__ import annotations
 
@@ -11,9 +11,9 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 
-from gateway import recording as r
-from gateway.history import History
-from gateway.outbox import Outbox
+from gateway.processing import recording as r
+from gateway.publish.outbox import Outbox
+from gateway.state.history import History
 
 BATCH = 4  # points a batch, as the fetal processor publishes about once a second
 

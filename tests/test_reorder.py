@@ -1,4 +1,4 @@
-from gateway.reorder import Item, Lost, Reorderer
+from gateway.device.reorder import Item, Lost, Reorderer
 
 
 def seqs(items):

@@ -10,7 +10,7 @@ import matplotlib.image as mpimg
 import numpy as np
 import pytest
 
-from gateway.report import SessionReport, render_session_report, signal_summary
+from gateway.processing.report import SessionReport, render_session_report, signal_summary
 
 ARTIFACTS = Path(__file__).resolve().parents[1] / "test-artifacts"
 DPI = 100

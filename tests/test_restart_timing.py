@@ -12,10 +12,10 @@ import pytest
 
 from gateway import protocol as p
 from gateway.config import MqttSection, ProcessingSection
-from gateway.fetal import FetalProcessor
-from gateway.mqtt import Publisher
-from gateway.outbox import Outbox, resume_plan
-from gateway.session import DeviceSession
+from gateway.device.session import DeviceSession
+from gateway.processing.fetal import FetalProcessor
+from gateway.publish.mqtt import Publisher
+from gateway.publish.outbox import Outbox, resume_plan
 from simulators.doppler import DopplerSignal
 from simulators.ppg import PpgSignal
 

@@ -15,12 +15,12 @@ import threading
 import paho.mqtt.client as mqtt
 import pytest
 
+from devtools.broker import free_port
+from devtools.broker_tls import make_certs, start_tls_broker
 from gateway import protocol as p
 from gateway.app import Gateway
-from gateway.broker import free_port
-from gateway.broker_tls import make_certs, start_tls_broker
 from gateway.config import config_from_dict
-from gateway.enrolment import Enrolment, enrolment_path
+from gateway.device.enrolment import Enrolment, enrolment_path
 from simulators.fleet import DeviceSpec, Fleet
 
 PREFIX = "perimon/v1"

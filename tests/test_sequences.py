@@ -7,9 +7,9 @@ from __future__ import annotations
 import json
 
 from gateway.config import MqttSection
-from gateway.ingest import NO_BOOT, Gap, Store, sequence_of
-from gateway.mqtt import Publisher
-from gateway.outbox import Outbox
+from gateway.publish.mqtt import Publisher
+from gateway.publish.outbox import Outbox
+from hospital.ingest import NO_BOOT, Gap, Store, sequence_of
 
 
 def _publish_all(path, device: str, n: int) -> None:

@@ -8,7 +8,7 @@ import struct
 import numpy as np
 
 from gateway import protocol as p
-from gateway.session import DeviceSession
+from gateway.device.session import DeviceSession
 from gateway.transports.base import DeviceLink
 
 

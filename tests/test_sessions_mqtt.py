@@ -16,7 +16,7 @@ import paho.mqtt.client as mqtt
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
-from gateway import recording
+from gateway.processing import recording
 from simulators.fleet import DeviceSpec
 from tests.conftest import ARTIFACTS
 from tests.test_contract import validator

@@ -12,7 +12,7 @@ import sys
 import time
 from pathlib import Path
 
-from gateway.broker import free_port
+from devtools.broker import free_port
 
 REPO = Path(__file__).resolve().parents[1]
 

@@ -126,8 +126,8 @@ def test_gateway_alerts_follow_the_guideline_conditions(monkeypatch):
 
     from dsp.bilirubin_zones import exchange_threshold_mg_dl, phototherapy_threshold_mg_dl
     from dsp.tcb import TcbEstimate
-    from gateway import jaundice
     from gateway import protocol as p
+    from gateway.processing import jaundice
 
     birth = 1_700_000_000.0
     next_tcb = {"value": 5.0}

@@ -18,8 +18,8 @@ import pytest
 from dsp.bilirubin_zones import phototherapy_threshold_mg_dl
 from gateway.cli import main as cli_main
 from gateway.config import ConfigError, config_from_dict
-from gateway.history import History
-from gateway.nurses import NurseAccounts, hash_password, verify_password
+from gateway.state.history import History
+from gateway.web.nurses import NurseAccounts, hash_password, verify_password
 from gateway.web.server import WebServer
 
 USER, PASSWORD = "amy", "a long enough password"

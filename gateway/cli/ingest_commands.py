@@ -1,4 +1,4 @@
-"""`perimon ingest`: the reference hospital subscriber (gateway/ingest.py)."""
+"""`perimon ingest`: the reference hospital subscriber (hospital/ingest.py)."""
 
 from __future__ import annotations
 
@@ -40,7 +40,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def cmd_ingest(args: argparse.Namespace) -> int:
-    from gateway.ingest import DEFAULT_SCHEMAS, Ingest, Store
+    from hospital.ingest import DEFAULT_SCHEMAS, Ingest, Store
 
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")  # fmt: skip

@@ -28,7 +28,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def _accounts(args):
-    from gateway.nurses import NurseAccounts
+    from gateway.web.nurses import NurseAccounts
 
     try:
         cfg = load_config(args.config)

@@ -17,7 +17,7 @@ import secrets
 from pathlib import Path
 
 from gateway.cli import UserError
-from gateway.enrolment import DEVICE_ID_RE
+from gateway.device.enrolment import DEVICE_ID_RE
 from gateway.protocol import PAIR_SECRET_LEN
 
 
@@ -66,7 +66,7 @@ def cmd_provision(args: argparse.Namespace) -> int:
     import serial
 
     from gateway.config import ConfigError, load_config
-    from gateway.enrolment import Enrolment, enrolment_path
+    from gateway.device.enrolment import Enrolment, enrolment_path
 
     try:
         cfg = load_config(args.config)
@@ -108,7 +108,7 @@ def cmd_provision(args: argparse.Namespace) -> int:
 
 
 def _provision(args, serial, gateway_id: str, calibration, book, label_file) -> int:
-    from gateway.enrolment import EnrolmentError
+    from gateway.device.enrolment import EnrolmentError
 
     try:
         port = serial.Serial(args.port, args.baud, timeout=args.timeout)

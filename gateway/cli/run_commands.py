@@ -117,9 +117,9 @@ def cmd_simulate(args: argparse.Namespace) -> int:
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
+    from devtools.broker import free_port, start_broker
+    from devtools.subscriber import ConsoleSubscriber
     from gateway.app import Gateway
-    from gateway.broker import free_port, start_broker
-    from gateway.subscriber import ConsoleSubscriber
     from simulators.fleet import Fleet, demo_specs
 
     _logging(args.verbose)
@@ -191,7 +191,7 @@ def _demo_nurse(cfg) -> str:
     """A throw-away nurse account for the demo's nurse view (the demo's data dir is temporary)."""
     import secrets
 
-    from gateway.nurses import NurseAccounts
+    from gateway.web.nurses import NurseAccounts
 
     password = secrets.token_urlsafe(9)
     cfg.data_dir.mkdir(parents=True, exist_ok=True)

@@ -13,9 +13,9 @@ from collections.abc import Awaitable, Callable
 # A device whose link the gateway closed (refused, or paired) is not reconnected for this long
 # by a transport that would otherwise reconnect it at once (BLE), unless its advertisement
 # changes or a pairing expects it (Transport.expect). A label pairing waits longer than this
-# for the device's next link (gateway/pairing.py, LABEL_LINK_WAIT_S).
+# for the device's next link (gateway/device/pairing.py, LABEL_LINK_WAIT_S).
 REFUSED_HOLD_S = 30.0
-# Links held open for pairing at once (a device's pairing window, gateway/pairing.py): anyone
+# Links held open for pairing at once (a device's pairing window, gateway/device/pairing.py): anyone
 # in radio range can advertise one, so never more than this, and never every connection slot.
 MAX_PAIRING_LINKS = 2
 

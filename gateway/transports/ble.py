@@ -2,7 +2,7 @@
 
 One scanner (active by default; passive through BlueZ advertisement monitors) filtered by the
 perimon service UUID and an allowlist of enrolled device ids; a device advertising an open
-pairing window passes the allowlist and is handed over as a pairing link (gateway/pairing.py).
+pairing window passes the allowlist and is handed over as a pairing link (gateway/device/pairing.py).
 One task per device keeps it
 connected: it waits until the device advertises, takes one of the adapter's connection slots,
 connects through bleak-retry-connector's `establish_connection` (its retries and backoff; ours
@@ -74,7 +74,7 @@ class BleLink(DeviceLink):
         self.att_mtu = att_mtu
         self.stats = stats
         self.closed = asyncio.Event()
-        self.pairing = False  # it advertised an open pairing window (gateway/pairing.py)
+        self.pairing = False  # it advertised an open pairing window (gateway/device/pairing.py)
         self.closed_by_gateway = False
         self.last_rx = time.monotonic()  # the silent-device watchdog counts from the connect
         self.first_rx: float | None = None  # the first notification: data flows

@@ -23,7 +23,7 @@ from starlette.responses import FileResponse, JSONResponse, Response
 from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 
-from gateway.recording import iso, recordings_for
+from gateway.processing.recording import iso, recordings_for
 
 MOTHER_STATIC = Path(__file__).resolve().parent / "static" / "mother"
 _HISTORY = 14

@@ -9,7 +9,7 @@ The code (base64url, no padding) names the monitor and carries its pairing secre
 
 The pairing secret is written into the monitor by `perimon provision` beside its key and is
 used for nothing but authenticating a pairing by label: a fresh Diffie-Hellman exchange whose
-agreed key becomes the device key (gateway/pairing.py; docs/protocol.md, "Pairing"). The key
+agreed key becomes the device key (gateway/device/pairing.py; docs/protocol.md, "Pairing"). The key
 that signs the monitor's frames is never on the label.
 
 The code sits after `#`, so the browser never sends it in a request line: it stays out of the
@@ -27,7 +27,7 @@ import hashlib
 from dataclasses import dataclass
 from urllib.parse import parse_qs, urlsplit
 
-from gateway.enrolment import DEVICE_ID_RE
+from gateway.device.enrolment import DEVICE_ID_RE
 from gateway.protocol import PAIR_SECRET_LEN, DeviceType
 
 VERSION = 2

@@ -1,5 +1,5 @@
 """The pairing page: monitors whose button was pressed, the code to compare, and confirmation
-(gateway/pairing.py; docs/home.md, "Pairing a new monitor"). Nurse login required, like the
+(gateway/device/pairing.py; docs/home.md, "Pairing a new monitor"). Nurse login required, like the
 rest of the gateway's page; writes need the X-Perimon header (CSRF)."""
 
 from __future__ import annotations
@@ -8,7 +8,7 @@ from starlette.requests import Request
 from starlette.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
 from starlette.routing import Route
 
-from gateway.pairing import PairingError, pairing_for
+from gateway.device.pairing import PairingError, pairing_for
 
 _PAGE = """<!doctype html>
 <html lang="en"><head><meta charset="utf-8">

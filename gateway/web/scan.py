@@ -2,7 +2,7 @@
 monitor, and one tap pairs it (gateway/web/pair_code.py; docs/home.md, "By the code on the
 label").
 
-The tap starts a pairing by label (gateway/pairing.py): the gateway takes the monitor's next
+The tap starts a pairing by label (gateway/device/pairing.py): the gateway takes the monitor's next
 link, agrees on a new key with it by Diffie-Hellman authenticated by the label's pairing
 secret, and enrols it with that key once both sides have confirmed it. Nothing is enrolled
 before that, and a monitor that does not hold the secret changes nothing on either side: no key,
@@ -23,8 +23,8 @@ from starlette.requests import Request
 from starlette.responses import HTMLResponse, JSONResponse, Response
 from starlette.routing import Route
 
-from gateway.enrolment import EnrolmentError
-from gateway.pairing import LABEL_LINK_WAIT_S, PairingError, pairing_for
+from gateway.device.enrolment import EnrolmentError
+from gateway.device.pairing import LABEL_LINK_WAIT_S, PairingError, pairing_for
 from gateway.web.pair_code import LabelCode, LabelCodeError, decode
 
 log = logging.getLogger(__name__)

@@ -2,7 +2,7 @@
 
 Pages and assets are static files under gateway/web/static (no CDN: the ward may have no
 internet). Data comes from the gateway's History (what it published) as JSON, and live as
-server-sent events. Nurses log in with accounts kept on the gateway (gateway/nurses.py);
+server-sent events. Nurses log in with accounts kept on the gateway (gateway/web/nurses.py);
 sessions expire after `[web] session_minutes` without activity. See docs/nurse-view.md.
 """
 
@@ -31,9 +31,9 @@ from starlette.responses import (
 from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 
-from gateway.history import History
-from gateway.nurses import NurseAccounts
+from gateway.state.history import History
 from gateway.web.mother import mother_routes
+from gateway.web.nurses import NurseAccounts
 from gateway.web.pairing import pairing_routes
 from gateway.web.scan import scan_routes
 
@@ -298,7 +298,7 @@ def create_app(gw, history: History, accounts: NurseAccounts, session_minutes: f
         Route("/api/nomogram", nomogram_api),
         Route("/api/events", events),
         *mother_routes(gw, api_auth, headers),  # the mother's page, sessions, reports
-        *pairing_routes(gw, api_auth, headers),  # pairing a new monitor (gateway/pairing.py)
+        *pairing_routes(gw, api_auth, headers),  # pairing a new monitor (gateway/device/pairing.py)
         *scan_routes(gw, api_auth, headers),  # ... or by the code on its label
         Mount("/static", StaticFiles(directory=STATIC), name="static"),
     ]
@@ -309,7 +309,7 @@ def apply_settings(gw, history: History, device_id: str, changes: dict) -> dict:
     """Store settings for a device and apply them to its running processor (ValueError if bad).
 
     Birth time, gestational age and risk factors feed the jaundice assessment; the risk colour
-    and measurement interval feed gateway/downlink.py's policy (alert escalation, reminders).
+    and measurement interval feed gateway/publish/downlink.py's policy (alert escalation, reminders).
     """
     result = history.settings.update(device_id, changes)
     baby = gw.cfg.devices.setdefault(device_id, {})
@@ -323,7 +323,7 @@ def apply_settings(gw, history: History, device_id: str, changes: dict) -> dict:
     if proc is not None and hasattr(proc, "baby") and proc.baby is not baby:
         proc.baby.clear()
         proc.baby.update(baby)
-    from gateway.downlink import apply_risk_policy
+    from gateway.publish.downlink import apply_risk_policy
 
     apply_risk_policy(gw, device_id, result)
     return result
