@@ -15,7 +15,7 @@ import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 
-from gateway.broker import Broker, _wait_listening, free_port, mosquitto_binary
+from devtools.broker import Broker, _wait_listening, free_port, mosquitto_binary
 
 DEPLOY = Path(__file__).resolve().parents[1] / "deploy" / "mosquitto"
 _ETC = "/etc/mosquitto/perimon/"

@@ -17,7 +17,7 @@ import struct
 from collections import deque
 
 from gateway import protocol as p
-from gateway.alerts import AlertTracker
+from gateway.processing.alerts import AlertTracker
 
 log = logging.getLogger(__name__)
 

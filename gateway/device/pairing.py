@@ -28,8 +28,8 @@ import time
 from dataclasses import dataclass, field
 
 from gateway import protocol as p
-from gateway.enrolment import DEVICE_ID_RE
-from gateway.session import await_reply, unsigned_control_frame
+from gateway.device.enrolment import DEVICE_ID_RE
+from gateway.device.session import await_reply, unsigned_control_frame
 from gateway.transports.base import MAX_PAIRING_LINKS, REFUSED_HOLD_S, DeviceLink
 
 log = logging.getLogger(__name__)

@@ -17,7 +17,7 @@ from typing import Protocol
 import numpy as np
 
 from gateway import protocol as p
-from gateway.reorder import Item, Lost, Reorderer
+from gateway.device.reorder import Item, Lost, Reorderer
 from gateway.transports.base import DeviceLink
 
 log = logging.getLogger(__name__)
@@ -30,7 +30,7 @@ _RESUME_SLACK = 1024  # samples: more than a sample frame holds at any MTU (firm
 
 
 class Processor(Protocol):
-    """What a device type does with its in-order data (gateway/fetal.py, gateway/jaundice.py)."""
+    """What a device type does with its in-order data (gateway/processing/fetal.py, gateway/processing/jaundice.py)."""
 
     def on_samples(self, stream: int, seq: int, t_ms: int, samples: np.ndarray) -> None: ...
     def on_lost(self, stream: int, seq: int, count: int) -> None: ...
@@ -124,7 +124,7 @@ class DeviceSession:
         self.resume_from: dict[int, int] = {}
         self._resumed: dict[int, int] = {}
         self.on_new_boot = lambda boot: None
-        self.auth = None  # gateway.auth.FrameAuth for an enrolled device: frames must verify
+        self.auth = None  # gateway.device.auth.FrameAuth for an enrolled device: frames must verify
 
     # ---- link lifecycle ----
 
@@ -311,7 +311,7 @@ class DeviceSession:
         for it in items:
             if isinstance(it, Lost):
                 # Lost samples are counted by the processor as it publishes the points over them
-                # (gateway/fetal.py), so a restart in between does not count them twice.
+                # (gateway/processing/fetal.py), so a restart in between does not count them twice.
                 if stream not in p.SAMPLE_STREAMS:
                     stats.lost_records += it.count
                     self._fragments.pop(stream, None)

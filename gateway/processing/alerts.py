@@ -6,7 +6,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 
-from gateway.mqtt import QOS_READING, iso_time
+from gateway.publish.mqtt import QOS_READING, iso_time
 
 # Every alert kind the gateway raises, with what it means: the MQTT contract (docs/mqtt.md)
 # and the nurse view's labels (gateway/web/static/app.js) list the same kinds, checked by
@@ -29,7 +29,9 @@ ALERT_KINDS = {
 
 
 class AlertTracker:
-    escalate = False  # set per device from its risk colour (gateway/downlink.py): medium -> high
+    escalate = (
+        False  # set per device from its risk colour (gateway/publish/downlink.py): medium -> high
+    )
 
     def __init__(self, device_id: str, publish: Callable[..., None]) -> None:
         self.device_id = device_id

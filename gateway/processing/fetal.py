@@ -21,9 +21,9 @@ from dsp.ctg import analyse_ctg
 from dsp.fhr import FhrPoints, FhrStream
 from dsp.mhr import MaternalBeatStream, MhrStream
 from gateway import protocol as p
-from gateway.alerts import AlertTracker
-from gateway.fhir import TraceWindow, publish_trace_observations, resume_trace_window
-from gateway.mqtt import QOS_TRACE, iso_time
+from gateway.processing.alerts import AlertTracker
+from gateway.processing.fhir import TraceWindow, publish_trace_observations, resume_trace_window
+from gateway.publish.mqtt import QOS_TRACE, iso_time
 
 DOPPLER_HZ = 4000  # fixed by the hardware (docs/protocol.md)
 PPG_HZ = 50
@@ -111,7 +111,9 @@ class FetalProcessor:
         self.publish = publish
         self.cfg = processing
         self.alerts = AlertTracker(session.state.device_id, publish)
-        self.recording = None  # the device's SessionTracker (gateway/recording.py), if any
+        self.recording = (
+            None  # the device's SessionTracker (gateway/processing/recording.py), if any
+        )
         self._feedback_sent: tuple[object, int, int] | None = None  # (link, level, flags)
         self._feedback_at = -1e9
         self._feedback_task: asyncio.Task | None = None
@@ -481,7 +483,7 @@ class FetalProcessor:
         return p.FeedbackLevel.SEARCHING
 
     def feedback_flags(self) -> int:
-        # a complete session rests until the probe comes off (gateway/recording.py)
+        # a complete session rests until the probe comes off (gateway/processing/recording.py)
         done = getattr(getattr(self, "recording", None), "resting_boot", None) is not None
         recent = list(itertools.islice(reversed(self.history_maternal), _FEEDBACK_POINTS))
         maternal = len(recent) == _FEEDBACK_POINTS and sum(recent) >= _FEEDBACK_MATERNAL * len(

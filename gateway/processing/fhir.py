@@ -19,8 +19,8 @@ import math
 import uuid
 from collections.abc import Sequence
 
-from gateway.history import parse_time
-from gateway.mqtt import iso_time
+from gateway.publish.mqtt import iso_time
+from gateway.state.history import parse_time
 
 LOINC = "http://loinc.org"
 UCUM = "http://unitsofmeasure.org"
@@ -176,7 +176,7 @@ class TraceWindow:
 def publish_trace_observations(
     proc, kind: str, first: int, t_first_unix: float, values: Sequence[float]
 ) -> None:
-    """Hook for gateway/fetal.py: publish an Observation for every completed trace window."""
+    """Hook for gateway/processing/fetal.py: publish an Observation for every completed trace window."""
     session = proc.session
     boot = session.state.boot
     w = proc.fhir_windows.get(kind)
@@ -189,7 +189,7 @@ def publish_trace_observations(
 
 
 def resume_trace_window(proc, kind: str, last_point: int, published: list[dict]) -> None:
-    """Hook for gateway/fetal.py after a gateway restart part-way through a boot: the window
+    """Hook for gateway/processing/fetal.py after a gateway restart part-way through a boot: the window
     in progress is refilled with its points up to `last_point` from the trace messages the
     stopped gateway published (`published`, kept by the outbox), so its Observation still
     covers every point of the window."""
@@ -206,7 +206,7 @@ def resume_trace_window(proc, kind: str, last_point: int, published: list[dict])
 
 
 def publish_tcb_observations(proc, reading: dict) -> None:
-    """Hook for gateway/jaundice.py: the reading just published, as FHIR Observations."""
+    """Hook for gateway/processing/jaundice.py: the reading just published, as FHIR Observations."""
     gateway_id = getattr(proc.session, "gateway_id", "")
     for obs in tcb_observations(gateway_id, reading):
         proc.publish(("device", proc.device_id, "observation"), obs)

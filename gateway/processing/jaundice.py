@@ -23,9 +23,9 @@ from dsp.bilirubin_zones import (
 from dsp.tcb import estimate_tcb
 from dsp.tcb_counts import reflectance_from_counts
 from gateway import protocol as p
-from gateway.alerts import AlertTracker
-from gateway.fhir import publish_tcb_observations
-from gateway.mqtt import iso_time
+from gateway.processing.alerts import AlertTracker
+from gateway.processing.fhir import publish_tcb_observations
+from gateway.publish.mqtt import iso_time
 
 log = logging.getLogger(__name__)
 

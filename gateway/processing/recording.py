@@ -16,7 +16,7 @@ rate ("good signal"), and whether every message of it reached the hospital's bro
   NHC 2017 five-colour grading). The gateway applies it as given and invents no cut-off.
 * `Recordings` ties them to a running gateway: it publishes each finished session (and each
   missed one) to `{prefix}/{gw}/device/{device}/session` through the outbox, renders the
-  session report PDF (gateway/report.py) in a worker thread, and checks delivery.
+  session report PDF (gateway/processing/report.py) in a worker thread, and checks delivery.
 """
 
 from __future__ import annotations
@@ -563,7 +563,7 @@ class Recordings:
 
     def _render(self, rec: dict, fhr: np.ndarray, quality: np.ndarray, mhr) -> None:
         from dsp.ctg import analyse_ctg
-        from gateway.report import SessionReport, render_session_report
+        from gateway.processing.report import SessionReport, render_session_report
 
         try:
             t_s = (np.arange(len(fhr)) + 1) * POINT_S

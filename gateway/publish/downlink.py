@@ -45,7 +45,7 @@ from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 from paho.mqtt.subscribeoptions import SubscribeOptions
 
-from gateway.mqtt import gateway_topic, iso_time
+from gateway.publish.mqtt import gateway_topic, iso_time
 
 log = logging.getLogger(__name__)
 
@@ -117,9 +117,9 @@ def handle_command(gw, device_id: str, cmd: object) -> dict:
 
 
 def _recording_command(gw, device_id: str, name: str, cmd: dict, resp: dict) -> dict:
-    """Schedules and session reports (gateway/recording.py, docs/home.md). A report answers
+    """Schedules and session reports (gateway/processing/recording.py, docs/home.md). A report answers
     with the PDF itself: the response's `_pdf` is sent as the payload (application/pdf)."""
-    from gateway.recording import check_schedule, recordings_for
+    from gateway.processing.recording import check_schedule, recordings_for
 
     rec = recordings_for(gw)
     if name == "get_schedule":

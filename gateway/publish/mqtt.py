@@ -2,7 +2,7 @@
 
 Topics and payloads are specified in docs/mqtt.md. The gateway's availability is a retained
 message with a Last Will, so subscribers learn of an unclean loss from the broker itself.
-Every other message passes through the persistent outbox (gateway/outbox.py) and is sent at
+Every other message passes through the persistent outbox (gateway/publish/outbox.py) and is sent at
 QoS 1; docs/reliability.md states what that guarantees. paho's network loop runs in its own
 thread, the outbox sender in another; publish() is safe to call from asyncio code.
 """
@@ -22,7 +22,7 @@ from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
 from gateway.config import MqttSection
-from gateway.outbox import MARK_KINDS, Mark, Outbox, priority_of
+from gateway.publish.outbox import MARK_KINDS, Mark, Outbox, priority_of
 
 # Kinds the gateway numbers itself, per device (docs/mqtt.md, "Sequence numbers"): `seq` from 1,
 # kept in the outbox's database across restarts. The trace (fhr, mhr) and TcB readings carry
@@ -41,7 +41,7 @@ def gateway_topic(prefix: str, gateway_id: str, *parts: str) -> str:
 
 
 class Publisher:
-    """Every message goes through the persistent outbox (gateway/outbox.py) at QoS 1.
+    """Every message goes through the persistent outbox (gateway/publish/outbox.py) at QoS 1.
 
     `publish()` stores the message (and its device high-water mark) on disk and returns; a
     sender thread hands stored messages to paho in order, at most `window` unacknowledged at a

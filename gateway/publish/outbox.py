@@ -107,7 +107,7 @@ class Outbox:
         self.max_age_s = float(max_age_s)
         # The live-trace messages of each device's last `recent_points` points are kept beside
         # the marks, sent or not: a restarted gateway finishes the FHIR trace window in progress
-        # with them (gateway/fhir.py). 0: none kept.
+        # with them (gateway/processing/fhir.py). 0: none kept.
         self.recent_points = int(recent_points)
         self._lock = threading.Lock()
         try:

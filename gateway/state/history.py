@@ -220,7 +220,7 @@ class History:
         if t0 is None:
             return None
         end = t0 + last["count"] * last["interval_s"]
-        from gateway.mqtt import iso_time
+        from gateway.publish.mqtt import iso_time
 
         return iso_time(end - float(ctg.get("window_s") or 0))
 
@@ -255,7 +255,7 @@ class History:
 
     def ack(self, alert_id: str, who: str, source: str = "nurse") -> dict | None:
         """Record who acknowledged an alert and when; None if there is no such alert."""
-        from gateway.mqtt import iso_time
+        from gateway.publish.mqtt import iso_time
 
         rec = self.alerts.get(alert_id)
         if rec is None:
