@@ -182,8 +182,8 @@ def test_every_alert_kind_is_documented_and_labelled_for_the_nurse():
 
     root = Path(__file__).resolve().parents[1]
     documented = set(re.findall(r"^\| `([a-z_]+)` \|", (root / "docs/mqtt.md").read_text(), re.M))
-    app = (root / "gateway/web/static/app.js").read_text()
-    table = app[app.index("const ALERT_TEXT") : app.index("};", app.index("const ALERT_TEXT"))]
+    js = (root / "gateway/web/static/js/alerts.js").read_text()
+    table = js[js.index("const ALERT_TEXT") : js.index("};", js.index("const ALERT_TEXT"))]
     labelled = set(re.findall(r"\b([a-z_]+): \"", table))
     assert set(ALERT_KINDS) <= documented
     assert set(ALERT_KINDS) == labelled
