@@ -76,6 +76,7 @@ KEY_LEN = const(32)  # per-device key provisioned over USB
 PAIR_SECRET_LEN = const(16)  # the pairing secret on the label, provisioned over USB
 ADPCM_HEADER_LEN = const(3)
 ATT_OVERHEAD = const(3)  # an ATT notification carries MTU - 3 bytes
+MAX_FRAME_LEN = const(509)  # the largest ATT value (512) less ATT_OVERHEAD: longer is not a frame
 
 
 # USB serial link (docs/protocol.md, "USB serial"): SLIP packets [u8 kind][body].
@@ -135,7 +136,7 @@ def encode_frame(flags, device_type, stream, boot, seq, t_ms, payload, tag=None)
 def decode_frame(frame):
     """(flags, device_type, stream, boot, seq, t_ms, payload, tag) or None if not a valid v1 frame."""
     n = len(frame)
-    if n < HEADER_LEN + CRC_LEN:
+    if n < HEADER_LEN + CRC_LEN or n > MAX_FRAME_LEN:
         return None
     if crc16(memoryview(frame)[: n - CRC_LEN]) != struct.unpack_from("<H", frame, n - CRC_LEN)[0]:
         return None
