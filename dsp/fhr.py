@@ -21,9 +21,10 @@ Physiol Meas 2019). On top of the classic chain:
   so a jump is withheld (or, for a halving slip, replaced by the supported sub-multiple
   that continues the rhythm) until the new rate has persisted for 2 s.
 
-All points due in one call are estimated together (vectorised); the tracker then runs
-point by point, so streaming and batch give identical points. `FhrStream` is the
-implementation; `fhr_from_doppler` is the stream fed once and flushed.
+All points due in one call are estimated together (vectorised); the tracker
+(dsp/fhr_tracker.py) then runs point by point, so streaming and batch give identical points;
+the maternal checks are dsp/maternal_coincidence.py. `FhrStream` is the implementation and
+composes them; `fhr_from_doppler` is the stream fed once and flushed.
 """
 
 from __future__ import annotations
@@ -35,8 +36,17 @@ import numpy as np
 from scipy.fft import next_fast_len
 from scipy.ndimage import maximum_filter1d, minimum_filter1d
 
+from dsp.arrays import Bools, Floats, Ints
+from dsp.fhr_tracker import ALT_FACTORS, MIN_ACF, MIN_ACF_TRACKED, RateTracker, RawEstimates
+from dsp.maternal_coincidence import (
+    MATERNAL_WAIT_S,
+    MaternalCoincidence,
+    covered_windows,
+    maternal_coincidence,
+)
 from dsp.maternal_lock import MaternalCanceller
-from dsp.mhr import MHR_RANGE_BPM as MATERNAL_RANGE_BPM
+
+__all__ = ["FhrPoints", "FhrStream", "fhr_from_doppler", "maternal_coincidence"]
 
 POINT_RATE_HZ = 4.0  # CTG standard
 POINT_S = 1.0 / POINT_RATE_HZ
@@ -48,8 +58,6 @@ FETAL_BAND_HZ = (150.0, 600.0)  # valve and fast wall Doppler shifts at 2 MHz
 BROADBAND_MIN_HZ = 25.0  # lower edge of the broadband level (movement detection)
 LOW_BAND_HZ = (25.0, 150.0)  # below the fetal band: vessel walls, slow tissue motion
 FHR_RANGE_BPM = (50.0, 240.0)  # physiological search range
-MIN_ACF = 0.30  # periodicity below which there is no estimate (noise ACF ~0.2 peak)
-MIN_ACF_TRACKED = 0.25  # ... unless it continues the tracked rhythm within CONSISTENT_BPM
 SUBMULTIPLE_RATIO = 0.80  # L/k is the period if its extra multiples are this strong
 # Rates above 200 bpm are rare (tachyarrhythmia) while S1-S2 doubling is common: demand
 # more evidence before doubling into that range.
@@ -77,14 +85,6 @@ LOW_SHIFT_RATIO = 3.0
 # (half-width <= FETAL_PULSE_HALF_WIDTH_S): fetal outflow (aorta, ductus; ejection
 # ~0.18 s) is broad up there too, but comes with valve clicks.
 HIGH_BAND_HZ = (600.0, 1800.0)
-# Rate tracker.
-MAX_STEP_BPM = 25.0  # largest plausible change between consecutive 0.25 s points
-CONSISTENT_BPM = 10.0  # successive raw estimates this close belong to the same rhythm
-SWITCH_POINTS = 8  # a jump is accepted once the new rate has persisted 2 s
-ACQUIRE_POINTS = 2  # consistent points (within CONSISTENT_BPM) needed to start a track
-TRACK_GAP_S = 5.0  # without an accepted point for this long the track is lost
-ALT_FACTORS = (0.5, 2.0 / 3.0)  # sub-multiples of the period (halving corrections)
-ALT_RATIO = 0.6  # an octave relative continuing the track needs this share of the peak
 FRAME_BLOCK = 2048  # frames per FFT block (cache-sized)
 ROW_BLOCK = 256  # points estimated together
 MOVEMENT_FACTOR = (
@@ -94,42 +94,11 @@ MAX_ARTEFACT_FRACTION = 0.35
 # Fetal movement and probe handling last seconds; the longest cardiac Doppler event (a
 # ventricular wall motion) ~0.1 s. Loud frames count as artefact only in runs this long.
 MIN_MOVEMENT_S = 0.25
-# Coincidence with the maternal rate: within 5 bpm (the ambiguity criterion of Pinto et
-# al., BMC Pregnancy Childbirth 2015;15:301).
-MATERNAL_TOLERANCE_BPM = 5.0
-# A trace that reached the maternal rate continuously (steps <= MAX_STEP_BPM, no gap over
-# TRACK_GAP_S) from a clearly different rate (> 2x tolerance for >= 1 s) is a fetal rate
-# passing through the maternal one, and is shown while the coincidence lasts at most
-# CROSSING_S: twice the 15 s minimum duration of a FIGO (2015) deceleration, so that a
-# deceleration or acceleration passing through the maternal rate is shown while a trace
-# that stays on it (a switch to the maternal signal can be seamless: SOGC guideline on
-# maternal heart rate artefact, J Obstet Gynaecol Can 2022) is not. A judgement, not fitted.
-CROSSING_S = 30.0
-DISTINCT_POINTS = 4  # 1 s of clearly different rate
-# A point near the maternal rate is also shown when the Doppler evidence is clearly fetal:
-# a strong periodicity (>= MIN_ACF) of pulses no longer than ~80 ms (autocorrelation
+# Clearly fetal pulses: a periodicity of pulses no longer than ~80 ms (autocorrelation
 # half-width <= 40 ms, half the maternal limit MAX_PEAK_HALF_WIDTH_S): valve clicks and
-# isovolumic events, which a maternal arterial flow wave (~0.2-0.3 s) cannot produce.
+# isovolumic events, which a maternal arterial flow wave (~0.2-0.3 s) cannot produce. They
+# exempt a window from the high-band check above.
 FETAL_PULSE_HALF_WIDTH_S = 0.04
-# Largest step between 0.25 s points within such a run: 20 bpm/s, faster than the FHR
-# falls even in abrupt (variable) decelerations (>= 15 bpm in < 30 s, FIGO 2015: a few
-# bpm/s) plus estimate noise. The tracker's MAX_STEP_BPM is far looser; used here, it let a
-# fading fetal signal hand over "continuously" to the maternal vessel (see docs/fhr.md).
-CROSSING_STEP_BPM = 5.0
-MATERNAL_WAIT_S = 5.0  # how long a point waits for the maternal channel in streaming
-# With the PPG's beats (dsp/maternal_lock.py): a window is estimated on the envelopes with
-# the mother's beat-locked pulses cancelled when at least 90% of its frames were; the
-# mother is "heard" in it when a band's periodicity at her beat interval (envelopes
-# smoothed over 20 ms: beat jitter) loses more than half its autocorrelation to the
-# cancellation. A fetal heart near her rate drifts against her beats and keeps its
-# periodicity; her own pulses do not.
-MIN_COVERED = 0.9
-LOCK_SMOOTH_S = 0.02
-LOCK_REMOVED = 0.5
-LOCKED_MIN_QUALITY = 0.5
-# Without any maternal input, the physics checks cannot prove that a periodic pulse is not a
-# maternal vessel: such a rate is shown, but never with a quality above this.
-NO_MATERNAL_MAX_QUALITY = 0.6
 REFERENCE_S = 20.0  # history for the background level
 MIN_FS_HZ, MAX_FS_HZ = 1000.0, 16000.0
 # Rows of the envelope buffer: the four band envelopes as heard, the same four with the
@@ -177,43 +146,13 @@ def fhr_from_doppler(
     return FhrPoints.concat([first, stream.flush()])
 
 
-def maternal_coincidence(
-    t_s: np.ndarray,
-    fhr_bpm: np.ndarray,
-    mhr_t_s: np.ndarray,
-    mhr_bpm: np.ndarray,
-    tolerance_bpm: float = MATERNAL_TOLERANCE_BPM,
-) -> np.ndarray:
-    """True where the FHR estimate is within tolerance of the maternal rate at that time."""
-    t_s, fhr_bpm = np.asarray(t_s, float), np.asarray(fhr_bpm, float)
-    mt, mb = np.asarray(mhr_t_s, float), np.asarray(mhr_bpm, float)
-    ok = np.isfinite(mt) & np.isfinite(mb)
-    mt, mb = mt[ok], mb[ok]
-    out = np.zeros(t_s.size, dtype=bool)
-    if mt.size == 0 or t_s.size == 0:
-        return out
-    order = np.argsort(mt)
-    mt, mb = mt[order], mb[order]
-    # Maternal rate at each point: nearest maternal estimate within 2 s, and the range of
-    # the maternal rate over +-2 s (the maternal rate moves too).
-    idx = (
-        np.clip(np.searchsorted(mt, t_s), 1, mt.size - 1)
-        if mt.size > 1
-        else np.zeros(t_s.size, dtype=int)
-    )
-    for shift in (-1, 0):
-        j = np.clip(idx + shift, 0, mt.size - 1)
-        near = np.abs(mt[j] - t_s) <= 2.0
-        out |= near & (np.abs(fhr_bpm - mb[j]) <= tolerance_bpm)
-    return out
-
-
 class FhrStream:
     """Streaming FHR: feed audio chunks of any size, get the points each chunk completes.
 
     A point at t needs audio up to t + 1.875 s (the centred window); `flush()` completes
     the last points with truncated windows at the end of a recording. Audio is framed only
-    when a point becomes due, and all due points are estimated together (vectorised).
+    when a point becomes due, and all due points are estimated together (vectorised), then
+    tracked (`RateTracker`) and checked against the mother (`MaternalCoincidence`).
     """
 
     def __init__(self, fs_hz: float) -> None:
@@ -263,44 +202,21 @@ class FhrStream:
         self._env_start = 0  # frame index of the first kept frame
         self._next_point = 1  # index k of the next point (t = k / 4)
         self._set_need()
-        self._mhr_t = np.zeros(0)
-        self._mhr_bpm = np.zeros(0)
-        self._maternal_seen = False
-        # The mother's beats (PPG fiducials, s) when a PPG is fed: cancellation and lock.
+        # Once her PPG's beats are fed: the cancellation of her beat-locked pulses.
         self._lock: MaternalCanceller | None = None
-        self._beat_t = np.zeros(0)
-        self._pending: list[FhrPoints] = []
-        # Per pending point: (estimated with the mother's pulses cancelled, the mother's
-        # pulses dominated the window before cancellation); see _release.
-        self._pending_lock: list[np.ndarray] = []
-        self._new_lock = np.zeros((0, 2), dtype=bool)
-        # Coincidence check (causal): the continuous run of the trace and its history.
-        self._run_t = -np.inf  # time and rate of the last finite point before the check
-        self._run_bpm = np.nan
-        self._run_distinct = 0  # longest stretch of points clearly off the maternal rate
-        self._run_n_off = 0  # current stretch
-        self._run_since = np.nan  # start of the current coincidence
-        # Rate tracker (causal): last accepted rate and time, and a challenger rate.
-        self._trk_bpm = np.nan
-        self._trk_t = -np.inf
-        self._cand_bpm = np.nan
-        self._cand_n = 0
+        self._maternal = MaternalCoincidence(self._env_fs, WINDOW_S)  # the maternal checks
+        self._tracker = RateTracker()
 
     # -- maternal channel ------------------------------------------------------------
-    def feed_maternal(self, t_s: np.ndarray, mhr_bpm: np.ndarray) -> None:
+    def feed_maternal(self, t_s: Floats, mhr_bpm: Floats) -> None:
         """Maternal rate points known so far (same time base as the audio)."""
         t = np.asarray(t_s, dtype=float).ravel()
         b = np.asarray(mhr_bpm, dtype=float).ravel()
         if t.size != b.size:
             raise ValueError("maternal t_s and mhr_bpm must have equal length")
-        self._maternal_seen = True
-        self._mhr_t = np.concatenate([self._mhr_t, t])
-        self._mhr_bpm = np.concatenate([self._mhr_bpm, b])
-        keep = self._mhr_t >= self._n_audio / self.fs_hz - 2 * MATERNAL_WAIT_S - WINDOW_S
-        if not keep.all():
-            self._mhr_t, self._mhr_bpm = self._mhr_t[keep], self._mhr_bpm[keep]
+        self._maternal.feed_rate(t, b, self._n_audio / self.fs_hz)
 
-    def feed_maternal_beats(self, t_s: np.ndarray) -> None:
+    def feed_maternal_beats(self, t_s: Floats) -> None:
         """The mother's beats known so far: PPG beat fiducials in s on the audio's time base
         (dsp.mhr.MaternalBeatStream), in order. With them the points are estimated with the
         mother's beat-locked pulses cancelled, and her rate comes from them too."""
@@ -312,15 +228,7 @@ class FhrStream:
             return
         centre = (self._frame / 2) / self._hop  # frame f is centred at (f + centre) / env_fs
         self._lock.add_beats(t * self._env_fs - centre)
-        self._beat_t = np.concatenate([self._beat_t, t])
-        # The maternal rate at each beat interval's midpoint, for the coincidence check.
-        b = self._beat_t[-(t.size + 1) :]
-        if b.size >= 2:
-            rr = np.diff(b)
-            ok = (rr >= 60.0 / MATERNAL_RANGE_BPM[1]) & (rr <= 60.0 / MATERNAL_RANGE_BPM[0])
-            self.feed_maternal(((b[:-1] + b[1:]) / 2)[ok], 60.0 / rr[ok])
-        keep = self._beat_t >= self._n_audio / self.fs_hz - 2 * MATERNAL_WAIT_S - 2 * WINDOW_S
-        self._beat_t = self._beat_t[keep] if not keep.all() else self._beat_t
+        self._maternal.feed_beats(t, self._n_audio / self.fs_hz)
 
     # -- audio ----------------------------------------------------------------------
     def feed(self, audio: np.ndarray) -> FhrPoints:
@@ -333,18 +241,16 @@ class FhrStream:
                 x[~np.isfinite(x)] = 0.0
             self._audio_parts.append(x)
             self._n_audio += x.size
-        new = FhrPoints.empty()
-        self._new_lock = np.zeros((0, 2), dtype=bool)
-        if self._n_audio >= self._need:  # audio up to the end of the next point's window
-            self._append_frames()
-            new = self._compute_points(final=False)
-        return self._release(new, final=False)
+        if self._n_audio < self._need:  # audio up to the end of the next point's window
+            none = np.zeros(0, dtype=bool)
+            return self._release(FhrPoints.empty(), none, none, final=False)
+        self._append_frames()
+        return self._release(*self._compute_points(final=False), final=False)
 
     def flush(self) -> FhrPoints:
         """Points up to the end of the audio fed so far, with truncated windows."""
         self._append_frames()
-        new = self._compute_points(final=True)
-        return self._release(new, final=True)
+        return self._release(*self._compute_points(final=True), final=True)
 
     # -- internals ------------------------------------------------------------------
     def _append_frames(self) -> None:
@@ -385,7 +291,9 @@ class FhrStream:
         c = np.floor(centre).astype(int) if isinstance(k, np.ndarray) else math.floor(centre)
         return c - self._half_frames, c + self._half_frames + 1
 
-    def _compute_points(self, final: bool) -> FhrPoints:
+    def _compute_points(self, final: bool) -> tuple[FhrPoints, Bools, Bools]:
+        """The points now due, and per point: estimated with the mother's pulses cancelled
+        (covered), and the mother's pulses may have made it (MaternalCoincidence.locked)."""
         n_frames = self._env_start + self._len
         last_k = int(np.floor(self._n_audio / self.fs_hz / POINT_S + 1e-9))
         ks = np.arange(self._next_point, last_k + 1)
@@ -398,14 +306,13 @@ class FhrStream:
             n = int(np.searchsorted(hi, ready, side="right"))
             ks, lo, hi = ks[:n], lo[:n], hi[:n]
         if ks.size == 0:
-            self._new_lock = np.zeros((0, 2), dtype=bool)
-            return FhrPoints.empty()
+            return FhrPoints.empty(), np.zeros(0, dtype=bool), np.zeros(0, dtype=bool)
         self._next_point = int(ks[-1]) + 1
         self._set_need()
         t = ks * POINT_S
         lo, hi = np.maximum(lo, 0), np.minimum(hi, n_frames)
         width = 2 * self._half_frames + 1
-        est = _Estimates(ks.size)
+        est = _Estimates(ks.size, self._env_fs, (self._lag_min, self._lag_max))
         covered = self._covered(lo, hi)
         full = np.flatnonzero(hi - lo == width)
         for i0 in range(0, full.size, ROW_BLOCK):
@@ -417,11 +324,14 @@ class FhrStream:
         part = np.flatnonzero((hi - lo != width) & (hi - lo >= self._min_frames))
         for r in part:
             self._estimate_rows(lo[r : r + 1], int(hi[r] - lo[r]), est, np.array([r]), covered[r])
-        fhr, qual = self._track(t, est)
-        locked = self._maternal_locked(t, lo, hi, covered, fhr, qual)
-        self._new_lock = np.stack([covered, locked], axis=1)
+        fhr, qual = self._tracker.track(t, est)
+        live = slice(self._off, self._off + self._len)
+        raw, cancelled = self._env[_RAW, live], self._env[_CANCELLED, live]
+        locked = self._maternal.locked(
+            t, lo, hi, covered, fhr, qual, raw, cancelled, self._env_start
+        )
         self._trim(int(ks[-1]) + 1)
-        return FhrPoints(t, fhr, qual, np.zeros(ks.size, dtype=bool))
+        return FhrPoints(t, fhr, qual, np.zeros(ks.size, dtype=bool)), covered, locked
 
     def _trim(self, next_k: int) -> None:
         lo, _ = self._frame_range(next_k)
@@ -466,64 +376,12 @@ class FhrStream:
         if self._lock.last_beat() < stalled:
             self._lock.skip_to(stalled)
 
-    def _covered(self, lo: np.ndarray, hi: np.ndarray) -> np.ndarray:
+    def _covered(self, lo: Ints, hi: Ints) -> Bools:
         """Windows [lo, hi) whose frames (nearly all) had the mother's pulses cancelled."""
         if self._lock is None:
             return np.zeros(lo.size, dtype=bool)
-        c = np.concatenate(
-            [[0.0], np.cumsum(self._env[_COVERED, self._off : self._off + self._len])]
-        )
-        a = np.clip(lo - self._env_start, 0, self._len)
-        b = np.clip(hi - self._env_start, 0, self._len)
-        return (c[b] - c[a]) >= MIN_COVERED * np.maximum(hi - lo, 1)
-
-    def _maternal_locked(
-        self, t: np.ndarray, lo: np.ndarray, hi: np.ndarray, covered: np.ndarray, fhr, qual
-    ) -> np.ndarray:
-        """Covered points that the mother's pulses may have made: the window hears her (a
-        band envelope periodic at her beat interval, autocorrelation >= MIN_ACF, that loses
-        more than half of that periodicity when her beat-locked pulses are cancelled) and
-        its rate is not clearly something else: no rate, a rate within the coincidence
-        tolerance (5 bpm) of her rate or of twice or half of it (a doubled or halved vessel
-        pulse),
-        or a weak one (quality < LOCKED_MIN_QUALITY: what is left of her pulses after an
-        imperfect cancellation)."""
-        heard = np.zeros(t.size, dtype=bool)
-        if not covered.any() or self._beat_t.size < 3:
-            return heard
-        s = self._env_start - self._off
-        rr = np.diff(self._beat_t)
-        mid = (self._beat_t[:-1] + self._beat_t[1:]) / 2
-        k = max(1, int(round(LOCK_SMOOTH_S * self._env_fs)))
-        box = np.ones(k) / k
-        j = np.clip(np.searchsorted(mid, t), 0, mid.size - 1)
-        m_bpm = 60.0 / rr[j]
-        ratio = fhr / m_bpm
-        tol = MATERNAL_TOLERANCE_BPM / m_bpm
-        harmonic = np.any([np.abs(ratio - f) <= tol for f in (0.5, 1.0, 2.0)], axis=0)
-        ask = covered & (~np.isfinite(fhr) | (qual < LOCKED_MIN_QUALITY) | harmonic)
-        for i in np.flatnonzero(ask):
-            near = np.abs(mid - t[i]) <= WINDOW_S / 2 + 1.0
-            if not near.any():
-                continue
-            lag = int(round(float(np.median(rr[near])) * self._env_fs))
-            a, b = int(lo[i]) - s, int(hi[i]) - s
-            if lag < 2 or b - a < 2 * lag:
-                continue
-            acf = [
-                (
-                    _acf_near(np.convolve(self._env[band, a:b], box, "valid"), lag),
-                    _acf_near(np.convolve(self._env[4 + band, a:b], box, "valid"), lag),
-                )
-                for band in (0, 2, 3)  # fetal, low, high (not the broadband level)
-            ]
-            heard[i] = any(raw >= MIN_ACF and can < LOCK_REMOVED * raw for raw, can in acf)
-            if np.isfinite(fhr[i]) and harmonic[i]:
-                # A rate at her rhythm is shown only if that rhythm was in the Doppler before
-                # the cancellation and survived it, not if the cancellation made it.
-                raw, can = acf[0]
-                heard[i] |= not (raw >= MIN_ACF_TRACKED and can >= LOCK_REMOVED * raw)
-        return heard
+        live = self._env[_COVERED, self._off : self._off + self._len]
+        return covered_windows(live, self._env_start, lo, hi)
 
     def _estimate_rows(
         self, lo: np.ndarray, width: int, est: _Estimates, rows: np.ndarray, cancelled=False
@@ -634,39 +492,6 @@ class FhrStream:
         flat = ~np.isfinite(e0) | (e0 <= 1e-20 * scale)
         return r / np.where(flat, 1.0, e0)[:, None], flat
 
-    def _alternatives(self, est: _Estimates, i: int) -> None:
-        """Sub-multiples of the period of point i (L/2, 2L/3) as rates with their
-        autocorrelation, computed when the tracker needs them."""
-        if est.acf_of[i] is None:
-            return
-        acf, j = est.acf_of[i]
-        est.acf_of[i] = None
-        row = acf[j : j + 1]
-        for m, factor in enumerate(ALT_FACTORS):
-            lag, val = self._peak_near(row, np.array([est.lag_i[i] * factor]))
-            est.alt_bpm[i, m] = 60.0 * self._env_fs / lag[0]
-            est.alt_acf[i, m] = val[0]
-
-    def _peak_near(self, acf: np.ndarray, target: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """Highest local autocorrelation peak within +-6% of each row's target lag (in the
-        search range), refined; NaN lag and -inf where there is none."""
-        n, m = acf.shape
-        lo = np.maximum(np.ceil(target * 0.94), self._lag_min).astype(int)
-        hi = np.minimum(np.floor(target * 1.06), min(self._lag_max, m - 2)).astype(int)
-        width = int(max(1, (hi - lo).max() + 1))
-        pos = lo[:, None] + np.arange(width)
-        inside = pos <= hi[:, None]
-        pos = np.minimum(pos, m - 2)
-        r = np.arange(n)[:, None]
-        v = acf[r, pos]
-        is_pk = inside & (v > acf[r, pos - 1]) & (v >= acf[r, pos + 1])
-        v = np.where(is_pk, v, -np.inf)
-        j = np.argmax(v, axis=1)
-        best = v[np.arange(n), j]
-        found = np.isfinite(best)
-        lag = np.where(found, _refine_rows(acf, pos[np.arange(n), j]), np.nan)
-        return lag, best
-
     def _choose_lags(self, acf: np.ndarray, n_env: int) -> tuple[np.ndarray, np.ndarray]:
         """Beat period (lags) and its autocorrelation per row, guarded against octave errors.
 
@@ -718,157 +543,40 @@ class FhrStream:
         chosen_peak = np.where(has, chosen_peak, 0.0)
         return chosen, chosen_peak
 
-    def _track(self, t: np.ndarray, est: _Estimates) -> tuple[np.ndarray, np.ndarray]:
-        """Beat-to-beat plausibility: the FHR does not jump by more than MAX_STEP_BPM between
-        0.25 s points. A jump (an octave error or a switch to another source) is withheld
-        until the new rate has persisted for SWITCH_POINTS points; after TRACK_GAP_S without
-        an accepted point the track is acquired afresh."""
-        fhr = est.bpm.copy()
-        qual = est.quality.copy()
-        for i in range(t.size):
-            r = float(fhr[i])
-            if not math.isfinite(r):
-                continue
-            ti = float(t[i])
-            live = ti - self._trk_t <= TRACK_GAP_S
-            if est.tracked_only[i]:
-                # A weak periodicity is reported only where it continues the rhythm.
-                if live and abs(r - self._trk_bpm) <= CONSISTENT_BPM:
-                    self._trk_bpm, self._trk_t = r, ti
-                else:
-                    fhr[i] = np.nan
-                continue
-            if abs(r - self._cand_bpm) <= CONSISTENT_BPM:  # False while there is none (NaN)
-                self._cand_n += 1
-            else:
-                self._cand_n = 1
-            self._cand_bpm = r
-            if live and abs(r - self._trk_bpm) <= MAX_STEP_BPM:
-                accept = True
-            elif live:
-                # A jump: an octave relative that continues the rhythm and is well supported
-                # by the autocorrelation is taken instead (a halving or doubling slip).
-                self._alternatives(est, i)
-                alt = est.alt_bpm[i]
-                support = est.alt_acf[i] >= max(MIN_ACF, ALT_RATIO * est.peak[i])
-                near = support & (np.abs(alt - self._trk_bpm) <= MAX_STEP_BPM)
-                if near.any():
-                    j = int(np.argmax(np.where(near, est.alt_acf[i], -np.inf)))
-                    fhr[i] = r = float(alt[j])
-                    qual[i] *= min(1.0, est.alt_acf[i, j] / max(est.peak[i], 1e-9))
-                    self._cand_n = 0  # the current rhythm is still there
-                    accept = True
-                else:
-                    accept = self._cand_n >= SWITCH_POINTS
-            else:
-                accept = self._cand_n >= ACQUIRE_POINTS
-            if accept:
-                self._trk_bpm, self._trk_t = r, ti
-            else:
-                fhr[i] = np.nan
-                qual[i] *= 0.5
-        return fhr, qual
-
-    def _release(self, new: FhrPoints, final: bool) -> FhrPoints:
+    def _release(self, new: FhrPoints, covered: Bools, locked: Bools, final: bool) -> FhrPoints:
         """Apply the maternal checks, waiting for the maternal channel if needed."""
-        if not self._maternal_seen:
-            # No maternal input at all: only the physics checks ran, and any rate may still
-            # be the mother's (a vessel can pulse at a fetal-looking rate and width).
-            q = np.minimum(new.quality, NO_MATERNAL_MAX_QUALITY)
-            return FhrPoints(new.t_s, new.fhr_bpm, q, new.maternal)
-        if new.t_s.size:
-            self._pending.append(new)
-            self._pending_lock.append(self._new_lock)
-        if not self._pending:
-            return new
-        pend = FhrPoints.concat(self._pending)
-        pend_lock = np.concatenate(self._pending_lock)
-        if not final:
-            known = self._mhr_t.max() if self._mhr_t.size else -np.inf
-            now = self._n_audio / self.fs_hz
-            ready = (pend.t_s <= known) | (pend.t_s <= now - MATERNAL_WAIT_S - WINDOW_S / 2)
-            n = int(np.argmin(ready)) if not ready.all() else ready.size
-        else:
-            n = pend.t_s.size
-        out = FhrPoints(pend.t_s[:n], pend.fhr_bpm[:n], pend.quality[:n], pend.maternal[:n])
-        rest = FhrPoints(pend.t_s[n:], pend.fhr_bpm[n:], pend.quality[n:], pend.maternal[n:])
-        self._pending = [rest] if rest.t_s.size else []
-        self._pending_lock = [pend_lock[n:]] if rest.t_s.size else []
-        if not out.t_s.size:
-            return out
-        covered, locked = pend_lock[:n, 0], pend_lock[:n, 1]
-        mat = np.zeros(out.t_s.size, dtype=bool)
-        # the maternal rate points around these points (fed in time order)
-        a, z = np.searchsorted(self._mhr_t, [out.t_s[0] - 3.0, out.t_s[-1] + 3.0])
-        mt, mb = self._mhr_t[a:z], self._mhr_bpm[a:z]
-        if mt.size:
-            args = (out.t_s, out.fhr_bpm, mt, mb)
-            near = maternal_coincidence(*args)
-            known = maternal_coincidence(*args, np.inf)  # a maternal rate within 2 s
-            far = known & ~maternal_coincidence(*args, 2 * MATERNAL_TOLERANCE_BPM)
-            # Rate only (no PPG beats around the point): a coincident rate is withheld
-            # unless it is a fetal rate passing through the mother's (_coincidence_run).
-            run = self._coincidence_run(out.t_s, out.fhr_bpm, near, far)
-            mat = run & ~covered
-        # With the PPG: a rate that her beat-locked pulses may have made is withheld (one
-        # that survived their cancellation drifts against her beats: fetal, shown); a
-        # window that hears only her is reported as maternal (the nurse and the mother are
-        # told to move the probe), never as a rate.
-        mat |= covered & locked
-        fhr = np.where(mat, np.nan, out.fhr_bpm)
-        return FhrPoints(out.t_s, fhr, np.where(mat, 0.0, out.quality), mat)
-
-    def _coincidence_run(
-        self, t: np.ndarray, fhr: np.ndarray, near: np.ndarray, far: np.ndarray
-    ) -> np.ndarray:
-        """Which points near the maternal rate are withheld: all of them, except where the
-        trace came continuously from a clearly different rate and has coincided for at
-        most CROSSING_S (a fetal rate passing through the maternal one)."""
-        withhold = np.zeros(t.size, dtype=bool)
-        for i in range(t.size):
-            r, ti = float(fhr[i]), float(t[i])
-            if not math.isfinite(r):
-                continue
-            if ti - self._run_t > TRACK_GAP_S or abs(r - self._run_bpm) > CROSSING_STEP_BPM:
-                self._run_distinct = self._run_n_off = 0  # a new run: no history
-                self._run_since = np.nan
-            self._run_t, self._run_bpm = ti, r
-            if far[i]:
-                self._run_n_off += 1
-                self._run_distinct = max(self._run_distinct, self._run_n_off)
-                self._run_since = np.nan
-                continue
-            self._run_n_off = 0
-            if near[i]:
-                if not math.isfinite(self._run_since):
-                    self._run_since = ti
-                crossing = self._run_distinct >= DISTINCT_POINTS
-                withhold[i] = not crossing or ti - self._run_since > CROSSING_S
-        return withhold
+        now_s = self._n_audio / self.fs_hz
+        args = (new.t_s, new.fhr_bpm, new.quality, covered, locked)
+        return FhrPoints(*self._maternal.release(*args, now_s, final))
 
 
-class _Estimates:
-    """Per-point raw estimates of one batch."""
+class _Estimates(RawEstimates):
+    """Raw estimates of one batch, with what it takes to find the sub-multiples of a
+    point's period when the tracker asks for them (on a jump)."""
 
-    def __init__(self, n: int) -> None:
-        self.bpm = np.full(n, np.nan)
-        self.quality = np.zeros(n)
-        self.peak = np.zeros(n)
-        self.tracked_only = np.zeros(n, dtype=bool)  # weak: reported only on a live track
-        self.half_w = np.full(n, np.inf)  # half-width (s) of the autocorrelation peak
-        self.alt_bpm = np.full((n, len(ALT_FACTORS)), np.nan)
-        self.alt_acf = np.full((n, len(ALT_FACTORS)), -np.inf)
-        self.lag_i = np.zeros(n, dtype=int)
-        self.acf_of: list[tuple[np.ndarray, int] | None] = [None] * n
+    __slots__ = ("half_w", "lag_i", "acf_of", "_env_fs", "_lag_range")
 
+    def __init__(self, n: int, env_fs_hz: float, lag_range: tuple[int, int]) -> None:
+        super().__init__(n)
+        self.half_w: Floats = np.full(n, np.inf)  # half-width (s) of the autocorrelation peak
+        self.lag_i: Ints = np.zeros(n, dtype=np.intp)
+        self.acf_of: list[tuple[Floats, int] | None] = [None] * n  # (acf rows, row) per point
+        self._env_fs = env_fs_hz
+        self._lag_range = lag_range
 
-def _acf_near(x: np.ndarray, lag: int) -> float:
-    """Normalised autocorrelation of x at lag +-2 (beat jitter), the highest."""
-    x = x - x.mean()
-    e0 = float(np.dot(x, x))
-    if not e0 > 0 or x.size <= lag + 2:
-        return 0.0
-    return max(float(np.dot(x[: -(lag + d)], x[lag + d :])) for d in (-2, -1, 0, 1, 2)) / e0
+    def alternatives(self, i: int) -> tuple[Floats, Floats]:
+        """Sub-multiples of the period of point i (L/2, 2L/3) as rates with their
+        autocorrelation, computed on the first request."""
+        found = self.acf_of[i]
+        if found is not None:
+            acf, j = found
+            self.acf_of[i] = None
+            row = acf[j : j + 1]
+            for m, factor in enumerate(ALT_FACTORS):
+                lag, val = _peak_near(row, np.array([self.lag_i[i] * factor]), *self._lag_range)
+                self.alt_bpm[i, m] = 60.0 * self._env_fs / lag[0]
+                self.alt_acf[i, m] = val[0]
+        return super().alternatives(i)
 
 
 def _windows(x: np.ndarray, starts: np.ndarray, width: int) -> np.ndarray:
@@ -893,6 +601,27 @@ def _refine_rows(a: np.ndarray, i: np.ndarray) -> np.ndarray:
     neg = den < 0
     d = 0.5 * (y0 - y2) / np.where(neg, den, -1.0)
     return i + np.where(neg, np.minimum(np.maximum(d, -0.5), 0.5), 0.0)
+
+
+def _peak_near(acf: Floats, target: Floats, lag_min: int, lag_max: int) -> tuple[Floats, Floats]:
+    """Highest local autocorrelation peak within +-6% of each row's target lag (in the
+    search range lag_min..lag_max), refined; NaN lag and -inf where there is none."""
+    n, m = acf.shape
+    lo = np.maximum(np.ceil(target * 0.94), lag_min).astype(int)
+    hi = np.minimum(np.floor(target * 1.06), min(lag_max, m - 2)).astype(int)
+    width = int(max(1, (hi - lo).max() + 1))
+    pos = lo[:, None] + np.arange(width)
+    inside = pos <= hi[:, None]
+    pos = np.minimum(pos, m - 2)
+    r = np.arange(n)[:, None]
+    v = acf[r, pos]
+    is_pk = inside & (v > acf[r, pos - 1]) & (v >= acf[r, pos + 1])
+    v = np.where(is_pk, v, -np.inf)
+    j = np.argmax(v, axis=1)
+    best = v[np.arange(n), j]
+    found = np.isfinite(best)
+    lag = np.where(found, _refine_rows(acf, pos[np.arange(n), j]), np.nan)
+    return lag, best
 
 
 def _comb_mean(a: np.ndarray, lag: np.ndarray, span: int, k: int) -> np.ndarray:

@@ -1,0 +1,315 @@
+"""Whether an FHR point may be the mother's pulse: the coincidence check.
+
+With her rate only, a point within MATERNAL_TOLERANCE_BPM of it is withheld and flagged
+`maternal` (the manufacturers' cross-channel coincidence check), unless the trace reached
+her rate continuously from a clearly different rate and has not stayed there for CROSSING_S
+(a fetal deceleration or acceleration passing through the maternal rate). With her PPG's
+beats, a window estimated on the envelopes with her beat-locked pulses cancelled
+(dsp/maternal_lock.py) is withheld when it hears her (a band periodic at her beat interval
+that loses most of that periodicity to the cancellation) and its rate is not clearly
+something else. With no maternal input at all, no point's quality exceeds
+NO_MATERNAL_MAX_QUALITY. See docs/fhr.md, step 8.
+
+`MaternalCoincidence` holds the maternal channel (rate points and beats) and the points that
+wait for it; it is pure state with time passed in, fed by `dsp.fhr.FhrStream`.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from dsp.arrays import Bools, Floats, Ints
+from dsp.fhr_tracker import MIN_ACF, MIN_ACF_TRACKED, TRACK_GAP_S
+from dsp.mhr import MHR_RANGE_BPM as MATERNAL_RANGE_BPM
+
+# Coincidence with the maternal rate: within 5 bpm (the ambiguity criterion of Pinto et
+# al., BMC Pregnancy Childbirth 2015;15:301).
+MATERNAL_TOLERANCE_BPM = 5.0
+# A trace that reached the maternal rate continuously (steps <= CROSSING_STEP_BPM, no gap
+# over TRACK_GAP_S) from a clearly different rate (> 2x tolerance for >= 1 s) is a fetal rate
+# passing through the maternal one, and is shown while the coincidence lasts at most
+# CROSSING_S: twice the 15 s minimum duration of a FIGO (2015) deceleration, so that a
+# deceleration or acceleration passing through the maternal rate is shown while a trace
+# that stays on it (a switch to the maternal signal can be seamless: SOGC guideline on
+# maternal heart rate artefact, J Obstet Gynaecol Can 2022) is not. A judgement, not fitted.
+CROSSING_S = 30.0
+DISTINCT_POINTS = 4  # 1 s of clearly different rate
+# Largest step between 0.25 s points within such a run: 20 bpm/s, faster than the FHR
+# falls even in abrupt (variable) decelerations (>= 15 bpm in < 30 s, FIGO 2015: a few
+# bpm/s) plus estimate noise. The tracker's MAX_STEP_BPM is far looser; used here, it let a
+# fading fetal signal hand over "continuously" to the maternal vessel (see docs/fhr.md).
+CROSSING_STEP_BPM = 5.0
+MATERNAL_WAIT_S = 5.0  # how long a point waits for the maternal channel in streaming
+# With the PPG's beats (dsp/maternal_lock.py): a window is estimated on the envelopes with
+# the mother's beat-locked pulses cancelled when at least 90% of its frames were; the
+# mother is "heard" in it when a band's periodicity at her beat interval (envelopes
+# smoothed over 20 ms: beat jitter) loses more than half its autocorrelation to the
+# cancellation. A fetal heart near her rate drifts against her beats and keeps its
+# periodicity; her own pulses do not.
+MIN_COVERED = 0.9
+LOCK_SMOOTH_S = 0.02
+LOCK_REMOVED = 0.5
+LOCKED_MIN_QUALITY = 0.5
+# Without any maternal input, the physics checks cannot prove that a periodic pulse is not a
+# maternal vessel: such a rate is shown, but never with a quality above this.
+NO_MATERNAL_MAX_QUALITY = 0.6
+# Rows of the band envelopes the lock check looks at: fetal, low, high (not the broadband
+# level, row 1).
+_LOCK_BANDS = (0, 2, 3)
+
+
+def maternal_coincidence(
+    t_s: Floats,
+    fhr_bpm: Floats,
+    mhr_t_s: Floats,
+    mhr_bpm: Floats,
+    tolerance_bpm: float = MATERNAL_TOLERANCE_BPM,
+) -> Bools:
+    """True where the FHR estimate is within tolerance of the maternal rate at that time."""
+    t_s, fhr_bpm = np.asarray(t_s, float), np.asarray(fhr_bpm, float)
+    mt, mb = np.asarray(mhr_t_s, float), np.asarray(mhr_bpm, float)
+    ok = np.isfinite(mt) & np.isfinite(mb)
+    mt, mb = mt[ok], mb[ok]
+    out = np.zeros(t_s.size, dtype=bool)
+    if mt.size == 0 or t_s.size == 0:
+        return out
+    order = np.argsort(mt)
+    mt, mb = mt[order], mb[order]
+    # Maternal rate at each point: nearest maternal estimate within 2 s, and the range of
+    # the maternal rate over +-2 s (the maternal rate moves too).
+    idx = (
+        np.clip(np.searchsorted(mt, t_s), 1, mt.size - 1)
+        if mt.size > 1
+        else np.zeros(t_s.size, dtype=int)
+    )
+    for shift in (-1, 0):
+        j = np.clip(idx + shift, 0, mt.size - 1)
+        near = np.abs(mt[j] - t_s) <= 2.0
+        out |= near & (np.abs(fhr_bpm - mb[j]) <= tolerance_bpm)
+    return out
+
+
+def covered_windows(covered: Floats, first_frame: int, lo: Ints, hi: Ints) -> Bools:
+    """Windows of frames [lo, hi) that (nearly all) had the mother's pulses cancelled;
+    covered[f - first_frame] is 1 where frame f was."""
+    c = np.concatenate([[0.0], np.cumsum(covered)])
+    a = np.clip(lo - first_frame, 0, covered.size)
+    b = np.clip(hi - first_frame, 0, covered.size)
+    result: Bools = (c[b] - c[a]) >= MIN_COVERED * np.maximum(hi - lo, 1)
+    return result
+
+
+class MaternalCoincidence:
+    """The maternal channel, the points waiting for it, and the checks (module docstring).
+
+    `window_s` is the estimator's analysis window and `env_fs_hz` its envelope frame rate.
+    """
+
+    __slots__ = (
+        "_env_fs",
+        "_window_s",
+        "seen",
+        "_mhr_t",
+        "_mhr_bpm",
+        "_beat_t",
+        "_pending",
+        "_run_t",
+        "_run_bpm",
+        "_run_distinct",
+        "_run_n_off",
+        "_run_since",
+    )
+
+    def __init__(self, env_fs_hz: float, window_s: float) -> None:
+        self._env_fs = env_fs_hz
+        self._window_s = window_s
+        self.seen = False  # any maternal input (rate or beats) was fed
+        self._mhr_t: Floats = np.zeros(0)
+        self._mhr_bpm: Floats = np.zeros(0)
+        self._beat_t: Floats = np.zeros(0)  # the mother's beats (PPG fiducials, s)
+        # Points waiting for the maternal channel: (t_s, fhr_bpm, quality, covered, locked)
+        # per batch, covered and locked as in `release`.
+        self._pending: list[tuple[Floats, Floats, Floats, Bools, Bools]] = []
+        # Coincidence check (causal): the continuous run of the trace and its history.
+        self._run_t = -math.inf  # time and rate of the last finite point before the check
+        self._run_bpm = math.nan
+        self._run_distinct = 0  # longest stretch of points clearly off the maternal rate
+        self._run_n_off = 0  # current stretch
+        self._run_since = math.nan  # start of the current coincidence
+
+    def feed_rate(self, t_s: Floats, mhr_bpm: Floats, now_s: float) -> None:
+        """Maternal rate points known so far; now_s: the end of the audio fed so far."""
+        self.seen = True
+        self._mhr_t = np.concatenate([self._mhr_t, t_s])
+        self._mhr_bpm = np.concatenate([self._mhr_bpm, mhr_bpm])
+        keep = self._mhr_t >= now_s - 2 * MATERNAL_WAIT_S - self._window_s
+        if not keep.all():
+            self._mhr_t, self._mhr_bpm = self._mhr_t[keep], self._mhr_bpm[keep]
+
+    def feed_beats(self, t_s: Floats, now_s: float) -> None:
+        """The mother's beats known so far (finite, in order); her rate comes from them."""
+        self._beat_t = np.concatenate([self._beat_t, t_s])
+        # The maternal rate at each beat interval's midpoint, for the coincidence check.
+        b = self._beat_t[-(t_s.size + 1) :]
+        if b.size >= 2:
+            rr = np.diff(b)
+            ok = (rr >= 60.0 / MATERNAL_RANGE_BPM[1]) & (rr <= 60.0 / MATERNAL_RANGE_BPM[0])
+            self.feed_rate(((b[:-1] + b[1:]) / 2)[ok], 60.0 / rr[ok], now_s)
+        keep = self._beat_t >= now_s - 2 * MATERNAL_WAIT_S - 2 * self._window_s
+        self._beat_t = self._beat_t[keep] if not keep.all() else self._beat_t
+
+    def locked(
+        self,
+        t_s: Floats,
+        lo: Ints,
+        hi: Ints,
+        covered: Bools,
+        fhr_bpm: Floats,
+        quality: Floats,
+        raw: Floats,
+        cancelled: Floats,
+        first_frame: int,
+    ) -> Bools:
+        """Covered points that the mother's pulses may have made: the window hears her (a
+        band envelope periodic at her beat interval, autocorrelation >= MIN_ACF, that loses
+        more than half of that periodicity when her beat-locked pulses are cancelled) and
+        its rate is not clearly something else: no rate, a rate within the coincidence
+        tolerance (5 bpm) of her rate or of twice or half of it (a doubled or halved vessel
+        pulse), or a weak one (quality < LOCKED_MIN_QUALITY: what is left of her pulses after
+        an imperfect cancellation).
+
+        Point i's window is frames [lo[i], hi[i]); raw and cancelled are the band envelopes
+        (rows: fetal, broadband, low, high) as heard and with her pulses cancelled, column
+        f - first_frame holding frame f.
+        """
+        t, fhr, qual = t_s, fhr_bpm, quality
+        heard = np.zeros(t.size, dtype=bool)
+        if not covered.any() or self._beat_t.size < 3:
+            return heard
+        rr = np.diff(self._beat_t)
+        mid = (self._beat_t[:-1] + self._beat_t[1:]) / 2
+        k = max(1, int(round(LOCK_SMOOTH_S * self._env_fs)))
+        box = np.ones(k) / k
+        j = np.clip(np.searchsorted(mid, t), 0, mid.size - 1)
+        m_bpm = 60.0 / rr[j]
+        ratio = fhr / m_bpm
+        tol = MATERNAL_TOLERANCE_BPM / m_bpm
+        harmonic = np.any([np.abs(ratio - f) <= tol for f in (0.5, 1.0, 2.0)], axis=0)
+        ask = covered & (~np.isfinite(fhr) | (qual < LOCKED_MIN_QUALITY) | harmonic)
+        for i in np.flatnonzero(ask):
+            near = np.abs(mid - t[i]) <= self._window_s / 2 + 1.0
+            if not near.any():
+                continue
+            lag = int(round(float(np.median(rr[near])) * self._env_fs))
+            a, b = int(lo[i]) - first_frame, int(hi[i]) - first_frame
+            if lag < 2 or b - a < 2 * lag:
+                continue
+            acf = [
+                (
+                    _acf_near(np.convolve(raw[band, a:b], box, "valid"), lag),
+                    _acf_near(np.convolve(cancelled[band, a:b], box, "valid"), lag),
+                )
+                for band in _LOCK_BANDS
+            ]
+            heard[i] = any(r >= MIN_ACF and c < LOCK_REMOVED * r for r, c in acf)
+            if np.isfinite(fhr[i]) and harmonic[i]:
+                # A rate at her rhythm is shown only if that rhythm was in the Doppler before
+                # the cancellation and survived it, not if the cancellation made it.
+                r, c = acf[0]
+                heard[i] |= not (r >= MIN_ACF_TRACKED and c >= LOCK_REMOVED * r)
+        return heard
+
+    def release(
+        self,
+        t_s: Floats,
+        fhr_bpm: Floats,
+        quality: Floats,
+        covered: Bools,
+        locked: Bools,
+        now_s: float,
+        final: bool,
+    ) -> tuple[Floats, Floats, Floats, Bools]:
+        """(t_s, fhr_bpm, quality, maternal) of the points whose maternal checks can run now.
+
+        New points (t_s, fhr_bpm, quality; covered: estimated with the mother's pulses
+        cancelled; locked: `locked` for them) join those waiting for the maternal channel.
+        A point waits until a maternal rate at or after it is known, or until MATERNAL_WAIT_S
+        after its window's audio (now_s: the end of the audio fed so far); `final` releases
+        all. Points that may be hers get no rate, quality 0 and maternal True.
+        """
+        if not self.seen:
+            # No maternal input at all: only the physics checks ran, and any rate may still
+            # be the mother's (a vessel can pulse at a fetal-looking rate and width).
+            q = np.minimum(quality, NO_MATERNAL_MAX_QUALITY)
+            return t_s, fhr_bpm, q, np.zeros(t_s.size, dtype=bool)
+        if t_s.size:
+            self._pending.append((t_s, fhr_bpm, quality, covered, locked))
+        if not self._pending:
+            return t_s, fhr_bpm, quality, np.zeros(t_s.size, dtype=bool)
+        t, fhr, qual, cov, lock = (np.concatenate(col) for col in zip(*self._pending, strict=True))
+        if not final:
+            known = self._mhr_t.max() if self._mhr_t.size else -np.inf
+            ready = (t <= known) | (t <= now_s - MATERNAL_WAIT_S - self._window_s / 2)
+            n = int(np.argmin(ready)) if not ready.all() else ready.size
+        else:
+            n = t.size
+        rest = (t[n:], fhr[n:], qual[n:], cov[n:], lock[n:])
+        self._pending = [rest] if n < t.size else []
+        t, fhr, qual, covered, locked = t[:n], fhr[:n], qual[:n], cov[:n], lock[:n]
+        if not t.size:
+            return t, fhr, qual, np.zeros(0, dtype=bool)
+        mat = np.zeros(t.size, dtype=bool)
+        # the maternal rate points around these points (fed in time order)
+        a, z = np.searchsorted(self._mhr_t, [t[0] - 3.0, t[-1] + 3.0])
+        mt, mb = self._mhr_t[a:z], self._mhr_bpm[a:z]
+        if mt.size:
+            near = maternal_coincidence(t, fhr, mt, mb)
+            known_rate = maternal_coincidence(t, fhr, mt, mb, np.inf)  # a maternal rate within 2 s
+            far = known_rate & ~maternal_coincidence(t, fhr, mt, mb, 2 * MATERNAL_TOLERANCE_BPM)
+            # Rate only (no PPG beats around the point): a coincident rate is withheld
+            # unless it is a fetal rate passing through the mother's (_coincidence_run).
+            run = self._coincidence_run(t, fhr, near, far)
+            mat = run & ~covered
+        # With the PPG: a rate that her beat-locked pulses may have made is withheld (one
+        # that survived their cancellation drifts against her beats: fetal, shown); a
+        # window that hears only her is reported as maternal (the nurse and the mother are
+        # told to move the probe), never as a rate.
+        mat |= covered & locked
+        return t, np.where(mat, np.nan, fhr), np.where(mat, 0.0, qual), mat
+
+    def _coincidence_run(self, t: Floats, fhr: Floats, near: Bools, far: Bools) -> Bools:
+        """Which points near the maternal rate are withheld: all of them, except where the
+        trace came continuously from a clearly different rate and has coincided for at
+        most CROSSING_S (a fetal rate passing through the maternal one)."""
+        withhold = np.zeros(t.size, dtype=bool)
+        for i in range(t.size):
+            r, ti = float(fhr[i]), float(t[i])
+            if not math.isfinite(r):
+                continue
+            if ti - self._run_t > TRACK_GAP_S or abs(r - self._run_bpm) > CROSSING_STEP_BPM:
+                self._run_distinct = self._run_n_off = 0  # a new run: no history
+                self._run_since = math.nan
+            self._run_t, self._run_bpm = ti, r
+            if far[i]:
+                self._run_n_off += 1
+                self._run_distinct = max(self._run_distinct, self._run_n_off)
+                self._run_since = math.nan
+                continue
+            self._run_n_off = 0
+            if near[i]:
+                if not math.isfinite(self._run_since):
+                    self._run_since = ti
+                crossing = self._run_distinct >= DISTINCT_POINTS
+                withhold[i] = not crossing or ti - self._run_since > CROSSING_S
+        return withhold
+
+
+def _acf_near(x: Floats, lag: int) -> float:
+    """Normalised autocorrelation of x at lag +-2 (beat jitter), the highest."""
+    x = x - x.mean()
+    e0 = float(np.dot(x, x))
+    if not e0 > 0 or x.size <= lag + 2:
+        return 0.0
+    return max(float(np.dot(x[: -(lag + d)], x[lag + d :])) for d in (-2, -1, 0, 1, 2)) / e0
