@@ -57,7 +57,7 @@ def test_advertising_payloads_fit_and_parse_as_bluez_would(tmp_path):
         adv, resp = (bytes.fromhex(x) for x in line.split())
         assert len(adv) <= 31 and len(resp) <= 31
         ad, rs = vb.parse_ad(adv), vb.parse_ad(resp)
-        assert vb._uuid128(ad[0x07]) == uuids.PERIMON_SERVICE
+        assert vb.uuid128(ad[0x07]) == uuids.PERIMON_SERVICE
         assert rs[0xFF] == bytes((0xFF, 0xFF, uuids.ADV_FORMAT, 1))
         assert (rs.get(0x09) or ad.get(0x09)) == name.encode()
         assert rs[0x12] == bytes((12, 0, 24, 0))  # 15-30 ms in 1.25 ms units
