@@ -11,6 +11,7 @@ Gynecol 1991;165:515-523.
 """
 
 POINT_RATE_HZ = 4.0  # CTG point rate
+POINT_S = 1.0 / POINT_RATE_HZ  # 0.25 s between trace points, on the wire and on the strip
 
 # Baseline (FIGO 2015, sec. "Baseline"): mean level of the most horizontal and least
 # oscillatory segments, estimated over 10-min periods; normal 110-160 bpm.

@@ -6,22 +6,34 @@
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 import re
 import time
+from typing import TYPE_CHECKING
 
 from gateway import protocol as p
 from gateway import systemd
 from gateway.config import Config
-from gateway.device.auth import FrameAuth, report_failed_frames, report_verification
+from gateway.device.auth import FrameAuth
 from gateway.device.enrolment import Enrolment, EnrolmentError, enrolment_path
-from gateway.device.session import DeviceSession
+from gateway.device.pairing import PairingManager
+from gateway.device.session import DeviceSession, Processor
+from gateway.processing.fetal import FetalProcessor
 from gateway.processing.fhir import TRACE_POINTS_PER_OBSERVATION
-from gateway.publish.mqtt import Publisher, iso_time
-from gateway.publish.outbox import Outbox, resume_plan
+from gateway.processing.jaundice import JaundiceProcessor
+from gateway.processing.recording import Recordings
+from gateway.processing.resume import resume_boot
+from gateway.processing.verification import VerificationAlerts
+from gateway.publish.downlink import Downlink
+from gateway.publish.mqtt import Publisher
+from gateway.publish.outbox import Outbox
 from gateway.state.history import History
+from gateway.state.settings import baby_profile
+from gateway.times import iso_time
 from gateway.transports.base import DeviceLink, Transport
+
+if TYPE_CHECKING:
+    from gateway.web.server import WebServer
 
 log = logging.getLogger(__name__)
 
@@ -49,40 +61,44 @@ def make_transport(cfg: Config) -> Transport:
 
 
 class Gateway:
+    """Everything a running gateway holds, built here; `run` starts and stops it in order."""
+
     def __init__(self, cfg: Config) -> None:
         self.cfg = cfg
+        # out: the outbox keeps every message until the broker has it
         self.outbox = Outbox(cfg.outbox_path, cfg.outbox.max_bytes, cfg.outbox.max_age_h * 3600,
                              recent_points=TRACE_POINTS_PER_OBSERVATION)  # fmt: skip
         self.publisher = Publisher(cfg.mqtt, cfg.gateway.id, self.outbox,
                                    status_interval_s=cfg.processing.status_interval_s)  # fmt: skip
+        # in: devices through one transport, one session each
         self.transport = make_transport(cfg)
-        self.sessions: dict[str, DeviceSession] = {}
-        self.processors: dict[str, object] = {}
-        self.ready = asyncio.Event()
-        self.history = History(cfg.data_dir)  # what was published, for the nurse view
-        for dev_id, saved in self.history.settings.values.items():
-            baby = {k: saved[k] for k in ("label", "birth_time", "ga_weeks", "risk_factors")
-                    if k in saved}  # fmt: skip
-            self.cfg.devices.setdefault(dev_id, {}).update(baby)
-        self.web = None
-        self.downlink = None
         self.enrolment = Enrolment(enrolment_path(cfg))
+        self.sessions: dict[str, DeviceSession] = {}
+        self.verification: dict[str, VerificationAlerts] = {}  # device_unverified, per device
         self.unknown: dict[str, dict] = {}  # refused devices, reported on MQTT
+        self.pairing = PairingManager(self.enrolment, self.transport, self.sessions)
+        # state: what was published (for the nurse view) and per-device settings
+        self.history = History(cfg.data_dir)
+        for dev_id, saved in self.history.settings.values.items():
+            self.cfg.devices[dev_id] = baby_profile(self.cfg.devices.get(dev_id, {}), saved)
+        self.recordings = Recordings(cfg.data_dir, self.outbox, self.history, self.publish)
+        # the hospital's commands (MQTT 5 request/response) and the nurse view, when enabled
+        self.downlink = Downlink(self) if cfg.mqtt.protocol == "5" else None
+        self.web: WebServer | None = None
+        if cfg.web.enabled:
+            from gateway.web.server import WebServer  # starlette and uvicorn only when used
+
+            self.web = WebServer(self)
+        self.ready = asyncio.Event()
 
     def publish(self, parts: tuple[str, ...], payload: dict, **kw) -> None:
         self.history.record(parts, self.publisher.publish(parts, payload, **kw))
 
     async def _start_extras(self) -> None:
         """The hospital's command topic (MQTT 5) and the nurse view (when enabled)."""
-        if self.cfg.mqtt.protocol == "5":
-            from gateway.publish.downlink import Downlink
-
-            self.downlink = Downlink(self)
+        if self.downlink is not None:
             self.downlink.start()
-        if self.cfg.web.enabled:
-            from gateway.web.server import WebServer
-
-            self.web = WebServer(self)
+        if self.web is not None:
             await self.web.start()
 
     async def _stop_extras(self) -> None:
@@ -91,32 +107,28 @@ class Gateway:
         if self.downlink is not None:
             await asyncio.to_thread(self.downlink.stop)
 
-    def _processor_for(self, session: DeviceSession):
+    def _processor_for(self, session: DeviceSession) -> Processor | None:
         dev_id = session.state.device_id
+        proc: Processor | None = None
         if session.state.device_type == p.DeviceType.FETAL_HEART:
-            from gateway.processing.fetal import FetalProcessor
-            from gateway.processing.recording import recordings_for
-
-            proc = FetalProcessor(session, self.publish, self.cfg.processing)
-            proc.recording = recordings_for(self).tracker(dev_id)  # sessions (docs/home.md)
-            return proc
-        if session.state.device_type == p.DeviceType.JAUNDICE:
-            from gateway.processing.jaundice import JaundiceProcessor
-
-            return JaundiceProcessor(session, self.publish, self.cfg.devices.get(dev_id, {}))
-        return None
+            proc = FetalProcessor(session, self.publish, self.cfg.processing,
+                                  recording=self.recordings.tracker(dev_id),  # docs/home.md
+                                  gateway_id=self.cfg.gateway.id)  # fmt: skip
+        elif session.state.device_type == p.DeviceType.JAUNDICE:
+            proc = JaundiceProcessor(session, self.publish, self.cfg.devices.get(dev_id, {}),
+                                     gateway_id=self.cfg.gateway.id)  # fmt: skip
+        if proc is not None:
+            proc.apply_settings(self.history.settings.get(dev_id), self.cfg.devices.get(dev_id, {}))
+        return proc
 
     async def _on_link(self, link: DeviceLink) -> None:
         if link.device_type not in (p.DeviceType.FETAL_HEART, p.DeviceType.JAUNDICE):
             log.warning("%s: unknown device type %s, ignored", link.device_id, link.device_type)
             await link.close()
             return
-        pairing = getattr(self, "pairing", None)  # gateway/device/pairing.py, made on first use
-        if getattr(link, "pairing", False) or (pairing is not None and pairing.wants(link)):
+        if link.pairing or self.pairing.wants(link):
             # its button opened a pairing window, or a pairing by its label waits for it
-            from gateway.device.pairing import pairing_for
-
-            await pairing_for(self).on_link(link)
+            await self.pairing.on_link(link)
             return
         try:
             enrolled = self.enrolment.get(link.device_id)
@@ -133,13 +145,7 @@ class Gateway:
             )
             session.processor = self._processor_for(session)
             session.on_new_boot = lambda boot, s=session: self._resume(s, boot)
-            session.gateway_id = (
-                self.cfg.gateway.id
-            )  # for FHIR references (gateway/processing/fhir.py)
             self.sessions[link.device_id] = session
-            from gateway.publish.downlink import apply_risk_policy
-
-            apply_risk_policy(self, link.device_id, self.history.settings.get(link.device_id))
         if session.auth is None or session.auth.device_key != enrolled.key:
             session.auth = FrameAuth(enrolled.key, session.state.stats)
         await session.attach(link)
@@ -177,40 +183,32 @@ class Gateway:
 
     async def _after_connect(self, session: DeviceSession) -> None:
         await session.after_connect()
-        report_verification(
-            session, self.publish
-        )  # alert device_unverified (gateway/device/auth.py)
+        self._verification(session).after_handshake(session)
         self.publish_device_status(session)
+
+    def _verification(self, session: DeviceSession) -> VerificationAlerts:
+        dev_id = session.state.device_id
+        v = self.verification.get(dev_id)
+        if v is None:
+            v = self.verification[dev_id] = VerificationAlerts(dev_id, self.publish)
+        return v
 
     def _resume(self, session: DeviceSession, boot: int) -> None:
         """After a restart, continue a device's boot where the outbox says publishing stopped:
         the session asks the device to resend from there (docs/reliability.md)."""
-        marks = self.outbox.marks(session.state.device_id, boot)
-        proc = session.processor
-        if session.state.device_type == p.DeviceType.FETAL_HEART and proc is not None:
-            for kind, stream in (("fhr", p.Stream.DOPPLER), ("mhr", p.Stream.PPG)):
-                if kind in marks:
-                    session.resume_from[stream] = resume_plan(kind, marks[kind])
-                    recent = self.outbox.recent_trace(session.state.device_id, boot, kind)
-                    proc.published_upto(kind, marks[kind], [json.loads(m) for m in recent])
-        elif "tcb" in marks:
-            session.resume_from[p.Stream.TCB] = marks["tcb"] + 1
-        if marks:
-            log.info("%s: boot %d resumes after %s", session.state.device_id, boot, marks)
+        resume_boot(session, self.outbox, boot)
 
     def publish_device_status(self, session: DeviceSession) -> None:
-        report_failed_frames(
-            session, self.publish
-        )  # alert device_unverified (gateway/device/auth.py)
+        self._verification(session).check_failed_frames(session)  # forged or altered frames
         st = session.state
         payload = st.to_dict()
         payload["last_seen"] = iso_time(st.last_seen) if st.last_seen else None
         payload["t"] = iso_time(time.time())
         if session.processor is not None:
             payload.update(session.processor.status_fields())
-        radio_stats = getattr(self.transport, "device_stats", None)  # RSSI, reconnects... (BLE)
+        radio_stats = self.transport.device_stats(st.device_id)  # RSSI, reconnects... (BLE)
         if radio_stats is not None:
-            payload["radio"] = radio_stats(st.device_id)
+            payload["radio"] = radio_stats
         self.publish(("device", st.device_id, "status"), payload, retain=True)
 
     async def run(self, stop: asyncio.Event | None = None) -> None:
@@ -219,6 +217,7 @@ class Gateway:
         self.publisher.start()
         await self._start_extras()
         self.publish_unknown()  # replaces a stale retained list from an earlier run
+        self.recordings.start()
         await self.transport.start(self._on_link)
         self.ready.set()
         systemd.notify("READY=1")
@@ -247,10 +246,9 @@ class Gateway:
             systemd.notify("STOPPING=1")
             await self.transport.stop()
             for session in self.sessions.values():
-                if session.processor is not None and hasattr(session.processor, "flush"):
+                if session.processor is not None:
                     session.processor.flush()
                 self.publish_device_status(session)
-            if getattr(self, "recordings", None) is not None:
-                await asyncio.to_thread(self.recordings.stop)  # sessions end with the gateway
+            await asyncio.to_thread(self.recordings.stop)  # sessions end with the gateway
             await asyncio.to_thread(self.publisher.stop)
             await self._stop_extras()

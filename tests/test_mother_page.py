@@ -54,7 +54,7 @@ def test_mother_page_on_a_phone_in_both_languages(tmp_path):
     seen: dict = {}
 
     async def main():
-        rec = recording.recordings_for(gw)
+        rec = gw.recordings
         now = time.time()
         due = datetime.now() + timedelta(hours=3)
         rec.store.set_schedule("fh-01", recording.check_schedule(

@@ -16,6 +16,7 @@ from devtools.broker import start_broker
 from gateway import protocol as p
 from gateway.config import config_from_dict
 from gateway.device.session import DeviceSession
+from gateway.processing.resume import resume_plan
 from gateway.publish.mqtt import Publisher, message_id
 from gateway.publish.outbox import (
     PRIO_READING,
@@ -23,7 +24,6 @@ from gateway.publish.outbox import (
     PRIO_TRACE,
     Mark,
     Outbox,
-    resume_plan,
 )
 
 MB = 1024 * 1024

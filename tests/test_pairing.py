@@ -24,6 +24,7 @@ from gateway.config import config_from_dict
 from gateway.device import pairing as gp
 from gateway.device.enrolment import Enrolment, enrolment_path
 from gateway.transports.base import DeviceLink
+from gateway.transports.simradio import SimRadioTransport
 from gateway.web.nurses import NurseAccounts
 from simulators.ble_rig import BleRig
 from simulators.fleet import DeviceSpec, Fleet
@@ -145,7 +146,7 @@ def test_pairing_over_ble_from_the_button_to_a_streaming_enrolled_device(tmp_pat
             assert "fh-new" not in rig.links and "fh-new" not in gw.unknown  # not even tried
             await dev.press_button()
             await rig.until(lambda: dev.console_lines("PAIR open"), 5, "window did not open")
-            manager = gp.pairing_for(gw)
+            manager = gw.pairing
             listed = await rig.until(manager.list, 15, "not listed as wanting to pair")
             assert listed[0]["device_id"] == "fh-new" and listed[0]["state"] == "wants_to_pair"
             assert listed[0]["device_type"] == "fetal_heart"
@@ -317,7 +318,8 @@ def test_firmware_refuses_degenerate_public_values(tmp_path, value):
 def test_ble_advertisement_carries_the_pairing_flag(tmp_path):
     script = tmp_path / "adv.py"
     script.write_text(
-        f"import sys\nsys.path.append({str(LIB)!r})\nimport bluetooth_sim\n"
+        f"import sys\nsys.path.append({str(LIB)!r})\nsys.path.append({str(LIB.parent / 'sim')!r})\n"
+        "import bluetooth_sim\n"
         "sys.modules['bluetooth'] = bluetooth_sim\nfrom radio_ble import adv_payloads\n"
         "for flag in (False, True):\n"
         "    adv, resp = adv_payloads('fh-01', 1, 15, 30, flag)\n"
@@ -497,8 +499,7 @@ def test_gateway_label_pairing_detects_a_swapped_device_value(tmp_path):
 
     async def main():
         book = Enrolment(tmp_path / "enrolment.json")
-        gw = SimpleNamespace(enrolment=book, transport=SimpleNamespace(), sessions={})
-        m = gp.PairingManager(gw)
+        m = gp.PairingManager(book, SimRadioTransport("127.0.0.1:0"), {})
         for swap in (True, False):
             dev = _LabelDevice(secret, swap)
             assert not m.wants(dev)
@@ -546,7 +547,7 @@ def test_jaundice_meter_pairs_by_its_label_and_sends_a_signed_reading(tmp_path):
         try:
             await _until(lambda: "tcb-new" in gw.unknown, 10, "never refused")
             t0 = time.monotonic()
-            done = await gp.pairing_for(gw).pair_by_label("tcb-new", "jaundice", dev.pair_secret)
+            done = await gw.pairing.pair_by_label("tcb-new", "jaundice", dev.pair_secret)
             print(f"jaundice meter paired by label in {time.monotonic() - t0:.1f} s")
             assert done["state"] == "paired"
             key = Enrolment(enrolment_path(cfg)).get("tcb-new").key
@@ -581,7 +582,7 @@ def test_label_pairing_over_ble_without_the_button(tmp_path):
             await rig.wait_connected(["fh-01"])
             assert "fh-new" not in rig.links
             gw.transport.allow("fh-new")  # as the /pair page does before pairing
-            done = await gp.pairing_for(gw).pair_by_label("fh-new", "fetal_heart",
+            done = await gw.pairing.pair_by_label("fh-new", "fetal_heart",
                                                           dev.pair_secret)  # fmt: skip
             assert done["state"] == "paired", done
             assert dev.console_lines("PAIR open") == []  # no button
@@ -618,7 +619,7 @@ def test_label_pairing_over_ble_re_pairs_a_monitor_connected_with_another_key(tm
                             15, "the monitor never failed its challenge")  # fmt: skip
             assert not session.auth.established
             t0 = time.monotonic()
-            done = await gp.pairing_for(gw).pair_by_label("fh-01", "fetal_heart",
+            done = await gw.pairing.pair_by_label("fh-01", "fetal_heart",
                                                           dev.pair_secret, REFUSED_HOLD_S - 10)  # fmt: skip
             took = time.monotonic() - t0
             print(f"re-paired by its label in {took:.1f} s")

@@ -14,6 +14,7 @@ import pytest
 from gateway.processing import recording as r
 from gateway.publish.outbox import Outbox
 from gateway.state.history import History
+from gateway.times import iso_time_or_none
 
 BATCH = 4  # points a batch, as the fetal processor publishes about once a second
 
@@ -144,15 +145,15 @@ class FakeGateway:
 
 def test_missed_sessions_are_published_once_and_reminded(tmp_path):
     gw = FakeGateway(tmp_path)
-    rec = r.Recordings(gw)
+    rec = r.Recordings(tmp_path, gw.outbox, gw.history, gw.publish)
     set_at = datetime(2027, 3, 1, 7, 0).timestamp()
     sched = r.check_schedule({"sessions_per_day": 1, "duration_min": 20, "risk_colour": "red",
                               "times": ["09:00"]}, set_at)  # fmt: skip
     rec.store.set_schedule("fh-01", sched)
     nine = datetime(2027, 3, 1, 9, 0).timestamp()
     plan = rec.plan("fh-01", nine + 600)
-    assert plan["reminder"] == {"kind": "due", "due": r.iso(nine)}
-    assert plan["next_due"] == r.iso(nine + 86400)
+    assert plan["reminder"] == {"kind": "due", "due": iso_time_or_none(nine)}
+    assert plan["next_due"] == iso_time_or_none(nine + 86400)
     # a complete session on day 1 keeps the slot; nothing on day 2
     tr = rec.tracker("fh-01")
     feed_minutes(tr, 20, nine + 300)
@@ -160,21 +161,23 @@ def test_missed_sessions_are_published_once_and_reminded(tmp_path):
     day3 = nine + 2 * 86400 + 3600
     rec.check_missed(day3)
     missed = [p for _, p in gw.published if p["status"] == "missed"]
-    assert [m["due"] for m in missed] == [r.iso(nine + 86400)]
+    assert [m["due"] for m in missed] == [iso_time_or_none(nine + 86400)]
     assert missed[0]["risk_colour"] == "red" and missed[0]["prescribed_min"] == 20
     rec.check_missed(day3 + 60)
-    again = r.Recordings(gw)  # a restarted gateway does not report it twice
+    again = r.Recordings(
+        tmp_path, gw.outbox, gw.history, gw.publish
+    )  # a restarted gateway does not report it twice
     again.check_missed(day3 + 120)
     assert len([p for _, p in gw.published if p["status"] == "missed"]) == 1
     assert again.plan("fh-01", day3)["reminder"]["kind"] in ("due", "missed")
     assert again.plan("fh-01", nine + 86400 + 13 * 3600)["reminder"] == {
-        "kind": "missed", "due": r.iso(nine + 86400)}  # fmt: skip
+        "kind": "missed", "due": iso_time_or_none(nine + 86400)}  # fmt: skip
     rec.stop()
 
 
 def test_delivered_once_the_broker_acknowledged_every_message_and_the_report_exists(tmp_path):
     gw = FakeGateway(tmp_path)
-    rec = r.Recordings(gw)
+    rec = r.Recordings(tmp_path, gw.outbox, gw.history, gw.publish)
     completed = []
     rec.on_session_complete = lambda dev, s: completed.append((dev, s["session_id"]))
     rec.store.set_schedule("fh-01", r.check_schedule(

@@ -14,8 +14,9 @@ from gateway import protocol as p
 from gateway.config import MqttSection, ProcessingSection
 from gateway.device.session import DeviceSession
 from gateway.processing.fetal import FetalProcessor
+from gateway.processing.resume import resume_plan
 from gateway.publish.mqtt import Publisher
-from gateway.publish.outbox import Outbox, resume_plan
+from gateway.publish.outbox import Outbox
 from simulators.doppler import DopplerSignal
 from simulators.ppg import PpgSignal
 

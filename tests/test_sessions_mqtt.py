@@ -87,7 +87,7 @@ def test_a_prescribed_session_is_published_delivered_and_its_report_fetched(
 
     async def during(gw, fleet):
         completed = []
-        rec = recording.recordings_for(gw)
+        rec = gw.recordings
         rec.on_session_complete = lambda dev, s: completed.append((dev, s["session_id"]))
 
         def done():

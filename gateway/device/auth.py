@@ -17,7 +17,6 @@ import struct
 from collections import deque
 
 from gateway import protocol as p
-from gateway.processing.alerts import AlertTracker
 
 log = logging.getLogger(__name__)
 
@@ -164,49 +163,3 @@ class FrameAuth:
             seen.discard(old)
             floor[0] = max(floor[0], old)
         return True
-
-
-def _verification_alerts(session, publish) -> AlertTracker:
-    tracker = getattr(session, "verification_alerts", None)
-    if tracker is None:
-        tracker = session.verification_alerts = AlertTracker(session.state.device_id, publish)
-        tracker.verified_at = None  # (link, auth_failed) when its handshake last succeeded
-    return tracker
-
-
-def report_verification(session, publish) -> None:
-    """After a connection's handshake: raise the `device_unverified` alert for an enrolled
-    device that is connected but did not answer its session challenge with its enrolled key
-    (a wrong key, or not the enrolled device: paired with another gateway since, or someone
-    else's), and clear it once the device answers with that key again. Its frames are dropped
-    meanwhile, and a link that merely shows "connected" would not tell anyone."""
-    auth = getattr(session, "auth", None)
-    if auth is None:
-        return
-    tracker = _verification_alerts(session, publish)
-    stats = session.state.stats
-    if auth.established and session.link is not None:
-        tracker.verified_at = (session.link, stats.auth_failed)
-        tracker.set("device_unverified", False, "the device answers with its enrolled key")
-    elif session.link is not None:  # not a link that went away during the handshake
-        detail = (f"connected, but it does not prove its enrolled key "
-                  f"({stats.auth_failed} failed checks); its readings are dropped")  # fmt: skip
-        tracker.set("device_unverified", True, detail, severity="high")
-
-
-def report_failed_frames(session, publish) -> None:
-    """Periodically: frames that fail verification on a connection whose handshake succeeded
-    (forged or altered on the way) raise `device_unverified` too; the device's next good
-    handshake clears it (report_verification)."""
-    auth = getattr(session, "auth", None)
-    tracker = getattr(session, "verification_alerts", None)
-    if auth is None or tracker is None or tracker.verified_at is None:
-        return
-    link, failed = tracker.verified_at
-    now_failed = session.state.stats.auth_failed
-    if link is not session.link or now_failed <= failed:
-        return
-    tracker.verified_at = (link, now_failed)
-    detail = (f"{now_failed - failed} frames on its link failed verification with its key: "
-              "forged or altered on the way; they are dropped")  # fmt: skip
-    tracker.set("device_unverified", True, detail, severity="high")

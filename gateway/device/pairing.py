@@ -28,9 +28,9 @@ import time
 from dataclasses import dataclass, field
 
 from gateway import protocol as p
-from gateway.device.enrolment import DEVICE_ID_RE
-from gateway.device.session import await_reply, unsigned_control_frame
-from gateway.transports.base import MAX_PAIRING_LINKS, REFUSED_HOLD_S, DeviceLink
+from gateway.device.enrolment import DEVICE_ID_RE, Enrolment
+from gateway.device.session import DeviceSession, await_reply, unsigned_control_frame
+from gateway.transports.base import MAX_PAIRING_LINKS, REFUSED_HOLD_S, DeviceLink, Transport
 
 log = logging.getLogger(__name__)
 
@@ -124,8 +124,11 @@ class Pending:
 
 
 class PairingManager:
-    def __init__(self, gw) -> None:
-        self.gw = gw
+    def __init__(self, enrolment: Enrolment, transport: Transport,
+                 sessions: dict[str, DeviceSession]) -> None:  # fmt: skip
+        self.enrolment = enrolment  # a paired device is enrolled here
+        self.transport = transport  # told to expect, then allow, a device being paired
+        self.sessions = sessions  # an enrolled device re-paired by its label gives up its link
         self.pending: dict[str, Pending] = {}  # by the button
         self.labels: dict[str, Pending] = {}  # by the label: waiting for or holding a link
 
@@ -272,11 +275,9 @@ class PairingManager:
         e = Pending(device_id, dev_type, None, state="waiting", secret=secret)
         self.labels[device_id] = e
         try:
-            expect = getattr(getattr(self.gw, "transport", None), "expect", None)
-            if expect is not None:
-                expect(device_id)  # its next link comes at once, not after a hold-off
-            session = getattr(self.gw, "sessions", {}).get(device_id)
-            auth = getattr(session, "auth", None)
+            self.transport.expect(device_id)  # its next link comes at once, not after a hold-off
+            session = self.sessions.get(device_id)
+            auth = session.auth if session is not None else None
             if session is not None and session.link is not None and not (auth and auth.established):
                 # enrolled under a key it does not prove (yet): its link is taken for the
                 # attempt; it reconnects as before if the attempt fails
@@ -361,10 +362,8 @@ class PairingManager:
         want = hmac.digest(e.key, LABEL_DONE + e.device_id.encode(), "sha256")[:16]
         if not hmac.compare_digest(r.data[:16], want):
             raise PairingError("the device's proof does not verify")
-        self.gw.enrolment.enrol(e.device_id, _TYPES[e.device_type], e.key)
-        allow = getattr(self.gw.transport, "allow", None)  # a radio allowlist (BLE)
-        if allow is not None:
-            allow(e.device_id)
+        self.enrolment.enrol(e.device_id, _TYPES[e.device_type], e.key)
+        self.transport.allow(e.device_id)  # a radio allowlist (BLE)
         e.state, e.key = "paired", None
         log.info("%s: paired by its %s and enrolled", e.device_id,
                  "button" if e.secret is None else "label")  # fmt: skip
@@ -375,11 +374,3 @@ class PairingManager:
         e = self.pending.pop(device_id, None)
         if e is not None and e.link is not None:
             await e.link.close()
-
-
-def pairing_for(gw) -> PairingManager:
-    """The gateway's PairingManager, created on first use."""
-    m = getattr(gw, "pairing", None)
-    if m is None:
-        m = gw.pairing = PairingManager(gw)
-    return m

@@ -12,11 +12,12 @@ import json
 import logging
 import time
 from dataclasses import asdict, dataclass, field
-from typing import Protocol
+from typing import Any, Protocol
 
 import numpy as np
 
 from gateway import protocol as p
+from gateway.device.auth import FrameAuth
 from gateway.device.reorder import Item, Lost, Reorderer
 from gateway.transports.base import DeviceLink
 
@@ -30,13 +31,22 @@ _RESUME_SLACK = 1024  # samples: more than a sample frame holds at any MTU (firm
 
 
 class Processor(Protocol):
-    """What a device type does with its in-order data (gateway/processing/fetal.py, gateway/processing/jaundice.py)."""
+    """What a device type does with its in-order data (gateway/processing/fetal.py,
+    gateway/processing/jaundice.py). The session feeds it; the gateway asks it for its status,
+    resumes it after a restart, applies settings to it and flushes it when stopping."""
 
     def on_samples(self, stream: int, seq: int, t_ms: int, samples: np.ndarray) -> None: ...
     def on_lost(self, stream: int, seq: int, count: int) -> None: ...
     def on_record(self, stream: int, seq: int, t_ms: int, payload: bytes) -> None: ...
     def on_boot(self, boot: int) -> None: ...
     def tick(self, now: float) -> None: ...
+    def status_fields(self) -> dict[str, Any]: ...
+    def flush(self) -> None: ...
+    def resume(self, marks: dict[str, int], recent: dict[str, list[dict[str, Any]]]) -> None:
+        """After a gateway restart part-way through a boot: `marks` is the last point or
+        reading of each kind the outbox holds, `recent` the trace messages it still keeps."""
+
+    def apply_settings(self, settings: dict[str, Any], baby: dict[str, Any]) -> None: ...
 
 
 def unsigned_control_frame(op: p.Op, rid: int, args: bytes = b"") -> bytes:
@@ -124,7 +134,7 @@ class DeviceSession:
         self.resume_from: dict[int, int] = {}
         self._resumed: dict[int, int] = {}
         self.on_new_boot = lambda boot: None
-        self.auth = None  # gateway.device.auth.FrameAuth for an enrolled device: frames must verify
+        self.auth: FrameAuth | None = None  # an enrolled device: its frames must verify
 
     # ---- link lifecycle ----
 

@@ -6,10 +6,11 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 
-from gateway.publish.mqtt import QOS_READING, iso_time
+from gateway.publish.mqtt import QOS_READING
+from gateway.times import iso_time
 
 # Every alert kind the gateway raises, with what it means: the MQTT contract (docs/mqtt.md)
-# and the nurse view's labels (gateway/web/static/app.js) list the same kinds, checked by
+# and the nurse view's labels (gateway/web/static/js/alerts.js) list the same kinds, checked by
 # tests/test_contract.py, so a new kind cannot reach a nurse unexplained.
 ALERT_KINDS = {
     "signal_loss": "no fetal heart rate for most of the last minute while the probe is on skin",
@@ -29,13 +30,10 @@ ALERT_KINDS = {
 
 
 class AlertTracker:
-    escalate = (
-        False  # set per device from its risk colour (gateway/publish/downlink.py): medium -> high
-    )
-
     def __init__(self, device_id: str, publish: Callable[..., None]) -> None:
         self.device_id = device_id
         self.publish = publish
+        self.escalate = False  # from the device's risk colour (gateway/state/settings.py)
         self._active: dict[str, float] = {}  # kind -> raised at (unix s)
 
     def active(self) -> list[str]:

@@ -14,20 +14,28 @@ import math
 import time
 from collections import deque
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from dsp.ctg import analyse_ctg
+from dsp.ctg_reference import BASELINE_NORMAL_BPM, POINT_S
 from dsp.fhr import FhrPoints, FhrStream
 from dsp.mhr import MaternalBeatStream, MhrStream
 from gateway import protocol as p
 from gateway.processing.alerts import AlertTracker
 from gateway.processing.fhir import TraceWindow, publish_trace_observations, resume_trace_window
-from gateway.publish.mqtt import QOS_TRACE, iso_time
+from gateway.publish.mqtt import QOS_TRACE
+from gateway.state.settings import escalates
+from gateway.times import iso_time
+
+if TYPE_CHECKING:
+    from gateway.config import ProcessingSection
+    from gateway.device.session import DeviceSession
+    from gateway.processing.recording import SessionTracker
 
 DOPPLER_HZ = 4000  # fixed by the hardware (docs/protocol.md)
 PPG_HZ = 50
-POINT_S = 0.25  # CTG standard: 4 points per second
 _RATE_HZ = {p.Stream.DOPPLER: DOPPLER_HZ, p.Stream.PPG: PPG_HZ}
 # A point stream starts on a sample whose time is a whole number of points into the boot, so
 # its points fall on the boot's 0.25 s grid: Doppler every 1000 samples; PPG has 12.5 samples
@@ -42,8 +50,7 @@ _LOSS_TAIL_S = 2.0
 
 # FIGO 2015 (Ayres-de-Campos et al., Int J Gynaecol Obstet 2015;131:13-24): normal baseline
 # 110-160 bpm. Alerts here are on the running rate; the CTG finding uses the FIGO baseline.
-BRADYCARDIA_BPM = 110.0
-TACHYCARDIA_BPM = 160.0
+BRADYCARDIA_BPM, TACHYCARDIA_BPM = BASELINE_NORMAL_BPM
 _RATE_WINDOW_S = 180.0  # running-rate alerts look at the last 3 minutes
 _LOSS_WINDOW_S = 60.0
 _LOSS_RAISE = 0.5  # more than half of the last minute without an estimate
@@ -106,14 +113,14 @@ class BootPoints:
 
 
 class FetalProcessor:
-    def __init__(self, session, publish: Publish, processing) -> None:
+    def __init__(self, session: DeviceSession, publish: Publish, processing: ProcessingSection,
+                 recording: SessionTracker | None = None, gateway_id: str = "") -> None:  # fmt: skip
         self.session = session
         self.publish = publish
         self.cfg = processing
         self.alerts = AlertTracker(session.state.device_id, publish)
-        self.recording = (
-            None  # the device's SessionTracker (gateway/processing/recording.py), if any
-        )
+        self.recording = recording  # recording sessions (gateway/processing/recording.py)
+        self.gateway_id = gateway_id  # FHIR Observations name the gateway as their device
         self._feedback_sent: tuple[object, int, int] | None = None  # (link, level, flags)
         self._feedback_at = -1e9
         self._feedback_task: asyncio.Task | None = None
@@ -157,6 +164,15 @@ class FetalProcessor:
     def on_boot(self, boot: int) -> None:
         self.flush()
         self._reset()
+
+    def resume(self, marks: dict[str, int], recent: dict[str, list[dict]]) -> None:
+        """A restarted gateway continues this boot (gateway/processing/resume.py)."""
+        for kind in ("fhr", "mhr"):
+            if kind in marks:
+                self.published_upto(kind, marks[kind], recent.get(kind, []))
+
+    def apply_settings(self, settings: dict, baby: dict) -> None:
+        self.alerts.escalate = escalates(settings)
 
     def published_upto(self, kind: str, last_point: int, published: list[dict]) -> None:
         """A restarted gateway resumes this boot: points up to `last_point` of the `kind` trace
@@ -484,7 +500,7 @@ class FetalProcessor:
 
     def feedback_flags(self) -> int:
         # a complete session rests until the probe comes off (gateway/processing/recording.py)
-        done = getattr(getattr(self, "recording", None), "resting_boot", None) is not None
+        done = self.recording is not None and self.recording.resting_boot is not None
         recent = list(itertools.islice(reversed(self.history_maternal), _FEEDBACK_POINTS))
         maternal = len(recent) == _FEEDBACK_POINTS and sum(recent) >= _FEEDBACK_MATERNAL * len(
             recent

@@ -19,8 +19,8 @@ import math
 import uuid
 from collections.abc import Sequence
 
-from gateway.publish.mqtt import iso_time
-from gateway.state.history import parse_time
+from dsp.ctg_reference import POINT_S
+from gateway.times import iso_time, parse_time
 
 LOINC = "http://loinc.org"
 UCUM = "http://unitsofmeasure.org"
@@ -40,7 +40,7 @@ CODES = {
     "tcb_umol_l": ("72898-0", "Transcutaneous bilirubin", "umol/L"),
 }
 
-TRACE_POINT_MS = 250  # 4 Hz, as on the live trace
+TRACE_POINT_MS = round(POINT_S * 1000)  # 250 ms: the CTG point rate, as on the live trace
 TRACE_POINTS_PER_OBSERVATION = 240  # one Observation per minute of trace (SampledData)
 TRACE_LIMITS = (50.0, 240.0)  # the estimator's valid range (dsp/ctg.py VALID_BPM)
 
@@ -182,7 +182,7 @@ def publish_trace_observations(
     w = proc.fhir_windows.get(kind)
     if w is None or w.boot != boot:
         w = proc.fhir_windows[kind] = TraceWindow(boot, TRACE_POINTS_PER_OBSERVATION)
-    gateway_id = getattr(session, "gateway_id", "")
+    gateway_id = proc.gateway_id
     for start, t0, vals in w.add(first, t_first_unix, list(values)):
         obs = trace_observation(kind, gateway_id, proc.device_id, boot or 0, start, t0, vals)
         proc.publish(("device", proc.device_id, "observation"), obs)
@@ -207,6 +207,6 @@ def resume_trace_window(proc, kind: str, last_point: int, published: list[dict])
 
 def publish_tcb_observations(proc, reading: dict) -> None:
     """Hook for gateway/processing/jaundice.py: the reading just published, as FHIR Observations."""
-    gateway_id = getattr(proc.session, "gateway_id", "")
+    gateway_id = proc.gateway_id
     for obs in tcb_observations(gateway_id, reading):
         proc.publish(("device", proc.device_id, "observation"), obs)

@@ -12,7 +12,9 @@ from __future__ import annotations
 
 import logging
 import math
+from collections.abc import Callable
 from datetime import datetime
+from typing import TYPE_CHECKING
 
 from dsp.bilirubin_zones import (
     RAPID_RISE_FIRST_DAY_MG_DL_PER_H,
@@ -25,7 +27,11 @@ from dsp.tcb_counts import reflectance_from_counts
 from gateway import protocol as p
 from gateway.processing.alerts import AlertTracker
 from gateway.processing.fhir import publish_tcb_observations
-from gateway.publish.mqtt import iso_time
+from gateway.state.settings import escalates
+from gateway.times import iso_time
+
+if TYPE_CHECKING:
+    from gateway.device.session import DeviceSession
 
 log = logging.getLogger(__name__)
 
@@ -43,8 +49,10 @@ def _age_hours(birth_time: str, at_unix: float) -> float | None:
 
 
 class JaundiceProcessor:
-    def __init__(self, session, publish, baby: dict) -> None:
+    def __init__(self, session: DeviceSession, publish: Callable[..., None], baby: dict,
+                 gateway_id: str = "") -> None:  # fmt: skip
         self.session = session
+        self.gateway_id = gateway_id  # FHIR Observations name the gateway as their device
         self.publish = publish
         self.baby = baby  # birth_time, ga_weeks, risk_factors (from the gateway's config)
         self.alerts = AlertTracker(session.state.device_id, publish)
@@ -58,6 +66,16 @@ class JaundiceProcessor:
 
     def on_boot(self, boot: int) -> None:
         pass
+
+    def resume(self, marks: dict[str, int], recent: dict[str, list[dict]]) -> None:
+        pass  # the session resumes its TcB records from the outbox's mark; nothing held here
+
+    def flush(self) -> None:
+        pass  # each reading is published as it is assessed
+
+    def apply_settings(self, settings: dict, baby: dict) -> None:
+        self.baby = baby
+        self.alerts.escalate = escalates(settings)
 
     def on_samples(self, stream, seq, t_ms, samples) -> None:
         pass

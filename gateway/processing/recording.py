@@ -35,12 +35,19 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
+from dsp.ctg_reference import POINT_S
+from gateway.times import iso_time_or_none
+
+if TYPE_CHECKING:
+    from gateway.publish.outbox import Outbox
+    from gateway.state.history import History
+
 log = logging.getLogger(__name__)
 
-POINT_S = 0.25
 LINK_LOST_S = 120.0  # no points for this long: the link is gone, the session ends
 OFF_SKIN_GRACE_S = 20.0  # a probe lifted briefly to move it does not end the session
 MIN_SESSION_S = 60.0  # shorter recordings are not kept as sessions (a probe touched and removed)
@@ -51,12 +58,6 @@ TICK_S = 5.0
 RISK_COLOURS = ("green", "yellow", "orange", "red", "purple")
 _TIME_RE = re.compile(r"^([01]\d|2[0-3]):([0-5]\d)$")
 _DEFAULT_TIMES = {1: ["09:00"], 2: ["09:00", "18:00"], 3: ["08:00", "14:00", "20:00"]}
-
-
-def iso(t: float | None) -> str | None:
-    if t is None:
-        return None
-    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(t)) + f".{int(t % 1 * 1000):03d}Z"
 
 
 # ---------------------------------------------------------------- schedules
@@ -115,7 +116,7 @@ def check_schedule(cmd: dict, now: float | None = None) -> dict:
         out["from_ga_weeks"], out["ga_weeks_when_set"] = from_ga, ga
         start = today + timedelta(days=max(0, math.ceil((from_ga - ga) * 7 - 1e-9)))
     out["starts_on"] = start.isoformat()
-    out["set_at"] = iso(now)
+    out["set_at"] = iso_time_or_none(now)
     return out
 
 
@@ -287,7 +288,7 @@ class SessionTracker:
         a = self.active
         if a is None:
             return None
-        return {"session_id": a.session_id, "start": iso(a.start),
+        return {"session_id": a.session_id, "start": iso_time_or_none(a.start),
                 "recorded_min": round(a.recorded_s / 60, 1), "good_signal_min": round(a.good_s / 60, 1),
                 "prescribed_min": a.prescribed_s / 60 if a.prescribed_s else None,
                 "signal": "off_skin" if self.on_skin is False else a.signal()}  # fmt: skip
@@ -306,13 +307,13 @@ def session_record(a: Active, reason: str, now: float) -> dict:
         "boot": a.boot,
         "first_point": a.first_point,
         "last_point": a.first_point + len(a.fhr) - 1,
-        "start": iso(a.start),
-        "end": iso(a.end),
+        "start": iso_time_or_none(a.start),
+        "end": iso_time_or_none(a.end),
         "due": None,
         "recorded_min": round(a.recorded_s / 60, 2),
         "good_signal_min": round(a.good_s / 60, 2),
         "prescribed_min": prescribed,
-        "t": iso(now),
+        "t": iso_time_or_none(now),
     }
 
 
@@ -326,12 +327,12 @@ def missed_record(device_id: str, slot: Slot, schedule: dict, now: float) -> dic
         "end_reason": "not_recorded",
         "start": None,
         "end": None,
-        "due": iso(slot.due),
+        "due": iso_time_or_none(slot.due),
         "recorded_min": 0.0,
         "good_signal_min": 0.0,
         "prescribed_min": schedule["duration_min"],
         "risk_colour": schedule["risk_colour"],
-        "t": iso(now),
+        "t": iso_time_or_none(now),
     }
 
 
@@ -483,10 +484,13 @@ _reports = ThreadPoolExecutor(max_workers=1, thread_name_prefix="report")
 class Recordings:
     """Sessions, schedules and reports of every fetal monitor on one gateway."""
 
-    def __init__(self, gw) -> None:
-        self.gw = gw
-        self.store = SessionStore(gw.cfg.data_dir / "sessions.sqlite")
-        self.report_dir = gw.cfg.data_dir / "reports"
+    def __init__(self, data_dir: Path, outbox: Outbox, history: History,
+                 publish: Callable[..., None]) -> None:  # fmt: skip
+        self.outbox = outbox  # delivery of each session is checked against it
+        self.history = history  # the maternal rate drawn in reports, as published
+        self.publish = publish
+        self.store = SessionStore(data_dir / "sessions.sqlite")
+        self.report_dir = data_dir / "reports"
         self.trackers: dict[str, SessionTracker] = {}
         self.on_session_complete: Callable[[str, dict], None] | None = None  # device feedback
         self._task: asyncio.Task | None = None
@@ -500,17 +504,12 @@ class Recordings:
             )
             t.on_end = self._ended
             t.on_complete = lambda rec: self._complete(device_id, rec)
-        self._start_ticking()
         return t
 
-    def _start_ticking(self) -> None:
-        if self._task is not None:
-            return
-        try:
-            loop = asyncio.get_running_loop()
-        except RuntimeError:
-            return
-        self._task = loop.create_task(self._ticker())
+    def start(self) -> None:
+        """Tick sessions, missed slots and delivery checks on the running loop until `stop`."""
+        if self._task is None:
+            self._task = asyncio.get_running_loop().create_task(self._ticker())
 
     async def _ticker(self) -> None:
         while True:
@@ -532,13 +531,13 @@ class Recordings:
             self.on_session_complete(device_id, rec)
 
     def _drops(self) -> int:
-        s = self.gw.outbox.stats()
+        s = self.outbox.stats()
         return s["dropped_trace"] + s["dropped_status"] + s["dropped_readings"]
 
     def _ended(self, rec: dict, active: Active) -> None:
         drops = self._drops()
-        self.gw.publish(("device", rec["device_id"], "session"), rec)
-        self.store.add(rec, end_row=self.gw.outbox.last_id(), drops=drops)
+        self.publish(("device", rec["device_id"], "session"), rec)
+        self.store.add(rec, end_row=self.outbox.last_id(), drops=drops)
         log.info("%s: session %s %s (%s), %.1f min, %.1f min with signal", rec["device_id"],
                  rec["session_id"], rec["status"], rec["end_reason"], rec["recorded_min"],
                  rec["good_signal_min"])  # fmt: skip
@@ -548,7 +547,7 @@ class Recordings:
 
     def _mhr(self, a: Active) -> np.ndarray | None:
         """The maternal rate on the session's point grid, from what the gateway published."""
-        d = self.gw.history.devices.get(a.device_id)
+        d = self.history.devices.get(a.device_id)
         if d is None or not d.mhr:
             return None
         out = np.full(len(a.fhr), np.nan)
@@ -596,7 +595,7 @@ class Recordings:
         for sid, prefix, end_row, drops_at_start in self.store.undelivered():
             if drops != drops_at_start:
                 continue  # the outbox dropped something meanwhile: it may have been this session's
-            if self.gw.outbox.unacked(prefix, end_row) == 0:
+            if self.outbox.unacked(prefix, end_row) == 0:
                 self.store.set_delivered(sid)
 
     def check_missed(self, now: float) -> None:
@@ -611,7 +610,7 @@ class Recordings:
                     continue
                 rec = missed_record(device, slot, schedule, now)
                 if self.store.add(rec, end_row=0, drops=self._drops()):
-                    self.gw.publish(("device", device, "session"), rec)
+                    self.publish(("device", device, "session"), rec)
                     log.warning("%s: prescribed session due %s was missed", device, rec["due"])
 
     def _kept(self, device: str, since: float) -> list[float]:
@@ -633,11 +632,11 @@ class Recordings:
             if kept:
                 continue
             if slot.due <= now < slot.closes:
-                reminder = {"kind": "due", "due": iso(slot.due)}
+                reminder = {"kind": "due", "due": iso_time_or_none(slot.due)}
             elif slot.closes <= now and slot.due >= _unix(schedule["set_at"]):
-                reminder = reminder or {"kind": "missed", "due": iso(slot.due)}
+                reminder = reminder or {"kind": "missed", "due": iso_time_or_none(slot.due)}
             if slot.due > now and next_due is None:
-                next_due = iso(slot.due)
+                next_due = iso_time_or_none(slot.due)
         public = {k: schedule[k] for k in ("sessions_per_day", "sessions_per_week",
                                            "duration_min", "times", "starts_on") if k in schedule}  # fmt: skip
         return {"schedule": public, "next_due": next_due, "reminder": reminder}
@@ -652,12 +651,3 @@ class Recordings:
         if self._task is not None:
             self._task.cancel()
             self._task = None
-
-
-def recordings_for(gw) -> Recordings:
-    """The gateway's Recordings, created on first use."""
-    r = getattr(gw, "recordings", None)
-    if r is None:
-        r = gw.recordings = Recordings(gw)
-    r._start_ticking()
-    return r

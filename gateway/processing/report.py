@@ -21,9 +21,9 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 from matplotlib.backends.backend_pdf import PdfPages  # noqa: E402
 
-POINT_S = 0.25
+from dsp.ctg_reference import BASELINE_NORMAL_BPM, POINT_S  # noqa: E402
+
 FHR_MIN_BPM, FHR_MAX_BPM = 50, 210  # FIGO 2015 recording range
-NORMAL_BAND_BPM = (110, 160)  # FIGO 2015 normal baseline
 PAPER = {  # name -> (cm per minute, bpm per cm)
     "1cm": (1.0, 20.0),
     "3cm": (3.0, 30.0),
@@ -61,7 +61,7 @@ def signal_summary(r: SessionReport) -> dict:
 def _strip(ax, t_min, fhr, mhr, t0_min, minutes, cm_per_min, bpm_per_cm, findings) -> None:
     ax.set_xlim(t0_min, t0_min + minutes)
     ax.set_ylim(FHR_MIN_BPM, FHR_MAX_BPM)
-    ax.axhspan(*NORMAL_BAND_BPM, color="#d9ecd9", zorder=0)
+    ax.axhspan(*BASELINE_NORMAL_BPM, color="#d9ecd9", zorder=0)
     minor_bpm = 10
     for b in range(FHR_MIN_BPM, FHR_MAX_BPM + 1, minor_bpm):
         major = (b - FHR_MIN_BPM) % int(3 * minor_bpm) == 0

@@ -22,14 +22,7 @@ lies in the perimon topic tree outside this gateway's `reply/` subtree (an answe
 pose as data: an alert, a reading, another gateway's message). Every error answer is one line
 of at most `MAX_ERROR_CHARS`.
 
-Risk colour: the five-colour pregnancy risk grading of China's National Health Commission
-(NHC General Office, "Work specification for pregnancy risk assessment and management",
-Guo Wei Ban Fu You Fa [2017] No. 35): green low risk, yellow general risk, orange relatively
-high risk, red high risk, purple infectious disease. That specification sets who manages a
-pregnancy and where, not CTG or bilirubin cut-offs, so perimon changes no clinical threshold
-with the colour. What it changes (the project's choice, documented in docs/mqtt.md): for
-orange, red and purple, alerts that would be raised as `medium` are raised as `high`; the
-nurse view shows the colour on the device and any measurement interval as "next due".
+Settings and the risk colour's effect: gateway/state/settings.py.
 """
 
 from __future__ import annotations
@@ -39,17 +32,22 @@ import json
 import logging
 import ssl
 import time
+from typing import TYPE_CHECKING
 
 import paho.mqtt.client as mqtt
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 from paho.mqtt.subscribeoptions import SubscribeOptions
 
-from gateway.publish.mqtt import gateway_topic, iso_time
+from gateway.publish.mqtt import gateway_topic
+from gateway.state.settings import apply_settings
+from gateway.times import iso_time
+
+if TYPE_CHECKING:
+    from gateway.context import GatewayContext
 
 log = logging.getLogger(__name__)
 
-ESCALATING_COLOURS = ("orange", "red", "purple")
 HOSPITAL_SETTINGS = ("risk_colour", "measurement_interval_min")  # what a command may set
 COMMANDS = ("set_settings", "get_settings", "ack_alert", "set_schedule", "get_schedule",
             "get_report")  # fmt: skip
@@ -64,16 +62,7 @@ _KEY_CHARS = 32  # each named key cut to this
 REPLY_SUBTREE = "reply"  # {prefix}/{gateway}/reply/...: the only answers inside the perimon tree
 
 
-def apply_risk_policy(gw, device_id: str, settings: dict) -> None:
-    """Apply a device's settings to its running processor (alert escalation by colour)."""
-    session = gw.sessions.get(device_id)
-    proc = getattr(session, "processor", None)
-    tracker = getattr(proc, "alerts", None)
-    if tracker is not None:
-        tracker.escalate = settings.get("risk_colour") in ESCALATING_COLOURS
-
-
-def handle_command(gw, device_id: str, cmd: object) -> dict:
+def handle_command(gw: GatewayContext, device_id: str, cmd: object) -> dict:
     """Validate and apply one command; return the response body (never raises)."""
     resp: dict = {"device_id": device_id, "t": iso_time(time.time())}
     if not isinstance(cmd, dict) or cmd.get("command") not in COMMANDS:
@@ -95,13 +84,11 @@ def handle_command(gw, device_id: str, cmd: object) -> dict:
         if bad:
             return {**resp, "status": "rejected",
                     "error": f"settings: {_name_keys(bad)} cannot be set over MQTT"}  # fmt: skip
-        from gateway.web.server import apply_settings
-
         try:
-            result = apply_settings(gw, gw.history, device_id, changes)
+            result = apply_settings(gw, device_id, changes)
         except ValueError as exc:
             return {**resp, "status": "rejected", "error": str(exc)}
-        gw.history._audit({"event": "settings", "device_id": device_id, "by": "hospital",
+        gw.history.audit.append({"event": "settings", "device_id": device_id, "by": "hospital",
                            "keys": sorted(changes), "t": time.time()})  # fmt: skip
         return {**resp, "status": "ok", "settings": _public(result)}
     if name in ("set_schedule", "get_schedule", "get_report"):
@@ -116,12 +103,14 @@ def handle_command(gw, device_id: str, cmd: object) -> dict:
             "acked_at": rec["acked_at"]}  # fmt: skip
 
 
-def _recording_command(gw, device_id: str, name: str, cmd: dict, resp: dict) -> dict:
+def _recording_command(
+    gw: GatewayContext, device_id: str, name: str, cmd: dict, resp: dict
+) -> dict:
     """Schedules and session reports (gateway/processing/recording.py, docs/home.md). A report answers
     with the PDF itself: the response's `_pdf` is sent as the payload (application/pdf)."""
-    from gateway.processing.recording import check_schedule, recordings_for
+    from gateway.processing.recording import check_schedule
 
-    rec = recordings_for(gw)
+    rec = gw.recordings
     if name == "get_schedule":
         return {**resp, "status": "ok", "schedule": rec.store.schedule(device_id)}
     if name == "set_schedule":
@@ -133,7 +122,7 @@ def _recording_command(gw, device_id: str, name: str, cmd: dict, resp: dict) -> 
         except ValueError as exc:
             return {**resp, "status": "rejected", "error": str(exc)}
         rec.store.set_schedule(device_id, schedule)
-        gw.history._audit({"event": "schedule", "device_id": device_id, "by": "hospital",
+        gw.history.audit.append({"event": "schedule", "device_id": device_id, "by": "hospital",
                            "schedule": schedule, "t": time.time()})  # fmt: skip
         return {**resp, "status": "ok", "schedule": schedule}
     sid = cmd.get("session_id")
@@ -183,7 +172,7 @@ def _public(settings: dict) -> dict:
 
 
 class Downlink:
-    def __init__(self, gw) -> None:
+    def __init__(self, gw: GatewayContext) -> None:
         self.gw = gw
         cfg = gw.cfg.mqtt
         self.cfg = cfg

@@ -23,6 +23,7 @@ from paho.mqtt.properties import Properties
 
 from gateway.config import MqttSection
 from gateway.publish.outbox import MARK_KINDS, Mark, Outbox, priority_of
+from gateway.times import iso_time
 
 # Kinds the gateway numbers itself, per device (docs/mqtt.md, "Sequence numbers"): `seq` from 1,
 # kept in the outbox's database across restarts. The trace (fhr, mhr) and TcB readings carry
@@ -106,7 +107,7 @@ class Publisher:
         d = {"gateway_id": self.gateway_id, "state": state, "reason": reason}
         if state == "online":
             d["outbox"] = self.outbox.stats()
-        d["t"] = _iso(time.time())
+        d["t"] = iso_time(time.time())
         return json.dumps(d)
 
     def _on_connect(self, client, userdata, flags, reason_code, properties) -> None:
@@ -286,10 +287,3 @@ def _mark(parts: tuple[str, ...], payload: dict[str, Any]) -> Mark | None:
         return None
     last = seq + int(payload.get("count", 1)) - 1
     return Mark(parts[1], parts[2], boot, last)
-
-
-def _iso(t: float) -> str:
-    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(t)) + f".{int(t % 1 * 1000):03d}Z"
-
-
-iso_time = _iso

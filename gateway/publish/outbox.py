@@ -379,18 +379,3 @@ def priority_of(kind: str, retain: bool, msg_id: str | None) -> int:
     if retain and msg_id is None:
         return PRIO_STATUS
     return PRIO_READING
-
-
-# ---- resuming a device's streams after a gateway restart ----
-
-FHR_WARMUP_POINTS = 8  # 2 s of audio before the first new point: FHR windows are +-1.875 s
-MHR_WARMUP_POINTS = 16  # 4 s of PPG: the maternal-rate windows are +-4 s
-
-
-def resume_plan(kind: str, last_point: int) -> int:
-    """For a trace `kind` whose point `last_point` is in the outbox: the first sample to feed
-    again, a few points early so the estimator's window is full for the next point, on a point
-    boundary (PPG, 12.5 samples a point: on every second one)."""
-    if kind == "fhr":
-        return max(0, last_point - FHR_WARMUP_POINTS) * 1000
-    return max(0, last_point - MHR_WARMUP_POINTS) // 2 * 25

@@ -8,133 +8,25 @@ Alert acknowledgements (who, when) are kept here and appended to an audit file u
 gateway's data_dir. Readings are kept in memory: a gateway restart starts an empty history
 (the hospital holds the record).
 
-`DeviceSettings` holds what is assigned per device on the gateway (bed or visit label, the
-baby's birth time and gestational age, risk colour, measurement interval) in
-`{data_dir}/devices.json`. None of it ever goes into an MQTT topic or payload.
+Per-device settings live in gateway/state/settings.py, the audit file in gateway/state/audit.py.
 """
 
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
-import math
-import threading
 import time
 from collections import deque
 from collections.abc import Callable
-from datetime import datetime
 from pathlib import Path
-from typing import Any
+
+from gateway.state.audit import AuditLog
+from gateway.state.settings import DeviceSettings
+from gateway.times import iso_time, parse_time
 
 log = logging.getLogger(__name__)
 
 KEEP_S = 24 * 3600.0
-RISK_COLOURS = ("green", "yellow", "orange", "red", "purple")
-
-
-def parse_time(s: str | None) -> float | None:
-    """Unix seconds from the ISO 8601 times of docs/mqtt.md (None if absent or unreadable)."""
-    if not s:
-        return None
-    try:
-        t = datetime.fromisoformat(s.replace("Z", "+00:00"))
-    except ValueError:
-        return None
-    if t.tzinfo is None:
-        return None
-    return t.timestamp()
-
-
-class DeviceSettings:
-    """Per-device settings kept on the gateway, validated, persisted as JSON."""
-
-    KEYS = (
-        "label",
-        "birth_time",
-        "ga_weeks",
-        "risk_factors",
-        "risk_colour",
-        "measurement_interval_min",
-    )
-
-    def __init__(self, path: Path | None) -> None:
-        self.path = path
-        self.lock = threading.Lock()
-        self.values: dict[str, dict[str, Any]] = {}
-        if path is not None and path.exists():
-            try:
-                raw = json.loads(path.read_text(encoding="utf-8"))
-                if isinstance(raw, dict):
-                    self.values = {k: v for k, v in raw.items() if isinstance(v, dict)}
-            except (OSError, ValueError) as exc:
-                log.error("cannot read %s (%s): device settings start empty", path, exc)
-
-    @staticmethod
-    def check(changes: dict[str, Any]) -> dict[str, Any]:
-        """Validated copy of `changes`; raises ValueError with a message a person can read."""
-        out: dict[str, Any] = {}
-        for key, value in changes.items():
-            if key not in DeviceSettings.KEYS:
-                raise ValueError(f"unknown setting {key!r}")
-            if value is None or value == "":
-                out[key] = None  # cleared
-                continue
-            if key == "label":
-                if not isinstance(value, str) or len(value) > 40:
-                    raise ValueError("label: text of at most 40 characters")
-                out[key] = value.strip()
-            elif key == "birth_time":
-                t = parse_time(value) if isinstance(value, str) else None
-                if t is None:
-                    raise ValueError("birth_time: an ISO 8601 time with a time zone")
-                if t > time.time() + 300:
-                    raise ValueError("birth_time: in the future")
-                out[key] = value
-            elif key == "ga_weeks":
-                if isinstance(value, bool) or not isinstance(value, int | float):
-                    raise ValueError("ga_weeks: a number of weeks")
-                if not (math.isfinite(value) and 35 <= value <= 45):
-                    raise ValueError(
-                        "ga_weeks: 35 to 45 (the AAP 2022 thresholds cover 35 weeks or more)"
-                    )
-                out[key] = float(value)
-            elif key == "risk_factors":
-                if not isinstance(value, bool):
-                    raise ValueError("risk_factors: true or false")
-                out[key] = value
-            elif key == "risk_colour":
-                if value not in RISK_COLOURS:
-                    raise ValueError(f"risk_colour: one of {', '.join(RISK_COLOURS)}")
-                out[key] = value
-            elif key == "measurement_interval_min":
-                if isinstance(value, bool) or not isinstance(value, int | float):
-                    raise ValueError("measurement_interval_min: a number of minutes")
-                if not 1 <= value <= 7 * 24 * 60:
-                    raise ValueError("measurement_interval_min: 1 minute to 7 days")
-                out[key] = float(value)
-        return out
-
-    def get(self, device_id: str) -> dict[str, Any]:
-        with self.lock:
-            return dict(self.values.get(device_id, {}))
-
-    def update(self, device_id: str, changes: dict[str, Any]) -> dict[str, Any]:
-        checked = self.check(changes)
-        with self.lock:
-            cur = self.values.setdefault(device_id, {})
-            for k, v in checked.items():
-                if v is None:
-                    cur.pop(k, None)
-                else:
-                    cur[k] = v
-            result = dict(cur)
-            if self.path is not None:
-                self.path.parent.mkdir(parents=True, exist_ok=True)
-                tmp = self.path.with_suffix(".tmp")
-                tmp.write_text(json.dumps(self.values, indent=1, sort_keys=True), "utf-8")
-                tmp.replace(self.path)
-        return result
 
 
 class DeviceHistory:
@@ -160,6 +52,7 @@ class History:
         self.devices: dict[str, DeviceHistory] = {}
         self.alerts: dict[str, dict] = {}  # alert id -> record
         self.settings = DeviceSettings(data_dir / "devices.json" if data_dir else None)
+        self.audit = AuditLog(data_dir)
         self.listeners: set[asyncio.Queue] = set()
         self.loop: asyncio.AbstractEventLoop | None = None
         self.on_ack: Callable[[dict], None] | None = None
@@ -220,8 +113,6 @@ class History:
         if t0 is None:
             return None
         end = t0 + last["count"] * last["interval_s"]
-        from gateway.publish.mqtt import iso_time
-
         return iso_time(end - float(ctg.get("window_s") or 0))
 
     @staticmethod
@@ -255,8 +146,6 @@ class History:
 
     def ack(self, alert_id: str, who: str, source: str = "nurse") -> dict | None:
         """Record who acknowledged an alert and when; None if there is no such alert."""
-        from gateway.publish.mqtt import iso_time
-
         rec = self.alerts.get(alert_id)
         if rec is None:
             return None
@@ -264,21 +153,11 @@ class History:
             rec["acked_by"] = who
             rec["acked_at"] = iso_time(time.time())
             rec["acked_via"] = source
-            self._audit({"event": "alert_ack", **rec})
+            self.audit.append({"event": "alert_ack", **rec})
             self._notify({"type": "alert", "device_id": rec["device_id"], "data": rec})
             if self.on_ack is not None:
                 self.on_ack(rec)
         return rec
-
-    def _audit(self, entry: dict) -> None:
-        if self.data_dir is None:
-            return
-        try:
-            self.data_dir.mkdir(parents=True, exist_ok=True)
-            with open(self.data_dir / "audit.jsonl", "a", encoding="utf-8") as f:
-                f.write(json.dumps(entry, sort_keys=True) + "\n")
-        except OSError as exc:
-            log.error("cannot write the audit log: %s", exc)
 
     # ---- out: queries and live events ----
 

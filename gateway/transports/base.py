@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import abc
 from collections.abc import Awaitable, Callable
+from typing import Any
 
 # A device whose link the gateway closed (refused, or paired) is not reconnected for this long
 # by a transport that would otherwise reconnect it at once (BLE), unless its advertisement
@@ -31,6 +32,7 @@ class DeviceLink(abc.ABC):
     def __init__(self) -> None:
         self.on_frame: Callable[[bytes], None] = lambda frame: None
         self.on_close: Callable[[str], None] = lambda reason: None
+        self.pairing = False  # the device advertised an open pairing window (button pressed)
 
     @abc.abstractmethod
     async def write(self, frame: bytes) -> None:
@@ -53,4 +55,13 @@ class Transport(abc.ABC):
     def expect(self, device_id: str) -> None:
         """A pairing waits for this device's next link: connect it again without the pause
         after a link the gateway closed. Nothing to do where there is no such pause."""
+        return None
+
+    def allow(self, device_id: str) -> bool:
+        """A device was just paired: let it connect from now on. Only a transport with an
+        allowlist (BLE) has anything to do; True if the device was not allowed before."""
+        return False
+
+    def device_stats(self, device_id: str) -> dict[str, Any] | None:
+        """Radio statistics for the device status (RSSI, reconnects...), where there are any."""
         return None

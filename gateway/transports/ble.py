@@ -65,16 +65,16 @@ class RadioStats:
 
 class BleLink(DeviceLink):
     def __init__(self, client: BleakClient, device_id: str, device_type: int, name: str,
-                 att_mtu: int, stats: RadioStats) -> None:  # fmt: skip
+                 att_mtu: int, stats: RadioStats, disconnected: asyncio.Event) -> None:  # fmt: skip
         super().__init__()
         self.client = client
+        self.disconnected = disconnected  # set by bleak's disconnected_callback
         self.device_id = device_id
         self.device_type = device_type
         self.name = name
         self.att_mtu = att_mtu
         self.stats = stats
         self.closed = asyncio.Event()
-        self.pairing = False  # it advertised an open pairing window (gateway/device/pairing.py)
         self.closed_by_gateway = False
         self.last_rx = time.monotonic()  # the silent-device watchdog counts from the connect
         self.first_rx: float | None = None  # the first notification: data flows
@@ -374,10 +374,10 @@ class BleTransport(Transport):
             if data_char is None or client.services.get_characteristic(uuids.CONTROL_CHAR) is None:
                 raise BleakError("perimon characteristics missing")
             att_mtu = data_char.max_write_without_response_size + 3
-            link = BleLink(client, dev_id, dtype, adv.local_name or dev_id, att_mtu, st)
+            link = BleLink(client, dev_id, dtype, adv.local_name or dev_id, att_mtu, st,
+                           disconnected)  # fmt: skip
             self._expected.discard(dev_id)  # this is the link a pairing waited for
             link.pairing = self._pairing.get(dev_id, False)
-            link.disconnected = disconnected  # type: ignore[attr-defined]
             await client.start_notify(data_char, link._on_notify, bluez={"use_start_notify": False})
             st.connects += 1
             st.connected = True
@@ -401,7 +401,7 @@ class BleTransport(Transport):
         try:
             assert self._on_link is not None
             await self._on_link(link)
-            disconnected: asyncio.Event = link.disconnected  # type: ignore[attr-defined]
+            disconnected = link.disconnected
             while not disconnected.is_set():
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(disconnected.wait(), 1.0)

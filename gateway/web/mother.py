@@ -17,13 +17,17 @@ from __future__ import annotations
 
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from starlette.requests import Request
 from starlette.responses import FileResponse, JSONResponse, Response
 from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 
-from gateway.processing.recording import iso, recordings_for
+from gateway.times import iso_time_or_none
+
+if TYPE_CHECKING:
+    from gateway.context import GatewayContext
 
 MOTHER_STATIC = Path(__file__).resolve().parent / "static" / "mother"
 _HISTORY = 14
@@ -54,10 +58,10 @@ def language(accept: str | None) -> str:
     return best
 
 
-def mother_state(gw, device: str, lang: str, now: float | None = None) -> dict:
+def mother_state(gw: GatewayContext, device: str, lang: str, now: float | None = None) -> dict:
     """Everything the mother's page shows, and nothing clinical."""
     now = time.time() if now is None else now
-    rec = recordings_for(gw)
+    rec = gw.recordings
     tracker = rec.trackers.get(device)
     progress = tracker.progress() if tracker is not None else None
     session = gw.sessions.get(device)
@@ -71,7 +75,7 @@ def mother_state(gw, device: str, lang: str, now: float | None = None) -> dict:
         progress = {k: progress[k] for k in ("start", "recorded_min", "prescribed_min", "signal")}
     return {
         "lang": lang,
-        "now": iso(now),
+        "now": iso_time_or_none(now),
         "connected": connected,
         "recording": progress,
         "plan": rec.plan(device, now),
@@ -81,11 +85,11 @@ def mother_state(gw, device: str, lang: str, now: float | None = None) -> dict:
     }
 
 
-def mother_routes(gw, api_auth, headers) -> list:
+def mother_routes(gw: GatewayContext, api_auth, headers) -> list:
     """Routes of the mother's page, plus the nurse view's sessions and reports."""
 
     def device_of(request: Request) -> str | None:
-        return recordings_for(gw).store.device_for_token(request.path_params["token"])
+        return gw.recordings.store.device_for_token(request.path_params["token"])
 
     def secured(resp: Response) -> Response:
         resp.headers.update(_HEADERS)
@@ -111,7 +115,7 @@ def mother_routes(gw, api_auth, headers) -> list:
         if isinstance(user, Response):
             return user
         dev = request.path_params["device"]
-        rec = recordings_for(gw)
+        rec = gw.recordings
         known = set(gw.sessions) | set(gw.history.devices) | set(gw.history.settings.values)
         if dev not in known:
             return headers(JSONResponse({"error": "unknown device"}, status_code=404))
@@ -130,7 +134,7 @@ def mother_routes(gw, api_auth, headers) -> list:
         user = api_auth(request)
         if isinstance(user, Response):
             return user
-        pdf = recordings_for(gw).report_pdf(request.path_params["session"])
+        pdf = gw.recordings.report_pdf(request.path_params["session"])
         if pdf is None:
             return headers(JSONResponse({"error": "no report"}, status_code=404))
         resp = Response(pdf, media_type="application/pdf")

@@ -4,11 +4,16 @@ rest of the gateway's page; writes need the X-Perimon header (CSRF)."""
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
 from starlette.routing import Route
 
-from gateway.device.pairing import PairingError, pairing_for
+from gateway.device.pairing import PairingError
+
+if TYPE_CHECKING:
+    from gateway.context import GatewayContext
 
 _PAGE = """<!doctype html>
 <html lang="en"><head><meta charset="utf-8">
@@ -80,7 +85,7 @@ setInterval(refresh, 2000);
 """
 
 
-def pairing_routes(gw, api_auth, headers) -> list[Route]:
+def pairing_routes(gw: GatewayContext, api_auth, headers) -> list[Route]:
     async def page(request: Request) -> Response:
         if not isinstance(api_auth(request), str):
             return RedirectResponse("/login", status_code=303)
@@ -93,7 +98,7 @@ def pairing_routes(gw, api_auth, headers) -> list[Route]:
         user = api_auth(request)
         if not isinstance(user, str):
             return user
-        return headers(JSONResponse({"devices": pairing_for(gw).list()}))
+        return headers(JSONResponse({"devices": gw.pairing.list()}))
 
     async def action(request: Request) -> Response:
         user = api_auth(request, write=True)
@@ -101,7 +106,7 @@ def pairing_routes(gw, api_auth, headers) -> list[Route]:
             return user
         device = request.path_params["device"]
         what = request.path_params["action"]
-        m = pairing_for(gw)
+        m = gw.pairing
         try:
             if what == "start":
                 body = await m.start(device)

@@ -18,14 +18,18 @@ import asyncio
 import json
 import logging
 import time
+from typing import TYPE_CHECKING
 
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, JSONResponse, Response
 from starlette.routing import Route
 
 from gateway.device.enrolment import EnrolmentError
-from gateway.device.pairing import LABEL_LINK_WAIT_S, PairingError, pairing_for
+from gateway.device.pairing import LABEL_LINK_WAIT_S, PairingError
 from gateway.web.pair_code import LabelCode, LabelCodeError, decode
+
+if TYPE_CHECKING:
+    from gateway.context import GatewayContext
 
 log = logging.getLogger(__name__)
 
@@ -89,7 +93,7 @@ check();
 """
 
 
-def scan_routes(gw, api_auth, headers) -> list[Route]:
+def scan_routes(gw: GatewayContext, api_auth, headers) -> list[Route]:
     def fail(status: int, message: str) -> Response:
         return headers(JSONResponse({"error": message}, status_code=status))
 
@@ -159,7 +163,7 @@ def scan_routes(gw, api_auth, headers) -> list[Route]:
         log.info("%s: pairing by its label", dev_id)
         paired = False
         try:
-            await pairing_for(gw).pair_by_label(dev_id, label.device_type, label.secret,
+            await gw.pairing.pair_by_label(dev_id, label.device_type, label.secret,
                                                 LINK_WAIT_S)  # fmt: skip
             paired = True
         except PairingError as exc:
@@ -193,7 +197,7 @@ def scan_routes(gw, api_auth, headers) -> list[Route]:
     ]
 
 
-def _connected(gw, device_id: str, key: bytes) -> bool:
+def _connected(gw: GatewayContext, device_id: str, key: bytes) -> bool:
     """The monitor is connected in a session authenticated with `key`."""
     session = gw.sessions.get(device_id)
     auth = getattr(session, "auth", None)

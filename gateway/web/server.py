@@ -16,6 +16,7 @@ import re
 import secrets
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 from urllib.parse import parse_qs
 
 import uvicorn
@@ -32,10 +33,14 @@ from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 
 from gateway.state.history import History
+from gateway.state.settings import apply_settings
 from gateway.web.mother import mother_routes
 from gateway.web.nurses import NurseAccounts
 from gateway.web.pairing import pairing_routes
 from gateway.web.scan import scan_routes
+
+if TYPE_CHECKING:
+    from gateway.context import GatewayContext
 
 log = logging.getLogger(__name__)
 
@@ -82,7 +87,7 @@ class Sessions:
         self._s.pop(token or "", None)
 
 
-def _device_entry(gw, history: History, dev_id: str) -> dict:
+def _device_entry(gw: GatewayContext, history: History, dev_id: str) -> dict:
     summary = history.device_summary(dev_id)
     summary["settings"] = {**gw.cfg.devices.get(dev_id, {}), **summary["settings"]}
     st = summary["status"] or {}
@@ -119,7 +124,7 @@ def nomogram(ga_weeks: float, risk_factors: bool, max_hour: int = 168) -> dict:
     }
 
 
-def create_app(gw, history: History, accounts: NurseAccounts, session_minutes: float,
+def create_app(gw: GatewayContext, history: History, accounts: NurseAccounts, session_minutes: float,
                secure: bool) -> Starlette:  # fmt: skip
     sessions = Sessions(session_minutes)
     failures: dict[str, list[float]] = {}
@@ -220,11 +225,11 @@ def create_app(gw, history: History, accounts: NurseAccounts, session_minutes: f
             changes = json.loads(await request.body())
             if not isinstance(changes, dict):
                 raise ValueError("expected a JSON object")
-            result = apply_settings(gw, history, dev, changes)
+            result = apply_settings(gw, dev, changes)
         except ValueError as exc:
             return headers(JSONResponse({"error": str(exc)}, status_code=400))
         log.info("nurse view: %s set %s for %s", user, sorted(changes), dev)
-        history._audit({"event": "settings", "device_id": dev, "by": user,
+        history.audit.append({"event": "settings", "device_id": dev, "by": user,
                         "keys": sorted(changes), "t": time.time()})  # fmt: skip
         return headers(JSONResponse(result))
 
@@ -305,30 +310,6 @@ def create_app(gw, history: History, accounts: NurseAccounts, session_minutes: f
     return Starlette(routes=routes)
 
 
-def apply_settings(gw, history: History, device_id: str, changes: dict) -> dict:
-    """Store settings for a device and apply them to its running processor (ValueError if bad).
-
-    Birth time, gestational age and risk factors feed the jaundice assessment; the risk colour
-    and measurement interval feed gateway/publish/downlink.py's policy (alert escalation, reminders).
-    """
-    result = history.settings.update(device_id, changes)
-    baby = gw.cfg.devices.setdefault(device_id, {})
-    for key in ("label", "birth_time", "ga_weeks", "risk_factors"):
-        if key in result:
-            baby[key] = result[key]
-        else:
-            baby.pop(key, None)
-    session = gw.sessions.get(device_id)
-    proc = getattr(session, "processor", None)
-    if proc is not None and hasattr(proc, "baby") and proc.baby is not baby:
-        proc.baby.clear()
-        proc.baby.update(baby)
-    from gateway.publish.downlink import apply_risk_policy
-
-    apply_risk_policy(gw, device_id, result)
-    return result
-
-
 class _Server(uvicorn.Server):
     @contextlib.contextmanager
     def capture_signals(self):
@@ -336,7 +317,7 @@ class _Server(uvicorn.Server):
 
 
 class WebServer:
-    def __init__(self, gw, listen: str | None = None) -> None:
+    def __init__(self, gw: GatewayContext, listen: str | None = None) -> None:
         self.gw = gw
         cfg = gw.cfg.web
         host, _, port = (listen or cfg.listen).rpartition(":")
