@@ -1,5 +1,5 @@
 """Recording sessions as a state machine, the schedule's slots, missed sessions, delivery and the
-session report, without a broker (gateway/processing/recording.py)."""
+session report, without a broker (gateway/processing/recording/)."""
 
 from __future__ import annotations
 

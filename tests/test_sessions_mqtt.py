@@ -73,8 +73,8 @@ async def _wait(predicate, timeout_s: float, what: str):
 def test_a_prescribed_session_is_published_delivered_and_its_report_fetched(
     broker, tmp_path, monkeypatch
 ):
-    monkeypatch.setattr(recording, "MIN_SESSION_S", 5.0)
-    monkeypatch.setattr(recording, "TICK_S", 0.5)
+    monkeypatch.setattr(recording.tracker, "MIN_SESSION_S", 5.0)
+    monkeypatch.setattr(recording.service, "TICK_S", 0.5)
     # a 15 s prescription keeps the test short (the command itself allows 1 to 120 minutes)
     store = recording.SessionStore(tmp_path / "gw" / "sessions.sqlite")
     short = recording.check_schedule({"sessions_per_day": 1, "duration_min": 20,

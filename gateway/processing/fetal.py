@@ -119,7 +119,7 @@ class FetalProcessor:
         self.publish = publish
         self.cfg = processing
         self.alerts = AlertTracker(session.state.device_id, publish)
-        self.recording = recording  # recording sessions (gateway/processing/recording.py)
+        self.recording = recording  # recording sessions (gateway/processing/recording/)
         self.gateway_id = gateway_id  # FHIR Observations name the gateway as their device
         self._feedback_sent: tuple[object, int, int] | None = None  # (link, level, flags)
         self._feedback_at = -1e9
@@ -499,7 +499,7 @@ class FetalProcessor:
         return p.FeedbackLevel.SEARCHING
 
     def feedback_flags(self) -> int:
-        # a complete session rests until the probe comes off (gateway/processing/recording.py)
+        # a complete session rests until the probe comes off (gateway/processing/recording/)
         done = self.recording is not None and self.recording.resting_boot is not None
         recent = list(itertools.islice(reversed(self.history_maternal), _FEEDBACK_POINTS))
         maternal = len(recent) == _FEEDBACK_POINTS and sum(recent) >= _FEEDBACK_MATERNAL * len(

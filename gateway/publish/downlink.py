@@ -106,7 +106,7 @@ def handle_command(gw: GatewayContext, device_id: str, cmd: object) -> dict:
 def _recording_command(
     gw: GatewayContext, device_id: str, name: str, cmd: dict, resp: dict
 ) -> dict:
-    """Schedules and session reports (gateway/processing/recording.py, docs/home.md). A report answers
+    """Schedules and session reports (gateway/processing/recording/, docs/home.md). A report answers
     with the PDF itself: the response's `_pdf` is sent as the payload (application/pdf)."""
     from gateway.processing.recording import check_schedule
 

@@ -1,0 +1,206 @@
+"""`Recordings`: the sessions, schedules and reports of every fetal monitor on a running gateway.
+
+It publishes each finished session (and each missed one) to
+`{prefix}/{gw}/device/{device}/session` through the outbox, renders the session report PDF
+(gateway/processing/report.py) in a worker thread, and checks delivery.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from dsp.ctg_reference import POINT_S
+from gateway.processing.recording.schedule import MISSED_LOOKBACK_S, missed_record, slots
+from gateway.processing.recording.store import SessionStore, unix_seconds
+from gateway.processing.recording.tracker import Active, SessionTracker
+from gateway.times import iso_time_or_none
+
+if TYPE_CHECKING:
+    from gateway.publish.outbox import Outbox
+    from gateway.state.history import History
+
+log = logging.getLogger(__name__)
+
+TICK_S = 5.0  # sessions, missed slots and deliveries are checked this often
+
+_reports = ThreadPoolExecutor(max_workers=1, thread_name_prefix="report")
+
+
+class Recordings:
+    """Sessions, schedules and reports of every fetal monitor on one gateway."""
+
+    def __init__(self, data_dir: Path, outbox: Outbox, history: History,
+                 publish: Callable[..., None]) -> None:  # fmt: skip
+        self.outbox = outbox  # delivery of each session is checked against it
+        self.history = history  # the maternal rate drawn in reports, as published
+        self.publish = publish
+        self.store = SessionStore(data_dir / "sessions.sqlite")
+        self.report_dir = data_dir / "reports"
+        self.trackers: dict[str, SessionTracker] = {}
+        self.on_session_complete: Callable[[str, dict], None] | None = None  # device feedback
+        self._task: asyncio.Task | None = None
+        self.pending_reports: set[str] = set()
+
+    def tracker(self, device_id: str) -> SessionTracker:
+        t = self.trackers.get(device_id)
+        if t is None:
+            t = self.trackers[device_id] = SessionTracker(
+                device_id, lambda d=device_id: (self.store.schedule(d) or {}).get("duration_min")
+            )
+            t.on_end = self._ended
+            t.on_complete = lambda rec: self._complete(device_id, rec)
+        return t
+
+    def start(self) -> None:
+        """Tick sessions, missed slots and delivery checks on the running loop until `stop`."""
+        if self._task is None:
+            self._task = asyncio.get_running_loop().create_task(self._ticker())
+
+    async def _ticker(self) -> None:
+        while True:
+            await asyncio.sleep(TICK_S)
+            try:
+                self.tick(time.time())
+            except Exception:  # the gateway must keep publishing whatever happens here
+                log.exception("recording sessions")
+
+    def tick(self, now: float) -> None:
+        for t in list(self.trackers.values()):
+            t.tick(now)
+        self.check_missed(now)
+        self.check_delivered()
+
+    def _complete(self, device_id: str, rec: dict) -> None:
+        log.info("%s: session %s complete", device_id, rec["session_id"])
+        if self.on_session_complete is not None:
+            self.on_session_complete(device_id, rec)
+
+    def _drops(self) -> int:
+        s = self.outbox.stats()
+        return s["dropped_trace"] + s["dropped_status"] + s["dropped_readings"]
+
+    def _ended(self, rec: dict, active: Active) -> None:
+        drops = self._drops()
+        self.publish(("device", rec["device_id"], "session"), rec)
+        self.store.add(rec, end_row=self.outbox.last_id(), drops=drops)
+        log.info("%s: session %s %s (%s), %.1f min, %.1f min with signal", rec["device_id"],
+                 rec["session_id"], rec["status"], rec["end_reason"], rec["recorded_min"],
+                 rec["good_signal_min"])  # fmt: skip
+        mhr = self._mhr(active)
+        self.pending_reports.add(rec["session_id"])
+        _reports.submit(self._render, rec, np.array(active.fhr), np.array(active.quality), mhr)
+
+    def _mhr(self, a: Active) -> np.ndarray | None:
+        """The maternal rate on the session's point grid, from what the gateway published."""
+        d = self.history.devices.get(a.device_id)
+        if d is None or not d.mhr:
+            return None
+        out = np.full(len(a.fhr), np.nan)
+        for m in list(d.mhr):
+            if m.get("boot") != a.boot:
+                continue
+            for i, v in enumerate(m.get("mhr_bpm", [])):
+                k = m["seq"] + i - a.first_point
+                if 0 <= k < len(out) and v is not None:
+                    out[k] = v
+        return out if np.isfinite(out).any() else None
+
+    def _render(self, rec: dict, fhr: np.ndarray, quality: np.ndarray, mhr) -> None:
+        from dsp.ctg import analyse_ctg
+        from gateway.processing.report import SessionReport, render_session_report
+
+        try:
+            t_s = (np.arange(len(fhr)) + 1) * POINT_S
+            findings = analyse_ctg(t_s, fhr).to_dict()
+            report = SessionReport(rec["session_id"], rec["device_id"], rec["start"], rec["end"],
+                                   fhr, quality, mhr, findings, rec["prescribed_min"])  # fmt: skip
+            pdf = render_session_report(report)
+            self.report_dir.mkdir(parents=True, exist_ok=True)
+            name = rec["session_id"].replace(":", "_") + ".pdf"
+            tmp = self.report_dir / (name + ".tmp")
+            tmp.write_bytes(pdf)
+            tmp.replace(self.report_dir / name)
+            self.store.set_report(rec["session_id"], name)
+        except Exception:
+            log.exception("%s: session report failed", rec["session_id"])
+        finally:
+            self.pending_reports.discard(rec["session_id"])
+
+    def report_pdf(self, session_id: str) -> bytes | None:
+        rec = self.store.get(session_id)
+        if rec is None or not rec.get("report"):
+            return None
+        try:
+            return (self.report_dir / rec["report"]).read_bytes()
+        except OSError:
+            return None
+
+    def check_delivered(self) -> None:
+        drops = self._drops()
+        for sid, prefix, end_row, drops_at_start in self.store.undelivered():
+            if drops != drops_at_start:
+                continue  # the outbox dropped something meanwhile: it may have been this session's
+            if self.outbox.unacked(prefix, end_row) == 0:
+                self.store.set_delivered(sid)
+
+    def check_missed(self, now: float) -> None:
+        for device, schedule in self.store.schedules().items():
+            set_at = unix_seconds(schedule["set_at"])
+            since = max(set_at, now - MISSED_LOOKBACK_S)
+            done = self._kept(device, since - 86400.0)
+            for slot in slots(schedule, since, now):
+                if slot.closes > now or slot.due < set_at:
+                    continue
+                if any(slot.opens <= s < slot.closes for s in done):
+                    continue
+                rec = missed_record(device, slot, schedule, now)
+                if self.store.add(rec, end_row=0, drops=self._drops()):
+                    self.publish(("device", device, "session"), rec)
+                    log.warning("%s: prescribed session due %s was missed", device, rec["due"])
+
+    def _kept(self, device: str, since: float) -> list[float]:
+        """Start times of complete sessions (those that keep a slot)."""
+        return [unix_seconds(s["start"]) for s in self.store.sessions(device, 500)
+                if s["status"] == "complete" and unix_seconds(s["start"]) >= since]  # fmt: skip
+
+    def plan(self, device: str, now: float | None = None) -> dict:
+        """For the mother's page: the schedule, the next slot, and a reminder if any."""
+        now = time.time() if now is None else now
+        schedule = self.store.schedule(device)
+        if schedule is None:
+            return {"schedule": None, "next_due": None, "reminder": None}
+        done = self._kept(device, now - 2 * 86400.0)
+        reminder = None
+        next_due = None
+        for slot in slots(schedule, now - 86400.0, now + 8 * 86400.0):
+            kept = any(slot.opens <= s < slot.closes for s in done)
+            if kept:
+                continue
+            if slot.due <= now < slot.closes:
+                reminder = {"kind": "due", "due": iso_time_or_none(slot.due)}
+            elif slot.closes <= now and slot.due >= unix_seconds(schedule["set_at"]):
+                reminder = reminder or {"kind": "missed", "due": iso_time_or_none(slot.due)}
+            if slot.due > now and next_due is None:
+                next_due = iso_time_or_none(slot.due)
+        public = {k: schedule[k] for k in ("sessions_per_day", "sessions_per_week",
+                                           "duration_min", "times", "starts_on") if k in schedule}  # fmt: skip
+        return {"schedule": public, "next_due": next_due, "reminder": reminder}
+
+    def stop(self, wait_s: float = 15.0) -> None:
+        """The gateway stops: sessions being recorded end, their reports are written."""
+        for t in list(self.trackers.values()):
+            t.end("gateway_stopped")
+        deadline = time.monotonic() + wait_s
+        while self.pending_reports and time.monotonic() < deadline:
+            time.sleep(0.05)
+        if self._task is not None:
+            self._task.cancel()
+            self._task = None
