@@ -28,8 +28,9 @@ import time
 from dataclasses import dataclass, field
 
 from gateway import protocol as p
+from gateway.device.control import await_reply, unsigned_control_frame
 from gateway.device.enrolment import DEVICE_ID_RE, Enrolment
-from gateway.device.session import DeviceSession, await_reply, unsigned_control_frame
+from gateway.device.session import DeviceSession
 from gateway.transports.base import MAX_PAIRING_LINKS, REFUSED_HOLD_S, DeviceLink, Transport
 
 log = logging.getLogger(__name__)

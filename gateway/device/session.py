@@ -18,6 +18,7 @@ import numpy as np
 
 from gateway import protocol as p
 from gateway.device.auth import FrameAuth
+from gateway.device.control import await_reply, unsigned_control_frame
 from gateway.device.reorder import Item, Lost, Reorderer
 from gateway.transports.base import DeviceLink
 
@@ -47,29 +48,6 @@ class Processor(Protocol):
         reading of each kind the outbox holds, `recent` the trace messages it still keeps."""
 
     def apply_settings(self, settings: dict[str, Any], baby: dict[str, Any]) -> None: ...
-
-
-def unsigned_control_frame(op: p.Op, rid: int, args: bytes = b"") -> bytes:
-    """A control frame without a tag: before a session is authenticated, or while pairing."""
-    payload = p.control_payload(op, rid, args)
-    return p.encode_frame(
-        p.Frame(p.Flag(0), p.DeviceType.GATEWAY, p.Stream.CONTROL, 0, rid, 0, payload)
-    )
-
-
-async def await_reply(link: DeviceLink, frame: bytes, rid: int,
-                      pending: dict[int, asyncio.Future], timeout_s: float) -> p.Reply | None:  # fmt: skip
-    """Write one control frame and wait for the reply that `pending[rid]` is resolved with
-    (by whoever reads the link's frames); None if the link fails or nothing comes in time."""
-    fut = asyncio.get_running_loop().create_future()
-    pending[rid] = fut
-    try:
-        await link.write(frame)
-        return await asyncio.wait_for(fut, timeout_s)
-    except (TimeoutError, asyncio.CancelledError, ConnectionError):
-        return None
-    finally:
-        pending.pop(rid, None)
 
 
 @dataclass
