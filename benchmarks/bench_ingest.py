@@ -1,5 +1,5 @@
 """Ingest throughput: messages per second through one local Mosquitto into SQLite with N
-`perimon ingest` worker processes on one shared subscription.
+`perimon-ingest` worker processes on one shared subscription.
 
     .venv/bin/python benchmarks/bench_ingest.py [--messages 20000] [--workers 2]
 
@@ -52,8 +52,7 @@ def run(n: int, workers: int) -> dict:
                 [
                     sys.executable,
                     "-m",
-                    "gateway.cli",
-                    "ingest",
+                    "hospital.cli",
                     "--host",
                     broker.host,
                     "--port",

@@ -1,12 +1,12 @@
-"""`perimon ingest`: the reference hospital subscriber.
+"""`perimon-ingest`: the reference hospital subscriber (its command line: hospital/cli.py).
 
 Subscribes with an MQTT 5 shared subscription (`$share/{group}/...`), so several workers run
 side by side and the broker hands each message to one of them; validates every message against
-docs/schemas; stores readings (FHIR Observations, TcB readings, CTG findings, recording
-sessions) and alerts in a database with the message's identifier as a unique key, so a QoS 1
-redelivery or a message seen by two workers after a reconnect is stored once; and acknowledges
-each newly raised alert back to its gateway on the command topic (MQTT 5 request/response,
-docs/mqtt.md).
+the MQTT contract's JSON Schemas (docs/schemas, installed as the package `perimon_schemas`);
+stores readings (FHIR Observations, TcB readings, CTG findings, recording sessions) and alerts in
+a database with the message's identifier as a unique key, so a QoS 1 redelivery or a message
+seen by two workers after a reconnect is stored once; and acknowledges each newly raised alert
+back to its gateway on the command topic (MQTT 5 request/response, docs/mqtt.md).
 
 Every message's sequence number (docs/mqtt.md, "Sequence numbers") is kept in the same database,
 so `gaps()` finds the numbers missing between those received, per gateway, device, kind and
@@ -31,9 +31,10 @@ import paho.mqtt.client as mqtt
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
+from perimon_schemas import schema_path
+
 log = logging.getLogger(__name__)
 
-DEFAULT_SCHEMAS = Path(__file__).resolve().parents[1] / "docs" / "schemas"
 STORED_KINDS = {"observation": "observation", "tcb": "tcb", "ctg": "ctg", "alert": "alert",
                 "session": "session"}  # fmt: skip
 NO_BOOT = -1  # the `boot` of a series the gateway numbers across boots (alert, ctg, session)
@@ -204,12 +205,14 @@ class Store:
             self.conn.close()
 
 
-def load_validators(schemas_dir: Path) -> dict:
+def load_validators(schemas_dir: Path | None = None) -> dict:
+    """A validator for each stored kind, from `schemas_dir` (None: the installed schemas)."""
     import jsonschema
 
     out = {}
     for kind, name in STORED_KINDS.items():
-        schema = json.loads((schemas_dir / f"{name}.schema.json").read_text(encoding="utf-8"))
+        path = schema_path(name) if schemas_dir is None else schemas_dir / f"{name}.schema.json"
+        schema = json.loads(path.read_text(encoding="utf-8"))
         out[kind] = jsonschema.Draft202012Validator(schema)
     return out
 
@@ -217,7 +220,7 @@ def load_validators(schemas_dir: Path) -> dict:
 class Ingest:
     def __init__(self, host: str, port: int, store: Store, *, prefix: str = "perimon/v1",
                  group: str = "perimon-ingest", worker: str | None = None,
-                 schemas_dir: Path = DEFAULT_SCHEMAS, ack_alerts: bool = True,
+                 schemas_dir: Path | None = None, ack_alerts: bool = True,
                  username: str = "", password: str = "", tls_ca: str = "",
                  session_expiry_s: int = 0) -> None:  # fmt: skip
         """`session_expiry_s` > 0: the broker keeps this worker's session (its share of the

@@ -8,6 +8,8 @@ import contextlib
 import io
 import json
 import sqlite3
+import subprocess
+import sys
 import time
 
 import paho.mqtt.client as mqtt
@@ -15,6 +17,7 @@ import pytest
 
 import gateway.processing.fhir
 from gateway.cli import main as cli_main
+from hospital.cli import main as ingest_main
 from hospital.ingest import Ingest, Store
 from simulators.fleet import DeviceSpec
 from tests.test_e2e import PREFIX, run_chain
@@ -144,6 +147,36 @@ def test_ingest_command_line(broker, tmp_path, capsys):
     assert "stored 0" in capsys.readouterr().out
     assert Store(str(db)).count("readings") == 0
     assert cli_main(["ingest", "--db", "postgresql://nowhere/x", "--seconds", "1"]) == 2
+    assert "perimon: error: PostgreSQL needs the psycopg driver" in capsys.readouterr().err
+
+
+def test_perimon_ingest_is_the_same_command_on_its_own(broker, tmp_path, capsys):
+    db = tmp_path / "x.sqlite"
+    rc = ingest_main(["--host", broker.host, "--port", str(broker.port), "--db", str(db),
+                      "--seconds", "1"])  # fmt: skip
+    assert rc == 0
+    out = capsys.readouterr().out.splitlines()
+    assert out[1:] == ["received 0, stored 0, duplicates 0, invalid 0, alerts acknowledged 0/0",
+                       "gaps: 0 messages missing in 0 places"]  # fmt: skip
+    assert ingest_main(["--db", str(db), "--schemas", str(tmp_path)]) == 2
+    assert (
+        capsys.readouterr().err
+        == f"perimon-ingest: error: {tmp_path}: no perimon JSON Schemas there\n"
+    )
+    with pytest.raises(SystemExit) as exc:
+        ingest_main(["--port", "x"])
+    assert exc.value.code == 2
+    assert capsys.readouterr().err.startswith("perimon-ingest: error: argument --port")
+
+
+def test_the_hospital_side_imports_nothing_of_the_gateway():
+    """hospital/ runs without gateway/ (its own `perimon-ingest`): not even indirectly."""
+    code = ("import sys, hospital.cli, hospital.ingest; hospital.cli.build_parser(); "
+            "print(sorted({m.split('.')[0] for m in sys.modules}))")  # fmt: skip
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    loaded = out.stdout
+    assert "'hospital'" in loaded and "'perimon_schemas'" in loaded
+    assert "'gateway'" not in loaded and "'simulators'" not in loaded and "'devtools'" not in loaded
 
 
 def test_a_named_worker_gets_what_arrived_while_it_was_away(broker, tmp_path):

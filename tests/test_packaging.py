@@ -10,7 +10,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 
 
-def test_wheel_contains_model_and_web_assets(tmp_path):
+def test_wheel_contains_model_web_assets_and_schemas(tmp_path):
     res = subprocess.run(
         [sys.executable, "-m", "pip", "wheel", "--no-deps", "-q",
          "-w", str(tmp_path), str(REPO)],
@@ -23,5 +23,12 @@ def test_wheel_contains_model_and_web_assets(tmp_path):
     static = {p.relative_to(REPO).as_posix() for p in (REPO / "gateway/web/static").rglob("*")
               if p.is_file()}  # fmt: skip
     assert static and static <= names
-    assert any(n.endswith("entry_points.txt") for n in names)
-    assert not any(n.startswith(("tests/", "benchmarks/")) for n in names)
+    (entry_points,) = [n for n in names if n.endswith(".dist-info/entry_points.txt")]
+    scripts = zipfile.ZipFile(wheel).read(entry_points).decode()
+    assert "perimon = gateway.cli:main" in scripts
+    assert "perimon-ingest = hospital.cli:main" in scripts
+    # the MQTT contract's schemas, one copy in docs/schemas, as the package perimon_schemas
+    schemas = {f"perimon_schemas/{p.name}" for p in (REPO / "docs/schemas").glob("*.schema.json")}
+    assert len(schemas) >= 10 and schemas <= names
+    assert "perimon_schemas/__init__.py" in names
+    assert not any(n.startswith(("tests/", "benchmarks/", "docs/")) for n in names)
