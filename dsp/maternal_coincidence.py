@@ -19,6 +19,7 @@ from __future__ import annotations
 import math
 
 import numpy as np
+from numpy.typing import ArrayLike
 
 from dsp.arrays import Bools, Floats, Ints
 from dsp.fhr_tracker import MIN_ACF, MIN_ACF_TRACKED, TRACK_GAP_S
@@ -58,37 +59,51 @@ NO_MATERNAL_MAX_QUALITY = 0.6
 # Rows of the band envelopes the lock check looks at: fetal, low, high (not the broadband
 # level, row 1).
 _LOCK_BANDS = (0, 2, 3)
+_POINT_BLOCK = 256  # points whose lock check is computed together
 
 
 def maternal_coincidence(
-    t_s: Floats,
-    fhr_bpm: Floats,
-    mhr_t_s: Floats,
-    mhr_bpm: Floats,
+    t_s: ArrayLike,
+    fhr_bpm: ArrayLike,
+    mhr_t_s: ArrayLike,
+    mhr_bpm: ArrayLike,
     tolerance_bpm: float = MATERNAL_TOLERANCE_BPM,
 ) -> Bools:
     """True where the FHR estimate is within tolerance of the maternal rate at that time."""
-    t_s, fhr_bpm = np.asarray(t_s, float), np.asarray(fhr_bpm, float)
+    return _coincidences(t_s, fhr_bpm, mhr_t_s, mhr_bpm, (tolerance_bpm,))[0]
+
+
+def _coincidences(
+    t_s: ArrayLike,
+    fhr_bpm: ArrayLike,
+    mhr_t_s: ArrayLike,
+    mhr_bpm: ArrayLike,
+    tolerances_bpm: tuple[float, ...],
+) -> list[Bools]:
+    """`maternal_coincidence` for each tolerance (the maternal rate found once)."""
+    t, fhr = np.asarray(t_s, float), np.asarray(fhr_bpm, float)
     mt, mb = np.asarray(mhr_t_s, float), np.asarray(mhr_bpm, float)
     ok = np.isfinite(mt) & np.isfinite(mb)
     mt, mb = mt[ok], mb[ok]
-    out = np.zeros(t_s.size, dtype=bool)
-    if mt.size == 0 or t_s.size == 0:
-        return out
+    outs = [np.zeros(t.size, dtype=bool) for _ in tolerances_bpm]
+    if mt.size == 0 or t.size == 0:
+        return outs
     order = np.argsort(mt)
     mt, mb = mt[order], mb[order]
     # Maternal rate at each point: nearest maternal estimate within 2 s, and the range of
     # the maternal rate over +-2 s (the maternal rate moves too).
     idx = (
-        np.clip(np.searchsorted(mt, t_s), 1, mt.size - 1)
+        np.clip(np.searchsorted(mt, t), 1, mt.size - 1)
         if mt.size > 1
-        else np.zeros(t_s.size, dtype=int)
+        else np.zeros(t.size, dtype=int)
     )
     for shift in (-1, 0):
         j = np.clip(idx + shift, 0, mt.size - 1)
-        near = np.abs(mt[j] - t_s) <= 2.0
-        out |= near & (np.abs(fhr_bpm - mb[j]) <= tolerance_bpm)
-    return out
+        near = np.abs(mt[j] - t) <= 2.0
+        diff = np.abs(fhr - mb[j])
+        for out, tolerance in zip(outs, tolerances_bpm, strict=True):
+            out |= near & (diff <= tolerance)
+    return outs
 
 
 def covered_windows(covered: Floats, first_frame: int, lo: Ints, hi: Ints) -> Bools:
@@ -184,41 +199,54 @@ class MaternalCoincidence:
         (rows: fetal, broadband, low, high) as heard and with her pulses cancelled, column
         f - first_frame holding frame f.
         """
-        t, fhr, qual = t_s, fhr_bpm, quality
-        heard = np.zeros(t.size, dtype=bool)
+        heard = np.zeros(t_s.size, dtype=bool)
         if not covered.any() or self._beat_t.size < 3:
             return heard
         rr = np.diff(self._beat_t)
         mid = (self._beat_t[:-1] + self._beat_t[1:]) / 2
-        k = max(1, int(round(LOCK_SMOOTH_S * self._env_fs)))
-        box = np.ones(k) / k
-        j = np.clip(np.searchsorted(mid, t), 0, mid.size - 1)
+        j = np.clip(np.searchsorted(mid, t_s), 0, mid.size - 1)
         m_bpm = 60.0 / rr[j]
-        ratio = fhr / m_bpm
+        ratio = fhr_bpm / m_bpm
         tol = MATERNAL_TOLERANCE_BPM / m_bpm
         harmonic = np.any([np.abs(ratio - f) <= tol for f in (0.5, 1.0, 2.0)], axis=0)
-        ask = covered & (~np.isfinite(fhr) | (qual < LOCKED_MIN_QUALITY) | harmonic)
-        for i in np.flatnonzero(ask):
-            near = np.abs(mid - t[i]) <= self._window_s / 2 + 1.0
-            if not near.any():
-                continue
-            lag = int(round(float(np.median(rr[near])) * self._env_fs))
-            a, b = int(lo[i]) - first_frame, int(hi[i]) - first_frame
-            if lag < 2 or b - a < 2 * lag:
-                continue
-            acf = [
-                (
-                    _acf_near(np.convolve(raw[band, a:b], box, "valid"), lag),
-                    _acf_near(np.convolve(cancelled[band, a:b], box, "valid"), lag),
-                )
-                for band in _LOCK_BANDS
-            ]
-            heard[i] = any(r >= MIN_ACF and c < LOCK_REMOVED * r for r, c in acf)
-            if np.isfinite(fhr[i]) and harmonic[i]:
-                # A rate at her rhythm is shown only if that rhythm was in the Doppler before
-                # the cancellation and survived it, not if the cancellation made it.
-                r, c = acf[0]
-                heard[i] |= not (r >= MIN_ACF_TRACKED and c >= LOCK_REMOVED * r)
+        ask = covered & (~np.isfinite(fhr_bpm) | (quality < LOCKED_MIN_QUALITY) | harmonic)
+        i = np.flatnonzero(ask)
+        if not i.size:
+            return heard
+        # Her beat interval at each point: the median of those whose midpoints lie within
+        # the window +-1 s (candidates found in the sorted midpoints, with 1 s to spare).
+        span = self._window_s / 2 + 1.0
+        first = np.searchsorted(mid, t_s[i] - (span + 1.0))
+        last = np.searchsorted(mid, t_s[i] + (span + 1.0), side="right")
+        cand = first[:, None] + np.arange(max(int((last - first).max()), 1))
+        near = cand < last[:, None]
+        cand = np.minimum(cand, mid.size - 1)
+        near &= np.abs(mid[cand] - t_s[i, None]) <= span
+        n_near = near.sum(axis=1)
+        srt = np.sort(np.where(near, rr[cand], np.inf), axis=1)
+        r = np.arange(i.size)
+        median = (srt[r, np.maximum(n_near - 1, 0) // 2] + srt[r, n_near // 2]) / 2
+        lag = np.rint(np.where(n_near > 0, median, 0.0) * self._env_fs).astype(np.intp)
+        a, b = lo[i] - first_frame, hi[i] - first_frame
+        ok = (n_near > 0) & (lag >= 2) & (b - a >= 2 * lag)
+        i, lag, a, b = i[ok], lag[ok], a[ok], b[ok]
+        if not i.size:
+            return heard
+        # Autocorrelation at her beat interval of each band as heard and with her pulses
+        # cancelled, per point (columns), in blocks of points (bounded memory).
+        k = max(1, int(round(LOCK_SMOOTH_S * self._env_fs)))
+        acf = np.zeros((2 * len(_LOCK_BANDS), i.size))
+        for p in range(0, i.size, _POINT_BLOCK):
+            blk = slice(p, p + _POINT_BLOCK)
+            acf[:, blk] = _band_acfs(raw, cancelled, a[blk], b[blk], lag[blk], k)
+        acf_raw, acf_can = acf[: len(_LOCK_BANDS)], acf[len(_LOCK_BANDS) :]
+        loses = (acf_raw >= MIN_ACF) & (acf_can < LOCK_REMOVED * acf_raw)
+        heard[i] = loses.any(axis=0)
+        # A rate at her rhythm is shown only if that rhythm was in the Doppler before the
+        # cancellation and survived it, not if the cancellation made it (the fetal band).
+        raw0, can0 = acf_raw[0], acf_can[0]
+        kept = (raw0 >= MIN_ACF_TRACKED) & (can0 >= LOCK_REMOVED * raw0)
+        heard[i] |= np.isfinite(fhr_bpm[i]) & harmonic[i] & ~kept
         return heard
 
     def release(
@@ -265,9 +293,10 @@ class MaternalCoincidence:
         a, z = np.searchsorted(self._mhr_t, [t[0] - 3.0, t[-1] + 3.0])
         mt, mb = self._mhr_t[a:z], self._mhr_bpm[a:z]
         if mt.size:
-            near = maternal_coincidence(t, fhr, mt, mb)
-            known_rate = maternal_coincidence(t, fhr, mt, mb, np.inf)  # a maternal rate within 2 s
-            far = known_rate & ~maternal_coincidence(t, fhr, mt, mb, 2 * MATERNAL_TOLERANCE_BPM)
+            # within tolerance; a maternal rate known within 2 s; within twice the tolerance
+            tolerances = (MATERNAL_TOLERANCE_BPM, np.inf, 2 * MATERNAL_TOLERANCE_BPM)
+            near, known_rate, close = _coincidences(t, fhr, mt, mb, tolerances)
+            far = known_rate & ~close
             # Rate only (no PPG beats around the point): a coincident rate is withheld
             # unless it is a fetal rate passing through the mother's (_coincidence_run).
             run = self._coincidence_run(t, fhr, near, far)
@@ -306,10 +335,41 @@ class MaternalCoincidence:
         return withhold
 
 
-def _acf_near(x: Floats, lag: int) -> float:
-    """Normalised autocorrelation of x at lag +-2 (beat jitter), the highest."""
-    x = x - x.mean()
-    e0 = float(np.dot(x, x))
-    if not e0 > 0 or x.size <= lag + 2:
-        return 0.0
-    return max(float(np.dot(x[: -(lag + d)], x[lag + d :])) for d in (-2, -1, 0, 1, 2)) / e0
+def _band_acfs(raw: Floats, cancelled: Floats, a: Ints, b: Ints, lags: Ints, k: int) -> Floats:
+    """The autocorrelation (`_acf_near_rows`) over the windows of columns [a, b) at their
+    lags, after a k-column box smoothing, of the _LOCK_BANDS rows of raw, then of cancelled:
+    (band, window)."""
+    box = np.ones(k) / k
+    a0, b0 = int(a.min()), int(b.max())
+    bands = list(_LOCK_BANDS)
+    rows = np.concatenate([raw[bands, a0:b0], cancelled[bands, a0:b0]])
+    smooth = np.stack([np.convolve(row, box, "valid") for row in rows])
+    width = b - a - (k - 1)  # smoothed ("valid") columns per window
+    out = np.zeros((rows.shape[0], a.size))
+    for w in np.unique(width):
+        sel = np.flatnonzero(width == w)
+        x = smooth[:, (a[sel] - a0)[:, None] + np.arange(w)]  # (band, window, column)
+        acf = _acf_near_rows(x.reshape(-1, w), np.tile(lags[sel], rows.shape[0]))
+        out[:, sel] = acf.reshape(rows.shape[0], sel.size)
+    return out
+
+
+def _acf_near_rows(x: Floats, lags: Ints) -> Floats:
+    """Normalised autocorrelation of each row of x at its lag +-2 (beat jitter), the
+    highest; 0 for a flat row or one no longer than its lag + 2. Rows of one lag at a time,
+    each product a dot product of the row's own samples."""
+    x = x - x.mean(axis=1, keepdims=True)
+    n = x.shape[1]
+    e0 = np.vecdot(x, x)
+    best = np.full(x.shape[0], -np.inf)
+    for lag in np.unique(lags):
+        if n <= lag + 2:
+            continue
+        rows = np.flatnonzero(lags == lag)
+        xr = x[rows]
+        for d in (-2, -1, 0, 1, 2):
+            shift = int(lag) + d
+            best[rows] = np.maximum(best[rows], np.vecdot(xr[:, : n - shift], xr[:, shift:]))
+    ok = (e0 > 0) & (n > lags + 2)
+    result: Floats = np.where(ok, best / np.where(ok, e0, 1.0), 0.0)
+    return result

@@ -229,6 +229,28 @@ def test_single_row_helpers_match_the_vectorised_ones():
         ] == ref.tolist()
 
 
+def test_lock_check_autocorrelation_is_the_one_window_formula_exactly():
+    # The lock check computes the windows of a batch together; each must be the plain
+    # formula on its own window, to the bit (streaming = batch, whatever the batching).
+    from dsp.maternal_coincidence import _acf_near_rows
+
+    def one(x, lag):
+        x = x - x.mean()
+        e0 = float(np.dot(x, x))
+        if not e0 > 0 or x.size <= lag + 2:
+            return 0.0
+        return max(float(np.dot(x[: -(lag + d)], x[lag + d :])) for d in (-2, -1, 0, 1, 2)) / e0
+
+    rng = np.random.default_rng(3)
+    for _ in range(50):
+        n = int(rng.integers(8, 800))
+        x = rng.gamma(2.0, 1.0, size=(9, n)) * 10 ** rng.uniform(-4, 2)
+        x[0] = 1.0  # flat
+        lags = rng.integers(3, n + 2, 9)
+        lags[1:4] = lags[4]  # rows sharing a lag
+        assert _acf_near_rows(x, lags).tolist() == [one(x[r], int(lags[r])) for r in range(9)]
+
+
 def _bursts(times, dur, band, n, fs, rng):
     out = np.zeros(n)
     k = int(dur * fs)
