@@ -34,9 +34,9 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from devtools.broker import free_port, start_broker  # noqa: E402
+from devtools.process import cpu_seconds  # noqa: E402
 from gateway.config import load_config  # noqa: E402
 from gateway.device.enrolment import Enrolment, enrolment_path  # noqa: E402
-from gateway.process import cpu_seconds  # noqa: E402
 from simulators.doppler import DopplerSignal  # noqa: E402
 from simulators.fleet import DeviceSpec, Fleet, fetal_rhythm  # noqa: E402
 from simulators.ppg import PpgSignal  # noqa: E402

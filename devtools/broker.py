@@ -14,7 +14,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from gateway.process import stop_process
+from devtools.process import stop_process
 
 
 def free_port() -> int:

@@ -9,7 +9,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-from gateway.process import cpu_seconds, stop_process
+from devtools.process import cpu_seconds, stop_process
 
 _REPO = Path(__file__).resolve().parents[2]
 
