@@ -18,6 +18,7 @@ from devtools.broker import free_port
 from gateway.app import Gateway
 from gateway.config import config_from_dict
 from gateway.publish.downlink import MAX_ERROR_CHARS, response_topic_error
+from gateway.schemas import SchemaCheck
 
 PREFIX = "perimon/v1"
 CMD = f"{PREFIX}/gw-test/device/fh-01/cmd"
@@ -197,3 +198,65 @@ def test_retained_commands_are_refused_live_and_when_replayed(broker, tmp_path):
 
     run_gateway(broker, tmp_path, during)
     hospital.close()
+
+
+COMMAND = SchemaCheck("command")
+
+
+@pytest.mark.parametrize(
+    "cmd, error",
+    [
+        ({"command": "reboot"}, "command: one of set_settings, get_settings, ack_alert, "
+         "set_schedule, get_schedule, get_report"),
+        ([], "a JSON object"),
+        ({"command": "set_settings", "settings": {}}, "settings: an object with risk_colour "
+         "and/or measurement_interval_min (labels, birth times and gestation are set in the "
+         "nurse view)"),
+        ({"command": "set_settings", "settings": {"label": "Bed 4", "risk_colour": "red"}},
+         "settings: label: not accepted; only risk_colour, measurement_interval_min"),
+        ({"command": "set_settings", "settings": {"risk_colour": "blue"}},
+         "risk_colour: one of green, yellow, orange, red, purple"),
+        ({"command": "set_settings", "settings": {"measurement_interval_min": float("nan")}},
+         "measurement_interval_min: a number of minutes from 1 to 10080 (7 days)"),
+        ({"command": "ack_alert", "alert_id": "a", "by": ""},
+         "by: who acknowledges: text of 1 to 64 characters (default hospital)"),
+        ({"command": "set_schedule", "duration_min": 20, "risk_colour": "red"},
+         "exactly one of sessions_per_day, sessions_per_week"),
+        ({"command": "set_schedule", "sessions_per_day": 2, "duration_min": 20,
+          "risk_colour": "red", "times": ["09:00", "09:00"]},
+         "times: local times HH:MM, all different, one per daily session (one if sessions are "
+         "weekly)"),
+        ({"command": "set_schedule", "sessions_per_week": 2, "duration_min": 20,
+          "risk_colour": "red", "from_ga_weeks": 30},
+         "from_ga_weeks needs ga_weeks: the gestation today in weeks (with from_ga_weeks), a "
+         "number from 4 to 44"),
+        ({"command": "get_report"}, "session_id: a session of this device: text of 1 to 200 "
+         "characters"),
+    ],
+)  # fmt: skip
+def test_a_rejection_names_the_key_and_what_it_must_be(cmd, error):
+    assert COMMAND.problem(cmd) == error
+
+
+def test_valid_commands_pass_the_schema():
+    for cmd in (
+        {"command": "get_settings", "request_id": "r-1"},
+        {"command": "set_settings", "settings": {"risk_colour": None}},  # cleared
+        {"command": "ack_alert", "alert_id": "fh-01:alert:bradycardia:1"},
+        {"command": "set_schedule", "clear": True},
+        {"command": "set_schedule", "sessions_per_day": 3, "duration_min": 20,
+         "risk_colour": "red", "times": ["08:00", "13:00", "19:30"], "from_ga_weeks": 32,
+         "ga_weeks": 30.5},
+        {"command": "get_report", "session_id": "fh-01:3:121"},
+    ):  # fmt: skip
+        assert COMMAND.problem(cmd) is None, cmd
+
+
+def test_every_field_of_a_command_says_what_it_must_be():
+    """A rejection quotes the schema's words for the key; a field without any would be
+    rejected without saying what it should have been."""
+    for key in COMMAND.schema["properties"]:
+        assert COMMAND.describe(key), key
+    for name in ("settings", "schedule"):
+        for key in COMMAND.root["$defs"][name]["properties"]:
+            assert SchemaCheck("command", name).describe(key), (name, key)

@@ -1,9 +1,10 @@
 """Commands from the hospital to one device, over MQTT 5 request/response (docs/mqtt.md).
 
 The gateway subscribes to `{prefix}/{gateway}/device/+/cmd` with its own MQTT client (the
-publisher's connection stays publish-only). A command is a JSON object; the gateway validates
-it, applies it on its event loop, and answers on the request's MQTT 5 Response Topic with the
-request's Correlation Data. A command without a Response Topic is applied but not answered.
+publisher's connection stays publish-only). A command is a JSON object, checked against
+docs/schemas/command.schema.json (gateway/schemas.py); the gateway applies it on its event loop
+and answers on the request's MQTT 5 Response Topic with the request's Correlation Data. A
+command without a Response Topic is applied but not answered.
 
 Commands:
 
@@ -32,7 +33,7 @@ import json
 import logging
 import ssl
 import time
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import paho.mqtt.client as mqtt
 from paho.mqtt.packettypes import PacketTypes
@@ -40,6 +41,7 @@ from paho.mqtt.properties import Properties
 from paho.mqtt.subscribeoptions import SubscribeOptions
 
 from gateway.publish.mqtt import gateway_topic
+from gateway.schemas import MAX_MESSAGE_CHARS, SchemaCheck, one_line
 from gateway.state.settings import apply_settings
 from gateway.times import iso_time
 
@@ -48,42 +50,40 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-HOSPITAL_SETTINGS = ("risk_colour", "measurement_interval_min")  # what a command may set
-COMMANDS = ("set_settings", "get_settings", "ack_alert", "set_schedule", "get_schedule",
-            "get_report")  # fmt: skip
+_COMMAND = SchemaCheck("command")  # docs/schemas/command.schema.json, compiled once
+COMMANDS: tuple[str, ...] = tuple(_COMMAND.schema["properties"]["command"]["enum"])
+# what a command may set, and all the hospital sees of a device's settings
+HOSPITAL_SETTINGS: tuple[str, ...] = tuple(
+    _COMMAND.root["$defs"]["hospital_settings"]["properties"]
+)
 # The largest command is a set_schedule with six times, a few hundred bytes: 16 KiB leaves room
 # for any valid one and keeps an oversized publish from costing a parse on the event loop.
 MAX_COMMAND_BYTES = 16 * 1024
 # An error names what is wrong in one line; it never echoes the command back (a reply as large
 # as a hostile command would double its cost and flood the hospital's reply topic).
-MAX_ERROR_CHARS = 200
-_NAMED_KEYS = 3  # unknown settings named in an error; the rest are counted
-_KEY_CHARS = 32  # each named key cut to this
+MAX_ERROR_CHARS = MAX_MESSAGE_CHARS
 REPLY_SUBTREE = "reply"  # {prefix}/{gateway}/reply/...: the only answers inside the perimon tree
 
 
-def handle_command(gw: GatewayContext, device_id: str, cmd: object) -> dict:
+def handle_command(gw: GatewayContext, device_id: str, cmd: object) -> dict[str, Any]:
     """Validate and apply one command; return the response body (never raises)."""
-    resp: dict = {"device_id": device_id, "t": iso_time(time.time())}
-    if not isinstance(cmd, dict) or cmd.get("command") not in COMMANDS:
-        return {**resp, "status": "rejected", "error": f"command: one of {', '.join(COMMANDS)}"}
+    resp: dict[str, Any] = {"device_id": device_id, "t": iso_time(time.time())}
+    if isinstance(cmd, dict):
+        if cmd.get("command") in COMMANDS:
+            resp["command"] = cmd["command"]
+        if "request_id" in cmd:
+            resp["request_id"] = str(cmd["request_id"])[:64]
+    problem = _COMMAND.problem(cmd)
+    if problem is not None or not isinstance(cmd, dict):  # (the schema admits objects only)
+        return {**resp, "status": "rejected", "error": problem or "a JSON object"}
     name = cmd["command"]
-    resp["command"] = name
-    if "request_id" in cmd:
-        resp["request_id"] = str(cmd["request_id"])[:64]
     known = set(gw.sessions) | set(gw.cfg.devices) | set(gw.history.settings.values)
     if device_id not in known:
         return {**resp, "status": "rejected", "error": "unknown device"}
     if name == "get_settings":
         return {**resp, "status": "ok", "settings": _public(gw.history.settings.get(device_id))}
     if name == "set_settings":
-        changes = cmd.get("settings")
-        if not isinstance(changes, dict) or not changes:
-            return {**resp, "status": "rejected", "error": "settings: a non-empty object"}
-        bad = sorted(set(changes) - set(HOSPITAL_SETTINGS))
-        if bad:
-            return {**resp, "status": "rejected",
-                    "error": f"settings: {_name_keys(bad)} cannot be set over MQTT"}  # fmt: skip
+        changes = cmd["settings"]
         try:
             result = apply_settings(gw, device_id, changes)
         except ValueError as exc:
@@ -93,9 +93,7 @@ def handle_command(gw: GatewayContext, device_id: str, cmd: object) -> dict:
         return {**resp, "status": "ok", "settings": _public(result)}
     if name in ("set_schedule", "get_schedule", "get_report"):
         return _recording_command(gw, device_id, name, cmd, resp)
-    alert_id, by = cmd.get("alert_id"), cmd.get("by", "hospital")
-    if not isinstance(alert_id, str) or not isinstance(by, str) or not 0 < len(by) <= 64:
-        return {**resp, "status": "rejected", "error": "ack_alert: alert_id and by are strings"}
+    alert_id, by = cmd["alert_id"], cmd.get("by", "hospital")
     rec = gw.history.ack(alert_id, by, source="mqtt")
     if rec is None or rec["device_id"] != device_id:
         return {**resp, "status": "rejected", "error": "unknown alert"}
@@ -104,8 +102,8 @@ def handle_command(gw: GatewayContext, device_id: str, cmd: object) -> dict:
 
 
 def _recording_command(
-    gw: GatewayContext, device_id: str, name: str, cmd: dict, resp: dict
-) -> dict:
+    gw: GatewayContext, device_id: str, name: str, cmd: dict[str, Any], resp: dict[str, Any]
+) -> dict[str, Any]:
     """Schedules and session reports (gateway/processing/recording/, docs/home.md). A report answers
     with the PDF itself: the response's `_pdf` is sent as the payload (application/pdf)."""
     from gateway.processing.recording import check_schedule
@@ -125,8 +123,9 @@ def _recording_command(
         gw.history.audit.append({"event": "schedule", "device_id": device_id, "by": "hospital",
                            "schedule": schedule, "t": time.time()})  # fmt: skip
         return {**resp, "status": "ok", "schedule": schedule}
-    sid = cmd.get("session_id")
-    if not isinstance(sid, str) or not sid.startswith(f"{device_id}:"):
+    sid = cmd["session_id"]
+    # which device a session belongs to comes from the topic, not the body: no schema says it
+    if not sid.startswith(f"{device_id}:"):
         return {**resp, "status": "rejected", "error": "get_report: session_id of this device"}
     resp["session_id"] = sid
     if rec.store.get(sid) is None:
@@ -135,19 +134,6 @@ def _recording_command(
     if pdf is None:
         return {**resp, "status": "rejected", "error": "no report for this session (yet)"}
     return {**resp, "status": "ok", "_pdf": pdf}
-
-
-def _name_keys(keys: list[str]) -> str:
-    """A few keys by name (each cut short), the rest as a count."""
-    named = ", ".join(k[:_KEY_CHARS] for k in keys[:_NAMED_KEYS])
-    rest = len(keys) - _NAMED_KEYS
-    return f"{named} and {rest} more" if rest > 0 else named
-
-
-def one_line(text: str, limit: int = MAX_ERROR_CHARS) -> str:
-    """An error as one line of at most `limit` characters."""
-    text = " ".join(str(text).split())
-    return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
 def response_topic_error(topic: str, prefix: str, gateway_id: str) -> str | None:
@@ -166,7 +152,7 @@ def response_topic_error(topic: str, prefix: str, gateway_id: str) -> str | None
     return None
 
 
-def _public(settings: dict) -> dict:
+def _public(settings: dict[str, Any]) -> dict[str, Any]:
     """Only what the hospital may see over MQTT: no labels, birth times or gestation."""
     return {k: v for k, v in settings.items() if k in HOSPITAL_SETTINGS}
 
@@ -232,7 +218,7 @@ class Downlink:
         resp = self._respond(device_id, body, retained)
         pdf = resp.pop("_pdf", None)  # get_report: the PDF is the payload
         if "error" in resp:
-            resp["error"] = one_line(resp["error"])
+            resp["error"] = one_line(resp["error"], MAX_ERROR_CHARS)
         self.handled += 1
         log.info("%s: command %s -> %s", device_id, resp.get("command"), resp["status"])
         if not response_topic:

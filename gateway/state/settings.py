@@ -19,12 +19,12 @@ from __future__ import annotations
 
 import json
 import logging
-import math
 import threading
 import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from gateway.schemas import SchemaCheck, load_schema
 from gateway.times import parse_time
 
 if TYPE_CHECKING:
@@ -32,7 +32,8 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-RISK_COLOURS = ("green", "yellow", "orange", "red", "purple")  # China NHC 2017, above
+# China NHC 2017 (above), as the command schema lists them for the hospital
+RISK_COLOURS: tuple[str, ...] = tuple(load_schema("command")["$defs"]["risk_colour"]["enum"])
 ESCALATING_COLOURS = ("orange", "red", "purple")  # medium alerts raised as high
 BABY_KEYS = (
     "label",
@@ -40,19 +41,13 @@ BABY_KEYS = (
     "ga_weeks",
     "risk_factors",
 )  # what the jaundice assessment reads
+_SETTINGS = SchemaCheck("command", "settings")  # nurse view and hospital: one set of rules
+_BIRTH_TIME_SLACK_S = 300.0  # a clock a few minutes ahead of the gateway's is not the future
 
 
 class DeviceSettings:
-    """Per-device settings kept on the gateway, validated, persisted as JSON."""
-
-    KEYS = (
-        "label",
-        "birth_time",
-        "ga_weeks",
-        "risk_factors",
-        "risk_colour",
-        "measurement_interval_min",
-    )
+    """Per-device settings kept on the gateway, validated, persisted as JSON. Which settings
+    there are and what each may be: `$defs/settings` of docs/schemas/command.schema.json."""
 
     def __init__(self, path: Path | None) -> None:
         self.path = path
@@ -68,47 +63,26 @@ class DeviceSettings:
 
     @staticmethod
     def check(changes: dict[str, Any]) -> dict[str, Any]:
-        """Validated copy of `changes`; raises ValueError with a message a person can read."""
+        """Validated copy of `changes`; raises ValueError with a message a person can read.
+
+        The rules are docs/schemas/command.schema.json's `$defs/settings`; null or "" clears a
+        setting (None here), numbers are stored as floats, labels stripped."""
+        _SETTINGS.check(changes)
         out: dict[str, Any] = {}
         for key, value in changes.items():
-            if key not in DeviceSettings.KEYS:
-                raise ValueError(f"unknown setting {key!r}")
             if value is None or value == "":
                 out[key] = None  # cleared
-                continue
-            if key == "label":
-                if not isinstance(value, str) or len(value) > 40:
-                    raise ValueError("label: text of at most 40 characters")
-                out[key] = value.strip()
             elif key == "birth_time":
-                t = parse_time(value) if isinstance(value, str) else None
-                if t is None:
-                    raise ValueError("birth_time: an ISO 8601 time with a time zone")
-                if t > time.time() + 300:
+                # "not in the future" needs the time now, which a schema cannot know
+                if (parse_time(value) or 0.0) > time.time() + _BIRTH_TIME_SLACK_S:
                     raise ValueError("birth_time: in the future")
                 out[key] = value
-            elif key == "ga_weeks":
-                if isinstance(value, bool) or not isinstance(value, int | float):
-                    raise ValueError("ga_weeks: a number of weeks")
-                if not (math.isfinite(value) and 35 <= value <= 45):
-                    raise ValueError(
-                        "ga_weeks: 35 to 45 (the AAP 2022 thresholds cover 35 weeks or more)"
-                    )
+            elif key in ("ga_weeks", "measurement_interval_min"):
                 out[key] = float(value)
-            elif key == "risk_factors":
-                if not isinstance(value, bool):
-                    raise ValueError("risk_factors: true or false")
+            elif key == "label":
+                out[key] = value.strip()
+            else:
                 out[key] = value
-            elif key == "risk_colour":
-                if value not in RISK_COLOURS:
-                    raise ValueError(f"risk_colour: one of {', '.join(RISK_COLOURS)}")
-                out[key] = value
-            elif key == "measurement_interval_min":
-                if isinstance(value, bool) or not isinstance(value, int | float):
-                    raise ValueError("measurement_interval_min: a number of minutes")
-                if not 1 <= value <= 7 * 24 * 60:
-                    raise ValueError("measurement_interval_min: 1 minute to 7 days")
-                out[key] = float(value)
         return out
 
     def get(self, device_id: str) -> dict[str, Any]:

@@ -7,75 +7,44 @@ from __future__ import annotations
 
 import logging
 import math
-import re
 import time
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
-from typing import TYPE_CHECKING
+from typing import Any
 
-from gateway.state.settings import RISK_COLOURS
+from gateway.schemas import SchemaCheck
 from gateway.times import iso_time_or_none
-
-if TYPE_CHECKING:
-    pass
 
 log = logging.getLogger(__name__)
 
 MISSED_LOOKBACK_S = 7 * 86400.0  # missed slots are looked for this far back
-_TIME_RE = re.compile(r"^([01]\d|2[0-3]):([0-5]\d)$")
 _DEFAULT_TIMES = {1: ["09:00"], 2: ["09:00", "18:00"], 3: ["08:00", "14:00", "20:00"]}
+_SCHEDULE = SchemaCheck("command", "schedule")  # compiled once
 
 
-def check_schedule(cmd: dict, now: float | None = None) -> dict:
-    """A validated schedule from a `set_schedule` command body (ValueError with a message)."""
+def check_schedule(cmd: dict[str, Any], now: float | None = None) -> dict[str, Any]:
+    """A validated schedule from a `set_schedule` command body (ValueError with a message).
+
+    What a schedule may say is `$defs/schedule` of docs/schemas/command.schema.json; here it
+    is completed: default times, the day it starts on, when it was set."""
+    _SCHEDULE.check(cmd)
     now = time.time() if now is None else now
-    per_day, per_week = cmd.get("sessions_per_day"), cmd.get("sessions_per_week")
-    if (per_day is None) == (per_week is None):
-        raise ValueError("set_schedule: exactly one of sessions_per_day, sessions_per_week")
-
-    def integer(name, v, lo, hi):
-        if isinstance(v, bool) or not isinstance(v, int) or not lo <= v <= hi:
-            raise ValueError(f"set_schedule: {name} an integer from {lo} to {hi}")
-        return v
-
-    def number(name, v, lo, hi):
-        if isinstance(v, bool) or not isinstance(v, int | float) or not math.isfinite(v):
-            raise ValueError(f"set_schedule: {name} a number from {lo} to {hi}")
-        if not lo <= v <= hi:
-            raise ValueError(f"set_schedule: {name} a number from {lo} to {hi}")
-        return float(v)
-
-    out: dict = {}
-    if per_day is not None:
-        out["sessions_per_day"] = integer("sessions_per_day", per_day, 1, 6)
-        n = per_day
+    out: dict[str, Any] = {}
+    if "sessions_per_day" in cmd:
+        n = out["sessions_per_day"] = int(cmd["sessions_per_day"])
     else:
-        out["sessions_per_week"] = integer("sessions_per_week", per_week, 1, 7)
+        out["sessions_per_week"] = int(cmd["sessions_per_week"])
         n = 1
-    out["duration_min"] = number("duration_min", cmd.get("duration_min"), 1, 120)
-    colour = cmd.get("risk_colour")
-    if colour not in RISK_COLOURS:
-        raise ValueError(f"set_schedule: risk_colour one of {', '.join(RISK_COLOURS)}")
-    out["risk_colour"] = colour
+    out["duration_min"] = float(cmd["duration_min"])
+    out["risk_colour"] = cmd["risk_colour"]
     times = cmd.get("times")
     if times is None:
         times = _DEFAULT_TIMES.get(n) or [f"{8 + round(12 * i / (n - 1)):02d}:00" for i in range(n)]
-    if (
-        not isinstance(times, list)
-        or len(times) != n
-        or not all(isinstance(s, str) and _TIME_RE.match(s) for s in times)
-    ):
-        raise ValueError(f"set_schedule: times a list of {n} local times HH:MM")
-    if len(set(times)) != n:
-        raise ValueError("set_schedule: times must differ")
     out["times"] = sorted(times)
     today = datetime.fromtimestamp(now).date()
     start = today
-    if cmd.get("from_ga_weeks") is not None:
-        from_ga = number("from_ga_weeks", cmd["from_ga_weeks"], 12, 42)
-        if cmd.get("ga_weeks") is None:
-            raise ValueError("set_schedule: from_ga_weeks needs ga_weeks (gestation today)")
-        ga = number("ga_weeks", cmd["ga_weeks"], 4, 44)
+    if "from_ga_weeks" in cmd:
+        from_ga, ga = float(cmd["from_ga_weeks"]), float(cmd["ga_weeks"])
         out["from_ga_weeks"], out["ga_weeks_when_set"] = from_ga, ga
         start = today + timedelta(days=max(0, math.ceil((from_ga - ga) * 7 - 1e-9)))
     out["starts_on"] = start.isoformat()
