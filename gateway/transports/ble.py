@@ -25,8 +25,12 @@ import random
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import asdict, dataclass
+from typing import Any, Literal
 
 from bleak import BleakClient, BleakScanner
+from bleak.args.bluez import BlueZScannerArgs, OrPattern
+from bleak.assigned_numbers import AdvertisementDataType
+from bleak.backends.characteristic import BleakGATTCharacteristic
 from bleak.backends.device import BLEDevice
 from bleak.backends.scanner import AdvertisementData
 from bleak.exc import BleakError
@@ -82,7 +86,7 @@ class BleLink(DeviceLink):
         self._rate_t0 = self.last_rx
         self._rate_n = 0
 
-    def _on_notify(self, _char, data: bytearray) -> None:
+    def _on_notify(self, _char: BleakGATTCharacteristic, data: bytearray) -> None:
         now = time.monotonic()
         self.last_rx = now
         if self.first_rx is None:
@@ -144,7 +148,11 @@ class BleTransport(Transport):
         self.adapter = adapter
         self.max_connections = max_connections
         self.enrolled = set(enrolled or ())
-        self.scan_mode = scan_mode
+        if scan_mode not in ("active", "passive"):
+            raise ValueError(f'BLE scan mode: "active" or "passive", not {scan_mode!r}')
+        self.scan_mode: Literal["active", "passive"] = (
+            "passive" if scan_mode == "passive" else "active"
+        )
         self.silent_device_s = silent_device_s
         self.silent_adapter_s = silent_adapter_s
         self.pause_scan_to_connect = pause_scan_to_connect
@@ -155,7 +163,7 @@ class BleTransport(Transport):
         self._types: dict[str, int] = {}
         self._pairing: dict[str, bool] = {}  # as last advertised
         self._expected: set[str] = set()  # a pairing waits for their next link: no hold-off
-        self._tasks: dict[str, asyncio.Task] = {}
+        self._tasks: dict[str, asyncio.Task[None]] = {}
         self._slots = asyncio.Semaphore(max_connections)
         # A device advertising its pairing window may take only a few slots, and never the
         # last one: anyone in range can advertise the flag, enrolled monitors must still get in.
@@ -168,7 +176,7 @@ class BleTransport(Transport):
         self._scan_lock = asyncio.Lock()
         self._last_adv = time.monotonic()
         self._on_link: Callable[[DeviceLink], Awaitable[None]] | None = None
-        self._watchdog: asyncio.Task | None = None
+        self._watchdog: asyncio.Task[None] | None = None
         self._stopping = False
         if not self.enrolled:
             log.warning("BLE: no enrolled device ids: any perimon device in range is accepted")
@@ -177,13 +185,12 @@ class BleTransport(Transport):
 
     async def start(self, on_link: Callable[[DeviceLink], Awaitable[None]]) -> None:
         self._on_link = on_link
-        bluez: dict = {"adapter": self.adapter}
+        bluez: BlueZScannerArgs = {"adapter": self.adapter}
         if self.scan_mode == "passive":
             # BlueZ advertisement monitor: match the 128-bit service UUID AD structure.
-            from bleak.args.bluez import OrPattern
-
             ad = bytes.fromhex(uuids.PERIMON_SERVICE.replace("-", ""))[::-1]
-            bluez["or_patterns"] = [OrPattern(0, 0x07, ad)]
+            uuid128 = AdvertisementDataType.COMPLETE_LIST_SERVICE_UUID128
+            bluez["or_patterns"] = [OrPattern(0, uuid128, ad)]
         self._scanner = BleakScanner(
             detection_callback=self._on_advertisement,
             service_uuids=None if self.scan_mode == "passive" else [uuids.PERIMON_SERVICE],
@@ -206,7 +213,7 @@ class BleTransport(Transport):
                 await t
         await self._set_scanning(False)
 
-    def device_stats(self, device_id: str) -> dict | None:
+    def device_stats(self, device_id: str) -> dict[str, Any] | None:
         st = self.stats.get(device_id)
         return asdict(st) if st else None
 

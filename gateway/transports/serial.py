@@ -20,6 +20,7 @@ import logging
 import random
 import struct
 from collections.abc import Awaitable, Callable
+from typing import Any
 
 import serial
 
@@ -63,7 +64,7 @@ class SlipDecoder:
         self.errors = 0
 
     def feed(self, data: bytes) -> list[bytes]:
-        out = []
+        out: list[bytes] = []
         for b in data:
             if b == END:
                 if self.buf and not self.bad:
@@ -97,7 +98,7 @@ def _packet(kind: SerialKind, body: bytes = b"") -> bytes:
 _LINK_UP = _packet(SerialKind.LINK_UP, struct.pack("<H", SERIAL_LINK_MTU))
 
 
-def _parse_hello(body: bytes) -> dict:
+def _parse_hello(body: bytes) -> dict[str, Any]:
     """The device's HELLO, checked like an advertisement; ValueError if it is not one."""
     hello = json.loads(body)
     if not isinstance(hello, dict) or not isinstance(hello.get("id"), str) or not hello["id"]:
@@ -130,7 +131,7 @@ class PortWriter:
 
 
 class SerialLink(DeviceLink):
-    def __init__(self, port: PortWriter, hello: dict) -> None:
+    def __init__(self, port: PortWriter, hello: dict[str, Any]) -> None:
         super().__init__()
         self.port = port
         self.device_id = str(hello["id"])
@@ -161,7 +162,7 @@ class SerialTransport(Transport):
         self.baud = baud
         self.links: dict[str, SerialLink] = {}
         self.line_errors = 0  # packets dropped: bad SLIP, unknown kind, bad HELLO
-        self._tasks: list[asyncio.Task] = []
+        self._tasks: list[asyncio.Task[None]] = []
         self._on_link: Callable[[DeviceLink], Awaitable[None]] | None = None
 
     async def start(self, on_link: Callable[[DeviceLink], Awaitable[None]]) -> None:

@@ -12,6 +12,7 @@ import json
 import logging
 import struct
 from collections.abc import Awaitable, Callable
+from typing import Any
 
 from gateway.transports.base import DeviceLink, Transport
 
@@ -25,7 +26,7 @@ _MAX_MESSAGE = 4096
 
 
 class SimLink(DeviceLink):
-    def __init__(self, writer: asyncio.StreamWriter, adv: dict, att_mtu: int) -> None:
+    def __init__(self, writer: asyncio.StreamWriter, adv: dict[str, Any], att_mtu: int) -> None:
         super().__init__()
         self._writer = writer
         self.device_id = str(adv["id"])
@@ -49,7 +50,7 @@ class SimRadioTransport(Transport):
         host, _, port = listen.rpartition(":")
         self.host, self.port = host, int(port)
         self.att_mtu = att_mtu
-        self._server: asyncio.base_events.Server | None = None
+        self._server: asyncio.Server | None = None
         self._links: set[SimLink] = set()
         self._on_link: Callable[[DeviceLink], Awaitable[None]] | None = None
 
