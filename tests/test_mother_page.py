@@ -14,6 +14,7 @@ import urllib.request
 from datetime import datetime, timedelta
 
 import numpy as np
+import pytest
 from playwright.async_api import async_playwright
 
 from gateway.app import Gateway
@@ -24,6 +25,8 @@ from gateway.web.nurses import NurseAccounts
 from gateway.web.server import WebServer
 from tests.conftest import ARTIFACTS
 from tests.test_browser_nurse_view import CHROMIUM, CHROMIUM_ARGS
+
+pytestmark = pytest.mark.system
 
 PHONE = {"width": 390, "height": 844}
 HELP = "+86 10 6515 0000"
@@ -83,6 +86,7 @@ def test_mother_page_on_a_phone_in_both_languages(tmp_path):
                     await browser.close()
             seen["nurse"] = await asyncio.to_thread(_nurse, web.url)
             seen["bad_link"] = await asyncio.to_thread(_status, web.url + "/m/not-a-token")
+            seen["headers"] = await asyncio.to_thread(_headers, f"{web.url}/m/{token}")
         finally:
             await web.stop()
             rec.stop()
@@ -108,6 +112,9 @@ def test_mother_page_on_a_phone_in_both_languages(tmp_path):
     assert nurse["mother_link"].startswith("/m/") and len(nurse["mother_link"]) > 30
     assert nurse["report"].startswith(b"%PDF") and nurse["statuses"][0] == "complete"
     assert seen["bad_link"] == 404
+    # the page's own headers, not the nurse view's: no form-action (it has no form), no referrer
+    assert "form-action" not in seen["headers"]["Content-Security-Policy"]
+    assert seen["headers"]["Referrer-Policy"] == "no-referrer"
 
 
 async def _browse(browser, url: str, token: str) -> dict:
@@ -155,6 +162,11 @@ def _status(url: str) -> int:
         return urllib.request.urlopen(url, timeout=10).status
     except urllib.error.HTTPError as exc:
         return exc.code
+
+
+def _headers(url: str) -> dict:
+    with urllib.request.urlopen(url, timeout=10) as r:
+        return {k: r.headers[k] for k in ("Content-Security-Policy", "Referrer-Policy")}
 
 
 def _nurse(url: str) -> dict:

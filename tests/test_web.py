@@ -22,6 +22,8 @@ from gateway.state.history import History
 from gateway.web.nurses import NurseAccounts, hash_password, verify_password
 from gateway.web.server import WebServer
 
+pytestmark = pytest.mark.system
+
 USER, PASSWORD = "amy", "a long enough password"
 
 
@@ -142,6 +144,38 @@ def test_session_expires_and_logins_lock_out(tmp_path):
         return True
 
     assert _serve(tmp_path, {"session_minutes": 0.05}, body) is True
+
+
+def test_every_answer_carries_the_security_headers(tmp_path):
+    def body(url, gw):
+        opener, _ = _opener(False)
+        answers = {}
+        for path in ("/", "/login", "/api/devices", "/static/style.css", "/pairing", "/pair.js",
+                     "/api/no-such-route"):  # fmt: skip
+            req = urllib.request.Request(url + path)
+            try:
+                r = urllib.request.build_opener(_NoRedirect).open(req, timeout=10)
+            except urllib.error.HTTPError as e:
+                r = e
+            answers[path] = (r.status, r.headers)  # read case-insensitively
+        assert answers["/"][0] == 303 and answers["/pairing"][0] == 303  # to the login
+        assert answers["/api/devices"][0] == 401 and answers["/api/no-such-route"][0] == 404
+        for path, (_, headers) in answers.items():
+            assert "frame-ancestors 'none'" in headers["Content-Security-Policy"], path
+            assert headers["X-Content-Type-Options"] == "nosniff", path
+            assert headers["Referrer-Policy"] == "no-referrer", path
+            assert headers["Cache-Control"] == "no-store", path
+        _login(opener, url)
+        with opener.open(url + "/api/me", timeout=10) as r:
+            assert r.headers["X-Content-Type-Options"] == "nosniff"
+        return True
+
+    assert _serve(tmp_path, {}, body) is True
+
+
+class _NoRedirect(urllib.request.HTTPRedirectHandler):
+    def redirect_request(self, *args, **kwargs):
+        return None
 
 
 def test_password_hashes_and_accounts(tmp_path):

@@ -10,7 +10,9 @@ the nurse opens the device in the nurse view, which shows the link to give to th
 renewing it makes the old link stop working. Anyone holding the link sees what the page shows
 (no names, no readings), so it is meant for the home network or the mother's own phone.
 
-Also here: the nurse view's session list and report download (nurse login required).
+Its routes need no login and check the link themselves; they set their own headers (a stricter
+CSP, no referrer: the token is in the address). Also here: the nurse view's session list and
+report download (nurse login required).
 """
 
 from __future__ import annotations
@@ -21,10 +23,11 @@ from typing import TYPE_CHECKING
 
 from starlette.requests import Request
 from starlette.responses import FileResponse, JSONResponse, Response
-from starlette.routing import Mount, Route
+from starlette.routing import BaseRoute, Mount, Route
 from starlette.staticfiles import StaticFiles
 
 from gateway.times import iso_time_or_none
+from gateway.web.auth import nurse_only
 
 if TYPE_CHECKING:
     from gateway.context import GatewayContext
@@ -85,7 +88,7 @@ def mother_state(gw: GatewayContext, device: str, lang: str, now: float | None =
     }
 
 
-def mother_routes(gw: GatewayContext, api_auth, headers) -> list:
+def mother_routes(gw: GatewayContext) -> list[BaseRoute]:
     """Routes of the mother's page, plus the nurse view's sessions and reports."""
 
     def device_of(request: Request) -> str | None:
@@ -110,37 +113,33 @@ def mother_routes(gw: GatewayContext, api_auth, headers) -> list:
             lang = language(request.headers.get("accept-language"))
         return secured(JSONResponse(mother_state(gw, device, lang)))
 
+    @nurse_only()
     async def nurse_sessions(request: Request) -> Response:
-        user = api_auth(request)
-        if isinstance(user, Response):
-            return user
         dev = request.path_params["device"]
         rec = gw.recordings
         known = set(gw.sessions) | set(gw.history.devices) | set(gw.history.settings.values)
         if dev not in known:
-            return headers(JSONResponse({"error": "unknown device"}, status_code=404))
+            return JSONResponse({"error": "unknown device"}, status_code=404)
         sessions = rec.store.sessions(dev, 50)
         for s in sessions:
             s["report_url"] = f"/api/sessions/{s['session_id']}/report.pdf" if s["report"] else None
         tracker = rec.trackers.get(dev)
-        return headers(JSONResponse({
+        return JSONResponse({
             "sessions": sessions,
             "recording": tracker.progress() if tracker else None,
             "schedule": rec.store.schedule(dev),
             "mother_link": f"/m/{rec.store.mother_token(dev)}",
-        }))  # fmt: skip
+        })  # fmt: skip
 
+    @nurse_only()
     async def report(request: Request) -> Response:
-        user = api_auth(request)
-        if isinstance(user, Response):
-            return user
         pdf = gw.recordings.report_pdf(request.path_params["session"])
         if pdf is None:
-            return headers(JSONResponse({"error": "no report"}, status_code=404))
+            return JSONResponse({"error": "no report"}, status_code=404)
         resp = Response(pdf, media_type="application/pdf")
         name = request.path_params["session"].replace(":", "_")
         resp.headers["Content-Disposition"] = f'inline; filename="session-{name}.pdf"'
-        return headers(resp)
+        return resp
 
     return [
         Route("/m/{token}", page),

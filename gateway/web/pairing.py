@@ -7,10 +7,11 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from starlette.requests import Request
-from starlette.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
+from starlette.responses import HTMLResponse, JSONResponse, Response
 from starlette.routing import Route
 
 from gateway.device.pairing import PairingError
+from gateway.web.auth import nurse_only
 
 if TYPE_CHECKING:
     from gateway.context import GatewayContext
@@ -85,25 +86,20 @@ setInterval(refresh, 2000);
 """
 
 
-def pairing_routes(gw: GatewayContext, api_auth, headers) -> list[Route]:
+def pairing_routes(gw: GatewayContext) -> list[Route]:
+    @nurse_only(page=True)
     async def page(request: Request) -> Response:
-        if not isinstance(api_auth(request), str):
-            return RedirectResponse("/login", status_code=303)
-        return headers(HTMLResponse(_PAGE))
+        return HTMLResponse(_PAGE)
 
     async def script(request: Request) -> Response:
-        return headers(Response(_SCRIPT, media_type="text/javascript"))
+        return Response(_SCRIPT, media_type="text/javascript")
 
+    @nurse_only()
     async def listing(request: Request) -> Response:
-        user = api_auth(request)
-        if not isinstance(user, str):
-            return user
-        return headers(JSONResponse({"devices": gw.pairing.list()}))
+        return JSONResponse({"devices": gw.pairing.list()})
 
+    @nurse_only(write=True)
     async def action(request: Request) -> Response:
-        user = api_auth(request, write=True)
-        if not isinstance(user, str):
-            return user
         device = request.path_params["device"]
         what = request.path_params["action"]
         m = gw.pairing
@@ -116,10 +112,10 @@ def pairing_routes(gw: GatewayContext, api_auth, headers) -> list[Route]:
                 await m.cancel(device)
                 body = {"device_id": device, "state": "cancelled"}
             else:
-                return headers(JSONResponse({"error": "unknown action"}, status_code=404))
+                return JSONResponse({"error": "unknown action"}, status_code=404)
         except PairingError as exc:
-            return headers(JSONResponse({"error": str(exc)}, status_code=409))
-        return headers(JSONResponse(body))
+            return JSONResponse({"error": str(exc)}, status_code=409)
+        return JSONResponse(body)
 
     return [
         Route("/pairing", page),

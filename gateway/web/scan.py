@@ -26,6 +26,7 @@ from starlette.routing import Route
 
 from gateway.device.enrolment import EnrolmentError
 from gateway.device.pairing import LABEL_LINK_WAIT_S, PairingError
+from gateway.web.auth import nurse_only
 from gateway.web.pair_code import LabelCode, LabelCodeError, decode
 
 if TYPE_CHECKING:
@@ -93,15 +94,12 @@ check();
 """
 
 
-def scan_routes(gw: GatewayContext, api_auth, headers) -> list[Route]:
+def scan_routes(gw: GatewayContext) -> list[Route]:
     def fail(status: int, message: str) -> Response:
-        return headers(JSONResponse({"error": message}, status_code=status))
+        return JSONResponse({"error": message}, status_code=status)
 
     async def scanned(request: Request) -> tuple[LabelCode, str] | Response:
         """The label in the request and its state (see state_of), or the refusal to send."""
-        user = api_auth(request, write=True)
-        if not isinstance(user, str):
-            return user
         try:
             body = json.loads(await request.body())
             label = decode(str(body["code"]))
@@ -125,11 +123,12 @@ def scan_routes(gw: GatewayContext, api_auth, headers) -> list[Route]:
         return "same" if _connected(gw, label.device_id, entry.key) else "again"
 
     async def page(request: Request) -> Response:
-        return headers(HTMLResponse(_PAGE))
+        return HTMLResponse(_PAGE)  # open: it offers the login when the check says 401
 
     async def script(request: Request) -> Response:
-        return headers(Response(_SCRIPT, media_type="text/javascript"))
+        return Response(_SCRIPT, media_type="text/javascript")
 
+    @nurse_only(write=True)
     async def check(request: Request) -> Response:
         got = await scanned(request)
         if isinstance(got, Response):
@@ -143,10 +142,11 @@ def scan_routes(gw: GatewayContext, api_auth, headers) -> list[Route]:
             "again": f"Pair the {kind} {label.device_id} again? This gateway knows it, but it "
             "is not connected with its key now. Check that it is switched on.",
         }[state]
-        return headers(JSONResponse({"device_id": label.device_id, "device_type":
-                                     label.device_type, "state": "paired" if state == "same"
-                                     else "new", "message": message}))  # fmt: skip
+        return JSONResponse({"device_id": label.device_id, "device_type": label.device_type,
+                             "state": "paired" if state == "same" else "new",
+                             "message": message})  # fmt: skip
 
+    @nurse_only(write=True)
     async def add(request: Request) -> Response:
         got = await scanned(request)
         if isinstance(got, Response):
@@ -154,8 +154,8 @@ def scan_routes(gw: GatewayContext, api_auth, headers) -> list[Route]:
         label, state = got
         dev_id = label.device_id
         if state == "same":
-            return headers(JSONResponse({"device_id": dev_id, "state": "paired", "message":
-                                         f"{dev_id} is already paired with this gateway."}))  # fmt: skip
+            return JSONResponse({"device_id": dev_id, "state": "paired", "message":
+                                 f"{dev_id} is already paired with this gateway."})  # fmt: skip
         transport = getattr(gw, "transport", None)
         allow = getattr(transport, "allow", None)  # a radio allowlist (BLE)
         # else a listed-only radio would never connect it; taken back if the pairing fails
@@ -186,8 +186,7 @@ def scan_routes(gw: GatewayContext, api_auth, headers) -> list[Route]:
             if streaming
             else f"{dev_id} is paired; it connects with its new key when it is switched on."
         )
-        return headers(JSONResponse({"device_id": dev_id, "state": "paired",
-                                     "message": message}))  # fmt: skip
+        return JSONResponse({"device_id": dev_id, "state": "paired", "message": message})
 
     return [
         Route("/pair", page),

@@ -3,7 +3,8 @@
 Pages and assets are static files under gateway/web/static (no CDN: the ward may have no
 internet). Data comes from the gateway's History (what it published) as JSON, and live as
 server-sent events. Nurses log in with accounts kept on the gateway (gateway/web/nurses.py);
-sessions expire after `[web] session_minutes` without activity. See docs/nurse-view.md.
+sessions expire after `[web] session_minutes` without activity. Who is logged in, and the
+security headers of every answer, are middleware (gateway/web/auth.py). See docs/nurse-view.md.
 """
 
 from __future__ import annotations
@@ -13,14 +14,16 @@ import contextlib
 import json
 import logging
 import re
-import secrets
 import time
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qs
 
 import uvicorn
 from starlette.applications import Starlette
+from starlette.middleware import Middleware
+from starlette.middleware.authentication import AuthenticationMiddleware
 from starlette.requests import Request
 from starlette.responses import (
     FileResponse,
@@ -34,6 +37,7 @@ from starlette.staticfiles import StaticFiles
 
 from gateway.state.history import History
 from gateway.state.settings import apply_settings
+from gateway.web.auth import COOKIE, NurseAuth, SecurityHeaders, Sessions, nurse_only
 from gateway.web.mother import mother_routes
 from gateway.web.nurses import NurseAccounts
 from gateway.web.pairing import pairing_routes
@@ -45,49 +49,13 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 STATIC = Path(__file__).resolve().parent / "static"
-COOKIE = "perimon_session"
 _HEARTBEAT_S = 15.0
 _MAX_FAILURES = 5  # failed logins per user name before a lock-out
 _LOCKOUT_S = 300.0
 _LOCAL_PATH = re.compile(r"/(?!/)[A-Za-z0-9_/-]*")  # a page of this gateway (never //host)
 
-_SECURITY_HEADERS = {
-    "Content-Security-Policy": "default-src 'self'; img-src 'self' data:; style-src 'self'; "
-    "script-src 'self'; connect-src 'self'; frame-ancestors 'none'; form-action 'self'",
-    "X-Content-Type-Options": "nosniff",
-    "Referrer-Policy": "no-referrer",
-    "Cache-Control": "no-store",
-}
 
-
-class Sessions:
-    """Login sessions in memory: a random token per login, sliding expiry."""
-
-    def __init__(self, minutes: float) -> None:
-        self.ttl_s = minutes * 60.0
-        self._s: dict[str, dict] = {}
-
-    def create(self, user: str) -> str:
-        token = secrets.token_urlsafe(32)
-        self._s[token] = {"user": user, "expires": time.monotonic() + self.ttl_s}
-        return token
-
-    def user(self, token: str | None) -> str | None:
-        s = self._s.get(token or "")
-        if s is None:
-            return None
-        now = time.monotonic()
-        if now >= s["expires"]:
-            del self._s[token]
-            return None
-        s["expires"] = now + self.ttl_s
-        return s["user"]
-
-    def drop(self, token: str | None) -> None:
-        self._s.pop(token or "", None)
-
-
-def _device_entry(gw: GatewayContext, history: History, dev_id: str) -> dict:
+def _device_entry(gw: GatewayContext, history: History, dev_id: str) -> dict[str, Any]:
     summary = history.device_summary(dev_id)
     summary["settings"] = {**gw.cfg.devices.get(dev_id, {}), **summary["settings"]}
     st = summary["status"] or {}
@@ -105,7 +73,7 @@ def _device_entry(gw: GatewayContext, history: History, dev_id: str) -> dict:
     return summary
 
 
-def nomogram(ga_weeks: float, risk_factors: bool, max_hour: int = 168) -> dict:
+def nomogram(ga_weeks: float, risk_factors: bool, max_hour: int = 168) -> dict[str, Any]:
     """Bhutani percentile tracks and the AAP 2022 lines for one baby, for the page to draw."""
     from dsp import bilirubin_zones as bz
 
@@ -126,31 +94,17 @@ def nomogram(ga_weeks: float, risk_factors: bool, max_hour: int = 168) -> dict:
 
 def create_app(gw: GatewayContext, history: History, accounts: NurseAccounts, session_minutes: float,
                secure: bool) -> Starlette:  # fmt: skip
+    """The nurse view: every route below but the login, the mother's page and static files is
+    for nurses (`nurse_only`); who is logged in is known from the middleware (gateway/web/auth.py)."""
     sessions = Sessions(session_minutes)
     failures: dict[str, list[float]] = {}
 
-    def current_user(request: Request) -> str | None:
-        return sessions.user(request.cookies.get(COOKIE))
-
-    def headers(resp: Response) -> Response:
-        resp.headers.update(_SECURITY_HEADERS)
-        return resp
-
-    def api_auth(request: Request, write: bool = False) -> str | JSONResponse:
-        user = current_user(request)
-        if user is None:
-            return headers(JSONResponse({"error": "login required"}, status_code=401))
-        if write and request.headers.get("x-perimon") != "1":  # CSRF: a custom header
-            return headers(JSONResponse({"error": "missing X-Perimon header"}, status_code=403))
-        return user
-
+    @nurse_only(page=True)
     async def index(request: Request) -> Response:
-        if current_user(request) is None:
-            return RedirectResponse("/login", status_code=303)
-        return headers(FileResponse(STATIC / "index.html"))
+        return FileResponse(STATIC / "index.html")
 
     async def login_page(request: Request) -> Response:
-        return headers(FileResponse(STATIC / "login.html"))
+        return FileResponse(STATIC / "login.html")
 
     async def login(request: Request) -> Response:
         form = parse_qs((await request.body()).decode("utf-8", "replace"))
@@ -162,112 +116,97 @@ def create_app(gw: GatewayContext, history: History, accounts: NurseAccounts, se
         now = time.monotonic()
         recent = [t for t in failures.get(user, []) if now - t < _LOCKOUT_S]
         if len(recent) >= _MAX_FAILURES:
-            return headers(RedirectResponse("/login?error=locked" + again, status_code=303))
+            return RedirectResponse("/login?error=locked" + again, status_code=303)
         ok = await asyncio.to_thread(accounts.check, user, password)
         if not ok:
             failures[user] = [*recent, now]
             log.warning("nurse view: failed login for %r", user)
-            return headers(RedirectResponse("/login?error=1" + again, status_code=303))
+            return RedirectResponse("/login?error=1" + again, status_code=303)
         failures.pop(user, None)
         log.info("nurse view: %s logged in", user)
         resp = RedirectResponse(nxt, status_code=303)
         resp.set_cookie(COOKIE, sessions.create(user), httponly=True, samesite="strict",
                         secure=secure, path="/")  # fmt: skip
-        return headers(resp)
+        return resp
 
     async def logout(request: Request) -> Response:
         sessions.drop(request.cookies.get(COOKIE))
         resp = RedirectResponse("/login", status_code=303)
         resp.delete_cookie(COOKIE, path="/")
-        return headers(resp)
+        return resp
 
+    @nurse_only()
     async def me(request: Request) -> Response:
-        user = api_auth(request)
-        if isinstance(user, Response):
-            return user
-        return headers(JSONResponse({"user": user, "gateway_id": gw.cfg.gateway.id,
-                                     "session_minutes": session_minutes}))  # fmt: skip
+        return JSONResponse({"user": request.user.display_name, "gateway_id": gw.cfg.gateway.id,
+                             "session_minutes": session_minutes})  # fmt: skip
 
     def device_ids() -> list[str]:
         ids = set(gw.sessions) | set(history.devices) | set(history.settings.values)
         return sorted(ids)
 
+    @nurse_only()
     async def devices(request: Request) -> Response:
-        user = api_auth(request)
-        if isinstance(user, Response):
-            return user
-        return headers(JSONResponse([_device_entry(gw, history, d) for d in device_ids()]))
+        return JSONResponse([_device_entry(gw, history, d) for d in device_ids()])
 
+    @nurse_only()
     async def window(request: Request) -> Response:
-        user = api_auth(request)
-        if isinstance(user, Response):
-            return user
         dev = request.path_params["device"]
         if dev not in device_ids():
-            return headers(JSONResponse({"error": "unknown device"}, status_code=404))
+            return JSONResponse({"error": "unknown device"}, status_code=404)
         now = time.time()
         try:
             until = float(request.query_params.get("until", now))
             since = float(request.query_params.get("since", until - 1800))
         except ValueError:
-            return headers(JSONResponse({"error": "since/until: unix seconds"}, status_code=400))
+            return JSONResponse({"error": "since/until: unix seconds"}, status_code=400)
         since = max(since, now - history.keep_s)
-        return headers(JSONResponse(history.window(dev, since, until)))
+        return JSONResponse(history.window(dev, since, until))
 
+    @nurse_only(write=True)
     async def settings(request: Request) -> Response:
-        user = api_auth(request, write=True)
-        if isinstance(user, Response):
-            return user
+        user = request.user.display_name
         dev = request.path_params["device"]
         if dev not in device_ids():
-            return headers(JSONResponse({"error": "unknown device"}, status_code=404))
+            return JSONResponse({"error": "unknown device"}, status_code=404)
         try:
             changes = json.loads(await request.body())
             if not isinstance(changes, dict):
                 raise ValueError("expected a JSON object")
             result = apply_settings(gw, dev, changes)
         except ValueError as exc:
-            return headers(JSONResponse({"error": str(exc)}, status_code=400))
+            return JSONResponse({"error": str(exc)}, status_code=400)
         log.info("nurse view: %s set %s for %s", user, sorted(changes), dev)
         history.audit.append({"event": "settings", "device_id": dev, "by": user,
                         "keys": sorted(changes), "t": time.time()})  # fmt: skip
-        return headers(JSONResponse(result))
+        return JSONResponse(result)
 
+    @nurse_only()
     async def alerts(request: Request) -> Response:
-        user = api_auth(request)
-        if isinstance(user, Response):
-            return user
-        return headers(JSONResponse(sorted(history.alerts.values(),
-                                           key=lambda a: a["raised_at"], reverse=True)))  # fmt: skip
+        return JSONResponse(sorted(history.alerts.values(), key=lambda a: a["raised_at"],
+                                   reverse=True))  # fmt: skip
 
+    @nurse_only(write=True)
     async def ack(request: Request) -> Response:
-        user = api_auth(request, write=True)
-        if isinstance(user, Response):
-            return user
-        rec = history.ack(request.path_params["alert"], user)
+        rec = history.ack(request.path_params["alert"], request.user.display_name)
         if rec is None:
-            return headers(JSONResponse({"error": "unknown alert"}, status_code=404))
-        return headers(JSONResponse(rec))
+            return JSONResponse({"error": "unknown alert"}, status_code=404)
+        return JSONResponse(rec)
 
+    @nurse_only()
     async def nomogram_api(request: Request) -> Response:
-        user = api_auth(request)
-        if isinstance(user, Response):
-            return user
         try:
             ga = float(request.query_params["ga"])
             risk = request.query_params.get("risk", "false") == "true"
-            return headers(JSONResponse(nomogram(ga, risk)))
+            return JSONResponse(nomogram(ga, risk))
         except (KeyError, ValueError) as exc:
-            return headers(JSONResponse({"error": f"ga: {exc}"}, status_code=400))
+            return JSONResponse({"error": f"ga: {exc}"}, status_code=400)
 
+    @nurse_only()
     async def events(request: Request) -> Response:
-        user = api_auth(request)
-        if isinstance(user, Response):
-            return user
         token = request.cookies.get(COOKIE)
         q = history.subscribe()
 
-        async def stream():
+        async def stream() -> AsyncIterator[str]:
             try:
                 yield "retry: 2000\n\n"
                 while True:
@@ -287,7 +226,7 @@ def create_app(gw: GatewayContext, history: History, accounts: NurseAccounts, se
 
         resp = StreamingResponse(stream(), media_type="text/event-stream")
         resp.headers["X-Accel-Buffering"] = "no"
-        return headers(resp)
+        return resp
 
     routes = [
         Route("/", index),
@@ -302,17 +241,21 @@ def create_app(gw: GatewayContext, history: History, accounts: NurseAccounts, se
         Route("/api/alerts/{alert:path}/ack", ack, methods=["POST"]),
         Route("/api/nomogram", nomogram_api),
         Route("/api/events", events),
-        *mother_routes(gw, api_auth, headers),  # the mother's page, sessions, reports
-        *pairing_routes(gw, api_auth, headers),  # pairing a new monitor (gateway/device/pairing.py)
-        *scan_routes(gw, api_auth, headers),  # ... or by the code on its label
+        *mother_routes(gw),  # the mother's page (its link is its key), sessions, reports
+        *pairing_routes(gw),  # pairing a new monitor (gateway/device/pairing.py)
+        *scan_routes(gw),  # ... or by the code on its label
         Mount("/static", StaticFiles(directory=STATIC), name="static"),
     ]
-    return Starlette(routes=routes)
+    middleware = [
+        Middleware(SecurityHeaders),  # outermost: on every answer, refusals included
+        Middleware(AuthenticationMiddleware, backend=NurseAuth(sessions)),
+    ]
+    return Starlette(routes=routes, middleware=middleware)
 
 
 class _Server(uvicorn.Server):
     @contextlib.contextmanager
-    def capture_signals(self):
+    def capture_signals(self) -> Iterator[None]:
         yield  # the gateway handles SIGINT/SIGTERM itself
 
 
@@ -339,7 +282,7 @@ class WebServer:
                 timeout_graceful_shutdown=2,
             )
         )
-        self.task: asyncio.Task | None = None
+        self.task: asyncio.Task[None] | None = None
 
     @property
     def port(self) -> int:

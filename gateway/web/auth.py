@@ -1,0 +1,140 @@
+"""Who is asking, and the headers every answer carries: the nurse view's middleware.
+
+* `Sessions`: nurses' logins in memory, a random token per login, sliding expiry.
+* `NurseAuth`: Starlette's authentication backend for the session cookie; with
+  `AuthenticationMiddleware`, `request.user` is the nurse logged in (or nobody).
+* `nurse_only`: the decorator a handler of nurse data carries: no login, 401 (or the login page
+  for a page); a write without the `X-Perimon` header, 403 (CSRF: a cross-site form cannot set
+  a custom header).
+* `SecurityHeaders`: the CSP and friends on every response; a page that sets its own (the
+  mother's page, gateway/web/mother.py) keeps them.
+
+The mother's page (`/m/{token}`) needs no login: its link is its key, checked by its own routes.
+"""
+
+from __future__ import annotations
+
+import functools
+import secrets
+import time
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass
+
+from starlette.authentication import (
+    AuthCredentials,
+    AuthenticationBackend,
+    BaseUser,
+    SimpleUser,
+)
+from starlette.datastructures import MutableHeaders
+from starlette.requests import HTTPConnection, Request
+from starlette.responses import JSONResponse, RedirectResponse, Response
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+COOKIE = "perimon_session"
+NURSE = "nurse"  # the scope a logged-in nurse has
+CSRF_HEADER = "x-perimon"  # set by the page's own scripts; a cross-site form cannot
+
+SECURITY_HEADERS = {
+    "Content-Security-Policy": "default-src 'self'; img-src 'self' data:; style-src 'self'; "
+    "script-src 'self'; connect-src 'self'; frame-ancestors 'none'; form-action 'self'",
+    "X-Content-Type-Options": "nosniff",
+    "Referrer-Policy": "no-referrer",
+    "Cache-Control": "no-store",
+}
+
+Handler = Callable[[Request], Awaitable[Response]]
+
+
+@dataclass
+class _Login:
+    user: str
+    expires: float  # on the sessions' clock
+
+
+class Sessions:
+    """Login sessions in memory: a random token per login, sliding expiry."""
+
+    def __init__(self, minutes: float) -> None:
+        self.ttl_s = minutes * 60.0
+        self._s: dict[str, _Login] = {}
+
+    def create(self, user: str) -> str:
+        token = secrets.token_urlsafe(32)
+        self._s[token] = _Login(user, time.monotonic() + self.ttl_s)
+        return token
+
+    def user(self, token: str | None) -> str | None:
+        """The nurse logged in with `token`, if the session is alive; it lives on from now."""
+        login = self._s.get(token or "")
+        if login is None:
+            return None
+        now = time.monotonic()
+        if now >= login.expires:
+            del self._s[token or ""]
+            return None
+        login.expires = now + self.ttl_s
+        return login.user
+
+    def drop(self, token: str | None) -> None:
+        self._s.pop(token or "", None)
+
+
+class NurseAuth(AuthenticationBackend):
+    """The session cookie, as Starlette's authentication: a live login is a nurse."""
+
+    def __init__(self, sessions: Sessions) -> None:
+        self.sessions = sessions
+
+    async def authenticate(self, conn: HTTPConnection) -> tuple[AuthCredentials, BaseUser] | None:
+        user = self.sessions.user(conn.cookies.get(COOKIE))
+        if user is None:
+            return None
+        return AuthCredentials([NURSE]), SimpleUser(user)
+
+
+def nurse_only(*, write: bool = False, page: bool = False) -> Callable[[Handler], Handler]:
+    """For a handler of nurse data: refuse anyone not logged in (401; a page sends them to the
+    login instead), and with `write`, a request without the CSRF header (403)."""
+
+    def decorate(handler: Handler) -> Handler:
+        @functools.wraps(handler)
+        async def checked(request: Request) -> Response:
+            if NURSE not in request.auth.scopes:
+                if page:
+                    return RedirectResponse("/login", status_code=303)
+                return JSONResponse({"error": "login required"}, status_code=401)
+            if write and request.headers.get(CSRF_HEADER) != "1":
+                return JSONResponse({"error": "missing X-Perimon header"}, status_code=403)
+            return await handler(request)
+
+        return checked
+
+    return decorate
+
+
+class SecurityHeaders:
+    """ASGI middleware: `headers` on every HTTP response that does not set them itself.
+
+    Plain ASGI rather than BaseHTTPMiddleware, so the server-sent events stream through it as
+    they are written."""
+
+    def __init__(self, app: ASGIApp, headers: Mapping[str, str] = SECURITY_HEADERS) -> None:
+        self.app = app
+        self.headers = dict(headers)
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+
+        async def send_with_headers(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                message.setdefault("headers", [])
+                headers = MutableHeaders(scope=message)
+                for name, value in self.headers.items():
+                    if name not in headers:  # a page's own (the mother's CSP) wins
+                        headers[name] = value
+            await send(message)
+
+        await self.app(scope, receive, send_with_headers)
