@@ -1,4 +1,4 @@
-"""Shared fixtures: a real Mosquitto broker, the MicroPython interpreter, temp workdirs."""
+"""The test tiers, and shared fixtures: a real Mosquitto broker, the MicroPython interpreter."""
 
 from __future__ import annotations
 
@@ -12,6 +12,24 @@ from simulators.fleet import FIRMWARE_DIR, micropython_binary
 
 REPO = Path(__file__).resolve().parents[1]
 ARTIFACTS = REPO / "test-artifacts"
+
+# Each test has exactly one: `pytest -m unit` is the fast tier (see docs/testing.md).
+TIERS = ("unit", "system", "install")
+
+
+@pytest.hookimpl(tryfirst=True)  # before -m deselects: an untiered test fails every run
+def pytest_collection_modifyitems(config, items):
+    wrong = []
+    for item in items:
+        tiers = sorted({m.name for m in item.iter_markers() if m.name in TIERS})
+        if len(tiers) != 1:
+            wrong.append(f"  {item.nodeid}: {', '.join(tiers) or 'no tier'}")
+    if wrong:
+        raise pytest.UsageError(
+            "every test needs exactly one tier marker of "
+            f"{', '.join(TIERS)} (pytestmark = pytest.mark.unit at the top of the module, "
+            "or one on the test):\n" + "\n".join(wrong)
+        )
 
 
 @pytest.fixture

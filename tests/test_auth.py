@@ -59,6 +59,7 @@ def _firmware_hmac_under_cpython():
     return mod
 
 
+@pytest.mark.system
 def test_hmac_sha256_matches_rfc4231_and_python_under_both_interpreters():
     vectors = _vectors()
     stdin = "".join(f"{k} {m}\n" for k, m, _ in vectors)
@@ -113,6 +114,7 @@ def device_run():
     return challenge, [bytes.fromhex(h) for h in out["frames"]], out
 
 
+@pytest.mark.system
 def test_device_rejects_replayed_tampered_and_unsigned_commands(device_run):
     _, frames, out = device_run
     assert out["rejected"] == 3
@@ -131,6 +133,7 @@ def _auth(challenge: bytes) -> tuple[auth.FrameAuth, LinkStats]:
     return a, stats
 
 
+@pytest.mark.system
 def test_firmware_signed_frames_verify_on_the_gateway(device_run):
     challenge, frames, _ = device_run
     a, stats = _auth(challenge)
@@ -150,6 +153,7 @@ def test_firmware_signed_frames_verify_on_the_gateway(device_run):
     assert a.established and a.boot == 3
 
 
+@pytest.mark.system
 def test_gateway_rejects_and_counts_bad_frames(device_run):
     challenge, frames, _ = device_run
     a, stats = _auth(challenge)
@@ -182,6 +186,7 @@ def test_gateway_rejects_and_counts_bad_frames(device_run):
     assert [x.seq for x in admit(good)] == [148]
 
 
+@pytest.mark.system
 def test_a_reply_to_an_old_challenge_or_with_the_wrong_key_does_not_open_a_session(device_run):
     challenge, frames, _ = device_run
     a, stats = _auth(b"\x00" * 8)  # this connection's challenge is not the one answered
@@ -195,6 +200,7 @@ def test_a_reply_to_an_old_challenge_or_with_the_wrong_key_does_not_open_a_sessi
     assert not b.established and b.stats.auth_failed == 1
 
 
+@pytest.mark.unit
 def test_held_frames_are_bounded_before_the_handshake():
     a, stats = _auth(b"\x01" * 8)
     k_s = auth.session_key(KEY, 1, b"\x02" * 8)
@@ -204,6 +210,7 @@ def test_held_frames_are_bounded_before_the_handshake():
     assert stats.auth_failed == 10
 
 
+@pytest.mark.unit
 def test_replay_window_forgets_only_beyond_its_size():
     a, stats = _auth(b"\x01" * 8)
     k_s = auth.session_key(KEY, 1, b"\x02" * 8)

@@ -7,6 +7,8 @@ import pytest
 
 from dsp import bilirubin_zones as bz
 
+pytestmark = pytest.mark.unit
+
 PHOTO_TABLES = {False: bz.PHOTOTHERAPY_NO_RISK, True: bz.PHOTOTHERAPY_WITH_RISK}
 EXCHANGE_TABLES = {False: bz.EXCHANGE_NO_RISK, True: bz.EXCHANGE_WITH_RISK}
 ALL_WEEKS = (35, 36, 37, 38, 39, 40)

@@ -9,10 +9,13 @@ import time
 from datetime import UTC, datetime, timedelta
 
 import numpy as np
+import pytest
 
 from simulators.ble_rig import BleRig, bluez_address
 from simulators.fleet import DeviceSpec
 from tests.test_e2e import FIRST_POINT_AT_MOST, Collector, assert_contiguous, fhr_values
+
+pytestmark = pytest.mark.system
 
 
 def last_status(sub: Collector, device: str) -> dict:

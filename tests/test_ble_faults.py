@@ -8,9 +8,13 @@ import asyncio
 import time
 from types import SimpleNamespace
 
+import pytest
+
 from devtools.broker import free_port
 from simulators.ble_rig import BleRig, bluez_address
 from simulators.fleet import DeviceSpec
+
+pytestmark = pytest.mark.system
 
 
 def fetal(n: int) -> list[DeviceSpec]:

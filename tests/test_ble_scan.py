@@ -8,9 +8,13 @@ from __future__ import annotations
 
 import asyncio
 
+import pytest
+
 from gateway import protocol as p
 from simulators.ble_rig import BleRig, bluez_address
 from simulators.fleet import DeviceSpec
+
+pytestmark = pytest.mark.system
 
 
 def test_passive_scanning_finds_connects_and_reconnects_devices(broker, tmp_path):

@@ -6,6 +6,8 @@ from __future__ import annotations
 import re
 import subprocess
 
+import pytest
+
 from gateway.transports import uuids
 from simulators import virtual_bluez as vb
 from simulators.fleet import FIRMWARE_DIR, micropython_binary
@@ -20,6 +22,7 @@ def _const(src: str, name: str) -> str:
     return m.group(1).strip().strip('"')
 
 
+@pytest.mark.unit
 def test_firmware_uuids_match_the_gateway_table():
     for name in ("PERIMON_SERVICE", "DATA_CHAR", "CONTROL_CHAR"):
         assert _const(RADIO_BLE, name) == getattr(uuids, name)
@@ -33,12 +36,14 @@ def test_firmware_uuids_match_the_gateway_table():
     assert eval(_const(RADIO_BLE, "MODEL_NUMBERS")) == uuids.MODEL_NUMBERS
 
 
+@pytest.mark.unit
 def test_link_message_numbers_agree():
     for name in ("M_HELLO", "M_ADV", "M_NOTIFY", "M_READ_RSP", "M_DISC", "M_CONNECT",
                  "M_DISCONNECT", "M_MTU", "M_WRITE", "M_READ", "M_CONN_UPDATE", "M_COMPLETED"):  # fmt: skip
         assert int(_const(BLUETOOTH_SIM, name)) == getattr(vb, name), name
 
 
+@pytest.mark.system
 def test_advertising_payloads_fit_and_parse_as_bluez_would(tmp_path):
     script = tmp_path / "adv.py"
     script.write_text(

@@ -12,10 +12,13 @@ import time
 from pathlib import Path
 
 import paho.mqtt.client as mqtt
+import pytest
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
 from devtools.broker_tls import make_certs, start_tls_broker
+
+pytestmark = pytest.mark.system
 
 N = 1500  # more than Mosquitto's default queue of 1000 messages a client
 TOPIC = "perimon/v1/gw-a/device/fh-01/alert"

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 
+import pytest
 from playwright.async_api import async_playwright
 
 from gateway.web.nurses import NurseAccounts
@@ -13,6 +14,8 @@ from gateway.web.server import WebServer
 from simulators.fleet import DeviceSpec
 from tests.conftest import ARTIFACTS
 from tests.test_e2e import run_chain
+
+pytestmark = pytest.mark.system
 
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = [

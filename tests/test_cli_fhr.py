@@ -10,6 +10,8 @@ from gateway.cli import main
 from simulators.doppler import synthesize_doppler
 from simulators.ppg import synthesize_ppg
 
+pytestmark = pytest.mark.unit
+
 
 @pytest.fixture(scope="module")
 def wav(tmp_path_factory):

@@ -16,6 +16,8 @@ import pytest
 
 from devtools.broker import free_port
 
+pytestmark = pytest.mark.system
+
 
 def test_separate_gateway_and_simulator_processes(broker, tmp_path):
     cfg = tmp_path / "perimon.toml"

@@ -8,6 +8,8 @@ import pytest
 
 from gateway.cli import UserError, dsp_tcb
 
+pytestmark = pytest.mark.unit
+
 LED_NM = (450, 470, 505, 550, 590, 650)
 ROW = {
     "r_near_450": 0.12, "r_near_470": 0.15, "r_near_505": 0.36, "r_near_550": 0.53,

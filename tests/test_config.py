@@ -6,11 +6,13 @@ import pytest
 from gateway.config import ConfigError, config_from_dict, load_config
 
 
+@pytest.mark.unit
 def test_defaults_are_valid():
     cfg = load_config(None)
     assert cfg.mqtt.port == 1883 and cfg.radio.transport == "sim" and cfg.mqtt.protocol == "5"
 
 
+@pytest.mark.unit
 @pytest.mark.parametrize(
     "raw, needle",
     [
@@ -34,6 +36,7 @@ def test_wrong_key_or_value_gives_one_line_naming_it(raw, needle):
     assert needle in msg and "\n" not in msg and msg.startswith("perimon.toml")
 
 
+@pytest.mark.system
 def test_cli_reports_a_broken_config_in_one_line(tmp_path):
     bad = tmp_path / "perimon.toml"
     bad.write_text("[mqtt]\nport = = 3\n")
@@ -55,6 +58,7 @@ def test_cli_reports_a_broken_config_in_one_line(tmp_path):
     assert missing.returncode == 2 and "cannot read" in missing.stderr
 
 
+@pytest.mark.unit
 def test_example_config_in_docs_is_valid(tmp_path):
     from pathlib import Path
 
@@ -63,6 +67,7 @@ def test_example_config_in_docs_is_valid(tmp_path):
     assert cfg.gateway.id and cfg.mqtt.topic_prefix == "perimon/v1"
 
 
+@pytest.mark.unit
 def test_every_key_is_documented_in_the_example():
     import re
     from dataclasses import fields

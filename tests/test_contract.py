@@ -88,6 +88,7 @@ class Replies:
         self.client.loop_stop()
 
 
+@pytest.mark.system
 def test_every_published_message_matches_the_contract(broker, tmp_path, monkeypatch):
     monkeypatch.setattr(gateway.processing.fhir, "TRACE_POINTS_PER_OBSERVATION", 20)  # 5 s windows
     channels = asyncapi_channels()
@@ -136,6 +137,7 @@ def test_every_published_message_matches_the_contract(broker, tmp_path, monkeypa
     assert gw.sessions["fh-01"].processor.alerts.escalate is True  # orange: medium -> high
 
 
+@pytest.mark.unit
 def test_ctg_findings_match_the_contract():
     """CTG findings need a minute of trace (longer than the end-to-end run): built here by the
     gateway's own processor from 20 minutes of a trace with an acceleration."""
@@ -158,6 +160,7 @@ def test_ctg_findings_match_the_contract():
     assert ctg[0]["accelerations"], ctg[0]
 
 
+@pytest.mark.unit
 @pytest.mark.parametrize(
     "name,payload",
     [
@@ -177,6 +180,7 @@ def test_the_schemas_reject_what_the_contract_forbids(name, payload):
     assert list(validator(name).iter_errors(payload))
 
 
+@pytest.mark.unit
 def test_every_alert_kind_is_documented_and_labelled_for_the_nurse():
     from gateway.processing.alerts import ALERT_KINDS
 
@@ -189,6 +193,7 @@ def test_every_alert_kind_is_documented_and_labelled_for_the_nurse():
     assert set(ALERT_KINDS) == labelled
 
 
+@pytest.mark.unit
 def test_an_alert_kind_outside_the_catalogue_is_refused():
     from gateway.processing.alerts import AlertTracker
 
@@ -198,6 +203,7 @@ def test_an_alert_kind_outside_the_catalogue_is_refused():
     assert sent == []
 
 
+@pytest.mark.unit
 def test_a_ble_device_status_with_its_radio_statistics_matches_the_schema():
     """Every field the BLE transport adds to device status is in the schema, typed: a field
     added to RadioStats without a schema entry, or with a value of another type, fails here."""

@@ -5,6 +5,8 @@ import pytest
 
 from dsp.ctg import analyse_ctg, baseline_trace
 
+pytestmark = pytest.mark.unit
+
 FS = 4.0
 
 

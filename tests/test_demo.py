@@ -10,6 +10,8 @@ import urllib.request
 
 import pytest
 
+pytestmark = pytest.mark.system
+
 
 @pytest.mark.parametrize("radio", ["sim", "ble", "serial"])
 def test_demo_shows_fhr_and_bilirubin_within_10_seconds(radio):

@@ -6,6 +6,8 @@ import pytest
 from simulators import ctg_records
 from simulators.doppler import DopplerSignal, beat_times, synthesize_doppler
 
+pytestmark = pytest.mark.unit
+
 
 def test_beat_count_follows_rate():
     rng = np.random.default_rng(0)

@@ -20,6 +20,8 @@ from gateway.config import config_from_dict
 from gateway.publish.downlink import MAX_ERROR_CHARS, response_topic_error
 from gateway.schemas import SchemaCheck
 
+pytestmark = pytest.mark.system
+
 PREFIX = "perimon/v1"
 CMD = f"{PREFIX}/gw-test/device/fh-01/cmd"
 REPLY_TO = "hospital/replies/ward-3"

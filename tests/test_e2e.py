@@ -20,6 +20,8 @@ from gateway.app import Gateway
 from gateway.config import config_from_dict
 from simulators.fleet import DeviceSpec, Fleet
 
+pytestmark = pytest.mark.system
+
 PREFIX = "perimon/v1"
 # A trace starts at the first sample of the boot the gateway receives, numbered as that point
 # of the boot: the device sends what it samples before the first connection to its buffer only.

@@ -20,6 +20,7 @@ from pathlib import Path
 
 import numpy as np
 import paho.mqtt.client as mqtt
+import pytest
 
 from devtools.broker import free_port, start_broker
 from dsp.fhr import FhrStream
@@ -30,6 +31,8 @@ from gateway.publish.outbox import Outbox
 from simulators.fleet import CH_DOPPLER, CH_PPG, DeviceSpec, Fleet
 from tests.test_e2e import FIRST_POINT_AT_MOST
 from tests.test_outbox import PERSISTENT_BROKER, hospital_on_connect, session_props
+
+pytestmark = pytest.mark.system
 
 PREFIX = "perimon/v1"
 REPO = Path(__file__).resolve().parents[1]

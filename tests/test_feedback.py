@@ -11,6 +11,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+import pytest
 
 from devtools.broker import free_port
 from gateway import protocol as p
@@ -19,6 +20,8 @@ from gateway.config import config_from_dict
 from simulators.doppler import DopplerSignal
 from simulators.fleet import DeviceSpec, Fleet
 from tests.conftest import run_micropython
+
+pytestmark = pytest.mark.system
 
 LIB = Path(__file__).resolve().parents[1] / "firmware" / "lib"
 

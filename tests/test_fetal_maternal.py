@@ -15,6 +15,8 @@ from simulators.doppler import DopplerSignal
 from simulators.maternal import MaternalBeats
 from simulators.ppg import PpgSignal
 
+pytestmark = pytest.mark.unit
+
 T0_MS = 3_000
 FRAME = {p.Stream.DOPPLER: 240, p.Stream.PPG: 25}
 RATE = {p.Stream.DOPPLER: 4000, p.Stream.PPG: 50}

@@ -4,7 +4,11 @@ from __future__ import annotations
 
 import math
 
+import pytest
+
 from gateway.processing.fhir import TraceWindow, resource_id, tcb_observations, trace_observation
+
+pytestmark = pytest.mark.unit
 
 
 def test_trace_observation_keeps_gaps_and_is_deterministic():

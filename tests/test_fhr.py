@@ -7,6 +7,8 @@ from dsp.fhr import FhrPoints, FhrStream, fhr_from_doppler, maternal_coincidence
 from dsp.fhr_tracker import RateTracker, RawEstimates
 from simulators.doppler import synthesize_doppler
 
+pytestmark = pytest.mark.unit
+
 FS = 4000
 
 

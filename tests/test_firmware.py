@@ -11,6 +11,8 @@ import pytest
 from simulators.fleet import FIRMWARE_DIR
 from tests.conftest import run_micropython
 
+pytestmark = pytest.mark.system
+
 FILES = sorted(FIRMWARE_DIR.rglob("*.py"))
 
 

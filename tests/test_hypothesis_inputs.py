@@ -6,12 +6,15 @@ from __future__ import annotations
 
 import resource
 
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from fuzz import targets
 from gateway import protocol as p
 from gateway.config import ConfigError, config_from_dict, load_config
+
+pytestmark = pytest.mark.unit
 
 FAST = settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 

@@ -22,6 +22,8 @@ from hospital.ingest import Ingest, Store
 from simulators.fleet import DeviceSpec
 from tests.test_e2e import PREFIX, run_chain
 
+pytestmark = pytest.mark.system
+
 
 def _key(topic: str, payload: dict) -> str:
     if topic.endswith("/observation"):

@@ -40,7 +40,10 @@ CACHE = Path(os.environ.get("PERIMON_TEST_CACHE", Path.home() / ".cache" / "peri
 UNIT = "perimon-gateway.service"
 PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 
-pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="a chroot needs root")
+pytestmark = [
+    pytest.mark.install,
+    pytest.mark.skipif(os.geteuid() != 0, reason="a chroot needs root"),
+]
 
 
 def _base_tarball() -> Path:

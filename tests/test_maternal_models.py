@@ -61,6 +61,7 @@ def _window_lags(a, b, rr_s, win_s=10.0, rate=100.0):
     return np.angle(z.mean()) * rr_s / (2 * np.pi), spread
 
 
+@pytest.mark.unit
 def test_beats_follow_rate_with_rsa():
     mhr = np.full(2400, 80.0)
     b = MaternalBeats.from_rate(mhr, seed=1, rsa_bpm=3.0, jitter_s=0.004, resp_hz=0.25)
@@ -74,6 +75,7 @@ def test_beats_follow_rate_with_rsa():
     np.testing.assert_array_equal(b.t_s, again.t_s)
 
 
+@pytest.mark.unit
 @pytest.mark.parametrize("model", MATERNAL_MODELS)
 def test_each_model_renders_and_is_deterministic(model):
     beats = MaternalBeats.from_rate(np.full(160, 90.0), seed=3)
@@ -88,6 +90,7 @@ def test_each_model_renders_and_is_deterministic(model):
     assert not np.array_equal(a.audio, c.audio)
 
 
+@pytest.mark.unit
 def test_random_model_draws_every_kind():
     beats = MaternalBeats.from_rate(np.full(40, 90.0), seed=3)
     kinds = {
@@ -99,6 +102,7 @@ def test_random_model_draws_every_kind():
     assert kinds == {"wall_inband", "flow", "thump", "mixture"}
 
 
+@pytest.mark.unit
 @pytest.mark.parametrize("model", ["wall_inband", "flow", "thump", "mixture", "flow_thump"])
 @pytest.mark.parametrize("rate", [55.0, 160.0])
 def test_maternal_doppler_is_locked_to_the_ppg(model, rate):
@@ -117,6 +121,7 @@ def test_maternal_doppler_is_locked_to_the_ppg(model, rate):
     assert spread_f > 3 * spread
 
 
+@pytest.mark.unit
 def test_ppg_pulses_arrive_after_the_beats():
     beats = MaternalBeats.from_rate(np.full(240, 70.0), seed=2)
     ppg = synthesize_ppg(beats=beats, seed=3, movements_per_10min=0, noise=0.0, arrival_s=0.3)
@@ -131,6 +136,7 @@ def test_ppg_pulses_arrive_after_the_beats():
     assert np.std(delays) < 0.03
 
 
+@pytest.mark.unit
 def test_ppg_alone_still_draws_its_own_beats():
     a = synthesize_ppg(np.full(120, 75.0), seed=1)
     b = synthesize_ppg(np.full(120, 75.0), seed=1)
@@ -138,6 +144,7 @@ def test_ppg_alone_still_draws_its_own_beats():
     assert a.size == 30 * 50
 
 
+@pytest.mark.unit
 @pytest.mark.parametrize("rate", [55.0, 160.0])
 def test_extreme_maternal_rates_set_the_pulse_period(rate):
     from dsp.mhr import mhr_from_ppg
@@ -157,6 +164,7 @@ def test_extreme_maternal_rates_set_the_pulse_period(rate):
     assert abs((lo + np.argmax(acf[lo:hi])) / 100 - 60 / rate) < 0.03
 
 
+@pytest.mark.unit
 @pytest.mark.parametrize("model", ["flow_thump", "wall_inband", "mixture"])
 def test_fetal_absent_interval_has_no_fetal_energy(model):
     n = 4 * 80
@@ -178,6 +186,7 @@ def test_fetal_absent_interval_has_no_fetal_energy(model):
     assert np.sqrt(np.mean(quiet.audio[int(60 * FS) :] ** 2)) > 0.5
 
 
+@pytest.mark.unit
 def test_maternal_vessel_louder_when_fetus_absent():
     n = 4 * 60
     beats = MaternalBeats.from_rate(np.full(n, 85.0), seed=1)
@@ -188,6 +197,7 @@ def test_maternal_vessel_louder_when_fetus_absent():
     assert abs(20 * np.log10(ratio) - 6.0) < 0.5
 
 
+@pytest.mark.unit
 def test_fetal_part_does_not_depend_on_the_maternal_model():
     n = 4 * 30
     beats = MaternalBeats.from_rate(np.full(n, 85.0), seed=1)
@@ -197,6 +207,7 @@ def test_fetal_part_does_not_depend_on_the_maternal_model():
     np.testing.assert_array_equal(a.movement, b.movement)
 
 
+@pytest.mark.unit
 def test_bad_inputs():
     fhr = np.full(40, 140.0)
     beats = MaternalBeats.from_rate(np.full(40, 80.0), seed=0)
@@ -221,6 +232,8 @@ def test_bad_inputs():
 
 
 # -- the scatterer synthesizer ------------------------------------------------------------
+# Each test renders minutes of audio from many moving scatterers, seconds of CPU apiece: they
+# run in the system tier; the unit tier keeps to the inputs they refuse.
 
 
 def _scatter(n, beats, **kw):
@@ -229,6 +242,7 @@ def _scatter(n, beats, **kw):
     return synthesize_doppler_scatter(np.full(n, 140.0), beats, **kw)
 
 
+@pytest.mark.system
 @pytest.mark.parametrize("model", MATERNAL_MODELS)
 def test_scatter_each_model_renders_and_is_deterministic(model):
     beats = MaternalBeats.from_rate(np.full(80, 90.0), seed=3)
@@ -241,6 +255,7 @@ def test_scatter_each_model_renders_and_is_deterministic(model):
     assert not np.array_equal(a.audio, _scatter(80, beats, seed=5, maternal_model=model).audio)
 
 
+@pytest.mark.system
 def test_scatter_snr_is_fetal_power_over_noise():
     kw = dict(seed=1, fades_per_10min=0.0, movements_per_10min=0.0)
     clean = _scatter(240, None, snr_db=60.0, **kw)
@@ -250,6 +265,7 @@ def test_scatter_snr_is_fetal_power_over_noise():
     assert clean.mhr_bpm is None and clean.maternal_model is None
 
 
+@pytest.mark.system
 @pytest.mark.parametrize("model", ["wall_inband", "flow", "thump", "mixture"])
 @pytest.mark.parametrize("rate", [55.0, 160.0])
 def test_scatter_maternal_is_locked_to_the_ppg(model, rate):
@@ -274,6 +290,7 @@ def test_scatter_maternal_is_locked_to_the_ppg(model, rate):
     assert spread_f > 3 * spread
 
 
+@pytest.mark.system
 def test_scatter_flow_reaches_the_peak_systolic_shift():
     from scipy import signal
 
@@ -300,6 +317,7 @@ def test_scatter_flow_reaches_the_peak_systolic_shift():
     assert np.median(edge) < 0.85 * top
 
 
+@pytest.mark.system
 def test_scatter_fetal_absent_interval_has_no_fetal_energy():
     n = 4 * 60
     beats = MaternalBeats.from_rate(np.full(n, 85.0), seed=1)
@@ -315,6 +333,7 @@ def test_scatter_fetal_absent_interval_has_no_fetal_energy():
     assert np.sqrt(np.mean(quiet.audio[int(45 * FS) :] ** 2)) > 0.5
 
 
+@pytest.mark.system
 def test_scatter_fetal_rate_follows_the_trace():
     fhr = np.concatenate([np.full(120, 120.0), np.full(120, 160.0)])
     from simulators.doppler_scatter import synthesize_doppler_scatter
@@ -328,6 +347,7 @@ def test_scatter_fetal_rate_follows_the_trace():
         assert abs((lo + np.argmax(acf[lo:hi])) / 100 - 60 / rate) < 0.02
 
 
+@pytest.mark.unit
 def test_scatter_bad_inputs():
     from simulators.doppler_scatter import synthesize_doppler_scatter as s
 
@@ -354,6 +374,7 @@ def test_scatter_bad_inputs():
 # -- benchmark cases ------------------------------------------------------------------------
 
 
+@pytest.mark.unit
 def test_case_draws_cover_the_ranges():
     from simulators.fhr_cases import draw_case
 
@@ -377,7 +398,13 @@ def test_case_draws_cover_the_ranges():
     assert all(np.median(c.mhr_bpm_4hz) >= 140 for c in high if c.near_fetal)
 
 
-@pytest.mark.parametrize("synthesizer", ["noise", "scatter"])
+@pytest.mark.parametrize(
+    "synthesizer",
+    [
+        pytest.param("noise", marks=pytest.mark.unit),
+        pytest.param("scatter", marks=pytest.mark.system),
+    ],
+)
 def test_maternal_case_renders_both_synthesizers(synthesizer):
     from simulators.fhr_cases import maternal_case
 
@@ -393,6 +420,7 @@ def test_maternal_case_renders_both_synthesizers(synthesizer):
         maternal_case(3, fhr, synthesizer="tone")
 
 
+@pytest.mark.unit
 def test_endless_doppler_and_ppg_from_one_mother_stay_locked():
     from simulators.doppler import DopplerSignal
     from simulators.ppg import PpgSignal

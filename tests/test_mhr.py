@@ -6,6 +6,8 @@ import pytest
 from dsp.mhr import MhrPoints, MhrStream, mhr_from_ppg
 from simulators.ppg import PpgSignal, synthesize_ppg
 
+pytestmark = pytest.mark.unit
+
 
 @pytest.mark.parametrize("rate", [55.0, 85.0, 130.0])
 def test_steady_rate(rate):

@@ -13,6 +13,8 @@ import pytest
 
 from devtools.broker_tls import make_certs, start_tls_broker
 
+pytestmark = pytest.mark.system
+
 PASSWORDS = {"gw-a": "alpha-secret", "gw-b": "bravo-secret", "hospital-ingest": "ingest-secret"}
 
 

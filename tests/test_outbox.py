@@ -37,6 +37,7 @@ def add(ob: Outbox, kind: str, i: int, size: int = 3000, now: float | None = Non
                   now=now, **kw)  # fmt: skip
 
 
+@pytest.mark.unit
 def test_rows_and_marks_survive_a_reopen_and_go_only_on_ack(tmp_path):
     path = tmp_path / "o.sqlite"
     ob = Outbox(path, 10 * MB, 0)
@@ -56,6 +57,7 @@ def test_rows_and_marks_survive_a_reopen_and_go_only_on_ack(tmp_path):
     assert ob.marks("d", 4) == {"fhr": 0} and ob.marks("d", 3) == {"tcb": 7}
 
 
+@pytest.mark.unit
 def test_full_outbox_drops_oldest_trace_first_then_status_and_readings_only_last(tmp_path, caplog):
     ob = Outbox(tmp_path / "o.sqlite", 1 * MB, 0)
     for i in range(200):
@@ -83,6 +85,7 @@ def test_full_outbox_drops_oldest_trace_first_then_status_and_readings_only_last
     assert Outbox(tmp_path / "o.sqlite", 1 * MB, 0).stats()["dropped_readings"] > 0  # persisted
 
 
+@pytest.mark.unit
 def test_age_limit_drops_and_counts(tmp_path):
     ob = Outbox(tmp_path / "o.sqlite", 100 * MB, max_age_s=3600)
     t0 = 1_000_000.0
@@ -95,6 +98,7 @@ def test_age_limit_drops_and_counts(tmp_path):
     assert s["dropped_trace"] == 1 and s["dropped_readings"] == 1
 
 
+@pytest.mark.unit
 def test_rows_handed_to_the_client_are_not_dropped_or_replaced(tmp_path):
     ob = Outbox(tmp_path / "o.sqlite", 1 * MB, 0)
     first = add(ob, "fhr", 0)
@@ -104,6 +108,7 @@ def test_rows_handed_to_the_client_are_not_dropped_or_replaced(tmp_path):
     assert ob.pending(0, 1)[0].id == first
 
 
+@pytest.mark.unit
 def test_the_last_minute_of_trace_is_kept_acked_or_not_for_the_fhir_window(tmp_path):
     ob = Outbox(tmp_path / "o.sqlite", 10 * MB, 0, recent_points=240)
     for i in range(100):  # 4 points a message: 400 points of boot 3, then one of boot 4
@@ -118,6 +123,7 @@ def test_the_last_minute_of_trace_is_kept_acked_or_not_for_the_fhir_window(tmp_p
     assert off.recent_trace("d", 3, "fhr") == []
 
 
+@pytest.mark.unit
 def test_message_ids():
     assert message_id({"msg_id": "fh-01:3:fhr:121"}) == "fh-01:3:fhr:121"
     obs = {"resourceType": "Observation", "identifier": [{"system": "s", "value": "v1"}]}
@@ -125,6 +131,7 @@ def test_message_ids():
     assert message_id({"device_id": "x"}) is None
 
 
+@pytest.mark.unit
 def test_resumed_points_continue_the_boot_time_base():
     from dsp.fhr import FhrPoints
     from gateway.processing.fetal import BootPoints
@@ -153,6 +160,7 @@ def test_resumed_points_continue_the_boot_time_base():
     assert first % 25 == 0 and first / 12.5 <= 41 - 16
 
 
+@pytest.mark.unit
 def test_session_resumes_mid_frame_and_asks_from_before_it():
     s = DeviceSession("fh-01", p.DeviceType.FETAL_HEART, gap_timeout_s=5)
     got = []
@@ -210,6 +218,7 @@ def wait_for(cond, timeout_s=30.0):
     return cond()
 
 
+@pytest.mark.system
 def test_publisher_keeps_messages_across_a_restart_and_deletes_them_on_puback(
     broker, collector, tmp_path
 ):
@@ -236,6 +245,7 @@ def test_publisher_keeps_messages_across_a_restart_and_deletes_them_on_puback(
     assert Outbox(path, 10 * MB, 0).rows == 0
 
 
+@pytest.mark.system
 def test_publisher_survives_broker_kill9_without_losing_a_message(tmp_path):
     broker = start_broker(tmp_path / "b", extra_conf=PERSISTENT_BROKER.format(dir=tmp_path / "b"))
     seen: dict[str, int] = {}

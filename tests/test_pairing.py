@@ -31,6 +31,8 @@ from simulators.fleet import DeviceSpec, Fleet
 from tests.conftest import run_micropython
 from tests.test_web import PASSWORD, USER, _json, _login, _opener
 
+pytestmark = pytest.mark.system
+
 LIB = Path(__file__).resolve().parents[1] / "firmware" / "lib"
 
 

@@ -54,6 +54,7 @@ def _scan(image: Path) -> str:
     return res.stdout.strip()
 
 
+@pytest.mark.system
 def test_provision_writes_a_label_with_the_pairing_secret_not_the_key(tmp_path, device_on_pty):  # noqa: F811
     port, settings, proc = device_on_pty("fetal_heart")
     label = tmp_path / "fh-41.png"
@@ -83,6 +84,7 @@ def _old_label(device_id: str, key: bytes) -> str:
     return base64.urlsafe_b64encode(body + check).rstrip(b"=").decode()
 
 
+@pytest.mark.unit
 def test_codes_that_are_not_a_monitors_are_refused_with_a_reason():
     code = pair_code.encode("fh-07", "fetal_heart", bytes(range(16)))
     assert pair_code.decode(pair_code.pair_link(code)).device_id == "fh-07"
@@ -99,6 +101,7 @@ def test_codes_that_are_not_a_monitors_are_refused_with_a_reason():
             pair_code.decode(foreign)
 
 
+@pytest.mark.system
 def test_scan_the_label_confirm_and_the_monitor_streams(tmp_path, monkeypatch):
     monkeypatch.setattr(scan, "LINK_WAIT_S", 9.0)  # under the client's 10 s
     radio = f"127.0.0.1:{free_port()}"

@@ -24,10 +24,12 @@ def vectors(firmware_lib=None):
     return json.loads(run_micropython(MPY, str(FIRMWARE_DIR / "lib"), "encode"))
 
 
+@pytest.mark.system
 def test_crc_is_crc16_ccitt_false(vectors):
     assert vectors["crc"] == 0x29B1 == p.crc16(b"123456789")
 
 
+@pytest.mark.system
 def test_firmware_frames_decode_in_gateway(vectors):
     frames = [p.decode_frame(bytes.fromhex(h)) for h in vectors["frames"]]
     status, info, event, pcm, adpcm, tcb, small = frames
@@ -56,6 +58,7 @@ def test_firmware_frames_decode_in_gateway(vectors):
     assert len(p.samples_of(small)) == 3
 
 
+@pytest.mark.system
 def test_gateway_frames_decode_in_firmware():
     from simulators.fleet import FIRMWARE_DIR
 
@@ -85,6 +88,7 @@ def _firmware_consts() -> dict[str, int]:
     return {m[0]: int(m[1], 0) for m in re.findall(r"^(\w+) = const\((\w+)\)", text, re.M)}
 
 
+@pytest.mark.unit
 def test_constants_agree_between_the_two_sides():
     c = _firmware_consts()
     assert c["VERSION"] == p.VERSION and c["HEADER_LEN"] == p.HEADER_LEN
@@ -101,6 +105,7 @@ def test_constants_agree_between_the_two_sides():
     assert c["DT_JAUNDICE"] == p.DeviceType.JAUNDICE
 
 
+@pytest.mark.unit
 def test_pairing_constants_agree_between_the_two_sides():
     c = _firmware_consts()
     for step in p.PairStep:
@@ -108,6 +113,7 @@ def test_pairing_constants_agree_between_the_two_sides():
     assert c["PAIR_SECRET_LEN"] == p.PAIR_SECRET_LEN and c["KEY_LEN"] == p.KEY_LEN
 
 
+@pytest.mark.unit
 def test_usb_serial_constants_agree_between_the_two_sides():
     c = _firmware_consts()
     for kind in p.SerialKind:
@@ -117,6 +123,7 @@ def test_usb_serial_constants_agree_between_the_two_sides():
     assert p.SERIAL_LINK_MTU - p.ATT_OVERHEAD == p.MAX_FRAME_LEN
 
 
+@pytest.mark.unit
 def test_sim_feed_channels_agree():
     from simulators import fleet
 
@@ -126,6 +133,7 @@ def test_sim_feed_channels_agree():
     assert len(c) == 7
 
 
+@pytest.mark.unit
 @pytest.mark.parametrize(
     "data, reason",
     [
@@ -140,6 +148,7 @@ def test_malformed_frames_are_rejected_with_a_reason(data, reason):
         p.decode_frame(data)
 
 
+@pytest.mark.unit
 def test_wrong_version_and_bad_auth_length():
     body = bytearray(p.encode_frame(p.Frame(p.Flag(0), 1, 2, 0, 0, 0, b"abcd")))
     body[0] = 0x20
@@ -153,6 +162,7 @@ def test_wrong_version_and_bad_auth_length():
         p.decode_frame(bytes(short))
 
 
+@pytest.mark.unit
 def test_bad_payloads_name_the_problem():
     with pytest.raises(p.FrameError, match="odd"):
         p.pcm16_decode(b"abc")
@@ -164,6 +174,7 @@ def test_bad_payloads_name_the_problem():
         p.decode_tcb(b"\x01\x00\x00" + bytes(10))
 
 
+@pytest.mark.unit
 def test_max_payload_fits_both_mtus():
     assert p.max_payload(23, False) == 20 - p.HEADER_LEN - p.CRC_LEN
     assert p.max_payload(247, True) == 244 - p.HEADER_LEN - p.CRC_LEN - p.TAG_LEN

@@ -26,6 +26,8 @@ from gateway.transports import simradio
 from gateway.transports.serial import SlipDecoder, slip_encode
 from tests.conftest import run_micropython
 
+pytestmark = pytest.mark.system
+
 REPO = Path(__file__).resolve().parents[1]
 VECTORS_PATH = REPO / "docs" / "protocol-vectors.json"
 SPEC = (REPO / "docs" / "protocol.md").read_text()

@@ -14,6 +14,8 @@ from gateway.cli import main as cli_main
 from gateway.device.enrolment import Enrolment
 from simulators.fleet import FIRMWARE_DIR, micropython_binary
 
+pytestmark = pytest.mark.system
+
 
 @pytest.fixture
 def device_on_pty(tmp_path):

@@ -15,6 +15,8 @@ from gateway.config import config_from_dict
 from simulators.fleet import DeviceSpec, Fleet
 from tests.test_e2e import Collector
 
+pytestmark = pytest.mark.system
+
 
 @pytest.mark.parametrize("transport", ["sim", "serial"])
 def test_reading_taken_before_the_gateway_runs_arrives_once_on_connect(broker, tmp_path,

@@ -16,6 +16,8 @@ from gateway.publish.outbox import Outbox
 from gateway.state.history import History
 from gateway.times import iso_time_or_none
 
+pytestmark = pytest.mark.unit
+
 BATCH = 4  # points a batch, as the fetal processor publishes about once a second
 
 

@@ -1,4 +1,8 @@
+import pytest
+
 from gateway.device.reorder import Item, Lost, Reorderer
+
+pytestmark = pytest.mark.unit
 
 
 def seqs(items):

@@ -38,6 +38,7 @@ def to_png(pdf: bytes, tmp_path: Path, name: str) -> list[np.ndarray]:
     return [mpimg.imread(p) for p in pages]
 
 
+@pytest.mark.system
 def test_report_is_a4_landscape_with_the_strip_at_1_cm_per_minute(tmp_path):
     pages = to_png(render_session_report(steady_session()), tmp_path, "session-report")
     img = pages[0]
@@ -61,18 +62,21 @@ def test_report_is_a4_landscape_with_the_strip_at_1_cm_per_minute(tmp_path):
     assert abs((left[-1] - left[0]) / px_per_cm - 5.0) < 0.15
 
 
+@pytest.mark.system
 def test_long_sessions_continue_on_more_rows_and_pages(tmp_path):
     pdf = render_session_report(steady_session(minutes=130, gap=(0, 0)), paper="3cm")
     pages = to_png(pdf, tmp_path, "long-report")
     assert len(pages) >= 5  # 3 cm/min: about 8 minutes per row
 
 
+@pytest.mark.unit
 def test_signal_summary_counts_good_minutes():
     s = signal_summary(steady_session())
     assert s == {"recorded_min": 20.0, "good_signal_min": 18.0, "signal_loss_pct": 10.0,
                  "mean_quality": 0.81}  # fmt: skip
 
 
+@pytest.mark.unit
 def test_unknown_paper_speed_is_refused():
     with pytest.raises(ValueError, match="paper"):
         render_session_report(steady_session(), paper="2cm")

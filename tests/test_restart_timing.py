@@ -20,6 +20,8 @@ from gateway.publish.outbox import Outbox
 from simulators.doppler import DopplerSignal
 from simulators.ppg import PpgSignal
 
+pytestmark = pytest.mark.unit
+
 T0_MS = 7_000  # device ms at the boot's first sample
 STEP_S = 60.0  # the FHR steps from 125 to 160 bpm here: a content clock for the trace
 FRAME = {p.Stream.DOPPLER: 240, p.Stream.PPG: 25}  # PCM16 fits a frame

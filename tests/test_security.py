@@ -23,6 +23,8 @@ from gateway.config import config_from_dict
 from gateway.device.enrolment import Enrolment, enrolment_path
 from simulators.fleet import DeviceSpec, Fleet
 
+pytestmark = pytest.mark.system
+
 PREFIX = "perimon/v1"
 
 

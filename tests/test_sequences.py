@@ -6,10 +6,14 @@ from __future__ import annotations
 
 import json
 
+import pytest
+
 from gateway.config import MqttSection
 from gateway.publish.mqtt import Publisher
 from gateway.publish.outbox import Outbox
 from hospital.ingest import NO_BOOT, Gap, Store, sequence_of
+
+pytestmark = pytest.mark.unit
 
 
 def _publish_all(path, device: str, n: int) -> None:

@@ -19,6 +19,7 @@ from gateway.transports.serial import SerialTransport, SlipDecoder, slip_encode
 K_HELLO, K_LINK_UP, K_FRAME, K_WRITE, K_WHO = SerialKind
 
 
+@pytest.mark.unit
 @given(st.lists(st.binary(min_size=1, max_size=300), min_size=1, max_size=8), st.integers(1, 64))
 def test_slip_round_trip_in_any_chunking(packets, chunk):
     wire = b"garbage" + b"".join(slip_encode(x) for x in packets)
@@ -29,6 +30,7 @@ def test_slip_round_trip_in_any_chunking(packets, chunk):
     assert out[-len(packets) :] == packets
 
 
+@pytest.mark.unit
 def test_bad_escape_drops_only_that_packet():
     dec = SlipDecoder()
     out = dec.feed(b"\xc0\x01\xdb\x00\x02\xc0" + slip_encode(b"ok"))
@@ -51,6 +53,7 @@ def _frame(seq: int) -> bytes:
     )
 
 
+@pytest.mark.system
 def test_device_on_a_pty_links_streams_takes_writes_and_unplugs(pty_pair):
     master, slave = pty_pair
     path = os.ttyname(slave)
@@ -109,6 +112,7 @@ def test_device_on_a_pty_links_streams_takes_writes_and_unplugs(pty_pair):
     assert closed and closed[0] == "closed by gateway"
 
 
+@pytest.mark.system
 def test_bad_packets_are_dropped_and_a_repeated_hello_keeps_the_link(pty_pair):
     """A HELLO that is not JSON, one without an id, an unknown kind: each dropped and counted,
     the port stays open; the same HELLO twice (it crossed WHO) gives one link, a new one two."""
@@ -159,6 +163,7 @@ def _until(cond, timeout_s: float):
     return wait()
 
 
+@pytest.mark.system
 def test_real_firmware_on_a_cable_links_answers_survives_noise_and_replugs(tmp_path):
     """The fetal monitor's firmware with radio_serial, through a UsbCable: HELLO -> link ->
     frames; a control write is answered; garbage on the line both ways breaks nothing; unplugged
@@ -217,6 +222,7 @@ def test_real_firmware_on_a_cable_links_answers_survives_noise_and_replugs(tmp_p
     asyncio.run(main())
 
 
+@pytest.mark.system
 def test_a_device_that_stops_reading_its_cable_does_not_stall_the_gateway(pty_pair):
     """Writes wait in a thread: the event loop keeps serving while the kernel buffer is full,
     and the stuck write ends as a link error after the write timeout, not a hang."""
@@ -259,6 +265,7 @@ def test_a_device_that_stops_reading_its_cable_does_not_stall_the_gateway(pty_pa
     assert worst < 0.5, f"the event loop stalled for {worst:.2f} s"
 
 
+@pytest.mark.system
 def test_an_absurdly_nested_hello_is_dropped_and_the_port_keeps_serving(pty_pair):
     """json.loads raises RecursionError, not ValueError, on deep nesting: still just a bad
     packet; the next good HELLO gets its link."""

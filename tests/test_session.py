@@ -6,10 +6,13 @@ import asyncio
 import struct
 
 import numpy as np
+import pytest
 
 from gateway import protocol as p
 from gateway.device.session import DeviceSession
 from gateway.transports.base import DeviceLink
+
+pytestmark = pytest.mark.unit
 
 
 class Recorder:

@@ -13,6 +13,7 @@ import threading
 import matplotlib.image as mpimg
 import numpy as np
 import paho.mqtt.client as mqtt
+import pytest
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
@@ -21,6 +22,8 @@ from simulators.fleet import DeviceSpec
 from tests.conftest import ARTIFACTS
 from tests.test_contract import validator
 from tests.test_e2e import PREFIX, run_chain
+
+pytestmark = pytest.mark.system
 
 REPLY_TO = "hospital/replies/home-visits"
 

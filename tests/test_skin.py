@@ -16,6 +16,8 @@ from simulators.skin import (
     with_bilirubin,
 )
 
+pytestmark = pytest.mark.unit
+
 BABY = Newborn(bilirubin_mg_dl=5.0, melanin_fraction=0.05, blood_fraction=0.01, so2=0.75)
 
 

@@ -8,6 +8,10 @@ import mimetypes
 import re
 from pathlib import Path
 
+import pytest
+
+pytestmark = pytest.mark.unit
+
 STATIC = Path(__file__).resolve().parents[1] / "gateway/web/static"
 IMPORT = re.compile(r'^import\s.*?\sfrom\s+"([^"]+)";', re.M)
 

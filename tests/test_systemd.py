@@ -12,7 +12,11 @@ import sys
 import time
 from pathlib import Path
 
+import pytest
+
 from devtools.broker import free_port
+
+pytestmark = pytest.mark.system
 
 REPO = Path(__file__).resolve().parents[1]
 

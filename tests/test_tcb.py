@@ -17,6 +17,8 @@ from dsp.tcb import (
     load_model,
 )
 
+pytestmark = pytest.mark.unit
+
 REPO = Path(__file__).resolve().parents[1]
 LED_NM = (450, 470, 505, 550, 590, 650)
 

@@ -33,6 +33,7 @@ def _convert(press, cal):
     )  # fmt: skip
 
 
+@pytest.mark.unit
 @pytest.mark.parametrize("temperature_c", [22.0, 30.0, 38.0])
 def test_recovers_reflectance_at_any_temperature(temperature_c):
     cal, dev = _unit()
@@ -43,6 +44,7 @@ def test_recovers_reflectance_at_any_temperature(temperature_c):
     assert np.allclose(r_far, far, rtol=0.05, atol=3e-3)  # far blue: a few counts
 
 
+@pytest.mark.unit
 def test_calibration_round_trips_through_device_info():
     cal, _ = _unit()
     assert FactoryCalibration.from_dict(cal.to_dict()) == cal
@@ -50,6 +52,7 @@ def test_calibration_round_trips_through_device_info():
         FactoryCalibration.from_dict({"dark_offset": [1, 2]})
 
 
+@pytest.mark.unit
 @pytest.mark.parametrize(
     "kwargs,flag",
     [
@@ -69,6 +72,7 @@ def test_bad_presses_are_flagged_and_never_become_a_number(kwargs, flag):
     assert est.tcb_mg_dl is None and est.flag
 
 
+@pytest.mark.unit
 def test_a_bright_target_is_measured_in_range_and_still_gives_no_number():
     """Exposure control turns the LEDs down instead of clipping; the reflectance (3x the white
     phantom) is not skin, so the estimator refuses it."""
@@ -81,12 +85,14 @@ def test_a_bright_target_is_measured_in_range_and_still_gives_no_number():
     assert estimate_tcb(r_near, r_far).tcb_mg_dl is None
 
 
+@pytest.mark.unit
 def test_saturation_when_even_the_lowest_drive_clips():
     cal, dev = _unit()
     _, _, flag = _convert(dev.press(np.full(6, 400.0), np.full(6, 0.5)), cal)
     assert flag == "saturated"
 
 
+@pytest.mark.unit
 def test_exposure_control_lights_dark_skin_harder_and_keeps_the_near_detector_in_range():
     """Per LED, the brighter detector lands near the exposure target whatever the skin; the far
     detector of dark skin gets several times the counts the factory drive would give it."""
@@ -106,6 +112,7 @@ def test_exposure_control_lights_dark_skin_harder_and_keeps_the_near_detector_in
     assert dark.led_drive[0] > 2 * cal.led_drive[0]
 
 
+@pytest.mark.unit
 def test_reflectance_scales_with_the_reported_drive():
     cal, dev = _unit()
     near, far = _skin(dev, "dark", 15.0)
@@ -126,6 +133,7 @@ def test_reflectance_scales_with_the_reported_drive():
         assert out[2] == "malformed_counts"
 
 
+@pytest.mark.unit
 def test_far_detector_noise_on_dark_skin_is_below_the_calibration_floor():
     """Repeated presses on one dark-skinned, jaundiced baby: the far blue reflectance scatters
     by less than the calibration file's floor (1e-4 of the phantom), thanks to the drive."""
@@ -136,6 +144,7 @@ def test_far_detector_noise_on_dark_skin_is_below_the_calibration_floor():
     assert np.std(r[:, 0]) < 1e-4 and np.std(r[:, 1]) < 1e-4
 
 
+@pytest.mark.unit
 def test_malformed_counts_and_calibration():
     cal, dev = _unit()
     press = dev.press(*_skin(dev))
@@ -155,6 +164,7 @@ def test_malformed_counts_and_calibration():
         reflectance_from_counts((1, 1), (1, 1), press.flashes, 30.0, True, {"white_ref": []})
 
 
+@pytest.mark.unit
 def test_device_with_a_calibration_from_another_unit_stays_consistent():
     cal = random_factory_calibration(3)
     dev = TcbDeviceModel(cal, seed=99)
@@ -177,6 +187,7 @@ def _firmware_measure(scene, factory_drive):
     return json.loads(run_micropython(script, str(FIRMWARE_DIR), stdin=job))
 
 
+@pytest.mark.system
 @pytest.mark.parametrize("group,bili", [("light", 3.0), ("dark", 20.0)])
 def test_firmware_cycle_is_the_device_models_cycle(group, bili):
     """With the noise switched off, the firmware's exposure control and the device model's
@@ -194,6 +205,7 @@ def test_firmware_cycle_is_the_device_models_cycle(group, bili):
     assert flag == ""
 
 
+@pytest.mark.system
 def test_firmware_flags_flicker_and_the_gateway_gives_no_number():
     cal, dev = _unit()
     scene = dev.scene(*_skin(dev, "light", 8.0), ambient=0.02)
@@ -206,6 +218,7 @@ def test_firmware_flags_flicker_and_the_gateway_gives_no_number():
     assert estimate_tcb(r_near, r_far).tcb_mg_dl is None
 
 
+@pytest.mark.unit
 def test_flash_noise_follows_the_photon_transfer_model():
     """Flash-to-flash scatter = shot noise + read noise + quantisation, nothing tuned on top;
     a dark frame (8 conversions) is sqrt(8) quieter than one conversion."""
@@ -232,6 +245,7 @@ def test_flash_noise_follows_the_photon_transfer_model():
         assert np.std(dark) < 1.3 * READ_NOISE_COUNTS[det] / np.sqrt(DARK_CONVERSIONS) + 0.3
 
 
+@pytest.mark.system
 def test_dark_skin_through_the_firmware_gives_a_number():
     """Noise on: a dark-skinned, jaundiced baby measured by the firmware's own cycle (drives
     chosen under MicroPython) is read, not flagged."""
