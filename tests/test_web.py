@@ -43,7 +43,17 @@ def _cert(tmp_path):
     return "c.pem", "k.pem"
 
 
-def _serve(tmp_path, web: dict, body):
+class FakeClock:
+    """Seconds that pass only when the test says so."""
+
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def _serve(tmp_path, web: dict, body, clock=time.monotonic):
     cfg = config_from_dict({"gateway": {"data_dir": "gw"}, "web": web}, base_dir=tmp_path)
     NurseAccounts(cfg.data_dir / "nurses.json").add(USER, PASSWORD)
     gw = FakeGateway(cfg)
@@ -51,7 +61,7 @@ def _serve(tmp_path, web: dict, body):
                       "device_type": "jaundice", "link": "connected", "battery_pct": 80})  # fmt: skip
 
     async def main():
-        server = WebServer(gw, listen="127.0.0.1:0")
+        server = WebServer(gw, listen="127.0.0.1:0", clock=clock)
         await server.start()
         try:
             return await asyncio.to_thread(body, server.url, gw)
@@ -131,19 +141,29 @@ def test_https_login_settings_and_csrf(tmp_path):
 
 
 def test_session_expires_and_logins_lock_out(tmp_path):
+    clock = FakeClock()
+
     def body(url, gw):
         opener, _ = _opener(False)
         _login(opener, url)
         assert _json(opener, url, "/api/me")[1]["user"] == USER
-        time.sleep(3.5)  # session_minutes = 0.05: 3 s without activity
+        clock.now += 2.9  # session_minutes = 0.05: 3 s without activity
+        assert _json(opener, url, "/api/me")[0] == 200  # activity: the session lives on
+        clock.now += 2.9
+        assert _json(opener, url, "/api/me")[0] == 200
+        clock.now += 3.0
         assert _json(opener, url, "/api/me")[0] == 401
         other, _ = _opener(False)
         for _ in range(5):
             assert _login(other, url, "nope nope nope").url.endswith("error=1")
         assert _login(other, url).url.endswith("error=locked")  # even the right password
+        clock.now += 299.0
+        assert _login(other, url).url.endswith("error=locked")
+        clock.now += 1.0  # 5 minutes after the failures
+        assert _login(other, url).url == url + "/"
         return True
 
-    assert _serve(tmp_path, {"session_minutes": 0.05}, body) is True
+    assert _serve(tmp_path, {"session_minutes": 0.05}, body, clock) is True
 
 
 def test_every_answer_carries_the_security_headers(tmp_path):

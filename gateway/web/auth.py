@@ -55,13 +55,14 @@ class _Login:
 class Sessions:
     """Login sessions in memory: a random token per login, sliding expiry."""
 
-    def __init__(self, minutes: float) -> None:
+    def __init__(self, minutes: float, clock: Callable[[], float] = time.monotonic) -> None:
         self.ttl_s = minutes * 60.0
+        self.clock = clock  # seconds; a test passes its own instead of waiting
         self._s: dict[str, _Login] = {}
 
     def create(self, user: str) -> str:
         token = secrets.token_urlsafe(32)
-        self._s[token] = _Login(user, time.monotonic() + self.ttl_s)
+        self._s[token] = _Login(user, self.clock() + self.ttl_s)
         return token
 
     def user(self, token: str | None) -> str | None:
@@ -69,7 +70,7 @@ class Sessions:
         login = self._s.get(token or "")
         if login is None:
             return None
-        now = time.monotonic()
+        now = self.clock()
         if now >= login.expires:
             del self._s[token or ""]
             return None

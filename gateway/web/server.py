@@ -15,7 +15,7 @@ import json
 import logging
 import re
 import time
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qs
@@ -93,10 +93,11 @@ def nomogram(ga_weeks: float, risk_factors: bool, max_hour: int = 168) -> dict[s
 
 
 def create_app(gw: GatewayContext, history: History, accounts: NurseAccounts, session_minutes: float,
-               secure: bool) -> Starlette:  # fmt: skip
+               secure: bool, clock: Callable[[], float] = time.monotonic) -> Starlette:  # fmt: skip
     """The nurse view: every route below but the login, the mother's page and static files is
-    for nurses (`nurse_only`); who is logged in is known from the middleware (gateway/web/auth.py)."""
-    sessions = Sessions(session_minutes)
+    for nurses (`nurse_only`); who is logged in is known from the middleware (gateway/web/auth.py).
+    `clock` (seconds) times session expiry and login lock-outs."""
+    sessions = Sessions(session_minutes, clock)
     failures: dict[str, list[float]] = {}
 
     @nurse_only(page=True)
@@ -113,7 +114,7 @@ def create_app(gw: GatewayContext, history: History, accounts: NurseAccounts, se
         nxt = (form.get("next") or ["/"])[0]  # back to the page that asked for the login
         nxt = nxt if _LOCAL_PATH.fullmatch(nxt) else "/"
         again = "" if nxt == "/" else f"&next={nxt}"
-        now = time.monotonic()
+        now = clock()
         recent = [t for t in failures.get(user, []) if now - t < _LOCKOUT_S]
         if len(recent) >= _MAX_FAILURES:
             return RedirectResponse("/login?error=locked" + again, status_code=303)
@@ -260,7 +261,8 @@ class _Server(uvicorn.Server):
 
 
 class WebServer:
-    def __init__(self, gw: GatewayContext, listen: str | None = None) -> None:
+    def __init__(self, gw: GatewayContext, listen: str | None = None,
+                 clock: Callable[[], float] = time.monotonic) -> None:  # fmt: skip
         self.gw = gw
         cfg = gw.cfg.web
         host, _, port = (listen or cfg.listen).rpartition(":")
@@ -268,7 +270,7 @@ class WebServer:
         self.secure = bool(cfg.cert_file)
         base = gw.cfg.base_dir
         app = create_app(gw, gw.history, NurseAccounts(gw.cfg.data_dir / "nurses.json"),
-                         cfg.session_minutes, self.secure)  # fmt: skip
+                         cfg.session_minutes, self.secure, clock)  # fmt: skip
         self.server = _Server(
             uvicorn.Config(
                 app,
