@@ -64,6 +64,8 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 
+from dsp.arrays import Floats
+
 FIRST_TABLE_HOUR = 1
 MAX_TABLE_HOUR = 336
 TABLE_HOURS = np.arange(FIRST_TABLE_HOUR, MAX_TABLE_HOUR + 1)
@@ -89,7 +91,7 @@ BHUTANI_P40 = (
 )  # fmt: skip
 
 
-def _curve(first_96h: tuple[float, ...], steps: tuple[tuple[int, float], ...]) -> np.ndarray:
+def _curve(first_96h: tuple[float, ...], steps: tuple[tuple[int, float], ...]) -> Floats:
     """Expand (hourly values 1-96 h, (hour, value) steps after 96 h) to the 336 hourly values.
 
     Index i of the result is hour i + 1 (TABLE_HOURS).
@@ -231,7 +233,7 @@ class BilirubinAssessment:
     rate_of_rise_mg_dl_per_h: float | None
     advice: list[str]
 
-    def to_dict(self) -> dict:
+    def to_dict(self) -> dict[str, object]:
         return asdict(self)
 
 
@@ -260,7 +262,7 @@ def _check_inputs(tcb_mg_dl: float, age_hours: float, ga_weeks: float) -> tuple[
     return tcb, age, ga
 
 
-def _table_value(curve: np.ndarray, age_hours: float) -> float:
+def _table_value(curve: Floats, age_hours: float) -> float:
     """Tabulated value at a whole hour; linear between hours; 1 h value before, 336 h after."""
     return round(float(np.interp(age_hours, TABLE_HOURS, curve)), 2)
 

@@ -31,8 +31,10 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import overload
 
 import numpy as np
+from numpy.typing import ArrayLike
 from scipy.fft import next_fast_len
 from scipy.ndimage import maximum_filter1d, minimum_filter1d
 
@@ -110,10 +112,10 @@ _RAW, _CANCELLED, _COVERED, _ENV_ROWS = slice(0, 4), slice(4, 8), 8, 9
 class FhrPoints:
     """4 Hz FHR points; arrays of equal length, t_s in s since the first audio sample."""
 
-    t_s: np.ndarray
-    fhr_bpm: np.ndarray  # NaN = no estimate
-    quality: np.ndarray  # [0, 1]
-    maternal: np.ndarray  # bool: coincided with the maternal rate and was withheld
+    t_s: Floats
+    fhr_bpm: Floats  # NaN = no estimate
+    quality: Floats  # [0, 1]
+    maternal: Bools  # coincided with the maternal rate and was withheld
 
     @staticmethod
     def empty() -> FhrPoints:
@@ -133,10 +135,10 @@ class FhrPoints:
 
 
 def fhr_from_doppler(
-    audio: np.ndarray,
+    audio: ArrayLike,
     fs_hz: float,
-    mhr_t_s: np.ndarray | None = None,
-    mhr_bpm: np.ndarray | None = None,
+    mhr_t_s: ArrayLike | None = None,
+    mhr_bpm: ArrayLike | None = None,
 ) -> FhrPoints:
     """FHR points for a whole recording: one per 0.25 s up to its end."""
     stream = FhrStream(fs_hz)
@@ -180,7 +182,7 @@ class FhrStream:
         self._win = np.hanning(self._frame + 2)[1:-1]
         k = max(3, int(round(ENVELOPE_SMOOTH_S * self._env_fs)) | 1)
         self._smoother = np.hanning(k + 2)[1:-1] / np.hanning(k + 2)[1:-1].sum()
-        self._smoother_power: dict[tuple[int, int], tuple[int, np.ndarray]] = {}
+        self._smoother_power: dict[tuple[int, int], tuple[int, Floats]] = {}
         self._half_frames = int(round(WINDOW_S / 2 * self._env_fs))
         self._min_frames = int(round(MIN_WINDOW_S * self._env_fs))
         self._ref_frames = int(round(REFERENCE_S * self._env_fs))
@@ -190,7 +192,7 @@ class FhrStream:
         self._lag_min = int(np.floor(60.0 / hi_bpm * self._env_fs))
         self._lag_max = int(np.ceil(60.0 / lo * self._env_fs))
         # State.
-        self._audio_parts: list[np.ndarray] = []  # audio not yet framed (incl. frame overlap)
+        self._audio_parts: list[Floats] = []  # audio not yet framed (incl. frame overlap)
         self._n_audio = 0  # samples fed so far
         # Band envelopes (rows: fetal, broadband, low, high; then the same four with the
         # mother's beat-locked pulses cancelled, and whether that was done: _RAW, _CANCELLED,
@@ -208,7 +210,7 @@ class FhrStream:
         self._tracker = RateTracker()
 
     # -- maternal channel ------------------------------------------------------------
-    def feed_maternal(self, t_s: Floats, mhr_bpm: Floats) -> None:
+    def feed_maternal(self, t_s: ArrayLike, mhr_bpm: ArrayLike) -> None:
         """Maternal rate points known so far (same time base as the audio)."""
         t = np.asarray(t_s, dtype=float).ravel()
         b = np.asarray(mhr_bpm, dtype=float).ravel()
@@ -216,7 +218,7 @@ class FhrStream:
             raise ValueError("maternal t_s and mhr_bpm must have equal length")
         self._maternal.feed_rate(t, b, self._n_audio / self.fs_hz)
 
-    def feed_maternal_beats(self, t_s: Floats) -> None:
+    def feed_maternal_beats(self, t_s: ArrayLike) -> None:
         """The mother's beats known so far: PPG beat fiducials in s on the audio's time base
         (dsp.mhr.MaternalBeatStream), in order. With them the points are estimated with the
         mother's beat-locked pulses cancelled, and her rate comes from them too."""
@@ -231,7 +233,7 @@ class FhrStream:
         self._maternal.feed_beats(t, self._n_audio / self.fs_hz)
 
     # -- audio ----------------------------------------------------------------------
-    def feed(self, audio: np.ndarray) -> FhrPoints:
+    def feed(self, audio: ArrayLike) -> FhrPoints:
         """Points newly completed by this chunk (any size, including 0 or 1 sample)."""
         x = np.array(audio, dtype=float)
         if x.ndim != 1:
@@ -285,11 +287,18 @@ class FhrStream:
     def _set_need(self) -> None:
         self._need = (self._frame_range(self._next_point)[1] - 1) * self._hop + self._frame
 
-    def _frame_range(self, k):
+    @overload
+    def _frame_range(self, k: int) -> tuple[int, int]: ...
+    @overload
+    def _frame_range(self, k: Ints) -> tuple[Ints, Ints]: ...
+    def _frame_range(self, k: int | Ints) -> tuple[int, int] | tuple[Ints, Ints]:
         """Frames whose centres fall in the window of point k: [lo, hi) (k may be an array)."""
-        centre = k * POINT_S * self._env_fs - (self._frame / 2) / self._hop
-        c = np.floor(centre).astype(int) if isinstance(k, np.ndarray) else math.floor(centre)
-        return c - self._half_frames, c + self._half_frames + 1
+        frame_centre = (self._frame / 2) / self._hop
+        if isinstance(k, np.ndarray):
+            c = np.floor(k * POINT_S * self._env_fs - frame_centre).astype(np.intp)
+            return c - self._half_frames, c + self._half_frames + 1
+        i = math.floor(k * POINT_S * self._env_fs - frame_centre)
+        return i - self._half_frames, i + self._half_frames + 1
 
     def _compute_points(self, final: bool) -> tuple[FhrPoints, Bools, Bools]:
         """The points now due, and per point: estimated with the mother's pulses cancelled
@@ -309,7 +318,7 @@ class FhrStream:
             return FhrPoints.empty(), np.zeros(0, dtype=bool), np.zeros(0, dtype=bool)
         self._next_point = int(ks[-1]) + 1
         self._set_need()
-        t = ks * POINT_S
+        t = ks.astype(np.float64) * POINT_S
         lo, hi = np.maximum(lo, 0), np.minimum(hi, n_frames)
         width = 2 * self._half_frames + 1
         est = _Estimates(ks.size, self._env_fs, (self._lag_min, self._lag_max))
@@ -323,7 +332,8 @@ class FhrStream:
                     self._estimate_rows(lo[sub], width, est, sub, c)
         part = np.flatnonzero((hi - lo != width) & (hi - lo >= self._min_frames))
         for r in part:
-            self._estimate_rows(lo[r : r + 1], int(hi[r] - lo[r]), est, np.array([r]), covered[r])
+            one = np.array([r])
+            self._estimate_rows(lo[r : r + 1], int(hi[r] - lo[r]), est, one, bool(covered[r]))
         fhr, qual = self._tracker.track(t, est)
         live = slice(self._off, self._off + self._len)
         raw, cancelled = self._env[_RAW, live], self._env[_CANCELLED, live]
@@ -342,7 +352,7 @@ class FhrStream:
             self._len -= drop
             self._env_start += drop
 
-    def _store(self, b: np.ndarray) -> None:
+    def _store(self, b: Floats) -> None:
         """Append envelope columns b (one row per envelope band, n columns), compacting or growing the buffer as needed."""
         n = b.shape[1]
         if self._off + self._len + n > self._env.shape[1]:
@@ -384,8 +394,8 @@ class FhrStream:
         return covered_windows(live, self._env_start, lo, hi)
 
     def _estimate_rows(
-        self, lo: np.ndarray, width: int, est: _Estimates, rows: np.ndarray, cancelled=False
-    ):
+        self, lo: Ints, width: int, est: _Estimates, rows: Ints, cancelled: bool = False
+    ) -> None:
         """Raw estimates for windows [lo, lo + width) of the envelopes, all at once (of the
         envelopes with the mother's pulses cancelled if `cancelled`)."""
         s = self._env_start - self._off  # buffer column of frame f is f - s
@@ -402,12 +412,12 @@ class FhrStream:
         n = lo.size
         # Background level: 75th centile of the broadband level over the last 20 s.
         bg = np.empty(n)
-        for i, l0 in enumerate(lo):
+        for row, l0 in enumerate(lo):
             a = max(int(l0) - self._ref_frames, 0)
             a = -(-a // 4) * 4  # every 4th frame on a fixed grid
             h = all_env[a - s : int(l0) + width - s : 4]
             j = int(0.75 * (h.size - 1))
-            bg[i] = np.partition(h, j)[j] if h.size else 0.0
+            bg[row] = np.partition(h, j)[j] if h.size else 0.0
         ok = bg > 0
         # Movement: broadband frames far above the background for longer than any cardiac
         # event (a sparse train of loud valve clicks is not movement), dilated by ~50 ms.
@@ -472,7 +482,7 @@ class FhrStream:
             good, quality, np.where(weak, 0.5 * np.maximum(peak, 0.0), 0.0)
         )
 
-    def _autocorr_rows(self, env: np.ndarray, n_lags: int) -> tuple[np.ndarray, np.ndarray]:
+    def _autocorr_rows(self, env: Floats, n_lags: int) -> tuple[Floats, Bools]:
         """Biased autocorrelation of each row of the smoothed envelope, normalised to 1 at
         lag 0; flat rows flagged. The ~20 Hz smoothing (beat-to-beat jitter of a few ms
         must not decorrelate the beats) is applied in the spectrum: |F(x * h)|^2 =
@@ -492,7 +502,7 @@ class FhrStream:
         flat = ~np.isfinite(e0) | (e0 <= 1e-20 * scale)
         return r / np.where(flat, 1.0, e0)[:, None], flat
 
-    def _choose_lags(self, acf: np.ndarray, n_env: int) -> tuple[np.ndarray, np.ndarray]:
+    def _choose_lags(self, acf: Floats, n_env: int) -> tuple[Floats, Floats]:
         """Beat period (lags) and its autocorrelation per row, guarded against octave errors.
 
         Start from the strongest peak L. If the true period is L/k (halving: the same beat
@@ -579,7 +589,7 @@ class _Estimates(RawEstimates):
         return super().alternatives(i)
 
 
-def _windows(x: np.ndarray, starts: np.ndarray, width: int) -> np.ndarray:
+def _windows(x: Floats, starts: Ints, width: int) -> Floats:
     """Copies of x[s : s + width] for each start s, as rows."""
     view = np.lib.stride_tricks.as_strided(
         x, (x.size - width + 1, width), (x.strides[0], x.strides[0]), writeable=False
@@ -587,7 +597,7 @@ def _windows(x: np.ndarray, starts: np.ndarray, width: int) -> np.ndarray:
     return view[starts]
 
 
-def _refine_rows(a: np.ndarray, i: np.ndarray) -> np.ndarray:
+def _refine_rows(a: Floats, i: Ints) -> Floats:
     """Parabolic interpolation of peak positions i (one per row)."""
     if a.shape[0] == 1:  # one row (streaming): the same arithmetic on Python floats
         j = min(max(int(i[0]), 1), a.shape[1] - 2)
@@ -600,7 +610,8 @@ def _refine_rows(a: np.ndarray, i: np.ndarray) -> np.ndarray:
     den = y0 - 2 * y1 + y2
     neg = den < 0
     d = 0.5 * (y0 - y2) / np.where(neg, den, -1.0)
-    return i + np.where(neg, np.minimum(np.maximum(d, -0.5), 0.5), 0.0)
+    offset: Floats = np.where(neg, np.minimum(np.maximum(d, -0.5), 0.5), 0.0)
+    return offset + i
 
 
 def _peak_near(acf: Floats, target: Floats, lag_min: int, lag_max: int) -> tuple[Floats, Floats]:
@@ -624,7 +635,7 @@ def _peak_near(acf: Floats, target: Floats, lag_min: int, lag_max: int) -> tuple
     return lag, best
 
 
-def _comb_mean(a: np.ndarray, lag: np.ndarray, span: int, k: int) -> np.ndarray:
+def _comb_mean(a: Floats, lag: Floats, span: int, k: int) -> Floats:
     """Mean over the multiples j*lag up to span (for k > 1 only j not divisible by k) of the
     highest autocorrelation within +-2 lags of each multiple."""
     n_mult = np.maximum(1, (span / lag).astype(int))
@@ -639,7 +650,7 @@ def _comb_mean(a: np.ndarray, lag: np.ndarray, span: int, k: int) -> np.ndarray:
     return np.where(cnt > 0, (vals * use).sum(axis=1) / np.maximum(cnt, 1), -np.inf)
 
 
-def _half_widths(acf: np.ndarray, lag_i: np.ndarray) -> np.ndarray:
+def _half_widths(acf: Floats, lag_i: Ints) -> Floats:
     """Half-width (in lags) of the autocorrelation peak at lag_i, at half its height.
 
     Half height is taken above the lowest point within +-30% of the lag (or above 0); the
@@ -661,10 +672,11 @@ def _half_widths(acf: np.ndarray, lag_i: np.ndarray) -> np.ndarray:
     go = (nb > half[:, None]) & (np.abs(d) < lim[:, None]) & (pos > 1) & (pos < m - 1)
     dl = np.argmin(go[:, c::-1], axis=1)
     dr = np.argmin(go[:, c:], axis=1)
-    return 0.5 * (dl + dr)
+    half_width: Floats = 0.5 * (dl + dr)
+    return half_width
 
 
-def _half_width_1(row: np.ndarray, i: int) -> float:
+def _half_width_1(row: Floats, i: int) -> float:
     """_half_widths for one row."""
     m = row.size
     i = min(max(i, 2), m - 2)

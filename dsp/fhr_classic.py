@@ -9,6 +9,7 @@ reported when the normalised peak reaches 0.3.
 from __future__ import annotations
 
 import numpy as np
+from numpy.typing import ArrayLike
 from scipy import signal
 
 from dsp.fhr import FhrPoints
@@ -18,7 +19,7 @@ WINDOW_S = 3.75
 MIN_PEAK = 0.3
 
 
-def fhr_classic(audio: np.ndarray, fs_hz: float) -> FhrPoints:
+def fhr_classic(audio: ArrayLike, fs_hz: float) -> FhrPoints:
     """4 Hz FHR points by the classic envelope-autocorrelation method (batch only)."""
     x = np.nan_to_num(np.asarray(audio, dtype=float))
     fs = float(fs_hz)

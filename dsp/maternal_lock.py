@@ -19,6 +19,9 @@ it holds for any maternal vessel or mixture.
 from __future__ import annotations
 
 import numpy as np
+from numpy.typing import ArrayLike
+
+from dsp.arrays import Floats
 
 # The template is the running mean of the previous beats' segments: an exponential average
 # over ~TEMPLATE_BEATS beats. Longer averages smear a fetal heart at a near-maternal rate
@@ -58,7 +61,7 @@ class MaternalCanceller:
         self.done = 0  # frames before this are final (cancelled or left as they were)
         self._max_gap = MAX_BEAT_GAP_S * self.env_fs
 
-    def add_beats(self, frames: np.ndarray) -> None:
+    def add_beats(self, frames: ArrayLike) -> None:
         for f in np.asarray(frames, dtype=float).ravel():
             if np.isfinite(f) and (not self._beats or f > self._beats[-1]):
                 self._beats.append(float(f))
@@ -66,9 +69,7 @@ class MaternalCanceller:
     def last_beat(self) -> float:
         return self._beats[-1] if self._beats else -np.inf
 
-    def cancel(
-        self, raw: np.ndarray, out: np.ndarray, covered: np.ndarray, s: int, n_frames: int
-    ) -> None:
+    def cancel(self, raw: Floats, out: Floats, covered: Floats, s: int, n_frames: int) -> None:
         """Cancel every beat segment complete in frames [done, n_frames).
 
         raw/out: rows x buffer columns (frame f is column f - s); covered[f - s] is set

@@ -15,7 +15,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
+from numpy.typing import ArrayLike
 from scipy import signal
+
+from dsp.arrays import Floats
 
 POINT_S = 0.25  # 4 Hz, same time base as the FHR points
 WINDOW_S = 8.0  # several maternal beats even at 40 bpm
@@ -32,9 +35,9 @@ MIN_FS_HZ, MAX_FS_HZ = 10.0, 1000.0
 class MhrPoints:
     """4 Hz maternal rate points; t_s in s since the first PPG sample."""
 
-    t_s: np.ndarray
-    mhr_bpm: np.ndarray  # NaN = no estimate
-    quality: np.ndarray  # [0, 1]
+    t_s: Floats
+    mhr_bpm: Floats  # NaN = no estimate
+    quality: Floats  # [0, 1]
 
     @staticmethod
     def concat(parts: list[MhrPoints]) -> MhrPoints:
@@ -55,13 +58,13 @@ def _ppg_rate(fs_hz: float) -> float:
     return fs
 
 
-def _band_pass(band_hz: tuple[float, float], fs: float) -> np.ndarray:
+def _band_pass(band_hz: tuple[float, float], fs: float) -> Floats:
     """Second-order Butterworth band-pass (sos), its top kept below Nyquist."""
     hi = min(band_hz[1], 0.45 * fs)
     return signal.butter(2, [band_hz[0], hi], btype="bandpass", fs=fs, output="sos")
 
 
-def mhr_from_ppg(ppg: np.ndarray, fs_hz: float) -> MhrPoints:
+def mhr_from_ppg(ppg: ArrayLike, fs_hz: float) -> MhrPoints:
     """Maternal rate points for a whole PPG recording: one per 0.25 s up to its end."""
     stream = MhrStream(fs_hz)
     return MhrPoints.concat([stream.feed(np.asarray(ppg)), stream.flush()])
@@ -87,7 +90,7 @@ class MhrStream:
         self._n = 0
         self._next_k = 1
 
-    def feed(self, ppg: np.ndarray) -> MhrPoints:
+    def feed(self, ppg: ArrayLike) -> MhrPoints:
         """Points newly completed by this chunk (any size, including 0 or 1 sample)."""
         x = np.asarray(ppg, dtype=float)
         if x.ndim != 1:
@@ -129,7 +132,7 @@ class MhrStream:
             self._start += drop
         return MhrPoints(np.array(ts, dtype=float), np.array(bpm, dtype=float), np.array(q))
 
-    def _estimate(self, x: np.ndarray) -> tuple[float, float]:
+    def _estimate(self, x: Floats) -> tuple[float, float]:
         if not np.all(np.isfinite(x)):
             return np.nan, 0.0
         x = x - x.mean()
@@ -208,7 +211,7 @@ class MaternalBeatStream:
         self._ssf_n = max(2, int(round(SSF_WINDOW_S * fs)))
         self._rises = np.zeros(self._ssf_n - 1)  # the last rises, for the next SSF values
 
-    def feed(self, ppg: np.ndarray) -> np.ndarray:
+    def feed(self, ppg: ArrayLike) -> Floats:
         x = np.asarray(ppg, dtype=float)
         if x.ndim != 1:
             raise ValueError("ppg must be one-dimensional")
@@ -227,10 +230,10 @@ class MaternalBeatStream:
             self._n += x.size
         return self._beats(final=False)
 
-    def flush(self) -> np.ndarray:
+    def flush(self) -> Floats:
         return self._beats(final=True)
 
-    def _beats(self, final: bool) -> np.ndarray:
+    def _beats(self, final: bool) -> Floats:
         out: list[float] = []
         # A step's beats are final once the PPG a refractory period beyond it has arrived.
         while self._done + self._step + self._refractory + 1 <= self._n or (
@@ -270,10 +273,10 @@ class MaternalBeatStream:
             den = y0 - 2 * y1 + y2
             frac = 0.5 * (y0 - y2) / den if den < 0 and np.isfinite(den) else 0.0
             beats.append(pk + min(max(frac, -0.5), 0.5))
-            self._last_beat = pk
+            self._last_beat = float(pk)
         return beats
 
-    def _period(self, ssf: np.ndarray) -> float:
+    def _period(self, ssf: Floats) -> float:
         """Beat period (samples) of the recent SSF: the shortest lag whose autocorrelation is
         near the highest, so a dicrotic wave half a beat away does not halve it."""
         x = ssf - ssf.mean()
@@ -289,7 +292,7 @@ class MaternalBeatStream:
         return float(lo + np.flatnonzero(seg >= 0.9 * seg.max())[0])
 
 
-def maternal_beats_from_ppg(ppg: np.ndarray, fs_hz: float) -> np.ndarray:
+def maternal_beats_from_ppg(ppg: ArrayLike, fs_hz: float) -> Floats:
     """Beat fiducials (s since the first sample) of a whole PPG recording."""
     stream = MaternalBeatStream(fs_hz)
     return np.concatenate([stream.feed(np.asarray(ppg)), stream.flush()])

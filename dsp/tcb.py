@@ -19,11 +19,16 @@ from __future__ import annotations
 
 import json
 import math
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
+from typing import Any
 
 import numpy as np
+from numpy.typing import ArrayLike
+
+from dsp.arrays import Bools, Floats
 
 N_LEDS = 6
 MG_DL_TO_UMOL_L = 17.1
@@ -59,18 +64,18 @@ class TcbEstimate:
 class TcbModel:
     """Fitted coefficients: TcB = features @ coef; sigma = residual model (floored)."""
 
-    coef: np.ndarray
-    sigma_coef: np.ndarray
+    coef: Floats
+    sigma_coef: Floats
     sigma_floor: float
-    feature_min: np.ndarray
-    feature_max: np.ndarray
-    feature_mean: np.ndarray | None = None
-    feature_precision: np.ndarray | None = None
+    feature_min: Floats
+    feature_max: Floats
+    feature_mean: Floats | None = None
+    feature_precision: Floats | None = None
     distance_limit: float = math.inf
     feature_set: str = FEATURE_SET
-    meta: dict = field(default_factory=dict)
+    meta: dict[str, object] = field(default_factory=dict)  # JSON: how it was fitted
 
-    def to_dict(self) -> dict:
+    def to_dict(self) -> dict[str, object]:
         return {
             "feature_set": self.feature_set,
             "coef": [float(x) for x in self.coef],
@@ -87,7 +92,8 @@ class TcbModel:
         }
 
     @classmethod
-    def from_dict(cls, d: dict) -> TcbModel:
+    def from_dict(cls, d: Mapping[str, Any]) -> TcbModel:
+        """The model from its JSON form (`to_dict`); ValueError naming what is wrong."""
         try:
             model = cls(
                 coef=np.asarray(d["coef"], float),
@@ -125,7 +131,7 @@ def _n_features() -> int:
     return 1 + 3 * N_LEDS
 
 
-def tcb_features(r_near: np.ndarray, r_far: np.ndarray) -> np.ndarray:
+def tcb_features(r_near: ArrayLike, r_far: ArrayLike) -> Floats:
     """(n, 19) design matrix: 1, A_near(6), A_far(6), (A_far - A_near)^2 (6)."""
     near = np.atleast_2d(np.asarray(r_near, float))
     far = np.atleast_2d(np.asarray(r_far, float))
@@ -135,13 +141,13 @@ def tcb_features(r_near: np.ndarray, r_far: np.ndarray) -> np.ndarray:
     return np.column_stack([np.ones(len(near)), a_near, a_far, d**2])
 
 
-def _sigma_features(tcb_mg_dl: np.ndarray, phi: np.ndarray) -> np.ndarray:
+def _sigma_features(tcb_mg_dl: Floats, phi: Floats) -> Floats:
     """Residual-model inputs: 1, the estimate, and melanin (A_near at 650 nm)."""
     melanin = phi[:, 1 + 5]
     return np.column_stack([np.ones(len(phi)), np.clip(tcb_mg_dl, 0.0, 30.0), melanin])
 
 
-def _check_shapes(r_near: np.ndarray, r_far: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def _check_shapes(r_near: ArrayLike, r_far: ArrayLike) -> tuple[Floats, Floats]:
     near = np.asarray(r_near, dtype=float)
     far = np.asarray(r_far, dtype=float)
     if near.shape[-1:] != (N_LEDS,) or far.shape != near.shape:
@@ -152,7 +158,7 @@ def _check_shapes(r_near: np.ndarray, r_far: np.ndarray) -> tuple[np.ndarray, np
     return near, far
 
 
-def reflectance_flag(r_near: np.ndarray, r_far: np.ndarray) -> str:
+def reflectance_flag(r_near: ArrayLike, r_far: ArrayLike) -> str:
     """Why these reflectances cannot give a TcB ("" when they can)."""
     near, far = _check_shapes(r_near, r_far)
     both = np.concatenate([near, far])
@@ -166,11 +172,11 @@ def reflectance_flag(r_near: np.ndarray, r_far: np.ndarray) -> str:
 
 
 def fit_model(
-    r_near: np.ndarray,
-    r_far: np.ndarray,
-    tsb_mg_dl: np.ndarray,
+    r_near: ArrayLike,
+    r_far: ArrayLike,
+    tsb_mg_dl: ArrayLike,
     *,
-    weights: np.ndarray | None = None,
+    weights: ArrayLike | None = None,
     validation_fraction: float = 0.25,
     seed: int = 0,
 ) -> TcbModel:
@@ -194,8 +200,9 @@ def fit_model(
     w = np.ones(len(tsb)) if weights is None else np.asarray(weights, float)[ok]
     phi = tcb_features(near, far)
 
-    def solve(rows: np.ndarray) -> np.ndarray:
+    def solve(rows: Bools) -> Floats:
         sw = np.sqrt(w[rows])
+        beta: Floats
         beta, *_ = np.linalg.lstsq(phi[rows] * sw[:, None], tsb[rows] * sw, rcond=None)
         return beta
 
@@ -227,7 +234,7 @@ def fit_model(
     )
 
 
-def _spectral_envelope(x: np.ndarray) -> tuple[np.ndarray, np.ndarray, float]:
+def _spectral_envelope(x: Floats) -> tuple[Floats, Floats, float]:
     """Mean, regularised inverse covariance and distance limit of calibration spectra.
 
     A reading whose Mahalanobis distance exceeds the limit is not a spectrum of the kind the
@@ -236,13 +243,13 @@ def _spectral_envelope(x: np.ndarray) -> tuple[np.ndarray, np.ndarray, float]:
     mean = x.mean(axis=0)
     cov = np.cov(x, rowvar=False)
     cov += np.eye(len(cov)) * 1e-3 * np.trace(cov) / len(cov)
-    precision = np.linalg.inv(cov)
+    precision = np.asarray(np.linalg.inv(cov), dtype=np.float64)
     d = np.sqrt(np.einsum("ij,jk,ik->i", x - mean, precision, x - mean))
     limit = float(1.5 * np.quantile(d, 0.999) + 1.0)
     return mean, precision, limit
 
 
-def spectral_distance(model: TcbModel, r_near: np.ndarray, r_far: np.ndarray) -> float:
+def spectral_distance(model: TcbModel, r_near: ArrayLike, r_far: ArrayLike) -> float:
     """Mahalanobis distance of a reading from the calibration spectra (inf if unknown)."""
     if model.feature_mean is None or model.feature_precision is None:
         return 0.0
@@ -276,9 +283,7 @@ def _flagged(flag: str) -> TcbEstimate:
     return TcbEstimate(None, None, None, None, flag)
 
 
-def estimate_tcb(
-    r_near: np.ndarray, r_far: np.ndarray, model: TcbModel | None = None
-) -> TcbEstimate:
+def estimate_tcb(r_near: ArrayLike, r_far: ArrayLike, model: TcbModel | None = None) -> TcbEstimate:
     """TcB in mg/dL (and umol/L) with a 95 % interval, or a flagged estimate with no number."""
     near, far = _check_shapes(r_near, r_far)
     if near.ndim != 1:
@@ -311,7 +316,7 @@ def estimate_tcb(
 
 
 def estimate_tcb_batch(
-    r_near: np.ndarray, r_far: np.ndarray, model: TcbModel | None = None
+    r_near: ArrayLike, r_far: ArrayLike, model: TcbModel | None = None
 ) -> list[TcbEstimate]:
     """estimate_tcb for each row of (n, 6) arrays."""
     near, far = _check_shapes(r_near, r_far)

@@ -15,8 +15,12 @@ temperature_out_of_range, malformed_counts.
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
+from typing import Any
 
 import numpy as np
+
+from dsp.arrays import Floats
 
 N_LEDS = 6
 N_DETECTORS = 2
@@ -47,11 +51,11 @@ FLAGS = (
 )
 
 
-def _nan_pair() -> tuple[np.ndarray, np.ndarray]:
+def _nan_pair() -> tuple[Floats, Floats]:
     return np.full(N_LEDS, np.nan), np.full(N_LEDS, np.nan)
 
 
-def _calibration_arrays(calibration: dict) -> tuple[np.ndarray, np.ndarray, float]:
+def _calibration_arrays(calibration: Mapping[str, Any]) -> tuple[Floats, Floats, float]:
     try:
         dark = np.asarray(calibration["dark_offset"], float)
         white = np.asarray(calibration["white_ref"], float)
@@ -65,7 +69,7 @@ def _calibration_arrays(calibration: dict) -> tuple[np.ndarray, np.ndarray, floa
     return dark, white, tempco
 
 
-def _factory_drive(calibration: dict) -> np.ndarray:
+def _factory_drive(calibration: Mapping[str, Any]) -> Floats:
     try:
         drive = np.asarray(calibration["led_drive"], float)
     except (KeyError, TypeError, ValueError) as exc:
@@ -81,9 +85,9 @@ def reflectance_from_counts(
     flashes: list[list[list[int]]],
     temperature_c: float,
     contact: bool,
-    calibration: dict,
+    calibration: Mapping[str, Any],
     led_drive: tuple[int, ...] | list[int] | None = None,
-) -> tuple[np.ndarray, np.ndarray, str]:
+) -> tuple[Floats, Floats, str]:
     """(near[6], far[6], flag). flag "" means usable; otherwise reflectances are NaN.
 
     calibration: the device-info dict of FactoryCalibration (dark_offset, white_ref,
