@@ -31,16 +31,17 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-import ssl
 import time
+from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
 import paho.mqtt.client as mqtt
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
+from paho.mqtt.reasoncodes import ReasonCode
 from paho.mqtt.subscribeoptions import SubscribeOptions
 
-from gateway.publish.mqtt import gateway_topic
+from gateway.publish.mqtt import gateway_topic, make_client
 from gateway.schemas import MAX_MESSAGE_CHARS, SchemaCheck, one_line
 from gateway.state.settings import apply_settings
 from gateway.times import iso_time
@@ -168,31 +169,25 @@ class Downlink:
         self.subscribed = False
         self.gw_id = gw.cfg.gateway.id
         self.topic = gateway_topic(cfg.topic_prefix, gw.cfg.gateway.id, "device", "+", "cmd")
-        self.client = mqtt.Client(
-            mqtt.CallbackAPIVersion.VERSION2,
-            client_id=f"perimon-{gw.cfg.gateway.id}-cmd",
-            protocol=mqtt.MQTTv5,
-        )
-        if cfg.username:
-            self.client.username_pw_set(cfg.username, cfg.password or None)
-        if cfg.tls:
-            self.client.tls_set(ca_certs=cfg.ca_file or None, certfile=cfg.cert_file or None,
-                                keyfile=cfg.key_file or None, cert_reqs=ssl.CERT_REQUIRED)  # fmt: skip
+        # MQTT 5 always: commands need Response Topic and Correlation Data (the gateway makes
+        # no Downlink for a 3.1.1 broker)
+        self.client = make_client(replace(cfg, protocol="5"), f"perimon-{gw.cfg.gateway.id}-cmd")
         self.client.on_connect = self._on_connect
         self.client.on_subscribe = self._on_subscribe
         self.client.on_message = self._on_message
-        self.client.reconnect_delay_set(1, 30)
 
-    def _on_connect(self, client, userdata, flags, reason_code, properties) -> None:
+    def _on_connect(self, client: mqtt.Client, userdata: Any, flags: mqtt.ConnectFlags,
+                    reason_code: ReasonCode, properties: Properties | None) -> None:  # fmt: skip
         if not reason_code.is_failure:
             # retain as published: a command sent with the retain flag is seen as such, live
             # or replayed from the broker's store, and refused either way
             client.subscribe(self.topic, options=SubscribeOptions(qos=1, retainAsPublished=True))
 
-    def _on_subscribe(self, client, userdata, mid, reason_codes, properties) -> None:
+    def _on_subscribe(self, client: mqtt.Client, userdata: Any, mid: int,
+                      reason_codes: list[ReasonCode], properties: Properties | None) -> None:  # fmt: skip
         self.subscribed = True
 
-    def _on_message(self, client, userdata, message) -> None:
+    def _on_message(self, client: mqtt.Client, userdata: Any, message: mqtt.MQTTMessage) -> None:
         # paho's network thread: only hand the message to the loop
         if self.loop is None:
             return
@@ -203,8 +198,8 @@ class Downlink:
         self.loop.call_soon_threadsafe(self._handle, device_id, bytes(message.payload),
                                        response_topic, correlation, bool(message.retain))  # fmt: skip
 
-    def _handle(self, device_id: str, body: bytes, response_topic, correlation,
-                retained: bool = False) -> None:  # fmt: skip
+    def _handle(self, device_id: str, body: bytes, response_topic: str | None,
+                correlation: bytes | None, retained: bool = False) -> None:  # fmt: skip
         if retained and not body:
             return  # the hospital clearing a retained command: nothing to apply or answer
         refusal = None
@@ -232,8 +227,8 @@ class Downlink:
         body = json.dumps(resp) if pdf is None else pdf
         self.client.publish(response_topic, body, 1, False, props)
 
-    def _respond(self, device_id: str, body: bytes, retained: bool) -> dict:
-        def rejected(error: str) -> dict:
+    def _respond(self, device_id: str, body: bytes, retained: bool) -> dict[str, Any]:
+        def rejected(error: str) -> dict[str, Any]:
             return {"device_id": device_id, "status": "rejected", "error": error,
                     "t": iso_time(time.time())}  # fmt: skip
 

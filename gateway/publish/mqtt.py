@@ -20,6 +20,7 @@ from typing import Any
 import paho.mqtt.client as mqtt
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
+from paho.mqtt.reasoncodes import ReasonCode
 
 from gateway.config import MqttSection
 from gateway.publish.outbox import MARK_KINDS, Mark, Outbox, priority_of
@@ -35,10 +36,34 @@ log = logging.getLogger(__name__)
 QOS_READING = 1  # everything the outbox sends: at least once, de-duplicated by msg_id downstream
 QOS_TRACE = 1  # the live trace too: every 4 Hz point is accounted for (docs/reliability.md)
 _CHECKPOINT_S = 5.0  # sync the outbox's WAL this often: the most a power cut can take back
+RECONNECT_MIN_S, RECONNECT_MAX_S = 1, 30  # paho's wait before reconnecting, doubled each time
 
 
 def gateway_topic(prefix: str, gateway_id: str, *parts: str) -> str:
     return "/".join([prefix, gateway_id, *parts])
+
+
+def make_client(cfg: MqttSection, client_id: str) -> mqtt.Client:
+    """A paho client for the broker `cfg` names: its protocol, TLS (the broker's certificate
+    always verified), credentials, and the waits between reconnections. The publisher and the
+    command handler each make theirs here; callbacks, a Last Will and queue limits are the
+    caller's, and so are connecting and starting the loop."""
+    client = mqtt.Client(
+        mqtt.CallbackAPIVersion.VERSION2,
+        client_id=client_id,
+        protocol=mqtt.MQTTv5 if cfg.protocol == "5" else mqtt.MQTTv311,
+    )
+    if cfg.username:
+        client.username_pw_set(cfg.username, cfg.password or None)
+    if cfg.tls:
+        client.tls_set(
+            ca_certs=cfg.ca_file or None,
+            certfile=cfg.cert_file or None,
+            keyfile=cfg.key_file or None,
+            cert_reqs=ssl.CERT_REQUIRED,
+        )
+    client.reconnect_delay_set(RECONNECT_MIN_S, RECONNECT_MAX_S)
+    return client
 
 
 class Publisher:
@@ -76,27 +101,13 @@ class Publisher:
         self._retry: list[int] = []  # rows the broker refused: sent again later
         self._sender: threading.Thread | None = None
         self.refused = 0
-        self.client = mqtt.Client(
-            mqtt.CallbackAPIVersion.VERSION2,
-            client_id=f"perimon-{gateway_id}",
-            protocol=mqtt.MQTTv5 if self.v5 else mqtt.MQTTv311,
-        )
-        if cfg.username:
-            self.client.username_pw_set(cfg.username, cfg.password or None)
-        if cfg.tls:
-            self.client.tls_set(
-                ca_certs=cfg.ca_file or None,
-                certfile=cfg.cert_file or None,
-                keyfile=cfg.key_file or None,
-                cert_reqs=ssl.CERT_REQUIRED,
-            )
+        self.client = make_client(cfg, f"perimon-{gateway_id}")
         self.client.will_set(
             self.topic("status"), self._status_payload("offline", "connection lost"), 1, True
         )
         self.client.on_connect = self._on_connect
         self.client.on_disconnect = self._on_disconnect
         self.client.on_publish = self._on_publish
-        self.client.reconnect_delay_set(1, 30)
         self.client.max_queued_messages_set(0)  # bounded by `window` instead
         self.client.max_inflight_messages_set(min(window, 100))
 
@@ -110,7 +121,8 @@ class Publisher:
         d["t"] = iso_time(time.time())
         return json.dumps(d)
 
-    def _on_connect(self, client, userdata, flags, reason_code, properties) -> None:
+    def _on_connect(self, client: mqtt.Client, userdata: Any, flags: mqtt.ConnectFlags,
+                    reason_code: ReasonCode, properties: Properties | None) -> None:  # fmt: skip
         if reason_code.is_failure:
             log.error("MQTT broker refused the connection: %s", reason_code)
             return
@@ -119,13 +131,15 @@ class Publisher:
         self.connected.set()
         self._wake.set()
 
-    def _on_disconnect(self, client, userdata, flags, reason_code, properties) -> None:
+    def _on_disconnect(self, client: mqtt.Client, userdata: Any, flags: mqtt.DisconnectFlags,
+                       reason_code: ReasonCode, properties: Properties | None) -> None:  # fmt: skip
         self.connected.clear()
         if self._stopping:
             return
         log.warning("MQTT disconnected (%s); reconnecting", reason_code)
 
-    def _on_publish(self, client, userdata, mid, reason_code, properties) -> None:
+    def _on_publish(self, client: mqtt.Client, userdata: Any, mid: int, reason_code: ReasonCode,
+                    properties: Properties | None) -> None:  # fmt: skip
         # paho's network thread, holding paho's locks: only note it; the sender thread acts
         self._acks.append((mid, not reason_code.is_failure))
         self._wake.set()
