@@ -3,6 +3,8 @@
 Definitions and thresholds are FIGO 2015 and Dawes-Redman (see dsp/ctg_reference.py for
 the numbers and citations). Missing points (NaN) are signal loss; they are never filled
 beyond 10 s, and a trace with too little signal is "indeterminate", never "normal".
+Artefacts (off-chart values, jumps that do not persist, halving and doubling) are rejected
+first by dsp/ctg_artefact.py and count as signal loss, as in the Dawes-Redman analysis.
 """
 
 from __future__ import annotations
@@ -14,10 +16,11 @@ import numpy as np
 from scipy import signal
 
 from dsp import ctg_reference as ref
+from dsp.ctg_artefact import VALID_RANGE_BPM, reject_artefacts
 
 FS = ref.POINT_RATE_HZ
 MAX_FILL_S = 10.0  # gaps up to this long are bridged when finding episodes
-VALID_BPM = (50.0, 240.0)
+VALID_BPM = VALID_RANGE_BPM
 
 
 @dataclass(frozen=True)
@@ -50,10 +53,11 @@ class CtgFindings:
     stv_ms: float | None
     accelerations: list[Acceleration]
     decelerations: list[Deceleration]
-    signal_loss_pct: float
+    signal_loss_pct: float  # points without a value, artefacts included
     sinusoidal: bool
     figo_class: str  # "normal" | "suspicious" | "pathological" | "indeterminate"
     reasons: list[str] = field(default_factory=list)
+    artefact_pct: float = 0.0  # points that had a value but were rejected as artefact
 
     def to_dict(self) -> dict:
         """JSON-ready dict (the CLI's keys)."""
@@ -71,6 +75,7 @@ class CtgFindings:
             "sinusoidal": bool(self.sinusoidal),
             "figo_class": self.figo_class,
             "reasons": list(self.reasons),
+            "artefact_pct": num(self.artefact_pct),
         }
 
 
@@ -87,14 +92,18 @@ def _validate(t_s: np.ndarray, fhr_bpm: np.ndarray) -> tuple[np.ndarray, np.ndar
         raise ValueError("t_s must be finite")
     if t.size > 1 and np.any(np.abs(np.diff(t) - 1 / FS) > 0.01):
         raise ValueError("the trace must be sampled at 4 Hz without gaps in t_s")
-    f = np.where((f >= VALID_BPM[0]) & (f <= VALID_BPM[1]), f, np.nan)
-    return t, f
+    return t, reject_artefacts(f).fhr_bpm
 
 
 def baseline_trace(t_s: np.ndarray, fhr_bpm: np.ndarray) -> np.ndarray:
     """FIGO 2015 baseline at each point: mean of the horizontal segments of the
     surrounding 10 min (NaN where that window has under 2 min of signal)."""
-    t, f = _validate(t_s, fhr_bpm)
+    _, f = _validate(t_s, fhr_bpm)
+    return _baseline_trace(f)
+
+
+def _baseline_trace(f: np.ndarray) -> np.ndarray:
+    """baseline_trace of an already validated and cleaned trace."""
     n = f.size
     out = np.full(n, np.nan)
     if n == 0:
@@ -184,9 +193,13 @@ def analyse_ctg(t_s: np.ndarray, fhr_bpm: np.ndarray, uc: np.ndarray | None = No
         raise ValueError("uc must have the same length as fhr_bpm")
     n = f.size
     loss = 100.0 * float(np.mean(~np.isfinite(f))) if n else 100.0
+    given = np.isfinite(np.asarray(fhr_bpm, dtype=float))
+    artefact = 100.0 * float(np.mean(given & ~np.isfinite(f))) if n else 0.0
     if n == 0 or not np.isfinite(f).any():
-        return CtgFindings(None, None, None, [], [], loss, False, "indeterminate", ["no signal"])
-    base = baseline_trace(t, f)
+        return CtgFindings(
+            None, None, None, [], [], loss, False, "indeterminate", ["no signal"], artefact
+        )
+    base = _baseline_trace(f)
     g = _fill_short_gaps(f)
     d = g - base
     accels, decels = _episodes(t, g, d)
@@ -203,7 +216,9 @@ def analyse_ctg(t_s: np.ndarray, fhr_bpm: np.ndarray, uc: np.ndarray | None = No
     figo, reasons = _figo(
         n, loss, baseline, minute_bw, variability, sinusoidal, decels, t, uc_peaks, uc
     )
-    return CtgFindings(baseline, variability, stv, accels, decels, loss, sinusoidal, figo, reasons)
+    return CtgFindings(
+        baseline, variability, stv, accels, decels, loss, sinusoidal, figo, reasons, artefact
+    )
 
 
 def _index(t: np.ndarray, ts: float) -> int:

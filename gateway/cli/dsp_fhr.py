@@ -1,5 +1,5 @@
 """`perimon dsp fhr|mhr|ctg`: fetal heart rate from Doppler audio, maternal rate from PPG,
-and CTG findings from an FHR trace.
+and CTG findings from an FHR trace (FIGO 2015 and the antenatal Dawes-Redman criteria).
 
 Commands:
     perimon dsp fhr IN.wav [--ppg PPG.csv | --maternal-hr MHR.csv] [--out OUT.csv]
@@ -44,7 +44,9 @@ def register(dsp_subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--out", metavar="MHR.csv", help="output CSV (default stdout)")
     p.set_defaults(func=cmd_mhr)
 
-    p = dsp_subparsers.add_parser("ctg", help="CTG findings (FIGO 2015) from an FHR trace")
+    p = dsp_subparsers.add_parser(
+        "ctg", help="CTG findings (FIGO 2015 and Dawes-Redman) from an FHR trace"
+    )
     p.add_argument("fhr", metavar="FHR.csv")
     p.add_argument("--uc", metavar="UC.csv", help="uterine activity CSV t_s,uc (4 Hz)")
     p.add_argument("--json", action="store_true", help="print JSON (the default format)")
@@ -207,6 +209,7 @@ def cmd_mhr(args: argparse.Namespace) -> int:
 
 def cmd_ctg(args: argparse.Namespace) -> int:
     from dsp.ctg import analyse_ctg, baseline_trace
+    from dsp.dawes_redman import dawes_redman
 
     cols = _read_columns(args.fhr, ("t_s", "fhr_bpm"), allow_empty={"fhr_bpm"})
     t, f = cols["t_s"], cols["fhr_bpm"]
@@ -221,11 +224,13 @@ def cmd_ctg(args: argparse.Namespace) -> int:
         uc = u["uc"]
     try:
         findings = analyse_ctg(t, f, uc)
+        antenatal = dawes_redman(t, f)
         base = baseline_trace(t, f) if args.baseline_out else None
     except ValueError as exc:
         raise UserError(f"{args.fhr}: {exc}") from exc
     if base is not None:
         rows = [[f"{tt:.2f}", _fmt(b, 1)] for tt, b in zip(t, base, strict=True)]
         _write_csv(args.baseline_out, ["t_s", "baseline_bpm"], rows)
-    sys.stdout.write(json.dumps(findings.to_dict(), indent=2) + "\n")
+    out = {**findings.to_dict(), "dawes_redman": antenatal.to_dict()}
+    sys.stdout.write(json.dumps(out, indent=2) + "\n")
     return 0
