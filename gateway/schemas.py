@@ -59,11 +59,13 @@ _Validator = validators.extend(
 FORMATS = FormatChecker()
 
 
-@FORMATS.checks("date-time")
 def _date_time(value: object) -> bool:
     # jsonschema checks date-time only with the optional rfc3339-validator installed; the
     # wire's times are ISO 8601 with a time zone (docs/mqtt.md), as gateway/times.py reads them
     return not isinstance(value, str) or parse_time(value) is not None
+
+
+FORMATS.checks("date-time")(_date_time)
 
 
 def one_line(text: str, limit: int = MAX_MESSAGE_CHARS) -> str:
@@ -183,23 +185,26 @@ class SchemaCheck:
 
     def _properties(self, node: dict[str, Any]) -> dict[str, Any]:
         for n in self._chain(node):
-            if isinstance(n.get("properties"), dict):
-                return n["properties"]
+            properties = n.get("properties")
+            if isinstance(properties, dict):
+                return properties
         return {}
 
     def _child(self, node: dict[str, Any], part: str | int) -> dict[str, Any] | None:
         if isinstance(part, str):
             return self._properties(node).get(part)
         for n in self._chain(node):
-            if isinstance(n.get("items"), dict):
-                return n["items"]
+            items = n.get("items")
+            if isinstance(items, dict):
+                return items
         return None
 
     def _what(self, node: dict[str, Any]) -> str | None:
         """A node's own words: its description, or its choices; for "cleared or X", X's."""
         for n in self._chain(node):
-            if isinstance(n.get("description"), str):
-                return n["description"]
+            description = n.get("description")
+            if isinstance(description, str):
+                return description
             if isinstance(n.get("enum"), list):
                 return "one of " + ", ".join(str(v) for v in n["enum"])
             branches = [b for b in n.get("anyOf", []) if b.get("$ref") != _CLEARED]

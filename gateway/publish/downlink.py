@@ -224,8 +224,8 @@ class Downlink:
             props.UserProperty = [("session_id", resp["session_id"]), ("status", "ok")]
         if correlation is not None:
             props.CorrelationData = correlation
-        body = json.dumps(resp) if pdf is None else pdf
-        self.client.publish(response_topic, body, 1, False, props)
+        payload = json.dumps(resp) if pdf is None else pdf
+        self.client.publish(response_topic, payload, 1, False, props)
 
     def _respond(self, device_id: str, body: bytes, retained: bool) -> dict[str, Any]:
         def rejected(error: str) -> dict[str, Any]:

@@ -18,6 +18,7 @@ from collections import deque
 from typing import Any
 
 import paho.mqtt.client as mqtt
+from paho.mqtt.enums import CallbackAPIVersion, MQTTProtocolVersion
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 from paho.mqtt.reasoncodes import ReasonCode
@@ -49,9 +50,11 @@ def make_client(cfg: MqttSection, client_id: str) -> mqtt.Client:
     command handler each make theirs here; callbacks, a Last Will and queue limits are the
     caller's, and so are connecting and starting the loop."""
     client = mqtt.Client(
-        mqtt.CallbackAPIVersion.VERSION2,
+        CallbackAPIVersion.VERSION2,
         client_id=client_id,
-        protocol=mqtt.MQTTv5 if cfg.protocol == "5" else mqtt.MQTTv311,
+        protocol=MQTTProtocolVersion.MQTTv5
+        if cfg.protocol == "5"
+        else MQTTProtocolVersion.MQTTv311,
     )
     if cfg.username:
         client.username_pw_set(cfg.username, cfg.password or None)
@@ -115,7 +118,7 @@ class Publisher:
         return gateway_topic(self.cfg.topic_prefix, self.gateway_id, *parts)
 
     def _status_payload(self, state: str, reason: str = "") -> str:
-        d = {"gateway_id": self.gateway_id, "state": state, "reason": reason}
+        d: dict[str, Any] = {"gateway_id": self.gateway_id, "state": state, "reason": reason}
         if state == "online":
             d["outbox"] = self.outbox.stats()
         d["t"] = iso_time(time.time())

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import time
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from starlette.requests import Request
 from starlette.responses import FileResponse, JSONResponse, Response
@@ -61,7 +61,9 @@ def language(accept: str | None) -> str:
     return best
 
 
-def mother_state(gw: GatewayContext, device: str, lang: str, now: float | None = None) -> dict:
+def mother_state(
+    gw: GatewayContext, device: str, lang: str, now: float | None = None
+) -> dict[str, Any]:
     """Everything the mother's page shows, and nothing clinical."""
     now = time.time() if now is None else now
     rec = gw.recordings

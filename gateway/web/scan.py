@@ -177,7 +177,7 @@ def scan_routes(gw: GatewayContext) -> list[Route]:
             log.error("pairing by label: %s", exc)
             return fail(500, "The gateway could not save the monitor; see its log.")
         finally:
-            if added and not paired:
+            if added and not paired and transport is not None:
                 transport.disallow(dev_id)
         entry = gw.enrolment.get(dev_id)
         streaming = entry is not None and await _comes_back(gw, dev_id, entry.key, LINK_WAIT_S)
@@ -199,16 +199,12 @@ def scan_routes(gw: GatewayContext) -> list[Route]:
 def _connected(gw: GatewayContext, device_id: str, key: bytes) -> bool:
     """The monitor is connected in a session authenticated with `key`."""
     session = gw.sessions.get(device_id)
-    auth = getattr(session, "auth", None)
-    return (
-        auth is not None
-        and auth.device_key == key
-        and auth.established
-        and session.link is not None
-    )
+    if session is None or session.auth is None:
+        return False
+    return session.auth.device_key == key and session.auth.established and session.link is not None
 
 
-async def _comes_back(gw, device_id: str, key: bytes, wait_s: float) -> bool:
+async def _comes_back(gw: GatewayContext, device_id: str, key: bytes, wait_s: float) -> bool:
     """The monitor reconnected and answered the session challenge with its new key."""
     deadline = time.monotonic() + wait_s
     while time.monotonic() < deadline:

@@ -290,7 +290,7 @@ class WebServer:
     def port(self) -> int:
         for s in self.server.servers:
             for sock in s.sockets:
-                return sock.getsockname()[1]
+                return int(sock.getsockname()[1])
         return 0
 
     @property
