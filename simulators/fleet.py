@@ -11,6 +11,7 @@ radio transport, the simulated BLE stack talking to the virtual BlueZ, or a USB 
 from __future__ import annotations
 
 import asyncio
+import importlib.util
 import json
 import logging
 import os
@@ -26,8 +27,20 @@ import numpy as np
 
 log = logging.getLogger(__name__)
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
-FIRMWARE_DIR = REPO_ROOT / "firmware"
+
+def _firmware_dir() -> Path:
+    """The firmware tree (firmware/ in the repository) wherever perimon runs: the wheel ships it
+    as the package `perimon_firmware` (setup.py) and an editable install maps that package back
+    to firmware/; in a checkout that was never installed, it is the folder beside this one."""
+    spec = importlib.util.find_spec("perimon_firmware")
+    places = spec.submodule_search_locations if spec else None
+    for where in places or ():
+        if Path(where, "lib").is_dir():  # a namespace package: skip an editable install's hook
+            return Path(where)
+    return Path(__file__).resolve().parents[1] / "firmware"
+
+
+FIRMWARE_DIR = _firmware_dir()
 HEAP = "128K"  # an ESP32-class heap budget
 # With radio_kind "ble" the heap also holds what a board keeps outside it: radio_ble's bytecode
 # (frozen into flash there), bluetooth_sim (the stand-in for the NimBLE host stack, whose memory

@@ -35,4 +35,10 @@ def test_wheel_contains_model_web_assets_and_schemas(tmp_path):
     schemas = {f"perimon_schemas/{p.name}" for p in (REPO / "docs/schemas").glob("*.schema.json")}
     assert len(schemas) >= 10 and schemas <= names
     assert "perimon_schemas/__init__.py" in names
+    # the firmware the virtual devices run (perimon demo), as the package perimon_firmware
+    firmware = {f"perimon_firmware/{p.relative_to(REPO / 'firmware').as_posix()}"
+                for p in (REPO / "firmware").rglob("*.py")}  # fmt: skip
+    assert {"perimon_firmware/fetal_heart/main.py", "perimon_firmware/jaundice/main.py",
+            "perimon_firmware/lib/protocol.py"} <= firmware  # fmt: skip
+    assert firmware <= names
     assert not any(n.startswith(("tests/", "benchmarks/", "docs/")) for n in names)
