@@ -107,20 +107,17 @@ def _recording_command(
 ) -> dict[str, Any]:
     """Schedules and session reports (gateway/processing/recording/, docs/home.md). A report answers
     with the PDF itself: the response's `_pdf` is sent as the payload (application/pdf)."""
-    from gateway.processing.recording import check_schedule
-
     rec = gw.recordings
     if name == "get_schedule":
         return {**resp, "status": "ok", "schedule": rec.store.schedule(device_id)}
     if name == "set_schedule":
         if cmd.get("clear") is True:
-            rec.store.set_schedule(device_id, None)
+            rec.set_schedule(device_id, None)
             return {**resp, "status": "ok", "schedule": None}
         try:
-            schedule = check_schedule(cmd)
+            schedule = rec.set_schedule(device_id, cmd)
         except ValueError as exc:
             return {**resp, "status": "rejected", "error": str(exc)}
-        rec.store.set_schedule(device_id, schedule)
         gw.history.audit.append({"event": "schedule", "device_id": device_id, "by": "hospital",
                            "schedule": schedule, "t": time.time()})  # fmt: skip
         return {**resp, "status": "ok", "schedule": schedule}

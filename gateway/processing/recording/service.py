@@ -13,12 +13,17 @@ import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from dsp.ctg_reference import POINT_S
-from gateway.processing.recording.schedule import MISSED_LOOKBACK_S, missed_record, slots
+from gateway.processing.recording.schedule import (
+    MISSED_LOOKBACK_S,
+    check_schedule,
+    missed_record,
+    slots,
+)
 from gateway.processing.recording.store import SessionStore, unix_seconds
 from gateway.processing.recording.tracker import Active, SessionTracker
 from gateway.times import iso_time_or_none
@@ -58,6 +63,13 @@ class Recordings:
             t.on_end = self._ended
             t.on_complete = lambda rec: self._complete(device_id, rec)
         return t
+
+    def set_schedule(self, device_id: str, cmd: dict[str, Any] | None) -> dict[str, Any] | None:
+        """Check and keep the hospital's `set_schedule` for a device (None clears it); the
+        stored schedule, or ValueError naming what is wrong."""
+        schedule = None if cmd is None else check_schedule(cmd)
+        self.store.set_schedule(device_id, schedule)
+        return schedule
 
     def start(self) -> None:
         """Tick sessions, missed slots and delivery checks on the running loop until `stop`."""
