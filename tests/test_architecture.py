@@ -13,8 +13,6 @@ import pytest
 
 pytestmark = pytest.mark.unit
 
-pytestmark = pytest.mark.unit
-
 REPO = Path(__file__).resolve().parents[1]
 FIRST_PARTY = ("gateway", "dsp", "hospital", "devtools", "simulators")
 LEAVES = {"gateway", "gateway.protocol", "gateway.times", "gateway.config", "gateway.schemas",
