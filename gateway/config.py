@@ -118,7 +118,12 @@ _SECTIONS = {
 }
 
 # Per-device keys the nurse or the hospital may set (see docs/configuration.md).
-_DEVICE_KEYS = {"label": str, "birth_time": str, "ga_weeks": (int, float), "risk_factors": bool}
+_DEVICE_KEYS: dict[str, type | tuple[type, ...]] = {
+    "label": str,
+    "birth_time": str,
+    "ga_weeks": (int, float),
+    "risk_factors": bool,
+}
 
 
 def _check_value(where: str, name: str, default: Any, value: Any) -> Any:
@@ -209,10 +214,10 @@ def config_from_dict(
             raise ConfigError(f"{src}: [{name}] must be a table")
         cls = _SECTIONS[name]
         defaults = cls()
-        known = {f.name for f in fields(cls)}
-        section = {}
+        keys = {f.name for f in fields(cls)}
+        section: dict[str, Any] = {}
         for key, v in value.items():
-            if key not in known:
+            if key not in keys:
                 raise ConfigError(f"{src}: [{name}] unknown key {key!r}")
             section[key] = _check_value(f"{src}: [{name}]", key, getattr(defaults, key), v)
         kwargs[name] = cls(**section)

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from enum import IntEnum, IntFlag
 
 import numpy as np
+from numpy.typing import NDArray
 
 VERSION = 1
 HEADER_LEN = 12
@@ -125,14 +126,14 @@ class SerialKind(IntEnum):
 # every other stream counts frames.
 SAMPLE_STREAMS = frozenset({Stream.DOPPLER, Stream.PPG})
 # Streams of sparse readings, asked for on every connection (docs/protocol.md, Resend)
-READING_STREAMS = {DeviceType.JAUNDICE: (Stream.TCB,)}  # by device type
+READING_STREAMS: dict[int, tuple[Stream, ...]] = {DeviceType.JAUNDICE: (Stream.TCB,)}  # by type
 SEQ_END = 0xFFFFFFFF  # RESEND to_seq meaning "everything still held from from_seq on"
 
 # Sample rates fixed by the hardware (docs/protocol.md). A receiver checks the rate implied by
 # seq and t_ms over at least RATE_CHECK_S; a device whose ADC clock runs off by more than
 # RATE_TOLERANCE would put every heart rate off by the same fraction (3% is 4 bpm at 140).
 # An implied rate off by more than RATE_JUMP is a device clock that was set, not a bad ADC.
-NOMINAL_RATE_HZ = {Stream.DOPPLER: 4000, Stream.PPG: 50}
+NOMINAL_RATE_HZ: dict[int, int] = {Stream.DOPPLER: 4000, Stream.PPG: 50}  # by stream
 RATE_TOLERANCE = 0.03
 RATE_JUMP = 0.25
 RATE_CHECK_S = 60.0
@@ -227,7 +228,7 @@ _INDEX_ADJ = (-1, -1, -1, -1, 2, 4, 6, 8, -1, -1, -1, -1, 2, 4, 6, 8)
 _STEP_LIST = _STEPS.tolist()
 
 
-def adpcm_decode(payload: bytes) -> np.ndarray:
+def adpcm_decode(payload: bytes) -> NDArray[np.int16]:
     """One self-contained ADPCM block (predictor, index, codes low nibble first) -> int16."""
     if len(payload) < ADPCM_HEADER_LEN:
         raise FrameError("ADPCM payload shorter than its header")
@@ -258,13 +259,13 @@ def adpcm_decode(payload: bytes) -> np.ndarray:
     return out
 
 
-def pcm16_decode(payload: bytes) -> np.ndarray:
+def pcm16_decode(payload: bytes) -> NDArray[np.int16]:
     if len(payload) % 2:
         raise FrameError("PCM16 payload has an odd number of bytes")
     return np.frombuffer(payload, dtype="<i2").astype(np.int16)
 
 
-def samples_of(frame: Frame) -> np.ndarray:
+def samples_of(frame: Frame) -> NDArray[np.int16]:
     """The samples a Doppler or PPG frame carries."""
     if frame.stream not in SAMPLE_STREAMS:
         raise FrameError(f"stream {frame.stream} carries no samples")
@@ -311,7 +312,7 @@ class TcbCounts:
     dark_before: tuple[int, int]
     dark_after: tuple[int, int]
     led_drive: tuple[int, ...]
-    flashes: np.ndarray  # uint16 [led][detector][flash]
+    flashes: NDArray[np.uint16]  # [led][detector][flash]
 
 
 _TCB_HEAD = struct.Struct("<Bh4HBB")
@@ -385,7 +386,7 @@ def time_sync_args(gateway_unix_ms: int) -> bytes:
     return struct.pack("<Q", gateway_unix_ms)
 
 
-def resend_args(stream: Stream, from_seq: int, to_seq: int) -> bytes:
+def resend_args(stream: int, from_seq: int, to_seq: int) -> bytes:
     """Ask for [from_seq, to_seq) of one stream again."""
     return struct.pack("<BII", int(stream), from_seq & 0xFFFFFFFF, to_seq & 0xFFFFFFFF)
 

@@ -15,8 +15,12 @@ import logging
 import secrets
 import struct
 from collections import deque
+from typing import TYPE_CHECKING
 
 from gateway import protocol as p
+
+if TYPE_CHECKING:
+    from gateway.device.session import LinkStats
 
 log = logging.getLogger(__name__)
 
@@ -55,7 +59,7 @@ def sign_frame(key: bytes, frame: p.Frame, prefix: bytes = b"") -> bytes:
 class FrameAuth:
     """One enrolled device's verifier; `stats` is the session's LinkStats (counters)."""
 
-    def __init__(self, device_key: bytes, stats) -> None:
+    def __init__(self, device_key: bytes, stats: LinkStats) -> None:
         if len(device_key) != p.KEY_LEN:
             raise ValueError(f"device key must be {p.KEY_LEN} bytes")
         self.device_key = device_key

@@ -22,10 +22,10 @@ def unsigned_control_frame(op: p.Op, rid: int, args: bytes = b"") -> bytes:
 
 
 async def await_reply(link: DeviceLink, frame: bytes, rid: int,
-                      pending: dict[int, asyncio.Future], timeout_s: float) -> p.Reply | None:  # fmt: skip
+                      pending: dict[int, asyncio.Future[p.Reply]], timeout_s: float) -> p.Reply | None:  # fmt: skip
     """Write one control frame and wait for the reply that `pending[rid]` is resolved with
     (by whoever reads the link's frames); None if the link fails or nothing comes in time."""
-    fut = asyncio.get_running_loop().create_future()
+    fut: asyncio.Future[p.Reply] = asyncio.get_running_loop().create_future()
     pending[rid] = fut
     try:
         await link.write(frame)

@@ -19,8 +19,12 @@ import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 from gateway import protocol as p
+
+if TYPE_CHECKING:
+    from gateway.config import Config
 
 DEVICE_ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$")  # 1-64: letters, digits, - _
 _TYPES = {"fetal_heart": p.DeviceType.FETAL_HEART, "jaundice": p.DeviceType.JAUNDICE}
@@ -38,9 +42,9 @@ class Enrolled:
     key: bytes
 
 
-def enrolment_path(cfg) -> Path:
+def enrolment_path(cfg: Config) -> Path:
     """Where a gateway configuration keeps its list ([security] enrolment_file or data_dir)."""
-    name = getattr(getattr(cfg, "security", None), "enrolment_file", "") or "enrolment.json"
+    name = cfg.security.enrolment_file or "enrolment.json"
     return (cfg.data_dir / name).resolve()
 
 
@@ -115,7 +119,7 @@ class Enrolment:
             return True
 
 
-def _entry(dev_id: str, e: dict) -> Enrolled:
+def _entry(dev_id: str, e: dict[str, Any]) -> Enrolled:
     if not DEVICE_ID_RE.match(dev_id):
         raise EnrolmentError(f"{dev_id!r} is not a valid device id")
     if e.get("type") not in _TYPES:

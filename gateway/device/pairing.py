@@ -25,7 +25,9 @@ import hmac
 import logging
 import secrets
 import time
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
+from typing import Any, Concatenate, ParamSpec
 
 from gateway import protocol as p
 from gateway.device.control import await_reply, unsigned_control_frame
@@ -34,6 +36,7 @@ from gateway.device.session import DeviceSession
 from gateway.transports.base import MAX_PAIRING_LINKS, REFUSED_HOLD_S, DeviceLink, Transport
 
 log = logging.getLogger(__name__)
+_P = ParamSpec("_P")
 
 # RFC 3526, section 3: the 2048-bit MODP group, generator 2.
 PRIME = int(
@@ -65,7 +68,10 @@ LABEL_CODE = b"perimon-v1 pair code"
 LABEL_CONFIRM = b"perimon-v1 pair confirm"
 LABEL_DONE = b"perimon-v1 pair done"
 
-_TYPES = {p.DeviceType.FETAL_HEART: "fetal_heart", p.DeviceType.JAUNDICE: "jaundice"}
+_TYPES: dict[int, str] = {
+    p.DeviceType.FETAL_HEART: "fetal_heart",
+    p.DeviceType.JAUNDICE: "jaundice",
+}
 
 
 class PairingError(Exception):
@@ -107,12 +113,12 @@ class Pending:
     error: str = ""
     key: bytes | None = None
     busy: bool = False
-    replies: dict[int, asyncio.Future] = field(default_factory=dict)
+    replies: dict[int, asyncio.Future[p.Reply]] = field(default_factory=dict)
     rid: int = 0
     secret: bytes | None = None  # the label's pairing secret: a label pairing
     linked: asyncio.Event = field(default_factory=asyncio.Event)  # (label) the device is here
 
-    def to_dict(self) -> dict:
+    def to_dict(self) -> dict[str, Any]:
         return {
             "device_id": self.device_id,
             "device_type": _TYPES.get(self.device_type, "unknown"),
@@ -213,7 +219,7 @@ class PairingManager:
                 if e.link is not None:
                     asyncio.get_running_loop().create_task(e.link.close())
 
-    def list(self) -> list[dict]:
+    def list(self) -> list[dict[str, Any]]:
         self._expire()
         return [e.to_dict() for e in self.pending.values()]
 
@@ -239,11 +245,12 @@ class PairingManager:
         return e
 
     @staticmethod
-    async def _run(e: Pending, step, *args) -> dict:
+    async def _run(e: Pending, step: Callable[Concatenate[Pending, _P], Awaitable[None]],
+                   *args: _P.args, **kwargs: _P.kwargs) -> dict[str, Any]:  # fmt: skip
         """One step of a pairing; a failure is kept in the entry (for the page) and raised."""
         e.busy, e.error = True, ""
         try:
-            await step(e, *args)
+            await step(e, *args, **kwargs)
             return e.to_dict()
         except PairingError as exc:
             e.state, e.error = "failed", str(exc)
@@ -251,14 +258,14 @@ class PairingManager:
         finally:
             e.busy = False
 
-    async def start(self, device_id: str) -> dict:
+    async def start(self, device_id: str) -> dict[str, Any]:
         """Agree on a key with the device; returns its entry with the code to compare."""
         e = self._get(device_id)
         if e.state not in ("wants_to_pair", "code", "failed") or e.link is None:
             raise PairingError(f"cannot start: {e.state}")
         return await self._run(e, self._exchange)
 
-    async def confirm(self, device_id: str, wait_s: float = CONFIRM_WAIT_S) -> dict:
+    async def confirm(self, device_id: str, wait_s: float = CONFIRM_WAIT_S) -> dict[str, Any]:
         """The user saw the same code on both: once the device's button is pressed too, the
         device stores the key and proves it; then the gateway enrols it."""
         e = self._get(device_id)
@@ -267,7 +274,7 @@ class PairingManager:
         return await self._run(e, self._confirm, wait_s)
 
     async def pair_by_label(self, device_id: str, device_type: str, secret: bytes,
-                            wait_s: float = LABEL_LINK_WAIT_S) -> dict:  # fmt: skip
+                            wait_s: float = LABEL_LINK_WAIT_S) -> dict[str, Any]:  # fmt: skip
         """Pair the device whose label carries `secret`: wait for its next link (up to
         wait_s), agree on a key authenticated by the secret, confirm, enrol."""
         if device_id in self.labels:
@@ -347,8 +354,11 @@ class PairingManager:
     async def _confirm(self, e: Pending, wait_s: float) -> None:
         """Key confirmation both ways; the device stores the key once the user pressed its
         button (button: status 3 until then), the gateway enrols the device."""
+        key = e.key
+        if key is None:
+            raise PairingError("no key agreed")
         e.state = "confirming"
-        mac = hmac.digest(e.key, LABEL_CONFIRM + e.device_id.encode(), "sha256")[:16]
+        mac = hmac.digest(key, LABEL_CONFIRM + e.device_id.encode(), "sha256")[:16]
         deadline = time.monotonic() + wait_s
         while True:
             r = await self._request(e, bytes((p.PairStep.CONFIRM,)) + mac)
@@ -360,10 +370,10 @@ class PairingManager:
                     why = "the device did not accept (press its button when the codes match)"
                 raise PairingError(why)
             await asyncio.sleep(0.5)
-        want = hmac.digest(e.key, LABEL_DONE + e.device_id.encode(), "sha256")[:16]
+        want = hmac.digest(key, LABEL_DONE + e.device_id.encode(), "sha256")[:16]
         if not hmac.compare_digest(r.data[:16], want):
             raise PairingError("the device's proof does not verify")
-        self.enrolment.enrol(e.device_id, _TYPES[e.device_type], e.key)
+        self.enrolment.enrol(e.device_id, _TYPES[e.device_type], key)
         self.transport.allow(e.device_id)  # a radio allowlist (BLE)
         e.state, e.key = "paired", None
         log.info("%s: paired by its %s and enrolled", e.device_id,

@@ -11,10 +11,12 @@ import asyncio
 import json
 import logging
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from typing import Any, Protocol
 
 import numpy as np
+from numpy.typing import NDArray
 
 from gateway import protocol as p
 from gateway.device.auth import FrameAuth
@@ -36,7 +38,7 @@ class Processor(Protocol):
     gateway/processing/jaundice.py). The session feeds it; the gateway asks it for its status,
     resumes it after a restart, applies settings to it and flushes it when stopping."""
 
-    def on_samples(self, stream: int, seq: int, t_ms: int, samples: np.ndarray) -> None: ...
+    def on_samples(self, stream: int, seq: int, t_ms: int, samples: NDArray[np.int16]) -> None: ...
     def on_lost(self, stream: int, seq: int, count: int) -> None: ...
     def on_record(self, stream: int, seq: int, t_ms: int, payload: bytes) -> None: ...
     def on_boot(self, boot: int) -> None: ...
@@ -79,14 +81,20 @@ class DeviceState:
     battery_low: bool = False
     on_skin: bool | None = None
     last_seen: float | None = None
-    info: dict = field(default_factory=dict)
+    info: dict[str, Any] = field(default_factory=dict)
     rate_errors: dict[str, float] = field(default_factory=dict)  # stream -> measured Hz
     stats: LinkStats = field(default_factory=LinkStats)
 
-    def to_dict(self) -> dict:
+    def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
         d["device_type"] = p.DeviceType(self.device_type).name.lower()
         return d
+
+
+# What a stream's reorderer holds per frame (reorder.Item.value): samples with the device time
+# of the first, or a record fragment with its time and MORE flag.
+SampleItem = tuple[int, NDArray[np.int16]]
+RecordItem = tuple[int, bytes, bool]
 
 
 class DeviceSession:
@@ -101,17 +109,17 @@ class DeviceSession:
         self._rate_ref: dict[int, tuple[int, int]] = {}
         self._frame_t_ms: dict[tuple[int, int], int] = {}
         self._req_id = 0
-        self._pending: dict[int, asyncio.Future] = {}
+        self._pending: dict[int, asyncio.Future[p.Reply]] = {}
         # RESEND requests in flight: (stream, end seq) -> (first seq asked, when asked)
         self._resends: dict[tuple[int, int], tuple[int, float]] = {}
         self.clock_offset_ms: float | None = None  # unix_ms = device_ms + offset
         self._last_sync = 0.0
-        self.on_info = lambda info: None
+        self.on_info: Callable[[dict[str, Any]], None] = lambda info: None
         # After a gateway restart: stream -> first seq not yet safely published (set by the
         # on_new_boot hook from the outbox's high-water marks); the stream resumes there.
         self.resume_from: dict[int, int] = {}
         self._resumed: dict[int, int] = {}
-        self.on_new_boot = lambda boot: None
+        self.on_new_boot: Callable[[int], None] = lambda boot: None
         self.auth: FrameAuth | None = None  # an enrolled device: its frames must verify
 
     # ---- link lifecycle ----
@@ -249,7 +257,7 @@ class DeviceSession:
                 stats.malformed += 1
                 self._warn_malformed("bad samples", exc)
                 return
-            self._accept(frame.stream, frame.seq, len(samples), (frame.t_ms, samples))
+            self._accept_samples(frame.stream, frame.seq, frame.t_ms, samples)
         else:
             self._accept(frame.stream, frame.seq, 1, (frame.t_ms, frame.payload, frame.more))
 
@@ -278,15 +286,24 @@ class DeviceSession:
                 r.next_seq = self._resumed[stream] = self.resume_from.pop(stream)
         return r
 
-    def _accept(self, stream: int, seq: int, count: int, value: object) -> None:
+    def _accept_samples(self, stream: int, seq: int, t_ms: int, samples: NDArray[np.int16]) -> None:
         r = self._reorderer(stream)
-        if stream in self._resumed and seq < r.next_seq < seq + count:
+        resume_at = r.next_seq
+        if (
+            stream in self._resumed
+            and resume_at is not None
+            and seq < resume_at < seq + len(samples)
+        ):
             # resuming part-way through a frame: keep only the samples not yet published
-            cut = r.next_seq - seq
-            t_ms, samples = value
+            cut = resume_at - seq
             rate = p.NOMINAL_RATE_HZ[p.Stream(stream)]
-            value = ((t_ms + round(cut * 1000 / rate)) & 0xFFFFFFFF, samples[cut:])
-            seq, count = r.next_seq, count - cut
+            t_ms, samples = (t_ms + round(cut * 1000 / rate)) & 0xFFFFFFFF, samples[cut:]
+            seq = resume_at
+        self._accept(stream, seq, len(samples), (t_ms, samples))
+
+    def _accept(self, stream: int, seq: int, count: int, value: SampleItem | RecordItem) -> None:
+        """One frame's contents into its stream's reorderer; deliver what is now in order."""
+        r = self._reorderer(stream)
         before = r.stats.duplicates
         out = r.add(seq, count, value, time.monotonic())
         self.state.stats.duplicates += r.stats.duplicates - before
