@@ -10,6 +10,7 @@ first by dsp/ctg_artefact.py and count as signal loss, as in the Dawes-Redman an
 from __future__ import annotations
 
 import warnings
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 
 import numpy as np
@@ -59,7 +60,7 @@ class CtgFindings:
     reasons: list[str] = field(default_factory=list)
     artefact_pct: float = 0.0  # points that had a value but were rejected as artefact
 
-    def to_dict(self) -> dict:
+    def to_dict(self) -> dict[str, object]:
         """JSON-ready dict (the CLI's keys)."""
 
         def num(x: float | None, nd: int = 1) -> float | None:
@@ -79,7 +80,7 @@ class CtgFindings:
         }
 
 
-def _round_dict(d: dict) -> dict:
+def _round_dict(d: dict[str, object]) -> dict[str, object]:
     return {k: (round(v, 2) if isinstance(v, float) else v) for k, v in d.items()}
 
 
@@ -114,7 +115,8 @@ def _baseline_trace(f: np.ndarray) -> np.ndarray:
     if centres[-1] != n - 1:
         centres = np.append(centres, n - 1)
     vals = np.full(centres.size, np.nan)
-    for i, c in enumerate(centres):
+    for i, centre in enumerate(centres):
+        c = int(centre)
         lo, hi = max(0, c - half), min(n, c + half)
         # Near the ends keep a full 10 min window where the trace allows.
         if hi - lo < 2 * half:
@@ -123,8 +125,8 @@ def _baseline_trace(f: np.ndarray) -> np.ndarray:
     ok = np.isfinite(vals)
     if ok.sum() == 0:
         return out
-    out = np.interp(np.arange(n), centres[ok], vals[ok])
-    return out
+    interpolated: np.ndarray = np.interp(np.arange(n), centres[ok], vals[ok])
+    return interpolated
 
 
 def _window_baseline(x: np.ndarray) -> float:
@@ -206,7 +208,8 @@ def analyse_ctg(t_s: np.ndarray, fhr_bpm: np.ndarray, uc: np.ndarray | None = No
     uc_peaks = _contractions(uc) if uc is not None else np.zeros(0, dtype=int)
     decels = [_classify(dc, t, g, uc_peaks, uc is not None) for dc in decels]
     in_episode = np.zeros(n, dtype=bool)
-    for e in [*accels, *decels]:
+    episodes: list[Acceleration | Deceleration] = [*accels, *decels]
+    for e in episodes:
         in_episode[_index(t, e.start_s) : _index(t, e.end_s) + 1] = True
     minute_bw = _minute_bandwidths(g, in_episode)
     variability = float(np.nanmedian(minute_bw)) if np.isfinite(minute_bw).any() else None
@@ -225,7 +228,7 @@ def _index(t: np.ndarray, ts: float) -> int:
     return int(np.clip(np.searchsorted(t, ts), 0, t.size - 1))
 
 
-def _mask(t: np.ndarray, episodes: list) -> np.ndarray:
+def _mask(t: np.ndarray, episodes: Sequence[Acceleration | Deceleration]) -> np.ndarray:
     m = np.zeros(t.size, dtype=bool)
     for e in episodes:
         m[_index(t, e.start_s) : _index(t, e.end_s) + 1] = True
