@@ -3,7 +3,7 @@
 Each device is one MicroPython Unix-port process running firmware/<type>/main.py with the
 simulation HAL. Its "analogue front end" is its stdin: this module writes what the sensors
 would see (Doppler audio, PPG, battery voltage, contact, jaundice photodiode counts) in real
-time, as firmware/lib/sim_feed.py defines. Its radio is a socket to the gateway's simulated
+time, as firmware/sim/sim_feed.py defines. Its radio is a socket to the gateway's simulated
 radio transport, the simulated BLE stack talking to the virtual BlueZ, or a USB cable
 (`UsbCable`: pseudo-terminals the gateway's serial transport opens).
 """
@@ -47,7 +47,7 @@ HEAP = "128K"  # an ESP32-class heap budget
 # is not MicroPython heap on an ESP32) and the compiler's temporaries for both.
 BLE_HEAP = "192K"
 
-# Sensor-feed channels: the same numbers as firmware/lib/sim_feed.py (checked by a test).
+# Sensor-feed channels: the same numbers as firmware/sim/sim_feed.py (checked by a test).
 CH_DOPPLER = 0
 CH_PPG = 1
 CH_BATTERY = 2
@@ -239,8 +239,8 @@ class VirtualDevice:
         settings.write_text(json.dumps(self.settings()))
         main = FIRMWARE_DIR / self.spec.kind / "main.py"
         heap = BLE_HEAP if self.radio_kind == "ble" else HEAP
-        # BLE: firmware/lib/ble_boot.py loads the radio first, as a board has it frozen in flash
-        boot = [str(FIRMWARE_DIR / "lib" / "ble_boot.py")] if self.radio_kind == "ble" else []
+        # BLE: firmware/sim/ble_boot.py loads the radio first, as a board has it frozen in flash
+        boot = [str(FIRMWARE_DIR / "sim" / "ble_boot.py")] if self.radio_kind == "ble" else []
         with open(self.dir / "console.log", "ab") as console:  # the board's serial console
             self.proc = await asyncio.create_subprocess_exec(
                 micropython_binary(), "-X", f"heapsize={heap}", *boot, str(main), str(settings),

@@ -13,7 +13,7 @@ from simulators import virtual_bluez as vb
 from simulators.fleet import FIRMWARE_DIR, micropython_binary
 
 RADIO_BLE = (FIRMWARE_DIR / "lib" / "radio_ble.py").read_text()
-BLUETOOTH_SIM = (FIRMWARE_DIR / "lib" / "bluetooth_sim.py").read_text()
+BLUETOOTH_SIM = (FIRMWARE_DIR / "sim" / "bluetooth_sim.py").read_text()
 
 
 def _const(src: str, name: str) -> str:
@@ -49,6 +49,7 @@ def test_advertising_payloads_fit_and_parse_as_bluez_would(tmp_path):
     script.write_text(
         "import sys\n"
         f"sys.path.append({str(FIRMWARE_DIR / 'lib')!r})\n"
+        f"sys.path.append({str(FIRMWARE_DIR / 'sim')!r})\n"
         "import bluetooth_sim\n"
         "sys.modules['bluetooth'] = bluetooth_sim\n"
         "import radio_ble\n"

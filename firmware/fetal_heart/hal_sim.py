@@ -4,6 +4,11 @@
 # pseudo-terminal standing for the USB cable (radio_serial, radio_kind "serial").
 import asyncio
 import struct
+import sys
+
+# The simulation's own modules (sim_feed, radio_sim, bluetooth_sim) are in firmware/sim, which a
+# board never holds: this HAL is what puts them on the path.
+sys.path.append((__file__.rsplit("/", 1)[0] if "/" in __file__ else ".") + "/../sim")
 
 import board_radio
 import sim_feed
@@ -123,7 +128,12 @@ def button():
 
 
 def make_radio(settings, adv):
-    _radio[0] = board_radio.make_radio(settings, adv)  # socket, BLE or a USB cable (a tty)
+    if settings.get("radio_kind") == "serial":  # the USB cable: a tty, as the board's choice
+        _radio[0] = board_radio.make_radio(settings, adv)
+    else:  # the socket link, or radio_ble on the simulated `bluetooth` module
+        import radio_sim
+
+        _radio[0] = radio_sim.make_radio(settings, adv)
     return _radio[0]
 
 

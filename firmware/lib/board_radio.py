@@ -1,7 +1,8 @@
 # The radio a device's settings ask for, the same on every board: "serial" is the USB cable
-# (radio_serial), anything else the board's own radio (radio_ble on an ESP32; radio_sim, which
-# also runs radio_ble on a simulated controller, under the Unix port). Each radio module is
-# imported only when chosen, so a device never holds another radio's bytecode in its heap.
+# (radio_serial), anything else the board's own radio (radio_ble). Each radio module is imported
+# only when chosen, so a device never holds another radio's bytecode in its heap. Under the Unix
+# port the simulation HAL asks here only for the cable; its other radios are firmware/sim's
+# radio_sim (the socket link, or radio_ble on a simulated controller).
 
 
 def make_radio(settings, adv, usb_port=None):
@@ -13,10 +14,6 @@ def make_radio(settings, adv, usb_port=None):
         if usb_port is None:
             usb_port = radio_serial.open_tty(settings["radio"])
         return radio_serial.SerialRadio(usb_port, adv)
-    if usb_port is None:
-        import radio_sim
-
-        return radio_sim.make_radio(settings, adv)
     from radio_ble import BleRadio
 
     return BleRadio(adv)

@@ -1,11 +1,13 @@
 # Start a device's main.py under the Unix port with its BLE radio already loaded, as on a board
 # where radio_ble is frozen into flash and the NimBLE host runs outside the MicroPython heap:
 # the app then sizes its buffers from a heap that already holds them.
-#   micropython -X heapsize=192K firmware/lib/ble_boot.py firmware/<kind>/main.py device.json
+#   micropython -X heapsize=192K firmware/sim/ble_boot.py firmware/<kind>/main.py device.json
 # bluetooth_sim becomes the `bluetooth` module; the settings' radio_kind "ble" selects it.
 import sys
 
-sys.path.append(__file__.rsplit("/", 1)[0] if "/" in __file__ else ".")
+_here = __file__.rsplit("/", 1)[0] if "/" in __file__ else "."
+sys.path.append(_here)  # firmware/sim: bluetooth_sim
+sys.path.append(_here + "/../lib")  # radio_ble
 import bluetooth_sim
 
 sys.modules["bluetooth"] = bluetooth_sim

@@ -1,6 +1,6 @@
 # The `bluetooth` module for the Unix port: the same BLE surface the firmware uses on an ESP32
 # (BLE, UUID, FLAG_*, irq events), with the radio replaced by a socket to the virtual BlueZ
-# process (simulators/virtual_bluez.py), which plays the air and the gateway's controller.
+# process (simulators/virtual_bluez/), which plays the air and the gateway's controller.
 # The simulation HAL installs it as `bluetooth` (sys.modules) only when a device is set to
 # radio "ble"; on a board the real module is used and this file is never imported.
 #

@@ -9,7 +9,7 @@ reads the `GattService1`/`GattCharacteristic1`/`GattDescriptor1` objects laid ou
 notifications through AcquireNotify (a SOCK_SEQPACKET pair whose fd travels over D-Bus) or
 StartNotify (PropertiesChanged on Value).
 
-On the other side, each virtual device's firmware (MicroPython with firmware/lib/bluetooth_sim
+On the other side, each virtual device's firmware (MicroPython with firmware/sim/bluetooth_sim
 as its `bluetooth` module) connects over TCP and plays the peripheral: it registers its GATT
 table, advertises, accepts the connection, answers the MTU exchange, gets writes and sends
 notifications. This process is the air and the adapter's controller between them: one LE

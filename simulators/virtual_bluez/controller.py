@@ -1,6 +1,6 @@
 """The adapter's controller and the air between it and each device's firmware.
 
-Each virtual device's firmware (MicroPython with firmware/lib/bluetooth_sim as its `bluetooth`
+Each virtual device's firmware (MicroPython with firmware/sim/bluetooth_sim as its `bluetooth`
 module) connects over TCP and plays the peripheral: it registers its GATT table, advertises,
 accepts the connection, answers the MTU exchange, gets writes and sends notifications. Here:
 one LE connection attempt at a time, a limited number of links, a limited controller buffer

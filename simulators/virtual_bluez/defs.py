@@ -33,7 +33,7 @@ ERR_UNKNOWN_METHOD = "org.freedesktop.DBus.Error.UnknownMethod"
 ERR_UNKNOWN_OBJECT = "org.freedesktop.DBus.Error.UnknownObject"
 ERR_INVALID_ARGS = "org.freedesktop.DBus.Error.InvalidArgs"
 
-# Device link messages: the same numbers as firmware/lib/bluetooth_sim.py (checked by a test).
+# Device link messages: the same numbers as firmware/sim/bluetooth_sim.py (checked by a test).
 M_HELLO = 1
 M_ADV = 2
 M_NOTIFY = 3

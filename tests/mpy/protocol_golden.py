@@ -9,6 +9,7 @@ import struct
 import sys
 
 sys.path.append(sys.argv[1])  # firmware/lib
+sys.path.append(sys.argv[1] + "/../sim")  # radio_sim
 import link as L
 import protocol as p
 import radio_serial
