@@ -4,10 +4,26 @@ every second, so a nurse's phone does not ring for a condition already known."""
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from typing import Any, Protocol
 
 from gateway.publish.mqtt import QOS_READING
 from gateway.times import iso_time
+
+
+class Publish(Protocol):
+    """How processing hands a message to the gateway (`Gateway.publish`): the topic's parts
+    after `{prefix}/{gateway}/` and the JSON payload; the options are `Publisher.publish`'s."""
+
+    def __call__(
+        self,
+        parts: tuple[str, ...],
+        payload: dict[str, Any],
+        *,
+        qos: int = ...,
+        retain: bool = ...,
+        expiry_s: int | None = ...,
+    ) -> None: ...
+
 
 # Every alert kind the gateway raises, with what it means: the MQTT contract (docs/mqtt.md)
 # and the nurse view's labels (gateway/web/static/js/alerts.js) list the same kinds, checked by
@@ -30,7 +46,7 @@ ALERT_KINDS = {
 
 
 class AlertTracker:
-    def __init__(self, device_id: str, publish: Callable[..., None]) -> None:
+    def __init__(self, device_id: str, publish: Publish) -> None:
         self.device_id = device_id
         self.publish = publish
         self.escalate = False  # from the device's risk colour (gateway/state/settings.py)

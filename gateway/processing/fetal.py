@@ -13,17 +13,18 @@ import itertools
 import math
 import time
 from collections import deque
-from collections.abc import Callable
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any, Generic, TypeVar, overload
 
 import numpy as np
+from numpy.typing import ArrayLike, NDArray
 
+from dsp.arrays import Bools, Floats
 from dsp.ctg import analyse_ctg
 from dsp.ctg_reference import BASELINE_NORMAL_BPM, POINT_S
 from dsp.fhr import FhrPoints, FhrStream
-from dsp.mhr import MaternalBeatStream, MhrStream
+from dsp.mhr import MaternalBeatStream, MhrPoints, MhrStream
 from gateway import protocol as p
-from gateway.processing.alerts import AlertTracker
+from gateway.processing.alerts import AlertTracker, Publish
 from gateway.processing.fhir import TraceWindow, publish_trace_observations, resume_trace_window
 from gateway.publish.mqtt import QOS_TRACE
 from gateway.state.settings import escalates
@@ -36,11 +37,11 @@ if TYPE_CHECKING:
 
 DOPPLER_HZ = 4000  # fixed by the hardware (docs/protocol.md)
 PPG_HZ = 50
-_RATE_HZ = {p.Stream.DOPPLER: DOPPLER_HZ, p.Stream.PPG: PPG_HZ}
+_RATE_HZ: dict[int, int] = {p.Stream.DOPPLER: DOPPLER_HZ, p.Stream.PPG: PPG_HZ}
 # A point stream starts on a sample whose time is a whole number of points into the boot, so
 # its points fall on the boot's 0.25 s grid: Doppler every 1000 samples; PPG has 12.5 samples
 # a point, so every 25 (every second point).
-_START_STEP = {p.Stream.DOPPLER: 1000, p.Stream.PPG: 25}
+_START_STEP: dict[int, int] = {p.Stream.DOPPLER: 1000, p.Stream.PPG: 25}
 # A Doppler loss longer than this (a gateway down for hours) is not run through the estimator
 # as silence, which would cost about 1% of a core per second lost (docs/performance.md): its
 # points are null at once, and the estimator restarts after it. The estimator first gets 2 s
@@ -66,10 +67,7 @@ _FEEDBACK_MIN_S = 1.0
 _FEEDBACK_REPEAT_S = 2.0
 
 
-Publish = Callable[..., None]
-
-
-def _nan_to_none(a: np.ndarray, digits: int) -> list[float | None]:
+def _nan_to_none(a: Floats, digits: int) -> list[float | None]:
     return [None if math.isnan(v) else round(float(v), digits) for v in a]
 
 
@@ -78,37 +76,52 @@ def _half_way_after(stream: int, point: int) -> int:
     return math.ceil((point + 0.5) * POINT_S * _RATE_HZ[stream])
 
 
-def _lost_field(lost: np.ndarray) -> dict:
+def _lost_field(lost: Bools) -> dict[str, list[bool]]:
     """`lost` (docs/mqtt.md): in a message with points whose samples never reached the gateway."""
     return {"lost": [bool(v) for v in lost]} if lost.any() else {}
 
 
-class BootPoints:
+_Stream = TypeVar("_Stream", FhrStream, MhrStream)
+
+
+class BootPoints(Generic[_Stream]):
     """A point stream (dsp FhrStream / MhrStream) fed from sample `first` of a boot rather than
     from sample 0: a gateway that meets a device part-way through a boot (a restart, a resume)
     does. Its point times are moved to the boot's time base (seconds since sample 0), so point
     k is always point k of the boot, at device time t0 + k * 0.25 s."""
 
-    def __init__(self, stream, offset_s: float) -> None:
-        self._stream = stream
+    def __init__(self, stream: _Stream, offset_s: float) -> None:
+        self._stream: _Stream = stream
         self.offset_s = offset_s
 
-    def _shift(self, pts):
+    @overload
+    def _shift(self, pts: FhrPoints) -> FhrPoints: ...
+    @overload
+    def _shift(self, pts: MhrPoints) -> MhrPoints: ...
+    def _shift(self, pts: FhrPoints | MhrPoints) -> FhrPoints | MhrPoints:
         return dataclasses.replace(pts, t_s=np.asarray(pts.t_s) + self.offset_s)
 
-    def feed(self, x):
+    @overload
+    def feed(self: BootPoints[FhrStream], x: ArrayLike) -> FhrPoints: ...
+    @overload
+    def feed(self: BootPoints[MhrStream], x: ArrayLike) -> MhrPoints: ...
+    def feed(self, x: ArrayLike) -> FhrPoints | MhrPoints:
         return self._shift(self._stream.feed(x))
 
-    def flush(self):
+    @overload
+    def flush(self: BootPoints[FhrStream]) -> FhrPoints: ...
+    @overload
+    def flush(self: BootPoints[MhrStream]) -> MhrPoints: ...
+    def flush(self) -> FhrPoints | MhrPoints:
         return self._shift(self._stream.flush())
 
-    def feed_maternal(self, t_s, bpm):
+    def feed_maternal(self: BootPoints[FhrStream], t_s: ArrayLike, bpm: ArrayLike) -> None:
         self._stream.feed_maternal(np.asarray(t_s, dtype=float) - self.offset_s, bpm)
 
-    def feed_maternal_beats(self, t_s):
+    def feed_maternal_beats(self: BootPoints[FhrStream], t_s: ArrayLike) -> None:
         self._stream.feed_maternal_beats(np.asarray(t_s, dtype=float) - self.offset_s)
 
-    def __getattr__(self, name):
+    def __getattr__(self, name: str) -> Any:
         return getattr(self._stream, name)
 
 
@@ -123,7 +136,7 @@ class FetalProcessor:
         self.gateway_id = gateway_id  # FHIR Observations name the gateway as their device
         self._feedback_sent: tuple[object, int, int] | None = None  # (link, level, flags)
         self._feedback_at = -1e9
-        self._feedback_task: asyncio.Task | None = None
+        self._feedback_task: asyncio.Task[p.Reply | None] | None = None
         self._reset()
 
     @property
@@ -131,8 +144,8 @@ class FetalProcessor:
         return self.session.state.device_id
 
     def _reset(self) -> None:
-        self.fhr = FhrStream(DOPPLER_HZ)
-        self.mhr = MhrStream(PPG_HZ)
+        self.fhr: FhrStream | BootPoints[FhrStream] = FhrStream(DOPPLER_HZ)
+        self.mhr: MhrStream | BootPoints[MhrStream] = MhrStream(PPG_HZ)
         # The mother's beats from the PPG waveform: the FHR estimator cancels what the Doppler
         # hears in lock-step with them and never shows it as fetal (dsp/maternal_lock.py).
         self.beats = MaternalBeatStream(PPG_HZ)
@@ -147,9 +160,9 @@ class FetalProcessor:
         self.lost: dict[int, list[tuple[int, int]]] = {}  # stream -> [first, end) seqs lost
         self.lost_counted: dict[int, int] = {}  # stream -> seq up to which losses are counted
         self.fhir_windows: dict[str, TraceWindow] = {}  # kind -> Observation window (fhir.py)
-        self.audio_in: list[np.ndarray] = []  # Doppler received since the last estimate
+        self.audio_in: list[NDArray[np.float32]] = []  # Doppler received since the last estimate
         self.pending: list[FhrPoints] = []
-        self.pending_mhr: list[tuple[np.ndarray, np.ndarray]] = []
+        self.pending_mhr: list[tuple[Floats, Floats]] = []
         # Numbers of the next FHR and MHR points to publish (t_s = index * 0.25): a resumed boot
         # re-estimates a few points already published before a restart, withheld here.
         self.next_point = 1
@@ -165,16 +178,16 @@ class FetalProcessor:
         self.flush()
         self._reset()
 
-    def resume(self, marks: dict[str, int], recent: dict[str, list[dict]]) -> None:
+    def resume(self, marks: dict[str, int], recent: dict[str, list[dict[str, Any]]]) -> None:
         """A restarted gateway continues this boot (gateway/processing/resume.py)."""
         for kind in ("fhr", "mhr"):
             if kind in marks:
                 self.published_upto(kind, marks[kind], recent.get(kind, []))
 
-    def apply_settings(self, settings: dict, baby: dict) -> None:
+    def apply_settings(self, settings: dict[str, Any], baby: dict[str, Any]) -> None:
         self.alerts.escalate = escalates(settings)
 
-    def published_upto(self, kind: str, last_point: int, published: list[dict]) -> None:
+    def published_upto(self, kind: str, last_point: int, published: list[dict[str, Any]]) -> None:
         """A restarted gateway resumes this boot: points up to `last_point` of the `kind` trace
         ("fhr", "mhr") were published before (with the losses under them counted), and their
         re-estimates are withheld; `published` holds the last of those trace messages, which
@@ -189,7 +202,7 @@ class FetalProcessor:
 
     # ---- samples in ----
 
-    def on_samples(self, stream: int, seq: int, t_ms: int, samples: np.ndarray) -> None:
+    def on_samples(self, stream: int, seq: int, t_ms: int, samples: NDArray[np.int16]) -> None:
         # A frame is stamped when the device has read its samples, never before: the earliest
         # origin implied before the first point is published is the least delayed one.
         t0 = t_ms - round(seq * 1000 / _RATE_HZ.get(stream, 1))
@@ -211,7 +224,7 @@ class FetalProcessor:
                     shift = (self.ppg_t0_ms - self.doppler_t0_ms) / 1000.0
                     self.fhr.feed_maternal(m.t_s + shift, m.mhr_bpm)
 
-    def _feed_beats(self, ppg: np.ndarray) -> None:
+    def _feed_beats(self, ppg: NDArray[np.float32]) -> None:
         """PPG samples (NaN where lost) to the beat detector; its beats to the FHR estimator on
         the Doppler's time base. Beats found before the Doppler's time is known are dropped:
         the cancellation builds its template from the beats after them."""
@@ -250,8 +263,9 @@ class FetalProcessor:
         self.estimate_fhr()
         emitted = self.fhr_emitted
         restart = self._start(p.Stream.DOPPLER, seq + count)
-        k = np.arange(emitted + 1, restart // 1000 + 1)  # the restarted stream's first point is
-        none = np.full(len(k), np.nan)  # the one after its start
+        # the restarted stream's first point is the one after its start
+        k = np.arange(emitted + 1, restart // 1000 + 1, dtype=np.float64)
+        none = np.full(len(k), np.nan)
         self.pending.append(FhrPoints(k * POINT_S, none, np.zeros(len(k)), np.zeros(len(k), bool)))
         self.lost.setdefault(p.Stream.DOPPLER, []).append((seq + tail, seq + count))
 
@@ -270,7 +284,9 @@ class FetalProcessor:
         self.fed[stream] = start
         return start
 
-    def _fed_part(self, stream: int, seq: int, samples: np.ndarray) -> np.ndarray:
+    def _fed_part(
+        self, stream: int, seq: int, samples: NDArray[np.int16] | NDArray[np.float32]
+    ) -> NDArray[np.float32]:
         """The part of an in-order chunk its point stream takes: all of it, but for the first
         chunk of a boot (or after a long loss), which starts at the next point boundary."""
         start = self.fed.get(stream)
@@ -314,14 +330,16 @@ class FetalProcessor:
         self.estimate_fhr()
         # points wait for the time origin: a loss may come before any frame with a t_ms
         if self.pending and self.doppler_t0_ms is not None:
-            self._publish_fhr()
+            self._publish_fhr(self.doppler_t0_ms)
         if self.pending_mhr and self.ppg_t0_ms is not None:
-            self._publish_mhr()
+            self._publish_mhr(self.ppg_t0_ms)
 
     def _device_ms(self, t0: int, t_s: float) -> int:
         return int(t0 + round(t_s * 1000))
 
-    def _publish_fhr(self) -> None:
+    def _publish_fhr(self, t0_ms: int) -> None:
+        """The pending FHR points, as one trace message (device time from `t0_ms`, the Doppler's
+        sample 0)."""
         t_s = np.concatenate([q.t_s for q in self.pending])
         fhr = np.concatenate([q.fhr_bpm for q in self.pending])
         quality = np.concatenate([q.quality for q in self.pending])
@@ -346,7 +364,7 @@ class FetalProcessor:
         )
         first, at = self._publish_trace(
             "fhr",
-            self.doppler_t0_ms,
+            t0_ms,
             t_s,
             {
                 "fhr_bpm": _nan_to_none(fhr, 1),
@@ -356,16 +374,16 @@ class FetalProcessor:
             },
         )
         publish_trace_observations(self, "fhr", first, at, fhr)
-        if self.recording is not None:  # recording sessions: one call per batch
-            self.recording.feed(self.session.state.boot, first, fhr, quality,
-                                self.session.state.on_skin, at)  # fmt: skip
+        boot = self.session.state.boot  # known: samples came in frames, which name their boot
+        if self.recording is not None and boot is not None:  # recording sessions: once per batch
+            self.recording.feed(boot, first, fhr, quality, self.session.state.on_skin, at)
         self.next_point = first + len(t_s)
         self.history_fhr.extend(fhr.tolist())
         self.history_maternal.extend(maternal.tolist())
         self.last_quality = float(np.mean(quality))
         self._check_alerts()
 
-    def _publish_mhr(self) -> None:
+    def _publish_mhr(self, t0_ms: int) -> None:
         t_s = np.concatenate([a for a, _ in self.pending_mhr])
         mhr = np.concatenate([b for _, b in self.pending_mhr])
         self.pending_mhr.clear()
@@ -376,12 +394,12 @@ class FetalProcessor:
         lost = self._lost_points(p.Stream.PPG, t_s)
         mhr[lost] = np.nan
         first, at = self._publish_trace(
-            "mhr", self.ppg_t0_ms, t_s, {"mhr_bpm": _nan_to_none(mhr, 1), **_lost_field(lost)}
+            "mhr", t0_ms, t_s, {"mhr_bpm": _nan_to_none(mhr, 1), **_lost_field(lost)}
         )
         publish_trace_observations(self, "mhr", first, at, mhr)
         self.next_mhr_point = first + len(t_s)
 
-    def _lost_points(self, stream: int, t_s: np.ndarray) -> np.ndarray:
+    def _lost_points(self, stream: int, t_s: Floats) -> Bools:
         """Which points (times in the boot) fall on samples that never arrived.
 
         The lost samples are counted (`lost_samples`) here, as the points over them are
@@ -402,7 +420,7 @@ class FetalProcessor:
         return out
 
     def _publish_trace(
-        self, kind: str, t0_ms: int, t_s: np.ndarray, values: dict
+        self, kind: str, t0_ms: int, t_s: Floats, values: dict[str, Any]
     ) -> tuple[int, float]:
         """One live-trace message (docs/mqtt.md): `count` contiguous 4 Hz points from `seq`.
 
@@ -525,5 +543,5 @@ class FetalProcessor:
         args = p.feedback_args(want[1], want[2])
         self._feedback_task = loop.create_task(s.request(p.Op.FEEDBACK, args, timeout_s=2.0))
 
-    def status_fields(self) -> dict:
+    def status_fields(self) -> dict[str, Any]:
         return {"signal_quality": round(self.last_quality, 2), "alerts": self.alerts.active()}

@@ -18,9 +18,15 @@ from __future__ import annotations
 import math
 import uuid
 from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
 
+from dsp.arrays import Floats
 from dsp.ctg_reference import POINT_S
 from gateway.times import iso_time, parse_time
+
+if TYPE_CHECKING:
+    from gateway.processing.fetal import FetalProcessor
+    from gateway.processing.jaundice import JaundiceProcessor
 
 LOINC = "http://loinc.org"
 UCUM = "http://unitsofmeasure.org"
@@ -50,13 +56,15 @@ def resource_id(identifier: str) -> str:
     return str(uuid.uuid5(_ID_NAMESPACE, identifier))
 
 
-def _quantity(value: float, unit: str) -> dict:
+def _quantity(value: float, unit: str) -> dict[str, Any]:
     return {"value": value, "unit": unit, "system": UCUM, "code": unit}
 
 
-def _base(kind: str, identifier: str, gateway_id: str, device_id: str, device_type: str) -> dict:
+def _base(
+    kind: str, identifier: str, gateway_id: str, device_id: str, device_type: str
+) -> dict[str, Any]:
     code, text, _ = CODES[kind]
-    obs = {
+    obs: dict[str, Any] = {
         "resourceType": "Observation",
         "id": resource_id(identifier),
         "identifier": [{"system": IDENTIFIER_SYSTEM, "value": identifier}],
@@ -97,7 +105,7 @@ def trace_observation(
     first_point: int,
     t_first_unix: float,
     values: Sequence[float | None],
-) -> dict:
+) -> dict[str, Any]:
     """One window of the 4 Hz FHR or maternal trace as an Observation with SampledData.
 
     Points without a trustworthy estimate are "E" (error), never filled in: the hospital sees
@@ -120,7 +128,7 @@ def trace_observation(
     return obs
 
 
-def tcb_observations(gateway_id: str, reading: dict) -> list[dict]:
+def tcb_observations(gateway_id: str, reading: dict[str, Any]) -> list[dict[str, Any]]:
     """A TcB reading (the `tcb` topic's payload) as two Observations, mg/dL and umol/L.
 
     A flagged measurement has no value and a dataAbsentReason naming the flag.
@@ -174,7 +182,7 @@ class TraceWindow:
 
 
 def publish_trace_observations(
-    proc, kind: str, first: int, t_first_unix: float, values: Sequence[float]
+    proc: FetalProcessor, kind: str, first: int, t_first_unix: float, values: Floats
 ) -> None:
     """Hook for gateway/processing/fetal.py: publish an Observation for every completed trace window."""
     session = proc.session
@@ -188,7 +196,9 @@ def publish_trace_observations(
         proc.publish(("device", proc.device_id, "observation"), obs)
 
 
-def resume_trace_window(proc, kind: str, last_point: int, published: list[dict]) -> None:
+def resume_trace_window(
+    proc: FetalProcessor, kind: str, last_point: int, published: list[dict[str, Any]]
+) -> None:
     """Hook for gateway/processing/fetal.py after a gateway restart part-way through a boot: the window
     in progress is refilled with its points up to `last_point` from the trace messages the
     stopped gateway published (`published`, kept by the outbox), so its Observation still
@@ -205,7 +215,7 @@ def resume_trace_window(proc, kind: str, last_point: int, published: list[dict])
                 w.add(m["seq"] + i, t_first + i * TRACE_POINT_MS / 1000.0, [v])
 
 
-def publish_tcb_observations(proc, reading: dict) -> None:
+def publish_tcb_observations(proc: JaundiceProcessor, reading: dict[str, Any]) -> None:
     """Hook for gateway/processing/jaundice.py: the reading just published, as FHIR Observations."""
     gateway_id = proc.gateway_id
     for obs in tcb_observations(gateway_id, reading):

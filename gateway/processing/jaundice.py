@@ -12,9 +12,11 @@ from __future__ import annotations
 
 import logging
 import math
-from collections.abc import Callable
 from datetime import datetime
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+from numpy.typing import NDArray
 
 from dsp.bilirubin_zones import (
     RAPID_RISE_FIRST_DAY_MG_DL_PER_H,
@@ -25,7 +27,7 @@ from dsp.bilirubin_zones import (
 from dsp.tcb import estimate_tcb
 from dsp.tcb_counts import reflectance_from_counts
 from gateway import protocol as p
-from gateway.processing.alerts import AlertTracker
+from gateway.processing.alerts import AlertTracker, Publish
 from gateway.processing.fhir import publish_tcb_observations
 from gateway.state.settings import escalates
 from gateway.times import iso_time
@@ -49,7 +51,7 @@ def _age_hours(birth_time: str, at_unix: float) -> float | None:
 
 
 class JaundiceProcessor:
-    def __init__(self, session: DeviceSession, publish: Callable[..., None], baby: dict,
+    def __init__(self, session: DeviceSession, publish: Publish, baby: dict[str, Any],
                  gateway_id: str = "") -> None:  # fmt: skip
         self.session = session
         self.gateway_id = gateway_id  # FHIR Observations name the gateway as their device
@@ -57,7 +59,7 @@ class JaundiceProcessor:
         self.baby = baby  # birth_time, ga_weeks, risk_factors (from the gateway's config)
         self.alerts = AlertTracker(session.state.device_id, publish)
         self.previous: list[tuple[float, float]] = []  # (age_hours, tcb_mg_dl)
-        self.last_reading: dict | None = None
+        self.last_reading: dict[str, Any] | None = None
         self._assess_error = ""  # logged once per distinct reason
 
     @property
@@ -67,17 +69,17 @@ class JaundiceProcessor:
     def on_boot(self, boot: int) -> None:
         pass
 
-    def resume(self, marks: dict[str, int], recent: dict[str, list[dict]]) -> None:
+    def resume(self, marks: dict[str, int], recent: dict[str, list[dict[str, Any]]]) -> None:
         pass  # the session resumes its TcB records from the outbox's mark; nothing held here
 
     def flush(self) -> None:
         pass  # each reading is published as it is assessed
 
-    def apply_settings(self, settings: dict, baby: dict) -> None:
+    def apply_settings(self, settings: dict[str, Any], baby: dict[str, Any]) -> None:
         self.baby = baby
         self.alerts.escalate = escalates(settings)
 
-    def on_samples(self, stream, seq, t_ms, samples) -> None:
+    def on_samples(self, stream: int, seq: int, t_ms: int, samples: NDArray[np.int16]) -> None:
         pass
 
     def on_lost(self, stream: int, seq: int, count: int) -> None:
@@ -91,7 +93,7 @@ class JaundiceProcessor:
             return
         st = self.session.state
         at = self.session.unix_time(t_ms)
-        reading: dict = {
+        reading: dict[str, Any] = {
             "msg_id": f"{self.device_id}:{st.boot}:tcb:{seq}",
             "device_id": self.device_id,
             "boot": st.boot,
@@ -147,22 +149,23 @@ class JaundiceProcessor:
             return
         est = estimate_tcb(near, far)
         reading["flag"] = est.flag
-        if est.flag or est.tcb_mg_dl is None or not math.isfinite(est.tcb_mg_dl):
+        tcb, ci_low, ci_high = est.tcb_mg_dl, est.ci_low_mg_dl, est.ci_high_mg_dl
+        if est.flag or tcb is None or ci_low is None or ci_high is None or not math.isfinite(tcb):
             reading["flag"] = est.flag or "no_estimate"
             self._emit(reading)
             return
         reading.update(
-            tcb_mg_dl=round(est.tcb_mg_dl, 2),
-            tcb_umol_l=round(est.tcb_mg_dl * UMOL_PER_MG, 1),
-            ci_low_mg_dl=round(est.ci_low_mg_dl, 2),
-            ci_high_mg_dl=round(est.ci_high_mg_dl, 2),
+            tcb_mg_dl=round(tcb, 2),
+            tcb_umol_l=round(tcb * UMOL_PER_MG, 1),
+            ci_low_mg_dl=round(ci_low, 2),
+            ci_high_mg_dl=round(ci_high, 2),
         )
         age = _age_hours(str(self.baby.get("birth_time", "")), at)
         ga = self.baby.get("ga_weeks")
         if age is not None and ga is not None and age >= 0:
             try:
                 a = assess_bilirubin(
-                    est.tcb_mg_dl,
+                    tcb,
                     age,
                     float(ga),
                     bool(self.baby.get("risk_factors", False)),
@@ -175,7 +178,7 @@ class JaundiceProcessor:
             else:
                 self._assess_error = ""
                 reading["assessment"] = {"age_hours": round(age, 1), **a.to_dict()}
-                self.previous.append((age, est.tcb_mg_dl))
+                self.previous.append((age, tcb))
                 self._set_alerts(a)
         self._emit(reading)
 
@@ -205,12 +208,12 @@ class JaundiceProcessor:
         ):  # fmt: skip
             self.alerts.set(kind, active, detail, severity)
 
-    def _emit(self, reading: dict) -> None:
+    def _emit(self, reading: dict[str, Any]) -> None:
         self.last_reading = reading
         self.publish(("device", self.device_id, "tcb"), reading)
         publish_tcb_observations(self, reading)
 
-    def status_fields(self) -> dict:
+    def status_fields(self) -> dict[str, Any]:
         last = self.last_reading
         return {
             "last_tcb_mg_dl": last["tcb_mg_dl"] if last else None,

@@ -12,6 +12,7 @@ from __future__ import annotations
 import io
 import math
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
 
 import matplotlib
 
@@ -22,6 +23,11 @@ import numpy as np  # noqa: E402
 from matplotlib.backends.backend_pdf import PdfPages  # noqa: E402
 
 from dsp.ctg_reference import BASELINE_NORMAL_BPM, POINT_S  # noqa: E402
+
+if TYPE_CHECKING:
+    from matplotlib.axes import Axes
+
+    from dsp.arrays import Floats
 
 FHR_MIN_BPM, FHR_MAX_BPM = 50, 210  # FIGO 2015 recording range
 PAPER = {  # name -> (cm per minute, bpm per cm)
@@ -39,14 +45,14 @@ class SessionReport:
     device_id: str
     start: str  # ISO time of the first point
     end: str
-    fhr_bpm: np.ndarray  # 4 Hz, NaN = no estimate (drawn as a gap, never joined)
-    quality: np.ndarray
-    mhr_bpm: np.ndarray | None = None  # 4 Hz on the same grid, or None
-    findings: dict = field(default_factory=dict)  # CtgFindings.to_dict()
+    fhr_bpm: Floats  # 4 Hz, NaN = no estimate (drawn as a gap, never joined)
+    quality: Floats
+    mhr_bpm: Floats | None = None  # 4 Hz on the same grid, or None
+    findings: dict[str, Any] = field(default_factory=dict)  # CtgFindings.to_dict()
     prescribed_min: float | None = None
 
 
-def signal_summary(r: SessionReport) -> dict:
+def signal_summary(r: SessionReport) -> dict[str, float]:
     """Minutes recorded, minutes with a fetal rate, and the share without one."""
     n = len(r.fhr_bpm)
     good = int(np.sum(~np.isnan(r.fhr_bpm)))
@@ -58,7 +64,9 @@ def signal_summary(r: SessionReport) -> dict:
     }
 
 
-def _strip(ax, t_min, fhr, mhr, t0_min, minutes, cm_per_min, bpm_per_cm, findings) -> None:
+def _strip(ax: Axes, t_min: Floats, fhr: Floats, mhr: Floats | None, t0_min: float,
+           minutes: float, cm_per_min: float, bpm_per_cm: float,
+           findings: dict[str, Any]) -> None:  # fmt: skip
     ax.set_xlim(t0_min, t0_min + minutes)
     ax.set_ylim(FHR_MIN_BPM, FHR_MAX_BPM)
     ax.axhspan(*BASELINE_NORMAL_BPM, color="#d9ecd9", zorder=0)

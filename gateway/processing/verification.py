@@ -7,10 +7,9 @@ raises an alert for it here and clears it once the device answers with its enrol
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from typing import TYPE_CHECKING
 
-from gateway.processing.alerts import AlertTracker
+from gateway.processing.alerts import AlertTracker, Publish
 
 if TYPE_CHECKING:
     from gateway.device.session import DeviceSession
@@ -20,7 +19,7 @@ if TYPE_CHECKING:
 class VerificationAlerts:
     """One device's `device_unverified` alert, across its connections."""
 
-    def __init__(self, device_id: str, publish: Callable[..., None]) -> None:
+    def __init__(self, device_id: str, publish: Publish) -> None:
         self.alerts = AlertTracker(device_id, publish)
         # (link, failed checks) when its handshake last succeeded: failures after that are
         # frames forged or altered on the way

@@ -59,7 +59,7 @@ class Slot:
     closes: float  # ...until here; after that, without one, the slot is missed
 
 
-def slots(schedule: dict, since: float, until: float) -> list[Slot]:
+def slots(schedule: dict[str, Any], since: float, until: float) -> list[Slot]:
     """The schedule's slots whose window overlaps [since, until), in local time."""
     start = date.fromisoformat(schedule["starts_on"])
     times = [tuple(int(x) for x in s.split(":")) for s in schedule["times"]]
@@ -88,7 +88,9 @@ def slots(schedule: dict, since: float, until: float) -> list[Slot]:
     return out
 
 
-def missed_record(device_id: str, slot: Slot, schedule: dict, now: float) -> dict:
+def missed_record(
+    device_id: str, slot: Slot, schedule: dict[str, Any], now: float
+) -> dict[str, Any]:
     due_ms = int(round(slot.due * 1000))
     return {
         "msg_id": f"{device_id}:missed:{due_ms}",

@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from dsp.arrays import Floats
 from dsp.ctg_reference import POINT_S
 from gateway.processing.recording.schedule import (
     MISSED_LOOKBACK_S,
@@ -29,6 +30,7 @@ from gateway.processing.recording.tracker import Active, SessionTracker
 from gateway.times import iso_time_or_none
 
 if TYPE_CHECKING:
+    from gateway.processing.alerts import Publish
     from gateway.publish.outbox import Outbox
     from gateway.state.history import History
 
@@ -43,23 +45,26 @@ class Recordings:
     """Sessions, schedules and reports of every fetal monitor on one gateway."""
 
     def __init__(self, data_dir: Path, outbox: Outbox, history: History,
-                 publish: Callable[..., None]) -> None:  # fmt: skip
+                 publish: Publish) -> None:  # fmt: skip
         self.outbox = outbox  # delivery of each session is checked against it
         self.history = history  # the maternal rate drawn in reports, as published
         self.publish = publish
         self.store = SessionStore(data_dir / "sessions.sqlite")
         self.report_dir = data_dir / "reports"
         self.trackers: dict[str, SessionTracker] = {}
-        self.on_session_complete: Callable[[str, dict], None] | None = None  # device feedback
-        self._task: asyncio.Task | None = None
+        self.on_session_complete: Callable[[str, dict[str, Any]], None] | None = None  # feedback
+        self._task: asyncio.Task[None] | None = None
         self.pending_reports: set[str] = set()
 
     def tracker(self, device_id: str) -> SessionTracker:
         t = self.trackers.get(device_id)
         if t is None:
-            t = self.trackers[device_id] = SessionTracker(
-                device_id, lambda d=device_id: (self.store.schedule(d) or {}).get("duration_min")
-            )
+
+            def prescribed_min() -> float | None:
+                minutes: float | None = (self.store.schedule(device_id) or {}).get("duration_min")
+                return minutes
+
+            t = self.trackers[device_id] = SessionTracker(device_id, prescribed_min)
             t.on_end = self._ended
             t.on_complete = lambda rec: self._complete(device_id, rec)
         return t
@@ -90,16 +95,16 @@ class Recordings:
         self.check_missed(now)
         self.check_delivered()
 
-    def _complete(self, device_id: str, rec: dict) -> None:
+    def _complete(self, device_id: str, rec: dict[str, Any]) -> None:
         log.info("%s: session %s complete", device_id, rec["session_id"])
         if self.on_session_complete is not None:
             self.on_session_complete(device_id, rec)
 
     def _drops(self) -> int:
         s = self.outbox.stats()
-        return s["dropped_trace"] + s["dropped_status"] + s["dropped_readings"]
+        return int(s["dropped_trace"] + s["dropped_status"] + s["dropped_readings"])
 
-    def _ended(self, rec: dict, active: Active) -> None:
+    def _ended(self, rec: dict[str, Any], active: Active) -> None:
         drops = self._drops()
         self.publish(("device", rec["device_id"], "session"), rec)
         self.store.add(rec, end_row=self.outbox.last_id(), drops=drops)
@@ -110,7 +115,7 @@ class Recordings:
         self.pending_reports.add(rec["session_id"])
         _reports.submit(self._render, rec, np.array(active.fhr), np.array(active.quality), mhr)
 
-    def _mhr(self, a: Active) -> np.ndarray | None:
+    def _mhr(self, a: Active) -> Floats | None:
         """The maternal rate on the session's point grid, from what the gateway published."""
         d = self.history.devices.get(a.device_id)
         if d is None or not d.mhr:
@@ -125,7 +130,9 @@ class Recordings:
                     out[k] = v
         return out if np.isfinite(out).any() else None
 
-    def _render(self, rec: dict, fhr: np.ndarray, quality: np.ndarray, mhr) -> None:
+    def _render(
+        self, rec: dict[str, Any], fhr: Floats, quality: Floats, mhr: Floats | None
+    ) -> None:
         from dsp.ctg import analyse_ctg
         from gateway.processing.report import SessionReport, render_session_report
 
@@ -148,10 +155,11 @@ class Recordings:
 
     def report_pdf(self, session_id: str) -> bytes | None:
         rec = self.store.get(session_id)
-        if rec is None or not rec.get("report"):
+        name: str | None = None if rec is None else rec.get("report")
+        if not name:
             return None
         try:
-            return (self.report_dir / rec["report"]).read_bytes()
+            return (self.report_dir / name).read_bytes()
         except OSError:
             return None
 
@@ -183,7 +191,7 @@ class Recordings:
         return [unix_seconds(s["start"]) for s in self.store.sessions(device, 500)
                 if s["status"] == "complete" and unix_seconds(s["start"]) >= since]  # fmt: skip
 
-    def plan(self, device: str, now: float | None = None) -> dict:
+    def plan(self, device: str, now: float | None = None) -> dict[str, Any]:
         """For the mother's page: the schedule, the next slot, and a reminder if any."""
         now = time.time() if now is None else now
         schedule = self.store.schedule(device)

@@ -9,10 +9,7 @@ import sqlite3
 import threading
 from datetime import datetime
 from pathlib import Path
-from typing import TYPE_CHECKING
-
-if TYPE_CHECKING:
-    pass
+from typing import Any
 
 log = logging.getLogger(__name__)
 
@@ -46,10 +43,11 @@ class SessionStore:
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.executescript(_SCHEMA)
 
-    def add(self, rec: dict, *, end_row: int = 0, drops: int = 0) -> bool:
+    def add(self, rec: dict[str, Any], *, end_row: int = 0, drops: int = 0) -> bool:
         """Store a finished or missed session; False if it was already there."""
-        start = unix_seconds(rec.get("start")) if rec.get("start") else None
-        due = unix_seconds(rec.get("due")) if rec.get("due") else None
+        start_at, due_at = rec.get("start"), rec.get("due")
+        start = unix_seconds(start_at) if start_at else None
+        due = unix_seconds(due_at) if due_at else None
         with self._lock:
             cur = self._db.execute(
                 "INSERT OR IGNORE INTO session (id, device, start, due, record, end_row,"
@@ -67,7 +65,7 @@ class SessionStore:
         with self._lock:
             self._db.execute("UPDATE session SET delivered = 1 WHERE id = ?", (session_id,))
 
-    def sessions(self, device: str, limit: int = 50) -> list[dict]:
+    def sessions(self, device: str, limit: int = 50) -> list[dict[str, Any]]:
         """Newest first: the record plus `delivered` and `report` (a file name or None)."""
         with self._lock:
             rows = self._db.execute(
@@ -77,7 +75,7 @@ class SessionStore:
             ).fetchall()
         return [{**json.loads(r), "delivered": bool(d), "report": rep} for r, d, rep in rows]
 
-    def get(self, session_id: str) -> dict | None:
+    def get(self, session_id: str) -> dict[str, Any] | None:
         with self._lock:
             row = self._db.execute(
                 "SELECT record, delivered, report FROM session WHERE id = ?", (session_id,)
@@ -99,7 +97,7 @@ class SessionStore:
             out.append((sid, prefix, end_row, drops))
         return out
 
-    def set_schedule(self, device: str, schedule: dict | None) -> None:
+    def set_schedule(self, device: str, schedule: dict[str, Any] | None) -> None:
         with self._lock:
             if schedule is None:
                 self._db.execute("DELETE FROM schedule WHERE device = ?", (device,))
@@ -110,13 +108,13 @@ class SessionStore:
                     (device, json.dumps(schedule)),
                 )
 
-    def schedule(self, device: str) -> dict | None:
+    def schedule(self, device: str) -> dict[str, Any] | None:
         with self._lock:
             row = self._db.execute("SELECT body FROM schedule WHERE device = ?",
                                    (device,)).fetchone()  # fmt: skip
         return json.loads(row[0]) if row else None
 
-    def schedules(self) -> dict[str, dict]:
+    def schedules(self) -> dict[str, dict[str, Any]]:
         with self._lock:
             rows = self._db.execute("SELECT device, body FROM schedule").fetchall()
         return {d: json.loads(b) for d, b in rows}

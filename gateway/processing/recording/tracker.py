@@ -13,15 +13,13 @@ import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from typing import Any
 
 import numpy as np
+from numpy.typing import ArrayLike
 
 from dsp.ctg_reference import POINT_S
 from gateway.times import iso_time_or_none
-
-if TYPE_CHECKING:
-    pass
 
 log = logging.getLogger(__name__)
 
@@ -75,20 +73,22 @@ class SessionTracker:
     `on_complete(record)` additionally when the prescribed duration was reached.
     """
 
-    def __init__(self, device_id: str, prescribed_min: Callable[[], float | None] = lambda: None):
+    def __init__(
+        self, device_id: str, prescribed_min: Callable[[], float | None] = lambda: None
+    ) -> None:
         self.device_id = device_id
         self.prescribed_min = prescribed_min
         self.active: Active | None = None
         self.on_skin: bool | None = None
-        self.on_end: Callable[[dict, Active], None] | None = None
-        self.on_complete: Callable[[dict], None] | None = None
+        self.on_end: Callable[[dict[str, Any], Active], None] | None = None
+        self.on_complete: Callable[[dict[str, Any]], None] | None = None
         # after a complete session, the next one starts only once the probe was taken off,
         # the device restarted or the link was gone: keeping the probe on records no more
         self.resting_boot: int | None = None
         self.last_fed = 0.0
 
-    def feed(self, boot: int, first_point: int, fhr, quality, on_skin: bool | None,
-             t_first: float, now: float | None = None) -> None:  # fmt: skip
+    def feed(self, boot: int, first_point: int, fhr: ArrayLike, quality: ArrayLike,
+             on_skin: bool | None, t_first: float, now: float | None = None) -> None:  # fmt: skip
         """One FHR batch: points `first_point...` of `boot` (NaN = no fetal rate), the first
         at wall time `t_first`; `on_skin` from the device (None: unknown, taken as on)."""
         now = time.time() if now is None else now
@@ -157,7 +157,7 @@ class SessionTracker:
         if reason == "duration_reached" and self.on_complete is not None:
             self.on_complete(rec)
 
-    def progress(self) -> dict | None:
+    def progress(self) -> dict[str, Any] | None:
         a = self.active
         if a is None:
             return None
@@ -167,7 +167,7 @@ class SessionTracker:
                 "signal": "off_skin" if self.on_skin is False else a.signal()}  # fmt: skip
 
 
-def session_record(a: Active, reason: str, now: float) -> dict:
+def session_record(a: Active, reason: str, now: float) -> dict[str, Any]:
     """The published record of a finished session (docs/mqtt.md, "Sessions")."""
     prescribed = a.prescribed_s / 60 if a.prescribed_s else None
     status = "short" if prescribed else "ended"  # "short": stopped before the prescription
