@@ -1,17 +1,14 @@
-"""The test tiers, and shared fixtures: a real Mosquitto broker, the MicroPython interpreter."""
+"""The test tiers and the shared fixtures: a real Mosquitto broker, the firmware's provisioning
+console on a pseudo-terminal. What the fixtures are built from is in tests/harness/."""
 
 from __future__ import annotations
 
-import subprocess
-from pathlib import Path
-
 import pytest
 
-from devtools.broker import mosquitto_binary, start_broker
-from simulators.fleet import FIRMWARE_DIR, micropython_binary
-
-REPO = Path(__file__).resolve().parents[1]
-ARTIFACTS = REPO / "test-artifacts"
+from tests.harness.console import provisioning_consoles
+from tests.harness.micropython import run_micropython  # noqa: F401  (imported from here by older modules)
+from tests.harness.mqtt import start_mosquitto
+from tests.harness.paths import ARTIFACTS  # noqa: F401  (imported from here by older modules)
 
 # Each test has exactly one: `pytest -m unit` is the fast tier (see docs/testing.md).
 TIERS = ("unit", "system", "install")
@@ -35,26 +32,14 @@ def pytest_collection_modifyitems(config, items):
 @pytest.fixture
 def broker(tmp_path):
     """A real Mosquitto on a free loopback port, stopped after the test."""
-    assert mosquitto_binary(), "Mosquitto is not installed: run scripts/test (it installs it)"
-    b = start_broker(tmp_path / "broker")
-    assert b.kind == "mosquitto"
+    b = start_mosquitto(tmp_path / "broker")
     yield b
     b.stop()
 
 
-def run_micropython(script: Path, *args: str, stdin: str = "", heap: str = "128K") -> str:
-    """Run a script under the MicroPython Unix port with an ESP32-class heap."""
-    res = subprocess.run(
-        [micropython_binary(), "-X", f"heapsize={heap}", str(script), *args],
-        input=stdin,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
-    assert res.returncode == 0, res.stderr
-    return res.stdout
-
-
 @pytest.fixture
-def firmware_lib() -> str:
-    return str(FIRMWARE_DIR / "lib")
+def device_on_pty(tmp_path):
+    """`start(kind, settings=None)`: the firmware in provisioning mode, its console on a pty;
+    returns (the port's path, the settings file, the process). All are ended after the test."""
+    with provisioning_consoles(tmp_path) as start:
+        yield start

@@ -16,11 +16,10 @@ import pytest
 from gateway import protocol as p
 from gateway.device import auth
 from gateway.device.session import LinkStats
-from simulators.fleet import FIRMWARE_DIR
-from tests.conftest import run_micropython
+from tests.harness.micropython import FIRMWARE_LIB, run_micropython
 
 MPY = Path(__file__).parent / "mpy" / "auth_check.py"
-LIB = str(FIRMWARE_DIR / "lib")
+LIB = str(FIRMWARE_LIB)
 KEY = bytes(range(100, 132))
 
 # RFC 4231 test cases 1, 2, 3, 4, 6 and 7 (6 and 7 use a 131-byte key, hashed first).
@@ -51,9 +50,7 @@ def _vectors() -> list[tuple[str, str, str]]:
 
 
 def _firmware_hmac_under_cpython():
-    spec = importlib.util.spec_from_file_location(
-        "fw_hmac", FIRMWARE_DIR / "lib" / "hmac_sha256.py"
-    )
+    spec = importlib.util.spec_from_file_location("fw_hmac", FIRMWARE_LIB / "hmac_sha256.py")
     mod = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(mod)
     return mod

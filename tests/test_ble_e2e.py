@@ -6,19 +6,19 @@ from __future__ import annotations
 import asyncio
 import statistics
 import time
-from datetime import UTC, datetime, timedelta
 
 import numpy as np
 import pytest
 
 from simulators.ble_rig import BleRig, bluez_address
 from simulators.fleet import DeviceSpec
-from tests.test_e2e import FIRST_POINT_AT_MOST, Collector, assert_contiguous, fhr_values
+from tests.harness.chain import FIRST_POINT_AT_MOST, assert_contiguous, fhr_values, newborn
+from tests.harness.mqtt import Subscriber
 
 pytestmark = pytest.mark.system
 
 
-def last_status(sub: Collector, device: str) -> dict:
+def last_status(sub: Subscriber, device: str) -> dict:
     msgs = sub.of(device, "status")
     assert msgs, f"{device}: no status at the subscriber"
     return msgs[-1]
@@ -39,22 +39,20 @@ async def refilled(rig: BleRig, timeout_s: float = 20.0) -> None:
 
 
 def test_readings_arrive_over_ble_with_drops_refilled(broker, tmp_path):
-    birth = (datetime.now(UTC) - timedelta(hours=40)).isoformat()
     specs = [
         DeviceSpec("fh-01", "fetal_heart", seed=3, fhr_bpm=142.0, mhr_bpm=78.0),
         DeviceSpec("tcb-01", "jaundice", seed=5, skin_group="medium", bilirubin_mg_dl=11.0,
                    press_every_s=5.0),
     ]  # fmt: skip
-    sub = Collector(broker)
+    sub = Subscriber(broker.host, broker.port)
     out = {}
 
     async def main():
-        devices = {"tcb-01": {"birth_time": birth, "ga_weeks": 38}}
-        async with BleRig(tmp_path, broker, specs, devices=devices) as rig:
+        async with BleRig(tmp_path, broker, specs, devices=newborn()) as rig:
             await rig.wait_connected(timeout_s=20)
             clients = await rig.ctl.bus_clients()
             out["recon"] = await rig.drop_storm(["fh-01"], drops=3, spacing_s=4.0)
-            await asyncio.sleep(8)
+            await asyncio.sleep(8)  # streaming after the drops
             await refilled(rig)
             out["leaked"] = await rig.ctl.bus_clients() - clients  # one per link, not per drop
             assert rig.alive() == rig.ids, "a firmware process died"
@@ -87,7 +85,7 @@ def test_seven_monitors_at_once_twenty_drops_each_nothing_lost_or_duplicated(bro
     ids = [f"fh-{k + 1:02d}" for k in range(7)]
     specs = [DeviceSpec(i, "fetal_heart", seed=30 + k, fhr_bpm=125.0 + 3 * k)
              for k, i in enumerate(ids)]  # fmt: skip
-    sub = Collector(broker)
+    sub = Subscriber(broker.host, broker.port)
     out = {}
 
     async def main():

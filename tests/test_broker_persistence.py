@@ -8,15 +8,13 @@ from __future__ import annotations
 import os
 import ssl
 import threading
-import time
-from pathlib import Path
 
 import paho.mqtt.client as mqtt
 import pytest
-from paho.mqtt.packettypes import PacketTypes
-from paho.mqtt.properties import Properties
 
 from devtools.broker_tls import make_certs, start_tls_broker
+from tests.harness.mqtt import saves_after, session_props
+from tests.harness.wait import eventually
 
 pytestmark = pytest.mark.system
 
@@ -31,43 +29,6 @@ def _client(tb, name: str) -> mqtt.Client:
     return c
 
 
-def _session() -> Properties:
-    props = Properties(PacketTypes.CONNECT)
-    props.SessionExpiryInterval = 3600
-    return props
-
-
-def _wait(cond, timeout_s: float) -> bool:
-    end = time.monotonic() + timeout_s
-    while time.monotonic() < end:
-        if cond():
-            return True
-        time.sleep(0.05)
-    return cond()
-
-
-def _saves_after(db: Path, n: int, timeout_s: float) -> bool:
-    """Wait until Mosquitto has replaced its database file `n` times from now (each save writes
-    a new file and renames it over the old one). Two saves: the second began after this call."""
-
-    def stamp():
-        try:
-            st = db.stat()
-        except FileNotFoundError:
-            return None
-        return st.st_ino, st.st_mtime_ns
-
-    seen = [stamp()]
-
-    def replaced() -> bool:
-        now = stamp()
-        if now is not None and now != seen[-1]:
-            seen.append(now)
-        return len(seen) > n
-
-    return _wait(replaced, timeout_s)
-
-
 def test_acknowledged_messages_survive_a_broker_kill(tmp_path):
     certs = make_certs(tmp_path / "certs", ["gw-a", "hospital-ingest"])
     store = tmp_path / "persist"
@@ -78,7 +39,9 @@ def test_acknowledged_messages_survive_a_broker_kill(tmp_path):
         subscribed = threading.Event()
         hospital.on_connect = lambda c, u, f, rc, p: c.subscribe("perimon/v1/#", qos=1)
         hospital.on_subscribe = lambda *a: subscribed.set()
-        hospital.connect(tb.broker.host, tb.cert_port, clean_start=False, properties=_session())
+        hospital.connect(
+            tb.broker.host, tb.cert_port, clean_start=False, properties=session_props()
+        )
         hospital.loop_start()
         assert subscribed.wait(10)
         hospital.disconnect()
@@ -93,12 +56,12 @@ def test_acknowledged_messages_survive_a_broker_kill(tmp_path):
         gw.loop_start()
         for i in range(N):
             gw.publish(TOPIC, f'{{"seq": {i + 1}}}', 1)
-        assert _wait(lambda: len(acked) == N, 30), len(acked)
+        eventually(lambda: len(acked) == N, 30, lambda: f"{len(acked)} of {N} acknowledged")
         gw.disconnect()
         gw.loop_stop()
 
         # the save window (docs/reliability.md): wait for a save that began after the last PUBACK
-        assert _saves_after(store / "mosquitto.db", 2, 10), "the broker never saved its database"
+        saves_after(store / "mosquitto.db", 2, 10)
         tb.broker.kill()  # SIGKILL: no save on the way out
         tb = start_tls_broker(tmp_path / "broker", certs, {}, persistence_dir=store)
 
@@ -107,9 +70,12 @@ def test_acknowledged_messages_survive_a_broker_kill(tmp_path):
         hospital = _client(tb, "hospital-ingest")
         hospital.on_connect = lambda c, u, f, rc, p: present.append(f.session_present)
         hospital.on_message = lambda c, u, m: got.append(bytes(m.payload))
-        hospital.connect(tb.broker.host, tb.cert_port, clean_start=False, properties=_session())
+        hospital.connect(
+            tb.broker.host, tb.cert_port, clean_start=False, properties=session_props()
+        )
         hospital.loop_start()
-        _wait(lambda: len(set(got)) >= N, 30)
+        eventually(lambda: len(set(got)) >= N, 30,
+                   lambda: f"{N - len(set(got))} acknowledged messages lost")  # fmt: skip
         hospital.disconnect()
         hospital.loop_stop()
         assert present == [True]  # the session (and its subscription) survived the kill

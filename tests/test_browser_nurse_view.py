@@ -4,29 +4,19 @@ the nomogram. Screenshots go to test-artifacts/."""
 
 from __future__ import annotations
 
-import asyncio
-
 import pytest
 from playwright.async_api import async_playwright
 
 from gateway.web.nurses import NurseAccounts
 from gateway.web.server import WebServer
 from simulators.fleet import DeviceSpec
-from tests.conftest import ARTIFACTS
-from tests.test_e2e import run_chain
+from tests.harness.browser import CHROMIUM, CHROMIUM_ARGS
+from tests.harness.chain import run_chain
+from tests.harness.paths import ARTIFACTS
+from tests.harness.wait import eventually_async
 
 pytestmark = pytest.mark.system
 
-CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-]
 USER, PASSWORD = "nurse.amy", "correct horse battery"
 
 
@@ -35,14 +25,13 @@ async def _points(page) -> int:
 
 
 async def _wait_points(page, above: int, timeout_s: float = 30.0) -> int:
-    loop = asyncio.get_running_loop()
-    end = loop.time() + timeout_s
-    while loop.time() < end:
+    async def grown() -> int:
         n = await _points(page)
-        if n > above:
-            return n
-        await asyncio.sleep(0.5)
-    raise AssertionError(f"the strip did not grow past {above} points")
+        return n if n > above else 0
+
+    return await eventually_async(
+        grown, timeout_s, f"the strip did not grow past {above} points", every_s=0.5
+    )
 
 
 def test_nurse_view_live_strip_alert_ack_and_nomogram(broker, tmp_path):

@@ -4,14 +4,12 @@ findings and command responses."""
 
 from __future__ import annotations
 
-import asyncio
 import json
 import re
 import threading
 from pathlib import Path
 from types import SimpleNamespace
 
-import jsonschema
 import numpy as np
 import paho.mqtt.client as mqtt
 import pytest
@@ -25,16 +23,11 @@ from gateway.processing.fetal import FetalProcessor
 from gateway.publish.mqtt import Publisher
 from gateway.publish.outbox import Outbox
 from simulators.fleet import DeviceSpec
-from tests.test_e2e import PREFIX, run_chain
-
-DOCS = Path(__file__).resolve().parents[1] / "docs"
-SCHEMAS = DOCS / "schemas"
-
-
-def validator(name: str) -> jsonschema.Draft202012Validator:
-    schema = json.loads((SCHEMAS / f"{name}.schema.json").read_text())
-    jsonschema.Draft202012Validator.check_schema(schema)
-    return jsonschema.Draft202012Validator(schema)
+from tests.harness.chain import run_chain
+from tests.harness.contract import SCHEMAS, validator
+from tests.harness.mqtt import PREFIX
+from tests.harness.paths import DOCS
+from tests.harness.wait import eventually_async
 
 
 def asyncapi_channels() -> dict[str, tuple[re.Pattern, str]]:
@@ -102,13 +95,14 @@ def test_every_published_message_matches_the_contract(broker, tmp_path, monkeypa
     ]  # fmt: skip
 
     async def during(gw, fleet):
-        await asyncio.sleep(6)
+        linked = lambda: (s := gw.sessions.get("fh-01")) is not None and s.link is not None  # noqa: E731
+        await eventually_async(linked, 20, "fh-01 never connected")
         replies.command("fh-01", {"command": "set_settings", "request_id": "r1",
                                   "settings": {"risk_colour": "orange"}}, b"c-1", reply_to)  # fmt: skip
         replies.command("fh-01", {"command": "get_settings"}, b"c-2", reply_to)
         replies.command("fh-01", {"command": "reboot"}, b"c-3", reply_to)
 
-    sub, gw = run_chain(broker, tmp_path, specs, seconds=10, during=during)
+    sub, gw = run_chain(broker, tmp_path, specs, seconds=12, during=during)
     replies.close()
 
     kinds: dict[str, int] = {}

@@ -6,131 +6,21 @@ BLE through the virtual BlueZ ("ble", simulators/ble_rig.py)."""
 from __future__ import annotations
 
 import asyncio
-import json
 import os
-import threading
-from datetime import UTC, datetime, timedelta
 
 import numpy as np
-import paho.mqtt.client as mqtt
 import pytest
 
-from devtools.broker import free_port
-from gateway.app import Gateway
-from gateway.config import config_from_dict
-from simulators.fleet import DeviceSpec, Fleet
+from simulators.fleet import DeviceSpec
+from tests.harness.chain import (
+    FIRST_POINT_AT_MOST,
+    TRANSPORTS,
+    assert_contiguous,
+    fhr_values,
+    run_chain,
+)
 
 pytestmark = pytest.mark.system
-
-PREFIX = "perimon/v1"
-# A trace starts at the first sample of the boot the gateway receives, numbered as that point
-# of the boot: the device sends what it samples before the first connection to its buffer only.
-FIRST_POINT_AT_MOST = 4 * 10
-
-
-class Collector:
-    def __init__(self, broker) -> None:
-        self.messages: list[tuple[str, dict, bool]] = []
-        self.lock = threading.Lock()
-        self.subscribed = threading.Event()
-        self.client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, protocol=mqtt.MQTTv5)
-        self.client.on_connect = lambda c, u, f, rc, p: c.subscribe(f"{PREFIX}/#", qos=1)
-        self.client.on_subscribe = lambda *a: self.subscribed.set()
-        self.client.on_message = self._on_message
-        self.client.connect(broker.host, broker.port)
-        self.client.loop_start()
-        assert self.subscribed.wait(5)
-
-    def _on_message(self, client, userdata, m) -> None:
-        with self.lock:
-            self.messages.append((m.topic, json.loads(m.payload), m.retain))
-
-    def of(self, device: str, kind: str) -> list[dict]:
-        with self.lock:
-            return [
-                p for t, p, _ in self.messages if t == f"{PREFIX}/gw-test/device/{device}/{kind}"
-            ]
-
-    def close(self) -> None:
-        self.client.disconnect()
-        self.client.loop_stop()
-
-
-TRANSPORTS = ["sim", "serial", "ble"]
-
-
-def run_chain(broker, tmp_path, specs, seconds, during=None, transport="sim", **processing):
-    """Gateway and fleet over `transport`; `during(gw, fleet)` runs once all is started."""
-    birth = (datetime.now(UTC) - timedelta(hours=40)).isoformat()
-    devices = {"tcb-01": {"birth_time": birth, "ga_weeks": 38}}
-    sub = Collector(broker)
-    if transport == "ble":
-        gw = asyncio.run(_run_ble_chain(broker, tmp_path, specs, seconds, during, devices,
-                                        processing))  # fmt: skip
-        sub.close()
-        return sub, gw
-    radio = f"127.0.0.1:{free_port()}"
-    if transport == "serial":  # each device's cable end, where Fleet plugs it in
-        ports = ",".join(str(tmp_path / "devices" / s.device_id / "usb") for s in specs)
-        radio_cfg = {"transport": "serial", "serial_ports": ports}
-    else:
-        radio_cfg = {"listen": radio}
-    cfg = config_from_dict(
-        {
-            "gateway": {"id": "gw-test", "data_dir": str(tmp_path / "gw")},
-            "mqtt": {"host": broker.host, "port": broker.port},
-            "radio": radio_cfg,
-            "processing": {"status_interval_s": 1.0, **processing},
-            "devices": devices,
-        }
-    )
-
-    async def main():
-        stop = asyncio.Event()
-        gw = Gateway(cfg)
-        task = asyncio.create_task(gw.run(stop))
-        await asyncio.wait_for(gw.ready.wait(), 10)
-        fleet = Fleet(specs, radio, tmp_path / "devices", radio_kind=transport, gateway=cfg)
-        await fleet.start()
-        try:
-            if during:
-                await during(gw, fleet)
-            await asyncio.sleep(seconds)
-            assert fleet.alive() == [s.device_id for s in specs], "a firmware process died"
-        finally:
-            await fleet.stop()
-            stop.set()
-            await task
-        return gw
-
-    gw = asyncio.run(main())
-    sub.close()
-    return sub, gw
-
-
-async def _run_ble_chain(broker, tmp_path, specs, seconds, during, devices, processing):
-    from simulators.ble_rig import BleRig
-
-    async with BleRig(tmp_path, broker, specs, processing=processing, devices=devices) as rig:
-        if during:
-            await during(rig.gw, rig.fleet)
-        await asyncio.sleep(seconds)
-        assert rig.alive() == rig.ids, "a firmware process died"
-    return rig.gw
-
-
-def assert_contiguous(msgs: list[dict]) -> int:
-    """Every message starts where the previous ended; returns the number of points."""
-    assert msgs, "no messages"
-    for a, b in zip(msgs, msgs[1:], strict=False):
-        assert b["seq"] == a["seq"] + a["count"], (a["seq"], a["count"], b["seq"])
-        assert b["boot"] == a["boot"]
-    return sum(m["count"] for m in msgs)
-
-
-def fhr_values(msgs: list[dict]) -> np.ndarray:
-    vals = [v for m in msgs for v in m["fhr_bpm"]]
-    return np.array([np.nan if v is None else v for v in vals], dtype=float)
 
 
 @pytest.fixture
@@ -178,7 +68,7 @@ def test_readings_arrive_with_right_ids_sensible_values_and_no_gaps(
     stats = status["stats"]
     assert stats["lost_samples"] == 0 and stats["malformed"] == 0
     assert 0 <= status["battery_pct"] <= 100 and status["boot"] >= 1
-    online = [p for t, p, _ in sub.messages if t == f"{PREFIX}/gw-test/status"]
+    online = sub.on("status")
     assert online[0]["state"] == "online" and online[-1]["state"] == "offline"
     # no patient identifiers in topics: only the gateway and device ids we chose
     for topic, _, _ in sub.messages:
@@ -193,7 +83,7 @@ def test_link_drops_are_refilled_from_the_device_ring_buffer(broker, tmp_path, t
     down the line both ways between the unpluggings."""
     specs = [DeviceSpec("fh-01", "fetal_heart", seed=7, fhr_bpm=135.0)]
 
-    async def drop_links(gw, fleet):
+    async def drop_links(gw, fleet):  # the fault schedule: its sleeps are streaming time
         cable = fleet.devices[0].usb
         for _ in range(3):
             await asyncio.sleep(2.5)

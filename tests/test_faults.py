@@ -13,67 +13,43 @@ import signal
 import struct
 import subprocess
 import sys
-import threading
 import time
-from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import numpy as np
-import paho.mqtt.client as mqtt
 import pytest
 
-from devtools.broker import free_port, start_broker
+from devtools.broker import free_port
 from dsp.fhr import FhrStream
 from gateway.app import Gateway
 from gateway.config import config_from_dict
 from gateway.publish.mqtt import Publisher
 from gateway.publish.outbox import Outbox
 from simulators.fleet import CH_DOPPLER, CH_PPG, DeviceSpec, Fleet
-from tests.test_e2e import FIRST_POINT_AT_MOST
-from tests.test_outbox import PERSISTENT_BROKER, hospital_on_connect, session_props
+from tests.harness.chain import (
+    FIRST_POINT_AT_MOST,
+    gateway_config,
+    newborn,
+    running_fleet,
+    running_gateway,
+)
+from tests.harness.mqtt import Subscriber, start_mosquitto, subscribed_and_saved
+from tests.harness.paths import REPO
+from tests.harness.wait import eventually, eventually_async
 
 pytestmark = pytest.mark.system
 
-PREFIX = "perimon/v1"
-REPO = Path(__file__).resolve().parents[1]
+
+def hospital_of(broker) -> Subscriber:
+    """The hospital: a subscriber with a persistent session, so that what it misses while
+    reconnecting waits in the broker for it. Keeps every message in arrival order."""
+    return Subscriber(broker.host, broker.port, gateway="gw-f", client_id="hospital",
+                      persistent=True)  # fmt: skip
 
 
-class Hospital:
-    """A subscriber with a persistent session: what it misses while reconnecting waits in the
-    broker for it. Keeps every message in arrival order."""
-
-    def __init__(self, host: str, port: int) -> None:
-        self.messages: list[tuple[str, dict]] = []
-        self.lock = threading.Lock()
-        self.subscribed = threading.Event()
-        self.client = mqtt.Client(
-            mqtt.CallbackAPIVersion.VERSION2, client_id="hospital", protocol=mqtt.MQTTv5
-        )
-        self.client.on_connect = hospital_on_connect
-        self.client.on_subscribe = lambda *a: self.subscribed.set()
-        self.client.on_message = self._on_message
-        self.client.reconnect_delay_set(0.2, 1)
-        self.client.connect(host, port, clean_start=False, properties=session_props())
-        self.client.loop_start()
-        assert self.subscribed.wait(10)
-        time.sleep(1.2)  # saved by the broker before the first kill
-
-    def _on_message(self, client, userdata, m) -> None:
-        with self.lock:
-            self.messages.append((m.topic, json.loads(m.payload)))
-
-    def of(self, gateway: str, device: str, kind: str) -> list[dict]:
-        topic = f"{PREFIX}/{gateway}/device/{device}/{kind}"
-        with self.lock:
-            return [p for t, p in self.messages if t == topic]
-
-    def count(self) -> int:
-        with self.lock:
-            return len(self.messages)
-
-    def close(self) -> None:
-        self.client.disconnect()
-        self.client.loop_stop()
+def shut_down(hospital: Subscriber) -> bool:
+    """The gateway's last word: its offline status after a clean shutdown (after its outbox)."""
+    return any(p.get("reason") == "shutdown" for p in hospital.on("status"))
 
 
 def dedup(msgs: list[dict]) -> tuple[list[dict], int]:
@@ -106,25 +82,11 @@ def assert_records_complete(msgs: list[dict]) -> None:
     assert seqs == list(range(seqs[0], seqs[0] + len(seqs))), seqs
 
 
-def wait_until(cond, timeout_s: float) -> bool:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        if cond():
-            return True
-        time.sleep(0.1)
-    return cond()
-
-
-def gateway_config(tmp_path: Path, broker_port: int, radio: str, **outbox) -> dict:
-    birth = (datetime.now(UTC) - timedelta(hours=40)).isoformat()
-    return {
-        "gateway": {"id": "gw-f", "data_dir": str(tmp_path / "gw")},
-        "mqtt": {"host": "127.0.0.1", "port": broker_port},
-        "radio": {"listen": radio},
-        "processing": {"status_interval_s": 1.0},
-        "outbox": outbox,
-        "devices": {"tcb-01": {"birth_time": birth, "ga_weeks": 38}},
-    }
+def faults_config(tmp_path: Path, broker_port: int, radio: str, **outbox) -> dict:
+    return gateway_config(
+        tmp_path, "gw-f", mqtt={"host": "127.0.0.1", "port": broker_port}, radio=radio,
+        processing={"status_interval_s": 1.0}, outbox=outbox, devices=newborn(),
+    )  # fmt: skip
 
 
 SPECS = [
@@ -133,12 +95,12 @@ SPECS = [
 ]
 
 
-def check_delivery(hospital: Hospital, gateway: str) -> dict:
+def check_delivery(hospital: Subscriber) -> dict:
     out = {}
     for kind in ("fhr", "mhr"):
-        msgs, dups = dedup(hospital.of(gateway, "fh-01", kind))
+        msgs, dups = dedup(hospital.of("fh-01", kind))
         out[kind] = (assert_trace_complete(msgs), dups)
-    tcb, dups = dedup(hospital.of(gateway, "tcb-01", "tcb"))
+    tcb, dups = dedup(hospital.of("tcb-01", "tcb"))
     assert len(tcb) >= 3
     assert_records_complete(tcb)
     out["tcb"] = (len(tcb), dups)
@@ -147,28 +109,24 @@ def check_delivery(hospital: Hospital, gateway: str) -> dict:
 
 def test_broker_kill9_link_drops_and_clock_jump_lose_nothing(tmp_path):
     bdir = tmp_path / "broker"
-    conf = PERSISTENT_BROKER.format(dir=bdir)
-    broker = start_broker(bdir, extra_conf=conf)
-    hospital = Hospital(broker.host, broker.port)
+    broker = start_mosquitto(bdir, persistent=True)
+    hospital = subscribed_and_saved(broker, bdir, gateway="gw-f", client_id="hospital")
     radio = f"127.0.0.1:{free_port()}"
-    cfg = config_from_dict(gateway_config(tmp_path, broker.port, radio))
+    cfg = config_from_dict(faults_config(tmp_path, broker.port, radio))
 
     async def main() -> Gateway:
         nonlocal broker
-        stop = asyncio.Event()
         gw = Gateway(cfg)
         gw.publisher.client.reconnect_delay_set(0.2, 1)
-        task = asyncio.create_task(gw.run(stop))
-        await asyncio.wait_for(gw.ready.wait(), 10)
         fleet = Fleet(SPECS, radio, tmp_path / "devices", gateway=cfg)
-        await fleet.start()
-        try:
+        async with running_gateway(gw), running_fleet(fleet):
+            # the fault schedule: its sleeps are streaming time and the broker's outages
             for k in range(4):
                 await asyncio.sleep(4)
                 broker.kill()  # SIGKILL mid-stream
                 await asyncio.sleep(0.5 + k * 0.5)
                 broker = await asyncio.to_thread(
-                    start_broker, bdir, broker.port, conf
+                    start_mosquitto, bdir, broker.port, True
                 )  # same port, same saved sessions
                 if k % 2 == 0:
                     for link in list(gw.transport._links):
@@ -178,16 +136,12 @@ def test_broker_kill9_link_drops_and_clock_jump_lose_nothing(tmp_path):
                     s.clock_offset_ms = (s.clock_offset_ms or 0) + 3_600_000  # device clock jump
             await asyncio.sleep(8)
             assert fleet.alive() == [s.device_id for s in SPECS], "a firmware process died"
-        finally:
-            await fleet.stop()
-            stop.set()
-            await task
         return gw
 
     gw = asyncio.run(main())
     try:
-        time.sleep(2)
-        result = check_delivery(hospital, "gw-f")
+        eventually(lambda: shut_down(hospital), 10, "the gateway's shutdown status never came")
+        result = check_delivery(hospital)
     finally:
         hospital.close()
         broker.stop()
@@ -195,6 +149,16 @@ def test_broker_kill9_link_drops_and_clock_jump_lose_nothing(tmp_path):
     assert stats.connects >= 3 and stats.lost_samples == 0, stats
     assert result["fhr"][0] >= 4 * 20, result  # at least 20 s of trace in about 30 s
     assert Outbox(cfg.outbox_path, cfg.outbox.max_bytes, 0).rows == 0  # all acknowledged
+
+
+def process_config(tmp_path: Path, broker):
+    """For a gateway run as its own process: (its radio address, its Config, the TOML file the
+    process reads, the log it writes)."""
+    radio = f"127.0.0.1:{free_port()}"
+    raw = faults_config(tmp_path, broker.port, radio)
+    cfg_path = tmp_path / "gw.toml"
+    cfg_path.write_text(_toml(raw))
+    return radio, config_from_dict(raw), cfg_path, tmp_path / "gateway.log"
 
 
 def _start_gateway(cfg_path: Path, log: Path) -> subprocess.Popen:
@@ -220,49 +184,43 @@ def _toml(d: dict) -> str:
 
 
 def test_gateway_kill9_and_restart_resumes_from_the_outbox(broker, tmp_path):
-    hospital = Hospital(broker.host, broker.port)
-    radio = f"127.0.0.1:{free_port()}"
-    raw = gateway_config(tmp_path, broker.port, radio)
-    cfg = config_from_dict(raw)
-    cfg_path = tmp_path / "gw.toml"
-    cfg_path.write_text(_toml(raw))
-    log = tmp_path / "gateway.log"
+    hospital = hospital_of(broker)
+    radio, cfg, cfg_path, log = process_config(tmp_path, broker)
     procs: list[subprocess.Popen] = []
 
     async def main() -> None:
         procs.append(_start_gateway(cfg_path, log))
         fleet = Fleet(SPECS, radio, tmp_path / "devices", gateway=cfg)
-        await fleet.start()
         try:
-            await asyncio.sleep(14)
-            assert hospital.of("gw-f", "fh-01", "fhr"), "no trace before the kill"
-            procs[0].send_signal(signal.SIGKILL)  # power cut of the gateway process
-            procs[0].wait()
-            procs.append(_start_gateway(cfg_path, log))
-            await asyncio.sleep(16)
-            assert fleet.alive() == [s.device_id for s in SPECS], "a firmware process died"
+            async with running_fleet(fleet):
+                await asyncio.sleep(14)  # streaming time before the power cut
+                assert hospital.of("fh-01", "fhr"), "no trace before the kill"
+                procs[0].send_signal(signal.SIGKILL)  # power cut of the gateway process
+                procs[0].wait()
+                procs.append(_start_gateway(cfg_path, log))
+                await asyncio.sleep(16)  # and after it
+                assert fleet.alive() == [s.device_id for s in SPECS], "a firmware process died"
         finally:
-            await fleet.stop()
             procs[-1].send_signal(signal.SIGTERM)
             await asyncio.to_thread(procs[-1].wait, 15)
 
     try:
         asyncio.run(main())
-        time.sleep(1)
-        result = check_delivery(hospital, "gw-f")
+        eventually(lambda: shut_down(hospital), 10, "the gateway's shutdown status never came")
+        result = check_delivery(hospital)
     finally:
         for pr in procs:
             if pr.poll() is None:
                 pr.kill()
         hospital.close()
     assert "resumes after" in log.read_text(), "the restarted gateway did not resume"
-    status = hospital.of("gw-f", "fh-01", "status")[-1]
+    status = hospital.of("fh-01", "status")[-1]
     # The device's ring buffer covers the restart; on a heavily loaded machine the resend can
     # fall behind the gap timeout: then the loss is reported (and the trace shows nulls, still
     # contiguous), never hidden. It has stayed under a second of samples.
     assert status["stats"]["lost_samples"] < 4000, status["stats"]
     assert result["fhr"][0] >= 4 * 18, result
-    gw_status = [p for t, p in hospital.messages if t == f"{PREFIX}/gw-f/status"]
+    gw_status = hospital.on("status")
     assert gw_status[-1]["state"] == "offline" and gw_status[-1]["reason"] == "shutdown"
     assert any(s["reason"] == "connection lost" for s in gw_status), "no Last Will after kill"
 
@@ -271,7 +229,7 @@ def test_full_outbox_drops_only_counted_trace_and_every_reading_arrives(broker, 
     """The broker is unreachable while far more than max_bytes is published: readings and
     alerts all arrive afterwards, and every trace message is either delivered or counted in
     the drop count the gateway publishes."""
-    hospital = Hospital(broker.host, broker.port)
+    hospital = hospital_of(broker)
     cfg = config_from_dict({"mqtt": {"host": broker.host, "port": broker.port}})
     ob = Outbox(tmp_path / "o.sqlite", 1024 * 1024, 0)
     down = config_from_dict({"mqtt": {"host": "127.0.0.1", "port": 1}})
@@ -293,18 +251,29 @@ def test_full_outbox_drops_only_counted_trace_and_every_reading_arrives(broker, 
     pub = Publisher(cfg.mqtt, "gw-f", Outbox(tmp_path / "o.sqlite", 1024 * 1024, 0),
                     status_interval_s=0.5)  # fmt: skip
     pub.start()
+
+    def outbox_status() -> dict | None:
+        """The newest count of drops the publisher has published (every 0.5 s)."""
+        st = [p["outbox"] for p in hospital.on("status") if "outbox" in p]
+        return st[-1] if st else None
+
+    def accounted() -> bool:
+        st = outbox_status()
+        trace = dedup(hospital.of("fh-01", "fhr"))[0]
+        return st is not None and st["dropped_trace"] + len(trace) == n_trace
+
     try:
         assert pub.drain(60)
-        assert wait_until(lambda: len(hospital.of("gw-f", "tcb-01", "tcb")) >= 150, 20)
-        time.sleep(1)
+        eventually(lambda: len(hospital.of("tcb-01", "tcb")) >= 150, 20, "readings missing")
+        eventually(accounted, 10, lambda: f"trace neither delivered nor counted: {outbox_status()}")
     finally:
         pub.stop()
         hospital.close()
-    tcb, _ = dedup(hospital.of("gw-f", "tcb-01", "tcb"))
-    alerts, _ = dedup(hospital.of("gw-f", "fh-01", "alert"))
+    tcb, _ = dedup(hospital.of("tcb-01", "tcb"))
+    alerts, _ = dedup(hospital.of("fh-01", "alert"))
     assert len(tcb) == 150 and len(alerts) == 150
-    trace, _ = dedup(hospital.of("gw-f", "fh-01", "fhr"))
-    status = [p for t, p in hospital.messages if t == f"{PREFIX}/gw-f/status" and "outbox" in p]
+    trace, _ = dedup(hospital.of("fh-01", "fhr"))
+    status = [p for p in hospital.on("status") if "outbox" in p]
     dropped = status[-1]["outbox"]["dropped_trace"]
     assert dropped > 0 and dropped + len(trace) == n_trace, (dropped, len(trace), n_trace)
     assert status[-1]["outbox"]["dropped_readings"] == 0
@@ -392,13 +361,8 @@ def test_gateway_killed_longer_than_the_device_buffer_keeps_every_point_at_devic
     then killed again briefly (nothing lost). Every point published, by any of the three
     gateway processes, is checked against the device's own clock, and its content against the
     probe's aim, which the test moves on and off the heart on an irregular schedule."""
-    hospital = Hospital(broker.host, broker.port)
-    radio = f"127.0.0.1:{free_port()}"
-    raw = gateway_config(tmp_path, broker.port, radio)
-    cfg = config_from_dict(raw)
-    cfg_path = tmp_path / "gw.toml"
-    cfg_path.write_text(_toml(raw))
-    log = tmp_path / "gateway.log"
+    hospital = hospital_of(broker)
+    radio, cfg, cfg_path, log = process_config(tmp_path, broker)
     procs: list[subprocess.Popen] = []
     kills: list[tuple[float, int]] = []  # (outage s, hospital messages at the restart)
     spec = DeviceSpec("fh-01", "fetal_heart", seed=3, fhr_bpm=142.0, mhr_bpm=78.0)
@@ -406,12 +370,12 @@ def test_gateway_killed_longer_than_the_device_buffer_keeps_every_point_at_devic
     aims = [(1.0 if i % 2 == 0 else 0.0, float(rng.uniform(3.0, 7.0))) for i in range(40)]
 
     def fhr_points() -> int:
-        return sum(m["count"] for m in hospital.of("gw-f", "fh-01", "fhr"))
+        return sum(m["count"] for m in hospital.of("fh-01", "fhr"))
 
     async def main() -> FeedTruth:
         procs.append(_start_gateway(cfg_path, log))
         listening = lambda: log.exists() and "radio listening" in log.read_text()  # noqa: E731
-        assert await asyncio.to_thread(wait_until, listening, 20)
+        await eventually_async(listening, 20, "the gateway's radio is not listening")
         fleet = Fleet([spec], radio, tmp_path / "devices", gateway=cfg)
         await fleet.start()
         started = time.monotonic()
@@ -430,7 +394,7 @@ def test_gateway_killed_longer_than_the_device_buffer_keeps_every_point_at_devic
                 """Until the trace reaches `seconds` past now in the device's time (about the
                 time since it started): the (restarted) gateway is publishing live again."""
                 upto = 4 * (time.monotonic() - started + seconds)
-                assert await asyncio.to_thread(wait_until, lambda: fhr_points() >= upto, 45)
+                await eventually_async(lambda: fhr_points() >= upto, 45, "the trace is not live")
 
             for outage_s in (12.0, 1.0):  # the buffer holds about 10 s (docs/reliability.md)
                 await live_for(5.0)
@@ -441,7 +405,7 @@ def test_gateway_killed_longer_than_the_device_buffer_keeps_every_point_at_devic
                 procs.append(_start_gateway(cfg_path, log))
             await live_for(5.0)
             # past the end of the first FHIR trace window (point 239, a minute into the boot)
-            assert await asyncio.to_thread(wait_until, lambda: fhr_points() >= 250, 45)
+            await eventually_async(lambda: fhr_points() >= 250, 45, "no 250 points")
             assert fleet.alive() == ["fh-01"], "the firmware process died"
         finally:
             probe.cancel()
@@ -452,10 +416,7 @@ def test_gateway_killed_longer_than_the_device_buffer_keeps_every_point_at_devic
 
     try:
         truth = asyncio.run(main())
-        assert wait_until(
-            lambda: any(p.get("reason") == "shutdown" for t, p in hospital.messages[-50:]
-                        if t == f"{PREFIX}/gw-f/status"), 10,
-        )  # fmt: skip
+        eventually(lambda: shut_down(hospital), 10, "the gateway's shutdown status never came")
     finally:
         for pr in procs:
             if pr.poll() is None:
@@ -467,11 +428,12 @@ def test_gateway_killed_longer_than_the_device_buffer_keeps_every_point_at_devic
     bounds = [0] + [n for _, n in kills] + [hospital.count()]
     lost_samples = []
     for a, b in zip(bounds, bounds[1:], strict=False):
-        st = [p for t, p in hospital.messages[a:b] if t == f"{PREFIX}/gw-f/device/fh-01/status"]
+        status = hospital.topic("device", "fh-01", "status")
+        st = [p for t, p, _ in hospital.messages[a:b] if t == status]
         lost_samples.append(st[-1]["stats"]["lost_samples"] if st else 0)
 
     ids = [m.get("msg_id") or (m.get("identifier") or [{}])[0].get("value")
-           for _, m in hospital.messages]  # fmt: skip
+           for _, m, _ in hospital.messages]  # fmt: skip
     with_id = [i for i in ids if i]
     report = {"faults": f"{len(kills)} gateway SIGKILLs ({', '.join(f'{o:.0f} s' for o, _ in kills)} down)",
               "messages": len(ids), "with_id": len(with_id),
@@ -479,7 +441,7 @@ def test_gateway_killed_longer_than_the_device_buffer_keeps_every_point_at_devic
     lost_equiv = 0.0
     for kind, key, channel, per_point in (("fhr", "fhr_bpm", CH_DOPPLER, 1000),
                                           ("mhr", "mhr_bpm", CH_PPG, 12.5)):  # fmt: skip
-        msgs, dups = dedup(hospital.of("gw-f", "fh-01", kind))
+        msgs, dups = dedup(hospital.of("fh-01", kind))
         k, t_ms, valued, lost = _points(msgs, key)
         n = len(k)  # from the first point the gateway received, each once:
         assert np.array_equal(k, np.arange(k[0], k[0] + n)), kind  # losses included
@@ -495,7 +457,7 @@ def test_gateway_killed_longer_than_the_device_buffer_keeps_every_point_at_devic
         if kind == "fhr":
             # Content: after the restarts, the points with and without a value are those of
             # the estimator run on every sample fed, at the same numbers (lost ones aside).
-            last_before = max(m["seq"] + m["count"] - 1 for t, m in hospital.messages[: kills[0][1]]
+            last_before = max(m["seq"] + m["count"] - 1 for t, m, _ in hospital.messages[: kills[0][1]]
                               if t.endswith("/fh-01/fhr"))  # fmt: skip
             after = (k > last_before) & ~lost
             lag, differ = _content_lag(k[after], valued[after], truth.reference_valued())
@@ -504,11 +466,11 @@ def test_gateway_killed_longer_than_the_device_buffer_keeps_every_point_at_devic
     report["lost_samples"] = lost_samples
     # FHIR: every point of every completed window is in its Observation, as in the trace,
     # whichever gateway process published the point (the window survives the restarts).
-    fhr = {k: v for m in dedup(hospital.of("gw-f", "fh-01", "fhr"))[0]
+    fhr = {k: v for m in dedup(hospital.of("fh-01", "fhr"))[0]
            for k, v in zip(range(m["seq"], m["seq"] + m["count"]), m["fhr_bpm"], strict=True)}  # fmt: skip
     covered = 0
     seen: set[str] = set()
-    for o in hospital.of("gw-f", "fh-01", "observation"):
+    for o in hospital.of("fh-01", "observation"):
         ident = o["identifier"][0]["value"]
         if ":fhr-obs:" not in ident or ident in seen:
             continue

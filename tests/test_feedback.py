@@ -7,7 +7,6 @@ from __future__ import annotations
 import ast
 import asyncio
 import re
-import time
 from pathlib import Path
 
 import numpy as np
@@ -19,11 +18,12 @@ from gateway.app import Gateway
 from gateway.config import config_from_dict
 from simulators.doppler import DopplerSignal
 from simulators.fleet import DeviceSpec, Fleet
-from tests.conftest import run_micropython
+from tests.harness.chain import gateway_config, running_fleet, running_gateway
+from tests.harness.micropython import FIRMWARE_LIB as LIB
+from tests.harness.micropython import run_micropython
+from tests.harness.wait import eventually_async
 
 pytestmark = pytest.mark.system
-
-LIB = Path(__file__).resolve().parents[1] / "firmware" / "lib"
 
 
 def _doppler(path: Path, snr_db: float | None, seconds: float = 12.0) -> None:
@@ -100,44 +100,31 @@ def test_local_estimate_tells_a_heartbeat_from_noise_within_budget(tmp_path):
 
 def _run(tmp_path, scenario):
     radio = f"127.0.0.1:{free_port()}"
-    cfg = config_from_dict(
-        {
-            "gateway": {"id": "gw-fb", "data_dir": str(tmp_path / "gw")},
-            "mqtt": {"host": "127.0.0.1", "port": free_port()},  # no broker: the outbox holds
-            "radio": {"listen": radio},
-            "processing": {"status_interval_s": 5.0, "fhr_publish_interval_s": 0.5},
-        }
-    )
+    processing = {"status_interval_s": 5.0, "fhr_publish_interval_s": 0.5}
+    # no broker: the outbox holds what is published
+    cfg = config_from_dict(gateway_config(tmp_path, "gw-fb", radio=radio, processing=processing))
 
     async def main():
-        stop = asyncio.Event()
-        gw = Gateway(cfg)
-        task = asyncio.create_task(gw.run(stop))
-        await asyncio.wait_for(gw.ready.wait(), 10)
         spec = DeviceSpec("fh-fb", "fetal_heart", seed=4, snr_db=15.0)
         fleet = Fleet([spec], radio, tmp_path / "devices", gateway=cfg)
         dev = fleet.devices[0]
         dev.aim = 0.0
-        await fleet.start()
-        try:
-            await scenario(gw, dev, stop)
+        async with running_gateway(Gateway(cfg)) as gw, running_fleet(fleet):
+            await scenario(gw, dev)
             assert fleet.alive() == ["fh-fb"], dev.console_lines()
-        finally:
-            await fleet.stop()
-            stop.set()
-            await task
 
     asyncio.run(main())
 
 
 async def _wait_for(dev, pred, timeout_s: float, what: str) -> list[str]:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
+    """The device's indicator log, once `pred` holds for it."""
+
+    def shown() -> list[str] | None:
         ind = dev.indicators()
-        if pred(ind):
-            return ind
-        await asyncio.sleep(0.25)
-    raise AssertionError(f"{what}: {dev.indicators()[-30:]}")
+        return ind if pred(ind) else None
+
+    return await eventually_async(shown, timeout_s, lambda: f"{what}: {dev.indicators()[-30:]}",
+                                  every_s=0.25)  # fmt: skip
 
 
 def _after(ind: list[str], first: str, then: str) -> bool:
@@ -145,7 +132,7 @@ def _after(ind: list[str], first: str, then: str) -> bool:
 
 
 def test_led_follows_the_gateway_then_the_local_estimate_when_the_link_drops(tmp_path):
-    async def scenario(gw, dev, _stop):
+    async def scenario(gw, dev):
         # Searching: the probe hears only noise; the gateway says so (blue, blinking).
         ind = await _wait_for(dev, lambda i: "source gateway" in i, 15, "no FEEDBACK arrived")
         ind = await _wait_for(dev, lambda i: "led blue blink" in i, 5, "not searching")

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from simulators.fleet import FIRMWARE_DIR
-from tests.conftest import run_micropython
+from tests.harness.micropython import run_micropython
 
 pytestmark = pytest.mark.system
 

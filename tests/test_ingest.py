@@ -10,7 +10,6 @@ import json
 import sqlite3
 import subprocess
 import sys
-import time
 
 import paho.mqtt.client as mqtt
 import pytest
@@ -20,7 +19,9 @@ from gateway.cli import main as cli_main
 from hospital.cli import main as ingest_main
 from hospital.ingest import Ingest, Store
 from simulators.fleet import DeviceSpec
-from tests.test_e2e import PREFIX, run_chain
+from tests.harness.chain import run_chain
+from tests.harness.mqtt import PREFIX
+from tests.harness.wait import eventually
 
 pytestmark = pytest.mark.system
 
@@ -29,15 +30,6 @@ def _key(topic: str, payload: dict) -> str:
     if topic.endswith("/observation"):
         return payload["identifier"][0]["value"]
     return payload["msg_id"]
-
-
-def _wait(cond, timeout_s: float = 15.0) -> bool:
-    end = time.monotonic() + timeout_s
-    while time.monotonic() < end:
-        if cond():
-            return True
-        time.sleep(0.1)
-    return cond()
 
 
 def test_two_workers_store_each_message_exactly_once_and_ack_alerts(broker, tmp_path, monkeypatch):
@@ -65,7 +57,7 @@ def test_two_workers_store_each_message_exactly_once_and_ack_alerts(broker, tmp_
         (a,) = conn.execute("SELECT COUNT(*) FROM alerts").fetchone()
         return r + a
 
-    assert _wait(lambda: rows() >= len(published)), (rows(), len(published))
+    eventually(lambda: rows() >= len(published), 15, lambda: f"stored {rows()} of {len(published)}")
     ids = [r[0] for r in conn.execute("SELECT msg_id FROM readings UNION ALL "
                                       "SELECT msg_id FROM alerts")]  # fmt: skip
     assert sorted(ids) == sorted(published)  # every message, each exactly once
@@ -79,7 +71,8 @@ def test_two_workers_store_each_message_exactly_once_and_ack_alerts(broker, tmp_
     acked = [a for a in gw.history.alerts.values() if a["acked_by"]]
     assert acked and all(a["acked_by"].startswith("hospital:w") for a in acked)
     assert all(a["acked_via"] == "mqtt" for a in acked)
-    assert _wait(lambda: sum(w.counts["acks_confirmed"] for w in workers) == len(raised))
+    eventually(lambda: sum(w.counts["acks_confirmed"] for w in workers) == len(raised), 15,
+               "not every alert's acknowledgement was confirmed")  # fmt: skip
     statuses = [r[0] for r in conn.execute("SELECT ack_status FROM alerts WHERE state='raised'")]
     assert statuses and set(statuses) == {"ok"}
 
@@ -91,11 +84,12 @@ def test_two_workers_store_each_message_exactly_once_and_ack_alerts(broker, tmp_
     again = [(t, p) for t, p, _ in sub.messages if t.endswith(("/tcb", "/observation"))][:6]
     for t, p in again:
         c.publish(t, json.dumps(p), 1).wait_for_publish(5)
-    assert _wait(lambda: sum(w.counts["duplicates"] for w in workers) >= len(again))
+    eventually(lambda: sum(w.counts["duplicates"] for w in workers) >= len(again), 15,
+               "redeliveries not seen as duplicates")  # fmt: skip
     assert rows() == before
     # an invalid message is refused, not stored
     c.publish(f"{PREFIX}/gw-test/device/tcb-01/tcb", json.dumps({"msg_id": "x"}), 1)
-    assert _wait(lambda: sum(w.counts["invalid"] for w in workers) == 1)
+    eventually(lambda: sum(w.counts["invalid"] for w in workers) == 1, 15, "not refused")
     assert rows() == before
     c.disconnect()
     c.loop_stop()
@@ -125,7 +119,8 @@ def _replay_without_one(broker, tmp_path, messages, stored_kinds) -> None:
     c.loop_start()
     for t, p in replay:
         c.publish(t, json.dumps(p), 1).wait_for_publish(5)
-    assert _wait(lambda: w.counts["stored"] == len({_key(t, p) for t, p in replay}))
+    eventually(lambda: w.counts["stored"] == len({_key(t, p) for t, p in replay}), 15,
+               "the replay was not stored")  # fmt: skip
     c.disconnect()
     c.loop_stop()
     w.stop()
@@ -204,7 +199,7 @@ def test_a_named_worker_gets_what_arrived_while_it_was_away(broker, tmp_path):
     w = Ingest(broker.host, broker.port, Store(db), worker="ward-ingest", session_expiry_s=600,
                ack_alerts=False)  # fmt: skip
     w.start()
-    assert _wait(lambda: w.counts["stored"] == 3), w.counts
+    eventually(lambda: w.counts["stored"] == 3, 15, lambda: f"stored: {w.counts}")
     w.stop()
     assert w.store.count("alerts") == 3 and w.store.gaps() == []
     w.store.close()

@@ -3,9 +3,7 @@ that spends the live trace first and counts every drop; the publisher on a real 
 
 from __future__ import annotations
 
-import json
 import logging
-import threading
 import time
 from types import SimpleNamespace
 
@@ -13,7 +11,6 @@ import numpy as np
 import paho.mqtt.client as mqtt
 import pytest
 
-from devtools.broker import start_broker
 from gateway import protocol as p
 from gateway.config import MqttSection, config_from_dict
 from gateway.device.session import DeviceSession
@@ -27,6 +24,8 @@ from gateway.publish.outbox import (
     Mark,
     Outbox,
 )
+from tests.harness.mqtt import Subscriber, start_mosquitto, subscribed_and_saved
+from tests.harness.wait import eventually
 
 MB = 1024 * 1024
 
@@ -206,34 +205,9 @@ def test_session_resumes_mid_frame_and_asks_from_before_it():
 
 @pytest.fixture
 def collector(broker):
-    got: list[tuple[str, dict, dict]] = []
-    lock = threading.Lock()
-    ready = threading.Event()
-    c = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id="collector", protocol=mqtt.MQTTv5)
-
-    def on_message(client, userdata, m):
-        props = dict(getattr(m.properties, "UserProperty", []) or [])
-        with lock:
-            got.append((m.topic, json.loads(m.payload), props))
-
-    c.on_connect = lambda cl, u, f, rc, pr: cl.subscribe("perimon/#", qos=1)
-    c.on_subscribe = lambda *a: ready.set()
-    c.on_message = on_message
-    c.connect(broker.host, broker.port)
-    c.loop_start()
-    assert ready.wait(10)
-    yield got
-    c.disconnect()
-    c.loop_stop()
-
-
-def wait_for(cond, timeout_s=30.0):
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        if cond():
-            return True
-        time.sleep(0.05)
-    return cond()
+    sub = Subscriber(broker.host, broker.port, gateway="gw-t", client_id="collector")
+    yield sub
+    sub.close()
 
 
 @pytest.mark.system
@@ -256,81 +230,54 @@ def test_publisher_keeps_messages_across_a_restart_and_deletes_them_on_puback(
     pub.start()
     assert pub.drain(30), "the outbox did not empty once the broker was reachable"
     pub.stop()
-    fhr = [(pl, pr) for t, pl, pr in collector if t.endswith("/fhr")]
+    eventually(lambda: len(collector.of("fh-01", "fhr")) == 50, 10, "not all delivered")
+    got = list(zip(collector.messages, collector.user_properties, strict=True))
+    fhr = [(m.payload, pr) for m, pr in got if m.topic.endswith("/fhr")]
     assert [pl["seq"] for pl, _ in fhr] == list(range(50))
     assert all(pr["msg_id"] == pl["msg_id"] for pl, pr in fhr)
-    assert any(t.endswith("/alert") for t, _, _ in collector)
+    assert collector.of("fh-01", "alert")
     assert Outbox(path, 10 * MB, 0).rows == 0
 
 
 @pytest.mark.system
 def test_publisher_survives_broker_kill9_without_losing_a_message(tmp_path):
-    broker = start_broker(tmp_path / "b", extra_conf=PERSISTENT_BROKER.format(dir=tmp_path / "b"))
-    seen: dict[str, int] = {}
-    order: list[int] = []
-    lock = threading.Lock()
-    sub = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id="hospital", protocol=mqtt.MQTTv5)
-    subscribed = threading.Event()
-
-    def on_message(client, userdata, m):
-        msg = json.loads(m.payload)
-        if "msg_id" in msg:
-            with lock:
-                seen[msg["msg_id"]] = seen.get(msg["msg_id"], 0) + 1
-                if seen[msg["msg_id"]] == 1:
-                    order.append(msg["seq"])
-
-    sub.on_connect = hospital_on_connect
-    sub.on_subscribe = lambda *a: subscribed.set()
-    sub.on_message = on_message
-    sub.reconnect_delay_set(0.2, 1)
-    sub.connect(broker.host, broker.port, clean_start=False, properties=session_props())
-    sub.loop_start()
-    assert subscribed.wait(10)
-    time.sleep(1.5)  # the broker saves the subscription (autosave_interval 1)
+    bdir = tmp_path / "b"
+    broker = start_mosquitto(bdir, persistent=True)
+    sub = subscribed_and_saved(broker, bdir, client_id="hospital")
     cfg = config_from_dict({"mqtt": {"host": broker.host, "port": broker.port}})
     pub = Publisher(cfg.mqtt, "gw-t", Outbox(tmp_path / "o.sqlite", 10 * MB, 0))
     pub.client.reconnect_delay_set(0.2, 1)
     pub.start()
+
+    def first_copies() -> list[dict]:
+        """The first copy of each message, in arrival order."""
+        seen: dict[str, dict] = {}
+        with sub.lock:
+            msgs = list(sub.messages)
+        for m in msgs:
+            seen.setdefault(m.payload.get("msg_id"), m.payload)
+        seen.pop(None, None)  # the publisher's own status
+        return list(seen.values())
+
     n = 0
     try:
         for _ in range(3):
             for _ in range(200):
                 pub.publish(("device", "fh-01", "fhr"), {"msg_id": f"fh-01:1:fhr:{n}", "seq": n})
                 n += 1
-                time.sleep(0.001)
+                time.sleep(0.001)  # a trace's pace, so that the kill falls mid-stream
             broker.kill()
-            time.sleep(0.3)
-            broker = start_broker(tmp_path / "b", port=broker.port,
-                                  extra_conf=PERSISTENT_BROKER.format(dir=tmp_path / "b"))  # fmt: skip
+            time.sleep(0.3)  # the broker's outage
+            broker = start_mosquitto(bdir, broker.port, persistent=True)
         assert pub.drain(60)
-        assert wait_for(lambda: len(seen) == n, 30), n - len(seen)
+        eventually(lambda: len(first_copies()) == n, 30,
+                   lambda: f"{n - len(first_copies())} messages missing")  # fmt: skip
     finally:
         pub.stop()
-        sub.disconnect()
-        sub.loop_stop()
+        sub.close()
         broker.stop()
-    assert sorted(seen) == sorted(f"fh-01:1:fhr:{i}" for i in range(n))
+    order = [m["seq"] for m in first_copies()]
+    assert sorted(m["msg_id"] for m in first_copies()) == sorted(
+        f"fh-01:1:fhr:{i}" for i in range(n)
+    )
     assert order == sorted(order), "first deliveries out of order"
-
-
-# The hospital side of the fault tests: a broker that keeps its subscribers' sessions across a
-# kill -9 (saved after every change) and a subscriber with a persistent session, so that what the
-# gateway publishes while the subscriber is still reconnecting waits for it in the broker.
-PERSISTENT_BROKER = (
-    "user root\npersistence true\npersistence_location {dir}/\nautosave_interval 1\nautosave_on_changes true\n"
-    "max_queued_messages 0\nmax_queued_bytes 0\n"
-)
-
-
-def session_props():
-    from paho.mqtt.packettypes import PacketTypes
-    from paho.mqtt.properties import Properties
-
-    props = Properties(PacketTypes.CONNECT)
-    props.SessionExpiryInterval = 3600
-    return props
-
-
-def hospital_on_connect(client, userdata, flags, reason_code, properties):
-    client.subscribe("perimon/#", qos=1)

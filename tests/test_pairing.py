@@ -12,7 +12,6 @@ import hashlib
 import hmac
 import json
 import time
-from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
@@ -28,85 +27,64 @@ from gateway.transports.simradio import SimRadioTransport
 from gateway.web.nurses import NurseAccounts
 from simulators.ble_rig import BleRig
 from simulators.fleet import DeviceSpec, Fleet
-from tests.conftest import run_micropython
-from tests.test_web import PASSWORD, USER, _json, _login, _opener
+from tests.harness.chain import gateway_config, running_fleet, running_gateway
+from tests.harness.micropython import FIRMWARE_LIB as LIB
+from tests.harness.micropython import run_micropython
+from tests.harness.wait import eventually_async
+from tests.harness.web import PASSWORD, USER, api, login, opener
 
 pytestmark = pytest.mark.system
-
-LIB = Path(__file__).resolve().parents[1] / "firmware" / "lib"
-
-
-async def _until(pred, timeout_s: float, what: str):
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        v = pred()
-        if v:
-            return v
-        await asyncio.sleep(0.1)
-    raise AssertionError(what)
 
 
 def test_button_code_confirm_enrols_the_device_with_a_new_key(tmp_path):
     radio = f"127.0.0.1:{free_port()}"
-    cfg = config_from_dict(
-        {
-            "gateway": {"id": "gw-home", "data_dir": str(tmp_path / "gw")},
-            "mqtt": {"host": "127.0.0.1", "port": free_port()},  # no broker: not needed here
-            "radio": {"listen": radio},
-            "web": {"enabled": True, "listen": f"127.0.0.1:{free_port()}"},
-        }
-    )
+    cfg = config_from_dict(gateway_config(tmp_path, "gw-home", radio=radio, web=True))  # no broker
     NurseAccounts(cfg.data_dir / "nurses.json").add(USER, PASSWORD)
     spec = DeviceSpec("fh-new", "fetal_heart", seed=2, enrolled=False)  # factory key only
 
     async def main():
-        stop = asyncio.Event()
-        gw = Gateway(cfg)
-        task = asyncio.create_task(gw.run(stop))
-        await asyncio.wait_for(gw.ready.wait(), 10)
         fleet = Fleet([spec], radio, tmp_path / "devices", gateway=cfg)
         dev = fleet.devices[0]
-        await fleet.start()
-        try:
+        async with running_gateway(Gateway(cfg)) as gw, running_fleet(fleet):
             # not enrolled: refused, listed as unknown, nothing processed
-            await _until(lambda: "fh-new" in gw.unknown, 10, "never refused")
+            await eventually_async(lambda: "fh-new" in gw.unknown, 10, "never refused")
             assert "fh-new" not in gw.sessions
             await dev.press_button()
-            await _until(lambda: dev.console_lines("PAIR open"), 5, "window did not open")
+            await eventually_async(lambda: dev.console_lines("PAIR open"), 5, "window did not open")
             # the gateway's page (nurse login, X-Perimon header on writes)
             url = gw.web.url
-            opener, _ = _opener(False)
-            page = await asyncio.to_thread(opener.open, url + "/pairing", None, 10)
+            nurse, _ = opener()
+            page = await asyncio.to_thread(nurse.open, url + "/pairing", None, 10)
             assert page.url.endswith("/login")  # not logged in yet
-            await asyncio.to_thread(_login, opener, url)
-            page = await asyncio.to_thread(opener.open, url + "/pairing", None, 10)
+            await asyncio.to_thread(login, nurse, url)
+            page = await asyncio.to_thread(nurse.open, url + "/pairing", None, 10)
             assert b"Pair a new monitor" in page.read()
 
             def listed():
-                return _json(opener, url, "/api/pairing")[1]["devices"]
+                return api(nurse, url, "/api/pairing")[1]["devices"]
 
-            deadline = time.monotonic() + 10
-            while not (devices := await asyncio.to_thread(listed)):
-                assert time.monotonic() < deadline, "not listed as wanting to pair"
-                await asyncio.sleep(0.2)
+            devices = await eventually_async(lambda: asyncio.to_thread(listed), 10,
+                                             "not listed as wanting to pair", every_s=0.2)  # fmt: skip
             first = devices[0]
             assert first["device_id"] == "fh-new" and first["state"] == "wants_to_pair"
             assert first["device_type"] == "fetal_heart"
             start = "/api/pairing/fh-new/start"
-            status, body = await asyncio.to_thread(_json, opener, url, start, {}, False)
+            status, body = await asyncio.to_thread(api, nurse, url, start, {}, False)
             assert status == 403  # no CSRF header: refused
-            status, entry = await asyncio.to_thread(_json, opener, url, start, {})
+            status, entry = await asyncio.to_thread(api, nurse, url, start, {})
             assert status == 200, entry
-            shown = await _until(lambda: dev.console_lines("PAIR code "), 5, "no code shown")
+            shown = await eventually_async(
+                lambda: dev.console_lines("PAIR code "), 5, "no code shown"
+            )
             assert shown[-1] == "PAIR code " + entry["code"]  # the same code on both
             assert len(entry["code"]) == 4 and set(entry["code"]) <= set("123456789")
-            await _until(
+            await eventually_async(
                 lambda: any(x.startswith("led magenta") for x in dev.indicators()), 5, "no blink"
             )  # the device blinks and beeps the code
             # confirming before the press on the device waits for it
             confirm = "/api/pairing/fh-new/confirm"
-            confirming = asyncio.create_task(asyncio.to_thread(_json, opener, url, confirm, {}))
-            await asyncio.sleep(1.5)
+            confirming = asyncio.create_task(asyncio.to_thread(api, nurse, url, confirm, {}))
+            await asyncio.sleep(1.5)  # the user looks at the code: the confirmation still waits
             assert not confirming.done()
             assert json.loads((dev.dir / "device.json").read_text())["key"] == dev.key.hex()
             await dev.press_button()  # the codes match: the user presses the button
@@ -117,15 +95,13 @@ def test_button_code_confirm_enrols_the_device_with_a_new_key(tmp_path):
             stored = json.loads((dev.dir / "device.json").read_text())["key"]
             assert stored == enrolled.key.hex()  # the device keeps the agreed key
             # it comes back as an enrolled device: a signed session, its frames accepted
-            session = await _until(lambda: gw.sessions.get("fh-new"), 10, "no session")
-            await _until(lambda: session.auth.established, 10, "no authenticated session")
-            await _until(lambda: session.state.stats.frames > 50, 10, "no frames accepted")
+            session = await eventually_async(lambda: gw.sessions.get("fh-new"), 10, "no session")
+            await eventually_async(lambda: session.auth.established, 10, "no authenticated session")
+            await eventually_async(
+                lambda: session.state.stats.frames > 50, 10, "no frames accepted"
+            )
             assert session.state.stats.auth_failed == 0
             assert fleet.alive() == ["fh-new"]
-        finally:
-            await fleet.stop()
-            stop.set()
-            await task
 
     asyncio.run(main())
 
@@ -144,7 +120,7 @@ def test_pairing_over_ble_from_the_button_to_a_streaming_enrolled_device(tmp_pat
             gw, dev = rig.gw, rig.fleet.devices[1]
             gw.transport.silent_device_s = 2.0  # the pairing link must outlive this
             await rig.wait_connected(["fh-01"])
-            await asyncio.sleep(1.5)
+            await asyncio.sleep(1.5)  # a while of the button not pressed: nothing happens
             assert "fh-new" not in rig.links and "fh-new" not in gw.unknown  # not even tried
             await dev.press_button()
             await rig.until(lambda: dev.console_lines("PAIR open"), 5, "window did not open")
@@ -160,7 +136,7 @@ def test_pairing_over_ble_from_the_button_to_a_streaming_enrolled_device(tmp_pat
             shown = await rig.until(lambda: dev.console_lines("PAIR code "), 5, "no code shown")
             assert shown[-1] == "PAIR code " + entry["code"]
             confirming = asyncio.create_task(manager.confirm("fh-new"))
-            await asyncio.sleep(1.0)
+            await asyncio.sleep(1.0)  # the user looks at the code: the confirmation still waits
             assert not confirming.done()  # waits for the press on the device
             await dev.press_button()
             done = await asyncio.wait_for(confirming, 30)
@@ -506,7 +482,7 @@ def test_gateway_label_pairing_detects_a_swapped_device_value(tmp_path):
             dev = _LabelDevice(secret, swap)
             assert not m.wants(dev)
             task = asyncio.create_task(m.pair_by_label("fh-x", "fetal_heart", secret, 5.0))
-            await _until(lambda d=dev: m.wants(d), 2, "the label pairing does not wait")
+            await eventually_async(lambda d=dev: m.wants(d), 2, "the label pairing does not wait")
             await m.on_link(dev)
             if swap:
                 with pytest.raises(gp.PairingError, match="does not verify with this label"):
@@ -529,25 +505,14 @@ def test_jaundice_meter_pairs_by_its_label_and_sends_a_signed_reading(tmp_path):
     the first label PAIR (in the fleet's 128 KiB heap), agrees on a new key and comes back
     with it; its frames then arrive signed with that key."""
     radio = f"127.0.0.1:{free_port()}"
-    cfg = config_from_dict(
-        {
-            "gateway": {"id": "gw-home", "data_dir": str(tmp_path / "gw")},
-            "mqtt": {"host": "127.0.0.1", "port": free_port()},  # no broker: not needed here
-            "radio": {"listen": radio},
-        }
-    )
+    cfg = config_from_dict(gateway_config(tmp_path, "gw-home", radio=radio))  # no broker
     spec = DeviceSpec("tcb-new", "jaundice", seed=5, enrolled=False, press_every_s=3.0)
 
     async def main():
-        stop = asyncio.Event()
-        gw = Gateway(cfg)
-        task = asyncio.create_task(gw.run(stop))
-        await asyncio.wait_for(gw.ready.wait(), 10)
         fleet = Fleet([spec], radio, tmp_path / "devices", gateway=cfg)
         dev = fleet.devices[0]
-        await fleet.start()
-        try:
-            await _until(lambda: "tcb-new" in gw.unknown, 10, "never refused")
+        async with running_gateway(Gateway(cfg)) as gw, running_fleet(fleet):
+            await eventually_async(lambda: "tcb-new" in gw.unknown, 10, "never refused")
             t0 = time.monotonic()
             done = await gw.pairing.pair_by_label("tcb-new", "jaundice", dev.pair_secret)
             print(f"jaundice meter paired by label in {time.monotonic() - t0:.1f} s")
@@ -555,16 +520,12 @@ def test_jaundice_meter_pairs_by_its_label_and_sends_a_signed_reading(tmp_path):
             key = Enrolment(enrolment_path(cfg)).get("tcb-new").key
             assert key != dev.key and dev.pair_secret not in key
             assert json.loads((dev.dir / "device.json").read_text())["key"] == key.hex()
-            session = await _until(lambda: gw.sessions.get("tcb-new"), 10, "no session")
-            await _until(lambda: session.auth.established, 10, "no authenticated session")
+            session = await eventually_async(lambda: gw.sessions.get("tcb-new"), 10, "no session")
+            await eventually_async(lambda: session.auth.established, 10, "no authenticated session")
             assert session.auth.device_key == key
             readings = session.state.stats.frames
-            await _until(lambda: session.state.stats.frames > readings, 15, "no reading")
+            await eventually_async(lambda: session.state.stats.frames > readings, 15, "no reading")
             assert session.state.stats.auth_failed == 0 and fleet.alive() == ["tcb-new"]
-        finally:
-            await fleet.stop()
-            stop.set()
-            await task
 
     asyncio.run(main())
 

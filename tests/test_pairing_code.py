@@ -30,11 +30,12 @@ from gateway.device.enrolment import Enrolment, enrolment_path
 from gateway.web import pair_code, scan
 from gateway.web.nurses import NurseAccounts
 from simulators.fleet import DeviceSpec, Fleet
-from tests.conftest import ARTIFACTS
-from tests.test_browser_nurse_view import CHROMIUM, CHROMIUM_ARGS
-from tests.test_pairing import _until
-from tests.test_provision import _cfg, device_on_pty  # noqa: F401  (a fixture)
-from tests.test_web import PASSWORD, USER, _json, _login, _opener
+from tests.harness.browser import CHROMIUM, CHROMIUM_ARGS
+from tests.harness.chain import gateway_config
+from tests.harness.console import gateway_toml
+from tests.harness.paths import ARTIFACTS
+from tests.harness.wait import eventually_async
+from tests.harness.web import PASSWORD, USER, api, login, opener
 
 PHONE = {"width": 390, "height": 844}
 
@@ -55,10 +56,10 @@ def _scan(image: Path) -> str:
 
 
 @pytest.mark.system
-def test_provision_writes_a_label_with_the_pairing_secret_not_the_key(tmp_path, device_on_pty):  # noqa: F811
+def test_provision_writes_a_label_with_the_pairing_secret_not_the_key(tmp_path, device_on_pty):
     port, settings, proc = device_on_pty("fetal_heart")
     label = tmp_path / "fh-41.png"
-    rc = cli_main(["provision", port, "--id", "fh-41", "--config", _cfg(tmp_path),
+    rc = cli_main(["provision", port, "--id", "fh-41", "--config", gateway_toml(tmp_path),
                    "--label", str(label), "--pair-url", "http://gw-home.local:8080/pair"])  # fmt: skip
     assert rc == 0
     proc.wait(10)
@@ -105,14 +106,7 @@ def test_codes_that_are_not_a_monitors_are_refused_with_a_reason():
 def test_scan_the_label_confirm_and_the_monitor_streams(tmp_path, monkeypatch):
     monkeypatch.setattr(scan, "LINK_WAIT_S", 9.0)  # under the client's 10 s
     radio = f"127.0.0.1:{free_port()}"
-    cfg = config_from_dict(
-        {
-            "gateway": {"id": "gw-home", "data_dir": str(tmp_path / "gw")},
-            "mqtt": {"host": "127.0.0.1", "port": free_port()},  # no broker: not needed here
-            "radio": {"listen": radio},
-            "web": {"enabled": True, "listen": f"127.0.0.1:{free_port()}"},
-        }
-    )
+    cfg = config_from_dict(gateway_config(tmp_path, "gw-home", radio=radio, web=True))  # no broker
     NurseAccounts(cfg.data_dir / "nurses.json").add(USER, PASSWORD)
     specs = [DeviceSpec("fh-new", "fetal_heart", seed=3, enrolled=False),
              DeviceSpec("fh-other", "fetal_heart", seed=4, enrolled=False)]  # fmt: skip
@@ -169,7 +163,7 @@ def test_scan_the_label_confirm_and_the_monitor_streams(tmp_path, monkeypatch):
             return seen
 
         try:
-            await _until(lambda: "fh-new" in gw.unknown, 10, "never refused")
+            await eventually_async(lambda: "fh-new" in gw.unknown, 10, "never refused")
             # the label, printed when the monitor was provisioned, read by the phone's camera
             label = write_label(tmp_path / "label.png", "fh-new", "fetal_heart", dev.pair_secret)
             link = _scan(label)
@@ -179,17 +173,17 @@ def test_scan_the_label_confirm_and_the_monitor_streams(tmp_path, monkeypatch):
             code = urllib.parse.parse_qs(parts.fragment)["c"][0]
 
             # a damaged or edited code, or another kind of code: refused, with the reason
-            opener, _ = _opener(False)
-            status, body = await call(_json, opener, url, "/api/pair/check", {"code": code})
+            nurse, _ = opener()
+            status, body = await call(api, nurse, url, "/api/pair/check", {"code": code})
             assert status == 401  # not logged in: nothing is said about the code
-            await call(_login, opener, url)
+            await call(login, nurse, url)
             edited = code[:12] + ("A" if code[12] != "A" else "B") + code[13:]
             for bad, why in ((edited, "changed or misread"),
                              ("https://example.org/menu", "not the code of a perimon monitor"),
                              (_old_label("fh-new", dev.key), "older version")):  # fmt: skip
-                status, body = await call(_json, opener, url, "/api/pair/add", {"code": bad})
+                status, body = await call(api, nurse, url, "/api/pair/add", {"code": bad})
                 assert status == 400 and why in body["error"], body
-            status, _ = await call(_json, opener, url, "/api/pair/add", {"code": code}, False)
+            status, _ = await call(api, nurse, url, "/api/pair/add", {"code": code}, False)
             assert status == 403  # no CSRF header
             assert book.devices() == {}
 
@@ -211,24 +205,26 @@ def test_scan_the_label_confirm_and_the_monitor_streams(tmp_path, monkeypatch):
             assert key != dev.key and dev.pair_secret not in key and set(allowed) == {"fh-new"}
             assert json.loads((dev.dir / "device.json").read_text())["key"] == key.hex()
             session = gw.sessions["fh-new"]
-            await _until(lambda: session.state.stats.frames > 50, 15, "no frames accepted")
+            await eventually_async(
+                lambda: session.state.stats.frames > 50, 15, "no frames accepted"
+            )
             assert session.auth.established and session.auth.device_key == key
             assert session.state.stats.auth_failed == 0
-            status, body = await call(_json, opener, url, "/api/pair/check", {"code": code})
+            status, body = await call(api, nurse, url, "/api/pair/check", {"code": code})
             assert status == 200 and body["state"] == "paired"  # scanning again changes nothing
-            status, body = await call(_json, opener, url, "/api/pair/add", {"code": code})
+            status, body = await call(api, nurse, url, "/api/pair/add", {"code": code})
             assert status == 200 and "already paired" in body["message"]
             assert book.get("fh-new").key == key
 
             # a forged label: the right id, another secret. The monitor finds the gateway's
             # commitment does not verify and ends the exchange: no key changes on either side
             forged = pair_code.encode("fh-other", "fetal_heart", bytes(16))
-            status, body = await call(_json, opener, url, "/api/pair/add", {"code": forged})
+            status, body = await call(api, nurse, url, "/api/pair/add", {"code": forged})
             assert status == 409 and "does not hold this label's secret" in body["error"], body
             assert "Nothing was changed" in body["error"] and book.get("fh-other") is None
             assert allowed == {"fh-new"}  # the allowlist entry for the attempt is taken back
             assert json.loads((other.dir / "device.json").read_text())["key"] == other.key.hex()
-            await _until(lambda: other.console_lines("PAIR closed commitment mismatch"), 5,
+            await eventually_async(lambda: other.console_lines("PAIR closed commitment mismatch"), 5,
                          "the monitor did not end the exchange")  # fmt: skip
             s_other = gw.sessions.get("fh-other")
             assert s_other is None or not s_other.auth.established

@@ -6,50 +6,15 @@ from __future__ import annotations
 import json
 import os
 import subprocess
-import tty
 
 import pytest
 
 from gateway.cli import main as cli_main
 from gateway.device.enrolment import Enrolment
 from simulators.fleet import FIRMWARE_DIR, micropython_binary
+from tests.harness.console import gateway_toml
 
 pytestmark = pytest.mark.system
-
-
-@pytest.fixture
-def device_on_pty(tmp_path):
-    """The firmware in provisioning mode, its console on the master side of a pty; the slave
-    path is what the host sees (like /dev/ttyACM0)."""
-    procs = []
-
-    def start(kind: str, settings: dict | None = None):
-        path = tmp_path / f"{kind}.json"
-        if settings is not None:
-            path.write_text(json.dumps(settings))
-        master, slave = os.openpty()
-        tty.setraw(slave)  # no echo or line editing before the host opens the port
-        proc = subprocess.Popen(
-            [micropython_binary(), "-X", "heapsize=128K", str(FIRMWARE_DIR / kind / "main.py"),
-             str(path), "provision"],
-            stdin=master, stdout=master, stderr=subprocess.PIPE,
-        )  # fmt: skip
-        os.close(master)
-        procs.append((proc, slave))
-        return os.ttyname(slave), path, proc
-
-    yield start
-    for proc, slave in procs:
-        if proc.poll() is None:
-            proc.kill()
-        proc.wait()
-        os.close(slave)
-
-
-def _cfg(tmp_path) -> str:
-    cfg = tmp_path / "perimon.toml"
-    cfg.write_text(f'[gateway]\nid = "gw-ward3"\ndata_dir = "{tmp_path / "gw"}"\n')
-    return str(cfg)
 
 
 def test_provision_writes_id_key_gateway_and_calibration_and_enrols(tmp_path, device_on_pty):
@@ -59,7 +24,7 @@ def test_provision_writes_id_key_gateway_and_calibration_and_enrols(tmp_path, de
     (tmp_path / "cal.json").write_text(json.dumps(cal))
     port, settings, proc = device_on_pty("jaundice", {"radio": "127.0.0.1:9"})
     rc = cli_main(["provision", port, "--id", "tcb-07", "--calibration",
-                   str(tmp_path / "cal.json"), "--config", _cfg(tmp_path)])  # fmt: skip
+                   str(tmp_path / "cal.json"), "--config", gateway_toml(tmp_path)])  # fmt: skip
     assert rc == 0
     assert proc.wait(10) == 0  # the console ends after QUIT
     stored = json.loads(settings.read_text())
@@ -76,7 +41,7 @@ def test_two_devices_get_different_keys(tmp_path, device_on_pty):
     keys = []
     for dev in ("fh-21", "fh-22"):
         port, settings, proc = device_on_pty("fetal_heart")
-        assert cli_main(["provision", port, "--id", dev, "--config", _cfg(tmp_path)]) == 0
+        assert cli_main(["provision", port, "--id", dev, "--config", gateway_toml(tmp_path)]) == 0
         proc.wait(10)
         keys.append(json.loads(settings.read_text())["key"])
         settings.unlink()
@@ -114,7 +79,7 @@ def test_a_port_without_a_device_is_a_one_line_error(tmp_path, capsys):
     master, slave = os.openpty()
     try:
         rc = cli_main(["provision", os.ttyname(slave), "--id", "fh-01", "--timeout", "0.3",
-                       "--config", _cfg(tmp_path)])  # fmt: skip
+                       "--config", gateway_toml(tmp_path)])  # fmt: skip
     finally:
         os.close(master)
         os.close(slave)
@@ -131,7 +96,7 @@ def test_a_label_that_cannot_be_written_stops_before_the_device_keeps_anything(
     nothing is enrolled; a label that can be written is readable by its owner only."""
     port, settings, proc = device_on_pty("fetal_heart")
     missing = tmp_path / "no-such-dir" / "fh-42.svg"
-    rc = cli_main(["provision", port, "--id", "fh-42", "--config", _cfg(tmp_path),
+    rc = cli_main(["provision", port, "--id", "fh-42", "--config", gateway_toml(tmp_path),
                    "--label", str(missing)])  # fmt: skip
     assert rc == 2
     err = capsys.readouterr().err
@@ -139,7 +104,7 @@ def test_a_label_that_cannot_be_written_stops_before_the_device_keeps_anything(
     assert not settings.exists() or "key" not in json.loads(settings.read_text())
     assert not (tmp_path / "gw" / "enrolment.json").exists()
     label = tmp_path / "fh-42.svg"
-    rc = cli_main(["provision", port, "--id", "fh-42", "--config", _cfg(tmp_path),
+    rc = cli_main(["provision", port, "--id", "fh-42", "--config", gateway_toml(tmp_path),
                    "--label", str(label)])  # fmt: skip
     assert rc == 0
     assert proc.wait(10) == 0

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import time
-from datetime import UTC, datetime, timedelta
 
 import pytest
 
@@ -13,7 +12,9 @@ from devtools.broker import free_port
 from gateway.app import Gateway
 from gateway.config import config_from_dict
 from simulators.fleet import DeviceSpec, Fleet
-from tests.test_e2e import Collector
+from tests.harness.chain import gateway_config, newborn
+from tests.harness.mqtt import Subscriber
+from tests.harness.wait import eventually_async
 
 pytestmark = pytest.mark.system
 
@@ -23,19 +24,13 @@ def test_reading_taken_before_the_gateway_runs_arrives_once_on_connect(broker, t
                                                                       transport):  # fmt: skip
     spec = DeviceSpec("tcb-01", "jaundice", seed=5, press_every_s=3600.0)  # one press only
     radio = f"127.0.0.1:{free_port()}"
-    radio_cfg = {"listen": radio}
+    raw = gateway_config(tmp_path, mqtt={"host": broker.host, "port": broker.port}, radio=radio,
+                         processing={"status_interval_s": 1.0}, devices=newborn())  # fmt: skip
     if transport == "serial":
-        radio_cfg = {"transport": "serial",
-                     "serial_ports": str(tmp_path / "devices" / "tcb-01" / "usb")}  # fmt: skip
-    birth = (datetime.now(UTC) - timedelta(hours=40)).isoformat()
-    cfg = config_from_dict({
-        "gateway": {"id": "gw-test", "data_dir": str(tmp_path / "gw")},
-        "mqtt": {"host": broker.host, "port": broker.port},
-        "radio": radio_cfg,
-        "processing": {"status_interval_s": 1.0},
-        "devices": {"tcb-01": {"birth_time": birth, "ga_weeks": 38}},
-    })  # fmt: skip
-    sub = Collector(broker)
+        raw["radio"] = {"transport": "serial",
+                        "serial_ports": str(tmp_path / "devices" / "tcb-01" / "usb")}  # fmt: skip
+    cfg = config_from_dict(raw)
+    sub = Subscriber(broker.host, broker.port)
 
     async def main() -> float:
         fleet = Fleet([spec], radio, tmp_path / "devices", radio_kind=transport, gateway=cfg)
@@ -47,8 +42,7 @@ def test_reading_taken_before_the_gateway_runs_arrives_once_on_connect(broker, t
             assert "tcb-01" in fleet.alive()
             task = asyncio.create_task(Gateway(cfg).run(stop))
             t0 = time.monotonic()
-            while not sub.of("tcb-01", "tcb") and time.monotonic() - t0 < 20:
-                await asyncio.sleep(0.1)
+            await eventually_async(lambda: sub.of("tcb-01", "tcb"), 20, "the reading never came")
             waited = time.monotonic() - t0
             await asyncio.sleep(2.0)  # nothing more may follow: one press, one reading
             return waited

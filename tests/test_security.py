@@ -6,13 +6,9 @@ tampered with get no reading into MQTT; the genuine device's readings arrive."""
 from __future__ import annotations
 
 import asyncio
-import json
 import secrets
-import ssl
 import struct
-import threading
 
-import paho.mqtt.client as mqtt
 import pytest
 
 from devtools.broker import free_port
@@ -22,43 +18,11 @@ from gateway.app import Gateway
 from gateway.config import config_from_dict
 from gateway.device.enrolment import Enrolment, enrolment_path
 from simulators.fleet import DeviceSpec, Fleet
+from tests.harness.chain import gateway_config, running_fleet, running_gateway
+from tests.harness.mqtt import PREFIX, Subscriber
+from tests.harness.wait import eventually_async
 
 pytestmark = pytest.mark.system
-
-PREFIX = "perimon/v1"
-
-
-class Hospital:
-    """The hospital's ingest client: TLS with its own certificate, reads everything."""
-
-    def __init__(self, tls) -> None:
-        self.messages: list[tuple[str, dict]] = []
-        self.lock = threading.Lock()
-        ready = threading.Event()
-        self.c = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, protocol=mqtt.MQTTv5)
-        self.c.tls_set(ca_certs=str(tls.certs / "ca.crt"),
-                       certfile=str(tls.certs / "hospital-ingest.crt"),
-                       keyfile=str(tls.certs / "hospital-ingest.key"),
-                       cert_reqs=ssl.CERT_REQUIRED)  # fmt: skip
-        self.c.on_connect = lambda c, u, f, rc, pr: c.subscribe(f"{PREFIX}/#", qos=1)
-        self.c.on_subscribe = lambda *a: ready.set()
-        self.c.on_message = self._on_message
-        self.c.connect("127.0.0.1", tls.cert_port)
-        self.c.loop_start()
-        assert ready.wait(10)
-
-    def _on_message(self, c, u, m) -> None:
-        with self.lock:
-            self.messages.append((m.topic, json.loads(m.payload)))
-
-    def kinds(self, device: str) -> set[str]:
-        with self.lock:
-            return {t.rsplit("/", 1)[1] for t, _ in self.messages
-                    if t.startswith(f"{PREFIX}/gw-test/device/{device}/")}  # fmt: skip
-
-    def close(self) -> None:
-        self.c.disconnect()
-        self.c.loop_stop()
 
 
 async def tampering_proxy(upstream: str) -> tuple[asyncio.Server, list[int]]:
@@ -105,17 +69,17 @@ def tls(tmp_path):
     b.stop()
 
 
+def tls_gateway_config(tmp_path, tls, radio: str) -> dict:
+    """The gateway of deploy/mosquitto/: TLS with its own client certificate."""
+    mqtt = {"host": "127.0.0.1", "port": tls.cert_port, "tls": True,
+            "ca_file": str(tls.certs / "ca.crt"), "cert_file": str(tls.certs / "gw-test.crt"),
+            "key_file": str(tls.certs / "gw-test.key")}  # fmt: skip
+    return gateway_config(tmp_path, mqtt=mqtt, radio=radio, processing={"status_interval_s": 1.0})
+
+
 def test_only_enrolled_untampered_devices_get_readings_into_mqtt(tls, tmp_path):
     radio = f"127.0.0.1:{free_port()}"
-    cfg = config_from_dict({
-        "gateway": {"id": "gw-test", "data_dir": str(tmp_path / "gw")},
-        "mqtt": {"host": "127.0.0.1", "port": tls.cert_port, "tls": True,
-                 "ca_file": str(tls.certs / "ca.crt"),
-                 "cert_file": str(tls.certs / "gw-test.crt"),
-                 "key_file": str(tls.certs / "gw-test.key")},
-        "radio": {"listen": radio},
-        "processing": {"status_interval_s": 1.0},
-    })  # fmt: skip
+    cfg = config_from_dict(tls_gateway_config(tmp_path, tls, radio))
     jaundice = {"kind": "jaundice", "skin_group": "medium", "press_every_s": 3.0}
     specs = [
         DeviceSpec("fh-01", "fetal_heart", seed=3, fhr_bpm=140.0),
@@ -124,35 +88,28 @@ def test_only_enrolled_untampered_devices_get_readings_into_mqtt(tls, tmp_path):
         DeviceSpec("tcb-04", seed=7, signed=False, **jaundice),  # no key: unsigned frames
     ]
     Enrolment(enrolment_path(cfg)).enrol("tcb-03", "jaundice", secrets.token_bytes(32))
-    hospital = Hospital(tls)
+    hospital = Subscriber("127.0.0.1", tls.cert_port, tls=tls)
 
     async def main():
-        stop = asyncio.Event()
-        gw = Gateway(cfg)
-        task = asyncio.create_task(gw.run(stop))
-        await asyncio.wait_for(gw.ready.wait(), 10)
-        proxy, tampered = await tampering_proxy(radio)
-        proxied = f"127.0.0.1:{proxy.sockets[0].getsockname()[1]}"
-        fleets = [
-            Fleet(specs, radio, tmp_path / "devices", gateway=cfg),
-            Fleet([DeviceSpec("fh-05", "fetal_heart", seed=9)], proxied, tmp_path / "mitm",
-                  gateway=cfg),
-        ]  # fmt: skip
-        for f in fleets:
-            await f.start()
-        try:
-            for _ in range(60):  # until the genuine device's FHR is out, 30 s at most
-                await asyncio.sleep(0.5)
-                if "fhr" in hospital.kinds("fh-01") and tampered[0] > 20:
-                    break
-            await asyncio.sleep(2.0)
-            assert fleets[0].alive() == [s.device_id for s in specs]
-        finally:
-            for f in fleets:
-                await f.stop()
-            proxy.close()
-            stop.set()
-            await task
+        async with running_gateway(Gateway(cfg)) as gw:
+            proxy, tampered = await tampering_proxy(radio)
+            proxied = f"127.0.0.1:{proxy.sockets[0].getsockname()[1]}"
+            mitm = Fleet([DeviceSpec("fh-05", "fetal_heart", seed=9)], proxied, tmp_path / "mitm",
+                         gateway=cfg)  # fmt: skip
+            try:
+                async with (
+                    running_fleet(Fleet(specs, radio, tmp_path / "devices", gateway=cfg)) as fleet,
+                    running_fleet(mitm),
+                ):
+                    await eventually_async(
+                        lambda: "fhr" in hospital.kinds("fh-01") and tampered[0] > 20, 30,
+                        lambda: f"genuine FHR {hospital.kinds('fh-01')}, {tampered[0]} tampered",
+                    )  # fmt: skip
+                    # two seconds more of the others trying: none of them may get through
+                    await asyncio.sleep(2.0)
+                    assert fleet.alive() == [s.device_id for s in specs]
+            finally:
+                proxy.close()
         return gw, tampered[0]
 
     gw, n_tampered = asyncio.run(main())
@@ -165,29 +122,29 @@ def test_only_enrolled_untampered_devices_get_readings_into_mqtt(tls, tmp_path):
     assert hospital.kinds("tcb-02") == set() and "tcb-02" not in gw.sessions
     for dev in ("tcb-03", "tcb-04", "fh-05"):
         assert hospital.kinds(dev) <= {"status", "alert"}, (dev, hospital.kinds(dev))
-        alerts = {m["alert"] for t, m in hospital.messages if t.endswith(f"/{dev}/alert")}
+        alerts = {m["alert"] for t, m, _ in hospital.messages if t.endswith(f"/{dev}/alert")}
         assert alerts <= {"device_unverified"}, (dev, alerts)  # no finding of its own
     assert _alerts(hospital, "tcb-03") == ["raised"]  # the wrong key is reported
     assert gw.sessions["tcb-03"].state.stats.auth_failed >= 1  # its session reply fails
     assert gw.sessions["tcb-04"].state.stats.unsigned >= 1
     fh5 = gw.sessions["fh-05"].state.stats
     assert n_tampered > 20 and fh5.auth_failed >= n_tampered - 5, (n_tampered, fh5)
-    fh5_alerts = [m for t, m in hospital.messages if t == f"{PREFIX}/gw-test/device/fh-05/alert"]
+    fh5_alerts = [m for t, m, _ in hospital.messages if t == f"{PREFIX}/gw-test/device/fh-05/alert"]
     assert [m["state"] for m in fh5_alerts][:1] == ["raised"], fh5_alerts  # altered frames
     # the stranger is reported, retained, with no data of its own
-    unknown = [m for t, m in hospital.messages if t == f"{PREFIX}/gw-test/unknown_devices"]
+    unknown = [m for t, m, _ in hospital.messages if t == f"{PREFIX}/gw-test/unknown_devices"]
     assert unknown and unknown[-1]["devices"][0]["device_id"] == "tcb-02"
     assert unknown[-1]["devices"][0]["reason"] == "not enrolled"
     # the counters are in the published device status, for the hospital to alarm on
-    status = [m for t, m in hospital.messages
+    status = [m for t, m, _ in hospital.messages
               if t == f"{PREFIX}/gw-test/device/fh-05/status"][-1]  # fmt: skip
     assert status["stats"]["auth_failed"] >= 1
 
 
-def _alerts(hospital: Hospital, device: str) -> list[str]:
+def _alerts(hospital: Subscriber, device: str) -> list[str]:
     """The states of the device's device_unverified alerts published so far, in order."""
     with hospital.lock:
-        return [m["state"] for t, m in hospital.messages
+        return [m["state"] for t, m, _ in hospital.messages
                 if t == f"{PREFIX}/gw-test/device/{device}/alert"
                 and m["alert"] == "device_unverified"]  # fmt: skip
 
@@ -197,47 +154,23 @@ def test_a_device_that_does_not_prove_its_enrolled_key_raises_an_alert(tls, tmp_
     its session challenge fails, and the gateway raises device_unverified on MQTT instead of
     only counting auth_failed; once it answers with the enrolled key again, it is cleared."""
     radio = f"127.0.0.1:{free_port()}"
-    cfg = config_from_dict({
-        "gateway": {"id": "gw-test", "data_dir": str(tmp_path / "gw")},
-        "mqtt": {"host": "127.0.0.1", "port": tls.cert_port, "tls": True,
-                 "ca_file": str(tls.certs / "ca.crt"),
-                 "cert_file": str(tls.certs / "gw-test.crt"),
-                 "key_file": str(tls.certs / "gw-test.key")},
-        "radio": {"listen": radio},
-        "processing": {"status_interval_s": 1.0},
-    })  # fmt: skip
+    cfg = config_from_dict(tls_gateway_config(tmp_path, tls, radio))
     spec = DeviceSpec("fh-07", "fetal_heart", seed=11, enrolled=False)
     book = Enrolment(enrolment_path(cfg))
     book.enrol("fh-07", "fetal_heart", secrets.token_bytes(32))  # not the device's key
-    hospital = Hospital(tls)
-
-    async def until(pred, timeout_s: float, what: str) -> None:
-        for _ in range(int(timeout_s * 10)):
-            if pred():
-                return
-            await asyncio.sleep(0.1)
-        raise AssertionError(what)
+    hospital = Subscriber("127.0.0.1", tls.cert_port, tls=tls)
 
     async def main():
-        stop = asyncio.Event()
-        gw = Gateway(cfg)
-        task = asyncio.create_task(gw.run(stop))
-        await asyncio.wait_for(gw.ready.wait(), 10)
         fleet = Fleet([spec], radio, tmp_path / "devices", gateway=cfg)
-        await fleet.start()
-        try:
-            await until(lambda: _alerts(hospital, "fh-07") == ["raised"], 20, "no alert")
+        async with running_gateway(Gateway(cfg)) as gw, running_fleet(fleet):
+            await eventually_async(lambda: _alerts(hospital, "fh-07") == ["raised"], 20, "no alert")
             session = gw.sessions["fh-07"]
             assert session.link is not None and not session.auth.established
             book.enrol("fh-07", "fetal_heart", fleet.devices[0].key)  # its key again
             await session.link.close()  # it reconnects, and proves the enrolled key
-            await until(lambda: _alerts(hospital, "fh-07") == ["raised", "cleared"], 30,
-                        f"not cleared: {_alerts(hospital, 'fh-07')}")  # fmt: skip
+            await eventually_async(lambda: _alerts(hospital, "fh-07") == ["raised", "cleared"], 30,
+                                   lambda: f"not cleared: {_alerts(hospital, 'fh-07')}")  # fmt: skip
             assert session.auth.established
-        finally:
-            await fleet.stop()
-            stop.set()
-            await task
 
     asyncio.run(main())
     hospital.close()

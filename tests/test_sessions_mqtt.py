@@ -4,7 +4,6 @@ its report PDF is fetched over the MQTT command channel, rendered to PNG and che
 
 from __future__ import annotations
 
-import asyncio
 import json
 import shutil
 import subprocess
@@ -19,9 +18,11 @@ from paho.mqtt.properties import Properties
 
 from gateway.processing import recording
 from simulators.fleet import DeviceSpec
-from tests.conftest import ARTIFACTS
-from tests.test_contract import validator
-from tests.test_e2e import PREFIX, run_chain
+from tests.harness.chain import run_chain
+from tests.harness.contract import validator
+from tests.harness.mqtt import PREFIX
+from tests.harness.paths import ARTIFACTS
+from tests.harness.wait import eventually_async
 
 pytestmark = pytest.mark.system
 
@@ -52,25 +53,14 @@ class Hospital:
         self.c.publish(topic, json.dumps(body), 1, False, props).wait_for_publish(5)
 
     async def answer(self, corr: bytes, timeout_s: float = 15.0):
-        for _ in range(int(timeout_s * 10)):
-            for payload, ctype, c in self.got:
-                if c == corr:
-                    return payload, ctype
-            await asyncio.sleep(0.1)
-        raise AssertionError(f"no answer to {corr!r}")
+        def answered():
+            return next(((payload, ctype) for payload, ctype, c in self.got if c == corr), None)
+
+        return await eventually_async(answered, timeout_s, f"no answer to {corr!r}")
 
     def close(self) -> None:
         self.c.disconnect()
         self.c.loop_stop()
-
-
-async def _wait(predicate, timeout_s: float, what: str):
-    for _ in range(int(timeout_s * 10)):
-        v = predicate()
-        if v:
-            return v
-        await asyncio.sleep(0.1)
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 def test_a_prescribed_session_is_published_delivered_and_its_report_fetched(
@@ -96,11 +86,11 @@ def test_a_prescribed_session_is_published_delivered_and_its_report_fetched(
         def done():
             return [s for s in rec.store.sessions("fh-01") if s["status"] == "complete"]
 
-        (s,) = (await _wait(done, 45, "a complete session"))[:1]
+        (s,) = (await eventually_async(done, 45, "a complete session"))[:1]
         seen["completed"] = list(completed)
         seen["session"] = s
-        await _wait(lambda: rec.store.get(s["session_id"])["report"], 30, "the report")
-        await _wait(lambda: rec.store.get(s["session_id"])["delivered"], 20, "delivery")
+        await eventually_async(lambda: rec.store.get(s["session_id"])["report"], 30, "the report")
+        await eventually_async(lambda: rec.store.get(s["session_id"])["delivered"], 20, "delivery")
         hospital.command({"command": "get_report", "session_id": s["session_id"]}, b"r-1")
         hospital.command({"command": "get_report", "session_id": "fh-01:9:9"}, b"r-2")
         hospital.command(

@@ -180,7 +180,7 @@ def _firmware_measure(scene, factory_drive):
     from pathlib import Path
 
     from simulators.fleet import FIRMWARE_DIR
-    from tests.conftest import run_micropython
+    from tests.harness.micropython import run_micropython
 
     script = Path(__file__).parent / "mpy" / "tcb_cycle_check.py"
     job = json.dumps({"scene": scene, "factory_drive": list(factory_drive)})
