@@ -96,7 +96,7 @@ def test_a_throughput_cap_backs_up_into_the_device_and_loses_nothing(broker, tmp
     async def main():
         async with BleRig(tmp_path, broker, specs) as rig:
             await rig.wait_connected(timeout_s=20)
-            await asyncio.sleep(2)
+            await asyncio.sleep(2)  # streaming settles before the rate is measured
             # gaps before the cap (none expected: nothing dropped), for the check below
             out["gaps_before"] = rig.gw.sessions["fh-01"].state.stats.gaps_seen
             out["normal"] = await rate(rig, 3)
@@ -183,7 +183,7 @@ def test_a_device_the_gateway_refused_is_not_reconnected_in_a_loop(broker, tmp_p
     async def main():
         async with BleRig(tmp_path, broker, specs, radio={"enrolled": ""}) as rig:
             await rig.until(lambda: "fh-99" in rig.gw.unknown, 20, "never refused")
-            await asyncio.sleep(6)
+            await asyncio.sleep(6)  # what the stranger gets over 6 s: held off, not retried
             out["vb"] = (await rig.ctl.status())["devices"][bluez_address("fh-99")]
             out["unknown"] = dict(rig.gw.unknown["fh-99"])
             out["radio"] = rig.gw.transport.device_stats("fh-99")

@@ -9,12 +9,12 @@ import signal
 import subprocess
 import sys
 import threading
-import time
 
 import paho.mqtt.client as mqtt
 import pytest
 
 from devtools.broker import free_port
+from tests.harness.wait import eventually
 
 pytestmark = pytest.mark.system
 
@@ -46,14 +46,15 @@ def test_separate_gateway_and_simulator_processes(broker, tmp_path):
         stdout=subprocess.PIPE, stderr=subprocess.PIPE,
     )  # fmt: skip
     try:
-        deadline = time.monotonic() + 40
-        while time.monotonic() < deadline:
+
+        def fhr_values() -> list[float] | None:
+            """The FHR values published so far, once there are 20."""
             with lock:
-                values = [v for m in got.get("fhr", []) for v in m["fhr_bpm"] if v is not None]
-            if len(values) >= 20:
-                break
-            time.sleep(0.5)
-        assert len(values) >= 20, got.keys()
+                v = [v for m in got.get("fhr", []) for v in m["fhr_bpm"] if v is not None]
+            return v if len(v) >= 20 else None
+
+        values = eventually(fhr_values, 40, lambda: f"too few FHR values; kinds {list(got)}",
+                            every_s=0.5)  # fmt: skip
         assert all(m["device_id"] == "fh-01" for m in got["fhr"])
         assert 120 < sorted(values)[len(values) // 2] < 165
     finally:

@@ -12,6 +12,7 @@ import paho.mqtt.client as mqtt
 import pytest
 
 from devtools.broker_tls import make_certs, start_tls_broker
+from tests.harness.wait import eventually
 
 pytestmark = pytest.mark.system
 
@@ -79,17 +80,13 @@ class Client:
     def subscribe(self, topic: str) -> list:
         n = len(self.suback)
         self.c.subscribe(topic, qos=1)
-        deadline = time.monotonic() + 10
-        while len(self.suback) == n and time.monotonic() < deadline:
-            time.sleep(0.02)
+        eventually(lambda: len(self.suback) > n, 10, f"no SUBACK to {topic}", every_s=0.02)
         return self.suback[-1]
 
     def publish(self, topic: str, payload: bytes) -> object:
         info = self.c.publish(topic, payload, qos=1)
-        deadline = time.monotonic() + 10
-        while info.mid not in self.puback and time.monotonic() < deadline:
-            time.sleep(0.02)
-        return self.puback.get(info.mid)
+        eventually(lambda: info.mid in self.puback, 10, f"no PUBACK on {topic}", every_s=0.02)
+        return self.puback[info.mid]
 
     def close(self) -> None:
         self.c.disconnect()
@@ -116,10 +113,8 @@ def test_a_gateway_publishes_only_under_its_own_id_and_reads_only_its_own(tls):
         assert spoof is not None and spoof.is_failure  # PUBACK: not authorized
         assert b.publish("perimon/v1/gw-b/device/fh-02/tcb", b"b-data").value == 0
         assert hospital.publish("perimon/v1/gw-a/device/fh-01/fhr", b"x").is_failure
-        deadline = time.monotonic() + 5
-        while len(hospital.messages) < 2 and time.monotonic() < deadline:
-            time.sleep(0.05)
-        time.sleep(0.5)  # anything wrongly routed would arrive by now
+        eventually(lambda: len(hospital.messages) >= 2, 5, "the allowed messages did not arrive")
+        time.sleep(0.5)  # a window for anything wrongly routed to arrive in: none may
         got = sorted(hospital.messages)
         assert got == [("perimon/v1/gw-a/device/fh-01/fhr", b"own"),
                        ("perimon/v1/gw-b/device/fh-02/tcb", b"b-data")]  # fmt: skip

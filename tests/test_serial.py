@@ -15,6 +15,7 @@ from hypothesis import strategies as st
 from gateway import protocol as p
 from gateway.protocol import SerialKind
 from gateway.transports.serial import SerialTransport, SlipDecoder, slip_encode
+from tests.harness.wait import eventually_async
 
 K_HELLO, K_LINK_UP, K_FRAME, K_WRITE, K_WHO = SerialKind
 
@@ -92,17 +93,14 @@ def test_device_on_a_pty_links_streams_takes_writes_and_unplugs(pty_pair):
 
         await t.start(on_link)
         dev = asyncio.create_task(device())
-        for _ in range(100):
-            if len(got) == 5:
-                break
-            await asyncio.sleep(0.05)
+        await eventually_async(lambda: len(got) == 5, 5, lambda: f"{len(got)} of 5 frames")
         link = links[0]
         assert (link.device_id, link.device_type) == ("fh-07", 1)
         await link.write(_frame(100))
         await link.write(_frame(101))
         writes = await asyncio.wait_for(dev, 5)
         await link.close()
-        await asyncio.sleep(0.3)
+        await eventually_async(lambda: closed, 5, "the link did not close")
         await t.stop()
         return writes
 
@@ -135,32 +133,17 @@ def test_bad_packets_are_dropped_and_a_repeated_hello_keeps_the_link(pty_pair):
                  + slip_encode(bytes((K_HELLO,)) + b'{"type": 1}')
                  + slip_encode(b"\x63junk") + slip_encode(bytes((K_HELLO,)) + hello)
                  + slip_encode(bytes((K_HELLO,)) + hello))  # fmt: skip
-        await _until(lambda: links, 5)
-        await asyncio.sleep(0.3)
+        await eventually_async(lambda: links, 5, "no link")
+        await asyncio.sleep(0.3)  # a window for a second link to appear in: none may
         assert len(links) == 1 and not closed
         os.write(master, slip_encode(bytes((K_HELLO,)) + hello.replace(b"a1", b"b2")))
-        await _until(lambda: len(links) == 2, 5)
+        await eventually_async(lambda: len(links) == 2, 5, "no link for the new run")
         await t.stop()
         return t
 
     t = asyncio.run(main())
     assert t.line_errors == 3
     assert closed[0] == "device restarted" and links[1].device_id == "fh-08"
-
-
-def _until(cond, timeout_s: float):
-    """Wait for `cond()` on a loaded machine: polls, gives up after timeout_s."""
-
-    async def wait() -> bool:
-        loop = asyncio.get_running_loop()
-        end = loop.time() + timeout_s
-        while not cond():
-            if loop.time() > end:
-                return False
-            await asyncio.sleep(0.05)
-        return True
-
-    return wait()
 
 
 @pytest.mark.system
@@ -192,27 +175,31 @@ def test_real_firmware_on_a_cable_links_answers_survives_noise_and_replugs(tmp_p
         await t.start(on_link)
         await dev.start()
         try:
-            assert await _until(lambda: len(doppler_seqs()) >= 5, 20), dev.console_lines()
+            await eventually_async(lambda: len(doppler_seqs()) >= 5, 20,
+                                   lambda: f"no Doppler frames: {dev.console_lines()}")  # fmt: skip
             link = links[0]
             assert (link.device_id, link.device_type, link.att_mtu) == ("fh-05", 1, 512)
             rid = 9
             sync = p.Frame(p.Flag(0), 0, p.Stream.CONTROL, 0, 1, 0,
                            p.control_payload(p.Op.TIME_SYNC, rid, p.time_sync_args(123)))  # fmt: skip
             await link.write(p.encode_frame(sync))
-            assert await _until(lambda: any(f.stream == p.Stream.REPLY for f in frames), 10)
+            await eventually_async(lambda: any(f.stream == p.Stream.REPLY for f in frames), 10,
+                                   "no reply")  # fmt: skip
 
             junk = bytes([p.SLIP_END, 7, 1, 2, p.SLIP_ESC, 0x55, p.SLIP_END]) + os.urandom(300)
             dev.usb.noise(to_gateway=junk, to_device=junk + bytes([p.SLIP_END]))
             n = len(frames)
-            assert await _until(lambda: len(frames) > n + 10, 10)
+            await eventually_async(lambda: len(frames) > n + 10, 10, "no frames after the noise")
             assert t.line_errors >= 1 and len(links) == 1 and not closed
 
             before = max(doppler_seqs())
             dev.usb.unplug()
-            assert await _until(lambda: closed, 10) and closed[0].startswith("port lost")
-            await asyncio.sleep(1.0)
+            await eventually_async(lambda: closed, 10, "the unplugging was not noticed")
+            assert closed[0].startswith("port lost")
+            await asyncio.sleep(1.0)  # the cable stays out for a second
             dev.usb.plug()
-            assert await _until(lambda: len(links) == 2 and max(doppler_seqs()) > before, 15)
+            await eventually_async(lambda: len(links) == 2 and max(doppler_seqs()) > before, 15,
+                                   "not streaming again after the replug")  # fmt: skip
             assert dev.proc is not None and dev.proc.returncode is None, dev.console_lines()
             assert not [x for x in dev.console_lines() if "Traceback" in x]
         finally:
@@ -240,7 +227,7 @@ def test_a_device_that_stops_reading_its_cable_does_not_stall_the_gateway(pty_pa
         loop = asyncio.get_running_loop()
         await loop.run_in_executor(None, os.read, master, 64)  # the gateway's WHO
         os.write(master, slip_encode(bytes((K_HELLO,)) + hello))
-        assert await _until(lambda: links, 5)
+        await eventually_async(lambda: links, 5, "no link")
         await asyncio.sleep(0.3)  # LINK_UP written; from now on the device reads nothing
         worst, errors, beat = 0.0, [], loop.time()
 
@@ -282,10 +269,10 @@ def test_an_absurdly_nested_hello_is_dropped_and_the_port_keeps_serving(pty_pair
         loop = asyncio.get_running_loop()
         await loop.run_in_executor(None, os.read, master, 64)  # the gateway's WHO
         os.write(master, slip_encode(bytes((K_HELLO,)) + b"[" * 3000))
-        await asyncio.sleep(0.3)
+        await eventually_async(lambda: t.line_errors, 5, "the nested HELLO was not dropped")
         os.write(master, slip_encode(bytes((K_HELLO,)) + json.dumps({"id": "fh-10",
                                                                       "type": 1}).encode()))  # fmt: skip
-        await _until(lambda: links, 5)
+        await eventually_async(lambda: links, 5, "no link after the nested HELLO")
         await t.stop()
         return t
 

@@ -11,6 +11,7 @@ import pytest
 from gateway import protocol as p
 from gateway.device.session import DeviceSession
 from gateway.transports.base import DeviceLink
+from tests.harness.wait import eventually_async
 
 pytestmark = pytest.mark.unit
 
@@ -168,6 +169,10 @@ def tcb_frame(seq: int, boot: int = 1) -> bytes:
                                   1000 * seq, tcb_record(seq)))  # fmt: skip
 
 
+def tcb_records(rec: Recorder) -> list[bytes]:
+    return [r[1] for r in rec.records if r[0] == p.Stream.TCB]
+
+
 def jaundice_session() -> tuple[DeviceSession, Recorder]:
     s = DeviceSession("tcb-01", p.DeviceType.JAUNDICE, gap_timeout_s=5)
     s.processor = Recorder()
@@ -185,11 +190,11 @@ def test_readings_taken_while_away_come_on_connect_and_those_gone_are_reported_l
         s.on_frame(p.encode_frame(p.Frame(p.Flag(0), p.DeviceType.JAUNDICE, p.Stream.INFO, 1, 0,
                                           0, b'{"id": "tcb-01"}')))  # fmt: skip
         await s.after_connect()
-        await asyncio.sleep(0.05)
+        await eventually_async(lambda: len(tcb_records(rec)) == 3, 5, "the held readings")
 
     asyncio.run(main())
     assert dev.requests[0] == (p.Stream.TCB, 0, p.SEQ_END)
-    assert [r[1] for r in rec.records if r[0] == p.Stream.TCB] == [tcb_record(k) for k in (3, 4, 5)]
+    assert tcb_records(rec) == [tcb_record(k) for k in (3, 4, 5)]
     assert (p.Stream.TCB, 0, 3) in rec.lost and s.state.stats.lost_records == 3
 
 
@@ -205,16 +210,19 @@ def test_status_sent_while_away_is_asked_for_on_reconnect_not_when_the_next_one_
     s, rec = jaundice_session()
     dev = ScriptedDevice({p.Stream.STATUS: {k: status_frame(k) for k in (2, 3)}})
 
+    def statuses() -> list:
+        return [r for r in rec.records if r[0] == p.Stream.STATUS]
+
     async def main() -> None:
         await s.attach(dev)
         s.on_frame(status_frame(0))
         s.on_frame(status_frame(1))
         await s.after_connect()
-        await asyncio.sleep(0.05)
+        await eventually_async(lambda: len(statuses()) == 4, 5, "the statuses sent while away")
 
     asyncio.run(main())
     assert (p.Stream.STATUS, 2, p.SEQ_END) in dev.requests
-    assert len([r for r in rec.records if r[0] == p.Stream.STATUS]) == 4
+    assert len(statuses()) == 4
     assert s.state.battery_mv == 3897 and s.state.stats.lost_records == 0
 
 
@@ -227,10 +235,10 @@ def test_a_gap_filling_from_its_bottom_is_asked_for_once_not_once_per_frame():
         await s.attach(dev)
         s.on_frame(ppg_frame(0, 0))
         s.on_frame(ppg_frame(250, 5000))  # 9 frames (225 samples) missing: one gap
-        await asyncio.sleep(0.01)
+        await eventually_async(lambda: dev.requests, 5, "the gap was not asked for")
         for k in range(1, 10):  # the resend trickles in from the bottom of the gap
             s.on_frame(ppg_frame(25 * k, 500 * k))
-            await asyncio.sleep(0.01)
+            await asyncio.sleep(0.01)  # frame by frame, as a radio delivers them
 
     asyncio.run(main())
     ppg_asks = [r for r in dev.requests if r[0] == p.Stream.PPG]
