@@ -70,6 +70,7 @@ def test_nurse_view_live_strip_alert_ack_and_nomogram(broker, tmp_path):
                 first = await _wait_points(page, 20)
                 seen["grown"] = await _wait_points(page, first + 8)
                 seen["fhr_now"] = await page.text_content("#fhr-now")
+                seen["band"] = await page.text_content("#normal-band")
                 await page.screenshot(path=str(ARTIFACTS / "nurse-view-ctg.png"))
                 await page.select_option("#speed", "3")
                 await page.wait_for_selector("#strip[data-speed='3']", state="attached")
@@ -97,6 +98,7 @@ def test_nurse_view_live_strip_alert_ack_and_nomogram(broker, tmp_path):
     assert "Wrong user name or password" in seen["bad_login"]
     assert seen["grown"] > 28  # the strip kept updating while the device streamed
     assert "bpm" in seen["fhr_now"] or "no signal" in seen["fhr_now"]
+    assert seen["band"] == "110–160 bpm"  # FIGO 2015, sent by the gateway (dsp/ctg_reference.py)
     assert f"acknowledged by {USER}" in seen["acked_text"]
     (ack,) = [a for a in seen["acks"].values() if a["alert"] == "tcb_above_phototherapy"]
     assert ack["acked_by"] == USER and ack["acked_at"]

@@ -35,6 +35,7 @@ from starlette.responses import (
 from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 
+from dsp.ctg_reference import BASELINE_NORMAL_BPM
 from gateway.state.history import History
 from gateway.state.settings import apply_settings
 from gateway.web.auth import COOKIE, NurseAuth, SecurityHeaders, Sessions, nurse_only
@@ -139,7 +140,9 @@ def create_app(gw: GatewayContext, history: History, accounts: NurseAccounts, se
     @nurse_only()
     async def me(request: Request) -> Response:
         return JSONResponse({"user": request.user.display_name, "gateway_id": gw.cfg.gateway.id,
-                             "session_minutes": session_minutes})  # fmt: skip
+                             "session_minutes": session_minutes,
+                             # the strip shades the FIGO normal baseline from the one table
+                             "fhr_normal_bpm": list(BASELINE_NORMAL_BPM)})  # fmt: skip
 
     def device_ids() -> list[str]:
         ids = set(gw.sessions) | set(history.devices) | set(history.settings.values)

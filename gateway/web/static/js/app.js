@@ -21,6 +21,7 @@ async function main() {
   state.me = await getMe();
   $("user").textContent = state.me.user;
   $("gateway-id").textContent = `gateway ${state.me.gateway_id}`;
+  $("normal-band").textContent = `${state.me.fhr_normal_bpm.join("–")} bpm`;
   $("speed").addEventListener("change", (e) => { state.speed = Number(e.target.value); loadWindow().then(renderDetail); });
   $("when").addEventListener("change", async (e) => {
     state.live = e.target.value === "live";

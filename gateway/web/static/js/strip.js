@@ -5,7 +5,6 @@ import { hhmm, t } from "./format.js";
 
 const PX_PER_CM = 96 / 2.54; // CSS pixels per centimetre
 const BPM_MIN = 50, BPM_MAX = 210, BPM_PER_CM = 20; // paper: 20 bpm per cm
-const NORMAL_LOW = 110, NORMAL_HIGH = 160; // FIGO 2015 normal baseline, shaded
 
 // Seconds of trace the strip shows at this paper speed (cm per minute).
 export function stripSeconds(canvas, speed) {
@@ -13,9 +12,11 @@ export function stripSeconds(canvas, speed) {
   return w / (PX_PER_CM * speed / 60);
 }
 
-// Draws trace ({fhr, mhr, ctg}) on the canvas; view is {speed, live, until}: live ends the
-// strip now, otherwise at until (seconds). Leaves the point counts in the canvas's dataset.
+// Draws trace ({fhr, mhr, ctg}) on the canvas; view is {speed, live, until, me}: live ends the
+// strip now, otherwise at until (seconds); me.fhr_normal_bpm is the FIGO normal baseline the
+// gateway sends (dsp/ctg_reference.py), shaded. Leaves the point counts in the canvas's dataset.
 export function drawStrip(c, trace, view) {
+  const [NORMAL_LOW, NORMAL_HIGH] = view.me.fhr_normal_bpm;
   const w = c.clientWidth, h = 360, dpr = window.devicePixelRatio || 1;
   c.width = Math.round(w * dpr); c.height = Math.round(h * dpr);
   const g = c.getContext("2d");
