@@ -5,7 +5,10 @@
 #   button: a press opens a two-minute window in which the device advertises "pairing" and
 #     answers PAIR unsigned; both show a 4-digit code derived from the exchange (the page shows
 #     it, the device blinks and beeps it), and the key is stored only after the user pressed
-#     the button again (the codes matched) AND the gateway proved it holds the key.
+#     the button again (the codes matched) AND the gateway proved it holds the key. One COMMIT
+#     per press: a second one, or an exchange left half-way, closes the window and shows red
+#     (else a man in the middle commits again and again until the device's code is the one
+#     the page shows).
 #   label: the gateway proves, by an HMAC under the pairing secret printed on the label
 #     (provisioned over USB, never used for anything else), that A is its own, and the device
 #     answers with an HMAC over A and B: a radio man in the middle without the label fails.
@@ -35,6 +38,9 @@ GROUP_BYTES = const(256)
 HALF = const(128)  # public values travel in two halves: a frame holds at most 244 bytes
 _EXP_BYTES = const(32)  # 256-bit exponents: RFC 3526's estimate for this group is 110+ bits
 WINDOW_MS = const(120000)
+EXCHANGE_MS = const(30000)  # from COMMIT to the second REVEAL; the gateway waits 30 s a step
+ALARM_MS = const(8000)  # a window closed by an attack shows red this long
+_ALARM_HZ = const(220)
 LABEL_WINDOW_MS = const(30000)  # a label exchange must finish in this time
 BACKOFF_MS = const(2000)  # between label attempts: doubled by each one that fails...
 BACKOFF_MAX_MS = const(64000)  # ...up to this
@@ -109,6 +115,8 @@ class Pairing:
         self.until = 0
         self.paired = 0
         self._drop_at = None  # re-advertise then (after the reply in flight has gone out)
+        self._exchange_until = 0  # a committed exchange must reach the code by then
+        self._alarm_at = None  # when the red light of an attacked window began
         self._label_fails = 0  # label attempts since the last success
         self._label_at = 0  # when the last one started...
         self._label_wait = 0  # ...and how long until the next may
@@ -135,6 +143,7 @@ class Pairing:
             return
         self._reset()
         self.state = OPEN
+        self._alarm_at = None
         self.until = time.ticks_add(time.ticks_ms(), WINDOW_MS)
         self.adv["pairing"] = 1
         self.fb.pairing = True
@@ -150,13 +159,20 @@ class Pairing:
         (handle() answers status 3 to all but a label step, and while backing off)."""
         return op == p.OP_PAIR and (self.is_open() or bool(self.settings.get("pair_secret")))
 
-    def close(self, why):
+    def close(self, why, alarm=False):
+        """End the window; alarm: a button exchange was interfered with, show red and a low
+        tone (the user then knows a code on the page is not this device's)."""
         if self.state == IDLE:
             return
+        alarm = alarm and self._label is None  # a label's failures back off instead
         self.state = IDLE
         self._reset()
         self.adv.pop("pairing", None)
-        if self.fb is not None:
+        if alarm:
+            self.hal.led("red", True)
+            self.hal.tone(_ALARM_HZ, 600)
+            self._alarm_at = time.ticks_ms()  # the pairing light keeps the LED until then
+        elif self.fb is not None:
             self.fb.pairing = False
         self.log("PAIR closed " + why)
         self._drop_soon()
@@ -172,10 +188,16 @@ class Pairing:
         if not self.is_open() or len(args) < 1:
             return p.encode_reply(op, rid, p.ST_UNAVAILABLE)
         step = args[0]
-        if step == p.PS_COMMIT and len(args) == 33 and self.state in (OPEN, COMMITTED):
+        if step == p.PS_COMMIT and len(args) == 33:
             if self._label is not None:
                 return p.encode_reply(op, rid, p.ST_UNAVAILABLE)  # a label exchange runs
+            if self.state != OPEN:
+                # One COMMIT per press: a second would hand out a new B, so a new code, and a
+                # man in the middle would commit until the code is the one on the page.
+                self.close("second commit", alarm=True)
+                return p.encode_reply(op, rid, p.ST_BAD_REQUEST)
             self._commit_to(bytes(args[1:]))
+            self._exchange_until = time.ticks_add(time.ticks_ms(), EXCHANGE_MS)
             return p.encode_reply(op, rid, p.ST_OK)
         if step == p.PS_GET and len(args) == 2 and self._b is not None and args[1] < 2:
             h = args[1]
@@ -233,12 +255,12 @@ class Pairing:
             h.update(a_bytes)
             want = h.digest()
         if not equal(want, self._commit):
-            self.close("commitment mismatch")  # someone changed the gateway's value
+            self.close("commitment mismatch", alarm=True)  # someone changed the gateway's value
             return p.encode_reply(op, rid, p.ST_BAD_REQUEST)
         pr = prime()
         a = int.from_bytes(a_bytes, "big")
         if a < 2 or a > pr - 2:
-            self.close("bad public value")
+            self.close("bad public value", alarm=True)
             return p.encode_reply(op, rid, p.ST_BAD_REQUEST)
         s = pow(a, self._x, pr).to_bytes(GROUP_BYTES, "big")
         self._x = None
@@ -256,7 +278,7 @@ class Pairing:
         dev_id = self.settings["id"].encode()
         want = HMAC(self.key).digest(LABEL_CONFIRM, dev_id)[:16]
         if not equal(want, mac):
-            self.close("bad confirmation")
+            self.close("bad confirmation", alarm=True)
             return p.encode_reply(op, rid, p.ST_BAD_REQUEST)
         if self.state != ACCEPTED:
             return p.encode_reply(op, rid, p.ST_UNAVAILABLE)  # waiting for the user's press
@@ -281,14 +303,28 @@ class Pairing:
 
     # ---- the window and the code ----
 
+    def tick(self):
+        """The window's clock: re-advertise, end what has run out."""
+        now = time.ticks_ms()
+        if self._drop_at is not None and time.ticks_diff(now, self._drop_at) >= 0:
+            self._drop_at = None
+            self.radio.readvertise()
+        if self._alarm_at is not None and time.ticks_diff(now, self._alarm_at) >= ALARM_MS:
+            self._alarm_at = None
+            if self.fb is not None and self.state == IDLE:
+                self.fb.pairing = False
+        if self.state == COMMITTED and self._label is None:
+            if time.ticks_diff(now, self._exchange_until) >= 0:
+                # B was handed out and A never revealed: whoever committed kept a code it did
+                # not like; the user's press does not give it another
+                self.close("abandoned", alarm=True)
+        if self.state != IDLE and not self.is_open():
+            self.close("timeout")
+
     async def run(self):
         while True:
             await asyncio.sleep_ms(200)
-            if self._drop_at is not None and time.ticks_diff(time.ticks_ms(), self._drop_at) >= 0:
-                self._drop_at = None
-                self.radio.readvertise()
-            if self.state != IDLE and not self.is_open():
-                self.close("timeout")
+            self.tick()
             if self.state == CODE and self.code:
                 await self._show_code()
 

@@ -316,6 +316,10 @@ class PairingManager:
         if e.secret is not None and r.status == p.Status.UNAVAILABLE:
             raise PairingError("the monitor takes another label pairing only after a pause "
                                "(one failed lately): try again in a minute")  # fmt: skip
+        if e.secret is None and r.status == p.Status.BAD_REQUEST:
+            # one exchange per press (firmware/lib/pairing.py): a second one closes the window
+            raise PairingError("the monitor takes one attempt per press of its button: "
+                               "press it again, then start")  # fmt: skip
         self._ok(r)
         b_bytes = b""
         for half in (0, 1):
