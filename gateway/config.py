@@ -25,6 +25,7 @@ _ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$")
 class GatewaySection:
     id: str = "gw-local"  # opaque gateway id used in MQTT topics; never a place or person name
     data_dir: str = "var/gateway"  # state kept on the gateway (relative to the config file)
+    history_h: float = 24.0  # what was published is kept this long for the nurse view
 
 
 @dataclass(frozen=True)
@@ -150,6 +151,8 @@ def _validate(cfg: Config, src: str) -> None:
 
     if not _ID_RE.match(cfg.gateway.id):
         raise bad(f"[gateway] id: {cfg.gateway.id!r} must be 1-64 letters, digits, '-' or '_'")
+    if not 1 <= cfg.gateway.history_h <= 168:
+        raise bad(f"[gateway] history_h: expected 1 to 168 hours, got {cfg.gateway.history_h}")
     if not 1 <= cfg.mqtt.port <= 65535:
         raise bad(f"[mqtt] port: expected 1 to 65535, got {cfg.mqtt.port}")
     if not cfg.mqtt.host:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import math
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -27,6 +28,7 @@ from gateway.processing.recording.schedule import (
 )
 from gateway.processing.recording.store import SessionStore, unix_seconds
 from gateway.processing.recording.tracker import Active, SessionTracker
+from gateway.state.history import span
 from gateway.times import iso_time_or_none
 
 if TYPE_CHECKING:
@@ -55,6 +57,7 @@ class Recordings:
         self.on_session_complete: Callable[[str, dict[str, Any]], None] | None = None  # feedback
         self._task: asyncio.Task[None] | None = None
         self.pending_reports: set[str] = set()
+        self._saved: dict[str, dict[str, Any]] = {}  # progress as last stored, per device
 
     def tracker(self, device_id: str) -> SessionTracker:
         t = self.trackers.get(device_id)
@@ -77,9 +80,63 @@ class Recordings:
         return schedule
 
     def start(self) -> None:
-        """Tick sessions, missed slots and delivery checks on the running loop until `stop`."""
+        """Resume the sessions a killed gateway left in progress, then tick sessions, missed
+        slots and delivery checks on the running loop until `stop`."""
         if self._task is None:
+            self.resume()
             self._task = asyncio.get_running_loop().create_task(self._ticker())
+
+    def resume(self) -> None:
+        """After a kill or a crash (a clean stop ends every session), each session in progress
+        goes on where it was: who it is (device, boot, first point, start) is stored at every
+        tick while it lasts, its points are the FHR trace the history holds, as published. A
+        session whose monitor does not come back ends as if the gateway had run on: link lost
+        (LINK_LOST_S after its last point), with its record and report."""
+        for device, saved in self.store.progress().items():
+            t = self.tracker(device)
+            known = self.history.devices.get(device)
+            if known is not None:  # as last published: the probe on the skin, the last point
+                t.on_skin = (known.status or {}).get("on_skin")
+                if "fhr" in known.last:
+                    t.last_fed = span("fhr", known.last["fhr"])[1]
+            t.resting_boot = saved.get("resting_boot")
+            if saved.get("active") is not None:
+                t.active = self._rebuilt(device, saved["active"])
+                t.last_fed = max(t.last_fed, t.active.last_fed)
+                log.info("%s: session %s resumes at %.1f min", device, t.active.session_id,
+                         t.active.recorded_s / 60)  # fmt: skip
+            self._saved[device] = saved
+
+    def _rebuilt(self, device: str, saved: dict[str, Any]) -> Active:
+        a = Active(device, saved["boot"], saved["first_point"], saved["start"],
+                   saved["prescribed_s"], next_point=saved["first_point"])  # fmt: skip
+        for m in self.history.messages(device, "fhr", a.start - 60.0, float("inf")):
+            if m.get("boot") != a.boot or m["seq"] < a.next_point:
+                continue
+            if m["seq"] > a.next_point:  # points never published (lost): gaps, as when fed
+                a.fhr.extend([math.nan] * (m["seq"] - a.next_point))
+                a.quality.extend([0.0] * (m["seq"] - a.next_point))
+            a.fhr.extend(math.nan if v is None else float(v) for v in m["fhr_bpm"])
+            a.quality.extend(float(q) for q in m["quality"])
+            a.next_point = m["seq"] + len(m["fhr_bpm"])
+            a.end = a.last_fed = span("fhr", m)[1]
+        return a
+
+    def _save_progress(self) -> None:
+        """Store what `resume` needs of each session in progress, when it changed."""
+        for device, t in list(self.trackers.items()):
+            a = t.active
+            progress = {
+                "active": None if a is None else {
+                    "boot": a.boot, "first_point": a.first_point, "start": a.start,
+                    "prescribed_s": a.prescribed_s},
+                "resting_boot": t.resting_boot,
+            }  # fmt: skip
+            if progress == self._saved.get(device, {"active": None, "resting_boot": None}):
+                continue
+            idle = a is None and t.resting_boot is None
+            self.store.set_progress(device, None if idle else progress)
+            self._saved[device] = progress
 
     async def _ticker(self) -> None:
         while True:
@@ -92,6 +149,7 @@ class Recordings:
     def tick(self, now: float) -> None:
         for t in list(self.trackers.values()):
             t.tick(now)
+        self._save_progress()
         self.check_missed(now)
         self.check_delivered()
 
@@ -116,12 +174,14 @@ class Recordings:
         _reports.submit(self._render, rec, np.array(active.fhr), np.array(active.quality), mhr)
 
     def _mhr(self, a: Active) -> Floats | None:
-        """The maternal rate on the session's point grid, from what the gateway published."""
-        d = self.history.devices.get(a.device_id)
-        if d is None or not d.mhr:
+        """The maternal rate on the session's point grid, from what the gateway published
+        (read from the history; a minute either side of the session's wall-clock span, then
+        placed by point number)."""
+        msgs = self.history.messages(a.device_id, "mhr", a.start - 60.0, a.end + 60.0)
+        if not msgs:
             return None
         out = np.full(len(a.fhr), np.nan)
-        for m in list(d.mhr):
+        for m in msgs:
             if m.get("boot") != a.boot:
                 continue
             for i, v in enumerate(m.get("mhr_bpm", [])):
@@ -218,6 +278,7 @@ class Recordings:
         """The gateway stops: sessions being recorded end, their reports are written."""
         for t in list(self.trackers.values()):
             t.end("gateway_stopped")
+        self._save_progress()
         deadline = time.monotonic() + wait_s
         while self.pending_reports and time.monotonic() < deadline:
             time.sleep(0.05)

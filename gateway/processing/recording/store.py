@@ -29,6 +29,7 @@ CREATE TABLE IF NOT EXISTS session (
 CREATE INDEX IF NOT EXISTS session_device ON session (device, start);
 CREATE TABLE IF NOT EXISTS schedule (device TEXT PRIMARY KEY, body TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS mother_link (device TEXT PRIMARY KEY, token TEXT NOT NULL UNIQUE);
+CREATE TABLE IF NOT EXISTS progress (device TEXT PRIMARY KEY, body TEXT NOT NULL);
 """
 
 
@@ -117,6 +118,24 @@ class SessionStore:
     def schedules(self) -> dict[str, dict[str, Any]]:
         with self._lock:
             rows = self._db.execute("SELECT device, body FROM schedule").fetchall()
+        return {d: json.loads(b) for d, b in rows}
+
+    def set_progress(self, device: str, progress: dict[str, Any] | None) -> None:
+        """A device's session in progress, without its points (`Recordings.resume`); None:
+        there is none."""
+        with self._lock:
+            if progress is None:
+                self._db.execute("DELETE FROM progress WHERE device = ?", (device,))
+            else:
+                self._db.execute(
+                    "INSERT INTO progress (device, body) VALUES (?, ?) ON CONFLICT (device)"
+                    " DO UPDATE SET body = excluded.body",
+                    (device, json.dumps(progress)),
+                )
+
+    def progress(self) -> dict[str, dict[str, Any]]:
+        with self._lock:
+            rows = self._db.execute("SELECT device, body FROM progress").fetchall()
         return {d: json.loads(b) for d, b in rows}
 
     def mother_token(self, device: str, create: bool = True) -> str | None:
