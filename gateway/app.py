@@ -66,6 +66,7 @@ class Gateway:
     def __init__(self, cfg: Config) -> None:
         self.cfg = cfg
         # out: the outbox keeps every message until the broker has it
+        ran_before = cfg.outbox_path.exists()  # then the history's file should be there too
         self.outbox = Outbox(cfg.outbox_path, cfg.outbox.max_bytes, cfg.outbox.max_age_h * 3600,
                              recent_points=TRACE_POINTS_PER_OBSERVATION)  # fmt: skip
         self.publisher = Publisher(cfg.mqtt, cfg.gateway.id, self.outbox,
@@ -78,7 +79,9 @@ class Gateway:
         self.unknown: dict[str, dict] = {}  # refused devices, reported on MQTT
         self.pairing = PairingManager(self.enrolment, self.transport, self.sessions)
         # state: what was published (for the nurse view) and per-device settings
-        self.history = History(cfg.data_dir)
+        self.history = History(cfg.data_dir, cfg.gateway.history_h * 3600,
+                               recent_trace=self.outbox.recent_trace,
+                               expect_store=ran_before)  # fmt: skip
         for dev_id, saved in self.history.settings.values.items():
             self.cfg.devices[dev_id] = baby_profile(self.cfg.devices.get(dev_id, {}), saved)
         self.recordings = Recordings(cfg.data_dir, self.outbox, self.history, self.publish)
@@ -252,3 +255,4 @@ class Gateway:
             await asyncio.to_thread(self.recordings.stop)  # sessions end with the gateway
             await asyncio.to_thread(self.publisher.stop)
             await self._stop_extras()
+            self.history.close()  # its last batch written
