@@ -1,11 +1,14 @@
 """Raw ADC counts from one press + the unit's factory constants -> reflectance, or a flag.
 
 reflectance = (mean of 5 flashes - mean dark)
-              / (white_ref * (drive / factory drive) * (1 + tempco * (T - 25 C)))
+              / (white_ref * drive factor * (1 + tempco * (T - 25 C)))
 
 The device sets each LED's drive per press (exposure control: dark skin and blue LEDs are lit
 harder so the far detector's few counts rise above the read noise) and reports it; white_ref
-was measured at the factory drive, and LED output is proportional to the drive current.
+was measured at the factory drive. A unit with a per-unit calibration (calibration["unit"],
+dsp/tcb_unit.py) has each LED's droop and temperature coefficient measured: the drive factor is
+P(drive) / P(factory drive) with P(I) = I / (1 + I / I0), and tempco is per LED. Without one,
+LED output is taken as proportional to the drive and the batch tempco applies to every LED.
 
 A reading that cannot be trusted is flagged with the reason and returns NaN reflectances, so it
 can never become a number downstream: no_contact, saturated, ambient_light, flashes_disagree,
@@ -19,8 +22,10 @@ from collections.abc import Mapping
 from typing import Any
 
 import numpy as np
+from numpy.typing import ArrayLike
 
 from dsp.arrays import Floats
+from dsp.tcb_unit import droop_factor, output_factor, unit_from_calibration
 
 N_LEDS = 6
 N_DETECTORS = 2
@@ -87,6 +92,7 @@ def reflectance_from_counts(
     contact: bool,
     calibration: Mapping[str, Any],
     led_drive: tuple[int, ...] | list[int] | None = None,
+    gain: ArrayLike | None = None,
 ) -> tuple[Floats, Floats, str]:
     """(near[6], far[6], flag). flag "" means usable; otherwise reflectances are NaN.
 
@@ -94,9 +100,12 @@ def reflectance_from_counts(
     led_drive, tempco_per_c). A malformed calibration raises ValueError (a configuration
     error, not a bad reading). led_drive: the drive each LED used in this press, as the
     device reported it (None: the factory drive); a missing or zero drive is malformed.
+    gain: (6, 2) the unit's response now relative to the factory's (the start-up self-check's
+    ratio on the built-in tile), multiplying white_ref; None: 1.
     """
     dark_off, white, tempco = _calibration_arrays(calibration)
     factory_drive = _factory_drive(calibration)
+    unit = unit_from_calibration(calibration)  # ValueError if malformed
     if not contact:
         return (*_nan_pair(), "no_contact")
     try:
@@ -147,6 +156,13 @@ def reflectance_from_counts(
     allowed = FLASH_SPREAD_SIGMAS * expected_sigma + FLASH_SPREAD_RELATIVE * (mean - dark)
     if np.any(spread > allowed):
         return (*_nan_pair(), "flashes_disagree")
-    scale = 1.0 + tempco * (temp - REFERENCE_TEMPERATURE_C)
-    reflectance = (mean - dark[None, :]) / (white * (drive / factory_drive)[:, None] * scale)
+    if unit is not None:
+        drive_factor = droop_factor(drive, factory_drive, unit.droop_ma)
+        scale = output_factor(temp, unit.output_tempco_per_c)
+    else:
+        drive_factor = drive / factory_drive
+        scale = np.full(N_LEDS, 1.0 + tempco * (temp - REFERENCE_TEMPERATURE_C))
+    if gain is not None:
+        white = white * np.asarray(gain, float)
+    reflectance = (mean - dark[None, :]) / (white * (drive_factor * scale)[:, None])
     return reflectance[:, 0].copy(), reflectance[:, 1].copy(), ""

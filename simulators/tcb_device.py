@@ -41,11 +41,25 @@ magnetic-ballast fluorescent lamps (IEEE Std 1789-2015, "percent flicker" of com
 Each conversion samples the flicker at its own time (CONVERSION_S apart), so the five flashes of
 one LED, spread over more than one flicker period, disagree when the probe lets room light in.
 
-Also modelled: detector dark offset, LED output falling with temperature (tempco, corrected at
-the gateway from the factory constant), LED centre wavelength drift and emission width per unit
-(hidden: the white reference is spectrally flat so it cannot see them; pass
-`led_centre_nm`/`led_fwhm_nm` to simulators.skin.skin_reflectance to get what this unit really
-measures).
+Also modelled: detector dark offset, and per LED what the factory white reference cannot see
+(it is spectrally flat) or sees only at one drive and temperature:
+
+* peak wavelength: binned LEDs sit anywhere within +-10 nm of their nominal peak (ordinary LED
+  binning; e.g. the dominant-wavelength bins of mid-power LED datasheets are 5-10 nm wide), one
+  LED independently of another; emission width 16-30 nm FWHM;
+* the peak moving with temperature: 0.03-0.06 nm/K for InGaN (450-550 nm) and 0.10-0.15 nm/K
+  for AlInGaP (590, 650 nm) LEDs (E. F. Schubert, Light-Emitting Diodes, 2nd ed., Cambridge
+  2006, ch. 6; the typical coefficients on LED datasheets);
+* output falling with temperature: -0.1..-0.4 %/K (InGaN) and -0.6..-1.2 %/K (AlInGaP), the
+  same sources (AlInGaP's lower characteristic temperature);
+* droop: output P(I) = I / (1 + I / I0) with I0 0.5-3 A, a few to 14 % less light at 102 mA than
+  proportionality from the factory drive predicts (InGaN efficiency droop and heating within the
+  pulse: J. Piprek, Phys Status Solidi A 2010;207:2217-2225);
+* the built-in white tile in the probe's holder (the start-up self-check's target): a flat
+  diffuser of 75-90 % of the factory white phantom's reflectance.
+
+`bands_at(temperature_c)` gives the unit's true LED centres and widths at a probe temperature:
+pass them to simulators.skin.skin_reflectance to get what this unit really measures.
 
 LED drive settings are codes of the constant-current driver, 1 code = 0.1 mA, in steps of
 DRIVE_STEP_CODE (an 8-bit DAC over 0-102 mA).
@@ -53,18 +67,24 @@ DRIVE_STEP_CODE (an 8-bit DAC over 0-102 mA).
 
 from __future__ import annotations
 
+import functools
 import math
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 
 import numpy as np
 
-LED_NM = (450, 470, 505, 550, 590, 650)
+from dsp.tcb_unit import TargetReading, calibrate_unit, reading_from_presses
+from dsp.tissue_optics import NOMINAL_FWHM_NM, NOMINAL_LED_NM, led_band_weights
+
+LED_NM = tuple(int(x) for x in NOMINAL_LED_NM)
 DETECTORS = ("near", "far")
 N_FLASHES = 5
 ADC_MAX = 65535
 ADC_STEP_COUNTS = 2  # 15-bit single-ended ADS1115 code, doubled by the HAL
 REFERENCE_TEMPERATURE_C = 25.0
-NOMINAL_FWHM_NM = (20.0, 25.0, 30.0, 28.0, 18.0, 18.0)
+LED_BIN_TOLERANCE_NM = 10.0
+_ALINGAP = (False, False, False, False, True, True)  # 590 and 650 nm; the others are InGaN
+FACTORY_HOT_C = 40.0  # the calibration fixture's second temperature
 
 # Front end (sources in the module docstring)
 _Q_C = 1.602176634e-19
@@ -126,18 +146,24 @@ class FactoryCalibration:
     led_drive: the 6 LED drive settings (codes, 1 code = 0.1 mA) at which white_ref was
       measured. A press reports the drive it really used; the gateway scales white_ref by it.
     tempco_per_c: relative LED output change per degree C (negative: LEDs dim when warm).
+    unit: the per-unit calibration (dsp.tcb_unit.UnitCalibration.to_dict): LED bands, their
+      temperature coefficients, droop, the self-check and weekly-check references. None for a
+      unit calibrated before per-unit calibration existed: its readings are never shown.
     """
 
     dark_offset: tuple[int, int]
     white_ref: tuple[tuple[int, int], ...]
     led_drive: tuple[int, ...]
     tempco_per_c: float
+    unit: dict | None = None
 
     def to_dict(self) -> dict:
         d = asdict(self)
         d["dark_offset"] = list(self.dark_offset)
         d["white_ref"] = [list(p) for p in self.white_ref]
         d["led_drive"] = list(self.led_drive)
+        if self.unit is None:
+            del d["unit"]
         return d
 
     @classmethod
@@ -155,36 +181,106 @@ class FactoryCalibration:
             raise ValueError("factory calibration needs 6 LED drive settings")
         if any(w <= 0 for p in white for w in p):
             raise ValueError("white reference counts must be positive")
-        return cls(dark, white, drive, tempco)  # type: ignore[arg-type]
+        unit = d.get("unit")
+        if unit is not None and not isinstance(unit, dict):
+            raise ValueError("factory calibration unit must be an object")
+        return cls(dark, white, drive, tempco, unit)  # type: ignore[arg-type]
 
 
 @dataclass(frozen=True)
 class _HiddenOptics:
-    """What the factory cannot see: the unit's true LED spectra and exact gains."""
+    """What the factory cannot see directly: the unit's true LED spectra, gains and drifts."""
 
-    led_centre_nm: tuple[float, ...]
+    led_centre_nm: tuple[float, ...]  # at 25 C
     led_fwhm_nm: tuple[float, ...]
-    gain: np.ndarray  # 6 x 2 counts for reflectance 1.0 at 25 C, dark-subtracted
-    tempco_true_per_c: float
+    gain: np.ndarray  # 6 x 2 counts for reflectance 1.0 at 25 C and the factory drive
+    tempco_per_c: np.ndarray  # output, per LED
+    centre_tempco_nm_per_c: np.ndarray
+    droop_ma: np.ndarray  # I0 of P(I) = I / (1 + I / I0), per LED
+    tile_reflectance: float  # the built-in white tile, relative to the factory white phantom
+
+    @property
+    def tempco_true_per_c(self) -> float:
+        return float(np.mean(self.tempco_per_c))
 
 
-def _hidden_optics(seed: int) -> _HiddenOptics:
+def _hidden_optics(seed: int, leds: str = "binned") -> _HiddenOptics:
+    """One unit's optics (module docstring); leds="nominal": every LED exactly at its nominal
+    peak and width (the reference unit the estimator's calibration population stands for)."""
     rng = np.random.default_rng([seed, 1])
-    centre = tuple(float(c + rng.normal(0.0, 2.0)) for c in LED_NM)
-    fwhm = tuple(float(np.clip(w + rng.normal(0.0, 2.0), 16.0, 30.0)) for w in NOMINAL_FWHM_NM)
+    shift = rng.uniform(-LED_BIN_TOLERANCE_NM, LED_BIN_TOLERANCE_NM, size=6)
+    spread = rng.normal(0.0, 2.0, size=6)
+    if leds == "nominal":
+        shift[:] = 0.0
+        spread[:] = 0.0
+    elif leds != "binned":
+        raise ValueError(f"leds must be 'binned' or 'nominal', not {leds!r}")
+    centre = tuple(float(c + d) for c, d in zip(NOMINAL_LED_NM, shift, strict=True))
+    fwhm = tuple(
+        float(np.clip(w + d, 16.0, 30.0)) for w, d in zip(NOMINAL_FWHM_NM, spread, strict=True)
+    )
     # Far detector sees ~1/8 of the near light from the phantom; drive is set so the
     # phantom reads 35-55 % of full scale on the near detector.
     near = rng.uniform(24000, 36000, size=6)
     far = near * rng.uniform(0.10, 0.16, size=6)
     gain = np.column_stack([near, far])
-    tempco = float(rng.uniform(-0.006, -0.002))
-    return _HiddenOptics(centre, fwhm, gain, tempco)
+    alingap = np.array(_ALINGAP)
+    tempco = np.where(
+        alingap, rng.uniform(-0.012, -0.006, size=6), rng.uniform(-0.004, -0.001, size=6)
+    )
+    centre_tempco = np.where(
+        alingap, rng.uniform(0.10, 0.15, size=6), rng.uniform(0.03, 0.06, size=6)
+    )
+    droop = rng.uniform(500.0, 3000.0, size=6)
+    tile = float(rng.uniform(0.75, 0.9))
+    return _HiddenOptics(centre, fwhm, gain, tempco, centre_tempco, droop, tile)
 
 
-def random_factory_calibration(seed: int) -> FactoryCalibration:
-    """Provision one manufactured unit: measure its dark and the white phantom at 25 C."""
+def _optics_of(calibration: FactoryCalibration, own: _HiddenOptics) -> _HiddenOptics:
+    """Optics that agree with a calibration made for another unit: its gains and, when it has
+    a per-unit part, its bands, drifts, droop and tile; otherwise this unit's bands, the
+    batch tempco and no droop."""
+    white = np.asarray(calibration.white_ref, float)
+    if calibration.unit is None:
+        return replace(
+            own,
+            gain=white,
+            tempco_per_c=np.full(6, calibration.tempco_per_c),
+            droop_ma=np.full(6, 1.0e9),
+        )
+    u = calibration.unit
+    tile = np.asarray(u["white_tile"], float) / white
+    return _HiddenOptics(
+        led_centre_nm=tuple(float(x) for x in u["led_centre_nm"]),
+        led_fwhm_nm=tuple(float(x) for x in u["led_fwhm_nm"]),
+        gain=white,
+        tempco_per_c=np.asarray(u["output_tempco_per_c"], float),
+        centre_tempco_nm_per_c=np.asarray(u["centre_tempco_nm_per_c"], float),
+        droop_ma=np.asarray(u["droop_ma"], float),
+        tile_reflectance=float(np.mean(tile)),
+    )
+
+
+def random_factory_calibration(
+    seed: int, *, per_unit: bool = True, leds: str = "binned", certificate_seed: int = 0
+) -> FactoryCalibration:
+    """Provision one manufactured unit.
+
+    Dark offsets and the factory drive, then the factory procedure of docs/jaundice.md run on
+    the simulated unit and the certified phantoms (factory_readings, dsp.tcb_unit): white
+    reference, per-LED temperature coefficients, LED bands, droop, self-check references.
+    per_unit=False: the procedure before per-unit calibration (white phantom at 25 C and the
+    LED batch's tempco only). Cached: the same seed gives the same unit.
+    """
+    return _factory_calibration(seed, per_unit, leds, certificate_seed)
+
+
+@functools.lru_cache(maxsize=256)
+def _factory_calibration(
+    seed: int, per_unit: bool, leds: str, certificate_seed: int
+) -> FactoryCalibration:
     rng = np.random.default_rng([seed, 2])
-    hidden = _hidden_optics(seed)
+    hidden = _hidden_optics(seed, leds)
     dark = (int(rng.integers(180, 420)), int(rng.integers(180, 420)))
     # the factory averages many flashes: the stored white reference is within ~0.1 % of truth
     measured = hidden.gain * (1.0 + rng.normal(0.0, 0.001, size=hidden.gain.shape))
@@ -193,7 +289,47 @@ def random_factory_calibration(seed: int) -> FactoryCalibration:
     drive = tuple(DRIVE_STEP_CODE * int(rng.integers(38, 100)) for _ in LED_NM)
     # the tempco is characterised per LED batch: close to, not exactly, the unit's own
     tempco = round(hidden.tempco_true_per_c + float(rng.normal(0.0, 0.0002)), 5)
-    return FactoryCalibration(dark, white, drive, tempco)
+    plain = FactoryCalibration(dark, white, drive, tempco)
+    if not per_unit:
+        return plain
+    from simulators.tcb_phantoms import certificate
+
+    cert = certificate(certificate_seed)
+    device = TcbDeviceModel(plain, seed=seed, leds=leds)
+    unit, white_25 = calibrate_unit(factory_readings(device), cert)
+    return FactoryCalibration(
+        dark, white_25.white_ref, drive, white_25.tempco_per_c, unit.to_dict()
+    )
+
+
+def factory_readings(device: TcbDeviceModel, presses: int = 3) -> list[TargetReading]:
+    """The factory procedure's readings on a simulated unit (docs/jaundice.md, "Factory
+    calibration"): W and the spectral phantoms at 25 and 40 C at the factory drive, the grey
+    at four drives up to the maximum and the built-in tile, at 25 C."""
+    from simulators.tcb_phantoms import GREY_PHANTOM, SPECTRAL_PHANTOMS, phantom_reflectance
+
+    factory = tuple(int(x) for x in device.calibration.led_drive)
+    out: list[TargetReading] = []
+
+    def read(target: str, near: np.ndarray, far: np.ndarray, temp: float,
+             drives: tuple[int, ...]) -> None:  # fmt: skip
+        sc = device.scene(near, far, temperature_c=temp)
+        ps = [device.measure(sc, drives=drives).to_dict() for _ in range(presses)]
+        out.append(reading_from_presses(target, ps))
+
+    for temp in (REFERENCE_TEMPERATURE_C, FACTORY_HOT_C):
+        weights = led_band_weights(*device.bands_at(temp))
+        for name in ("W", *SPECTRAL_PHANTOMS):
+            spec_near, spec_far = phantom_reflectance(name)
+            read(name, weights @ spec_near, weights @ spec_far, temp, factory)
+    weights = led_band_weights(*device.bands_at(REFERENCE_TEMPERATURE_C))
+    g_near, g_far = phantom_reflectance(GREY_PHANTOM)
+    for mult in (1, 2, 4, 100):
+        drives = factory if mult == 1 else tuple(quantise_drive(d * mult) for d in factory)
+        read(GREY_PHANTOM, weights @ g_near, weights @ g_far, REFERENCE_TEMPERATURE_C, drives)
+    tile = np.full(6, device.tile_reflectance)
+    read("tile", tile, tile, REFERENCE_TEMPERATURE_C, factory)
+    return out
 
 
 @dataclass
@@ -220,26 +356,58 @@ class TcbDeviceModel:
     model); `press()` runs the firmware's measurement cycle on it here, in numpy.
     """
 
-    def __init__(self, calibration: FactoryCalibration, seed: int = 0) -> None:
+    def __init__(
+        self, calibration: FactoryCalibration, seed: int = 0, *, leds: str = "binned"
+    ) -> None:
         self.calibration = calibration
-        self._hidden = _hidden_optics(seed)
+        self._hidden = _hidden_optics(seed, leds)
         self._rng = np.random.default_rng([seed, 3])
         self._dark = np.asarray(calibration.dark_offset, float)
         # A calibration made for another seed describes another unit: then the device takes
-        # its gains and tempco from that calibration, so calibration and optics agree.
+        # its gains, drifts and bands from that calibration, so calibration and optics agree.
         white = np.asarray(calibration.white_ref, float)
-        if np.allclose(white, self._hidden.gain, rtol=0.01):
-            self._gain, self._tempco = self._hidden.gain, self._hidden.tempco_true_per_c
-        else:
-            self._gain, self._tempco = white, calibration.tempco_per_c
+        if not np.allclose(white, self._hidden.gain, rtol=0.01):
+            self._hidden = _optics_of(calibration, self._hidden)
 
     @property
     def led_centre_nm(self) -> tuple[float, ...]:
+        """True LED peaks at 25 C."""
         return self._hidden.led_centre_nm
 
     @property
     def led_fwhm_nm(self) -> tuple[float, ...]:
         return self._hidden.led_fwhm_nm
+
+    @property
+    def tile_reflectance(self) -> float:
+        return self._hidden.tile_reflectance
+
+    def bands_at(self, temperature_c: float) -> tuple[np.ndarray, np.ndarray]:
+        """(centres, widths) of this unit's LEDs at a probe temperature: what it measures."""
+        h = self._hidden
+        centre = np.asarray(h.led_centre_nm) + h.centre_tempco_nm_per_c * (
+            temperature_c - REFERENCE_TEMPERATURE_C
+        )
+        return centre, np.asarray(h.led_fwhm_nm, float)
+
+    def aged(self, output_change: float | np.ndarray = 1.0,
+             centre_shift_nm: float | np.ndarray = 0.0) -> TcbDeviceModel:  # fmt: skip
+        """The same unit after its LEDs changed: output multiplied by output_change (per LED
+        or all), peaks moved by centre_shift_nm. The calibration stays the factory's."""
+        dev = TcbDeviceModel.__new__(TcbDeviceModel)
+        dev.calibration = self.calibration
+        dev._rng = self._rng
+        dev._dark = self._dark
+        h = self._hidden
+        change = np.broadcast_to(np.asarray(output_change, float), (6,))
+        dev._hidden = replace(
+            h,
+            gain=h.gain * change[:, None],
+            led_centre_nm=tuple(
+                float(c) for c in np.asarray(h.led_centre_nm) + np.asarray(centre_shift_nm)
+            ),
+        )
+        return dev
 
     def scene(
         self,
@@ -258,7 +426,8 @@ class TcbDeviceModel:
         fully); without contact the probe sees the room, not the skin. Keys: dark (offset per
         detector), per_code (counts per drive code, per LED and detector), ambient (counts per
         detector), flicker_depth, flicker_hz, shot (variance per count), read_noise (counts),
-        step (ADC step), temperature_c, phase (flicker phase at the start, radians).
+        step (ADC step), temperature_c, phase (flicker phase at the start, radians),
+        droop_code (per LED: the light at drive d is per_code * d / (1 + d / droop_code)).
         """
         r = np.column_stack(
             [np.asarray(reflectance_near, float), np.asarray(reflectance_far, float)]
@@ -270,12 +439,19 @@ class TcbDeviceModel:
             r = np.full((6, 2), 0.02)
             ambient = max(ambient, 0.5)
         level = max(ambient, 0.0) * AMBIENT_FULL_SCALE_COUNTS
-        temp_factor = 1.0 + self._tempco * (temperature_c - REFERENCE_TEMPERATURE_C)
-        drive0 = np.asarray(self.calibration.led_drive, float)[:, None]
-        per_code = self._gain * r * temp_factor / drive0
+        h = self._hidden
+        temp_factor = 1.0 + h.tempco_per_c * (temperature_c - REFERENCE_TEMPERATURE_C)
+        drive0 = np.asarray(self.calibration.led_drive, float)
+        # light at drive d = per_code * d / (1 + d / droop_code): P(I) = I / (1 + I / I0),
+        # scaled so the factory drive gives the gain
+        droop_code = h.droop_ma * 10.0
+        per_code = (
+            h.gain * r * temp_factor[:, None] * ((1.0 + drive0 / droop_code) / drive0)[:, None]
+        )
         return {
             "dark": [float(x) for x in self._dark],
             "per_code": per_code.tolist(),
+            "droop_code": droop_code.tolist(),
             "ambient": [level, level * AMBIENT_FAR_FRACTION],
             "flicker_depth": float(flicker_depth),
             "flicker_hz": 2.0 * float(mains_hz),
@@ -307,7 +483,12 @@ class TcbDeviceModel:
         return self.measure(sc, contact=contact, exposure_control=exposure_control)
 
     def measure(
-        self, scene: dict, *, contact: bool = True, exposure_control: bool = True
+        self,
+        scene: dict,
+        *,
+        contact: bool = True,
+        exposure_control: bool = True,
+        drives: tuple[int, ...] | None = None,
     ) -> PressCounts:
         """The firmware's measurement cycle (firmware/jaundice/main.py, measure()) on a scene:
         dark frame; per LED a probe flash, the drive it sets, five flashes; dark frame."""
@@ -316,7 +497,9 @@ class TcbDeviceModel:
         drive: list[int] = []
         flashes: list[list[list[int]]] = []
         for led, factory in enumerate(self.calibration.led_drive):
-            if exposure_control:
+            if drives is not None:  # the factory's fixed drives (provisioning console)
+                d = int(drives[led])
+            elif exposure_control:
                 probe = probe_drive(int(factory))
                 d = exposure_drive(probe, front.flash(led, probe), dark_before)
             else:
@@ -370,4 +553,6 @@ class _FrontEnd:
     def flash(self, led: int, drive: int) -> tuple[int, int]:
         self.t += SETTLE_S
         per = self.s["per_code"][led]
-        return (self._convert(0, per[0] * drive), self._convert(1, per[1] * drive))
+        droop = self.s.get("droop_code")
+        light = drive / (1.0 + drive / droop[led]) if droop else float(drive)
+        return (self._convert(0, per[0] * light), self._convert(1, per[1] * light))

@@ -5,6 +5,7 @@ import pytest
 
 from dsp.tcb import estimate_tcb
 from dsp.tcb_counts import reflectance_from_counts
+from dsp.tcb_unit import droop_factor
 from simulators.skin import random_newborn, skin_reflectance
 from simulators.tcb_device import (
     DRIVE_MAX_CODE,
@@ -120,13 +121,15 @@ def test_reflectance_scales_with_the_reported_drive():
     r_near, r_far, flag = _convert(press, cal)
     assert flag == ""
     assert np.allclose(r_near, near, rtol=0.02, atol=1e-4)
-    # reading the same counts as if taken at the factory drive is wrong by drive / factory
+    # reading the same counts as if taken at the factory drive is wrong by the LED's output at
+    # that drive against the factory drive's: P(I) / P(I_f), P(I) = I / (1 + I / I0) (droop)
     wrong, _, _ = reflectance_from_counts(
         press.dark_before, press.dark_after, press.flashes, press.temperature_c, True,
         cal.to_dict(), cal.led_drive,
     )  # fmt: skip
-    ratio = np.asarray(press.led_drive) / np.asarray(cal.led_drive)
+    ratio = droop_factor(press.led_drive, cal.led_drive, cal.unit["droop_ma"])
     assert np.allclose(wrong, r_near * ratio, rtol=1e-9)
+    assert np.all(ratio < np.asarray(press.led_drive) / np.asarray(cal.led_drive))
     for bad in ([0] * 6, [200] * 5, ["x"] * 6):
         out = reflectance_from_counts(press.dark_before, press.dark_after, press.flashes, 25.0,
                                       True, cal.to_dict(), bad)  # fmt: skip

@@ -1,7 +1,7 @@
 # Simulation HAL of the jaundice meter for the Unix port. The simulator sends each press as the
 # light on the photodiodes (simulators/tcb_device.py, TcbDeviceModel.scene: dark offsets, counts
-# per LED drive code for each LED and photodiode, ambient light and its mains flicker, the noise
-# model), then closes the contact switch; this HAL turns each LED flash the firmware asks for,
+# per LED drive code for each LED and photodiode and the LEDs' droop, ambient light and its mains
+# flicker, the noise model), then closes the contact switch; this HAL turns each LED flash the firmware asks for,
 # at the drive it chooses, into ADC counts with the same arithmetic as the device model.
 import asyncio
 import json
@@ -100,7 +100,9 @@ def flash(led, drive):
         return (0, 0)
     _state["t"] += _SETTLE_S
     per = s["per_code"][led]
-    return (_convert(0, per[0] * drive), _convert(1, per[1] * drive))
+    droop = s.get("droop_code")  # LED output P(I) = I / (1 + I / I0): droop at high current
+    light = drive / (1.0 + drive / droop[led]) if droop else drive
+    return (_convert(0, per[0] * light), _convert(1, per[1] * light))
 
 
 def temperature_c():

@@ -1,0 +1,643 @@
+"""Per-unit calibration of the jaundice meter: what one unit's LEDs really emit, and a reading
+carried from that unit's LED bands to the nominal ones the estimator was fitted at.
+
+Why. LEDs are binned to +-5..10 nm of their nominal peak; the factory white reference is
+spectrally flat, so it cannot see where a peak sits. The estimator (dsp/tcb.py) weighs fine
+differences between wavelengths (e.g. 590 nm against 550 nm, where haemoglobin's absorption
+changes fast), so a unit whose LEDs sit a few nm off reads babies mg/dL off (docs/jaundice.md).
+
+The factory procedure (docs/jaundice.md, "Factory calibration"; `perimon provision
+--tcb-calibrate`) measures, at the factory drive, the white phantom W and the certified
+phantoms (three yellow levels, a magenta-blue, a grey; simulators/tcb_phantoms.py describes
+them), at two temperatures, and the grey at several drives. From those alone:
+
+* each LED's effective band (peak and width of a Gaussian emission times detector response):
+  the ratio phantom/W at each detector is the band-weighted certified spectrum, fitted by
+  least squares (fit_led_bands);
+* how each peak moves with temperature (the same fit at the second temperature);
+* each LED's output temperature coefficient (W at both temperatures);
+* droop: LED output P(I) = I / (1 + I / I0) (a saturating efficiency, efficiency droop and
+  heating within the pulse; Piprek, Phys Status Solidi A 2010;207:2217), I0 from the grey
+  phantom's counts at several drives;
+* the counts on the meter's built-in white tile (the start-up self-check's reference) and the
+  unit's own reading of the check phantom (the weekly check's reference).
+
+At measurement time (nominal_reflectance) the unit's bands at the probe temperature are known,
+and the reading's 12 reflectances are fitted with the skin optics of dsp/tissue_optics.py
+(melanin, blood, bilirubin, scattering, coupling at each detector); the correction is the fitted
+skin's reflectance at the nominal bands minus at the unit's bands, added to what was measured.
+Only the difference between bands comes from the model, so where the model and the skin differ
+most of the error cancels. Nothing here is fitted to babies.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+from numpy.typing import ArrayLike
+
+from dsp.arrays import Floats
+from dsp.tissue_optics import (
+    NOMINAL_FWHM_NM,
+    NOMINAL_LED_NM,
+    WAVELENGTH_GRID_NM,
+    ProbeOptics,
+    led_band_weights,
+    skin_spectra,
+)
+
+N_LEDS = 6
+N_DETECTORS = 2
+REFERENCE_TEMPERATURE_C = 25.0
+UNIT_VERSION = 1
+# Plausible ranges of a unit's fitted constants: outside them the calibration is refused.
+CENTRE_TOLERANCE_NM = 15.0  # binning tolerance is +-10 nm; more means a wrong part or a bad fit
+FWHM_RANGE_NM = (8.0, 45.0)
+CENTRE_TEMPCO_RANGE_NM_PER_C = (-0.05, 0.3)  # InGaN ~0.03-0.05, AlInGaP ~0.1-0.15 nm/K
+OUTPUT_TEMPCO_RANGE_PER_C = (-0.03, 0.005)
+DROOP_RANGE_MA = (20.0, 1.0e6)  # I0: 1e6 mA is no droop at all
+# Self-check against the built-in white tile: LED output within +-5 % of the factory's (after
+# temperature and drive) is corrected by the check itself; beyond that the unit's response has
+# changed more than slow LED ageing explains (a damaged window, a failing LED or detector) and
+# only a new factory calibration is trusted. Our limit, not a published one.
+SELF_CHECK_LIMIT = 0.05
+# Weekly check on the check phantom: every ratio within 3 % of the unit's factory reading of it
+# (the phantom's certified stability and the check's repeatability, a few 0.1 %, well inside).
+PHANTOM_CHECK_LIMIT = 0.03
+PHANTOM_RECOGNISE = 0.25  # a press within this (ln R) of the check phantom is the check phantom
+
+
+@dataclass(frozen=True)
+class UnitCalibration:
+    """One unit's LEDs as the factory measured them (JSON: `to_dict`, in the device info as
+    calibration["unit"]).
+
+    led_centre_nm, led_fwhm_nm: effective band of each LED at 25 C (emission x detector).
+    centre_tempco_nm_per_c: how far each peak moves per degree C.
+    output_tempco_per_c: relative LED output change per degree C, per LED.
+    droop_ma: I0 of P(I) = I / (1 + I / I0) per LED, mA.
+    white_tile: counts (near, far) on the built-in white tile at the factory drive and 25 C.
+    check_phantom: the unit's own reflectance (near, far per LED) of the check phantom at 25 C.
+    phantom_set: the certificate's serial.
+    """
+
+    led_centre_nm: tuple[float, ...]
+    led_fwhm_nm: tuple[float, ...]
+    centre_tempco_nm_per_c: tuple[float, ...]
+    output_tempco_per_c: tuple[float, ...]
+    droop_ma: tuple[float, ...]
+    white_tile: tuple[tuple[float, float], ...]
+    check_phantom: tuple[tuple[float, float], ...]
+    phantom_set: str = ""
+
+    def to_dict(self) -> dict[str, object]:
+        return {
+            "version": UNIT_VERSION,
+            "led_centre_nm": [round(x, 2) for x in self.led_centre_nm],
+            "led_fwhm_nm": [round(x, 2) for x in self.led_fwhm_nm],
+            "centre_tempco_nm_per_c": [round(x, 4) for x in self.centre_tempco_nm_per_c],
+            "output_tempco_per_c": [round(x, 5) for x in self.output_tempco_per_c],
+            "droop_ma": [round(x, 1) for x in self.droop_ma],
+            "white_tile": [[round(a, 1), round(b, 1)] for a, b in self.white_tile],
+            "check_phantom": [[round(a, 5), round(b, 5)] for a, b in self.check_phantom],
+            "phantom_set": self.phantom_set,
+        }
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> UnitCalibration:
+        """The unit calibration from its JSON form; ValueError naming what is wrong."""
+        try:
+            if int(d.get("version", 0)) != UNIT_VERSION:
+                raise ValueError(f"unknown unit calibration version {d.get('version')!r}")
+            unit = cls(
+                led_centre_nm=_floats(d["led_centre_nm"]),
+                led_fwhm_nm=_floats(d["led_fwhm_nm"]),
+                centre_tempco_nm_per_c=_floats(d["centre_tempco_nm_per_c"]),
+                output_tempco_per_c=_floats(d["output_tempco_per_c"]),
+                droop_ma=_floats(d["droop_ma"]),
+                white_tile=_pairs(d["white_tile"]),
+                check_phantom=_pairs(d["check_phantom"]),
+                phantom_set=str(d.get("phantom_set", "")),
+            )
+        except (KeyError, TypeError) as exc:
+            raise ValueError(f"bad unit calibration: {exc}") from exc
+        unit.check()
+        return unit
+
+    def check(self) -> None:
+        """ValueError if a constant is outside what a working unit can have."""
+        for name in ("led_centre_nm", "led_fwhm_nm", "centre_tempco_nm_per_c",
+                     "output_tempco_per_c", "droop_ma"):  # fmt: skip
+            values = getattr(self, name)
+            if len(values) != N_LEDS or not all(math.isfinite(x) for x in values):
+                raise ValueError(f"unit calibration {name} needs {N_LEDS} finite values")
+        for name, pairs in (("white_tile", self.white_tile), ("check_phantom", self.check_phantom)):
+            if len(pairs) != N_LEDS or not all(
+                math.isfinite(x) and x > 0 for pair in pairs for x in pair
+            ):
+                raise ValueError(f"unit calibration {name} needs {N_LEDS} positive pairs")
+        limits = (
+            ("led_centre_nm", [c - n for c, n in zip(self.led_centre_nm, NOMINAL_LED_NM,
+                                                      strict=True)],
+             (-CENTRE_TOLERANCE_NM, CENTRE_TOLERANCE_NM)),
+            ("led_fwhm_nm", self.led_fwhm_nm, FWHM_RANGE_NM),
+            ("centre_tempco_nm_per_c", self.centre_tempco_nm_per_c,
+             CENTRE_TEMPCO_RANGE_NM_PER_C),
+            ("output_tempco_per_c", self.output_tempco_per_c, OUTPUT_TEMPCO_RANGE_PER_C),
+            ("droop_ma", self.droop_ma, DROOP_RANGE_MA),
+        )  # fmt: skip
+        for name, values, (lo, hi) in limits:
+            bad = [i for i, x in enumerate(values) if not lo <= x <= hi]
+            if bad:
+                raise ValueError(
+                    f"unit calibration {name} out of range for LED {NOMINAL_LED_NM[bad[0]]:.0f} nm"
+                )
+
+    def bands_at(self, temperature_c: float) -> tuple[Floats, Floats]:
+        """(centres, widths) of the unit's LED bands at a probe temperature."""
+        centre = np.asarray(self.led_centre_nm, float) + np.asarray(
+            self.centre_tempco_nm_per_c, float
+        ) * (temperature_c - REFERENCE_TEMPERATURE_C)
+        return centre, np.asarray(self.led_fwhm_nm, float)
+
+
+def _floats(v: Any) -> tuple[float, ...]:
+    return tuple(float(x) for x in v)
+
+
+def _pairs(v: Any) -> tuple[tuple[float, float], ...]:
+    out = []
+    for pair in v:
+        a, b = pair
+        out.append((float(a), float(b)))
+    return tuple(out)
+
+
+def unit_from_calibration(calibration: Mapping[str, Any]) -> UnitCalibration | None:
+    """The unit calibration in a device's factory calibration, None if it has none (a unit from
+    before per-unit calibration); ValueError if it is there but malformed."""
+    unit = calibration.get("unit")
+    if unit is None:
+        return None
+    if not isinstance(unit, Mapping):
+        raise ValueError("calibration unit must be an object")
+    return UnitCalibration.from_dict(unit)
+
+
+# ---- LED output against drive and temperature -------------------------------------------
+
+
+def droop_factor(drive_code: ArrayLike, factory_code: ArrayLike, droop_ma: ArrayLike) -> Floats:
+    """P(I) / P(I_factory) with P(I) = I / (1 + I / I0); drive codes are 0.1 mA."""
+    i = np.asarray(drive_code, float) / 10.0
+    i_f = np.asarray(factory_code, float) / 10.0
+    i0 = np.asarray(droop_ma, float)
+    return np.asarray((i / i_f) * (1.0 + i_f / i0) / (1.0 + i / i0), float)
+
+
+def output_factor(temperature_c: float, tempco_per_c: ArrayLike) -> Floats:
+    """LED output relative to 25 C (linear in temperature, per LED)."""
+    k = np.asarray(tempco_per_c, float)
+    return np.asarray(1.0 + k * (temperature_c - REFERENCE_TEMPERATURE_C), float)
+
+
+# ---- the factory procedure --------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class TargetReading:
+    """Mean dark-subtracted counts of several presses on one target at fixed drives.
+
+    target: "W", a phantom's name, or "tile" (the built-in white tile); counts: (6, 2).
+    """
+
+    target: str
+    temperature_c: float
+    led_drive: tuple[int, ...]
+    counts: Floats
+    presses: int = 1
+
+
+def reading_from_presses(target: str, presses: Sequence[Mapping[str, Any]]) -> TargetReading:
+    """Average presses (the firmware's records as dicts: dark_before, dark_after, flashes,
+    temperature_c, led_drive) on one target; they must share their drives."""
+    if not presses:
+        raise ValueError(f"no presses on {target}")
+    drives = {tuple(int(x) for x in p["led_drive"]) for p in presses}
+    if len(drives) != 1:
+        raise ValueError(f"presses on {target} used different drives")
+    counts = []
+    for p in presses:
+        flashes = np.asarray(p["flashes"], float)
+        if flashes.shape[:2] != (N_LEDS, N_DETECTORS):
+            raise ValueError(f"a press on {target} has counts of shape {flashes.shape}")
+        dark = 0.5 * (np.asarray(p["dark_before"], float) + np.asarray(p["dark_after"], float))
+        counts.append(flashes.mean(axis=2) - dark[None, :])
+    temperature = float(np.mean([float(p["temperature_c"]) for p in presses]))
+    return TargetReading(target, temperature, drives.pop(), np.mean(counts, axis=0), len(presses))
+
+
+def _certificate_spectra(certificate: Mapping[str, Any]) -> tuple[Floats, dict[str, Floats]]:
+    try:
+        wl = np.asarray(certificate["wavelength_nm"], float)
+        spectra = {
+            name: np.array([np.asarray(p["near"], float), np.asarray(p["far"], float)])
+            for name, p in certificate["phantoms"].items()
+        }
+    except (KeyError, TypeError, ValueError) as exc:
+        raise ValueError(f"not a phantom certificate: {exc}") from exc
+    if wl.ndim != 1 or len(wl) < 10 or np.any(np.diff(wl) <= 0):
+        raise ValueError("phantom certificate wavelengths must increase")
+    for name, s in spectra.items():
+        if s.shape != (2, len(wl)) or not np.all(np.isfinite(s)) or np.any(s <= 0):
+            raise ValueError(f"phantom certificate spectrum of {name} is malformed")
+    return wl, spectra
+
+
+def fit_led_bands(
+    ratios: Mapping[str, Floats], spectra: Mapping[str, Floats], wl: Floats
+) -> tuple[Floats, Floats, float]:
+    """(centres, FWHMs, RMS misfit of ln ratio) of the 6 LED bands from phantom/W ratios.
+
+    ratios[name]: (6, 2) measured counts on the phantom / counts on W (same drive and
+    temperature); spectra[name]: (2, n wl) certified reflectance relative to W. Each LED's
+    Gaussian band (centre, FWHM) is fitted by Gauss-Newton on ln(ratio), each detector and
+    phantom weighted by its ratio (the far detector's dark phantoms carry little light).
+    """
+    names = [n for n in ratios if n in spectra]
+    if len(names) < 2:
+        raise ValueError("need at least two certified phantoms to fit the LED bands")
+    meas = np.array([ratios[n] for n in names])  # (p, 6, 2)
+    spec = np.array([spectra[n] for n in names])  # (p, 2, wl)
+    if np.any(meas <= 0) or not np.all(np.isfinite(meas)):
+        raise ValueError("phantom readings must be positive counts above W's dark")
+    y = np.log(meas)
+    # weight: relative precision ~ counts; a ratio of 1e-3 at the far detector says little
+    w = np.sqrt(np.clip(meas, 1e-4, None))
+    centres = np.array(NOMINAL_LED_NM, float)
+    widths = np.array(NOMINAL_FWHM_NM, float)
+    misfit = np.zeros(N_LEDS)
+    for led in range(N_LEDS):
+        x = np.array([centres[led], widths[led]])
+
+        def model(p: Floats, led: int = led) -> Floats:
+            g = led_band_weights(p[:1], p[1:], wl)[0]
+            return np.asarray(np.log(spec @ g), float)  # (p, 2)
+
+        lam = 1e-3
+        cost = float(np.sum((w[:, led] * (model(x) - y[:, led])) ** 2))
+        for _ in range(60):
+            r = (w[:, led] * (model(x) - y[:, led])).ravel()
+            jac = np.empty((r.size, 2))
+            for k, h in enumerate((0.01, 0.01)):
+                xp = x.copy()
+                xp[k] += h
+                jac[:, k] = ((w[:, led] * (model(xp) - y[:, led])).ravel() - r) / h
+            a = jac.T @ jac
+            step = np.linalg.solve(a + lam * np.diag(np.diag(a) + 1e-12), -jac.T @ r)
+            trial = x + step
+            trial[1] = float(np.clip(trial[1], *FWHM_RANGE_NM))
+            new_cost = float(np.sum((w[:, led] * (model(trial) - y[:, led])) ** 2))
+            if new_cost < cost:
+                x, cost, lam = trial, new_cost, lam / 3.0
+                if np.max(np.abs(step)) < 1e-4:
+                    break
+            else:
+                lam *= 4.0
+                if lam > 1e6:
+                    break
+        centres[led], widths[led] = x
+        misfit[led] = math.sqrt(cost / float(np.sum(w[:, led] ** 2)))
+    return centres, widths, float(np.max(misfit))
+
+
+def fit_droop(readings: Sequence[TargetReading], factory_drive: Sequence[int]) -> Floats:
+    """I0 (mA) per LED from one target read at several drives (same temperature).
+
+    counts(I) / counts(I_f) = P(I) / P(I_f): one parameter per LED, by a scan in log I0 and a
+    parabola at the best point, each detector weighted by its counts.
+    """
+    if len(readings) < 2:
+        raise ValueError("droop needs the grey phantom at two drives or more")
+    f = np.asarray(factory_drive, float)
+    ref = [r for r in readings if np.allclose(r.led_drive, f)]
+    if not ref:
+        raise ValueError("droop needs the grey phantom at the factory drive too")
+    base = ref[0].counts
+    grid = np.exp(np.linspace(np.log(DROOP_RANGE_MA[0]), np.log(DROOP_RANGE_MA[1]), 400))
+    out = np.empty(N_LEDS)
+    for led in range(N_LEDS):
+        cost = np.zeros_like(grid)
+        for r in readings:
+            d = float(r.led_drive[led])
+            if d == f[led]:
+                continue
+            for det in range(N_DETECTORS):
+                if base[led, det] < 50 or r.counts[led, det] < 50:
+                    continue  # a few counts above dark say nothing about a few % of droop
+                meas = r.counts[led, det] / base[led, det]
+                model = droop_factor(d, f[led], grid)
+                wgt = base[led, det]
+                cost += wgt * np.log(meas / model) ** 2
+        k = int(np.argmin(cost))
+        if 0 < k < len(grid) - 1:  # refine on a parabola in log I0
+            c0, c1, c2 = cost[k - 1], cost[k], cost[k + 1]
+            den = c0 - 2 * c1 + c2
+            shift = 0.5 * (c0 - c2) / den if den > 0 else 0.0
+            lg = np.log(grid)
+            out[led] = float(np.exp(lg[k] + shift * (lg[1] - lg[0])))
+        else:
+            out[led] = float(grid[k])
+    return out
+
+
+@dataclass(frozen=True)
+class WhiteReference:
+    """What the factory procedure gives the counts path (dsp/tcb_counts.py) besides the unit
+    calibration: white_ref at 25 C and the factory drive, the drive, the mean tempco (kept for
+    readers of the older calibration), and the worst RMS misfit of the LED band fit."""
+
+    white_ref: tuple[tuple[int, int], ...]
+    led_drive: tuple[int, ...]
+    tempco_per_c: float
+    band_fit_misfit: float
+
+
+def calibrate_unit(
+    readings: Sequence[TargetReading], certificate: Mapping[str, Any]
+) -> tuple[UnitCalibration, WhiteReference]:
+    """The unit calibration from the factory readings, and the factory constants the counts
+    path already used (white_ref at 25 C, tempco_per_c); ValueError when a step is missing or
+    the result is implausible.
+
+    readings: W and every spectral phantom at two temperatures (both at the factory drive), the
+    grey phantom at the factory drive and at least one more drive (at the lower temperature),
+    and the built-in tile at the factory drive (lower temperature).
+    """
+    wl, spectra = _certificate_spectra(certificate)
+    whites = sorted((r for r in readings if r.target == "W"), key=lambda r: r.temperature_c)
+    if len(whites) < 2 or whites[-1].temperature_c - whites[0].temperature_c < 5.0:
+        raise ValueError("the white phantom W is needed at two temperatures 5 C apart or more")
+    w_lo, w_hi = whites[0], whites[-1]
+    factory_drive = w_lo.led_drive
+    if w_hi.led_drive != factory_drive:
+        raise ValueError("W must be read at the same (factory) drive at both temperatures")
+    # output tempco per LED: W(T) = W25 (1 + k (T - 25)), from the counts-weighted detectors
+    q = np.sum(w_hi.counts, axis=1) / np.sum(w_lo.counts, axis=1)
+    a = w_lo.temperature_c - REFERENCE_TEMPERATURE_C
+    b = w_hi.temperature_c - REFERENCE_TEMPERATURE_C
+    tempco = (q - 1.0) / (b - q * a)
+    white25 = w_lo.counts / (1.0 + tempco * a)[:, None]
+
+    spectral = [str(n) for n in certificate.get("spectral_phantoms", []) if n in spectra]
+    bands = []
+    for white in (w_lo, w_hi):
+        ratios = {}
+        for r in readings:
+            if (
+                r.target in spectral
+                and abs(r.temperature_c - white.temperature_c) < 1.0
+                and r.led_drive == factory_drive
+            ):
+                ratios[r.target] = r.counts / white.counts
+        missing = [n for n in spectral if n not in ratios]
+        if missing:
+            raise ValueError(
+                f"phantom {missing[0]} was not read at {white.temperature_c:.0f} C and the "
+                "factory drive"
+            )
+        bands.append((*fit_led_bands(ratios, spectra, wl), white.temperature_c, ratios))
+    (c_lo, fw_lo, mis_lo, t_lo, ratios_lo), (c_hi, fw_hi, mis_hi, t_hi, _) = bands
+    centre_tempco = (c_hi - c_lo) / (t_hi - t_lo)
+    centre25 = c_lo - centre_tempco * (t_lo - REFERENCE_TEMPERATURE_C)
+
+    grey = str(certificate.get("grey_phantom", "G"))
+    greys = [
+        r for r in readings if r.target == grey and abs(r.temperature_c - t_lo) < 1.0
+    ]  # fmt: skip
+    droop = fit_droop(greys, factory_drive)
+
+    tiles = [r for r in readings if r.target == "tile" and r.led_drive == factory_drive]
+    if not tiles:
+        raise ValueError("the built-in white tile was not read at the factory drive")
+    tile = tiles[0]
+    tile25 = tile.counts / output_factor(tile.temperature_c, tempco)[:, None]
+    check = str(certificate.get("check_phantom", ""))
+    if check not in ratios_lo:
+        raise ValueError(f"the check phantom {check!r} is not one of the spectral phantoms")
+    check_ratio = ratios_lo[check]
+    unit = UnitCalibration(
+        led_centre_nm=tuple(float(x) for x in centre25),
+        led_fwhm_nm=tuple(float(x) for x in 0.5 * (fw_lo + fw_hi)),
+        centre_tempco_nm_per_c=tuple(float(x) for x in centre_tempco),
+        output_tempco_per_c=tuple(float(x) for x in tempco),
+        droop_ma=tuple(float(x) for x in droop),
+        white_tile=tuple((float(n), float(f)) for n, f in tile25),
+        check_phantom=tuple((float(n), float(f)) for n, f in check_ratio),
+        phantom_set=str(certificate.get("serial", certificate.get("set", ""))),
+    )
+    unit.check()
+    reference = WhiteReference(
+        white_ref=tuple((int(round(n)), int(round(f))) for n, f in white25),
+        led_drive=factory_drive,
+        tempco_per_c=round(float(np.mean(tempco)), 5),
+        band_fit_misfit=max(mis_lo, mis_hi),
+    )
+    return unit, reference
+
+
+# ---- from the unit's bands to the nominal ones ------------------------------------------
+
+# The skin the correction fits (dsp/tissue_optics.py): free melanin, blood left under the probe,
+# its saturation, dermal bilirubin, scattering amplitude and power, coupling at each detector.
+# Fixed at typical values: haematocrit, vessel radius, epidermal thickness, path factors (light
+# crosses the epidermis once in and once out).
+_FIXED = {
+    "haematocrit": 0.53,  # middle of 0.42-0.65 (Jopling et al., Pediatrics 2009)
+    "pressure_blanching": 0.0,  # the fitted blood is what remains under the probe
+    "epidermis_mm": 0.09,
+    "tissue_serum_ratio": 1.0,  # the fitted bilirubin is the dermal concentration
+    "vessel_radius_mm": 0.015,  # 2.5-30 um (Braverman 2000)
+}
+_OPTICS = ProbeOptics(epi_path_near=2.0, epi_path_far=2.0)
+# parameter: start, lower bound, upper bound, prior SD (weak: keeps unconstrained terms sane)
+_PARAMS = (
+    ("log_melanin", math.log(0.03), math.log(1e-4), math.log(0.6), 3.0),
+    ("log_blood", math.log(5e-4), math.log(1e-6), math.log(0.05), 3.0),
+    ("so2", 0.85, 0.3, 1.0, 0.3),
+    ("bilirubin", 2.0, 0.0, 25.0, 20.0),
+    ("log_scatter", math.log(3.0), math.log(0.3), math.log(20.0), 1.5),
+    ("scatter_b", 1.0, 0.1, 3.0, 1.0),
+    ("log_coupling_near", 0.0, -2.5, 2.5, 1.0),
+    ("log_coupling_far", 0.0, -2.5, 2.5, 1.0),
+)
+_START = np.array([p[1] for p in _PARAMS])
+_LO = np.array([p[2] for p in _PARAMS])
+_HI = np.array([p[3] for p in _PARAMS])
+_PRIOR_SD = np.array([p[4] for p in _PARAMS])
+# reading noise for the fit's weights (ln R): relative, plus a floor in reflectance
+_REL_SD = np.array([0.005] * N_LEDS + [0.01] * N_LEDS)
+_FLOOR = 1e-4
+_NOMINAL_BANDS = led_band_weights(NOMINAL_LED_NM, NOMINAL_FWHM_NM)
+# below this difference between the unit's and the nominal bands there is nothing to correct
+_BAND_EPSILON_NM = 0.02
+
+
+def _params(theta: Floats) -> dict[str, Floats]:
+    n = theta.shape[0]
+    p = {k: np.full(n, v) for k, v in _FIXED.items()}
+    p["melanin_fraction"] = np.exp(theta[:, 0])
+    p["blood_fraction"] = np.exp(theta[:, 1])
+    p["so2"] = theta[:, 2]
+    p["bilirubin_mg_dl"] = theta[:, 3]
+    p["scatter_a_per_mm"] = np.exp(theta[:, 4])
+    p["scatter_b"] = theta[:, 5]
+    return p
+
+
+def _model_a(theta: Floats, bands: Floats) -> Floats:
+    """(n, 12) -ln R of the fitted skins through LED band weights `bands` (6, wl)."""
+    near, far = skin_spectra(_params(theta), WAVELENGTH_GRID_NM, _OPTICS)
+    r = np.hstack([near @ bands.T, far @ bands.T])
+    a = -np.log(np.clip(r, 1e-12, None))
+    a[:, :N_LEDS] -= theta[:, 6:7]
+    a[:, N_LEDS:] -= theta[:, 7:8]
+    return np.asarray(a, float)
+
+
+def fit_skin(a: Floats, sd: Floats, bands: Floats, iterations: int = 40) -> Floats:
+    """Levenberg-Marquardt, batched over readings: theta (n, 8) whose model -ln R through
+    `bands` matches a (n, 12) within sd (n, 12), with the weak priors of _PARAMS."""
+    n = a.shape[0]
+    theta = np.tile(_START, (n, 1))
+    k = len(_PARAMS)
+
+    def residual(th: Floats) -> Floats:
+        data = (_model_a(th, bands) - a) / sd
+        prior = (th - _START) / _PRIOR_SD
+        return np.asarray(np.hstack([data, prior]), float)
+
+    r = residual(theta)
+    cost = np.sum(r**2, axis=1)
+    lam = np.full(n, 1e-2)
+    h = 1e-4
+    for _ in range(iterations):
+        jac = np.empty((n, r.shape[1], k))
+        for j in range(k):
+            tp = theta.copy()
+            tp[:, j] += h
+            jac[:, :, j] = (residual(tp) - r) / h
+        jtj = np.einsum("nij,nik->njk", jac, jac)
+        g = np.einsum("nij,ni->nj", jac, r)
+        diag = np.einsum("njj->nj", jtj) + 1e-9
+        step = np.linalg.solve(
+            jtj + lam[:, None, None] * np.eye(k) * diag[:, None, :], -g[:, :, None]
+        )[:, :, 0]
+        trial = np.clip(theta + step, _LO, _HI)
+        r_t = residual(trial)
+        cost_t = np.sum(r_t**2, axis=1)
+        better = cost_t < cost
+        theta = np.where(better[:, None], trial, theta)
+        r = np.where(better[:, None], r_t, r)
+        moved = np.max(np.abs(step), axis=1)
+        cost = np.where(better, cost_t, cost)
+        lam = np.where(better, lam / 3.0, lam * 4.0)
+        if np.all((moved < 1e-5) | (lam > 1e8)):
+            break
+    return theta
+
+
+def nominal_reflectance(
+    r_near: ArrayLike, r_far: ArrayLike, unit: UnitCalibration, temperature_c: float
+) -> tuple[Floats, Floats]:
+    """What a unit with the nominal LED bands would have read: reflectances (n, 6) or (6,)
+    measured by `unit` at `temperature_c`, carried to the nominal bands (module docstring).
+    NaN in, NaN out."""
+    near = np.asarray(r_near, float)
+    far = np.asarray(r_far, float)
+    single = near.ndim == 1
+    near2 = np.atleast_2d(near)
+    far2 = np.atleast_2d(far)
+    centre, width = unit.bands_at(temperature_c)
+    if np.all(np.abs(centre - np.asarray(NOMINAL_LED_NM)) < _BAND_EPSILON_NM) and np.all(
+        np.abs(width - np.asarray(NOMINAL_FWHM_NM)) < _BAND_EPSILON_NM
+    ):
+        return near.copy(), far.copy()
+    ok = np.all(np.isfinite(near2), axis=1) & np.all(np.isfinite(far2), axis=1)
+    out_near = np.full_like(near2, np.nan)
+    out_far = np.full_like(far2, np.nan)
+    if np.any(ok):
+        r = np.hstack([near2[ok], far2[ok]])
+        a = -np.log(np.clip(r, _FLOOR * 0.1, None))
+        sd = np.hypot(_REL_SD[None, :], _FLOOR / np.clip(r, _FLOOR * 0.1, None))
+        unit_bands = led_band_weights(centre, width)
+        theta = fit_skin(a, sd, unit_bands)
+        delta = _model_a(theta, _NOMINAL_BANDS) - _model_a(theta, unit_bands)
+        corrected = r * np.exp(-delta)
+        out_near[ok] = corrected[:, :N_LEDS]
+        out_far[ok] = corrected[:, N_LEDS:]
+    if single:
+        return out_near[0], out_far[0]
+    return out_near, out_far
+
+
+# ---- the checks in the field ------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class SelfCheck:
+    """The start-up check against the built-in white tile.
+
+    ratio: (6, 2) tile counts now / the factory's, after drive and temperature; ok: every
+    ratio within SELF_CHECK_LIMIT of 1.
+    """
+
+    ratio: Floats
+    ok: bool
+
+    @property
+    def max_drift(self) -> float:
+        return float(np.max(np.abs(self.ratio - 1.0)))
+
+
+def self_check(
+    tile_counts: ArrayLike,
+    led_drive: Sequence[int],
+    temperature_c: float,
+    factory_drive: Sequence[int],
+    unit: UnitCalibration,
+) -> SelfCheck:
+    """Compare the tile's dark-subtracted counts (6, 2) now with the factory's."""
+    counts = np.asarray(tile_counts, float)
+    if counts.shape != (N_LEDS, N_DETECTORS) or not np.all(np.isfinite(counts)):
+        raise ValueError("the self-check needs 6 x 2 counts")
+    expected = (
+        np.asarray(unit.white_tile, float)
+        * droop_factor(led_drive, factory_drive, unit.droop_ma)[:, None]
+        * output_factor(temperature_c, unit.output_tempco_per_c)[:, None]
+    )
+    ratio = np.asarray(counts / expected, float)
+    ok = bool(np.all(np.abs(ratio - 1.0) <= SELF_CHECK_LIMIT))
+    return SelfCheck(ratio, ok)
+
+
+def is_check_phantom(r_near: ArrayLike, r_far: ArrayLike, unit: UnitCalibration) -> bool:
+    """Whether a press looks like the check phantom (far brighter in red/green than skin):
+    such a press is the weekly check, never a baby."""
+    ref = np.asarray(unit.check_phantom, float)
+    r = np.column_stack([np.asarray(r_near, float), np.asarray(r_far, float)])
+    if r.shape != ref.shape or not np.all(np.isfinite(r)) or np.any(r <= 0):
+        return False
+    return bool(np.all(np.abs(np.log(r / ref)) < PHANTOM_RECOGNISE))
+
+
+def phantom_check(r_near: ArrayLike, r_far: ArrayLike, unit: UnitCalibration) -> tuple[bool, float]:
+    """(passed, largest relative deviation) of a press on the check phantom."""
+    ref = np.asarray(unit.check_phantom, float)
+    r = np.column_stack([np.asarray(r_near, float), np.asarray(r_far, float)])
+    dev = float(np.max(np.abs(r / ref - 1.0)))
+    return dev <= PHANTOM_CHECK_LIMIT, dev
