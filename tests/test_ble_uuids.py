@@ -38,8 +38,9 @@ def test_firmware_uuids_match_the_gateway_table():
 
 @pytest.mark.unit
 def test_link_message_numbers_agree():
-    for name in ("M_HELLO", "M_ADV", "M_NOTIFY", "M_READ_RSP", "M_DISC", "M_CONNECT",
-                 "M_DISCONNECT", "M_MTU", "M_WRITE", "M_READ", "M_CONN_UPDATE", "M_COMPLETED"):  # fmt: skip
+    for name in ("M_HELLO", "M_ADV", "M_NOTIFY", "M_READ_RSP", "M_DISC", "M_MTU_REQ",
+                 "M_CONNECT", "M_DISCONNECT", "M_MTU", "M_MTU_RSP", "M_WRITE", "M_READ",
+                 "M_CONN_UPDATE", "M_COMPLETED"):  # fmt: skip
         assert int(_const(BLUETOOTH_SIM, name)) == getattr(vb, name), name
 
 

@@ -2,6 +2,12 @@
 # with the surface link.py expects: connected, mtu, notify(frame) -> bool, on_write, on_connect
 # and run(). Under the Unix port the simulation HAL installs bluetooth_sim as `bluetooth`.
 #
+# Threads (aioble's rule, docs/firmware.md): on an ESP32 the `bluetooth` IRQ handler runs on
+# the NimBLE host's task, concurrently with the asyncio loop. _irq therefore only copies the
+# event into a ring allocated here and sets a ThreadSafeFlag; run() takes the events off the
+# ring in the loop and does the work there: connection state, advertising, the MTU exchange,
+# and the control writes handed to on_write (the link, the app, pairing).
+#
 # GATT table (UUIDs mirrored from gateway/transports/uuids.py; a test checks they agree):
 #   perimon service: data characteristic (notify: one v1 frame per notification) and control
 #   characteristic (write, write without response: one v1 frame per write);
@@ -48,8 +54,14 @@ _ADV_MANUFACTURER = const(0xFF)
 _ADV_MAX = const(31)
 
 _MAX_MTU = const(247)  # one LL data PDU with data length extension: 251 - 4 bytes L2CAP
+_ENOMEM = const(12)  # gatts_notify: the controller's buffers are full
 _ADV_INTERVAL_US = const(100_000)
 _WRITE_BUF = const(256)  # largest control frame the write characteristic accepts
+# The IRQ's ring: one slot per event, [u8 event, pad, u16 conn, u16 arg, pad, value...]; arg is
+# the MTU, the connection interval or the written value's length.
+_RING_SLOTS = const(8)  # a power of two
+_SLOT = const(8 + _WRITE_BUF)
+_RING_FOR_LINK = const(2)  # slots a control write leaves free for connection events
 
 
 def uuid_le(uuid):
@@ -84,21 +96,30 @@ def adv_payloads(name, device_type, interval_min_ms, interval_max_ms, pairing=Fa
 class BleRadio:
     def __init__(self, adv, firmware="1.0.0", interval_ms=(15, 30)):
         self.adv = adv  # dict: id, type, name
-        self.connected = False  # a central is connected and has subscribed (see _irq)
-        self.mtu = 23
+        self.connected = False  # subscribed and MTU exchanged: notifications may go (_ready)
+        # Frames are sized for the MTU the device asks for until a link settles on another;
+        # never for the 23 bytes a link starts with (docs/ble.md, MTU).
+        self.mtu = _MAX_MTU
         self.on_write = None
         self.on_connect = None
         self.connects = 0
         self.busy = 0  # notifications refused by a full controller buffer (frames kept)
-        self.oversize = 0
+        self.oversize = 0  # frames built for a larger MTU than this link's (kept for resend)
+        self.irq_dropped = 0  # control writes the ring had no room for (the gateway retries)
         self.interval_ms = 0.0
-        self._conn = None
+        self._conn = None  # changed by the radio task only, so notify never sees it vanish
+        self._subscribed = False
+        self._mtu_known = False
         self._advertising = False
+        # The IRQ's side: it writes slots and _head, the task reads them and moves _tail.
+        self._ring = bytearray(_RING_SLOTS * _SLOT)
+        self._head = 0
+        self._tail = 0
+        self._flag = asyncio.ThreadSafeFlag()
         ble = bluetooth.BLE()
         self.ble = ble
         ble.active(True)
         ble.config(gap_name=adv["id"], mtu=_MAX_MTU)
-        ble.irq(self._irq)
         perimon = (
             bluetooth.UUID(PERIMON_SERVICE),
             (
@@ -135,6 +156,7 @@ class BleRadio:
         self._adv_data, self._resp_data = adv_payloads(
             adv["id"], adv["type"], interval_ms[0], interval_ms[1]
         )
+        ble.irq(self._irq)  # last: the handler may run at once, on the host's thread
 
     def readvertise(self):
         """Advertise self.adv anew (the pairing flag came or went); a connected central is
@@ -144,7 +166,7 @@ class BleRadio:
             bool(self.adv.get("pairing")),
         )  # fmt: skip
         if self._conn is not None:
-            self.ble.gap_disconnect(self._conn)
+            self.ble.gap_disconnect(self._conn)  # advertising resumes at its IRQ
         else:
             self._advertise()
 
@@ -153,52 +175,114 @@ class BleRadio:
         self._advertising = True
 
     def _irq(self, event, data):
+        # The NimBLE host's thread: copy, wake the task, nothing else. A control write is
+        # dropped when the ring is nearly full (the gateway's request times out and is sent
+        # again); the last slots are kept for connection events, which nothing would repeat.
+        if event == _IRQ_GATTS_WRITE and data[1] != self.h_ctrl:
+            return
+        if event not in (_IRQ_CENTRAL_CONNECT, _IRQ_CENTRAL_DISCONNECT, _IRQ_GATTS_WRITE,
+                         _IRQ_MTU_EXCHANGED, _IRQ_CONNECTION_UPDATE):  # fmt: skip
+            return
+        h = self._head
+        used = (h - self._tail) & 0xFFFF
+        room = _RING_SLOTS - (_RING_FOR_LINK if event == _IRQ_GATTS_WRITE else 0)
+        if used >= room:
+            self.irq_dropped += 1
+            self._flag.set()
+            return
+        r = self._ring
+        off = (h & (_RING_SLOTS - 1)) * _SLOT
+        arg = 0
+        if event == _IRQ_GATTS_WRITE:
+            value = self.ble.gatts_read(self.h_ctrl)
+            arg = min(len(value), _WRITE_BUF)
+            r[off + 8 : off + 8 + arg] = value
+        elif event == _IRQ_MTU_EXCHANGED or event == _IRQ_CONNECTION_UPDATE:
+            arg = data[1]
+        r[off] = event
+        struct.pack_into("<HH", r, off + 2, data[0], arg)
+        self._head = (h + 1) & 0xFFFF  # after the slot is written: the task may read it now
+        self._flag.set()
+
+    def _drain(self):
+        """Handle what the IRQ recorded, oldest first."""
+        r = self._ring
+        while self._tail != self._head:
+            off = (self._tail & (_RING_SLOTS - 1)) * _SLOT
+            event = r[off]
+            conn, arg = struct.unpack_from("<HH", r, off + 2)
+            value = bytes(r[off + 8 : off + 8 + arg]) if event == _IRQ_GATTS_WRITE else None
+            self._tail = (self._tail + 1) & 0xFFFF  # the slot is free before the work is done
+            self._event(event, conn, arg, value)
+
+    def _event(self, event, conn, arg, value):
         if event == _IRQ_CENTRAL_CONNECT:
-            self._conn = data[0]
+            self._conn = conn
             self._advertising = False
-            self.mtu = 23
+            self._subscribed = self._mtu_known = self.connected = False
+            try:
+                self.ble.gattc_exchange_mtu(conn)  # ask for _MAX_MTU ourselves...
+            except OSError:
+                pass  # ...unless the central's exchange came first (EALREADY) or it has gone
+        elif conn != self._conn:
+            return  # from a link that has ended
         elif event == _IRQ_CENTRAL_DISCONNECT:
             self._conn = None
             self.connected = False
             self._advertise()  # at once, so the gateway can reconnect
         elif event == _IRQ_MTU_EXCHANGED:
-            self.mtu = min(data[1], _MAX_MTU)
+            self.mtu = min(arg, _MAX_MTU)
+            self._mtu_known = True
+            self._ready()
         elif event == _IRQ_CONNECTION_UPDATE:
-            self.interval_ms = data[1] * 1.25
+            self.interval_ms = arg * 1.25
         elif event == _IRQ_GATTS_WRITE:
-            if data[1] != self.h_ctrl:
-                return
-            value = self.ble.gatts_read(self.h_ctrl)
-            if not self.connected:
-                # The gateway subscribes to the data characteristic before its first control
-                # write (a time sync), so from here on notifications reach a listener.
-                self.connected = True
-                self.connects += 1
-                if self.on_connect:
-                    self.on_connect()
+            # The gateway subscribes to the data characteristic before its first control
+            # write (a time sync), so from here on notifications reach a listener.
+            self._subscribed = True
+            self._ready()
             if self.on_write:
                 self.on_write(value)
 
+    def _ready(self):
+        if not self.connected and self._subscribed and self._mtu_known:
+            self.connected = True
+            self.connects += 1
+            if self.on_connect:
+                self.on_connect()
+
     def notify(self, frame):
         """Send one frame; False (the caller keeps it) when the link is down or backed up."""
-        if not self.connected or self._conn is None:
+        conn = self._conn
+        if not self.connected or conn is None:
             return False
         if len(frame) > self.mtu - 3:
             self.oversize += 1  # built for a larger MTU before a reconnect: kept for resend
             return True
         try:
-            self.ble.gatts_notify(self._conn, self.h_data, frame)
-        except OSError:
-            self.busy += 1  # ENOMEM: the controller's buffers are full; retry later
-            return False
+            self.ble.gatts_notify(conn, self.h_data, frame)
+        except OSError as e:
+            if e.errno == _ENOMEM:
+                self.busy += 1  # the controller's buffers are full; retry later
+            return False  # else the link has just gone: its IRQ is on the way
         return True
 
     def set_battery(self, pct):
         self.ble.gatts_write(self.h_batt, bytes((max(0, min(100, pct)),)))
 
-    async def run(self):
-        self._advertise()
+    async def _keep_advertising(self):
         while True:
             await asyncio.sleep_ms(1000)
             if self._conn is None and not self._advertising:
-                self._advertise()  # watchdog: never sit silent and unconnectable
+                self._advertise()  # never sit silent and unconnectable
+
+    async def run(self):
+        """The radio task: the IRQ's events, handled in the loop."""
+        self._advertise()
+        keeper = asyncio.create_task(self._keep_advertising())
+        try:
+            while True:
+                await self._flag.wait()
+                self._drain()
+        finally:
+            keeper.cancel()

@@ -1,18 +1,32 @@
 # The `bluetooth` module for the Unix port: the same BLE surface the firmware uses on an ESP32
-# (BLE, UUID, FLAG_*, irq events), with the radio replaced by a socket to the virtual BlueZ
-# process (simulators/virtual_bluez/), which plays the air and the gateway's controller.
-# The simulation HAL installs it as `bluetooth` (sys.modules) only when a device is set to
-# radio "ble"; on a board the real module is used and this file is never imported.
+# (BLE, UUID, FLAG_*, irq events, gattc_exchange_mtu), with the radio replaced by a socket to
+# the virtual BlueZ process (simulators/virtual_bluez/), which plays the air and the gateway's
+# controller. The simulation HAL installs it as `bluetooth` (sys.modules) only when a device is
+# set to radio "ble"; on a board the real module is used and this file is never imported.
+#
+# Threads, as on an ESP32: there the NimBLE host runs in a FreeRTOS task of its own and calls
+# the Python IRQ handler from that task, concurrently with the asyncio loop. Here a second
+# thread (`_thread`) plays the host: it owns the socket's reading side and calls the handler.
+# The Unix port has no GIL, so a handler that touches the loop's objects races for real, and a
+# test can see it. The firmware's calls (gatts_notify, gap_advertise, ...) take the host's lock,
+# as NimBLE's do. An exception in the handler is printed and the host carries on, as
+# MicroPython's does. The firmware's rule (docs/firmware.md) is that its handler only records
+# the event: any call other than gatts_read made from the handler is printed once per call
+# ("BLE call from IRQ: ..."), which the tests look for.
 #
 # Link messages, both ways: [u16 length of kind+body][u8 kind][body], little-endian.
 # Device -> virtual BlueZ: HELLO (JSON: address, GATT table), ADV (advertising on/off and its
-# payloads), NOTIFY (conn, handle, value), READ_RSP (token, value), DISC (conn).
-# Virtual BlueZ -> device: CONNECT, DISCONNECT, MTU (the central's ATT MTU), WRITE, READ,
-# CONN_UPDATE and COMPLETED (notifications that left the controller: TX buffer credits).
-# docs/ble.md has the details.
-import asyncio
+# payloads), NOTIFY (conn, handle, value), READ_RSP (token, value), DISC (conn), MTU (the answer
+# to the central's exchange), MTU_REQ (the device starts an exchange: gattc_exchange_mtu).
+# Virtual BlueZ -> device: CONNECT, DISCONNECT, MTU (the central's exchange), MTU_RSP (the
+# answer to the device's), WRITE, READ, CONN_UPDATE and COMPLETED (notifications that left the
+# controller: TX buffer credits). docs/ble.md has the details.
+import _thread
 import json
+import socket
 import struct
+import sys
+import time
 
 from micropython import const
 
@@ -34,9 +48,11 @@ M_ADV = const(2)
 M_NOTIFY = const(3)
 M_READ_RSP = const(4)
 M_DISC = const(5)
+M_MTU_REQ = const(6)
 M_CONNECT = const(16)
 M_DISCONNECT = const(17)
 M_MTU = const(18)
+M_MTU_RSP = const(19)
 M_WRITE = const(20)
 M_READ = const(21)
 M_CONN_UPDATE = const(22)
@@ -44,6 +60,7 @@ M_COMPLETED = const(23)
 
 _ENOMEM = const(12)
 _ENOTCONN = const(107)
+_EALREADY = const(114)  # NimBLE: this side has already sent its MTU in this connection
 _TX_SLOTS = const(12)  # notifications the controller may hold at once (NimBLE's mbuf pool)
 _MAX_ATT_MTU = const(517)
 
@@ -78,7 +95,11 @@ class BLE:
         return BLE._instance
 
     def _init(self):
+        # Every attribute is set here, before the host thread starts: a dict that grows while
+        # the other thread reads it is not safe without a GIL.
+        self._lock = _thread.allocate_lock()  # the host stack's lock
         self._active = False
+        self._started = False
         self._irq = None
         self._cfg = {"gap_name": b"MPY", "mtu": 23, "mac": (0, ADDRESS)}
         self._values = {}  # handle -> bytearray (the local attribute table)
@@ -88,12 +109,14 @@ class BLE:
         self._adv = None  # (interval_us, adv_data, resp_data) while advertising
         self._conn = None
         self._mtu = 23
+        self._mtu_sent = False  # this side has sent its MTU (answer or request) on this link
         self._inflight = 0
-        self._w = None
-        self._task = None
-        self._flush_ev = asyncio.Event()
+        self._sock = None
         self.notifies = 0
         self.enomem = 0
+        self.irq_errors = 0
+        self._host_id = None  # the host thread's ident
+        self._irq_calls = []  # API calls seen from the IRQ handler, each printed once
 
     # ---- the bluetooth.BLE API ----
 
@@ -101,8 +124,9 @@ class BLE:
         if on is None:
             return self._active
         self._active = bool(on)
-        if self._active and self._task is None:
-            self._task = asyncio.create_task(self._run())
+        if self._active and not self._started:
+            self._started = True
+            _thread.start_new_thread(self._host, ())
         return self._active
 
     def config(self, *args, **kw):
@@ -118,29 +142,32 @@ class BLE:
 
     def gatts_register_services(self, services):
         out = []
-        self._table = []
-        for svc_uuid, chars in services:
-            self._next_handle += 1  # the service declaration
-            handles = []
-            tchars = []
-            for ch in chars:
-                uuid, flags = ch[0], ch[1]
-                self._next_handle += 1  # the characteristic declaration
-                h = self._next_handle
-                self._next_handle += 1
-                self._values[h] = bytearray()
-                self._bufsize[h] = 20
-                handles.append(h)
-                tchars.append([h, str(uuid), flags])
-                if flags & (FLAG_NOTIFY | FLAG_INDICATE):
-                    self._next_handle += 1  # the CCCD
-            out.append(tuple(handles))
-            self._table.append([str(svc_uuid), tchars])
-        self._send_hello()
+        with self._lock:
+            self._table = []
+            for svc_uuid, chars in services:
+                self._next_handle += 1  # the service declaration
+                handles = []
+                tchars = []
+                for ch in chars:
+                    uuid, flags = ch[0], ch[1]
+                    self._next_handle += 1  # the characteristic declaration
+                    h = self._next_handle
+                    self._next_handle += 1
+                    self._values[h] = bytearray()
+                    self._bufsize[h] = 20
+                    handles.append(h)
+                    tchars.append([h, str(uuid), flags])
+                    if flags & (FLAG_NOTIFY | FLAG_INDICATE):
+                        self._next_handle += 1  # the CCCD
+                out.append(tuple(handles))
+                self._table.append([str(svc_uuid), tchars])
+            self._send_hello()
         return tuple(out)
 
     def gatts_write(self, handle, data, send_update=False):
-        self._values[handle] = bytearray(data)
+        self._from_irq("gatts_write")
+        with self._lock:
+            self._values[handle] = bytearray(data)
         if send_update and self._conn is not None:
             try:
                 self.gatts_notify(self._conn, handle)
@@ -148,69 +175,95 @@ class BLE:
                 pass
 
     def gatts_read(self, handle):
-        return bytes(self._values[handle])
+        with self._lock:
+            return bytes(self._values[handle])
 
     def gatts_set_buffer(self, handle, size, append=False):
-        self._bufsize[handle] = size
+        with self._lock:
+            self._bufsize[handle] = size
 
     def gap_advertise(self, interval_us, adv_data=None, resp_data=None, connectable=True):
-        if interval_us is None:
-            self._adv = None
-        else:
-            self._adv = (interval_us, bytes(adv_data or b""), bytes(resp_data or b""))
-        self._send_adv()
+        self._from_irq("gap_advertise")
+        with self._lock:
+            if interval_us is None:
+                self._adv = None
+            else:
+                self._adv = (interval_us, bytes(adv_data or b""), bytes(resp_data or b""))
+            self._send_adv()
 
     def gap_disconnect(self, conn):
-        if self._conn != conn:
-            return False
-        self._send(M_DISC, struct.pack("<H", conn))
-        self._disconnected(conn, 0x16)
-        return True
+        """Ask the controller to end the link; _IRQ_CENTRAL_DISCONNECT follows from the host
+        thread when it has ended, as on NimBLE."""
+        self._from_irq("gap_disconnect")
+        with self._lock:
+            if self._conn != conn or self._sock is None:
+                return False
+            self._send(M_DISC, struct.pack("<H", conn))
+            return True
 
     def gatts_notify(self, conn, handle, data=None):
-        if conn != self._conn or self._w is None:
-            raise OSError(_ENOTCONN)
-        if self._inflight >= _TX_SLOTS:
-            self.enomem += 1
-            raise OSError(_ENOMEM)
-        if data is None:
-            data = self._values[handle]
-        self._inflight += 1
-        self.notifies += 1
-        self._send(M_NOTIFY, struct.pack("<HH", conn, handle) + data)
+        self._from_irq("gatts_notify")
+        if not isinstance(conn, int):  # what the ESP32 port raises for gatts_notify(None, ...)
+            raise TypeError("can't convert %s to int" % type(conn).__name__)
+        with self._lock:
+            if conn != self._conn or self._sock is None:
+                raise OSError(_ENOTCONN)
+            if self._inflight >= _TX_SLOTS:
+                self.enomem += 1
+                raise OSError(_ENOMEM)
+            if data is None:
+                data = self._values[handle]
+            self._inflight += 1
+            self.notifies += 1
+            self._send(M_NOTIFY, struct.pack("<HH", conn, handle) + data)
 
-    # ---- the simulated controller ----
+    def gattc_exchange_mtu(self, conn):
+        """Start an ATT MTU exchange as GATT client; _IRQ_MTU_EXCHANGED follows. OSError if
+        this side already sent its MTU on this link (the central asked first)."""
+        self._from_irq("gattc_exchange_mtu")
+        if not isinstance(conn, int):
+            raise TypeError("can't convert %s to int" % type(conn).__name__)
+        with self._lock:
+            if conn != self._conn or self._sock is None:
+                raise OSError(_ENOTCONN)
+            if self._mtu_sent:
+                raise OSError(_EALREADY)
+            self._mtu_sent = True
+            self._send(M_MTU_REQ, struct.pack("<HH", conn, self._my_mtu()))
+
+    # ---- the simulated controller and host (the host thread) ----
+
+    def _from_irq(self, name):
+        """The handler called `name`: work that belongs to the loop (see the header)."""
+        if _thread.get_ident() == self._host_id and name not in self._irq_calls:
+            self._irq_calls.append(name)
+            print("BLE call from IRQ: " + name)
+
+    def _my_mtu(self):
+        return min(_MAX_ATT_MTU, max(23, self._cfg.get("mtu", 23)))
 
     def _fire(self, event, data):
-        if self._irq is not None:
-            self._irq(event, data)
+        """Call the application's handler on this thread, never holding the lock (the handler
+        may call gatts_read). Its exceptions are printed and the host goes on."""
+        handler = self._irq
+        if handler is None:
+            return
+        try:
+            handler(event, data)
+        except Exception as e:  # the ESP32 port's behaviour: a failing handler loses its event
+            self.irq_errors += 1
+            print("Unhandled exception in IRQ callback handler")
+            sys.print_exception(e)
 
     def _send(self, kind, body):
-        w = self._w
-        if w is None:
+        """One message to the virtual BlueZ; the lock is held by the caller."""
+        s = self._sock
+        if s is None:
             return
         try:
-            w.write(struct.pack("<HB", len(body) + 1, kind) + body)
+            s.sendall(struct.pack("<HB", len(body) + 1, kind) + body)
         except OSError:
-            self._w = None
-            return
-        if w.out_buf:
-            self._flush_ev.set()  # the socket took part of it: the flusher sends the rest
-
-    def pending(self):
-        """Bytes written by the stack but not yet taken by the socket."""
-        return len(self._w.out_buf) if self._w is not None else 0
-
-    async def _flush(self, w):
-        try:
-            while self._w is w:
-                self._flush_ev.clear()
-                if w.out_buf:
-                    await w.drain()
-                else:
-                    await self._flush_ev.wait()
-        except OSError:
-            pass
+            self._sock = None  # the host thread sees the broken socket and reconnects
 
     def _send_hello(self):
         mac = self._cfg["mac"][1]
@@ -224,74 +277,97 @@ class BLE:
             iv, a, r = self._adv
             self._send(M_ADV, struct.pack("<IB", iv, len(a)) + a + r)
 
-    def _disconnected(self, conn, reason):
-        if self._conn is None:
-            return
-        self._conn = None
-        self._inflight = 0
-        self._adv = None  # like NimBLE: advertising is not resumed by the stack
+    def _disconnected(self, conn):
+        with self._lock:
+            if self._conn is None or self._conn != conn:
+                return
+            self._conn = None
+            self._inflight = 0
+            self._adv = None  # like NimBLE: advertising is not resumed by the stack
         self._fire(_IRQ_CENTRAL_DISCONNECT, (conn, 0, b"\x00" * 6))
 
     def _on_message(self, kind, body):
         if kind == M_CONNECT:
             conn, atype = struct.unpack_from("<HB", body, 0)
-            self._conn = conn
-            self._mtu = 23
-            self._inflight = 0
-            self._adv = None  # a connectable advertising set stops when a central connects
+            with self._lock:
+                self._conn = conn
+                self._mtu = 23
+                self._mtu_sent = False
+                self._inflight = 0
+                self._adv = None  # a connectable advertising set stops when a central connects
             self._fire(_IRQ_CENTRAL_CONNECT, (conn, atype, bytes(body[3:9])))
         elif kind == M_DISCONNECT:
-            conn, reason = struct.unpack_from("<HB", body, 0)
-            if conn == self._conn:
-                self._disconnected(conn, reason)
-        elif kind == M_MTU:
+            conn, _reason = struct.unpack_from("<HB", body, 0)
+            self._disconnected(conn)
+        elif kind == M_MTU or kind == M_MTU_RSP:
             conn, central = struct.unpack_from("<HH", body, 0)
-            mine = min(_MAX_ATT_MTU, max(23, self._cfg.get("mtu", 23)))
-            self._mtu = min(central, mine)
-            self._send(M_MTU, struct.pack("<HH", conn, self._mtu))
-            self._fire(_IRQ_MTU_EXCHANGED, (conn, self._mtu))
+            with self._lock:
+                if conn != self._conn:
+                    return
+                self._mtu = min(central, self._my_mtu())
+                if kind == M_MTU:  # the central's request: answer with ours
+                    self._mtu_sent = True
+                    self._send(M_MTU, struct.pack("<HH", conn, self._mtu))
+                mtu = self._mtu
+            self._fire(_IRQ_MTU_EXCHANGED, (conn, mtu))
         elif kind == M_WRITE:
             conn, handle = struct.unpack_from("<HH", body, 0)
-            if handle in self._values and conn == self._conn:
+            with self._lock:
+                if handle not in self._values or conn != self._conn:
+                    return
                 self._values[handle] = bytearray(body[4 : 4 + self._bufsize.get(handle, 20)])
-                self._fire(_IRQ_GATTS_WRITE, (conn, handle))
+            self._fire(_IRQ_GATTS_WRITE, (conn, handle))
         elif kind == M_READ:
             token, handle = struct.unpack_from("<HH", body, 0)
-            v = self._values.get(handle, b"")
-            self._send(M_READ_RSP, struct.pack("<H", token) + bytes(v[: self._mtu - 1]))
+            with self._lock:
+                v = self._values.get(handle, b"")
+                self._send(M_READ_RSP, struct.pack("<H", token) + bytes(v[: self._mtu - 1]))
         elif kind == M_CONN_UPDATE:
             conn, iv, lat, sto = struct.unpack_from("<HHHH", body, 0)
             self._fire(_IRQ_CONNECTION_UPDATE, (conn, iv, lat, sto, 0))
         elif kind == M_COMPLETED:
             n = struct.unpack_from("<H", body, 0)[0]
-            self._inflight = max(0, self._inflight - n)
+            with self._lock:
+                self._inflight = max(0, self._inflight - n)
 
-    async def _run(self):
+    def _serve(self, s):
+        """Read messages until the socket ends."""
+        while True:
+            head = s.read(3)
+            if not head or len(head) < 3:
+                return
+            n, kind = struct.unpack("<HB", head)
+            body = s.read(n - 1) if n > 1 else b""
+            if n > 1 and (not body or len(body) < n - 1):
+                return
+            self._on_message(kind, body)
+
+    def _host(self):
+        """The host thread: connect to the virtual BlueZ, serve it, reconnect when it goes."""
+        self._host_id = _thread.get_ident()
         backoff = 100
         while self._active:
-            w = None
+            s = None
             try:
                 host, port = ENDPOINT
-                r, w = await asyncio.open_connection(host, port)
-                self._w = w
-                asyncio.create_task(self._flush(w))
-                self._send_hello()
-                self._send_adv()
+                s = socket.socket()
+                s.connect(socket.getaddrinfo(host, port)[0][-1])
+                with self._lock:
+                    self._sock = s
+                    self._send_hello()
+                    self._send_adv()
                 backoff = 100
-                while True:
-                    head = await r.readexactly(3)
-                    n, kind = struct.unpack("<HB", head)
-                    body = await r.readexactly(n - 1) if n > 1 else b""
-                    self._on_message(kind, body)
-            except (OSError, EOFError):
+                self._serve(s)
+            except OSError:
                 backoff = min(backoff * 2, 2000)
-            self._w = None
-            self._flush_ev.set()
-            if self._conn is not None:
-                self._disconnected(self._conn, 0x08)
-            if w is not None:
+            with self._lock:
+                self._sock = None
+                conn = self._conn
+            if conn is not None:
+                self._disconnected(conn)
+            if s is not None:
                 try:
-                    w.close()
+                    s.close()
                 except OSError:
                     pass
-            await asyncio.sleep_ms(backoff)
+            time.sleep_ms(backoff)

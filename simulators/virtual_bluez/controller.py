@@ -35,6 +35,8 @@ from simulators.virtual_bluez.defs import (
     M_DISCONNECT,
     M_HELLO,
     M_MTU,
+    M_MTU_REQ,
+    M_MTU_RSP,
     M_NOTIFY,
     M_READ_RSP,
     Faults,
@@ -131,10 +133,16 @@ class Controller:
                 dev.adv_fields()
                 dev.advertising.set()
                 self.scanner.advertised(dev)
-        elif kind == M_MTU:
+        elif kind == M_MTU:  # the device's answer to the central's exchange
             _conn, mtu = struct.unpack_from("<HH", body)
             dev.mtu = mtu
             dev.mtu_event.set()
+        elif kind == M_MTU_REQ:  # the device's own exchange: the central answers with its MTU
+            conn, mtu = struct.unpack_from("<HH", body)
+            if dev.connected and conn == dev.conn:
+                dev.mtu = min(mtu, CENTRAL_MTU)
+                dev.send(M_MTU_RSP, struct.pack("<HH", conn, CENTRAL_MTU))
+                dev.mtu_event.set()
         elif kind == M_READ_RSP:
             token = struct.unpack_from("<H", body)[0]
             fut = dev.reads.pop(token, None)
@@ -227,8 +235,10 @@ class Controller:
             central = bytes.fromhex(ADAPTER_ADDRESS.replace(":", ""))
             dev.send(M_CONNECT, struct.pack("<HB", dev.conn, 0) + central)
             self.tree.changed(dev.path, DEVICE, {"Connected": Variant("b", True)})
-            # BlueZ exchanges the MTU first, then discovers services.
-            dev.send(M_MTU, struct.pack("<HH", dev.conn, CENTRAL_MTU))
+            # BlueZ exchanges the MTU first, then discovers services; the device may start
+            # its own exchange too, and services are resolved after whichever ends first.
+            if self.faults.central_mtu_exchange:
+                dev.send(M_MTU, struct.pack("<HH", dev.conn, CENTRAL_MTU))
             try:
                 await asyncio.wait_for(dev.mtu_event.wait(), 2.0 + self.faults.latency_s * 2)
             except TimeoutError:

@@ -39,9 +39,11 @@ M_ADV = 2
 M_NOTIFY = 3
 M_READ_RSP = 4
 M_DISC = 5
+M_MTU_REQ = 6  # the device starts an ATT MTU exchange (gattc_exchange_mtu)
 M_CONNECT = 16
 M_DISCONNECT = 17
 M_MTU = 18
+M_MTU_RSP = 19  # the answer to the device's MTU_REQ
 M_WRITE = 20
 M_READ = 21
 M_CONN_UPDATE = 22
@@ -59,6 +61,9 @@ class Faults:
     throughput_bps: float = 0.0  # cap per link on notification bytes (0: only the credits)
     max_links: int = 7  # LE links the adapter holds (a Pi's built-in radio: about 7)
     refuse: dict[str, int] = field(default_factory=dict)  # address -> attempts to refuse
+    # BlueZ starts an ATT MTU exchange on every connection; False plays a central that does
+    # not, so only the device's own request (gattc_exchange_mtu) raises the MTU above 23
+    central_mtu_exchange: bool = True
 
     def update(self, **kw) -> None:
         """Knobs by name, as SetFaults' JSON has them; `refuse` sets the addresses it names."""
@@ -69,5 +74,7 @@ class Faults:
                 setattr(self, k, float(v))
             elif k == "max_links":
                 self.max_links = int(v)
+            elif k == "central_mtu_exchange":
+                self.central_mtu_exchange = bool(v)
             else:
                 raise KeyError(f"unknown fault {k!r}")
