@@ -6,10 +6,11 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import re
 import time
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any, Unpack
 
 from gateway import protocol as p
 from gateway import systemd
@@ -18,6 +19,7 @@ from gateway.device.auth import FrameAuth
 from gateway.device.enrolment import Enrolment, EnrolmentError, enrolment_path
 from gateway.device.pairing import PairingManager
 from gateway.device.session import DeviceSession, Processor
+from gateway.processing.alerts import PublishOptions
 from gateway.processing.fetal import FetalProcessor
 from gateway.processing.fhir import TRACE_POINTS_PER_OBSERVATION
 from gateway.processing.jaundice import JaundiceProcessor
@@ -76,7 +78,7 @@ class Gateway:
         self.enrolment = Enrolment(enrolment_path(cfg))
         self.sessions: dict[str, DeviceSession] = {}
         self.verification: dict[str, VerificationAlerts] = {}  # device_unverified, per device
-        self.unknown: dict[str, dict] = {}  # refused devices, reported on MQTT
+        self.unknown: dict[str, dict[str, Any]] = {}  # refused devices, reported on MQTT
         self.pairing = PairingManager(self.enrolment, self.transport, self.sessions)
         # state: what was published (for the nurse view) and per-device settings
         self.history = History(cfg.data_dir, cfg.gateway.history_h * 3600,
@@ -94,8 +96,10 @@ class Gateway:
             self.web = WebServer(self)
         self.ready = asyncio.Event()
 
-    def publish(self, parts: tuple[str, ...], payload: dict, **kw) -> None:
-        self.history.record(parts, self.publisher.publish(parts, payload, **kw))
+    def publish(
+        self, parts: tuple[str, ...], payload: dict[str, Any], **options: Unpack[PublishOptions]
+    ) -> None:
+        self.history.record(parts, self.publisher.publish(parts, payload, **options))
 
     async def _start_extras(self) -> None:
         """The hospital's command topic (MQTT 5) and the nurse view (when enabled)."""
@@ -147,7 +151,7 @@ class Gateway:
                 link.device_id, link.device_type, self.cfg.processing.gap_timeout_s
             )
             session.processor = self._processor_for(session)
-            session.on_new_boot = lambda boot, s=session: self._resume(s, boot)
+            session.on_new_boot = functools.partial(self._resume, session)
             self.sessions[link.device_id] = session
         if session.auth is None or session.auth.device_key != enrolled.key:
             session.auth = FrameAuth(enrolled.key, session.state.stats)

@@ -8,13 +8,14 @@ object.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol, Unpack
 
 if TYPE_CHECKING:
     from gateway.config import Config
     from gateway.device.enrolment import Enrolment
     from gateway.device.pairing import PairingManager
     from gateway.device.session import DeviceSession
+    from gateway.processing.alerts import PublishOptions
     from gateway.processing.recording import Recordings
     from gateway.publish.outbox import Outbox
     from gateway.state.history import History
@@ -29,5 +30,7 @@ class GatewayContext(Protocol):
     recordings: Recordings  # sessions, schedules, reports of fetal monitors
     pairing: PairingManager
 
-    def publish(self, parts: tuple[str, ...], payload: dict[str, Any], **kw: Any) -> None:
+    def publish(
+        self, parts: tuple[str, ...], payload: dict[str, Any], **options: Unpack[PublishOptions]
+    ) -> None:
         """Publish through the outbox and record it for the nurse view."""

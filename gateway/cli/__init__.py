@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import argparse
 import sys
-from typing import NoReturn
+from typing import NoReturn, TypeAlias
 
 
 class UserError(Exception):
@@ -27,7 +27,11 @@ class OneLineParser(argparse.ArgumentParser):
         self.exit(2, f"{self.prog}: error: {message} (see --help)\n")
 
 
-def _dsp_parser(subparsers: argparse._SubParsersAction) -> None:
+# What a command module's `register` is given: the group its parser is added to.
+Subparsers: TypeAlias = "argparse._SubParsersAction[OneLineParser]"
+
+
+def _dsp_parser(subparsers: Subparsers) -> None:
     dsp = subparsers.add_parser("dsp", help="signal processing on files (FHR, CTG, TcB)")
     dsp_sub = dsp.add_subparsers(dest="dsp_command", metavar="COMMAND", required=True)
     from gateway.cli import dsp_fhr, dsp_tcb

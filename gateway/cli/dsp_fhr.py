@@ -18,14 +18,15 @@ import warnings
 
 import numpy as np
 
-from gateway.cli import UserError
+from dsp.arrays import Floats
+from gateway.cli import Subparsers, UserError
 
 MIN_WAV_HZ, MAX_WAV_HZ = 1000, 16000
 MIN_AUDIO_S = 3.0
 MIN_PPG_S = 6.0
 
 
-def register(dsp_subparsers: argparse._SubParsersAction) -> None:
+def register(dsp_subparsers: Subparsers) -> None:
     """Add the fhr, mhr and ctg subcommands to the `perimon dsp` group."""
     p = dsp_subparsers.add_parser("fhr", help="fetal heart rate (4 Hz) from Doppler audio WAV")
     p.add_argument("wav", metavar="IN.wav")
@@ -55,7 +56,7 @@ def register(dsp_subparsers: argparse._SubParsersAction) -> None:
 
 
 # -- reading ---------------------------------------------------------------------------
-def _read_wav(path: str) -> tuple[np.ndarray, int]:
+def _read_wav(path: str) -> tuple[Floats, int]:
     from scipy.io import wavfile
 
     try:
@@ -85,7 +86,7 @@ def _read_wav(path: str) -> tuple[np.ndarray, int]:
     return x, int(fs)
 
 
-def _read_columns(path: str, columns: tuple[str, ...], allow_empty: set[str]) -> dict:
+def _read_columns(path: str, columns: tuple[str, ...], allow_empty: set[str]) -> dict[str, Floats]:
     """Numeric columns of a CSV; empty cells allowed (as NaN) only in `allow_empty`."""
     try:
         with open(path, newline="", encoding="utf-8") as fh:
@@ -121,7 +122,7 @@ def _read_columns(path: str, columns: tuple[str, ...], allow_empty: set[str]) ->
     return arrays
 
 
-def _check_time(path: str, t: np.ndarray) -> None:
+def _check_time(path: str, t: Floats) -> None:
     if t.size > 1 and np.any(np.diff(t) <= 0):
         raise UserError(f"{path}: t_s must be strictly increasing")
 
@@ -178,7 +179,7 @@ def cmd_fhr(args: argparse.Namespace) -> int:
     return 0
 
 
-def _read_ppg(path: str) -> tuple[np.ndarray, np.ndarray, float]:
+def _read_ppg(path: str) -> tuple[Floats, Floats, float]:
     """A PPG CSV t_s,ppg: uniformly sampled at 10-1000 Hz, at least MIN_PPG_S long."""
     cols = _read_columns(path, ("t_s", "ppg"), allow_empty=set())
     t, x = cols["t_s"], cols["ppg"]

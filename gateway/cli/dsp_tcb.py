@@ -15,10 +15,14 @@ import json
 import math
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
-from gateway.cli import UserError
+from gateway.cli import Subparsers, UserError
+
+if TYPE_CHECKING:
+    from dsp.tcb import TcbModel
 
 LED_NM = (450, 470, 505, 550, 590, 650)
 NEAR_COLS = tuple(f"r_near_{nm}" for nm in LED_NM)
@@ -56,7 +60,7 @@ def _fmt(value: float | None) -> str:
     return "" if value is None else f"{value:.2f}"
 
 
-def _load_model(path: str | None):
+def _load_model(path: str | None) -> TcbModel:
     from dsp.tcb import load_model
 
     try:
@@ -142,7 +146,7 @@ def _assess(args: argparse.Namespace) -> int:
     return 0
 
 
-def register(dsp_subparsers: argparse._SubParsersAction) -> None:
+def register(dsp_subparsers: Subparsers) -> None:
     tcb = dsp_subparsers.add_parser("tcb", help="transcutaneous bilirubin (jaundice meter)")
     sub = tcb.add_subparsers(dest="tcb_command", metavar="COMMAND", required=True)
 

@@ -6,12 +6,16 @@ from __future__ import annotations
 import argparse
 import getpass
 import sys
+from typing import TYPE_CHECKING
 
-from gateway.cli import UserError
+from gateway.cli import Subparsers, UserError
 from gateway.config import ConfigError, load_config
 
+if TYPE_CHECKING:
+    from gateway.web.nurses import NurseAccounts
 
-def register(sub: argparse._SubParsersAction) -> None:
+
+def register(sub: Subparsers) -> None:
     n = sub.add_parser("nurse", help="nurse accounts for the nurse view")
     n.add_argument("--config", "-c", help="the gateway's TOML config (for its data_dir)")
     nsub = n.add_subparsers(dest="nurse_command", metavar="COMMAND", required=True)
@@ -27,7 +31,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     rm.set_defaults(func=cmd_remove)
 
 
-def _accounts(args):
+def _accounts(args: argparse.Namespace) -> NurseAccounts:
     from gateway.web.nurses import NurseAccounts
 
     try:

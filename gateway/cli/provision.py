@@ -15,13 +15,19 @@ import argparse
 import json
 import secrets
 from pathlib import Path
+from typing import TYPE_CHECKING, Any, BinaryIO
 
-from gateway.cli import UserError
+from gateway.cli import Subparsers, UserError
 from gateway.device.enrolment import DEVICE_ID_RE
 from gateway.protocol import PAIR_SECRET_LEN
 
+if TYPE_CHECKING:
+    import serial
 
-def register(sub: argparse._SubParsersAction) -> None:
+    from gateway.device.enrolment import Enrolment
+
+
+def register(sub: Subparsers) -> None:
     s = sub.add_parser("provision", help="enrol a device over USB serial (id, key, calibration)")
     s.add_argument("port", metavar="PORT", help="the device's serial port, e.g. /dev/ttyACM0")
     s.add_argument("--id", required=True, help="opaque device id (no patient data), e.g. fh-07")
@@ -43,7 +49,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 class Console:
     """The device's line protocol: one command, one reply line."""
 
-    def __init__(self, port, timeout_s: float) -> None:
+    def __init__(self, port: serial.Serial, timeout_s: float) -> None:
         self.port = port
         self.port.timeout = timeout_s
 
@@ -63,8 +69,6 @@ class Console:
 
 
 def cmd_provision(args: argparse.Namespace) -> int:
-    import serial
-
     from gateway.config import ConfigError, load_config
     from gateway.device.enrolment import Enrolment, enrolment_path
 
@@ -78,7 +82,7 @@ def cmd_provision(args: argparse.Namespace) -> int:
     for what, value in (("--id", args.id), ("--gateway", gateway_id)):
         if not DEVICE_ID_RE.match(value):
             raise UserError(f"{what}: {value!r} must be 1-64 letters, digits, '-' or '_'")
-    calibration = None
+    calibration: dict[str, Any] | None = None
     if args.calibration:
         try:
             calibration = json.loads(Path(args.calibration).read_text(encoding="utf-8"))
@@ -89,7 +93,7 @@ def cmd_provision(args: argparse.Namespace) -> int:
     book = Enrolment(Path(args.enrolment) if args.enrolment else enrolment_path(cfg))
     if args.label and Path(args.label).suffix.lower() not in (".svg", ".png"):
         raise UserError(f"--label {args.label}: the label is written as .svg or .png")
-    label_file = None
+    label_file: BinaryIO | None = None
     if args.label:
         from gateway.cli.provision_label import open_label
 
@@ -100,14 +104,17 @@ def cmd_provision(args: argparse.Namespace) -> int:
         except OSError as exc:
             raise UserError(f"--label {args.label}: cannot write the label: {exc}") from None
     try:
-        return _provision(args, serial, gateway_id, calibration, book, label_file)
+        return _provision(args, gateway_id, calibration, book, label_file)
     finally:
         if label_file is not None and not label_file.closed:  # not provisioned: no label
             label_file.close()
             Path(args.label).unlink(missing_ok=True)
 
 
-def _provision(args, serial, gateway_id: str, calibration, book, label_file) -> int:
+def _provision(args: argparse.Namespace, gateway_id: str, calibration: dict[str, Any] | None,
+               book: Enrolment, label_file: BinaryIO | None) -> int:  # fmt: skip
+    import serial
+
     from gateway.device.enrolment import EnrolmentError
 
     try:

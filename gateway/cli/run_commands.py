@@ -10,11 +10,11 @@ import signal
 import tempfile
 from pathlib import Path
 
-from gateway.cli import UserError
-from gateway.config import ConfigError, config_from_dict, load_config
+from gateway.cli import Subparsers, UserError
+from gateway.config import Config, ConfigError, config_from_dict, load_config
 
 
-def register(sub: argparse._SubParsersAction) -> None:
+def register(sub: Subparsers) -> None:
     g = sub.add_parser("gateway", help="run the gateway (devices in, MQTT out)")
     g.add_argument("--config", "-c", help="TOML config file (every key: docs/perimon.example.toml)")
     g.add_argument("--check-config", action="store_true",
@@ -187,7 +187,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
     return 0
 
 
-def _demo_nurse(cfg) -> str:
+def _demo_nurse(cfg: Config) -> str:
     """A throw-away nurse account for the demo's nurse view (the demo's data dir is temporary)."""
     import secrets
 

@@ -4,24 +4,26 @@ every second, so a nurse's phone does not ring for a condition already known."""
 from __future__ import annotations
 
 import time
-from typing import Any, Protocol
+from typing import Any, Protocol, TypedDict, Unpack
 
 from gateway.publish.mqtt import QOS_READING
 from gateway.times import iso_time
 
 
+class PublishOptions(TypedDict, total=False):
+    """The options of `Publisher.publish` (gateway/publish/mqtt.py), passed by keyword."""
+
+    qos: int
+    retain: bool
+    expiry_s: int | None
+
+
 class Publish(Protocol):
     """How processing hands a message to the gateway (`Gateway.publish`): the topic's parts
-    after `{prefix}/{gateway}/` and the JSON payload; the options are `Publisher.publish`'s."""
+    after `{prefix}/{gateway}/`, the JSON payload and `Publisher.publish`'s options."""
 
     def __call__(
-        self,
-        parts: tuple[str, ...],
-        payload: dict[str, Any],
-        *,
-        qos: int = ...,
-        retain: bool = ...,
-        expiry_s: int | None = ...,
+        self, parts: tuple[str, ...], payload: dict[str, Any], **options: Unpack[PublishOptions]
     ) -> None: ...
 
 
