@@ -18,7 +18,8 @@ import time
 import protocol as p
 from micropython import const
 
-_DEFAULT_MTU = const(23)  # until LINK_UP, frames sized as for BLE's minimum MTU
+_MIN_MTU = const(23)  # BLE's minimum: LINK_UP below it is line noise
+_FRAME_MTU = const(247)  # until LINK_UP, frames sized as for BLE (docs/ble.md, MTU)
 _MAX_PACKET = const(1024)  # the gateway sends control frames; a longer packet is line noise
 _PENDING_MAX = const(8192)  # bytes written but not yet drained: beyond this the link is busy
 _HELLO_GAP_MS = const(500)  # a WHO this soon after a HELLO crossed it on the line
@@ -43,7 +44,7 @@ class SerialRadio:
         self.open_port = open_port
         self.adv = adv  # dict: id, type, name (and pairing while the window is open)
         self.connected = False
-        self.mtu = _DEFAULT_MTU
+        self.mtu = _FRAME_MTU
         self.on_write = None
         self.on_connect = None
         self.connects = 0
@@ -83,7 +84,7 @@ class SerialRadio:
                 self.on_write(pkt[1:])
         elif kind == p.SER_LINK_UP and len(pkt) == 3:
             mtu = struct.unpack_from("<H", pkt, 1)[0]  # bounded: line noise may look like this
-            self.mtu = max(_DEFAULT_MTU, min(p.SERIAL_LINK_MTU, mtu))
+            self.mtu = max(_MIN_MTU, min(p.SERIAL_LINK_MTU, mtu))
             if not self.connected:
                 self.connected = True
                 self.connects += 1

@@ -11,7 +11,7 @@ L_ADV = const(1)
 L_MTU = const(2)
 L_NOTIFY = const(3)
 L_WRITE = const(4)
-_DEFAULT_MTU = const(23)  # BLE's minimum until the central negotiates more
+_FRAME_MTU = const(247)  # frames are sized for this until a link says its MTU (docs/ble.md)
 
 
 class SimRadio:
@@ -20,7 +20,7 @@ class SimRadio:
         self.port = port
         self.adv = adv  # dict: id, type, name
         self.connected = False
-        self.mtu = _DEFAULT_MTU
+        self.mtu = _FRAME_MTU
         self.on_write = None
         self.on_connect = None
         self._w = None
