@@ -20,7 +20,8 @@ from devtools.process import stop_process
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+        port: int = s.getsockname()[1]
+        return port
 
 
 def mosquitto_binary() -> str | None:
@@ -34,7 +35,7 @@ class Broker:
     host: str
     port: int
     kind: str  # "mosquitto" | "amqtt"
-    proc: subprocess.Popen
+    proc: subprocess.Popen[bytes]
     protocol: str  # the newest MQTT version it speaks: "5" or "3.1.1"
 
     def stop(self) -> None:
@@ -45,7 +46,7 @@ class Broker:
         self.proc.wait()
 
 
-def _wait_listening(host: str, port: int, proc: subprocess.Popen, timeout_s: float) -> None:
+def _wait_listening(host: str, port: int, proc: subprocess.Popen[bytes], timeout_s: float) -> None:
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
         if proc.poll() is not None:

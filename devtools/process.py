@@ -8,7 +8,7 @@ import subprocess
 from pathlib import Path
 
 
-def stop_process(proc: subprocess.Popen, timeout_s: float = 5.0) -> None:
+def stop_process(proc: subprocess.Popen[bytes], timeout_s: float = 5.0) -> None:
     """SIGTERM, then SIGKILL if it has not exited within `timeout_s`."""
     if proc.poll() is not None:
         return

@@ -5,11 +5,13 @@ from __future__ import annotations
 import json
 import threading
 from collections.abc import Callable
+from typing import Any
 
 import paho.mqtt.client as mqtt
+from paho.mqtt.enums import CallbackAPIVersion
 
 
-def describe(topic: str, msg: dict) -> str | None:
+def describe(topic: str, msg: dict[str, Any]) -> str | None:
     """One readable line per message, or None for messages not worth a line."""
     kind = topic.rsplit("/", 1)[-1]
     dev = msg.get("device_id", "")
@@ -43,14 +45,14 @@ class ConsoleSubscriber:
         self.prefix = prefix
         self.seen = threading.Event()
         self.client = mqtt.Client(
-            mqtt.CallbackAPIVersion.VERSION2,
+            CallbackAPIVersion.VERSION2,
             protocol=mqtt.MQTTv5 if protocol == "5" else mqtt.MQTTv311,
         )
         self.client.on_connect = lambda c, u, f, rc, p=None: c.subscribe(f"{prefix}/#", qos=1)
         self.client.on_message = self._on_message
         self.client.connect_async(host, port)
 
-    def _on_message(self, client, userdata, message) -> None:
+    def _on_message(self, client: mqtt.Client, userdata: object, message: mqtt.MQTTMessage) -> None:
         try:
             msg = json.loads(message.payload)
         except ValueError:

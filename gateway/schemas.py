@@ -16,7 +16,7 @@ from collections.abc import Sequence
 from functools import cache
 from importlib.resources import files
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 from jsonschema import Draft202012Validator, FormatChecker, ValidationError, validators
 
@@ -51,7 +51,8 @@ def _finite_number(checker: Any, instance: object) -> bool:
     )
 
 
-_Validator = validators.extend(
+# jsonschema's validators.extend is unannotated in its stubs; the result is a validator class
+_Validator = validators.extend(  # type: ignore[no-untyped-call]
     Draft202012Validator,
     type_checker=Draft202012Validator.TYPE_CHECKER.redefine("number", _finite_number),
 )
@@ -127,7 +128,8 @@ class SchemaCheck:
         """Where the error is: the value's path, or for a missing key, that key's."""
         path: list[str | int] = list(error.absolute_path)
         if error.validator == "required" and isinstance(error.instance, dict):
-            missing = [k for k in error.validator_value if k not in error.instance]
+            required = cast(list[str], error.validator_value)  # "required" holds a list of keys
+            missing = [k for k in required if k not in error.instance]
             path += missing[:1]
         return path
 
@@ -135,11 +137,13 @@ class SchemaCheck:
         path = self._key_path(error)
         where = "".join(f"{p}: " for p in path if isinstance(p, str))
         if error.validator == "additionalProperties" and isinstance(error.instance, dict):
-            allowed = list(self._properties(error.schema))
+            schema = cast(dict[str, Any], error.schema)  # the object schema that refused the key
+            allowed = list(self._properties(schema))
             extra = sorted(k for k in error.instance if k not in allowed)
             return f"{where}{name_keys(extra)}: not accepted; only {', '.join(allowed)}"
         if error.validator == "dependentRequired" and isinstance(error.instance, dict):
-            for key, needs in error.validator_value.items():
+            dependent = cast(dict[str, list[str]], error.validator_value)
+            for key, needs in dependent.items():
                 missing = [k for k in needs if key in error.instance and k not in error.instance]
                 if missing:
                     what = self.describe(*path, missing[0])

@@ -8,11 +8,11 @@ from __future__ import annotations
 
 import argparse
 
-from gateway.cli import UserError
+from gateway.cli import Subparsers, UserError
 from hospital import cli as hospital_cli
 
 
-def register(sub: argparse._SubParsersAction) -> None:
+def register(sub: Subparsers) -> None:
     g = sub.add_parser("ingest", help="hospital side: validate, de-duplicate and store readings")
     hospital_cli.add_arguments(g)
     g.set_defaults(func=cmd_ingest)

@@ -36,12 +36,11 @@ from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
 import paho.mqtt.client as mqtt
-from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 from paho.mqtt.reasoncodes import ReasonCode
 from paho.mqtt.subscribeoptions import SubscribeOptions
 
-from gateway.publish.mqtt import gateway_topic, make_client
+from gateway.publish.mqtt import gateway_topic, make_client, publish_properties
 from gateway.schemas import MAX_MESSAGE_CHARS, SchemaCheck, one_line
 from gateway.state.settings import apply_settings
 from gateway.times import iso_time
@@ -215,7 +214,7 @@ class Downlink:
         log.info("%s: command %s -> %s", device_id, resp.get("command"), resp["status"])
         if not response_topic:
             return
-        props = Properties(PacketTypes.PUBLISH)
+        props = publish_properties()
         props.ContentType = "application/json" if pdf is None else "application/pdf"
         if pdf is not None:
             props.UserProperty = [("session_id", resp["session_id"]), ("status", "ok")]

@@ -44,6 +44,13 @@ def gateway_topic(prefix: str, gateway_id: str, *parts: str) -> str:
     return "/".join([prefix, gateway_id, *parts])
 
 
+def publish_properties() -> Properties:
+    """Empty MQTT 5 PUBLISH properties, to be filled in by the caller."""
+    # paho's Properties.__init__ has no annotations; this is the one place that calls it
+    props: Properties = Properties(PacketTypes.PUBLISH)  # type: ignore[no-untyped-call]
+    return props
+
+
 def make_client(cfg: MqttSection, client_id: str) -> mqtt.Client:
     """A paho client for the broker `cfg` names: its protocol, TLS (the broker's certificate
     always verified), credentials, and the waits between reconnections. The publisher and the
@@ -200,7 +207,7 @@ class Publisher:
         for row in self.outbox.pending(self.outbox.handed_upto, room):
             props = None
             if self.v5:
-                props = Properties(PacketTypes.PUBLISH)
+                props = publish_properties()
                 props.ContentType = "application/json"
                 if row.msg_id is not None:
                     props.UserProperty = [("msg_id", row.msg_id)]

@@ -23,6 +23,7 @@ import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 log = logging.getLogger(__name__)
 
@@ -199,7 +200,8 @@ class Outbox:
             self.peak_bytes = max(self.peak_bytes, self.bytes)
             self.added += 1
             self.write_s += time.perf_counter() - t0
-            return int(cur.lastrowid)
+            assert cur.lastrowid is not None  # an INSERT that returned always has one
+            return cur.lastrowid
 
     handed_upto = 0  # rows up to this id have been handed to the MQTT client (set by mqtt.py)
 
@@ -213,7 +215,7 @@ class Outbox:
             (name, n),
         )
 
-    def _drop(self, where: str, args: tuple, reason: str) -> int:
+    def _drop(self, where: str, args: tuple[object, ...], reason: str) -> int:
         """Delete rows matching `where` (not yet handed to the client); count them by priority."""
         gone = self._db.execute(
             f"DELETE FROM msg WHERE id > ? AND ({where})"
@@ -325,10 +327,11 @@ class Outbox:
         """How many messages up to row `upto_id` whose msg_id starts with the prefix are still
         waiting for the broker's acknowledgement (a recording session's delivery)."""
         with self._lock:
-            return self._db.execute(
+            row = self._db.execute(
                 "SELECT COUNT(*) FROM msg WHERE id <= ? AND substr(msg_id, 1, ?) = ?",
                 (upto_id, len(msg_id_prefix), msg_id_prefix),
-            ).fetchone()[0]
+            ).fetchone()
+        return int(row[0])
 
     def last_id(self) -> int:
         """The id of the newest row ever added (ids only grow)."""
@@ -350,7 +353,7 @@ class Outbox:
                 pass
         return total
 
-    def stats(self) -> dict:
+    def stats(self) -> dict[str, Any]:
         dropped = {
             name: sum(v for k, v in self.counters.items() if k.startswith(f"dropped_{name}_"))
             for name in PRIORITY_NAMES.values()

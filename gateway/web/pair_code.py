@@ -99,7 +99,7 @@ def decode(scanned: str) -> LabelCode:
         raise LabelCodeError(
             "This code does not check: part of it was changed or misread. Scan the label again."
         )
-    types = {v: k for k, v in TYPES.items()}
+    types = {int(v): k for k, v in TYPES.items()}  # by the byte on the label
     device_id = body[3 : 3 + n].decode("ascii", "replace")
     if body[1] not in types or not DEVICE_ID_RE.match(device_id):
         raise LabelCodeError(_NOT_OURS)
