@@ -1,127 +1,157 @@
-"""Ingest throughput: messages per second through one local Mosquitto into SQLite with N
-`perimon-ingest` worker processes on one shared subscription.
+"""Ingest throughput: readings per second stored by 1, 2 and 4 `perimon-ingest` worker
+processes on one MQTT 5 shared subscription, into PostgreSQL and into SQLite.
 
-    .venv/bin/python benchmarks/bench_ingest.py [--messages 20000] [--workers 2]
+    .venv/bin/python benchmarks/bench_ingest.py [--messages 40000] [--workers 1 2 4]
+                                                [--db postgresql sqlite]
 
-One publisher sends valid FHIR TcB Observations (QoS 1) as fast as the broker takes them; the
-clock stops when the database holds every one. Prints one line per run (docs/scaling.md).
+Each run: one local Mosquitto (the shipped queue settings: no per-client limit), a fresh
+database (PostgreSQL: a throw-away cluster with the server's default durability, fsync and
+synchronous_commit on, on this machine's disk; SQLite: a file in WAL mode with synchronous FULL,
+as the ingest opens it), and N worker processes. The workers subscribe, are then stopped
+(SIGSTOP: connected, receiving nothing), 50 simulated gateways flush their outboxes into the
+broker (TcB readings, their FHIR Observations and alerts: tests/harness/region.py), and the
+workers are resumed. The clock runs from the resume to the last commit (the newest
+`received_at` in the database): the rate at which the workers drain a backlog, which is what a
+region reconnecting after an outage asks of them (docs/scaling.md), without the publishers'
+own CPU in the way. Every message must be stored exactly once, with no sequence gap.
+
+Prints one line per run and, at the end, the table for docs/performance.md.
 """
 
 from __future__ import annotations
 
 import argparse
-import json
-import sqlite3
+import os
+import signal
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from pathlib import Path
 
-import paho.mqtt.client as mqtt
-
 REPO = Path(__file__).resolve().parents[1]
-WINDOW = 500
 sys.path.insert(0, str(REPO))
 
 from devtools.broker import start_broker  # noqa: E402
-from gateway.processing.fhir import tcb_observations  # noqa: E402
+from devtools.process import cpu_seconds, stop_process  # noqa: E402
+from hospital.store import Store  # noqa: E402
+from tests.harness.postgres import start_postgres  # noqa: E402
+from tests.harness.region import Gateways, keys, region  # noqa: E402
+from tests.harness.wait import eventually  # noqa: E402
+
+GATEWAYS = 50
+BROKER_CONF = "max_queued_messages 0\nmax_queued_bytes 0\n"  # as deploy/mosquitto/mosquitto.conf
 
 
-def reading(i: int) -> dict:
-    return {"msg_id": f"tcb-{i % 50:02d}:1:tcb:{i}", "device_id": f"tcb-{i % 50:02d}",
-            "t": "2026-11-23T10:00:00.000Z", "tcb_mg_dl": 10.0 + (i % 7) / 10,
-            "tcb_umol_l": 171.0, "ci_low_mg_dl": 9.0, "ci_high_mg_dl": 11.5, "flag": ""}  # fmt: skip
+class Worker:
+    """A `perimon-ingest` process; `subscribed` is set once its subscription is in place."""
+
+    def __init__(self, name: str, host: str, port: int, db: str) -> None:
+        self.name = name
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "hospital.cli", "--host", host, "--port", str(port),
+             "--db", db, "--worker", name, "--no-ack", "--verbose"],
+            cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+        )  # fmt: skip
+        self.subscribed = threading.Event()
+        self.log: list[str] = []
+        threading.Thread(target=self._read, daemon=True).start()
+
+    def _read(self) -> None:
+        assert self.proc.stderr is not None
+        for line in self.proc.stderr:
+            self.log.append(line)
+            if "subscribed to" in line:
+                self.subscribed.set()
+
+    def signal(self, sig: int) -> None:
+        os.kill(self.proc.pid, sig)
 
 
-def count(db: Path) -> int:
+def run(n: int, workers: int, engine: str, pg, tmp: Path) -> dict:
+    broker = start_broker(tmp / f"broker-{engine}-{workers}", extra_conf=BROKER_CONF)
+    if engine == "postgresql":
+        url = pg.create_database(f"bench_{workers}")
+    else:
+        url = str(tmp / f"ingest-{workers}.sqlite")
+    Store(url).close()  # the tables, before the workers race to make them
+    procs = [Worker(f"bench-{k}", broker.host, broker.port, url) for k in range(workers)]
+    gws = Gateways(broker.host, broker.port)
     try:
-        with sqlite3.connect(db, timeout=10) as c:
-            return c.execute("SELECT COUNT(*) FROM readings").fetchone()[0]
-    except sqlite3.OperationalError:
-        return 0
-
-
-def run(n: int, workers: int) -> dict:
-    with tempfile.TemporaryDirectory(prefix="perimon-bench-") as tmp:
-        tmp = Path(tmp)
-        broker = start_broker(tmp / "broker")
-        db = tmp / "ingest.sqlite"
-        procs = [
-            subprocess.Popen(
-                [
-                    sys.executable,
-                    "-m",
-                    "hospital.cli",
-                    "--host",
-                    broker.host,
-                    "--port",
-                    str(broker.port),
-                    "--db",
-                    str(db),
-                    "--worker",
-                    f"bench-{k}",
-                    "--seconds",
-                    "600",
-                ],
-                cwd=REPO,
-                stdout=subprocess.PIPE,
-                stderr=subprocess.PIPE,
-                text=True,
-            )  # fmt: skip
-            for k in range(workers)
-        ]
-        time.sleep(2.0)  # workers connected and subscribed
-        pub = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, protocol=mqtt.MQTTv5)
-        pub.max_inflight_messages_set(1000)
-        pub.connect(broker.host, broker.port)
-        pub.loop_start()
-        bodies = []
-        for i in range(n // 2 + n % 2):
-            for obs in tcb_observations("gw-bench", reading(i)):
-                dev = obs["device"]["identifier"]["value"]
-                bodies.append((f"perimon/v1/gw-bench/device/{dev}/observation", json.dumps(obs)))
-        bodies = bodies[:n]
-        # Mosquitto queues at most 1000 messages per subscriber by default and drops the rest:
-        # keep at most WINDOW messages ahead of the database, to measure the sustained rate.
-        t0 = time.perf_counter()
-        sent = 0
-        while sent < n:
-            if sent - count(db) < WINDOW:
-                for topic, body in bodies[sent : sent + 100]:
-                    pub.publish(topic, body, 1)
-                sent = min(n, sent + 100)
-            else:
-                time.sleep(0.01)
-        t_pub = time.perf_counter() - t0
-        deadline = time.monotonic() + 120
-        while count(db) < n and time.monotonic() < deadline:
-            time.sleep(0.05)
-        t_all = time.perf_counter() - t0
-        stored = count(db)
-        with sqlite3.connect(db) as c:
-            per = dict(c.execute("SELECT worker, COUNT(*) FROM readings GROUP BY worker"))
-        pub.disconnect()
-        pub.loop_stop()
-        for p in procs:
-            p.terminate()
-            p.wait(10)
+        for w in procs:
+            eventually(lambda w=w: w.subscribed.is_set() or w.proc.poll() is not None, 30,
+                       f"{w.name} did not subscribe")  # fmt: skip
+            assert w.proc.poll() is None, "".join(w.log)
+        for w in procs:
+            w.signal(signal.SIGSTOP)
+        outboxes = region(GATEWAYS, n // GATEWAYS)
+        total = sum(len(m) for m in outboxes.values())
+        gws.connect(outboxes)
+        gws.publish(outboxes)
+        eventually(lambda: gws.acked() == total, 120, lambda: f"broker acked {gws.acked()}")
+        cpu0 = [cpu_seconds(w.proc.pid) for w in procs]
+        t0 = time.time()
+        for w in procs:
+            w.signal(signal.SIGCONT)
+        store = Store(url)
+        stored = lambda: store.count("readings") + store.count("alerts")  # noqa: E731
+        eventually(lambda: stored() >= total, 600, lambda: f"stored {stored()} of {total}")
+        ((t1,),) = store.query("SELECT MAX(received_at) FROM (SELECT received_at FROM readings "
+                               "UNION ALL SELECT received_at FROM alerts) AS r")  # fmt: skip
+        cpu = [cpu_seconds(w.proc.pid) - c for w, c in zip(procs, cpu0, strict=True)]
+        ids = sorted(store.ids("readings") + store.ids("alerts"))
+        assert ids == keys(outboxes), "stored messages differ from those sent"
+        gaps = store.gaps()
+        assert gaps == [], gaps[:5]
+        per = dict(store.query("SELECT worker, COUNT(*) FROM readings GROUP BY worker"))
+        store.close()
+    finally:
+        for w in procs:
+            if w.proc.poll() is None:
+                w.signal(signal.SIGCONT)
+            stop_process(w.proc, 20)
+        gws.close()
         broker.stop()
-        return {"messages": n, "workers": workers, "stored": stored, "publish_s": t_pub,
-                "total_s": t_all, "per_worker": per, "bytes": len(bodies[0][1])}  # fmt: skip
+    return {"engine": engine, "workers": workers, "messages": total, "seconds": t1 - t0,
+            "cpu_s": cpu, "per_worker": per}  # fmt: skip
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser()
-    ap.add_argument("--messages", type=int, default=20000)
-    ap.add_argument("--workers", type=int, nargs="+", default=[1, 2])
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--messages", type=int, default=40000)
+    ap.add_argument("--workers", type=int, nargs="+", default=[1, 2, 4])
+    ap.add_argument("--db", nargs="+", default=["postgresql", "sqlite"],
+                    choices=["postgresql", "sqlite"])  # fmt: skip
     args = ap.parse_args()
-    for w in args.workers:
-        r = run(args.messages, w)
-        print(f"workers {w}: {r['stored']}/{r['messages']} stored in {r['total_s']:.1f} s "
-              f"= {r['stored'] / r['total_s']:.0f} msg/s end to end, at most "
-              f"{WINDOW} ahead of the database; "
-              f"{r['bytes']} B each; per worker {r['per_worker']}")  # fmt: skip
+    results = []
+    with tempfile.TemporaryDirectory(prefix="perimon-bench-ingest-") as tmp:
+        pg = start_postgres(durable=True) if "postgresql" in args.db else None
+        try:
+            for engine in args.db:
+                for k in args.workers:
+                    r = run(args.messages, k, engine, pg, Path(tmp))
+                    rate = r["messages"] / r["seconds"]
+                    print(f"{engine} workers {k}: {r['messages']} stored once each, no gap, in "
+                          f"{r['seconds']:.2f} s = {rate:.0f} readings/s ({rate / k:.0f} per "
+                          f"worker); worker CPU {sum(r['cpu_s']):.1f} s "
+                          f"({r['messages'] / sum(r['cpu_s']):.0f} readings per CPU-second); "
+                          f"per worker {sorted(r['per_worker'].values())}", flush=True)  # fmt: skip
+                    results.append(r)
+        finally:
+            if pg is not None:
+                pg.stop()
+    print(
+        "\n| database | workers | readings | time | readings/s | per worker | vs 1 worker "
+        "| readings per worker CPU-second |\n|---|---|---|---|---|---|---|---|"
+    )
+    for r in results:
+        rate = r["messages"] / r["seconds"]
+        base = next(x for x in results if x["engine"] == r["engine"])
+        ratio = rate / (base["messages"] / base["seconds"])
+        print(f"| {r['engine']} | {r['workers']} | {r['messages']} | {r['seconds']:.2f} s | "
+              f"{rate:.0f} | {rate / r['workers']:.0f} | {ratio:.2f}x | "
+              f"{r['messages'] / sum(r['cpu_s']):.0f} |")  # fmt: skip
 
 
 if __name__ == "__main__":

@@ -1,14 +1,15 @@
 """`perimon-ingest`: the reference hospital subscriber's command line (hospital/ingest.py).
 
-The hospital side stands alone: this command and its module import nothing of the gateway.
+The hospital side stands alone: this command and its modules import nothing of the gateway.
 `perimon ingest` is the same command under the gateway's `perimon` (it adds these arguments and
-calls `run`).
+calls `run`). Settings come from the command line, the environment and a file (hospital/config.py).
 """
 
 from __future__ import annotations
 
 import argparse
 import logging
+import os
 import signal
 import sys
 import threading
@@ -16,8 +17,10 @@ import time
 from pathlib import Path
 from typing import NoReturn
 
+from hospital.config import ENV_PREFIX, ConfigError, IngestConfig, load
+from hospital.store import DatabaseError, Gap, safe_url
+
 PROG = "perimon-ingest"
-_MAX_EXPIRY_H = 24 * 365  # MQTT 5 allows up to 2^32 - 1 s; a year is plenty
 _GAPS_SHOWN = 20  # at the end of a run: the rest are counted (all of them: --gaps)
 
 
@@ -32,75 +35,93 @@ class _OneLineParser(argparse.ArgumentParser):
         self.exit(2, f"{self.prog}: error: {message} (see --help)\n")
 
 
+# (flag, setting, type, help): each setting is also a key of the file and PERIMON_INGEST_{KEY}
+_SETTINGS: tuple[tuple[str, type, str | None], ...] = (
+    ("host", str, "MQTT broker (default 127.0.0.1)"),
+    ("port", int, "default 1883"),
+    ("prefix", str, "topic prefix (docs/mqtt.md; default perimon/v1)"),
+    ("db", str, "SQLite file (or sqlite:///path), or a postgresql:// URL "
+                "(default perimon-ingest.sqlite)"),
+    ("group", str, "shared-subscription group (default perimon-ingest)"),
+    ("worker", str, "this worker's MQTT client id (default: random); with it, the broker keeps "
+                    "what arrives while the worker is away (--session-expiry-h)"),
+    ("session_expiry_h", float, "how long the broker keeps a named worker's session (default 24)"),
+    ("in_flight", int, "messages the broker may send ahead of this worker's acknowledgements "
+                       "(MQTT 5 Receive Maximum; default 2000)"),
+    ("batch_max", int, "messages stored in one transaction at most (default 1000)"),
+    ("schemas", str, "JSON Schemas directory (default: the ones installed)"),
+    ("username", str, None),
+    ("password", str, f"better in the environment ({ENV_PREFIX}PASSWORD)"),
+    ("tls_ca", str, "CA file: connect with TLS"),
+    ("tls_cert", str, "client certificate (with --tls-key)"),
+    ("tls_key", str, None),
+)  # fmt: skip
+
+
 def add_arguments(p: argparse.ArgumentParser) -> None:
     """The command's arguments, on its own parser or on `perimon ingest`'s."""
-    p.add_argument("--host", default="127.0.0.1", help="MQTT broker")
-    p.add_argument("--port", type=int, default=1883)
-    p.add_argument("--prefix", default="perimon/v1", help="topic prefix (docs/mqtt.md)")
-    p.add_argument("--db", default="perimon-ingest.sqlite",
-                   help="SQLite file (or sqlite:///path), or a postgresql:// URL")  # fmt: skip
-    p.add_argument("--group", default="perimon-ingest", help="shared-subscription group")
-    p.add_argument(
-        "--worker",
-        help="this worker's MQTT client id (default: random); with it, "
-        "the broker keeps what arrives while the worker is away (--session-expiry-h)",
-    )
-    p.add_argument("--session-expiry-h", type=float, default=24.0,
-                   help="how long the broker keeps a named worker's session (default 24)")  # fmt: skip
-    p.add_argument("--schemas", help="JSON Schemas directory (default: the ones installed)")
-    p.add_argument("--no-ack", action="store_true", help="do not acknowledge alerts")
-    p.add_argument("--username", default="")
-    p.add_argument("--password", default="")
-    p.add_argument("--tls-ca", default="", help="CA file: connect with TLS")
+    p.add_argument("--config", type=Path,
+                   help=f"a TOML file of settings (or {ENV_PREFIX}CONFIG); "
+                        f"each setting can also be {ENV_PREFIX}<NAME>")  # fmt: skip
+    for name, kind, text in _SETTINGS:
+        p.add_argument("--" + name.replace("_", "-"), dest=name, type=kind, help=text)
+    p.add_argument("--no-ack", dest="ack_alerts", action="store_const", const=False,
+                   help="do not acknowledge alerts")  # fmt: skip
     p.add_argument("--seconds", type=float, default=0, help="stop after this long (0: Ctrl-C)")
     p.add_argument("--gaps", action="store_true",
                    help="list the messages missing in --db (sequence gaps) and exit")  # fmt: skip
     p.add_argument("--verbose", "-v", action="store_true")
 
 
+def config_of(args: argparse.Namespace) -> IngestConfig:
+    given = {name: getattr(args, name) for name, _, _ in _SETTINGS}
+    given["ack_alerts"] = args.ack_alerts
+    try:
+        return load(args.config, os.environ, given)
+    except ConfigError as exc:
+        raise IngestError(str(exc)) from None
+
+
 def run(args: argparse.Namespace) -> int:
-    """Run the subscriber until Ctrl-C or --seconds (or list the gaps); the exit code.
+    """Run the subscriber until Ctrl-C, SIGTERM or --seconds (or list the gaps); the exit code.
     Raises IngestError for what the user can fix."""
-    from hospital.ingest import Ingest, Store
+    from hospital.ingest import Ingest
+    from hospital.messages import fast_validation
+    from hospital.store import Store
 
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")  # fmt: skip
+    cfg = config_of(args)
     if args.gaps:
         try:
-            store = Store(args.db)
-        except (RuntimeError, OSError, ValueError) as exc:
+            store = Store(cfg.db)
+        except DatabaseError as exc:
             raise IngestError(str(exc)) from None
         _print_gaps(store.gaps(), limit=0)
         store.close()
         return 0
-    schemas = Path(args.schemas) if args.schemas else None
-    if schemas is not None and not (schemas / "observation.schema.json").exists():
-        raise IngestError(f"{schemas}: no perimon JSON Schemas there")
-    if not 0 <= args.session_expiry_h <= _MAX_EXPIRY_H:
-        raise IngestError(f"--session-expiry-h: 0 to {_MAX_EXPIRY_H}, got {args.session_expiry_h}")
-    expiry_s = round(args.session_expiry_h * 3600) if args.worker else 0
+    if cfg.schemas and not (Path(cfg.schemas) / "observation.schema.json").exists():
+        raise IngestError(f"{cfg.schemas}: no perimon JSON Schemas there")
+    if not fast_validation():
+        logging.getLogger(PROG).warning(
+            "jsonschema-rs is not installed: validation is slow (pip install perimon[hospital])"
+        )
     try:
-        store = Store(args.db)
-        ingest = Ingest(args.host, args.port, store, prefix=args.prefix, group=args.group,
-                        worker=args.worker, schemas_dir=schemas, ack_alerts=not args.no_ack,
-                        username=args.username, password=args.password, tls_ca=args.tls_ca,
-                        session_expiry_s=expiry_s)  # fmt: skip
-    except ImportError as exc:
-        raise IngestError(f"{exc} (pip install perimon[ingest])") from None
-    except (RuntimeError, OSError, ValueError) as exc:
+        ingest = Ingest(cfg)
+    except DatabaseError as exc:
         raise IngestError(str(exc)) from None
     stop = threading.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: stop.set())
     ingest.start()
-    print(f"ingest worker {ingest.worker}: {args.host}:{args.port} -> {args.db}")
+    print(f"ingest worker {ingest.worker}: {cfg.host}:{cfg.port} -> {safe_url(cfg.db)}", flush=True)
     t0 = time.monotonic()
     while not stop.wait(1.0):
         if args.seconds and time.monotonic() - t0 >= args.seconds:
             break
     ingest.stop()
-    gaps = store.gaps()
-    store.close()
+    gaps = ingest.store.gaps()
+    ingest.store.close()
     c = ingest.counts
     print(f"received {c['received']}, stored {c['stored']}, duplicates {c['duplicates']}, "
           f"invalid {c['invalid']}, alerts acknowledged {c['acks_confirmed']}/{c['acks_sent']}")  # fmt: skip
@@ -108,7 +129,7 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-def _print_gaps(gaps: list, limit: int) -> None:
+def _print_gaps(gaps: list[Gap], limit: int) -> None:
     """One line with the count, then one line a gap (the first `limit`, 0: all)."""
     missing = sum(g.missing for g in gaps)
     print(f"gaps: {missing} messages missing in {len(gaps)} places")

@@ -25,6 +25,8 @@ if [ "${1:-}" = "--system" ]; then
     # mosquitto: the real broker of the tests; dbus: the private bus of the virtual BlueZ;
     # systemd: systemd-analyze for the service unit; poppler-utils: reports rendered to PNG.
     command -v mosquitto >/dev/null || [ -x /usr/sbin/mosquitto ] || apt_install mosquitto
+    # postgresql: the hospital ingest's tests and benchmark start a throw-away cluster of their own
+    dpkg -s postgresql >/dev/null 2>&1 || apt_install postgresql
     command -v dbus-daemon >/dev/null || apt_install dbus
     command -v systemd-analyze >/dev/null || apt_install systemd
     command -v pdftoppm >/dev/null || apt_install poppler-utils

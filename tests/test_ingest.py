@@ -1,13 +1,13 @@
 """The reference hospital subscriber: two ingest workers on one MQTT 5 shared subscription
 against one Mosquitto store every reading and alert exactly once, and acknowledge alerts back
-to the gateway on the command topic."""
+to the gateway on the command topic. The tests that store run on SQLite and on PostgreSQL
+(`new_database`)."""
 
 from __future__ import annotations
 
 import contextlib
 import io
 import json
-import sqlite3
 import subprocess
 import sys
 
@@ -17,11 +17,16 @@ import pytest
 import gateway.processing.fhir
 from gateway.cli import main as cli_main
 from hospital.cli import main as ingest_main
-from hospital.ingest import Ingest, Store
+from hospital.config import IngestConfig
+from hospital.ingest import Ingest, Received
+from hospital.store import Store
 from simulators.fleet import DeviceSpec
+from tests.harness import postgres as _postgres
 from tests.harness.chain import run_chain
 from tests.harness.mqtt import PREFIX
 from tests.harness.wait import eventually
+
+postgres, new_database = _postgres.postgres, _postgres.new_database  # fixtures, for this module
 
 pytestmark = pytest.mark.system
 
@@ -32,10 +37,16 @@ def _key(topic: str, payload: dict) -> str:
     return payload["msg_id"]
 
 
-def test_two_workers_store_each_message_exactly_once_and_ack_alerts(broker, tmp_path, monkeypatch):
+def _worker(broker, db: str, name: str, **kw) -> Ingest:
+    return Ingest(IngestConfig(host=broker.host, port=broker.port, db=db, worker=name, **kw))
+
+
+def test_two_workers_store_each_message_exactly_once_and_ack_alerts(
+    broker, tmp_path, monkeypatch, new_database
+):
     monkeypatch.setattr(gateway.processing.fhir, "TRACE_POINTS_PER_OBSERVATION", 20)
-    db = tmp_path / "hospital.sqlite"
-    workers = [Ingest(broker.host, broker.port, Store(str(db)), worker=f"w{i}") for i in (1, 2)]
+    db = new_database()
+    workers = [_worker(broker, db, f"w{i}") for i in (1, 2)]
     for w in workers:
         w.start()
     assert all(w.ready.wait(10) for w in workers)
@@ -50,18 +61,15 @@ def test_two_workers_store_each_message_exactly_once_and_ack_alerts(broker, tmp_
     stored_kinds = ("observation", "tcb", "ctg", "alert", "session")
     published = {_key(t, p): t for t, p, _ in sub.messages if t.rsplit("/", 1)[-1] in stored_kinds}
     assert len(published) > 10
-    conn = sqlite3.connect(db)
+    store = Store(db)
 
     def rows() -> int:
-        (r,) = conn.execute("SELECT COUNT(*) FROM readings").fetchone()
-        (a,) = conn.execute("SELECT COUNT(*) FROM alerts").fetchone()
-        return r + a
+        return store.count("readings") + store.count("alerts")
 
     eventually(lambda: rows() >= len(published), 15, lambda: f"stored {rows()} of {len(published)}")
-    ids = [r[0] for r in conn.execute("SELECT msg_id FROM readings UNION ALL "
-                                      "SELECT msg_id FROM alerts")]  # fmt: skip
+    ids = store.ids("readings") + store.ids("alerts")
     assert sorted(ids) == sorted(published)  # every message, each exactly once
-    per_worker = dict(conn.execute("SELECT worker, COUNT(*) FROM readings GROUP BY worker"))
+    per_worker = dict(store.query("SELECT worker, COUNT(*) FROM readings GROUP BY worker"))
     assert set(per_worker) == {"w1", "w2"}, per_worker  # the broker shared the load
     assert sum(w.counts["invalid"] for w in workers) == 0
 
@@ -73,7 +81,7 @@ def test_two_workers_store_each_message_exactly_once_and_ack_alerts(broker, tmp_
     assert all(a["acked_via"] == "mqtt" for a in acked)
     eventually(lambda: sum(w.counts["acks_confirmed"] for w in workers) == len(raised), 15,
                "not every alert's acknowledgement was confirmed")  # fmt: skip
-    statuses = [r[0] for r in conn.execute("SELECT ack_status FROM alerts WHERE state='raised'")]
+    statuses = [r[0] for r in store.query("SELECT ack_status FROM alerts WHERE state='raised'")]
     assert statuses and set(statuses) == {"ok"}
 
     # a redelivery (same identifier) is not stored again, whichever worker gets it
@@ -93,14 +101,15 @@ def test_two_workers_store_each_message_exactly_once_and_ack_alerts(broker, tmp_
     assert rows() == before
     c.disconnect()
     c.loop_stop()
-    assert workers[0].store.gaps() == []  # nothing was lost on the way
+    assert store.gaps() == []  # nothing was lost on the way
+    store.close()
     for w in workers:
         w.stop()
         w.store.close()
-    _replay_without_one(broker, tmp_path, sub.messages, stored_kinds)
+    _replay_without_one(broker, new_database(), sub.messages, stored_kinds)
 
 
-def _replay_without_one(broker, tmp_path, messages, stored_kinds) -> None:
+def _replay_without_one(broker, db: str, messages, stored_kinds) -> None:
     """The run's messages again, to a fresh ingest, without the middle TcB reading and its two
     Observations: `perimon ingest` names exactly those as missing, and nothing else."""
     tcb = sorted((p for t, p, _ in messages if t.endswith("/tcb")), key=lambda p: p["seq"])
@@ -109,9 +118,7 @@ def _replay_without_one(broker, tmp_path, messages, stored_kinds) -> None:
     lost_ids = {lost["msg_id"], f"{lost['msg_id']}:tcb_mg_dl", f"{lost['msg_id']}:tcb_umol_l"}
     replay = [(t, p) for t, p, _ in messages if t.rsplit("/", 1)[-1] in stored_kinds
               and _key(t, p) not in lost_ids]  # fmt: skip
-    db = tmp_path / "replayed.sqlite"
-    w = Ingest(broker.host, broker.port, Store(str(db)), group="replay", worker="r1",
-               ack_alerts=False)  # fmt: skip
+    w = _worker(broker, db, "r1", group="replay", ack_alerts=False)
     w.start()
     assert w.ready.wait(10)
     c = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, protocol=mqtt.MQTTv5)
@@ -128,10 +135,10 @@ def _replay_without_one(broker, tmp_path, messages, stored_kinds) -> None:
     seq = lost["seq"]
     expected = [f"gw-test/tcb-01 {kind} boot {lost['boot']}: seq {seq} missing"
                 for kind in ("tcb", "tcb_mg_dl-obs", "tcb_umol_l-obs")]  # fmt: skip
-    assert [str(g) for g in Store(str(db)).gaps()] == expected
+    assert [str(g) for g in Store(db).gaps()] == expected
     out = io.StringIO()
     with contextlib.redirect_stdout(out):
-        assert cli_main(["ingest", "--db", str(db), "--gaps"]) == 0
+        assert cli_main(["ingest", "--db", db, "--gaps"]) == 0
     assert out.getvalue().splitlines() == ["gaps: 3 messages missing in 3 places",
                                            *(f"gap: {line}" for line in expected)]  # fmt: skip
 
@@ -143,8 +150,11 @@ def test_ingest_command_line(broker, tmp_path, capsys):
     assert rc == 0
     assert "stored 0" in capsys.readouterr().out
     assert Store(str(db)).count("readings") == 0
-    assert cli_main(["ingest", "--db", "postgresql://nowhere/x", "--seconds", "1"]) == 2
-    assert "perimon: error: PostgreSQL needs the psycopg driver" in capsys.readouterr().err
+    nowhere = "postgresql://ingest:secret@/x?host=/nonexistent"
+    assert cli_main(["ingest", "--db", nowhere, "--seconds", "1"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("perimon: error: postgresql://ingest@/x?host=/nonexistent: ")
+    assert "secret" not in err and len(err.splitlines()) == 1
 
 
 def test_perimon_ingest_is_the_same_command_on_its_own(broker, tmp_path, capsys):
@@ -176,11 +186,11 @@ def test_the_hospital_side_imports_nothing_of_the_gateway():
     assert "'gateway'" not in loaded and "'simulators'" not in loaded and "'devtools'" not in loaded
 
 
-def test_a_named_worker_gets_what_arrived_while_it_was_away(broker, tmp_path):
+def test_a_named_worker_gets_what_arrived_while_it_was_away(broker, new_database):
     """With --worker the broker keeps the worker's session: a restarted worker stores what was
     published while it was down; there is no gap."""
-    db = str(tmp_path / "away.sqlite")
-    w = Ingest(broker.host, broker.port, Store(db), worker="ward-ingest", session_expiry_s=600)
+    db = new_database()
+    w = _worker(broker, db, "ward-ingest", session_expiry_h=600 / 3600)
     w.start()
     assert w.ready.wait(10)
     w.stop()
@@ -196,8 +206,7 @@ def test_a_named_worker_gets_what_arrived_while_it_was_away(broker, tmp_path):
         c.publish(f"{PREFIX}/gw-test/device/fh-01/alert", json.dumps(alert), 1).wait_for_publish(5)
     c.disconnect()
     c.loop_stop()
-    w = Ingest(broker.host, broker.port, Store(db), worker="ward-ingest", session_expiry_s=600,
-               ack_alerts=False)  # fmt: skip
+    w = _worker(broker, db, "ward-ingest", session_expiry_h=600 / 3600, ack_alerts=False)
     w.start()
     eventually(lambda: w.counts["stored"] == 3, 15, lambda: f"stored: {w.counts}")
     w.stop()
@@ -208,6 +217,6 @@ def test_a_named_worker_gets_what_arrived_while_it_was_away(broker, tmp_path):
 
 @pytest.mark.parametrize("bad", ["not json", json.dumps({"command": "ack_alert"})])
 def test_ingest_ignores_unreadable_replies(tmp_path, bad):
-    w = Ingest("127.0.0.1", 1, Store(str(tmp_path / "y.sqlite")), worker="w")
-    w.handle(w.reply_topic, bad.encode())
-    assert w.counts["acks_confirmed"] == 0
+    w = Ingest(IngestConfig(port=1, db=str(tmp_path / "y.sqlite"), worker="w"))
+    w.process([Received(f"{PREFIX}/gw-test/reply/w", bad.encode(), 1, 0, 0, b"fh-01:alert:x:1")])
+    assert w.counts["acks_confirmed"] == 0 and w.counts["received"] == 0

@@ -1,6 +1,7 @@
 """Sequence numbers (docs/mqtt.md, "Sequence numbers"): the kinds the gateway numbers itself
 continue across a gateway restart, never reusing a number; the reference subscriber finds the
-numbers missing between those it received, whatever the order they arrive in."""
+numbers missing between those it received, whatever the order they arrive in (on SQLite and on
+PostgreSQL)."""
 
 from __future__ import annotations
 
@@ -11,9 +12,11 @@ import pytest
 from gateway.config import MqttSection
 from gateway.publish.mqtt import Publisher
 from gateway.publish.outbox import Outbox
-from hospital.ingest import NO_BOOT, Gap, Store, sequence_of
+from hospital.messages import NO_BOOT, sequence_of
+from hospital.store import Gap, Store
+from tests.harness import postgres as _postgres
 
-pytestmark = pytest.mark.unit
+postgres, new_database = _postgres.postgres, _postgres.new_database  # fixtures, for this module
 
 
 def _publish_all(path, device: str, n: int) -> None:
@@ -25,6 +28,7 @@ def _publish_all(path, device: str, n: int) -> None:
     pub.outbox.close()
 
 
+@pytest.mark.unit
 def test_gateway_numbers_continue_across_a_restart(tmp_path):
     path = tmp_path / "outbox.sqlite"
     _publish_all(path, "fh-01", 2)
@@ -41,8 +45,9 @@ def test_gateway_numbers_continue_across_a_restart(tmp_path):
     assert seqs["fh-01", "fhr"] == [5, 5]  # the trace keeps the device's numbering
 
 
-def test_gaps_between_received_numbers_in_any_order(tmp_path):
-    store = Store(str(tmp_path / "h.sqlite"))
+@pytest.mark.system  # PostgreSQL is a server
+def test_gaps_between_received_numbers_in_any_order(new_database):
+    store = Store(new_database())
     for seq in (5, 1, 2, 7):  # out of order, as two workers may store them
         store.add_sequence("gw", "fh-01", "alert", NO_BOOT, seq, 1)
     for seq, count in ((1, 4), (5, 4), (13, 4), (9, 2)):  # 11-12 missing; overlaps are fine
@@ -63,6 +68,7 @@ def test_gaps_between_received_numbers_in_any_order(tmp_path):
     store.close()
 
 
+@pytest.mark.unit
 def test_sequence_of_every_stored_kind():
     assert sequence_of("alert", {"seq": 4}) == ("alert", NO_BOOT, 4, 1)
     assert sequence_of("tcb", {"boot": 2, "seq": 0}) == ("tcb", 2, 0, 1)
