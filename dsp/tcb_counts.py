@@ -19,13 +19,22 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 from numpy.typing import ArrayLike
 
 from dsp.arrays import Floats
-from dsp.tcb_unit import droop_factor, output_factor, unit_from_calibration
+from dsp.tcb_unit import (
+    droop_factor,
+    is_check_phantom,
+    nominal_reflectance,
+    output_factor,
+    phantom_check,
+    self_check,
+    unit_from_calibration,
+)
 
 N_LEDS = 6
 N_DETECTORS = 2
@@ -166,3 +175,78 @@ def reflectance_from_counts(
         white = white * np.asarray(gain, float)
     reflectance = (mean - dark[None, :]) / (white * (drive_factor * scale)[:, None])
     return reflectance[:, 0].copy(), reflectance[:, 1].copy(), ""
+
+
+# The reading's flags when the unit's calibration does not let it give a number (docs/mqtt.md):
+NEEDS_CALIBRATION = "needs_calibration"  # no per-unit calibration, or the unit has drifted
+SELF_CHECK_NEEDED = "self_check_needed"  # no start-up check on the built-in tile this boot
+CHECK_PHANTOM = "check_phantom"  # a press on the check phantom: the weekly check, no baby
+# Below this fraction of the factory's tile counts the probe was not in its holder at start-up.
+NOT_ON_TILE = 0.3
+
+
+@dataclass(frozen=True)
+class CalibratedReading:
+    """Reflectance carried to the nominal LED bands, or the flag that withholds it.
+
+    check: for a press on the check phantom, {"passed": bool, "max_deviation": float}.
+    """
+
+    near: Floats
+    far: Floats
+    flag: str
+    check: dict[str, object] | None = None
+
+
+def calibrated_reflectance(
+    dark_before: tuple[int, int],
+    dark_after: tuple[int, int],
+    flashes: list[list[list[int]]],
+    temperature_c: float,
+    contact: bool,
+    calibration: Mapping[str, Any],
+    led_drive: tuple[int, ...] | list[int] | None,
+    self_check_info: Mapping[str, Any] | None,
+) -> CalibratedReading:
+    """What the estimator may use from one press of a unit (docs/jaundice.md).
+
+    Without a per-unit calibration (calibration["unit"]) the reading is `needs_calibration`;
+    without a start-up self-check on the built-in tile (the device info's "self_check") it is
+    `self_check_needed`; a tile reading more than SELF_CHECK_LIMIT off the factory's is
+    `needs_calibration`. Otherwise the counts become reflectance with the tile's ratio folded
+    into the white reference; a press on the check phantom is the weekly check (flag
+    `check_phantom`, its result in `check`); anything else is carried to the nominal bands.
+    A malformed calibration or self-check raises ValueError.
+    """
+    nan = np.full(N_LEDS, np.nan)
+    unit = unit_from_calibration(calibration)
+    if unit is None:
+        return CalibratedReading(nan, nan, NEEDS_CALIBRATION)
+    if not self_check_info:
+        return CalibratedReading(nan, nan, SELF_CHECK_NEEDED)
+    try:
+        check = self_check(
+            self_check_info["counts"],
+            [int(x) for x in self_check_info["led_drive"]],
+            float(self_check_info["temperature_c"]),
+            _factory_drive(calibration),
+            unit,
+        )
+    except (KeyError, TypeError) as exc:
+        raise ValueError(f"bad self-check: {exc}") from exc
+    if np.all(check.ratio < NOT_ON_TILE):
+        return CalibratedReading(nan, nan, SELF_CHECK_NEEDED)
+    if not check.ok:
+        return CalibratedReading(nan, nan, NEEDS_CALIBRATION)
+    near, far, flag = reflectance_from_counts(
+        dark_before, dark_after, flashes, temperature_c, contact, calibration, led_drive,
+        gain=check.ratio,
+    )  # fmt: skip
+    if flag:
+        return CalibratedReading(near, far, flag)
+    if is_check_phantom(near, far, unit):
+        passed, deviation = phantom_check(near, far, unit)
+        result: dict[str, object] = {"passed": passed, "max_deviation": round(deviation, 4)}
+        return CalibratedReading(nan, nan, CHECK_PHANTOM, result)
+    near, far = nominal_reflectance(near, far, unit, float(temperature_c))
+    return CalibratedReading(near, far, "")

@@ -24,8 +24,13 @@ them), at two temperatures, and the grey at several drives. From those alone:
 
 At measurement time (nominal_reflectance) the unit's bands at the probe temperature are known,
 and the reading's 12 reflectances are fitted with the skin optics of dsp/tissue_optics.py
-(melanin, blood, bilirubin, scattering, coupling at each detector); the correction is the fitted
-skin's reflectance at the nominal bands minus at the unit's bands, added to what was measured.
+(melanin, blood and its saturation, bilirubin and where its band sits, scattering, coupling at
+each detector); the correction is the fitted skin's reflectance at the nominal bands minus at
+the unit's bands, added to what was measured. The blue LEDs' correction rests on the slope of
+bilirubin's band under them, and the in-vivo band sits between the free (~450 nm) and the
+albumin-bound (~460 nm) positions: a fixed guess of its position leaves up to 0.5 mg/dL of a
+unit's error uncorrected on simulated skin, so the position is fitted per reading (0 +- 5 nm
+prior around the albumin-bound band).
 Only the difference between bands comes from the model, so where the model and the skin differ
 most of the error cancels. Nothing here is fitted to babies.
 """
@@ -453,7 +458,8 @@ def calibrate_unit(
 # ---- from the unit's bands to the nominal ones ------------------------------------------
 
 # The skin the correction fits (dsp/tissue_optics.py): free melanin, blood left under the probe,
-# its saturation, dermal bilirubin, scattering amplitude and power, coupling at each detector.
+# its saturation, dermal bilirubin, scattering amplitude and power, coupling at each detector,
+# and the position of bilirubin's band.
 # Fixed at typical values: haematocrit, vessel radius, epidermal thickness, path factors (light
 # crosses the epidermis once in and once out).
 _FIXED = {
@@ -474,6 +480,7 @@ _PARAMS = (
     ("scatter_b", 1.0, 0.1, 3.0, 1.0),
     ("log_coupling_near", 0.0, -2.5, 2.5, 1.0),
     ("log_coupling_far", 0.0, -2.5, 2.5, 1.0),
+    ("bili_band_shift_nm", 0.0, -15.0, 15.0, 5.0),
 )
 _START = np.array([p[1] for p in _PARAMS])
 _LO = np.array([p[2] for p in _PARAMS])
@@ -496,13 +503,18 @@ def _params(theta: Floats) -> dict[str, Floats]:
     p["bilirubin_mg_dl"] = theta[:, 3]
     p["scatter_a_per_mm"] = np.exp(theta[:, 4])
     p["scatter_b"] = theta[:, 5]
+    p["bili_band_shift_nm"] = theta[:, 8]
     return p
 
 
 def _model_a(theta: Floats, bands: Floats) -> Floats:
-    """(n, 12) -ln R of the fitted skins through LED band weights `bands` (6, wl)."""
+    """(n, 12) -ln R of the fitted skins through LED band weights `bands`: (6, wl) for every
+    skin, or (n, 6, wl) one set per skin."""
     near, far = skin_spectra(_params(theta), WAVELENGTH_GRID_NM, _OPTICS)
-    r = np.hstack([near @ bands.T, far @ bands.T])
+    if bands.ndim == 3:
+        r = np.hstack([np.einsum("nw,nlw->nl", near, bands), np.einsum("nw,nlw->nl", far, bands)])
+    else:
+        r = np.hstack([near @ bands.T, far @ bands.T])
     a = -np.log(np.clip(r, 1e-12, None))
     a[:, :N_LEDS] -= theta[:, 6:7]
     a[:, N_LEDS:] -= theta[:, 7:8]
@@ -552,19 +564,22 @@ def fit_skin(a: Floats, sd: Floats, bands: Floats, iterations: int = 40) -> Floa
 
 
 def nominal_reflectance(
-    r_near: ArrayLike, r_far: ArrayLike, unit: UnitCalibration, temperature_c: float
+    r_near: ArrayLike, r_far: ArrayLike, unit: UnitCalibration, temperature_c: ArrayLike
 ) -> tuple[Floats, Floats]:
     """What a unit with the nominal LED bands would have read: reflectances (n, 6) or (6,)
-    measured by `unit` at `temperature_c`, carried to the nominal bands (module docstring).
-    NaN in, NaN out."""
+    measured by `unit` at `temperature_c` (one for all, or one per reading), carried to the
+    nominal bands (module docstring). NaN in, NaN out."""
     near = np.asarray(r_near, float)
     far = np.asarray(r_far, float)
     single = near.ndim == 1
     near2 = np.atleast_2d(near)
     far2 = np.atleast_2d(far)
-    centre, width = unit.bands_at(temperature_c)
-    if np.all(np.abs(centre - np.asarray(NOMINAL_LED_NM)) < _BAND_EPSILON_NM) and np.all(
-        np.abs(width - np.asarray(NOMINAL_FWHM_NM)) < _BAND_EPSILON_NM
+    temps = np.broadcast_to(np.asarray(temperature_c, float), (near2.shape[0],))
+    bands = [unit.bands_at(float(t)) for t in temps]
+    centres = np.array([c for c, _ in bands])
+    widths = np.array([w for _, w in bands])
+    if np.all(np.abs(centres - np.asarray(NOMINAL_LED_NM)) < _BAND_EPSILON_NM) and np.all(
+        np.abs(widths - np.asarray(NOMINAL_FWHM_NM)) < _BAND_EPSILON_NM
     ):
         return near.copy(), far.copy()
     ok = np.all(np.isfinite(near2), axis=1) & np.all(np.isfinite(far2), axis=1)
@@ -574,7 +589,9 @@ def nominal_reflectance(
         r = np.hstack([near2[ok], far2[ok]])
         a = -np.log(np.clip(r, _FLOOR * 0.1, None))
         sd = np.hypot(_REL_SD[None, :], _FLOOR / np.clip(r, _FLOOR * 0.1, None))
-        unit_bands = led_band_weights(centre, width)
+        unit_bands = np.array(
+            [led_band_weights(c, w) for c, w in zip(centres[ok], widths[ok], strict=True)]
+        )
         theta = fit_skin(a, sd, unit_bands)
         delta = _model_a(theta, _NOMINAL_BANDS) - _model_a(theta, unit_bands)
         corrected = r * np.exp(-delta)
@@ -606,9 +623,9 @@ class SelfCheck:
 
 def self_check(
     tile_counts: ArrayLike,
-    led_drive: Sequence[int],
+    led_drive: ArrayLike,
     temperature_c: float,
-    factory_drive: Sequence[int],
+    factory_drive: ArrayLike,
     unit: UnitCalibration,
 ) -> SelfCheck:
     """Compare the tile's dark-subtracted counts (6, 2) now with the factory's."""

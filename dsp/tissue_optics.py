@@ -202,7 +202,8 @@ def skin_spectra(
     filter crossed on the way in and on the way out; the dermis is a semi-infinite turbid
     medium with blood (in vessels, partly pressed out by the probe) and extravascular bilirubin;
     its spatially resolved reflectance is Farrell's dipole. p holds one array (n,) per field of
-    SKIN_FIELDS; everything broadcasts over skins x wavelength.
+    SKIN_FIELDS, and may hold "bili_band_shift_nm" per skin (else the probe's); everything
+    broadcasts over skins x wavelength.
     """
     optics = ProbeOptics() if optics is None else optics
     w = np.asarray(wl, float)
@@ -219,10 +220,14 @@ def skin_spectra(
     serum = col["bilirubin_mg_dl"]
     # extravascular (albumin-bound) bilirubin + bilirubin in the plasma inside the vessels
     bili_mg_dl = serum * col["tissue_serum_ratio"] + blood * (1.0 - hct) * serum
+    # the band's shift: the probe's constant, or one per skin when p gives it
+    shift = (
+        np.asarray(p["bili_band_shift_nm"], float).reshape(-1, 1)
+        if "bili_band_shift_nm" in p
+        else optics.bili_band_shift_nm
+    )
     mua_bili = (
-        optics.bili_epsilon_scale
-        * bilirubin_mua_per_mm(w - optics.bili_band_shift_nm, 1.0)
-        * bili_mg_dl
+        optics.bili_epsilon_scale * bilirubin_mua_per_mm(w[None, :] - shift, 1.0) * bili_mg_dl
     )
     packed = vessel_packaging(mua_blood, col["vessel_radius_mm"])
     mua_derm = blood * packed * mua_blood + (1.0 - blood) * base + mua_bili

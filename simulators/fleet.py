@@ -90,6 +90,7 @@ class DeviceSpec:
     press_every_s: float = 8.0  # jaundice: a nurse presses the probe this often
     bilirubin_mg_dl: float = 10.0
     skin_group: str | None = None
+    tcb_unit_calibration: bool = True  # jaundice: calibrated per unit (False: white phantom only)
     battery_mv: int = 4000
     extra: dict = field(default_factory=dict)
     signed: bool = True  # provisioned with a key (False: an unprovisioned board, no tags)
@@ -226,7 +227,9 @@ class VirtualDevice:
         else:
             from simulators.tcb_device import random_factory_calibration
 
-            self.calibration = random_factory_calibration(self.spec.seed).to_dict()
+            self.calibration = random_factory_calibration(
+                self.spec.seed, per_unit=self.spec.tcb_unit_calibration
+            ).to_dict()
             s["calibration"] = self.calibration
         return s
 
@@ -355,10 +358,14 @@ class VirtualDevice:
         rng = np.random.default_rng(self.spec.seed)
         device = TcbDeviceModel(FactoryCalibration.from_dict(self.calibration), seed=self.spec.seed)
         baby = random_newborn(rng, self.spec.skin_group, self.spec.bilirubin_mg_dl)
+        # switched on in its holder: the probe over the built-in white tile (start-up self-check)
+        tile = np.full(6, device.tile_reflectance)
+        holder = device.scene(tile, tile, temperature_c=25.0)
+        await self._write(feed_block(CH_PRESS, json.dumps(holder).encode()))
         await self._write(feed_block(CH_BATTERY, struct.pack("<H", self.spec.battery_mv)))
         await asyncio.sleep(1.0)
         while True:
-            near, far = skin_reflectance(baby, device.led_centre_nm, device.led_fwhm_nm)
+            near, far = skin_reflectance(baby, *device.bands_at(30.0))  # the scene's 30 C
             scene = device.scene(np.asarray(near), np.asarray(far), contact=True)
             await self._write(feed_block(CH_PRESS, json.dumps(scene).encode()))
             await self._write(feed_block(CH_CONTACT, b"\x01"))

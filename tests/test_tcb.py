@@ -128,6 +128,7 @@ def test_gateway_alerts_follow_the_guideline_conditions(monkeypatch):
 
     from dsp.bilirubin_zones import exchange_threshold_mg_dl, phototherapy_threshold_mg_dl
     from dsp.tcb import TcbEstimate
+    from dsp.tcb_counts import CalibratedReading
     from gateway import protocol as p
     from gateway.processing import jaundice
 
@@ -138,7 +139,8 @@ def test_gateway_alerts_follow_the_guideline_conditions(monkeypatch):
         dark_before=(0, 0), dark_after=(0, 0), flashes=np.zeros((6, 2, 5)), temperature_c=30.0,
         led_drive=(200,) * 6,
     ))  # fmt: skip
-    monkeypatch.setattr(jaundice, "reflectance_from_counts", lambda *a: (None, None, ""))
+    monkeypatch.setattr(jaundice, "calibrated_reflectance",
+                        lambda *a: CalibratedReading(np.ones(6), np.ones(6), ""))  # fmt: skip
     monkeypatch.setattr(jaundice, "estimate_tcb", lambda near, far: TcbEstimate(
         next_tcb["value"], next_tcb["value"] * 17.1, next_tcb["value"] - 1,
         next_tcb["value"] + 1, "",

@@ -83,6 +83,15 @@ def flash(led, drive):
     return (near, far)
 
 
+async def settled():
+    """LED driver, amplifiers and ADC powered and settled after start-up."""
+    await asyncio.sleep_ms(50)
+
+
+def fixture(settings_path):
+    """The calibration fixture's target is real light under the probe: nothing to load."""
+
+
 def temperature_c():
     hi, lo = _i2c.readfrom_mem(_TEMP_ADDR, 5, 2)  # MCP9808 ambient temperature register
     t = ((hi & 0x0F) << 4) + lo / 16.0

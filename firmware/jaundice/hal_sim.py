@@ -28,6 +28,7 @@ _ADC_MAX = const(65535)
 
 _state = {"mv": 4000, "contact": False, "scene": None, "t": 0.0}
 _contact_ev = asyncio.Event()
+_scene_ev = asyncio.Event()
 
 
 def _battery(b):
@@ -42,6 +43,20 @@ def _contact(b):
 def _press(b):
     _state["scene"] = json.loads(b)
     _state["t"] = 0.0
+    _scene_ev.set()
+
+
+async def settled():
+    """The front end is ready to measure: here, once the simulator has sent the first scene
+    (the probe in its holder, over the built-in white tile)."""
+    await _scene_ev.wait()
+
+
+def fixture(settings_path):
+    """The factory's calibration fixture: the simulated fixture writes the scene of whatever
+    target the probe sits on to <device.json>.fixture before each MEASURE."""
+    with open(settings_path + ".fixture") as f:
+        _press(f.read())
 
 
 feed = sim_feed.Feed(

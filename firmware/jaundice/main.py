@@ -53,16 +53,20 @@ def _drive(code):
     return max(hal.DRIVE_STEP, min(hal.DRIVE_MAX, code // hal.DRIVE_STEP * hal.DRIVE_STEP))
 
 
-def measure(factory_drive):
-    """One measurement cycle; returns the record payload."""
-    contact_before = hal.contact()
+def _cycle(factory_drive, drives=None):
+    """Dark frame; per LED a probe flash that sets its drive (or the `drives` given: the
+    factory's fixed drives), five flashes on both photodiodes; dark frame.
+    Returns (dark0, dark1, drive, flashes), flashes[led] = (near[5], far[5])."""
     dark0 = hal.read_dark()
     flashes = []
     drive = []
     for led in range(N_LEDS):
-        probe = _drive(factory_drive[led] // _PROBE_DIV)
-        a, b = hal.flash(led, probe)
-        d = _drive(probe * _TARGET // max(a - dark0[0], b - dark0[1], 1))
+        if drives is None:
+            probe = _drive(factory_drive[led] // _PROBE_DIV)
+            a, b = hal.flash(led, probe)
+            d = _drive(probe * _TARGET // max(a - dark0[0], b - dark0[1], 1))
+        else:
+            d = drives[led]
         drive.append(d)
         near = []
         far = []
@@ -71,7 +75,13 @@ def measure(factory_drive):
             near.append(a)
             far.append(b)
         flashes.append((near, far))
-    dark1 = hal.read_dark()
+    return dark0, hal.read_dark(), drive, flashes
+
+
+def measure(factory_drive):
+    """One measurement cycle; returns the record payload."""
+    contact_before = hal.contact()
+    dark0, dark1, drive, flashes = _cycle(factory_drive)
     bits = p.TCB_CONTACT if (contact_before and hal.contact()) else 0
     if max(dark0 + dark1) > _AMBIENT_LIMIT:
         bits |= p.TCB_AMBIENT
@@ -83,6 +93,36 @@ def measure(factory_drive):
             if max(det) - min(det) > max(_DISAGREE_FLOOR, int(mean * _DISAGREE_FRAC)):
                 bits |= p.TCB_DISAGREE
     return p.encode_tcb(bits, hal.temperature_c(), dark0, dark1, drive, flashes)
+
+
+def press_dict(factory_drive, drives=None):
+    """One cycle as the factory's calibration reads it (provisioning console, MEASURE)."""
+    dark0, dark1, drive, flashes = _cycle(factory_drive, drives)
+    return {"dark_before": list(dark0), "dark_after": list(dark1), "led_drive": drive,
+            "flashes": [[near, far] for near, far in flashes],
+            "temperature_c": hal.temperature_c()}  # fmt: skip
+
+
+def self_check(factory_drive):
+    """The start-up check on the built-in white tile (the probe in its holder), at the factory
+    drive: dark-subtracted mean counts per LED and photodiode. The gateway compares them with
+    the factory's (docs/jaundice.md, "Self-check")."""
+    dark0, dark1, drive, flashes = _cycle(factory_drive, factory_drive)
+    counts = []
+    for near, far in flashes:
+        counts.append([round(sum(near) / N_FLASHES - (dark0[0] + dark1[0]) / 2, 1),
+                       round(sum(far) / N_FLASHES - (dark0[1] + dark1[1]) / 2, 1)])  # fmt: skip
+    return {"counts": counts, "led_drive": drive, "temperature_c": hal.temperature_c()}
+
+
+async def self_check_task(link, drive, info):
+    """At start-up, with the probe in its holder (not on skin), read the tile once and report
+    it in the device info."""
+    await hal.settled()
+    if hal.contact():
+        return  # pressed on something already: the tile is not under the probe
+    info["self_check"] = self_check(drive)
+    link.send_record(p.S_INFO, link.now_ms(), json.dumps(info).encode())
 
 
 async def press_task(link, drive):
@@ -123,13 +163,14 @@ async def main(settings_path):
             asyncio.create_task(pairing_ref[0].run())
         return pairing_ref[0].handle(op, rid, args)
 
+    info = {"id": settings["id"], "type": "jaundice", "firmware": FIRMWARE_VERSION,
+            "boot": boot, "calibration": cal}  # fmt: skip
+
     def on_control(op, rid, args):
         link = link_ref[0]
         if op == p.OP_MEASURE:
             link.send_record(p.S_TCB, link.now_ms(), measure(drive))
         elif op == p.OP_GET_INFO:
-            info = {"id": settings["id"], "type": "jaundice", "firmware": FIRMWARE_VERSION,
-                    "boot": boot, "calibration": cal}  # fmt: skip
             link.send_record(p.S_INFO, link.now_ms(), json.dumps(info).encode())
         elif op in (p.OP_START, p.OP_STOP):
             pass
@@ -149,7 +190,9 @@ async def main(settings_path):
     if settings.get("pair_secret"):  # a label PAIR comes unsigned (docs/protocol.md, "Pairing")
         link.unsigned_ok = lambda op: op == p.OP_PAIR
     link.send_record(p.S_EVENT, link.now_ms(), bytes((p.EV_BOOT,)))
-    for t in [radio.run(), link.tx_task(), press_task(link, drive), status_task(link)]:
+    tasks = [radio.run(), link.tx_task(), press_task(link, drive), status_task(link),
+             self_check_task(link, drive, info)]  # fmt: skip
+    for t in tasks:
         asyncio.create_task(t)
     for t in hal.background_tasks():
         asyncio.create_task(t)
@@ -161,6 +204,13 @@ if __name__ == "__main__":  # a board runs main.py as __main__; tests import mea
     if storage.provisioning_wanted(_path, sys.argv[2:]):  # USB console (perimon provision)
         import provision
 
-        provision.console(_path, "jaundice", FIRMWARE_VERSION)
+        def _factory_measure(drives):  # MEASURE: whatever the calibration fixture holds
+            if len(drives) != N_LEDS or [d for d in drives if _drive(d) != d]:
+                raise ValueError("MEASURE needs 6 drives, multiples of %d up to %d"
+                                 % (hal.DRIVE_STEP, hal.DRIVE_MAX))  # fmt: skip
+            hal.fixture(_path)
+            return press_dict(drives, drives)
+
+        provision.console(_path, "jaundice", FIRMWARE_VERSION, measure=_factory_measure)
     else:
         asyncio.run(main(_path))

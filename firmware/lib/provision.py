@@ -44,10 +44,16 @@ def _check(field, value):
     return None, "unknown field " + field
 
 
-def handle(line, settings, device_type, firmware, path):
-    """One command -> one reply line (without newline). Mutates `settings`."""
+def handle(line, settings, device_type, firmware, path, measure=None):
+    """One command -> one reply line (without newline). Mutates `settings`. measure: the
+    device's factory measurement (jaundice meter: drives -> one press as a dict), for MEASURE."""
     parts = line.split(" ", 2)
     cmd = parts[0].upper()
+    if cmd == "MEASURE" and measure is not None:
+        try:
+            return "OK " + json.dumps(measure([int(x) for x in line.split()[1:]]))
+        except ValueError as e:
+            return "ERR %s" % e
     if cmd == "HELLO":
         return "OK perimon-provision 1 %s %s" % (device_type, firmware)
     if cmd == "SET" and len(parts) == 3:
@@ -78,7 +84,7 @@ def handle(line, settings, device_type, firmware, path):
     return "ERR unknown command"
 
 
-def console(path, device_type, firmware, inp=None, out=None):
+def console(path, device_type, firmware, inp=None, out=None, measure=None):
     """Serve commands until QUIT or end of input. Returns True if something was committed."""
     inp = inp or sys.stdin
     out = out or sys.stdout
@@ -101,7 +107,7 @@ def console(path, device_type, firmware, inp=None, out=None):
             reply = "ERR line too long"
         else:
             try:
-                reply = handle(line, settings, device_type, firmware, path)
+                reply = handle(line, settings, device_type, firmware, path, measure)
             except OSError as e:
                 reply = "ERR storage %s" % e
         if reply is None:

@@ -3,7 +3,10 @@ non-reading, with its reason) and the clinical assessment out, with an alert rai
 cleared) for each guideline condition: at/above the exchange or phototherapy threshold,
 within 2 mg/dL of exchange (escalation of care), serum bilirubin advised, rapid rise.
 
-Counts become reflectance with the device's factory calibration (from its device info), then
+Counts become reflectance with the device's factory calibration (from its device info), checked
+against its start-up self-check and carried to the nominal LED bands (dsp/tcb_counts.py,
+calibrated_reflectance: a unit without a per-unit calibration or that has drifted gives
+`needs_calibration`, never a number; a press on the check phantom is the weekly check), then
 bilirubin with the shipped estimator; the assessment needs the baby's age and gestation, which
 the nurse or hospital sets per device (never sent to MQTT as identifiers).
 """
@@ -25,7 +28,7 @@ from dsp.bilirubin_zones import (
     assess_bilirubin,
 )
 from dsp.tcb import estimate_tcb
-from dsp.tcb_counts import reflectance_from_counts
+from dsp.tcb_counts import NEEDS_CALIBRATION, calibrated_reflectance
 from gateway import protocol as p
 from gateway.processing.alerts import AlertTracker, Publish
 from gateway.processing.fhir import publish_tcb_observations
@@ -38,6 +41,7 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 UMOL_PER_MG = 17.1  # bilirubin: 1 mg/dL = 17.1 umol/L
+CHECK_INTERVAL_S = 7 * 24 * 3600.0  # the check phantom, weekly (docs/jaundice.md, "Self-check")
 
 
 def _age_hours(birth_time: str, at_unix: float) -> float | None:
@@ -61,6 +65,8 @@ class JaundiceProcessor:
         self.previous: list[tuple[float, float]] = []  # (age_hours, tcb_mg_dl)
         self.last_reading: dict[str, Any] | None = None
         self._assess_error = ""  # logged once per distinct reason
+        self.last_check: dict[str, Any] | None = None  # the latest press on the check phantom
+        self._latest_at = 0.0  # unix time of the latest reading
 
     @property
     def device_id(self) -> str:
@@ -119,7 +125,7 @@ class JaundiceProcessor:
             self._emit(reading)
             return
         try:
-            near, far, flag = reflectance_from_counts(
+            cal_reading = calibrated_reflectance(
                 counts.dark_before,
                 counts.dark_after,
                 counts.flashes.tolist(),
@@ -127,11 +133,19 @@ class JaundiceProcessor:
                 counts.contact,
                 calibration,
                 counts.led_drive,
+                st.info.get("self_check"),
             )
         except (ValueError, KeyError, TypeError) as exc:
             reading["flag"] = f"bad_calibration: {exc}"
             self._emit(reading)
             return
+        near, far, flag = cal_reading.near, cal_reading.far, cal_reading.flag
+        self._latest_at = at
+        if cal_reading.check is not None:  # a press on the check phantom: the weekly check
+            reading["check"] = cal_reading.check
+            self.last_check = {"t": reading["t"], "at": at, **cal_reading.check}
+        elif not flag and self.last_check is not None and not self.last_check["passed"]:
+            flag = NEEDS_CALIBRATION  # the last weekly check failed: no number until one passes
         device_flags = [
             name
             for name, bit in (
@@ -215,7 +229,11 @@ class JaundiceProcessor:
 
     def status_fields(self) -> dict[str, Any]:
         last = self.last_reading
+        check = self.last_check
+        shown = None if check is None else {k: check[k] for k in ("t", "passed", "max_deviation")}
         return {
             "last_tcb_mg_dl": last["tcb_mg_dl"] if last else None,
             "alerts": self.alerts.active(),
+            "tcb_check": shown,
+            "tcb_check_due": check is None or self._latest_at - check["at"] > CHECK_INTERVAL_S,
         }
