@@ -211,11 +211,13 @@ COMMAND = SchemaCheck("command")
         ({"command": "reboot"}, "command: one of set_settings, get_settings, ack_alert, "
          "set_schedule, get_schedule, get_report"),
         ([], "a JSON object"),
-        ({"command": "set_settings", "settings": {}}, "settings: an object with risk_colour "
-         "and/or measurement_interval_min (labels, birth times and gestation are set in the "
-         "nurse view)"),
+        ({"command": "set_settings", "settings": {}}, "settings: an object with risk_colour, "
+         "measurement_interval_min and/or ctg_mode (labels, birth times and gestation are set "
+         "in the nurse view)"),
         ({"command": "set_settings", "settings": {"label": "Bed 4", "risk_colour": "red"}},
-         "settings: label: not accepted; only risk_colour, measurement_interval_min"),
+         "settings: label: not accepted; only risk_colour, measurement_interval_min, ctg_mode"),
+        ({"command": "set_settings", "settings": {"ctg_mode": "labour"}},
+         "ctg_mode: antenatal (Dawes-Redman criteria, the default) or intrapartum (FIGO 2015)"),
         ({"command": "set_settings", "settings": {"risk_colour": "blue"}},
          "risk_colour: one of green, yellow, orange, red, purple"),
         ({"command": "set_settings", "settings": {"measurement_interval_min": float("nan")}},

@@ -17,12 +17,23 @@ def test_trace_observation_keeps_gaps_and_is_deterministic():
     assert a == b and a["id"] == resource_id("fh-01:3:fhr-obs:240")
     assert a["code"]["coding"][0]["code"] == "55283-6"
     assert a["valueSampledData"]["data"] == "141.5 E E"
+    assert (a["valueSampledData"]["lowerLimit"], a["valueSampledData"]["upperLimit"]) == (50, 210)
     assert a["valueSampledData"]["origin"]["code"] == "/min"
     assert a["effectivePeriod"]["end"] == "2023-11-14T22:13:20.750Z"
     assert (
         trace_observation("mhr", "gw", "fh-01", 3, 240, 0.0, [80.0])["code"]["coding"][0]["code"]
         == "8867-4"
     )
+
+
+def test_a_rate_off_the_chart_is_above_or_below_the_limits():
+    """The FHR's limits are the CTG chart's 50-210 bpm (dsp's valid range), the maternal
+    rate's its estimator's 40-200: a value outside is "U" or "L", never a number beyond them."""
+    fhr = trace_observation("fhr", "gw", "fh-01", 1, 0, 0.0, [230.0, 210.0, 50.0, None])
+    assert fhr["valueSampledData"]["data"] == "U 210.0 50.0 E"
+    mhr = trace_observation("mhr", "gw", "fh-01", 1, 0, 0.0, [45.0, 39.0, 201.0])
+    assert mhr["valueSampledData"]["data"] == "45.0 L U"
+    assert mhr["valueSampledData"]["lowerLimit"] == 40
 
 
 def test_tcb_observations_units_and_flagged_readings():

@@ -21,7 +21,9 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 from dsp.arrays import Floats
+from dsp.ctg_artefact import VALID_RANGE_BPM
 from dsp.ctg_reference import POINT_S
+from dsp.mhr import MHR_RANGE_BPM
 from gateway.times import iso_time, parse_time
 
 if TYPE_CHECKING:
@@ -48,7 +50,10 @@ CODES = {
 
 TRACE_POINT_MS = round(POINT_S * 1000)  # 250 ms: the CTG point rate, as on the live trace
 TRACE_POINTS_PER_OBSERVATION = 240  # one Observation per minute of trace (SampledData)
-TRACE_LIMITS = (50.0, 240.0)  # the estimator's valid range (dsp/ctg.py VALID_BPM)
+# SampledData lowerLimit/upperLimit, per trace: the FHR's is the CTG chart's 50-210 bpm, the
+# range outside which artefact rejection discards a value (dsp/ctg_artefact.py); the maternal
+# rate's is its estimator's range (dsp/mhr.py). A point outside is "L" or "U", as FHIR says.
+TRACE_LIMITS: dict[str, tuple[float, float]] = {"fhr": VALID_RANGE_BPM, "mhr": MHR_RANGE_BPM}
 
 
 def resource_id(identifier: str) -> str:
@@ -86,12 +91,18 @@ def _base(
     return obs
 
 
-def _sampled(values: Sequence[float | None]) -> str:
-    """SampledData.data: values separated by spaces, "E" where there is no trustworthy value."""
+def _sampled(values: Sequence[float | None], limits: tuple[float, float]) -> str:
+    """SampledData.data: values separated by spaces, "E" where there is no trustworthy value,
+    "L" / "U" for a value below / above `limits` (lowerLimit, upperLimit)."""
+    lo, hi = limits
     out = []
     for v in values:
         if v is None or (isinstance(v, float) and math.isnan(v)):
             out.append("E")
+        elif v < lo:
+            out.append("L")
+        elif v > hi:
+            out.append("U")
         else:
             out.append(f"{float(v):.1f}")
     return " ".join(out)
@@ -109,7 +120,7 @@ def trace_observation(
     """One window of the 4 Hz FHR or maternal trace as an Observation with SampledData.
 
     Points without a trustworthy estimate are "E" (error), never filled in: the hospital sees
-    exactly the gaps the nurse sees.
+    exactly the gaps the nurse sees. A rate off the chart (TRACE_LIMITS) is "L" or "U".
     """
     identifier = f"{device_id}:{boot}:{kind}-obs:{first_point}"
     obs = _base(kind, identifier, gateway_id, device_id, "fetal_heart")
@@ -120,10 +131,10 @@ def trace_observation(
         "origin": _quantity(0, unit),
         "period": TRACE_POINT_MS,
         "factor": 1,
-        "lowerLimit": TRACE_LIMITS[0],
-        "upperLimit": TRACE_LIMITS[1],
+        "lowerLimit": TRACE_LIMITS[kind][0],
+        "upperLimit": TRACE_LIMITS[kind][1],
         "dimensions": 1,
-        "data": _sampled(values),
+        "data": _sampled(values, TRACE_LIMITS[kind]),
     }
     return obs
 

@@ -1,7 +1,7 @@
 """Per-device settings kept on the gateway, and what applying them changes.
 
 `DeviceSettings` holds what is assigned per device on the gateway (bed or visit label, the
-baby's birth time and gestational age, risk colour, measurement interval) in
+baby's birth time and gestational age, risk colour, measurement interval, CTG mode) in
 `{data_dir}/devices.json`. None of it ever goes into an MQTT topic or payload. Nurses set them
 in the nurse view, the hospital over MQTT (gateway/publish/downlink.py); both go through
 `apply_settings`, so a setting means the same whichever way it arrived.
@@ -13,6 +13,10 @@ high risk, red high risk, purple infectious disease. That specification sets who
 pregnancy and where, not CTG or bilirubin cut-offs, so perimon changes no clinical threshold
 with the colour. What it changes (the project's choice, documented in docs/mqtt.md): for
 orange, red and purple, alerts that would be raised as `medium` are raised as `high`.
+
+CTG mode: which analysis heads a fetal monitor's CTG messages, nurse view and session report:
+`antenatal` (the Dawes-Redman criteria; the default, home monitoring is before labour) or
+`intrapartum` (FIGO 2015). Both analyses are always computed and published (docs/fhr.md).
 """
 
 from __future__ import annotations
@@ -35,6 +39,8 @@ log = logging.getLogger(__name__)
 # China NHC 2017 (above), as the command schema lists them for the hospital
 RISK_COLOURS: tuple[str, ...] = tuple(load_schema("command")["$defs"]["risk_colour"]["enum"])
 ESCALATING_COLOURS = ("orange", "red", "purple")  # medium alerts raised as high
+CTG_MODES: tuple[str, ...] = tuple(load_schema("command")["$defs"]["ctg_mode"]["enum"])
+DEFAULT_CTG_MODE = "antenatal"  # home monitors record before labour
 BABY_KEYS = (
     "label",
     "birth_time",
@@ -112,6 +118,12 @@ def escalates(settings: dict[str, Any]) -> bool:
     return settings.get("risk_colour") in ESCALATING_COLOURS
 
 
+def ctg_mode(settings: dict[str, Any]) -> str:
+    """Which CTG analysis heads a device's messages and reports: its setting, else antenatal."""
+    mode = settings.get("ctg_mode")
+    return mode if mode in CTG_MODES else DEFAULT_CTG_MODE
+
+
 def baby_profile(configured: dict[str, Any], settings: dict[str, Any]) -> dict[str, Any]:
     """The baby's details the jaundice assessment reads: the configuration file's, replaced by
     whatever nurses or the hospital set on the gateway (a cleared setting clears it)."""
@@ -128,8 +140,8 @@ def apply_settings(ctx: GatewayContext, device_id: str, changes: dict[str, Any])
     """Store settings for a device and apply them to its running processor (ValueError if bad).
 
     Birth time, gestational age and risk factors feed the jaundice assessment; the risk colour
-    escalates alerts; the measurement interval is shown as "next due". The nurse view and the
-    hospital's commands both come here.
+    escalates alerts; the measurement interval is shown as "next due"; the CTG mode chooses the
+    headline analysis. The nurse view and the hospital's commands both come here.
     """
     result = ctx.history.settings.update(device_id, changes)
     baby = baby_profile(ctx.cfg.devices.get(device_id, {}), result)
