@@ -147,11 +147,40 @@ def test_ctg_findings_match_the_contract():
     proc.publish_ctg()
     proc.next_point += 240  # a minute later
     proc.publish_ctg()
+    proc.apply_settings({"ctg_mode": "intrapartum"}, {})
+    proc.publish_ctg()
     rows = outbox.pending(0, 100)
     ctg = [json.loads(r.payload) for r in rows if r.topic.endswith("/ctg")]
-    assert [c["seq"] for c in ctg] == [1, 2]  # numbered per device by the gateway, from 1
-    assert not list(validator("ctg").iter_errors(ctg[0])), ctg[0]
+    assert [c["seq"] for c in ctg] == [1, 2, 3]  # numbered per device by the gateway, from 1
+    for c in ctg:
+        assert not list(validator("ctg").iter_errors(c)), c
     assert ctg[0]["accelerations"], ctg[0]
+    # both analyses, the headline named by the device's CTG mode (antenatal unless set)
+    assert [c["ctg_mode"] for c in ctg] == ["antenatal", "antenatal", "intrapartum"]
+    dr = ctg[0]["dawes_redman"]
+    assert dr["analysed_min"] == 20 and dr["status"] in ("met", "not_yet_met"), dr
+    assert ctg[0]["dawes_redman_session_id"] is None  # no recording session: the window
+    assert ctg[0]["artefact_pct"] == 0.0 and ctg[0]["signal_loss_pct"] > 0
+
+
+@pytest.mark.unit
+def test_ctg_messages_of_an_older_gateway_still_match_the_contract():
+    """The keys added to CTG findings within v1 are optional: a message without them (a
+    gateway from before them) is valid, one with a wrong Dawes-Redman status is not."""
+    old = {"msg_id": "fh-01:1:ctg:480", "seq": 1, "device_id": "fh-01", "boot": 1,
+           "window_s": 120.0, "t": "2026-01-01T00:00:00.000Z", "baseline_bpm": 140.0,
+           "variability_bpm": 8.0, "stv_ms": 6.0, "accelerations": [], "decelerations": [],
+           "signal_loss_pct": 1.0, "sinusoidal": False, "figo_class": "indeterminate",
+           "reasons": ["trace shorter than 10 min"]}  # fmt: skip
+    assert not list(validator("ctg").iter_errors(old))
+    dr = {"criteria_met": None, "status": "maybe", "time_to_met_min": None, "analysed_min": 0,
+          "basal_heart_rate_bpm": None, "stv_ms": None, "high_variation_min": 0,
+          "low_variation_min": 0, "accelerations": 0, "decelerations_lost_beats": [],
+          "signal_loss_pct": 0.0, "reasons_not_met": []}  # fmt: skip
+    assert list(validator("ctg").iter_errors({**old, "dawes_redman": dr}))
+    assert not list(
+        validator("ctg").iter_errors({**old, "dawes_redman": {**dr, "status": "too_short"}})
+    )
 
 
 @pytest.mark.unit

@@ -1,5 +1,7 @@
 """Alerts as state changes: each condition is raised once and cleared once, not repeated
-every second, so a nurse's phone does not ring for a condition already known."""
+every second, so a nurse's phone does not ring for a condition already known. A condition
+that comes and goes (signal loss) goes through `Hysteresis` first, so that neither a brief
+one nor a brief break in a long one makes a raise/clear pair."""
 
 from __future__ import annotations
 
@@ -31,7 +33,7 @@ class Publish(Protocol):
 # and the nurse view's labels (gateway/web/static/js/alerts.js) list the same kinds, checked by
 # tests/test_contract.py, so a new kind cannot reach a nurse unexplained.
 ALERT_KINDS = {
-    "signal_loss": "no fetal heart rate for most of the last minute while the probe is on skin",
+    "signal_loss": "no fetal heart rate for most of the last 90 s during a recording session",
     "maternal_coincidence": "the Doppler rate follows the mother's pulse",
     "bradycardia": "running FHR below 110 bpm for 3 min",
     "tachycardia": "running FHR above 160 bpm for 3 min",
@@ -85,3 +87,39 @@ class AlertTracker:
             },
             qos=QOS_READING,
         )
+
+
+class Hysteresis:
+    """Whether a condition measured as a level (the share of the last minute without a rate,
+    say) is on, with hysteresis and minimum durations: it comes on once the level has stayed at
+    or above `on_at` for `on_after_s`, and goes off once it has stayed at or below `off_at` for
+    `off_after_s`. A condition that goes off and comes back within `off_after_s` is one
+    condition (one raise, one clear). Pure: time (seconds, any origin) is passed in."""
+
+    __slots__ = ("off_after_s", "off_at", "on", "on_after_s", "on_at", "_since")
+
+    def __init__(self, on_at: float, on_after_s: float, off_at: float, off_after_s: float) -> None:
+        if off_at > on_at:
+            raise ValueError("off_at must not be above on_at")
+        self.on_at, self.on_after_s = on_at, on_after_s
+        self.off_at, self.off_after_s = off_at, off_after_s
+        self.on = False
+        self._since: float | None = None  # the level has been past the next threshold since
+
+    def update(self, level: float, now_s: float) -> bool:
+        """The level at `now_s` (not before the last update's); returns whether it is on."""
+        past = level <= self.off_at if self.on else level >= self.on_at
+        if not past:
+            self._since = None
+            return self.on
+        if self._since is None:
+            self._since = now_s
+        if now_s - self._since >= (self.off_after_s if self.on else self.on_after_s):
+            self.on = not self.on
+            self._since = None
+        return self.on
+
+    def reset(self) -> None:
+        """Off at once, nothing remembered (the condition no longer applies)."""
+        self.on = False
+        self._since = None

@@ -3,6 +3,10 @@ rate, CTG findings and alerts out (published as docs/mqtt.md describes).
 
 All signal processing is dsp/; this module keeps the time bases straight (device sample
 indices, device milliseconds, wall clock) and decides what to publish when.
+
+CTG messages carry both analyses, FIGO 2015 over the rolling window and Dawes-Redman over the
+recording session (or, outside one, the rolling window), and say which one heads them: the
+device's `ctg_mode` setting (gateway/state/settings.py), antenatal unless set.
 """
 
 from __future__ import annotations
@@ -21,13 +25,14 @@ from numpy.typing import ArrayLike, NDArray
 from dsp.arrays import Bools, Floats
 from dsp.ctg import analyse_ctg
 from dsp.ctg_reference import BASELINE_NORMAL_BPM, POINT_S
+from dsp.dawes_redman import LAST_EVALUATION_MIN, DawesRedmanResult, dawes_redman
 from dsp.fhr import FhrPoints, FhrStream
 from dsp.mhr import MaternalBeatStream, MhrPoints, MhrStream
 from gateway import protocol as p
-from gateway.processing.alerts import AlertTracker, Publish
+from gateway.processing.alerts import AlertTracker, Hysteresis, Publish
 from gateway.processing.fhir import TraceWindow, publish_trace_observations, resume_trace_window
 from gateway.publish.mqtt import QOS_TRACE
-from gateway.state.settings import escalates
+from gateway.state.settings import DEFAULT_CTG_MODE, ctg_mode, escalates
 from gateway.times import iso_time
 
 if TYPE_CHECKING:
@@ -53,8 +58,18 @@ _LOSS_TAIL_S = 2.0
 # 110-160 bpm. Alerts here are on the running rate; the CTG finding uses the FIGO baseline.
 BRADYCARDIA_BPM, TACHYCARDIA_BPM = BASELINE_NORMAL_BPM
 _RATE_WINDOW_S = 180.0  # running-rate alerts look at the last 3 minutes
-_LOSS_WINDOW_S = 60.0
-_LOSS_RAISE = 0.5  # more than half of the last minute without an estimate
+# Signal loss (docs/fhr.md, "Signal-loss alert"): only during a recording session, and only
+# for a loss the mother could not mend herself (the monitor's own light and tone ask her to
+# move the probe at once, FEEDBACK below). The level is the share of the last 90 s without a
+# rate; the alert is raised once it has stayed at 90% or more for 20 s (about 100 s of loss)
+# and cleared once it has stayed at half or less for 30 s; a loss that comes back within
+# those 30 s is the same alert. perimon's choice: on simulated healthy half-hours (probe
+# fades of 5-60 s, sometimes back to back, and fetal movement) the level held at 90% for at
+# most ~11 s, on a 2-minute loss for 45 s or more.
+_LOSS_WINDOW_S = 90.0
+_LOSS_RAISE, _LOSS_RAISE_AFTER_S = 0.9, 20.0
+_LOSS_CLEAR, _LOSS_CLEAR_AFTER_S = 0.5, 30.0
+_COINCIDENCE_WINDOW_S = 60.0
 _COINCIDENCE_RAISE = 0.3  # a third of the last minute locked to the mother's rate
 # Device feedback (FEEDBACK, docs/protocol.md): the level from the last 3 s of FHR points, sent
 # when it changes (at most once a second) and repeated every 2 s so the device knows the
@@ -134,6 +149,7 @@ class FetalProcessor:
         self.alerts = AlertTracker(session.state.device_id, publish)
         self.recording = recording  # recording sessions (gateway/processing/recording/)
         self.gateway_id = gateway_id  # FHIR Observations name the gateway as their device
+        self.ctg_mode = DEFAULT_CTG_MODE  # which CTG analysis heads the messages (settings)
         self._feedback_sent: tuple[object, int, int] | None = None  # (link, level, flags)
         self._feedback_at = -1e9
         self._feedback_task: asyncio.Task[p.Reply | None] | None = None
@@ -170,6 +186,11 @@ class FetalProcessor:
         n = int(self.cfg.ctg_window_min * 60 / POINT_S)
         self.history_fhr: deque[float] = deque(maxlen=n)
         self.history_maternal: deque[bool] = deque(maxlen=n)
+        # signal loss during the recording session: its last _LOSS_WINDOW_S of points
+        self.session_lost: deque[bool] = deque(maxlen=int(_LOSS_WINDOW_S / POINT_S))
+        self.session_lost_n = 0
+        self.loss_alarm = Hysteresis(_LOSS_RAISE, _LOSS_RAISE_AFTER_S, _LOSS_CLEAR,
+                                     _LOSS_CLEAR_AFTER_S)  # fmt: skip
         self.last_quality = 0.0
         self._last_publish = time.monotonic()
         self._last_ctg = time.monotonic()
@@ -186,6 +207,7 @@ class FetalProcessor:
 
     def apply_settings(self, settings: dict[str, Any], baby: dict[str, Any]) -> None:
         self.alerts.escalate = escalates(settings)
+        self.ctg_mode = ctg_mode(settings)
 
     def published_upto(self, kind: str, last_point: int, published: list[dict[str, Any]]) -> None:
         """A restarted gateway resumes this boot: points up to `last_point` of the `kind` trace
@@ -303,6 +325,8 @@ class FetalProcessor:
 
     def tick(self, now: float) -> None:
         self._send_feedback(now)
+        if not self._recording_session():  # a session ended with no points coming any more
+            self._check_signal_loss(np.zeros(0), 0)
         if now - self._last_publish >= self.cfg.fhr_publish_interval_s:
             self._last_publish = now
             self.flush()
@@ -381,6 +405,7 @@ class FetalProcessor:
         self.history_fhr.extend(fhr.tolist())
         self.history_maternal.extend(maternal.tolist())
         self.last_quality = float(np.mean(quality))
+        self._check_signal_loss(fhr, first)
         self._check_alerts()
 
     def _publish_mhr(self, t0_ms: int) -> None:
@@ -454,8 +479,8 @@ class FetalProcessor:
         fhr = np.array(self.history_fhr, dtype=float)
         t_s = (np.arange(n) + 1) * POINT_S
         findings = analyse_ctg(t_s, fhr)
+        session_id, antenatal = self._dawes_redman(fhr)
         st = self.session.state
-        d = findings.to_dict()
         end_point = self.next_point - 1
         self.publish(
             ("device", self.device_id, "ctg"),
@@ -465,7 +490,10 @@ class FetalProcessor:
                 "boot": st.boot,
                 "window_s": n * POINT_S,
                 "t": iso_time(time.time()),
-                **d,
+                "ctg_mode": self.ctg_mode,
+                **findings.to_dict(),
+                "dawes_redman": antenatal.to_dict(),
+                "dawes_redman_session_id": session_id,
             },
         )
         self.alerts.set(
@@ -475,18 +503,56 @@ class FetalProcessor:
             severity="high",
         )
 
+    def _dawes_redman(self, window: Floats) -> tuple[str | None, DawesRedmanResult]:
+        """(session id, result): Dawes-Redman over the recording session in progress, from its
+        start (the criteria are evaluated from 10 to 60 min into a recording); outside a
+        session, over the rolling window (session id None)."""
+        a = None if self.recording is None else self.recording.active
+        fhr, session_id = window, None
+        if a is not None and a.fhr:
+            fhr = np.array(a.fhr[: int(LAST_EVALUATION_MIN * 60 / POINT_S)], dtype=float)
+            session_id = a.session_id
+        return session_id, dawes_redman((np.arange(len(fhr)) + 1) * POINT_S, fhr)
+
+    def _recording_session(self) -> bool:
+        """Whether a session is being recorded with the probe on: only then does signal loss
+        matter (a probe put away loses it by design). A processor without session tracking
+        (built on its own) takes a probe on the skin as one."""
+        if self.session.state.on_skin is False:
+            return False
+        return self.recording is None or self.recording.active is not None
+
+    def _check_signal_loss(self, fhr: Floats, first: int) -> None:
+        """Points `first`... of the trace (NaN: no rate) through the signal-loss hysteresis;
+        outside a recording session the alert is cleared at once and nothing is counted."""
+        lost, full = self.session_lost, int(_LOSS_WINDOW_S / POINT_S)
+        recording = self._recording_session()
+        if recording:
+            for k, v in enumerate(np.isnan(fhr).tolist()):
+                if len(lost) == full:
+                    self.session_lost_n -= lost[0]
+                lost.append(v)
+                self.session_lost_n += v
+                if len(lost) == full:
+                    self.loss_alarm.update(self.session_lost_n / full, (first + k) * POINT_S)
+        else:
+            lost.clear()
+            self.session_lost_n = 0
+            self.loss_alarm.reset()
+        on = self.loss_alarm.on
+        if on:
+            detail = (f"no fetal heart rate for {self.session_lost_n / full:.0%} of the last "
+                      f"{_LOSS_WINDOW_S:.0f} s of the recording session: the probe needs moving")  # fmt: skip
+        else:
+            detail = "fetal heart rate found again" if recording else "the recording session ended"
+        # the recording's condition, not the baby's: low, never escalated (docs/mqtt.md)
+        self.alerts.set("signal_loss", on, detail, severity="low")
+
     def _check_alerts(self) -> None:
-        recent = np.array(list(self.history_fhr)[-int(_LOSS_WINDOW_S / POINT_S) :], dtype=float)
-        maternal = np.array(list(self.history_maternal)[-len(recent) :], dtype=bool)
-        if len(recent) < _LOSS_WINDOW_S / POINT_S:
+        n = int(_COINCIDENCE_WINDOW_S / POINT_S)
+        maternal = np.array(list(self.history_maternal)[-n:], dtype=bool)
+        if len(maternal) < n:
             return
-        loss = float(np.mean(np.isnan(recent)))
-        on_skin = self.session.state.on_skin is not False
-        self.alerts.set(
-            "signal_loss",
-            on_skin and loss > _LOSS_RAISE,
-            f"no fetal heart rate for {loss:.0%} of the last minute",
-        )
         self.alerts.set(
             "maternal_coincidence",
             float(np.mean(maternal)) > _COINCIDENCE_RAISE,
