@@ -4,14 +4,16 @@
 # the probe-contact sense is a GPIO. The radio is the BLE GATT server (radio_ble), or with
 # radio_kind "serial" the USB cable (radio_serial).
 # Pins are those of the reference board (docs/ble.md); change them here and nowhere else.
+import array
 import asyncio
-import struct
 import time
 
 import machine
 from micropython import const
 
 import board_radio
+
+machine.freq(240_000_000)  # the classic ESP32's fastest clock: headroom for BLE, ADPCM, HMAC
 
 _I2S_ID = const(0)
 _PIN_I2S_SCK = const(26)
@@ -22,7 +24,13 @@ _PIN_BATTERY = const(35)  # through a 1:2 divider
 _PIN_SKIN = const(27)  # low when the probe's contact electrode touches skin
 _DOPPLER_HZ = const(4000)
 _PPG_HZ = const(50)
-_DMA_BYTES = const(8192)  # I2S DMA ring: 1 s of 16-bit audio
+# I2S RX DMA ring: the ESP32 port reads 32-bit stereo frames from the bus whatever `bits` and
+# `format` say (8 bytes a sample at 4 kHz), so 32768 bytes hold 4096 samples, 1.024 s: the
+# loop may stall for up to that long before samples are lost (docs/firmware.md).
+_DMA_BYTES = const(32768)
+_DMA_SAMPLES = const(4096)
+_DMA_SLACK = const(256)  # samples of one DMA buffer: the driver hands data over a buffer at a time
+_US_PER_SAMPLE = const(250)
 # Mother's feedback: an RGB LED (common cathode, three PWM channels), a piezo buzzer (PWM) for
 # the guiding tones, a small speaker on an I2S class-D amplifier (MAX98357A) for the Doppler
 # sound, and the pairing button (to ground, internal pull-up).
@@ -57,7 +65,7 @@ _i2s_stream = asyncio.StreamReader(_i2s)
 _ppg_adc = machine.ADC(machine.Pin(_PIN_PPG), atten=machine.ADC.ATTN_11DB)
 _bat_adc = machine.ADC(machine.Pin(_PIN_BATTERY), atten=machine.ADC.ATTN_11DB)
 _skin = machine.Pin(_PIN_SKIN, machine.Pin.IN, machine.Pin.PULL_UP)
-_ppg_ring = bytearray(2 * 128)
+_ppg_ring = array.array("h", bytes(2 * 128))
 _ppg = {"w": 0, "n": 0}
 _ppg_ev = asyncio.Event()
 _radio = [None]
@@ -66,8 +74,7 @@ _stop = asyncio.Event()
 
 def _ppg_sample(_timer):
     # Timer callback (soft IRQ): one PPG sample, centred on mid-scale like the Doppler.
-    v = _ppg_adc.read_u16() - 32768
-    struct.pack_into("<h", _ppg_ring, 2 * _ppg["w"], v)
+    _ppg_ring[_ppg["w"]] = _ppg_adc.read_u16() - 32768
     _ppg["w"] = (_ppg["w"] + 1) % 128
     _ppg["n"] = min(_ppg["n"] + 1, 128)
     _ppg_ev.set()
@@ -134,7 +141,7 @@ def speaker(samples, count):
     """Doppler sound out (what does not fit the DMA buffer now is skipped); None: silence."""
     if samples is None:
         return
-    _speaker.write(memoryview(samples)[:count])
+    _speaker.write(_view(samples, count))
 
 
 def _on_button(_pin):
@@ -155,14 +162,45 @@ def button():
     return False
 
 
+_views = [None, 0, None]  # the array, the count and its view, made once per buffer and size
+# The Doppler clock: ticks_us when the DMA was last seen empty, samples read since then, samples
+# lost to an overrun and not yet reported (preallocated: the read path allocates nothing).
+_clock = array.array("i", (time.ticks_us(), 0, 0))
+
+
+def _view(samples, count):
+    if _views[0] is not samples or _views[1] != count:
+        _views[0], _views[1], _views[2] = samples, count, memoryview(samples)[:count]
+    return _views[2]
+
+
 async def doppler_read(out, count):
-    """Fill `out[:count]` with the next audio samples from the I2S DMA ring."""
-    buf = memoryview(bytearray(2 * count))
-    got = 0
-    while got < len(buf):
-        got += await _i2s_stream.readinto(buf[got:])
-    for i in range(count):
-        out[i] = struct.unpack_from("<h", buf, 2 * i)[0]
+    """Fill `out[:count]` (an array of int16) with the next samples from the I2S DMA ring,
+    straight into the array. An overrun is told by the clock: more samples made since the DMA
+    was last empty than were read, beyond what the DMA holds, were lost (doppler_lost)."""
+    mv = _view(out, count)
+    want = 2 * count
+    got = await _i2s_stream.readinto(mv)
+    empty = got < want  # the DMA ran dry: it now holds at most the buffer being filled
+    while got < want:
+        got += await _i2s_stream.readinto(mv[got // 2 :])  # rare: one small view
+    c = _clock
+    now = time.ticks_us()
+    behind = time.ticks_diff(now, c[0]) // _US_PER_SAMPLE - c[1]  # this block + still in DMA
+    if behind > _DMA_SAMPLES + _DMA_SLACK:
+        c[2] += behind - _DMA_SAMPLES  # the DMA was full and dropped its oldest buffers
+        c[1] += behind - _DMA_SAMPLES
+    c[1] += count
+    if empty:
+        c[0] = now
+        c[1] = 0
+
+
+def doppler_lost():
+    """Samples lost to DMA overruns since the last call, all before the block just read."""
+    n = _clock[2]
+    _clock[2] = 0
+    return n
 
 
 async def ppg_read(out, count):
@@ -174,7 +212,7 @@ async def ppg_read(out, count):
     _ppg["n"] -= count
     machine.enable_irq(state)
     for i in range(count):
-        out[i] = struct.unpack_from("<h", _ppg_ring, 2 * ((start + i) % 128))[0]
+        out[i] = _ppg_ring[(start + i) % 128]
 
 
 def battery_mv():

@@ -2,6 +2,7 @@
 # gauge and probe-contact sense are fed by the simulator through sim_feed; the radio is a socket
 # (radio_sim), the BLE GATT server on the simulated `bluetooth` module (radio_kind "ble") or a
 # pseudo-terminal standing for the USB cable (radio_serial, radio_kind "serial").
+import array
 import asyncio
 import struct
 import sys
@@ -20,23 +21,24 @@ class _Channel:
     """A sample FIFO like an ADC's DMA ring; overflow drops the oldest, like hardware would."""
 
     def __init__(self, cap):
-        self.buf = bytearray(2 * cap)
+        self.buf = array.array("h", bytes(2 * cap))
         self.cap = cap
         self.r = 0
         self.n = 0
-        self.overruns = 0
+        self.overruns = 0  # samples dropped, all told
+        self.reported = 0  # ... of which take_lost() has told
         self.ev = asyncio.Event()
 
     def push(self, data):
-        k = len(data) // 2
-        for i in range(k):
-            if self.n == self.cap:
-                self.r = (self.r + 1) % self.cap
+        buf = self.buf
+        cap = self.cap
+        for i in range(0, len(data) - 1, 2):
+            if self.n == cap:
+                self.r = (self.r + 1) % cap
                 self.n -= 1
                 self.overruns += 1
-            w = (self.r + self.n) % self.cap
-            self.buf[2 * w] = data[2 * i]
-            self.buf[2 * w + 1] = data[2 * i + 1]
+            v = data[i] | (data[i + 1] << 8)
+            buf[(self.r + self.n) % cap] = v - 65536 if v & 0x8000 else v
             self.n += 1
         self.ev.set()
 
@@ -44,11 +46,26 @@ class _Channel:
         while self.n < count:
             self.ev.clear()
             await self.ev.wait()
+        self.take(out, count)
+
+    def take(self, out, count):
+        """Copy the oldest `count` samples into `out`, sample by sample: no allocation."""
+        buf = self.buf
+        r = self.r
+        cap = self.cap
         for i in range(count):
-            j = (self.r + i) % self.cap
-            out[i] = struct.unpack_from("<h", self.buf, 2 * j)[0]
-        self.r = (self.r + count) % self.cap
+            out[i] = buf[r]
+            r += 1
+            if r == cap:
+                r = 0
+        self.r = r
         self.n -= count
+
+    def take_lost(self):
+        """Samples dropped since the last call: all older than what the ring holds now."""
+        n = self.overruns - self.reported
+        self.reported = self.overruns
+        return n
 
 
 doppler = _Channel(_DOPPLER_BUF)
@@ -81,6 +98,11 @@ feed = sim_feed.Feed(
 
 async def doppler_read(out, count):
     await doppler.read(out, count)
+
+
+def doppler_lost():
+    """Samples lost to overruns since the last call, all before the block just read."""
+    return doppler.take_lost()
 
 
 async def ppg_read(out, count):

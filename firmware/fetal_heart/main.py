@@ -40,9 +40,16 @@ if sys.platform != "esp32":
 # Records (status every 5 s, events, device info) have a store of their own, so Doppler never
 # pushes them out: 1.5 KiB holds about 40 signed status frames, over 3 minutes of them.
 _RECORD_BYTES = const(1536)
-_STORE_BYTES = max(8192, min(1 << 20, _free - _APP_RESERVE - _RECORD_BYTES))
-_STORE_BUF = bytearray(_STORE_BYTES)
-_RECORD_BUF = bytearray(_RECORD_BYTES)
+# The store's index takes a slot per _FRAME_BYTES of buffer (frames average ~215 bytes signed,
+# ADPCM Doppler with PPG), so its bytes, not its slots, decide how many seconds it holds: 1 MiB
+# (a board with PSRAM) keeps over 7 minutes. The index comes out of the same share.
+_FRAME_BYTES = const(96)
+from framestore import INDEX_BYTES, FrameStore, slots_for  # noqa: E402
+
+_share = (_free - _APP_RESERVE - _RECORD_BYTES) * _FRAME_BYTES // (_FRAME_BYTES + INDEX_BYTES)
+_STORE_BYTES = max(8192, min(1 << 20, _share))
+_STORE = FrameStore(_STORE_BYTES, slots_for(_STORE_BYTES, _FRAME_BYTES))  # the big buffer first
+_RECORDS = FrameStore(_RECORD_BYTES, 64)
 
 import array
 import asyncio
@@ -53,7 +60,6 @@ import time
 import protocol as p
 import storage
 from feedback import Feedback
-from framestore import FrameStore
 from link import Link
 
 if sys.platform == "esp32":
@@ -97,6 +103,10 @@ async def doppler_task(link, state):
             n = min(_MAX_BLOCK, room // 2)
         n = max(2, n & ~1)
         await hal.doppler_read(buf, n)
+        lost = hal.doppler_lost()
+        if lost:  # the DMA overran: the timeline keeps its place and the gap is said
+            seq += lost
+            link.send_record(p.S_EVENT, link.now_ms(), bytes((p.EV_GAP,)))
         fb = state.fb
         if fb is not None:
             fb.feed(buf, n)  # the envelope for the local quality estimate
@@ -228,8 +238,8 @@ def make_control(link_ref, settings, boot, state):
 
 
 async def main(settings_path):
-    store = FrameStore(_STORE_BUF, 1024)  # first: the big buffer before the heap fragments
-    records = FrameStore(_RECORD_BUF, 64)
+    store = _STORE  # allocated first, before the heap fragments
+    records = _RECORDS
     settings = storage.load_settings(settings_path)
     boot = storage.next_boot(settings_path.rsplit(".", 1)[0] + ".boot")
     state = State(settings)
@@ -264,12 +274,11 @@ async def main(settings_path):
     await hal.stopped().wait()
 
 
-_path = sys.argv[1] if len(sys.argv) > 1 else "device.json"
+if __name__ == "__main__":  # a board runs main.py as __main__; tests import the tasks
+    _path = sys.argv[1] if len(sys.argv) > 1 else "device.json"
+    if storage.provisioning_wanted(_path, sys.argv[2:]):  # USB console (perimon provision)
+        import provision
 
-
-if storage.provisioning_wanted(_path, sys.argv[2:]):  # USB provisioning console (perimon provision)
-    import provision
-
-    provision.console(_path, "fetal_heart", FIRMWARE_VERSION)
-else:
-    asyncio.run(main(_path))
+        provision.console(_path, "fetal_heart", FIRMWARE_VERSION)
+    else:
+        asyncio.run(main(_path))

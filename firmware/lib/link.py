@@ -36,7 +36,7 @@ class Link:
         self._t0 = time.ticks_ms()
         self._t_acc = 0
         self._t_last = self._t0
-        self.resend = []  # [stream, next seq, end seq] ranges being resent, one per stream
+        self.resend = []  # [stream, next seq, end seq, store position] being resent, per stream
         self.wake = asyncio.Event()
         self._mac = None  # HMAC with this boot's session key once provisioned (set_key)
         self.boot_nonce = None
@@ -127,14 +127,17 @@ class Link:
                 await asyncio.sleep_ms(0)
 
     def _resend_next(self):
-        """Queue the next stored frame of the range being resent (one at a time: no copies)."""
-        rng = self.resend[0]
-        f, _ = self._store(rng[0]).find(rng[0], rng[1], rng[2])
-        if f is None:
+        """Queue the next stored frame of the range being resent (one at a time: no copies),
+        searching the store from where the last one was found."""
+        rng = self.resend[0]  # [stream, next seq, end seq, store position to search from]
+        store = self._store(rng[0])
+        pos, _ = store.seek(rng[0], rng[1], rng[2], rng[3])
+        if pos < 0:
             self.resend.pop(0)
             return
-        self.txq.append(p.set_resent(f))
-        rng[1] = struct.unpack_from("<I", f, 4)[0] + 1
+        self.txq.append(p.set_resent(store.frame(pos)))
+        rng[1] = store.seq_at(pos) + 1
+        rng[3] = pos + 1
         self.wake.set()
 
     def connected(self):
@@ -203,17 +206,18 @@ class Link:
 
     def _resend(self, op, rid, args):
         stream, seq_from, seq_to = struct.unpack("<BII", args)
-        f, oldest = self._store(stream).find(stream, seq_from, seq_to)
-        if f is None:
+        store = self._store(stream)
+        pos, oldest = store.seek(stream, seq_from, seq_to)
+        if pos < 0:
             first = seq_to
         elif oldest is not None and oldest <= seq_from:
             first = seq_from
         else:
-            first = struct.unpack_from("<I", f, 4)[0]  # everything before this is gone
-        if f is not None:
+            first = store.seq_at(pos)  # everything before this is gone
+        if pos >= 0:
             # a new request for a stream replaces its old one; other streams' ranges go on
             self.resend = [r for r in self.resend if r[0] != stream]
-            self.resend.append([stream, first, seq_to])
+            self.resend.append([stream, first, seq_to, pos])
             self.wake.set()
-        status = p.ST_OK if f is not None else p.ST_UNAVAILABLE
+        status = p.ST_OK if pos >= 0 else p.ST_UNAVAILABLE
         return p.encode_reply(op, rid, status, struct.pack("<BII", stream, first, seq_to))
