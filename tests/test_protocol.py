@@ -127,7 +127,7 @@ def test_usb_serial_constants_agree_between_the_two_sides():
 def test_sim_feed_channels_agree():
     from simulators import fleet
 
-    text = (FIRMWARE_PROTOCOL.parent / "sim_feed.py").read_text()
+    text = (fleet.FIRMWARE_DIR / "sim" / "sim_feed.py").read_text()
     c = {m[0]: int(m[1]) for m in re.findall(r"^(CH_\w+) = const\((\d+)\)", text, re.M)}
     assert c == {k: getattr(fleet, k) for k in c}
     assert len(c) == 7
