@@ -4,10 +4,10 @@ processes on one MQTT 5 shared subscription, into PostgreSQL and into SQLite.
     .venv/bin/python benchmarks/bench_ingest.py [--messages 40000] [--workers 1 2 4]
                                                 [--db postgresql sqlite]
 
-Each run: one local Mosquitto (the shipped queue settings: no per-client limit), a fresh
-database (PostgreSQL: a throw-away cluster with the server's default durability, fsync and
-synchronous_commit on, on this machine's disk; SQLite: a file in WAL mode with synchronous FULL,
-as the ingest opens it), and N worker processes. The workers subscribe, are then stopped
+Each run: one local Mosquitto (deploy/mosquitto/mosquitto.conf's persistence and queue
+settings: no per-client limit), a fresh database (PostgreSQL: a throw-away cluster with the
+server's default durability, fsync and synchronous_commit on, on this machine's disk; SQLite: a
+file in WAL mode with synchronous FULL, as the ingest opens it), and N worker processes. The workers subscribe, are then stopped
 (SIGSTOP: connected, receiving nothing), 50 simulated gateways flush their outboxes into the
 broker (TcB readings, their FHIR Observations and alerts: tests/harness/region.py), and the
 workers are resumed. The clock runs from the resume to the last commit (the newest
@@ -21,12 +21,8 @@ Prints one line per run and, at the end, the table for docs/performance.md.
 from __future__ import annotations
 
 import argparse
-import os
-import signal
-import subprocess
 import sys
 import tempfile
-import threading
 import time
 from pathlib import Path
 
@@ -34,57 +30,31 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from devtools.broker import start_broker  # noqa: E402
-from devtools.process import cpu_seconds, stop_process  # noqa: E402
+from devtools.process import cpu_seconds  # noqa: E402
 from hospital.store import Store  # noqa: E402
 from tests.harness.postgres import start_postgres  # noqa: E402
-from tests.harness.region import Gateways, keys, region  # noqa: E402
+from tests.harness.region import Gateways, IngestProcess, broker_conf, keys, region  # noqa: E402
 from tests.harness.wait import eventually  # noqa: E402
 
 GATEWAYS = 50
-BROKER_CONF = "max_queued_messages 0\nmax_queued_bytes 0\n"  # as deploy/mosquitto/mosquitto.conf
-
-
-class Worker:
-    """A `perimon-ingest` process; `subscribed` is set once its subscription is in place."""
-
-    def __init__(self, name: str, host: str, port: int, db: str) -> None:
-        self.name = name
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "hospital.cli", "--host", host, "--port", str(port),
-             "--db", db, "--worker", name, "--no-ack", "--verbose"],
-            cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
-        )  # fmt: skip
-        self.subscribed = threading.Event()
-        self.log: list[str] = []
-        threading.Thread(target=self._read, daemon=True).start()
-
-    def _read(self) -> None:
-        assert self.proc.stderr is not None
-        for line in self.proc.stderr:
-            self.log.append(line)
-            if "subscribed to" in line:
-                self.subscribed.set()
-
-    def signal(self, sig: int) -> None:
-        os.kill(self.proc.pid, sig)
 
 
 def run(n: int, workers: int, engine: str, pg, tmp: Path) -> dict:
-    broker = start_broker(tmp / f"broker-{engine}-{workers}", extra_conf=BROKER_CONF)
+    work = tmp / f"broker-{engine}-{workers}"
+    broker = start_broker(work, extra_conf=broker_conf(work))
     if engine == "postgresql":
         url = pg.create_database(f"bench_{workers}")
     else:
         url = str(tmp / f"ingest-{workers}.sqlite")
     Store(url).close()  # the tables, before the workers race to make them
-    procs = [Worker(f"bench-{k}", broker.host, broker.port, url) for k in range(workers)]
+    procs = [IngestProcess(f"bench-{k}", broker.host, broker.port, url, "--no-ack")
+             for k in range(workers)]  # fmt: skip
     gws = Gateways(broker.host, broker.port)
     try:
         for w in procs:
-            eventually(lambda w=w: w.subscribed.is_set() or w.proc.poll() is not None, 30,
-                       f"{w.name} did not subscribe")  # fmt: skip
-            assert w.proc.poll() is None, "".join(w.log)
+            w.subscribed()
         for w in procs:
-            w.signal(signal.SIGSTOP)
+            w.pause()
         outboxes = region(GATEWAYS, n // GATEWAYS)
         total = sum(len(m) for m in outboxes.values())
         gws.connect(outboxes)
@@ -93,7 +63,7 @@ def run(n: int, workers: int, engine: str, pg, tmp: Path) -> dict:
         cpu0 = [cpu_seconds(w.proc.pid) for w in procs]
         t0 = time.time()
         for w in procs:
-            w.signal(signal.SIGCONT)
+            w.resume()
         store = Store(url)
         stored = lambda: store.count("readings") + store.count("alerts")  # noqa: E731
         eventually(lambda: stored() >= total, 600, lambda: f"stored {stored()} of {total}")
@@ -108,9 +78,7 @@ def run(n: int, workers: int, engine: str, pg, tmp: Path) -> dict:
         store.close()
     finally:
         for w in procs:
-            if w.proc.poll() is None:
-                w.signal(signal.SIGCONT)
-            stop_process(w.proc, 20)
+            w.stop()
         gws.close()
         broker.stop()
     return {"engine": engine, "workers": workers, "messages": total, "seconds": t1 - t0,

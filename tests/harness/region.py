@@ -11,18 +11,92 @@ without gaps, so the ingest's gap report says whether anything was lost.
 from __future__ import annotations
 
 import json
+import os
+import signal
 import socket
+import subprocess
+import sys
 import threading
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion, MQTTProtocolVersion
 
+from devtools.process import stop_process
 from gateway.processing.fhir import tcb_observations
+from tests.harness.paths import REPO
+from tests.harness.wait import eventually
 
 PREFIX = "perimon/v1"
 _T = "2026-11-23T10:00:00.000Z"
+DEPLOY = REPO / "deploy" / "mosquitto"
+# What a perimon broker keeps and queues, as the shipped mosquitto.conf sets it.
+_KEPT = ("persistence ", "autosave_interval", "autosave_on_changes", "max_queued_messages",
+         "max_queued_bytes", "max_inflight_messages")  # fmt: skip
+
+
+def broker_conf(workdir: Path) -> str:
+    """deploy/mosquitto/mosquitto.conf's persistence and queue settings (its TLS listeners
+    aside), saving into `workdir`; as root, since Mosquitto would otherwise drop to the user
+    `mosquitto`, which cannot write there."""
+    lines = (DEPLOY / "mosquitto.conf").read_text().splitlines()
+    kept = [line for line in lines if line.startswith(_KEPT)]
+    return "\n".join(["user root", *kept, f"persistence_location {workdir}/", ""])
+
+
+def bridge_conf(port: int, site: str = "site-1") -> str:
+    """deploy/mosquitto/bridge.conf to a regional broker on 127.0.0.1:`port`, without TLS (the
+    test brokers have none; tests/test_mqtt_acl.py covers TLS) and retrying every second (the
+    shipped back-off reaches 10 s: too long to wait for in a test)."""
+    out = []
+    for line in (DEPLOY / "bridge.conf").read_text().splitlines():
+        if line.startswith(("bridge_cafile", "bridge_certfile", "bridge_keyfile", "#")):
+            continue
+        if line.startswith("address "):
+            line = f"address 127.0.0.1:{port}"
+        if line.startswith("restart_timeout"):
+            line = "restart_timeout 1"
+        out.append(line.replace("SITE", site))
+    return "\n".join(out) + "\n"
+
+
+class IngestProcess:
+    """`perimon-ingest` as its own process (`--worker name`, persistent session): it can be
+    stalled (`pause`) as an overloaded or swapped-out worker is, and resumed. `subscribed()`
+    waits until its subscription is in place."""
+
+    def __init__(self, name: str, host: str, port: int, db: str, *args: str) -> None:
+        self.name = name
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "hospital.cli", "--host", host, "--port", str(port),
+             "--db", db, "--worker", name, "--verbose", *args],
+            cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+        )  # fmt: skip
+        self.log: list[str] = []
+        threading.Thread(target=self._read, daemon=True).start()
+
+    def _read(self) -> None:
+        assert self.proc.stderr is not None
+        for line in self.proc.stderr:
+            self.log.append(line)
+
+    def subscribed(self, timeout_s: float = 30) -> None:
+        eventually(lambda: self.proc.poll() is not None or any("subscribed" in x for x in self.log),
+                   timeout_s, f"{self.name} did not subscribe")  # fmt: skip
+        assert self.proc.poll() is None, "".join(self.log)
+
+    def pause(self) -> None:
+        os.kill(self.proc.pid, signal.SIGSTOP)  # connected, taking nothing
+
+    def resume(self) -> None:
+        os.kill(self.proc.pid, signal.SIGCONT)
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            self.resume()
+        stop_process(self.proc, 20)
 
 
 @dataclass(frozen=True)
@@ -157,6 +231,7 @@ class Link:
             except OSError:
                 inside.close()
                 continue
+            outside.settimeout(None)  # the timeout was for connecting: an idle link stays up
             with self._lock:
                 self._conns += [inside, outside]
             for a, b in ((inside, outside), (outside, inside)):
