@@ -1,6 +1,12 @@
 """The session report: a PDF with the CTG strip on the standard grid and scale, the computed
 findings and a signal-quality summary, for the nurse page and for the hospital.
 
+The headline is the analysis the device's CTG mode names (gateway/state/settings.py): the
+Dawes-Redman criteria for an antenatal session, the FIGO 2015 class for an intrapartum one;
+the other follows for reference. The strip is drawn after the same artefact rejection as the
+analyses (dsp/ctg_artefact.py): a rejected point lifts the pen like signal loss, and is
+counted as loss, never as a rate (docs/fhr.md, "Strip and report").
+
 Drawn with matplotlib at true physical scale, so a printed page can be laid on paper CTG
 rules. Scales (FIGO 2015 intrapartum fetal monitoring guidelines, Ayres-de-Campos et al., Int J
 Gynaecol Obstet 2015;131:13-24, "Cardiotocography": paper speed 1 cm/min and 20 bpm/cm over
@@ -11,6 +17,7 @@ from __future__ import annotations
 
 import io
 import math
+import textwrap
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -22,14 +29,16 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 from matplotlib.backends.backend_pdf import PdfPages  # noqa: E402
 
+from dsp.ctg_artefact import VALID_RANGE_BPM, reject_artefacts  # noqa: E402
 from dsp.ctg_reference import BASELINE_NORMAL_BPM, POINT_S  # noqa: E402
+from gateway.state.settings import DEFAULT_CTG_MODE  # noqa: E402
 
 if TYPE_CHECKING:
     from matplotlib.axes import Axes
 
     from dsp.arrays import Floats
 
-FHR_MIN_BPM, FHR_MAX_BPM = 50, 210  # FIGO 2015 recording range
+FHR_MIN_BPM, FHR_MAX_BPM = (int(v) for v in VALID_RANGE_BPM)  # the chart: FIGO 2015, 50-210
 PAPER = {  # name -> (cm per minute, bpm per cm)
     "1cm": (1.0, 20.0),
     "3cm": (3.0, 30.0),
@@ -37,6 +46,7 @@ PAPER = {  # name -> (cm per minute, bpm per cm)
 _CM = 1 / 2.54
 _PAGE_W_CM, _PAGE_H_CM = 29.7, 21.0  # A4 landscape
 _MARGIN_CM = 1.5
+_LINE_CHARS = 170  # header text is wrapped to the page's width at 8 pt
 
 
 @dataclass(frozen=True)
@@ -50,18 +60,67 @@ class SessionReport:
     mhr_bpm: Floats | None = None  # 4 Hz on the same grid, or None
     findings: dict[str, Any] = field(default_factory=dict)  # CtgFindings.to_dict()
     prescribed_min: float | None = None
+    dawes_redman: dict[str, Any] = field(default_factory=dict)  # DawesRedmanResult.to_dict()
+    ctg_mode: str = DEFAULT_CTG_MODE  # "antenatal" (Dawes-Redman heads) or "intrapartum"
 
 
 def signal_summary(r: SessionReport) -> dict[str, float]:
-    """Minutes recorded, minutes with a fetal rate, and the share without one."""
+    """Minutes recorded, minutes with a fetal rate kept by the artefact rejection, the share
+    without one (no rate, or rejected) and the share rejected as artefact."""
     n = len(r.fhr_bpm)
-    good = int(np.sum(~np.isnan(r.fhr_bpm)))
+    cleaned = reject_artefacts(r.fhr_bpm)
+    good = int(np.sum(~np.isnan(cleaned.fhr_bpm)))
     return {
         "recorded_min": round(n * POINT_S / 60, 1),
         "good_signal_min": round(good * POINT_S / 60, 1),
         "signal_loss_pct": round(100 * (1 - good / n), 1) if n else 100.0,
+        "artefact_pct": round(cleaned.artefact_pct, 1),
         "mean_quality": round(float(np.mean(r.quality)), 2) if n else 0.0,
     }
+
+
+def dawes_redman_headline(dr: dict[str, Any]) -> str:
+    """The Dawes-Redman result in words: "criteria met at N min", "criteria not met at 60
+    min: reasons", "not assessable: signal loss X%", ..."""
+    status = dr.get("status")
+    reasons = "; ".join(dr.get("reasons_not_met") or [])
+    if status == "met":
+        return f"criteria met at {dr['time_to_met_min']} min"
+    if status == "not_met":
+        return f"criteria not met at {dr['analysed_min']} min: {reasons}"
+    if status == "not_yet_met":
+        return (f"criteria not met in {dr['analysed_min']} min (the recording ended before the "
+                f"60 min the criteria allow): {reasons}")  # fmt: skip
+    if status == "signal_loss":
+        return f"not assessable: signal loss {dr['signal_loss_pct']:g}%"
+    if status == "too_short":
+        return f"not assessable: {reasons}"
+    return "not assessed"
+
+
+def _figo_line(f: dict[str, Any]) -> str:
+    return (f"class {f.get('figo_class', 'not assessed')}   baseline {f.get('baseline_bpm', '-')} "
+            f"bpm   variability {f.get('variability_bpm', '-')} bpm   STV {f.get('stv_ms', '-')} "
+            f"ms   accelerations {len(f.get('accelerations', []))}   decelerations "
+            f"{len(f.get('decelerations', []))}")  # fmt: skip
+
+
+def headline(r: SessionReport) -> list[str]:
+    """The findings' lines of the header, the CTG mode's analysis first."""
+    f, dr = r.findings, r.dawes_redman
+    dawes = "Dawes-Redman: " + dawes_redman_headline(dr)
+    if dr.get("status") in ("met", "not_met", "not_yet_met"):
+        dawes += (f"   (STV {dr.get('stv_ms', '-')} ms, basal heart rate "
+                  f"{dr.get('basal_heart_rate_bpm', '-')} bpm, accelerations "
+                  f"{dr.get('accelerations', '-')}, high variation "
+                  f"{dr.get('high_variation_min', '-')} min)")  # fmt: skip
+    figo = "FIGO 2015: " + _figo_line(f)
+    reasons = "FIGO reasons: " + ("; ".join(f.get("reasons", [])) or "-")
+    if r.ctg_mode == "intrapartum":
+        lines = ["Intrapartum " + figo, reasons, "For reference, antenatal " + dawes]
+    else:
+        lines = ["Antenatal " + dawes, "For reference, intrapartum " + figo + ".  " + reasons]
+    return [w for line in lines for w in textwrap.wrap(line, _LINE_CHARS)]
 
 
 def _strip(ax: Axes, t_min: Floats, fhr: Floats, mhr: Floats | None, t0_min: float,
@@ -108,6 +167,7 @@ def render_session_report(r: SessionReport, paper: str = "1cm") -> bytes:
     rows_per_page = max(1, math.floor((_PAGE_H_CM - 7.0) / (strip_h_cm + 1.4)))
     summary = signal_summary(r)
     f = r.findings
+    fhr = reject_artefacts(r.fhr_bpm).fhr_bpm  # drawn as the analyses read it: pen lifted
     out = io.BytesIO()
     with PdfPages(out, metadata={"Title": f"perimon session {r.session_id}"}) as pdf:
         for page_start in range(0, rows, rows_per_page):
@@ -118,17 +178,12 @@ def render_session_report(r: SessionReport, paper: str = "1cm") -> bytes:
                     f"Fetal heart rate session {r.session_id}   device {r.device_id}",
                     f"{r.start} to {r.end}   recorded {summary['recorded_min']} min, fetal "
                     f"signal {summary['good_signal_min']} min ({summary['signal_loss_pct']}% "
-                    "signal loss)"
+                    f"signal loss, of which {summary['artefact_pct']}% rejected as artefact)"
                     + (f", prescribed {r.prescribed_min:g} min" if r.prescribed_min else ""),
-                    f"Baseline {f.get('baseline_bpm', '-')} bpm   variability "
-                    f"{f.get('variability_bpm', '-')} bpm   STV {f.get('stv_ms', '-')} ms   "
-                    f"accelerations {len(f.get('accelerations', []))}   decelerations "
-                    f"{len(f.get('decelerations', []))}   FIGO class: "
-                    f"{f.get('figo_class', 'not assessed')}",
-                    "Reasons: " + ("; ".join(f.get("reasons", [])) or "-"),
+                    *headline(r),
                     f"Scale: {cm_per_min:g} cm/min, {bpm_per_cm:g} bpm/cm. Gaps are signal "
-                    "loss (never joined). Computed findings support, and do not replace, "
-                    "clinical review.",
+                    "loss and rejected artefacts (never joined). Computed findings support, "
+                    "and do not replace, clinical review.",
                 ]
                 for i, text in enumerate(lines):
                     fig.text(_MARGIN_CM / _PAGE_W_CM, (top_cm - 0.5 * i) / _PAGE_H_CM, text,
@@ -146,7 +201,7 @@ def render_session_report(r: SessionReport, paper: str = "1cm") -> bytes:
                         strip_h_cm / _PAGE_H_CM,
                     )
                 )
-                _strip(ax, t_min, r.fhr_bpm, r.mhr_bpm, t0, max(minutes, 0.5), cm_per_min,
+                _strip(ax, t_min, fhr, r.mhr_bpm, t0, max(minutes, 0.5), cm_per_min,
                        bpm_per_cm, f)  # fmt: skip
                 top_cm -= strip_h_cm + 1.4
             pdf.savefig(fig)

@@ -29,6 +29,7 @@ from gateway.processing.recording.schedule import (
 from gateway.processing.recording.store import SessionStore, unix_seconds
 from gateway.processing.recording.tracker import Active, SessionTracker
 from gateway.state.history import span
+from gateway.state.settings import ctg_mode
 from gateway.times import iso_time_or_none
 
 if TYPE_CHECKING:
@@ -194,13 +195,17 @@ class Recordings:
         self, rec: dict[str, Any], fhr: Floats, quality: Floats, mhr: Floats | None
     ) -> None:
         from dsp.ctg import analyse_ctg
+        from dsp.dawes_redman import dawes_redman
         from gateway.processing.report import SessionReport, render_session_report
 
         try:
             t_s = (np.arange(len(fhr)) + 1) * POINT_S
             findings = analyse_ctg(t_s, fhr).to_dict()
+            antenatal = dawes_redman(t_s, fhr).to_dict()  # from the session's start
+            mode = ctg_mode(self.history.settings.get(rec["device_id"]))
             report = SessionReport(rec["session_id"], rec["device_id"], rec["start"], rec["end"],
-                                   fhr, quality, mhr, findings, rec["prescribed_min"])  # fmt: skip
+                                   fhr, quality, mhr, findings, rec["prescribed_min"],
+                                   antenatal, mode)  # fmt: skip
             pdf = render_session_report(report)
             self.report_dir.mkdir(parents=True, exist_ok=True)
             name = rec["session_id"].replace(":", "_") + ".pdf"
