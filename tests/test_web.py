@@ -111,8 +111,10 @@ def test_https_login_settings_and_csrf(tmp_path):
         assert r.url.endswith("/login?error=1")
         r = _login(opener, url)
         assert r.url == url + "/"
-        (cookie,) = list(jar)
-        assert cookie.secure and cookie.has_nonstandard_attr("HttpOnly")
+        cookies = {c.name: c for c in jar}
+        assert set(cookies) == {"perimon_session", "perimon_browser"}  # the login, her browser
+        for cookie in cookies.values():
+            assert cookie.secure and cookie.has_nonstandard_attr("HttpOnly")
         status, devices = _json(opener, url, "/api/devices")
         assert status == 200 and devices[0]["device_id"] == "tcb-01"
         # no X-Perimon header: refused (a cross-site form cannot set it)

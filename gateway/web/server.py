@@ -38,7 +38,14 @@ from starlette.staticfiles import StaticFiles
 from dsp.ctg_reference import BASELINE_NORMAL_BPM
 from gateway.state.history import History
 from gateway.state.settings import apply_settings
-from gateway.web.auth import COOKIE, NurseAuth, SecurityHeaders, Sessions, nurse_only
+from gateway.web.auth import (
+    COOKIE,
+    NurseAuth,
+    SecurityHeaders,
+    Sessions,
+    nurse_only,
+)
+from gateway.web.logins import BROWSER_COOKIE, BROWSER_DAYS, BrowserTokens, LoginLimits
 from gateway.web.mother import mother_routes
 from gateway.web.nurses import NurseAccounts
 from gateway.web.pairing import pairing_routes
@@ -51,8 +58,7 @@ log = logging.getLogger(__name__)
 
 STATIC = Path(__file__).resolve().parent / "static"
 _HEARTBEAT_S = 15.0
-_MAX_FAILURES = 5  # failed logins per user name before a lock-out
-_LOCKOUT_S = 300.0
+_MAX_NAME = 64  # longer user names (never valid) are counted as one
 _LOCAL_PATH = re.compile(r"/(?!/)[A-Za-z0-9_/-]*")  # a page of this gateway (never //host)
 
 
@@ -99,7 +105,11 @@ def create_app(gw: GatewayContext, history: History, accounts: NurseAccounts, se
     for nurses (`nurse_only`); who is logged in is known from the middleware (gateway/web/auth.py).
     `clock` (seconds) times session expiry and login lock-outs."""
     sessions = Sessions(session_minutes, clock)
-    failures: dict[str, list[float]] = {}
+    limits = LoginLimits()  # counted before hashing (gateway/web/logins.py)
+    browsers = BrowserTokens(accounts.path.with_name("browsers.key"))
+    # one scrypt at a time for strangers, one for recognised browsers: guesses queue behind
+    # each other, never in front of a nurse at her own browser
+    hashing = {True: asyncio.Semaphore(1), False: asyncio.Semaphore(1)}
 
     @nurse_only(page=True)
     async def index(request: Request) -> Response:
@@ -115,20 +125,27 @@ def create_app(gw: GatewayContext, history: History, accounts: NurseAccounts, se
         nxt = (form.get("next") or ["/"])[0]  # back to the page that asked for the login
         nxt = nxt if _LOCAL_PATH.fullmatch(nxt) else "/"
         again = "" if nxt == "/" else f"&next={nxt}"
-        now = clock()
-        recent = [t for t in failures.get(user, []) if now - t < _LOCKOUT_S]
-        if len(recent) >= _MAX_FAILURES:
-            return RedirectResponse("/login?error=locked" + again, status_code=303)
-        ok = await asyncio.to_thread(accounts.check, user, password)
+        name = user if len(user) <= _MAX_NAME else "(too long)"
+        client = request.client.host if request.client is not None else "?"
+        browser = browsers.browser(request.cookies.get(BROWSER_COOKIE), user)
+        attempt = limits.admit(name, client, browser, clock())  # counted before hashing
+        if isinstance(attempt, str):
+            log.warning("nurse view: login for %r from %s refused (%s)", name, client, attempt)
+            return RedirectResponse(f"/login?error={attempt}" + again, status_code=303)
+        async with hashing[browser is not None]:
+            ok = await asyncio.to_thread(accounts.check, user, password)
         if not ok:
-            failures[user] = [*recent, now]
-            log.warning("nurse view: failed login for %r", user)
+            log.warning("nurse view: failed login for %r from %s", name, client)
             return RedirectResponse("/login?error=1" + again, status_code=303)
-        failures.pop(user, None)
+        limits.succeeded(attempt)
         log.info("nurse view: %s logged in", user)
         resp = RedirectResponse(nxt, status_code=303)
         resp.set_cookie(COOKIE, sessions.create(user), httponly=True, samesite="strict",
                         secure=secure, path="/")  # fmt: skip
+        if browser is None:  # from now on this browser is hers: no stranger can lock it out
+            resp.set_cookie(BROWSER_COOKIE, browsers.issue(user), max_age=BROWSER_DAYS * 86400,
+                            httponly=True, samesite="strict", secure=secure,
+                            path="/login")  # fmt: skip
         return resp
 
     async def logout(request: Request) -> Response:

@@ -9,6 +9,8 @@
   const p = document.getElementById("error");
   p.textContent = err === "locked"
     ? "Too many failed attempts: wait 5 minutes, then try again."
+    : err === "busy"
+    ? "Too many failed logins on this gateway: wait 5 minutes, or log in from a browser you used before."
     : "Wrong user name or password.";
   p.hidden = false;
 })();

@@ -1,0 +1,221 @@
+"""Attacks on the nurse view's logins, in process: the Starlette app driven over ASGI with many
+requests at once and a fake clock.
+
+Parallel guesses against one name, guesses from one address at many names and from many
+addresses, a stranger locking a nurse out, an endless failure table."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
+from urllib.parse import urlencode
+
+import pytest
+
+from gateway.config import config_from_dict
+from gateway.state.history import History
+from gateway.web import logins
+from gateway.web.nurses import NurseAccounts
+from gateway.web.server import create_app
+
+pytestmark = pytest.mark.unit
+
+USER, PASSWORD = "amy", "a long enough password"
+
+
+class FakeClock:
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+class FakeGateway:
+    def __init__(self, cfg) -> None:
+        self.cfg = cfg
+        self.sessions: dict = {}
+        self.history = History(None)
+
+
+@dataclass
+class Answer:
+    status: int
+    headers: dict[str, str]
+    cookies: dict[str, str]
+    body: bytes = b""
+    pulled: int = 0  # request body bytes the app took
+
+
+@dataclass
+class Browser:
+    """Cookies kept between requests, from one address."""
+
+    client: str = "10.0.0.2"
+    cookies: dict[str, str] = field(default_factory=dict)
+
+
+async def call(app, method: str, path: str, browser: Browser, body: Iterable[bytes] = (b"",),
+               headers: dict[str, str] | None = None, until=None) -> Answer:  # fmt: skip
+    """One request over ASGI; `body` as chunks (pulled lazily), `until(answer)` ends a
+    streamed answer early (the client goes away)."""
+    hdrs = {"host": "gw", **(headers or {})}
+    if browser.cookies:
+        hdrs["cookie"] = "; ".join(f"{k}={v}" for k, v in browser.cookies.items())
+    scope = {
+        "type": "http", "asgi": {"version": "3.0"}, "http_version": "1.1", "method": method,
+        "scheme": "http", "path": path, "raw_path": path.encode(), "root_path": "",
+        "query_string": b"", "server": ("gw", 80), "client": (browser.client, 40000),
+        "headers": [(k.lower().encode(), v.encode()) for k, v in hdrs.items()],
+    }  # fmt: skip
+    chunks: Iterator[bytes] = iter(body)
+    answer = Answer(0, {}, {})
+    pending = next(chunks, None)
+    gone = asyncio.Event()
+
+    async def receive():
+        nonlocal pending
+        if pending is None:
+            await gone.wait()
+            return {"type": "http.disconnect"}
+        chunk, pending = pending, next(chunks, None)
+        answer.pulled += len(chunk)
+        return {"type": "http.request", "body": chunk, "more_body": pending is not None}
+
+    async def send(message):
+        if message["type"] == "http.response.start":
+            answer.status = message["status"]
+            for k, v in message["headers"]:
+                if k == b"set-cookie":
+                    name, _, rest = v.decode().partition("=")
+                    answer.cookies[name] = rest.split(";")[0]
+                else:
+                    answer.headers[k.decode()] = v.decode()
+        elif message["type"] == "http.response.body":
+            answer.body += message.get("body", b"")
+            if until is not None and until(answer):
+                gone.set()
+
+    await app(scope, receive, send)
+    browser.cookies.update({k: v for k, v in answer.cookies.items() if v and v != '""'})
+    return answer
+
+
+def login_form(user: str = USER, password: str = PASSWORD) -> tuple[bytes]:
+    return (urlencode({"user": user, "password": password}).encode(),)
+
+
+FORM = {"content-type": "application/x-www-form-urlencoded"}
+
+
+async def login(app, browser: Browser, user: str = USER, password: str = PASSWORD) -> str:
+    """Where the login sends the browser: "/" in, or /login?error=..."""
+    a = await call(app, "POST", "/login", browser, login_form(user, password), FORM)
+    assert a.status == 303
+    return a.headers["location"]
+
+
+@pytest.fixture
+def site(tmp_path, monkeypatch):
+    """The nurse view of a gateway with one nurse; counts the passwords it hashes."""
+    cfg = config_from_dict({"gateway": {"data_dir": "gw"}}, base_dir=tmp_path)
+    accounts = NurseAccounts(cfg.data_dir / "nurses.json")
+    accounts.add(USER, PASSWORD)
+    hashed = []
+    check = NurseAccounts.check
+
+    def counting(self, user, password):
+        hashed.append(user)
+        return check(self, user, password)
+
+    monkeypatch.setattr(NurseAccounts, "check", counting)
+    clock = FakeClock()
+    gw = FakeGateway(cfg)
+    app = create_app(gw, gw.history, accounts, 30.0, False, clock)
+    return app, accounts, hashed, clock, gw
+
+
+def test_parallel_guesses_are_counted_before_the_password_is_hashed(site):
+    app, _, hashed, _, _ = site
+
+    async def main():
+        attacker = Browser("10.0.0.66")
+        return await asyncio.gather(
+            *(login(app, attacker, USER, f"guess number {i}") for i in range(120))
+        )
+
+    outcomes = asyncio.run(main())
+    # Before: each guess read the count, awaited scrypt, then wrote it: all 120 were checked.
+    assert len(hashed) == logins.MAX_PER_NAME
+    assert outcomes.count("/login?error=1") == logins.MAX_PER_NAME
+    assert outcomes.count("/login?error=locked") == 120 - logins.MAX_PER_NAME
+
+
+def test_one_address_is_limited_whatever_the_names_and_the_failure_table_is_bounded(site):
+    app, _, hashed, clock, _ = site
+
+    async def main():
+        attacker = Browser("10.0.0.66")
+        first = [await login(app, attacker, f"name{i}", "wrong password") for i in range(30)]
+        # then many addresses: the gateway as a whole takes MAX_GLOBAL failures
+        spread = [await login(app, Browser(f"10.1.{i // 250}.{i % 250}"), f"n{i}", "wrong pass")
+                  for i in range(3 * logins.MAX_GLOBAL)]  # fmt: skip
+        return first, spread
+
+    first, spread = asyncio.run(main())
+    assert first.count("/login?error=1") == logins.MAX_PER_CLIENT
+    assert first[logins.MAX_PER_CLIENT :] == ["/login?error=locked"] * 10
+    failed = logins.MAX_GLOBAL - logins.MAX_PER_CLIENT
+    assert spread.count("/login?error=1") == failed
+    assert spread.count("/login?error=busy") == 3 * logins.MAX_GLOBAL - failed
+    assert len(hashed) == logins.MAX_GLOBAL
+    # and the table of failures holds the names and addresses of those 100 at most
+    limits = logins.LoginLimits()
+    for i in range(10 * logins.MAX_KEYS):
+        limits.admit(f"user{i}", f"addr{i}", None, clock.now + i * 0.01)
+    assert len(limits) <= 2 * logins.MAX_GLOBAL <= logins.MAX_KEYS
+
+
+def test_a_stranger_cannot_lock_a_nurse_out_of_her_own_browser(site):
+    app, _, hashed, clock, _ = site
+
+    async def main():
+        amy = Browser("10.0.0.2")
+        assert await login(app, amy) == "/"  # her browser is recognised from now on
+        await call(app, "POST", "/logout", amy)
+        # a stranger fails her name from 40 addresses, and fills the gateway's limit
+        for i in range(logins.MAX_GLOBAL + 5):
+            await login(app, Browser(f"10.9.0.{i}"), USER if i < 40 else f"x{i}", "not hers!")
+        locked_elsewhere = await login(app, Browser("10.0.0.3"))  # amy on a new browser
+        at_home = await login(app, amy)
+        # her own browser's guesses are limited too, by themselves
+        await call(app, "POST", "/logout", amy)
+        mine = [await login(app, amy, USER, "my typo here") for _ in range(6)]
+        clock.now += logins.LOCKOUT_S
+        return locked_elsewhere, at_home, mine, await login(app, amy)
+
+    locked_elsewhere, at_home, mine, later = asyncio.run(main())
+    assert locked_elsewhere == "/login?error=locked"
+    assert at_home == "/"
+    assert mine == ["/login?error=1"] * 5 + ["/login?error=locked"]
+    assert later == "/"
+
+
+def test_a_forged_or_borrowed_browser_cookie_is_not_recognised(site):
+    app, accounts, _, _, _ = site
+    accounts.add("bob", "bob's long password")
+
+    async def main():
+        bob = Browser("10.0.0.5")
+        assert await login(app, bob, "bob", "bob's long password") == "/"
+        stranger = Browser("10.0.0.66", {"perimon_browser": bob.cookies["perimon_browser"]})
+        # bob's cookie does not make a stranger amy's browser; a made-up one neither
+        forged = Browser("10.0.0.67", {"perimon_browser": "amy.0123456789abcdef." + "0" * 32})
+        out = []
+        for b in (stranger, forged):
+            out.append([await login(app, b, USER, "wrong guess!") for _ in range(6)])
+        return out
+
+    for outcomes in asyncio.run(main()):
+        assert outcomes[-1] == "/login?error=locked"
