@@ -58,6 +58,7 @@ class Postgres:
     dir: Path
     bindir: Path
     owner: str | None  # the user the server runs as (None: this process's user)
+    options: str = ""  # the server's command-line options (pg_ctl -o)
 
     @property
     def socket_dir(self) -> Path:
@@ -75,6 +76,9 @@ class Postgres:
         """`pg_ctl action` on this cluster (start, stop, restart), waiting for it to finish."""
         self._run(str(self.bindir / "pg_ctl"), action, "-D", str(self.dir / "data"), "-w",
                   "-l", str(self.dir / "server.log"), *args)  # fmt: skip
+
+    def start(self) -> None:
+        self.pg_ctl("start", "-o", self.options)
 
     def kill(self) -> None:
         """Stop at once (immediate shutdown: no checkpoint, as a crash would leave it)."""
@@ -113,7 +117,8 @@ def start_postgres(durable: bool = False) -> Postgres:
     options = [f"-k {root}", "-c listen_addresses=''", f"-p {_PORT}", "-c max_connections=50"]
     if not durable:
         options += ["-c fsync=off", "-c synchronous_commit=off", "-c full_page_writes=off"]
-    pg.pg_ctl("start", "-o", " ".join(options))
+    pg.options = " ".join(options)
+    pg.start()
     return pg
 
 
