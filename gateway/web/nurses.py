@@ -10,6 +10,7 @@ import os
 import re
 import time
 from pathlib import Path
+from typing import Any
 
 # scrypt cost: N=2^14, r=8, p=1 (16 MiB, about 50 ms on a Raspberry Pi 4 class CPU); the
 # parameters are stored with each hash so they can be raised later without breaking logins.
@@ -43,7 +44,7 @@ class NurseAccounts:
     def __init__(self, path: Path) -> None:
         self.path = Path(path)
 
-    def _load(self) -> dict[str, dict]:
+    def _load(self) -> dict[str, dict[str, Any]]:
         if not self.path.exists():
             return {}
         data = json.loads(self.path.read_text(encoding="utf-8"))
