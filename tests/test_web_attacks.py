@@ -1,8 +1,8 @@
 """Attacks on the nurse view's logins, in process: the Starlette app driven over ASGI with many
-requests at once and a fake clock.
+requests at once, a fake clock, and bodies that are never wholly built.
 
 Parallel guesses against one name, guesses from one address at many names and from many
-addresses, a stranger locking a nurse out, an endless failure table."""
+addresses, a stranger locking a nurse out, an endless failure table, a huge body."""
 
 from __future__ import annotations
 
@@ -16,6 +16,7 @@ import pytest
 from gateway.config import config_from_dict
 from gateway.state.history import History
 from gateway.web import logins
+from gateway.web.auth import MAX_BODY_BYTES
 from gateway.web.nurses import NurseAccounts
 from gateway.web.server import create_app
 
@@ -219,3 +220,28 @@ def test_a_forged_or_borrowed_browser_cookie_is_not_recognised(site):
 
     for outcomes in asyncio.run(main()):
         assert outcomes[-1] == "/login?error=locked"
+
+
+def test_a_huge_body_is_refused_before_it_is_read(site):
+    app, _, hashed, _, _ = site
+    mib = b"x" * (1 << 20)
+
+    async def main():
+        b = Browser()
+        endless = (mib for _ in range(300))  # 300 MiB, made only as far as it is read
+        streamed = await call(app, "POST", "/login", b, endless, FORM)
+        declared = await call(app, "POST", "/login", b, (mib,),
+                              {**FORM, "content-length": str(300 << 20)})  # fmt: skip
+        settings = await call(app, "POST", "/api/devices/x/settings", b, (mib for _ in range(8)),
+                              {"x-perimon": "1"})  # fmt: skip
+        small = await call(app, "POST", "/login", b, login_form(), FORM)
+        return streamed, declared, settings, small
+
+    streamed, declared, settings, small = asyncio.run(main())
+    # Before: the login read all 300 MiB into memory before looking at any of it.
+    assert streamed.status == 413 and streamed.pulled <= MAX_BODY_BYTES + len(mib)
+    assert declared.status == 413 and declared.pulled == 0
+    assert settings.status == 413 and settings.pulled <= MAX_BODY_BYTES + len(mib)
+    assert streamed.headers["x-content-type-options"] == "nosniff"  # refusals carry the headers
+    assert small.status == 303 and small.headers["location"] == "/"
+    assert hashed == [USER]

@@ -8,6 +8,7 @@
   a custom header).
 * `SecurityHeaders`: the CSP and friends on every response; a page that sets its own (the
   mother's page, gateway/web/mother.py) keeps them.
+* `BodyLimit`: no request body larger than MAX_BODY_BYTES is read, whatever the route.
 
 The mother's page (`/m/{token}`) needs no login: its link is its key, checked by its own routes.
 """
@@ -26,7 +27,7 @@ from starlette.authentication import (
     BaseUser,
     SimpleUser,
 )
-from starlette.datastructures import MutableHeaders
+from starlette.datastructures import Headers, MutableHeaders
 from starlette.requests import HTTPConnection, Request
 from starlette.responses import JSONResponse, RedirectResponse, Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -44,6 +45,7 @@ SECURITY_HEADERS = {
 }
 
 Handler = Callable[[Request], Awaitable[Response]]
+MAX_BODY_BYTES = 64 * 1024  # the largest request body: a form, a label code, settings
 
 
 @dataclass
@@ -139,3 +141,50 @@ class SecurityHeaders:
             await send(message)
 
         await self.app(scope, receive, send_with_headers)
+
+
+class BodyLimit:
+    """ASGI middleware: a request body is read here, up to `max_bytes`, before any route
+    sees it; a larger one (by its Content-Length, or as it arrives) is answered 413 and never
+    read further. Routes then read the body from memory as usual."""
+
+    def __init__(self, app: ASGIApp, max_bytes: int = MAX_BODY_BYTES) -> None:
+        self.app = app
+        self.max_bytes = max_bytes
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        length = Headers(scope=scope).get("content-length")
+        if length is not None and (not length.isdigit() or int(length) > self.max_bytes):
+            await self._too_large(scope, receive, send)
+            return
+        chunks: list[bytes] = []
+        size = 0
+        while True:
+            message = await receive()
+            if message["type"] != "http.request":
+                return  # the client went away
+            chunk = message.get("body", b"")
+            size += len(chunk)
+            if size > self.max_bytes:
+                await self._too_large(scope, receive, send)
+                return
+            chunks.append(chunk)
+            if not message.get("more_body", False):
+                break
+        pending: list[Message] = [{"type": "http.request", "body": b"".join(chunks),
+                                   "more_body": False}]  # fmt: skip
+
+        async def replay() -> Message:
+            if pending:
+                return pending.pop()
+            return await receive()  # a disconnect, for a streamed answer
+
+        await self.app(scope, replay, send)
+
+    async def _too_large(self, scope: Scope, receive: Receive, send: Send) -> None:
+        resp = JSONResponse({"error": f"request body over {self.max_bytes} bytes"},
+                            status_code=413, headers={"Connection": "close"})  # fmt: skip
+        await resp(scope, receive, send)

@@ -40,6 +40,7 @@ from gateway.state.history import History
 from gateway.state.settings import apply_settings
 from gateway.web.auth import (
     COOKIE,
+    BodyLimit,
     NurseAuth,
     SecurityHeaders,
     Sessions,
@@ -59,6 +60,7 @@ log = logging.getLogger(__name__)
 STATIC = Path(__file__).resolve().parent / "static"
 _HEARTBEAT_S = 15.0
 _MAX_NAME = 64  # longer user names (never valid) are counted as one
+_MAX_CONNECTIONS = 64  # uvicorn answers 503 beyond this many connections and requests at once
 _LOCAL_PATH = re.compile(r"/(?!/)[A-Za-z0-9_/-]*")  # a page of this gateway (never //host)
 
 
@@ -269,6 +271,7 @@ def create_app(gw: GatewayContext, history: History, accounts: NurseAccounts, se
     ]
     middleware = [
         Middleware(SecurityHeaders),  # outermost: on every answer, refusals included
+        Middleware(BodyLimit),  # no route reads more than MAX_BODY_BYTES
         Middleware(AuthenticationMiddleware, backend=NurseAuth(sessions)),
     ]
     return Starlette(routes=routes, middleware=middleware)
@@ -299,6 +302,7 @@ class WebServer:
                 log_level="warning",
                 lifespan="off",
                 access_log=False,
+                limit_concurrency=_MAX_CONNECTIONS,
                 ssl_certfile=str(base / cfg.cert_file) if cfg.cert_file else None,
                 ssl_keyfile=str(base / cfg.key_file) if cfg.key_file else None,
                 timeout_graceful_shutdown=2,
