@@ -1,4 +1,5 @@
-// The alert list: active, unacknowledged alerts first, each with its Acknowledge button.
+// The alert list: active, unacknowledged alerts first. An active alert asks to be
+// acknowledged (its button); a cleared one is shown as cleared and asks for nothing.
 
 import { ackAlert } from "./api.js";
 import { renderDevices, deviceName } from "./devices.js";
@@ -34,7 +35,7 @@ export function renderAlerts() {
       el("div", { text: `${d ? deviceName(d) : ""} (${a.device_id}): ${a.detail}` }),
       el("div", { class: "when", text: `raised ${hhmm(t(a.raised_at))}` + (a.cleared_at ? `, cleared ${hhmm(t(a.cleared_at))}` : ", active") + ` · ${a.severity}` }));
     if (a.acked_by) li.append(el("div", { class: "acked", text: `acknowledged by ${a.acked_by} at ${hhmm(t(a.acked_at))}` }));
-    else {
+    else if (a.state === "raised") {
       const b = el("button", { class: "ack", type: "button", text: "Acknowledge" });
       b.addEventListener("click", async () => {
         b.disabled = true;

@@ -19,6 +19,7 @@ export const getMe = () => api("/api/me");
 export const getDevices = () => api("/api/devices");
 export const getAlerts = () => api("/api/alerts");
 export const getWindow = (id, since, until) => api(`${dev(id)}/window?since=${since}&until=${until}`);
+export const getRejected = (id, since, until) => api(`${dev(id)}/rejected?since=${since}&until=${until}`);
 export const getSessions = (id) => api(`${dev(id)}/sessions`);
 export const getNomogram = (ga, risk) => api(`/api/nomogram?ga=${ga}&risk=${risk}`);
 export const postSettings = (id, body) => api(`${dev(id)}/settings`, { method: "POST", body: JSON.stringify(body) });

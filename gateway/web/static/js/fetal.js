@@ -1,4 +1,5 @@
-// A fetal monitor's detail: current FHR and maternal rate, the FIGO class, the CTG strip and
+// A fetal monitor's detail: current FHR and maternal rate, the CTG findings (headed by the
+// Dawes-Redman criteria or the FIGO class, as the device's CTG mode says), the CTG strip and
 // the recording sessions.
 
 import { getSessions } from "./api.js";
@@ -9,6 +10,12 @@ import { state } from "./state.js";
 import { drawStrip } from "./strip.js";
 
 const NOW_MAX_AGE_S = 10; // a "current" value older than this is not shown as current
+// Dawes-Redman status (dsp/dawes_redman.py) -> [headline, the colour class it is shown in]
+const DAWES_REDMAN = {
+  met: ["criteria met", "normal"], not_met: ["criteria not met", "suspicious"],
+  not_yet_met: ["criteria not yet met", "indeterminate"], too_short: ["too short to assess", "indeterminate"],
+  signal_loss: ["not assessable: signal loss", "indeterminate"],
+};
 
 // The last non-null rate in trace messages (key "fhr_bpm" or "mhr_bpm"): {bpm, t} or null.
 export function lastValid(msgs, key) {
@@ -50,15 +57,30 @@ export function renderFetal(d) {
   const ctg = state.trace.ctg[state.trace.ctg.length - 1];
   const cls = $("figo-class"), reasons = $("figo-reasons");
   reasons.replaceChildren();
-  if (ctg) {
+  const li = (text) => reasons.append(el("li", { text }));
+  if (ctg && ctg.ctg_mode === "antenatal" && ctg.dawes_redman) {
+    // antenatal: the Dawes-Redman criteria head, FIGO follows for reference (docs/fhr.md)
+    const dr = ctg.dawes_redman, [text, kind] = DAWES_REDMAN[dr.status] || [dr.status, "indeterminate"];
+    $("ctg-label").textContent = "CTG (Dawes-Redman, antenatal)";
+    cls.textContent = dr.status === "met" ? `${text} at ${dr.time_to_met_min} min`
+      : dr.status === "signal_loss" ? `${text} ${dr.signal_loss_pct}%` : text;
+    cls.className = `figo-class ${kind}`;
+    const stv = dr.stv_ms == null ? "STV —" : `STV ${dr.stv_ms} ms`;
+    li(`${stv}, ${dr.accelerations} accelerations, ${dr.analysed_min} min ` +
+      (ctg.dawes_redman_session_id ? "of the session" : "of the last trace") + ` to ${hhmm(t(ctg.t))}`);
+    for (const r of dr.reasons_not_met || []) li(r);
+    li(`FIGO 2015 (intrapartum, for reference): ${ctg.figo_class}`);
+  } else if (ctg) {
+    $("ctg-label").textContent = "CTG (FIGO 2015)";
     cls.textContent = ctg.figo_class; cls.className = `figo-class ${ctg.figo_class}`;
     const base = ctg.baseline_bpm == null ? "baseline —" : `baseline ${Math.round(ctg.baseline_bpm)} bpm`;
     const vari = ctg.variability_bpm == null ? "" : `, variability ${ctg.variability_bpm} bpm`;
-    reasons.append(el("li", { text: `${base}${vari} (${Math.round(ctg.window_s / 60)} min to ${hhmm(t(ctg.t))})` }));
-    for (const r of ctg.reasons || []) reasons.append(el("li", { text: r }));
+    li(`${base}${vari} (${Math.round(ctg.window_s / 60)} min to ${hhmm(t(ctg.t))})`);
+    for (const r of ctg.reasons || []) li(r);
   } else {
+    $("ctg-label").textContent = "CTG";
     cls.textContent = "not yet"; cls.className = "figo-class indeterminate";
-    reasons.append(el("li", { text: "needs at least 1 minute of trace; updated every minute" }));
+    li("needs at least 1 minute of trace; updated every minute");
   }
   drawStrip($("strip"), state.trace, state);
 }

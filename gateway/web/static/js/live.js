@@ -8,6 +8,7 @@ import { $ } from "./dom.js";
 import { lastValid } from "./fetal.js";
 import { t } from "./format.js";
 import { LIVE_KEEP_S, state } from "./state.js";
+import { loadRejected } from "./view.js";
 
 function onEvent(ev, redraw) {
   const id = ev.device_id;
@@ -36,6 +37,7 @@ function onEvent(ev, redraw) {
       const cutoff = Date.now() / 1000 - LIVE_KEEP_S;
       while (q.length && t(q[0].t_start || q[0].t) < cutoff) q.shift();
       redraw();
+      if (ev.type === "ctg") loadRejected().then(redraw, () => {}); // judged with the new minute
     }
   }
   if (ev.type === "tcb") renderDevices();

@@ -1,5 +1,6 @@
-// The assignment form: bed or visit label, and for a jaundice meter the baby's birth time,
-// gestation and risk factors (kept on the gateway).
+// The assignment form: bed or visit label, for a fetal monitor the CTG analysis that heads
+// its findings (antenatal unless set), for a jaundice meter the baby's birth time, gestation
+// and risk factors (kept on the gateway).
 
 import { postSettings } from "./api.js";
 import { $ } from "./dom.js";
@@ -21,6 +22,9 @@ export function fillSettings(d) {
   f.birth_time.value = toLocalInput(s.birth_time);
   f.ga_weeks.value = s.ga_weeks ?? "";
   f.risk_factors.checked = !!s.risk_factors;
+  f.ctg_mode.value = s.ctg_mode || "antenatal";
+  f.querySelector(".fetal-only").hidden = d.device_type !== "fetal_heart";
+  f.ctg_mode.disabled = d.device_type !== "fetal_heart";
   f.querySelector(".baby-only").hidden = d.device_type !== "jaundice";
   for (const e of f.querySelectorAll(".baby-only input")) e.disabled = d.device_type !== "jaundice";
   const hs = [];
@@ -34,6 +38,7 @@ export async function saveSettings(ev, onSaved) {
   ev.preventDefault();
   const f = $("settings"), id = state.selected, d = state.devices.get(id);
   const body = { label: f.label.value.trim() };
+  if (d.device_type === "fetal_heart") body.ctg_mode = f.ctg_mode.value;
   if (d.device_type === "jaundice") {
     body.birth_time = f.birth_time.value ? new Date(f.birth_time.value).toISOString() : null;
     body.ga_weeks = f.ga_weeks.value ? Number(f.ga_weeks.value) : null;

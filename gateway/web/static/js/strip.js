@@ -12,7 +12,15 @@ export function stripSeconds(canvas, speed) {
   return w / (PX_PER_CM * speed / 60);
 }
 
-// Draws trace ({fhr, mhr, ctg}) on the canvas; view is {speed, live, until, me}: live ends the
+// The window's rejected runs ({boot, first, last, reason}, gateway/web/artefacts.py) as a set
+// of "boot:seq" keys: the FHR points the CTG analyses reject as artefact.
+export function rejectedPoints(runs) {
+  const out = new Set();
+  for (const r of runs || []) for (let s = r.first; s <= r.last; s++) out.add(`${r.boot}:${s}`);
+  return out;
+}
+
+// Draws trace ({fhr, mhr, ctg, rejected}) on the canvas; view is {speed, live, until, me}: live ends the
 // strip now, otherwise at until (seconds); me.fhr_normal_bpm is the FIGO normal baseline the
 // gateway sends (dsp/ctg_reference.py), shaded. Leaves the point counts in the canvas's dataset.
 export function drawStrip(c, trace, view) {
@@ -74,12 +82,13 @@ export function drawStrip(c, trace, view) {
     g.setLineDash([]);
   }
   g.save(); g.beginPath(); g.rect(left, top, right - left, plotH); g.clip();
-  const drawn = drawTrace(g, trace.mhr, "mhr_bpm", x, y, "#a23b72", 1.3, start);
-  const points = drawTrace(g, trace.fhr, "fhr_bpm", x, y, "#111", 1.6, start);
+  const drawn = drawTrace(g, trace.mhr, "mhr_bpm", x, y, "#a23b72", 1.3, start, null);
+  const points = drawTrace(g, trace.fhr, "fhr_bpm", x, y, "#111", 1.6, start, trace.rejected);
   g.restore();
   g.strokeStyle = "#c99"; g.strokeRect(left + 0.5, top + 0.5, right - left - 1, plotH);
   c.dataset.points = String(points);
   c.dataset.maternalPoints = String(drawn);
+  c.dataset.rejected = String(trace.rejected ? trace.rejected.size : 0);
   c.dataset.speed = String(view.speed);
   if (points === 0) {
     g.fillStyle = "#5d6878"; g.font = "14px system-ui, sans-serif"; g.textAlign = "center"; g.textBaseline = "middle";
@@ -88,8 +97,9 @@ export function drawStrip(c, trace, view) {
 }
 
 // Points are joined only when they are consecutive (same boot, next sequence number): a null
-// point or a missing message lifts the pen. Returns the number of points drawn.
-function drawTrace(g, msgs, key, x, y, colour, width, start) {
+// point, a missing message or a point in `rejected` (artefact: the CTG analyses do not read
+// it) lifts the pen. Returns the number of points drawn.
+function drawTrace(g, msgs, key, x, y, colour, width, start, rejected) {
   g.strokeStyle = colour; g.lineWidth = width; g.lineJoin = "round";
   g.beginPath();
   let n = 0, prev = null;
@@ -99,7 +109,9 @@ function drawTrace(g, msgs, key, x, y, colour, width, start) {
     for (let i = 0; i < vals.length; i++) {
       const seq = m.seq + i, v = vals[i];
       const ts = t0 + i * m.interval_s;
-      if (v == null || v < BPM_MIN - 20 || ts < start - 1) { prev = null; continue; }
+      if (v == null || v < BPM_MIN - 20 || ts < start - 1 || (rejected && rejected.has(`${m.boot}:${seq}`))) {
+        prev = null; continue;
+      }
       const cont = prev && prev.boot === m.boot && prev.seq === seq - 1;
       if (cont) g.lineTo(x(ts), y(v)); else { g.moveTo(x(ts), y(v)); g.lineTo(x(ts) + 0.8, y(v)); }
       prev = { boot: m.boot, seq };

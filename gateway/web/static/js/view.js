@@ -1,7 +1,7 @@
 // Which device is shown and what of its trace: selecting a device, loading its window (live:
 // the last 45 minutes; history: what the strip shows), drawing its detail.
 
-import { getAlerts, getDevices, getWindow } from "./api.js";
+import { getAlerts, getDevices, getRejected, getWindow } from "./api.js";
 import { renderAlerts } from "./alerts.js";
 import { renderDevices } from "./devices.js";
 import { $ } from "./dom.js";
@@ -9,7 +9,7 @@ import { loadSessions, renderFetal } from "./fetal.js";
 import { renderJaundice } from "./jaundice.js";
 import { fillSettings } from "./settings.js";
 import { LIVE_KEEP_S, state } from "./state.js";
-import { stripSeconds } from "./strip.js";
+import { rejectedPoints, stripSeconds } from "./strip.js";
 
 export async function select(id) {
   state.selected = id;
@@ -32,7 +32,17 @@ export async function loadWindow() {
   const span = state.live ? LIVE_KEEP_S : visibleSeconds();
   const w = await getWindow(id, until - span, until);
   if (id !== state.selected) return;
-  state.trace = { fhr: w.fhr, mhr: w.mhr, ctg: w.ctg, tcb: w.tcb };
+  state.trace = { fhr: w.fhr, mhr: w.mhr, ctg: w.ctg, tcb: w.tcb, rejected: rejectedPoints(w.fhr_rejected) };
+}
+
+// The live strip's rejected points again (each minute, with the CTG findings): a rejection
+// needs the trace after a point, so the newest points are judged only then.
+export async function loadRejected() {
+  const id = state.selected;
+  if (!id || !state.live) return;
+  const now = Date.now() / 1000;
+  const r = await getRejected(id, now - LIVE_KEEP_S, now);
+  if (id === state.selected && state.live) state.trace.rejected = rejectedPoints(r.fhr_rejected);
 }
 
 export function renderDetail() {
