@@ -2,7 +2,9 @@
 requests at once, a fake clock, and bodies that are never wholly built.
 
 Parallel guesses against one name, guesses from one address at many names and from many
-addresses, a stranger locking a nurse out, an endless failure table, a huge body."""
+addresses, a stranger locking a nurse out, an endless failure table, a huge body, and a nurse
+who was removed (or whose password was set again) keeping her session through the live
+stream or by staying active."""
 
 from __future__ import annotations
 
@@ -16,7 +18,7 @@ import pytest
 from gateway.config import config_from_dict
 from gateway.state.history import History
 from gateway.web import logins
-from gateway.web.auth import MAX_BODY_BYTES
+from gateway.web.auth import MAX_BODY_BYTES, MAX_SESSION_H
 from gateway.web.nurses import NurseAccounts
 from gateway.web.server import create_app
 
@@ -245,3 +247,55 @@ def test_a_huge_body_is_refused_before_it_is_read(site):
     assert streamed.headers["x-content-type-options"] == "nosniff"  # refusals carry the headers
     assert small.status == 303 and small.headers["location"] == "/"
     assert hashed == [USER]
+
+
+def test_a_removed_nurse_loses_the_live_stream_and_every_request(site):
+    app, accounts, _, clock, gw = site
+
+    async def main():
+        amy = Browser()
+        assert await login(app, amy) == "/"
+        assert (await call(app, "GET", "/api/me", amy)).status == 200
+
+        async def feed():  # events keep flowing: the stream never waits for a heartbeat
+            for i in range(400):
+                await asyncio.sleep(0.005)
+                clock.now += 1.0
+                gw.history.record(("device", "fh-01", "status"), {"device_id": "fh-01", "n": i})
+                if i == 20:
+                    accounts.remove(USER)
+
+        feeder = asyncio.create_task(feed())
+        # (before the fix the stream never ends: given up after 20 s)
+        stream = await asyncio.wait_for(call(app, "GET", "/api/events", amy,
+                                             until=lambda a: b"event: logout" in a.body), 20)  # fmt: skip
+        feeder.cancel()
+        return stream, await call(app, "GET", "/api/me", amy)
+
+    stream, me = asyncio.run(main())
+    # Before: the stream ran on as long as events came, and renewed the session.
+    assert b"event: logout" in stream.body
+    assert stream.body.count(b"data: {") < 40
+    assert me.status == 401
+
+
+def test_a_new_password_ends_old_sessions_and_a_session_has_an_absolute_end(site):
+    app, accounts, _, clock, _ = site
+
+    async def main():
+        amy, other = Browser(), Browser("10.0.0.3")
+        await login(app, amy)
+        await login(app, other)
+        accounts.add(USER, "her new password here")
+        after_reset = (await call(app, "GET", "/api/me", amy)).status
+        await login(app, amy, USER, "her new password here")
+        statuses = []
+        for _ in range(int(MAX_SESSION_H * 4) + 1):  # active every 15 minutes, all day
+            clock.now += 900
+            statuses.append((await call(app, "GET", "/api/me", amy)).status)
+        return after_reset, statuses
+
+    after_reset, statuses = asyncio.run(main())
+    assert after_reset == 401
+    assert statuses[: int(MAX_SESSION_H * 4) - 1] == [200] * (int(MAX_SESSION_H * 4) - 1)
+    assert statuses[-1] == 401  # 12 hours after the login, however active

@@ -1,6 +1,7 @@
 """Who is asking, and the headers every answer carries: the nurse view's middleware.
 
-* `Sessions`: nurses' logins in memory, a random token per login, sliding expiry.
+* `Sessions`: nurses' logins in memory, a random token per login, sliding expiry within an
+  absolute lifetime; a login ends as soon as its nurse is removed or her password set again.
 * `NurseAuth`: Starlette's authentication backend for the session cookie; with
   `AuthenticationMiddleware`, `request.user` is the nurse logged in (or nobody).
 * `nurse_only`: the decorator a handler of nurse data carries: no login, 401 (or the login page
@@ -45,38 +46,48 @@ SECURITY_HEADERS = {
 }
 
 Handler = Callable[[Request], Awaitable[Response]]
+MAX_SESSION_H = 12.0  # a login ends this long after it began, however active (one shift)
 MAX_BODY_BYTES = 64 * 1024  # the largest request body: a form, a label code, settings
 
 
 @dataclass
 class _Login:
     user: str
+    stamp: str  # the account's stamp at login (NurseAccounts.stamp)
     expires: float  # on the sessions' clock
+    ends: float  # absolute: MAX_SESSION_H after the login
 
 
 class Sessions:
-    """Login sessions in memory: a random token per login, sliding expiry."""
+    """Login sessions in memory: a random token per login, sliding expiry within an absolute
+    lifetime, and the account checked at every use: `stamp(user)` is the account's current
+    stamp (None: removed), which must be the one the login began with."""
 
-    def __init__(self, minutes: float, clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(self, minutes: float, clock: Callable[[], float] = time.monotonic,
+                 stamp: Callable[[str], str | None] = lambda user: "") -> None:  # fmt: skip
         self.ttl_s = minutes * 60.0
         self.clock = clock  # seconds; a test passes its own instead of waiting
+        self.stamp = stamp
         self._s: dict[str, _Login] = {}
 
     def create(self, user: str) -> str:
         token = secrets.token_urlsafe(32)
-        self._s[token] = _Login(user, self.clock() + self.ttl_s)
+        now = self.clock()
+        self._s[token] = _Login(user, self.stamp(user) or "", now + self.ttl_s,
+                                now + MAX_SESSION_H * 3600.0)  # fmt: skip
         return token
 
     def user(self, token: str | None) -> str | None:
-        """The nurse logged in with `token`, if the session is alive; it lives on from now."""
+        """The nurse logged in with `token`, if the session is alive and her account is
+        unchanged; it lives on from now (up to its absolute end)."""
         login = self._s.get(token or "")
         if login is None:
             return None
         now = self.clock()
-        if now >= login.expires:
+        if now >= login.expires or now >= login.ends or self.stamp(login.user) != login.stamp:
             del self._s[token or ""]
             return None
-        login.expires = now + self.ttl_s
+        login.expires = min(now + self.ttl_s, login.ends)
         return login.user
 
     def drop(self, token: str | None) -> None:

@@ -43,12 +43,33 @@ _DUMMY = hash_password("no such nurse: spend the same time")
 class NurseAccounts:
     def __init__(self, path: Path) -> None:
         self.path = Path(path)
+        self._cached: tuple[tuple[int, int, int], dict[str, dict[str, Any]]] | None = None
 
     def _load(self) -> dict[str, dict[str, Any]]:
-        if not self.path.exists():
+        """The accounts as the file has them now (read again only when it changed: the nurse
+        view asks at every request)."""
+        try:
+            st = self.path.stat()
+        except FileNotFoundError:
             return {}
+        seen = (st.st_mtime_ns, st.st_size, st.st_ino)
+        if self._cached is not None and self._cached[0] == seen:
+            return self._cached[1]
         data = json.loads(self.path.read_text(encoding="utf-8"))
-        return data if isinstance(data, dict) else {}
+        data = data if isinstance(data, dict) else {}
+        self._cached = (seen, data)
+        return data
+
+    def stamp(self, user: str) -> str | None:
+        """What a login of `user` is valid for: changes when her password is set again, None
+        once she is removed (the nurse view ends her sessions at their next request)."""
+        try:
+            rec = self._load().get(user)
+        except (OSError, ValueError):
+            return None
+        if not isinstance(rec, dict):
+            return None
+        return hashlib.sha256(str(rec.get("password", "")).encode()).hexdigest()[:16]
 
     def users(self) -> list[str]:
         return sorted(self._load())
@@ -59,7 +80,7 @@ class NurseAccounts:
             raise ValueError("user name: 1-32 letters, digits, '.', '_' or '-'")
         if len(password) < MIN_PASSWORD:
             raise ValueError(f"password: at least {MIN_PASSWORD} characters")
-        data = self._load()
+        data = dict(self._load())
         data[user] = {"password": hash_password(password), "set_at": int(time.time())}
         self.path.parent.mkdir(parents=True, exist_ok=True)
         tmp = self.path.with_suffix(".tmp")
@@ -69,7 +90,7 @@ class NurseAccounts:
         tmp.replace(self.path)
 
     def remove(self, user: str) -> bool:
-        data = self._load()
+        data = dict(self._load())
         if data.pop(user, None) is None:
             return False
         self.path.write_text(json.dumps(data, indent=1, sort_keys=True), encoding="utf-8")

@@ -38,7 +38,6 @@ from starlette.staticfiles import StaticFiles
 from dsp.ctg_reference import BASELINE_NORMAL_BPM
 from gateway.state.history import History
 from gateway.state.settings import apply_settings
-from gateway.web.artefacts import artefact_routes, rejected
 from gateway.web.auth import (
     COOKIE,
     BodyLimit,
@@ -60,6 +59,7 @@ log = logging.getLogger(__name__)
 
 STATIC = Path(__file__).resolve().parent / "static"
 _HEARTBEAT_S = 15.0
+_RECHECK_S = 5.0  # the live stream checks its login at least this often
 _MAX_NAME = 64  # longer user names (never valid) are counted as one
 _MAX_CONNECTIONS = 64  # uvicorn answers 503 beyond this many connections and requests at once
 _LOCAL_PATH = re.compile(r"/(?!/)[A-Za-z0-9_/-]*")  # a page of this gateway (never //host)
@@ -107,7 +107,7 @@ def create_app(gw: GatewayContext, history: History, accounts: NurseAccounts, se
     """The nurse view: every route below but the login, the mother's page and static files is
     for nurses (`nurse_only`); who is logged in is known from the middleware (gateway/web/auth.py).
     `clock` (seconds) times session expiry and login lock-outs."""
-    sessions = Sessions(session_minutes, clock)
+    sessions = Sessions(session_minutes, clock, accounts.stamp)
     limits = LoginLimits()  # counted before hashing (gateway/web/logins.py)
     browsers = BrowserTokens(accounts.path.with_name("browsers.key"))
     # one scrypt at a time for strangers, one for recognised browsers: guesses queue behind
@@ -184,9 +184,7 @@ def create_app(gw: GatewayContext, history: History, accounts: NurseAccounts, se
         except ValueError:
             return JSONResponse({"error": "since/until: unix seconds"}, status_code=400)
         since = max(since, now - history.keep_s)
-        w = history.window(dev, since, until)
-        w["fhr_rejected"] = rejected(history, dev, since, until)  # the strip lifts its pen there
-        return JSONResponse(w)
+        return JSONResponse(history.window(dev, since, until))
 
     @nurse_only(write=True)
     async def settings(request: Request) -> Response:
@@ -233,17 +231,24 @@ def create_app(gw: GatewayContext, history: History, accounts: NurseAccounts, se
         q = history.subscribe()
 
         async def stream() -> AsyncIterator[str]:
+            checked = clock()
             try:
                 yield "retry: 2000\n\n"
                 while True:
+                    event: dict[str, Any] | None = None
                     try:
                         event = await asyncio.wait_for(q.get(), _HEARTBEAT_S)
                     except TimeoutError:
                         if q not in history.listeners:
                             return
+                    # the login is checked while events flow too: a removed nurse, a new
+                    # password or the session's end stops the stream
+                    if event is None or clock() - checked >= _RECHECK_S:
+                        checked = clock()
                         if sessions.user(token) is None:
                             yield "event: logout\ndata: {}\n\n"
                             return
+                    if event is None:
                         yield ": keep-alive\n\n"
                         continue
                     yield f"data: {json.dumps(event, separators=(',', ':'))}\n\n"
@@ -270,7 +275,6 @@ def create_app(gw: GatewayContext, history: History, accounts: NurseAccounts, se
         *mother_routes(gw),  # the mother's page (its link is its key), sessions, reports
         *pairing_routes(gw),  # pairing a new monitor (gateway/device/pairing.py)
         *scan_routes(gw),  # ... or by the code on its label
-        *artefact_routes(history),  # FHR points the CTG analyses reject, for the live strip
         Mount("/static", StaticFiles(directory=STATIC), name="static"),
     ]
     middleware = [
