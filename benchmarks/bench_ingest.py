@@ -21,6 +21,7 @@ Prints one line per run and, at the end, the table for docs/performance.md.
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import tempfile
 import time
@@ -39,13 +40,25 @@ from tests.harness.wait import eventually  # noqa: E402
 GATEWAYS = 50
 
 
-def run(n: int, workers: int, engine: str, pg, tmp: Path) -> dict:
-    work = tmp / f"broker-{engine}-{workers}"
-    broker = start_broker(work, extra_conf=broker_conf(work))
+def db_bytes(store: Store, url: str) -> int:
+    """What the stored rows take on disk: tables and indexes (PostgreSQL) or the file (SQLite,
+    after a checkpoint of its WAL)."""
+    if store.dialect == "postgresql":
+        ((n,),) = store.query("SELECT SUM(pg_total_relation_size(c)) FROM unnest(ARRAY["
+                              "'readings', 'alerts', 'sequences']::regclass[]) AS c")  # fmt: skip
+        return int(n)
+    store.query("PRAGMA wal_checkpoint(TRUNCATE)")
+    return Path(url).stat().st_size
+
+
+def run(n: int, workers: int, engine: str, pg, tmp: Path, persistence: bool) -> dict:
+    work = tmp / f"broker-{engine}-{workers}-{persistence}"
+    conf = broker_conf(work) if persistence else "max_queued_messages 0\nmax_queued_bytes 0\n"
+    broker = start_broker(work, extra_conf=conf)
     if engine == "postgresql":
-        url = pg.create_database(f"bench_{workers}")
+        url = pg.create_database(f"bench_{workers}_{int(persistence)}")
     else:
-        url = str(tmp / f"ingest-{workers}.sqlite")
+        url = str(tmp / f"ingest-{workers}-{persistence}.sqlite")
     Store(url).close()  # the tables, before the workers race to make them
     procs = [IngestProcess(f"bench-{k}", broker.host, broker.port, url, "--no-ack")
              for k in range(workers)]  # fmt: skip
@@ -60,7 +73,9 @@ def run(n: int, workers: int, engine: str, pg, tmp: Path) -> dict:
         gws.connect(outboxes)
         gws.publish(outboxes)
         eventually(lambda: gws.acked() == total, 120, lambda: f"broker acked {gws.acked()}")
+        gws.close()
         cpu0 = [cpu_seconds(w.proc.pid) for w in procs]
+        broker_cpu0 = cpu_seconds(broker.proc.pid)
         t0 = time.time()
         for w in procs:
             w.resume()
@@ -70,11 +85,13 @@ def run(n: int, workers: int, engine: str, pg, tmp: Path) -> dict:
         ((t1,),) = store.query("SELECT MAX(received_at) FROM (SELECT received_at FROM readings "
                                "UNION ALL SELECT received_at FROM alerts) AS r")  # fmt: skip
         cpu = [cpu_seconds(w.proc.pid) - c for w, c in zip(procs, cpu0, strict=True)]
+        broker_cpu = cpu_seconds(broker.proc.pid) - broker_cpu0
         ids = sorted(store.ids("readings") + store.ids("alerts"))
         assert ids == keys(outboxes), "stored messages differ from those sent"
         gaps = store.gaps()
         assert gaps == [], gaps[:5]
         per = dict(store.query("SELECT worker, COUNT(*) FROM readings GROUP BY worker"))
+        size = db_bytes(store, url)
         store.close()
     finally:
         for w in procs:
@@ -82,7 +99,8 @@ def run(n: int, workers: int, engine: str, pg, tmp: Path) -> dict:
         gws.close()
         broker.stop()
     return {"engine": engine, "workers": workers, "messages": total, "seconds": t1 - t0,
-            "cpu_s": cpu, "per_worker": per}  # fmt: skip
+            "cpu_s": cpu, "broker_cpu_s": broker_cpu, "per_worker": per,
+            "bytes": size, "persistence": persistence}  # fmt: skip
 
 
 def main() -> None:
@@ -91,35 +109,51 @@ def main() -> None:
     ap.add_argument("--workers", type=int, nargs="+", default=[1, 2, 4])
     ap.add_argument("--db", nargs="+", default=["postgresql", "sqlite"],
                     choices=["postgresql", "sqlite"])  # fmt: skip
+    ap.add_argument("--broker-persistence", choices=["deployed", "off"], nargs="+",
+                    default=["deployed"],
+                    help="the broker as deploy/mosquitto/mosquitto.conf keeps its queues "
+                         "(saved every ~2 s), or in memory only")  # fmt: skip
     args = ap.parse_args()
     results = []
     with tempfile.TemporaryDirectory(prefix="perimon-bench-ingest-") as tmp:
         pg = start_postgres(durable=True) if "postgresql" in args.db else None
         try:
-            for engine in args.db:
-                for k in args.workers:
-                    r = run(args.messages, k, engine, pg, Path(tmp))
-                    rate = r["messages"] / r["seconds"]
-                    print(f"{engine} workers {k}: {r['messages']} stored once each, no gap, in "
-                          f"{r['seconds']:.2f} s = {rate:.0f} readings/s ({rate / k:.0f} per "
-                          f"worker); worker CPU {sum(r['cpu_s']):.1f} s "
-                          f"({r['messages'] / sum(r['cpu_s']):.0f} readings per CPU-second); "
-                          f"per worker {sorted(r['per_worker'].values())}", flush=True)  # fmt: skip
-                    results.append(r)
+            for persistence in args.broker_persistence:
+                for engine in args.db:
+                    for k in args.workers:
+                        r = run(args.messages, k, engine, pg, Path(tmp), persistence == "deployed")
+                        results.append(r)
+                        print(line(r), flush=True)
         finally:
             if pg is not None:
                 pg.stop()
+    print(f"\nload average at the end: {os.getloadavg()}")
     print(
-        "\n| database | workers | readings | time | readings/s | per worker | vs 1 worker "
-        "| readings per worker CPU-second |\n|---|---|---|---|---|---|---|---|"
+        "\n| broker saves | database | workers | readings | time | readings/s | per worker "
+        "| vs 1 worker | per worker CPU-second | broker CPU | bytes on disk per reading |\n"
+        "|---|---|---|---|---|---|---|---|---|---|---|"
     )
     for r in results:
         rate = r["messages"] / r["seconds"]
-        base = next(x for x in results if x["engine"] == r["engine"])
+        base = next(x for x in results if (x["engine"], x["persistence"]) ==
+                    (r["engine"], r["persistence"]))  # fmt: skip
         ratio = rate / (base["messages"] / base["seconds"])
-        print(f"| {r['engine']} | {r['workers']} | {r['messages']} | {r['seconds']:.2f} s | "
-              f"{rate:.0f} | {rate / r['workers']:.0f} | {ratio:.2f}x | "
-              f"{r['messages'] / sum(r['cpu_s']):.0f} |")  # fmt: skip
+        print(f"| {'every ~2 s' if r['persistence'] else 'off'} | {r['engine']} | "
+              f"{r['workers']} | {r['messages']} | {r['seconds']:.2f} s | {rate:.0f} | "
+              f"{rate / r['workers']:.0f} | {ratio:.2f}x | "
+              f"{r['messages'] / sum(r['cpu_s']):.0f} | {r['broker_cpu_s']:.1f} s | "
+              f"{r['bytes'] / r['messages']:.0f} |")  # fmt: skip
+
+
+def line(r: dict) -> str:
+    rate = r["messages"] / r["seconds"]
+    k = r["workers"]
+    saves = "broker saving" if r["persistence"] else "broker in memory"
+    return (f"{saves}, {r['engine']}, {k} workers: {r['messages']} stored once each, no gap, in "
+            f"{r['seconds']:.2f} s = {rate:.0f} readings/s ({rate / k:.0f} per worker); worker "
+            f"CPU {sum(r['cpu_s']):.1f} s ({r['messages'] / sum(r['cpu_s']):.0f} readings per "
+            f"CPU-second), broker CPU {r['broker_cpu_s']:.1f} s; {r['bytes'] / r['messages']:.0f} "
+            f"bytes on disk a reading; per worker {sorted(r['per_worker'].values())}")  # fmt: skip
 
 
 if __name__ == "__main__":

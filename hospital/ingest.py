@@ -35,7 +35,7 @@ from pathlib import Path
 from typing import Any
 
 import paho.mqtt.client as mqtt
-from paho.mqtt.enums import CallbackAPIVersion, MQTTProtocolVersion
+from paho.mqtt.enums import CallbackAPIVersion, MQTTErrorCode, MQTTProtocolVersion
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 from paho.mqtt.reasoncodes import ReasonCode
@@ -82,7 +82,7 @@ class Ingest:
         self._link_lock = threading.Lock()
         self._stopping = threading.Event()
         self._writer: threading.Thread | None = None
-        self.client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=self.worker,
+        self.client = _Client(CallbackAPIVersion.VERSION2, client_id=self.worker,
                                   protocol=MQTTProtocolVersion.MQTTv5, manual_ack=True)  # fmt: skip
         if cfg.username:
             self.client.username_pw_set(cfg.username, cfg.password or None)
@@ -259,6 +259,42 @@ class Ingest:
             self._writer.join(max(0.5, deadline - time.monotonic()))
         self.client.disconnect()
         self.client.loop_stop()
+
+
+class _Client(mqtt.Client):
+    """paho's client, decoding the MQTT 5 properties of a message only where the ingest reads
+    them: the gateways' answers (their Correlation Data).
+
+    Why: paho 2.2 decodes every property of every message it receives, in pure Python
+    (`Properties.unpack`); for the two a gateway sets on each reading (content type and the
+    `msg_id` user property, both also in the payload) that was most of a worker's CPU
+    (docs/scaling.md, "Measured here"). A QoS 1 message on a data topic is parsed here
+    instead: topic, packet id, the properties skipped by their length, the payload; every other
+    message (QoS 0 or 2, an answer, MQTT 3) goes through paho's own `_handle_publish`. The
+    topic is always in the packet: this client never grants the broker a topic alias."""
+
+    def _handle_publish(self) -> MQTTErrorCode:
+        header, packet = self._in_packet["command"], self._in_packet["packet"]
+        if (header & 0x06) >> 1 != 1 or self.protocol != MQTTProtocolVersion.MQTTv5:
+            return super()._handle_publish()
+        end = 2 + int.from_bytes(packet[0:2], "big")
+        topic = bytes(packet[2:end])
+        if b"/reply/" in topic:
+            return super()._handle_publish()
+        mid = int.from_bytes(packet[end : end + 2], "big")
+        length, pos, shift = 0, end + 2, 0
+        while True:  # the properties' length: a variable byte integer (MQTT 5, 1.5.5)
+            byte = packet[pos]
+            length |= (byte & 0x7F) << shift
+            pos, shift = pos + 1, shift + 7
+            if byte < 0x80:
+                break
+        message = mqtt.MQTTMessage(mid, topic)
+        message.qos, message.dup, message.retain = 1, bool(header & 0x08), bool(header & 0x01)
+        message.payload = bytes(packet[pos + length :])
+        message.timestamp = time.monotonic()
+        self._handle_on_message(message)
+        return MQTTErrorCode.MQTT_ERR_SUCCESS if self._manual_ack else self._send_puback(mid)
 
 
 def _reply(r: Received) -> AckStatus | None:

@@ -92,7 +92,8 @@ class Postgres:
         return self.url(name)
 
     def stop(self) -> None:
-        self.pg_ctl("stop", "-m", "fast")
+        """Stop and delete the cluster (immediate: nothing in it is kept)."""
+        self.pg_ctl("stop", "-m", "immediate")
         shutil.rmtree(self.dir, ignore_errors=True)
 
 

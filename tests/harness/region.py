@@ -23,6 +23,8 @@ from pathlib import Path
 
 import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion, MQTTProtocolVersion
+from paho.mqtt.packettypes import PacketTypes
+from paho.mqtt.properties import Properties
 
 from devtools.process import stop_process
 from gateway.processing.fhir import tcb_observations
@@ -185,10 +187,15 @@ class Gateways:
             self._acked += 1
 
     def publish(self, outboxes: dict[str, list[Message]]) -> None:
+        """Each message with the properties the gateway's publisher sets (content type and
+        the `msg_id` user property: gateway/publish/mqtt.py)."""
         for gid, msgs in outboxes.items():
             c = self.clients[gid]
             for m in msgs:
-                c.publish(m.topic, m.body, 1)
+                props = Properties(PacketTypes.PUBLISH)
+                props.ContentType = "application/json"
+                props.UserProperty = [("msg_id", m.key)]
+                c.publish(m.topic, m.body, 1, properties=props)
 
     def acked(self) -> int:
         with self._lock:
