@@ -38,6 +38,7 @@ from starlette.staticfiles import StaticFiles
 from dsp.ctg_reference import BASELINE_NORMAL_BPM
 from gateway.state.history import History
 from gateway.state.settings import apply_settings
+from gateway.web.artefacts import artefact_routes, rejected
 from gateway.web.auth import (
     COOKIE,
     BodyLimit,
@@ -184,7 +185,9 @@ def create_app(gw: GatewayContext, history: History, accounts: NurseAccounts, se
         except ValueError:
             return JSONResponse({"error": "since/until: unix seconds"}, status_code=400)
         since = max(since, now - history.keep_s)
-        return JSONResponse(history.window(dev, since, until))
+        w = history.window(dev, since, until)
+        w["fhr_rejected"] = rejected(history, dev, since, until)  # the strip lifts its pen there
+        return JSONResponse(w)
 
     @nurse_only(write=True)
     async def settings(request: Request) -> Response:
@@ -275,6 +278,7 @@ def create_app(gw: GatewayContext, history: History, accounts: NurseAccounts, se
         *mother_routes(gw),  # the mother's page (its link is its key), sessions, reports
         *pairing_routes(gw),  # pairing a new monitor (gateway/device/pairing.py)
         *scan_routes(gw),  # ... or by the code on its label
+        *artefact_routes(history),  # FHR points the CTG analyses reject, for the live strip
         Mount("/static", StaticFiles(directory=STATIC), name="static"),
     ]
     middleware = [
