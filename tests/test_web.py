@@ -202,7 +202,7 @@ class _NoRedirect(urllib.request.HTTPRedirectHandler):
 
 def test_password_hashes_and_accounts(tmp_path):
     h = hash_password("secret password")
-    assert h.startswith("scrypt$16384$8$1$") and "secret" not in h
+    assert h.startswith("scrypt$65536$8$2$") and "secret" not in h
     assert verify_password("secret password", h) and not verify_password("secret passwore", h)
     assert hash_password("secret password") != h  # salted
     accounts = NurseAccounts(tmp_path / "n.json")

@@ -17,7 +17,7 @@ import pytest
 
 from gateway.config import config_from_dict
 from gateway.state.history import History
-from gateway.web import logins
+from gateway.web import logins, nurses
 from gateway.web.auth import MAX_BODY_BYTES, MAX_SESSION_H
 from gateway.web.nurses import NurseAccounts
 from gateway.web.server import create_app
@@ -121,7 +121,9 @@ async def login(app, browser: Browser, user: str = USER, password: str = PASSWOR
 
 @pytest.fixture
 def site(tmp_path, monkeypatch):
-    """The nurse view of a gateway with one nurse; counts the passwords it hashes."""
+    """The nurse view of a gateway with one nurse; counts the passwords it hashes (at a
+    low cost: what is counted here is how many, not how long each takes)."""
+    monkeypatch.setattr(nurses, "SCRYPT", nurses.Scrypt(2**10, 8, 1))
     cfg = config_from_dict({"gateway": {"data_dir": "gw"}}, base_dir=tmp_path)
     accounts = NurseAccounts(cfg.data_dir / "nurses.json")
     accounts.add(USER, PASSWORD)

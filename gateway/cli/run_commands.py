@@ -70,8 +70,9 @@ def cmd_gateway(args: argparse.Namespace) -> int:
     if args.check_config:
         r = cfg.radio
         where = {"sim": r.listen, "serial": r.serial_ports}.get(r.transport, "BlueZ")
+        tls = "TLS" if cfg.mqtt.tls else "in clear: set [mqtt] tls = true"
         print(f"config ok: gateway {cfg.gateway.id}, radio {r.transport} ({where}), "
-              f"MQTT {cfg.mqtt.host}:{cfg.mqtt.port}, data in {cfg.data_dir}")  # fmt: skip
+              f"MQTT {cfg.mqtt.host}:{cfg.mqtt.port} ({tls}), data in {cfg.data_dir}")  # fmt: skip
         return 0
 
     async def main() -> None:
