@@ -1,6 +1,7 @@
 """`perimon dsp fhr|mhr|ctg`: output contract and one-line errors on bad input."""
 
 import json
+import struct
 
 import numpy as np
 import pytest
@@ -124,6 +125,30 @@ def test_bad_inputs(tmp_path, capsys):
     empty = tmp_path / "empty.csv"
     empty.write_text("")
     _err(["dsp", "ctg", str(empty)], capsys)
+
+
+def _wav_bytes(channels: int, fs: int = 4000, n: int = 4000 * 5) -> bytes:
+    """A 16-bit PCM WAV whose header says `channels` (0: none, which nothing valid says)."""
+    data = np.zeros(n, dtype="<i2").tobytes()
+    fmt = struct.pack("<HHIIHH", 1, channels, fs, fs * 2 * channels, 2 * channels, 16)
+    body = b"WAVE" + b"fmt " + struct.pack("<I", len(fmt)) + fmt
+    body += b"data" + struct.pack("<I", len(data)) + data
+    return b"RIFF" + struct.pack("<I", len(body)) + body
+
+
+def test_a_wav_with_zero_channels_or_a_broken_header_is_one_line(tmp_path, capsys):
+    zero = tmp_path / "zero.wav"
+    zero.write_bytes(_wav_bytes(0))
+    # Before: ZeroDivisionError inside scipy, a traceback and exit code 1.
+    _err(["dsp", "fhr", str(zero)], capsys)
+    good = _wav_bytes(1)
+    # channels 0 (again), block align 0, a sample rate off the scale, a fmt chunk too long
+    for pos, value in ((22, 0), (32, 0), (24, 0), (16, 0xFF)):
+        broken = bytearray(good)
+        broken[pos] = value
+        p = tmp_path / f"b{pos}.wav"
+        p.write_bytes(bytes(broken))
+        _err(["dsp", "fhr", str(p)], capsys)
 
 
 def _ppg_csv(path, x, fs=50, t0=None):

@@ -65,8 +65,14 @@ def _read_wav(path: str) -> tuple[Floats, int]:
             fs, data = wavfile.read(path)
     except FileNotFoundError as exc:
         raise UserError(f"{path}: no such file") from exc
-    except (ValueError, OSError, EOFError, TypeError, IndexError) as exc:
-        raise UserError(f"{path}: not a readable WAV file ({exc})") from exc
+    except MemoryError:
+        raise
+    except Exception as exc:
+        # A barrier: scipy's WAV reader raises whatever its arithmetic meets in a malformed
+        # header (ZeroDivisionError for zero channels, UnboundLocalError, ValueError, ...);
+        # any of them means the file is not a WAV this command can read.
+        detail = str(exc) if isinstance(exc, ValueError | OSError) else "malformed header"
+        raise UserError(f"{path}: not a readable WAV file ({detail})") from exc
     if not MIN_WAV_HZ <= fs <= MAX_WAV_HZ:
         raise UserError(f"{path}: sample rate {fs} Hz outside {MIN_WAV_HZ}-{MAX_WAV_HZ} Hz")
     if data.ndim == 2:
