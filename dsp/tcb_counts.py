@@ -18,7 +18,7 @@ temperature_out_of_range, malformed_counts.
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -218,12 +218,30 @@ def calibrated_reflectance(
     `check_phantom`, its result in `check`); anything else is carried to the nominal bands.
     A malformed calibration or self-check raises ValueError.
     """
+    press = {
+        "dark_before": dark_before,
+        "dark_after": dark_after,
+        "flashes": flashes,
+        "temperature_c": temperature_c,
+        "contact": contact,
+        "led_drive": led_drive,
+    }
+    return calibrated_reflectance_batch([press], calibration, self_check_info)[0]
+
+
+def calibrated_reflectance_batch(
+    presses: Sequence[Mapping[str, Any]],
+    calibration: Mapping[str, Any],
+    self_check_info: Mapping[str, Any] | None,
+) -> list[CalibratedReading]:
+    """calibrated_reflectance for several presses of one unit (dicts with the arguments'
+    names), the band correction fitted for all of them at once."""
     nan = np.full(N_LEDS, np.nan)
     unit = unit_from_calibration(calibration)
     if unit is None:
-        return CalibratedReading(nan, nan, NEEDS_CALIBRATION)
+        return [CalibratedReading(nan, nan, NEEDS_CALIBRATION) for _ in presses]
     if not self_check_info:
-        return CalibratedReading(nan, nan, SELF_CHECK_NEEDED)
+        return [CalibratedReading(nan, nan, SELF_CHECK_NEEDED) for _ in presses]
     try:
         check = self_check(
             self_check_info["counts"],
@@ -235,18 +253,29 @@ def calibrated_reflectance(
     except (KeyError, TypeError) as exc:
         raise ValueError(f"bad self-check: {exc}") from exc
     if np.all(check.ratio < NOT_ON_TILE):
-        return CalibratedReading(nan, nan, SELF_CHECK_NEEDED)
+        return [CalibratedReading(nan, nan, SELF_CHECK_NEEDED) for _ in presses]
     if not check.ok:
-        return CalibratedReading(nan, nan, NEEDS_CALIBRATION)
-    near, far, flag = reflectance_from_counts(
-        dark_before, dark_after, flashes, temperature_c, contact, calibration, led_drive,
-        gain=check.ratio,
-    )  # fmt: skip
-    if flag:
-        return CalibratedReading(near, far, flag)
-    if is_check_phantom(near, far, unit):
-        passed, deviation = phantom_check(near, far, unit)
-        result: dict[str, object] = {"passed": passed, "max_deviation": round(deviation, 4)}
-        return CalibratedReading(nan, nan, CHECK_PHANTOM, result)
-    near, far = nominal_reflectance(near, far, unit, float(temperature_c))
-    return CalibratedReading(near, far, "")
+        return [CalibratedReading(nan, nan, NEEDS_CALIBRATION) for _ in presses]
+    out: list[CalibratedReading] = []
+    todo: list[int] = []
+    for p in presses:
+        near, far, flag = reflectance_from_counts(
+            p["dark_before"], p["dark_after"], p["flashes"], p["temperature_c"], p["contact"],
+            calibration, p.get("led_drive"), gain=check.ratio,
+        )  # fmt: skip
+        if not flag and is_check_phantom(near, far, unit):
+            passed, deviation = phantom_check(near, far, unit)
+            result: dict[str, object] = {"passed": passed, "max_deviation": round(deviation, 4)}
+            out.append(CalibratedReading(nan, nan, CHECK_PHANTOM, result))
+            continue
+        if not flag:
+            todo.append(len(out))
+        out.append(CalibratedReading(near, far, flag))
+    if todo:
+        near = np.array([out[i].near for i in todo])
+        far = np.array([out[i].far for i in todo])
+        temps = np.array([float(presses[i]["temperature_c"]) for i in todo])
+        near, far = nominal_reflectance(near, far, unit, temps)
+        for j, i in enumerate(todo):
+            out[i] = CalibratedReading(near[j], far[j], "")
+    return out

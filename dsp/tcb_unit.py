@@ -58,6 +58,12 @@ from dsp.tissue_optics import (
 N_LEDS = 6
 N_DETECTORS = 2
 REFERENCE_TEMPERATURE_C = 25.0
+# The LED driver (firmware/jaundice/hal_*.py): codes of 0.1 mA in steps of an 8-bit DAC over
+# 0-102 mA; 102 mA for ~20 ms per LED needs mid-power LEDs (docs/jaundice.md).
+DRIVE_STEP_CODE = 4
+DRIVE_MAX_CODE = 1020
+# The factory drive puts the white phantom at 35-55 % of full scale on the near detector.
+FACTORY_WHITE_COUNTS = 29500
 UNIT_VERSION = 1
 # Plausible ranges of a unit's fitted constants: outside them the calibration is refused.
 CENTRE_TOLERANCE_NM = 15.0  # binning tolerance is +-10 nm; more means a wrong part or a bad fit
@@ -211,6 +217,23 @@ def output_factor(temperature_c: float, tempco_per_c: ArrayLike) -> Floats:
 
 
 # ---- the factory procedure --------------------------------------------------------------
+
+
+def quantise_drive(code: float) -> int:
+    """The drive the LED driver can really set: a multiple of the DAC step, within range."""
+    step = DRIVE_STEP_CODE
+    return int(max(step, min(DRIVE_MAX_CODE, int(code) // step * step)))
+
+
+def factory_drive(probe_drive: Sequence[int], white_counts: ArrayLike) -> tuple[int, ...]:
+    """Each LED's factory drive from W read at `probe_drive`: the drive that puts W's near
+    detector at FACTORY_WHITE_COUNTS (LED output taken as proportional over this small step)."""
+    near = np.asarray(white_counts, float)[:, 0]
+    if near.shape != (N_LEDS,) or np.any(near <= 0):
+        raise ValueError("the white phantom gave no light on the near detector")
+    return tuple(
+        quantise_drive(d * FACTORY_WHITE_COUNTS / n) for d, n in zip(probe_drive, near, strict=True)
+    )
 
 
 @dataclass(frozen=True)
@@ -482,7 +505,15 @@ _PARAMS = (
     ("log_coupling_far", 0.0, -2.5, 2.5, 1.0),
     ("bili_band_shift_nm", 0.0, -15.0, 15.0, 5.0),
 )
-_START = np.array([p[1] for p in _PARAMS])
+_PRIOR_CENTRE = np.array([p[1] for p in _PARAMS])
+# starts of the fit: the prior's centre, then (for readings it fits worse than _REFIT_COST,
+# the sum of squared residuals in SDs over 12 values) darker skin, and more bilirubin
+_REFIT_COST = 24.0
+_STARTS = (
+    _PRIOR_CENTRE,
+    _PRIOR_CENTRE + np.array([math.log(8.0 / 3.0), 0, 0, 0, 0, 0, 0, 0, 0]),
+    _PRIOR_CENTRE + np.array([0, 0, 0, 8.0, 0, 0, 0, 0, 0]),
+)
 _LO = np.array([p[2] for p in _PARAMS])
 _HI = np.array([p[3] for p in _PARAMS])
 _PRIOR_SD = np.array([p[4] for p in _PARAMS])
@@ -522,15 +553,34 @@ def _model_a(theta: Floats, bands: Floats) -> Floats:
 
 
 def fit_skin(a: Floats, sd: Floats, bands: Floats, iterations: int = 40) -> Floats:
-    """Levenberg-Marquardt, batched over readings: theta (n, 8) whose model -ln R through
-    `bands` matches a (n, 12) within sd (n, 12), with the weak priors of _PARAMS."""
+    """Levenberg-Marquardt, batched over readings: theta (n, 9) whose model -ln R through
+    `bands` matches a (n, 12) within sd (n, 12), with the weak priors of _PARAMS. The fit
+    starts from each of _STARTS (dark, jaundiced skin can stall a start made for light skin)
+    and keeps, per reading, the best."""
+    best_theta, best_cost = _levenberg_marquardt(a, sd, bands, _STARTS[0], iterations)
+    for start in _STARTS[1:]:
+        rows = best_cost > _REFIT_COST  # only readings the first start did not fit
+        if not np.any(rows):
+            break
+        sub = bands[rows] if bands.ndim == 3 else bands
+        theta, cost = _levenberg_marquardt(a[rows], sd[rows], sub, start, iterations)
+        better = cost < best_cost[rows]
+        idx = np.flatnonzero(rows)[better]
+        best_theta[idx] = theta[better]
+        best_cost[idx] = cost[better]
+    return best_theta
+
+
+def _levenberg_marquardt(
+    a: Floats, sd: Floats, bands: Floats, start: Floats, iterations: int
+) -> tuple[Floats, Floats]:
     n = a.shape[0]
-    theta = np.tile(_START, (n, 1))
+    theta = np.tile(start, (n, 1))
     k = len(_PARAMS)
 
     def residual(th: Floats) -> Floats:
         data = (_model_a(th, bands) - a) / sd
-        prior = (th - _START) / _PRIOR_SD
+        prior = (th - _PRIOR_CENTRE) / _PRIOR_SD
         return np.asarray(np.hstack([data, prior]), float)
 
     r = residual(theta)
@@ -560,7 +610,7 @@ def fit_skin(a: Floats, sd: Floats, bands: Floats, iterations: int = 40) -> Floa
         lam = np.where(better, lam / 3.0, lam * 4.0)
         if np.all((moved < 1e-5) | (lam > 1e8)):
             break
-    return theta
+    return theta, cost
 
 
 def nominal_reflectance(

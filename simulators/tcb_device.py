@@ -52,9 +52,10 @@ Also modelled: detector dark offset, and per LED what the factory white referenc
   2006, ch. 6; the typical coefficients on LED datasheets);
 * output falling with temperature: -0.1..-0.4 %/K (InGaN) and -0.6..-1.2 %/K (AlInGaP), the
   same sources (AlInGaP's lower characteristic temperature);
-* droop: output P(I) = I / (1 + I / I0) with I0 0.5-3 A, a few to 14 % less light at 102 mA than
-  proportionality from the factory drive predicts (InGaN efficiency droop and heating within the
-  pulse: J. Piprek, Phys Status Solidi A 2010;207:2217-2225);
+* droop: output P(I) = I / (1 + I / I0) with I0 1-5 A, 1.5-7 % less light at 102 mA than
+  proportionality from a 20 mA factory drive predicts (InGaN efficiency droop and heating within
+  the pulse: J. Piprek, Phys Status Solidi A 2010;207:2217-2225; "a few percent over 10-100 mA",
+  docs/jaundice.md);
 * the built-in white tile in the probe's holder (the start-up self-check's target): a flat
   diffuser of 75-90 % of the factory white phantom's reflectance.
 
@@ -73,7 +74,14 @@ from dataclasses import asdict, dataclass, field, replace
 
 import numpy as np
 
-from dsp.tcb_unit import TargetReading, calibrate_unit, reading_from_presses
+from dsp.tcb_unit import (  # noqa: F401  (DRIVE_*: the driver's, re-exported)
+    DRIVE_MAX_CODE,
+    DRIVE_STEP_CODE,
+    TargetReading,
+    calibrate_unit,
+    quantise_drive,
+    reading_from_presses,
+)
 from dsp.tissue_optics import NOMINAL_FWHM_NM, NOMINAL_LED_NM, led_band_weights
 
 LED_NM = tuple(int(x) for x in NOMINAL_LED_NM)
@@ -109,8 +117,6 @@ SETTLE_S = 0.4e-3
 DARK_CONVERSIONS = 8  # per detector and dark frame: ~20 ms, two 100 Hz flicker periods
 
 # Exposure control (firmware/jaundice/main.py uses the same numbers)
-DRIVE_STEP_CODE = 4  # 0.4 mA: 8-bit DAC over 0-102 mA
-DRIVE_MAX_CODE = 1020  # 102 mA for ~20 ms per LED: mid-power LEDs (docs/jaundice.md)
 PROBE_DIVISOR = 4  # the probe flash runs at factory drive / 4
 EXPOSURE_TARGET_COUNTS = 40000  # the brighter detector's light at the chosen drive (61 % FS)
 
@@ -118,12 +124,6 @@ AMBIENT_FULL_SCALE_COUNTS = 20000.0  # ambient=1.0 adds this to every frame on t
 AMBIENT_FAR_FRACTION = 0.35
 FLICKER_DEPTH = 0.3  # magnetic-ballast fluorescent light (IEEE Std 1789-2015)
 MAINS_HZ = 50.0
-
-
-def quantise_drive(code: float) -> int:
-    """The drive the LED driver can really set: a multiple of the DAC step, within range."""
-    step = DRIVE_STEP_CODE
-    return int(max(step, min(DRIVE_MAX_CODE, int(code) // step * step)))
 
 
 def exposure_drive(probe_drive: int, probe_counts: tuple[int, int], dark: tuple[int, int]) -> int:
@@ -231,7 +231,7 @@ def _hidden_optics(seed: int, leds: str = "binned") -> _HiddenOptics:
     centre_tempco = np.where(
         alingap, rng.uniform(0.10, 0.15, size=6), rng.uniform(0.03, 0.06, size=6)
     )
-    droop = rng.uniform(500.0, 3000.0, size=6)
+    droop = rng.uniform(1000.0, 5000.0, size=6)
     tile = float(rng.uniform(0.75, 0.9))
     return _HiddenOptics(centre, fwhm, gain, tempco, centre_tempco, droop, tile)
 
@@ -408,6 +408,21 @@ class TcbDeviceModel:
             ),
         )
         return dev
+
+    def self_check_info(self, temperature_c: float = REFERENCE_TEMPERATURE_C) -> dict:
+        """The firmware's start-up self-check (firmware/jaundice/main.py, self_check): the
+        built-in tile at the factory drive, dark-subtracted mean counts per LED and detector,
+        as the device info reports it."""
+        tile = np.full(6, self._hidden.tile_reflectance)
+        drives = tuple(int(d) for d in self.calibration.led_drive)
+        press = self.measure(self.scene(tile, tile, temperature_c=temperature_c), drives=drives)
+        dark = 0.5 * (np.asarray(press.dark_before, float) + np.asarray(press.dark_after, float))
+        counts = np.asarray(press.flashes, float).mean(axis=2) - dark[None, :]
+        return {
+            "counts": [[round(float(n), 1), round(float(f), 1)] for n, f in counts],
+            "led_drive": list(press.led_drive),
+            "temperature_c": press.temperature_c,
+        }
 
     def scene(
         self,
