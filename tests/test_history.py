@@ -151,9 +151,9 @@ def test_the_trace_is_written_in_batches_readings_and_alerts_at_once(tmp_path):
     stream(h, clock, int(FLUSH_S))
     assert rows(path) == 0  # nothing written for the first FLUSH_S seconds
     stream(h, clock, 1, first_seq=400)
-    assert rows(path) == 2 and h.flushes == 1  # FLUSH_S seconds of FHR, of MHR: a row each
+    assert rows(path) == 2 and h.writes == 1  # FLUSH_S seconds of FHR, of MHR: a row each
     h.record(("device", "tcb-01", "tcb"), tcb(1, clock.now))
-    assert h.flushes == 2 and rows(path, where="kind = 'tcb'") == 1  # a reading: at once
+    assert h.writes == 2 and rows(path, where="kind = 'tcb'") == 1  # a reading: at once
     h.record(("device", "tcb-01", "alert"), alert("tcb_rapid_rise", "raised", clock.now, clock.now))
     assert rows(path, "alert") == 1
     h.close()

@@ -9,15 +9,16 @@ alerts, never re-derived. Alert acknowledgements (who, when) are kept here and a
 audit file under the gateway's data_dir.
 
 What was published is kept on disk (gateway/state/history_store.py, `{data_dir}/history.sqlite`)
-and survives a restart, a crash or a power cut:
+and survives a restart or a crash (docs/reliability.md says what a power cut may take):
 
 * CTG findings, TcB readings, alerts and acknowledgements are written as they happen (a few a
-  minute);
-* the live trace (4 Hz points, about two messages a second per fetal monitor) and device status
-  are written in batches, every `FLUSH_S`, so an SD card sees one small transaction per batch
-  rather than one per message. What a crash takes from the last batch is still in the outbox,
-  which keeps every device's last minute of trace whether sent or not (`Outbox.recent_trace`):
-  a restarted gateway copies it back (`recent_trace` below) before it publishes anything new.
+  minute), and so is a status that changes the link, the probe's contact or the battery warning;
+* the live trace (4 Hz points, about two messages a second per fetal monitor) is written in
+  batches, every `FLUSH_S`, and other statuses every `STATUS_S`, so an SD card sees one small
+  transaction per batch rather than one per message. What a crash takes from the last batch is
+  still in the outbox, which keeps every device's last minute of trace whether sent or not
+  (`Outbox.recent_trace`): a restarted gateway copies it back (`recent_trace` below) before it
+  publishes anything new.
 
 Memory holds only what is not written yet and, per device, its newest status and messages (for
 the device list); windows of trace are read from the database.
@@ -37,15 +38,17 @@ from collections.abc import Callable, Iterable
 from pathlib import Path
 
 from gateway.state.audit import AuditLog
-from gateway.state.history_store import Block, HistoryStore, Message, is_corrupt
+from gateway.state.history_store import BLOCK_SPAN_S, Block, HistoryStore, Message, is_corrupt
 from gateway.state.settings import DeviceSettings
 from gateway.times import iso_time, parse_time
 
 log = logging.getLogger(__name__)
 
 KEEP_S = 24 * 3600.0  # the default of `[gateway] history_h`
-FLUSH_S = 10.0  # live trace and status are written this often; the outbox's recent trace
-# (the last 240 points, 60 s, of each device) covers what a crash takes from a batch
+FLUSH_S = 10.0  # live trace is written this often; the outbox's recent trace (the last 240
+# points, 60 s, of each device) covers what a crash takes from a batch
+STATUS_S = 60.0  # device statuses (every 5 s each) are written this often, and at once when
+# the link, the probe's contact or the battery warning changes
 PRUNE_S = 60.0  # messages older than keep_s are deleted this often
 MAX_PENDING = 20_000  # messages held while the database cannot be written (about 10 min of 7
 # fetal monitors); beyond this the batch is dropped from the history (logged), never the outbox
@@ -73,6 +76,20 @@ def last_rate(messages: Iterable[Message]) -> tuple[str, float] | None:
             if v is not None:
                 return m["t_start"], v
     return None
+
+
+def _block(dev: str, kind: str, msgs: list[Message], t_first: float, t_last: float) -> Block:
+    boot = seq_last = None
+    last = msgs[-1]
+    if kind in TRACE_KINDS and isinstance(last.get("boot"), int):
+        boot, seq_last = last["boot"], int(last["seq"]) + int(last.get("count", 1)) - 1
+    return Block(dev, kind, list(msgs), t_first, t_last, boot, seq_last)
+
+
+def _changes(old: Message | None, new: Message) -> bool:
+    """A status that changes what the device list shows at a glance: written at once."""
+    keys = ("link", "on_skin", "battery_low")
+    return old is None or any(old.get(k) != new.get(k) for k in keys)
 
 
 class DeviceHistory:
@@ -133,8 +150,9 @@ class History:
         self._timer: asyncio.TimerHandle | None = None
         self._this_run: set[str] = set()  # alerts raised since this gateway started
         self._last_prune = 0.0
-        self.flush_s_total = 0.0  # time spent writing batches (it runs on the event loop)
-        self.flushes = 0
+        self._status_written = self.clock()  # statuses were last written (or started)
+        self.write_s = 0.0  # time spent writing (it runs on the event loop)
+        self.writes = 0  # transactions
         self._load()
         if recent_trace is not None:
             self._catch_up(recent_trace)
@@ -143,7 +161,7 @@ class History:
         elif missing and expect_store:
             self._lost("history.sqlite was missing (deleted, or the first start after an "
                        "update): started empty")  # fmt: skip
-        self.flush()
+        self.flush()  # what was copied back, and the alert if any
 
     def device(self, device_id: str) -> DeviceHistory:
         d = self.devices.get(device_id)
@@ -166,7 +184,7 @@ class History:
                     d.last[kind] = last[-1]
                 if kind == "fhr":
                     blocks = self.store.blocks(dev, "fhr", 0.0, float("inf"), newest_first=True)
-                    d.last_fhr = last_rate(m for b in blocks for m in reversed(b))
+                    d.last_fhr = last_rate(m for _, _, b in blocks for m in reversed(b))
         except sqlite3.Error as exc:
             self.devices.clear()
             self.alerts.clear()
@@ -191,7 +209,6 @@ class History:
             self._unreadable(exc)
         if n:
             log.info("history: %d trace messages copied back from the outbox", n)
-            self.flush()
 
     def _unreadable(self, exc: sqlite3.Error) -> None:
         """Starting, the database could not be read: a damaged one is started empty, one that
@@ -237,13 +254,16 @@ class History:
     def _record(self, parts: tuple[str, ...], payload: Message) -> list[Message]:
         now = self.clock()
         events: list[Message] = []
-        urgent = False
         if len(parts) == 3 and parts[0] == "device":
             dev, kind = parts[1], parts[2]
             if kind == "status":
-                self.device(dev).status = payload
-                self._pending_status[dev] = payload
-                self._started(now)
+                d = self.device(dev)
+                if _changes(d.status, payload):  # connected, disconnected...: written at once
+                    self._write_now(statuses={dev: payload})
+                else:
+                    self._pending_status[dev] = payload
+                    self._started(now)
+                d.status = payload
                 events.append({"type": "status", "device_id": dev, "data": payload})
             elif kind in STORED_KINDS:
                 d = self.device(dev)
@@ -251,13 +271,15 @@ class History:
                 if kind == "ctg":
                     m = {**payload, "window_start": self._ctg_window_start(d, payload)}
                 d.remember(kind, m)
-                self._queue(dev, kind, m, now)
-                urgent = kind not in TRACE_KINDS  # readings and findings: written at once
+                if kind in TRACE_KINDS:
+                    self._queue(dev, kind, m, now)
+                else:  # readings and findings: written at once
+                    self._write_now(blocks=self._blocks(dev, kind, [m]))
                 events.append({"type": kind, "device_id": dev, "data": m})
             elif kind == "alert":
                 events += self._alert(payload)
-                urgent = True
-        if urgent or (self._pending_since is not None and now - self._pending_since >= FLUSH_S):
+                self._write_now(alerts=[e["data"] for e in events])
+        if self._pending_since is not None and now - self._pending_since >= FLUSH_S:
             self.flush()
         if now - self._last_prune >= PRUNE_S:
             self._last_prune = now
@@ -334,7 +356,6 @@ class History:
             rec["cleared_at"] = payload["t"]
         else:
             rec["detail"] = payload["detail"]
-        self._pending_alerts[aid] = rec
         events.append({"type": "alert", "device_id": rec["device_id"], "data": rec})
         return events
 
@@ -344,13 +365,12 @@ class History:
         again what still holds. The earlier one is closed as replaced by the new one (its
         acknowledgement stays with it; the new one is acknowledged on its own)."""
         events = []
+        same = (new["device_id"], new["alert"], "raised")
         for rec in self.alerts.values():
-            if (rec["state"] == "raised" and rec["id"] != new["id"]
-                    and rec["device_id"] == new["device_id"] and rec["alert"] == new["alert"]):  # fmt: skip
+            if (rec["device_id"], rec["alert"], rec["state"]) == same and rec["id"] != new["id"]:
                 rec["state"] = "cleared"
                 rec["cleared_at"] = new["raised_at"]
                 rec["replaced_by"] = new["id"]
-                self._pending_alerts[rec["id"]] = rec
                 events.append({"type": "alert", "device_id": rec["device_id"], "data": rec})
         return events
 
@@ -367,11 +387,7 @@ class History:
             rec["acked_by"] = who
             rec["acked_at"] = iso_time(self.clock())
             rec["acked_via"] = source
-            self._pending_alerts[alert_id] = rec
-            try:
-                self.flush()
-            except Exception:  # kept in memory and written with the next batch
-                log.exception("history: cannot write the acknowledgement of %s", alert_id)
+            self._write_now(alerts=[rec])
         self.audit.append({"event": "alert_ack", **rec})
         self._notify({"type": "alert", "device_id": rec["device_id"], "data": rec})
         if self.on_ack is not None:
@@ -380,65 +396,106 @@ class History:
 
     # ---- writing and pruning ----
 
-    def flush(self) -> None:
-        """Write what is pending in one transaction. A damaged database is started empty
-        (and the nurses told); one that cannot be written (full, read-only) keeps the batch
-        for the next try, up to MAX_PENDING messages."""
+    def flush(self, statuses: bool = False) -> None:
+        """Write the pending batch in one transaction: the live trace, and the devices' statuses
+        when STATUS_S have passed since they were last written (or `statuses`). A batch that
+        cannot be written (the disk full or read-only) waits for the next try, up to
+        MAX_PENDING messages."""
         with self._lock:
-            if self._pending_since is None and not self._pending_alerts:
-                return  # nothing pending
-            blocks = [self._block(dev, kind, msgs) for (dev, kind), msgs in self._pending.items()
-                      if msgs]  # fmt: skip
-            t0 = time.perf_counter()
-            try:
-                self._write(blocks)
-            except sqlite3.Error as exc:
-                self._pending_since = self.clock()  # tried now: again after FLUSH_S
-                log.error("history: cannot write (%s); %d messages wait", exc, self._pending_n)
+            now = self.clock()
+            blocks = [b for (dev, kind), msgs in self._pending.items()
+                      for b in self._blocks(dev, kind, msgs)]  # fmt: skip
+            due = statuses or now - self._status_written >= STATUS_S
+            status = dict(self._pending_status) if due else {}
+            alerts = list(self._pending_alerts.values())
+            if not (blocks or status or alerts):
+                self._pending_since = None if not self._pending_status else self._pending_since
+                return
+            if not self._write(blocks, status, alerts):
+                self._pending_since = now  # tried now: again after FLUSH_S
                 if self._pending_n > MAX_PENDING:
                     log.error("history: %d messages not kept (the outbox has them)",
                               self._pending_n)  # fmt: skip
                     self._pending.clear()
                     self._pending_n = 0
                 return
-            self.flush_s_total += time.perf_counter() - t0
-            self.flushes += 1
             self._pending.clear()
-            self._pending_status.clear()
-            self._pending_alerts.clear()
             self._pending_n = 0
-            self._pending_since = None
+            for a in alerts:
+                self._pending_alerts.pop(a["id"], None)
+            if due:
+                self._pending_status.clear()
+                self._status_written = now
+            self._pending_since = now if self._pending_status else None
 
-    def _write(self, blocks: list[Block]) -> None:
+    def _write_now(
+        self,
+        blocks: list[Block] | None = None,
+        statuses: dict[str, Message] | None = None,
+        alerts: list[Message] | None = None,
+    ) -> None:
+        """Readings, findings, alerts and acknowledgements, written as they happen (a few a
+        minute): on their own, the pending batch left to its time. Kept pending if the
+        database cannot be written."""
+        if self._write(blocks or [], statuses or {}, alerts or []):
+            return
+        for b in blocks or []:
+            for m in b.messages:
+                self._queue(b.device, b.kind, m, self.clock())
+        self._pending_status.update(statuses or {})
+        self._pending_alerts.update((a["id"], a) for a in alerts or [])
+        self._started(self.clock())
+
+    def _write(self, blocks: list[Block], statuses: dict[str, Message],
+               alerts: list[Message]) -> bool:  # fmt: skip
+        """One transaction; False if the database cannot be written. A damaged one is started
+        empty (the nurses told) and written again."""
+        t0 = time.perf_counter()
         try:
-            self.store.write(blocks, self._pending_status, list(self._pending_alerts.values()))
+            try:
+                self.store.write(blocks, statuses, alerts)
+            except sqlite3.Error as exc:
+                if not is_corrupt(exc):
+                    raise
+                self._damaged(exc)
+                self.store.write(blocks, statuses, alerts)
         except sqlite3.Error as exc:
-            if not is_corrupt(exc):
-                raise
-            self._damaged(exc)
-            self.store.write(blocks, self._pending_status, list(self._pending_alerts.values()))
+            log.error("history: cannot write (%s); %d messages wait", exc, self._pending_n)
+            return False
+        self.write_s += time.perf_counter() - t0
+        self.writes += 1
+        return True
 
     def _damaged(self, exc: sqlite3.Error) -> None:
         """SQLite found the database damaged: start it empty, tell the nurses, and write into
-        the new one what is known now (alerts with their acknowledgements, statuses)."""
+        the new one, with the next batch, what is known now (alerts with their
+        acknowledgements, statuses)."""
         self.store.rebuild(f"was damaged ({exc})")
         self._lost(f"history.sqlite {self.store.lost}")
         self._pending_alerts.update(self.alerts)
         self._pending_status.update(self._statuses())
+        self._status_written = 0.0
         self._started(self.clock())
 
     def _statuses(self) -> dict[str, Message]:
         return {d.device_id: d.status for d in self.devices.values() if d.status is not None}
 
     @staticmethod
-    def _block(dev: str, kind: str, msgs: list[Message]) -> Block:
-        spans = [span(kind, m) for m in msgs]
-        boot = seq_last = None
-        last = msgs[-1]
-        if kind in TRACE_KINDS and isinstance(last.get("boot"), int):
-            boot, seq_last = last["boot"], int(last["seq"]) + int(last.get("count", 1)) - 1
-        return Block(dev, kind, list(msgs), min(s[0] for s in spans), max(s[1] for s in spans),
-                     boot, seq_last)  # fmt: skip
+    def _blocks(dev: str, kind: str, msgs: list[Message]) -> list[Block]:
+        """A device's messages of one kind as blocks of at most BLOCK_SPAN_S each."""
+        out: list[Block] = []
+        chunk: list[Message] = []
+        t_first = t_last = 0.0
+        for m in msgs:
+            t0, t1 = span(kind, m)
+            if chunk and max(t1, t_last) - min(t0, t_first) > BLOCK_SPAN_S:
+                out.append(_block(dev, kind, chunk, t_first, t_last))
+                chunk = []
+            t_first, t_last = (min(t0, t_first), max(t1, t_last)) if chunk else (t0, t1)
+            chunk.append(m)
+        if chunk:
+            out.append(_block(dev, kind, chunk, t_first, t_last))
+        return out
 
     def prune(self, now: float) -> None:
         """Forget what ended more than keep_s ago: messages, statuses, cleared alerts, and open
@@ -451,14 +508,14 @@ class History:
             for aid in stale:
                 del self.alerts[aid]
                 self._pending_alerts.pop(aid, None)
-            kinds = [(dev, kind) for dev in self.devices for kind in STORED_KINDS]
+                self._this_run.discard(aid)
             for dev, d in list(self.devices.items()):
                 t = parse_time((d.status or {}).get("t")) or 0.0
                 ends = [span(kind, m)[1] for kind, m in d.last.items()]
                 if max([t, *ends]) < before and dev not in self._pending_status:
                     del self.devices[dev]
             try:
-                self.store.prune(before, kinds, stale)
+                self.store.prune(before, stale)
             except sqlite3.Error as exc:
                 if not is_corrupt(exc):
                     log.error("history: cannot prune (%s)", exc)
@@ -473,7 +530,7 @@ class History:
                 self._timer.cancel()
                 self._timer = None
             try:
-                self.flush()
+                self.flush(statuses=True)
             finally:
                 self.store.close()
 
@@ -492,8 +549,11 @@ class History:
 
         with self._lock:
             try:
-                for block in self.store.blocks(device_id, kind, since, until):
-                    take(block)
+                for t_first, t_last, block in self.store.blocks(device_id, kind, since, until):
+                    if t_first >= since and t_last <= until:
+                        out.extend(block)  # all of it within
+                    else:
+                        take(block)
             except sqlite3.Error as exc:
                 out.clear()
                 if not is_corrupt(exc):

@@ -10,10 +10,12 @@ outbox, and a history write can neither fail nor slow an outbox transaction (doc
 Messages are written in blocks: one row holds a batch of one device's messages of one kind
 (a live-trace batch is everything published in the last `FLUSH_S` seconds, see
 gateway/state/history.py), as zlib-compressed JSON in publish order, with the span of time it
-covers so a window query reads only the blocks that overlap it. Each device's latest status
-and every alert (with its acknowledgement) are rows of their own. Rows older than the
-configured age are deleted (`prune`); SQLite reuses their pages, so the file stays the size of
-one period of history (docs/performance.md, "History on the gateway").
+covers (at most BLOCK_SPAN_S) so a window query reads only the blocks that overlap it. The
+time index leads with the time, so a batch appends to its end (a few pages written per batch,
+not one per device) and a prune deletes from its start. Each device's latest status and every
+alert (with its acknowledgement) are rows of their own. Rows older than the configured age
+are deleted (`prune`); SQLite reuses their pages, so the file stays the size of one period of
+history (docs/performance.md, "History on the gateway").
 """
 
 from __future__ import annotations
@@ -48,7 +50,13 @@ CREATE TABLE IF NOT EXISTS block (
     seq_last INTEGER,
     body BLOB NOT NULL
 );
-CREATE INDEX IF NOT EXISTS block_time ON block (device, kind, t_last);
+CREATE INDEX IF NOT EXISTS block_time ON block (t_last, device, kind);
+CREATE TABLE IF NOT EXISTS stream (
+    device TEXT NOT NULL,
+    kind TEXT NOT NULL,
+    t_last REAL NOT NULL,
+    PRIMARY KEY (device, kind)
+) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS status (device TEXT PRIMARY KEY, t REAL NOT NULL, body TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS alert (
     id TEXT PRIMARY KEY,
@@ -59,6 +67,7 @@ CREATE TABLE IF NOT EXISTS alert (
 );
 """
 _PAGE = 64  # blocks read per query: about 10 minutes of one device's trace
+BLOCK_SPAN_S = 600.0  # no block covers more time than this (a query bounds its scan by it)
 _ZLIB_LEVEL = 6  # zlib's default: 9 saves under 2 % on these blocks for more CPU
 _CORRUPT = (sqlite3.SQLITE_CORRUPT, sqlite3.SQLITE_NOTADB)  # primary result codes
 
@@ -203,6 +212,11 @@ class HistoryStore:
                         " VALUES (?, ?, ?, ?, ?, ?, ?)",
                         (b.device, b.kind, b.t_first, b.t_last, b.boot, b.seq_last, body),
                     )
+                    db.execute(
+                        "INSERT INTO stream (device, kind, t_last) VALUES (?, ?, ?) ON CONFLICT"
+                        " (device, kind) DO UPDATE SET t_last = MAX(t_last, excluded.t_last)",
+                        (b.device, b.kind, b.t_last),
+                    )
                 for device, status in statuses.items():
                     db.execute(
                         "INSERT INTO status (device, t, body) VALUES (?, ?, ?) ON CONFLICT"
@@ -223,21 +237,16 @@ class HistoryStore:
                     db.execute("ROLLBACK")
                 raise
 
-    def prune(self, before: float, kinds: Iterable[tuple[str, str]], alerts: Iterable[str]) -> int:
-        """Delete the messages of each (device, kind) named that ended before `before` (unix
-        s), statuses sent and cleared alerts raised before it, and the alerts named; returns
-        the number of message blocks deleted. Along the time index: a prune reads what it
-        deletes, not the whole file."""
+    def prune(self, before: float, alerts: Iterable[str]) -> int:
+        """Delete messages that ended, statuses sent and cleared alerts raised before `before`
+        (unix s), and the alerts named; returns the number of message blocks deleted. Along
+        the time index: a prune reads what it deletes, not the whole file."""
         with self._lock:
             db = self._db
             db.execute("BEGIN IMMEDIATE")
             try:
-                n = 0
-                for device, kind in kinds:
-                    n += db.execute(
-                        "DELETE FROM block WHERE device = ? AND kind = ? AND t_last < ?",
-                        (device, kind, before),
-                    ).rowcount
+                n = db.execute("DELETE FROM block WHERE t_last < ?", (before,)).rowcount
+                db.execute("DELETE FROM stream WHERE t_last < ?", (before,))
                 db.execute("DELETE FROM status WHERE t < ?", (before,))
                 db.execute("DELETE FROM alert WHERE raised < ? AND state = 'cleared'", (before,))
                 db.executemany("DELETE FROM alert WHERE id = ?", [(a,) for a in alerts])
@@ -246,15 +255,15 @@ class HistoryStore:
                 if db.in_transaction:
                     db.execute("ROLLBACK")
                 raise
-        return n
+        return int(n)
 
     # ---- reading ----
 
     def blocks(
         self, device: str, kind: str, since: float, until: float, newest_first: bool = False
-    ) -> Iterator[list[Message]]:
+    ) -> Iterator[tuple[float, float, list[Message]]]:
         """The blocks of a device's `kind` that overlap [since, until] in time order (of their
-        newest message), or newest first, each decoded to its messages. Read along the time
+        newest message), or newest first: (t_first, t_last, its messages). Read along the time
         index _PAGE rows at a time, so a reader that stops early has read little. A block that
         does not decode is skipped, logged: SQLite checks its pages, not what is in a value."""
         order, beyond = ("DESC", "<") if newest_first else ("ASC", ">")
@@ -262,20 +271,21 @@ class HistoryStore:
         while True:
             with self._lock:
                 rows = self._db.execute(
-                    "SELECT id, t_last, body FROM block WHERE device = ? AND kind = ?"
-                    f" AND t_last >= ? AND t_first <= ? AND (t_last, id) {beyond} (?, ?)"
-                    f" ORDER BY t_last {order}, id {order} LIMIT ?",
-                    (device, kind, since, until, *key, _PAGE),
+                    "SELECT id, t_first, t_last, body FROM block WHERE t_last >= ? AND t_last <= ?"
+                    " AND device = ? AND kind = ? AND t_first <= ?"
+                    f" AND (t_last, id) {beyond} (?, ?) ORDER BY t_last {order}, id {order}"
+                    " LIMIT ?",
+                    (since, until + BLOCK_SPAN_S, device, kind, until, *key, _PAGE),
                 ).fetchall()
-            for block_id, _, body in rows:
+            for block_id, t_first, t_last, body in rows:
                 try:
-                    yield decode(body)
+                    yield t_first, t_last, decode(body)
                 except (zlib.error, ValueError) as exc:
                     log.error("history: block %d of %s %s unreadable (%s), skipped", block_id,
                               device, kind, exc)  # fmt: skip
             if len(rows) < _PAGE:
                 return
-            key = (rows[-1][1], rows[-1][0])
+            key = (rows[-1][2], rows[-1][0])
 
     def last(self, device: str, kind: str) -> list[Message]:
         """The messages of the newest block of a device's `kind` (empty if none)."""
@@ -293,7 +303,7 @@ class HistoryStore:
     def kinds(self) -> list[tuple[str, str]]:
         """Every (device, kind) that has messages."""
         with self._lock:
-            rows = self._db.execute("SELECT DISTINCT device, kind FROM block").fetchall()
+            rows = self._db.execute("SELECT device, kind FROM stream").fetchall()
         return [(str(d), str(k)) for d, k in rows]
 
     def trace_end(self, device: str, kind: str) -> tuple[int, int] | None:
@@ -328,11 +338,6 @@ class HistoryStore:
             except OSError:
                 pass
         return total
-
-    def checkpoint(self) -> None:
-        """Fold the WAL into the database (a clean stop leaves one file)."""
-        with self._lock:
-            self._db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
 
     def close(self) -> None:
         with self._lock:
