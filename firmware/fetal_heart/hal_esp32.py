@@ -12,6 +12,7 @@ import machine
 from micropython import const
 
 import board_radio
+from board import cpu_ms, note_reset, reset, reset_cause, watchdog  # noqa: F401
 
 machine.freq(240_000_000)  # the classic ESP32's fastest clock: headroom for BLE, ADPCM, HMAC
 

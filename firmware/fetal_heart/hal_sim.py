@@ -12,6 +12,7 @@ import sys
 sys.path.append((__file__.rsplit("/", 1)[0] if "/" in __file__ else ".") + "/../sim")
 
 import board_radio
+from board_sim import cpu_ms, note_reset, reset, reset_cause, watchdog  # noqa: F401
 import sim_feed
 
 _DOPPLER_BUF = 4096  # samples the simulated DMA buffer holds (1 s at 4 kHz)

@@ -12,15 +12,17 @@ import gc
 from micropython import const
 
 # The resend buffer (docs/protocol.md, "Resend") gets what the heap can spare beyond the app's
-# own needs, taken first while the heap is still in one piece. The app needs about 86 KiB with
-# the Unix port's 64-bit objects (less on the 32-bit ESP32): a 128 KiB heap leaves ~22 KiB under
-# the Unix port (pairing compiled too), about 10 s of ADPCM Doppler with PPG; an ESP32 with PSRAM is capped at 1 MiB.
+# own needs, taken first while the heap is still in one piece. The app needs about 89 KiB with
+# the Unix port's 64-bit objects and its bytecode in the heap (a board keeps the bytecode in
+# flash, frozen, and its objects are half the size): a 128 KiB heap leaves ~16 KiB under the
+# Unix port, about 7 s of signed ADPCM Doppler with PPG; a 192 KiB one (BLE) ~38 KiB; an ESP32
+# with PSRAM is capped at 1 MiB, over 7 minutes (docs/firmware.md, memory budget).
 # The reserve includes the mother's feedback (feedback.py: 3.8 KiB of bytecode under the Unix
-# port and 1.9 KiB of buffers). pairing.py is frozen in flash on a board and loaded at the first
-# press of its button or label PAIR; under the Unix port it is compiled here, while there is
-# room, and its 7.5 KiB of bytecode come out of the store's share (the modules it shares with
-# the app stay in the reserve).
-_APP_RESERVE = const(88064)
+# port and 1.9 KiB of buffers) and the supervisor. pairing.py is frozen in flash on a board and
+# loaded at the first press of its button or label PAIR; under the Unix port it is compiled
+# here, while there is room, and its bytecode comes out of the store's share (the modules it
+# shares with the app stay in the reserve).
+_APP_RESERVE = const(91136)
 gc.collect()
 _free = gc.mem_free()
 if sys.platform != "esp32":
@@ -28,8 +30,10 @@ if sys.platform != "esp32":
     import hashlib  # noqa: F401
     import json  # noqa: F401
 
+    import hal_sim  # noqa: F401  (its simulated DMA ring, 8 KiB, while the heap is whole)
     import hmac_sha256  # noqa: F401
     import protocol  # noqa: F401
+    import supervisor  # noqa: F401
 
     gc.collect()
     _shared = _free - gc.mem_free()
@@ -61,6 +65,7 @@ import protocol as p
 import storage
 from feedback import Feedback
 from link import Link
+import supervisor
 
 if sys.platform == "esp32":
     import hal_esp32 as hal
@@ -84,6 +89,7 @@ class State:
         self.fb = None  # LED, tone and speaker (feedback.py)
         self.pairing = None  # pairing.py, loaded at the first button press or label PAIR
         self.load_pairing = None  # () -> state.pairing, loaded if need be
+        self.sup = None  # the supervisor: reset cause, the loop's lateness
 
 
 def battery_pct(mv):
@@ -199,6 +205,9 @@ def info(settings, boot, state):
             "rates_hz": {"doppler": _DOPPLER_HZ, "ppg": state.ppg_hz},
             "doppler_encoding": "adpcm" if state.adpcm else "pcm16",
             "resend_buffer_bytes": _STORE_BYTES,
+            "reset_cause": state.sup.reset_cause,
+            "reset_note": state.sup.reset_note,
+            "loop_lag_max_ms": state.sup.lag_max_ms,
         }
     ).encode()
 
@@ -240,9 +249,13 @@ def make_control(link_ref, settings, boot, state):
 async def main(settings_path):
     store = _STORE  # allocated first, before the heap fragments
     records = _RECORDS
+    sup = supervisor.Supervisor(hal)
+    sup.stopping = hal.stopped().is_set
+    asyncio.get_event_loop().set_exception_handler(sup.on_exception)
     settings = storage.load_settings(settings_path)
     boot = storage.next_boot(settings_path.rsplit(".", 1)[0] + ".boot")
     state = State(settings)
+    state.sup = sup
     adv = {"id": settings["id"], "type": p.DT_FETAL_HEART, "name": settings.get("name", "")}
     radio = hal.make_radio(settings, adv)
     link_ref = [None]
@@ -263,22 +276,28 @@ async def main(settings_path):
         link.unsigned_ok = lambda op: op == p.OP_PAIR
     state.fb = Feedback(hal, time.ticks_ms, time.ticks_diff, settings.get("speaker", True))
     link.send_record(p.S_EVENT, link.now_ms(), bytes((p.EV_BOOT,)))
-    tasks = [radio.run(), link.tx_task(), doppler_task(link, state), ppg_task(link, state)]
-    tasks += [status_task(link)] + hal.background_tasks()
-    tasks += [
-        feedback_task(state.fb),
-        button_task(state),
-    ]
-    for t in tasks:
-        asyncio.create_task(t)
+    sup.start("radio", radio.run())
+    sup.start("tx", link.tx_task())
+    sup.start("doppler", doppler_task(link, state))
+    sup.start("ppg", ppg_task(link, state))
+    sup.start("status", status_task(link))
+    sup.start("feedback", feedback_task(state.fb))
+    sup.start("button", button_task(state))
+    for t in hal.background_tasks():
+        sup.start("hal", t)
+    asyncio.create_task(sup.run())
     await hal.stopped().wait()
+
+
+def _start(path):
+    if storage.provisioning_wanted(path, sys.argv[2:]):  # USB console (perimon provision)
+        import provision
+
+        provision.console(path, "fetal_heart", FIRMWARE_VERSION)
+    else:
+        asyncio.run(main(path))
 
 
 if __name__ == "__main__":  # a board runs main.py as __main__; tests import the tasks
     _path = sys.argv[1] if len(sys.argv) > 1 else "device.json"
-    if storage.provisioning_wanted(_path, sys.argv[2:]):  # USB console (perimon provision)
-        import provision
-
-        provision.console(_path, "fetal_heart", FIRMWARE_VERSION)
-    else:
-        asyncio.run(main(_path))
+    supervisor.boot(hal, lambda: _start(_path))

@@ -9,6 +9,7 @@ import machine
 from micropython import const
 
 import board_radio
+from board import cpu_ms, note_reset, reset, reset_cause, watchdog  # noqa: F401
 
 _PIN_SDA = const(21)
 _PIN_SCL = const(22)

@@ -18,6 +18,10 @@ import gc
 from micropython import const
 
 _STORE_BYTES = const(16384)  # the resend buffer (docs/protocol.md, "Resend")
+if sys.platform != "esp32":
+    # pairing.py is frozen in flash on a board; under the Unix port its compiler needs the
+    # heap in one piece more than the store does, so it is compiled first
+    import pairing  # noqa: F401
 gc.collect()
 _STORE_BUF = bytearray(_STORE_BYTES)  # taken first, while the heap is still in one piece
 
@@ -27,6 +31,7 @@ import json
 
 import protocol as p
 import storage
+import supervisor
 from framestore import FrameStore
 from link import Link
 
@@ -34,8 +39,6 @@ if sys.platform == "esp32":
     import hal_esp32 as hal
 else:
     import hal_sim as hal
-
-    import pairing  # noqa: F401  (on a board frozen in flash; here compiled while there is room)
 
 FIRMWARE_VERSION = "1.0.0"
 N_LEDS = const(6)  # 450, 470, 505, 550, 590, 650 nm
@@ -145,6 +148,9 @@ async def status_task(link):
 
 
 async def main(settings_path):
+    sup = supervisor.Supervisor(hal)
+    sup.stopping = hal.stopped().is_set
+    asyncio.get_event_loop().set_exception_handler(sup.on_exception)
     settings = storage.load_settings(settings_path)
     boot = storage.next_boot(settings_path.rsplit(".", 1)[0] + ".boot")
     cal = settings.get("calibration", {})
@@ -164,13 +170,15 @@ async def main(settings_path):
         return pairing_ref[0].handle(op, rid, args)
 
     info = {"id": settings["id"], "type": "jaundice", "firmware": FIRMWARE_VERSION,
-            "boot": boot, "calibration": cal}  # fmt: skip
+            "boot": boot, "calibration": cal, "reset_cause": sup.reset_cause,
+            "reset_note": sup.reset_note}  # fmt: skip
 
     def on_control(op, rid, args):
         link = link_ref[0]
         if op == p.OP_MEASURE:
             link.send_record(p.S_TCB, link.now_ms(), measure(drive))
         elif op == p.OP_GET_INFO:
+            info["loop_lag_max_ms"] = sup.lag_max_ms
             link.send_record(p.S_INFO, link.now_ms(), json.dumps(info).encode())
         elif op in (p.OP_START, p.OP_STOP):
             pass
@@ -190,27 +198,33 @@ async def main(settings_path):
     if settings.get("pair_secret"):  # a label PAIR comes unsigned (docs/protocol.md, "Pairing")
         link.unsigned_ok = lambda op: op == p.OP_PAIR
     link.send_record(p.S_EVENT, link.now_ms(), bytes((p.EV_BOOT,)))
-    tasks = [radio.run(), link.tx_task(), press_task(link, drive), status_task(link),
-             self_check_task(link, drive, info)]  # fmt: skip
-    for t in tasks:
-        asyncio.create_task(t)
+    sup.start("radio", radio.run())
+    sup.start("tx", link.tx_task())
+    sup.start("press", press_task(link, drive))
+    sup.start("status", status_task(link))
+    asyncio.create_task(self_check_task(link, drive, info))  # once, at start-up
     for t in hal.background_tasks():
-        asyncio.create_task(t)
+        sup.start("hal", t)
+    asyncio.create_task(sup.run())
     await hal.stopped().wait()
 
 
-if __name__ == "__main__":  # a board runs main.py as __main__; tests import measure()
-    _path = sys.argv[1] if len(sys.argv) > 1 else "device.json"
-    if storage.provisioning_wanted(_path, sys.argv[2:]):  # USB console (perimon provision)
+def _start(path):
+    if storage.provisioning_wanted(path, sys.argv[2:]):  # USB console (perimon provision)
         import provision
 
         def _factory_measure(drives):  # MEASURE: whatever the calibration fixture holds
             if len(drives) != N_LEDS or [d for d in drives if _drive(d) != d]:
                 raise ValueError("MEASURE needs 6 drives, multiples of %d up to %d"
                                  % (hal.DRIVE_STEP, hal.DRIVE_MAX))  # fmt: skip
-            hal.fixture(_path)
+            hal.fixture(path)
             return press_dict(drives, drives)
 
-        provision.console(_path, "jaundice", FIRMWARE_VERSION, measure=_factory_measure)
+        provision.console(path, "jaundice", FIRMWARE_VERSION, measure=_factory_measure)
     else:
-        asyncio.run(main(_path))
+        asyncio.run(main(path))
+
+
+if __name__ == "__main__":  # a board runs main.py as __main__; tests import measure()
+    _path = sys.argv[1] if len(sys.argv) > 1 else "device.json"
+    supervisor.boot(hal, lambda: _start(_path))
