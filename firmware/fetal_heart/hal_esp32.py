@@ -3,7 +3,7 @@
 # LED/photodiode) and the battery divider are read by the ESP32's own ADC on a 50 Hz timer;
 # the probe-contact sense is a GPIO. The radio is the BLE GATT server (radio_ble), or with
 # radio_kind "serial" the USB cable (radio_serial).
-# Pins are those of the reference board (docs/ble.md); change them here and nowhere else.
+# Pins: the board's map in firmware/lib/pins.py, chosen by board.py (docs/firmware.md).
 import array
 import asyncio
 import time
@@ -11,18 +11,13 @@ import time
 import machine
 from micropython import const
 
+import board
 import board_radio
 from board import cpu_ms, note_reset, reset, reset_cause, watchdog  # noqa: F401
 
-machine.freq(240_000_000)  # the classic ESP32's fastest clock: headroom for BLE, ADPCM, HMAC
-
+board.full_speed()
+_P = board.pins_of("fetal_heart")
 _I2S_ID = const(0)
-_PIN_I2S_SCK = const(26)
-_PIN_I2S_WS = const(25)
-_PIN_I2S_SD = const(33)
-_PIN_PPG = const(34)  # ADC1 channel: ADC2 is unusable while the radio is on
-_PIN_BATTERY = const(35)  # through a 1:2 divider
-_PIN_SKIN = const(27)  # low when the probe's contact electrode touches skin
 _DOPPLER_HZ = const(4000)
 _PPG_HZ = const(50)
 # I2S RX DMA ring: the ESP32 port reads 32-bit stereo frames from the bus whatever `bits` and
@@ -35,15 +30,7 @@ _US_PER_SAMPLE = const(250)
 # Mother's feedback: an RGB LED (common cathode, three PWM channels), a piezo buzzer (PWM) for
 # the guiding tones, a small speaker on an I2S class-D amplifier (MAX98357A) for the Doppler
 # sound, and the pairing button (to ground, internal pull-up).
-_PIN_LED_R = const(16)
-_PIN_LED_G = const(17)
-_PIN_LED_B = const(18)
-_PIN_BUZZER = const(19)
-_PIN_BUTTON = const(0)  # the board's BOOT button doubles as the pairing button
 _SPK_I2S_ID = const(1)
-_PIN_SPK_SCK = const(14)
-_PIN_SPK_WS = const(12)
-_PIN_SPK_SD = const(13)
 _SPK_DMA_BYTES = const(4096)
 _COLOURS = {
     "off": (0, 0, 0), "red": (255, 0, 0), "green": (0, 255, 0), "blue": (0, 0, 255),
@@ -53,9 +40,9 @@ _COLOURS = {
 
 _i2s = machine.I2S(
     _I2S_ID,
-    sck=machine.Pin(_PIN_I2S_SCK),
-    ws=machine.Pin(_PIN_I2S_WS),
-    sd=machine.Pin(_PIN_I2S_SD),
+    sck=machine.Pin(_P["i2s_sck"]),
+    ws=machine.Pin(_P["i2s_ws"]),
+    sd=machine.Pin(_P["i2s_sd"]),
     mode=machine.I2S.RX,
     bits=16,
     format=machine.I2S.MONO,
@@ -63,9 +50,9 @@ _i2s = machine.I2S(
     ibuf=_DMA_BYTES,
 )
 _i2s_stream = asyncio.StreamReader(_i2s)
-_ppg_adc = machine.ADC(machine.Pin(_PIN_PPG), atten=machine.ADC.ATTN_11DB)
-_bat_adc = machine.ADC(machine.Pin(_PIN_BATTERY), atten=machine.ADC.ATTN_11DB)
-_skin = machine.Pin(_PIN_SKIN, machine.Pin.IN, machine.Pin.PULL_UP)
+_ppg_adc = machine.ADC(machine.Pin(_P["ppg_adc"]), atten=machine.ADC.ATTN_11DB)
+_bat_adc = machine.ADC(machine.Pin(_P["battery_adc"]), atten=machine.ADC.ATTN_11DB)
+_skin = machine.Pin(_P["skin_in"], machine.Pin.IN, machine.Pin.PULL_UP)
 _ppg_ring = array.array("h", bytes(2 * 128))
 _ppg = {"w": 0, "n": 0}
 _ppg_ev = asyncio.Event()
@@ -84,17 +71,17 @@ def _ppg_sample(_timer):
 _timer = machine.Timer(0)
 _timer.init(freq=_PPG_HZ, mode=machine.Timer.PERIODIC, callback=_ppg_sample)
 
-_led = [machine.PWM(machine.Pin(n), freq=1000, duty_u16=0)
-        for n in (_PIN_LED_R, _PIN_LED_G, _PIN_LED_B)]  # fmt: skip
+_led = [machine.PWM(machine.Pin(_P[n]), freq=1000, duty_u16=0)
+        for n in ("led_r", "led_g", "led_b")]  # fmt: skip
 _led_state = {"rgb": (0, 0, 0), "blink": False, "on": True}
-_buzzer = machine.PWM(machine.Pin(_PIN_BUZZER), freq=1000, duty_u16=0)
+_buzzer = machine.PWM(machine.Pin(_P["buzzer"]), freq=1000, duty_u16=0)
 _tone_timer = machine.Timer(1)
 _blink_timer = machine.Timer(2)
 _speaker = machine.I2S(
     _SPK_I2S_ID,
-    sck=machine.Pin(_PIN_SPK_SCK),
-    ws=machine.Pin(_PIN_SPK_WS),
-    sd=machine.Pin(_PIN_SPK_SD),
+    sck=machine.Pin(_P["spk_sck"]),
+    ws=machine.Pin(_P["spk_ws"]),
+    sd=machine.Pin(_P["spk_sd"]),
     mode=machine.I2S.TX,
     bits=16,
     format=machine.I2S.MONO,
@@ -102,7 +89,7 @@ _speaker = machine.I2S(
     ibuf=_SPK_DMA_BYTES,
 )
 _speaker.irq(lambda _i2s: None)  # a callback makes write() non-blocking: audio never stalls
-_button = machine.Pin(_PIN_BUTTON, machine.Pin.IN, machine.Pin.PULL_UP)
+_button = machine.Pin(_P["button_in"], machine.Pin.IN, machine.Pin.PULL_UP)
 _presses = [0, 0]  # presses counted by the IRQ, ms of the last (debounce)
 
 

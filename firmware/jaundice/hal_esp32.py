@@ -1,23 +1,22 @@
 # ESP32 HAL of the jaundice meter. Six LEDs (450-650 nm) are driven through a constant-current
 # DAC and a 1-of-8 LED switch; two photodiode transimpedance amplifiers (near 0.7 mm, far
 # 2.0 mm) go to a 16-bit I2C ADC (ADS1115 class); a pressure switch closes on skin contact; an
-# I2C temperature sensor sits by the LEDs. Pins and addresses are the reference board's.
+# I2C temperature sensor sits by the LEDs. Pins: the board's map in firmware/lib/pins.py (the
+# ESP32-S3 has no DAC: its LED setpoint is a PWM through an RC filter); addresses are the
+# reference board's.
 import asyncio
 import time
 
 import machine
 from micropython import const
 
+import board
 import board_radio
 from board import cpu_ms, note_reset, reset, reset_cause, watchdog  # noqa: F401
 
-_PIN_SDA = const(21)
-_PIN_SCL = const(22)
-_PIN_CONTACT = const(27)  # low while the probe is pressed on the skin
-_PIN_LED_EN = const(4)
-_LED_SEL = (16, 17, 18)  # 3-bit LED switch address
-_PIN_DAC = const(25)  # LED current setpoint
-_PIN_BATTERY = const(35)
+board.full_speed()
+_P = board.pins_of("jaundice")
+_PWM_HZ = const(40000)  # the S3's setpoint PWM, filtered by a two-pole RC (pins.py)
 _ADC_ADDR = const(0x48)
 _TEMP_ADDR = const(0x18)
 _SETTLE_US = const(400)  # LED and amplifier settling before a conversion
@@ -29,12 +28,23 @@ DRIVE_MAX = const(1020)  # 102 mA for ~20 ms per LED: mid-power LEDs (docs/jaund
 # the amplifiers' outputs stop near 3.2 V = 51200 counts, so that is where clipping starts.
 SATURATION = const(50000)
 
-_i2c = machine.I2C(0, sda=machine.Pin(_PIN_SDA), scl=machine.Pin(_PIN_SCL), freq=400_000)
-_contact = machine.Pin(_PIN_CONTACT, machine.Pin.IN, machine.Pin.PULL_UP)
-_led_en = machine.Pin(_PIN_LED_EN, machine.Pin.OUT, value=0)
-_led_sel = [machine.Pin(p, machine.Pin.OUT, value=0) for p in _LED_SEL]
-_dac = machine.DAC(machine.Pin(_PIN_DAC))
-_bat_adc = machine.ADC(machine.Pin(_PIN_BATTERY), atten=machine.ADC.ATTN_11DB)
+_i2c = machine.I2C(0, sda=machine.Pin(_P["i2c_sda"]), scl=machine.Pin(_P["i2c_scl"]), freq=400_000)
+_contact = machine.Pin(_P["contact_in"], machine.Pin.IN, machine.Pin.PULL_UP)
+_led_en = machine.Pin(_P["led_en"], machine.Pin.OUT, value=0)
+_led_sel = [
+    machine.Pin(_P[k], machine.Pin.OUT, value=0) for k in ("led_sel0", "led_sel1", "led_sel2")
+]
+if "led_dac" in _P:  # the classic ESP32's DAC
+    _dac = machine.DAC(machine.Pin(_P["led_dac"]))
+    _setpoint = _dac.write
+else:  # an 8-bit setpoint as a PWM duty, filtered to a voltage
+    _pwm = machine.PWM(machine.Pin(_P["led_pwm"]), freq=_PWM_HZ, duty_u16=0)
+
+    def _setpoint(code):
+        _pwm.duty_u16(code * 257)
+
+
+_bat_adc = machine.ADC(machine.Pin(_P["battery_adc"]), atten=machine.ADC.ATTN_11DB)
 _radio = [None]
 _stop = asyncio.Event()
 
@@ -76,7 +86,7 @@ def flash(led, drive):
     """Pulse one LED at `drive` (codes of 0.1 mA, a multiple of DRIVE_STEP) and read both."""
     for i, pin in enumerate(_led_sel):
         pin.value((led >> i) & 1)
-    _dac.write(min(255, drive // DRIVE_STEP))
+    _setpoint(min(255, drive // DRIVE_STEP))
     _led_en.value(1)
     time.sleep_us(_SETTLE_US)
     near, far = _convert(0), _convert(1)

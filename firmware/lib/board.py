@@ -1,12 +1,38 @@
-# The chip, for every board's HAL: resets and their causes, the watchdog (docs/firmware.md,
-# "Supervision"). Only the board HALs import it; under the Unix port firmware/sim/board_sim.py
-# plays it.
+# The board, for every device's HAL: which target this is and its pin map (pins.py), the
+# clock, resets and their causes, the watchdog (docs/firmware.md, "Boards", "Supervision").
+# Only the board HALs import it; under the Unix port firmware/sim/board_sim.py plays the chip.
+import sys
 import time
 
 import machine
+import pins
 from micropython import const
 
 _NOTE_MAX = const(64)  # bytes of the reset note kept in RTC memory
+TARGETS = ("esp32_wroom", "esp32_wrover", "esp32_s3")
+
+
+def target():
+    """The board this image runs on, from the chip and its PSRAM as the port names them
+    (sys.implementation._machine, "Generic ESP32 module with SPIRAM with ESP32", "Generic
+    ESP32S3 module with ESP32S3"): the image built for a board says which it is."""
+    m = sys.implementation._machine
+    if "ESP32S3" in m:
+        return "esp32_s3"
+    return "esp32_wrover" if "SPIRAM" in m else "esp32_wroom"
+
+
+def pins_of(device, name=None):
+    """The pin map of `device` ("fetal_heart" or "jaundice") on this board (or on `name`)."""
+    table = pins.FETAL_HEART if device == "fetal_heart" else pins.JAUNDICE
+    return table[name or target()]
+
+
+def full_speed():
+    """240 MHz, the fastest clock of both chips: headroom for BLE, ADPCM and HMAC."""
+    machine.freq(240_000_000)
+
+
 _CAUSES = {
     machine.PWRON_RESET: "power_on",
     machine.HARD_RESET: "hard",  # machine.reset() (the firmware's own), a panic, the reset pin
