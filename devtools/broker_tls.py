@@ -24,8 +24,9 @@ _ETC = "/etc/mosquitto/perimon/"
 @dataclass
 class TlsBroker:
     broker: Broker
-    cert_port: int  # TLS, client certificate required (CN = username)
-    password_port: int  # TLS, username and password
+    cert_port: int  # TLS, client certificate required (CN = username = client id)
+    password_port: int  # TLS, username and password (username = client id)
+    hospital_port: int  # TLS, the hospital's services: username and password, any client id
     certs: Path  # ca.crt, server.*, and NAME.crt / NAME.key per client
 
     def stop(self) -> None:
@@ -49,9 +50,11 @@ def make_passwords(path: Path, users: dict[str, str]) -> None:
 
 
 def start_tls_broker(workdir: Path, certs: Path, passwords: dict[str, str],
-                     persistence_dir: Path | None = None) -> TlsBroker:  # fmt: skip
+                     persistence_dir: Path | None = None,
+                     hospital_passwords: dict[str, str] | None = None) -> TlsBroker:  # fmt: skip
     """Start it; with `persistence_dir`, persisting there as deployed (autosave and queue
-    settings included), else without persistence."""
+    settings included), else without persistence. `passwords` for the gateways' password
+    listener, `hospital_passwords` for the hospital services' one."""
     workdir.mkdir(parents=True, exist_ok=True)
     exe = mosquitto_binary()
     if exe is None:
@@ -62,11 +65,13 @@ def start_tls_broker(workdir: Path, certs: Path, passwords: dict[str, str],
         (etc / name).write_bytes((certs / name).read_bytes())
     (etc / "acl").write_text((DEPLOY / "acl").read_text())
     make_passwords(etc / "passwd", passwords)
-    p1, p2 = free_port(), free_port()
+    make_passwords(etc / "hospital-passwd", hospital_passwords or {})
+    p1, p2, p3 = free_port(), free_port(), free_port()
     conf = (DEPLOY / "mosquitto.conf").read_text()
     conf = conf.replace(_ETC, f"{etc}/")
     conf = conf.replace("listener 8883\n", f"listener {p1} 127.0.0.1\n")
     conf = conf.replace("listener 8884\n", f"listener {p2} 127.0.0.1\n")
+    conf = conf.replace("listener 8885\n", f"listener {p3} 127.0.0.1\n")
     if persistence_dir is None:
         conf = conf.replace("persistence true\n", "persistence false\n")
         conf = conf.replace("persistence_location /var/lib/mosquitto/\n", "")
@@ -77,11 +82,12 @@ def start_tls_broker(workdir: Path, certs: Path, passwords: dict[str, str],
         assert f"persistence_location {persistence_dir}/" in conf
     if os.geteuid() == 0:  # started as root, it would switch to a user who cannot read tmp
         conf = f"user {pwd.getpwuid(0).pw_name}\n" + conf
-    assert f"listener {p1}" in conf and f"listener {p2}" in conf and _ETC not in conf
+    assert all(f"listener {p}" in conf for p in (p1, p2, p3)) and _ETC not in conf
     path = workdir / "mosquitto.conf"
     path.write_text(conf)
     log = open(workdir / "broker.log", "ab")
     proc = subprocess.Popen([exe, "-c", str(path)], stdout=log, stderr=log)
     _wait_listening("127.0.0.1", p1, proc, 10.0)
     _wait_listening("127.0.0.1", p2, proc, 10.0)
-    return TlsBroker(Broker("127.0.0.1", p1, "mosquitto", proc, "5"), p1, p2, certs)
+    _wait_listening("127.0.0.1", p3, proc, 10.0)
+    return TlsBroker(Broker("127.0.0.1", p1, "mosquitto", proc, "5"), p1, p2, p3, certs)

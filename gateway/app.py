@@ -88,7 +88,7 @@ class Gateway:
             self.cfg.devices[dev_id] = baby_profile(self.cfg.devices.get(dev_id, {}), saved)
         self.recordings = Recordings(cfg.data_dir, self.outbox, self.history, self.publish)
         # the hospital's commands (MQTT 5 request/response) and the nurse view, when enabled
-        self.downlink = Downlink(self) if cfg.mqtt.protocol == "5" else None
+        self.downlink = Downlink(self, self.publisher) if cfg.mqtt.protocol == "5" else None
         self.web: WebServer | None = None
         if cfg.web.enabled:
             from gateway.web.server import WebServer  # starlette and uvicorn only when used

@@ -133,18 +133,19 @@ def test_message_ids():
 
 
 @pytest.mark.unit
-def test_the_publisher_and_the_command_handler_connect_alike():
-    """Both of the gateway's MQTT connections are made by make_client: same credentials and
-    TLS; commands always over MQTT 5 (they need Response Topic and Correlation Data)."""
-    for protocol, publisher_protocol in (("5", mqtt.MQTTv5), ("3.1.1", mqtt.MQTTv311)):
-        cfg = MqttSection(username="gw-a", password="alpha-secret", protocol=protocol)
-        pub = Publisher(cfg, "gw-a", Outbox(":memory:", MB, 0))
-        gw = SimpleNamespace(cfg=SimpleNamespace(mqtt=cfg, gateway=SimpleNamespace(id="gw-a")))
-        down = Downlink(gw)
-        for client in (pub.client, down.client):
-            assert (client.username, client.password) == ("gw-a", "alpha-secret")
-        assert pub.client.protocol == publisher_protocol
-        assert down.client.protocol == mqtt.MQTTv5
+def test_the_command_handler_answers_on_the_publishers_connection():
+    """One connection per gateway, made by make_client (credentials, TLS): the command
+    handler takes commands and answers on the publisher's (a broker that binds client ids to
+    identities admits one connection per identity; docs/security.md)."""
+    cfg = MqttSection(username="gw-a", password="alpha-secret", protocol="5")
+    pub = Publisher(cfg, "gw-a", Outbox(":memory:", MB, 0))
+    gw = SimpleNamespace(cfg=SimpleNamespace(mqtt=cfg, gateway=SimpleNamespace(id="gw-a")))
+    down = Downlink(gw, pub)
+    assert down.client is pub.client
+    assert (pub.client.username, pub.client.password) == ("gw-a", "alpha-secret")
+    assert pub.client.protocol == mqtt.MQTTv5
+    v311 = Publisher(MqttSection(protocol="3.1.1"), "gw-a", Outbox(":memory:", MB, 0))
+    assert v311.client.protocol == mqtt.MQTTv311  # (and no command handler: commands need 5)
     assert make_client(MqttSection(), "x").username is None  # no credentials configured
 
 

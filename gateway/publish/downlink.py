@@ -1,10 +1,10 @@
 """Commands from the hospital to one device, over MQTT 5 request/response (docs/mqtt.md).
 
-The gateway subscribes to `{prefix}/{gateway}/device/+/cmd` with its own MQTT client (the
-publisher's connection stays publish-only). A command is a JSON object, checked against
-docs/schemas/command.schema.json (gateway/schemas.py); the gateway applies it on its event loop
-and answers on the request's MQTT 5 Response Topic with the request's Correlation Data. A
-command without a Response Topic is applied but not answered.
+The gateway subscribes, on the publisher's connection (one identity, one client id per
+gateway: gateway/publish/mqtt.py), to `{prefix}/{gateway}/device/+/cmd`. A command is a JSON
+object, checked against docs/schemas/command.schema.json (gateway/schemas.py); the gateway
+applies it on its event loop and answers on the request's MQTT 5 Response Topic with the
+request's Correlation Data. A command without a Response Topic is applied but not answered.
 
 Commands:
 
@@ -32,15 +32,12 @@ import asyncio
 import json
 import logging
 import time
-from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
 import paho.mqtt.client as mqtt
-from paho.mqtt.properties import Properties
-from paho.mqtt.reasoncodes import ReasonCode
 from paho.mqtt.subscribeoptions import SubscribeOptions
 
-from gateway.publish.mqtt import gateway_topic, make_client, publish_properties
+from gateway.publish.mqtt import Publisher, gateway_topic, publish_properties
 from gateway.schemas import MAX_MESSAGE_CHARS, SchemaCheck, one_line
 from gateway.state.settings import apply_settings
 from gateway.times import iso_time
@@ -155,33 +152,24 @@ def _public(settings: dict[str, Any]) -> dict[str, Any]:
 
 
 class Downlink:
-    def __init__(self, gw: GatewayContext) -> None:
+    """The hospital's commands, on the publisher's connection (an MQTT 5 one: commands need
+    Response Topic and Correlation Data; the gateway makes no Downlink for a 3.1.1 broker)."""
+
+    def __init__(self, gw: GatewayContext, publisher: Publisher) -> None:
         self.gw = gw
         cfg = gw.cfg.mqtt
         self.cfg = cfg
+        self.publisher = publisher
+        self.client = publisher.client  # answers go out on the same connection
         self.loop: asyncio.AbstractEventLoop | None = None
         self.handled = 0
         self.refused = 0  # commands neither applied nor answered (response topic refused)
-        self.subscribed = False
         self.gw_id = gw.cfg.gateway.id
         self.topic = gateway_topic(cfg.topic_prefix, gw.cfg.gateway.id, "device", "+", "cmd")
-        # MQTT 5 always: commands need Response Topic and Correlation Data (the gateway makes
-        # no Downlink for a 3.1.1 broker)
-        self.client = make_client(replace(cfg, protocol="5"), f"perimon-{gw.cfg.gateway.id}-cmd")
-        self.client.on_connect = self._on_connect
-        self.client.on_subscribe = self._on_subscribe
-        self.client.on_message = self._on_message
 
-    def _on_connect(self, client: mqtt.Client, userdata: Any, flags: mqtt.ConnectFlags,
-                    reason_code: ReasonCode, properties: Properties | None) -> None:  # fmt: skip
-        if not reason_code.is_failure:
-            # retain as published: a command sent with the retain flag is seen as such, live
-            # or replayed from the broker's store, and refused either way
-            client.subscribe(self.topic, options=SubscribeOptions(qos=1, retainAsPublished=True))
-
-    def _on_subscribe(self, client: mqtt.Client, userdata: Any, mid: int,
-                      reason_codes: list[ReasonCode], properties: Properties | None) -> None:  # fmt: skip
-        self.subscribed = True
+    @property
+    def subscribed(self) -> bool:
+        return self.publisher.subscribed.is_set()
 
     def _on_message(self, client: mqtt.Client, userdata: Any, message: mqtt.MQTTMessage) -> None:
         # paho's network thread: only hand the message to the loop
@@ -245,10 +233,13 @@ class Downlink:
             return rejected(f"failed: {exc}")
 
     def start(self) -> None:
+        """Take commands from now on (the publisher's connection subscribes)."""
         self.loop = asyncio.get_running_loop()
-        self.client.connect_async(self.cfg.host, self.cfg.port, keepalive=self.cfg.keepalive_s)
-        self.client.loop_start()
+        # retain as published: a command sent with the retain flag is seen as such, live or
+        # replayed from the broker's store, and refused either way
+        options = SubscribeOptions(qos=1, retainAsPublished=True)
+        self.publisher.listen(self.topic, options, self._on_message)
 
     def stop(self) -> None:
-        self.client.disconnect()
-        self.client.loop_stop()
+        """Take no more commands (the publisher closes the connection)."""
+        self.loop = None

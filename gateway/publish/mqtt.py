@@ -5,6 +5,11 @@ message with a Last Will, so subscribers learn of an unclean loss from the broke
 Every other message passes through the persistent outbox (gateway/publish/outbox.py) and is sent at
 QoS 1; docs/reliability.md states what that guarantees. paho's network loop runs in its own
 thread, the outbox sender in another; publish() is safe to call from asyncio code.
+
+One connection per gateway: the hospital's commands (gateway/publish/downlink.py) arrive on the
+publisher's connection (`Publisher.listen`). The deployed broker binds a client id to its
+identity (`use_username_as_clientid`): a second connection under the gateway's identity would
+take the first one's place, and so would another gateway's client id without the binding.
 """
 
 from __future__ import annotations
@@ -15,6 +20,7 @@ import ssl
 import threading
 import time
 from collections import deque
+from collections.abc import Callable
 from typing import Any
 
 import paho.mqtt.client as mqtt
@@ -22,6 +28,7 @@ from paho.mqtt.enums import CallbackAPIVersion, MQTTProtocolVersion
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 from paho.mqtt.reasoncodes import ReasonCode
+from paho.mqtt.subscribeoptions import SubscribeOptions
 
 from gateway.config import MqttSection
 from gateway.publish.outbox import MARK_KINDS, Mark, Outbox, priority_of
@@ -111,6 +118,9 @@ class Publisher:
         self._retry: list[int] = []  # rows the broker refused: sent again later
         self._sender: threading.Thread | None = None
         self.refused = 0
+        self._subscriptions: list[tuple[str, SubscribeOptions]] = []
+        self._listening = threading.Lock()  # listen() vs a connection being made
+        self.subscribed = threading.Event()  # a SUBACK came for what listen() asked
         self.client = make_client(cfg, f"perimon-{gateway_id}")
         self.client.will_set(
             self.topic("status"), self._status_payload("offline", "connection lost"), 1, True
@@ -118,6 +128,7 @@ class Publisher:
         self.client.on_connect = self._on_connect
         self.client.on_disconnect = self._on_disconnect
         self.client.on_publish = self._on_publish
+        self.client.on_subscribe = self._on_subscribe
         self.client.max_queued_messages_set(0)  # bounded by `window` instead
         self.client.max_inflight_messages_set(min(window, 100))
 
@@ -138,8 +149,15 @@ class Publisher:
             return
         log.info("connected to MQTT broker %s:%d", self.cfg.host, self.cfg.port)
         client.publish(self.topic("status"), self._status_payload("online"), 1, True)
-        self.connected.set()
+        with self._listening:  # a session is not kept: subscribe again at each connection
+            if self._subscriptions:
+                client.subscribe(list(self._subscriptions))
+            self.connected.set()
         self._wake.set()
+
+    def _on_subscribe(self, client: mqtt.Client, userdata: Any, mid: int,
+                      reason_codes: list[ReasonCode], properties: Properties | None) -> None:  # fmt: skip
+        self.subscribed.set()
 
     def _on_disconnect(self, client: mqtt.Client, userdata: Any, flags: mqtt.DisconnectFlags,
                        reason_code: ReasonCode, properties: Properties | None) -> None:  # fmt: skip
@@ -219,6 +237,16 @@ class Publisher:
             self.outbox.handed_upto = row.id
 
     # ---- public ----
+
+    def listen(self, topic: str, options: SubscribeOptions,
+               on_message: Callable[[mqtt.Client, Any, mqtt.MQTTMessage], None]) -> None:  # fmt: skip
+        """Subscribe to `topic` on this connection, now if connected and at every connection,
+        and hand its messages to `on_message` (on paho's network thread: record, do no work)."""
+        self.client.message_callback_add(topic, on_message)
+        with self._listening:
+            self._subscriptions.append((topic, options))
+            if self.connected.is_set():
+                self.client.subscribe(topic, options=options)
 
     def start(self) -> None:
         """Connect in the background; an unreachable broker is retried, never fatal."""
