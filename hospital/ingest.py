@@ -64,12 +64,10 @@ class Received:
 class Ingest:
     """One worker: `start()`, then `stop()`; `counts` says what it did."""
 
-    def __init__(self, cfg: IngestConfig, store: Store | None = None) -> None:
-        """`store`: the database to write to (default: the one `cfg.db` names)."""
+    def __init__(self, cfg: IngestConfig) -> None:
         self.cfg = cfg
         self.worker = cfg.worker or f"ingest-{uuid.uuid4().hex[:8]}"
-        self.store = store if store is not None else Store(cfg.db, self.worker)
-        self.store.worker = self.worker
+        self.store = Store(cfg.db, self.worker)
         self.checks = load_checks(Path(cfg.schemas) if cfg.schemas else None)
         # The gateway answers an `ack_alert` inside its own tree, where the deployed ACL lets it
         # publish and a bridge carries it (docs/mqtt.md, "Commands"): {prefix}/{gateway}/reply/...
