@@ -169,10 +169,6 @@ def outbox_writes(monitors: list[Monitor], minutes: float, work: Path) -> float:
     return kib / seconds
 
 
-def file_mib(path: Path) -> float:
-    return sum(p.stat().st_size for p in path.parent.glob(path.name + "*")) / MiB
-
-
 def main() -> int:
     ap = argparse.ArgumentParser()
     ap.add_argument("--hours", type=float, default=26.0, help="simulated hours (24 h kept)")
@@ -190,7 +186,6 @@ def main() -> int:
     work = Path(tempfile.mkdtemp(prefix="bench-history-"))
     clock = Clock()
     history = History(work, keep_s=args.keep_h * 3600, clock=clock)
-    path = work / "history.sqlite"
     ctg = ctg_template()
     monitors = [Monitor(i + 1, random.Random(args.seed * 100 + i), ctg)
                 for i in range(args.monitors)]  # fmt: skip
@@ -210,7 +205,7 @@ def main() -> int:
             gc.collect()
             heap, _ = tracemalloc.get_traced_memory()
             samples.append({
-                "hour": (k + 1) / 3600, "file_mib": file_mib(path),
+                "hour": (k + 1) / 3600, "file_mib": history.store.file_bytes() / MiB,
                 "written_mib": (written_bytes() - wrote0) / MiB, "heap_mib": heap / MiB,
                 "rss_mib": rss_mib(), "messages": messages,
             })  # fmt: skip
