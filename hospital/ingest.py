@@ -23,6 +23,7 @@ then acknowledges it in the order received (as MQTT requires).
 
 from __future__ import annotations
 
+import itertools
 import json
 import logging
 import queue
@@ -81,7 +82,7 @@ class Ingest:
         self._stopping = threading.Event()
         self._writer: threading.Thread | None = None
         self.client = _Client(CallbackAPIVersion.VERSION2, client_id=self.worker,
-                                  protocol=MQTTProtocolVersion.MQTTv5, manual_ack=True)  # fmt: skip
+                              protocol=MQTTProtocolVersion.MQTTv5, manual_ack=True)  # fmt: skip
         if cfg.username:
             self.client.username_pw_set(cfg.username, cfg.password or None)
         if cfg.tls_ca:
@@ -190,7 +191,7 @@ class Ingest:
         """Write until it commits. A batch the database refuses as such is written message by
         message, and a message it refuses alone is logged and dropped (it never will be
         stored: holding it would stop every message behind it)."""
-        for attempt in range(1_000_000):
+        for attempt in itertools.count():
             try:
                 return self.store.write(decoded, acks)
             except TransientError as exc:
@@ -209,7 +210,7 @@ class Ingest:
                 for a in acks:
                     self._store([], [a])
                 return new
-        raise AssertionError("unreachable")
+        raise AssertionError("itertools.count() ended")
 
     def _acknowledge(self, batch: Sequence[Received]) -> None:
         with self._link_lock:
