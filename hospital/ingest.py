@@ -23,7 +23,6 @@ then acknowledges it in the order received (as MQTT requires).
 
 from __future__ import annotations
 
-import itertools
 import json
 import logging
 import queue
@@ -65,10 +64,12 @@ class Received:
 class Ingest:
     """One worker: `start()`, then `stop()`; `counts` says what it did."""
 
-    def __init__(self, cfg: IngestConfig) -> None:
+    def __init__(self, cfg: IngestConfig, store: Store | None = None) -> None:
+        """`store`: the database to write to (default: the one `cfg.db` names)."""
         self.cfg = cfg
         self.worker = cfg.worker or f"ingest-{uuid.uuid4().hex[:8]}"
-        self.store = Store(cfg.db, self.worker)
+        self.store = store if store is not None else Store(cfg.db, self.worker)
+        self.store.worker = self.worker
         self.checks = load_checks(Path(cfg.schemas) if cfg.schemas else None)
         # The gateway answers an `ack_alert` inside its own tree, where the deployed ACL lets it
         # publish and a bridge carries it (docs/mqtt.md, "Commands"): {prefix}/{gateway}/reply/...
@@ -82,7 +83,7 @@ class Ingest:
         self._stopping = threading.Event()
         self._writer: threading.Thread | None = None
         self.client = _Client(CallbackAPIVersion.VERSION2, client_id=self.worker,
-                              protocol=MQTTProtocolVersion.MQTTv5, manual_ack=True)  # fmt: skip
+                                  protocol=MQTTProtocolVersion.MQTTv5, manual_ack=True)  # fmt: skip
         if cfg.username:
             self.client.username_pw_set(cfg.username, cfg.password or None)
         if cfg.tls_ca:
@@ -191,7 +192,7 @@ class Ingest:
         """Write until it commits. A batch the database refuses as such is written message by
         message, and a message it refuses alone is logged and dropped (it never will be
         stored: holding it would stop every message behind it)."""
-        for attempt in itertools.count():
+        for attempt in range(1_000_000):
             try:
                 return self.store.write(decoded, acks)
             except TransientError as exc:
@@ -210,7 +211,7 @@ class Ingest:
                 for a in acks:
                     self._store([], [a])
                 return new
-        raise AssertionError("itertools.count() ended")
+        raise AssertionError("unreachable")
 
     def _acknowledge(self, batch: Sequence[Received]) -> None:
         with self._link_lock:
@@ -225,7 +226,8 @@ class Ingest:
         props.CorrelationData = aid.encode()
         props.ContentType = "application/json"
         body = {"command": "ack_alert", "alert_id": aid, "by": f"hospital:{self.worker}"}
-        topic = f"{self.cfg.prefix}/{alert.gateway_id}/device/{alert.device_id}/cmd"
+        # cmd/ack_alert: the one command topic the deployed ACL lets the ingest service write
+        topic = f"{self.cfg.prefix}/{alert.gateway_id}/device/{alert.device_id}/cmd/ack_alert"
         self.client.publish(topic, json.dumps(body), 1, False, props)
         self.counts["acks_sent"] += 1
 

@@ -1,9 +1,11 @@
 """Who may be whom on the deployed broker (deploy/mosquitto/, a real Mosquitto): a client id
-belongs to one identity.
+belongs to one identity, and each hospital identity may send only its own commands.
 
 A compromised gateway that connects with another gateway's client id must not disconnect it
 (nor make the broker publish its "offline" Last Will); the gateway itself keeps one connection
-under its identity, on which its commands come and are answered."""
+under its identity, on which its commands come and are answered; the hospital's ingest service
+may acknowledge alerts and nothing else (no risk colour set to green), its commander may send
+every command."""
 
 from __future__ import annotations
 
@@ -157,7 +159,7 @@ def test_the_gateway_keeps_one_connection_and_answers_commands_on_it(tls, tmp_pa
     async def main():
         async with running_gateway(_gateway(tmp_path, tls)) as gw:
             await eventually_async(lambda: gw.downlink.subscribed, 10, "no subscription")
-            hospital = Client(tls, "hospital-ingest", "hospital", subscribe=reply + "#")
+            hospital = Client(tls, "hospital-commander", "hospital", subscribe=reply + "#")
             try:
                 await eventually_async(hospital.suback.is_set, 10, "the hospital not ready")
                 hospital.publish(cmd, {"command": "get_settings"}, reply + "h", b"1")
@@ -171,3 +173,50 @@ def test_the_gateway_keeps_one_connection_and_answers_commands_on_it(tls, tmp_pa
 
     answer, takeovers = asyncio.run(main())
     assert answer["status"] == "ok" and takeovers == 0
+
+
+def test_the_ingest_identity_cannot_set_a_risk_colour_and_the_commander_can(tls, tmp_path):
+    cmd = "perimon/v1/gw-test/device/fh-01/cmd"
+    reply = "perimon/v1/gw-test/reply/"
+    green = {"command": "set_settings", "settings": {"risk_colour": "green"}}
+    red = {"command": "set_settings", "settings": {"risk_colour": "red"}}
+    ack = {"command": "ack_alert", "alert_id": "fh-01:alert:bradycardia:1", "by": "ward"}
+
+    async def main():
+        async with running_gateway(_gateway(tmp_path, tls)) as gw:
+            await eventually_async(lambda: gw.downlink.subscribed, 10, "no subscription")
+            ingest = Client(tls, "hospital-ingest", "ingest-9", port=tls.hospital_port,
+                            password=HOSPITAL_PASSWORDS["hospital-ingest"],
+                            subscribe=reply + "#")  # fmt: skip
+            commander = Client(tls, "hospital-commander", "commander", subscribe=reply + "#")
+            try:
+                for c in (ingest, commander):
+                    await eventually_async(c.suback.is_set, 10, "a hospital client not ready")
+                # the ingest service: to the topic of every command, refused by the broker
+                # (before: accepted, and the colour became green)
+                out = {"green": ingest.publish(cmd, green, reply + "i", b"2")}
+                assert out["green"].is_failure, "the ingest identity may send set_settings"
+                # the commander may set a risk colour
+                out["red"] = commander.publish(cmd + "/set_settings", red, reply + "c", b"1")
+                out["red_answer"] = await asyncio.to_thread(commander.answer, b"1")
+                # the ingest service's set_settings on its own topic, refused by the gateway
+                out["green_as_ack"] = ingest.publish(cmd + "/ack_alert", green, reply + "i", b"3")
+                out["green_as_ack_answer"] = await asyncio.to_thread(ingest.answer, b"3")
+                # what it may do: acknowledge (an unknown alert here: answered, not applied)
+                out["ack"] = ingest.publish(cmd + "/ack_alert", ack, reply + "i", b"4")
+                out["ack_answer"] = await asyncio.to_thread(ingest.answer, b"4")
+                await asyncio.sleep(0.5)  # the refused one would have been applied by now
+                out["colour"] = gw.history.settings.get("fh-01").get("risk_colour")
+                out["answers_to_2"] = [m for m in ingest.messages if m[2] == b"2"]
+                return out
+            finally:
+                ingest.close()
+                commander.close()
+
+    out = asyncio.run(main())
+    assert not out["red"].is_failure and out["red_answer"]["status"] == "ok"
+    assert out["green_as_ack"].value == 0
+    assert out["green_as_ack_answer"]["status"] == "rejected"
+    assert "ack_alert only" in out["green_as_ack_answer"]["error"]
+    assert out["colour"] == "red" and out["answers_to_2"] == []
+    assert out["ack"].value == 0 and out["ack_answer"]["error"] == "unknown alert"

@@ -1,10 +1,13 @@
 """Commands from the hospital to one device, over MQTT 5 request/response (docs/mqtt.md).
 
 The gateway subscribes, on the publisher's connection (one identity, one client id per
-gateway: gateway/publish/mqtt.py), to `{prefix}/{gateway}/device/+/cmd`. A command is a JSON
-object, checked against docs/schemas/command.schema.json (gateway/schemas.py); the gateway
-applies it on its event loop and answers on the request's MQTT 5 Response Topic with the
-request's Correlation Data. A command without a Response Topic is applied but not answered.
+gateway: gateway/publish/mqtt.py), to `{prefix}/{gateway}/device/+/cmd`, which takes any
+command, and to `{prefix}/{gateway}/device/+/cmd/{command}`, which takes that command only: the
+broker's ACL gives each hospital identity the topics of its own commands (deploy/mosquitto/acl:
+the ingest service `cmd/ack_alert`, the commander all). A command is a JSON object, checked
+against docs/schemas/command.schema.json (gateway/schemas.py); the gateway applies it on its
+event loop and answers on the request's MQTT 5 Response Topic with the request's Correlation
+Data. A command without a Response Topic is applied but not answered.
 
 Commands:
 
@@ -18,7 +21,8 @@ Commands:
 
 Refused before anything is applied (docs/mqtt.md, "Commands"): a command larger than
 `MAX_COMMAND_BYTES`, one that is not JSON (nested too deeply included), one published with the
-retain flag (the broker would replay it at every reconnection), and one whose Response Topic
+retain flag (the broker would replay it at every reconnection), one on `cmd/{command}` that is
+another command, and one whose Response Topic
 lies in the perimon topic tree outside this gateway's `reply/` subtree (an answer there would
 pose as data: an alert, a reading, another gateway's message). Every error answer is one line
 of at most `MAX_ERROR_CHARS`.
@@ -166,6 +170,7 @@ class Downlink:
         self.refused = 0  # commands neither applied nor answered (response topic refused)
         self.gw_id = gw.cfg.gateway.id
         self.topic = gateway_topic(cfg.topic_prefix, gw.cfg.gateway.id, "device", "+", "cmd")
+        self.named_topic = self.topic + "/+"  # cmd/{command}: that command only
 
     @property
     def subscribed(self) -> bool:
@@ -178,12 +183,17 @@ class Downlink:
         props = message.properties
         response_topic = getattr(props, "ResponseTopic", None) if props else None
         correlation = getattr(props, "CorrelationData", None) if props else None
-        device_id = message.topic.split("/")[-2]
+        # {prefix}/{gateway}/device/ then {id}/cmd or {id}/cmd/{command}
+        levels = message.topic[len(self.topic) - len("+/cmd") :].split("/")
+        device_id = levels[0]
+        named = levels[2] if len(levels) == 3 else None
         self.loop.call_soon_threadsafe(self._handle, device_id, bytes(message.payload),
-                                       response_topic, correlation, bool(message.retain))  # fmt: skip
+                                       response_topic, correlation, bool(message.retain),
+                                       named)  # fmt: skip
 
     def _handle(self, device_id: str, body: bytes, response_topic: str | None,
-                correlation: bytes | None, retained: bool = False) -> None:  # fmt: skip
+                correlation: bytes | None, retained: bool = False,
+                named: str | None = None) -> None:  # fmt: skip
         if retained and not body:
             return  # the hospital clearing a retained command: nothing to apply or answer
         refusal = None
@@ -194,7 +204,7 @@ class Downlink:
                         response_topic)  # fmt: skip
             self.refused += 1
             return
-        resp = self._respond(device_id, body, retained)
+        resp = self._respond(device_id, body, retained, named)
         pdf = resp.pop("_pdf", None)  # get_report: the PDF is the payload
         if "error" in resp:
             resp["error"] = one_line(resp["error"], MAX_ERROR_CHARS)
@@ -211,7 +221,8 @@ class Downlink:
         payload = json.dumps(resp) if pdf is None else pdf
         self.client.publish(response_topic, payload, 1, False, props)
 
-    def _respond(self, device_id: str, body: bytes, retained: bool) -> dict[str, Any]:
+    def _respond(self, device_id: str, body: bytes, retained: bool,
+                 named: str | None = None) -> dict[str, Any]:  # fmt: skip
         def rejected(error: str) -> dict[str, Any]:
             return {"device_id": device_id, "status": "rejected", "error": error,
                     "t": iso_time(time.time())}  # fmt: skip
@@ -226,6 +237,9 @@ class Downlink:
             return rejected("not JSON: nested too deeply")
         except ValueError:
             return rejected("not JSON")
+        if named is not None and (not isinstance(cmd, dict) or cmd.get("command") != named):
+            # the broker let the sender publish here for this command only (its ACL)
+            return rejected(f"this topic takes the command {named[:40]} only")
         try:
             return handle_command(self.gw, device_id, cmd)
         except Exception as exc:  # a bad command must not stop the gateway
@@ -238,7 +252,8 @@ class Downlink:
         # retain as published: a command sent with the retain flag is seen as such, live or
         # replayed from the broker's store, and refused either way
         options = SubscribeOptions(qos=1, retainAsPublished=True)
-        self.publisher.listen(self.topic, options, self._on_message)
+        for topic in (self.topic, self.named_topic):
+            self.publisher.listen(topic, options, self._on_message)
 
     def stop(self) -> None:
         """Take no more commands (the publisher closes the connection)."""
