@@ -23,6 +23,7 @@ then acknowledges it in the order received (as MQTT requires).
 
 from __future__ import annotations
 
+import itertools
 import json
 import logging
 import queue
@@ -64,12 +65,10 @@ class Received:
 class Ingest:
     """One worker: `start()`, then `stop()`; `counts` says what it did."""
 
-    def __init__(self, cfg: IngestConfig, store: Store | None = None) -> None:
-        """`store`: the database to write to (default: the one `cfg.db` names)."""
+    def __init__(self, cfg: IngestConfig) -> None:
         self.cfg = cfg
         self.worker = cfg.worker or f"ingest-{uuid.uuid4().hex[:8]}"
-        self.store = store if store is not None else Store(cfg.db, self.worker)
-        self.store.worker = self.worker
+        self.store = Store(cfg.db, self.worker)
         self.checks = load_checks(Path(cfg.schemas) if cfg.schemas else None)
         # The gateway answers an `ack_alert` inside its own tree, where the deployed ACL lets it
         # publish and a bridge carries it (docs/mqtt.md, "Commands"): {prefix}/{gateway}/reply/...
@@ -83,7 +82,7 @@ class Ingest:
         self._stopping = threading.Event()
         self._writer: threading.Thread | None = None
         self.client = _Client(CallbackAPIVersion.VERSION2, client_id=self.worker,
-                                  protocol=MQTTProtocolVersion.MQTTv5, manual_ack=True)  # fmt: skip
+                              protocol=MQTTProtocolVersion.MQTTv5, manual_ack=True)  # fmt: skip
         if cfg.username:
             self.client.username_pw_set(cfg.username, cfg.password or None)
         if cfg.tls_ca:
@@ -91,6 +90,7 @@ class Ingest:
                                 keyfile=cfg.tls_key or None)  # fmt: skip
         self.client.on_pre_connect = self._on_link_change
         self.client.on_connect = self._on_connect
+        self.client.on_connect_fail = self._on_connect_fail
         self.client.on_disconnect = self._on_disconnect
         self.client.on_subscribe = self._on_subscribe
         self.client.on_message = self._on_message
@@ -117,6 +117,9 @@ class Ingest:
             log.error("broker refused the connection: %s", reason_code)
             return
         client.subscribe([(t, 1) for t in self.topics()])
+
+    def _on_connect_fail(self, client: mqtt.Client, userdata: Any) -> None:
+        log.warning("cannot reach the broker at %s:%d; trying again", self.cfg.host, self.cfg.port)
 
     def _on_disconnect(self, client: mqtt.Client, userdata: Any, flags: mqtt.DisconnectFlags,
                        reason_code: ReasonCode, properties: Properties | None) -> None:  # fmt: skip
@@ -192,7 +195,7 @@ class Ingest:
         """Write until it commits. A batch the database refuses as such is written message by
         message, and a message it refuses alone is logged and dropped (it never will be
         stored: holding it would stop every message behind it)."""
-        for attempt in range(1_000_000):
+        for attempt in itertools.count():
             try:
                 return self.store.write(decoded, acks)
             except TransientError as exc:
@@ -211,7 +214,7 @@ class Ingest:
                 for a in acks:
                     self._store([], [a])
                 return new
-        raise AssertionError("unreachable")
+        raise AssertionError("itertools.count() ended")
 
     def _acknowledge(self, batch: Sequence[Received]) -> None:
         with self._link_lock:
