@@ -203,7 +203,7 @@ def test_a_regional_broker_killed_with_a_backlog_loses_only_what_the_gap_report_
             worker.subscribed()
             saves_after(r.regional_dir / "mosquitto.db", 2, 10)
             r.gateways.connect(outboxes)
-            sent = r.publish(outboxes, rounds=20)
+            sent = r.publish(outboxes, rounds=30)  # 3 s: the kill at 1.5 s falls well inside it
             time.sleep(0.5)
             worker.pause()  # the ingest falls behind: a backlog builds in the regional broker
             time.sleep(1.0)
