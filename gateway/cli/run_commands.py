@@ -6,6 +6,7 @@ import argparse
 import asyncio
 import contextlib
 import logging
+import os
 import signal
 import tempfile
 from pathlib import Path
@@ -74,6 +75,10 @@ def cmd_gateway(args: argparse.Namespace) -> int:
         print(f"config ok: gateway {cfg.gateway.id}, radio {r.transport} ({where}), "
               f"MQTT {cfg.mqtt.host}:{cfg.mqtt.port} ({tls}), data in {cfg.data_dir}")  # fmt: skip
         return 0
+
+    # Every file the gateway makes (the outbox, the sessions, the history, keys, logs of
+    # settings) is its own only, wherever it runs: the systemd unit says UMask=0077 too.
+    os.umask(0o077)
 
     async def main() -> None:
         stop = asyncio.Event()
