@@ -179,6 +179,21 @@ def test_pruned_by_age_and_nothing_kept_in_memory_but_the_newest(tmp_path):
     assert rows(tmp_path / "history.sqlite", "alert") == 0
 
 
+def test_a_device_is_kept_by_when_its_status_came_not_by_the_time_it_carries(tmp_path):
+    clock = Clock()
+    h = History(tmp_path, keep_s=3600, clock=clock)
+    h.record(("device", "tcb-01", "status"), {"device_id": "tcb-01", "link": "connected"})
+    clock.now += 120
+    h.prune(clock.now)
+    assert list(h.devices) == ["tcb-01"]
+    h.close()
+    again = History(tmp_path, keep_s=3600, clock=clock)
+    assert again.device_summary("tcb-01")["status"]["link"] == "connected"
+    clock.now += 3600
+    again.prune(clock.now)
+    assert again.devices == {}
+
+
 def test_a_damaged_file_is_started_empty_with_an_alert_and_the_outbox_is_untouched(tmp_path):
     clock = Clock()
     outbox = Outbox(tmp_path / "outbox.sqlite", 1 << 30, 0)

@@ -38,7 +38,14 @@ from collections.abc import Callable, Iterable
 from pathlib import Path
 
 from gateway.state.audit import AuditLog
-from gateway.state.history_store import BLOCK_SPAN_S, Block, HistoryStore, Message, is_corrupt
+from gateway.state.history_store import (
+    BLOCK_SPAN_S,
+    Block,
+    HistoryStore,
+    Message,
+    Status,
+    is_corrupt,
+)
 from gateway.state.settings import DeviceSettings
 from gateway.times import iso_time, parse_time
 
@@ -95,11 +102,12 @@ def _changes(old: Message | None, new: Message) -> bool:
 class DeviceHistory:
     """What the device list shows of one device without reading the database."""
 
-    __slots__ = ("device_id", "last", "last_fhr", "status")
+    __slots__ = ("device_id", "last", "last_fhr", "seen", "status")
 
     def __init__(self, device_id: str) -> None:
         self.device_id = device_id
         self.status: Message | None = None
+        self.seen = 0.0  # when its newest status was recorded (unix s, the history's clock)
         self.last: dict[str, Message] = {}  # kind -> its newest message
         self.last_fhr: tuple[str, float] | None = None  # the last FHR with a rate
 
@@ -143,7 +151,7 @@ class History:
         self.on_ack: Callable[[Message], None] | None = None
         # not written yet: batches of messages, statuses, alerts; when the oldest came
         self._pending: dict[tuple[str, str], list[Message]] = {}
-        self._pending_status: dict[str, Message] = {}
+        self._pending_status: dict[str, Status] = {}
         self._pending_alerts: dict[str, Message] = {}
         self._pending_n = 0
         self._pending_since: float | None = None
@@ -175,8 +183,9 @@ class History:
         try:
             for rec in self.store.alerts():
                 self.alerts[rec["id"]] = rec
-            for dev, status in self.store.statuses().items():
-                self.device(dev).status = status
+            for dev, (t, status) in self.store.statuses().items():
+                d = self.device(dev)
+                d.status, d.seen = status, t
             for dev, kind in self.store.kinds():
                 d = self.device(dev)
                 last = self.store.last(dev, kind)
@@ -259,11 +268,11 @@ class History:
             if kind == "status":
                 d = self.device(dev)
                 if _changes(d.status, payload):  # connected, disconnected...: written at once
-                    self._write_now(statuses={dev: payload})
+                    self._write_now(statuses={dev: (now, payload)})
                 else:
-                    self._pending_status[dev] = payload
+                    self._pending_status[dev] = (now, payload)
                     self._started(now)
-                d.status = payload
+                d.status, d.seen = payload, now
                 events.append({"type": "status", "device_id": dev, "data": payload})
             elif kind in STORED_KINDS:
                 d = self.device(dev)
@@ -431,7 +440,7 @@ class History:
     def _write_now(
         self,
         blocks: list[Block] | None = None,
-        statuses: dict[str, Message] | None = None,
+        statuses: dict[str, Status] | None = None,
         alerts: list[Message] | None = None,
     ) -> None:
         """Readings, findings, alerts and acknowledgements, written as they happen (a few a
@@ -446,7 +455,7 @@ class History:
         self._pending_alerts.update((a["id"], a) for a in alerts or [])
         self._started(self.clock())
 
-    def _write(self, blocks: list[Block], statuses: dict[str, Message],
+    def _write(self, blocks: list[Block], statuses: dict[str, Status],
                alerts: list[Message]) -> bool:  # fmt: skip
         """One transaction; False if the database cannot be written. A damaged one is started
         empty (the nurses told) and written again."""
@@ -477,8 +486,9 @@ class History:
         self._status_written = 0.0
         self._started(self.clock())
 
-    def _statuses(self) -> dict[str, Message]:
-        return {d.device_id: d.status for d in self.devices.values() if d.status is not None}
+    def _statuses(self) -> dict[str, Status]:
+        return {d.device_id: (d.seen, d.status) for d in self.devices.values()
+                if d.status is not None}  # fmt: skip
 
     @staticmethod
     def _blocks(dev: str, kind: str, msgs: list[Message]) -> list[Block]:
@@ -510,9 +520,8 @@ class History:
                 self._pending_alerts.pop(aid, None)
                 self._this_run.discard(aid)
             for dev, d in list(self.devices.items()):
-                t = parse_time((d.status or {}).get("t")) or 0.0
                 ends = [span(kind, m)[1] for kind, m in d.last.items()]
-                if max([t, *ends]) < before and dev not in self._pending_status:
+                if max([d.seen, *ends]) < before and dev not in self._pending_status:
                     del self.devices[dev]
             try:
                 self.store.prune(before, stale)

@@ -36,6 +36,7 @@ from gateway.times import parse_time
 log = logging.getLogger(__name__)
 
 Message = dict[str, Any]
+Status = tuple[float, Message]  # when it was recorded (unix s), the status
 
 _SCHEMA_VERSION = "1"
 _SCHEMA = """
@@ -196,9 +197,10 @@ class HistoryStore:
     # ---- writing ----
 
     def write(
-        self, blocks: list[Block], statuses: dict[str, Message], alerts: list[Message]
+        self, blocks: list[Block], statuses: dict[str, Status], alerts: list[Message]
     ) -> None:
-        """One transaction: message blocks, devices' newest statuses (device id -> status) and
+        """One transaction: message blocks, devices' newest statuses (device id -> when it was
+        recorded, the status) and
         alert records (as `History` keeps them: id, device_id, raised_at, state, ...)."""
         with self._lock:
             db = self._db
@@ -217,11 +219,11 @@ class HistoryStore:
                         " (device, kind) DO UPDATE SET t_last = MAX(t_last, excluded.t_last)",
                         (b.device, b.kind, b.t_last),
                     )
-                for device, status in statuses.items():
+                for device, (t, status) in statuses.items():
                     db.execute(
                         "INSERT INTO status (device, t, body) VALUES (?, ?, ?) ON CONFLICT"
                         " (device) DO UPDATE SET t = excluded.t, body = excluded.body",
-                        (device, parse_time(status.get("t")) or 0.0, _json(status)),
+                        (device, t, _json(status)),
                     )
                 for a in alerts:
                     db.execute(
@@ -316,10 +318,11 @@ class HistoryStore:
             ).fetchone()
         return None if row is None else (int(row[0]), int(row[1]))
 
-    def statuses(self) -> dict[str, Message]:
+    def statuses(self) -> dict[str, Status]:
+        """Each device's newest status: when it was recorded (unix s), the status."""
         with self._lock:
-            rows = self._db.execute("SELECT device, body FROM status").fetchall()
-        return {str(d): json.loads(b) for d, b in rows}
+            rows = self._db.execute("SELECT device, t, body FROM status").fetchall()
+        return {str(d): (float(t), json.loads(b)) for d, t, b in rows}
 
     def alerts(self) -> list[Message]:
         """Every alert record kept, oldest raised first."""
