@@ -31,3 +31,55 @@ def test_calibrated_unit_reads_the_baby_and_uncalibrated_unit_is_flagged(broker,
     assert status[-1]["tcb_check_due"] is True  # no weekly check yet
     old = sub.of("tcb-02", "tcb")
     assert old and all(r["tcb_mg_dl"] is None and r["flag"] == "needs_calibration" for r in old)
+
+
+def test_provision_runs_the_factory_calibration_on_the_firmware(tmp_path, device_on_pty,
+                                                                monkeypatch):  # fmt: skip
+    """`perimon provision --tcb-calibrate` on a meter whose LEDs are off their nominal peaks:
+    the firmware measures each phantom the simulated fixture holds, and the stored calibration
+    has the unit's own LED peaks, droop and tempcos."""
+    import json
+
+    import numpy as np
+
+    from dsp.tcb_unit import UnitCalibration
+    from dsp.tissue_optics import led_band_weights
+    from gateway.cli import main as cli_main
+    from gateway.cli import tcb_factory
+    from simulators.tcb_device import TcbDeviceModel, _hidden_optics, random_factory_calibration
+    from simulators.tcb_phantoms import certificate, phantom_reflectance
+    from tests.harness.console import gateway_toml
+
+    seed = 1003
+    device = TcbDeviceModel(random_factory_calibration(seed, per_unit=False), seed=seed)
+    cert = tmp_path / "phantoms.json"
+    cert.write_text(json.dumps(certificate(4)))
+    port, settings, proc = device_on_pty("jaundice", {"radio": "127.0.0.1:9"})
+    steps = []
+
+    def fixture(step):  # the fixture puts the probe on the target and holds its temperature
+        steps.append((step.target, step.temperature_c))
+        if step.target == "tile":
+            near = far = np.full(6, device.tile_reflectance)
+        else:
+            w = led_band_weights(*device.bands_at(step.temperature_c))
+            spec_near, spec_far = phantom_reflectance(step.target)
+            near, far = w @ spec_near, w @ spec_far
+        scene = device.scene(near, far, temperature_c=step.temperature_c)
+        (settings.parent / (settings.name + ".fixture")).write_text(json.dumps(scene))
+
+    monkeypatch.setattr(tcb_factory, "operator_ready", fixture)
+    rc = cli_main(["provision", port, "--id", "tcb-09", "--tcb-calibrate", str(cert),
+                   "--config", gateway_toml(tmp_path)])  # fmt: skip
+    assert rc == 0
+    assert proc.wait(10) == 0
+    assert {t for t, _ in steps} == {"W", "Y1", "Y2", "Y3", "R", "B", "G", "tile"}
+    unit = UnitCalibration.from_dict(json.loads(settings.read_text())["calibration"]["unit"])
+    truth = _hidden_optics(seed)
+    assert (
+        np.max(np.abs(np.subtract(truth.led_centre_nm, [450, 470, 505, 550, 590, 650]))) > 5
+    )  # a binned unit
+    assert np.allclose(unit.led_centre_nm, truth.led_centre_nm, atol=0.6)
+    assert np.allclose(unit.droop_ma, truth.droop_ma, rtol=0.15)
+    assert np.allclose(unit.output_tempco_per_c, truth.tempco_per_c, atol=5e-4)
+    assert np.allclose(unit.centre_tempco_nm_per_c, truth.centre_tempco_nm_per_c, atol=0.05)

@@ -98,14 +98,6 @@ def measure(factory_drive):
     return p.encode_tcb(bits, hal.temperature_c(), dark0, dark1, drive, flashes)
 
 
-def press_dict(factory_drive, drives=None):
-    """One cycle as the factory's calibration reads it (provisioning console, MEASURE)."""
-    dark0, dark1, drive, flashes = _cycle(factory_drive, drives)
-    return {"dark_before": list(dark0), "dark_after": list(dark1), "led_drive": drive,
-            "flashes": [[near, far] for near, far in flashes],
-            "temperature_c": hal.temperature_c()}  # fmt: skip
-
-
 def self_check(factory_drive):
     """The start-up check on the built-in white tile (the probe in its holder), at the factory
     drive: dark-subtracted mean counts per LED and photodiode. The gateway compares them with
@@ -213,14 +205,10 @@ def _start(path):
     if storage.provisioning_wanted(path, sys.argv[2:]):  # USB console (perimon provision)
         import provision
 
-        def _factory_measure(drives):  # MEASURE: whatever the calibration fixture holds
-            if len(drives) != N_LEDS or [d for d in drives if _drive(d) != d]:
-                raise ValueError("MEASURE needs 6 drives, multiples of %d up to %d"
-                                 % (hal.DRIVE_STEP, hal.DRIVE_MAX))  # fmt: skip
-            hal.fixture(path)
-            return press_dict(drives, drives)
+        import factory  # MEASURE, for the factory calibration: compiled only here
 
-        provision.console(path, "jaundice", FIRMWARE_VERSION, measure=_factory_measure)
+        provision.console(path, "jaundice", FIRMWARE_VERSION,
+                          measure=factory.handler(path, hal, _cycle, N_LEDS))  # fmt: skip
     else:
         asyncio.run(main(path))
 

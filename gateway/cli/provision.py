@@ -33,6 +33,9 @@ def register(sub: Subparsers) -> None:
     s.add_argument("--id", required=True, help="opaque device id (no patient data), e.g. fh-07")
     s.add_argument("--gateway", help="the gateway it belongs to (default: the config's id)")
     s.add_argument("--calibration", help="factory calibration JSON (jaundice meters)")
+    s.add_argument("--tcb-calibrate", metavar="CERTIFICATE",
+                   help="jaundice meters: run the factory calibration on the phantom set this "
+                        "certificate (JSON) describes (docs/jaundice.md)")  # fmt: skip
     s.add_argument("--config", "-c", help="the gateway's TOML config (its enrolment list)")
     s.add_argument("--enrolment", help="enrolment list file (overrides the config)")
     s.add_argument("--baud", type=int, default=115200)
@@ -90,6 +93,12 @@ def cmd_provision(args: argparse.Namespace) -> int:
             raise UserError(f"{args.calibration}: not a readable JSON file ({exc})") from None
         if not isinstance(calibration, dict):
             raise UserError(f"{args.calibration}: the calibration must be a JSON object")
+    if args.tcb_calibrate:
+        from gateway.cli.tcb_factory import load_certificate
+
+        if calibration is not None:
+            raise UserError("give --calibration or --tcb-calibrate, not both")
+        load_certificate(args.tcb_calibrate)  # a bad file fails before the device is touched
     book = Enrolment(Path(args.enrolment) if args.enrolment else enrolment_path(cfg))
     if args.label and Path(args.label).suffix.lower() not in (".svg", ".png"):
         raise UserError(f"--label {args.label}: the label is written as .svg or .png")
@@ -130,8 +139,18 @@ def _provision(args: argparse.Namespace, gateway_id: str, calibration: dict[str,
         device_type = hello[2]
         if device_type not in ("fetal_heart", "jaundice"):
             raise UserError(f"unknown device type {device_type!r}")
+        if device_type == "jaundice" and args.tcb_calibrate:
+            from gateway.cli.tcb_factory import (
+                factory_calibration,
+                load_certificate,
+                operator_ready,
+            )
+
+            cert = load_certificate(args.tcb_calibrate)
+            calibration = factory_calibration(con, cert, operator_ready)
         if device_type == "jaundice" and calibration is None:
-            raise UserError("a jaundice meter needs its factory calibration (--calibration)")
+            raise UserError("a jaundice meter needs its factory calibration (--tcb-calibrate or "
+                            "--calibration)")  # fmt: skip
         key = secrets.token_bytes(32)
         pair_secret = secrets.token_bytes(PAIR_SECRET_LEN)  # for the label only
         con.ok(f"SET id {args.id}", "device id")

@@ -1,0 +1,149 @@
+"""The jaundice meter's factory calibration over its provisioning console
+(`perimon provision PORT --id ... --tcb-calibrate CERTIFICATE.json`; docs/jaundice.md, "Factory
+calibration").
+
+The operator (or the fixture's controller) puts the probe on each target in turn and confirms;
+the meter measures at drives this procedure sets (console MEASURE), and the fit
+(dsp.tcb_unit.calibrate_unit) turns the readings and the phantom set's certificate into the
+unit's calibration, which provisioning writes to the device like any other factory calibration.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+import numpy as np
+
+from dsp.tcb_unit import (
+    DRIVE_MAX_CODE,
+    REFERENCE_TEMPERATURE_C,
+    TargetReading,
+    calibrate_unit,
+    factory_drive,
+    quantise_drive,
+    reading_from_presses,
+)
+from gateway.cli import UserError
+
+HOT_C = 40.0  # the fixture's second temperature
+PROBE_DRIVE = 100  # 10 mA: W read once at this drive to choose the factory drive
+PRESSES = 3  # presses averaged per target (each is 5 flashes per LED)
+GREY_MULTIPLES = (2, 4)  # the grey is also read at these multiples of the factory drive, and max
+
+
+@dataclass(frozen=True)
+class Step:
+    """One target under the probe: "W", a phantom's name, or "tile" (the probe in its holder)."""
+
+    target: str
+    temperature_c: float
+
+    def instruction(self) -> str:
+        where = (
+            "put the probe in its holder (over the built-in white tile)"
+            if self.target == "tile"
+            else f"press the probe on phantom {self.target}"
+        )
+        return f"{where}, fixture at {self.temperature_c:.0f} C"
+
+
+class Console(Protocol):
+    def ok(self, line: str, what: str) -> str: ...
+
+
+def _measure(con: Console, target: str, drives: tuple[int, ...], presses: int) -> TargetReading:
+    got = []
+    for _ in range(presses):
+        reply = con.ok("MEASURE " + " ".join(str(d) for d in drives), f"measurement on {target}")
+        try:
+            got.append(json.loads(reply))
+        except ValueError:
+            raise UserError(
+                f"the device's measurement on {target} is not JSON: {reply!r}"
+            ) from None
+    try:
+        return reading_from_presses(target, got)
+    except (ValueError, KeyError, TypeError) as exc:
+        raise UserError(f"the device's measurement on {target} is unusable: {exc}") from None
+
+
+def factory_calibration(
+    con: Console,
+    certificate: Mapping[str, Any],
+    ready: Callable[[Step], None],
+    presses: int = PRESSES,
+) -> dict[str, Any]:
+    """Run the procedure; `ready(step)` returns once the target of `step` is under the probe.
+    Returns the calibration to store on the device (dark offsets, white reference, factory
+    drive, tempco and the per-unit part), or raises UserError saying what failed."""
+    spectral = [str(n) for n in certificate.get("spectral_phantoms", [])]
+    grey = str(certificate.get("grey_phantom", ""))
+    if not spectral or not grey:
+        raise UserError("the phantom certificate names no spectral or grey phantoms")
+    cold, hot = REFERENCE_TEMPERATURE_C, HOT_C
+    readings: list[TargetReading] = []
+    step = Step("W", cold)
+    ready(step)
+    probe = (PROBE_DRIVE,) * 6
+    first = _measure(con, "W", probe, 1)
+    try:
+        drive = factory_drive(probe, first.counts)
+    except ValueError as exc:
+        raise UserError(f"phantom W: {exc}") from None
+    darks = []
+    for temp in (cold, hot):
+        for target in ("W", *spectral):
+            if (target, temp) != (step.target, step.temperature_c):
+                step = Step(target, temp)
+                ready(step)
+            readings.append(_measure(con, target, drive, presses))
+        if temp == cold:
+            step = Step(grey, cold)
+            ready(step)
+            for mult in (1, *GREY_MULTIPLES):
+                readings.append(
+                    _measure(con, grey, tuple(quantise_drive(d * mult) for d in drive), presses)
+                )
+            readings.append(_measure(con, grey, (DRIVE_MAX_CODE,) * 6, presses))
+            step = Step("tile", cold)
+            ready(step)
+            readings.append(_measure(con, "tile", drive, presses))
+            darks.append(_dark(con, drive))
+    try:
+        unit, white = calibrate_unit(readings, certificate)
+    except ValueError as exc:
+        raise UserError(f"the factory calibration failed: {exc}") from None
+    return {
+        "dark_offset": [int(round(x)) for x in np.mean(darks, axis=0)],
+        "white_ref": [list(p) for p in white.white_ref],
+        "led_drive": list(white.led_drive),
+        "tempco_per_c": white.tempco_per_c,
+        "unit": unit.to_dict(),
+    }
+
+
+def _dark(con: Console, drive: tuple[int, ...]) -> list[float]:
+    """The detectors' dark offsets: the dark frames of a measurement (LEDs off)."""
+    press = json.loads(con.ok("MEASURE " + " ".join(str(d) for d in drive), "dark measurement"))
+    return [0.5 * (a + b) for a, b in zip(press["dark_before"], press["dark_after"], strict=True)]
+
+
+def load_certificate(path: str) -> dict[str, Any]:
+    """The phantom set's certificate (JSON, simulators/tcb_phantoms.py describes its form)."""
+    from pathlib import Path
+
+    try:
+        cert = json.loads(Path(path).read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        raise UserError(f"{path}: not a readable JSON file ({exc})") from None
+    if not isinstance(cert, dict) or "phantoms" not in cert or "wavelength_nm" not in cert:
+        raise UserError(f"{path}: not a phantom certificate (no phantoms or wavelength_nm)")
+    return cert
+
+
+def operator_ready(step: Step) -> None:
+    """Ask the operator to put the probe on the step's target and wait for Enter."""
+    input(f"{step.instruction()}; then press Enter ")
