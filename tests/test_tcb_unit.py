@@ -29,6 +29,7 @@ from simulators import skin
 from simulators.tcb_device import TcbDeviceModel, _hidden_optics, random_factory_calibration
 from simulators.tcb_phantoms import CHECK_PHANTOM as CHECK_NAME
 from simulators.tcb_phantoms import phantom_reflectance
+from tests.harness.contract import validator
 
 pytestmark = pytest.mark.unit
 
@@ -205,3 +206,14 @@ def test_gateway_withholds_numbers_after_a_failed_weekly_check(monkeypatch):
     assert status["tcb_check"]["passed"] is False and status["tcb_check_due"] is False
     later = press(moved, *skin.skin_reflectance(baby, *moved.bands_at(30.0)), 3)
     assert later["tcb_mg_dl"] is None and later["flag"] == NEEDS_CALIBRATION
+    # the contract: a check and a withheld reading are flagged non-readings
+    tcb_schema = validator("tcb")
+    for message in (check, later):
+        tcb_schema.validate(message)
+    bad = dict(check, check={"passed": "yes"})
+    assert not tcb_schema.is_valid(bad)
+    status_schema = validator("device-status")
+    props = status_schema.schema["properties"]
+    for key in ("tcb_check", "tcb_check_due"):
+        jsonschema_validate = type(status_schema)(props[key])
+        jsonschema_validate.validate(status[key])
