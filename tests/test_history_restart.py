@@ -219,9 +219,10 @@ def test_nurse_view_and_mother_page_are_the_same_after_the_gateway_is_killed(bro
     before, after = seen["before"], seen["after"]
     print(json.dumps({"before": before, "after": after}, indent=1))
     # the strip: every point the page had drawn is drawn again; more only by what was in
-    # flight to the page when the process died (a message a second: at most a few points)
-    assert before["points"] > 200 and 0 <= after["points"] - before["points"] <= 12, (before, after)
-    assert 0 <= after["maternal_points"] - before["maternal_points"] <= 12, (before, after)
+    # flight to the page when the process died (a message a second; 9 points seen on a loaded
+    # machine, so up to 5 s of them)
+    assert before["points"] > 200 and 0 <= after["points"] - before["points"] <= 20, (before, after)
+    assert 0 <= after["maternal_points"] - before["maternal_points"] <= 20, (before, after)
     assert before["fhr_bpm"] and after["fhr_bpm"]
     if after["points"] == before["points"]:  # else the last one is the message it missed
         assert after["fhr_bpm"] == before["fhr_bpm"]
