@@ -13,8 +13,9 @@
    model on the same cohorts.
 3. Good presses through the device simulator (counts path, end to end): simulated babies of
    each skin group (TSB drawn like the file's, and uniform 0-25 mg/dL) pressed on several
-   simulated units (their own LED spectra, gains, dark offsets, temperature), counts turned into reflectance with the unit's factory constants,
-   then the estimator. Reported per group: the fraction of good presses flagged, and bias and
+   simulated units (their own LED spectra, gains, droop, dark offsets, temperature), counts
+   turned into reflectance as the gateway does (self-check, the unit's factory calibration,
+   band correction), then the estimator. Reported per group: the fraction of good presses flagged, and bias and
    95 % LoA of the numbers, for the shipped model and for one fitted on a simulated study.
    Beside it, the same babies through the device with every LED at its factory drive (no
    exposure control), and without the device (reflectance with the calibration file's noise).
@@ -23,6 +24,20 @@
 5. Weaker flicker, which the flash-disagreement check may let through: how often it is flagged,
    and how far the numbers it lets through move from a clean press of the same baby, against
    two clean presses of the same baby (the repeatability the flicker must not exceed).
+6. Per-unit factory calibration (`--units` runs this alone): 20 simulated units whose LEDs sit
+   anywhere within +-10 nm of their nominal peaks, with droop and temperature drift, each
+   calibrated by the factory procedure (dsp/tcb_unit.py on the certified phantoms), and a
+   nominal unit (every LED at its nominal peak and width) calibrated the same way. The same
+   babies of each skin group (TSB uniform 0-20 mg/dL, probe at 28-37 C) are pressed on every
+   unit through the device model, on both skin models (simulators/skin.py and the
+   independently built simulators/skin_layers.py). Per unit and group: bias and 95 % LoA of
+   TcB - TSB before calibration (the unit's counts read with its white reference and batch
+   tempco only, as a unit calibrated the old way would read if it were allowed to show
+   numbers) and after (the gateway's path: self-check, droop, per-LED tempco, band
+   correction). Targets: after calibration every unit's bias within +-0.3 mg/dL of the
+   nominal unit's and its LoA at most the nominal unit's + 0.2 mg/dL.
+7. Drifted units: an LED that lost output since the factory (the start-up self-check) and LEDs
+   whose peaks moved (the weekly check phantom): how many readings still became numbers.
 """
 
 from __future__ import annotations
@@ -46,7 +61,14 @@ from fit_tcb import (  # noqa: E402
 )
 
 from dsp.tcb import estimate_tcb, estimate_tcb_batch, fit_model  # noqa: E402
-from dsp.tcb_counts import reflectance_from_counts  # noqa: E402
+from dsp.tcb_counts import (  # noqa: E402
+    calibrated_reflectance,
+    calibrated_reflectance_batch,
+    reflectance_from_counts,
+)
+from dsp.tissue_optics import WAVELENGTH_GRID_NM, led_band_weights, skin_spectra  # noqa: E402
+from simulators import skin as skin_model_1  # noqa: E402
+from simulators import skin_layers as skin_model_2  # noqa: E402
 from simulators.skin import (  # noqa: E402
     DRAW_ORDER,
     population_params,
@@ -55,6 +77,7 @@ from simulators.skin import (  # noqa: E402
     skin_reflectance,
 )
 from simulators.tcb_device import TcbDeviceModel, random_factory_calibration  # noqa: E402
+from simulators.tcb_phantoms import CHECK_PHANTOM, phantom_reflectance  # noqa: E402
 
 GROUPS = ("light", "medium", "dark")
 
@@ -192,26 +215,28 @@ def device_path(n_per_group: int = 400, n_units: int = 8, seed: int = 13) -> dic
         unit_of = np.arange(n_per_group) % n_units
         u = rng.random((n_per_group, len(DRAW_ORDER)))
         params = population_params(u, g, tsb)
-        near = np.zeros((n_per_group, 6))
-        far = np.zeros((n_per_group, 6))
+        # what the nominal unit's bands see, and the babies' spectra for each unit's own
+        near, far = population_reflectance(params)
+        spec_near, spec_far = skin_spectra(params, WAVELENGTH_GRID_NM, skin_model_1.PROBE)
         r_near = np.zeros((n_per_group, 6))
         r_far = np.zeros((n_per_group, 6))
         fixed_near = np.zeros((n_per_group, 6))
         fixed_far = np.zeros((n_per_group, 6))
         for k, (cal, dev) in enumerate(units):
-            rows = unit_of == k
-            p = {key: v[rows] for key, v in params.items()}
-            n_true, f_true = population_reflectance(p, dev.led_centre_nm, dev.led_fwhm_nm)
-            near[rows], far[rows] = n_true, f_true
-            for i, (nt, ft) in zip(np.flatnonzero(rows), zip(n_true, f_true, strict=True),
-                                   strict=True):  # fmt: skip
+            rows = np.flatnonzero(unit_of == k)
+            presses: dict[bool, list] = {True: [], False: []}
+            for i in rows:
                 temp = float(rng.uniform(28.0, 37.0))
-                for ec, (a, b) in ((True, (r_near, r_far)), (False, (fixed_near, fixed_far))):
-                    press = dev.press(nt, ft, temperature_c=temp, exposure_control=ec)
-                    a[i], b[i], _ = reflectance_from_counts(
-                        press.dark_before, press.dark_after, press.flashes,
-                        press.temperature_c, press.contact, cal.to_dict(), press.led_drive,
-                    )  # fmt: skip
+                w = led_band_weights(*dev.bands_at(temp))
+                for ec in (True, False):
+                    press = dev.press(w @ spec_near[i], w @ spec_far[i], temperature_c=temp,
+                                      exposure_control=ec)  # fmt: skip
+                    presses[ec].append(press.to_dict())
+            info = dev.self_check_info()
+            for ec, (a, b) in ((True, (r_near, r_far)), (False, (fixed_near, fixed_far))):
+                got = calibrated_reflectance_batch(presses[ec], cal.to_dict(), info)
+                a[rows] = [r.near for r in got]
+                b[rows] = [r.far for r in got]
         # the same babies without the device: the calibration file's noise (section 2)
         ideal_near = near * (1 + rng.normal(0, 0.005, near.shape)) + rng.normal(0, 1e-4, near.shape)
         ideal_far = far * (1 + rng.normal(0, 0.01, far.shape)) + rng.normal(0, 1e-4, far.shape)
@@ -231,6 +256,7 @@ def device_path(n_per_group: int = 400, n_units: int = 8, seed: int = 13) -> dic
 def flagged_presses(n: int = 40, seed: int = 9) -> dict[str, tuple[int, int]]:
     cal = random_factory_calibration(seed)
     dev = TcbDeviceModel(cal, seed=seed)
+    info = dev.self_check_info()
     rng = np.random.default_rng(seed)
     cases = {
         "no contact": {"contact": False},
@@ -245,14 +271,14 @@ def flagged_presses(n: int = 40, seed: int = 9) -> dict[str, tuple[int, int]]:
         flags = set()
         for _ in range(n):
             baby = random_newborn(rng)
-            near, far = skin_reflectance(baby, dev.led_centre_nm, dev.led_fwhm_nm)
+            near, far = skin_reflectance(baby, *dev.bands_at(30.0))
             p = dev.press(near, far, **kwargs)
-            rn, rf, flag = reflectance_from_counts(
+            r = calibrated_reflectance(
                 p.dark_before, p.dark_after, p.flashes, p.temperature_c, p.contact,
-                cal.to_dict(), p.led_drive,
+                cal.to_dict(), p.led_drive, info,
             )  # fmt: skip
-            flags.add(flag)
-            est = estimate_tcb(rn, rf)
+            flags.add(r.flag)
+            est = estimate_tcb(r.near, r.far)
             numbers += est.tcb_mg_dl is not None
         out[name] = (n, numbers, ",".join(sorted(flags)))
     return out
@@ -260,8 +286,10 @@ def flagged_presses(n: int = 40, seed: int = 9) -> dict[str, tuple[int, int]]:
 
 def weak_flicker(n: int = 120, seed: int = 17) -> dict[str, tuple[int, float, float, float]]:
     """(presses, fraction flagged, SD and max of |TcB change| against a clean press)."""
-    units = [(random_factory_calibration(s), TcbDeviceModel(random_factory_calibration(s), seed=s))
-             for s in range(200, 206)]  # fmt: skip
+    units = []
+    for s in range(200, 206):
+        dev = TcbDeviceModel(random_factory_calibration(s), seed=s)
+        units.append((random_factory_calibration(s), dev, dev.self_check_info()))
     rng = np.random.default_rng(seed)
     cases = {"none (two clean presses)": (0.0, 0.0)}
     for amb in (0.002, 0.005, 0.01):
@@ -271,17 +299,17 @@ def weak_flicker(n: int = 120, seed: int = 17) -> dict[str, tuple[int, float, fl
     for name, (amb, depth) in cases.items():
         changes, flagged = [], 0
         for i in range(n):
-            cal, dev = units[i % len(units)]
+            cal, dev, info = units[i % len(units)]
             baby = random_newborn(rng, GROUPS[i % 3], float(rng.uniform(0.0, 22.0)))
-            near, far = skin_reflectance(baby, dev.led_centre_nm, dev.led_fwhm_nm)
+            near, far = skin_reflectance(baby, *dev.bands_at(30.0))
             est = []
             for kw in ({}, {"ambient": amb, "flicker_depth": depth}):
                 p = dev.press(near, far, **kw)
-                rn, rf, _ = reflectance_from_counts(
+                r = calibrated_reflectance(
                     p.dark_before, p.dark_after, p.flashes, p.temperature_c, p.contact,
-                    cal.to_dict(), p.led_drive,
+                    cal.to_dict(), p.led_drive, info,
                 )  # fmt: skip
-                est.append(estimate_tcb(rn, rf).tcb_mg_dl)
+                est.append(estimate_tcb(r.near, r.far).tcb_mg_dl)
             flagged += est[1] is None
             if est[0] is not None and est[1] is not None:
                 changes.append(est[1] - est[0])
@@ -290,11 +318,197 @@ def weak_flicker(n: int = 120, seed: int = 17) -> dict[str, tuple[int, float, fl
     return out
 
 
+SKIN_MODELS = ("skin model 1 (skin.py)", "skin model 2 (skin_layers.py)")
+
+
+def _skin_spectra(model: str, group: str, tsb: np.ndarray, rng) -> tuple[np.ndarray, ...]:
+    """Spectral reflectance (n, wl) at both detectors of new babies of one group."""
+    if model == SKIN_MODELS[0]:
+        u = rng.random((len(tsb), len(DRAW_ORDER)))
+        p = population_params(u, group, tsb)
+        return skin_spectra(p, WAVELENGTH_GRID_NM, skin_model_1.PROBE)
+    u = rng.random((len(tsb), len(skin_model_2.DRAW_ORDER)))
+    return skin_model_2.spectra(skin_model_2.population_params(u, group, tsb))
+
+
+def _numbers(near: np.ndarray, far: np.ndarray, model=None) -> np.ndarray:
+    est = estimate_tcb_batch(near, far, model)
+    return np.array([np.nan if e.tcb_mg_dl is None else e.tcb_mg_dl for e in est])
+
+
+def _study_estimator(model: str, seed: int = 3):
+    """An estimator fitted, as scripts/fit_tcb.py fits the shipped one, on a simulated study
+    like the calibration file (its size, group mix and TSB) of one skin model at the nominal
+    LED bands, with the file's noise (section 2)."""
+    data = read_calibration(default_calibration_path())
+    rng = np.random.default_rng(seed)
+    near, far, tsb, grp = [], [], [], []
+    nominal = led_band_weights(skin_model_1.LED_NM, skin_model_1.DEFAULT_LED_FWHM_NM)
+    for g in GROUPS:
+        t = rng.choice(data["tsb"][data["group"] == g], int(np.sum(data["group"] == g)))
+        sn, sf = _skin_spectra(model, g, t, rng)
+        n, f = sn @ nominal.T, sf @ nominal.T
+        near.append(n * (1 + rng.normal(0, 0.005, n.shape)) + rng.normal(0, 1e-4, n.shape))
+        far.append(f * (1 + rng.normal(0, 0.01, f.shape)) + rng.normal(0, 1e-4, f.shape))
+        tsb.append(t)
+        grp += [g] * len(t)
+    grp_a = np.array(grp)
+    return fit_model(np.vstack(near), np.vstack(far), np.concatenate(tsb),
+                     weights=group_weights(grp_a))  # fmt: skip
+
+
+def unit_calibration(
+    n_units: int = 20, n_per_group: int = 200, seed: int = 21, models=SKIN_MODELS
+) -> dict:
+    """Section 6 (module docstring): {(model, group, unit): (before, after)}, each
+    (n, bias, SD, LoA, fraction flagged); unit "nominal" is the nominal unit."""
+    units = [("nominal", 900, "nominal")] + [
+        (f"unit {k + 1:02d}", 1000 + k, "binned") for k in range(n_units)
+    ]
+    made = {
+        name: (
+            random_factory_calibration(s, leds=leds),
+            random_factory_calibration(s, per_unit=False, leds=leds),
+            TcbDeviceModel(random_factory_calibration(s, leds=leds), seed=s, leds=leds),
+        )
+        for name, s, leds in units
+    }
+    rng = np.random.default_rng(seed)
+    out: dict = {}
+    for model in models:
+        estimators = {"shipped": None, "fitted on this skin model": _study_estimator(model)}
+        for g in GROUPS:
+            tsb = rng.uniform(0.0, 20.0, n_per_group)
+            spec_near, spec_far = _skin_spectra(model, g, tsb, rng)
+            temps = rng.uniform(28.0, 37.0, n_per_group)
+            for name, (cal, plain, dev) in made.items():
+                presses = []
+                for i in range(n_per_group):
+                    w = led_band_weights(*dev.bands_at(float(temps[i])))
+                    press = dev.press(w @ spec_near[i], w @ spec_far[i],
+                                      temperature_c=float(temps[i]))  # fmt: skip
+                    presses.append(press.to_dict())
+                before = np.array([
+                    reflectance_from_counts(
+                        p["dark_before"], p["dark_after"], p["flashes"], p["temperature_c"],
+                        p["contact"], plain.to_dict(), p["led_drive"],
+                    )[:2]
+                    for p in presses
+                ])  # fmt: skip
+                after = calibrated_reflectance_batch(
+                    presses, cal.to_dict(), dev.self_check_info()
+                )  # fmt: skip
+                a_near = np.array([r.near for r in after])
+                a_far = np.array([r.far for r in after])
+                for est_name, m in estimators.items():
+                    res_before = _numbers(before[:, 0], before[:, 1], m) - tsb
+                    res_after = _numbers(a_near, a_far, m) - tsb
+                    out[(model, est_name, g, name)] = tuple(
+                        (*_stats(r), float(np.mean(~np.isfinite(r))))
+                        for r in (res_before, res_after)
+                    )
+    return out
+
+
+def drifted_units(n: int = 30, seed: int = 31) -> dict[str, tuple[int, int, str]]:
+    """Section 7: (presses, numbers produced, flags) per drift, on one calibrated unit."""
+    cal = random_factory_calibration(1100)
+    unit = TcbDeviceModel(cal, seed=1100)
+    rng = np.random.default_rng(seed)
+    blue_shift = np.array([3.0, 3.0, 0.0, 0.0, 0.0, 0.0])
+    cases = {
+        "none": (unit, unit),
+        "450 nm LED lost 8 % of its output": (unit.aged([0.92, 1, 1, 1, 1, 1]),) * 2,
+        "all LEDs lost 3 % (within the self-check's 5 %)": (unit.aged(0.97),) * 2,
+        "450/470 nm peaks moved +3 nm (check phantom failed first)": (unit,
+                                                                     unit.aged(1.0, blue_shift)),
+    }  # fmt: skip
+    out = {}
+    for name, (at_start, now) in cases.items():
+        info = at_start.self_check_info()
+        flags: set[str] = set()
+        numbers = 0
+        # the weekly check on the check phantom, then babies
+        w = led_band_weights(*now.bands_at(30.0))
+        ck_near, ck_far = phantom_reflectance(CHECK_PHANTOM)
+        press = now.press(w @ ck_near, w @ ck_far, temperature_c=30.0)
+        check = calibrated_reflectance(
+            press.dark_before, press.dark_after, press.flashes, press.temperature_c,
+            press.contact, cal.to_dict(), press.led_drive, info,
+        )  # fmt: skip
+        failed = check.check is not None and not check.check["passed"]
+        if check.flag != "check_phantom":
+            flags.add(check.flag or "(check phantom not recognised)")
+        else:
+            flags.add("check " + ("failed" if failed else "passed"))
+        for _ in range(n):
+            baby = random_newborn(rng, GROUPS[int(rng.integers(0, 3))], float(rng.uniform(0, 20)))
+            near, far = skin_reflectance(baby, *now.bands_at(30.0))
+            p = now.press(near, far, temperature_c=30.0)
+            r = calibrated_reflectance(
+                p.dark_before, p.dark_after, p.flashes, p.temperature_c, p.contact,
+                cal.to_dict(), p.led_drive, info,
+            )  # fmt: skip
+            flag = "needs_calibration" if (failed and not r.flag) else r.flag
+            if not flag:
+                numbers += estimate_tcb(r.near, r.far).tcb_mg_dl is not None
+            flags.add(flag or "(number)")
+        out[name] = (n, numbers, ", ".join(sorted(flags)))
+    return out
+
+
+def print_units(units: dict, drift: dict) -> None:
+    names = sorted({k[3] for k in units}, key=lambda x: (x != "nominal", x))
+    cases = sorted({k[:2] for k in units})
+    summary = []
+    for model, est in cases:
+        print(f"Per-unit calibration, {model}, {est} estimator: TcB - TSB (mg/dL), bias / LoA")
+        print("| unit | " + " | ".join(f"{g} before | {g} after" for g in GROUPS) + " |")
+        print("|---|" + "---|---|" * len(GROUPS))
+        for name in names:
+            cells = []
+            for g in GROUPS:
+                for _n, bias, _sd, loa, fl in units[(model, est, g, name)]:
+                    flagged = f" ({fl:.0%} flagged)" if fl > 0.02 else ""
+                    cells.append(f"{bias:+.2f} / +-{loa:.2f}{flagged}")
+            print(f"| {name} | " + " | ".join(cells) + " |")
+        for g in GROUPS:
+            nom = units[(model, est, g, "nominal")]
+            rows = [units[(model, est, g, n)] for n in names if n != "nominal"]
+            for when, k in (("before", 0), ("after", 1)):
+                db = [r[k][1] - nom[1][1] for r in rows]
+                dl = [r[k][3] - nom[1][3] for r in rows]
+                ok = sum(abs(b) <= 0.3 and d <= 0.2 for b, d in zip(db, dl, strict=True))
+                summary.append((model, est, g, when, nom[1][1], nom[1][3], min(db), max(db),
+                                max(dl), ok, len(rows)))  # fmt: skip
+        print()
+    print("Per-unit calibration against the targets (bias within +-0.3 of the calibrated nominal unit's, "
+          "LoA at most the nominal unit's + 0.2)")  # fmt: skip
+    print("| skin model | estimator | group | | nominal unit bias / LoA | units' bias - nominal "
+          "| units' LoA - nominal, worst | units on target |")  # fmt: skip
+    print("|---|---|---|---|---|---|---|---|")
+    for model, est, g, when, b0, l0, lo, hi, worst, ok, n in summary:
+        print(f"| {model} | {est} | {g} | {when} | {b0:+.2f} / +-{l0:.2f} | {lo:+.2f} .. "
+              f"{hi:+.2f} | {worst:+.2f} | {ok} of {n} |")  # fmt: skip
+    print()
+    print("Drifted units (one calibrated unit; a weekly check on the check phantom, then babies)")
+    print("| drift | presses | numbers produced | flags |")
+    print("|---|---|---|---|")
+    for name, (n, numbers, fl) in drift.items():
+        print(f"| {name} | {n} | {numbers} | {fl} |")
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--markdown", action="store_true", help="print the docs table")
-    ap.parse_args(argv)
+    ap.add_argument("--units", action="store_true", help="only section 6-7: per-unit calibration")
+    ap.add_argument("--units-n", type=int, default=200, help="babies per group in section 6")
+    args = ap.parse_args(argv)
     t0 = time.perf_counter()
+    if args.units:
+        print_units(unit_calibration(n_per_group=args.units_n), drifted_units())
+        print(f"\n(run time {time.perf_counter() - t0:.1f} s)")
+        return 0
     cal = held_out_calibration()
     sim = simulated_study()
     device = device_path()
