@@ -32,6 +32,7 @@ def test_a_task_that_ends_stops_the_feeding_and_an_exception_resets():
     assert 140 <= out["lag_max_ms"] < 400, out  # the 150 ms a task held the loop
     assert out["resets"] == ["exception: ValueError('bad',)"], out
     assert out["boot_resets"] == ["main: OSError(5,)"], out  # never the REPL
+    assert out["write_errors"] == 1, out  # a write the app fails on: dropped, not the radio
 
 
 class Device:

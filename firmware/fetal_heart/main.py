@@ -15,7 +15,7 @@ from micropython import const
 # own needs, taken first while the heap is still in one piece. The app needs about 89 KiB with
 # the Unix port's 64-bit objects and its bytecode in the heap (a board keeps the bytecode in
 # flash, frozen, and its objects are half the size): a 128 KiB heap leaves ~16 KiB under the
-# Unix port, about 7 s of signed ADPCM Doppler with PPG; a 192 KiB one (BLE) ~38 KiB; an ESP32
+# Unix port, about 7 s of signed ADPCM Doppler with PPG; a 192 KiB one (BLE) ~48 KiB; an ESP32
 # with PSRAM is capped at 1 MiB, over 7 minutes (docs/firmware.md, memory budget).
 # The reserve includes the mother's feedback (feedback.py: 3.8 KiB of bytecode under the Unix
 # port and 1.9 KiB of buffers) and the supervisor. pairing.py is frozen in flash on a board and

@@ -5,6 +5,7 @@
 import asyncio
 import os
 import struct
+import sys
 import time
 
 import protocol as p
@@ -44,6 +45,7 @@ class Link:
         self._ctl_last = 0  # highest authenticated control seq of this connection
         self._ctl_bits = 0  # which of the _CTL_WINDOW seqs below it were seen
         self.rejected = 0  # control frames dropped: unsigned, bad tag or replayed
+        self.write_errors = 0  # control writes whose handling raised (dropped, printed)
         self.unsigned_ok = None  # op -> bool: taken unsigned now (PAIR in the pairing window)
         radio.on_write = self._on_write
 
@@ -144,6 +146,18 @@ class Link:
         self.wake.set()
 
     def _on_write(self, data):
+        """A control write from the radio's task. The barrier: whatever one write makes the
+        link, the app or pairing raise drops that write (the gateway's request times out),
+        printed and counted; it must not take the radio's task, and with it the device, down,
+        as anyone in radio range could otherwise do with a crafted write."""
+        try:
+            self._handle_write(data)
+        except Exception as e:
+            self.write_errors += 1
+            print("CONTROL write dropped")
+            sys.print_exception(e)
+
+    def _handle_write(self, data):
         d = p.decode_frame(data)
         if d is None:
             return  # corrupt write: the gateway's request times out and is retried

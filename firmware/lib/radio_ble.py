@@ -194,8 +194,11 @@ class BleRadio:
         off = (h & (_RING_SLOTS - 1)) * _SLOT
         arg = 0
         if event == _IRQ_GATTS_WRITE:
-            value = self.ble.gatts_read(self.h_ctrl)
-            arg = min(len(value), _WRITE_BUF)
+            value = self.ble.gatts_read(self.h_ctrl)  # at most _WRITE_BUF (gatts_set_buffer)
+            arg = len(value)
+            if arg > _WRITE_BUF:  # a slice assignment of another length would resize the ring
+                self.irq_dropped += 1
+                return
             r[off + 8 : off + 8 + arg] = value
         elif event == _IRQ_MTU_EXCHANGED or event == _IRQ_CONNECTION_UPDATE:
             arg = data[1]

@@ -16,5 +16,5 @@ import radio_ble  # noqa: E402, F401
 sys.argv.pop(0)
 _main = sys.argv[0]
 with open(_main) as _f:
-    _src = _f.read()
-exec(compile(_src, _main, "exec"), {"__name__": "__main__", "__file__": _main})
+    _code = compile(_f.read(), _main, "exec")  # the source is freed before the app sizes its heap
+exec(_code, {"__name__": "__main__", "__file__": _main})

@@ -28,5 +28,5 @@ def _with_fault(self, handlers):
 
 sim_feed.Feed.__init__ = _with_fault
 with open(_main) as _f:
-    _src = _f.read()
-exec(compile(_src, _main, "exec"), {"__name__": "__main__", "__file__": _main})
+    _code = compile(_f.read(), _main, "exec")  # the source is freed before the app sizes its heap
+exec(_code, {"__name__": "__main__", "__file__": _main})

@@ -117,4 +117,25 @@ try:
 except Reset:
     pass
 out["boot_resets"] = hal.resets
+
+
+# A control write the app fails on is dropped, printed and counted: the radio's task goes on.
+import link as L  # noqa: E402
+import protocol as p  # noqa: E402
+from framestore import FrameStore  # noqa: E402
+
+
+class Radio:
+    connected = True
+    mtu = 247
+    on_write = None
+
+
+def failing(op, rid, args):
+    raise KeyError("app bug")
+
+
+lk = L.Link(Radio(), FrameStore(4096, 32), p.DT_FETAL_HEART, 1, failing)
+lk._on_write(p.encode_frame(0, 0, p.S_CONTROL, 0, 1, 0, bytes((p.OP_GET_INFO, 1))))
+out["write_errors"] = lk.write_errors
 print(json.dumps(out))
