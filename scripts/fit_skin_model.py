@@ -48,7 +48,7 @@ sys.path.insert(0, str(REPO / "scripts"))
 from fit_tcb import GROUPS, default_calibration_path, read_calibration  # noqa: E402
 
 from dsp.tcb import REFLECTANCE_FLOOR, estimate_tcb, load_model, tcb_features  # noqa: E402
-from dsp.tcb_counts import reflectance_from_counts  # noqa: E402
+from dsp.tcb_counts import calibrated_reflectance  # noqa: E402
 from simulators.skin import (  # noqa: E402
     DRAW_ORDER,
     POPULATION,
@@ -256,7 +256,8 @@ def estimator_check(
     """Per group: (fraction flagged, bias, SD) of estimate_tcb on simulated babies (0-20 mg/dL).
 
     Uses the committed simulator (simulators.skin.random_newborn / skin_reflectance); with
-    device=True, each reading goes through a simulated unit's counts and back to reflectance.
+    device=True, each reading goes through a simulated unit's counts and back to reflectance
+    as the gateway reads it (self-check, the unit's calibration, band correction).
     """
     from simulators.skin import random_newborn, skin_reflectance
 
@@ -271,12 +272,13 @@ def estimator_check(
                 unit = seed * 1000 + k % 20
                 cal = random_factory_calibration(unit)
                 dev = TcbDeviceModel(cal, seed=unit)
-                near, far = skin_reflectance(baby, dev.led_centre_nm, dev.led_fwhm_nm)
-                p = dev.press(near, far)
-                near, far, _ = reflectance_from_counts(
+                near, far = skin_reflectance(baby, *dev.bands_at(30.0))
+                p = dev.press(near, far, temperature_c=30.0)
+                r = calibrated_reflectance(
                     p.dark_before, p.dark_after, p.flashes, p.temperature_c, p.contact,
-                    cal.to_dict(), p.led_drive,
+                    cal.to_dict(), p.led_drive, dev.self_check_info(),
                 )  # fmt: skip
+                near, far = r.near, r.far
             else:
                 near, far = skin_reflectance(baby)
             est = estimate_tcb(near, far)
