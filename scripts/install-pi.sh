@@ -6,7 +6,9 @@
 # configuration to /etc/perimon/perimon.toml (written once, kept afterwards), state (outbox,
 # enrolment list, nurse accounts) to /var/lib/perimon, owned by the service user perimon; logs
 # go to the journal. Safe to run again: it upgrades the package and the unit, keeps the
-# configuration and the data. docs/home.md, "Installing on a Raspberry Pi".
+# configuration and the data. docs/home.md, "Installing on a Raspberry Pi". The nurse view is
+# served over HTTPS on port 8443 with a self-signed certificate made here (kept in DATA/web);
+# its SHA-256 fingerprint is printed at the end, for the nurse to compare with her browser's.
 # Options: --from WHEEL|DIR (what to install; default: this checkout), --prefix DIR,
 #   --config FILE, --data DIR, --no-start (install and enable, do not start now).
 set -euo pipefail
@@ -27,7 +29,7 @@ say() { echo "install-pi: $*"; }
 
 # Debian packages: only what is missing (a second run needs no network for these).
 missing=()
-for p in python3-venv bluez; do
+for p in python3-venv bluez openssl; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "ok installed" || missing+=("$p")
 done
 if [ ${#missing[@]} -gt 0 ]; then
@@ -55,8 +57,9 @@ mkdir -p "$prefix"
 work="$(mktemp -d)"
 trap 'rm -rf "$work"' EXIT
 if [ -z "$from" ]; then
-    tar -C "$src" --exclude=__pycache__ -cf - pyproject.toml README.md gateway dsp simulators \
-        | tar -C "$work" -xf -
+    # what the wheel is built from (setup.py: the code, the contract's schemas, the firmware)
+    tar -C "$src" --exclude=__pycache__ -cf - pyproject.toml setup.py README.md gateway dsp \
+        simulators hospital devtools firmware docs/schemas | tar -C "$work" -xf -
     from="$work"
 fi
 pip=("$prefix/venv/bin/python" -m pip -q --disable-pip-version-check)
@@ -71,15 +74,13 @@ mkdir -p "$prefix/docs"
 cp "$src/README.md" "$prefix/"
 cp "$src"/docs/*.md "$src/docs/perimon.example.toml" "$prefix/docs/"
 
-# Configuration: written once from the documented example; kept on later runs.
+# Configuration: written once from the documented example; kept on later runs. The nurse
+# view's certificate: made once, kept (a new one would make every browser warn again).
 mkdir -p "$(dirname "$config")" "$data"
+fingerprint="$(sh "$src/scripts/make-web-cert.sh" "$data/web")"
 if [ ! -f "$config" ]; then
-    sed -e "s|^data_dir = .*|data_dir = \"$data\"|" \
-        -e 's|^transport = "sim" |transport = "ble"  |' \
-        -e '/^\[web\]/,/^$/s|^enabled = false|enabled = true |' \
-        -e '/^\[web\]/,/^$/s|^listen = "127.0.0.1:8080" |listen = "0.0.0.0:8080"   |' \
-        -e '/^# Per device, set by/,$d' \
-        "$src/docs/perimon.example.toml" > "$config.new"
+    sh "$src/scripts/first-config.sh" "$src/docs/perimon.example.toml" "$data" "$data/web" \
+        > "$config.new"
     mv "$config.new" "$config"
     say "wrote $config: set [gateway] id and [mqtt] before starting"
 fi
@@ -113,3 +114,10 @@ if ! check=$(runuser -u perimon -- "$prefix/venv/bin/perimon" gateway --check-co
 fi
 say "$check"
 say "done: $("$prefix/venv/bin/perimon" --version) in $prefix/venv"
+if grep -q "^cert_file = \"$data/web/nurse-view.crt\"" "$config"; then
+    say "the nurse view: https://$(hostname).local:8443/ (or https://perimon.local:8443/)"
+    say "its certificate's SHA-256 fingerprint (the browser shows it the first time):"
+    say "  $fingerprint"
+else
+    say "the nurse view uses the certificate $config names, not $data/web/nurse-view.crt"
+fi

@@ -197,7 +197,18 @@ def test_install_script_in_a_clean_debian_chroot_twice(chroot, tmp_path):
     cfg = tomllib.loads(cfg_path.read_text())
     assert cfg["gateway"]["data_dir"] == "/var/lib/perimon"
     assert cfg["radio"]["transport"] == "ble"
-    assert cfg["web"] == {**cfg["web"], "enabled": True, "listen": "0.0.0.0:8080"}
+    # the nurse view over HTTPS with the certificate made for it, its fingerprint printed
+    web_dir = "/var/lib/perimon/web"
+    assert cfg["web"] == {**cfg["web"], "enabled": True, "listen": "0.0.0.0:8443",
+                          "cert_file": f"{web_dir}/nurse-view.crt",
+                          "key_file": f"{web_dir}/nurse-view.key"}  # fmt: skip
+    assert cfg["mqtt"]["tls"] is True
+    fingerprint = (
+        chroot.run(f"openssl x509 -in {web_dir}/nurse-view.crt -noout -fingerprint -sha256")
+        .strip()
+        .split("=")[1]
+    )
+    assert f"install-pi:   {fingerprint}" in out
     assert "devices" not in cfg  # the example devices are not installed
     loaded = chroot.run(
         "runuser -u perimon -- /opt/perimon/venv/bin/python -c 'from gateway.config import "
@@ -209,6 +220,8 @@ def test_install_script_in_a_clean_debian_chroot_twice(chroot, tmp_path):
     data = chroot.path("/var/lib/perimon")
     st = data.stat()
     assert (st.st_uid, st.st_gid, st.st_mode & 0o777) == (uid, gid, 0o750)
+    st = chroot.path(f"{web_dir}/nurse-view.key").stat()
+    assert (st.st_uid, st.st_mode & 0o777) == (uid, 0o600)
 
     # the unit: installed, enabled at boot, and systemd's own checks pass inside the system
     unit = chroot.path(f"/etc/systemd/system/{UNIT}")
@@ -232,8 +245,9 @@ def test_install_script_in_a_clean_debian_chroot_twice(chroot, tmp_path):
         cfg_path.read_text()
         .replace('transport = "ble"', 'transport = "sim"')
         .replace('listen = "127.0.0.1:7600"', f'listen = "127.0.0.1:{free_port()}"')
-        .replace('listen = "0.0.0.0:8080"', f'listen = "127.0.0.1:{free_port()}"')
-        .replace("port = 1883", f"port = {free_port()}")
+        .replace('listen = "0.0.0.0:8443"', f'listen = "127.0.0.1:{free_port()}"')
+        .replace("port = 8883", f"port = {free_port()}")
+        .replace("tls = true", "tls = false")  # no broker, and no hospital CA, in a chroot
     )
     os.chown(test_cfg, 0, gid)
     test_cfg.chmod(0o640)
@@ -251,6 +265,7 @@ def test_install_script_in_a_clean_debian_chroot_twice(chroot, tmp_path):
     second_s = time.monotonic() - t1
     assert "installing Debian packages" not in out and "created the service user" not in out
     assert "wrote /etc/perimon" not in out
+    assert f"install-pi:   {fingerprint}" in out  # the same certificate, kept
     assert cfg_path.read_bytes() == kept
     assert _passwd(chroot.root, "perimon")[2:4] == user[2:4]
     assert outbox.exists() and outbox.stat().st_uid == uid

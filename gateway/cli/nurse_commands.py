@@ -9,7 +9,7 @@ import sys
 from typing import TYPE_CHECKING
 
 from gateway.cli import Subparsers, UserError
-from gateway.config import ConfigError, load_config
+from gateway.config import Config, ConfigError, load_config
 
 if TYPE_CHECKING:
     from gateway.web.nurses import NurseAccounts
@@ -31,14 +31,17 @@ def register(sub: Subparsers) -> None:
     rm.set_defaults(func=cmd_remove)
 
 
+def _config(args: argparse.Namespace) -> Config:
+    try:
+        return load_config(args.config)
+    except ConfigError as exc:
+        raise UserError(str(exc)) from None
+
+
 def _accounts(args: argparse.Namespace) -> NurseAccounts:
     from gateway.web.nurses import NurseAccounts
 
-    try:
-        cfg = load_config(args.config)
-    except ConfigError as exc:
-        raise UserError(str(exc)) from None
-    return NurseAccounts(cfg.data_dir / "nurses.json")
+    return NurseAccounts(_config(args).data_dir / "nurses.json")
 
 
 def cmd_add(args: argparse.Namespace) -> int:
@@ -54,6 +57,14 @@ def cmd_add(args: argparse.Namespace) -> int:
     except ValueError as exc:
         raise UserError(str(exc)) from None
     print(f"nurse {args.user} saved in {accounts.path}")
+    from gateway.web.tls import web_fingerprint, web_url
+
+    cfg = _config(args)
+    fp = web_fingerprint(cfg)
+    if fp is not None:  # what she compares with the browser's warning, the first time
+        print(f"the nurse view: {web_url(cfg)}\nits certificate's SHA-256 fingerprint: {fp}")
+    else:
+        print(f"the nurse view: {web_url(cfg)} (plain HTTP: no [web] cert_file)")
     return 0
 
 

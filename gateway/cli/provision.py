@@ -45,7 +45,7 @@ def register(sub: Subparsers) -> None:
                         "gateway's pairing page (.svg: the label; .png: the code alone)")  # fmt: skip
     s.add_argument("--pair-url", default=None,
                    help="the home gateway's pairing page the label links to "
-                        "(default http://perimon.local:8080/pair)")  # fmt: skip
+                        "(default https://perimon.local:8443/pair)")  # fmt: skip
     s.set_defaults(func=cmd_provision)
 
 
@@ -172,12 +172,16 @@ def _provision(args: argparse.Namespace, gateway_id: str, calibration: dict[str,
     label_path = None
     if args.label:  # first: the label is the only copy of the pairing secret the device kept
         from gateway.cli.provision_label import write_label
+        from gateway.config import load_config
         from gateway.web.pair_code import DEFAULT_PAIR_URL
+        from gateway.web.tls import web_fingerprint
 
         url = args.pair_url or DEFAULT_PAIR_URL
+        # the home gateway's nurse view certificate, when its config is given: on the label
+        fp = web_fingerprint(load_config(args.config)) if args.config else None
         try:
             label_path = write_label(args.label, args.id, device_type, pair_secret, url,
-                                     label_file)  # fmt: skip
+                                     label_file, fp)  # fmt: skip
         except OSError as exc:
             raise UserError(f"--label {args.label}: the device is provisioned, but its label "
                             f"could not be written ({exc}): provision it again for a new "

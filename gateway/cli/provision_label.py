@@ -15,15 +15,15 @@ from xml.sax.saxutils import escape
 
 import segno
 
-from gateway.web.pair_code import DEFAULT_PAIR_URL, encode, pair_link
+from gateway.web.pair_code import DEFAULT_PAIR_URL, encode, pair_link, short_fingerprint
 
 _KIND = {"fetal_heart": "fetal-heart monitor", "jaundice": "jaundice meter"}
 _BORDER = 4  # modules of quiet zone, as the QR standard asks
 
 
 def label_link(device_id: str, device_type: str, secret: bytes,
-               pair_url: str = DEFAULT_PAIR_URL) -> str:  # fmt: skip
-    return pair_link(encode(device_id, device_type, secret), pair_url)
+               pair_url: str = DEFAULT_PAIR_URL, fingerprint: str | None = None) -> str:  # fmt: skip
+    return pair_link(encode(device_id, device_type, secret), pair_url, fingerprint)
 
 
 def open_label(path: str | Path) -> BinaryIO:
@@ -43,20 +43,24 @@ def open_label(path: str | Path) -> BinaryIO:
 
 
 def write_label(path: str | Path, device_id: str, device_type: str, secret: bytes,
-                pair_url: str = DEFAULT_PAIR_URL, out: BinaryIO | None = None) -> Path:  # fmt: skip
+                pair_url: str = DEFAULT_PAIR_URL, out: BinaryIO | None = None,
+                fingerprint: str | None = None) -> Path:  # fmt: skip
     """Write the label (by the file's suffix: .svg or .png) for the monitor's pairing secret,
-    to `out` if given (from open_label) or to a file opened here; returns the path."""
+    to `out` if given (from open_label) or to a file opened here; returns the path. With the
+    home gateway's certificate `fingerprint`, its start is in the link and under the code."""
     path = Path(path)
-    qr = segno.make_qr(label_link(device_id, device_type, secret, pair_url), error="m")
+    link = label_link(device_id, device_type, secret, pair_url, fingerprint)
+    qr = segno.make_qr(link, error="m")
     with out if out is not None else open_label(path) as f:
         if path.suffix.lower() == ".png":
             qr.save(f, kind="png", scale=8, border=_BORDER)
         else:
-            f.write(_svg(qr, device_id, device_type).encode("utf-8"))
+            f.write(_svg(qr, device_id, device_type, fingerprint).encode("utf-8"))
     return path
 
 
-def _svg(qr: segno.QRCode, device_id: str, device_type: str) -> str:
+def _svg(qr: segno.QRCode, device_id: str, device_type: str,
+         fingerprint: str | None = None) -> str:  # fmt: skip
     rows = list(qr.matrix_iter(scale=1, border=_BORDER))
     n = len(rows)
     dark = "".join(
@@ -76,6 +80,9 @@ def _svg(qr: segno.QRCode, device_id: str, device_type: str) -> str:
         lines.append(f'<text x="30" y="{y:.1f}" font-size="{mm}" font-weight="{weight}">'
                      f"{escape(s)}</text>")  # fmt: skip
         y += mm + 1.8
+    if fingerprint:  # under the code: what the browser's certificate warning should show
+        lines.append(f'<text x="1" y="29.6" font-size="1.4">gateway certificate SHA-256 '
+                     f"{escape(short_fingerprint(fingerprint))}...</text>")  # fmt: skip
     return (
         '<?xml version="1.0" encoding="UTF-8"?>\n'
         '<svg xmlns="http://www.w3.org/2000/svg" width="56mm" height="30mm" viewBox="0 0 56 30">\n'

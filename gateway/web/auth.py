@@ -44,6 +44,9 @@ SECURITY_HEADERS = {
     "Referrer-Policy": "no-referrer",
     "Cache-Control": "no-store",
 }
+# Over HTTPS: browsers that trust the certificate never use plain HTTP for this host again (a
+# browser that was told to go on past a certificate warning ignores it, as it should).
+HSTS = {"Strict-Transport-Security": "max-age=31536000"}
 
 Handler = Callable[[Request], Awaitable[Response]]
 MAX_SESSION_H = 12.0  # a login ends this long after it began, however active (one shift)

@@ -1,6 +1,6 @@
 """The code on a monitor's label: a link that a phone's camera opens on the home gateway.
 
-    http://perimon.local:8080/pair#c=<code>
+    https://perimon.local:8443/pair#c=<code>&fp=<the start of the gateway's certificate fingerprint>
 
 The code (base64url, no padding) names the monitor and carries its pairing secret:
 
@@ -36,7 +36,10 @@ SECRET_LEN = PAIR_SECRET_LEN
 _OLD_KEY_LEN = 32
 CHECK_LEN = 4
 LABEL_CHECK = b"perimon-v1 label"
-DEFAULT_PAIR_URL = "http://perimon.local:8080/pair"
+DEFAULT_PAIR_URL = "https://perimon.local:8443/pair"  # as scripts/install-pi.sh sets it up
+FINGERPRINT_BYTES = (
+    8  # of the nurse view's certificate's SHA-256, on the label (gateway/web/tls.py)
+)
 TYPES = {"fetal_heart": DeviceType.FETAL_HEART, "jaundice": DeviceType.JAUNDICE}
 _NOT_OURS = "This is not the code of a perimon monitor."
 OLD_LABEL = (
@@ -70,8 +73,17 @@ def encode(device_id: str, device_type: str, secret: bytes) -> str:
     return base64.urlsafe_b64encode(body + _check(body)).rstrip(b"=").decode("ascii")
 
 
-def pair_link(code: str, pair_url: str = DEFAULT_PAIR_URL) -> str:
-    return f"{pair_url}#c={code}"
+def pair_link(code: str, pair_url: str = DEFAULT_PAIR_URL, fingerprint: str | None = None) -> str:
+    """The label's link; with the gateway's certificate fingerprint, its start as `fp`."""
+    link = f"{pair_url}#c={code}"
+    if fingerprint:
+        link += "&fp=" + short_fingerprint(fingerprint).replace(":", "")
+    return link
+
+
+def short_fingerprint(fingerprint: str) -> str:
+    """The first FINGERPRINT_BYTES of a fingerprint (AB:CD:...), as a person compares it."""
+    return ":".join(fingerprint.split(":")[:FINGERPRINT_BYTES])
 
 
 def decode(scanned: str) -> LabelCode:

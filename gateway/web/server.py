@@ -41,6 +41,8 @@ from gateway.state.settings import apply_settings
 from gateway.web.artefacts import artefact_routes, rejected
 from gateway.web.auth import (
     COOKIE,
+    HSTS,
+    SECURITY_HEADERS,
     BodyLimit,
     NurseAuth,
     SecurityHeaders,
@@ -281,8 +283,9 @@ def create_app(gw: GatewayContext, history: History, accounts: NurseAccounts, se
         *artefact_routes(history),  # FHR points the CTG analyses reject, for the live strip
         Mount("/static", StaticFiles(directory=STATIC), name="static"),
     ]
+    headers = SECURITY_HEADERS | HSTS if secure else SECURITY_HEADERS  # HSTS over HTTPS
     middleware = [
-        Middleware(SecurityHeaders),  # outermost: on every answer, refusals included
+        Middleware(SecurityHeaders, headers=headers),  # outermost: every answer, refusals too
         Middleware(BodyLimit),  # no route reads more than MAX_BODY_BYTES
         Middleware(AuthenticationMiddleware, backend=NurseAuth(sessions)),
     ]
