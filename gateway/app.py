@@ -15,7 +15,6 @@ from typing import TYPE_CHECKING, Any, Unpack
 from gateway import protocol as p
 from gateway import systemd
 from gateway.config import Config
-from gateway.device.auth import FrameAuth
 from gateway.device.enrolment import Enrolment, EnrolmentError, enrolment_path
 from gateway.device.pairing import PairingManager
 from gateway.device.session import DeviceSession, Processor
@@ -153,8 +152,7 @@ class Gateway:
             session.processor = self._processor_for(session)
             session.on_new_boot = functools.partial(self._resume, session)
             self.sessions[link.device_id] = session
-        if session.auth is None or session.auth.device_key != enrolled.key:
-            session.auth = FrameAuth(enrolled.key, session.state.stats)
+        session.use_key(enrolled.key)
         await session.attach(link)
         closed = link.on_close
 

@@ -124,6 +124,12 @@ class DeviceSession:
 
     # ---- link lifecycle ----
 
+    def use_key(self, key: bytes) -> None:
+        """Frames must verify with this enrolled key from now on (a new key after re-pairing;
+        the same key keeps the authentication state of the connection)."""
+        if self.auth is None or self.auth.device_key != key:
+            self.auth = FrameAuth(key, self.state.stats)
+
     async def attach(self, link: DeviceLink) -> None:
         self.link = link
         self.state.link = "connected"
