@@ -16,7 +16,7 @@ import pytest
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
-from gateway.processing import recording
+from gateway.processing import recording, report
 from simulators.fleet import DeviceSpec
 from tests.harness.chain import run_chain
 from tests.harness.contract import validator
@@ -152,8 +152,12 @@ def test_a_prescribed_session_is_published_delivered_and_its_report_fetched(
     grid = (rgb[..., 0] > 0.85) & (rgb[..., 1] < 0.75) & (rgb[..., 2] < 0.75)  # light red rules
     ys, xs = np.nonzero(grid)
     assert len(ys) > 100, "no CTG grid"
-    # the strip: 160 bpm over 8 cm (20 bpm/cm); the FHR trace is black inside it
+    # the strip to scale: its frame spans the chart's range at 20 bpm/cm (50..210 bpm: 8 cm);
+    # the FHR trace is black inside it
     top, bottom, left, right = ys.min(), ys.max(), xs.min(), xs.max()
-    assert abs((bottom - top) / (100 / 2.54) - 7.0) < 0.2  # the 60..200 bpm rules: 7 cm
+    dark = rgb[:, left : right + 1].sum(axis=2) < 0.6
+    frame = np.nonzero(dark.sum(axis=1) > 0.8 * (right - left + 1))[0]  # the top and bottom edge
+    chart_cm = (report.FHR_MAX_BPM - report.FHR_MIN_BPM) / 20
+    assert abs((frame.max() - frame.min()) / (100 / 2.54) - chart_cm) < 0.2
     inside = rgb[top:bottom, left : right + 1].sum(axis=2) < 0.6
     assert inside.sum() > 10, "no trace in the strip"
