@@ -10,20 +10,16 @@ rules; the words of every rejection live beside them (docs/schemas/command.schem
 
 from __future__ import annotations
 
-import json
 import math
 from collections.abc import Sequence
 from functools import cache
-from importlib.resources import files
-from pathlib import Path
 from typing import Any, cast
 
 from jsonschema import Draft202012Validator, FormatChecker, ValidationError, validators
 
+import perimon_schemas
 from gateway.times import parse_time
 
-CHECKOUT_SCHEMAS = Path(__file__).resolve().parents[1] / "docs" / "schemas"
-SCHEMA_PACKAGE = "perimon_schemas"  # docs/schemas as installed package data
 MAX_MESSAGE_CHARS = 200  # one line a person reads; docs/mqtt.md promises it for every rejection
 _NAMED_KEYS = 3  # unknown keys named in a message; the rest are counted
 _KEY_CHARS = 32  # each named key cut to this
@@ -32,14 +28,11 @@ _CLEARED = "#/$defs/cleared"  # "null clears a setting": not worth saying in eve
 
 @cache
 def load_schema(name: str) -> dict[str, Any]:
-    """`docs/schemas/{name}.schema.json`: from the installed package data, else the checkout.
+    """`docs/schemas/{name}.schema.json`, found by the contract's own package (installed as
+    `perimon_schemas`, the checkout's docs/schemas in an editable install).
 
     Shared between callers: read it, never change it."""
-    try:
-        text = files(SCHEMA_PACKAGE).joinpath(f"{name}.schema.json").read_text("utf-8")
-    except (ModuleNotFoundError, FileNotFoundError):
-        text = (CHECKOUT_SCHEMAS / f"{name}.schema.json").read_text("utf-8")
-    schema: dict[str, Any] = json.loads(text)
+    schema: dict[str, Any] = perimon_schemas.load_schema(name)
     return schema
 
 

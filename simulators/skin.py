@@ -32,6 +32,7 @@ from dsp.tissue_optics import (  # noqa: F401  (re-exported: the simulator's pub
     MCHC_G_PER_L,
     NOMINAL_FWHM_NM,
     NOMINAL_LED_NM,
+    SKIN_FIELDS,
     TISSUE_REFRACTIVE_INDEX,
     WAVELENGTH_GRID_NM,
     ProbeOptics,
@@ -124,18 +125,7 @@ class Population:
 
 
 # Order of the uniform draws that make one baby (see population_params).
-DRAW_ORDER = (
-    "melanin_fraction",
-    "blood_fraction",
-    "so2",
-    "haematocrit",
-    "pressure_blanching",
-    "epidermis_mm",
-    "scatter_a_per_mm",
-    "scatter_b",
-    "tissue_serum_ratio",
-    "vessel_radius_mm",
-)
+DRAW_ORDER = tuple(f for f in SKIN_FIELDS if f != "bilirubin_mg_dl")  # bilirubin is given
 
 # Blood under the probe: physiological ranges and their sources. scripts/fit_skin_model.py fits
 # each range only inside these bounds, with its lower end at or below and its upper end at or

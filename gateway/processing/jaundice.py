@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import logging
 import math
-from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -33,7 +32,7 @@ from gateway import protocol as p
 from gateway.processing.alerts import AlertTracker, Publish
 from gateway.processing.fhir import publish_tcb_observations
 from gateway.state.settings import escalates
-from gateway.times import iso_time
+from gateway.times import iso_time, parse_time
 
 if TYPE_CHECKING:
     from gateway.device.session import DeviceSession
@@ -42,16 +41,6 @@ log = logging.getLogger(__name__)
 
 UMOL_PER_MG = 17.1  # bilirubin: 1 mg/dL = 17.1 umol/L
 CHECK_INTERVAL_S = 7 * 24 * 3600.0  # the check phantom, weekly (docs/jaundice.md, "Self-check")
-
-
-def _age_hours(birth_time: str, at_unix: float) -> float | None:
-    try:
-        born = datetime.fromisoformat(birth_time.replace("Z", "+00:00"))
-    except ValueError:
-        return None
-    if born.tzinfo is None:
-        return None
-    return (at_unix - born.timestamp()) / 3600.0
 
 
 class JaundiceProcessor:
@@ -174,7 +163,8 @@ class JaundiceProcessor:
             ci_low_mg_dl=round(ci_low, 2),
             ci_high_mg_dl=round(ci_high, 2),
         )
-        age = _age_hours(str(self.baby.get("birth_time", "")), at)
+        born = parse_time(str(self.baby.get("birth_time", "")))
+        age = None if born is None else (at - born) / 3600.0
         ga = self.baby.get("ga_weeks")
         if age is not None and ga is not None and age >= 0:
             try:
