@@ -151,6 +151,45 @@ def test_firmware_signed_frames_verify_on_the_gateway(device_run):
 
 
 @pytest.mark.system
+def test_frames_stored_before_a_new_key_are_resent_signed_with_it():
+    """A device paired while running (a label or button pairing) holds frames signed with its
+    old key. Resent after the pairing, they are signed anew: the gateway, which only knows the
+    new key, takes them without an authentication failure (no false 'unverified' alert, no
+    reading lost)."""
+    new_key = bytes(range(200, 232))
+    challenge = bytes.fromhex("0011223344556677")
+    # nonces: 0x41 * 8 for the old key's boot nonce, 0x42 * 8 after rekey, 0x43 * 8 connection
+    k_s = auth.session_key(new_key, 3, b"\x42" * 8)
+    resend = p.Frame(
+        p.Flag(0),
+        0,
+        p.Stream.CONTROL,
+        0,
+        1,
+        0,
+        p.control_payload(p.Op.RESEND, 2, p.resend_args(p.Stream.DOPPLER, 0, 75)),
+    )
+    writes = [_control(p.control_payload(p.Op.SESSION, 1, challenge), 1),
+              auth.sign_frame(k_s, resend, b"\x43" * 8)]  # fmt: skip
+    stdin = "".join(w.hex() + "\n" for w in writes)
+    out = json.loads(run_micropython(MPY, LIB, "device", KEY.hex(), new_key.hex(), stdin=stdin))
+    frames = [bytes.fromhex(h) for h in out["frames"]]
+    stats = LinkStats()
+    a = auth.FrameAuth(new_key, stats)
+    a.new_connection()
+    a.challenge = challenge
+    admitted = []
+    for raw in frames:
+        admitted += a.admit(p.decode_frame(raw), raw)
+    assert [(f.stream, f.seq, f.resent) for f in admitted] == [
+        (p.Stream.REPLY, 1, False), (p.Stream.REPLY, 2, False),
+        (p.Stream.DOPPLER, 0, True), (p.Stream.DOPPLER, 74, True),
+    ]  # fmt: skip
+    assert admitted[2].payload == bytes(range(40)) and admitted[2].flags & p.Flag.ADPCM
+    assert (stats.auth_failed, stats.replayed, stats.unsigned) == (0, 0, 0)
+
+
+@pytest.mark.system
 def test_gateway_rejects_and_counts_bad_frames(device_run):
     challenge, frames, _ = device_run
     a, stats = _auth(challenge)

@@ -47,6 +47,7 @@ class Link:
         self.rejected = 0  # control frames dropped: unsigned, bad tag or replayed
         self.write_errors = 0  # control writes whose handling raised (dropped, printed)
         self.unsigned_ok = None  # op -> bool: taken unsigned now (PAIR in the pairing window)
+        self.resign = None  # frame -> the frame signed with the current key (after a pairing)
         radio.on_write = self._on_write
 
     def set_key(self, key):
@@ -137,7 +138,10 @@ class Link:
         if pos < 0:
             self.resend.pop(0)
             return
-        self.txq.append(p.set_resent(store.frame(pos)))
+        f = store.frame(pos)
+        if self.resign:  # a key agreed since it was stored (pairing.py)
+            f = self.resign(f)
+        self.txq.append(p.set_resent(f))
         rng[1] = store.seq_at(pos) + 1
         rng[3] = pos + 1
         self.wake.set()
