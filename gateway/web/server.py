@@ -116,6 +116,9 @@ def create_app(gw: GatewayContext, history: History, accounts: NurseAccounts, se
     # one scrypt at a time for strangers, one for recognised browsers: guesses queue behind
     # each other, never in front of a nurse at her own browser
     hashing = {True: asyncio.Semaphore(1), False: asyncio.Semaphore(1)}
+    # set when the gateway stops: each live stream ends its answer (WebServer.stop) rather than
+    # have uvicorn cancel it mid-answer, which logged a traceback for every open page
+    closing = asyncio.Event()
 
     @nurse_only(page=True)
     async def index(request: Request) -> Response:
@@ -237,15 +240,22 @@ def create_app(gw: GatewayContext, history: History, accounts: NurseAccounts, se
 
         async def stream() -> AsyncIterator[str]:
             checked = clock()
+            getter: asyncio.Future[Any] | None = None
+            stopping: asyncio.Future[Any] = asyncio.ensure_future(closing.wait())
             try:
                 yield "retry: 2000\n\n"
                 while True:
                     event: dict[str, Any] | None = None
-                    try:
-                        event = await asyncio.wait_for(q.get(), _HEARTBEAT_S)
-                    except TimeoutError:
-                        if q not in history.listeners:
-                            return
+                    getter = getter or asyncio.ensure_future(q.get())
+                    await asyncio.wait({getter, stopping}, timeout=_HEARTBEAT_S,
+                                       return_when=asyncio.FIRST_COMPLETED)  # fmt: skip
+                    if stopping.done():  # the gateway stops: end the answer, not cut it
+                        yield "event: closing\ndata: {}\n\n"
+                        return
+                    if getter.done():
+                        event, getter = getter.result(), None
+                    elif q not in history.listeners:
+                        return
                     # the login is checked while events flow too: a removed nurse, a new
                     # password or the session's end stops the stream
                     if event is None or clock() - checked >= _RECHECK_S:
@@ -258,6 +268,9 @@ def create_app(gw: GatewayContext, history: History, accounts: NurseAccounts, se
                         continue
                     yield f"data: {json.dumps(event, separators=(',', ':'))}\n\n"
             finally:
+                for waiting in (getter, stopping):
+                    if waiting is not None:
+                        waiting.cancel()
                 history.unsubscribe(q)
 
         resp = StreamingResponse(stream(), media_type="text/event-stream")
@@ -289,7 +302,9 @@ def create_app(gw: GatewayContext, history: History, accounts: NurseAccounts, se
         Middleware(BodyLimit),  # no route reads more than MAX_BODY_BYTES
         Middleware(AuthenticationMiddleware, backend=NurseAuth(sessions)),
     ]
-    return Starlette(routes=routes, middleware=middleware)
+    app = Starlette(routes=routes, middleware=middleware)
+    app.state.closing = closing
+    return app
 
 
 class _Server(uvicorn.Server):
@@ -307,11 +322,11 @@ class WebServer:
         self.host = host
         self.secure = bool(cfg.cert_file)
         base = gw.cfg.base_dir
-        app = create_app(gw, gw.history, NurseAccounts(gw.cfg.data_dir / "nurses.json"),
-                         cfg.session_minutes, self.secure, clock)  # fmt: skip
+        self.app = create_app(gw, gw.history, NurseAccounts(gw.cfg.data_dir / "nurses.json"),
+                              cfg.session_minutes, self.secure, clock)  # fmt: skip
         self.server = _Server(
             uvicorn.Config(
-                app,
+                self.app,
                 host=host.strip("[]"),
                 port=int(port),
                 log_level="warning",
@@ -348,6 +363,7 @@ class WebServer:
     async def stop(self) -> None:
         if self.task is None:
             return
+        self.app.state.closing.set()  # live streams end first (they would hold the shutdown)
         self.server.should_exit = True
         with contextlib.suppress(Exception):
             await asyncio.wait_for(self.task, 5)
