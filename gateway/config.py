@@ -19,6 +19,7 @@ class ConfigError(ValueError):
 
 
 _ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$")
+BILIRUBIN_UNITS = ("mg/dL", "umol/L")  # dsp/bilirubin_units.py UNITS (a leaf cannot import it)
 
 
 @dataclass(frozen=True)
@@ -73,6 +74,7 @@ class WebSection:
     key_file: str = ""
     session_minutes: float = 30.0  # a nurse's login expires after this long without activity
     help_phone: str = ""  # the hospital's number shown on the mother's page (docs/home.md)
+    bilirubin_unit: str = "mg/dL"  # "mg/dL" or "umol/L": every bilirubin amount the view shows
 
 
 @dataclass(frozen=True)
@@ -177,6 +179,8 @@ def _validate(cfg: Config, src: str) -> None:
         raise bad(f"[web] listen: expected HOST:PORT, got {cfg.web.listen!r}")
     if bool(cfg.web.cert_file) != bool(cfg.web.key_file):
         raise bad("[web] cert_file and key_file: set both for HTTPS, or neither")
+    if cfg.web.bilirubin_unit not in BILIRUBIN_UNITS:
+        raise bad(f'[web] bilirubin_unit: "mg/dL" or "umol/L", not {cfg.web.bilirubin_unit!r}')
     if not cfg.web.session_minutes > 0:
         raise bad("[web] session_minutes: must be greater than 0")
     if not cfg.outbox.path:
