@@ -36,8 +36,11 @@ from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 
 from dsp.ctg_reference import BASELINE_NORMAL_BPM
+from gateway.processing.recording.schedule import slots
+from gateway.processing.recording.store import unix_seconds
 from gateway.state.history import History
 from gateway.state.settings import apply_settings
+from gateway.times import iso_time_or_none
 from gateway.web.artefacts import artefact_routes, rejected
 from gateway.web.auth import (
     COOKIE,
@@ -83,7 +86,46 @@ def _device_entry(gw: GatewayContext, history: History, dev_id: str) -> dict[str
     summary["signal_quality"] = st.get("signal_quality")
     summary["on_skin"] = st.get("on_skin")
     summary["last_seen"] = st.get("last_seen")
+    summary["recording"] = _recording(gw, dev_id, time.time())
     return summary
+
+
+def _recording(gw: GatewayContext, dev_id: str, now: float) -> dict[str, Any] | None:
+    """A fetal monitor's prescription as its card in the nurse view shows it: the schedule,
+    where its latest slot stands (`status`: recording, due, done, missed; scheduled while none
+    is due yet; unscheduled without a schedule), the next slot, the session in progress and the
+    slots missed in the last week. None with neither a schedule nor a session in progress."""
+    rec = gw.recordings
+    tracker = rec.trackers.get(dev_id)
+    progress = tracker.progress() if tracker is not None else None
+    schedule = rec.store.schedule(dev_id)
+    if schedule is None and progress is None:
+        return None
+    plan = rec.plan(dev_id, now)
+    sessions = rec.store.sessions(dev_id, 50)
+    status, slot_due, done_at = "unscheduled", None, None
+    if schedule is not None:  # the slot most recently due, as Recordings.check_missed sees it
+        set_at = unix_seconds(schedule["set_at"])
+        due = [x for x in slots(schedule, now - 86400.0, now) if set_at <= x.due <= now]
+        status = "scheduled"
+        if due:
+            slot = due[-1]
+            slot_due = iso_time_or_none(slot.due)
+            kept = [x["start"] for x in sessions if x["status"] == "complete"
+                    and slot.opens <= unix_seconds(x["start"]) < slot.closes]  # fmt: skip
+            done_at = kept[0] if kept else None
+            status = "done" if kept else "due" if now < slot.closes else "missed"
+    week = now - 7 * 86400.0
+    missed = [x for x in sessions if x["status"] == "missed" and unix_seconds(x["due"]) >= week]
+    return {
+        "status": "recording" if progress is not None else status,
+        "slot_due": slot_due,
+        "done_at": done_at,
+        "next_due": plan["next_due"],
+        "schedule": plan["schedule"],
+        "progress": progress,
+        "missed_7d": len(missed),
+    }
 
 
 def nomogram(ga_weeks: float, risk_factors: bool, max_hour: int = 168) -> dict[str, Any]:
