@@ -65,11 +65,12 @@ from dataclasses import asdict, dataclass
 import numpy as np
 
 from dsp.arrays import Floats
+from dsp.bilirubin_followup import follow_up
+from dsp.bilirubin_units import MG_DL, format_bilirubin, to_unit, unit_label
 
 FIRST_TABLE_HOUR = 1
 MAX_TABLE_HOUR = 336
 TABLE_HOURS = np.arange(FIRST_TABLE_HOUR, MAX_TABLE_HOUR + 1)
-MG_DL_TO_UMOL_L = 17.1
 
 # --- Bhutani 1999, Figure 2: hour-specific percentile tracks (TSB, mg/dL), every 4 h from 12 h.
 BHUTANI_START_HOUR = 12
@@ -232,6 +233,7 @@ class BilirubinAssessment:
     escalation_of_care: bool
     rate_of_rise_mg_dl_per_h: float | None
     advice: list[str]
+    follow_up: dict[str, object]  # dsp/bilirubin_followup.py: the next measurement (AAP 2022)
 
     def to_dict(self) -> dict[str, object]:
         return asdict(self)
@@ -329,9 +331,17 @@ def assess_bilirubin(
     ga_weeks: float,
     risk_factors: bool = False,
     previous: list[tuple[float, float]] | None = None,
+    unit: str = MG_DL,
 ) -> BilirubinAssessment:
-    """Place a TcB on the Bhutani nomogram and against the AAP 2022 thresholds."""
+    """Place a TcB on the Bhutani nomogram and against the AAP 2022 thresholds.
+
+    Every number stays in mg/dL; `unit` (dsp/bilirubin_units.py) is only the unit the advice's
+    amounts are written in, so a ward reading umol/L is never told a distance in mg/dL."""
     tcb, age, ga = _check_inputs(tcb_mg_dl, age_hours, ga_weeks)
+
+    def amount(mg_dl: float) -> str:
+        return format_bilirubin(mg_dl, unit)
+
     photo = phototherapy_threshold_mg_dl(age, ga, risk_factors)
     exchange = exchange_threshold_mg_dl(age, ga, risk_factors)
     zone = bhutani_zone(tcb, age)
@@ -341,28 +351,39 @@ def assess_bilirubin(
     above_exchange = tcb >= exchange
     escalation = tcb >= exchange - ESCALATION_BELOW_EXCHANGE_MG_DL
     serum = margin <= SERUM_CONFIRM_MARGIN_MG_DL or tcb >= SERUM_CONFIRM_ABOVE_MG_DL
+    next_measurement = follow_up(margin, age)
 
     advice: list[str] = []
     if above_exchange:
         advice.append("TcB at or above the exchange-transfusion threshold: urgent serum bilirubin")
     elif escalation:
-        advice.append("within 2 mg/dL of the exchange threshold: escalation of care")
+        advice.append(
+            f"within {amount(ESCALATION_BELOW_EXCHANGE_MG_DL)} of the exchange threshold: "
+            "escalation of care"
+        )
     if above_photo:
         advice.append("TcB at or above the phototherapy threshold: confirm with serum bilirubin")
     elif margin <= SERUM_CONFIRM_MARGIN_MG_DL:
-        advice.append(f"within {SERUM_CONFIRM_MARGIN_MG_DL:g} mg/dL of phototherapy: measure TSB")
+        advice.append(f"within {amount(SERUM_CONFIRM_MARGIN_MG_DL)} of phototherapy: measure TSB")
     if tcb >= SERUM_CONFIRM_ABOVE_MG_DL and not above_photo:
-        advice.append("TcB >= 15 mg/dL: TcB is less reliable here, measure TSB")
+        advice.append(
+            f"TcB >= {amount(SERUM_CONFIRM_ABOVE_MG_DL)}: TcB is less reliable here, measure TSB"
+        )
     if rise is not None:
         limit = RAPID_RISE_FIRST_DAY_MG_DL_PER_H if age <= 24 else RAPID_RISE_LATER_MG_DL_PER_H
         if rise >= limit:
-            advice.append(f"rapid rise ({rise:.2f} mg/dL/h >= {limit}): consider haemolysis")
+            per_h = f"{unit_label(unit)}/h"
+            digits = 2 if unit == MG_DL else 1
+            advice.append(
+                f"rapid rise ({to_unit(rise, unit):.{digits}f} {per_h} >= "
+                f"{to_unit(limit, unit):.{digits}f}): consider haemolysis"
+            )
     if zone == "not_defined":
         advice.append("Bhutani nomogram is not defined before 12 h of age")
     if age > MAX_TABLE_HOUR:
         advice.append("older than 14 days: AAP 2022 thresholds held at their 336 h value")
-    if not advice:
-        advice.append("below thresholds: follow up per AAP 2022 by margin and age")
+    if not above_photo:
+        advice.append(f"next measurement (AAP 2022): {next_measurement.action}")
 
     return BilirubinAssessment(
         tcb_mg_dl=round(tcb, 2),
@@ -380,4 +401,5 @@ def assess_bilirubin(
         escalation_of_care=bool(escalation),
         rate_of_rise_mg_dl_per_h=rise,
         advice=advice,
+        follow_up=next_measurement.to_dict(),
     )

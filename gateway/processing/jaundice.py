@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 from numpy.typing import NDArray
 
+from dsp.bilirubin_units import MG_DL, MG_DL_TO_UMOL_L, format_bilirubin, threshold_phrase
 from dsp.bilirubin_zones import (
     RAPID_RISE_FIRST_DAY_MG_DL_PER_H,
     RAPID_RISE_LATER_MG_DL_PER_H,
@@ -39,8 +40,9 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-UMOL_PER_MG = 17.1  # bilirubin: 1 mg/dL = 17.1 umol/L
 CHECK_INTERVAL_S = 7 * 24 * 3600.0  # the check phantom, weekly (docs/jaundice.md, "Self-check")
+ASSESSED_WITH = ("birth_time", "ga_weeks", "risk_factors")  # the baby's details it reads
+AGE_SAME_H = 0.05  # the same age: older gateways published ages rounded to 0.1 h
 
 
 class JaundiceProcessor:
@@ -51,7 +53,9 @@ class JaundiceProcessor:
         self.publish = publish
         self.baby = baby  # birth_time, ga_weeks, risk_factors (from the gateway's config)
         self.alerts = AlertTracker(session.state.device_id, publish)
-        self.previous: list[tuple[float, float]] = []  # (age_hours, tcb_mg_dl)
+        # (unix time, tcb_mg_dl) of every reading with a number: ages are worked out from the
+        # birth time as set now, so a corrected birth time corrects the rate of rise too
+        self.previous: list[tuple[float, float]] = []
         self.last_reading: dict[str, Any] | None = None
         self._assess_error = ""  # logged once per distinct reason
         self.last_check: dict[str, Any] | None = None  # the latest press on the check phantom
@@ -71,8 +75,21 @@ class JaundiceProcessor:
         pass  # each reading is published as it is assessed
 
     def apply_settings(self, settings: dict[str, Any], baby: dict[str, Any]) -> None:
+        """A new birth time, gestation or risk factors re-assess the latest reading at once, so
+        its alerts say what the corrected details mean (its message stays as published; the
+        nurse view re-assesses every reading it shows: `readings_for_view`)."""
+        changed = any(self.baby.get(k) != baby.get(k) for k in ASSESSED_WITH)
         self.baby = baby
         self.alerts.escalate = escalates(settings)
+        if changed and self.previous:
+            at, tcb = self.previous[-1]
+            try:
+                a = assess_at(tcb, at, baby, self.previous[:-1])
+            except (TypeError, ValueError) as exc:
+                log.warning("%s: no TcB assessment: %s", self.device_id, exc)
+                return
+            if a is not None:
+                self._set_alerts(a)
 
     def on_samples(self, stream: int, seq: int, t_ms: int, samples: NDArray[np.int16]) -> None:
         pass
@@ -159,31 +176,22 @@ class JaundiceProcessor:
             return
         reading.update(
             tcb_mg_dl=round(tcb, 2),
-            tcb_umol_l=round(tcb * UMOL_PER_MG, 1),
+            tcb_umol_l=round(tcb * MG_DL_TO_UMOL_L, 1),
             ci_low_mg_dl=round(ci_low, 2),
             ci_high_mg_dl=round(ci_high, 2),
         )
-        born = parse_time(str(self.baby.get("birth_time", "")))
-        age = None if born is None else (at - born) / 3600.0
-        ga = self.baby.get("ga_weeks")
-        if age is not None and ga is not None and age >= 0:
-            try:
-                a = assess_bilirubin(
-                    tcb,
-                    age,
-                    float(ga),
-                    bool(self.baby.get("risk_factors", False)),
-                    previous=list(self.previous),
-                )
-            except (TypeError, ValueError) as exc:  # e.g. a configured gestation below 35 weeks
-                if str(exc) != self._assess_error:
-                    log.warning("%s: no TcB assessment: %s", self.device_id, exc)
-                    self._assess_error = str(exc)
-            else:
-                self._assess_error = ""
-                reading["assessment"] = {"age_hours": round(age, 1), **a.to_dict()}
-                self.previous.append((age, tcb))
+        try:
+            a = assess_at(tcb, at, self.baby, self.previous)
+        except (TypeError, ValueError) as exc:  # e.g. a configured gestation below 35 weeks
+            if str(exc) != self._assess_error:
+                log.warning("%s: no TcB assessment: %s", self.device_id, exc)
+                self._assess_error = str(exc)
+        else:
+            self._assess_error = ""
+            if a is not None:
+                reading["assessment"] = a.to_dict()
                 self._set_alerts(a)
+        self.previous.append((at, tcb))
         self._emit(reading)
 
     def _set_alerts(self, a: BilirubinAssessment) -> None:
@@ -222,8 +230,113 @@ class JaundiceProcessor:
         check = self.last_check
         shown = None if check is None else {k: check[k] for k in ("t", "passed", "max_deviation")}
         return {
+            # a meter touches skin only while pressed: its contact switch between presses is
+            # the probe at rest, not a fault; each reading's flag says whether its press had
+            # contact (no_contact)
+            "on_skin": None,
             "last_tcb_mg_dl": last["tcb_mg_dl"] if last else None,
             "alerts": self.alerts.active(),
             "tcb_check": shown,
             "tcb_check_due": check is None or self._latest_at - check["at"] > CHECK_INTERVAL_S,
         }
+
+
+def assess_at(
+    tcb_mg_dl: float,
+    at: float,
+    baby: dict[str, Any],
+    earlier: list[tuple[float, float]],
+    unit: str = MG_DL,
+) -> BilirubinAssessment | None:
+    """A reading taken at unix time `at`, assessed for `baby` (birth_time, ga_weeks,
+    risk_factors) with `earlier` readings as (unix time, tcb_mg_dl) for the rate of rise.
+
+    None while the birth time or gestation is unset, or for a reading before the birth time;
+    ValueError when they cannot be assessed (a gestation outside the guideline's 35-45 weeks).
+    """
+    born = parse_time(str(baby.get("birth_time", "")))
+    ga = baby.get("ga_weeks")
+    if born is None or ga is None or at < born:
+        return None
+    previous = [((t - born) / 3600.0, v) for t, v in earlier if born <= t < at]
+    risk = bool(baby.get("risk_factors", False))
+    return assess_bilirubin(tcb_mg_dl, (at - born) / 3600.0, float(ga), risk, previous, unit)
+
+
+def _assessed_differently(published: dict[str, Any] | None, now: dict[str, Any] | None) -> bool:
+    """Whether a reading's assessment as published was made with other baby details than now
+    (another birth time moves its age; gestation and risk factors move its thresholds)."""
+    if published is None:
+        return False
+    if now is None:
+        return True
+    return (
+        abs(float(published.get("age_hours", -1.0)) - float(now["age_hours"])) > AGE_SAME_H
+        or published.get("ga_weeks") != now["ga_weeks"]
+        or bool(published.get("risk_factors")) != now["risk_factors"]
+    )
+
+
+def readings_for_view(
+    readings: list[dict[str, Any]], baby: dict[str, Any], unit: str
+) -> list[dict[str, Any]]:
+    """The TcB readings the gateway published, as the nurse view shows them.
+
+    One per msg_id (a reading the device resent after a restart is the same reading, never a
+    second point), in time order, each assessed anew for the baby's details as set now: a
+    corrected birth time or gestation moves every past reading, and a reading whose published
+    assessment was made with other details says so (`reassessed`, with what was published in
+    `published_assessment`). `shown` holds each amount as the ward reads it (`unit`, every
+    amount with its unit; dsp/bilirubin_units.py); `next_from`/`next_by` the AAP 2022 follow-up
+    as clock times (dsp/bilirubin_followup.py)."""
+    unique: dict[str, dict[str, Any]] = {}
+    for r in readings:
+        unique[str(r.get("msg_id", id(r)))] = r
+    ordered = sorted(unique.values(), key=lambda r: parse_time(r.get("t")) or 0.0)
+    earlier: list[tuple[float, float]] = []
+    out = []
+    for r in ordered:
+        view = dict(r)
+        view["assessment"] = None
+        tcb, at = r.get("tcb_mg_dl"), parse_time(r.get("t"))
+        if isinstance(tcb, int | float) and not r.get("flag") and at is not None:
+            try:
+                a = assess_at(float(tcb), at, baby, earlier, unit)
+            except (TypeError, ValueError) as exc:
+                view["assessment_error"] = str(exc)
+                a = None
+            earlier.append((at, float(tcb)))
+            view["shown"] = _shown(r, a, at, unit)
+            if a is not None:
+                view["assessment"] = a.to_dict()
+        published = r.get("assessment")
+        view["reassessed"] = _assessed_differently(published, view["assessment"])
+        if view["reassessed"]:
+            view["published_assessment"] = published
+        out.append(view)
+    return out
+
+
+def _shown(
+    r: dict[str, Any], a: BilirubinAssessment | None, at: float, unit: str
+) -> dict[str, Any]:
+    """A reading's amounts in the ward's unit, and where it stands against the lines."""
+    tcb = float(r["tcb_mg_dl"])
+    shown: dict[str, Any] = {"tcb": format_bilirubin(tcb, unit)}
+    lo, hi = r.get("ci_low_mg_dl"), r.get("ci_high_mg_dl")
+    if isinstance(lo, int | float) and isinstance(hi, int | float):
+        shown["ci"] = f"{format_bilirubin(lo, unit).split(' ')[0]}–{format_bilirubin(hi, unit)}"
+    if a is None:
+        return shown
+    photo, exchange = a.phototherapy_threshold_mg_dl, a.exchange_threshold_mg_dl
+    follow = a.follow_up
+    earliest, latest = follow.get("earliest_h"), follow.get("latest_h")
+    shown.update(
+        phototherapy=threshold_phrase(tcb, photo, "phototherapy", unit),
+        phototherapy_line=format_bilirubin(photo, unit),
+        exchange=threshold_phrase(tcb, exchange, "exchange", unit),
+        exchange_line=format_bilirubin(exchange, unit),
+        next_from=iso_time(at + float(earliest) * 3600) if isinstance(earliest, float) else None,
+        next_by=iso_time(at + float(latest) * 3600) if isinstance(latest, float) else None,
+    )
+    return shown

@@ -35,6 +35,7 @@ from starlette.responses import (
 from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 
+from dsp.bilirubin_units import MG_DL_TO_UMOL_L
 from dsp.ctg_reference import BASELINE_NORMAL_BPM
 from gateway.processing.recording.schedule import slots
 from gateway.processing.recording.store import unix_seconds
@@ -57,6 +58,7 @@ from gateway.web.mother import mother_routes
 from gateway.web.nurses import NurseAccounts
 from gateway.web.pairing import pairing_routes
 from gateway.web.scan import scan_routes
+from gateway.web.tcb import tcb_routes
 
 if TYPE_CHECKING:
     from gateway.context import GatewayContext
@@ -210,7 +212,10 @@ def create_app(gw: GatewayContext, history: History, accounts: NurseAccounts, se
         return JSONResponse({"user": request.user.display_name, "gateway_id": gw.cfg.gateway.id,
                              "session_minutes": session_minutes,
                              # the strip shades the FIGO normal baseline from the one table
-                             "fhr_normal_bpm": list(BASELINE_NORMAL_BPM)})  # fmt: skip
+                             "fhr_normal_bpm": list(BASELINE_NORMAL_BPM),
+                             # the ward's bilirubin unit ([web] bilirubin_unit)
+                             "bilirubin_unit": gw.cfg.web.bilirubin_unit,
+                             "umol_l_per_mg_dl": MG_DL_TO_UMOL_L})  # fmt: skip
 
     def device_ids() -> list[str]:
         ids = set(gw.sessions) | set(history.devices) | set(history.settings.values)
@@ -336,6 +341,7 @@ def create_app(gw: GatewayContext, history: History, accounts: NurseAccounts, se
         *pairing_routes(gw),  # pairing a new monitor (gateway/device/pairing.py)
         *scan_routes(gw),  # ... or by the code on its label
         *artefact_routes(history),  # FHR points the CTG analyses reject, for the live strip
+        *tcb_routes(gw, history),  # a jaundice meter's readings, assessed as the baby is now
         Mount("/static", StaticFiles(directory=STATIC), name="static"),
     ]
     headers = SECURITY_HEADERS | HSTS if secure else SECURITY_HEADERS  # HSTS over HTTPS
