@@ -82,3 +82,19 @@ MIN_TRACE_S = 600.0
 # Contractions from the tocodynamometer channel (relative units).
 UC_MIN_PROMINENCE = 10.0
 UC_MIN_WIDTH_S = 30.0
+
+# CTG paper (FIGO 2015, "Cardiotocography", technical aspects): a paper speed of 1 cm/min with
+# an FHR scale of 20 bpm/cm, or 3 cm/min (the North American speed) with 30 bpm/cm, over
+# 50-210 bpm (the range the analyses accept: ctg_artefact.VALID_RANGE_BPM); the uterine-activity
+# channel 0-100 (mmHg, or a tocodynamometer's relative units) underneath. Either scale may be
+# chosen at either speed. Thin rules every 10 bpm and every half centimetre of time, bold rules
+# on the centimetre lines (multiples of the scale's bpm/cm, each centimetre of time). The nurse
+# view's strip and the session report both draw from these.
+PAPER_SPEEDS_CM_PER_MIN = (1.0, 3.0)
+PAPER_FHR_SCALES_BPM_PER_CM = (20.0, 30.0)
+PAPER_MINOR_BPM = 10.0
+PAPER_MINOR_CM = 0.5
+PAPER_UA_RANGE = (0.0, 100.0)
+PAPER_UA_PER_CM = 25.0  # 0-100 over 4 cm
+# Time labels (24-hour clock) on every this-many centimetres: 5 min at 1 cm/min, 1 min at 3
+PAPER_LABEL_EVERY_CM = {1.0: 5.0, 3.0: 3.0}

@@ -138,7 +138,7 @@ def test_a_prescribed_session_is_published_delivered_and_its_report_fetched(
     for corr in (b"r-2", b"s-1", b"s-2", b"s-3"):
         assert not list(resp_v.iter_errors(json.loads(seen[corr][0])))
 
-    # the report, as a person would look at it: A4 landscape with a trace on the grid
+    # the report, as a person would look at it: A4 portrait with a trace on the grid
     assert shutil.which("pdftoppm")
     (tmp_path / "r.pdf").write_bytes(pdf)
     subprocess.run(["pdftoppm", "-r", "100", "-png", "-singlefile", str(tmp_path / "r.pdf"),
@@ -147,7 +147,8 @@ def test_a_prescribed_session_is_published_delivered_and_its_report_fetched(
     shutil.copy(tmp_path / "r.png", ARTIFACTS / "session-report-from-mqtt.png")
     img = mpimg.imread(tmp_path / "r.png")
     h, w = img.shape[:2]
-    assert abs(w - 29.7 / 2.54 * 100) < 3 and abs(h - 21.0 / 2.54 * 100) < 3
+    assert abs(w - report.PAGE_W_CM / 2.54 * 100) < 3
+    assert abs(h - report.PAGE_H_CM / 2.54 * 100) < 3
     rgb = img[..., :3]
     grid = (rgb[..., 0] > 0.85) & (rgb[..., 1] < 0.75) & (rgb[..., 2] < 0.75)  # light red rules
     ys, xs = np.nonzero(grid)

@@ -196,16 +196,19 @@ class Recordings:
     ) -> None:
         from dsp.ctg import analyse_ctg
         from dsp.dawes_redman import dawes_redman
-        from gateway.processing.report import SessionReport, render_session_report
+        from gateway.processing.report import SessionReport, gestation_at, render_session_report
 
         try:
             t_s = (np.arange(len(fhr)) + 1) * POINT_S
             findings = analyse_ctg(t_s, fhr).to_dict()
             antenatal = dawes_redman(t_s, fhr).to_dict()  # from the session's start
-            mode = ctg_mode(self.history.settings.get(rec["device_id"]))
+            settings = self.history.settings.get(rec["device_id"])
+            mode = ctg_mode(settings)
+            ga = gestation_at(self.store.schedule(rec["device_id"]), unix_seconds(rec["start"]))
             report = SessionReport(rec["session_id"], rec["device_id"], rec["start"], rec["end"],
                                    fhr, quality, mhr, findings, rec["prescribed_min"],
-                                   antenatal, mode)  # fmt: skip
+                                   antenatal, mode, bed_label=settings.get("label") or "",
+                                   gestation=ga)  # fmt: skip
             pdf = render_session_report(report)
             self.report_dir.mkdir(parents=True, exist_ok=True)
             name = rec["session_id"].replace(":", "_") + ".pdf"
