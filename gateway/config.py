@@ -42,6 +42,10 @@ class MqttSection:
     ca_file: str = ""
     cert_file: str = ""
     key_file: str = ""
+    # keep readings and alerts until the hospital's receipt says they are stored, not only until
+    # the broker's PUBACK (docs/mqtt.md, "Receipts"); only for a hospital that sends receipts
+    await_receipts: bool = False
+    receipt_timeout_s: float = 60.0  # an unconfirmed message is sent again after this, then later
 
 
 @dataclass(frozen=True)
@@ -163,6 +167,8 @@ def _validate(cfg: Config, src: str) -> None:
         raise bad(f'[mqtt] protocol: expected "5" or "3.1.1", got {cfg.mqtt.protocol!r}')
     if "#" in cfg.mqtt.topic_prefix or "+" in cfg.mqtt.topic_prefix:
         raise bad("[mqtt] topic_prefix: must not contain MQTT wildcards")
+    if not 1 <= cfg.mqtt.receipt_timeout_s <= 86400:
+        raise bad(f"[mqtt] receipt_timeout_s: 1 to 86400, got {cfg.mqtt.receipt_timeout_s}")
     if cfg.radio.transport not in ("sim", "ble", "serial"):
         raise bad(f"[radio] transport: {cfg.radio.transport!r} is not one of: sim, ble, serial")
     if cfg.radio.ble_scan_mode not in ("active", "passive"):

@@ -67,6 +67,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         p.add_argument("--" + name.replace("_", "-"), dest=name, type=kind, help=text)
     p.add_argument("--no-ack", dest="ack_alerts", action="store_const", const=False,
                    help="do not acknowledge alerts")  # fmt: skip
+    p.add_argument("--no-receipts", dest="receipts", action="store_const", const=False,
+                   help="send gateways no receipts of what is stored")  # fmt: skip
     p.add_argument("--seconds", type=float, default=0, help="stop after this long (0: Ctrl-C)")
     p.add_argument("--gaps", action="store_true",
                    help="list the messages missing in --db (sequence gaps) and exit")  # fmt: skip
@@ -76,6 +78,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 def config_of(args: argparse.Namespace) -> IngestConfig:
     given = {name: getattr(args, name) for name, _, _ in _SETTINGS}
     given["ack_alerts"] = args.ack_alerts
+    given["receipts"] = args.receipts
     try:
         return load(args.config, os.environ, given)
     except ConfigError as exc:

@@ -51,6 +51,7 @@ class IngestConfig:
     # [ingest]
     batch_max: int = 1000  # messages written in one transaction at most
     ack_alerts: bool = True  # acknowledge each newly raised alert to its gateway
+    receipts: bool = True  # after each commit, tell each gateway what of its messages is stored
     schemas: str = ""  # a directory of JSON Schemas (default: the ones installed)
 
     @property
@@ -63,7 +64,7 @@ SECTIONS: Final = {
     "mqtt": ("host", "port", "username", "password", "tls_ca", "tls_cert", "tls_key", "prefix",
              "group", "worker", "session_expiry_h", "in_flight"),
     "database": ("db",),
-    "ingest": ("batch_max", "ack_alerts", "schemas"),
+    "ingest": ("batch_max", "ack_alerts", "receipts", "schemas"),
 }  # fmt: skip
 _DEFAULTS: Final = {f.name: f.default for f in fields(IngestConfig)}
 _SECTION_OF: Final = {key: section for section, keys in SECTIONS.items() for key in keys}

@@ -5,8 +5,11 @@ side by side and the broker hands each message to one of them; validates every m
 the MQTT contract's JSON Schemas (hospital/messages.py); stores readings (FHIR Observations, TcB
 readings, CTG findings, recording sessions) and alerts with the message's identifier as the
 primary key, so a QoS 1 redelivery or a message seen by two workers after a reconnection is
-stored once (hospital/store.py); and acknowledges each newly raised alert back to its gateway on
-the command topic (MQTT 5 request/response, docs/mqtt.md).
+stored once (hospital/store.py); acknowledges each newly raised alert back to its gateway on
+the command topic (MQTT 5 request/response, docs/mqtt.md); and, after each batch commits, sends
+each gateway a receipt naming its messages now in the database (`{prefix}/{gateway}/receipt`,
+docs/mqtt.md, "Receipts"), so a gateway that waits for receipts keeps, and sends again, what a
+broker acknowledged and then lost.
 
 **Acknowledged after commit.** Messages are written in batches, one transaction each, and each
 message's PUBACK goes to the broker only after the transaction that stored it committed: a
@@ -44,10 +47,13 @@ from paho.mqtt.reasoncodes import ReasonCode
 from hospital.config import IngestConfig
 from hospital.messages import STORED_KINDS, Alert, Decoded, Invalid, alert_id, decode, load_checks
 from hospital.store import AckStatus, DatabaseError, Store, TransientError
+from perimon_schemas import load_schema
 
 log = logging.getLogger(__name__)
 
 _RETRY_S = (0.5, 1.0, 2.0, 5.0, 10.0)  # waits between tries of a batch the database refused
+# A receipt names at most this many messages (docs/schemas/receipt.schema.json); more are split.
+RECEIPT_MAX_IDS: int = load_schema("receipt")["properties"]["stored"]["maxItems"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -74,7 +80,8 @@ class Ingest:
         # publish and a bridge carries it (docs/mqtt.md, "Commands"): {prefix}/{gateway}/reply/...
         self.reply_topic = f"{cfg.prefix}/+/reply/{self.worker}"
         self.counts = {"received": 0, "stored": 0, "duplicates": 0, "invalid": 0,
-                       "acks_sent": 0, "acks_confirmed": 0, "batches": 0}  # fmt: skip
+                       "acks_sent": 0, "acks_confirmed": 0, "batches": 0, "receipts": 0,
+                       "receipt_bytes": 0}  # fmt: skip
         self.ready = threading.Event()
         self._queue: queue.Queue[Received] = queue.Queue()
         self._link = 0  # bumped when a connection ends or begins (under _link_lock)
@@ -180,24 +187,27 @@ class Ingest:
                 log.warning("%s", d.reason)
             else:
                 decoded.append(d)
-        new = self._store(decoded, acks)
+        new, refused = self._store(decoded, acks)
         self._acknowledge(batch)
+        if self.cfg.receipts:
+            self._send_receipts([d for d in decoded if d.msg_id not in refused])
         self.counts["batches"] += 1
         self.counts["stored"] += len(new)
-        self.counts["duplicates"] += len(decoded) - len(new)
+        self.counts["duplicates"] += len(decoded) - len(new) - len(refused)
         self.counts["acks_confirmed"] += sum(a.status == "ok" for a in acks)
         if self.cfg.ack_alerts:
             for d in decoded:
                 if d.msg_id in new and isinstance(d.row, Alert) and d.row.state == "raised":
                     self._ack_alert(d.row)
 
-    def _store(self, decoded: list[Decoded], acks: list[AckStatus]) -> set[str]:
-        """Write until it commits. A batch the database refuses as such is written message by
-        message, and a message it refuses alone is logged and dropped (it never will be
-        stored: holding it would stop every message behind it)."""
+    def _store(self, decoded: list[Decoded], acks: list[AckStatus]) -> tuple[set[str], set[str]]:
+        """Write until it commits; the identifiers stored anew, and those the database refused.
+        A batch the database refuses as such is written message by message, and a message it
+        refuses alone is logged and dropped (it never will be stored: holding it would stop
+        every message behind it)."""
         for attempt in itertools.count():
             try:
-                return self.store.write(decoded, acks)
+                return self.store.write(decoded, acks), set()
             except TransientError as exc:
                 wait = _RETRY_S[min(attempt, len(_RETRY_S) - 1)]
                 log.warning("database unavailable (%s); trying again in %g s", exc, wait)
@@ -207,14 +217,34 @@ class Ingest:
                 if len(decoded) + len(acks) <= 1:
                     log.error("the database refuses %s: %s", [d.msg_id for d in decoded], exc)
                     self.counts["invalid"] += len(decoded)
-                    return set()
+                    return set(), {d.msg_id for d in decoded}
                 new: set[str] = set()
+                refused: set[str] = set()
                 for d in decoded:
-                    new |= self._store([d], [])
+                    one_new, one_refused = self._store([d], [])
+                    new |= one_new
+                    refused |= one_refused
                 for a in acks:
                     self._store([], [a])
-                return new
+                return new, refused
         raise AssertionError("itertools.count() ended")
+
+    def _send_receipts(self, stored: list[Decoded]) -> None:
+        """Tell each gateway which of its messages are now in the database (stored by this
+        batch or before: a gateway sends again what it has no receipt for, and the copy is a
+        duplicate here). QoS 1, not retained; a receipt lost on the way costs a resend."""
+        by_gateway: dict[str, dict[str, None]] = {}
+        for d in stored:
+            by_gateway.setdefault(d.row.gateway_id, {})[d.msg_id] = None
+        when = _iso_now()
+        for gateway, ids in by_gateway.items():
+            names = list(ids)
+            for i in range(0, len(names), RECEIPT_MAX_IDS):
+                body = json.dumps({"stored": names[i : i + RECEIPT_MAX_IDS], "t": when},
+                                  separators=(",", ":"))  # fmt: skip
+                self.client.publish(f"{self.cfg.prefix}/{gateway}/receipt", body, 1, False)
+                self.counts["receipts"] += 1
+                self.counts["receipt_bytes"] += len(body)
 
     def _acknowledge(self, batch: Sequence[Received]) -> None:
         with self._link_lock:
@@ -299,6 +329,12 @@ class _Client(mqtt.Client):
         message.timestamp = time.monotonic()
         self._handle_on_message(message)
         return MQTTErrorCode.MQTT_ERR_SUCCESS if self._manual_ack else self._send_puback(mid)
+
+
+def _iso_now() -> str:
+    """Now, as the contract writes times: UTC, ISO 8601 with milliseconds."""
+    now = time.time()
+    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(now)) + f".{int(now % 1 * 1000):03d}Z"
 
 
 def _reply(r: Received) -> AckStatus | None:

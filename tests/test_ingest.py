@@ -10,6 +10,7 @@ import io
 import json
 import subprocess
 import sys
+import time
 
 import paho.mqtt.client as mqtt
 import pytest
@@ -22,7 +23,9 @@ from hospital.ingest import Ingest, Received
 from hospital.store import Store
 from simulators.fleet import DeviceSpec
 from tests.harness import postgres as _postgres
+from tests.harness import region as rg
 from tests.harness.chain import run_chain
+from tests.harness.contract import validator
 from tests.harness.mqtt import PREFIX
 from tests.harness.wait import eventually
 
@@ -220,3 +223,53 @@ def test_ingest_ignores_unreadable_replies(tmp_path, bad):
     w = Ingest(IngestConfig(port=1, db=str(tmp_path / "y.sqlite"), worker="w"))
     w.process([Received(f"{PREFIX}/gw-test/reply/w", bad.encode(), 1, 0, 0, b"fh-01:alert:x:1")])
     assert w.counts["acks_confirmed"] == 0 and w.counts["received"] == 0
+
+
+@pytest.mark.parametrize("receipts", [True, False])
+def test_a_receipt_names_each_stored_message_after_its_batch_commits(broker, tmp_path, receipts):
+    """docs/mqtt.md, "Receipts": one per gateway and batch, naming the messages now in the
+    database (new or stored before: a gateway's resend is confirmed too), never one the
+    database does not hold; none with `receipts = false`."""
+    outboxes = rg.region(2, 30)  # two gateways' readings, Observations and alerts
+    got: list[tuple[str, dict]] = []
+    ready = []
+    watcher = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, protocol=mqtt.MQTTv5)
+    watcher.on_message = lambda c, u, m: got.append((m.topic, json.loads(m.payload)))
+    watcher.on_subscribe = lambda *a: ready.append(True)
+    watcher.connect(broker.host, broker.port)
+    watcher.loop_start()
+    watcher.subscribe(f"{PREFIX}/+/receipt", 1)
+    eventually(lambda: ready, 10, "no SUBACK")
+    db = str(tmp_path / "ingest.sqlite")
+    w = _worker(broker, db, "w1", receipts=receipts, ack_alerts=False)
+    w.start()
+    gws = rg.Gateways(broker.host, broker.port)
+    try:
+        assert w.ready.wait(10)
+        gws.connect(outboxes)
+        gws.publish(outboxes)
+        total = sum(len(m) for m in outboxes.values())
+        eventually(lambda: w.counts["stored"] == total, 15, lambda: str(w.counts))
+        first = outboxes["gw-000"][0]
+        bad = rg.Message(first.topic, b'{"msg_id": "not a reading"}', "x")
+        gws.publish({"gw-000": [first, bad]})  # a duplicate, and one the ingest refuses
+        eventually(lambda: w.counts["received"] == total + 2, 15, lambda: str(w.counts))
+        if not receipts:
+            time.sleep(0.5)  # a window for a receipt to (wrongly) arrive in
+            assert got == [] and w.counts["receipts"] == 0
+            return
+        named = lambda: [(t, i) for t, body in got for i in body["stored"]]  # noqa: E731
+        eventually(lambda: len(named()) >= total + 1, 10, lambda: f"{len(named())} of {total + 1}")
+        expected = [(f"{PREFIX}/{g}/receipt", m.key) for g, msgs in outboxes.items() for m in msgs]
+        assert sorted(set(named())) == sorted(expected)  # each gateway its own, nothing else
+        assert len(named()) == total + 1  # the duplicate confirmed again
+        schema = validator("receipt")
+        for _, body in got:
+            schema.validate(body)
+        assert w.counts["receipts"] == len(got)
+    finally:
+        gws.close()
+        w.stop()
+        w.store.close()
+        watcher.disconnect()
+        watcher.loop_stop()

@@ -6,8 +6,17 @@ Every other message passes through the persistent outbox (gateway/publish/outbox
 QoS 1; docs/reliability.md states what that guarantees. paho's network loop runs in its own
 thread, the outbox sender in another; publish() is safe to call from asyncio code.
 
-One connection per gateway: the hospital's commands (gateway/publish/downlink.py) arrive on the
-publisher's connection (`Publisher.listen`). The deployed broker binds a client id to its
+Receipts (docs/mqtt.md, "Receipts"; `[mqtt] await_receipts`): a broker's PUBACK says only that
+the broker has a message, and a broker that crashes before saving it loses it. With receipts on,
+a reading or alert (the kinds docs/schemas/receipt.schema.json lists) stays in the outbox after
+its PUBACK until the hospital's receipt on `{prefix}/{gateway}/receipt` names it as stored, and
+is sent again each time it falls due unconfirmed (after `receipt_timeout_s`, then twice as long
+each time, at most `RESEND_DOUBLINGS` doublings); the hospital de-duplicates by `msg_id`. A
+receipt deletes only rows the broker has acknowledged, and only the hospital's ingest identity
+may publish one (deploy/mosquitto/acl). With receipts off, rows go at the PUBACK, as before.
+
+One connection per gateway: the hospital's commands (gateway/publish/downlink.py) and receipts
+arrive on the publisher's connection (`Publisher.listen`). The deployed broker binds a client id to its
 identity (`use_username_as_clientid`): a second connection under the gateway's identity would
 take the first one's place, and so would another gateway's client id without the binding.
 """
@@ -31,7 +40,8 @@ from paho.mqtt.reasoncodes import ReasonCode
 from paho.mqtt.subscribeoptions import SubscribeOptions
 
 from gateway.config import MqttSection
-from gateway.publish.outbox import MARK_KINDS, Mark, Outbox, priority_of
+from gateway.publish.outbox import MARK_KINDS, Mark, Outbox, Row, priority_of
+from gateway.schemas import SchemaCheck
 from gateway.times import iso_time
 
 # Kinds the gateway numbers itself, per device (docs/mqtt.md, "Sequence numbers"): `seq` from 1,
@@ -45,6 +55,17 @@ QOS_READING = 1  # everything the outbox sends: at least once, de-duplicated by 
 QOS_TRACE = 1  # the live trace too: every 4 Hz point is accounted for (docs/reliability.md)
 _CHECKPOINT_S = 5.0  # sync the outbox's WAL this often: the most a power cut can take back
 RECONNECT_MIN_S, RECONNECT_MAX_S = 1, 30  # paho's wait before reconnecting, doubled each time
+
+_RECEIPT = SchemaCheck("receipt")  # docs/schemas/receipt.schema.json, compiled once
+# The kinds a hospital that sends receipts confirms; the others go at the broker's PUBACK.
+RECEIPT_KINDS = frozenset(_RECEIPT.root["$defs"]["confirmed_kind"]["enum"])
+RECEIPT_TOPIC = "receipt"  # {prefix}/{gateway}/receipt
+# 1000 identifiers of at most 200 characters (the schema's limits) with their quotes and commas
+MAX_RECEIPT_BYTES = 1000 * 204 + 1024
+# A message no receipt confirms is sent again after receipt_timeout_s, then after twice the
+# last wait, up to 2**RESEND_DOUBLINGS times receipt_timeout_s (16 min at the default 60 s):
+# bounded while the hospital is away; the outbox's age limit ends it (docs/reliability.md).
+RESEND_DOUBLINGS = 4
 
 
 def gateway_topic(prefix: str, gateway_id: str, *parts: str) -> str:
@@ -114,13 +135,20 @@ class Publisher:
         self.v5 = cfg.protocol == "5"
         self._wake = threading.Event()
         self._acks: deque[tuple[int, bool]] = deque()  # (mid, accepted) from paho's thread
-        self._inflight: dict[int, int] = {}  # paho mid -> outbox row id
+        self._inflight: dict[int, tuple[int, bool]] = {}  # paho mid -> (row id, awaits receipt)
+        self.await_receipts = cfg.await_receipts
+        self._receipts: deque[bytes] = deque()  # receipt payloads from paho's thread
+        self.receipts = 0  # receipts taken
+        self.receipts_refused = 0  # receipts that were not one (too large, not the schema)
+        self.resend_wait_s = cfg.receipt_timeout_s
+        self.resend_max_s = cfg.receipt_timeout_s * 2**RESEND_DOUBLINGS
         self._retry: list[int] = []  # rows the broker refused: sent again later
         self._sender: threading.Thread | None = None
         self.refused = 0
         self._subscriptions: list[tuple[str, SubscribeOptions]] = []
         self._listening = threading.Lock()  # listen() vs a connection being made
-        self.subscribed = threading.Event()  # a SUBACK came for what listen() asked
+        self._granted = 0  # topics SUBACKed on this connection
+        self.subscribed = threading.Event()  # a SUBACK came for every topic listen() asked
         self.client = make_client(cfg, f"perimon-{gateway_id}")
         self.client.will_set(
             self.topic("status"), self._status_payload("offline", "connection lost"), 1, True
@@ -131,6 +159,12 @@ class Publisher:
         self.client.on_subscribe = self._on_subscribe
         self.client.max_queued_messages_set(0)  # bounded by `window` instead
         self.client.max_inflight_messages_set(min(window, 100))
+        if self.await_receipts:
+            self.listen(self.topic(RECEIPT_TOPIC), SubscribeOptions(qos=1), self._on_receipt)
+        else:  # rows a run with receipts kept: the broker acknowledged each
+            released = self.outbox.release_awaiting()
+            if released:
+                log.info("receipts off: %d delivered messages no longer kept", released)
 
     def topic(self, *parts: str) -> str:
         return gateway_topic(self.cfg.topic_prefix, self.gateway_id, *parts)
@@ -150,6 +184,8 @@ class Publisher:
         log.info("connected to MQTT broker %s:%d", self.cfg.host, self.cfg.port)
         client.publish(self.topic("status"), self._status_payload("online"), 1, True)
         with self._listening:  # a session is not kept: subscribe again at each connection
+            self._granted = 0
+            self.subscribed.clear()
             if self._subscriptions:
                 client.subscribe(list(self._subscriptions))
             self.connected.set()
@@ -157,7 +193,15 @@ class Publisher:
 
     def _on_subscribe(self, client: mqtt.Client, userdata: Any, mid: int,
                       reason_codes: list[ReasonCode], properties: Properties | None) -> None:  # fmt: skip
-        self.subscribed.set()
+        with self._listening:
+            self._granted += len(reason_codes)
+            if self._granted >= len(self._subscriptions):
+                self.subscribed.set()
+
+    def _on_receipt(self, client: mqtt.Client, userdata: Any, message: mqtt.MQTTMessage) -> None:
+        # paho's network thread: only note it; the sender thread acts
+        self._receipts.append(bytes(message.payload))
+        self._wake.set()
 
     def _on_disconnect(self, client: mqtt.Client, userdata: Any, flags: mqtt.DisconnectFlags,
                        reason_code: ReasonCode, properties: Properties | None) -> None:  # fmt: skip
@@ -183,6 +227,7 @@ class Publisher:
             self._wake.clear()
             try:
                 self._take_acks()
+                self._take_receipts()
                 now = time.monotonic()
                 if self._retry and now >= retry_at:
                     self.outbox.handed_upto = min(self._retry) - 1
@@ -204,25 +249,52 @@ class Publisher:
 
     def _take_acks(self) -> None:
         done: list[int] = []
+        kept: list[int] = []  # delivered, waiting for the hospital's receipt
         while self._acks:
             mid, ok = self._acks.popleft()
-            row = self._inflight.pop(mid, None)
-            if row is None:
+            entry = self._inflight.pop(mid, None)
+            if entry is None:
                 continue  # a status message paho published itself
+            row, awaits = entry
             if ok:
-                done.append(row)
+                (kept if awaits else done).append(row)
             else:
                 self.refused += 1
                 self._retry.append(row)
                 log.error("broker refused outbox row %d; it is sent again later", row)
         self.outbox.ack(done)
-        self.published += len(done)
+        self.outbox.delivered(kept, self.resend_wait_s)
+        self.published += len(done) + len(kept)
+
+    def _take_receipts(self) -> None:
+        """Delete what the hospital's receipts name (after this connection's PUBACKs, taken
+        first: a receipt never arrives before the PUBACK of what it confirms)."""
+        while self._receipts:
+            body = self._receipts.popleft()
+            stored = receipt_ids(body)
+            if stored is None:
+                self.receipts_refused += 1
+                log.warning("refused a receipt that is not one (%d bytes)", len(body))
+                continue
+            self.receipts += 1
+            self.outbox.confirm(stored)
+
+    def awaits_receipt(self, row: Row) -> bool:
+        """Whether this row stays after its PUBACK until a receipt confirms it."""
+        if not self.await_receipts or row.msg_id is None:
+            return False
+        parts = row.topic.rsplit("/", 3)
+        return len(parts) == 4 and parts[1] == "device" and parts[3] in RECEIPT_KINDS
 
     def _hand_over(self) -> None:
         room = self.window - len(self._inflight)
         if room <= 0:
             return
-        for row in self.outbox.pending(self.outbox.handed_upto, room):
+        rows: list[Row] = []
+        if self.await_receipts:  # the oldest first: what no receipt confirmed in time
+            rows = self.outbox.due(room, self.resend_wait_s, self.resend_max_s)
+        pending = self.outbox.pending(self.outbox.handed_upto, room - len(rows))
+        for row in rows + pending:
             props = None
             if self.v5:
                 props = publish_properties()
@@ -233,8 +305,8 @@ class Publisher:
             if info.rc not in (mqtt.MQTT_ERR_SUCCESS, mqtt.MQTT_ERR_NO_CONN):
                 log.warning("paho did not take outbox row %d: %s", row.id, info.rc)
                 break
-            self._inflight[info.mid] = row.id
-            self.outbox.handed_upto = row.id
+            self._inflight[info.mid] = (row.id, self.awaits_receipt(row))
+            self.outbox.handed_upto = max(self.outbox.handed_upto, row.id)
 
     # ---- public ----
 
@@ -246,6 +318,7 @@ class Publisher:
         with self._listening:
             self._subscriptions.append((topic, options))
             if self.connected.is_set():
+                self.subscribed.clear()
                 self.client.subscribe(topic, options=options)
 
     def start(self) -> None:
@@ -256,7 +329,8 @@ class Publisher:
         self._sender.start()
 
     def drain(self, timeout_s: float) -> bool:
-        """Wait until the outbox is empty (everything acknowledged); False on timeout."""
+        """Wait until the outbox is empty (everything acknowledged, and with receipts on,
+        confirmed); False on timeout."""
         deadline = time.monotonic() + timeout_s
         while time.monotonic() < deadline:
             if self.outbox.rows == 0:
@@ -317,6 +391,19 @@ class Publisher:
         )
         self._wake.set()
         return payload
+
+
+def receipt_ids(body: bytes) -> list[str] | None:
+    """The identifiers a receipt names as stored, or None if `body` is not a receipt."""
+    if len(body) > MAX_RECEIPT_BYTES:
+        return None
+    try:
+        receipt = json.loads(body)
+    except (ValueError, RecursionError):  # RecursionError: nested too deeply for the parser
+        return None
+    if _RECEIPT.problem(receipt) is not None:
+        return None
+    return list(receipt["stored"])
 
 
 def message_id(payload: dict[str, Any]) -> str | None:

@@ -1,7 +1,10 @@
 """The gateway's persistent outbox: every message to the hospital is on disk before it is sent.
 
 A reading or alert is written to SQLite (WAL, synchronous=NORMAL) in the same call that accepts
-it, and the row is deleted only when the broker has acknowledged it (MQTT PUBACK). After a crash,
+it, and the row is deleted only when the broker has acknowledged it (MQTT PUBACK), or, for a
+hospital that sends receipts (docs/mqtt.md, "Receipts"), only when a receipt says the hospital
+has stored it: until then the row is kept as delivered (`acked`) and sent again when it falls
+due (`resend_at`), later each time. After a crash,
 a power cut or a restart the gateway sends whatever is still here. With every row the outbox
 keeps, in the same transaction, the per-device high-water marks: the last live-trace point and
 the last jaundice record that are safely in the outbox, so a restarted gateway asks the device
@@ -44,7 +47,10 @@ CREATE TABLE IF NOT EXISTS msg (
     payload BLOB NOT NULL,
     retain INTEGER NOT NULL,
     priority INTEGER NOT NULL,
-    created REAL NOT NULL
+    created REAL NOT NULL,
+    acked REAL,
+    resends INTEGER NOT NULL DEFAULT 0,
+    resend_at REAL
 );
 CREATE INDEX IF NOT EXISTS msg_priority ON msg (priority, id);
 CREATE TABLE IF NOT EXISTS mark (
@@ -69,6 +75,15 @@ CREATE TABLE IF NOT EXISTS sequence (
     seq INTEGER NOT NULL,
     PRIMARY KEY (device, kind)
 );
+"""
+
+# Columns added after the first release: an older outbox file gets them when it is opened.
+_ADDED_COLUMNS = (("acked", "REAL"), ("resends", "INTEGER NOT NULL DEFAULT 0"),
+                  ("resend_at", "REAL"))  # fmt: skip
+# Rows waiting for a receipt: found by msg_id (a receipt) and by when they fall due (a resend).
+_RECEIPT_INDEXES = """
+CREATE INDEX IF NOT EXISTS msg_awaiting ON msg (msg_id) WHERE acked IS NOT NULL;
+CREATE INDEX IF NOT EXISTS msg_resend ON msg (resend_at) WHERE resend_at IS NOT NULL;
 """
 
 
@@ -119,6 +134,11 @@ class Outbox:
             self._db.execute("PRAGMA journal_mode=WAL")
             self._db.execute("PRAGMA synchronous=NORMAL")
             self._db.executescript(_SCHEMA)
+            have = {r[1] for r in self._db.execute("PRAGMA table_info(msg)").fetchall()}
+            for name, decl in _ADDED_COLUMNS:
+                if name not in have:
+                    self._db.execute(f"ALTER TABLE msg ADD COLUMN {name} {decl}")
+            self._db.executescript(_RECEIPT_INDEXES)
             size, rows = self._db.execute(
                 f"SELECT COALESCE(SUM(length(topic) + length(payload) + {_ROW_OVERHEAD}), 0),"
                 " COUNT(*) FROM msg"
@@ -133,6 +153,7 @@ class Outbox:
         self.peak_bytes = self.bytes
         self.added = 0
         self.acked = 0
+        self.confirmed = 0  # rows deleted on a hospital's receipt
         self.write_s = 0.0  # time spent in add(), to show it does not stall the event loop
 
     # ---- writing ----
@@ -216,9 +237,10 @@ class Outbox:
         )
 
     def _drop(self, where: str, args: tuple[object, ...], reason: str) -> int:
-        """Delete rows matching `where` (not yet handed to the client); count them by priority."""
+        """Delete rows matching `where` (not yet handed to the client, or delivered and waiting
+        for a receipt); count them by priority."""
         gone = self._db.execute(
-            f"DELETE FROM msg WHERE id > ? AND ({where})"
+            f"DELETE FROM msg WHERE (id > ? OR acked IS NOT NULL) AND ({where})"
             " RETURNING priority, msg_id, topic, length(topic) + length(payload)",
             (self.handed_upto, *args),
         ).fetchall()
@@ -233,7 +255,8 @@ class Outbox:
     def _enforce(self, now: float) -> None:
         """Apply the age and size limits (inside the caller's transaction)."""
         if self.max_age_s > 0:
-            oldest = self._db.execute("SELECT MIN(created) FROM msg WHERE id > ?",
+            oldest = self._db.execute("SELECT MIN(created) FROM msg WHERE id > ?"
+                                      " OR acked IS NOT NULL",
                                       (self.handed_upto,)).fetchone()[0]  # fmt: skip
             if oldest is not None and oldest < now - self.max_age_s:
                 self._drop("created < ?", (now - self.max_age_s,), "age")
@@ -243,7 +266,8 @@ class Outbox:
             while self.bytes > self.max_bytes:
                 # the oldest 64 rows of this priority at a time: a few statements per overflow
                 if not self._drop(
-                    "id IN (SELECT id FROM msg WHERE priority = ? AND id > ? ORDER BY id LIMIT 64)",
+                    "id IN (SELECT id FROM msg WHERE priority = ? AND (id > ? OR acked IS NOT NULL)"
+                    " ORDER BY id LIMIT 64)",
                     (prio, self.handed_upto),
                     "full",
                 ):
@@ -252,14 +276,111 @@ class Outbox:
     # ---- reading and acknowledging ----
 
     def pending(self, after_id: int, limit: int) -> list[Row]:
-        """Rows not yet handed to the MQTT client, oldest first."""
+        """Rows not yet handed to the MQTT client, oldest first (not those delivered and
+        waiting for a receipt: `due` hands those out again)."""
         with self._lock:
             rows = self._db.execute(
                 "SELECT id, msg_id, topic, payload, retain, priority, created FROM msg"
-                " WHERE id > ? ORDER BY id LIMIT ?",
+                " WHERE id > ? AND acked IS NULL ORDER BY id LIMIT ?",
                 (after_id, limit),
             ).fetchall()
         return [Row(r[0], r[1], r[2], bytes(r[3]), bool(r[4]), r[5], r[6]) for r in rows]
+
+    def delivered(self, ids: list[int], wait_s: float, now: float | None = None) -> None:
+        """The broker has these, and they wait for the hospital's receipt: kept, and due to be
+        sent again `wait_s` from now (a row sent again is due when `due` said)."""
+        if not ids:
+            return
+        now = time.time() if now is None else now
+        with self._lock:
+            db = self._db
+            db.execute("BEGIN IMMEDIATE")
+            try:
+                for i in range(0, len(ids), 500):
+                    chunk = ids[i : i + 500]
+                    marks = ",".join("?" * len(chunk))
+                    db.execute(
+                        "UPDATE msg SET acked = COALESCE(acked, ?),"
+                        f" resend_at = COALESCE(resend_at, ?) WHERE id IN ({marks})",
+                        (now, now + wait_s, *chunk),
+                    )
+                db.execute("COMMIT")
+            except BaseException:
+                db.execute("ROLLBACK")
+                raise
+
+    def due(self, limit: int, wait_s: float, max_wait_s: float,
+            now: float | None = None) -> list[Row]:  # fmt: skip
+        """Delivered rows no receipt has confirmed by their time, oldest first: each is due
+        again after twice its last wait (from `wait_s`, at most `max_wait_s`), so a hospital
+        that stays silent costs fewer resends the longer it is silent."""
+        now = time.time() if now is None else now
+        with self._lock:
+            db = self._db
+            db.execute("BEGIN IMMEDIATE")
+            try:
+                rows = db.execute(
+                    "SELECT id, msg_id, topic, payload, retain, priority, created, resends"
+                    " FROM msg WHERE resend_at <= ? ORDER BY resend_at, id LIMIT ?",
+                    (now, limit),
+                ).fetchall()
+                for r in rows:
+                    wait = min(max_wait_s, wait_s * 2.0 ** min(r[7] + 1, 30))
+                    db.execute("UPDATE msg SET resends = resends + 1, resend_at = ? WHERE id = ?",
+                               (now + wait, r[0]))  # fmt: skip
+                self._count("resent", len(rows))
+                db.execute("COMMIT")
+            except BaseException:
+                db.execute("ROLLBACK")
+                raise
+        return [Row(r[0], r[1], r[2], bytes(r[3]), bool(r[4]), r[5], r[6]) for r in rows]
+
+    def confirm(self, msg_ids: list[str]) -> int:
+        """The hospital has stored these: forget them. Only rows the broker has acknowledged
+        go (a receipt cannot take a message that was never published); returns how many."""
+        if not msg_ids:
+            return 0
+        gone_n = 0
+        with self._lock:
+            db = self._db
+            db.execute("BEGIN IMMEDIATE")
+            try:
+                for i in range(0, len(msg_ids), 500):
+                    chunk = msg_ids[i : i + 500]
+                    marks = ",".join("?" * len(chunk))
+                    gone = db.execute(
+                        f"DELETE FROM msg WHERE acked IS NOT NULL AND msg_id IN ({marks})"
+                        " RETURNING length(topic) + length(payload)",
+                        chunk,
+                    ).fetchall()
+                    for (n,) in gone:
+                        self.bytes -= n + _ROW_OVERHEAD
+                        self.rows -= 1
+                    gone_n += len(gone)
+                db.execute("COMMIT")
+            except BaseException:
+                db.execute("ROLLBACK")
+                raise
+            self.confirmed += gone_n
+        return gone_n
+
+    def awaiting(self) -> int:
+        """Rows delivered to the broker and not yet confirmed by a receipt."""
+        with self._lock:
+            row = self._db.execute("SELECT COUNT(*) FROM msg WHERE acked IS NOT NULL").fetchone()
+        return int(row[0])
+
+    def release_awaiting(self) -> int:
+        """Forget every row waiting for a receipt (the gateway no longer waits for them: the
+        broker acknowledged each); returns how many."""
+        with self._lock:
+            gone = self._db.execute(
+                "DELETE FROM msg WHERE acked IS NOT NULL RETURNING length(topic) + length(payload)"
+            ).fetchall()
+            for (n,) in gone:
+                self.bytes -= n + _ROW_OVERHEAD
+                self.rows -= 1
+        return len(gone)
 
     def ack(self, ids: list[int]) -> None:
         """The broker has these: forget them."""
@@ -365,6 +486,8 @@ class Outbox:
             "dropped_trace": dropped["trace"],
             "dropped_status": dropped["status"],
             "dropped_readings": dropped["readings"],
+            "awaiting_receipt": self.awaiting(),
+            "resent": self.counters.get("resent", 0),
         }
 
     def close(self) -> None:

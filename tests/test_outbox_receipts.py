@@ -1,0 +1,321 @@
+"""Receipts (docs/mqtt.md, "Receipts"): with `[mqtt] await_receipts`, a reading stays in the
+outbox after the broker's PUBACK until the hospital's receipt names it as stored, and is sent
+again, later each time, while none does. A receipt deletes only what the broker acknowledged;
+on the deployed broker only the hospital's ingest identity may publish one. Without receipts
+configured the outbox forgets a message at its PUBACK, as before."""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import ssl
+import threading
+import time
+
+import paho.mqtt.client as mqtt
+import pytest
+
+from devtools.broker_tls import make_certs, start_tls_broker
+from gateway.config import config_from_dict
+from gateway.publish.mqtt import (
+    MAX_RECEIPT_BYTES,
+    RECEIPT_KINDS,
+    Publisher,
+    receipt_ids,
+)
+from gateway.publish.outbox import PRIO_READING, Outbox
+from hospital.messages import STORED_KINDS
+from tests.harness.mqtt import Subscriber
+from tests.harness.wait import eventually
+
+MB = 1024 * 1024
+
+
+def _reading(ob: Outbox, i: int, now: float = 1000.0, size: int = 100) -> int:
+    return ob.add("perimon/v1/gw-t/device/tcb-01/tcb", b"x" * size, msg_id=f"tcb-01:1:tcb:{i}",
+                  retain=False, priority=PRIO_READING, now=now)  # fmt: skip
+
+
+# ---- the outbox: pure bookkeeping, time passed in ----------------------------------------
+
+
+@pytest.mark.unit
+def test_a_delivered_row_stays_until_a_receipt_names_it():
+    ob = Outbox(":memory:", 10 * MB, 0)
+    ids = [_reading(ob, i) for i in range(3)]
+    ob.handed_upto = ids[-1]
+    ob.delivered(ids, wait_s=60, now=1000.0)
+    assert ob.rows == 3 and ob.awaiting() == 3
+    assert ob.pending(0, 10) == []  # not sent again as new: only when due
+    assert ob.confirm(["tcb-01:1:tcb:0", "tcb-01:1:tcb:2", "someone-else:1:tcb:0"]) == 2
+    assert ob.rows == 1 and ob.confirmed == 2
+    assert [r.msg_id for r in ob.due(10, 60, 960, now=1061.0)] == ["tcb-01:1:tcb:1"]
+
+
+@pytest.mark.unit
+def test_a_receipt_naming_what_was_never_published_deletes_nothing():
+    """msg_ids are deterministic, so a receipt could name readings before they exist or before
+    they are sent: only rows the broker acknowledged may go."""
+    ob = Outbox(":memory:", 10 * MB, 0)
+    sent = _reading(ob, 0)
+    queued = _reading(ob, 1)  # in the outbox, never handed to the broker
+    in_flight = _reading(ob, 2)  # handed to paho, no PUBACK yet
+    ob.handed_upto = in_flight
+    ob.delivered([sent], wait_s=60, now=1000.0)
+    assert ob.confirm(["tcb-01:1:tcb:1", "tcb-01:1:tcb:2", "tcb-01:1:tcb:3"]) == 0
+    assert ob.rows == 3
+    assert [r.id for r in ob.pending(sent, 10)] == [queued, in_flight]
+    assert ob.confirm(["tcb-01:1:tcb:0"]) == 1 and ob.rows == 2
+
+
+@pytest.mark.unit
+def test_an_unconfirmed_row_is_sent_again_later_each_time_up_to_a_bound():
+    ob = Outbox(":memory:", 10 * MB, 0)
+    rid = _reading(ob, 0)
+    ob.handed_upto = rid
+    ob.delivered([rid], wait_s=10, now=0.0)
+    times = []
+    t = 0.0
+    while t < 400:
+        t += 1.0
+        for row in ob.due(10, 10, 80, now=t):
+            times.append(t)
+            ob.delivered([row.id], wait_s=10, now=t)  # its PUBACK: the due time stays
+    # 10 s after the PUBACK, then after 20, 40, 80, and 80 s from then on
+    assert times == [10.0, 30.0, 70.0, 150.0, 230.0, 310.0, 390.0]
+    assert ob.stats()["resent"] == len(times)
+
+
+@pytest.mark.unit
+def test_rows_waiting_for_a_receipt_count_against_the_limits_and_may_be_dropped():
+    ob = Outbox(":memory:", 1 * MB, max_age_s=3600)
+    old = [_reading(ob, i, now=0.0, size=1000) for i in range(3)]
+    ob.handed_upto = old[-1]
+    ob.delivered(old, wait_s=60, now=1.0)
+    _reading(ob, 3, now=4000.0)  # an hour later: the waiting rows are too old
+    assert ob.rows == 1 and ob.stats()["dropped_readings"] == 3
+
+
+@pytest.mark.unit
+def test_an_outbox_file_from_before_receipts_gets_their_columns(tmp_path):
+    path = tmp_path / "old.sqlite"
+    db = sqlite3.connect(path)
+    db.executescript(
+        "CREATE TABLE msg (id INTEGER PRIMARY KEY AUTOINCREMENT, msg_id TEXT, topic TEXT NOT NULL,"
+        " payload BLOB NOT NULL, retain INTEGER NOT NULL, priority INTEGER NOT NULL,"
+        " created REAL NOT NULL);"
+        "INSERT INTO msg (msg_id, topic, payload, retain, priority, created)"
+        " VALUES ('a:1:tcb:0', 't/a/tcb', x'7b7d', 0, 2, 1.0);"
+    )
+    db.commit()
+    db.close()
+    ob = Outbox(path, 10 * MB, 0)
+    assert [r.msg_id for r in ob.pending(0, 10)] == ["a:1:tcb:0"]
+    ob.handed_upto = 1
+    ob.delivered([1], wait_s=60, now=2.0)
+    assert ob.awaiting() == 1 and ob.confirm(["a:1:tcb:0"]) == 1
+
+
+@pytest.mark.unit
+def test_receipt_ids_takes_only_a_receipt():
+    assert receipt_ids(b'{"stored": ["a:1:tcb:0", "b"], "t": "2026-11-23T10:00:00.000Z"}') == [
+        "a:1:tcb:0",
+        "b",
+    ]
+    for body in (b"", b"not json", b"[]", b'{"stored": []}', b'{"stored": "a"}',
+                 b'{"stored": [1]}', b"[" * 100_000, json.dumps({"stored": ["a"] * 1001}).encode(),
+                 b'{"stored": ["a"]}' + b" " * MAX_RECEIPT_BYTES):  # fmt: skip
+        assert receipt_ids(body) is None, body[:40]
+
+
+@pytest.mark.unit
+def test_the_kinds_a_receipt_confirms_are_the_kinds_the_ingest_stores():
+    assert set(STORED_KINDS) == RECEIPT_KINDS
+
+
+# ---- the publisher on a real Mosquitto ------------------------------------------------------
+
+
+class Hospital:
+    """Publishes receipts as perimon-ingest does (QoS 1, not retained)."""
+
+    def __init__(self, host: str, port: int, tls=None, name: str = "hospital-ingest") -> None:
+        self.c = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, protocol=mqtt.MQTTv5)
+        self.pubacks: dict[int, object] = {}
+        self.c.on_publish = lambda c, u, mid, rc, p: self.pubacks.__setitem__(mid, rc)
+        if tls is not None:
+            self.c.tls_set(ca_certs=str(tls.certs / "ca.crt"), certfile=str(tls.certs / f"{name}.crt"),
+                           keyfile=str(tls.certs / f"{name}.key"), cert_reqs=ssl.CERT_REQUIRED)  # fmt: skip
+        self.c.connect(host, port)
+        self.c.loop_start()
+
+    def receipt(self, gateway: str, ids: list[str]):
+        """Publish a receipt; the broker's PUBACK reason code."""
+        body = json.dumps({"stored": ids, "t": "2026-11-23T10:00:00.000Z"})
+        info = self.c.publish(f"perimon/v1/{gateway}/receipt", body, 1)
+        eventually(lambda: info.mid in self.pubacks, 10, "no PUBACK for the receipt")
+        return self.pubacks[info.mid]
+
+    def close(self) -> None:
+        self.c.disconnect()
+        self.c.loop_stop()
+
+
+def _publisher(host: str, port: int, tmp_path, **mqtt_cfg) -> Publisher:
+    cfg = config_from_dict({"mqtt": {"host": host, "port": port, **mqtt_cfg}})
+    pub = Publisher(cfg.mqtt, "gw-t", Outbox(tmp_path / "o.sqlite", 10 * MB, 0))
+    pub.start()
+    assert pub.connected.wait(10)
+    eventually(lambda: pub.subscribed.is_set() or not pub.await_receipts, 10, "no SUBACK")
+    return pub
+
+
+def _tcb(i: int) -> dict:
+    return {"msg_id": f"tcb-01:1:tcb:{i}", "boot": 1, "seq": i}
+
+
+@pytest.mark.system
+def test_a_reading_is_kept_until_the_hospital_confirms_it_and_sent_again_until_then(
+    broker, tmp_path
+):
+    sub = Subscriber(broker.host, broker.port, gateway="gw-t")
+    hospital = Hospital(broker.host, broker.port)
+    pub = _publisher(broker.host, broker.port, tmp_path, await_receipts=True, receipt_timeout_s=1.0)
+    try:
+        for i in range(3):
+            pub.publish(("device", "tcb-01", "tcb"), _tcb(i))
+        pub.publish(("device", "fh-01", "fhr"), {"msg_id": "fh-01:1:fhr:1", "boot": 1, "seq": 1})
+        eventually(lambda: len(sub.of("tcb-01", "tcb")) >= 3 and sub.of("fh-01", "fhr"), 10,
+                   "not delivered")  # fmt: skip
+        # the live trace is done at the PUBACK; the readings wait for their receipt
+        eventually(lambda: pub.outbox.awaiting() == 3 and pub.outbox.rows == 3, 10,
+                   lambda: f"{pub.outbox.rows} rows, {pub.outbox.awaiting()} awaiting")  # fmt: skip
+        assert hospital.receipt("gw-t", ["tcb-01:1:tcb:0", "tcb-01:1:tcb:1"]).value == 0
+        eventually(lambda: pub.outbox.rows == 1, 10, "the receipt deleted nothing")
+        assert pub.receipts == 1
+        # a receipt naming what this gateway never published takes nothing away
+        hospital.receipt("gw-t", ["tcb-01:1:tcb:7", "fh-01:1:fhr:1"])
+        eventually(lambda: pub.receipts == 2, 10, "the receipt did not arrive")
+        assert pub.outbox.rows == 1
+        # the one not confirmed is sent again: after 1 s, then 2 s, ...
+        eventually(lambda: len(sub.of("tcb-01", "tcb")) >= 5, 10, "not sent again")
+        again = [m["msg_id"] for m in sub.of("tcb-01", "tcb")[3:]]
+        assert set(again) == {"tcb-01:1:tcb:2"}
+        assert pub.outbox.stats()["resent"] >= 2
+        hospital.receipt("gw-t", ["tcb-01:1:tcb:2"])
+        assert pub.drain(10)
+    finally:
+        pub.stop(drain_s=0)
+        hospital.close()
+        sub.close()
+
+
+@pytest.mark.system
+def test_without_receipts_the_outbox_forgets_at_the_puback_as_before(broker, tmp_path):
+    path = tmp_path / "o.sqlite"
+    # rows a run with receipts left waiting: a run without them forgets them (the broker had them)
+    ob = Outbox(path, 10 * MB, 0)
+    rid = _reading(ob, 0)
+    ob.handed_upto = rid
+    ob.delivered([rid], wait_s=60)
+    ob.close()
+    sub = Subscriber(broker.host, broker.port, gateway="gw-t")
+    hospital = Hospital(broker.host, broker.port)
+    pub = _publisher(broker.host, broker.port, tmp_path)
+    try:
+        assert not pub.await_receipts and pub.outbox.rows == 0
+        for i in range(1, 4):
+            pub.publish(("device", "tcb-01", "tcb"), _tcb(i))
+        assert pub.drain(10)
+        eventually(lambda: len(sub.of("tcb-01", "tcb")) == 3, 10, "not delivered")
+        hospital.receipt("gw-t", ["tcb-01:1:tcb:1"])
+        time.sleep(0.5)  # a window for a receipt to be (wrongly) taken in
+        assert pub.receipts == 0 and pub.outbox.stats()["resent"] == 0
+        assert len(sub.of("tcb-01", "tcb")) == 3  # nothing sent again
+    finally:
+        pub.stop()
+        hospital.close()
+        sub.close()
+
+
+# ---- the deployed ACL: who may publish a receipt --------------------------------------------
+
+PASSWORDS = {"gw-t": "t-secret", "gw-b": "b-secret"}
+
+
+@pytest.fixture(scope="module")
+def tls(tmp_path_factory):
+    work = tmp_path_factory.mktemp("tls")
+    certs = make_certs(work / "certs", ["gw-t", "gw-b", "hospital-ingest", "hospital-commander"])
+    b = start_tls_broker(work / "broker", certs, PASSWORDS)
+    yield b
+    b.stop()
+
+
+@pytest.mark.system
+def test_only_the_hospital_ingest_identity_may_publish_a_receipt(tls, tmp_path):
+    cfg = config_from_dict({"mqtt": {
+        "host": "127.0.0.1", "port": tls.cert_port, "tls": True, "await_receipts": True,
+        "receipt_timeout_s": 3600.0, "ca_file": str(tls.certs / "ca.crt"),
+        "cert_file": str(tls.certs / "gw-t.crt"), "key_file": str(tls.certs / "gw-t.key")}})  # fmt: skip
+    pub = Publisher(cfg.mqtt, "gw-t", Outbox(tmp_path / "o.sqlite", 10 * MB, 0))
+    pub.start()
+    # (the gateway's own identity cannot forge one either: the next test; connecting with it
+    # here would take the gateway's connection's place, use_username_as_clientid)
+    forgers = [Hospital("127.0.0.1", tls.cert_port, tls, name)
+               for name in ("gw-b", "hospital-commander")]  # fmt: skip
+    hospital = Hospital("127.0.0.1", tls.cert_port, tls)
+    try:
+        eventually(lambda: pub.subscribed.is_set(), 10, "the gateway did not subscribe")
+        for i in range(2):
+            pub.publish(("device", "tcb-01", "tcb"), _tcb(i))
+        eventually(lambda: pub.outbox.awaiting() == 2, 10, "not delivered")
+        ids = ["tcb-01:1:tcb:0", "tcb-01:1:tcb:1"]
+        for forger in forgers:  # another gateway, the hospital's commander
+            assert forger.receipt("gw-t", ids).is_failure  # PUBACK: not authorized
+        time.sleep(0.5)  # a window for a forged receipt to arrive in: none may
+        assert pub.receipts == 0 and pub.outbox.rows == 2
+        assert not hospital.receipt("gw-t", ids[:1]).is_failure
+        eventually(lambda: pub.outbox.rows == 1, 10, "the hospital's receipt was not taken")
+        # another gateway cannot read gw-t's receipts either
+        spy = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, protocol=mqtt.MQTTv5)
+        got: list[str] = []
+        ready = threading.Event()
+        spy.on_message = lambda c, u, m: got.append(m.topic)
+        spy.on_subscribe = lambda *a: ready.set()
+        spy.tls_set(ca_certs=str(tls.certs / "ca.crt"), certfile=str(tls.certs / "gw-b.crt"),
+                    keyfile=str(tls.certs / "gw-b.key"), cert_reqs=ssl.CERT_REQUIRED)  # fmt: skip
+        spy.connect("127.0.0.1", tls.cert_port)
+        spy.loop_start()
+        spy.subscribe("perimon/v1/+/receipt", 1)
+        assert ready.wait(10)
+        hospital.receipt("gw-t", ids[1:])
+        eventually(lambda: pub.outbox.rows == 0, 10, "the second receipt was not taken")
+        time.sleep(0.3)
+        assert got == []
+        spy.disconnect()
+        spy.loop_stop()
+    finally:
+        pub.stop(drain_s=0)
+        for c in (*forgers, hospital):
+            c.close()
+
+
+@pytest.mark.system
+def test_a_gateway_publishes_what_it_publishes_and_not_its_own_receipts(tls):
+    """The ACL lists what a gateway writes (status, unknown_devices, device/..., reply/...):
+    not its receipt topic."""
+    gw = Hospital("127.0.0.1", tls.cert_port, tls, "gw-t")
+    try:
+        for topic in ("status", "unknown_devices", "device/tcb-01/tcb", "device/fh-01/status",
+                      "reply/ingest-1"):  # fmt: skip
+            info = gw.c.publish(f"perimon/v1/gw-t/{topic}", b"{}", 1)
+            eventually(lambda: info.mid in gw.pubacks, 10, f"no PUBACK on {topic}")  # noqa: B023
+            assert not gw.pubacks[info.mid].is_failure, topic
+        # nothing else, and not its own receipts: a gateway cannot confirm its own messages
+        assert gw.receipt("gw-t", ["tcb-01:1:tcb:0"]).is_failure
+        info = gw.c.publish("perimon/v1/gw-t/anything-else", b"{}", 1)
+        eventually(lambda: info.mid in gw.pubacks, 10, "no PUBACK")
+        assert gw.pubacks[info.mid].is_failure
+    finally:
+        gw.close()
