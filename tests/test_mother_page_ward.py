@@ -1,0 +1,542 @@
+"""The mother's page as a tired mother meets it (issue: ward-ready screens), in headless
+Chromium on a phone (390x844) and a tablet (1024x768):
+
+* the gateway stops (or stops answering): within 20 s the page says it cannot reach the home
+  box and that recording may have stopped, in English and Chinese, with the time of the last
+  update, and no longer says "Recording", "signal good" or "connected";
+* no help number configured: no dead "call" button, but who to call;
+* a session due, then recorded (no "due" while she records; minutes count only with a heart
+  rate), then complete ("today's session done");
+* an unknown link: a page in both languages (status 404), with the hospital's number;
+* the nurse's QR code of the mother's link reads back as the link.
+
+Every state is checked by axe-core (no serious or critical violation, contrast included) and
+its touch targets measured (44 x 44 px at least). Screenshots in test-artifacts/."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import subprocess
+import time
+import urllib.error
+import urllib.request
+from datetime import datetime, timedelta
+from typing import Any
+
+import numpy as np
+import pytest
+from playwright.async_api import Page, async_playwright
+
+from gateway.app import Gateway
+from gateway.config import config_from_dict
+from gateway.processing import recording
+from gateway.web.mother import mother_reminder, sessions_today
+from gateway.web.nurses import NurseAccounts
+from gateway.web.server import WebServer
+from simulators.fleet import DeviceSpec, Fleet
+from tests.harness.axe import describe, run_axe, serious
+from tests.harness.browser import CHROMIUM, CHROMIUM_ARGS
+from tests.harness.chain import gateway_config
+from tests.harness.paths import ARTIFACTS
+from tests.harness.web import api, login, opener
+
+PHONE = {"width": 390, "height": 844}
+TABLET = {"width": 1024, "height": 768}
+VIEWPORTS = {"phone": PHONE, "tablet": TABLET}
+HELP = "+86 10 6515 0000"
+MIN_TARGET_PX = 44  # WCAG 2.1 2.5.5 (target size, enhanced); Apple's HIG asks the same
+STALE_EN = "Can't reach the home box: recording may have stopped"
+STALE_ZH = "无法连接家中的网关盒：记录可能已停止"
+INVALID_EN = "This link does not work"
+INVALID_ZH = "此链接无效"
+
+
+# -- in the browser ---------------------------------------------------------------------------
+
+
+async def new_page(browser, viewport: dict, lang: str = "en") -> tuple[Page, list[str]]:
+    accept = "zh-CN,zh;q=0.9" if lang == "zh" else "en-GB,en;q=0.9"
+    ctx = await browser.new_context(viewport=viewport, device_scale_factor=2,
+                                    is_mobile=viewport is PHONE, has_touch=True,
+                                    locale="zh-CN" if lang == "zh" else "en-GB",
+                                    extra_http_headers={"Accept-Language": accept})  # fmt: skip
+    page = await ctx.new_page()
+    errors: list[str] = []
+    page.on("pageerror", lambda e: errors.append(str(e)))
+    return page, errors
+
+
+async def targets(page: Page) -> list[dict[str, Any]]:
+    """Every control she can touch on the page as it is drawn, with its size in CSS px."""
+    return await page.evaluate("""() => [...document.querySelectorAll(
+        "a[href], button, input, select, textarea, [role=button], [tabindex]")]
+      .filter((e) => e.getClientRects().length > 0)
+      .map((e) => { const r = e.getBoundingClientRect();
+                    return {id: e.id || e.tagName, w: r.width, h: r.height}; })""")
+
+
+async def check_page(page: Page, name: str, viewport: dict) -> dict[str, Any]:
+    """What every state of the page must be: accessible (axe-core), touchable, no sideways
+    scrolling; a full-page screenshot kept."""
+    await page.screenshot(path=str(ARTIFACTS / f"{name}.png"), full_page=True)
+    found = serious(await run_axe(page))
+    assert found == [], f"{name}:\n{describe(found)}"
+    controls = await targets(page)
+    assert controls, name  # at least the language button
+    small = [c for c in controls if c["w"] < MIN_TARGET_PX or c["h"] < MIN_TARGET_PX]
+    assert small == [], (name, small)
+    width = await page.evaluate("document.documentElement.scrollWidth")
+    assert width <= viewport["width"], (name, width)
+    return {"controls": controls}
+
+
+async def text(page: Page, selector: str) -> str:
+    return (await page.text_content(selector) or "").strip()
+
+
+async def shown(page: Page, selector: str) -> bool:
+    return await page.is_visible(selector)
+
+
+# -- the gateway's side -----------------------------------------------------------------------
+
+
+def feed(tracker, minutes: float, t0: float, first: int, rate: bool = True) -> int:
+    """`minutes` of FHR points (with a rate, or none) as the fetal processor feeds them, in
+    batches of a second; returns the next point number."""
+    n = int(minutes * 240)
+    value = 141.0 if rate else np.nan
+    for i in range(0, n, 4):
+        tracker.feed(1, first + i, np.full(4, value), np.full(4, 0.9 if rate else 0.0), True,
+                     t0 + i / 4, now=time.time())  # fmt: skip
+    return first + n
+
+
+def home_gateway(tmp_path, help_phone: str = HELP, **web: Any) -> Gateway:
+    raw = gateway_config(tmp_path, "gw-home", web=True)
+    raw["web"].update(help_phone=help_phone, **web)
+    return Gateway(config_from_dict(raw))
+
+
+# -- the gateway stops ------------------------------------------------------------------------
+
+
+@pytest.mark.system
+def test_the_page_says_so_when_the_gateway_stops(tmp_path):
+    """A real gateway with a real (simulated) fetal monitor recording a prescribed session;
+    the mother's page on a phone. The gateway stops: the page must say so within 20 s. It
+    comes back: the page goes on by itself. The box stops answering without closing anything
+    (Wi-Fi gone, requests hang): the same within 20 s."""
+    ARTIFACTS.mkdir(exist_ok=True)
+    raw = gateway_config(tmp_path, "gw-home", web=True)
+    raw["web"]["help_phone"] = HELP
+    cfg = config_from_dict(raw)
+    cfg.data_dir.mkdir(parents=True)
+    store = recording.SessionStore(cfg.data_dir / "sessions.sqlite")
+    later = (datetime.now() + timedelta(hours=3)).strftime("%H:%M")
+    store.set_schedule("fh-01", recording.check_schedule(
+        {"sessions_per_day": 1, "duration_min": 20, "risk_colour": "orange",
+         "times": [later]}))  # fmt: skip
+    token = store.mother_token("fh-01")
+    store.close()
+    spec = DeviceSpec("fh-01", "fetal_heart", seed=3, fhr_bpm=142.0, mhr_bpm=78.0, snr_db=15)
+    seen: dict[str, Any] = {}
+
+    async def main() -> None:
+        fleet = Fleet([spec], cfg.radio.listen, tmp_path / "devices", gateway=cfg)
+        gw, stop = Gateway(cfg), asyncio.Event()
+        run = asyncio.create_task(gw.run(stop))
+        await asyncio.wait_for(gw.ready.wait(), 10)
+        assert gw.web is not None
+        url = gw.web.url
+        await fleet.start()
+        try:
+            async with async_playwright() as pw:
+                browser = await pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+                page, errors = await new_page(browser, PHONE)
+                await page.goto(f"{url}/m/{token}")
+                # live: what the issue saw the page keep saying after the gateway had stopped
+                await page.wait_for_selector("#today[data-state='recording']", timeout=90_000)
+                await page.wait_for_selector("#signal[data-signal='good']", timeout=60_000)
+                await page.wait_for_selector("#link-state:has-text('is connected')",
+                                             timeout=30_000)  # fmt: skip
+                seen["live"] = await today(page)
+                await check_page(page, "mother-page-live-phone", PHONE)
+
+                stop.set()  # the gateway stops (as systemd stops it)
+                stopping = time.monotonic()
+                await run
+                stopped = time.monotonic()
+                seen["minutes"] = {(datetime.now() - timedelta(seconds=s)).strftime("%H:%M")
+                                   for s in range(0, 91, 15)}  # fmt: skip
+                await page.wait_for_selector("#stale:not([hidden])", timeout=25_000)
+                seen["stale_s"] = time.monotonic() - stopped
+                seen["stale_after_stop_s"] = time.monotonic() - stopping
+                seen["stale"] = await today(page)
+                await check_page(page, "mother-page-unreachable-en", PHONE)
+                await page.click("#lang-toggle")
+                await page.wait_for_selector("html[lang='zh-CN']")
+                seen["stale_zh"] = await today(page)
+                await check_page(page, "mother-page-unreachable-zh", PHONE)
+                await page.click("#lang-toggle")
+
+                gw, stop = Gateway(cfg), asyncio.Event()  # started again, on the same files
+                run = asyncio.create_task(gw.run(stop))
+                await asyncio.wait_for(gw.ready.wait(), 10)
+                await page.wait_for_selector("#stale[hidden]", state="attached", timeout=15_000)
+                seen["back"] = await today(page)
+
+                # the box is there but answers nothing: each request hangs until the page's
+                # own timeout
+                await page.route("**/state*", lambda route: None)
+                hung = time.monotonic()
+                await page.wait_for_selector("#stale:not([hidden])", timeout=25_000)
+                seen["hung_s"] = time.monotonic() - hung
+                seen["hung"] = await today(page)
+                await page.unroute("**/state*")
+                seen["errors"] = errors
+                await browser.close()
+        finally:
+            stop.set()
+            await run
+            await fleet.stop()
+
+    asyncio.run(main())
+    live, stale, zh = seen["live"], seen["stale"], seen["stale_zh"]
+    print({k: v for k, v in seen.items() if k.endswith("_s")})
+    assert live["state"] == "Recording" and live["signal"].startswith("Signal good")
+    assert live["link"] == "The monitor is connected" and not live["stale"]
+    assert live["updated"].startswith("Updated ")
+    # within 20 s of the gateway stopping, and not before the page could know (15 s without
+    # an answer, the last answer at most one 5 s poll before the end)
+    assert 8.0 < seen["stale_s"] <= 20.0, seen
+    assert stale["stale"] and stale["stale_title"] == STALE_EN
+    # "updated hh:mm": the last answer, just before the gateway stopped
+    assert stale["updated"].startswith("Updated ")
+    assert stale["updated"][len("Updated ") :] in seen["minutes"], (stale, seen["minutes"])
+    assert stale["updated"][len("Updated ") :] in stale["stale_text"]  # "last heard ... at hh:mm"
+    assert stale["state"] != "Recording" and "home box" in stale["state"]
+    assert stale["signal"] == "" and stale["link"] == "" and not stale["bar"]
+    assert zh["stale_title"] == STALE_ZH and zh["updated"].startswith("更新于 ")
+    assert zh["state"] != "正在记录"
+    back = seen["back"]
+    assert not back["stale"] and back["updated"].startswith("Updated ")
+    assert 8.0 < seen["hung_s"] <= 20.0, seen
+    assert seen["hung"]["stale"] and seen["hung"]["signal"] == ""
+    assert seen["errors"] == []
+
+
+async def today(page: Page) -> dict[str, Any]:
+    return {
+        "state": await text(page, "#rec-state"),
+        "progress": await text(page, "#rec-progress"),
+        "signal": await text(page, "#signal"),
+        "link": await text(page, "#link-state"),
+        "updated": await text(page, "#updated"),
+        "stale": await shown(page, "#stale"),
+        "stale_title": await text(page, "#stale h2"),
+        "stale_text": await text(page, "#stale-text"),
+        "bar": await shown(page, "#bar"),
+        "reminder": await shown(page, "#reminder"),
+        "reminder_text": await text(page, "#reminder-text"),
+        "hint": await text(page, "#rec-hint"),
+        "history": await page.locator("#history-list li").all_inner_texts(),
+    }
+
+
+# -- a prescribed session: due, recording, done -----------------------------------------------
+
+
+@pytest.mark.system
+@pytest.mark.parametrize("viewport", ["phone", "tablet"])
+def test_session_due_then_recorded_then_done(tmp_path, viewport):
+    ARTIFACTS.mkdir(exist_ok=True)
+    vp = VIEWPORTS[viewport]
+    gw = home_gateway(tmp_path)
+    rec = gw.recordings
+    now = time.time()
+    # a slot due a few minutes ago today (local time), 6 minutes prescribed
+    midnight = datetime.now().replace(hour=0, minute=0, second=0, microsecond=0).timestamp()
+    due = datetime.fromtimestamp(max(now - 600, midnight)).strftime("%H:%M")
+    rec.store.set_schedule("fh-01", recording.check_schedule(
+        {"sessions_per_day": 1, "duration_min": 6, "risk_colour": "yellow", "times": [due]},
+        now - 86400))  # fmt: skip
+    token = rec.store.mother_token("fh-01")
+    seen: dict[str, Any] = {}
+
+    async def main() -> None:
+        web = WebServer(gw)
+        await web.start()
+        try:
+            async with async_playwright() as pw:
+                browser = await pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+                page, errors = await new_page(browser, vp)
+                await page.goto(f"{web.url}/m/{token}")
+                await page.wait_for_selector("body[data-ready='1']")
+                seen["due"] = await today(page)
+                await check_page(page, f"mother-page-due-{viewport}", vp)
+
+                # she starts: 1 minute with the baby's heart, 2 without, 2 with again
+                tr = rec.tracker("fh-01")
+                t0 = time.time() - 5 * 60
+                nxt = feed(tr, 1, t0, 1)
+                nxt = feed(tr, 2, t0 + 60, nxt, rate=False)
+                nxt = feed(tr, 2, t0 + 180, nxt)
+                await page.wait_for_selector("#today[data-state='recording']", timeout=10_000)
+                seen["recording"] = await today(page)
+                seen["state"] = await asyncio.to_thread(state_json, f"{web.url}/m/{token}/state")
+                await check_page(page, f"mother-page-recording-{viewport}", vp)
+
+                feed(tr, 1, t0 + 300, nxt)  # the sixth minute: the session is complete
+                await page.wait_for_selector("#today[data-state='done']", timeout=10_000)
+                seen["done"] = await today(page)
+                await check_page(page, f"mother-page-done-{viewport}", vp)
+                await page.click("#lang-toggle")
+                await page.wait_for_selector("html[lang='zh-CN']")
+                seen["done_zh"] = await today(page)
+                await check_page(page, f"mother-page-done-zh-{viewport}", vp)
+                seen["errors"] = errors
+                await browser.close()
+        finally:
+            await web.stop()
+            rec.stop()
+
+    asyncio.run(main())
+    d = seen["due"]
+    assert d["reminder"] and d["reminder_text"].startswith("A session is due now")
+    assert d["state"] == "Not recording" and d["updated"].startswith("Updated ")
+    r = seen["recording"]
+    assert r["state"] == "Recording" and not r["reminder"]  # no "due" while she records
+    # 5 minutes recorded, 3 of them with the baby's heart: the page counts the 3
+    assert r["progress"] == "3 of 6 minutes" and r["bar"], r
+    assert r["hint"] == "Only minutes in which the baby's heart is picked up count."
+    rj = seen["state"]["recording"]
+    assert rj["heart_rate_min"] == 3.0 and rj["recorded_min"] == 5.0
+    assert seen["state"]["plan"]["reminder"] is None
+    done = seen["done"]
+    assert done["state"] == "Today's session done" and not done["reminder"]
+    assert done["signal"] == "" and done["progress"] == ""
+    assert len(done["history"]) == 1 and "complete" in done["history"][0]
+    assert "4 min" in done["history"][0]  # minutes with a heart rate: 1 + 2 + 1
+    assert seen["done_zh"]["state"] == "今天的监护已完成"
+    assert seen["errors"] == []
+
+
+def state_json(url: str) -> dict:
+    import json
+
+    with urllib.request.urlopen(url, timeout=10) as r:
+        return json.loads(r.read())
+
+
+# -- no help number; an unknown link ----------------------------------------------------------
+
+
+@pytest.mark.system
+def test_no_help_number_no_dead_button_but_who_to_call(tmp_path):
+    ARTIFACTS.mkdir(exist_ok=True)
+    gw = home_gateway(tmp_path, help_phone="")
+    token = gw.recordings.store.mother_token("fh-01")
+    seen: dict[str, Any] = {}
+
+    async def main() -> None:
+        web = WebServer(gw)
+        await web.start()
+        try:
+            async with async_playwright() as pw:
+                browser = await pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+                for lang in ("en", "zh"):
+                    page, errors = await new_page(browser, PHONE, lang)
+                    await page.goto(f"{web.url}/m/{token}")
+                    await page.wait_for_selector("body[data-ready='1']")
+                    seen[lang] = {
+                        "call": await shown(page, "#call"),
+                        "who": await text(page, "#who-to-call"),
+                        "who_shown": await shown(page, "#who-to-call"),
+                        "help": await text(page, "#help"),
+                        "errors": errors,
+                    }
+                    await check_page(page, f"mother-page-no-help-number-{lang}", PHONE)
+                await browser.close()
+        finally:
+            await web.stop()
+            gw.recordings.stop()
+
+    asyncio.run(main())
+    en, zh = seen["en"], seen["zh"]
+    assert not en["call"] and not zh["call"]  # no button that calls nobody
+    assert en["who_shown"] and "maternity unit" in en["who"] and "emergency" in en["who"]
+    assert zh["who_shown"] and "急救电话" in zh["who"] and "胎动减少" in zh["help"]
+    assert en["errors"] == zh["errors"] == []
+
+
+@pytest.mark.system
+def test_an_unknown_link_says_so_in_both_languages(tmp_path):
+    ARTIFACTS.mkdir(exist_ok=True)
+    gw = home_gateway(tmp_path)
+    token = gw.recordings.store.mother_token("fh-01")
+    seen: dict[str, Any] = {}
+
+    async def main() -> None:
+        web = WebServer(gw)
+        await web.start()
+        try:
+            async with async_playwright() as pw:
+                browser = await pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+                for name, vp in VIEWPORTS.items():
+                    page, errors = await new_page(browser, vp, "zh" if name == "tablet" else "en")
+                    resp = await page.goto(f"{web.url}/m/not-a-token")
+                    await page.wait_for_selector("#invalid:not([hidden])")
+                    seen[name] = {
+                        "status": resp.status if resp else None,
+                        "en": await text(page, "#invalid [lang='en']"),
+                        "zh": await text(page, "#invalid [lang='zh-CN']"),
+                        "call": await text(page, "#call"),
+                        "today": await shown(page, "#today"),
+                        "updated": await shown(page, "#updated"),
+                        "stale": await shown(page, "#stale"),
+                        "errors": errors,
+                    }
+                    await check_page(page, f"mother-page-invalid-link-{name}", vp)
+                # a link renewed while her page is open: the old one stops working there too
+                page, errors = await new_page(browser, PHONE)
+                await page.goto(f"{web.url}/m/{token}")
+                await page.wait_for_selector("#today[data-state='idle']")
+                gw.recordings.store.renew_mother_token("fh-01")
+                await page.wait_for_selector("#invalid:not([hidden])", timeout=10_000)
+                seen["renewed"] = {"today": await shown(page, "#today"), "errors": errors}
+                await browser.close()
+        finally:
+            await web.stop()
+            gw.recordings.stop()
+
+    asyncio.run(main())
+    for name in VIEWPORTS:
+        s = seen[name]
+        assert s["status"] == 404
+        assert s["en"].startswith(INVALID_EN) and "Ask the hospital for a new link" in s["en"]
+        assert s["zh"].startswith(INVALID_ZH) and "请向医院索取新的链接" in s["zh"]
+        assert HELP in s["call"]  # her hospital's number, all the same
+        assert not s["today"] and not s["updated"] and not s["stale"]
+        assert s["errors"] == []
+    assert seen["tablet"]["call"].startswith("拨打")  # the help in her language
+    assert not seen["renewed"]["today"] and seen["renewed"]["errors"] == []
+
+
+# -- the nurse's QR code ----------------------------------------------------------------------
+
+
+@pytest.mark.system
+def test_the_nurse_shows_the_mothers_link_as_a_qr_code(tmp_path):
+    """GET /api/devices/{device}/mother-link.svg: nurse login only; drawn by Chromium as the
+    nurse view draws an image, photographed, and read back by zbarimg as a phone camera reads
+    it: the link the nurse view shows as text."""
+    ARTIFACTS.mkdir(exist_ok=True)
+    gw = home_gateway(tmp_path)
+    gw.history.settings.update("fh-01", {"label": "Home 12"})
+    NurseAccounts(gw.cfg.data_dir / "nurses.json").add("amy", "a long enough password")
+    seen: dict[str, Any] = {}
+
+    async def main() -> None:
+        web = WebServer(gw)
+        await web.start()
+        url = web.url
+        try:
+            seen["anonymous"] = await asyncio.to_thread(
+                status_of, f"{url}/api/devices/fh-01/mother-link.svg"
+            )
+            o, _ = opener()
+            await asyncio.to_thread(login, o, url)
+            _, sessions = await asyncio.to_thread(api, o, url, "/api/devices/fh-01/sessions")
+            seen["sessions"] = sessions
+            with await asyncio.to_thread(o.open, url + sessions["mother_link_qr"], None, 10) as r:
+                seen["type"] = r.headers["Content-Type"]
+                seen["cache"] = r.headers["Cache-Control"]
+                svg = r.read()
+            seen["unknown"] = (
+                await asyncio.to_thread(api, o, url, "/api/devices/nope/mother-link.svg")
+            )[0]
+            async with async_playwright() as pw:
+                browser = await pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+                page, _ = await new_page(browser, TABLET)
+                data = base64.b64encode(svg).decode()
+                await page.set_content(f'<img id="qr" src="data:image/svg+xml;base64,{data}">')
+                await page.wait_for_function("document.getElementById('qr').complete")
+                await page.locator("#qr").screenshot(path=str(ARTIFACTS / "mother-link-qr.png"))
+                seen["size"] = await page.locator("#qr").bounding_box()
+                await browser.close()
+            seen["url"] = url
+        finally:
+            await web.stop()
+            gw.recordings.stop()
+
+    asyncio.run(main())
+    assert seen["anonymous"] == 401
+    assert seen["unknown"] == 404
+    assert seen["type"].startswith("image/svg+xml") and seen["cache"] == "no-store"
+    assert seen["size"]["width"] >= 150  # big enough to aim a phone at
+    read = subprocess.run(["zbarimg", "--raw", "-q", str(ARTIFACTS / "mother-link-qr.png")],
+                          capture_output=True, text=True, timeout=30, check=True)  # fmt: skip
+    assert read.stdout.strip() == seen["url"] + seen["sessions"]["mother_link"]
+
+
+def status_of(url: str) -> int:
+    try:
+        return urllib.request.urlopen(url, timeout=10).status
+    except urllib.error.HTTPError as exc:
+        return exc.code
+
+
+# -- the rules, without a browser -------------------------------------------------------------
+
+
+SCHEDULE = recording.check_schedule({"sessions_per_day": 2, "duration_min": 20,
+                                     "risk_colour": "orange", "times": ["09:00", "18:00"]},
+                                    datetime(2026, 3, 1, 8).timestamp())  # fmt: skip
+
+
+def session(start: datetime, status: str = "complete") -> dict[str, Any]:
+    return {"start": start.astimezone().isoformat(), "status": status, "good_signal_min": 20.0}
+
+
+@pytest.mark.unit
+def test_today_counts_the_slots_kept_by_complete_sessions():
+    day = datetime(2026, 3, 2)
+    at = lambda h, m=0: day.replace(hour=h, minute=m)  # noqa: E731
+    noon = at(12).timestamp()
+    assert sessions_today(None, [], noon) is None  # no prescription, nothing to be done
+    assert sessions_today(SCHEDULE, [], noon) == {"prescribed": 2, "done": 0}
+    # complete in the 09:00 window (it opens an hour before); stopped early does not keep it
+    assert sessions_today(SCHEDULE, [session(at(8, 30))], noon) == {"prescribed": 2, "done": 1}
+    assert sessions_today(SCHEDULE, [session(at(9, 5), "short")], noon) == {
+        "prescribed": 2,
+        "done": 0,
+    }
+    both = [session(at(9, 5)), session(at(18, 10))]
+    assert sessions_today(SCHEDULE, both, at(19).timestamp()) == {"prescribed": 2, "done": 2}
+    # yesterday's sessions count for yesterday
+    assert sessions_today(SCHEDULE, [session(at(9) - timedelta(days=1))], noon)["done"] == 0
+    weekly = recording.check_schedule({"sessions_per_week": 1, "duration_min": 20,
+                                       "risk_colour": "green", "times": ["10:00"]},
+                                      datetime(2026, 3, 2, 8).timestamp())  # fmt: skip
+    assert sessions_today(weekly, [], datetime(2026, 3, 3, 12).timestamp()) == {
+        "prescribed": 0,
+        "done": 0,
+    }
+
+
+@pytest.mark.unit
+def test_no_reminder_while_recording_nor_a_missed_one_made_up_since():
+    due = {"kind": "due", "due": "2026-03-02T09:00:00+00:00"}
+    missed = {"kind": "missed", "due": "2026-03-02T09:00:00+00:00"}
+    assert mother_reminder(due, False, []) == due
+    assert mother_reminder(due, True, []) is None  # she is recording it
+    assert mother_reminder(missed, True, []) is None
+    assert mother_reminder(missed, False, []) == missed
+    earlier = {"start": "2026-03-02T08:00:00+00:00", "status": "complete"}
+    later = {"start": "2026-03-02T21:00:00+00:00", "status": "complete"}
+    short = {"start": "2026-03-02T21:00:00+00:00", "status": "short"}
+    assert mother_reminder(missed, False, [earlier, short]) == missed
+    assert mother_reminder(missed, False, [later]) is None  # recorded one since, as it asked
+    assert mother_reminder(None, False, [later]) is None
