@@ -3,24 +3,42 @@
 // live.js). This module wires the page's controls to the rest.
 
 import { getMe } from "./api.js";
+import { renderAlerts, wireAlertBanner } from "./alerts.js";
 import { renderDevices } from "./devices.js";
 import { $, el } from "./dom.js";
-import { connect } from "./live.js";
+import { initialLang, lang, onLanguage, setLang, tr } from "./i18n.js";
+import { connect, relabelLive } from "./live.js";
 import { saveSettings } from "./settings.js";
 import { state } from "./state.js";
-import { loadWindow, queueRedraw, refresh, renderDetail, select, visibleSeconds } from "./view.js";
+import { loadWindow, queueRedraw, refresh, refreshRecordings, renderDetail, select, visibleSeconds } from "./view.js";
+
+const REFRESH_MS = 5000; // ages, staleness, schedules and sessions, the live strip's scrolling
 
 function fillWhen() {
-  const s = $("when");
-  s.replaceChildren(el("option", { value: "live", text: "live" }));
-  for (let h = 1; h <= 24; h++) s.append(el("option", { value: String(h), text: `${h} h ago` }));
+  const s = $("when"), chosen = s.value || "live";
+  s.replaceChildren(el("option", { value: "live", text: tr("when_live") }));
+  for (let h = 1; h <= 24; h++) s.append(el("option", { value: String(h), text: tr("when_ago", h) }));
+  s.value = chosen;
+}
+
+// Everything the page wrote is written again in the new language.
+function relabel() {
+  fillWhen();
+  relabelLive();
+  if (state.me) $("gateway-id").textContent = tr("gateway", state.me.gateway_id);
+  renderDevices(); renderAlerts(); renderDetail();
 }
 
 async function main() {
+  setLang(initialLang(), false);
+  onLanguage(relabel);
+  $("lang-toggle").addEventListener("click", () => setLang(lang() === "zh" ? "en" : "zh"));
   fillWhen();
+  wireAlertBanner();
+  renderAlerts(); // the banner says "no alerts waiting" until the gateway answers
   state.me = await getMe();
   $("user").textContent = state.me.user;
-  $("gateway-id").textContent = `gateway ${state.me.gateway_id}`;
+  $("gateway-id").textContent = tr("gateway", state.me.gateway_id);
   $("normal-band").textContent = `${state.me.fhr_normal_bpm.join("–")} bpm`;
   $("speed").addEventListener("change", (e) => { state.speed = Number(e.target.value); loadWindow().then(renderDetail); });
   $("when").addEventListener("change", async (e) => {
@@ -32,13 +50,20 @@ async function main() {
   // the lists are redrawn often: one listener each, on the list
   const device = (e) => e.target.closest("li.dev");
   $("device-list").addEventListener("click", (e) => { const li = device(e); if (li) select(li.dataset.device); });
-  $("device-list").addEventListener("keydown", (e) => { const li = device(e); if (li && e.key === "Enter") select(li.dataset.device); });
+  $("device-list").addEventListener("keydown", (e) => {
+    const li = device(e);
+    if (li && (e.key === "Enter" || e.key === " ")) { e.preventDefault(); select(li.dataset.device); }
+  });
   $("alert-list").addEventListener("click", (e) => {
     const li = e.target.closest("li.alert"), a = li && state.alerts.get(li.dataset.alert);
     if (a && e.target.tagName !== "BUTTON") select(a.device_id);
   });
   window.addEventListener("resize", queueRedraw);
-  setInterval(() => { if (state.live) queueRedraw(); renderDevices(); }, 5000); // ages, staleness, scrolling
+  setInterval(async () => {
+    if (state.live) queueRedraw();
+    try { await refreshRecordings(); } catch { /* not reachable now: the live state says so */ }
+    renderDevices(); renderAlerts();
+  }, REFRESH_MS);
   await refresh();
   connect({ onOpen: refresh, redraw: queueRedraw });
 }

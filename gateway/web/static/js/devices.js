@@ -1,63 +1,171 @@
-// The device list: each device's label, link, last reading, battery, signal and open alerts.
+// The device list: each device's label, link, last reading, battery, signal, open alerts and,
+// for a fetal monitor, its prescribed schedule (due, done, missed) and the session being
+// recorded; for a jaundice meter, when the hospital's measurement interval asks for the next
+// reading.
 
 import { $, el } from "./dom.js";
-import { ago, t } from "./format.js";
+import { t } from "./format.js";
+import { addStrings, ago, clock, lang, tr } from "./i18n.js";
 import { state } from "./state.js";
 
+addStrings({
+  en: {
+    no_bed: (id) => `${id} (no bed assigned)`,
+    flag_needs_calibration: "meter needs calibration: no readings",
+    flag_self_check_needed: "restart the meter in its holder (start-up check)",
+    flag_check_phantom: "weekly check on the check phantom",
+    not_a_reading: (flag) => `not a reading: ${flag}`,
+    check_failed: "weekly check failed", check_due: "weekly check due",
+    no_fhr: "no FHR yet", no_tcb: "no TcB yet",
+    connected: "connected", disconnected: "disconnected",
+    fetal_monitor: "Fetal monitor", jaundice_meter: "Jaundice meter", device: "Device",
+    battery: (p) => (p == null ? "battery ?" : `battery ${p}%`), signal: (p) => `signal ${p}%`,
+    no_contact: "no contact", off_skin: "off skin",
+    n_alerts: (n) => `${n} alert${n > 1 ? "s" : ""}`,
+    risk: (c) => `risk ${tr(`colour_${c}`)}`,
+    colour_green: "green", colour_yellow: "yellow", colour_orange: "orange", colour_red: "red", colour_purple: "purple",
+    last_seen: (when, why) => `last seen ${when}${why ? ` (${why})` : ""}`,
+    per_day: (n, m) => `${n}× a day, ${m} min`, per_week: (n, m) => `${n}× a week, ${m} min`,
+    no_schedule: "no schedule set",
+    st_recording: "recording", st_due: "due", st_done: "done", st_missed: "missed", st_scheduled: "scheduled",
+    due_at: (at) => `due ${at}`, done_at: (at) => `done ${at}`, missed_at: (at) => `missed ${at}`,
+    next_at: (at) => `next ${at}`, missed_week: (n) => `${n} missed this week`,
+    progress: (a, b) => (b ? `${a} of ${b} min` : `${a} min`), with_rate: (n) => `${n} min with a fetal rate`,
+    session_progress: "session progress",
+    tcb_next: (at) => `next TcB ${at}`, tcb_overdue: (at) => `TcB overdue since ${at}`,
+  },
+  zh: {
+    no_bed: (id) => `${id}（未分配床位）`,
+    flag_needs_calibration: "测量仪需要校准：无读数",
+    flag_self_check_needed: "请把测量仪放回支架重新启动（开机自检）",
+    flag_check_phantom: "请用校验块做每周检查",
+    not_a_reading: (flag) => `不是有效读数：${flag}`,
+    check_failed: "每周检查未通过", check_due: "该做每周检查了",
+    no_fhr: "还没有胎心率", no_tcb: "还没有经皮胆红素读数",
+    connected: "已连接", disconnected: "未连接",
+    fetal_monitor: "胎心监护仪", jaundice_meter: "黄疸测量仪", device: "设备",
+    battery: (p) => (p == null ? "电量 ?" : `电量 ${p}%`), signal: (p) => `信号 ${p}%`,
+    no_contact: "未接触皮肤", off_skin: "未贴在皮肤上",
+    n_alerts: (n) => `${n} 条警报`,
+    risk: (c) => `风险 ${tr(`colour_${c}`)}`,
+    colour_green: "绿色", colour_yellow: "黄色", colour_orange: "橙色", colour_red: "红色", colour_purple: "紫色",
+    last_seen: (when, why) => `最后在线 ${when}${why ? `（${why}）` : ""}`,
+    per_day: (n, m) => `每天 ${n} 次，每次 ${m} 分钟`, per_week: (n, m) => `每周 ${n} 次，每次 ${m} 分钟`,
+    no_schedule: "未设置监护计划",
+    st_recording: "正在记录", st_due: "该做了", st_done: "已完成", st_missed: "已错过", st_scheduled: "已安排",
+    due_at: (at) => `${at} 该做`, done_at: (at) => `${at} 已完成`, missed_at: (at) => `${at} 的已错过`,
+    next_at: (at) => `下一次 ${at}`, missed_week: (n) => `本周错过 ${n} 次`,
+    progress: (a, b) => (b ? `${a} / ${b} 分钟` : `${a} 分钟`), with_rate: (n) => `其中 ${n} 分钟有胎心率`,
+    session_progress: "本次监护进度",
+    tcb_next: (at) => `下一次测量 ${at}`, tcb_overdue: (at) => `自 ${at} 起该测量了`,
+  },
+});
+
 export function deviceName(d) {
-  return (d.settings && d.settings.label) || `${d.device_id} (no bed assigned)`;
+  return (d.settings && d.settings.label) || tr("no_bed", d.device_id);
 }
 
+const kindName = (d) => tr(d.device_type === "fetal_heart" ? "fetal_monitor" : d.device_type === "jaundice" ? "jaundice_meter" : "device");
+
 // Flags that say the meter itself must not be used (docs/jaundice.md, "Self-check").
-const FLAG_TEXT = {
-  needs_calibration: "meter needs calibration: no readings",
-  self_check_needed: "restart the meter in its holder (start-up check)",
-  check_phantom: "weekly check on the check phantom",
-};
+const flagText = (flag) => (["needs_calibration", "self_check_needed", "check_phantom"].includes(flag)
+  ? tr(`flag_${flag}`) : tr("not_a_reading", flag));
 
 // The jaundice meter's weekly check on its check phantom, from the device status.
 function checkBadge(d) {
   const st = d.status;
   if (d.device_type !== "jaundice" || !st) return null;
-  if (st.tcb_check && st.tcb_check.passed === false) return el("span", { class: "badge alert", text: "weekly check failed" });
-  return st.tcb_check_due ? el("span", { class: "badge low", text: "weekly check due" }) : null;
+  if (st.tcb_check && st.tcb_check.passed === false) return el("span", { class: "badge danger", text: tr("check_failed") });
+  return st.tcb_check_due ? el("span", { class: "badge low", text: tr("check_due") }) : null;
 }
 
 function lastReading(d) {
   if (d.device_type === "fetal_heart") {
     const f = d.last_fhr;
-    if (!f) return el("span", { class: "stale", text: "no FHR yet" });
-    const at = t(f.t);
-    return el("span", {}, `FHR ${Math.round(f.bpm)} bpm `, el("span", { class: "stale", text: ago(at) }));
+    if (!f) return el("span", { class: "stale", text: tr("no_fhr") });
+    return el("span", {}, `${tr("fhr")} ${Math.round(f.bpm)} bpm `, el("span", { class: "stale", text: ago(t(f.t)) }));
   }
   const r = d.last_tcb;
-  if (!r) return el("span", { class: "stale", text: "no TcB yet" });
-  if (r.tcb_mg_dl == null) return el("span", { class: "stale", text: FLAG_TEXT[r.flag] || `not a reading: ${r.flag}` });
+  if (!r) return el("span", { class: "stale", text: tr("no_tcb") });
+  if (r.tcb_mg_dl == null) return el("span", { class: "stale", text: flagText(r.flag) });
   return el("span", {}, `TcB ${r.tcb_mg_dl.toFixed(1)} mg/dL `, el("span", { class: "stale", text: ago(t(r.t)) }));
 }
 
-// Each item is an li.dev with data-device; choosing one is wired by the page (app.js).
+// A fetal monitor's prescription: the schedule, where its latest slot stands, the session
+// being recorded with a progress bar (from /api/devices: `recording`).
+function schedule(d) {
+  const r = d.recording;
+  if (d.device_type !== "fetal_heart" || !r) return null;
+  const s = r.schedule;
+  const plan = s ? tr(s.sessions_per_day ? "per_day" : "per_week", s.sessions_per_day || s.sessions_per_week, s.duration_min) : tr("no_schedule");
+  const at = (iso) => clock(t(iso));
+  const status = r.status === "done" && r.done_at ? tr("done_at", at(r.done_at))
+    : r.status === "due" && r.slot_due ? tr("due_at", at(r.slot_due))
+    : r.status === "missed" && r.slot_due ? tr("missed_at", at(r.slot_due)) : tr(`st_${r.status}`);
+  const box = el("div", { class: "schedule" },
+    el("div", { class: "row" }, el("span", { text: plan }),
+      r.status === "unscheduled" ? null : el("span", { class: `badge st-${r.status}`, "data-status": r.status, text: status })),
+    el("div", { class: "meta" },
+      r.next_due && r.status !== "recording" ? el("span", { text: tr("next_at", at(r.next_due)) }) : null,
+      r.missed_7d ? el("span", { class: "missed", text: tr("missed_week", r.missed_7d) }) : null));
+  const p = r.progress;
+  if (p) {
+    const of = p.prescribed_min || null;
+    box.append(el("div", { class: "progress" },
+      el("progress", { max: String(of || Math.max(p.recorded_min, 1)), value: String(p.recorded_min), "aria-label": tr("session_progress") }),
+      el("span", { text: `${tr("progress", p.recorded_min, of)} · ${tr("with_rate", p.good_signal_min)}` })));
+  }
+  return box;
+}
+
+// A jaundice meter under the hospital's measurement interval: when the next reading is due.
+function nextTcb(d) {
+  const every = d.settings && d.settings.measurement_interval_min;
+  if (d.device_type !== "jaundice" || !every || !d.last_tcb) return null;
+  const due = t(d.last_tcb.t) + every * 60;
+  const late = due < Date.now() / 1000;
+  return el("div", { class: `meta${late ? " overdue" : ""}`, text: tr(late ? "tcb_overdue" : "tcb_next", clock(due)) });
+}
+
+function fillCard(li, d) {
+  const colour = d.settings && d.settings.risk_colour;
+  const open = [...state.alerts.values()].filter((a) => a.device_id === d.device_id && a.state === "raised").length;
+  li.className = `dev${colour ? " risk-" + colour : ""}`;
+  li.setAttribute("aria-current", String(d.device_id === state.selected));
+  li.replaceChildren(...[
+    el("div", { class: "row" }, el("span", { class: "label", text: deviceName(d) }),
+      el("span", { class: `badge ${d.link === "connected" ? "connected" : "disconnected"}`, text: tr(d.link === "connected" ? "connected" : "disconnected") })),
+    el("div", { class: "id", text: `${kindName(d)} · ${d.device_id}` }),
+    el("div", { class: "reading" }, lastReading(d)),
+    el("div", { class: "meta" },
+      el("span", { class: d.battery_low ? "badge low" : "", text: tr("battery", d.battery_pct) }),
+      d.signal_quality == null ? null : el("span", { text: tr("signal", Math.round(d.signal_quality * 100)) }),
+      d.on_skin === false ? el("span", { class: "badge low", text: tr(d.device_type === "jaundice" ? "no_contact" : "off_skin") }) : null,
+      checkBadge(d),
+      open ? el("span", { class: "badge danger", text: tr("n_alerts", open) }) : null,
+      colour ? el("span", { text: tr("risk", colour) }) : null),
+    schedule(d),
+    nextTcb(d),
+    d.link !== "connected" && d.last_seen ? el("div", { class: "meta", text: tr("last_seen", ago(t(d.last_seen)), d.link_reason) }) : null,
+  ].filter(Boolean));
+}
+
+export function sortedDevices() {
+  return [...state.devices.values()].sort((a, b) => deviceName(a).localeCompare(deviceName(b), lang()) || a.device_id.localeCompare(b.device_id));
+}
+
+// Each item is an li.dev with data-device; choosing one is wired by the page (app.js). Items
+// are kept (their contents redrawn): keyboard focus on a device survives every redraw.
 export function renderDevices() {
   const ul = $("device-list");
-  ul.replaceChildren();
   $("no-devices").hidden = state.devices.size > 0;
-  for (const d of [...state.devices.values()].sort((a, b) => deviceName(a).localeCompare(deviceName(b)) || a.device_id.localeCompare(b.device_id))) {
-    const colour = d.settings && d.settings.risk_colour;
-    const unacked = [...state.alerts.values()].filter((a) => a.device_id === d.device_id && a.state === "raised").length;
-    const li = el("li", { class: `dev${colour ? " risk-" + colour : ""}`, "data-device": d.device_id,
-      "aria-current": String(d.device_id === state.selected), tabindex: "0" },
-      el("div", { class: "row" }, el("span", { class: "label", text: deviceName(d) }),
-        el("span", { class: `badge ${d.link}`, text: d.link === "connected" ? "connected" : "disconnected" })),
-      el("div", { class: "id", text: `${d.device_type === "fetal_heart" ? "Fetal monitor" : d.device_type === "jaundice" ? "Jaundice meter" : "Device"} · ${d.device_id}` }),
-      el("div", { class: "reading" }, lastReading(d)),
-      el("div", { class: "meta" },
-        el("span", { class: d.battery_low ? "badge low" : "", text: d.battery_pct == null ? "battery ?" : `battery ${d.battery_pct}%` }),
-        d.signal_quality == null ? null : el("span", { text: `signal ${Math.round(d.signal_quality * 100)}%` }),
-        d.on_skin === false ? el("span", { class: "badge low", text: d.device_type === "jaundice" ? "no contact" : "off skin" }) : null,
-        checkBadge(d),
-        unacked ? el("span", { class: "badge alert", text: `${unacked} alert${unacked > 1 ? "s" : ""}` }) : null,
-        colour ? el("span", { text: `risk ${colour}` }) : null),
-      d.link !== "connected" && d.last_seen ? el("div", { class: "meta", text: `last seen ${ago(t(d.last_seen))}${d.link_reason ? " (" + d.link_reason + ")" : ""}` }) : null);
-    ul.append(li);
-  }
+  const kept = new Map([...ul.children].map((li) => [li.dataset.device, li]));
+  sortedDevices().forEach((d, i) => {
+    let li = kept.get(d.device_id);
+    kept.delete(d.device_id);
+    if (!li) li = el("li", { "data-device": d.device_id, tabindex: "0" });
+    fillCard(li, d);
+    if (ul.children[i] !== li) ul.insertBefore(li, ul.children[i] || null);
+  });
+  for (const li of kept.values()) li.remove();
 }

@@ -7,6 +7,7 @@ import { renderDevices } from "./devices.js";
 import { $ } from "./dom.js";
 import { lastValid } from "./fetal.js";
 import { t } from "./format.js";
+import { tr } from "./i18n.js";
 import { LIVE_KEEP_S, state } from "./state.js";
 import { loadRejected } from "./view.js";
 
@@ -47,13 +48,20 @@ function onEvent(ev, redraw) {
 // disconnected, redraw redraws the selected device's detail.
 export function connect({ onOpen, redraw }) {
   const es = new EventSource("/api/events");
+  const show = (key, on) => { $("live-state").dataset.state = key; $("live-state").textContent = tr(key); $("live-state").className = `live-state ${on ? "on" : "off"}`; };
   es.onopen = async () => {
-    $("live-state").textContent = "live"; $("live-state").className = "live-state on";
+    show("live", true);
     await onOpen(); // anything missed while disconnected
   };
   es.onmessage = (m) => onEvent(JSON.parse(m.data), redraw);
   es.addEventListener("logout", toLogin);
-  es.onerror = () => {
-    $("live-state").textContent = "not live: reconnecting"; $("live-state").className = "live-state off";
-  };
+  // the gateway is stopping: the stream ends here and the browser tries again (retry: 2 s)
+  es.addEventListener("closing", () => show("gateway_stopping", false));
+  es.onerror = () => { if ($("live-state").dataset.state !== "gateway_stopping") show("not_live", false); };
+}
+
+// The connection's state again, in the page's language.
+export function relabelLive() {
+  const s = $("live-state").dataset.state || "connecting";
+  $("live-state").textContent = tr(s);
 }

@@ -4,6 +4,7 @@
 
 import { postSettings } from "./api.js";
 import { $ } from "./dom.js";
+import { tr } from "./i18n.js";
 import { state } from "./state.js";
 
 function toLocalInput(iso) {
@@ -28,9 +29,9 @@ export function fillSettings(d) {
   f.querySelector(".baby-only").hidden = d.device_type !== "jaundice";
   for (const e of f.querySelectorAll(".baby-only input")) e.disabled = d.device_type !== "jaundice";
   const hs = [];
-  if (s.risk_colour) hs.push(`pregnancy risk colour: ${s.risk_colour}`);
-  if (s.measurement_interval_min) hs.push(`measure every ${s.measurement_interval_min} min`);
-  $("hospital-settings").textContent = hs.length ? `Set by the hospital: ${hs.join(", ")}` : "";
+  if (s.risk_colour) hs.push(tr("risk_colour_setting", tr(`colour_${s.risk_colour}`)));
+  if (s.measurement_interval_min) hs.push(tr("measure_every", s.measurement_interval_min));
+  $("hospital-settings").textContent = hs.length ? tr("set_by_hospital", hs.join(", ")) : "";
 }
 
 // The form's submit handler; onSaved redraws what shows the settings.
@@ -47,7 +48,7 @@ export async function saveSettings(ev, onSaved) {
   const msg = $("settings-msg");
   try {
     d.settings = await postSettings(id, body);
-    msg.textContent = "Saved."; msg.className = "small";
+    msg.textContent = tr("saved"); msg.className = "small";
     document.activeElement.blur();
     onSaved();
   } catch (e) { msg.textContent = e.message; msg.className = "small warn"; }

@@ -1,15 +1,34 @@
 // Which device is shown and what of its trace: selecting a device, loading its window (live:
-// the last 45 minutes; history: what the strip shows), drawing its detail.
+// the last 45 minutes; history: what the strip shows), drawing its detail, and a text summary
+// of each chart for those who cannot see it.
 
 import { getAlerts, getDevices, getRejected, getWindow } from "./api.js";
 import { renderAlerts } from "./alerts.js";
-import { renderDevices } from "./devices.js";
+import { deviceName, renderDevices, sortedDevices } from "./devices.js";
 import { $ } from "./dom.js";
 import { loadSessions, renderFetal } from "./fetal.js";
+import { addStrings, clock, tr } from "./i18n.js";
 import { renderJaundice } from "./jaundice.js";
 import { fillSettings } from "./settings.js";
 import { LIVE_KEEP_S, state } from "./state.js";
 import { rejectedPoints, stripSeconds } from "./strip.js";
+
+addStrings({
+  en: {
+    strip_summary: (who, from, to, n, last, lo, hi) => `CTG strip of ${who}, ${from} to ${to}: ` +
+      (n ? `${n} fetal heart rate points, ${lo}–${hi} bpm, last ${last} bpm` : "no fetal heart rate"),
+    strip_mhr: (n) => `; maternal rate ${n} bpm`,
+    nomogram_summary: (who, n, last, zone) => `TcB nomogram of ${who}: ` +
+      (n ? `${n} reading${n > 1 ? "s" : ""}, last ${last} mg/dL` + (zone ? `, ${zone} risk zone` : "") : "no reading"),
+  },
+  zh: {
+    strip_summary: (who, from, to, n, last, lo, hi) => `${who} 的胎心监护曲线，${from} 至 ${to}：` +
+      (n ? `${n} 个胎心率点，${lo}–${hi} 次/分，最近 ${last} 次/分` : "没有胎心率"),
+    strip_mhr: (n) => `；母体心率 ${n} 次/分`,
+    nomogram_summary: (who, n, last, zone) => `${who} 的经皮胆红素列线图：` +
+      (n ? `${n} 个读数，最近 ${last} mg/dL` + (zone ? `，${zone} 风险区` : "") : "没有读数"),
+  },
+});
 
 export async function select(id) {
   state.selected = id;
@@ -19,6 +38,17 @@ export async function select(id) {
   await loadWindow();
   renderDetail();
   loadSessions(id);
+  showMotherQr(state.devices.get(id));
+}
+
+// The mother's link as a QR code beside it (mother.py serves it; hidden if it cannot be had).
+function showMotherQr(d) {
+  const img = $("mother-qr");
+  if (!d || d.device_type !== "fetal_heart") { img.hidden = true; img.removeAttribute("src"); return; }
+  img.alt = tr("mother_qr");
+  img.onload = () => { img.hidden = false; };
+  img.onerror = () => { img.hidden = true; };
+  img.src = `/api/devices/${encodeURIComponent(d.device_id)}/mother-link.svg`;
 }
 
 export function visibleSeconds() {
@@ -54,6 +84,37 @@ export function renderDetail() {
   if (!d) return;
   fillSettings(d);
   if (d.device_type === "fetal_heart") renderFetal(d); else if (d.device_type === "jaundice") renderJaundice(d);
+  describeCharts(d);
+  $("mother-qr").alt = tr("mother_qr");
+}
+
+// Each chart's text alternative (its aria-label): the one its drawing module leaves in the
+// canvas's data-summary if it does, else a summary of what the page holds.
+function describeCharts(d) {
+  const strip = $("strip"), nomo = $("nomogram");
+  if (d.device_type === "fetal_heart") strip.setAttribute("aria-label", strip.dataset.summary || stripSummary(d));
+  if (d.device_type === "jaundice") nomo.setAttribute("aria-label", nomo.dataset.summary || nomogramSummary(d));
+}
+
+function rates(msgs, key) {
+  const out = [];
+  for (const m of msgs) for (const v of m[key] || []) if (v != null) out.push(v);
+  return out;
+}
+
+function stripSummary(d) {
+  const fhr = rates(state.trace.fhr, "fhr_bpm"), mhr = rates(state.trace.mhr, "mhr_bpm");
+  const end = state.live ? Date.now() / 1000 : state.until, start = end - visibleSeconds();
+  const lo = fhr.length ? Math.round(Math.min(...fhr)) : 0, hi = fhr.length ? Math.round(Math.max(...fhr)) : 0;
+  return tr("strip_summary", deviceName(d), clock(start), clock(end), fhr.length,
+    fhr.length ? Math.round(fhr[fhr.length - 1]) : 0, lo, hi) + (mhr.length ? tr("strip_mhr", Math.round(mhr[mhr.length - 1])) : "");
+}
+
+function nomogramSummary(d) {
+  const readings = state.trace.tcb.filter((r) => r.tcb_mg_dl != null);
+  const last = readings[readings.length - 1];
+  const zone = last && last.assessment ? String(last.assessment.bhutani_zone).replace(/_/g, "-") : "";
+  return tr("nomogram_summary", deviceName(d), readings.length, last ? last.tcb_mg_dl.toFixed(1) : "", zone);
 }
 
 let redrawQueued = false;
@@ -64,12 +125,23 @@ export function queueRedraw() {
   requestAnimationFrame(() => { redrawQueued = false; renderDetail(); });
 }
 
-// Everything from the gateway again (at start and after the live connection comes back).
+// Everything from the gateway again (at start and after the live connection comes back). The
+// first device of the list is shown when none is chosen, loaded as a choice would load it.
 export async function refresh() {
   const [devices, alerts] = await Promise.all([getDevices(), getAlerts()]);
   state.devices = new Map(devices.map((d) => [d.device_id, d]));
   state.alerts = new Map(alerts.map((a) => [a.id, a]));
-  if (!state.selected && devices.length) state.selected = devices[0].device_id;
   renderDevices(); renderAlerts();
+  if (!state.selected && devices.length) return select(sortedDevices()[0].device_id);
   if (state.selected) { await loadWindow(); renderDetail(); }
+}
+
+// What the live stream does not carry (each fetal monitor's schedule and session progress),
+// fetched with the page's periodic redraw and merged into the devices the page holds.
+export async function refreshRecordings() {
+  const devices = await getDevices();
+  for (const d of devices) {
+    const cur = state.devices.get(d.device_id);
+    if (cur) cur.recording = d.recording; else state.devices.set(d.device_id, d);
+  }
 }
