@@ -1,6 +1,8 @@
 """The mother's page as she would use it: a phone-sized headless Chromium, in Chinese (from
-Accept-Language) and in English (the toggle), while a prescribed session is being recorded.
-The nurse side: the page link and the session report (PDF). Screenshots in test-artifacts/."""
+Accept-Language) and in English (the toggle), while a prescribed session is being recorded,
+checked by axe-core. The nurse side: the page link and the session report (PDF). Screenshots
+in test-artifacts/. The page's other states (the gateway gone, a session due and done, no help
+number, an unknown link, the tablet): tests/test_mother_page_ward.py."""
 
 from __future__ import annotations
 
@@ -23,8 +25,9 @@ from gateway.processing import recording
 from gateway.web.mother import language
 from gateway.web.nurses import NurseAccounts
 from gateway.web.server import WebServer
-from tests.conftest import ARTIFACTS
-from tests.test_browser_nurse_view import CHROMIUM, CHROMIUM_ARGS
+from tests.harness.axe import describe, run_axe, serious
+from tests.harness.browser import CHROMIUM, CHROMIUM_ARGS
+from tests.harness.paths import ARTIFACTS
 
 pytestmark = pytest.mark.system
 
@@ -97,6 +100,7 @@ def test_mother_page_on_a_phone_in_both_languages(tmp_path):
     assert zh["lang"] == "zh-CN" and en["lang"] == "en"
     assert "正在记录" in zh["state"] and "已记录 12 / 20 分钟" in zh["progress"]
     assert "信号良好" in zh["signal"] and "全部已送达医院：是" in zh["sent"]
+    assert zh["updated"].startswith("更新于 ") and en["updated"].startswith("Updated ")
     assert HELP in zh["call"] and "拨打" in zh["call"] and "胎动减少" in zh["help"]
     assert en["state"] == "Recording" and en["progress"] == "12 of 20 minutes"
     assert en["signal"].startswith("Signal good") and en["sent"].endswith("yes")
@@ -108,6 +112,7 @@ def test_mother_page_on_a_phone_in_both_languages(tmp_path):
         assert "bpm" not in page["text"] and "141" not in page["text"]  # nothing clinical
         assert "Home 12" not in page["text"]
         assert page["errors"] == []
+        assert page["axe"] == [], describe(page["axe"])  # no serious or critical violation
     nurse = seen["nurse"]
     assert nurse["mother_link"].startswith("/m/") and len(nurse["mother_link"]) > 30
     assert nurse["report"].startswith(b"%PDF") and nurse["statuses"][0] == "complete"
@@ -153,6 +158,8 @@ async def _read(page, errors) -> dict:
         "history": await page.locator("#history-list li").count(),
         "text": await page.inner_text("body"),
         "scroll_width": await page.evaluate("document.documentElement.scrollWidth"),
+        "updated": await text("#updated"),
+        "axe": serious(await run_axe(page)),
         "errors": list(errors),
     }
 
