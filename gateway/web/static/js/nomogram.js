@@ -1,10 +1,19 @@
-// The TcB nomogram: Bhutani 1999 risk zones, the AAP 2022 phototherapy and exchange lines for
-// this baby (from /api/nomogram), and the readings with their 95% intervals.
+// The TcB nomogram: Bhutani 1999 risk zones (shaded and named), this baby's AAP 2022
+// phototherapy and exchange lines (from /api/nomogram, named at their end), and each reading
+// once with its 95% interval, all in the ward's unit and all clipped to the plot.
 
 import { getNomogram } from "./api.js";
-import { t } from "./format.js";
+import { biliUnitShown, toBiliUnit } from "./format.js";
 
 let cached = null, cachedKey = ""; // the last nomogram fetched, by gestation and risk factors
+
+const MAX_H = 168; // the chart's first week
+const MIN_TOP_MG_DL = 25; // the y axis reaches at least this far, further to hold every line
+const ZONES = [ // Bhutani 1999 risk zones, top down: [name on the chart, fill]
+  ["high risk (>95th)", "#fbdcdc"], ["high-intermediate (75th–95th)", "#fde9d2"],
+  ["low-intermediate (40th–75th)", "#fdf7dc"], ["low risk (<40th)", "#eef7ef"],
+];
+const PHOTO = "#1f5fbf", EXCHANGE = "#8b1a1a", INK = "#1d2430", MUTED = "#5d6878";
 
 // The nomogram for a jaundice meter's baby, or null while birth time or gestation is unset.
 export async function nomogramFor(d) {
@@ -18,62 +27,103 @@ export async function nomogramFor(d) {
   return cached;
 }
 
-// Draws on the canvas; s is the device's settings (birth time). Leaves the number of readings
-// plotted in the canvas's dataset.
-export function drawNomogram(c, nomo, readings, s) {
+// A round step for the y axis in the ward's unit, and the axis's top (a multiple of it).
+function yAxis(maxMg) {
+  const top = toBiliUnit(maxMg);
+  const step = top > 100 ? 100 : 5; // µmol/L every 100, mg/dL every 5
+  return { step, top: Math.ceil(top / step) * step };
+}
+
+// A label on a light backing, so it reads over shading and lines alike.
+function label(g, text, x, y, colour, align) {
+  g.font = "12px system-ui, sans-serif"; g.textAlign = align; g.textBaseline = "middle";
+  const w = g.measureText(text).width, x0 = align === "right" ? x - w : x;
+  g.fillStyle = "rgba(255,255,255,0.85)"; g.fillRect(x0 - 3, y - 8, w + 6, 16);
+  g.fillStyle = colour; g.fillText(text, x, y);
+}
+
+// Draws on the canvas the readings (the gateway's view of them: one each, assessed for the
+// baby as set now). Leaves in the canvas's dataset how many readings were plotted, which
+// msg_ids, the zones and lines named, the plot's box and a text summary.
+export function drawNomogram(c, nomo, readings) {
   const w = c.clientWidth, h = 380, dpr = window.devicePixelRatio || 1;
   c.width = Math.round(w * dpr); c.height = Math.round(h * dpr);
   const g = c.getContext("2d");
   g.setTransform(dpr, 0, 0, dpr, 0, 0);
-  const left = 44, right = w - 12, top = 12, bottom = h - 34;
-  const maxH = 168, maxY = 25;
-  const x = (hrs) => left + (hrs / maxH) * (right - left);
-  const y = (mg) => bottom - (mg / maxY) * (bottom - top);
+  const left = 52, right = w - 12, top = 12, bottom = h - 36;
+  const valid = readings.filter((r) => r.tcb_mg_dl != null && r.assessment);
+  let maxMg = MIN_TOP_MG_DL;
+  if (nomo) maxMg = Math.max(maxMg, ...nomo.exchange.filter((_, i) => nomo.hours[i] <= MAX_H));
+  for (const r of valid) maxMg = Math.max(maxMg, r.ci_high_mg_dl ?? r.tcb_mg_dl);
+  const axis = yAxis(maxMg + 0.5);
+  const x = (hrs) => left + (hrs / MAX_H) * (right - left);
+  const y = (mg) => bottom - (toBiliUnit(mg) / axis.top) * (bottom - top);
+  const yShown = (v) => bottom - (v / axis.top) * (bottom - top);
   g.fillStyle = "#fff"; g.fillRect(0, 0, w, h);
-  let plotted = 0;
+
+  g.save(); g.beginPath(); g.rect(left, top, right - left, bottom - top); g.clip(); // the plot
+  const named = [];
   if (nomo) {
-    const bh = nomo.bhutani_hours;
-    const band = (lo, hi, colour) => {
-      g.fillStyle = colour; g.beginPath();
-      bh.forEach((hr, i) => (i ? g.lineTo(x(hr), y(hi ? hi[i] : maxY)) : g.moveTo(x(hr), y(hi ? hi[i] : maxY))));
+    const bh = nomo.bhutani_hours, ceil = axis.top / toBiliUnit(1); // the top, in mg/dL
+    const tracks = [null, nomo.bhutani_p95, nomo.bhutani_p75, nomo.bhutani_p40, null];
+    ZONES.forEach(([, fill], z) => {
+      const hi = tracks[z], lo = tracks[z + 1];
+      g.fillStyle = fill; g.beginPath();
+      bh.forEach((hr, i) => (i ? g.lineTo : g.moveTo).call(g, x(hr), y(hi ? hi[i] : ceil)));
       for (let i = bh.length - 1; i >= 0; i--) g.lineTo(x(bh[i]), y(lo ? lo[i] : 0));
       g.closePath(); g.fill();
-    };
-    band(null, nomo.bhutani_p40, "#eef7ef");
-    band(nomo.bhutani_p40, nomo.bhutani_p75, "#fdf7dc");
-    band(nomo.bhutani_p75, nomo.bhutani_p95, "#fde9d2");
-    band(nomo.bhutani_p95, null, "#fbdcdc");
+    });
   }
-  g.strokeStyle = "#e3e6ea"; g.lineWidth = 1; g.fillStyle = "#5d6878"; g.font = "11px system-ui, sans-serif";
-  g.textAlign = "right"; g.textBaseline = "middle";
-  for (let mg = 0; mg <= maxY; mg += 5) { g.beginPath(); g.moveTo(left, y(mg)); g.lineTo(right, y(mg)); g.stroke(); g.fillText(`${mg}`, left - 4, y(mg)); }
-  g.textAlign = "center"; g.textBaseline = "top";
-  for (let hr = 0; hr <= maxH; hr += 12) { g.beginPath(); g.moveTo(x(hr), top); g.lineTo(x(hr), bottom); g.stroke(); g.fillText(`${hr}`, x(hr), bottom + 4); }
-  g.fillText("age (hours)", (left + right) / 2, bottom + 18);
-  g.save(); g.translate(12, (top + bottom) / 2); g.rotate(-Math.PI / 2); g.fillText("TcB mg/dL", 0, 0); g.restore();
+  g.strokeStyle = "#e3e6ea"; g.lineWidth = 1;
+  for (let v = 0; v <= axis.top; v += axis.step) { g.beginPath(); g.moveTo(left, yShown(v)); g.lineTo(right, yShown(v)); g.stroke(); }
+  for (let hr = 0; hr <= MAX_H; hr += 12) { g.beginPath(); g.moveTo(x(hr), top); g.lineTo(x(hr), bottom); g.stroke(); }
+  let plotted = 0;
+  const ids = [];
   if (nomo) {
     const line = (vals, colour, dash) => {
       g.strokeStyle = colour; g.lineWidth = 2; g.setLineDash(dash); g.beginPath();
-      nomo.hours.forEach((hr, i) => (i ? g.lineTo(x(hr), y(vals[i])) : g.moveTo(x(hr), y(vals[i]))));
+      nomo.hours.forEach((hr, i) => (i ? g.lineTo : g.moveTo).call(g, x(hr), y(vals[i])));
       g.stroke(); g.setLineDash([]);
     };
-    line(nomo.phototherapy, "#1f5fbf", []);
-    line(nomo.exchange, "#8b1a1a", [7, 5]);
-    const born = t(s.birth_time);
-    for (const r of readings) {
-      if (r.tcb_mg_dl == null) continue;
-      const age = r.assessment ? r.assessment.age_hours : (t(r.t) - born) / 3600;
-      if (age < 0 || age > maxH) continue;
-      const above = r.assessment && r.assessment.above_phototherapy;
+    line(nomo.phototherapy, PHOTO, []);
+    line(nomo.exchange, EXCHANGE, [7, 5]);
+    // names: each zone at the right end of its band; each line above its first day, where
+    // the zones have not begun (the nomogram starts at 12 h)
+    const bh = nomo.bhutani_hours, last = bh.length - 1, at = x(bh[last]) - 4;
+    const p95 = nomo.bhutani_p95[last], p75 = nomo.bhutani_p75[last], p40 = nomo.bhutani_p40[last];
+    const ys = [y(p95) - 10, (y(p95) + y(p75)) / 2, (y(p75) + y(p40)) / 2, y(p40) + 10];
+    ZONES.forEach(([name], z) => { label(g, name, at, ys[z], INK, "right"); named.push(name); });
+    const day = nomo.hours.findIndex((hr) => hr >= 24);
+    label(g, "phototherapy (AAP 2022)", x(0) + 4, y(nomo.phototherapy[day]) - 12, PHOTO, "left");
+    label(g, "exchange (AAP 2022)", x(0) + 4, y(nomo.exchange[day]) - 12, EXCHANGE, "left");
+    named.push("phototherapy", "exchange");
+    for (const r of valid) { // the readings last, over everything
+      const age = r.assessment.age_hours;
+      if (age < 0 || age > MAX_H) continue;
+      const above = r.assessment.above_phototherapy;
       g.strokeStyle = "#333"; g.lineWidth = 1;
       g.beginPath(); g.moveTo(x(age), y(r.ci_low_mg_dl)); g.lineTo(x(age), y(r.ci_high_mg_dl)); g.stroke();
       g.fillStyle = above ? "#b3261e" : "#111";
       g.beginPath(); g.arc(x(age), y(r.tcb_mg_dl), 4.5, 0, 2 * Math.PI); g.fill();
-      plotted++;
+      if (r.reassessed) { g.strokeStyle = "#b3261e"; g.lineWidth = 1.5; g.beginPath(); g.arc(x(age), y(r.tcb_mg_dl), 7, 0, 2 * Math.PI); g.stroke(); }
+      plotted++; ids.push(r.msg_id);
     }
-  } else {
-    g.fillStyle = "#5d6878"; g.font = "14px system-ui, sans-serif"; g.textAlign = "center";
+  }
+  g.restore();
+
+  g.strokeStyle = "#9aa3ae"; g.strokeRect(left + 0.5, top + 0.5, right - left - 1, bottom - top - 1);
+  g.fillStyle = MUTED; g.font = "11px system-ui, sans-serif"; g.textAlign = "right"; g.textBaseline = "middle";
+  for (let v = 0; v <= axis.top; v += axis.step) g.fillText(String(v), left - 4, yShown(v));
+  g.textAlign = "center"; g.textBaseline = "top";
+  for (let hr = 0; hr <= MAX_H; hr += 12) g.fillText(String(hr), x(hr), bottom + 4);
+  g.fillText("age (hours)", (left + right) / 2, bottom + 19);
+  g.save(); g.translate(12, (top + bottom) / 2); g.rotate(-Math.PI / 2); g.fillText(`TcB ${biliUnitShown()}`, 0, 0); g.restore();
+  if (!nomo) {
+    g.fillStyle = MUTED; g.font = "14px system-ui, sans-serif"; g.textAlign = "center"; g.textBaseline = "middle";
     g.fillText("birth time and gestational age needed", (left + right) / 2, (top + bottom) / 2);
   }
-  c.dataset.readings = String(plotted);
+  Object.assign(c.dataset, {
+    readings: String(plotted), readingIds: ids.join(" "), named: named.join("|"),
+    plot: [left, top, right, bottom].map(Math.round).join(" "), unit: biliUnitShown(),
+  });
 }
