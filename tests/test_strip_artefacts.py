@@ -13,6 +13,7 @@ import pytest
 
 from dsp.ctg_artefact import reject_artefacts
 from gateway.config import config_from_dict
+from gateway.processing.recording.service import Recordings
 from gateway.state.history import History
 from gateway.times import iso_time
 from gateway.web.artefacts import rejected, rejected_runs
@@ -137,7 +138,8 @@ def test_the_nurse_view_lifts_the_pen_and_heads_with_dawes_redman(tmp_path):
     cfg = config_from_dict({"gateway": {"data_dir": "gw"}}, base_dir=tmp_path)
     NurseAccounts(cfg.data_dir / "nurses.json").add(USER, PASSWORD)
     h = History(cfg.data_dir)
-    gw = SimpleNamespace(cfg=cfg, sessions={}, history=h)
+    recordings = Recordings(cfg.data_dir, None, h, lambda *a: None)  # type: ignore[arg-type]
+    gw = SimpleNamespace(cfg=cfg, sessions={}, history=h, recordings=recordings)
     now = time.time()
     fhr = miscounted(15)  # ends now: all of it on the strip at 1 cm/min
     start = now - len(fhr) * 0.25

@@ -1,13 +1,21 @@
 // A fetal monitor's detail: current FHR and maternal rate, the CTG findings (headed by the
-// Dawes-Redman criteria or the FIGO class, as the device's CTG mode says), the CTG strip and
-// the recording sessions.
+// Dawes-Redman criteria or the FIGO class, as the device's CTG mode says), the CTG strip with
+// its event marks and the controls that move it through the last 24 hours (drag, scroll bar,
+// earlier/later, jump to a session), and the recording sessions.
 
 import { getSessions } from "./api.js";
 import { deviceName } from "./devices.js";
 import { $, el } from "./dom.js";
 import { ago, hhmm, hhmmss, t } from "./format.js";
+import { HISTORY_S, PX_PER_CM, SCALES_BPM_PER_CM, clock24 } from "./ctgpaper.js";
 import { state } from "./state.js";
 import { drawStrip } from "./strip.js";
+import { loadWindow, renderDetail, visibleSeconds } from "./view.js";
+
+// What the strip shows besides the trace: its scale, and the selected monitor's sessions (for
+// the marks and "jump to session").
+const strip = { scale: SCALES_BPM_PER_CM[0], sessionsOf: null, sessions: [], recording: null, drag: null, load: null };
+const LOAD_DELAY_MS = 150; // a window is fetched once the strip stops moving this long
 
 const NOW_MAX_AGE_S = 10; // a "current" value older than this is not shown as current
 // Dawes-Redman status (dsp/dawes_redman.py) -> [headline, the colour class it is shown in]
@@ -82,7 +90,113 @@ export function renderFetal(d) {
     cls.textContent = "not yet"; cls.className = "figo-class indeterminate";
     li("needs at least 1 minute of trace; updated every minute");
   }
-  drawStrip($("strip"), state.trace, state);
+  stripNav();
+  drawStrip($("strip"), state.trace, state, { scale: strip.scale, marks: stripMarks(d.device_id) });
+  showPosition();
+}
+
+// ---- the strip's marks and its way through the last 24 hours ----
+
+const ALERT_MARK = { signal_loss: "signal loss", bradycardia: "bradycardia", tachycardia: "tachycardia",
+  ctg_pathological: "CTG pathological", maternal_coincidence: "maternal pulse" };
+
+// Event marks of a monitor: its sessions' starts and stops and the alerts it raised.
+export function stripMarks(id) {
+  const out = [];
+  if (strip.sessionsOf === id) {
+    for (const s of strip.sessions) {
+      if (s.start) out.push({ t: t(s.start), label: `session start ${clock24(t(s.start))}` });
+      if (s.end) out.push({ t: t(s.end), label: `session stop ${clock24(t(s.end))}` });
+    }
+    const r = strip.recording;
+    if (r && r.start && !strip.sessions.some((s) => s.start === r.start)) {
+      out.push({ t: t(r.start), label: `session start ${clock24(t(r.start))}` });
+    }
+  }
+  for (const a of state.alerts.values()) {
+    if (a.device_id === id && a.raised_at) out.push({ t: t(a.raised_at), label: ALERT_MARK[a.alert] || a.alert });
+  }
+  return out.sort((a, b) => a.t - b.t);
+}
+
+// The strip ending at `until` (seconds), or live from now; within what the gateway keeps.
+function showUntil(until) {
+  const now = Date.now() / 1000, vis = visibleSeconds();
+  if (until >= now - 1) {
+    state.live = true; state.until = null; $("when").value = "live";
+  } else {
+    state.live = false;
+    state.until = Math.max(now - HISTORY_S + vis, until);
+    const hours = Math.round((now - state.until + vis / 2) / 3600);
+    $("when").value = String(Math.min(24, Math.max(1, hours)));
+  }
+  renderDetail(); // at once, with the trace at hand; the window follows
+  clearTimeout(strip.load);
+  strip.load = setTimeout(() => loadWindow().then(renderDetail, () => {}), LOAD_DELAY_MS);
+}
+
+const stripEnd = () => (state.live ? Date.now() / 1000 : state.until);
+
+// The controls under the strip, made once: scale, earlier/later, a scroll bar over the last
+// 24 hours, now, jump to a session; and dragging the strip itself.
+function stripNav() {
+  if ($("strip-nav")) return;
+  const c = $("strip");
+  const button = (id, text, label) => el("button", { type: "button", id, class: "secondary", text, "aria-label": label });
+  const scale = el("select", { id: "strip-scale" },
+    ...SCALES_BPM_PER_CM.map((v) => el("option", { value: String(v), text: `${v} bpm/cm` })));
+  const nav = el("div", { class: "strip-tools strip-nav", id: "strip-nav" },
+    el("label", {}, "Scale ", scale),
+    button("strip-earlier", "◀ earlier", "show earlier trace"),
+    el("input", { type: "range", id: "strip-scroll", step: "60", "aria-label": "position in the last 24 hours" }),
+    button("strip-later", "later ▶", "show later trace"),
+    button("strip-now", "now", "back to the live trace"),
+    el("label", {}, "Jump to session ", el("select", { id: "strip-session" })),
+    el("span", { id: "strip-span", class: "small muted" }));
+  c.parentElement.after(nav);
+  scale.addEventListener("change", () => { strip.scale = Number(scale.value); renderDetail(); });
+  const page = () => visibleSeconds() * 0.8;
+  $("strip-earlier").addEventListener("click", () => showUntil(stripEnd() - page()));
+  $("strip-later").addEventListener("click", () => showUntil(stripEnd() + page()));
+  $("strip-now").addEventListener("click", () => showUntil(Infinity));
+  $("strip-scroll").addEventListener("input", (e) => showUntil(Date.now() / 1000 + Number(e.target.value)));
+  $("strip-session").addEventListener("change", (e) => {
+    const start = Number(e.target.value);
+    if (start) showUntil(start - 60 / state.speed + visibleSeconds()); // its start 1 cm from the left
+  });
+  // drag: the paper follows the finger or the mouse
+  c.style.touchAction = "pan-y";
+  c.style.cursor = "grab";
+  c.addEventListener("pointerdown", (e) => {
+    strip.drag = { x: e.clientX, end: stripEnd() };
+    c.setPointerCapture(e.pointerId);
+  });
+  c.addEventListener("pointermove", (e) => {
+    if (!strip.drag) return;
+    const dx = e.clientX - strip.drag.x;
+    if (Math.abs(dx) >= 2) showUntil(strip.drag.end - dx / (PX_PER_CM * state.speed / 60));
+  });
+  const drop = () => { strip.drag = null; };
+  c.addEventListener("pointerup", drop);
+  c.addEventListener("pointercancel", drop);
+}
+
+// The scroll bar, the period shown and the sessions to jump to, as the strip now stands.
+function showPosition() {
+  const now = Date.now() / 1000, vis = visibleSeconds(), end = stripEnd();
+  const bar = $("strip-scroll");
+  bar.min = String(-Math.round(HISTORY_S - vis)); bar.max = "0";
+  if (document.activeElement !== bar) bar.value = String(Math.round(end - now));
+  $("strip-span").textContent = `${clock24(end - vis)}–${clock24(end)}` + (state.live ? " (live)" : "");
+  const sel = $("strip-session");
+  const starts = stripMarks(state.selected).filter((m) => m.label.startsWith("session start") && m.t >= now - HISTORY_S);
+  const key = starts.map((m) => m.t).join(",");
+  if (sel.dataset.key !== key) {
+    sel.dataset.key = key;
+    sel.replaceChildren(el("option", { value: "", text: starts.length ? "choose…" : "none in 24 h" }),
+      ...starts.reverse().map((m) => el("option", { value: String(m.t), text: `${new Date(m.t * 1000).toLocaleDateString([], { weekday: "short" })} ${clock24(m.t)}` })));
+  }
+  sel.value = "";
 }
 
 // Recording sessions with their report (PDF) and the mother's page link (docs/home.md).
@@ -91,11 +205,21 @@ export async function loadSessions(id) {
   if (!d || d.device_type !== "fetal_heart") return;
   const s = await getSessions(id);
   if (id !== state.selected) return;
+  Object.assign(strip, { sessionsOf: id, sessions: s.sessions, recording: s.recording });
   const link = new URL(s.mother_link, location.href).href;
   $("mother-link").textContent = link;
   $("mother-link").href = link;
   $("session-list").replaceChildren(...s.sessions.map((x) => el("li", { class: `session ${x.status}`, "data-session": x.session_id },
     `${x.start ? new Date(x.start).toLocaleString() : "due " + new Date(x.due).toLocaleString()} · ${x.status} · ` +
     `${x.recorded_min} min, ${x.good_signal_min} min with a fetal rate · ${x.delivered ? "delivered" : "not yet delivered"} `,
-    x.report_url ? el("a", { class: "report", href: x.report_url, target: "_blank", text: "report (PDF)" }) : null)));
+    x.report_url ? el("a", { class: "report", href: x.report_url, target: "_blank", text: "report (PDF)" }) : null,
+    x.start && t(x.start) >= Date.now() / 1000 - HISTORY_S ? showButton(t(x.start)) : null)));
+  renderDetail(); // the strip's marks and sessions to jump to
+}
+
+// "on the strip": the session's start 1 cm from the strip's left edge.
+function showButton(start) {
+  const b = el("button", { type: "button", class: "secondary show-session", text: "on the strip" });
+  b.addEventListener("click", () => showUntil(start - 60 / state.speed + visibleSeconds()));
+  return b;
 }
