@@ -59,6 +59,21 @@ def test_the_page_draws_the_paper_of_the_reference():
     )
 
 
+# The strip with a uterine-activity channel (no monitor sends one yet: drawn from the module)
+UA_STRIP = """async () => {
+  const { drawStrip } = await import("/static/js/strip.js");
+  const c = document.createElement("canvas");
+  c.id = "ua-strip"; c.style.width = "700px"; document.body.append(c);
+  const now = Date.now() / 1000, t0 = new Date((now - 600) * 1000).toISOString();
+  const ua = Array.from({ length: 2400 }, (_, i) => 15 + 45 * Math.exp(-(((i % 1200) - 600) ** 2) / 2e4));
+  const fhr = Array.from({ length: 2400 }, (_, i) => 135 + 5 * Math.sin(i / 50));
+  const msg = (key, vals) => ({ t_start: t0, interval_s: 0.25, seq: 1, boot: 1, [key]: vals });
+  drawStrip(c, { fhr: [msg("fhr_bpm", fhr)], mhr: [], ctg: [], rejected: new Set(), ua: [msg("ua", ua)] },
+            { speed: 1, live: true, me: { fhr_normal_bpm: [110, 160] } }, { scale: 20 });
+  return { ...c.dataset };
+}"""
+
+
 def fhr_messages(t0: float, minutes: float, boot: int, bpm: float = 136.0) -> list[dict]:
     n = int(minutes * 240)
     fhr = bpm + 4 * np.sin(np.arange(n) / 40)
@@ -252,6 +267,8 @@ def test_the_strip_is_standard_paper_and_moves_through_the_last_24_hours(tmp_pat
                 await page.wait_for_selector("#strip:not([data-points='0'])", state="attached")
                 seen["back"] = await strip_state(page)
                 seen["back_when"] = await page.input_value("#when")
+                seen["ua"] = await page.evaluate(UA_STRIP)
+                await page.locator("#ua-strip").screenshot(path=str(ARTIFACTS / "ctg-strip-ua.png"))
                 seen["errors"] = errors
                 await browser.close()
         finally:
@@ -290,3 +307,13 @@ def test_the_strip_is_standard_paper_and_moves_through_the_last_24_hours(tmp_pat
     lo, hi = (float(v) for v in seen["scroll_bounds"])
     assert hi == 0 and abs(lo + (24 * 3600 - (sc["end"] - sc["start"]))) < 60  # the last 24 h
     assert seen["back_when"] == "live" and abs(seen["back"]["end"] - time.time()) < 30
+
+    ua = seen["ua"]
+    frame, labels = json.loads(ua["frame"]), json.loads(ua["labels"])
+    assert ua["ua"] == "true"
+    assert abs(frame["uaBottom"] - frame["uaTop"] - 4 * PX_PER_CM) < 1.0  # 0-100 at 25 per cm
+    assert 0 < frame["uaTop"] - frame["bottom"] < 0.5 * PX_PER_CM  # under the FHR channel
+    assert {"UA", "25", "50", "75"} <= {b["text"] for b in labels}
+    assert overlaps(labels) == []
+    clocks = [b for b in labels if re.fullmatch(r"\d\d:\d\d", b["text"])]
+    assert all(b["y"] > frame["uaBottom"] for b in clocks)  # the clock under both channels
