@@ -44,6 +44,13 @@ SPECS = [
                press_every_s=4.0),
 ]  # fmt: skip
 CARD = "li.dev[data-device='fh-01']"
+# the page's Web Audio, counted: each beep of the tone is one oscillator
+COUNT_BEEPS = """window.beeps = 0; const RealAudio = window.AudioContext;
+window.AudioContext = class extends RealAudio {
+  createOscillator() { window.beeps++; return super.createOscillator(); } };"""
+# a browser that refuses sound until the page is touched, and still refuses it after
+REFUSE_SOUND = """window.AudioContext = class { constructor() { this.state = 'suspended'; }
+  resume() { return Promise.reject(new DOMException('not allowed', 'NotAllowedError')); } };"""
 PHOTOTHERAPY = "li.alert[data-alert^='tcb-01:alert:tcb_above_phototherapy']"
 
 
@@ -110,6 +117,7 @@ def test_nurse_view_on_ward_screens(broker, tmp_path):
                                                     locale="en-GB")  # fmt: skip
                 errors: list[str] = []
                 context.on("weberror", lambda e: errors.append(str(e.error)))
+                await context.add_init_script(COUNT_BEEPS)
                 page = await context.new_page()
                 page.on(
                     "response", lambda r: r.status >= 400 and errors.append(f"{r.status} {r.url}")
@@ -131,13 +139,26 @@ def test_nurse_view_on_ward_screens(broker, tmp_path):
                 seen["title"] = await page.title()
                 seen["count"] = await page.text_content("#alert-count")
                 seen["count_attr"] = await page.get_attribute("#alert-banner", "data-count")
-                seen["tone_before_touch"] = await page.get_attribute("#alert-banner", "data-tone")
-                await page.click("#alert-newest")  # a touch: the browser allows sound now
-                seen["tone_after_touch"] = await page.get_attribute("#alert-banner", "data-tone")
+                # this Chromium lets a page sound without a touch: the tone starts at once
+                await page.wait_for_selector("#alert-banner[data-tone='sounding']")
+                seen["beeps"] = await page.evaluate("() => window.beeps")
                 await page.click("#tone-mute")
                 seen["tone_muted"] = await page.get_attribute("#alert-banner", "data-tone")
                 seen["mute_pressed"] = await page.get_attribute("#tone-mute", "aria-pressed")
                 seen["tone_state"] = await page.text_content("#tone-state")
+                muted_at = await page.evaluate("() => window.beeps")
+
+                # a browser that refuses sound: the banner says so, nothing breaks
+                refusing = await browser.new_context(viewport={"width": 1024, "height": 768})
+                refusing.on("weberror", lambda e: errors.append(str(e.error)))
+                await refusing.add_init_script(REFUSE_SOUND)
+                other = await refusing.new_page()
+                await log_in(other, web.url)
+                await other.wait_for_selector("#alert-banner.high[data-tone='blocked']")
+                await other.click("#alert-newest")  # a touch, and sound still refused
+                await other.wait_for_selector("#alert-banner.high[data-tone='blocked']")
+                seen["refused_state"] = await other.text_content("#tone-state")
+                await refusing.close()
 
                 # the monitor's card: its schedule and the session being recorded
                 await page.wait_for_selector(CARD + " .schedule progress", timeout=30000)
@@ -153,6 +174,7 @@ def test_nurse_view_on_ward_screens(broker, tmp_path):
                 await page.focus(PHOTOTHERAPY + " button.ack")
                 await rendered_after(page, 6.5)
                 seen["focus_ack"] = await focused(page)
+                seen["beeps_muted"] = await page.evaluate("() => window.beeps") - muted_at
 
                 # every viewport: the banner on screen without scrolling, and after scrolling
                 for name, (w, h) in VIEWPORTS.items():
@@ -208,11 +230,11 @@ def test_nurse_view_on_ward_screens(broker, tmp_path):
     assert seen["count_attr"] and int(seen["count_attr"]) >= 1
     assert seen["title"].startswith(f"({seen['count_attr']}) "), seen["title"]
     assert "to acknowledge" in seen["count"]
-    # before any touch the page may not sound (the browser decides); after it, it may
-    assert seen["tone_before_touch"] in ("blocked", "sounding")
-    assert seen["tone_after_touch"] in ("blocked", "sounding")
+    assert seen["beeps"] >= 5  # a burst of 3 + 2
     assert seen["tone_muted"] == "muted" and seen["mute_pressed"] == "true"
     assert "silenced until" in seen["tone_state"]
+    assert seen["beeps_muted"] == 0  # 13 s silenced, more than one repeat (10 s)
+    assert "touch the page" in seen["refused_state"]
     assert "3× a day, 20 min" in seen["schedule"] and seen["schedule_status"] == "recording"
     assert "of 20 min" in seen["schedule"]
     assert seen["focus_card"] == "tcb-01:LI", seen["focus_card"]

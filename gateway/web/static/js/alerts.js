@@ -136,8 +136,9 @@ function announce(open) {
 
 // The tone: a burst of 3 + 2 short beeps (patterned after the high-priority signal of
 // IEC 60601-1-8), every REPEAT_S while a high alert waits for acknowledgement. Silencing
-// lasts SILENCE_S and ends early when another high alert is raised. Browsers allow sound only
-// after the user touched the page: until then the banner says so and nothing is attempted.
+// lasts SILENCE_S and ends early when another high alert is raised. A browser may allow sound
+// only after the user touched the page (a kiosk tablet may allow it at once): until then the
+// banner says so, and the first touch or key starts the sound.
 const REPEAT_S = 10, SILENCE_S = 120, BEEP_HZ = 880, BEEP_S = 0.12, GAP_S = 0.08, PAUSE_S = 0.3;
 const tone = {
   ctx: null, timer: null, mutedUntil: 0, heard: new Set(), high: [],
@@ -198,4 +199,5 @@ export function wireAlertBanner() {
   const unlock = () => tone.unlock();
   document.addEventListener("pointerdown", unlock, true);
   document.addEventListener("keydown", unlock, true);
+  unlock(); // allowed at once where the browser lets the page sound without a touch
 }

@@ -20,7 +20,7 @@ addStrings({
     connected: "connected", disconnected: "disconnected",
     fetal_monitor: "Fetal monitor", jaundice_meter: "Jaundice meter", device: "Device",
     battery: (p) => (p == null ? "battery ?" : `battery ${p}%`), signal: (p) => `signal ${p}%`,
-    no_contact: "no contact", off_skin: "off skin",
+    off_skin: "off skin",
     n_alerts: (n) => `${n} alert${n > 1 ? "s" : ""}`,
     risk: (c) => `risk ${tr(`colour_${c}`)}`,
     colour_green: "green", colour_yellow: "yellow", colour_orange: "orange", colour_red: "red", colour_purple: "purple",
@@ -45,7 +45,7 @@ addStrings({
     connected: "已连接", disconnected: "未连接",
     fetal_monitor: "胎心监护仪", jaundice_meter: "黄疸测量仪", device: "设备",
     battery: (p) => (p == null ? "电量 ?" : `电量 ${p}%`), signal: (p) => `信号 ${p}%`,
-    no_contact: "未接触皮肤", off_skin: "未贴在皮肤上",
+    off_skin: "未贴在皮肤上",
     n_alerts: (n) => `${n} 条警报`,
     risk: (c) => `风险 ${tr(`colour_${c}`)}`,
     colour_green: "绿色", colour_yellow: "黄色", colour_orange: "橙色", colour_red: "红色", colour_purple: "紫色",
@@ -140,7 +140,9 @@ function fillCard(li, d) {
     el("div", { class: "meta" },
       el("span", { class: d.battery_low ? "badge low" : "", text: tr("battery", d.battery_pct) }),
       d.signal_quality == null ? null : el("span", { text: tr("signal", Math.round(d.signal_quality * 100)) }),
-      d.on_skin === false ? el("span", { class: "badge low", text: tr(d.device_type === "jaundice" ? "no_contact" : "off_skin") }) : null,
+      // a jaundice meter touches the skin only during a press: between presses its card shows
+      // the last reading, and a press without contact is a flagged reading, shown as such
+      d.on_skin === false && d.device_type !== "jaundice" ? el("span", { class: "badge low", text: tr("off_skin") }) : null,
       checkBadge(d),
       open ? el("span", { class: "badge danger", text: tr("n_alerts", open) }) : null,
       colour ? el("span", { text: tr("risk", colour) }) : null),
