@@ -4,6 +4,7 @@ with time passed in (the browser side is tests/test_jaundice_view_browser.py).""
 
 from __future__ import annotations
 
+import re
 from types import SimpleNamespace
 
 import pytest
@@ -214,6 +215,10 @@ def test_a_corrected_birth_time_reassesses_the_latest_reading_alerts_at_once():
     proc.apply_settings({}, dict(later))  # nothing changed: nothing re-published
     alerts = [m for t, m in sent if t[-1] == "alert" and m["alert"] == "tcb_above_phototherapy"]
     assert len(alerts) == 1
+    # every amount with its unit, in both units (alerts reach the hospital and either ward)
+    assert re.fullmatch(r"TcB 14\.0 mg/dL \(239 µmol/L\) is at or above the AAP 2022 "
+                        r"phototherapy threshold \(\d+\.\d mg/dL \(\d+ µmol/L\)\)",
+                        alerts[0]["detail"])  # fmt: skip
     proc.apply_settings({}, {**later, "ga_weeks": 30})  # refused by the guideline: no crash
     assert "tcb_above_phototherapy" in proc.alerts.active()
 

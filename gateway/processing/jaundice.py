@@ -20,8 +20,15 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 from numpy.typing import NDArray
 
-from dsp.bilirubin_units import MG_DL, MG_DL_TO_UMOL_L, format_bilirubin, threshold_phrase
+from dsp.bilirubin_units import (
+    MG_DL,
+    MG_DL_TO_UMOL_L,
+    UMOL_L,
+    format_bilirubin,
+    threshold_phrase,
+)
 from dsp.bilirubin_zones import (
+    ESCALATION_BELOW_EXCHANGE_MG_DL,
     RAPID_RISE_FIRST_DAY_MG_DL_PER_H,
     RAPID_RISE_LATER_MG_DL_PER_H,
     BilirubinAssessment,
@@ -195,28 +202,31 @@ class JaundiceProcessor:
         self._emit(reading)
 
     def _set_alerts(self, a: BilirubinAssessment) -> None:
-        """Raise (or clear) one alert per guideline condition of the latest usable reading."""
-        tcb = a.tcb_mg_dl
-        rise = a.rate_of_rise_mg_dl_per_h
+        """Raise (or clear) one alert per guideline condition of the latest usable reading.
+
+        Its text gives every amount in both units, with the unit: alerts go to the hospital
+        and to wards reading either."""
+        tcb = amount(a.tcb_mg_dl)
+        rise = a.rate_of_rise_mg_dl_per_h or 0.0
         limit = (
             RAPID_RISE_FIRST_DAY_MG_DL_PER_H if a.age_hours <= 24 else RAPID_RISE_LATER_MG_DL_PER_H
         )
-        rapid = rise is not None and rise >= limit
+        rapid = a.rate_of_rise_mg_dl_per_h is not None and rise >= limit
+        rate = f"{rise:.2f} mg/dL/h ({rise * MG_DL_TO_UMOL_L:.1f} µmol/L/h)"
         for kind, active, detail, severity in (
             ("tcb_above_exchange", a.above_exchange,
-             f"TcB {tcb:.1f} mg/dL is at or above the AAP 2022 exchange-transfusion threshold "
-             f"({a.exchange_threshold_mg_dl:.1f}): urgent serum bilirubin", "high"),
+             f"TcB {tcb} is at or above the AAP 2022 exchange-transfusion threshold "
+             f"({amount(a.exchange_threshold_mg_dl)}): urgent serum bilirubin", "high"),
             ("tcb_escalation_of_care", a.escalation_of_care and not a.above_exchange,
-             f"TcB {tcb:.1f} mg/dL is within 2 mg/dL of the exchange threshold "
-             f"({a.exchange_threshold_mg_dl:.1f}): escalation of care", "high"),
+             f"TcB {tcb} is within {amount(ESCALATION_BELOW_EXCHANGE_MG_DL)} of the exchange "
+             f"threshold ({amount(a.exchange_threshold_mg_dl)}): escalation of care", "high"),
             ("tcb_above_phototherapy", a.above_phototherapy,
-             f"TcB {tcb:.1f} mg/dL is at or above the AAP 2022 phototherapy threshold "
-             f"({a.phototherapy_threshold_mg_dl:.1f})", "high"),
+             f"TcB {tcb} is at or above the AAP 2022 phototherapy threshold "
+             f"({amount(a.phototherapy_threshold_mg_dl)})", "high"),
             ("serum_bilirubin_advised", a.serum_test_advised,
-             f"TcB {tcb:.1f} mg/dL: confirm with a serum bilirubin", "medium"),
+             f"TcB {tcb}: confirm with a serum bilirubin", "medium"),
             ("tcb_rapid_rise", rapid,
-             f"TcB rising {rise if rise is not None else 0:.2f} mg/dL/h (>= {limit}): "
-             "consider haemolysis", "medium"),
+             f"TcB rising {rate} (limit {limit} mg/dL/h): consider haemolysis", "medium"),
         ):  # fmt: skip
             self.alerts.set(kind, active, detail, severity)
 
@@ -239,6 +249,11 @@ class JaundiceProcessor:
             "tcb_check": shown,
             "tcb_check_due": check is None or self._latest_at - check["at"] > CHECK_INTERVAL_S,
         }
+
+
+def amount(mg_dl: float) -> str:
+    """An amount in both units, "14.7 mg/dL (251 µmol/L)": for text that goes everywhere."""
+    return f"{format_bilirubin(mg_dl, MG_DL)} ({format_bilirubin(mg_dl, UMOL_L)})"
 
 
 def assess_at(
