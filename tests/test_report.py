@@ -6,6 +6,7 @@ from __future__ import annotations
 import dataclasses
 import shutil
 import subprocess
+import time
 from datetime import timedelta, timezone
 from pathlib import Path
 
@@ -27,7 +28,7 @@ from gateway.processing.report import (
     render_session_report,
     signal_summary,
 )
-from gateway.times import parse_time
+from gateway.times import iso_time, parse_time
 from tests.harness.paths import ARTIFACTS
 
 DPI = 200
@@ -209,6 +210,44 @@ def test_the_page_carries_what_a_doctor_files(tmp_path):
         assert clock in text, clock
     blank = " ".join(to_text(render_session_report(steady_session()), tmp_path).split())
     assert "Hospital: ____" in blank and "Gestation: ____" in blank  # to fill in by hand
+
+
+@pytest.mark.system
+def test_a_finished_session_reports_its_bed_gestation_and_alerts(tmp_path):
+    """The gateway's own report: the bed label set on the gateway, the gestation counted on
+    from the hospital's schedule (33 weeks a week before: 34+0), an alert raised during the
+    session marked on the strip."""
+    from gateway.processing import recording
+    from gateway.publish.outbox import Outbox
+    from gateway.state.history import History
+
+    history = History(None)
+    rec = recording.Recordings(tmp_path, Outbox(tmp_path / "outbox.sqlite", 1 << 30, 0), history,
+                               lambda *a, **kw: None)  # fmt: skip
+    t0 = time.time() - 200
+    rec.store.set_schedule("fh-01", recording.check_schedule(
+        {"sessions_per_day": 1, "duration_min": 2, "risk_colour": "orange", "from_ga_weeks": 30,
+         "ga_weeks": 33}, t0 - 7 * 86400 - 3600))  # fmt: skip
+    history.settings.update("fh-01", {"label": "Bed 7"})
+    raised = t0 + 60
+    history.record(("device", "fh-01", "alert"), {
+        "msg_id": f"fh-01:alert:bradycardia:{int(raised * 1000)}:raised", "seq": 1,
+        "device_id": "fh-01", "alert": "bradycardia", "state": "raised", "severity": "high",
+        "detail": "test", "t": iso_time(raised), "raised_at": iso_time(raised)})  # fmt: skip
+    tracker = rec.tracker("fh-01")
+    for i in range(0, 2 * 240 + 8, 4):
+        t = t0 + i * 0.25
+        tracker.feed(1, 1 + i, np.full(4, 138.0), np.full(4, 0.9), True, t, now=t)
+    deadline = time.monotonic() + 60
+    while rec.pending_reports and time.monotonic() < deadline:
+        time.sleep(0.05)
+    pdf = rec.report_pdf("fh-01:1:1")
+    rec.stop()
+    assert pdf is not None
+    text = " ".join(to_text(pdf, tmp_path).split())
+    assert "Bed or visit label: Bed 7" in text
+    assert "Gestation: 34+0 weeks" in text
+    assert "▼ bradycardia" in text and "▼ start" in text and "▼ stop" in text
 
 
 @pytest.mark.system

@@ -30,7 +30,7 @@ from gateway.processing.recording.store import SessionStore, unix_seconds
 from gateway.processing.recording.tracker import Active, SessionTracker
 from gateway.state.history import span
 from gateway.state.settings import ctg_mode
-from gateway.times import iso_time_or_none
+from gateway.times import iso_time_or_none, parse_time
 
 if TYPE_CHECKING:
     from gateway.processing.alerts import Publish
@@ -172,7 +172,19 @@ class Recordings:
                  rec["good_signal_min"])  # fmt: skip
         mhr = self._mhr(active)
         self.pending_reports.add(rec["session_id"])
-        _reports.submit(self._render, rec, np.array(active.fhr), np.array(active.quality), mhr)
+        _reports.submit(self._render, rec, np.array(active.fhr), np.array(active.quality), mhr,
+                        self._alerts(active))  # fmt: skip
+
+    def _alerts(self, a: Active) -> list[tuple[float, str]]:
+        """(time, kind) of the alerts the device raised during the session: marks on its
+        report's strip (read here, on the loop, where the history is written)."""
+        out = []
+        for rec in list(self.history.alerts.values()):
+            raised = parse_time(rec.get("raised_at"))
+            if rec.get("device_id") == a.device_id and raised is not None:
+                if a.start <= raised <= a.end:
+                    out.append((raised, str(rec.get("alert", "alert")).replace("_", " ")))
+        return sorted(out)
 
     def _mhr(self, a: Active) -> Floats | None:
         """The maternal rate on the session's point grid, from what the gateway published
@@ -191,12 +203,16 @@ class Recordings:
                     out[k] = v
         return out if np.isfinite(out).any() else None
 
-    def _render(
-        self, rec: dict[str, Any], fhr: Floats, quality: Floats, mhr: Floats | None
-    ) -> None:
+    def _render(self, rec: dict[str, Any], fhr: Floats, quality: Floats, mhr: Floats | None,
+                alerts: list[tuple[float, str]]) -> None:  # fmt: skip
         from dsp.ctg import analyse_ctg
         from dsp.dawes_redman import dawes_redman
-        from gateway.processing.report import SessionReport, gestation_at, render_session_report
+        from gateway.processing.report import (
+            ReportMark,
+            SessionReport,
+            gestation_at,
+            render_session_report,
+        )
 
         try:
             t_s = (np.arange(len(fhr)) + 1) * POINT_S
@@ -208,7 +224,8 @@ class Recordings:
             report = SessionReport(rec["session_id"], rec["device_id"], rec["start"], rec["end"],
                                    fhr, quality, mhr, findings, rec["prescribed_min"],
                                    antenatal, mode, bed_label=settings.get("label") or "",
-                                   gestation=ga)  # fmt: skip
+                                   gestation=ga,
+                                   marks=tuple(ReportMark(t, k) for t, k in alerts))  # fmt: skip
             pdf = render_session_report(report)
             self.report_dir.mkdir(parents=True, exist_ok=True)
             name = rec["session_id"].replace(":", "_") + ".pdf"
