@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import json
 import subprocess
 import time
 import urllib.error
@@ -50,6 +51,7 @@ STALE_EN = "Can't reach the home box: recording may have stopped"
 STALE_ZH = "无法连接家中的网关盒：记录可能已停止"
 INVALID_EN = "This link does not work"
 INVALID_ZH = "此链接无效"
+NEXT_POLL_MS = 20_000  # the page asks every 5 s; on a busy machine, give it a few
 
 
 # -- in the browser ---------------------------------------------------------------------------
@@ -283,13 +285,13 @@ def test_session_due_then_recorded_then_done(tmp_path, viewport):
                 nxt = feed(tr, 1, t0, 1)
                 nxt = feed(tr, 2, t0 + 60, nxt, rate=False)
                 nxt = feed(tr, 2, t0 + 180, nxt)
-                await page.wait_for_selector("#today[data-state='recording']", timeout=10_000)
+                await page.wait_for_selector("#today[data-state='recording']", timeout=NEXT_POLL_MS)
                 seen["recording"] = await today(page)
                 seen["state"] = await asyncio.to_thread(state_json, f"{web.url}/m/{token}/state")
                 await check_page(page, f"mother-page-recording-{viewport}", vp)
 
                 feed(tr, 1, t0 + 300, nxt)  # the sixth minute: the session is complete
-                await page.wait_for_selector("#today[data-state='done']", timeout=10_000)
+                await page.wait_for_selector("#today[data-state='done']", timeout=NEXT_POLL_MS)
                 seen["done"] = await today(page)
                 await check_page(page, f"mother-page-done-{viewport}", vp)
                 await page.click("#lang-toggle")
@@ -324,8 +326,6 @@ def test_session_due_then_recorded_then_done(tmp_path, viewport):
 
 
 def state_json(url: str) -> dict:
-    import json
-
     with urllib.request.urlopen(url, timeout=10) as r:
         return json.loads(r.read())
 
@@ -404,7 +404,7 @@ def test_an_unknown_link_says_so_in_both_languages(tmp_path):
                 await page.goto(f"{web.url}/m/{token}")
                 await page.wait_for_selector("#today[data-state='idle']")
                 gw.recordings.store.renew_mother_token("fh-01")
-                await page.wait_for_selector("#invalid:not([hidden])", timeout=10_000)
+                await page.wait_for_selector("#invalid:not([hidden])", timeout=NEXT_POLL_MS)
                 seen["renewed"] = {"today": await shown(page, "#today"), "errors": errors}
                 await browser.close()
         finally:
