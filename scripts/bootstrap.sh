@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Set up what perimon needs on a Debian 12 / Raspberry Pi OS (bookworm) machine with python3:
-# a .venv with the pinned packages, and (for the tests, with --system) the Debian packages the
-# tests use, listed below. Safe to run again: it only installs what is missing or changed.
+# a .venv with the locked packages (requirements/dev.lock), and (for the tests, with --system)
+# the Debian packages the tests use, listed below. Safe to run again: it only installs what is
+# missing or changed.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -47,10 +48,21 @@ fi
 if [ ! -x .venv/bin/python ]; then
     python3 -m venv .venv
 fi
+# The packages: exactly requirements/dev.lock (every extra, the tests' tools, the build backend),
+# each file checked against its sha256 (docs/security.md, "Dependencies"); then perimon itself,
+# editable, with no dependency of its own fetched and built by the locked setuptools. Done again
+# only when pyproject.toml or the lock changed.
 stamp=".venv/.perimon-installed"
-want="$(cat pyproject.toml | sha256sum | cut -d' ' -f1)"
+want="$(cat pyproject.toml requirements/dev.lock | sha256sum | cut -d' ' -f1)"
 if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$want" ]; then
-    echo "perimon: installing Python packages into .venv"
-    .venv/bin/python -m pip install -q --disable-pip-version-check -e ".[dev,demo]"
+    echo "perimon: installing Python packages into .venv (requirements/dev.lock)"
+    pip=(.venv/bin/python -m pip -q --disable-pip-version-check)
+    "${pip[@]}" install --require-hashes -r requirements/dev.lock
+    "${pip[@]}" install --no-deps --no-build-isolation -e .
+    if ! broken="$("${pip[@]}" check)"; then  # a pin changed in pyproject.toml, not in the lock
+        echo "perimon: $broken" >&2
+        echo "perimon: the lock does not match pyproject.toml: run scripts/lock.sh" >&2
+        exit 1
+    fi
     echo "$want" > "$stamp"
 fi

@@ -2,10 +2,11 @@
 # Install the perimon gateway on Raspberry Pi OS / Debian 12 (bookworm) as a systemd service,
 # from this checkout (or a wheel built from it):
 #   sudo ./scripts/install-pi.sh
-# The package and its dependencies (from PyPI) go to a venv in /opt/perimon/venv, the
-# configuration to /etc/perimon/perimon.toml (written once, kept afterwards), state (outbox,
-# enrolment list, nurse accounts) to /var/lib/perimon, owned by the service user perimon; logs
-# go to the journal. Safe to run again: it upgrades the package and the unit, keeps the
+# The package and its dependencies (from PyPI: those of requirements/gateway.lock, each file
+# checked against its sha256) go to a venv in /opt/perimon/venv, the configuration to
+# /etc/perimon/perimon.toml (written once, kept afterwards), state (outbox, enrolment list,
+# nurse accounts) to /var/lib/perimon, owned by the service user perimon; logs go to the
+# journal. Safe to run again: it upgrades the package and the unit, keeps the
 # configuration and the data. docs/home.md, "Installing on a Raspberry Pi". The nurse view is
 # served over HTTPS on port 8443 with a self-signed certificate made here (kept in DATA/web);
 # its SHA-256 fingerprint is printed at the end, for the nurse to compare with her browser's.
@@ -50,8 +51,10 @@ for g in bluetooth dialout; do  # BlueZ's D-Bus policy; USB serial devices
     fi
 done
 
-# The code: a venv with the package and its pinned dependencies. From a checkout, pip builds
-# the wheel in a copy, so the checkout gets no root-owned build files.
+# The code: a venv with the dependencies of requirements/gateway.lock, each file checked
+# against its sha256 (docs/security.md, "Dependencies"), then the package with none of its own
+# fetched. From a checkout, pip builds the wheel in a copy, so the checkout gets no root-owned
+# build files, with the locked setuptools (no build environment fetched from PyPI).
 mkdir -p "$prefix"
 [ -x "$prefix/venv/bin/python" ] || python3 -m venv "$prefix/venv"
 work="$(mktemp -d)"
@@ -63,13 +66,19 @@ if [ -z "$from" ]; then
     from="$work"
 fi
 pip=("$prefix/venv/bin/python" -m pip -q --disable-pip-version-check)
+say "installing the dependencies of requirements/gateway.lock into $prefix/venv (from PyPI)"
+"${pip[@]}" install --require-hashes -r "$src/requirements/gateway.lock"
 if [ -d "$from" ]; then
-    "${pip[@]}" wheel --no-deps -w "$work/dist" "$from"
+    "${pip[@]}" wheel --no-deps --no-build-isolation -w "$work/dist" "$from"
     from="$(ls "$work"/dist/perimon-*.whl)"
 fi
-say "installing $(basename "$from") into $prefix/venv (dependencies from PyPI)"
-"${pip[@]}" install "$from"  # the pinned dependencies, when missing
+say "installing $(basename "$from") into $prefix/venv"
 "${pip[@]}" install --force-reinstall --no-deps "$from"  # this build, even at the same version
+if ! broken="$("${pip[@]}" check)"; then  # the wheel pins what the lock does not hold
+    echo "install-pi: $broken" >&2
+    echo "install-pi: requirements/gateway.lock does not match the package: scripts/lock.sh" >&2
+    exit 1
+fi
 mkdir -p "$prefix/docs"
 cp "$src/README.md" "$prefix/"
 cp "$src"/docs/*.md "$src/docs/perimon.example.toml" "$prefix/docs/"
