@@ -32,7 +32,7 @@ from playwright.async_api import Page, async_playwright
 from gateway.app import Gateway
 from gateway.config import config_from_dict
 from gateway.processing import recording
-from gateway.web.mother import mother_reminder, sessions_today
+from gateway.web.mother import SIGNAL_STALE_S, mother_reminder, mother_state, sessions_today
 from gateway.web.nurses import NurseAccounts
 from gateway.web.server import WebServer
 from simulators.fleet import DeviceSpec, Fleet
@@ -540,3 +540,30 @@ def test_no_reminder_while_recording_nor_a_missed_one_made_up_since():
     assert mother_reminder(missed, False, [earlier, short]) == missed
     assert mother_reminder(missed, False, [later]) is None  # recorded one since, as it asked
     assert mother_reminder(None, False, [later]) is None
+
+
+@pytest.mark.unit
+def test_no_signal_from_old_news_and_minutes_with_a_heart_rate(tmp_path):
+    """The page's data says 'no_data' rather than a signal once no FHR batch came for
+    SIGNAL_STALE_S (the session itself lasts until the link is declared lost), and counts the
+    minutes with a heart rate, not the minutes recorded."""
+    gw = home_gateway(tmp_path)
+    rec = gw.recordings
+    rec.store.set_schedule("fh-01", recording.check_schedule(
+        {"sessions_per_day": 1, "duration_min": 20, "risk_colour": "green"}))  # fmt: skip
+    tr = rec.tracker("fh-01")
+    t0 = time.time() - 4 * 60
+    nxt = feed(tr, 1, t0, 1)
+    nxt = feed(tr, 1, t0 + 60, nxt, rate=False)
+    feed(tr, 2, t0 + 120, nxt)
+    fed = tr.last_fed
+    fresh = mother_state(gw, "fh-01", "en", now=fed + 1)["recording"]
+    assert fresh["signal"] == "good"
+    assert fresh["heart_rate_min"] == 3.0 and fresh["recorded_min"] == 4.0
+    assert fresh["prescribed_min"] == 20
+    old = mother_state(gw, "fh-01", "en", now=fed + SIGNAL_STALE_S + 1)
+    assert old["recording"]["signal"] == "no_data" and old["recording"]["heart_rate_min"] == 3.0
+    assert old["today"] == {"prescribed": 1, "done": 0}
+    rec.stop()
+    (ended,) = mother_state(gw, "fh-01", "en")["history"]
+    assert ended["heart_rate_min"] == 3 and ended["status"] == "short"
