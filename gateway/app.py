@@ -85,7 +85,8 @@ class Gateway:
                                expect_store=ran_before)  # fmt: skip
         for dev_id, saved in self.history.settings.values.items():
             self.cfg.devices[dev_id] = baby_profile(self.cfg.devices.get(dev_id, {}), saved)
-        self.recordings = Recordings(cfg.data_dir, self.outbox, self.history, self.publish)
+        self.recordings = Recordings(cfg.data_dir, self.outbox, self.history, self.publish,
+                                     hospital=cfg.web.hospital)  # fmt: skip
         # the hospital's commands (MQTT 5 request/response) and the nurse view, when enabled
         self.downlink = Downlink(self, self.publisher) if cfg.mqtt.protocol == "5" else None
         self.web: WebServer | None = None

@@ -78,6 +78,7 @@ class WebSection:
     key_file: str = ""
     session_minutes: float = 30.0  # a nurse's login expires after this long without activity
     help_phone: str = ""  # the hospital's number shown on the mother's page (docs/home.md)
+    hospital: str = ""  # the hospital (and ward) at the head of every session report
     bilirubin_unit: str = "mg/dL"  # "mg/dL" or "umol/L": every bilirubin amount the view shows
 
 

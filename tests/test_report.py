@@ -214,16 +214,16 @@ def test_the_page_carries_what_a_doctor_files(tmp_path):
 
 @pytest.mark.system
 def test_a_finished_session_reports_its_bed_gestation_and_alerts(tmp_path):
-    """The gateway's own report: the bed label set on the gateway, the gestation counted on
-    from the hospital's schedule (33 weeks a week before: 34+0), an alert raised during the
-    session marked on the strip."""
+    """The gateway's own report: the hospital it is configured with, the bed label set on it,
+    the gestation counted on from the hospital's schedule (33 weeks a week before: 34+0), an
+    alert raised during the session marked on the strip."""
     from gateway.processing import recording
     from gateway.publish.outbox import Outbox
     from gateway.state.history import History
 
     history = History(None)
     rec = recording.Recordings(tmp_path, Outbox(tmp_path / "outbox.sqlite", 1 << 30, 0), history,
-                               lambda *a, **kw: None)  # fmt: skip
+                               lambda *a, **kw: None, hospital="City Maternity, ward 3")  # fmt: skip
     t0 = time.time() - 200
     rec.store.set_schedule("fh-01", recording.check_schedule(
         {"sessions_per_day": 1, "duration_min": 2, "risk_colour": "orange", "from_ga_weeks": 30,
@@ -245,6 +245,7 @@ def test_a_finished_session_reports_its_bed_gestation_and_alerts(tmp_path):
     rec.stop()
     assert pdf is not None
     text = " ".join(to_text(pdf, tmp_path).split())
+    assert "Hospital: City Maternity, ward 3" in text  # [web] hospital
     assert "Bed or visit label: Bed 7" in text
     assert "Gestation: 34+0 weeks" in text
     assert "▼ bradycardia" in text and "▼ start" in text and "▼ stop" in text

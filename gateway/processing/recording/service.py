@@ -48,8 +48,9 @@ class Recordings:
     """Sessions, schedules and reports of every fetal monitor on one gateway."""
 
     def __init__(self, data_dir: Path, outbox: Outbox, history: History,
-                 publish: Publish) -> None:  # fmt: skip
+                 publish: Publish, hospital: str = "") -> None:  # fmt: skip
         self.outbox = outbox  # delivery of each session is checked against it
+        self.hospital = hospital  # at the head of each report ([web] hospital)
         self.history = history  # the maternal rate drawn in reports, as published
         self.publish = publish
         self.store = SessionStore(data_dir / "sessions.sqlite")
@@ -223,7 +224,8 @@ class Recordings:
             ga = gestation_at(self.store.schedule(rec["device_id"]), unix_seconds(rec["start"]))
             report = SessionReport(rec["session_id"], rec["device_id"], rec["start"], rec["end"],
                                    fhr, quality, mhr, findings, rec["prescribed_min"],
-                                   antenatal, mode, bed_label=settings.get("label") or "",
+                                   antenatal, mode, hospital=self.hospital,
+                                   bed_label=settings.get("label") or "",
                                    gestation=ga,
                                    marks=tuple(ReportMark(t, k) for t, k in alerts))  # fmt: skip
             pdf = render_session_report(report)
