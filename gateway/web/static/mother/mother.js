@@ -340,7 +340,7 @@ function main() {
     if (!document.hidden) load();
   });
   setInterval(() => {
-    if (isStale() !== state.stale) render();
+    if ((!state.invalid && isStale()) !== state.stale) render();
   }, 1000);
   load();
 }
