@@ -127,6 +127,7 @@ def auth(data: bytes) -> None:
     challenge = a.new_connection()
     key = session_key(_KEY, 3, _BOOT_NONCE)
     hello = bytes((p.Op.SESSION, 1, p.Status.OK)) + challenge + _BOOT_NONCE + bytes(range(8))
+    hello += bytes(p.PEER_LEN)  # a link without addresses
     reply = _signed(key, p.Stream.REPLY, 0, hello)
     assert a.admit(p.decode_frame(reply), reply) and a.established
     genuine = {_signed(key, p.Stream.DOPPLER, seq, bytes((seq,)) * 4) for seq in range(4)}

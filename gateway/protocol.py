@@ -20,6 +20,7 @@ HEADER_LEN = 12
 CRC_LEN = 2
 TAG_LEN = 8
 NONCE_LEN = 8  # boot nonce, connection nonce and gateway challenge
+PEER_LEN = 6  # the central's address in the SESSION reply (zeros: the link has none)
 KEY_LEN = 32  # per-device key provisioned over USB
 PAIR_SECRET_LEN = 16  # the pairing secret on the label, provisioned over USB
 ADPCM_HEADER_LEN = 3
@@ -389,6 +390,13 @@ def time_sync_args(gateway_unix_ms: int) -> bytes:
 def resend_args(stream: int, from_seq: int, to_seq: int) -> bytes:
     """Ask for [from_seq, to_seq) of one stream again."""
     return struct.pack("<BII", int(stream), from_seq & 0xFFFFFFFF, to_seq & 0xFFFFFFFF)
+
+
+def decode_resend_args(args: bytes) -> tuple[int, int, int]:
+    """(stream, from_seq, to_seq) of a RESEND request."""
+    if len(args) != 9:
+        raise FrameError("resend request must carry 9 bytes")
+    return struct.unpack("<BII", args)
 
 
 @dataclass(frozen=True)

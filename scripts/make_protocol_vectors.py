@@ -26,7 +26,7 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 OUT = REPO / "docs" / "protocol-vectors.json"
-VECTORS_VERSION = 1
+VECTORS_VERSION = 2  # 2: the SESSION reply names the central (peer)
 PROTOCOL_VERSION = 1
 
 FLAGS = {"AUTH": 0x01, "ADPCM": 0x02, "RESENT": 0x04, "MORE": 0x08}
@@ -52,6 +52,7 @@ TEST_BOOT = 7
 TEST_BOOT_NONCE = bytes.fromhex("a0a1a2a3a4a5a6a7")
 TEST_CHALLENGE = bytes.fromhex("5c5c5c5c01020304")
 TEST_CONN_NONCE = bytes.fromhex("b0b1b2b3b4b5b6b7")
+TEST_PEER = bytes.fromhex("001a7dda7113")  # the central's address as the device's radio gives it
 SESSION_LABEL = b"perimon-v1 session"
 
 
@@ -183,7 +184,9 @@ REPLY_DATA = {
     "RESEND": lambda f: struct.pack(
         "<BII", STREAMS[f["stream"]], f["first_seq_still_held"], f["to_seq"]
     ),
-    "SESSION": lambda f: bytes.fromhex(f["challenge"] + f["boot_nonce"] + f["conn_nonce"]),
+    "SESSION": lambda f: bytes.fromhex(
+        f["challenge"] + f["boot_nonce"] + f["conn_nonce"] + f["peer"]
+    ),
 }
 
 
@@ -445,15 +448,18 @@ def signed_vectors() -> list[dict]:
          hdr(["AUTH", "ADPCM"], fh, "DOPPLER", TEST_BOOT, 4000, 1000),
          {"kind": "adpcm", "block": "mid-state"}, b"", True),
         ("signed-doppler-adpcm-resent", "The same frame resent: the tag is computed with RESENT "
-         "clear, so it is the original tag; only the flag and the CRC differ.",
+         "clear, so it is the original tag; only the flag and the CRC differ. A receiver takes "
+         "it only in answer to a RESEND of this connection covering its seq.",
          hdr(["AUTH", "ADPCM", "RESENT"], fh, "DOPPLER", TEST_BOOT, 4000, 1000),
          {"kind": "adpcm", "block": "mid-state"}, b"", True),
         ("signed-session-reply", "The device's answer to control-session: challenge, boot "
-         "nonce, connection nonce, signed with K_s; it proves the device holds K.",
+         "nonce, connection nonce and the address of the central that asked (peer), signed "
+         "with K_s; it proves the device holds K and names the link it answered on.",
          hdr(["AUTH"], fh, "REPLY", TEST_BOOT, 9, 1200),
          {"kind": "reply", "op": "SESSION", "request_id": 9, "status": "OK",
           "fields": {"challenge": TEST_CHALLENGE.hex(), "boot_nonce": TEST_BOOT_NONCE.hex(),
-                     "conn_nonce": TEST_CONN_NONCE.hex()}}, b"", True),
+                     "conn_nonce": TEST_CONN_NONCE.hex(), "peer": TEST_PEER.hex()}},
+         b"", True),
         ("signed-command-feedback", "The first command after the handshake: control seq 1, "
          "tag = HMAC(K_s, conn_nonce || header || payload).",
          hdr(["AUTH"], gw, "CONTROL", 0, 1, 0),
@@ -655,6 +661,7 @@ def build() -> dict:
             "session_key": SESSION_KEY.hex(),
             "challenge": TEST_CHALLENGE.hex(),
             "conn_nonce": TEST_CONN_NONCE.hex(),
+            "peer": TEST_PEER.hex(),
         },
         "frames": frame_vectors(blocks),
         "records": record_vectors(),

@@ -134,6 +134,7 @@ def _auth(challenge: bytes) -> tuple[auth.FrameAuth, LinkStats]:
 def test_firmware_signed_frames_verify_on_the_gateway(device_run):
     challenge, frames, _ = device_run
     a, stats = _auth(challenge)
+    a.resend_asked(p.Stream.DOPPLER, 0, 74)  # the script's signed RESEND
     decoded = [p.decode_frame(f) for f in frames]
     assert all(f.tag is not None and f.flags & p.Flag.AUTH for f in decoded)
     admitted = []
@@ -178,6 +179,7 @@ def test_frames_stored_before_a_new_key_are_resent_signed_with_it():
     a = auth.FrameAuth(new_key, stats)
     a.new_connection()
     a.challenge = challenge
+    a.resend_asked(p.Stream.DOPPLER, 0, 75)
     admitted = []
     for raw in frames:
         admitted += a.admit(p.decode_frame(raw), raw)
@@ -187,6 +189,33 @@ def test_frames_stored_before_a_new_key_are_resent_signed_with_it():
     ]  # fmt: skip
     assert admitted[2].payload == bytes(range(40)) and admitted[2].flags & p.Flag.ADPCM
     assert (stats.auth_failed, stats.replayed, stats.unsigned) == (0, 0, 0)
+
+
+@pytest.mark.system
+def test_resent_frames_replayed_outside_a_resend_request_are_refused(device_run):
+    """An attacker who captured a genuine RESENT frame (its tag is valid: the tag does not
+    cover the RESENT bit) replays it. It is taken only in answer to this connection's own
+    RESEND for that range; at any other time, or on a later connection, it is a replay."""
+    challenge, frames, _ = device_run
+    a, stats = _auth(challenge)
+    admitted = []
+    for raw in frames[:-1]:  # the live frames and the replies, not the resent one
+        admitted += a.admit(p.decode_frame(raw), raw)
+    assert len(admitted) == len(frames) - 1 and a.established
+    captured = frames[-1]  # the device's answer to a RESEND on some connection
+    assert p.decode_frame(captured).resent and p.decode_frame(captured).seq == 0
+    assert a.admit(p.decode_frame(captured), captured) == []  # nothing asked for it
+    assert stats.replayed == 1
+    a.resend_asked(p.Stream.PPG, 0, 100)  # another stream's range does not let it in
+    a.resend_asked(p.Stream.DOPPLER, 1, 74)  # nor a range of its stream without its seq
+    assert a.admit(p.decode_frame(captured), captured) == [] and stats.replayed == 2
+    a.resend_asked(p.Stream.DOPPLER, 0, 74)  # this connection asks: the answer passes
+    assert [f.seq for f in a.admit(p.decode_frame(captured), captured)] == [0]
+    conn = a.conn_nonce
+    a.new_connection()  # a new connection (its handshake done) has asked for nothing yet
+    a.conn_nonce = conn
+    assert a.admit(p.decode_frame(captured), captured) == [] and stats.replayed == 3
+    assert stats.auth_failed == 0
 
 
 @pytest.mark.system

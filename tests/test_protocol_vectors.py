@@ -91,9 +91,9 @@ def _reply_fields(op: str, data: bytes) -> dict:
         return {"stream": p.Stream(stream).name, "first_seq_still_held": first, "to_seq": to_seq}
     if op == "SESSION":
         n = p.NONCE_LEN
-        assert len(data) == 3 * n
+        assert len(data) == 3 * n + p.PEER_LEN
         return {"challenge": data[:n].hex(), "boot_nonce": data[n : 2 * n].hex(),
-                "conn_nonce": data[2 * n :].hex()}  # fmt: skip
+                "conn_nonce": data[2 * n : 3 * n].hex(), "peer": data[3 * n :].hex()}  # fmt: skip
     raise AssertionError(f"no reply fields for {op}")
 
 
@@ -205,15 +205,20 @@ def test_gateway_handshake_and_commands_reproduce_the_signed_vectors():
     starts it, signed device frames pass, and the commands it signs are the vectors' bytes."""
     stats = SimpleNamespace(unsigned=0, auth_failed=0, replayed=0)
     fa = auth.FrameAuth(bytes.fromhex(KEY["device_key"]), stats)
-    fa.new_connection()
+    fa.new_connection(bytes.fromhex(KEY["peer"]))  # the gateway's own address
     fa.challenge = bytes.fromhex(KEY["challenge"])  # the test's, in place of a random one
     by_name = {v["name"]: v for v in V["signed"]}
     reply = bytes.fromhex(by_name["signed-session-reply"]["hex"])
     assert fa.admit(p.decode_frame(reply), reply)
     assert fa.established and fa.conn_nonce.hex() == KEY["conn_nonce"]
-    for name in ("signed-status", "signed-doppler-adpcm", "signed-doppler-adpcm-resent"):
+    resent = bytes.fromhex(by_name["signed-doppler-adpcm-resent"]["hex"])
+    for name in ("signed-status", "signed-doppler-adpcm"):
         data = bytes.fromhex(by_name[name]["hex"])
         assert fa.admit(p.decode_frame(data), data), name
+    assert not fa.admit(p.decode_frame(resent), resent)  # nobody asked for it: a replay
+    fa.resend_asked(p.Stream.DOPPLER, 4000, 4001)
+    assert fa.admit(p.decode_frame(resent), resent)
+    stats.replayed -= 1
     for name in ("signed-command-feedback", "signed-command-resend"):
         payload = bytes.fromhex(by_name[name]["payload"])
         assert fa.control_frame(payload).hex() == by_name[name]["hex"], name

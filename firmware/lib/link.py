@@ -13,8 +13,6 @@ from micropython import const
 
 _TXQ_MAX = const(48)  # frames waiting for the radio; beyond this they wait in the FrameStore
 _MIN_ROOM = const(8)  # payload bytes per frame at the least, whatever the MTU
-_CTL_WINDOW = const(32)  # control frames may arrive this far out of order (replay bitmap)
-SESSION_LABEL = b"perimon-v1 session"  # session key derivation (docs/protocol.md)
 
 
 class Link:
@@ -39,11 +37,8 @@ class Link:
         self._t_last = self._t0
         self.resend = []  # [stream, next seq, end seq, store position] being resent, per stream
         self.wake = asyncio.Event()
-        self._mac = None  # HMAC with this boot's session key once provisioned (set_key)
-        self.boot_nonce = None
-        self._conn_nonce = None
-        self._ctl_last = 0  # highest authenticated control seq of this connection
-        self._ctl_bits = 0  # which of the _CTL_WINDOW seqs below it were seen
+        self.auth = None  # linkauth.LinkAuth once provisioned (set_key)
+        self._mac = None  # HMAC with this boot's session key (auth.mac)
         self.rejected = 0  # control frames dropped: unsigned, bad tag or replayed
         self.write_errors = 0  # control writes whose handling raised (dropped, printed)
         self.unsigned_ok = None  # op -> bool: taken unsigned now (PAIR in the pairing window)
@@ -53,12 +48,10 @@ class Link:
     def set_key(self, key):
         """Sign every frame from now on with a key derived from the device key, the boot
         counter and a random boot nonce, so no frame of one boot verifies in another."""
-        from hmac_sha256 import HMAC, equal  # imported once keyed, after the big buffers
+        from linkauth import LinkAuth  # imported once keyed, after the big buffers
 
-        self._equal = equal
-        self.boot_nonce = os.urandom(p.NONCE_LEN)
-        label = SESSION_LABEL + struct.pack("<H", self.boot) + self.boot_nonce
-        self._mac = HMAC(HMAC(key).digest(label))
+        self.auth = LinkAuth(key, self.boot, os.urandom)
+        self._mac = self.auth.mac
 
     def now_ms(self):
         """Milliseconds since boot, as a 32-bit counter that does not wrap with ticks_ms."""
@@ -147,6 +140,12 @@ class Link:
         self.wake.set()
 
     def connected(self):
+        """A new connection: its gateway asks again for what it lacks, and takes resent frames
+        only in answer to its own requests, so an old connection's resends stop here."""
+        self.resend = []
+        self.txq = [f for f in self.txq if not f[0] & p.F_RESENT]
+        if self.auth:
+            self.auth.answered = False
         self.wake.set()
 
     def _on_write(self, data):
@@ -172,14 +171,18 @@ class Link:
         if c is None:
             return
         op, rid, args = c
-        if self._mac is not None:
-            if op == p.OP_SESSION and len(args) == p.NONCE_LEN:
-                reply = self._session(op, rid, args)
+        a = self.auth
+        if a and op == p.OP_SESSION and len(args) == p.NONCE_LEN:
+            peer = getattr(self.radio, "peer", None)  # the central's address, if the link has one
+            reply = a.session(rid, args, peer or bytes(p.PEER_LEN))
+            if reply:
                 self.send(p.S_REPLY, rid, self.now_ms(), reply)
-                return
-            if self.unsigned_ok is not None and tag is None and self.unsigned_ok(op):
-                pass  # the gateway cannot sign yet: it learns the key by this exchange
-            elif not self._control_ok(data, seq, tag):
+            else:
+                self.rejected += 1  # a second SESSION on this connection: no answer
+            return
+        # PAIR in its window goes unsigned: the gateway learns the key by that exchange
+        if a and not (self.unsigned_ok and tag is None and self.unsigned_ok(op)):
+            if not a.command_ok(data, seq, tag):
                 self.rejected += 1
                 return  # no reply: an injected or replayed command does nothing
         if op == p.OP_TIME_SYNC and len(args) == 8:
@@ -191,36 +194,6 @@ class Link:
             if reply is None:
                 reply = p.encode_reply(op, rid, p.ST_UNSUPPORTED)
         self.send(p.S_REPLY, rid, self.now_ms(), reply)
-
-    def _session(self, op, rid, args):
-        """Answer the gateway's challenge: the reply, signed with this boot's session key,
-        proves the device holds the key now; the new connection nonce binds its commands."""
-        self._conn_nonce = os.urandom(p.NONCE_LEN)
-        self._ctl_last = 0
-        self._ctl_bits = 0
-        return p.encode_reply(op, rid, p.ST_OK, args + self.boot_nonce + self._conn_nonce)
-
-    def _control_ok(self, data, seq, tag):
-        """A command must carry a tag over (connection nonce, frame) and a fresh seq."""
-        if tag is None or self._conn_nonce is None:
-            return False
-        n = len(data) - p.TAG_LEN - p.CRC_LEN
-        mac = self._mac.digest(self._conn_nonce, memoryview(data)[:n])
-        if data[0] & p.F_RESENT or not self._equal(mac[: p.TAG_LEN], tag):
-            return False
-        if seq > self._ctl_last:
-            shift = seq - self._ctl_last
-            if shift > _CTL_WINDOW:
-                self._ctl_bits = 0
-            else:
-                self._ctl_bits = ((self._ctl_bits << shift) | (1 << (shift - 1))) & 0xFFFFFFFF
-            self._ctl_last = seq
-            return True
-        back = self._ctl_last - seq
-        if back == 0 or back > _CTL_WINDOW or self._ctl_bits & (1 << (back - 1)):
-            return False
-        self._ctl_bits |= 1 << (back - 1)
-        return True
 
     def _resend(self, op, rid, args):
         stream, seq_from, seq_to = struct.unpack("<BII", args)

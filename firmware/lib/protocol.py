@@ -72,6 +72,7 @@ HEADER_LEN = const(12)
 CRC_LEN = const(2)
 TAG_LEN = const(8)
 NONCE_LEN = const(8)  # boot nonce, connection nonce and gateway challenge
+PEER_LEN = const(6)  # the central's address in the SESSION reply (zeros: the link has none)
 KEY_LEN = const(32)  # per-device key provisioned over USB
 PAIR_SECRET_LEN = const(16)  # the pairing secret on the label, provisioned over USB
 ADPCM_HEADER_LEN = const(3)

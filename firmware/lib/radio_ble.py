@@ -58,7 +58,8 @@ _ENOMEM = const(12)  # gatts_notify: the controller's buffers are full
 _ADV_INTERVAL_US = const(100_000)
 _WRITE_BUF = const(256)  # largest control frame the write characteristic accepts
 # The IRQ's ring: one slot per event, [u8 event, pad, u16 conn, u16 arg, pad, value...]; arg is
-# the MTU, the connection interval or the written value's length.
+# the MTU, the connection interval or the length of the value: a written value or the address
+# of a central that connected.
 _RING_SLOTS = const(8)  # a power of two
 _SLOT = const(8 + _WRITE_BUF)
 _RING_FOR_LINK = const(2)  # slots a control write leaves free for connection events
@@ -108,6 +109,7 @@ class BleRadio:
         self.irq_dropped = 0  # control writes the ring had no room for (the gateway retries)
         self.interval_ms = 0.0
         self._conn = None  # changed by the radio task only, so notify never sees it vanish
+        self.peer = bytes(6)  # the connected central's address: the SESSION reply names it
         self._subscribed = False
         self._mtu_known = False
         self._advertising = False
@@ -200,6 +202,9 @@ class BleRadio:
                 self.irq_dropped += 1
                 return
             r[off + 8 : off + 8 + arg] = value
+        elif event == _IRQ_CENTRAL_CONNECT:
+            arg = 6
+            r[off + 8 : off + 14] = data[2]  # the central's address
         elif event == _IRQ_MTU_EXCHANGED or event == _IRQ_CONNECTION_UPDATE:
             arg = data[1]
         r[off] = event
@@ -214,13 +219,16 @@ class BleRadio:
             off = (self._tail & (_RING_SLOTS - 1)) * _SLOT
             event = r[off]
             conn, arg = struct.unpack_from("<HH", r, off + 2)
-            value = bytes(r[off + 8 : off + 8 + arg]) if event == _IRQ_GATTS_WRITE else None
+            value = None
+            if event == _IRQ_GATTS_WRITE or event == _IRQ_CENTRAL_CONNECT:
+                value = bytes(r[off + 8 : off + 8 + arg])
             self._tail = (self._tail + 1) & 0xFFFF  # the slot is free before the work is done
             self._event(event, conn, arg, value)
 
     def _event(self, event, conn, arg, value):
         if event == _IRQ_CENTRAL_CONNECT:
             self._conn = conn
+            self.peer = value
             self._advertising = False
             self._subscribed = self._mtu_known = self.connected = False
             try:

@@ -48,6 +48,7 @@ class SerialRadio:
         self.on_write = None
         self.on_connect = None
         self.connects = 0
+        self.peer = None  # a cable has no address: the SESSION reply names none
         self.dropped = 0  # packets from the gateway that were not valid SLIP
         self._w = None
         self._pending = 0

@@ -27,6 +27,7 @@ log = logging.getLogger(__name__)
 SESSION_LABEL = b"perimon-v1 session"  # the same bytes as firmware/lib/link.py
 MAX_HELD = 1024  # frames awaiting the handshake; beyond this the oldest are dropped
 REPLAY_WINDOW = 8192  # sequence numbers remembered per stream and boot
+MAX_RESEND_ASKS = 256  # RESEND ranges of one connection whose answers are awaited
 
 
 def session_key(device_key: bytes, boot: int, boot_nonce: bytes) -> bytes:
@@ -69,6 +70,9 @@ class FrameAuth:
         self.key: bytes | None = None
         self.conn_nonce: bytes | None = None
         self.control_seq = 0
+        self.peer: bytes | None = None  # this gateway's address as the device should see it
+        # (stream, from, to) of this connection's RESEND requests: a RESENT frame answers one
+        self._asked: deque[tuple[int, int, int]] = deque(maxlen=MAX_RESEND_ASKS)
         self._held: deque[tuple[p.Frame, bytes]] = deque()
         self._seen: dict[int, tuple[set[int], deque[int], list[int]]] = {}
         self._seen_boot: int | None = None
@@ -77,13 +81,23 @@ class FrameAuth:
     def established(self) -> bool:
         return self.conn_nonce is not None
 
-    def new_connection(self) -> bytes:
-        """Forget the previous connection's handshake; returns the challenge to send."""
+    def new_connection(self, peer: bytes | None = None) -> bytes:
+        """Forget the previous connection's handshake and resend requests; returns the
+        challenge to send. `peer` is this gateway's radio address as the device sees it (BLE),
+        which the device's session reply must name; None when the link has no address to check
+        (a cable, the simulated socket radio)."""
         self.challenge = secrets.token_bytes(p.NONCE_LEN)
         self.conn_nonce = None
         self.control_seq = 0
+        self.peer = peer
+        self._asked.clear()
         self._held.clear()
         return self.challenge
+
+    def resend_asked(self, stream: int, from_seq: int, to_seq: int) -> None:
+        """This connection asked for [from_seq, to_seq) of `stream` again: RESENT frames of that
+        range are expected (any other RESENT frame is a replay, docs/protocol.md)."""
+        self._asked.append((stream, from_seq, to_seq))
 
     def control_frame(self, payload: bytes) -> bytes:
         """A command signed for this connection, with a fresh control sequence number."""
@@ -116,10 +130,11 @@ class FrameAuth:
         st = self.stats
         n = p.NONCE_LEN
         pl = frame.payload
-        if len(pl) != 3 + 3 * n or pl[2] != p.Status.OK:
+        if len(pl) != 3 + 3 * n + p.PEER_LEN or pl[2] != p.Status.OK:
             st.auth_failed += 1
             return []
-        challenge, boot_nonce, conn_nonce = pl[3 : 3 + n], pl[3 + n : 3 + 2 * n], pl[3 + 2 * n :]
+        challenge, boot_nonce = pl[3 : 3 + n], pl[3 + n : 3 + 2 * n]
+        conn_nonce, peer = pl[3 + 2 * n : 3 + 3 * n], pl[3 + 3 * n :]
         key = session_key(self.device_key, frame.boot, boot_nonce)
         if not hmac.compare_digest(frame_tag(key, data), frame.tag or b""):
             st.auth_failed += 1
@@ -127,6 +142,10 @@ class FrameAuth:
             return []
         if self.challenge is None or not hmac.compare_digest(challenge, self.challenge):
             st.replayed += 1  # a valid reply, but to an earlier challenge
+            return []
+        if self.peer is not None and peer != self.peer:
+            st.auth_failed += 1  # the device answered another central: a relay
+            log.warning("session reply names central %s, not this gateway: relayed", peer.hex())
             return []
         self.challenge = None
         self.boot, self.key, self.conn_nonce = frame.boot, key, conn_nonce
@@ -150,14 +169,22 @@ class FrameAuth:
         return self._fresh(frame)
 
     def _fresh(self, frame: p.Frame) -> bool:
-        """First sight of (stream, seq) in this boot? A resend may repeat one harmlessly."""
+        """First sight of (stream, seq) in this boot? A resent frame is taken only in answer
+        to a RESEND of this connection, where it may repeat one harmlessly: the reorderer drops
+        it as a duplicate. A captured resent frame replayed at any other time counts as
+        replayed, like any other."""
         if self._seen_boot != frame.boot:
             self._seen.clear()
             self._seen_boot = frame.boot
+        if frame.resent and not any(
+            s == frame.stream and lo <= frame.seq < hi for s, lo, hi in self._asked
+        ):
+            self.stats.replayed += 1
+            return False
         seen, order, floor = self._seen.setdefault(frame.stream, (set(), deque(), [-1]))
         if frame.seq in seen or frame.seq <= floor[0]:  # seen, or older than the window
             if frame.resent:
-                return True  # the reorderer drops it as a duplicate of what it has
+                return True
             self.stats.replayed += 1
             return False
         seen.add(frame.seq)

@@ -136,7 +136,8 @@ class DeviceSession:
         self.state.link_reason = ""
         self.state.stats.connects += 1
         if self.auth is not None:
-            self.auth.new_connection()  # frames are held until this connection's handshake
+            # frames are held until this connection's handshake, which must name this gateway
+            self.auth.new_connection(link.local_address)
         link.on_frame = self.on_frame
         link.on_close = self.detach
 
@@ -190,6 +191,8 @@ class DeviceSession:
         self._req_id = (self._req_id + 1) & 0xFF
         rid = self._req_id
         if self.auth is not None and op != p.Op.SESSION and self.auth.established:
+            if op == p.Op.RESEND:
+                self.auth.resend_asked(*p.decode_resend_args(args))
             frame = self.auth.control_frame(p.control_payload(op, rid, args))
         else:
             frame = unsigned_control_frame(op, rid, args)

@@ -28,6 +28,10 @@ class DeviceLink(abc.ABC):
     device_type: int
     name: str
     att_mtu: int
+    # This gateway's radio address as the device sees it (6 bytes, as its SESSION reply names
+    # the central), so a reply relayed through another central is refused; None when the link
+    # has no address to check (a cable, the simulated socket radio).
+    local_address: bytes | None = None
 
     def __init__(self) -> None:
         self.on_frame: Callable[[bytes], None] = lambda frame: None

@@ -35,6 +35,8 @@ from bleak.backends.device import BLEDevice
 from bleak.backends.scanner import AdvertisementData
 from bleak.exc import BleakError
 from bleak_retry_connector import BleakClientWithServiceCache, establish_connection
+from dbus_fast import BusType, Message, MessageType
+from dbus_fast.aio import MessageBus
 
 from gateway.transports import uuids
 from gateway.transports.base import MAX_PAIRING_LINKS, REFUSED_HOLD_S, DeviceLink, Transport
@@ -69,9 +71,11 @@ class RadioStats:
 
 class BleLink(DeviceLink):
     def __init__(self, client: BleakClient, device_id: str, device_type: int, name: str,
-                 att_mtu: int, stats: RadioStats, disconnected: asyncio.Event) -> None:  # fmt: skip
+                 att_mtu: int, stats: RadioStats, disconnected: asyncio.Event,
+                 local_address: bytes | None) -> None:  # fmt: skip
         super().__init__()
         self.client = client
+        self.local_address = local_address
         self.disconnected = disconnected  # set by bleak's disconnected_callback
         self.device_id = device_id
         self.device_type = device_type
@@ -176,6 +180,7 @@ class BleTransport(Transport):
         self._scan_lock = asyncio.Lock()
         self._last_adv = time.monotonic()
         self._on_link: Callable[[DeviceLink], Awaitable[None]] | None = None
+        self.address: bytes | None = None  # the adapter's, read at start: devices name it
         self._watchdog: asyncio.Task[None] | None = None
         self._stopping = False
         if not self.enrolled:
@@ -185,6 +190,7 @@ class BleTransport(Transport):
 
     async def start(self, on_link: Callable[[DeviceLink], Awaitable[None]]) -> None:
         self._on_link = on_link
+        self.address = await adapter_address(self.adapter)
         bluez: BlueZScannerArgs = {"adapter": self.adapter}
         if self.scan_mode == "passive":
             # BlueZ advertisement monitor: match the 128-bit service UUID AD structure.
@@ -382,7 +388,7 @@ class BleTransport(Transport):
                 raise BleakError("perimon characteristics missing")
             att_mtu = data_char.max_write_without_response_size + 3
             link = BleLink(client, dev_id, dtype, adv.local_name or dev_id, att_mtu, st,
-                           disconnected)  # fmt: skip
+                           disconnected, self.address)  # fmt: skip
             self._expected.discard(dev_id)  # this is the link a pairing waited for
             link.pairing = self._pairing.get(dev_id, False)
             await client.start_notify(data_char, link._on_notify, bluez={"use_start_notify": False})
@@ -446,6 +452,30 @@ class BleTransport(Transport):
                 await self._set_scanning(False)
                 await self._set_scanning(True)
                 self._last_adv = time.monotonic()
+
+
+async def adapter_address(adapter: str) -> bytes | None:
+    """The adapter's own address (BlueZ Adapter1.Address): the central a device sees, which its
+    session reply names (docs/protocol.md, Authentication). None if BlueZ cannot say: the
+    gateway then cannot tell a relayed reply, and says so."""
+    try:
+        bus = await MessageBus(bus_type=BusType.SYSTEM).connect()
+    except (OSError, ValueError) as exc:
+        log.warning("BLE: cannot read %s's address (%s): relayed sessions go unnoticed",
+                    adapter, exc)  # fmt: skip
+        return None
+    try:
+        reply = await bus.call(Message(
+            destination="org.bluez", path=f"/org/bluez/{adapter}",
+            interface="org.freedesktop.DBus.Properties", member="Get", signature="ss",
+            body=["org.bluez.Adapter1", "Address"],
+        ))  # fmt: skip
+    finally:
+        bus.disconnect()
+    if reply is None or reply.message_type != MessageType.METHOD_RETURN:
+        log.warning("BLE: %s has no address: relayed sessions go unnoticed", adapter)
+        return None
+    return bytes.fromhex(str(reply.body[0].value).replace(":", ""))
 
 
 def parse_ids(text: str) -> set[str]:

@@ -11,6 +11,7 @@ import sys
 sys.path.append(sys.argv[1])  # firmware/lib
 sys.path.append(sys.argv[1] + "/../sim")  # radio_sim
 import link as L
+import linkauth
 import protocol as p
 import radio_serial
 import radio_sim
@@ -132,7 +133,7 @@ def reply_data(op, f):
         return struct.pack("<BII", getattr(p, "S_" + f["stream"]), f["first_seq_still_held"],
                            f["to_seq"])  # fmt: skip
     if op == p.OP_SESSION:
-        return h(f["challenge"] + f["boot_nonce"] + f["conn_nonce"])
+        return h(f["challenge"] + f["boot_nonce"] + f["conn_nonce"] + f["peer"])
     raise Mismatch(f"no reply data for op {op}")
 
 
@@ -211,7 +212,7 @@ K_S = h(KEY["session_key"])
 
 def check_session_key():
     eq(HMAC(h(KEY["device_key"])).digest(h(KEY["session_key_input"])), K_S, "K_s")
-    eq(L.SESSION_LABEL, KEY["session_label"].encode(), "SESSION_LABEL")
+    eq(linkauth.SESSION_LABEL, KEY["session_label"].encode(), "SESSION_LABEL")
 
 
 def check_mac(v):
@@ -240,7 +241,8 @@ def check_device_signed(link, v):
     payload = h(v["payload"])
     if v["content"]["kind"] == "reply" and v["content"]["op"] == "SESSION":
         c = v["content"]
-        eq(link._session(p.OP_SESSION, c["request_id"], h(c["fields"]["challenge"])), payload,
+        f = c["fields"]
+        eq(link.auth.session(c["request_id"], h(f["challenge"]), h(f["peer"])), payload,
            "session reply")  # fmt: skip
     link.send(stream, seq, t_ms, payload, flags & ~(p.F_AUTH | p.F_RESENT))
     sent = link.txq[-1]
@@ -253,7 +255,7 @@ def check_command(link, v):
     check_frame(v)
     check_mac(v)
     d = p.decode_frame(h(v["hex"]))
-    eq(link._control_ok(h(v["hex"]), d[4], d[7]), v["verifies"], "command accepted")
+    eq(link.auth.command_ok(h(v["hex"]), d[4], d[7]), v["verifies"], "command accepted")
 
 
 # ---- USB serial ----

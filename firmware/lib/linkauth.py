@@ -1,0 +1,60 @@
+# The link's security once a device has a key (docs/protocol.md, "Authentication"): this
+# boot's session key, the answer to SESSION (one per connection, naming the central that asked)
+# and the check of every command. A module of its own, compiled only by a device that has a
+# key: link.py must stay small enough to compile inside the fleet's 128 KiB heap.
+import struct
+
+import protocol as p
+from hmac_sha256 import HMAC, equal
+from micropython import const
+
+_CTL_WINDOW = const(32)  # control frames may arrive this far out of order (replay bitmap)
+SESSION_LABEL = b"perimon-v1 session"  # session key derivation (docs/protocol.md)
+NO_PEER = bytes(p.PEER_LEN)  # a link without addresses (a cable, the simulated socket radio)
+
+
+class LinkAuth:
+    def __init__(self, key, boot, urandom):
+        self.urandom = urandom
+        self.boot_nonce = urandom(p.NONCE_LEN)
+        label = SESSION_LABEL + struct.pack("<H", boot) + self.boot_nonce
+        self.mac = HMAC(HMAC(key).digest(label))
+        self.conn_nonce = None
+        self.answered = False  # this connection has had its SESSION
+        self._last = 0  # highest authenticated control seq of this session
+        self._bits = 0  # which of the _CTL_WINDOW seqs below it were seen
+
+    def session(self, rid, challenge, peer):
+        """The reply to SESSION, signed by the caller with the session key: it proves the device
+        holds the key now, names the central it answers (a relay's own address, not the
+        gateway's), and its fresh connection nonce binds the commands. One per connection
+        (None for any other): a second one would replace the nonce under the gateway."""
+        if self.answered:
+            return None
+        self.answered = True
+        self.conn_nonce = self.urandom(p.NONCE_LEN)
+        self._last = self._bits = 0
+        data = challenge + self.boot_nonce + self.conn_nonce + peer
+        return p.encode_reply(p.OP_SESSION, rid, p.ST_OK, data)
+
+    def command_ok(self, data, seq, tag):
+        """A command must carry a tag over (connection nonce, frame) and a fresh seq."""
+        if tag is None or self.conn_nonce is None:
+            return False
+        n = len(data) - p.TAG_LEN - p.CRC_LEN
+        mac = self.mac.digest(self.conn_nonce, memoryview(data)[:n])
+        if data[0] & p.F_RESENT or not equal(mac[: p.TAG_LEN], tag):
+            return False
+        if seq > self._last:
+            shift = seq - self._last
+            if shift > _CTL_WINDOW:
+                self._bits = 0
+            else:
+                self._bits = ((self._bits << shift) | (1 << (shift - 1))) & 0xFFFFFFFF
+            self._last = seq
+            return True
+        back = self._last - seq
+        if back == 0 or back > _CTL_WINDOW or self._bits & (1 << (back - 1)):
+            return False
+        self._bits |= 1 << (back - 1)
+        return True
