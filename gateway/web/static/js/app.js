@@ -23,6 +23,7 @@ function fillWhen() {
 
 // Everything the page wrote is written again in the new language.
 function relabel() {
+  $("lang-toggle").lang = lang() === "zh" ? "en" : "zh-CN"; // the language the button names
   fillWhen();
   relabelLive();
   if (state.me) $("gateway-id").textContent = tr("gateway", state.me.gateway_id);
@@ -30,12 +31,10 @@ function relabel() {
 }
 
 async function main() {
-  setLang(initialLang(), false);
-  onLanguage(relabel);
-  $("lang-toggle").addEventListener("click", () => setLang(lang() === "zh" ? "en" : "zh"));
-  fillWhen();
   wireAlertBanner();
-  renderAlerts(); // the banner says "no alerts waiting" until the gateway answers
+  onLanguage(relabel);
+  setLang(initialLang(), false); // the page's words, and the banner's "no alerts waiting"
+  $("lang-toggle").addEventListener("click", () => setLang(lang() === "zh" ? "en" : "zh"));
   state.me = await getMe();
   $("user").textContent = state.me.user;
   $("gateway-id").textContent = tr("gateway", state.me.gateway_id);
