@@ -187,13 +187,17 @@ def test_nurse_view_on_ward_screens(broker, tmp_path):
                     await page.evaluate("() => window.scrollTo(0, 0)")
                 await page.set_viewport_size({"width": 1024, "height": 768})
                 seen["axe_fetal"] = serious(await run_axe(page))
-                await page.click("li.dev[data-device='tcb-01']")
+                # by keyboard: the alert's own button shows its device
+                await page.focus(PHOTOTHERAPY + " button.open")
+                await page.keyboard.press("Enter")
                 await page.wait_for_selector("#nomogram[data-readings]:not([data-readings='0'])",
                                              state="attached")  # fmt: skip
                 seen["nomogram_label"] = await page.get_attribute("#nomogram", "aria-label")
                 seen["axe_jaundice"] = serious(await run_axe(page))
                 await page.screenshot(path=str(ARTIFACTS / "ward-tablet-jaundice.png"))
-                await page.click("li.dev[data-device='fh-01']")
+                await page.focus(CARD)  # and a device's card, with Enter
+                await page.keyboard.press("Enter")
+                await page.wait_for_selector(CARD + "[aria-current='true']")
                 await page.wait_for_selector("#strip:not([data-points='0'])", state="attached")
                 seen["strip_label"] = await page.get_attribute("#strip", "aria-label")
 

@@ -41,7 +41,7 @@ addStrings({
     retry: (msg) => `Retry (${msg})`,
     to_ack: (n) => (n ? `${n} alert${n > 1 ? "s" : ""} to acknowledge` : "No alerts waiting"),
     newest: (what, who, at) => `newest: ${what}, ${who} (${at})`,
-    show: "Show alerts", mute: "Silence tone 2 min", unmute: "Sound tone again",
+    show: "Show alerts", open_device: (who) => `Show ${who}`, mute: "Silence tone 2 min", unmute: "Sound tone again",
     tone_blocked: "tone off until you touch the page", tone_muted: (at) => `tone silenced until ${at}`,
     tone_on: "tone on", new_alert: (sev, what, who) => `New ${sev} alert: ${what}, ${who}`,
   },
@@ -52,7 +52,7 @@ addStrings({
     retry: (msg) => `重试（${msg}）`,
     to_ack: (n) => (n ? `${n} 条警报待确认` : "没有待确认的警报"),
     newest: (what, who, at) => `最新：${what}，${who}（${at}）`,
-    show: "查看警报", mute: "静音 2 分钟", unmute: "恢复提示音",
+    show: "查看警报", open_device: (who) => `查看 ${who}`, mute: "静音 2 分钟", unmute: "恢复提示音",
     tone_blocked: "触碰页面后才能发出提示音", tone_muted: (at) => `提示音已静音至 ${at}`,
     tone_on: "提示音已开启", new_alert: (sev, what, who) => `新的${sev}级警报：${what}，${who}`,
   },
@@ -90,7 +90,8 @@ function fillAlert(li, a, key) {
   li.replaceChildren(
     el("div", { class: "what", text: alertText(a.alert) }),
     el("div", { text: `${where(a)} (${a.device_id}): ${a.detail}` }),
-    el("div", { class: "when", text: when }));
+    el("div", { class: "when", text: when }),
+    el("button", { class: "link open", type: "button", text: tr("open_device", where(a)) }));
   if (a.acked_by) li.append(el("div", { class: "acked", text: tr("acked_by", a.acked_by, clock(t(a.acked_at))) }));
   else if (a.state === "raised") {
     const b = el("button", { class: "ack", type: "button", text: tr("acknowledge") });

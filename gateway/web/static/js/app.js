@@ -55,7 +55,7 @@ async function main() {
   });
   $("alert-list").addEventListener("click", (e) => {
     const li = e.target.closest("li.alert"), a = li && state.alerts.get(li.dataset.alert);
-    if (a && e.target.tagName !== "BUTTON") select(a.device_id);
+    if (a && (e.target.tagName !== "BUTTON" || e.target.classList.contains("open"))) select(a.device_id);
   });
   window.addEventListener("resize", queueRedraw);
   setInterval(async () => {
