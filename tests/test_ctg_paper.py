@@ -267,6 +267,14 @@ def test_the_strip_is_standard_paper_and_moves_through_the_last_24_hours(tmp_pat
                 await page.wait_for_selector("#strip:not([data-points='0'])", state="attached")
                 seen["back"] = await strip_state(page)
                 seen["back_when"] = await page.input_value("#when")
+                # in Chinese: the strip's controls and marks too
+                await page.select_option("#strip-session", index=1)
+                await page.click("#lang-toggle")
+                await page.wait_for_selector(
+                    "#strip-nav [data-i18n='strip_jump']:text('跳到监护记录')"
+                )
+                seen["zh_marks"] = [m["label"] for m in (await strip_state(page))["marks"]]
+                seen["zh_now"] = await page.text_content("#strip-now")
                 seen["ua"] = await page.evaluate(UA_STRIP)
                 await page.locator("#ua-strip").screenshot(path=str(ARTIFACTS / "ctg-strip-ua.png"))
                 seen["errors"] = errors
@@ -307,6 +315,9 @@ def test_the_strip_is_standard_paper_and_moves_through_the_last_24_hours(tmp_pat
     lo, hi = (float(v) for v in seen["scroll_bounds"])
     assert hi == 0 and abs(lo + (24 * 3600 - (sc["end"] - sc["start"]))) < 60  # the last 24 h
     assert seen["back_when"] == "live" and abs(seen["back"]["end"] - time.time()) < 30
+
+    assert any(label.startswith("监护开始 ") for label in seen["zh_marks"]), seen["zh_marks"]
+    assert "胎儿心动过缓" in seen["zh_marks"] and seen["zh_now"] == "现在"
 
     ua = seen["ua"]
     frame, labels = json.loads(ua["frame"]), json.loads(ua["labels"])

@@ -4,6 +4,8 @@ several rows per page, gaps left as gaps, and the fields a doctor files (read by
 from __future__ import annotations
 
 import dataclasses
+import itertools
+import re
 import shutil
 import subprocess
 import time
@@ -249,6 +251,39 @@ def test_a_finished_session_reports_its_bed_gestation_and_alerts(tmp_path):
     assert "Bed or visit label: Bed 7" in text
     assert "Gestation: 34+0 weeks" in text
     assert "▼ bradycardia" in text and "▼ start" in text and "▼ stop" in text
+
+
+def words(pdf: bytes, tmp_path: Path) -> list[tuple[float, float, float, float, str]]:
+    """The first page's words with their boxes (pdftotext -bbox), in points."""
+    src = tmp_path / "words.pdf"
+    src.write_bytes(pdf)
+    out = subprocess.run(["pdftotext", "-bbox", "-f", "1", "-l", "1", str(src), "-"],
+                         check=True, capture_output=True, text=True).stdout  # fmt: skip
+    found = re.findall(r'<word xMin="([\d.]+)" yMin="([\d.]+)" xMax="([\d.]+)" '
+                       r'yMax="([\d.]+)">([^<]*)</word>', out)  # fmt: skip
+    return [(float(a), float(b), float(c), float(d), w) for a, b, c, d, w in found]
+
+
+@pytest.mark.system
+def test_no_text_on_the_page_covers_other_text(tmp_path):
+    """Every word on the first page clear of every other (the boxes pdftotext gives include
+    the font's ascent and descent: lines of a paragraph touch, so a word covers another when
+    they share more than half a line), with marks close together: a start, an alert 30 s and a
+    loss 60 s after it (the second label goes under the first, the third is a line alone)."""
+    t0 = parse_time(START)
+    r = steady_session(marks=(ReportMark(t0 + 30, "bradycardia"), ReportMark(t0 + 60, "signal loss"),
+                              ReportMark(t0 + 9 * 60, "button")))  # fmt: skip
+    ws = words(render_session_report(r), tmp_path)
+    assert len(ws) > 100
+
+    def covers(a, b) -> bool:
+        x = min(a[2], b[2]) - max(a[0], b[0])
+        y = min(a[3], b[3]) - max(a[1], b[1])
+        return x > 0.5 and y > 0.5 * min(a[3] - a[1], b[3] - b[1])
+
+    assert [(a[4], b[4]) for a, b in itertools.combinations(ws, 2) if covers(a, b)] == []
+    texts = [w[4] for w in ws]
+    assert "bradycardia" in texts and "button" in texts and "start" in texts
 
 
 @pytest.mark.system

@@ -72,6 +72,8 @@ _FOOTER_CM = 1.3  # reviewer and signature lines, page number
 _RULE_MINOR, _RULE_BOLD = "#f4caca", "#e08080"  # paper rules (light red, as printed paper)
 FHR_COLOUR, MATERNAL_COLOUR, MARK_COLOUR = "black", "#a23b72", "#1f4e9c"
 _NORMAL_BAND = "#dcefdc"
+_MARK_LANES = 2  # mark labels close together go one under the other
+_MARK_CHAR_CM = 0.125  # width of a character of a mark's label at 6.5 pt (DejaVu Sans, generous)
 _SIGNATURE_RULE = "#666666"  # grey: never read as a trace or as the strip's frame
 
 
@@ -255,10 +257,17 @@ def _row(fig: Figure, paper: Paper, r: SessionReport, t: Floats, fhr: Floats, t0
             ax.annotate(d.get("type", "D")[0].upper(),
                         (at, max(d["nadir_bpm"] - 12, FHR_MIN_BPM + 3)), ha="center",
                         fontsize=7, color="#b02020", zorder=4)  # fmt: skip
+    lanes = [-math.inf] * _MARK_LANES  # where each lane's last label ends (cm along the row)
     for m in marks:
         if t0 <= m.t < t1:
             ax.axvline(m.t, color=MARK_COLOUR, lw=1.0, ls=(0, (3, 2)), zorder=4)
-            ax.annotate(f"▼ {m.label}", (m.t, FHR_MAX_BPM), xytext=(2, -2),
+            at_cm = (m.t - t0) / 60 * sp
+            text = f"▼ {m.label}"
+            free = [i for i, end in enumerate(lanes) if end < at_cm]
+            if not free:
+                continue  # the line alone: its label would cover another
+            lanes[free[0]] = at_cm + len(text) * _MARK_CHAR_CM + 0.15
+            ax.annotate(text, (m.t, FHR_MAX_BPM), xytext=(2, -2 - 9 * free[0]),
                         textcoords="offset points", va="top", ha="left", fontsize=6.5,
                         color=MARK_COLOUR, zorder=5,
                         bbox={"boxstyle": "square,pad=0.1", "fc": "white", "ec": "none"})  # fmt: skip

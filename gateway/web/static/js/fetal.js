@@ -8,6 +8,7 @@ import { deviceName } from "./devices.js";
 import { $, el } from "./dom.js";
 import { ago, hhmm, hhmmss, t } from "./format.js";
 import { HISTORY_S, PX_PER_CM, SCALES_BPM_PER_CM, clock24 } from "./ctgpaper.js";
+import { addStrings, locale, tr } from "./i18n.js";
 import { state } from "./state.js";
 import { drawStrip } from "./strip.js";
 import { loadWindow, renderDetail, visibleSeconds } from "./view.js";
@@ -16,6 +17,27 @@ import { loadWindow, renderDetail, visibleSeconds } from "./view.js";
 // the marks and "jump to session").
 const strip = { scale: SCALES_BPM_PER_CM[0], sessionsOf: null, sessions: [], recording: null, drag: null, load: null };
 const LOAD_DELAY_MS = 150; // a window is fetched once the strip stops moving this long
+
+addStrings({
+  en: {
+    strip_scale: "Scale", strip_earlier: "◀ earlier", strip_earlier_label: "show earlier trace",
+    strip_later: "later ▶", strip_later_label: "show later trace", strip_now: "now",
+    strip_now_label: "back to the live trace", strip_scroll_label: "position in the last 24 hours",
+    strip_jump: "Jump to session", strip_choose: "choose…", strip_none: "none in 24 h",
+    strip_on: "on the strip", mark_start: "session start", mark_stop: "session stop",
+    mark_signal_loss: "signal loss", mark_bradycardia: "bradycardia", mark_tachycardia: "tachycardia",
+    mark_ctg_pathological: "CTG pathological", mark_maternal_coincidence: "maternal pulse",
+  },
+  zh: {
+    strip_scale: "纵轴刻度", strip_earlier: "◀ 更早", strip_earlier_label: "显示更早的曲线",
+    strip_later: "更晚 ▶", strip_later_label: "显示更晚的曲线", strip_now: "现在",
+    strip_now_label: "回到实时曲线", strip_scroll_label: "在过去 24 小时中的位置",
+    strip_jump: "跳到监护记录", strip_choose: "请选择…", strip_none: "24 小时内没有",
+    strip_on: "在曲线上查看", mark_start: "监护开始", mark_stop: "监护结束",
+    mark_signal_loss: "信号丢失", mark_bradycardia: "胎儿心动过缓", mark_tachycardia: "胎儿心动过速",
+    mark_ctg_pathological: "CTG 病理性", mark_maternal_coincidence: "母体脉搏",
+  },
+});
 
 const NOW_MAX_AGE_S = 10; // a "current" value older than this is not shown as current
 // Dawes-Redman status (dsp/dawes_redman.py) -> [headline, the colour class it is shown in]
@@ -97,24 +119,24 @@ export function renderFetal(d) {
 
 // ---- the strip's marks and its way through the last 24 hours ----
 
-const ALERT_MARK = { signal_loss: "signal loss", bradycardia: "bradycardia", tachycardia: "tachycardia",
-  ctg_pathological: "CTG pathological", maternal_coincidence: "maternal pulse" };
-
 // Event marks of a monitor: its sessions' starts and stops and the alerts it raised.
 export function stripMarks(id) {
   const out = [];
   if (strip.sessionsOf === id) {
     for (const s of strip.sessions) {
-      if (s.start) out.push({ t: t(s.start), label: `session start ${clock24(t(s.start))}` });
-      if (s.end) out.push({ t: t(s.end), label: `session stop ${clock24(t(s.end))}` });
+      if (s.start) out.push({ t: t(s.start), kind: "start", label: `${tr("mark_start")} ${clock24(t(s.start))}` });
+      if (s.end) out.push({ t: t(s.end), kind: "stop", label: `${tr("mark_stop")} ${clock24(t(s.end))}` });
     }
     const r = strip.recording;
     if (r && r.start && !strip.sessions.some((s) => s.start === r.start)) {
-      out.push({ t: t(r.start), label: `session start ${clock24(t(r.start))}` });
+      out.push({ t: t(r.start), kind: "start", label: `${tr("mark_start")} ${clock24(t(r.start))}` });
     }
   }
   for (const a of state.alerts.values()) {
-    if (a.device_id === id && a.raised_at) out.push({ t: t(a.raised_at), label: ALERT_MARK[a.alert] || a.alert });
+    if (a.device_id === id && a.raised_at) {
+      const key = `mark_${a.alert}`, name = tr(key);
+      out.push({ t: t(a.raised_at), kind: "alert", label: name === key ? a.alert.replace(/_/g, " ") : name });
+    }
   }
   return out.sort((a, b) => a.t - b.t);
 }
@@ -142,16 +164,20 @@ const stripEnd = () => (state.live ? Date.now() / 1000 : state.until);
 function stripNav() {
   if ($("strip-nav")) return;
   const c = $("strip");
-  const button = (id, text, label) => el("button", { type: "button", id, class: "secondary", text, "aria-label": label });
+  // texts carry their i18n keys: the page's language switch relabels them (i18n.js applyStatic)
+  const button = (id, key) => el("button", { type: "button", id, class: "secondary", text: tr(key),
+    "data-i18n": key, "aria-label": tr(`${key}_label`), "data-i18n-label": `${key}_label` });
+  const text = (key) => el("span", { text: tr(key), "data-i18n": key });
   const scale = el("select", { id: "strip-scale" },
     ...SCALES_BPM_PER_CM.map((v) => el("option", { value: String(v), text: `${v} bpm/cm` })));
   const nav = el("div", { class: "strip-tools strip-nav", id: "strip-nav" },
-    el("label", {}, "Scale ", scale),
-    button("strip-earlier", "◀ earlier", "show earlier trace"),
-    el("input", { type: "range", id: "strip-scroll", step: "60", "aria-label": "position in the last 24 hours" }),
-    button("strip-later", "later ▶", "show later trace"),
-    button("strip-now", "now", "back to the live trace"),
-    el("label", {}, "Jump to session ", el("select", { id: "strip-session" })),
+    el("label", {}, text("strip_scale"), " ", scale),
+    button("strip-earlier", "strip_earlier"),
+    el("input", { type: "range", id: "strip-scroll", step: "60", "aria-label": tr("strip_scroll_label"),
+      "data-i18n-label": "strip_scroll_label" }),
+    button("strip-later", "strip_later"),
+    button("strip-now", "strip_now"),
+    el("label", {}, text("strip_jump"), " ", el("select", { id: "strip-session" })),
     el("span", { id: "strip-span", class: "small muted" }));
   c.parentElement.after(nav);
   scale.addEventListener("change", () => { strip.scale = Number(scale.value); renderDetail(); });
@@ -187,14 +213,15 @@ function showPosition() {
   const bar = $("strip-scroll");
   bar.min = String(-Math.round(HISTORY_S - vis)); bar.max = "0";
   if (document.activeElement !== bar) bar.value = String(Math.round(end - now));
-  $("strip-span").textContent = `${clock24(end - vis)}–${clock24(end)}` + (state.live ? " (live)" : "");
+  $("strip-span").textContent = `${clock24(end - vis)}–${clock24(end)}` + (state.live ? ` (${tr("when_live")})` : "");
   const sel = $("strip-session");
-  const starts = stripMarks(state.selected).filter((m) => m.label.startsWith("session start") && m.t >= now - HISTORY_S);
-  const key = starts.map((m) => m.t).join(",");
+  const starts = stripMarks(state.selected).filter((m) => m.kind === "start" && m.t >= now - HISTORY_S);
+  const key = `${locale()}:${starts.map((m) => m.t).join(",")}`;
   if (sel.dataset.key !== key) {
     sel.dataset.key = key;
-    sel.replaceChildren(el("option", { value: "", text: starts.length ? "choose…" : "none in 24 h" }),
-      ...starts.reverse().map((m) => el("option", { value: String(m.t), text: `${new Date(m.t * 1000).toLocaleDateString([], { weekday: "short" })} ${clock24(m.t)}` })));
+    const day = (sec) => new Date(sec * 1000).toLocaleDateString(locale(), { weekday: "short" });
+    sel.replaceChildren(el("option", { value: "", text: tr(starts.length ? "strip_choose" : "strip_none") }),
+      ...starts.reverse().map((m) => el("option", { value: String(m.t), text: `${day(m.t)} ${clock24(m.t)}` })));
   }
   sel.value = "";
 }
@@ -219,7 +246,7 @@ export async function loadSessions(id) {
 
 // "on the strip": the session's start 1 cm from the strip's left edge.
 function showButton(start) {
-  const b = el("button", { type: "button", class: "secondary show-session", text: "on the strip" });
+  const b = el("button", { type: "button", class: "secondary show-session", text: tr("strip_on") });
   b.addEventListener("click", () => showUntil(start - 60 / state.speed + visibleSeconds()));
   return b;
 }
