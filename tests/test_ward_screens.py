@@ -23,6 +23,7 @@ import pytest
 from playwright.async_api import Page, async_playwright
 
 from gateway.config import config_from_dict
+from gateway.processing.alerts import AlertTracker
 from gateway.processing.recording.schedule import check_schedule
 from gateway.web.nurses import NurseAccounts
 from gateway.web.server import WebServer
@@ -52,6 +53,7 @@ window.AudioContext = class extends RealAudio {
 REFUSE_SOUND = """window.AudioContext = class { constructor() { this.state = 'suspended'; }
   resume() { return Promise.reject(new DOMException('not allowed', 'NotAllowedError')); } };"""
 PHOTOTHERAPY = "li.alert[data-alert^='tcb-01:alert:tcb_above_phototherapy']"
+CLEARED = "li.alert[data-alert^='fh-01:alert:sample_rate']"
 
 
 async def log_in(page: Page, url: str) -> None:
@@ -107,6 +109,10 @@ def test_nurse_view_on_ward_screens(broker, tmp_path):
         schedule = check_schedule({"sessions_per_day": 3, "duration_min": 20, "risk_colour":
                                    "yellow", "times": [early, slot, later]}, now - 3600)  # fmt: skip
         gw.recordings.store.set_schedule("fh-01", schedule)
+        # an alert raised and cleared before anyone looked: shown, asking for nothing
+        fault = AlertTracker("fh-01", gw.publish)
+        fault.set("sample_rate", True, "sampling at 3.9 kHz", severity="high")
+        fault.set("sample_rate", False, "sampling at 4.0 kHz again", severity="high")
         web = WebServer(gw, listen="127.0.0.1:0")
         await web.start()
         gw.web = web  # stopped with the gateway
@@ -139,6 +145,9 @@ def test_nurse_view_on_ward_screens(broker, tmp_path):
                 seen["title"] = await page.title()
                 seen["count"] = await page.text_content("#alert-count")
                 seen["count_attr"] = await page.get_attribute("#alert-banner", "data-count")
+                seen["asking"] = len(await page.query_selector_all("li.alert.raised.unacked"))
+                seen["cleared"] = await page.get_attribute(CLEARED, "class")
+                seen["cleared_asks"] = await page.query_selector(CLEARED + " button.ack")
                 # this Chromium lets a page sound without a touch: the tone starts at once
                 await page.wait_for_selector("#alert-banner[data-tone='sounding']")
                 seen["beeps"] = await page.evaluate("() => window.beeps")
@@ -231,7 +240,8 @@ def test_nurse_view_on_ward_screens(broker, tmp_path):
 
     assert seen["selected"] == "true" and "/m/" in seen["mother_link"]
     assert seen["qr_width"] > 100  # the QR code of the link, drawn
-    assert seen["count_attr"] and int(seen["count_attr"]) >= 1
+    assert seen["count_attr"] and int(seen["count_attr"]) == seen["asking"] >= 1
+    assert "cleared" in seen["cleared"].split() and seen["cleared_asks"] is None
     assert seen["title"].startswith(f"({seen['count_attr']}) "), seen["title"]
     assert "to acknowledge" in seen["count"]
     assert seen["beeps"] >= 5  # a burst of 3 + 2
