@@ -13,6 +13,7 @@ import re
 from datetime import UTC, datetime, timedelta
 
 import pytest
+from axe_playwright_python.base import AXE_SCRIPT
 from PIL import Image
 from playwright.async_api import Page, async_playwright
 
@@ -21,6 +22,7 @@ from gateway.app import Gateway
 from gateway.config import config_from_dict
 from gateway.web.nurses import NurseAccounts
 from simulators.fleet import DeviceSpec, Fleet
+from tests.harness.axe import DEFAULT_TAGS, describe, serious
 from tests.harness.browser import CHROMIUM, CHROMIUM_ARGS
 from tests.harness.chain import gateway_config, running_fleet, running_gateway
 from tests.harness.paths import ARTIFACTS
@@ -78,6 +80,15 @@ async def open_meter(pw, url: str, viewport: dict) -> tuple:
 
 async def text(page: Page, selector: str) -> str:
     return (await page.text_content(selector)) or ""
+
+
+async def jaundice_violations(page: Page) -> list[dict]:
+    """axe-core's violations inside the meter's detail (#jaundice) only: the rest of the page
+    is another part's."""
+    await page.evaluate(AXE_SCRIPT)
+    options = {"runOnly": {"type": "tag", "values": DEFAULT_TAGS}, "resultTypes": ["violations"]}
+    result = await page.evaluate("(o) => axe.run('#jaundice', o)", options)
+    return list(result["violations"])
 
 
 async def row_ids(page: Page) -> list[str]:
@@ -220,6 +231,18 @@ def test_a_chinese_ward_reads_every_amount_in_umol_per_litre(broker, tmp_path):
                 seen["outside"] = await line_pixels_outside_plot(page)
                 await page.screenshot(path=str(ARTIFACTS / "jaundice-view-umol.png"),
                                       full_page=True)  # fmt: skip
+                seen["axe"] = serious(await jaundice_violations(page))
+                await page.set_viewport_size({"width": 390, "height": 844})  # a phone
+
+                async def redrawn_narrow() -> bool:
+                    plot = (await page.get_attribute("#nomogram", "data-plot")) or "0 0 999 0"
+                    return int(plot.split()[2]) < 390
+
+                await eventually_async(redrawn_narrow, 10, "the chart kept its desktop width")
+                seen["phone_outside"] = await line_pixels_outside_plot(page)
+                seen["phone_named"] = await page.get_attribute("#nomogram", "data-named")
+                await page.screenshot(path=str(ARTIFACTS / "jaundice-view-phone.png"),
+                                      full_page=True)  # fmt: skip
                 seen["errors"] = errors
             finally:
                 await browser.close()
@@ -232,6 +255,11 @@ def test_a_chinese_ward_reads_every_amount_in_umol_per_litre(broker, tmp_path):
     assert re.search(r"below phototherapy by \d+ µmol/L \(line \d+ µmol/L\)", seen["advice"])
     assert re.search(r"to exchange: below exchange by \d+ µmol/L", seen["advice"])
     assert "mg/dL" not in seen["advice"] + seen["rows"]
-    assert seen["outside"] == 0
+    assert seen["outside"] == 0 and seen["phone_outside"] == 0
+    # on a phone the zones keep a name, a short one
+    assert seen["phone_named"].split("|") == ["high", "high-int.", "low-int.", "low",
+                                              "phototherapy", "exchange"]  # fmt: skip
+    assert seen["axe"] == [], describe(seen["axe"])
     assert seen["errors"] == []
-    assert (ARTIFACTS / "jaundice-view-umol.png").stat().st_size > 10_000
+    for name in ("jaundice-view-umol.png", "jaundice-view-phone.png"):
+        assert (ARTIFACTS / name).stat().st_size > 10_000

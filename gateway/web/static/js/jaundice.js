@@ -110,6 +110,9 @@ function ensureTable() {
   if (!table.dataset.built) { // the columns this module fills
     table.tHead.replaceChildren(el("tr", {}, ...HEADS.map((h) => el("th", { scope: "col", text: h }))));
     table.dataset.built = "1";
+    const wrap = el("div", { class: "tcb-table-wrap", tabindex: "0", role: "region", "aria-label": "TcB readings" });
+    table.replaceWith(wrap); // scrolls sideways on a phone instead of squeezing eight columns
+    wrap.append(table);
   }
   let pager = $("tcb-pager");
   if (!pager) {
@@ -123,7 +126,7 @@ function ensureTable() {
       view.page += go;
       renderTable();
     });
-    table.after(pager);
+    table.parentElement.after(pager);
     const note = el("p", { id: "tcb-reassessed", class: "small tcb-reassessed", hidden: "" });
     pager.after(note);
   }

@@ -9,10 +9,11 @@ let cached = null, cachedKey = ""; // the last nomogram fetched, by gestation an
 
 const MAX_H = 168; // the chart's first week
 const MIN_TOP_MG_DL = 25; // the y axis reaches at least this far, further to hold every line
-const ZONES = [ // Bhutani 1999 risk zones, top down: [name on the chart, fill]
-  ["high risk (>95th)", "#fbdcdc"], ["high-intermediate (75th–95th)", "#fde9d2"],
-  ["low-intermediate (40th–75th)", "#fdf7dc"], ["low risk (<40th)", "#eef7ef"],
+const ZONES = [ // Bhutani 1999 risk zones, top down: [name on the chart, on a phone, fill]
+  ["high risk (>95th)", "high", "#fbdcdc"], ["high-intermediate (75th–95th)", "high-int.", "#fde9d2"],
+  ["low-intermediate (40th–75th)", "low-int.", "#fdf7dc"], ["low risk (<40th)", "low", "#eef7ef"],
 ];
+const NARROW_PX = 560; // a plot narrower than this (a phone) gets short names, fewer hour labels
 const PHOTO = "#1f5fbf", EXCHANGE = "#8b1a1a", INK = "#1d2430", MUTED = "#5d6878";
 
 // The nomogram for a jaundice meter's baby, or null while birth time or gestation is unset.
@@ -59,6 +60,7 @@ export function drawNomogram(c, nomo, readings) {
   const x = (hrs) => left + (hrs / MAX_H) * (right - left);
   const y = (mg) => bottom - (toBiliUnit(mg) / axis.top) * (bottom - top);
   const yShown = (v) => bottom - (v / axis.top) * (bottom - top);
+  const narrow = right - left < NARROW_PX, hourStep = narrow ? 24 : 12;
   g.fillStyle = "#fff"; g.fillRect(0, 0, w, h);
 
   g.save(); g.beginPath(); g.rect(left, top, right - left, bottom - top); g.clip(); // the plot
@@ -66,7 +68,7 @@ export function drawNomogram(c, nomo, readings) {
   if (nomo) {
     const bh = nomo.bhutani_hours, ceil = axis.top / toBiliUnit(1); // the top, in mg/dL
     const tracks = [null, nomo.bhutani_p95, nomo.bhutani_p75, nomo.bhutani_p40, null];
-    ZONES.forEach(([, fill], z) => {
+    ZONES.forEach(([, , fill], z) => {
       const hi = tracks[z], lo = tracks[z + 1];
       g.fillStyle = fill; g.beginPath();
       bh.forEach((hr, i) => (i ? g.lineTo : g.moveTo).call(g, x(hr), y(hi ? hi[i] : ceil)));
@@ -92,7 +94,10 @@ export function drawNomogram(c, nomo, readings) {
     const bh = nomo.bhutani_hours, last = bh.length - 1, at = x(bh[last]) - 4;
     const p95 = nomo.bhutani_p95[last], p75 = nomo.bhutani_p75[last], p40 = nomo.bhutani_p40[last];
     const ys = [y(p95) - 10, (y(p95) + y(p75)) / 2, (y(p75) + y(p40)) / 2, y(p40) + 10];
-    ZONES.forEach(([name], z) => { label(g, name, at, ys[z], INK, "right"); named.push(name); });
+    ZONES.forEach(([name, short], z) => {
+      const shown = narrow ? short : name;
+      label(g, shown, at, ys[z], INK, "right"); named.push(shown);
+    });
     const day = nomo.hours.findIndex((hr) => hr >= 24);
     label(g, "phototherapy (AAP 2022)", x(0) + 4, y(nomo.phototherapy[day]) - 12, PHOTO, "left");
     label(g, "exchange (AAP 2022)", x(0) + 4, y(nomo.exchange[day]) - 12, EXCHANGE, "left");
@@ -115,7 +120,7 @@ export function drawNomogram(c, nomo, readings) {
   g.fillStyle = MUTED; g.font = "11px system-ui, sans-serif"; g.textAlign = "right"; g.textBaseline = "middle";
   for (let v = 0; v <= axis.top; v += axis.step) g.fillText(String(v), left - 4, yShown(v));
   g.textAlign = "center"; g.textBaseline = "top";
-  for (let hr = 0; hr <= MAX_H; hr += 12) g.fillText(String(hr), x(hr), bottom + 4);
+  for (let hr = 0; hr <= MAX_H; hr += hourStep) g.fillText(String(hr), x(hr), bottom + 4);
   g.fillText("age (hours)", (left + right) / 2, bottom + 19);
   g.save(); g.translate(12, (top + bottom) / 2); g.rotate(-Math.PI / 2); g.fillText(`TcB ${biliUnitShown()}`, 0, 0); g.restore();
   if (!nomo) {
