@@ -50,6 +50,10 @@ COUNT_BEEPS = """window.beeps = 0; const RealAudio = window.AudioContext;
 window.AudioContext = class extends RealAudio {
   createOscillator() { window.beeps++; return super.createOscillator(); } };"""
 # a browser that refuses sound until the page is touched, and still refuses it after
+# every string the page has, and every data-i18n key of index.html, in both languages
+UNTRANSLATED = """async () => (await import('/static/js/i18n.js')).untranslated(
+  [...document.querySelectorAll('[data-i18n],[data-i18n-label],[data-i18n-title]')]
+    .flatMap((e) => [e.dataset.i18n, e.dataset.i18nLabel, e.dataset.i18nTitle]).filter(Boolean))"""
 REFUSE_SOUND = """window.AudioContext = class { constructor() { this.state = 'suspended'; }
   resume() { return Promise.reject(new DOMException('not allowed', 'NotAllowedError')); } };"""
 PHOTOTHERAPY = "li.alert[data-alert^='tcb-01:alert:tcb_above_phototherapy']"
@@ -134,6 +138,7 @@ def test_nurse_view_on_ward_screens(broker, tmp_path):
                 await page.wait_for_selector("#strip:not([data-points='0'])", state="attached")
                 seen["selected"] = await page.get_attribute(CARD, "aria-current")
                 seen["mother_link"] = await page.text_content("#mother-link")
+                seen["untranslated"] = await page.evaluate(UNTRANSLATED)
                 await page.wait_for_selector("#mother-qr:not([hidden])")  # its QR code too
                 seen["qr_width"] = await page.evaluate(
                     "() => document.getElementById('mother-qr').naturalWidth"
@@ -267,6 +272,7 @@ def test_nurse_view_on_ward_screens(broker, tmp_path):
     assert "胎心监护仪" in seen["zh"]["card"] and "每天 3 次" in seen["zh"]["card"]
     assert "护士站" in seen["zh_title"] and seen["zh_after_reload"] == "设备"
     assert seen["en_again"] == "Devices"
+    assert seen["untranslated"] == []
     assert seen["count_drop"][1] == seen["count_drop"][0] - 1
     assert seen["errors"] == []
     for name in [*(f"ward-{v}-ctg.png" for v in VIEWPORTS), "ward-tablet-jaundice.png",

@@ -83,6 +83,8 @@ export function renderAlerts() {
 }
 
 function fillAlert(li, a, key) {
+  // the item is drawn anew: a button that had the focus gets it back
+  const focused = li.contains(document.activeElement) ? document.activeElement.classList[document.activeElement.classList.length - 1] : null;
   li.dataset.key = key;
   li.className = `alert ${a.severity} ${a.state} ${a.acked_by ? "acked" : "unacked"}`;
   const when = tr("raised_at", clock(t(a.raised_at))) +
@@ -107,6 +109,8 @@ function fillAlert(li, a, key) {
     });
     li.append(b);
   }
+  const again = focused && li.querySelector(`button.${focused}`);
+  if (again) again.focus();
 }
 
 // The banner, the title and the tone follow the alerts still to acknowledge.

@@ -31,6 +31,13 @@ export function tr(key, ...args) {
 
 export function onLanguage(fn) { listeners.push(fn); }
 
+// Keys one language has and another lacks, with `keys` (say the page's data-i18n) that
+// either lacks: what a translation still needs.
+export function untranslated(keys = []) {
+  const all = new Set([...keys, ...Object.values(STRINGS).flatMap((table) => Object.keys(table))]);
+  return [...all].filter((k) => Object.values(STRINGS).some((table) => !(k in table))).sort();
+}
+
 export function applyStatic(root = document) {
   for (const e of root.querySelectorAll("[data-i18n]")) e.textContent = tr(e.dataset.i18n);
   for (const e of root.querySelectorAll("[data-i18n-label]")) e.setAttribute("aria-label", tr(e.dataset.i18nLabel));
