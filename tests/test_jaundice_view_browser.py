@@ -168,7 +168,9 @@ def test_meter_in_mg_dl_labels_pages_contact_and_a_corrected_birth_time(broker, 
                 seen["after_ids"] = (after or "").split()
                 seen["plotted"] = int(await page.get_attribute("#nomogram", "data-readings") or 0)
                 answer = await page.request.get(gw.web.url + "/api/devices/tcb-01/tcb")
-                seen["served"] = (await answer.json())["readings"]
+                body = await answer.json()
+                seen["served"], seen["served_baby"] = body["readings"], body["baby"]
+                seen["corrected"] = born.replace(second=0, microsecond=0)
                 seen["reassessed_note"] = await text(page, "#tcb-rows .reassessed-note")
                 await page.screenshot(path=str(ARTIFACTS / "jaundice-view-reassessed.png"),
                                       full_page=True)  # fmt: skip
@@ -198,6 +200,8 @@ def test_meter_in_mg_dl_labels_pages_contact_and_a_corrected_birth_time(broker, 
     assert seen["outside"] == 0  # every line clipped to the plot
     # the corrected birth time: each reading once, moved by 10 h, and said to be re-assessed
     valid = [r for r in seen["served"] if r["assessment"] is not None]
+    served_birth = datetime.fromisoformat(seen["served_baby"]["birth_time"])
+    assert served_birth == seen["corrected"] and seen["served_baby"]["ga_weeks"] == 38
     assert len(seen["after_ids"]) == len(set(seen["after_ids"])) == seen["plotted"]
     assert set(seen["before_ids"]) <= set(seen["after_ids"]) <= {r["msg_id"] for r in valid}
     assert len(valid) - seen["plotted"] <= 2  # at most the presses since the page drew

@@ -9,6 +9,7 @@ beside the old ones.
 
 from __future__ import annotations
 
+import math
 import time
 from typing import TYPE_CHECKING
 
@@ -16,7 +17,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from gateway.processing.jaundice import readings_for_view
+from gateway.processing.jaundice import ASSESSED_WITH, readings_for_view
 from gateway.web.auth import nurse_only
 
 if TYPE_CHECKING:
@@ -34,8 +35,10 @@ def tcb_routes(gw: GatewayContext, history: History) -> list[Route]:
         now = time.time()
         baby = gw.cfg.devices.get(dev, {})  # the config's details, as nurses changed them
         unit = gw.cfg.web.bilirubin_unit
-        readings = history.messages(dev, "tcb", now - history.keep_s, now)
-        return JSONResponse({"device_id": dev, "unit": unit,
+        # to no end: a meter's clock a little ahead of the gateway's is still the latest reading
+        readings = history.messages(dev, "tcb", now - history.keep_s, math.inf)
+        used = {k: baby.get(k) for k in ASSESSED_WITH}  # the page draws the lines for these
+        return JSONResponse({"device_id": dev, "unit": unit, "baby": used,
                              "readings": readings_for_view(readings, baby, unit)})  # fmt: skip
 
     return [Route("/api/devices/{device}/tcb", tcb_readings)]

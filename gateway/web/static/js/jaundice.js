@@ -24,7 +24,9 @@ const FLAG_TEXT = { no_contact: "no skin contact", ambient_light: "too much ligh
 const HEADS = ["Time", "Age", "TcB", "Bhutani zone", "Phototherapy", "Exchange", "Next measurement", "Advice"];
 
 // What this page holds of the selected meter's readings (the gateway's view, in time order).
-const view = { device: null, details: "", readings: [], ids: new Set(), loading: null, page: 0, error: "" };
+// `baby` is what the gateway assessed them with (birth time, gestation, risk factors): the
+// nomogram's lines are drawn for the same, even when the hospital changed them meanwhile.
+const view = { device: null, details: "", readings: [], ids: new Set(), loading: null, page: 0, error: "", baby: {} };
 
 const detailsOf = (d) => { const s = d.settings || {}; return `${s.birth_time}|${s.ga_weeks}|${!!s.risk_factors}`; };
 const flagText = (flag) => flag.split(",").map((f) => FLAG_TEXT[f] || f.replace(/_/g, " ")).join(", ");
@@ -44,7 +46,7 @@ async function refreshReadings(d) {
     const seen = state.trace.tcb.map((r) => r.msg_id);
     view.loading = api(`/api/devices/${encodeURIComponent(id)}/tcb`).then((body) => {
       if (view.device !== id) view.page = 0;
-      Object.assign(view, { device: id, details, readings: body.readings, error: "",
+      Object.assign(view, { device: id, details, readings: body.readings, error: "", baby: body.baby || {},
         ids: new Set([...body.readings.map((r) => r.msg_id), ...seen]) });
     }, (e) => { view.error = e.message; }).finally(() => { view.loading = null; });
   }
@@ -81,7 +83,7 @@ function renderHead(d) {
   }
   $("tcb-now").className = "now-value";
   $("tcb-now").replaceChildren(biliNumber(last.tcb_mg_dl), el("small", { text: ` ${biliUnitShown()}` }));
-  $("tcb-note").textContent = `${hhmm(t(last.t))} (${ago(t(last.t))})` + (last.shown.ci ? ` · 95% ${last.shown.ci}` : "") +
+  $("tcb-note").textContent = `${hhmm(t(last.t))} (${ago(t(last.t))})` + ((last.shown || {}).ci ? ` · 95% ${last.shown.ci}` : "") +
     (later.length ? ` · latest press ${hhmm(t(latest.t))} was not a reading (${flagText(latest.flag)})` : "");
   const a = last.assessment;
   if (!a) {
@@ -89,7 +91,7 @@ function renderHead(d) {
     return;
   }
   if (a.above_phototherapy || a.escalation_of_care) advice.classList.add("urgent");
-  const s = last.shown;
+  const s = last.shown || {};
   advice.append(
     el("div", { class: "tcb-lines" },
       el("div", { "data-line": "phototherapy", text: `${s.phototherapy} (line ${s.phototherapy_line})` }),
@@ -177,7 +179,7 @@ function summary(d) {
   if (!last) return `TcB nomogram of ${deviceName(d)}: no reading`;
   const a = last.assessment;
   return `TcB nomogram of ${deviceName(d)}: ${valid.length} reading${valid.length > 1 ? "s" : ""}, last ` +
-    `${last.shown.tcb}` + (a ? ` at ${a.age_hours.toFixed(0)} h, ${ZONE_TEXT[a.bhutani_zone]}, ${last.shown.phototherapy}` : "");
+    `${(last.shown || {}).tcb || bili(last.tcb_mg_dl)}` + (a ? ` at ${a.age_hours.toFixed(0)} h, ${ZONE_TEXT[a.bhutani_zone]}, ${last.shown.phototherapy}` : "");
 }
 
 export async function renderJaundice(d) {
@@ -194,7 +196,7 @@ export async function renderJaundice(d) {
   }
   renderHead(d);
   renderTable();
-  const nomo = await nomogramFor(d).catch(() => null);
+  const nomo = await nomogramFor({ settings: view.baby }).catch(() => null);
   if (d.device_id !== state.selected) return;
   const c = $("nomogram");
   drawNomogram(c, nomo, view.readings);
