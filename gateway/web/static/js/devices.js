@@ -4,7 +4,7 @@
 // reading.
 
 import { $, el } from "./dom.js";
-import { t } from "./format.js";
+import { bili, t } from "./format.js";
 import { addStrings, ago, clock, lang, tr } from "./i18n.js";
 import { state } from "./state.js";
 
@@ -88,7 +88,7 @@ function lastReading(d) {
   const r = d.last_tcb;
   if (!r) return el("span", { class: "stale", text: tr("no_tcb") });
   if (r.tcb_mg_dl == null) return el("span", { class: "stale", text: flagText(r.flag) });
-  return el("span", {}, `TcB ${r.tcb_mg_dl.toFixed(1)} mg/dL `, el("span", { class: "stale", text: ago(t(r.t)) }));
+  return el("span", {}, `TcB ${bili(r.tcb_mg_dl)} `, el("span", { class: "stale", text: ago(t(r.t)) }));
 }
 
 // A fetal monitor's prescription: the schedule, where its latest slot stands, the session
