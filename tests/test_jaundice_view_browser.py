@@ -231,6 +231,7 @@ def test_a_chinese_ward_reads_every_amount_in_umol_per_litre(broker, tmp_path):
                 seen["advice"] = await text(page, "#tcb-advice")
                 seen["rows"] = await text(page, "#tcb-rows")
                 seen["sub"] = await text(page, "#tcb-sub")
+                seen["card"] = await text(page, METER)
                 seen["unit"] = await page.get_attribute("#nomogram", "data-unit")
                 seen["outside"] = await line_pixels_outside_plot(page)
                 await page.screenshot(path=str(ARTIFACTS / "jaundice-view-umol.png"),
@@ -258,7 +259,8 @@ def test_a_chinese_ward_reads_every_amount_in_umol_per_litre(broker, tmp_path):
     assert seen["unit"] == "µmol/L" and "amounts in µmol/L" in seen["sub"]
     assert re.search(r"below phototherapy by \d+ µmol/L \(line \d+ µmol/L\)", seen["advice"])
     assert re.search(r"to exchange: below exchange by \d+ µmol/L", seen["advice"])
-    assert "mg/dL" not in seen["advice"] + seen["rows"]
+    assert "mg/dL" not in seen["advice"] + seen["rows"] + seen["card"]
+    assert re.search(r"TcB \d+ µmol/L", seen["card"])  # the device list too
     assert seen["outside"] == 0 and seen["phone_outside"] == 0
     # on a phone the zones keep a name, a short one
     assert seen["phone_named"].split("|") == ["high", "high-int.", "low-int.", "low",
