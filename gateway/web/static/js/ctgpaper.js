@@ -34,11 +34,12 @@ export function paper(speed, scale) {
   };
 }
 
-// Labels that never overlap: `place` keeps a label only if its box is clear of every kept one
-// (or, with lanes, moves it down a lane until it is); the kept boxes go into the canvas's
-// dataset for whoever checks the drawing.
+// Labels that never overlap and never leave the canvas: `place` keeps a label only if its box
+// is clear of every kept one (or, with lanes, moves it down a lane until it is) and inside the
+// canvas's width (or, with shift, slides it inside); the kept boxes go into the canvas's dataset
+// for whoever checks the drawing.
 export class Labels {
-  constructor(g) { this.g = g; this.boxes = []; }
+  constructor(g, width) { this.g = g; this.width = width; this.boxes = []; }
 
   fits(b) {
     return this.boxes.every((o) => b.x + b.w <= o.x || o.x + o.w <= b.x || b.y + b.h <= o.y || o.y + o.h <= b.y);
@@ -46,9 +47,11 @@ export class Labels {
 
   // Draws `text` with its box's left (align "left"), centre or right at x, its top at y;
   // tries lanes below (each `laneH` lower) when asked. Returns the box kept, or null.
-  place(text, x, y, { align = "center", lanes = 1, laneH = 12, h = 12, colour = "#333" } = {}) {
+  place(text, x, y, { align = "center", lanes = 1, laneH = 12, h = 12, colour = "#333", shift = false } = {}) {
     const w = Math.ceil(this.g.measureText(text).width) + 2;
-    const left = align === "left" ? x : align === "right" ? x - w : x - w / 2;
+    let left = align === "left" ? x : align === "right" ? x - w : x - w / 2;
+    if (shift) left = Math.max(0, Math.min(this.width - w, left));
+    if (left < 0 || left + w > this.width) return null;
     for (let lane = 0; lane < lanes; lane++) {
       const b = { x: left, y: y + lane * laneH, w, h, text };
       if (!this.fits(b)) continue;

@@ -55,7 +55,7 @@ export function drawStrip(c, trace, view, opts = {}) {
   const y = (bpm) => fhrTop + (BPM_MAX - bpm) * P.pxPerBpm;
   const yUa = (v) => uaTop + (UA_RANGE[1] - v) / UA_PER_CM * PX_PER_CM;
   const px = (v) => Math.round(v) + 0.5; // a 1 px rule on a pixel
-  const labels = new Labels(g);
+  const labels = new Labels(g, w);
   g.font = "11px system-ui, sans-serif";
 
   g.fillStyle = "#fffdf7"; g.fillRect(0, 0, w, h);
@@ -132,13 +132,13 @@ export function drawStrip(c, trace, view, opts = {}) {
     g.strokeStyle = MARK; g.lineWidth = 1.5; g.setLineDash([4, 3]);
     g.beginPath(); g.moveTo(px(mx), fhrTop); g.lineTo(px(mx), uaBottom); g.stroke();
     g.setLineDash([]); g.lineWidth = 1;
-    const box = labels.place(`▼ ${m.label}`, mx - 4, 8, { align: "left", lanes: MARK_LANES, laneH: LANE_H, colour: MARK });
+    const box = labels.place(`▼ ${m.label}`, mx - 4, 8, { align: "left", lanes: MARK_LANES, laneH: LANE_H, colour: MARK, shift: true });
     marks.push({ label: m.label, t: m.t, x: mx, labelled: box != null });
   }
   Object.assign(c.dataset, {
     points: String(points), maternalPoints: String(drawn), rejected: String(trace.rejected ? trace.rejected.size : 0),
     speed: String(view.speed), scale: String(scale), start: String(start), end: String(end),
-    pxPerCm: String(PX_PER_CM), ua: String(ua),
+    pxPerCm: String(PX_PER_CM), ua: String(ua), width: String(w),
     frame: JSON.stringify({ left, right, top: fhrTop, bottom: fhrBottom, uaTop: ua ? uaTop : null, uaBottom: ua ? uaBottom : null }),
     labels: JSON.stringify(labels.boxes), marks: JSON.stringify(marks),
   });
