@@ -49,6 +49,8 @@ _SETTINGS: tuple[tuple[str, type, str | None], ...] = (
     ("in_flight", int, "messages the broker may send ahead of this worker's acknowledgements "
                        "(MQTT 5 Receive Maximum; default 2000)"),
     ("batch_max", int, "messages stored in one transaction at most (default 1000)"),
+    ("ack_retry_s", float, "send an unanswered alert acknowledgement again after this "
+                           "(default 30; 0: never)"),
     ("schemas", str, "JSON Schemas directory (default: the ones installed)"),
     ("username", str, None),
     ("password", str, f"better in the environment ({ENV_PREFIX}PASSWORD)"),

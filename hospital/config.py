@@ -51,6 +51,9 @@ class IngestConfig:
     # [ingest]
     batch_max: int = 1000  # messages written in one transaction at most
     ack_alerts: bool = True  # acknowledge each newly raised alert to its gateway
+    # an acknowledgement its gateway has not answered is sent again after this (a broker may
+    # drop a command: a bridge's link down), at most ACK_TRIES times in all; 0: never again
+    ack_retry_s: float = 30.0
     receipts: bool = True  # after each commit, tell each gateway what of its messages is stored
     schemas: str = ""  # a directory of JSON Schemas (default: the ones installed)
 
@@ -64,12 +67,12 @@ SECTIONS: Final = {
     "mqtt": ("host", "port", "username", "password", "tls_ca", "tls_cert", "tls_key", "prefix",
              "group", "worker", "session_expiry_h", "in_flight"),
     "database": ("db",),
-    "ingest": ("batch_max", "ack_alerts", "receipts", "schemas"),
+    "ingest": ("batch_max", "ack_alerts", "ack_retry_s", "receipts", "schemas"),
 }  # fmt: skip
 _DEFAULTS: Final = {f.name: f.default for f in fields(IngestConfig)}
 _SECTION_OF: Final = {key: section for section, keys in SECTIONS.items() for key in keys}
 _RANGES: Final = {"port": (1, 65535), "in_flight": (1, 65535), "batch_max": (1, 100_000),
-                  "session_expiry_h": (0, _MAX_EXPIRY_H)}  # fmt: skip
+                  "session_expiry_h": (0, _MAX_EXPIRY_H), "ack_retry_s": (0, 86400)}  # fmt: skip
 
 
 def _value(key: str, value: Any, where: str) -> Any:

@@ -21,7 +21,8 @@ worker holds; the rest wait in the broker's queue for this worker (docs/scaling.
 
 Threads: paho's network thread only records what arrives (`_on_message` puts it on a queue);
 one writer thread takes everything queued (up to `batch_max`) as the next batch, writes it,
-then acknowledges it in the order received (as MQTT requires).
+then acknowledges it in the order received (as MQTT requires), and sends the receipts of what
+was stored at most every RECEIPT_INTERVAL_S.
 """
 
 from __future__ import annotations
@@ -54,6 +55,14 @@ log = logging.getLogger(__name__)
 _RETRY_S = (0.5, 1.0, 2.0, 5.0, 10.0)  # waits between tries of a batch the database refused
 # A receipt names at most this many messages (docs/schemas/receipt.schema.json); more are split.
 RECEIPT_MAX_IDS: int = load_schema("receipt")["properties"]["stored"]["maxItems"]
+# What batches stored is gathered per gateway and sent at most this often (or when a gateway has
+# RECEIPT_MAX_IDS waiting): a backlog drained in small batches would otherwise cost a receipt per
+# gateway and batch. Far inside a gateway's wait before it sends again (60 s by default).
+RECEIPT_INTERVAL_S = 1.0
+# An alert's acknowledgement is sent at most this many times in all (the first and the retries,
+# `ack_retry_s` apart) while its gateway does not answer: a Mosquitto bridge drops the commands
+# published while its link is down (docs/scaling.md), a gateway offline for long may never answer.
+ACK_TRIES = 5
 
 
 @dataclass(frozen=True, slots=True)
@@ -88,6 +97,10 @@ class Ingest:
         self._link_lock = threading.Lock()
         self._stopping = threading.Event()
         self._writer: threading.Thread | None = None
+        self._receipts: dict[str, dict[str, None]] = {}  # gateway -> ids stored, not yet sent
+        self._receipts_sent_at = 0.0  # time.monotonic() of the last receipts sent
+        self._ack_tries: dict[str, int] = {}  # alert msg_id -> acknowledgements sent
+        self._acks_checked_at = time.monotonic()
         self.client = _Client(CallbackAPIVersion.VERSION2, client_id=self.worker,
                               protocol=MQTTProtocolVersion.MQTTv5, manual_ack=True)  # fmt: skip
         if cfg.username:
@@ -156,7 +169,10 @@ class Ingest:
             try:
                 first = self._queue.get(timeout=0.2)
             except queue.Empty:
+                self._send_receipts()
+                self._retry_acks()
                 if self._stopping.is_set():
+                    self._send_receipts(now=True)
                     return
                 continue
             batch = [first]
@@ -190,7 +206,10 @@ class Ingest:
         new, refused = self._store(decoded, acks)
         self._acknowledge(batch)
         if self.cfg.receipts:
-            self._send_receipts([d for d in decoded if d.msg_id not in refused])
+            for d in decoded:
+                if d.msg_id not in refused:
+                    self._receipts.setdefault(d.row.gateway_id, {})[d.msg_id] = None
+            self._send_receipts()
         self.counts["batches"] += 1
         self.counts["stored"] += len(new)
         self.counts["duplicates"] += len(decoded) - len(new) - len(refused)
@@ -198,7 +217,8 @@ class Ingest:
         if self.cfg.ack_alerts:
             for d in decoded:
                 if d.msg_id in new and isinstance(d.row, Alert) and d.row.state == "raised":
-                    self._ack_alert(d.row)
+                    self._ack_alert(d.row.msg_id, d.row.gateway_id, d.row.device_id)
+            self._retry_acks()
 
     def _store(self, decoded: list[Decoded], acks: list[AckStatus]) -> tuple[set[str], set[str]]:
         """Write until it commits; the identifiers stored anew, and those the database refused.
@@ -229,13 +249,18 @@ class Ingest:
                 return new, refused
         raise AssertionError("itertools.count() ended")
 
-    def _send_receipts(self, stored: list[Decoded]) -> None:
-        """Tell each gateway which of its messages are now in the database (stored by this
-        batch or before: a gateway sends again what it has no receipt for, and the copy is a
-        duplicate here). QoS 1, not retained; a receipt lost on the way costs a resend."""
-        by_gateway: dict[str, dict[str, None]] = {}
-        for d in stored:
-            by_gateway.setdefault(d.row.gateway_id, {})[d.msg_id] = None
+    def _send_receipts(self, now: bool = False) -> None:
+        """Tell each gateway which of its messages are now in the database (stored by the
+        batches since the last receipts, or before: a gateway sends again what it has no
+        receipt for, and the copy is a duplicate here), once RECEIPT_INTERVAL_S has passed
+        since the last (`now`: at once). QoS 1, not retained; a receipt lost costs a resend."""
+        if not self._receipts:
+            return
+        full = any(len(ids) >= RECEIPT_MAX_IDS for ids in self._receipts.values())
+        if not (now or full or time.monotonic() - self._receipts_sent_at >= RECEIPT_INTERVAL_S):
+            return
+        self._receipts_sent_at = time.monotonic()
+        by_gateway, self._receipts = self._receipts, {}
         when = _iso_now()
         for gateway, ids in by_gateway.items():
             names = list(ids)
@@ -252,17 +277,39 @@ class Ingest:
                 if r.qos > 0 and r.link == self._link:
                     self.client.ack(r.mid, r.qos)
 
-    def _ack_alert(self, alert: Alert) -> None:
-        aid = alert_id(alert)
+    def _ack_alert(self, msg_id: str, gateway_id: str, device_id: str) -> None:
+        aid = alert_id(msg_id)
         props = Properties(PacketTypes.PUBLISH)  # type: ignore[no-untyped-call]
-        props.ResponseTopic = f"{self.cfg.prefix}/{alert.gateway_id}/reply/{self.worker}"
+        props.ResponseTopic = f"{self.cfg.prefix}/{gateway_id}/reply/{self.worker}"
         props.CorrelationData = aid.encode()
         props.ContentType = "application/json"
         body = {"command": "ack_alert", "alert_id": aid, "by": f"hospital:{self.worker}"}
         # cmd/ack_alert: the one command topic the deployed ACL lets the ingest service write
-        topic = f"{self.cfg.prefix}/{alert.gateway_id}/device/{alert.device_id}/cmd/ack_alert"
+        topic = f"{self.cfg.prefix}/{gateway_id}/device/{device_id}/cmd/ack_alert"
         self.client.publish(topic, json.dumps(body), 1, False, props)
+        self._ack_tries[msg_id] = self._ack_tries.get(msg_id, 0) + 1
         self.counts["acks_sent"] += 1
+
+    def _retry_acks(self) -> None:
+        """Every `ack_retry_s`, send again the acknowledgements of this worker's alerts that no
+        gateway has answered for that long, up to ACK_TRIES each (the same command: the gateway
+        records an acknowledgement once and answers each)."""
+        wait = self.cfg.ack_retry_s
+        if not self.cfg.ack_alerts or wait <= 0 or time.monotonic() - self._acks_checked_at < wait:
+            return
+        self._acks_checked_at = time.monotonic()
+        try:
+            unanswered = self.store.unanswered_alerts(time.time() - wait)
+        except (DatabaseError, TransientError) as exc:
+            log.warning("cannot look for unanswered acknowledgements: %s", exc)
+            return
+        for msg_id, gateway_id, device_id in unanswered:
+            tries = self._ack_tries.get(msg_id, 1)  # (stored by this worker before a restart)
+            if tries < ACK_TRIES:
+                self._ack_alert(msg_id, gateway_id, device_id)
+            elif tries == ACK_TRIES:
+                self._ack_tries[msg_id] = tries + 1  # said once
+                log.warning("%s: no answer to its acknowledgement after %d tries", msg_id, tries)
 
     # -- running ------------------------------------------------------------------------------
 

@@ -186,6 +186,6 @@ def sequence_of(kind: str, payload: Mapping[str, Any]) -> tuple[str, int, int, i
     return None
 
 
-def alert_id(alert: Alert) -> str:
-    """The id an `ack_alert` command names: the alert's `msg_id` without `:raised`."""
-    return alert.msg_id.rsplit(":", 1)[0]
+def alert_id(msg_id: str) -> str:
+    """The id an `ack_alert` command names: the raised alert's `msg_id` without `:raised`."""
+    return msg_id.rsplit(":", 1)[0]

@@ -5,11 +5,13 @@ deploy/mosquitto/mosquitto.conf keeps.
 While gateways publish, the link between the brokers is cut, and while it is down the regional
 broker is killed (kill -9) and restarted: every message is stored exactly once, with no
 sequence gap, and the hospital's acknowledgement of each alert crosses the bridge down and the
-gateway's answer up, with their MQTT 5 properties intact.
+gateway's answer up, with their MQTT 5 properties intact (an acknowledgement published while
+the link is down is dropped by the regional broker: the ingest sends it again).
 
 A regional Mosquitto killed while messages wait in it for a stalled ingest loses what it
-acknowledged since its last save (about 2 s, docs/reliability.md): the second test measures it
-and checks that the ingest's gap report names every message lost (docs/scaling.md)."""
+acknowledged since its last save (about 2 s, docs/reliability.md). In the second test the
+gateways' own publishers wait for the ingest's receipts (docs/mqtt.md, "Receipts") and send
+again what is not confirmed: every message is stored exactly once all the same."""
 
 from __future__ import annotations
 
@@ -81,7 +83,7 @@ class Region:
     workers: list[Ingest]
     db: str
     store: Store
-    gateways: rg.Gateways
+    gateways: rg.Gateways | rg.OutboxGateways
 
     def kill_regional(self) -> None:
         """kill -9 the regional broker and start it again, same port, same database."""
@@ -118,8 +120,10 @@ def bridged(tmp_path: Path, postgres, workers: int) -> Iterator[Region]:
     site_dir.mkdir()
     site = start_broker(site_dir, extra_conf=rg.broker_conf(site_dir) + rg.bridge_conf(link.port))
     db = postgres.create_database(tmp_path.name.replace("-", "_").lower())
+    # ack_retry_s: an acknowledgement published while the link is down is dropped by the
+    # regional Mosquitto (2.0 keeps no session for an MQTT 5 bridge across a drop) and sent again
     ingests = [Ingest(IngestConfig(host=regional.host, port=regional.port, db=db,
-                                   worker=f"regional-{i}", session_expiry_h=1.0))
+                                   worker=f"regional-{i}", session_expiry_h=1.0, ack_retry_s=2.0))
                for i in range(1, workers + 1)]  # fmt: skip
     r = Region(regional, regional_dir, link, site, ingests, db, Store(db),
                rg.Gateways(site.host, site.port))  # fmt: skip
@@ -178,9 +182,11 @@ def test_every_message_once_through_a_cut_link_and_a_killed_regional_broker(tmp_
                        lambda: f"stored {len(r.stored())} of {total}")  # fmt: skip
             assert sorted(r.store.ids("readings") + r.store.ids("alerts")) == rg.keys(outboxes)
             assert r.store.gaps() == []
-            # Every raised alert was acknowledged down the bridge, and the answers came back up.
-            confirmed = lambda: sum(w.counts["acks_confirmed"] for w in r.workers)  # noqa: E731
-            eventually(lambda: confirmed() == raised, 30, lambda: f"{confirmed()} of {raised}")
+            # Every raised alert was acknowledged down the bridge, and the answers came back up
+            # (some twice: those sent again while the answer to the first was on its way).
+            answered = lambda: r.store.query(  # noqa: E731
+                "SELECT COUNT(*) FROM alerts WHERE ack_status = 'ok'")[0][0]  # fmt: skip
+            eventually(lambda: answered() == raised, 30, lambda: f"{answered()} of {raised}")
             assert all(topic and "/reply/regional-" in topic for _, _, topic in answers.commands)
             assert len({json.dumps(body) for _, body, _ in answers.commands}) == raised
             statuses = {s for (s,) in r.store.query("SELECT ack_status FROM alerts")}
@@ -189,9 +195,17 @@ def test_every_message_once_through_a_cut_link_and_a_killed_regional_broker(tmp_
             answers.close()
 
 
-def test_a_regional_broker_killed_with_a_backlog_loses_only_what_the_gap_report_names(
-    tmp_path, postgres
-):
+@pytest.mark.parametrize("receipts", [True, False], ids=["receipts", "no_receipts"])
+def test_a_regional_broker_killed_with_a_backlog(tmp_path, postgres, receipts):
+    """Mosquitto acknowledges a QoS 1 message before it saves it: killed with a backlog for a
+    stalled ingest, the regional broker loses what it acknowledged since its last save (0 to
+    883 of these 2,000 in seven runs, docs/scaling.md).
+
+    With receipts, the gateways' publishers keep each message until the ingest's receipt says
+    it is stored and send again what is not confirmed: every message is stored, once. Without
+    (a hospital that sends none, or a gateway not configured to wait for them), each message
+    goes at its PUBACK, as before: what the broker lost is lost, and the ingest's gap report
+    names each one."""
     outboxes = rg.region(10, 200, observations=False)  # readings and alerts only: dense series
     total = sum(len(m) for m in outboxes.values())
     with bridged(tmp_path, postgres, workers=0) as r:
@@ -199,10 +213,17 @@ def test_a_regional_broker_killed_with_a_backlog_loses_only_what_the_gap_report_
         # regional broker has saved, as a broker that has run for a while has.
         worker = rg.IngestProcess("regional-1", r.regional.host, r.regional.port, r.db, "--no-ack",
                                "--session-expiry-h", "1")  # fmt: skip
+        gws_dir = tmp_path / "gateways"
+        gws_dir.mkdir()
+        gateways = rg.OutboxGateways(r.site.host, r.site.port, gws_dir, outboxes,
+                                     await_receipts=receipts, receipt_timeout_s=2.0)  # fmt: skip
+        r.gateways = gateways  # publishes and closes as rg.Gateways does
         try:
             worker.subscribed()
+            eventually(lambda: all(p.subscribed.is_set() or not receipts
+                                   for p in gateways.publishers.values()),
+                       10, "the gateways did not subscribe to their receipts")  # fmt: skip
             saves_after(r.regional_dir / "mosquitto.db", 2, 10)
-            r.gateways.connect(outboxes)
             sent = r.publish(outboxes, rounds=30)  # 3 s: the kill at 1.5 s falls well inside it
             time.sleep(0.5)
             worker.pause()  # the ingest falls behind: a backlog builds in the regional broker
@@ -210,7 +231,10 @@ def test_a_regional_broker_killed_with_a_backlog_loses_only_what_the_gap_report_
             r.kill_regional()  # kill -9 with its backlog, while messages flow through it
             worker.resume()
             assert sent.wait(30)
-            eventually(lambda: r.gateways.acked() == total, 30, "the site did not take it all")
+            # with receipts: each confirmed, so each in the database; without: each acknowledged
+            eventually(lambda: gateways.queued() == 0, 120,
+                       lambda: f"{gateways.queued()} of {total} still in the outboxes: "
+                               + "".join(worker.log[-3:]))  # fmt: skip
             # Each gateway's last message comes after all the others, through one bridge and one
             # queue: once they are stored, what came before is stored or lost for good.
             last = {m[-1].key for m in outboxes.values()}
@@ -220,6 +244,13 @@ def test_a_regional_broker_killed_with_a_backlog_loses_only_what_the_gap_report_
             worker.stop()
         stored = r.stored()
         assert stored <= set(rg.keys(outboxes))  # nothing invented, each stored once (primary key)
+        if receipts:
+            assert sorted(r.store.ids("readings") + r.store.ids("alerts")) == rg.keys(outboxes)
+            assert r.store.gaps() == []
+            print(f"regional broker killed with a backlog, receipts: 0 of {total} lost; "
+                  f"{gateways.resent()} sent again by the gateways for want of a receipt")  # fmt: skip
+            return
+        assert gateways.resent() == 0  # without receipts nothing is sent twice by the outbox
         checks = load_checks()
         lost = [d for msgs in outboxes.values() for m in msgs if m.key not in stored
                 for d in [decode(m.topic, m.body, checks)] if isinstance(d, Decoded)]  # fmt: skip
@@ -239,6 +270,6 @@ def test_a_regional_broker_killed_with_a_backlog_loses_only_what_the_gap_report_
                 continue
             assert any((g.gateway_id, g.device_id, g.kind, g.boot) == series
                        and g.first <= n.seq <= g.last for g in gaps), d.msg_id  # fmt: skip
-        print(f"regional broker killed with a backlog: {len(lost)} of {total} lost, "
+        print(f"regional broker killed with a backlog, no receipts: {len(lost)} of {total} lost, "
               f"{sum(g.missing for g in gaps)} named in {len(gaps)} gaps, {unseen} at the edge "
               "of their series")  # fmt: skip

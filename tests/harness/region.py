@@ -27,7 +27,10 @@ from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
 from devtools.process import stop_process
+from gateway.config import MqttSection
 from gateway.processing.fhir import tcb_observations
+from gateway.publish.mqtt import Publisher
+from gateway.publish.outbox import Outbox
 from tests.harness.paths import REPO
 from tests.harness.wait import eventually
 
@@ -205,6 +208,47 @@ class Gateways:
         for c in self.clients.values():
             c.disconnect()
             c.loop_stop()
+
+
+class OutboxGateways:
+    """The gateway's own publishers (gateway/publish/mqtt.py), one per gateway, each with its
+    outbox on disk: as `Gateways`, but each message goes through the outbox, and with
+    `await_receipts` stays there until the hospital's receipt names it, sent again every
+    `receipt_timeout_s` (doubling) while none does (docs/mqtt.md, "Receipts")."""
+
+    def __init__(self, host: str, port: int, workdir: Path, ids: Iterable[str], *,
+                 await_receipts: bool = True, receipt_timeout_s: float = 2.0) -> None:  # fmt: skip
+        cfg = MqttSection(host=host, port=port, await_receipts=await_receipts,
+                          receipt_timeout_s=receipt_timeout_s)  # fmt: skip
+        self.publishers: dict[str, Publisher] = {}
+        for gid in ids:
+            outbox = Outbox(workdir / f"{gid}.sqlite", 1 << 30, 0)
+            pub = Publisher(cfg, gid, outbox, status_interval_s=60.0)
+            pub.client.reconnect_delay_set(0.2, 2)
+            pub.start()
+            self.publishers[gid] = pub
+
+    def publish(self, outboxes: dict[str, list[Message]]) -> None:
+        for gid, msgs in outboxes.items():
+            pub = self.publishers[gid]
+            for m in msgs:
+                parts = tuple(m.topic.split("/")[3:])  # perimon/v1/{gateway}/device/{id}/{kind}
+                pub.publish(parts, json.loads(m.body))
+
+    def acked(self) -> int:
+        """Messages the broker acknowledged (each counted once per PUBACK)."""
+        return sum(p.published for p in self.publishers.values())
+
+    def queued(self) -> int:
+        """Messages still in the outboxes: not acknowledged, or not yet confirmed stored."""
+        return sum(p.outbox.rows for p in self.publishers.values())
+
+    def resent(self) -> int:
+        return sum(p.outbox.stats()["resent"] for p in self.publishers.values())
+
+    def close(self) -> None:
+        for p in self.publishers.values():
+            p.stop(drain_s=0)
 
 
 class Link:
