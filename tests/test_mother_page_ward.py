@@ -6,9 +6,12 @@ Chromium on a phone (390x844) and a tablet (1024x768):
   update, and no longer says "Recording", "signal good" or "connected";
 * no help number configured: no dead "call" button, but who to call;
 * a session due, then recorded (no "due" while she records; minutes count only with a heart
-  rate), then complete ("today's session done");
+  rate, and the session completes only once the prescribed minutes had one), then complete
+  ("today's session done");
 * an unknown link: a page in both languages (status 404), with the hospital's number;
-* the nurse's QR code of the mother's link reads back as the link.
+* the nurse's QR code of the mother's link reads back as the link, on an address her phone can
+  reach (never 127.0.0.1: then an image says why there is no code);
+* no help number: one warning in the gateway's log, and the nurse view's /api/me lists it.
 
 Every state is checked by axe-core (no serious or critical violation, contrast included) and
 its touch targets measured (44 x 44 px at least). Screenshots in test-artifacts/."""
@@ -32,9 +35,17 @@ from playwright.async_api import Page, async_playwright
 from gateway.app import Gateway
 from gateway.config import config_from_dict
 from gateway.processing import recording
-from gateway.web.mother import SIGNAL_STALE_S, mother_reminder, mother_state, sessions_today
+from gateway.web.mother import (
+    SIGNAL_STALE_S,
+    is_loopback,
+    mother_reminder,
+    mother_state,
+    phone_base_url,
+    sessions_today,
+)
 from gateway.web.nurses import NurseAccounts
 from gateway.web.server import WebServer
+from gateway.web.tls import web_url
 from simulators.fleet import DeviceSpec, Fleet
 from tests.harness.axe import describe, run_axe, serious
 from tests.harness.browser import CHROMIUM, CHROMIUM_ARGS
@@ -292,7 +303,12 @@ def test_session_due_then_recorded_then_done(tmp_path, viewport):
                 seen["state"] = await asyncio.to_thread(state_json, f"{web.url}/m/{token}/state")
                 await check_page(page, f"mother-page-recording-{viewport}", vp)
 
-                feed(tr, 1, t0 + 300, nxt)  # the sixth minute: the session is complete
+                # six minutes recorded, four with a heart rate: not yet complete
+                nxt = feed(tr, 1, t0 + 300, nxt)
+                await page.wait_for_selector("#rec-progress:has-text('4 of 6 minutes')",
+                                             timeout=NEXT_POLL_MS)  # fmt: skip
+                seen["six_recorded"] = await today(page)
+                feed(tr, 2, t0 + 360, nxt)  # the sixth minute with a heart rate: complete
                 await page.wait_for_selector("#today[data-state='done']", timeout=NEXT_POLL_MS)
                 seen["done"] = await today(page)
                 await check_page(page, f"mother-page-done-{viewport}", vp)
@@ -318,11 +334,15 @@ def test_session_due_then_recorded_then_done(tmp_path, viewport):
     rj = seen["state"]["recording"]
     assert rj["heart_rate_min"] == 3.0 and rj["recorded_min"] == 5.0
     assert seen["state"]["plan"]["reminder"] is None
+    # the session completes on minutes with a heart rate, as the page counts them: no jump
+    # from "3 of 6 minutes" to "done" after 6 minutes recorded
+    six = seen["six_recorded"]
+    assert six["state"] == "Recording" and six["progress"] == "4 of 6 minutes", six
     done = seen["done"]
     assert done["state"] == "Today's session done" and not done["reminder"]
     assert done["signal"] == "" and done["progress"] == ""
     assert len(done["history"]) == 1 and "complete" in done["history"][0]
-    assert "4 min" in done["history"][0]  # minutes with a heart rate: 1 + 2 + 1
+    assert "6 min" in done["history"][0]  # minutes with a heart rate: 1 + 2 + 1 + 2
     assert seen["done_zh"]["state"] == "今天的监护已完成"
     assert seen["errors"] == []
 
@@ -433,17 +453,30 @@ def test_an_unknown_link_says_so_in_both_languages(tmp_path):
 def test_the_nurse_shows_the_mothers_link_as_a_qr_code(tmp_path):
     """GET /api/devices/{device}/mother-link.svg: nurse login only; drawn by Chromium as the
     nurse view draws an image, photographed, and read back by zbarimg as a phone camera reads
-    it: the link the nurse view shows as text."""
+    it: the mother's link on the address the nurse's tablet used (a name on the home network).
+    Opened at 127.0.0.1 on a gateway that listens there only, no phone could open it: an image
+    saying so instead of a useless code."""
     ARTIFACTS.mkdir(exist_ok=True)
     gw = home_gateway(tmp_path)
     gw.history.settings.update("fh-01", {"label": "Home 12"})
     NurseAccounts(gw.cfg.data_dir / "nurses.json").add("amy", "a long enough password")
     seen: dict[str, Any] = {}
 
+    def get(o, url: str, host: str | None = None) -> tuple[int, str, str, bytes]:
+        req = urllib.request.Request(url)
+        if host:  # the name the nurse's browser used for the gateway
+            req.add_header("Host", host)
+        try:
+            with o.open(req, None, 10) as r:
+                return r.status, r.headers["Content-Type"], r.headers["Cache-Control"], r.read()
+        except urllib.error.HTTPError as e:
+            return e.code, e.headers["Content-Type"], e.headers["Cache-Control"], e.read()
+
     async def main() -> None:
         web = WebServer(gw)
         await web.start()
         url = web.url
+        lan = f"gw-home.lan:{web.port}"
         try:
             seen["anonymous"] = await asyncio.to_thread(
                 status_of, f"{url}/api/devices/fh-01/mother-link.svg"
@@ -452,23 +485,23 @@ def test_the_nurse_shows_the_mothers_link_as_a_qr_code(tmp_path):
             await asyncio.to_thread(login, o, url)
             _, sessions = await asyncio.to_thread(api, o, url, "/api/devices/fh-01/sessions")
             seen["sessions"] = sessions
-            with await asyncio.to_thread(o.open, url + sessions["mother_link_qr"], None, 10) as r:
-                seen["type"] = r.headers["Content-Type"]
-                seen["cache"] = r.headers["Cache-Control"]
-                svg = r.read()
+            seen["lan"] = await asyncio.to_thread(get, o, url + sessions["mother_link_qr"], lan)
+            seen["loopback"] = await asyncio.to_thread(get, o, url + sessions["mother_link_qr"])
             seen["unknown"] = (
                 await asyncio.to_thread(api, o, url, "/api/devices/nope/mother-link.svg")
             )[0]
             async with async_playwright() as pw:
                 browser = await pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
                 page, _ = await new_page(browser, TABLET)
-                data = base64.b64encode(svg).decode()
-                await page.set_content(f'<img id="qr" src="data:image/svg+xml;base64,{data}">')
-                await page.wait_for_function("document.getElementById('qr').complete")
-                await page.locator("#qr").screenshot(path=str(ARTIFACTS / "mother-link-qr.png"))
-                seen["size"] = await page.locator("#qr").bounding_box()
+                for name, (_, _, _, svg) in (("qr", seen["lan"]), ("refused", seen["loopback"])):
+                    data = base64.b64encode(svg).decode()
+                    await page.set_content(f'<img id="qr" src="data:image/svg+xml;base64,{data}">')
+                    await page.wait_for_function("document.getElementById('qr').complete")
+                    shot = ARTIFACTS / f"mother-link-{name}.png"
+                    await page.locator("#qr").screenshot(path=str(shot))
+                    seen[f"size_{name}"] = await page.locator("#qr").bounding_box()
                 await browser.close()
-            seen["url"] = url
+            seen["lan_base"] = f"http://{lan}"
         finally:
             await web.stop()
             gw.recordings.stop()
@@ -476,11 +509,77 @@ def test_the_nurse_shows_the_mothers_link_as_a_qr_code(tmp_path):
     asyncio.run(main())
     assert seen["anonymous"] == 401
     assert seen["unknown"] == 404
-    assert seen["type"].startswith("image/svg+xml") and seen["cache"] == "no-store"
-    assert seen["size"]["width"] >= 150  # big enough to aim a phone at
+    status, ctype, cache, _ = seen["lan"]
+    assert status == 200 and ctype.startswith("image/svg+xml") and cache == "no-store"
+    assert seen["size_qr"]["width"] >= 150  # big enough to aim a phone at
     read = subprocess.run(["zbarimg", "--raw", "-q", str(ARTIFACTS / "mother-link-qr.png")],
                           capture_output=True, text=True, timeout=30, check=True)  # fmt: skip
-    assert read.stdout.strip() == seen["url"] + seen["sessions"]["mother_link"]
+    assert read.stdout.strip() == seen["lan_base"] + seen["sessions"]["mother_link"]
+    # at 127.0.0.1, listening on 127.0.0.1: no code, but why and what to do, in its place
+    status, ctype, cache, svg = seen["loopback"]
+    assert status == 409 and ctype.startswith("image/svg+xml") and cache == "no-store"
+    words = svg.decode()
+    assert "No QR code" in words and "perimon.local" in words and "0.0.0.0" in words
+    assert "没有二维码" in words
+    assert seen["sessions"]["mother_link"].removeprefix("/m/") not in words
+    assert seen["size_refused"]["width"] >= 150
+    unreadable = subprocess.run(["zbarimg", "--raw", "-q", str(ARTIFACTS / "mother-link-refused.png")],
+                                capture_output=True, text=True, timeout=30)  # fmt: skip
+    assert unreadable.returncode != 0 and unreadable.stdout == ""  # nothing for a camera to open
+
+
+@pytest.mark.unit
+def test_the_qr_code_address_is_one_a_phone_can_reach():
+    """docs/home.md, "The QR code's address"."""
+    wildcard = web_url(config_from_dict({"web": {"listen": "0.0.0.0:8443", "cert_file": "c.pem",
+                                                 "key_file": "k.pem"}}))  # fmt: skip
+    assert wildcard == "https://perimon.local:8443/"
+    loop = "http://127.0.0.1:8080/"
+    # the nurse's tablet on the network: her address works on the phone too
+    assert phone_base_url("https://192.168.1.20:8443/", wildcard) == "https://192.168.1.20:8443"
+    assert phone_base_url("https://gw-home.lan:8443/", loop) == "https://gw-home.lan:8443"
+    # opened on the gateway itself: the gateway's own address
+    for nurse in ("https://127.0.0.1:8443/", "https://localhost:8443/", "https://[::1]:8443/",
+                  "https://127.1.2.3:8443/", "https://app.localhost:8443/"):  # fmt: skip
+        assert phone_base_url(nurse, wildcard) == "https://perimon.local:8443", nurse
+        assert phone_base_url(nurse, "https://10.0.0.7:8443/") == "https://10.0.0.7:8443"
+        assert phone_base_url(nurse, loop) is None, nurse  # no phone reaches it
+    assert is_loopback("") and is_loopback("LOCALHOST") and not is_loopback("perimon.local")
+
+
+@pytest.mark.system
+def test_a_gateway_without_a_help_number_warns_once_and_tells_the_nurse_view(tmp_path, caplog):
+    """`[web] help_phone` missing: one warning in the log when the nurse view starts, and the
+    nurse view's /api/me lists it; with a number, neither."""
+    seen: dict[str, Any] = {}
+
+    async def me(gw: Gateway) -> dict[str, Any]:
+        web = WebServer(gw)
+        await web.start()
+        try:
+            o, _ = opener()
+            await asyncio.to_thread(login, o, web.url)
+            answer = (await asyncio.to_thread(api, o, web.url, "/api/me"))[1]
+            # the page's data, asked for again: nothing more in the log
+            await asyncio.to_thread(api, o, web.url, "/api/me")
+            return answer
+        finally:
+            await web.stop()
+            gw.recordings.stop()
+
+    for name, phone in (("none", ""), ("set", HELP)):
+        gw = home_gateway(tmp_path / name, help_phone=phone)
+        NurseAccounts(gw.cfg.data_dir / "nurses.json").add("amy", "a long enough password")
+        caplog.clear()
+        with caplog.at_level("WARNING", logger="gateway"):
+            seen[name] = asyncio.run(me(gw))
+        said = [r.getMessage() for r in caplog.records]
+        seen[f"log_{name}"] = [m for m in said if "help_phone" in m]
+    assert len(seen["log_none"]) == 1 and "[web] help_phone is not set" in seen["log_none"][0]
+    assert seen["none"]["help_phone"] == ""
+    assert seen["none"]["warnings"] == seen["log_none"]
+    assert seen["log_set"] == [] and seen["set"]["warnings"] == []
+    assert seen["set"]["help_phone"] == HELP
 
 
 def status_of(url: str) -> int:

@@ -15,6 +15,7 @@ from gateway.processing import recording as r
 from gateway.publish.outbox import Outbox
 from gateway.state.history import History
 from gateway.times import iso_time_or_none
+from tests.harness.contract import validator
 
 pytestmark = pytest.mark.unit
 
@@ -46,21 +47,82 @@ def test_a_prescribed_session_completes_at_its_duration_and_counts_good_minutes(
     feed_minutes(tr, 12, t0, first=9, gap=(5, 7))
     p = tr.progress()
     assert p["recorded_min"] == 12.0 and p["prescribed_min"] == 20 and p["good_signal_min"] == 10.0
-    assert p["signal"] == "good" and not ended
-    feed_minutes(tr, 9, t0 + 720, first=9 + 12 * 240)
+    assert p["heart_rate_min"] == 10 and p["signal"] == "good" and not ended
+    # 20 minutes recorded, 18 of them with a heart rate: not complete (before, it was)
+    end = feed_minutes(tr, 8, t0 + 720, first=9 + 12 * 240)
+    assert not ended and tr.progress()["heart_rate_min"] == 18
+    feed_minutes(tr, 3, end, first=9 + 20 * 240)
     assert len(ended) == 1 and completed == ended
     rec = ended[0]
     assert rec["status"] == "complete" and rec["end_reason"] == "duration_reached"
-    assert rec["recorded_min"] == 20.0 and rec["good_signal_min"] == 18.0
+    # cut at the end of the minute that made the 20th with a heart rate
+    assert rec["recorded_min"] == 22.0 and rec["good_signal_min"] == 20.0
+    assert rec["heart_rate_min"] == 20
     assert rec["session_id"] == "fh-01:1:9" and rec["msg_id"] == "fh-01:1:session:9"
-    assert rec["last_point"] - rec["first_point"] + 1 == 20 * 240
+    assert rec["last_point"] - rec["first_point"] + 1 == 22 * 240
     assert rec["start"].startswith("2027-01-15T08:00:00")
     assert tr.active is None  # the probe kept on after completion records no new session
-    end = feed_minutes(tr, 2, t0 + 1262, first=9000)
+    end = feed_minutes(tr, 2, t0 + 1382, first=9000)
     assert tr.active is None
     tr.feed(1, 9480, np.full(4, np.nan), np.zeros(4), False, end, now=end)  # taken off
     feed_minutes(tr, 0.1, end + 5, first=9484)
     assert tr.active is not None  # put on again: a new session
+
+
+def test_a_minute_counts_when_most_of_it_has_a_heart_rate():
+    """docs/home.md, "Sessions": a whole minute of the session (240 points from its first)
+    counts when more than half of its points carry a rate; lost points count as without."""
+    minute = r.tracker.POINTS_PER_MIN
+    assert minute == 240
+    half = [140.0] * 120 + [np.nan] * 120
+    assert r.heart_rate_minutes(half) == 0  # half is not most
+    assert r.heart_rate_minutes([140.0] * 121 + [np.nan] * 119) == 1
+    assert r.heart_rate_minutes([140.0] * 239) == 0  # not yet a whole minute
+    assert r.heart_rate_minutes([140.0] * 240 + half + [140.0] * 240 + [140.0] * 200) == 2
+    assert r.heart_rate_minutes([]) == 0
+    # the tracker counts the same, batch by batch, and a gap of lost points counts as no rate
+    tr = r.SessionTracker("fh-01", lambda: 3)
+    ended = []
+    tr.on_end = lambda rec, a: ended.append(rec)
+    t0 = 1_800_000_000.0
+    end = feed_minutes(tr, 1.5, t0)
+    assert tr.progress()["heart_rate_min"] == 1
+    # points 361..480 never arrived (lost on the radio): the second minute has 120 with a rate
+    end = feed_minutes(tr, 1, end + 30, first=1 + 480)
+    assert tr.progress()["heart_rate_min"] == 2 and tr.progress()["recorded_min"] == 3.0
+    feed_minutes(tr, 1, end, first=1 + 720)
+    (rec,) = ended
+    assert rec["status"] == "complete" and rec["heart_rate_min"] == 3
+    assert rec["recorded_min"] == 4.0  # minutes 1, 3 and 4 had a rate; minute 2 did not
+    # a prescription of part of a minute asks for the whole minute
+    tr = r.SessionTracker("fh-01", lambda: 1.5)
+    tr.on_end = lambda rec, a: ended.append(rec)
+    feed_minutes(tr, 1.75, t0 + 3600)
+    assert tr.active is not None
+    feed_minutes(tr, 0.5, t0 + 3600 + 105, first=1 + 420)
+    assert ended[-1]["status"] == "complete" and ended[-1]["recorded_min"] == 2.0
+
+
+def test_session_messages_carry_minutes_with_a_heart_rate_in_the_contract():
+    """docs/schemas/session.schema.json: `heart_rate_min` (an integer) on finished and missed
+    sessions; a message of a gateway that did not count them (no field) is still valid."""
+    v = validator("session")
+    tr = r.SessionTracker("fh-01", lambda: 2)
+    ended = []
+    tr.on_end = lambda rec, a: ended.append(rec)
+    feed_minutes(tr, 3, 1_800_000_000.0, gap=(0.2, 0.7))
+    slot = r.Slot(1_800_000_000.0, 1_799_996_400.0, 1_800_043_200.0)
+    sched = r.check_schedule({"sessions_per_day": 1, "duration_min": 2, "risk_colour": "red"})
+    missed = r.missed_record("fh-01", slot, sched, 1_800_050_000.0)
+    for rec in (ended[0], missed):
+        msg = {**rec, "seq": 1}
+        assert not list(v.iter_errors(msg)), msg
+        old = {k: x for k, x in msg.items() if k != "heart_rate_min"}
+        assert not list(v.iter_errors(old))
+        for bad in (-1, 1.5, "2"):
+            assert list(v.iter_errors({**msg, "heart_rate_min": bad})), bad
+    assert ended[0]["heart_rate_min"] == 2 and ended[0]["recorded_min"] == 3.0
+    assert missed["heart_rate_min"] == 0
 
 
 def test_probe_off_link_lost_and_restart_end_a_session_and_blips_are_not_kept():

@@ -68,7 +68,9 @@ def test_a_prescribed_session_is_published_delivered_and_its_report_fetched(
 ):
     monkeypatch.setattr(recording.tracker, "MIN_SESSION_S", 5.0)
     monkeypatch.setattr(recording.service, "TICK_S", 0.5)
-    # a 15 s prescription keeps the test short (the command itself allows 1 to 120 minutes)
+    # a 15 s prescription keeps the test short (the command itself allows 1 to 120 minutes):
+    # a session's "minute" is 15 s here, so that one minute with a heart rate completes it
+    monkeypatch.setattr(recording.tracker, "POINTS_PER_MIN", 60)
     store = recording.SessionStore(tmp_path / "gw" / "sessions.sqlite")
     short = recording.check_schedule({"sessions_per_day": 1, "duration_min": 20,
                                       "risk_colour": "orange"})  # fmt: skip
@@ -115,12 +117,14 @@ def test_a_prescribed_session_is_published_delivered_and_its_report_fetched(
 
     s = seen["session"]
     assert seen["completed"] == [("fh-01", s["session_id"])]  # the device-feedback hook
-    assert s["recorded_min"] == 0.25 and 0 < s["good_signal_min"] <= 0.25
+    assert s["recorded_min"] == 0.25 and 0.125 < s["good_signal_min"] <= 0.25
+    assert s["heart_rate_min"] == 1  # the prescription, in minutes with a heart rate
     published = sub.of("fh-01", "session")
     assert published and published[0]["session_id"] == s["session_id"]
     v = validator("session")
     for m in published:
         assert not list(v.iter_errors(m)), m
+    assert published[0]["heart_rate_min"] == 1 and published[0]["status"] == "complete"
     # the session's points are the FHR messages' points: first..last, 15 s at 4 Hz
     assert published[0]["last_point"] - published[0]["first_point"] + 1 == 60
 

@@ -21,12 +21,13 @@ view's session list, report download and the mother's link as a QR code (nurse l
 
 from __future__ import annotations
 
+import html
 import io
+import ipaddress
 import time
-from datetime import datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
-from urllib.parse import quote
+from urllib.parse import quote, urlsplit
 
 import segno
 from starlette.requests import Request
@@ -34,10 +35,11 @@ from starlette.responses import FileResponse, JSONResponse, Response
 from starlette.routing import BaseRoute, Mount, Route
 from starlette.staticfiles import StaticFiles
 
-from gateway.processing.recording.schedule import Slot, slots
+from gateway.processing.recording.schedule import complete_starts, kept, slots_due_on_day
 from gateway.processing.recording.store import unix_seconds
 from gateway.times import iso_time_or_none
 from gateway.web.auth import nurse_only
+from gateway.web.tls import web_url
 
 if TYPE_CHECKING:
     from gateway.context import GatewayContext
@@ -76,13 +78,23 @@ def language(accept: str | None) -> str:
     return best
 
 
+def help_phone_warning(help_phone: str) -> str | None:
+    """The warning for a gateway without `[web] help_phone` (None with one): logged once when the
+    nurse view starts and listed in the nurse view's /api/me `warnings`."""
+    if help_phone.strip():
+        return None
+    return ("[web] help_phone is not set: the mother's page has no number to call the hospital"
+            " (it only says to call the maternity unit or the emergency number)")  # fmt: skip
+
+
 def mother_state(
     gw: GatewayContext, device: str, lang: str, now: float | None = None
 ) -> dict[str, Any]:
     """Everything the mother's page shows, and nothing clinical.
 
-    Minutes are minutes with a fetal heart rate (`heart_rate_min`: what she can do something
-    about); `recorded_min` is the session's length as the session tracker counts it."""
+    Minutes are minutes with a fetal heart rate (`heart_rate_min`, the session tracker's count:
+    what she can do something about, and what completes the session); `recorded_min` is the
+    session's length."""
     now = time.time() if now is None else now
     rec = gw.recordings
     tracker = rec.trackers.get(device)
@@ -93,14 +105,14 @@ def mother_state(
     history = []
     for s in sessions:
         history.append({"start": s["start"], "due": s["due"], "status": s["status"],
-                        "heart_rate_min": round(s["good_signal_min"]),
+                        "heart_rate_min": session_heart_rate_min(s),
                         "delivered": s["delivered"]})  # fmt: skip
     recording = None
     if progress is not None and tracker is not None:
         signal = progress["signal"]
         if now - tracker.last_fed > SIGNAL_STALE_S:
             signal = "no_data"  # still a session (until LINK_LOST_S), but nothing is coming in
-        recording = {"start": progress["start"], "heart_rate_min": progress["good_signal_min"],
+        recording = {"start": progress["start"], "heart_rate_min": progress["heart_rate_min"],
                      "recorded_min": progress["recorded_min"],
                      "prescribed_min": progress["prescribed_min"], "signal": signal}  # fmt: skip
     plan = rec.plan(device, now)
@@ -118,8 +130,12 @@ def mother_state(
     }
 
 
-def complete_starts(sessions: list[dict[str, Any]]) -> list[float]:
-    return [unix_seconds(s["start"]) for s in sessions if s["status"] == "complete"]
+def session_heart_rate_min(rec: dict[str, Any]) -> int:
+    """A finished session's minutes with a heart rate; a record stored before sessions counted
+    them has only `good_signal_min` (time with a rate), whose whole minutes stand in for it."""
+    if "heart_rate_min" in rec:
+        return int(rec["heart_rate_min"])
+    return int(rec.get("good_signal_min") or 0)
 
 
 def mother_reminder(
@@ -141,16 +157,12 @@ def sessions_today(
     schedule: dict[str, Any] | None, sessions: list[dict[str, Any]], now: float
 ) -> dict[str, int] | None:
     """Today's prescribed sessions (slots due today, local time) and how many of them are done:
-    kept by a complete session started in the slot's window, as the schedule counts a slot kept
-    (gateway/processing/recording/schedule.py)."""
+    kept by a complete session, by the schedule's own rule (`schedule.kept`)."""
     if schedule is None:
         return None
-    day = datetime.fromtimestamp(now).replace(hour=0, minute=0, second=0, microsecond=0)
-    start, end = day.timestamp(), (day + timedelta(days=1)).timestamp()
-    due: list[Slot] = [s for s in slots(schedule, start, end) if start <= s.due < end]
+    due = slots_due_on_day(schedule, now)
     done_starts = complete_starts(sessions)
-    done = sum(1 for s in due if any(s.opens <= t < s.closes for t in done_starts))
-    return {"prescribed": len(due), "done": done}
+    return {"prescribed": len(due), "done": sum(1 for s in due if kept(s, done_starts))}
 
 
 def mother_link_qr(link: str) -> bytes:
@@ -160,6 +172,51 @@ def mother_link_qr(link: str) -> bytes:
     qr.save(out, kind="svg", scale=_QR_SCALE, border=_QR_BORDER, xmldecl=False,
             title="QR code of the mother's page link", dark="#000", light="#fff")  # fmt: skip
     return out.getvalue()
+
+
+def is_loopback(host: str) -> bool:
+    """A host only this machine reaches: localhost, 127.0.0.0/8, ::1 (or no host at all)."""
+    host = host.strip("[]").lower()
+    if not host or host == "localhost" or host.endswith(".localhost"):
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False  # a name: the network's to resolve
+
+
+def phone_base_url(request_base: str, configured: str) -> str | None:
+    """The gateway's address for the mother's phone, without a trailing slash: the one the
+    nurse's browser used, unless that is a loopback address (a nurse view opened on the gateway
+    itself); then the gateway's own web address (`gateway.web.tls.web_url`: the `[web] listen`
+    host, `perimon.local` when it listens on every interface, as install-pi.sh sets up); None
+    when that is loopback too: the gateway serves this machine only, no phone can open it."""
+    for url in (request_base, configured):
+        if not is_loopback(urlsplit(url).hostname or ""):
+            return url.rstrip("/")
+    return None
+
+
+def no_phone_address_svg() -> bytes:
+    """What stands in the QR code's place when no phone could open the link: the reason and
+    what to do, in the nurse view's two languages (an image the size of the code)."""
+    lines = [
+        ("No QR code: the gateway is reached", 22),
+        ("only on this machine (127.0.0.1).", 44),
+        ("Open the nurse view by the gateway's", 70),
+        ("network name, e.g. perimon.local, or", 92),
+        ("set [web] listen = 0.0.0.0:8443.", 114),
+        ("没有二维码：网关只能在本机访问。", 146),
+        ("请用网关的网络名称打开护士页面。", 170),
+    ]
+    text = "".join(f'<text x="8" y="{y}">{html.escape(t)}</text>' for t, y in lines)
+    svg = (
+        '<svg xmlns="http://www.w3.org/2000/svg" width="270" height="186" viewBox="0 0 270 186"'
+        ' role="img"><title>No QR code: the gateway is reached only on this machine</title>'
+        '<rect width="270" height="186" fill="#fff" stroke="#b00020" stroke-width="2"/>'
+        '<g font-family="sans-serif" font-size="12.5" fill="#000">' + text + "</g></svg>"
+    )
+    return svg.encode()
 
 
 def mother_routes(gw: GatewayContext) -> list[BaseRoute]:
@@ -202,6 +259,7 @@ def mother_routes(gw: GatewayContext) -> list[BaseRoute]:
             return JSONResponse({"error": "unknown device"}, status_code=404)
         sessions = rec.store.sessions(dev, 50)
         for s in sessions:
+            s["heart_rate_min"] = session_heart_rate_min(s)
             s["report_url"] = f"/api/sessions/{s['session_id']}/report.pdf" if s["report"] else None
         tracker = rec.trackers.get(dev)
         return JSONResponse({
@@ -215,14 +273,22 @@ def mother_routes(gw: GatewayContext) -> list[BaseRoute]:
     @nurse_only()
     async def mother_qr(request: Request) -> Response:
         """GET /api/devices/{device}/mother-link.svg (nurse login): the mother's page link of
-        the device as a QR code (SVG, about 200 px), for the nurse view to show beside the link.
-        The link is on the address the nurse's browser uses for the gateway, as the link shown
-        as text is; creating it if the device has none yet."""
+        the device as a QR code (SVG, about 200 px), for the nurse view to show beside the link;
+        creating the link if the device has none yet. The address is one her phone can reach
+        (`phone_base_url`); when there is none (the gateway is reached on this machine only),
+        an SVG of the same size that says so, with status 409."""
         dev = request.path_params["device"]
         if not known(dev):
             return JSONResponse({"error": "unknown device"}, status_code=404)
-        link = f"{str(request.base_url).rstrip('/')}/m/{gw.recordings.store.mother_token(dev)}"
-        resp = Response(mother_link_qr(link), media_type="image/svg+xml")
+        configured = web_url(gw.cfg)
+        if configured.endswith(":0/"):  # listening on a port the system chose: the one in use
+            configured = f"{configured[:-3]}:{request.url.port}/"
+        base = phone_base_url(str(request.base_url), configured)
+        if base is None:
+            resp = Response(no_phone_address_svg(), status_code=409, media_type="image/svg+xml")
+        else:
+            link = f"{base}/m/{gw.recordings.store.mother_token(dev)}"
+            resp = Response(mother_link_qr(link), media_type="image/svg+xml")
         resp.headers["Cache-Control"] = "no-store"  # it carries the link's token
         return resp
 

@@ -37,7 +37,7 @@ from starlette.staticfiles import StaticFiles
 
 from dsp.bilirubin_units import MG_DL_TO_UMOL_L
 from dsp.ctg_reference import BASELINE_NORMAL_BPM
-from gateway.processing.recording.schedule import slots
+from gateway.processing.recording.schedule import kept, slots
 from gateway.processing.recording.store import unix_seconds
 from gateway.state.history import History
 from gateway.state.settings import apply_settings
@@ -54,7 +54,7 @@ from gateway.web.auth import (
     nurse_only,
 )
 from gateway.web.logins import BROWSER_COOKIE, BROWSER_DAYS, BrowserTokens, LoginLimits
-from gateway.web.mother import mother_routes
+from gateway.web.mother import help_phone_warning, mother_routes
 from gateway.web.nurses import NurseAccounts
 from gateway.web.pairing import pairing_routes
 from gateway.web.scan import scan_routes
@@ -113,10 +113,10 @@ def _recording(gw: GatewayContext, dev_id: str, now: float) -> dict[str, Any] | 
         if due:
             slot = due[-1]
             slot_due = iso_time_or_none(slot.due)
-            kept = [x["start"] for x in sessions if x["status"] == "complete"
-                    and slot.opens <= unix_seconds(x["start"]) < slot.closes]  # fmt: skip
-            done_at = kept[0] if kept else None
-            status = "done" if kept else "due" if now < slot.closes else "missed"
+            done = [x["start"] for x in sessions if x["status"] == "complete"
+                    and kept(slot, [unix_seconds(x["start"])])]  # fmt: skip
+            done_at = done[0] if done else None
+            status = "done" if done else "due" if now < slot.closes else "missed"
     week = now - 7 * 86400.0
     missed = [x for x in sessions if x["status"] == "missed" and unix_seconds(x["due"]) >= week]
     return {
@@ -215,7 +215,11 @@ def create_app(gw: GatewayContext, history: History, accounts: NurseAccounts, se
                              "fhr_normal_bpm": list(BASELINE_NORMAL_BPM),
                              # the ward's bilirubin unit ([web] bilirubin_unit)
                              "bilirubin_unit": gw.cfg.web.bilirubin_unit,
-                             "umol_l_per_mg_dl": MG_DL_TO_UMOL_L})  # fmt: skip
+                             "umol_l_per_mg_dl": MG_DL_TO_UMOL_L,
+                             # the mother's page's help line, and what the configuration lacks
+                             "help_phone": gw.cfg.web.help_phone,
+                             "warnings": [w for w in (help_phone_warning(gw.cfg.web.help_phone),)
+                                          if w]})  # fmt: skip
 
     def device_ids() -> list[str]:
         ids = set(gw.sessions) | set(history.devices) | set(history.settings.values)
@@ -407,6 +411,8 @@ class WebServer:
                 raise OSError("the nurse view did not start")
             await asyncio.sleep(0.02)
         log.info("nurse view on %s", self.url)
+        if (warning := help_phone_warning(self.gw.cfg.web.help_phone)) is not None:
+            log.warning("%s", warning)
 
     async def stop(self) -> None:
         if self.task is None:

@@ -8,10 +8,12 @@ from __future__ import annotations
 import logging
 import math
 import time
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from typing import Any
 
+from gateway.processing.recording.store import unix_seconds
 from gateway.schemas import SchemaCheck
 from gateway.times import iso_time_or_none
 
@@ -88,6 +90,31 @@ def slots(schedule: dict[str, Any], since: float, until: float) -> list[Slot]:
     return out
 
 
+def slots_due_on_day(schedule: dict[str, Any], now: float) -> list[Slot]:
+    """The schedule's slots due on the local day of `now` (what "today's sessions" are)."""
+    day = datetime.fromtimestamp(now).replace(hour=0, minute=0, second=0, microsecond=0)
+    start, end = day.timestamp(), (day + timedelta(days=1)).timestamp()
+    return [s for s in slots(schedule, start, end) if start <= s.due < end]
+
+
+def complete_starts(sessions: Iterable[dict[str, Any]], since: float = -math.inf) -> list[float]:
+    """Start times (unix) of the complete sessions among session records, from `since` on:
+    the sessions that can keep a slot."""
+    out = []
+    for rec in sessions:
+        if rec.get("status") == "complete" and rec.get("start"):
+            start = unix_seconds(rec["start"])
+            if start >= since:
+                out.append(start)
+    return out
+
+
+def kept(slot: Slot, starts: Iterable[float]) -> bool:
+    """Whether a complete session started at one of `starts` keeps the slot: one started in
+    its window [opens, closes). The one rule for a slot done, missed or still due."""
+    return any(slot.opens <= t < slot.closes for t in starts)
+
+
 def missed_record(
     device_id: str, slot: Slot, schedule: dict[str, Any], now: float
 ) -> dict[str, Any]:
@@ -103,6 +130,7 @@ def missed_record(
         "due": iso_time_or_none(slot.due),
         "recorded_min": 0.0,
         "good_signal_min": 0.0,
+        "heart_rate_min": 0,
         "prescribed_min": schedule["duration_min"],
         "risk_colour": schedule["risk_colour"],
         "t": iso_time_or_none(now),

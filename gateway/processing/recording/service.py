@@ -23,6 +23,8 @@ from dsp.ctg_reference import POINT_S
 from gateway.processing.recording.schedule import (
     MISSED_LOOKBACK_S,
     check_schedule,
+    complete_starts,
+    kept,
     missed_record,
     slots,
 )
@@ -266,7 +268,7 @@ class Recordings:
             for slot in slots(schedule, since, now):
                 if slot.closes > now or slot.due < set_at:
                     continue
-                if any(slot.opens <= s < slot.closes for s in done):
+                if kept(slot, done):
                     continue
                 rec = missed_record(device, slot, schedule, now)
                 if self.store.add(rec, end_row=0, drops=self._drops()):
@@ -275,8 +277,7 @@ class Recordings:
 
     def _kept(self, device: str, since: float) -> list[float]:
         """Start times of complete sessions (those that keep a slot)."""
-        return [unix_seconds(s["start"]) for s in self.store.sessions(device, 500)
-                if s["status"] == "complete" and unix_seconds(s["start"]) >= since]  # fmt: skip
+        return complete_starts(self.store.sessions(device, 500), since)
 
     def plan(self, device: str, now: float | None = None) -> dict[str, Any]:
         """For the mother's page: the schedule, the next slot, and a reminder if any."""
@@ -288,8 +289,7 @@ class Recordings:
         reminder = None
         next_due = None
         for slot in slots(schedule, now - 86400.0, now + 8 * 86400.0):
-            kept = any(slot.opens <= s < slot.closes for s in done)
-            if kept:
+            if kept(slot, done):
                 continue
             if slot.due <= now < slot.closes:
                 reminder = {"kind": "due", "due": iso_time_or_none(slot.due)}

@@ -3,7 +3,9 @@
 Fed once per FHR batch by the fetal processor (`feed`) and ticked by the clock (`tick`); time
 is always passed in. A session starts when the probe is on the skin and FHR points with a rate
 flow; it ends when the probe has been off the skin for `OFF_SKIN_GRACE_S`, when no points
-arrived for `LINK_LOST_S`, when the device restarts, or when the prescribed duration is reached.
+arrived for `LINK_LOST_S`, when the device restarts, or when the prescribed duration is reached
+in minutes with a heart rate (`heart_rate_minutes`: what the mother's page counts), so a
+session with gaps records for longer than its prescription (docs/home.md, "Sessions").
 """
 
 from __future__ import annotations
@@ -11,7 +13,7 @@ from __future__ import annotations
 import logging
 import math
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -28,6 +30,22 @@ OFF_SKIN_GRACE_S = 20.0  # a probe lifted briefly to move it does not end the se
 MIN_SESSION_S = 60.0  # shorter recordings are not kept as sessions (a probe touched and removed)
 SIGNAL_WINDOW_POINTS = 40  # the last 10 s decide "signal good" or "move the probe a little"
 SIGNAL_GOOD_SHARE = 0.5
+POINTS_PER_MIN = round(60.0 / POINT_S)  # 240: a session's minutes, counted from its first point
+# A minute of a session is a "minute with a heart rate" when more than half of its points carry
+# a fetal rate (docs/home.md, "Sessions"); a minute not yet fully recorded does not count.
+HEART_RATE_MINUTE_SHARE = 0.5
+
+
+def heart_rate_minutes(fhr: Sequence[float]) -> int:
+    """Whole minutes of `fhr` (from its first point, NaN = no fetal rate) in which more than
+    HEART_RATE_MINUTE_SHARE of the points have a rate. Pure; the trailing part-minute is left
+    out (it is still being recorded, or the session ended during it)."""
+    n = 0
+    for k in range(len(fhr) // POINTS_PER_MIN):
+        minute = fhr[k * POINTS_PER_MIN : (k + 1) * POINTS_PER_MIN]
+        if sum(1 for v in minute if v == v) > HEART_RATE_MINUTE_SHARE * POINTS_PER_MIN:
+            n += 1
+    return n
 
 
 @dataclass
@@ -45,6 +63,9 @@ class Active:
     quality: list[float] = field(default_factory=list)
     last_fed: float = 0.0
     off_skin_since: float | None = None
+    # heart_rate_minutes of fhr[:_counted_to], kept so that each batch counts only new minutes
+    _counted: int = field(default=0, repr=False)
+    _counted_to: int = field(default=0, repr=False)
 
     @property
     def session_id(self) -> str:
@@ -57,6 +78,29 @@ class Active:
     @property
     def good_s(self) -> float:
         return sum(1 for v in self.fhr if v == v) * POINT_S
+
+    @property
+    def heart_rate_min(self) -> int:
+        """Minutes with a heart rate so far (`heart_rate_minutes`)."""
+        whole = len(self.fhr) // POINTS_PER_MIN * POINTS_PER_MIN
+        if whole < self._counted_to:  # points were taken away: count again
+            self._counted = self._counted_to = 0
+        if whole > self._counted_to:
+            self._counted += heart_rate_minutes(self.fhr[self._counted_to : whole])
+            self._counted_to = whole
+        return self._counted
+
+    def minute_reaching(self, minutes: int) -> int | None:
+        """The number of points up to the end of the minute in which the count of minutes
+        with a heart rate reached `minutes`; None while it has not."""
+        if self.heart_rate_min < minutes:
+            return None
+        n = 0
+        for k in range(len(self.fhr) // POINTS_PER_MIN):
+            n += heart_rate_minutes(self.fhr[k * POINTS_PER_MIN : (k + 1) * POINTS_PER_MIN])
+            if n >= minutes:
+                return (k + 1) * POINTS_PER_MIN
+        return None  # not reached (unreachable: heart_rate_min counts the same minutes)
 
     def signal(self) -> str:
         recent = self.fhr[-SIGNAL_WINDOW_POINTS:]
@@ -123,9 +167,10 @@ class SessionTracker:
         a.end = t_first + len(fhr) * POINT_S
         a.last_fed = now
         a.off_skin_since = None if on_skin is not False else (a.off_skin_since or now)
-        if a.prescribed_s is not None and a.recorded_s >= a.prescribed_s:
-            # exactly the prescribed length: later points belong to no session
-            keep = int(a.prescribed_s / POINT_S)
+        keep = None if a.prescribed_s is None else a.minute_reaching(prescribed_minutes(a))
+        if keep is not None:
+            # up to the end of the minute that fulfilled the prescription: later points belong
+            # to no session
             del a.fhr[keep:], a.quality[keep:]
             a.end = a.start + keep * POINT_S
             self.resting_boot = boot
@@ -163,8 +208,15 @@ class SessionTracker:
             return None
         return {"session_id": a.session_id, "start": iso_time_or_none(a.start),
                 "recorded_min": round(a.recorded_s / 60, 1), "good_signal_min": round(a.good_s / 60, 1),
+                "heart_rate_min": a.heart_rate_min,
                 "prescribed_min": a.prescribed_s / 60 if a.prescribed_s else None,
                 "signal": "off_skin" if self.on_skin is False else a.signal()}  # fmt: skip
+
+
+def prescribed_minutes(a: Active) -> int:
+    """Minutes with a heart rate that complete the session: the prescription in whole minutes
+    (a fraction asks for one more minute)."""
+    return math.ceil((a.prescribed_s or 0.0) / 60.0 - 1e-9)
 
 
 def session_record(a: Active, reason: str, now: float) -> dict[str, Any]:
@@ -185,6 +237,7 @@ def session_record(a: Active, reason: str, now: float) -> dict[str, Any]:
         "due": None,
         "recorded_min": round(a.recorded_s / 60, 2),
         "good_signal_min": round(a.good_s / 60, 2),
+        "heart_rate_min": a.heart_rate_min,
         "prescribed_min": prescribed,
         "t": iso_time_or_none(now),
     }
