@@ -130,7 +130,21 @@ async def open_views(context: Any, url: str) -> tuple[Page, Page]:
 
 
 async def mother_view(page: Page) -> dict[str, str]:
-    return {k: await text(page, f"#{k}") for k in ("rec-state", "rec-progress", "signal")}
+    view = {k: await text(page, f"#{k}") for k in ("rec-state", "rec-progress", "signal")}
+    return view | {"state": await attr(page, "#today", "data-state")}
+
+
+def shown_minutes(view: dict[str, str]) -> int:
+    """The minutes with a heart rate the mother's page shows ("3 minutes", "3 of 20 minutes")."""
+    found = re.fullmatch(r"(\d+)( of [\d.]+)? minutes", view["rec-progress"])
+    assert found, view
+    return int(found[1])
+
+
+def minutes_text(recording: dict[str, Any]) -> str:
+    """What the mother's page says of a session in progress (mother.js, of_minutes/minutes)."""
+    n, of = int(recording["heart_rate_min"]), recording["prescribed_min"]
+    return f"{n} of {of:g} minutes" if of else f"{n} minutes"
 
 
 def test_nurse_view_and_mother_page_are_the_same_after_the_gateway_is_killed(broker, tmp_path):
@@ -148,6 +162,7 @@ def test_nurse_view_and_mother_page_are_the_same_after_the_gateway_is_killed(bro
     seen: dict[str, Any] = {}
 
     async def main() -> None:
+        loop = asyncio.get_running_loop()
         fleet = Fleet(SPECS, radio, tmp_path / "devices", gateway=cfg)
         await fleet.start()
         stopped = False
@@ -174,18 +189,27 @@ def test_nurse_view_and_mother_page_are_the_same_after_the_gateway_is_killed(bro
 
                 await eventually_async(recorded_a_minute, 150, "no minute of recording",
                                        every_s=1.0)  # fmt: skip
-                await mother.wait_for_selector("#rec-progress:not(:empty)")
+                # the mother's page while the gateway runs: read at once, it is live (the
+                # page polls every 5 s and says "Not known" only after 15 s without an answer)
+                await mother.wait_for_selector("#today[data-state='recording']", timeout=20000)
+                await mother.wait_for_selector("#rec-progress:not(:empty)", timeout=20000)
+                seen["mother_before"] = await mother_view(mother)
                 await asyncio.sleep(4.3)  # streaming on: the kill falls inside a history batch
                 seen["mother_state"] = await api(fetal, url, link + "/state")
                 procs[0].send_signal(signal.SIGKILL)
                 await asyncio.to_thread(procs[0].wait)
+                killed = loop.time()
                 await fleet.stop()  # the devices go with it: the pages stay as they were
                 stopped = True
                 for page in (fetal, jaundice):  # each has seen its stream end, after its
                     await page.wait_for_selector("#live-state.off")  # last event (drawn)
                 seen["before"] = await nurse_view(fetal, jaundice)
-                seen["mother_before"] = await mother_view(mother)
                 await fetal.screenshot(path=str(ARTIFACTS / "history-before-kill.png"))
+                # no answer from the killed gateway: within 20 s her page stops saying
+                # "Recording" and keeps the minutes it last heard, as of that time
+                await mother.wait_for_selector("#today[data-state='unknown']", timeout=20000)
+                seen["mother_stale_s"] = loop.time() - killed
+                seen["mother_stale"] = await mother_view(mother)
                 await fetal.close()  # their live streams would find the logins gone
                 await jaundice.close()
 
@@ -194,8 +218,9 @@ def test_nurse_view_and_mother_page_are_the_same_after_the_gateway_is_killed(bro
                 fetal, jaundice = await open_views(context, url)
                 seen["mother_state_after"] = await api(fetal, url, link + "/state")
                 await mother.wait_for_selector(  # polled again: from the new gateway
-                    "#link-state:has-text('not connected')", timeout=15000
+                    "#link-state:has-text('not connected')", timeout=20000
                 )
+                await mother.wait_for_selector("#today[data-state='recording']", timeout=20000)
                 seen["after"] = await nurse_view(fetal, jaundice)
                 seen["mother_after"] = await mother_view(mother)
                 await fetal.screenshot(path=str(ARTIFACTS / "history-after-restart.png"))
@@ -236,8 +261,21 @@ def test_nurse_view_and_mother_page_are_the_same_after_the_gateway_is_killed(bro
     # the mother's page: the same session, as far as it had got
     b, a = seen["mother_state"]["recording"], seen["mother_state_after"]["recording"]
     assert a is not None and (a["start"], a["prescribed_min"]) == (b["start"], b["prescribed_min"])
-    assert a["recorded_min"] >= b["recorded_min"]
-    assert seen["mother_after"]["rec-state"] == seen["mother_before"]["rec-state"] == "Recording"
-    assert seen["mother_after"]["rec-progress"] == seen["mother_before"]["rec-progress"]
+    assert a["recorded_min"] >= b["recorded_min"] and a["heart_rate_min"] >= b["heart_rate_min"]
+    page_before, stale, page_after = (
+        seen["mother_before"],
+        seen["mother_stale"],
+        seen["mother_after"],
+    )
+    assert page_before["rec-state"] == "Recording" and page_before["state"] == "recording"
+    assert stale["rec-state"].startswith("Not known") and stale["signal"] == ""
+    assert seen["mother_stale_s"] <= 20.0, seen["mother_stale_s"]
+    # the page at the gateway's last answer, as far as the session had got: no minute lost
+    assert shown_minutes(page_before) <= shown_minutes(stale) <= b["heart_rate_min"] + 1
+    # after the restart, the resumed session (the monitor is gone: nothing counts on) shows
+    # exactly what the gateway says of it, no fewer minutes than before the kill
+    assert page_after["rec-state"] == "Recording" and page_after["state"] == "recording"
+    assert page_after["rec-progress"] == minutes_text(a), (page_after, a)
+    assert shown_minutes(stale) <= shown_minutes(page_after)
     assert "resumes at" in logged  # the session was resumed, not started again
     assert seen["errors"] == []
