@@ -56,6 +56,7 @@ stamp=".venv/.perimon-installed"
 want="$(cat pyproject.toml requirements/dev.lock | sha256sum | cut -d' ' -f1)"
 if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$want" ]; then
     echo "perimon: installing Python packages into .venv (requirements/dev.lock)"
+    rm -f "$stamp"  # until this install succeeds: a failed one is done again on the next run
     pip=(.venv/bin/python -m pip -q --disable-pip-version-check)
     "${pip[@]}" install --require-hashes -r requirements/dev.lock
     "${pip[@]}" install --no-deps --no-build-isolation -e .
