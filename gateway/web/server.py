@@ -88,7 +88,8 @@ def _device_entry(gw: GatewayContext, history: History, dev_id: str) -> dict[str
     summary["signal_quality"] = st.get("signal_quality")
     summary["on_skin"] = st.get("on_skin")
     summary["last_seen"] = st.get("last_seen")
-    summary["recording"] = _recording(gw, dev_id, time.time())
+    fetal = summary["device_type"] == "fetal_heart"  # only fetal monitors record sessions
+    summary["recording"] = _recording(gw, dev_id, time.time()) if fetal else None
     return summary
 
 
