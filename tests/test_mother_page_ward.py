@@ -485,6 +485,9 @@ def test_the_nurse_shows_the_mothers_link_as_a_qr_code(tmp_path):
             await asyncio.to_thread(login, o, url)
             _, sessions = await asyncio.to_thread(api, o, url, "/api/devices/fh-01/sessions")
             seen["sessions"] = sessions
+            seen["lan_sessions"] = await asyncio.to_thread(
+                get, o, url + "/api/devices/fh-01/sessions", lan
+            )
             seen["lan"] = await asyncio.to_thread(get, o, url + sessions["mother_link_qr"], lan)
             seen["loopback"] = await asyncio.to_thread(get, o, url + sessions["mother_link_qr"])
             seen["unknown"] = (
@@ -515,6 +518,9 @@ def test_the_nurse_shows_the_mothers_link_as_a_qr_code(tmp_path):
     read = subprocess.run(["zbarimg", "--raw", "-q", str(ARTIFACTS / "mother-link-qr.png")],
                           capture_output=True, text=True, timeout=30, check=True)  # fmt: skip
     assert read.stdout.strip() == seen["lan_base"] + seen["sessions"]["mother_link"]
+    # the link as text for the nurse view: the same, or none where no phone reaches it
+    assert json.loads(seen["lan_sessions"][3])["mother_link_url"] == read.stdout.strip()
+    assert seen["sessions"]["mother_link_url"] is None
     # at 127.0.0.1, listening on 127.0.0.1: no code, but why and what to do, in its place
     status, ctype, cache, svg = seen["loopback"]
     assert status == 409 and ctype.startswith("image/svg+xml") and cache == "no-store"

@@ -232,6 +232,12 @@ def mother_routes(gw: GatewayContext) -> list[BaseRoute]:
             or (device in gw.history.settings.values)
         )
 
+    def phone_base(request: Request) -> str | None:
+        configured = web_url(gw.cfg)
+        if configured.endswith(":0/"):  # listening on a port the system chose: the one in use
+            configured = f"{configured[:-3]}:{request.url.port}/"
+        return phone_base_url(str(request.base_url), configured)
+
     def secured(resp: Response) -> Response:
         resp.headers.update(_HEADERS)
         return resp
@@ -262,11 +268,16 @@ def mother_routes(gw: GatewayContext) -> list[BaseRoute]:
             s["heart_rate_min"] = session_heart_rate_min(s)
             s["report_url"] = f"/api/sessions/{s['session_id']}/report.pdf" if s["report"] else None
         tracker = rec.trackers.get(dev)
+        base = phone_base(request)
+        path = f"/m/{rec.store.mother_token(dev)}"
         return JSONResponse({
             "sessions": sessions,
             "recording": tracker.progress() if tracker else None,
             "schedule": rec.store.schedule(dev),
-            "mother_link": f"/m/{rec.store.mother_token(dev)}",
+            "mother_link": path,
+            # the whole link on an address her phone can reach (None: there is none), as the
+            # QR code holds it
+            "mother_link_url": None if base is None else base + path,
             "mother_link_qr": f"/api/devices/{quote(dev, safe='')}/mother-link.svg",
         })  # fmt: skip
 
@@ -280,10 +291,7 @@ def mother_routes(gw: GatewayContext) -> list[BaseRoute]:
         dev = request.path_params["device"]
         if not known(dev):
             return JSONResponse({"error": "unknown device"}, status_code=404)
-        configured = web_url(gw.cfg)
-        if configured.endswith(":0/"):  # listening on a port the system chose: the one in use
-            configured = f"{configured[:-3]}:{request.url.port}/"
-        base = phone_base_url(str(request.base_url), configured)
+        base = phone_base(request)
         if base is None:
             resp = Response(no_phone_address_svg(), status_code=409, media_type="image/svg+xml")
         else:
