@@ -103,6 +103,25 @@ def test_a_minute_counts_when_most_of_it_has_a_heart_rate():
     assert ended[-1]["status"] == "complete" and ended[-1]["recorded_min"] == 2.0
 
 
+def test_a_session_that_never_reaches_its_prescription_ends_at_twice_its_length():
+    """A probe left on with a poor signal does not record for ever: after twice the
+    prescription without enough minutes with a heart rate the session ends short
+    (`time_limit`), and the next one starts only after the probe was taken off."""
+    ended = []
+    tr = r.SessionTracker("fh-01", lambda: 5)
+    tr.on_end = lambda rec, a: ended.append(rec)
+    t0 = 1_800_000_000.0
+    end = feed_minutes(tr, 9.9, t0, gap=(1, 9.9))  # 1 minute with a rate, then none
+    assert not ended and tr.active is not None
+    end = feed_minutes(tr, 0.2, end, first=1 + round(9.9 * 240), gap=(0, 1))
+    (rec,) = ended
+    assert rec["status"] == "short" and rec["end_reason"] == "time_limit"
+    assert rec["recorded_min"] == 10.0 and rec["heart_rate_min"] == 1
+    assert not list(validator("session").iter_errors({**rec, "seq": 1}))
+    feed_minutes(tr, 1, end, first=1 + 10 * 240 + 48)  # still on: no new session
+    assert tr.active is None and len(ended) == 1
+
+
 def test_session_messages_carry_minutes_with_a_heart_rate_in_the_contract():
     """docs/schemas/session.schema.json: `heart_rate_min` (an integer) on finished and missed
     sessions; a message of a gateway that did not count them (no field) is still valid."""

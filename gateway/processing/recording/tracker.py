@@ -5,7 +5,9 @@ is always passed in. A session starts when the probe is on the skin and FHR poin
 flow; it ends when the probe has been off the skin for `OFF_SKIN_GRACE_S`, when no points
 arrived for `LINK_LOST_S`, when the device restarts, or when the prescribed duration is reached
 in minutes with a heart rate (`heart_rate_minutes`: what the mother's page counts), so a
-session with gaps records for longer than its prescription (docs/home.md, "Sessions").
+session with gaps records for longer than its prescription (docs/home.md, "Sessions"), or when
+it has recorded `MAX_SESSION_FACTOR` times its prescription without reaching it (a probe left
+on with a poor signal must not record for ever).
 """
 
 from __future__ import annotations
@@ -34,6 +36,10 @@ POINTS_PER_MIN = round(60.0 / POINT_S)  # 240: a session's minutes, counted from
 # A minute of a session is a "minute with a heart rate" when more than half of its points carry
 # a fetal rate (docs/home.md, "Sessions"); a minute not yet fully recorded does not count.
 HEART_RATE_MINUTE_SHARE = 0.5
+# A prescribed session that has recorded this many times its prescription without enough
+# minutes with a heart rate ends (`time_limit`, status `short`): the signal is not getting
+# better on its own, and the mother is told to stop rather than wait on.
+MAX_SESSION_FACTOR = 2.0
 
 
 def heart_rate_minutes(fhr: Sequence[float]) -> int:
@@ -175,6 +181,9 @@ class SessionTracker:
             a.end = a.start + keep * POINT_S
             self.resting_boot = boot
             self._end("duration_reached", now)
+        elif a.prescribed_s is not None and a.recorded_s >= MAX_SESSION_FACTOR * a.prescribed_s:
+            self.resting_boot = boot  # as after a complete one: the next starts afresh
+            self._end("time_limit", now)
         else:
             self.tick(now)
 
