@@ -60,8 +60,10 @@ _RECEIPT = SchemaCheck("receipt")  # docs/schemas/receipt.schema.json, compiled 
 # The kinds a hospital that sends receipts confirms; the others go at the broker's PUBACK.
 RECEIPT_KINDS = frozenset(_RECEIPT.root["$defs"]["confirmed_kind"]["enum"])
 RECEIPT_TOPIC = "receipt"  # {prefix}/{gateway}/receipt
-# 1000 identifiers of at most 200 characters (the schema's limits) with their quotes and commas
-MAX_RECEIPT_BYTES = 1000 * 204 + 1024
+# The largest receipt the schema admits: its most identifiers, each of its longest (4 bytes a
+# character at most in UTF-8) with quotes and a comma, and room for the rest of the object.
+_STORED = _RECEIPT.root["properties"]["stored"]
+MAX_RECEIPT_BYTES = _STORED["maxItems"] * (4 * _STORED["items"]["maxLength"] + 3) + 1024
 # A message no receipt confirms is sent again after receipt_timeout_s, then after twice the
 # last wait, up to 2**RESEND_DOUBLINGS times receipt_timeout_s (16 min at the default 60 s):
 # bounded while the hospital is away; the outbox's age limit ends it (docs/reliability.md).

@@ -1,5 +1,7 @@
 """A region's worth of gateways without running them: what their outboxes hold, paho clients
-that flush them as a reconnecting gateway does, and a network link that can be cut.
+that flush them as a reconnecting gateway does (or the gateway's own publishers, with their
+outboxes and, for a hospital that sends receipts, their resends), and a network link that can
+be cut.
 
 Used by the hospital-side tests (bridged brokers, the flood of a region reconnecting) and by
 benchmarks/bench_ingest.py. Every message is one the contract allows (docs/mqtt.md, validated by
