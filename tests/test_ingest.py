@@ -5,6 +5,7 @@ to the gateway on the command topic. The tests that store run on SQLite and on P
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import io
 import json
@@ -16,18 +17,21 @@ import paho.mqtt.client as mqtt
 import pytest
 
 import gateway.processing.fhir
+from devtools.broker import free_port
+from gateway.app import Gateway
 from gateway.cli import main as cli_main
+from gateway.config import config_from_dict
 from hospital.cli import main as ingest_main
 from hospital.config import IngestConfig
 from hospital.ingest import Ingest, Received
 from hospital.store import Store
-from simulators.fleet import DeviceSpec
+from simulators.fleet import DeviceSpec, Fleet
 from tests.harness import postgres as _postgres
 from tests.harness import region as rg
-from tests.harness.chain import run_chain
+from tests.harness.chain import gateway_config, newborn, run_chain, running_fleet, running_gateway
 from tests.harness.contract import validator
-from tests.harness.mqtt import PREFIX
-from tests.harness.wait import eventually
+from tests.harness.mqtt import PREFIX, Subscriber
+from tests.harness.wait import eventually, eventually_async
 
 postgres, new_database = _postgres.postgres, _postgres.new_database  # fixtures, for this module
 
@@ -274,3 +278,51 @@ def test_receipts_name_each_stored_message_after_its_batch_commits(broker, tmp_p
         w.store.close()
         watcher.disconnect()
         watcher.loop_stop()
+
+
+def test_a_gateway_waiting_for_receipts_forgets_each_reading_once_the_ingest_stored_it(
+    broker, tmp_path
+):
+    """The whole path: a jaundice meter's firmware -> a gateway with `await_receipts` -> a real
+    Mosquitto -> perimon-ingest. Each TcB reading and Observation the gateway published is kept
+    after its PUBACK until the ingest's receipt names it; once the meter stops, nothing waits,
+    nothing was sent twice, and what the gateway forgot is what the database holds."""
+    db = str(tmp_path / "ingest.sqlite")
+    w = _worker(broker, db, "w1", ack_alerts=False)
+    w.start()
+    sub = Subscriber(broker.host, broker.port)
+    radio = f"127.0.0.1:{free_port()}"
+    raw = gateway_config(tmp_path, mqtt={"host": broker.host, "port": broker.port,
+                                         "await_receipts": True},
+                         processing={"status_interval_s": 1.0}, devices=newborn())  # fmt: skip
+    raw["radio"] = {"listen": radio}
+    cfg = config_from_dict(raw)
+    specs = [DeviceSpec("tcb-01", "jaundice", seed=5, skin_group="medium", bilirubin_mg_dl=12.0,
+                        press_every_s=2.0)]  # fmt: skip
+
+    async def main() -> tuple[int, int, int]:
+        fleet = Fleet(specs, radio, tmp_path / "devices", radio_kind="sim", gateway=cfg)
+        async with running_gateway(Gateway(cfg)) as gw:
+            pub = gw.publisher
+            async with running_fleet(fleet):
+                await eventually_async(lambda: pub.outbox.awaiting() > 0, 30,
+                                       "no reading waited for its receipt")  # fmt: skip
+                await asyncio.sleep(6)  # a few presses
+            await eventually_async(lambda: pub.outbox.awaiting() == 0, 15,
+                                   lambda: f"{pub.outbox.awaiting()} still unconfirmed")  # fmt: skip
+            return pub.receipts, pub.outbox.confirmed, pub.outbox.stats()["resent"]
+
+    try:
+        assert w.ready.wait(10)
+        receipts, confirmed, resent = asyncio.run(main())
+    finally:
+        w.stop()
+        w.store.close()
+        sub.close()
+    published = {_key(t, p) for t, p, _ in sub.messages
+                 if t.rsplit("/", 1)[-1] in ("tcb", "observation", "alert")}  # fmt: skip
+    assert len(published) >= 3 and receipts >= 1
+    store = Store(db)
+    assert set(store.ids("readings") + store.ids("alerts")) == published
+    store.close()
+    assert confirmed == len(published) and resent == 0
