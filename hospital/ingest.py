@@ -298,8 +298,9 @@ class Ingest:
         if not self.cfg.ack_alerts or wait <= 0 or time.monotonic() - self._acks_checked_at < wait:
             return
         self._acks_checked_at = time.monotonic()
-        try:
-            unanswered = self.store.unanswered_alerts(time.time() - wait)
+        now = time.time()
+        try:  # those stored within the tries' span: older ones have had all theirs
+            unanswered = self.store.unanswered_alerts(now - wait * (ACK_TRIES + 1), now - wait)
         except (DatabaseError, TransientError) as exc:
             log.warning("cannot look for unanswered acknowledgements: %s", exc)
             return

@@ -207,15 +207,17 @@ class Store:
         with self.lock:
             return [r[0] for r in self.engine.execute(f"SELECT msg_id FROM {table} ORDER BY 1")]
 
-    def unanswered_alerts(self, before: float, limit: int = 1000) -> list[tuple[str, str, str]]:
-        """Raised alerts this store's worker stored before `before` (time.time()) whose
-        acknowledgement no gateway has answered yet: (msg_id, gateway_id, device_id)."""
+    def unanswered_alerts(self, after: float, before: float,
+                          limit: int = 1000) -> list[tuple[str, str, str]]:  # fmt: skip
+        """Raised alerts this store's worker stored between `after` and `before` (time.time())
+        whose acknowledgement no gateway has answered yet: (msg_id, gateway_id, device_id)."""
         with self.lock:
             rows = self.engine.execute(
                 "SELECT msg_id, gateway_id, device_id FROM alerts WHERE state = 'raised'"
                 f" AND ack_status IS NULL AND worker = {self._marks(1)}"
-                f" AND received_at < {self._marks(1)} ORDER BY received_at LIMIT {int(limit)}",
-                (self.worker, before),
+                f" AND received_at >= {self._marks(1)} AND received_at < {self._marks(1)}"
+                f" ORDER BY received_at LIMIT {int(limit)}",
+                (self.worker, after, before),
             )
         return [(str(a), str(b), str(c)) for a, b, c in rows]
 

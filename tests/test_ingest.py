@@ -326,3 +326,40 @@ def test_a_gateway_waiting_for_receipts_forgets_each_reading_once_the_ingest_sto
     assert set(store.ids("readings") + store.ids("alerts")) == published
     store.close()
     assert confirmed == len(published) and resent == 0
+
+
+def test_an_unanswered_alert_acknowledgement_is_sent_again_a_bounded_number_of_times(
+    broker, tmp_path
+):
+    """A broker may drop a command (a bridge's link down: docs/scaling.md): the ingest sends an
+    acknowledgement no gateway answers again every `ack_retry_s`, ACK_TRIES times in all."""
+    from hospital.ingest import ACK_TRIES
+
+    commands: list[bytes] = []
+    ready = []
+    gw = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, protocol=mqtt.MQTTv5)  # answers nothing
+    gw.on_message = lambda c, u, m: commands.append(bytes(m.payload))
+    gw.on_subscribe = lambda *a: ready.append(True)
+    gw.connect(broker.host, broker.port)
+    gw.loop_start()
+    gw.subscribe(f"{PREFIX}/+/device/+/cmd/#", 1)
+    eventually(lambda: ready, 10, "no SUBACK")
+    w = _worker(broker, str(tmp_path / "ingest.sqlite"), "w1", ack_retry_s=1.0)
+    w.start()
+    gws = rg.Gateways(broker.host, broker.port)
+    try:
+        assert w.ready.wait(10)
+        alert = next(m for m in rg.outbox("gw-000", 40, observations=False)
+                     if m.topic.endswith("/alert"))  # fmt: skip
+        gws.connect(["gw-000"])
+        gws.publish({"gw-000": [alert]})
+        eventually(lambda: len(commands) == ACK_TRIES, 20, lambda: f"{len(commands)} sent")
+        time.sleep(2.5)  # two more retry periods: no more
+        assert len(commands) == ACK_TRIES and len(set(commands)) == 1
+        assert w.counts["acks_sent"] == ACK_TRIES
+    finally:
+        gws.close()
+        w.stop()
+        w.store.close()
+        gw.disconnect()
+        gw.loop_stop()
