@@ -9,7 +9,10 @@ stored once (hospital/store.py); acknowledges each newly raised alert back to it
 the command topic (MQTT 5 request/response, docs/mqtt.md); and, after each batch commits, sends
 each gateway a receipt naming its messages now in the database (`{prefix}/{gateway}/receipt`,
 docs/mqtt.md, "Receipts"), so a gateway that waits for receipts keeps, and sends again, what a
-broker acknowledged and then lost.
+broker acknowledged and then lost. The same receipts name the messages refused as not of the
+contract (a message that fails its schema), with why, so the gateway stops sending them again
+and keeps them aside for a person; a message that does not name itself (not JSON, no
+identifier) cannot be named, and is only logged and counted here.
 
 **Acknowledged after commit.** Messages are written in batches, one transaction each, and each
 message's PUBACK goes to the broker only after the transaction that stored it committed: a
@@ -54,7 +57,10 @@ log = logging.getLogger(__name__)
 
 _RETRY_S = (0.5, 1.0, 2.0, 5.0, 10.0)  # waits between tries of a batch the database refused
 # A receipt names at most this many messages (docs/schemas/receipt.schema.json); more are split.
-RECEIPT_MAX_IDS: int = load_schema("receipt")["properties"]["stored"]["maxItems"]
+# Rejections likewise, at most RECEIPT_MAX_REJECTED a receipt.
+_RECEIPT_SCHEMA = load_schema("receipt")["properties"]
+RECEIPT_MAX_IDS: int = _RECEIPT_SCHEMA["stored"]["maxItems"]
+RECEIPT_MAX_REJECTED: int = _RECEIPT_SCHEMA["rejected"]["maxItems"]
 # What batches stored is gathered per gateway and sent at most this often (or when a gateway has
 # RECEIPT_MAX_IDS waiting): a backlog drained in small batches would otherwise cost a receipt per
 # gateway and batch. Far inside a gateway's wait before it sends again (60 s by default).
@@ -90,7 +96,7 @@ class Ingest:
         self.reply_topic = f"{cfg.prefix}/+/reply/{self.worker}"
         self.counts = {"received": 0, "stored": 0, "duplicates": 0, "invalid": 0,
                        "acks_sent": 0, "acks_confirmed": 0, "batches": 0, "receipts": 0,
-                       "receipt_bytes": 0}  # fmt: skip
+                       "receipt_bytes": 0, "rejections_sent": 0}  # fmt: skip
         self.ready = threading.Event()
         self._queue: queue.Queue[Received] = queue.Queue()
         self._link = 0  # bumped when a connection ends or begins (under _link_lock)
@@ -98,6 +104,7 @@ class Ingest:
         self._stopping = threading.Event()
         self._writer: threading.Thread | None = None
         self._receipts: dict[str, dict[str, None]] = {}  # gateway -> ids stored, not yet sent
+        self._rejections: dict[str, dict[str, str]] = {}  # gateway -> {id refused: why}, not sent
         self._receipts_sent_at = 0.0  # time.monotonic() of the last receipts sent
         self._ack_tries: dict[str, int] = {}  # alert msg_id -> acknowledgements sent
         self._acks_checked_at = time.monotonic()
@@ -201,6 +208,8 @@ class Ingest:
             if isinstance(d, Invalid):
                 self.counts["invalid"] += 1
                 log.warning("%s", d.reason)
+                if self.cfg.receipts and d.msg_id is not None and d.gateway_id is not None:
+                    self._rejections.setdefault(d.gateway_id, {})[d.msg_id] = d.receipt_reason()
             else:
                 decoded.append(d)
         new, refused = self._store(decoded, acks)
@@ -252,24 +261,38 @@ class Ingest:
     def _send_receipts(self, now: bool = False) -> None:
         """Tell each gateway which of its messages are now in the database (stored by the
         batches since the last receipts, or before: a gateway sends again what it has no
-        receipt for, and the copy is a duplicate here), once RECEIPT_INTERVAL_S has passed
-        since the last (`now`: at once). QoS 1, not retained; a receipt lost costs a resend."""
-        if not self._receipts:
+        receipt for, and the copy is a duplicate here), and which were refused as not of the
+        contract, once RECEIPT_INTERVAL_S has passed since the last (`now`: at once). QoS 1,
+        not retained; a receipt lost costs a resend (refused again, named again). A message
+        the database refused is named in neither list: it stays unconfirmed and comes again,
+        in case what made the database refuse it is mended."""
+        if not self._receipts and not self._rejections:
             return
-        full = any(len(ids) >= RECEIPT_MAX_IDS for ids in self._receipts.values())
+        full = any(len(ids) >= RECEIPT_MAX_IDS for ids in self._receipts.values()) or any(
+            len(ids) >= RECEIPT_MAX_REJECTED for ids in self._rejections.values()
+        )
         if not (now or full or time.monotonic() - self._receipts_sent_at >= RECEIPT_INTERVAL_S):
             return
         self._receipts_sent_at = time.monotonic()
-        by_gateway, self._receipts = self._receipts, {}
+        stored, self._receipts = self._receipts, {}
+        rejected, self._rejections = self._rejections, {}
         when = _iso_now()
-        for gateway, ids in by_gateway.items():
-            names = list(ids)
-            for i in range(0, len(names), RECEIPT_MAX_IDS):
-                body = json.dumps({"stored": names[i : i + RECEIPT_MAX_IDS], "t": when},
-                                  separators=(",", ":"))  # fmt: skip
+        for gateway in {**stored, **rejected}:
+            names = list(stored.get(gateway, ()))
+            refused = [{"msg_id": i, "reason": why} for i, why in rejected.get(gateway, {}).items()]
+            for k in itertools.count():
+                ids = names[k * RECEIPT_MAX_IDS : (k + 1) * RECEIPT_MAX_IDS]
+                rej = refused[k * RECEIPT_MAX_REJECTED : (k + 1) * RECEIPT_MAX_REJECTED]
+                if not ids and not rej:
+                    break
+                receipt: dict[str, Any] = {"stored": ids, "t": when}
+                if rej:  # absent when there are none: a receipt as before rejections existed
+                    receipt["rejected"] = rej
+                body = json.dumps(receipt, separators=(",", ":"))
                 self.client.publish(f"{self.cfg.prefix}/{gateway}/receipt", body, 1, False)
                 self.counts["receipts"] += 1
                 self.counts["receipt_bytes"] += len(body)
+                self.counts["rejections_sent"] += len(rej)
 
     def _acknowledge(self, batch: Sequence[Received]) -> None:
         with self._link_lock:

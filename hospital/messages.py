@@ -21,12 +21,17 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Final, NamedTuple
 
-from perimon_schemas import schema_path
+from perimon_schemas import load_schema, schema_path
 
 log = logging.getLogger(__name__)
 
 # The kinds stored, each validated by the schema of the same name.
 STORED_KINDS: Final = ("observation", "tcb", "ctg", "alert", "session")
+# What a receipt's rejection may hold (docs/schemas/receipt.schema.json): the longest
+# identifier it names, and the longest reason.
+_REJECTION: Final = load_schema("receipt")["properties"]["rejected"]["items"]["properties"]
+MAX_NAMED_ID_CHARS: Final[int] = _REJECTION["msg_id"]["maxLength"]
+MAX_REASON_CHARS: Final[int] = _REJECTION["reason"]["maxLength"]
 NO_BOOT: Final = -1  # the `boot` of a series the gateway numbers across boots (alert, ctg, session)
 
 JsonObject = dict[str, Any]
@@ -83,7 +88,20 @@ class Decoded:
 
 @dataclass(frozen=True, slots=True)
 class Invalid:
+    """A message the ingest will never store. `msg_id` and `gateway_id` are set when the message
+    names itself and its gateway (a JSON object with an identifier, on a gateway's topic): its
+    gateway is then told, in a receipt, with `code` (docs/mqtt.md, "Receipts")."""
+
     reason: str
+    code: str = "topic"  # "topic", "json" or "schema": the first word of a receipt's reason
+    msg_id: str | None = None
+    gateway_id: str | None = None
+    detail: str = ""  # what is wrong, without the topic (a receipt goes to the gateway anyway)
+
+    def receipt_reason(self) -> str:
+        """`{code}: {detail}` on one printable line, cut to what a receipt holds."""
+        text = "".join(c if c.isprintable() else " " for c in f"{self.code}: {self.detail}")
+        return text if len(text) <= MAX_REASON_CHARS else text[: MAX_REASON_CHARS - 1] + "…"
 
 
 def load_checks(schemas_dir: Path | None = None) -> dict[str, Check]:
@@ -145,10 +163,11 @@ def decode(topic: str, body: bytes, checks: Mapping[str, Check]) -> Decoded | In
         text = body.decode("utf-8")
         payload = json.loads(text)
     except ValueError:  # UnicodeDecodeError is one
-        return Invalid(f"not UTF-8 JSON on {topic}")
+        return Invalid(f"not UTF-8 JSON on {topic}", "json", None, gateway_id, "not UTF-8 JSON")
     error = checks[kind](payload)
     if error is not None:
-        return Invalid(f"invalid {kind} on {topic}: {error}")
+        return Invalid(f"invalid {kind} on {topic}: {error}", "schema", named_id(payload),
+                       gateway_id, f"{kind}: {error}")  # fmt: skip
     seq = sequence_of(kind, payload)
     numbered = None if seq is None else Sequence(gateway_id, device_id, *seq)
     row: Reading | Alert
@@ -163,6 +182,25 @@ def decode(topic: str, body: bytes, checks: Mapping[str, Check]) -> Decoded | In
     else:
         row = Reading(payload["msg_id"], kind, gateway_id, device_id, None, payload.get("t"), text)
     return Decoded(row, numbered)
+
+
+def named_id(payload: Any) -> str | None:
+    """The identifier a message that failed its schema names itself by, as the gateway's outbox
+    keeps it (gateway/publish/mqtt.py, `message_id`): `msg_id`, else a FHIR resource's first
+    identifier value; None when there is none, or it is longer than a receipt may name."""
+    if not isinstance(payload, dict):
+        return None
+    value: object = None
+    if "msg_id" in payload:
+        value = payload["msg_id"]
+    else:
+        ident = payload.get("identifier")
+        if payload.get("resourceType") and isinstance(ident, list) and ident:
+            value = ident[0].get("value") if isinstance(ident[0], dict) else None
+    if value is None:
+        return None
+    text = str(value)
+    return text if 0 < len(text) <= MAX_NAMED_ID_CHARS else None
 
 
 def sequence_of(kind: str, payload: Mapping[str, Any]) -> tuple[str, int, int, int] | None:

@@ -258,8 +258,11 @@ def test_receipts_name_each_stored_message_after_its_batch_commits(broker, tmp_p
             eventually(lambda: len(named()) >= total, 15, lambda: f"{len(named())} of {total}")
         first = outboxes["gw-000"][0]
         bad = rg.Message(first.topic, b'{"msg_id": "not a reading"}', "x")
-        gws.publish({"gw-000": [first, bad]})  # a duplicate, and one the ingest refuses
-        eventually(lambda: w.counts["received"] == total + 2, 15, lambda: str(w.counts))
+        garbled = rg.Message(first.topic, b'{"msg_id": "cut sho', "y")  # names no identifier
+        # a duplicate, one the ingest refuses (named in a receipt), one it cannot name
+        gws.publish({"gw-000": [first, bad, garbled]})
+        eventually(lambda: w.counts["received"] == total + 3, 15, lambda: str(w.counts))
+        assert w.counts["invalid"] == 2
         if not receipts:
             time.sleep(1.5)  # a window for a receipt to (wrongly) arrive in
             assert got == [] and w.counts["receipts"] == 0
@@ -268,6 +271,12 @@ def test_receipts_name_each_stored_message_after_its_batch_commits(broker, tmp_p
         expected = [(f"{PREFIX}/{g}/receipt", m.key) for g, msgs in outboxes.items() for m in msgs]
         assert sorted(set(named())) == sorted(expected)  # each gateway its own, nothing else
         assert len(named()) == total + 1  # the duplicate confirmed again
+        rejected = lambda: [(t, r) for t, body in got for r in body.get("rejected", [])]  # noqa: E731
+        eventually(lambda: rejected(), 10, "no rejection")
+        ((topic, refusal),) = rejected()  # the refused one, to its gateway; not the garbled one
+        assert topic == f"{PREFIX}/gw-000/receipt" and refusal["msg_id"] == "not a reading"
+        assert refusal["reason"].startswith("schema: tcb: "), refusal
+        assert w.counts["rejections_sent"] == 1
         schema = validator("receipt")
         for _, body in got:
             schema.validate(body)

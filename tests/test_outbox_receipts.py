@@ -2,11 +2,15 @@
 outbox after the broker's PUBACK until the hospital's receipt names it as stored, and is sent
 again, later each time, while none does. A receipt deletes only what the broker acknowledged;
 on the deployed broker only the hospital's ingest identity may publish one. Without receipts
-configured the outbox forgets a message at its PUBACK, as before."""
+configured the outbox forgets a message at its PUBACK, as before. A receipt's `rejected`
+(messages the hospital refused as not of the contract) takes a delivered message out of the
+outbox into its `rejected` table: counted, logged, warned of in the gateway status, never sent
+again."""
 
 from __future__ import annotations
 
 import json
+import logging
 import sqlite3
 import ssl
 import threading
@@ -17,14 +21,22 @@ import pytest
 
 from devtools.broker_tls import make_certs, start_tls_broker
 from gateway.config import config_from_dict
+from gateway.publish import outbox as outbox_module
 from gateway.publish.mqtt import (
     MAX_RECEIPT_BYTES,
     RECEIPT_KINDS,
+    REJECTED_WARNING,
     Publisher,
+    read_receipt,
     receipt_ids,
 )
 from gateway.publish.outbox import PRIO_READING, Outbox
+from hospital.config import IngestConfig
+from hospital.ingest import Ingest
 from hospital.messages import STORED_KINDS
+from hospital.store import Store
+from tests.harness import region as rg
+from tests.harness.contract import validator
 from tests.harness.mqtt import Subscriber
 from tests.harness.wait import eventually
 
@@ -128,6 +140,88 @@ def test_receipt_ids_takes_only_a_receipt():
         assert receipt_ids(body) is None, body[:40]
 
 
+def _rejection(*ids: str, stored: tuple[str, ...] = ()) -> bytes:
+    return json.dumps({"stored": list(stored), "t": "2026-11-23T10:00:00.000Z",
+                       "rejected": [{"msg_id": i, "reason": "schema: tcb: 'boot' is a required"
+                                     " property"} for i in ids]}).encode()  # fmt: skip
+
+
+@pytest.mark.unit
+def test_read_receipt_takes_rejections_and_only_a_receipt():
+    r = read_receipt(_rejection("a:1:tcb:1", stored=("a:1:tcb:0",)))
+    assert r is not None and r.stored == ["a:1:tcb:0"]
+    assert r.rejected == {"a:1:tcb:1": "schema: tcb: 'boot' is a required property"}
+    only = read_receipt(_rejection("a:1:tcb:1"))  # a receipt that only rejects
+    assert only is not None and only.stored == [] and list(only.rejected) == ["a:1:tcb:1"]
+    # a later hospital's key in a rejection is ignored, as an older gateway ignores `rejected`
+    later = json.loads(_rejection("a"))
+    later["rejected"][0]["field"] = "boot"
+    assert read_receipt(json.dumps(later).encode()) is not None
+    assert read_receipt(b'{"stored": ["a"], "rejected": []}') is None  # absent when none
+    for bad in ({"msg_id": "a"}, {"reason": "schema: x"}, {"msg_id": "", "reason": "schema: x"},
+                {"msg_id": "a", "reason": "no code"}, {"msg_id": "a" * 201, "reason": "schema: x"},
+                {"msg_id": "a", "reason": "schema: " + "x" * 200}, "a"):  # fmt: skip
+        assert read_receipt(json.dumps({"stored": [], "rejected": [bad]}).encode()) is None, bad
+    assert read_receipt(_rejection(*[f"a:{i}" for i in range(101)])) is None  # 100 at most
+
+
+@pytest.mark.unit
+def test_the_largest_receipt_the_schema_admits_is_read():
+    """MAX_RECEIPT_BYTES follows from the schema: its most identifiers and rejections, each at
+    its longest, in the characters that cost the most bytes (12: a surrogate pair escaped)."""
+    worst = "\U0001f600"
+    body = json.dumps({"stored": [worst * 200] * 1000, "t": "2026-11-23T10:00:00.000Z",
+                       "rejected": [{"msg_id": worst * 200, "reason": "schema: " + worst * 192}
+                                    for _ in range(100)]}).encode()  # fmt: skip
+    assert len(body) <= MAX_RECEIPT_BYTES and len(body) > MAX_RECEIPT_BYTES * 0.95
+    r = read_receipt(body)
+    assert r is not None and len(r.stored) == 1000 and len(r.rejected) == 1
+
+
+@pytest.mark.unit
+def test_a_rejected_row_leaves_the_outbox_and_a_copy_is_kept(tmp_path):
+    ob = Outbox(tmp_path / "o.sqlite", 10 * MB, 0)
+    ids = [_reading(ob, i) for i in range(3)]
+    queued = _reading(ob, 3)  # never handed to the broker
+    ob.handed_upto = ids[-1]
+    ob.delivered(ids, wait_s=60, now=1000.0)
+    why = "schema: tcb: 'boot' is a required property"
+    # only what the broker acknowledged: not a queued row, nor another gateway's, nor unknown
+    assert ob.reject({"tcb-01:1:tcb:3": why, "tcb-01:1:tcb:9": why}) == []
+    assert ob.rows == 4 and ob.rejected() == [] and ob.stats()["rejected"] == 0
+    assert ob.stats()["last_rejected"] is None and ob.last_rejected_at() is None
+    moved = ob.reject({"tcb-01:1:tcb:1": why}, now=2000.0)
+    assert [(r.msg_id, r.reason, r.payload) for r in moved] == [("tcb-01:1:tcb:1", why, b"x" * 100)]
+    assert ob.rows == 3 and ob.awaiting() == 2
+    assert [r.id for r in ob.pending(0, 10)] == [queued]
+    assert [r.msg_id for r in ob.due(10, 60, 960, now=5000.0)] == ["tcb-01:1:tcb:0",
+                                                                  "tcb-01:1:tcb:2"]  # fmt: skip
+    assert ob.reject({"tcb-01:1:tcb:1": why}) == []  # rejected again (a resent copy): no copy
+    ob.close()
+    ob = Outbox(tmp_path / "o.sqlite", 10 * MB, 0)  # kept across a restart
+    assert [(r.msg_id, r.topic, r.created) for r in ob.rejected()] == [
+        ("tcb-01:1:tcb:1", "perimon/v1/gw-t/device/tcb-01/tcb", 1000.0)]  # fmt: skip
+    stats = ob.stats()
+    assert stats["rejected"] == 1 and ob.last_rejected_at() == 2000.0
+    assert stats["last_rejected"] == {"msg_id": "tcb-01:1:tcb:1", "reason": why,
+                                      "topic": "perimon/v1/gw-t/device/tcb-01/tcb",
+                                      "t": "1970-01-01T00:33:20.000Z"}  # fmt: skip
+
+
+@pytest.mark.unit
+def test_the_kept_copies_are_bounded(monkeypatch):
+    monkeypatch.setattr(outbox_module, "REJECTED_KEEP", 5)
+    ob = Outbox(":memory:", 10 * MB, 0)
+    ids = [_reading(ob, i) for i in range(12)]
+    ob.handed_upto = ids[-1]
+    ob.delivered(ids, wait_s=60, now=1000.0)
+    for i in range(12):
+        assert len(ob.reject({f"tcb-01:1:tcb:{i}": "schema: x"})) == 1
+    assert [r.msg_id for r in ob.rejected()] == [f"tcb-01:1:tcb:{i}" for i in range(11, 6, -1)]
+    assert ob.rows == 0 and ob.bytes == 0
+    assert ob.stats()["rejected"] == 12 and ob.counters["rejected_forgotten"] == 7
+
+
 @pytest.mark.unit
 def test_the_kinds_a_receipt_confirms_are_the_kinds_the_ingest_stores():
     assert set(STORED_KINDS) == RECEIPT_KINDS
@@ -149,9 +243,10 @@ class Hospital:
         self.c.connect(host, port)
         self.c.loop_start()
 
-    def receipt(self, gateway: str, ids: list[str]):
-        """Publish a receipt; the broker's PUBACK reason code."""
-        body = json.dumps({"stored": ids, "t": "2026-11-23T10:00:00.000Z"})
+    def receipt(self, gateway: str, ids: list[str], body: bytes | None = None):
+        """Publish a receipt (`body`, or one storing `ids`); the broker's PUBACK reason code."""
+        if body is None:
+            body = json.dumps({"stored": ids, "t": "2026-11-23T10:00:00.000Z"}).encode()
         info = self.c.publish(f"perimon/v1/{gateway}/receipt", body, 1)
         eventually(lambda: info.mid in self.pubacks, 10, "no PUBACK for the receipt")
         return self.pubacks[info.mid]
@@ -161,9 +256,11 @@ class Hospital:
         self.c.loop_stop()
 
 
-def _publisher(host: str, port: int, tmp_path, **mqtt_cfg) -> Publisher:
+def _publisher(host: str, port: int, tmp_path, status_interval_s: float = 5.0,
+               **mqtt_cfg) -> Publisher:  # fmt: skip
     cfg = config_from_dict({"mqtt": {"host": host, "port": port, **mqtt_cfg}})
-    pub = Publisher(cfg.mqtt, "gw-t", Outbox(tmp_path / "o.sqlite", 10 * MB, 0))
+    pub = Publisher(cfg.mqtt, "gw-t", Outbox(tmp_path / "o.sqlite", 10 * MB, 0),
+                    status_interval_s=status_interval_s)  # fmt: skip
     pub.start()
     assert pub.connected.wait(10)
     eventually(lambda: pub.subscribed.is_set() or not pub.await_receipts, 10, "no SUBACK")
@@ -208,6 +305,86 @@ def test_a_reading_is_kept_until_the_hospital_confirms_it_and_sent_again_until_t
         pub.stop(drain_s=0)
         hospital.close()
         sub.close()
+
+
+@pytest.mark.system
+def test_a_message_the_ingest_refuses_is_rejected_kept_aside_and_not_sent_again(
+    broker, tmp_path, caplog
+):
+    """The whole path: a gateway with `await_receipts` publishes two TcB readings and one its
+    schema refuses (no `boot`) to a real Mosquitto; perimon-ingest stores the two and names the
+    third in its receipt's `rejected`. The gateway forgets all three, keeps a copy of the third
+    with the reason, counts it and warns of it in its status, logs it, and never sends it again."""
+    caplog.set_level(logging.ERROR, logger="gateway.publish.mqtt")
+    sub = Subscriber(broker.host, broker.port, gateway="gw-t")
+    ingest = Ingest(IngestConfig(host=broker.host, port=broker.port, worker="w1",
+                                 db=str(tmp_path / "ingest.sqlite"), ack_alerts=False))  # fmt: skip
+    ingest.start()
+    assert ingest.ready.wait(10)
+    pub = _publisher(broker.host, broker.port, tmp_path, status_interval_s=0.3,
+                     await_receipts=True, receipt_timeout_s=2.0)  # fmt: skip
+    good = rg.outbox("gw-t", 2, devices=1, observations=False)
+    device = good[0].topic.split("/")[4]
+    bad_id = f"{device}:1:tcb:99"
+    bad = {**json.loads(good[0].body), "msg_id": bad_id, "seq": 99}
+    del bad["boot"]
+    try:
+        for m in good:
+            pub.publish(tuple(m.topic.split("/")[3:]), json.loads(m.body))
+        pub.publish(("device", device, "tcb"), bad)
+        eventually(lambda: pub.outbox.rows == 0, 15,
+                   lambda: f"{pub.outbox.rows} rows, {ingest.counts}")  # fmt: skip
+        store = Store(str(tmp_path / "ingest.sqlite"))
+        assert sorted(store.ids("readings")) == sorted(m.key for m in good)
+        store.close()
+        (kept,) = pub.outbox.rejected()
+        assert kept.msg_id == bad_id and json.loads(kept.payload) == bad
+        assert kept.reason.startswith("schema: tcb: ") and "boot" in kept.reason
+        lines = [r.getMessage() for r in caplog.records if "rejected" in r.getMessage()]
+        assert len(lines) == 1 and bad_id in lines[0] and kept.reason in lines[0]
+
+        def status() -> dict:
+            return sub.on("status")[-1]
+
+        eventually(lambda: status()["outbox"]["rejected"] == 1, 10, lambda: str(status()))
+        assert status()["warnings"] == [REJECTED_WARNING]
+        assert status()["outbox"]["last_rejected"]["msg_id"] == bad_id
+        assert status()["outbox"]["last_rejected"]["reason"] == kept.reason
+        validator("gateway-status").validate(status())
+        # never sent again: well past the next resends it would have had (2 s, then 4 s)
+        seen = len([p for p in sub.of(device, "tcb") if p["msg_id"] == bad_id])
+        time.sleep(7.0)
+        again = [p for p in sub.of(device, "tcb") if p["msg_id"] == bad_id]
+        assert len(again) == seen and pub.outbox.rows == 0 and len(pub.outbox.rejected()) == 1
+        assert ingest.counts["invalid"] == seen and ingest.counts["rejections_sent"] == seen
+    finally:
+        pub.stop(drain_s=0)
+        ingest.stop()
+        ingest.store.close()
+        sub.close()
+
+
+@pytest.mark.system
+def test_a_rejection_takes_only_what_the_broker_acknowledged(broker, tmp_path):
+    hospital = Hospital(broker.host, broker.port)
+    pub = _publisher(broker.host, broker.port, tmp_path, await_receipts=True,
+                     receipt_timeout_s=3600.0)  # fmt: skip
+    try:
+        for i in range(2):
+            pub.publish(("device", "tcb-01", "tcb"), _tcb(i))
+        eventually(lambda: pub.outbox.awaiting() == 2, 10, "not delivered")
+        # never published, or another device's: nothing goes, nothing is kept, no warning
+        refusal = _rejection("tcb-01:1:tcb:7", "fh-01:1:fhr:1")
+        assert hospital.receipt("gw-t", [], refusal).value == 0
+        eventually(lambda: pub.receipts == 1, 10, "the receipt did not arrive")
+        assert pub.outbox.rows == 2 and pub.outbox.rejected() == [] and pub.warnings() == []
+        hospital.receipt("gw-t", [], _rejection("tcb-01:1:tcb:1", stored=("tcb-01:1:tcb:0",)))
+        eventually(lambda: pub.outbox.rows == 0, 10, "the receipt was not taken")
+        assert [r.msg_id for r in pub.outbox.rejected()] == ["tcb-01:1:tcb:1"]
+        assert pub.outbox.confirmed == 1 and pub.warnings() == [REJECTED_WARNING]
+    finally:
+        pub.stop(drain_s=0)
+        hospital.close()
 
 
 @pytest.mark.system

@@ -14,6 +14,9 @@ is sent again each time it falls due unconfirmed (after `receipt_timeout_s`, the
 each time, at most `RESEND_DOUBLINGS` doublings); the hospital de-duplicates by `msg_id`. A
 receipt deletes only rows the broker has acknowledged, and only the hospital's ingest identity
 may publish one (deploy/mosquitto/acl). With receipts off, rows go at the PUBACK, as before.
+A receipt's `rejected` names delivered messages the hospital refused as not of the contract:
+each goes from the outbox into its `rejected` table (kept for the engineer), is counted and
+logged, and the gateway status carries the warning REJECTED_WARNING for REJECTED_WARN_S.
 
 One connection per gateway: the hospital's commands (gateway/publish/downlink.py) and receipts
 arrive on the publisher's connection (`Publisher.listen`). The deployed broker binds a client id to its
@@ -30,6 +33,7 @@ import threading
 import time
 from collections import deque
 from collections.abc import Callable
+from dataclasses import dataclass, field
 from typing import Any
 
 import paho.mqtt.client as mqtt
@@ -60,10 +64,25 @@ _RECEIPT = SchemaCheck("receipt")  # docs/schemas/receipt.schema.json, compiled 
 # The kinds a hospital that sends receipts confirms; the others go at the broker's PUBACK.
 RECEIPT_KINDS = frozenset(_RECEIPT.root["$defs"]["confirmed_kind"]["enum"])
 RECEIPT_TOPIC = "receipt"  # {prefix}/{gateway}/receipt
-# The largest receipt the schema admits: its most identifiers, each of its longest (4 bytes a
-# character at most in UTF-8) with quotes and a comma, and room for the rest of the object.
+# The largest receipt the schema admits: its most identifiers and rejections, each of its
+# longest with quotes, commas and keys, and room for the rest of the object. A character (a
+# code point, as the schema counts) is at most 12 bytes: a surrogate pair of JSON escapes
+# (\ud83d\ude00, as Python's json writes one), 4 in UTF-8.
+_CHAR_BYTES = 12
 _STORED = _RECEIPT.root["properties"]["stored"]
-MAX_RECEIPT_BYTES = _STORED["maxItems"] * (4 * _STORED["items"]["maxLength"] + 3) + 1024
+_REJECTED = _RECEIPT.root["properties"]["rejected"]
+_REJECTION = _REJECTED["items"]["properties"]
+MAX_RECEIPT_BYTES = (
+    _STORED["maxItems"] * (_CHAR_BYTES * _STORED["items"]["maxLength"] + 3)
+    + _REJECTED["maxItems"]
+    * (_CHAR_BYTES * (_REJECTION["msg_id"]["maxLength"] + _REJECTION["reason"]["maxLength"]) + 32)
+    + 1024
+)
+# The gateway status's warning that the hospital refuses some of this gateway's messages as not
+# of the contract (docs/mqtt.md, "Gateway status"), shown for a day after the last one: long
+# enough for an engineer to see it, gone once a mended contract stops the refusals.
+REJECTED_WARNING = "hospital_rejects_messages"
+REJECTED_WARN_S = 24 * 3600.0
 # A message no receipt confirms is sent again after receipt_timeout_s, then after twice the
 # last wait, up to 2**RESEND_DOUBLINGS times receipt_timeout_s (16 min at the default 60 s):
 # bounded while the hospital is away; the outbox's age limit ends it (docs/reliability.md).
@@ -175,8 +194,17 @@ class Publisher:
         d: dict[str, Any] = {"gateway_id": self.gateway_id, "state": state, "reason": reason}
         if state == "online":
             d["outbox"] = self.outbox.stats()
+            d["warnings"] = self.warnings()
         d["t"] = iso_time(time.time())
         return json.dumps(d)
+
+    def warnings(self) -> list[str]:
+        """What a hospital engineer must look at, in the gateway status: REJECTED_WARNING while
+        the hospital refused a message of this gateway within REJECTED_WARN_S."""
+        last = self.outbox.last_rejected_at()
+        if last is not None and time.time() - last < REJECTED_WARN_S:
+            return [REJECTED_WARNING]
+        return []
 
     def _on_connect(self, client: mqtt.Client, userdata: Any, flags: mqtt.ConnectFlags,
                     reason_code: ReasonCode, properties: Properties | None) -> None:  # fmt: skip
@@ -273,13 +301,16 @@ class Publisher:
         first: a receipt never arrives before the PUBACK of what it confirms)."""
         while self._receipts:
             body = self._receipts.popleft()
-            stored = receipt_ids(body)
-            if stored is None:
+            receipt = read_receipt(body)
+            if receipt is None:
                 self.receipts_refused += 1
                 log.warning("refused a receipt that is not one (%d bytes)", len(body))
                 continue
             self.receipts += 1
-            self.outbox.confirm(stored)
+            self.outbox.confirm(receipt.stored)
+            for r in self.outbox.reject(receipt.rejected):
+                log.error("the hospital rejected %s on %s, kept aside, not sent again: %s",
+                          r.msg_id, r.topic, r.reason)  # fmt: skip
 
     def awaits_receipt(self, row: Row) -> bool:
         """Whether this row stays after its PUBACK until a receipt confirms it."""
@@ -395,8 +426,17 @@ class Publisher:
         return payload
 
 
-def receipt_ids(body: bytes) -> list[str] | None:
-    """The identifiers a receipt names as stored, or None if `body` is not a receipt."""
+@dataclass(frozen=True)
+class Receipt:
+    """What a hospital's receipt says: the messages it stored, and those it refused (msg_id ->
+    reason; docs/schemas/receipt.schema.json)."""
+
+    stored: list[str]
+    rejected: dict[str, str] = field(default_factory=dict)
+
+
+def read_receipt(body: bytes) -> Receipt | None:
+    """The receipt in `body`, or None if it is not one (too large, not JSON, not the schema)."""
     if len(body) > MAX_RECEIPT_BYTES:
         return None
     try:
@@ -405,7 +445,14 @@ def receipt_ids(body: bytes) -> list[str] | None:
         return None
     if _RECEIPT.problem(receipt) is not None:
         return None
-    return list(receipt["stored"])
+    rejected = {str(r["msg_id"]): str(r["reason"]) for r in receipt.get("rejected", ())}
+    return Receipt(list(receipt["stored"]), rejected)
+
+
+def receipt_ids(body: bytes) -> list[str] | None:
+    """The identifiers a receipt names as stored, or None if `body` is not a receipt."""
+    receipt = read_receipt(body)
+    return None if receipt is None else receipt.stored
 
 
 def message_id(payload: dict[str, Any]) -> str | None:

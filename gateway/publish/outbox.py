@@ -16,6 +16,11 @@ Bounded by size and age. When full, the policy drops in this order, counting eve
 3. only then the oldest clinical readings and alerts (priority 2), each logged as an error.
 Age: a message older than `max_age_h` is dropped the same way (counted, readings logged).
 A retained status message replaces the unsent one on the same topic (the newest state wins).
+
+Rejected messages: a receipt may say the hospital refused a delivered message as not of the
+contract (docs/mqtt.md, "Receipts"). Sending it again would be refused again, so its row goes,
+and a copy, with the hospital's reason, is kept in the `rejected` table for the engineer (the
+newest REJECTED_KEEP; the count of all is kept with the other counters).
 """
 
 from __future__ import annotations
@@ -28,6 +33,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from gateway.times import iso_time
+
 log = logging.getLogger(__name__)
 
 PRIO_TRACE = 0  # live 4 Hz trace: the first to go when the outbox is full
@@ -38,6 +45,9 @@ TRACE_KINDS = frozenset({"fhr", "mhr"})
 MARK_KINDS = frozenset({"fhr", "mhr", "tcb"})
 PRIORITY_NAMES = {PRIO_TRACE: "trace", PRIO_STATUS: "status", PRIO_READING: "readings"}
 _ROW_OVERHEAD = 64  # bytes per row counted beyond topic and payload (ids, times, flags)
+# Copies of rejected messages kept for a person to read (the newest; older ones are forgotten,
+# counted): bounded, so a gateway whose every message the hospital refuses cannot fill its disk.
+REJECTED_KEEP = 200
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS msg (
@@ -69,6 +79,15 @@ CREATE TABLE IF NOT EXISTS recent_trace (
     payload BLOB NOT NULL,
     PRIMARY KEY (device, kind, seq)
 );
+CREATE TABLE IF NOT EXISTS rejected (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    msg_id TEXT NOT NULL,
+    topic TEXT NOT NULL,
+    payload BLOB NOT NULL,
+    reason TEXT NOT NULL,
+    created REAL NOT NULL,
+    rejected_at REAL NOT NULL
+);
 CREATE TABLE IF NOT EXISTS sequence (
     device TEXT NOT NULL,
     kind TEXT NOT NULL,
@@ -96,6 +115,18 @@ class Row:
     retain: bool
     priority: int
     created: float
+
+
+@dataclass(frozen=True)
+class Rejected:
+    """A message the hospital refused, as kept in the `rejected` table."""
+
+    msg_id: str
+    topic: str
+    payload: bytes
+    reason: str
+    created: float  # when the gateway stored it
+    rejected_at: float  # when the receipt that refused it was taken
 
 
 @dataclass(frozen=True)
@@ -364,6 +395,60 @@ class Outbox:
             self.confirmed += gone_n
         return gone_n
 
+    def reject(self, reasons: dict[str, str], now: float | None = None) -> list[Rejected]:
+        """The hospital refused these (msg_id -> its reason) and never will store them: their
+        rows go and a copy of each is kept in `rejected` (the newest REJECTED_KEEP). As with
+        `confirm`, only rows the broker has acknowledged go. Returns what was moved."""
+        if not reasons:
+            return []
+        now = time.time() if now is None else now
+        moved: list[Rejected] = []
+        names = list(reasons)
+        with self._lock:
+            db = self._db
+            db.execute("BEGIN IMMEDIATE")
+            try:
+                for i in range(0, len(names), 500):
+                    chunk = names[i : i + 500]
+                    marks = ",".join("?" * len(chunk))
+                    gone = db.execute(
+                        f"DELETE FROM msg WHERE acked IS NOT NULL AND msg_id IN ({marks})"
+                        " RETURNING msg_id, topic, payload, created,"
+                        " length(topic) + length(payload)",
+                        chunk,
+                    ).fetchall()
+                    for msg_id, topic, payload, created, n in gone:
+                        r = Rejected(msg_id, topic, bytes(payload), reasons[msg_id], created, now)
+                        db.execute(
+                            "INSERT INTO rejected (msg_id, topic, payload, reason, created,"
+                            " rejected_at) VALUES (?, ?, ?, ?, ?, ?)",
+                            (r.msg_id, r.topic, r.payload, r.reason, r.created, r.rejected_at),
+                        )
+                        self.bytes -= n + _ROW_OVERHEAD
+                        self.rows -= 1
+                        moved.append(r)
+                forgotten = db.execute(
+                    "DELETE FROM rejected WHERE id <= (SELECT MAX(id) FROM rejected) - ?",
+                    (REJECTED_KEEP,),
+                ).rowcount
+                self._count("rejected", len(moved))
+                self._count("rejected_forgotten", forgotten)
+                db.execute("COMMIT")
+            except BaseException:
+                db.execute("ROLLBACK")
+                raise
+        return moved
+
+    def rejected(self, limit: int = REJECTED_KEEP) -> list[Rejected]:
+        """The kept copies of rejected messages, newest first."""
+        with self._lock:
+            rows = self._db.execute(
+                "SELECT msg_id, topic, payload, reason, created, rejected_at FROM rejected"
+                " ORDER BY id DESC LIMIT ?",
+                (limit,),
+            ).fetchall()
+        return [Rejected(r[0], r[1], bytes(r[2]), r[3], r[4], r[5]) for r in rows]
+
     def awaiting(self) -> int:
         """Rows delivered to the broker and not yet confirmed by a receipt."""
         with self._lock:
@@ -488,6 +573,28 @@ class Outbox:
             "dropped_readings": dropped["readings"],
             "awaiting_receipt": self.awaiting(),
             "resent": self.counters.get("resent", 0),
+            "rejected": self.counters.get("rejected", 0),
+            "last_rejected": self._last_rejected(),
+        }
+
+    def last_rejected_at(self) -> float | None:
+        """When the newest rejection was taken (time.time()), or None if there was none."""
+        with self._lock:
+            row = self._db.execute("SELECT MAX(rejected_at) FROM rejected").fetchone()
+        return None if row[0] is None else float(row[0])
+
+    def _last_rejected(self) -> dict[str, Any] | None:
+        """The newest rejection, as the gateway status shows it (no payload: the gateway keeps
+        that), or None."""
+        newest = self.rejected(1)
+        if not newest:
+            return None
+        r = newest[0]
+        return {
+            "msg_id": r.msg_id,
+            "topic": r.topic,
+            "reason": r.reason,
+            "t": iso_time(r.rejected_at),
         }
 
     def close(self) -> None:
