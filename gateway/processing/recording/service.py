@@ -164,7 +164,9 @@ class Recordings:
 
     def _drops(self) -> int:
         s = self.outbox.stats()
-        return int(s["dropped_trace"] + s["dropped_status"] + s["dropped_readings"])
+        # a message the hospital rejected left the outbox undelivered too (docs/mqtt.md, Receipts)
+        drops = s["dropped_trace"] + s["dropped_status"] + s["dropped_readings"] + s["rejected"]
+        return int(drops)
 
     def _ended(self, rec: dict[str, Any], active: Active) -> None:
         drops = self._drops()
