@@ -174,9 +174,10 @@ def check_paper(s: dict[str, Any], speed: float, scale: float) -> None:
     assert all(0 <= b["x"] and b["x"] + b["w"] <= float(s["width"]) for b in s["labels"])
 
 
-@pytest.mark.system
-def test_the_strip_is_standard_paper_and_moves_through_the_last_24_hours(tmp_path):
-    ARTIFACTS.mkdir(exist_ok=True)
+def strip_gateway(tmp_path) -> tuple[SimpleNamespace, float]:
+    """A gateway's history with a fetal monitor: a 30-minute session 20 hours ago (with a
+    bradycardia alert 12 minutes in) and 15 minutes of live trace. Returns it and the session's
+    start."""
     cfg = config_from_dict({"gateway": {"data_dir": "gw"}}, base_dir=tmp_path)
     NurseAccounts(cfg.data_dir / "nurses.json").add(USER, PASSWORD)
     h = History(cfg.data_dir)
@@ -198,7 +199,13 @@ def test_the_strip_is_standard_paper_and_moves_through_the_last_24_hours(tmp_pat
                           "start": iso_time(session_start), "end": iso_time(session_start + 1800),
                           "due": None, "recorded_min": 30.0, "good_signal_min": 30.0,
                           "prescribed_min": 30.0})  # fmt: skip
-    gw = SimpleNamespace(cfg=cfg, sessions={}, history=h, recordings=recordings)
+    return SimpleNamespace(cfg=cfg, sessions={}, history=h, recordings=recordings), session_start
+
+
+@pytest.mark.system
+def test_the_strip_is_standard_paper_and_moves_through_the_last_24_hours(tmp_path):
+    ARTIFACTS.mkdir(exist_ok=True)
+    gw, session_start = strip_gateway(tmp_path)
     seen: dict[str, Any] = {}
 
     async def main() -> None:
@@ -334,11 +341,91 @@ def test_the_strip_is_standard_paper_and_moves_through_the_last_24_hours(tmp_pat
     assert ua["ua"] == "true"
     assert abs(frame["uaBottom"] - frame["uaTop"] - 4 * PX_PER_CM) < 1.0  # 0-100 at 25 per cm
     assert 0 < frame["uaTop"] - frame["bottom"] < 0.5 * PX_PER_CM  # under the FHR channel
-    assert {"UA", "25", "50", "75"} <= {b["text"] for b in labels}
+    assert {"宫缩", "25", "50", "75"} <= {b["text"] for b in labels}  # drawn in Chinese: UA
     assert overlaps(labels) == []
     # a mark 10 s from the right edge: its label slides left to stay on the canvas
-    (mark,) = json.loads(ua["marks"])
+    (mark,) = json.loads(ua["marks"])  # its label as given (the page draws marks translated)
     (box,) = [b for b in labels if b["text"] == "▼ session start 12:00"]
     assert mark["labelled"] and box["x"] + box["w"] <= float(ua["width"]) and box["x"] < mark["x"]
     clocks = [b for b in labels if re.fullmatch(r"\d\d:\d\d", b["text"])]
     assert all(b["y"] > frame["uaBottom"] for b in clocks)  # the clock under both channels
+
+
+# the strip is live and drawn from the live trace
+LIVE_DRAWN = """() => { const d = document.getElementById("strip").dataset;
+  return Math.abs(Number(d.end) - Date.now() / 1000) < 30 && Number(d.points) > 0; }"""
+
+
+@pytest.mark.system
+def test_a_slow_window_answer_never_replaces_a_newer_one(tmp_path):
+    """Jump to a session whose window answers slowly (held back 2.5 s by the browser's route),
+    then press "now": the strip stays live and unmoved while the jump's window is under way,
+    and the slow answer, when it comes, changes nothing."""
+    gw, _ = strip_gateway(tmp_path)
+    seen: dict[str, Any] = {}
+
+    async def main() -> None:
+        from playwright.async_api import Route, async_playwright
+
+        from tests.harness.browser import CHROMIUM, CHROMIUM_ARGS
+
+        web = WebServer(gw, listen="127.0.0.1:0")  # type: ignore[arg-type]
+        await web.start()
+        held = asyncio.Event()
+        answered = asyncio.Event()
+        windows: list[str] = []
+
+        async def hold_first(route: Route) -> None:
+            windows.append(route.request.url)
+            if len(windows) > 1:
+                await route.continue_()
+                return
+            held.set()
+            response = await route.fetch()
+            await asyncio.sleep(2.5)
+            try:
+                await route.fulfill(response=response)
+            except Exception:  # the page abandoned the request (AbortController): nothing to answer
+                pass
+            answered.set()
+
+        try:
+            async with async_playwright() as pw:
+                browser = await pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+                page = await browser.new_page(viewport={"width": 1280, "height": 900})
+                errors: list[str] = []
+                page.on("pageerror", lambda e: errors.append(str(e)))
+                await page.goto(web.url + "/login")
+                await page.fill("input[name=user]", USER)
+                await page.fill("input[name=password]", PASSWORD)
+                await page.click("button[type=submit]")
+                await page.wait_for_function(LIVE_DRAWN)
+                await page.wait_for_selector("#strip-session option[value]:not([value=''])",
+                                             state="attached")  # fmt: skip
+                await page.route("**/api/devices/*/window?*", hold_first)
+                await page.select_option("#strip-session", index=1)  # the jump: held back
+                await asyncio.wait_for(held.wait(), 10)
+                await asyncio.sleep(1.0)
+                await page.evaluate(FRAMES)
+                seen["while_held"] = await page.evaluate(LIVE_DRAWN)
+                seen["when_held"] = await page.input_value("#when")
+                await page.click("#strip-now")  # the newer request, answered at once
+                await asyncio.wait_for(answered.wait(), 10)
+                await asyncio.sleep(0.3)
+                await page.evaluate("() => window.dispatchEvent(new Event('resize'))")  # a redraw
+                await page.evaluate(FRAMES)
+                seen["after"] = await page.evaluate(LIVE_DRAWN)
+                seen["state"] = await strip_state(page)
+                seen["when_after"] = await page.input_value("#when")
+                seen["windows"] = list(windows)
+                seen["errors"] = errors
+                await browser.close()
+        finally:
+            await web.stop()
+
+    asyncio.run(main())
+    assert seen["errors"] == []
+    assert len(seen["windows"]) == 2, seen["windows"]  # the jump's, then now's
+    assert seen["while_held"] and seen["when_held"] == "live"  # no part of the jump drawn
+    assert seen["after"] and seen["when_after"] == "live", seen["state"]
+    assert abs(seen["state"]["end"] - time.time()) < 30 and seen["state"]["points"] > 0

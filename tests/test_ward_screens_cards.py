@@ -4,6 +4,7 @@ progress, the slots missed this week; and the alert labels the page has in both 
 
 from __future__ import annotations
 
+import math
 import re
 from datetime import datetime
 from pathlib import Path
@@ -91,6 +92,17 @@ def test_a_session_being_recorded_shows_its_progress(tmp_path):
     card = _recording(gw, DEV, _at(9, 3))
     assert card is not None and card["status"] == "recording"
     assert card["progress"]["recorded_min"] == 1.0 and card["progress"]["prescribed_min"] == 20
+    # the card's bar counts minutes with a heart rate (devices.js): this one has one
+    assert card["progress"]["heart_rate_min"] == 1
+
+
+def test_a_minute_without_a_heart_rate_is_recorded_but_does_not_count(tmp_path):
+    gw, rec = _gateway(tmp_path)
+    rates = [140.0] * 240 + [math.nan] * 240  # one minute with a rate, one without
+    rec.tracker(DEV).feed(1, 0, rates, [1.0] * 480, True, _at(9, 2), now=_at(9, 4))
+    card = _recording(gw, DEV, _at(9, 4))
+    assert card is not None
+    assert card["progress"]["recorded_min"] == 2.0 and card["progress"]["heart_rate_min"] == 1
 
 
 def test_every_alert_kind_has_a_chinese_label():

@@ -18,7 +18,7 @@ const dev = (id) => `/api/devices/${encodeURIComponent(id)}`;
 export const getMe = () => api("/api/me");
 export const getDevices = () => api("/api/devices");
 export const getAlerts = () => api("/api/alerts");
-export const getWindow = (id, since, until) => api(`${dev(id)}/window?since=${since}&until=${until}`);
+export const getWindow = (id, since, until, signal) => api(`${dev(id)}/window?since=${since}&until=${until}`, { signal });
 export const getRejected = (id, since, until) => api(`${dev(id)}/rejected?since=${since}&until=${until}`);
 export const getSessions = (id) => api(`${dev(id)}/sessions`);
 export const getNomogram = (ga, risk) => api(`/api/nomogram?ga=${ga}&risk=${risk}`);

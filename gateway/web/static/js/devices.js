@@ -25,12 +25,17 @@ addStrings({
     risk: (c) => `risk ${tr(`colour_${c}`)}`,
     colour_green: "green", colour_yellow: "yellow", colour_orange: "orange", colour_red: "red", colour_purple: "purple",
     last_seen: (when, why) => `last seen ${when}${why ? ` (${why})` : ""}`,
-    per_day: (n, m) => `${n}× a day, ${m} min`, per_week: (n, m) => `${n}× a week, ${m} min`,
+    per_day: (n, m) => `${n}× a day` + (m ? `, ${m} min` : ""), per_week: (n, m) => `${n}× a week` + (m ? `, ${m} min` : ""),
+    not_a_reading_bare: "not a reading",
+    tflag_no_contact: "no skin contact", tflag_ambient_light: "too much light", tflag_saturated: "signal saturated",
+    tflag_flashes_disagree: "probe moved", tflag_needs_calibration: "meter needs calibration",
+    tflag_self_check_needed: "restart the meter in its holder", tflag_check_phantom: "weekly check on the check phantom",
     no_schedule: "no schedule set",
     st_recording: "recording", st_due: "due", st_done: "done", st_missed: "missed", st_scheduled: "scheduled",
     due_at: (at) => `due ${at}`, done_at: (at) => `done ${at}`, missed_at: (at) => `missed ${at}`,
     next_at: (at) => `next ${at}`, missed_week: (n) => `${n} missed this week`,
-    progress: (a, b) => (b ? `${a} of ${b} min` : `${a} min`), with_rate: (n) => `${n} min with a fetal rate`,
+    progress: (a, b) => (b ? `${a} of ${b} minutes with a heart rate` : `${a} minutes with a heart rate`),
+    recorded: (n) => `${n} min recorded`,
     session_progress: "session progress",
     tcb_next: (at) => `next TcB ${at}`, tcb_overdue: (at) => `TcB overdue since ${at}`,
   },
@@ -50,12 +55,17 @@ addStrings({
     risk: (c) => `风险 ${tr(`colour_${c}`)}`,
     colour_green: "绿色", colour_yellow: "黄色", colour_orange: "橙色", colour_red: "红色", colour_purple: "紫色",
     last_seen: (when, why) => `最后在线 ${when}${why ? `（${why}）` : ""}`,
-    per_day: (n, m) => `每天 ${n} 次，每次 ${m} 分钟`, per_week: (n, m) => `每周 ${n} 次，每次 ${m} 分钟`,
+    per_day: (n, m) => `每天 ${n} 次` + (m ? `，每次 ${m} 分钟` : ""), per_week: (n, m) => `每周 ${n} 次` + (m ? `，每次 ${m} 分钟` : ""),
+    not_a_reading_bare: "不是有效读数",
+    tflag_no_contact: "探头未接触皮肤", tflag_ambient_light: "环境光太强", tflag_saturated: "信号饱和",
+    tflag_flashes_disagree: "探头移动", tflag_needs_calibration: "测量仪需要校准",
+    tflag_self_check_needed: "请把测量仪放回支架重新启动", tflag_check_phantom: "请用校验块做每周检查",
     no_schedule: "未设置监护计划",
     st_recording: "正在记录", st_due: "该做了", st_done: "已完成", st_missed: "已错过", st_scheduled: "已安排",
     due_at: (at) => `${at} 该做`, done_at: (at) => `${at} 已完成`, missed_at: (at) => `${at} 的已错过`,
     next_at: (at) => `下一次 ${at}`, missed_week: (n) => `本周错过 ${n} 次`,
-    progress: (a, b) => (b ? `${a} / ${b} 分钟` : `${a} 分钟`), with_rate: (n) => `其中 ${n} 分钟有胎心率`,
+    progress: (a, b) => (b ? `有胎心率 ${a} / ${b} 分钟` : `有胎心率 ${a} 分钟`),
+    recorded: (n) => `已记录 ${n} 分钟`,
     session_progress: "本次监护进度",
     tcb_next: (at) => `下一次测量 ${at}`, tcb_overdue: (at) => `自 ${at} 起该测量了`,
   },
@@ -67,9 +77,21 @@ export function deviceName(d) {
 
 const kindName = (d) => tr(d.device_type === "fetal_heart" ? "fetal_monitor" : d.device_type === "jaundice" ? "jaundice_meter" : "device");
 
+// Why a press of the jaundice meter gave no reading (its flag, or several joined by commas), in
+// the page's language; a flag not listed here is shown as the gateway names it.
+const READING_FLAGS = ["no_contact", "ambient_light", "saturated", "flashes_disagree", "needs_calibration",
+  "self_check_needed", "check_phantom"];
+export const readingFlagText = (flag) => String(flag || "").split(",").filter(Boolean)
+  .map((f) => (READING_FLAGS.includes(f) ? tr(`tflag_${f}`) : f.replace(/_/g, " "))).join(", ") || "?";
+
 // Flags that say the meter itself must not be used (docs/jaundice.md, "Self-check").
 const flagText = (flag) => (["needs_calibration", "self_check_needed", "check_phantom"].includes(flag)
-  ? tr(`flag_${flag}`) : tr("not_a_reading", flag));
+  ? tr(`flag_${flag}`) : flag ? tr("not_a_reading", readingFlagText(flag)) : tr("not_a_reading_bare"));
+
+// Fields of a card are whatever the gateway knows so far: a part it lacks is left out, never
+// written as "null", "undefined" or "NaN".
+const known = (v) => typeof v === "number" && Number.isFinite(v);
+const STATUSES = ["recording", "due", "done", "missed", "scheduled"];
 
 // The jaundice meter's weekly check on its check phantom, from the device status.
 function checkBadge(d) {
@@ -79,16 +101,19 @@ function checkBadge(d) {
   return st.tcb_check_due ? el("span", { class: "badge low", text: tr("check_due") }) : null;
 }
 
+// How long ago a reading was taken, when its time is known.
+const when = (iso) => (known(t(iso)) ? el("span", { class: "stale", text: ago(t(iso)) }) : null);
+
 function lastReading(d) {
   if (d.device_type === "fetal_heart") {
     const f = d.last_fhr;
-    if (!f) return el("span", { class: "stale", text: tr("no_fhr") });
-    return el("span", {}, `${tr("fhr")} ${Math.round(f.bpm)} bpm `, el("span", { class: "stale", text: ago(t(f.t)) }));
+    if (!f || !known(f.bpm)) return el("span", { class: "stale", text: tr("no_fhr") });
+    return el("span", {}, `${tr("fhr")} ${Math.round(f.bpm)} bpm `, when(f.t));
   }
   const r = d.last_tcb;
   if (!r) return el("span", { class: "stale", text: tr("no_tcb") });
-  if (r.tcb_mg_dl == null) return el("span", { class: "stale", text: flagText(r.flag) });
-  return el("span", {}, `TcB ${bili(r.tcb_mg_dl)} `, el("span", { class: "stale", text: ago(t(r.t)) }));
+  if (!known(r.tcb_mg_dl)) return el("span", { class: "stale", text: flagText(r.flag) });
+  return el("span", {}, `TcB ${bili(r.tcb_mg_dl)} `, when(r.t));
 }
 
 // A fetal monitor's prescription: the schedule, where its latest slot stands, the session
@@ -96,24 +121,28 @@ function lastReading(d) {
 function schedule(d) {
   const r = d.recording;
   if (d.device_type !== "fetal_heart" || !r) return null;
-  const s = r.schedule;
-  const plan = s ? tr(s.sessions_per_day ? "per_day" : "per_week", s.sessions_per_day || s.sessions_per_week, s.duration_min) : tr("no_schedule");
+  const s = r.schedule, n = s && (s.sessions_per_day || s.sessions_per_week);
+  const plan = n ? tr(s.sessions_per_day ? "per_day" : "per_week", n, known(s.duration_min) ? s.duration_min : null) : tr("no_schedule");
   const at = (iso) => clock(t(iso));
-  const status = r.status === "done" && r.done_at ? tr("done_at", at(r.done_at))
+  const status = !STATUSES.includes(r.status) ? null
+    : r.status === "done" && r.done_at ? tr("done_at", at(r.done_at))
     : r.status === "due" && r.slot_due ? tr("due_at", at(r.slot_due))
     : r.status === "missed" && r.slot_due ? tr("missed_at", at(r.slot_due)) : tr(`st_${r.status}`);
   const box = el("div", { class: "schedule" },
     el("div", { class: "row" }, el("span", { text: plan }),
-      r.status === "unscheduled" ? null : el("span", { class: `badge st-${r.status}`, "data-status": r.status, text: status })),
+      status ? el("span", { class: `badge st-${r.status}`, "data-status": r.status, text: status }) : null),
     el("div", { class: "meta" },
       r.next_due && r.status !== "recording" ? el("span", { text: tr("next_at", at(r.next_due)) }) : null,
-      r.missed_7d ? el("span", { class: "missed", text: tr("missed_week", r.missed_7d) }) : null));
+      known(r.missed_7d) && r.missed_7d > 0 ? el("span", { class: "missed", text: tr("missed_week", r.missed_7d) }) : null));
   const p = r.progress;
   if (p) {
-    const of = p.prescribed_min || null;
+    // what completes a session is minutes with a heart rate (docs/home.md, "Sessions"): the
+    // bar counts those, the minutes recorded (signal or not) follow in small
+    const of = known(p.prescribed_min) && p.prescribed_min > 0 ? Math.ceil(p.prescribed_min - 1e-9) : null;
+    const got = Math.max(0, Number(p.heart_rate_min) || 0);
     box.append(el("div", { class: "progress" },
-      el("progress", { max: String(of || Math.max(p.recorded_min, 1)), value: String(p.recorded_min), "aria-label": tr("session_progress") }),
-      el("span", { text: `${tr("progress", p.recorded_min, of)} · ${tr("with_rate", p.good_signal_min)}` })));
+      el("progress", { max: String(of || Math.max(got, 1)), value: String(Math.min(got, of || got)), "aria-label": tr("session_progress") }),
+      el("span", { text: tr("progress", got, of) + (known(p.recorded_min) ? ` · ${tr("recorded", p.recorded_min)}` : "") })));
   }
   return box;
 }
@@ -121,7 +150,7 @@ function schedule(d) {
 // A jaundice meter under the hospital's measurement interval: when the next reading is due.
 function nextTcb(d) {
   const every = d.settings && d.settings.measurement_interval_min;
-  if (d.device_type !== "jaundice" || !every || !d.last_tcb) return null;
+  if (d.device_type !== "jaundice" || !known(every) || every <= 0 || !d.last_tcb || !known(t(d.last_tcb.t))) return null;
   const due = t(d.last_tcb.t) + every * 60;
   const late = due < Date.now() / 1000;
   return el("div", { class: `meta${late ? " overdue" : ""}`, text: tr(late ? "tcb_overdue" : "tcb_next", clock(due)) });

@@ -6,9 +6,9 @@
 import { getSessions } from "./api.js";
 import { deviceName } from "./devices.js";
 import { $, el } from "./dom.js";
-import { ago, hhmm, hhmmss, t } from "./format.js";
+import { hhmm, hhmmss, t } from "./format.js";
 import { HISTORY_S, PX_PER_CM, SCALES_BPM_PER_CM, clock24 } from "./ctgpaper.js";
-import { addStrings, locale, tr } from "./i18n.js";
+import { addStrings, ago, locale, onLanguage, tr } from "./i18n.js";
 import { state } from "./state.js";
 import { drawStrip } from "./strip.js";
 import { loadWindow, renderDetail, visibleSeconds } from "./view.js";
@@ -27,6 +27,28 @@ addStrings({
     strip_on: "on the strip", mark_start: "session start", mark_stop: "session stop",
     mark_signal_loss: "signal loss", mark_bradycardia: "bradycardia", mark_tachycardia: "tachycardia",
     mark_ctg_pathological: "CTG pathological", mark_maternal_coincidence: "maternal pulse",
+    device_disconnected: "device disconnected", no_signal: "no signal", history: "history",
+    last_rate: (bpm, when) => `last ${bpm} bpm, ${when}`, no_rate_yet: "no trustworthy rate yet",
+    link_connected: "connected", link_disconnected: "disconnected",
+    ctg_dr: "CTG (Dawes-Redman, antenatal)", ctg_figo: "CTG (FIGO 2015)", ctg: "CTG", ctg_not_yet: "not yet",
+    ctg_needs: "needs at least 1 minute of trace; updated every minute",
+    dr_met: "criteria met", dr_not_met: "criteria not met", dr_not_yet_met: "criteria not yet met",
+    dr_too_short: "too short to assess", dr_signal_loss: "not assessable: signal loss",
+    dr_met_at: (text, min) => `${text} at ${min} min`,
+    dr_line: (stv, acc, min, of, at) => `${stv}, ${acc} accelerations, ${min} min ${of ? "of the session" : "of the last trace"} to ${at}`,
+    stv_none: "STV —", stv: (ms) => `STV ${ms} ms`,
+    figo_reference: (c) => `FIGO 2015 (intrapartum, for reference): ${c}`,
+    figo_normal: "normal", figo_suspicious: "suspicious", figo_pathological: "pathological", figo_indeterminate: "indeterminate",
+    baseline_none: "baseline —", baseline: (b) => `baseline ${b} bpm`, variability: (v) => `variability ${v} bpm`,
+    ctg_window: (what, min, at) => `${what} (${min} min to ${at})`,
+    session_due: (at) => `due ${at}`,
+    session_complete: "complete", session_short: "short", session_missed: "missed", session_recording: "recording",
+    session_minutes: (rec, hr) => `${rec} min, ${hr} min with a heart rate`,
+    delivered: "delivered", not_delivered: "not yet delivered", report_pdf: "report (PDF)",
+    fetal_summary: (who, now, ctg) => `CTG strip of ${who}: ${now}${ctg ? `; ${ctg}` : ""}`,
+    fetal_summary_now: (bpm, at) => `latest FHR ${bpm} bpm at ${at}`,
+    fetal_summary_none: "no fetal heart rate in this period",
+    fetal_summary_ctg: (cls, base, vari) => `CTG ${cls}, ${base}${vari ? `, ${vari}` : ""}`,
   },
   zh: {
     strip_scale: "纵轴刻度", strip_earlier: "◀ 更早", strip_earlier_label: "显示更早的曲线",
@@ -36,16 +58,38 @@ addStrings({
     strip_on: "在曲线上查看", mark_start: "监护开始", mark_stop: "监护结束",
     mark_signal_loss: "信号丢失", mark_bradycardia: "胎儿心动过缓", mark_tachycardia: "胎儿心动过速",
     mark_ctg_pathological: "CTG 病理性", mark_maternal_coincidence: "母体脉搏",
+    device_disconnected: "设备未连接", no_signal: "无信号", history: "历史记录",
+    last_rate: (bpm, when) => `最近 ${bpm} bpm，${when}`, no_rate_yet: "还没有可信的心率",
+    link_connected: "已连接", link_disconnected: "未连接",
+    ctg_dr: "CTG（Dawes-Redman，产前）", ctg_figo: "CTG（FIGO 2015）", ctg: "CTG", ctg_not_yet: "暂无结果",
+    ctg_needs: "至少需要 1 分钟曲线；每分钟更新",
+    dr_met: "符合标准", dr_not_met: "不符合标准", dr_not_yet_met: "尚未符合标准",
+    dr_too_short: "记录太短，无法评估", dr_signal_loss: "无法评估：信号丢失",
+    dr_met_at: (text, min) => `${text}（第 ${min} 分钟）`,
+    dr_line: (stv, acc, min, of, at) => `${stv}，${acc} 次加速，${of ? "本次监护" : "最近曲线"}共 ${min} 分钟，至 ${at}`,
+    stv_none: "短变异 —", stv: (ms) => `短变异 ${ms} ms`,
+    figo_reference: (c) => `FIGO 2015（产时标准，仅供参考）：${c}`,
+    figo_normal: "正常", figo_suspicious: "可疑", figo_pathological: "病理性", figo_indeterminate: "无法判断",
+    baseline_none: "基线 —", baseline: (b) => `基线 ${b} bpm`, variability: (v) => `变异 ${v} bpm`,
+    ctg_window: (what, min, at) => `${what}（${min} 分钟，至 ${at}）`,
+    session_due: (at) => `应于 ${at}`,
+    session_complete: "已完成", session_short: "时间不足", session_missed: "已错过", session_recording: "正在记录",
+    session_minutes: (rec, hr) => `${rec} 分钟，其中 ${hr} 分钟有胎心率`,
+    delivered: "已送达医院", not_delivered: "尚未送达医院", report_pdf: "报告（PDF）",
+    fetal_summary: (who, now, ctg) => `${who} 的胎心监护曲线：${now}${ctg ? `；${ctg}` : ""}`,
+    fetal_summary_now: (bpm, at) => `最近胎心率 ${bpm} bpm（${at}）`,
+    fetal_summary_none: "这段时间没有胎心率",
+    fetal_summary_ctg: (cls, base, vari) => `CTG ${cls}，${base}${vari ? `，${vari}` : ""}`,
   },
 });
 
 const NOW_MAX_AGE_S = 10; // a "current" value older than this is not shown as current
-// Dawes-Redman status (dsp/dawes_redman.py) -> [headline, the colour class it is shown in]
-const DAWES_REDMAN = {
-  met: ["criteria met", "normal"], not_met: ["criteria not met", "suspicious"],
-  not_yet_met: ["criteria not yet met", "indeterminate"], too_short: ["too short to assess", "indeterminate"],
-  signal_loss: ["not assessable: signal loss", "indeterminate"],
-};
+// Dawes-Redman status (dsp/dawes_redman.py) -> the colour class its headline (dr_<status>) is shown in
+const DAWES_REDMAN = { met: "normal", not_met: "suspicious", not_yet_met: "indeterminate", too_short: "indeterminate",
+  signal_loss: "indeterminate" };
+// A FIGO class (normal, suspicious, pathological) in the page's language.
+const figoText = (c) => (tr(`figo_${c}`) === `figo_${c}` ? c : tr(`figo_${c}`));
+const drText = (status) => (DAWES_REDMAN[status] ? tr(`dr_${status}`) : String(status).replace(/_/g, " "));
 
 // The last non-null rate in trace messages (key "fhr_bpm" or "mhr_bpm"): {bpm, t} or null.
 export function lastValid(msgs, key) {
@@ -62,58 +106,82 @@ function showNow(valueEl, noteEl, last, d) {
   const now = Date.now() / 1000;
   if (d.link !== "connected" && state.live) {
     valueEl.textContent = "—"; valueEl.className = "now-value nodata";
-    noteEl.textContent = "device disconnected";
+    noteEl.textContent = tr("device_disconnected");
   } else if (last && now - last.t <= NOW_MAX_AGE_S) {
     valueEl.replaceChildren(String(Math.round(last.bpm)), el("small", { text: " bpm" }));
     valueEl.className = "now-value";
     noteEl.textContent = hhmmss(last.t);
   } else {
-    valueEl.textContent = "no signal"; valueEl.className = "now-value nodata";
-    noteEl.textContent = last ? `last ${Math.round(last.bpm)} bpm, ${ago(last.t)}` : "no trustworthy rate yet";
+    valueEl.textContent = tr("no_signal"); valueEl.className = "now-value nodata";
+    noteEl.textContent = last ? tr("last_rate", Math.round(last.bpm), ago(last.t)) : tr("no_rate_yet");
   }
 }
 
-export function renderFetal(d) {
-  $("fetal-title").textContent = deviceName(d);
-  $("fetal-sub").textContent = `Fetal monitor ${d.device_id} · ${d.link}` +
-    (d.battery_pct != null ? ` · battery ${d.battery_pct}%` : "") +
-    (d.signal_quality != null ? ` · signal ${Math.round(d.signal_quality * 100)}%` : "");
-  if (state.live) {
-    showNow($("fhr-now"), $("fhr-note"), lastValid(state.trace.fhr, "fhr_bpm"), d);
-    showNow($("mhr-now"), $("mhr-note"), lastValid(state.trace.mhr, "mhr_bpm"), d);
-  } else {
-    for (const k of ["fhr", "mhr"]) { $(`${k}-now`).textContent = "—"; $(`${k}-now`).className = "now-value nodata"; $(`${k}-note`).textContent = "history"; }
-  }
-  const ctg = state.trace.ctg[state.trace.ctg.length - 1];
+// The CTG box: headed by the Dawes-Redman criteria (antenatal) or the FIGO class.
+function renderCtg(ctg) {
   const cls = $("figo-class"), reasons = $("figo-reasons");
   reasons.replaceChildren();
   const li = (text) => reasons.append(el("li", { text }));
   if (ctg && ctg.ctg_mode === "antenatal" && ctg.dawes_redman) {
     // antenatal: the Dawes-Redman criteria head, FIGO follows for reference (docs/fhr.md)
-    const dr = ctg.dawes_redman, [text, kind] = DAWES_REDMAN[dr.status] || [dr.status, "indeterminate"];
-    $("ctg-label").textContent = "CTG (Dawes-Redman, antenatal)";
-    cls.textContent = dr.status === "met" ? `${text} at ${dr.time_to_met_min} min`
+    const dr = ctg.dawes_redman, text = drText(dr.status), kind = DAWES_REDMAN[dr.status] || "indeterminate";
+    $("ctg-label").textContent = tr("ctg_dr");
+    cls.textContent = dr.status === "met" ? tr("dr_met_at", text, dr.time_to_met_min)
       : dr.status === "signal_loss" ? `${text} ${dr.signal_loss_pct}%` : text;
     cls.className = `figo-class ${kind}`;
-    const stv = dr.stv_ms == null ? "STV —" : `STV ${dr.stv_ms} ms`;
-    li(`${stv}, ${dr.accelerations} accelerations, ${dr.analysed_min} min ` +
-      (ctg.dawes_redman_session_id ? "of the session" : "of the last trace") + ` to ${hhmm(t(ctg.t))}`);
-    for (const r of dr.reasons_not_met || []) li(r);
-    li(`FIGO 2015 (intrapartum, for reference): ${ctg.figo_class}`);
+    const stv = dr.stv_ms == null ? tr("stv_none") : tr("stv", dr.stv_ms);
+    li(tr("dr_line", stv, dr.accelerations, dr.analysed_min, !!ctg.dawes_redman_session_id, hhmm(t(ctg.t))));
+    for (const r of dr.reasons_not_met || []) li(r); // the analysis's own words (dsp/dawes_redman.py)
+    li(tr("figo_reference", figoText(ctg.figo_class)));
   } else if (ctg) {
-    $("ctg-label").textContent = "CTG (FIGO 2015)";
-    cls.textContent = ctg.figo_class; cls.className = `figo-class ${ctg.figo_class}`;
-    const base = ctg.baseline_bpm == null ? "baseline —" : `baseline ${Math.round(ctg.baseline_bpm)} bpm`;
-    const vari = ctg.variability_bpm == null ? "" : `, variability ${ctg.variability_bpm} bpm`;
-    li(`${base}${vari} (${Math.round(ctg.window_s / 60)} min to ${hhmm(t(ctg.t))})`);
-    for (const r of ctg.reasons || []) li(r);
+    $("ctg-label").textContent = tr("ctg_figo");
+    cls.textContent = figoText(ctg.figo_class); cls.className = `figo-class ${ctg.figo_class}`;
+    li(tr("ctg_window", ctgFigures(ctg).join(", "), Math.round(ctg.window_s / 60), hhmm(t(ctg.t))));
+    for (const r of ctg.reasons || []) li(r); // the analysis's own words (dsp/ctg.py)
   } else {
-    $("ctg-label").textContent = "CTG";
-    cls.textContent = "not yet"; cls.className = "figo-class indeterminate";
-    li("needs at least 1 minute of trace; updated every minute");
+    $("ctg-label").textContent = tr("ctg");
+    cls.textContent = tr("ctg_not_yet"); cls.className = "figo-class indeterminate";
+    li(tr("ctg_needs"));
   }
+}
+
+// "baseline 140 bpm", "variability 8 bpm" (the second only when measured).
+function ctgFigures(ctg) {
+  const base = ctg.baseline_bpm == null ? tr("baseline_none") : tr("baseline", Math.round(ctg.baseline_bpm));
+  return ctg.variability_bpm == null ? [base] : [base, tr("variability", ctg.variability_bpm)];
+}
+
+// The strip's text alternative (view.js makes it its aria-label): the latest FHR in view and
+// the latest CTG findings (class, baseline, variability), in the page's language.
+function stripSummary(d) {
+  const last = lastValid(state.trace.fhr, "fhr_bpm");
+  const ctg = state.trace.ctg[state.trace.ctg.length - 1];
+  const now = last ? tr("fetal_summary_now", Math.round(last.bpm), clock24(last.t)) : tr("fetal_summary_none");
+  let findings = "";
+  if (ctg) {
+    const dr = ctg.ctg_mode === "antenatal" && ctg.dawes_redman;
+    const [base, vari] = ctgFigures(ctg);
+    findings = tr("fetal_summary_ctg", dr ? `Dawes-Redman: ${drText(dr.status)}` : `FIGO 2015: ${figoText(ctg.figo_class)}`, base, vari);
+  }
+  return tr("fetal_summary", deviceName(d), now, findings);
+}
+
+export function renderFetal(d) {
+  $("fetal-title").textContent = deviceName(d);
+  $("fetal-sub").textContent = `${tr("fetal_monitor")} ${d.device_id} · ${tr(d.link === "connected" ? "link_connected" : "link_disconnected")}` +
+    (d.battery_pct != null ? ` · ${tr("battery", d.battery_pct)}` : "") +
+    (d.signal_quality != null ? ` · ${tr("signal", Math.round(d.signal_quality * 100))}` : "");
+  if (state.live) {
+    showNow($("fhr-now"), $("fhr-note"), lastValid(state.trace.fhr, "fhr_bpm"), d);
+    showNow($("mhr-now"), $("mhr-note"), lastValid(state.trace.mhr, "mhr_bpm"), d);
+  } else {
+    for (const k of ["fhr", "mhr"]) { $(`${k}-now`).textContent = "—"; $(`${k}-now`).className = "now-value nodata"; $(`${k}-note`).textContent = tr("history"); }
+  }
+  renderCtg(state.trace.ctg[state.trace.ctg.length - 1]);
   stripNav();
-  drawStrip($("strip"), state.trace, state, { scale: strip.scale, marks: stripMarks(d.device_id) });
+  const c = $("strip");
+  drawStrip(c, state.trace, state, { scale: strip.scale, marks: stripMarks(d.device_id) });
+  c.dataset.summary = stripSummary(d);
   showPosition();
 }
 
@@ -141,20 +209,39 @@ export function stripMarks(id) {
   return out.sort((a, b) => a.t - b.t);
 }
 
-// The strip ending at `until` (seconds), or live from now; within what the gateway keeps.
-function showUntil(until) {
-  const now = Date.now() / 1000, vis = visibleSeconds();
-  if (until >= now - 1) {
-    state.live = true; state.until = null; $("when").value = "live";
-  } else {
-    state.live = false;
-    state.until = Math.max(now - HISTORY_S + vis, until);
-    const hours = Math.round((now - state.until + vis / 2) / 3600);
-    $("when").value = String(Math.min(24, Math.max(1, hours)));
-  }
-  renderDetail(); // at once, with the trace at hand; the window follows
+// The window ending at `until` (seconds), or live from now; within what the gateway keeps.
+function windowAt(until) {
+  const now = Date.now() / 1000;
+  if (until >= now - 1) return { live: true, until: null };
+  return { live: false, until: Math.max(now - HISTORY_S + visibleSeconds(), until) };
+}
+
+// The "showing" choice as the strip stands: live, or about how many hours ago.
+function showWhen() {
+  if (state.live) { $("when").value = "live"; return; }
+  const hours = Math.round((Date.now() / 1000 - state.until + visibleSeconds() / 2) / 3600);
+  $("when").value = String(Math.min(24, Math.max(1, hours)));
+}
+
+const drawLoaded = (kept) => { if (kept) { showWhen(); renderDetail(); } };
+
+// Moves the strip with the pointer or the scroll bar: the paper follows at once with the trace
+// at hand, the window is fetched once the strip stops moving.
+function moveTo(until) {
+  const to = windowAt(until);
+  state.live = to.live; state.until = to.until;
+  showWhen();
+  renderDetail();
   clearTimeout(strip.load);
-  strip.load = setTimeout(() => loadWindow().then(renderDetail, () => {}), LOAD_DELAY_MS);
+  strip.load = setTimeout(() => loadWindow().then(drawLoaded, () => {}), LOAD_DELAY_MS);
+}
+
+// Jumps the strip (to a session, now, a page earlier or later): it stays where it is until
+// the window it jumps to has arrived, then shows that window whole (never part of it drawn
+// from the trace of where it was).
+function jumpTo(until) {
+  clearTimeout(strip.load);
+  loadWindow(windowAt(until)).then(drawLoaded, () => {});
 }
 
 const stripEnd = () => (state.live ? Date.now() / 1000 : state.until);
@@ -182,13 +269,13 @@ function stripNav() {
   c.parentElement.after(nav);
   scale.addEventListener("change", () => { strip.scale = Number(scale.value); renderDetail(); });
   const page = () => visibleSeconds() * 0.8;
-  $("strip-earlier").addEventListener("click", () => showUntil(stripEnd() - page()));
-  $("strip-later").addEventListener("click", () => showUntil(stripEnd() + page()));
-  $("strip-now").addEventListener("click", () => showUntil(Infinity));
-  $("strip-scroll").addEventListener("input", (e) => showUntil(Date.now() / 1000 + Number(e.target.value)));
+  $("strip-earlier").addEventListener("click", () => jumpTo(stripEnd() - page()));
+  $("strip-later").addEventListener("click", () => jumpTo(stripEnd() + page()));
+  $("strip-now").addEventListener("click", () => jumpTo(Infinity));
+  $("strip-scroll").addEventListener("input", (e) => moveTo(Date.now() / 1000 + Number(e.target.value)));
   $("strip-session").addEventListener("change", (e) => {
     const start = Number(e.target.value);
-    if (start) showUntil(start - 60 / state.speed + visibleSeconds()); // its start 1 cm from the left
+    if (start) jumpTo(start - 60 / state.speed + visibleSeconds()); // its start 1 cm from the left
   });
   // drag: the paper follows the finger or the mouse
   c.style.touchAction = "pan-y";
@@ -200,7 +287,7 @@ function stripNav() {
   c.addEventListener("pointermove", (e) => {
     if (!strip.drag) return;
     const dx = e.clientX - strip.drag.x;
-    if (Math.abs(dx) >= 2) showUntil(strip.drag.end - dx / (PX_PER_CM * state.speed / 60));
+    if (Math.abs(dx) >= 2) moveTo(strip.drag.end - dx / (PX_PER_CM * state.speed / 60));
   });
   const drop = () => { strip.drag = null; };
   c.addEventListener("pointerup", drop);
@@ -233,20 +320,30 @@ export async function loadSessions(id) {
   const s = await getSessions(id);
   if (id !== state.selected) return;
   Object.assign(strip, { sessionsOf: id, sessions: s.sessions, recording: s.recording });
-  const link = new URL(s.mother_link, location.href).href;
+  // the link on an address her phone reaches (the QR code's), else on the nurse's
+  const link = s.mother_link_url || new URL(s.mother_link, location.href).href;
   $("mother-link").textContent = link;
   $("mother-link").href = link;
-  $("session-list").replaceChildren(...s.sessions.map((x) => el("li", { class: `session ${x.status}`, "data-session": x.session_id },
-    `${x.start ? new Date(x.start).toLocaleString() : "due " + new Date(x.due).toLocaleString()} · ${x.status} · ` +
-    `${x.recorded_min} min, ${x.good_signal_min} min with a fetal rate · ${x.delivered ? "delivered" : "not yet delivered"} `,
-    x.report_url ? el("a", { class: "report", href: x.report_url, target: "_blank", text: "report (PDF)" }) : null,
-    x.start && t(x.start) >= Date.now() / 1000 - HISTORY_S ? showButton(t(x.start)) : null)));
+  renderSessionList();
   renderDetail(); // the strip's marks and sessions to jump to
 }
 
+// The sessions of the selected monitor with their report, in the page's language (drawn again
+// when it changes).
+function renderSessionList() {
+  const stamp = (iso) => new Date(iso).toLocaleString(locale(), { hour12: false });
+  const status = (x) => (tr(`session_${x.status}`) === `session_${x.status}` ? x.status : tr(`session_${x.status}`));
+  $("session-list").replaceChildren(...strip.sessions.map((x) => el("li", { class: `session ${x.status}`, "data-session": x.session_id },
+    `${x.start ? stamp(x.start) : tr("session_due", stamp(x.due))} · ${status(x)} · ` +
+    `${tr("session_minutes", x.recorded_min ?? 0, x.heart_rate_min ?? 0)} · ${tr(x.delivered ? "delivered" : "not_delivered")} `,
+    x.report_url ? el("a", { class: "report", href: x.report_url, target: "_blank", text: tr("report_pdf") }) : null,
+    x.start && t(x.start) >= Date.now() / 1000 - HISTORY_S ? showButton(t(x.start)) : null)));
+}
+onLanguage(() => { if (strip.sessionsOf === state.selected) renderSessionList(); });
+
 // "on the strip": the session's start 1 cm from the strip's left edge.
 function showButton(start) {
-  const b = el("button", { type: "button", class: "secondary show-session", text: tr("strip_on") });
-  b.addEventListener("click", () => showUntil(start - 60 / state.speed + visibleSeconds()));
+  const b = el("button", { type: "button", class: "secondary show-session", text: tr("strip_on"), "data-i18n": "strip_on" });
+  b.addEventListener("click", () => jumpTo(start - 60 / state.speed + visibleSeconds()));
   return b;
 }

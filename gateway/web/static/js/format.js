@@ -2,17 +2,18 @@
 // epoch; bilirubin amounts are mg/dL inside the page (as the gateway computes and publishes
 // them) and shown in the ward's unit, the gateway's [web] bilirubin_unit (/api/me).
 
+import { addStrings, locale, tr } from "./i18n.js";
 import { state } from "./state.js";
 
+addStrings({
+  en: { day_tomorrow: (at) => `tomorrow ${at}`, day_yesterday: (at) => `yesterday ${at}` },
+  zh: { day_tomorrow: (at) => `明天 ${at}`, day_yesterday: (at) => `昨天 ${at}` },
+});
+
 export const t = (iso) => (iso ? Date.parse(iso) / 1000 : null);
-export const hhmm = (sec) => new Date(sec * 1000).toLocaleTimeString([], { hour: "2-digit", minute: "2-digit" });
-export const hhmmss = (sec) => new Date(sec * 1000).toLocaleTimeString([], { hour: "2-digit", minute: "2-digit", second: "2-digit" });
-export const ago = (sec) => {
-  const d = Math.max(0, Date.now() / 1000 - sec);
-  if (d < 60) return `${Math.round(d)} s ago`;
-  if (d < 3600) return `${Math.round(d / 60)} min ago`;
-  return `${(d / 3600).toFixed(1)} h ago`;
-};
+// Clock times in the page's language, 24-hour.
+export const hhmm = (sec) => new Date(sec * 1000).toLocaleTimeString(locale(), { hour: "2-digit", minute: "2-digit", hour12: false });
+export const hhmmss = (sec) => new Date(sec * 1000).toLocaleTimeString(locale(), { hour: "2-digit", minute: "2-digit", second: "2-digit", hour12: false });
 
 // A time a nurse acts on: "14:10" today, "tomorrow 14:10", else "Tue 3 Dec 14:10".
 export function when(sec) {
@@ -20,9 +21,9 @@ export function when(sec) {
   const day = (x) => new Date(x.getFullYear(), x.getMonth(), x.getDate()).getTime();
   const days = Math.round((day(d) - day(today)) / 86400000);
   if (days === 0) return hhmm(sec);
-  if (days === 1) return `tomorrow ${hhmm(sec)}`;
-  if (days === -1) return `yesterday ${hhmm(sec)}`;
-  return `${d.toLocaleDateString([], { weekday: "short", day: "numeric", month: "short" })} ${hhmm(sec)}`;
+  if (days === 1) return tr("day_tomorrow", hhmm(sec));
+  if (days === -1) return tr("day_yesterday", hhmm(sec));
+  return `${d.toLocaleDateString(locale(), { weekday: "short", day: "numeric", month: "short" })} ${hhmm(sec)}`;
 }
 
 const UNIT_SHOWN = { "mg/dL": "mg/dL", "umol/L": "µmol/L" };

@@ -7,6 +7,8 @@
 //   addStrings({ en: {...}, zh: {...} })   another module's strings
 //   onLanguage(fn)       fn() after every switch (modules redraw what they wrote)
 //   locale()             "zh-CN" or "en-GB", for toLocale*String and Intl
+//   untranslated(keys)   the keys one language lacks (a test asks for none)
+//   strings(lang)        a copy of one language's table
 //
 // Static text in index.html carries data-i18n="key" (its text), data-i18n-label (aria-label)
 // or data-i18n-title (title); applyStatic() fills them.
@@ -37,6 +39,9 @@ export function untranslated(keys = []) {
   const all = new Set([...keys, ...Object.values(STRINGS).flatMap((table) => Object.keys(table))]);
   return [...all].filter((k) => Object.values(STRINGS).some((table) => !(k in table))).sort();
 }
+
+// A copy of one language's table ("en", "zh"): what a check of the page looks for.
+export const strings = (l) => ({ ...STRINGS[l] });
 
 export function applyStatic(root = document) {
   for (const e of root.querySelectorAll("[data-i18n]")) e.textContent = tr(e.dataset.i18n);

@@ -4,15 +4,37 @@
 
 import { getNomogram } from "./api.js";
 import { biliUnitShown, toBiliUnit } from "./format.js";
+import { addStrings, tr } from "./i18n.js";
 
 let cached = null, cachedKey = ""; // the last nomogram fetched, by gestation and risk factors
 
 const MAX_H = 168; // the chart's first week
 const MIN_TOP_MG_DL = 25; // the y axis reaches at least this far, further to hold every line
-const ZONES = [ // Bhutani 1999 risk zones, top down: [name on the chart, on a phone, fill]
-  ["high risk (>95th)", "high", "#fbdcdc"], ["high-intermediate (75th–95th)", "high-int.", "#fde9d2"],
-  ["low-intermediate (40th–75th)", "low-int.", "#fdf7dc"], ["low risk (<40th)", "low", "#eef7ef"],
+const ZONES = [ // Bhutani 1999 risk zones, top down: [zone, fill]; named zone_<zone> (zone_short_<zone> on a phone)
+  ["high", "#fbdcdc"], ["high_intermediate", "#fde9d2"], ["low_intermediate", "#fdf7dc"], ["low", "#eef7ef"],
 ];
+
+// The zones' names are the readings table's too (jaundice.js).
+addStrings({
+  en: {
+    zone_high: "high risk (>95th)", zone_high_intermediate: "high-intermediate (75th–95th)",
+    zone_low_intermediate: "low-intermediate (40th–75th)", zone_low: "low risk (<40th)",
+    zone_not_defined: "not defined (<12 h)",
+    zone_short_high: "high", zone_short_high_intermediate: "high-int.", zone_short_low_intermediate: "low-int.", zone_short_low: "low",
+    line_phototherapy: "phototherapy (AAP 2022)", line_exchange: "exchange (AAP 2022)",
+    line_name_phototherapy: "phototherapy", line_name_exchange: "exchange",
+    axis_age: "age (hours)", nomogram_needs_baby: "birth time and gestational age needed",
+  },
+  zh: {
+    zone_high: "高危区（>第 95 百分位）", zone_high_intermediate: "高中危区（第 75–95 百分位）",
+    zone_low_intermediate: "低中危区（第 40–75 百分位）", zone_low: "低危区（<第 40 百分位）",
+    zone_not_defined: "未定义（<12 小时）",
+    zone_short_high: "高危", zone_short_high_intermediate: "高中危", zone_short_low_intermediate: "低中危", zone_short_low: "低危",
+    line_phototherapy: "光疗线（AAP 2022）", line_exchange: "换血线（AAP 2022）",
+    line_name_phototherapy: "光疗线", line_name_exchange: "换血线",
+    axis_age: "日龄（小时）", nomogram_needs_baby: "需要出生时间和胎龄",
+  },
+});
 const NARROW_PX = 560; // a plot narrower than this (a phone) gets short names, fewer hour labels
 const PHOTO = "#1f5fbf", EXCHANGE = "#8b1a1a", INK = "#1d2430", MUTED = "#5d6878";
 
@@ -68,7 +90,7 @@ export function drawNomogram(c, nomo, readings) {
   if (nomo) {
     const bh = nomo.bhutani_hours, ceil = axis.top / toBiliUnit(1); // the top, in mg/dL
     const tracks = [null, nomo.bhutani_p95, nomo.bhutani_p75, nomo.bhutani_p40, null];
-    ZONES.forEach(([, , fill], z) => {
+    ZONES.forEach(([, fill], z) => {
       const hi = tracks[z], lo = tracks[z + 1];
       g.fillStyle = fill; g.beginPath();
       bh.forEach((hr, i) => (i ? g.lineTo : g.moveTo).call(g, x(hr), y(hi ? hi[i] : ceil)));
@@ -94,14 +116,14 @@ export function drawNomogram(c, nomo, readings) {
     const bh = nomo.bhutani_hours, last = bh.length - 1, at = x(bh[last]) - 4;
     const p95 = nomo.bhutani_p95[last], p75 = nomo.bhutani_p75[last], p40 = nomo.bhutani_p40[last];
     const ys = [y(p95) - 10, (y(p95) + y(p75)) / 2, (y(p75) + y(p40)) / 2, y(p40) + 10];
-    ZONES.forEach(([name, short], z) => {
-      const shown = narrow ? short : name;
+    ZONES.forEach(([zone], z) => {
+      const shown = tr(narrow ? `zone_short_${zone}` : `zone_${zone}`);
       label(g, shown, at, ys[z], INK, "right"); named.push(shown);
     });
     const day = nomo.hours.findIndex((hr) => hr >= 24);
-    label(g, "phototherapy (AAP 2022)", x(0) + 4, y(nomo.phototherapy[day]) - 12, PHOTO, "left");
-    label(g, "exchange (AAP 2022)", x(0) + 4, y(nomo.exchange[day]) - 12, EXCHANGE, "left");
-    named.push("phototherapy", "exchange");
+    label(g, tr("line_phototherapy"), x(0) + 4, y(nomo.phototherapy[day]) - 12, PHOTO, "left");
+    label(g, tr("line_exchange"), x(0) + 4, y(nomo.exchange[day]) - 12, EXCHANGE, "left");
+    named.push(tr("line_name_phototherapy"), tr("line_name_exchange"));
     for (const r of valid) { // the readings last, over everything
       const age = r.assessment.age_hours;
       if (age < 0 || age > MAX_H) continue;
@@ -121,11 +143,11 @@ export function drawNomogram(c, nomo, readings) {
   for (let v = 0; v <= axis.top; v += axis.step) g.fillText(String(v), left - 4, yShown(v));
   g.textAlign = "center"; g.textBaseline = "top";
   for (let hr = 0; hr <= MAX_H; hr += hourStep) g.fillText(String(hr), x(hr), bottom + 4);
-  g.fillText("age (hours)", (left + right) / 2, bottom + 19);
+  g.fillText(tr("axis_age"), (left + right) / 2, bottom + 19);
   g.save(); g.translate(12, (top + bottom) / 2); g.rotate(-Math.PI / 2); g.fillText(`TcB ${biliUnitShown()}`, 0, 0); g.restore();
   if (!nomo) {
     g.fillStyle = MUTED; g.font = "14px system-ui, sans-serif"; g.textAlign = "center"; g.textBaseline = "middle";
-    g.fillText("birth time and gestational age needed", (left + right) / 2, (top + bottom) / 2);
+    g.fillText(tr("nomogram_needs_baby"), (left + right) / 2, (top + bottom) / 2);
   }
   Object.assign(c.dataset, {
     readings: String(plotted), readingIds: ids.join(" "), named: named.join("|"),

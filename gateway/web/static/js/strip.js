@@ -4,6 +4,7 @@
 // starts and stops, alerts), and the uterine-activity channel underneath when there is one.
 
 import { t } from "./format.js";
+import { addStrings, tr } from "./i18n.js";
 import { FHR_RANGE_BPM, Labels, MINOR_BPM, PX_PER_CM, UA_PER_CM, UA_RANGE, clock24, paper } from "./ctgpaper.js";
 
 const [BPM_MIN, BPM_MAX] = FHR_RANGE_BPM;
@@ -13,6 +14,19 @@ const TOP = 8 + MARK_LANES * LANE_H + 4;
 const UA_GAP = 10, CLOCK_H = 20;
 const RULE_MINOR = "#f6d3d3", RULE_BOLD = "#e08080", FRAME = "#b06a6a";
 const MARK = "#1f4e9c", TEXT = "#4a3030";
+
+addStrings({
+  en: {
+    strip_waiting: "waiting for fetal heart rate…", strip_no_trace: "no trace in this period", strip_ua: "UA",
+    decel_early: "early", decel_late: "late", decel_variable: "variable", decel_prolonged: "prolonged", decel_unclassified: "unclassified",
+  },
+  zh: {
+    strip_waiting: "正在等待胎心率…", strip_no_trace: "这段时间没有曲线", strip_ua: "宫缩",
+    decel_early: "早期减速", decel_late: "晚期减速", decel_variable: "变异减速", decel_prolonged: "延长减速", decel_unclassified: "未分类减速",
+  },
+});
+// A deceleration's type (dsp/ctg.py: early, late, variable, prolonged) in the page's language.
+const decelText = (type) => (tr(`decel_${type}`) === `decel_${type}` ? String(type) : tr(`decel_${type}`));
 
 // Seconds of trace the strip shows at this paper speed (cm per minute).
 export function stripSeconds(canvas, speed) {
@@ -83,7 +97,7 @@ export function drawStrip(c, trace, view, opts = {}) {
     if (b % scale === 0) labels.place(String(b), left - 5, y(b) - 6, { align: "right", colour: TEXT });
   }
   if (ua) {
-    labels.place("UA", left - 5, uaTop - 1, { align: "right", colour: TEXT });
+    labels.place(tr("strip_ua"), left - 5, uaTop - 1, { align: "right", colour: TEXT });
     for (let v = UA_RANGE[0]; v < UA_RANGE[1]; v += UA_PER_CM) labels.place(String(v), left - 5, yUa(v) - 6, { align: "right", colour: TEXT });
   }
   for (let s = Math.ceil(start / P.labelS) * P.labelS; s <= end; s += P.labelS) {
@@ -100,7 +114,7 @@ export function drawStrip(c, trace, view, opts = {}) {
     }
     for (const dcl of ctg.decelerations || []) {
       const dx = x(ws + dcl.nadir_s);
-      if (dx >= left && dx <= right) labels.place(`▼ ${dcl.type}`, dx, y(BPM_MIN + 14), { colour: "#b3261e", lanes: 2, laneH: -LANE_H });
+      if (dx >= left && dx <= right) labels.place(`▼ ${decelText(dcl.type)}`, dx, y(BPM_MIN + 14), { colour: "#b3261e", lanes: 2, laneH: -LANE_H });
     }
   }
   const lastCtg = trace.ctg[trace.ctg.length - 1];
@@ -144,7 +158,7 @@ export function drawStrip(c, trace, view, opts = {}) {
   });
   if (points === 0) {
     g.fillStyle = "#5d6878"; g.font = "14px system-ui, sans-serif"; g.textAlign = "center"; g.textBaseline = "middle";
-    g.fillText(view.live ? "waiting for fetal heart rate…" : "no trace in this period", (left + right) / 2, fhrTop + P.fhrHeight / 2);
+    g.fillText(tr(view.live ? "strip_waiting" : "strip_no_trace"), (left + right) / 2, fhrTop + P.fhrHeight / 2);
   }
 }
 

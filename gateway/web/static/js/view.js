@@ -6,6 +6,7 @@ import { getAlerts, getDevices, getRejected, getWindow } from "./api.js";
 import { renderAlerts } from "./alerts.js";
 import { deviceName, renderDevices, sortedDevices } from "./devices.js";
 import { $ } from "./dom.js";
+import { bili } from "./format.js";
 import { loadSessions, renderFetal } from "./fetal.js";
 import { addStrings, clock, tr } from "./i18n.js";
 import { renderJaundice } from "./jaundice.js";
@@ -19,14 +20,14 @@ addStrings({
       (n ? `${n} fetal heart rate points, ${lo}–${hi} bpm, last ${last} bpm` : "no fetal heart rate"),
     strip_mhr: (n) => `; maternal rate ${n} bpm`,
     nomogram_summary: (who, n, last, zone) => `TcB nomogram of ${who}: ` +
-      (n ? `${n} reading${n > 1 ? "s" : ""}, last ${last} mg/dL` + (zone ? `, ${zone} risk zone` : "") : "no reading"),
+      (n ? `${n} reading${n > 1 ? "s" : ""}, last ${last}` + (zone ? `, ${zone} risk zone` : "") : "no reading"),
   },
   zh: {
     strip_summary: (who, from, to, n, last, lo, hi) => `${who} 的胎心监护曲线，${from} 至 ${to}：` +
       (n ? `${n} 个胎心率点，${lo}–${hi} 次/分，最近 ${last} 次/分` : "没有胎心率"),
     strip_mhr: (n) => `；母体心率 ${n} 次/分`,
     nomogram_summary: (who, n, last, zone) => `${who} 的经皮胆红素列线图：` +
-      (n ? `${n} 个读数，最近 ${last} mg/dL` + (zone ? `，${zone} 风险区` : "") : "没有读数"),
+      (n ? `${n} 个读数，最近 ${last}` + (zone ? `，${zone} 风险区` : "") : "没有读数"),
   },
 });
 
@@ -55,14 +56,36 @@ export function visibleSeconds() {
   return stripSeconds($("strip"), state.speed);
 }
 
-export async function loadWindow() {
+// Which window request is the newest: only its answer is kept. A request still under way when
+// a newer one is made is abandoned (its AbortController), and an answer that arrives anyway
+// is dropped by its number: a slow answer for where the strip was never replaces the one for
+// where it is now.
+const windowRequest = { n: 0, abort: null };
+
+// The trace of the window `to` ({live, until}: the page's as it stands unless given) for the
+// selected device. When its answer is the newest, the window becomes the page's (state.live,
+// state.until, state.trace at once, so the strip never draws one window with another's
+// trace) and this resolves true; an answer overtaken by a newer request resolves false.
+export async function loadWindow(to = { live: state.live, until: state.until }) {
   const id = state.selected;
-  if (!id) return;
-  const until = state.live ? Date.now() / 1000 : state.until;
-  const span = state.live ? LIVE_KEEP_S : visibleSeconds();
-  const w = await getWindow(id, until - span, until);
-  if (id !== state.selected) return;
+  if (!id) return false;
+  const n = ++windowRequest.n;
+  if (windowRequest.abort) windowRequest.abort.abort();
+  const abort = windowRequest.abort = new AbortController();
+  const until = to.live ? Date.now() / 1000 : to.until;
+  const span = to.live ? LIVE_KEEP_S : visibleSeconds();
+  let w;
+  try {
+    w = await getWindow(id, until - span, until, abort.signal);
+  } catch (e) {
+    if (n !== windowRequest.n) return false; // abandoned for a newer one
+    throw e;
+  }
+  if (n !== windowRequest.n || id !== state.selected) return false;
+  windowRequest.abort = null;
+  state.live = to.live; state.until = to.live ? null : to.until;
   state.trace = { fhr: w.fhr, mhr: w.mhr, ctg: w.ctg, tcb: w.tcb, rejected: rejectedPoints(w.fhr_rejected) };
+  return true;
 }
 
 // The live strip's rejected points again (each minute, with the CTG findings): a rejection
@@ -114,7 +137,7 @@ function nomogramSummary(d) {
   const readings = state.trace.tcb.filter((r) => r.tcb_mg_dl != null);
   const last = readings[readings.length - 1];
   const zone = last && last.assessment ? String(last.assessment.bhutani_zone).replace(/_/g, "-") : "";
-  return tr("nomogram_summary", deviceName(d), readings.length, last ? last.tcb_mg_dl.toFixed(1) : "", zone);
+  return tr("nomogram_summary", deviceName(d), readings.length, last ? bili(last.tcb_mg_dl) : "", zone);
 }
 
 let redrawQueued = false;
