@@ -85,7 +85,7 @@ def ctg_message(now: float) -> dict[str, Any]:
     return {"msg_id": f"fh-01:2:ctg:{int(now)}", "device_id": "fh-01", "t": iso_time(now - 5),
             "window_start": iso_time(now - 605), "window_s": 600, "ctg_mode": "intrapartum",
             "figo_class": "normal", "baseline_bpm": 136.4, "variability_bpm": 7.5,
-            "accelerations": [], "decelerations": [], "reasons": []}  # fmt: skip
+            "accelerations": [], "decelerations": [], "reasons": ["note: signal loss 3%"]}  # fmt: skip
 
 
 def gateway(tmp_path) -> SimpleNamespace:
@@ -234,4 +234,5 @@ def test_the_nurse_view_in_chinese_and_its_cards(tmp_path):
     assert english_left(seen["fetal_zh"], seen["english"]) == [], seen["fetal_zh"]
     assert "光疗线" in seen["named_zh"] and "高危区" in seen["named_zh"]
     assert "waiting" not in seen["strip_labels_zh"]
+    assert "注：信号丢失 3%" in seen["fetal_zh"]  # the analysis's reason, in Chinese
     assert seen["untranslated"] == []

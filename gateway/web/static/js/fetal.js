@@ -8,7 +8,7 @@ import { deviceName } from "./devices.js";
 import { $, el } from "./dom.js";
 import { hhmm, hhmmss, t } from "./format.js";
 import { HISTORY_S, PX_PER_CM, SCALES_BPM_PER_CM, clock24 } from "./ctgpaper.js";
-import { addStrings, ago, locale, onLanguage, tr } from "./i18n.js";
+import { addStrings, ago, lang, locale, onLanguage, tr } from "./i18n.js";
 import { state } from "./state.js";
 import { drawStrip } from "./strip.js";
 import { loadWindow, renderDetail, visibleSeconds } from "./view.js";
@@ -87,6 +87,37 @@ const NOW_MAX_AGE_S = 10; // a "current" value older than this is not shown as c
 // Dawes-Redman status (dsp/dawes_redman.py) -> the colour class its headline (dr_<status>) is shown in
 const DAWES_REDMAN = { met: "normal", not_met: "suspicious", not_yet_met: "indeterminate", too_short: "indeterminate",
   signal_loss: "indeterminate" };
+// The CTG analyses' reasons (dsp/ctg.py, dsp/dawes_redman.py) in Chinese, by the patterns they
+// are written in; one not listed here stays in the gateway's words.
+const REASONS_ZH = [
+  [/^baseline (\d+) bpm < (\d+)$/, (b, lim) => `基线 ${b} bpm < ${lim}`],
+  [/^baseline (\d+) bpm outside (\d+)-(\d+)$/, (b, lo, hi) => `基线 ${b} bpm，不在 ${lo}–${hi} 之内`],
+  [/^reduced variability \(<5 bpm\) for (\d+) min$/, (m) => `变异减小（<5 bpm）持续 ${m} 分钟`],
+  [/^increased variability \(>25 bpm\) for (\d+) min$/, (m) => `变异增大（>25 bpm）持续 ${m} 分钟`],
+  [/^variability ([\d.]+) bpm outside (\d+)-(\d+)$/, (v, lo, hi) => `变异 ${v} bpm，不在 ${lo}–${hi} 之内`],
+  [/^sinusoidal pattern for more than 30 min$/, () => "正弦波形超过 30 分钟"],
+  [/^prolonged deceleration of ([\d.]+) min at (\d+) s$/, (m, at) => `延长减速 ${m} 分钟（第 ${at} 秒起）`],
+  [/^repetitive late or prolonged decelerations for (\d+) min$/, (m) => `反复晚期或延长减速持续 ${m} 分钟`],
+  [/^repetitive decelerations$/, () => "反复减速"],
+  [/^note: signal loss (\d+)%$/, (p) => `注：信号丢失 ${p}%`],
+  [/^signal loss (\d+)% > (\d+)%$/, (p, lim) => `信号丢失 ${p}% > ${lim}%`],
+  [/^no episode of high variation$/, () => "没有高变异期"],
+  [/^deceleration of (\d+) lost beats \(> (\d+)\)$/, (n, lim) => `减速丢失 ${n} 次心搏（> ${lim}）`],
+  [/^basal heart rate (\d+) bpm outside (\d+)-(\d+)$/, (b, lo, hi) => `基础心率 ${b} bpm，不在 ${lo}–${hi} 之内`],
+  [/^no fetal movement and fewer than (\d+) accelerations$/, (n) => `无胎动且加速少于 ${n} 次`],
+  [/^sinusoidal rhythm$/, () => "正弦心律"],
+  [/^short-term variation cannot be measured$/, () => "无法测量短变异"],
+  [/^short-term variation ([\d.]+) ms < ([\d.]+) ms$/, (v, lim) => `短变异 ${v} ms < ${lim} ms`],
+  [/^no acceleration$/, () => "没有加速"],
+  [/^signal loss at the end of the record$/, () => "记录末尾信号丢失"],
+  [/^deceleration at the end of the record$/, () => "记录末尾有减速"],
+];
+const reasonText = (x) => {
+  if (lang() === "en") return x;
+  for (const [re, zh] of REASONS_ZH) { const m = String(x).match(re); if (m) return zh(...m.slice(1)); }
+  return x;
+};
+
 // A FIGO class (normal, suspicious, pathological) in the page's language.
 const figoText = (c) => (tr(`figo_${c}`) === `figo_${c}` ? c : tr(`figo_${c}`));
 const drText = (status) => (DAWES_REDMAN[status] ? tr(`dr_${status}`) : String(status).replace(/_/g, " "));
@@ -131,13 +162,13 @@ function renderCtg(ctg) {
     cls.className = `figo-class ${kind}`;
     const stv = dr.stv_ms == null ? tr("stv_none") : tr("stv", dr.stv_ms);
     li(tr("dr_line", stv, dr.accelerations, dr.analysed_min, !!ctg.dawes_redman_session_id, hhmm(t(ctg.t))));
-    for (const r of dr.reasons_not_met || []) li(r); // the analysis's own words (dsp/dawes_redman.py)
+    for (const r of dr.reasons_not_met || []) li(reasonText(r)); // dsp/dawes_redman.py
     li(tr("figo_reference", figoText(ctg.figo_class)));
   } else if (ctg) {
     $("ctg-label").textContent = tr("ctg_figo");
     cls.textContent = figoText(ctg.figo_class); cls.className = `figo-class ${ctg.figo_class}`;
     li(tr("ctg_window", ctgFigures(ctg).join(", "), Math.round(ctg.window_s / 60), hhmm(t(ctg.t))));
-    for (const r of ctg.reasons || []) li(r); // the analysis's own words (dsp/ctg.py)
+    for (const r of ctg.reasons || []) li(reasonText(r)); // dsp/ctg.py
   } else {
     $("ctg-label").textContent = tr("ctg");
     cls.textContent = tr("ctg_not_yet"); cls.className = "figo-class indeterminate";
