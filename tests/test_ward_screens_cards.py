@@ -4,6 +4,7 @@ progress, the slots missed this week; and the alert labels the page has in both 
 
 from __future__ import annotations
 
+import ast
 import math
 import re
 from datetime import datetime
@@ -110,3 +111,64 @@ def test_every_alert_kind_has_a_chinese_label():
     start = js.index("const ALERT_TEXT_ZH")
     table = js[start : js.index("};", start)]
     assert set(re.findall(r"\b([a-z_]+): \"", table)) == set(ALERT_KINDS)
+
+
+def _sentences(path: str) -> list[str]:
+    """The sentences a dsp module appends to its reasons or advice (and `_loss_reason`'s), with
+    a sample number in each formatted field: what the page may be sent."""
+
+    def sample(v: ast.FormattedValue) -> str:
+        spec = ast.unparse(v.format_spec) if v.format_spec else ""
+        call = isinstance(v.value, ast.Call) and ast.unparse(v.value.func) == "amount"
+        if call:
+            return "2.0 mg/dL (34 µmol/L)"
+        if "per_h" in ast.unparse(v.value):
+            return "mg/dL/h"
+        return "12" if ".0f" in spec else "3.4" if ".1f" in spec else "0.25" if spec else "2"
+
+    def text(node: ast.expr) -> str | None:
+        if isinstance(node, ast.Constant) and isinstance(node.value, str):
+            return node.value
+        if isinstance(node, ast.JoinedStr):
+            return "".join(p.value if isinstance(p, ast.Constant) else sample(p)  # type: ignore[arg-type]
+                           for p in node.values)  # fmt: skip
+        return None
+
+    out = []
+    for node in ast.walk(ast.parse((REPO / path).read_text())):
+        if isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute) and (
+            node.func.attr == "append" and ast.unparse(node.func.value) in
+                ("reasons", "patho", "susp", "advice")):  # fmt: skip
+            found = text(node.args[0])
+        elif isinstance(node, ast.FunctionDef) and node.name == "_loss_reason":
+            found = text(node.body[0].value)  # type: ignore[attr-defined]
+        else:
+            continue
+        if found is not None:
+            out.append(found)
+    return out
+
+
+def _patterns(js: str, table: str) -> list[re.Pattern[str]]:
+    """The regular expressions of a page module's table of Chinese sentences."""
+    text = (REPO / "gateway/web/static/js" / js).read_text()
+    start = text.index(f"const {table} = [")
+    body = text[start : text.index("\n];", start)]
+    return [re.compile(p) for p in re.findall(r"\[/(\^.*?\$)/,", body)]
+
+
+@pytest.mark.parametrize(("js", "table", "sources"), [
+    ("fetal.js", "REASONS_ZH", ["dsp/ctg.py", "dsp/dawes_redman.py"]),
+    ("jaundice.js", "ADVICE_ZH", ["dsp/bilirubin_zones.py"]),
+])  # fmt: skip
+def test_every_sentence_the_analyses_write_has_its_chinese(js, table, sources):
+    """The page writes the gateway's English sentences in Chinese by their patterns: a sentence
+    reworded in dsp/ without its pattern would stay English on the page."""
+    patterns = _patterns(js, table)
+    # "next measurement (AAP 2022): ..." is shown apart, from the follow-up's fields
+    sentences = [
+        x for src in sources for x in _sentences(src) if not x.startswith("next measurement")
+    ]
+    assert len(sentences) >= 7
+    missing = [x for x in sentences if not any(p.fullmatch(x) for p in patterns)]
+    assert missing == [], missing
