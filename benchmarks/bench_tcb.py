@@ -38,6 +38,15 @@
    nominal unit's and its LoA at most the nominal unit's + 0.2 mg/dL.
 7. Drifted units: an LED that lost output since the factory (the start-up self-check) and LEDs
    whose peaks moved (the weekly check phantom): how many readings still became numbers.
+8. Why the band correction transfers to one skin model and not the other (`--transfer` runs
+   this alone): no device, no noise, the unit's exact bands, so only the band correction
+   (dsp.tcb_unit.nominal_reflectance) is measured. One LED at a time moved 8 nm off its
+   nominal peak: TcB - TcB at the nominal bands (estimator fitted on that skin model) before
+   and after the correction; the 20 units of section 6 (their LED offsets as binned, and
+   halved), bias range after the correction. And at the nominal bands: how well the
+   correction's skin optics fit each model's 12 readings (the fit's cost in reading-noise
+   SDs) against how well the fitted skin reproduces the slope d(-ln R)/d(lambda) under each
+   LED, which is what the correction extrapolates with.
 """
 
 from __future__ import annotations
@@ -60,13 +69,24 @@ from fit_tcb import (  # noqa: E402
     split,
 )
 
-from dsp.tcb import estimate_tcb, estimate_tcb_batch, fit_model  # noqa: E402
+from dsp.tcb import estimate_tcb, estimate_tcb_batch, fit_model, tcb_features  # noqa: E402
 from dsp.tcb_counts import (  # noqa: E402
     calibrated_reflectance,
     calibrated_reflectance_batch,
     reflectance_from_counts,
 )
-from dsp.tissue_optics import WAVELENGTH_GRID_NM, led_band_weights, skin_spectra  # noqa: E402
+from dsp.tcb_unit import (  # noqa: E402
+    UnitCalibration,
+    fitted_skin_absorbance,
+    nominal_reflectance,
+)
+from dsp.tissue_optics import (  # noqa: E402
+    NOMINAL_FWHM_NM,
+    NOMINAL_LED_NM,
+    WAVELENGTH_GRID_NM,
+    led_band_weights,
+    skin_spectra,
+)
 from simulators import skin as skin_model_1  # noqa: E402
 from simulators import skin_layers as skin_model_2  # noqa: E402
 from simulators.skin import (  # noqa: E402
@@ -76,7 +96,11 @@ from simulators.skin import (  # noqa: E402
     random_newborn,
     skin_reflectance,
 )
-from simulators.tcb_device import TcbDeviceModel, random_factory_calibration  # noqa: E402
+from simulators.tcb_device import (  # noqa: E402
+    TcbDeviceModel,
+    _hidden_optics,
+    random_factory_calibration,
+)
 from simulators.tcb_phantoms import CHECK_PHANTOM, phantom_reflectance  # noqa: E402
 
 GROUPS = ("light", "medium", "dark")
@@ -457,6 +481,107 @@ def drifted_units(n: int = 30, seed: int = 31) -> dict[str, tuple[int, int, str]
     return out
 
 
+UNIT_OFFSET_SCALES = (1.0, 0.5)  # the units' LED offsets as binned (+-10 nm), and halved
+
+
+def band_transfer(
+    n_per_group: int = 40, shift_nm: float = 8.0, n_units: int = 20, seed: int = 5
+) -> dict:
+    """Section 8 (module docstring): {(model, group): {"units": [(lowest, highest) bias of the
+    corrected units per UNIT_OFFSET_SCALES], "led": [(uncorrected +, corrected +,
+    uncorrected -, corrected -) per LED], "cost": median fit cost, "slope": (true, fitted,
+    rms error) per channel}}; TcB in mg/dL, slopes in 1e-3 per nm."""
+    rng = np.random.default_rng(seed)
+    centre0 = np.array(NOMINAL_LED_NM)
+    width0 = np.array(NOMINAL_FWHM_NM)
+    nominal = led_band_weights(centre0, width0)
+    zero = (0.0,) * 6
+    out: dict = {}
+    for model in SKIN_MODELS:
+        coef = _study_estimator(model).coef
+        for g in GROUPS:
+            tsb = rng.uniform(0.0, 20.0, n_per_group)
+            sn, sf = _skin_spectra(model, g, tsb, rng)
+            tcb_nominal = tcb_features(sn @ nominal.T, sf @ nominal.T) @ coef
+            leds = []
+            for led in range(6):
+                row = []
+                for sign in (1.0, -1.0):
+                    centre = centre0.copy()
+                    centre[led] += sign * shift_nm
+                    w = led_band_weights(centre, width0)
+                    un, uf = sn @ w.T, sf @ w.T
+                    unit = UnitCalibration(tuple(centre), tuple(width0), zero, zero,
+                                           (1e6,) * 6, ((1.0, 1.0),) * 6, ((1.0, 1.0),) * 6)  # fmt: skip
+                    cn, cf = nominal_reflectance(un, uf, unit, 25.0)
+                    row += [float(np.mean(tcb_features(un, uf) @ coef - tcb_nominal)),
+                            float(np.mean(tcb_features(cn, cf) @ coef - tcb_nominal))]  # fmt: skip
+                leds.append(tuple(row))
+            up = led_band_weights(centre0 + 4.0, width0)
+            down = led_band_weights(centre0 - 4.0, width0)
+            (a_up, a_down), cost = fitted_skin_absorbance(
+                sn @ nominal.T, sf @ nominal.T, nominal, (up, down)
+            )
+            true = (np.log(np.hstack([sn @ down.T, sf @ down.T]))
+                    - np.log(np.hstack([sn @ up.T, sf @ up.T]))) / 8.0  # fmt: skip
+            fitted = (a_up - a_down) / 8.0
+            units = []
+            for scale in UNIT_OFFSET_SCALES:
+                biases = []
+                for k in range(n_units):
+                    h = _hidden_optics(1000 + k)  # the units of section 6
+                    centre = centre0 + scale * (np.array(h.led_centre_nm) - centre0)
+                    width = np.array(h.led_fwhm_nm)
+                    w = led_band_weights(centre, width)
+                    unit = UnitCalibration(tuple(centre), tuple(width), zero, zero,
+                                           (1e6,) * 6, ((1.0, 1.0),) * 6, ((1.0, 1.0),) * 6)  # fmt: skip
+                    cn, cf = nominal_reflectance(sn @ w.T, sf @ w.T, unit, 25.0)
+                    biases.append(float(np.mean(tcb_features(cn, cf) @ coef - tcb_nominal)))
+                units.append((min(biases), max(biases)))
+            out[(model, g)] = {
+                "units": units,
+                "led": leds,
+                "cost": float(np.median(cost)),
+                "slope": (
+                    1e3 * true.mean(axis=0),
+                    1e3 * fitted.mean(axis=0),
+                    1e3 * np.sqrt(np.mean((fitted - true) ** 2, axis=0)),
+                ),
+            }
+    return out
+
+
+def print_transfer(tr: dict, shift_nm: float = 8.0) -> None:
+    print("Band correction alone (exact bands, no noise): the 20 units of section 6, TcB - TcB "
+          "at the nominal bands (mg/dL) after the correction, lowest .. highest unit bias")  # fmt: skip
+    print("| skin model | group | " + " | ".join(
+        f"LED offsets x {s:g}" for s in UNIT_OFFSET_SCALES) + " |")  # fmt: skip
+    print("|---|---|" + "---|" * len(UNIT_OFFSET_SCALES))
+    for (model, g), d in tr.items():
+        cells = [f"{lo:+.2f} .. {hi:+.2f}" for lo, hi in d["units"]]
+        print(f"| {model} | {g} | " + " | ".join(cells) + " |")
+    print()
+    print(f"Band correction alone (exact bands, no noise): one LED {shift_nm:.0f} nm off, "
+          "TcB - TcB at the nominal bands (mg/dL), uncorrected -> corrected, for +/- the shift")  # fmt: skip
+    print("| skin model | group | " + " | ".join(f"{x:.0f} nm" for x in NOMINAL_LED_NM) + " |")
+    print("|---|---|" + "---|" * 6)
+    for (model, g), d in tr.items():
+        cells = [f"{a:+.2f} -> {b:+.2f}, {c:+.2f} -> {e:+.2f}" for a, b, c, e in d["led"]]
+        print(f"| {model} | {g} | " + " | ".join(cells) + " |")
+    print()
+    print("The correction's skin optics fitted at the nominal bands: median cost (sum of squared "
+          "residuals in reading-noise SDs over 12 readings; ~12 is a fit within the noise) and "
+          "the slope d(-ln R)/d(lambda) under each LED, 1e-3 per nm, true / fitted skin, "
+          "near then far")  # fmt: skip
+    print("| skin model | group | fit cost | " + " | ".join(
+        f"{d} {x:.0f}" for d in ("near", "far") for x in NOMINAL_LED_NM) + " |")  # fmt: skip
+    print("|---|---|---|" + "---|" * 12)
+    for (model, g), d in tr.items():
+        true, fitted, _err = d["slope"]
+        cells = [f"{t:.1f} / {f:.1f}" for t, f in zip(true, fitted, strict=True)]
+        print(f"| {model} | {g} | {d['cost']:.1f} | " + " | ".join(cells) + " |")
+
+
 def print_units(units: dict, drift: dict) -> None:
     names = sorted({k[3] for k in units}, key=lambda x: (x != "nominal", x))
     cases = sorted({k[:2] for k in units})
@@ -503,8 +628,14 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--markdown", action="store_true", help="print the docs table")
     ap.add_argument("--units", action="store_true", help="only section 6-7: per-unit calibration")
     ap.add_argument("--units-n", type=int, default=200, help="babies per group in section 6")
+    ap.add_argument("--transfer", action="store_true",
+                    help="only section 8: the band correction alone on both skin models")  # fmt: skip
     args = ap.parse_args(argv)
     t0 = time.perf_counter()
+    if args.transfer:
+        print_transfer(band_transfer())
+        print(f"\n(run time {time.perf_counter() - t0:.1f} s)")
+        return 0
     if args.units:
         print_units(unit_calibration(n_per_group=args.units_n), drifted_units())
         print(f"\n(run time {time.perf_counter() - t0:.1f} s)")

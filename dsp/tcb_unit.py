@@ -613,6 +613,23 @@ def _levenberg_marquardt(
     return theta, cost
 
 
+def fitted_skin_absorbance(
+    r_near: ArrayLike, r_far: ArrayLike, fit_bands: Floats, eval_bands: Sequence[Floats]
+) -> tuple[list[Floats], Floats]:
+    """The correction's skin optics fitted to readings (n, 6) taken through `fit_bands` (6, wl):
+    the fitted skins' -ln R (n, 12: near then far) through each of `eval_bands`, and each fit's
+    cost (sum of squared residuals in reading-noise SDs over the 12 readings). For checking
+    what the correction extrapolates with (benchmarks/bench_tcb.py --transfer)."""
+    r = np.hstack(
+        [np.atleast_2d(np.asarray(r_near, float)), np.atleast_2d(np.asarray(r_far, float))]
+    )
+    a = -np.log(np.clip(r, _FLOOR * 0.1, None))
+    sd = np.hypot(_REL_SD[None, :], _FLOOR / np.clip(r, _FLOOR * 0.1, None))
+    theta = fit_skin(a, sd, fit_bands)
+    cost = np.sum(((_model_a(theta, fit_bands) - a) / sd) ** 2, axis=1)
+    return [_model_a(theta, np.asarray(b, float)) for b in eval_bands], np.asarray(cost, float)
+
+
 def nominal_reflectance(
     r_near: ArrayLike, r_far: ArrayLike, unit: UnitCalibration, temperature_c: ArrayLike
 ) -> tuple[Floats, Floats]:

@@ -20,6 +20,7 @@ from dsp.tcb_counts import (
 from dsp.tcb_unit import (
     UnitCalibration,
     droop_factor,
+    fitted_skin_absorbance,
     nominal_reflectance,
     self_check,
     unit_from_calibration,
@@ -113,6 +114,29 @@ def test_band_correction_gives_what_the_nominal_unit_reads():
         got = numbers(near, far)
         assert np.max(np.abs(raw - want)) > 1.0, group  # the unit is worth correcting
         assert np.max(np.abs(got - want)) < 0.3, (group, got - want)
+
+
+def test_fitted_skin_reproduces_the_readings_and_the_slopes_under_each_led():
+    """The correction extrapolates with the slope of -ln R under each LED: on skin of the
+    first model the fitted skin reproduces the 12 readings within their noise and the slopes
+    within 2 %, and it says how badly it fits a reading that is not skin-like."""
+    rng = np.random.default_rng(7)
+    tsb = rng.uniform(0.0, 20.0, 6)
+    p = skin.population_params(rng.random((6, len(skin.DRAW_ORDER))), "medium", tsb)
+    spec_near, spec_far = skin_spectra(p, WAVELENGTH_GRID_NM, skin.PROBE)
+    centre = np.asarray(NOMINAL_LED_NM)
+    width = np.asarray(skin.DEFAULT_LED_FWHM_NM)
+    nominal, up, down = (led_band_weights(centre + d, width) for d in (0.0, 4.0, -4.0))
+    (a_up, a_down), cost = fitted_skin_absorbance(
+        spec_near @ nominal.T, spec_far @ nominal.T, nominal, (up, down)
+    )
+    true = (np.log(np.hstack([spec_near @ down.T, spec_far @ down.T]))
+            - np.log(np.hstack([spec_near @ up.T, spec_far @ up.T])))  # fmt: skip
+    assert np.all(cost < 12.0)
+    assert np.max(np.abs((a_up - a_down) - true)) < 0.02 * np.max(np.abs(true))
+    flat = np.full((1, 6), 0.3)  # the same reflectance at every LED and detector: no skin
+    _, bad = fitted_skin_absorbance(flat, flat, nominal, ())
+    assert bad[0] > 100.0
 
 
 def test_a_unit_that_cannot_be_trusted_gives_flags_never_numbers():
