@@ -144,8 +144,6 @@ class Link:
         only in answer to its own requests, so an old connection's resends stop here."""
         self.resend = []
         self.txq = [f for f in self.txq if not f[0] & p.F_RESENT]
-        if self.auth:
-            self.auth.answered = False
         self.wake.set()
 
     def _on_write(self, data):
@@ -173,8 +171,9 @@ class Link:
         op, rid, args = c
         a = self.auth
         if a and op == p.OP_SESSION and len(args) == p.NONCE_LEN:
-            peer = getattr(self.radio, "peer", None)  # the central's address, if the link has one
-            reply = a.session(rid, args, peer or bytes(p.PEER_LEN))
+            r = self.radio  # the central's address if the link has one; the link's number
+            conn = getattr(r, "centrals", r.connects)  # BLE counts a central from its connect
+            reply = a.session(rid, args, getattr(r, "peer", None) or bytes(p.PEER_LEN), conn)
             if reply:
                 self.send(p.S_REPLY, rid, self.now_ms(), reply)
             else:

@@ -20,18 +20,19 @@ class LinkAuth:
         label = SESSION_LABEL + struct.pack("<H", boot) + self.boot_nonce
         self.mac = HMAC(HMAC(key).digest(label))
         self.conn_nonce = None
-        self.answered = False  # this connection has had its SESSION
+        self.answered_on = None  # the radio's number of the connection that had its SESSION
         self._last = 0  # highest authenticated control seq of this session
         self._bits = 0  # which of the _CTL_WINDOW seqs below it were seen
 
-    def session(self, rid, challenge, peer):
+    def session(self, rid, challenge, peer, conn):
         """The reply to SESSION, signed by the caller with the session key: it proves the device
         holds the key now, names the central it answers (a relay's own address, not the
-        gateway's), and its fresh connection nonce binds the commands. One per connection
-        (None for any other): a second one would replace the nonce under the gateway."""
-        if self.answered:
+        gateway's), and its fresh connection nonce binds the commands. One per connection,
+        `conn` the radio's number for it (None for any other): a second one would replace the
+        nonce under the gateway."""
+        if conn == self.answered_on:
             return None
-        self.answered = True
+        self.answered_on = conn
         self.conn_nonce = self.urandom(p.NONCE_LEN)
         self._last = self._bits = 0
         data = challenge + self.boot_nonce + self.conn_nonce + peer

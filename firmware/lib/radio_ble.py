@@ -104,6 +104,9 @@ class BleRadio:
         self.on_write = None
         self.on_connect = None
         self.connects = 0
+        # centrals connected, counted at the connect itself: a SESSION written before the MTU
+        # exchange ends (before on_connect) belongs to the new connection (linkauth.session)
+        self.centrals = 0
         self.busy = 0  # notifications refused by a full controller buffer (frames kept)
         self.oversize = 0  # frames built for a larger MTU than this link's (kept for resend)
         self.irq_dropped = 0  # control writes the ring had no room for (the gateway retries)
@@ -229,6 +232,7 @@ class BleRadio:
         if event == _IRQ_CENTRAL_CONNECT:
             self._conn = conn
             self.peer = value
+            self.centrals += 1
             self._advertising = False
             self._subscribed = self._mtu_known = self.connected = False
             try:

@@ -37,6 +37,7 @@ from bleak.exc import BleakError
 from bleak_retry_connector import BleakClientWithServiceCache, establish_connection
 from dbus_fast import BusType, Message, MessageType
 from dbus_fast.aio import MessageBus
+from dbus_fast.errors import DBusFastError
 
 from gateway.transports import uuids
 from gateway.transports.base import MAX_PAIRING_LINKS, REFUSED_HOLD_S, DeviceLink, Transport
@@ -460,22 +461,26 @@ async def adapter_address(adapter: str) -> bytes | None:
     gateway then cannot tell a relayed reply, and says so."""
     try:
         bus = await MessageBus(bus_type=BusType.SYSTEM).connect()
-    except (OSError, ValueError) as exc:
+        try:
+            reply = await bus.call(Message(
+                destination="org.bluez", path=f"/org/bluez/{adapter}",
+                interface="org.freedesktop.DBus.Properties", member="Get", signature="ss",
+                body=["org.bluez.Adapter1", "Address"],
+            ))  # fmt: skip
+        finally:
+            bus.disconnect()
+        if reply is None or reply.message_type != MessageType.METHOD_RETURN:
+            raise ValueError(reply.body[0] if reply is not None and reply.body else "no reply")
+        address = bytes.fromhex(str(reply.body[0].value).replace(":", ""))
+    except (OSError, EOFError, ValueError, DBusFastError) as exc:  # no bus, no BlueZ, no adapter
         log.warning("BLE: cannot read %s's address (%s): relayed sessions go unnoticed",
                     adapter, exc)  # fmt: skip
         return None
-    try:
-        reply = await bus.call(Message(
-            destination="org.bluez", path=f"/org/bluez/{adapter}",
-            interface="org.freedesktop.DBus.Properties", member="Get", signature="ss",
-            body=["org.bluez.Adapter1", "Address"],
-        ))  # fmt: skip
-    finally:
-        bus.disconnect()
-    if reply is None or reply.message_type != MessageType.METHOD_RETURN:
-        log.warning("BLE: %s has no address: relayed sessions go unnoticed", adapter)
+    if len(address) != 6:
+        log.warning("BLE: %s's address %s is not 6 bytes: relayed sessions go unnoticed",
+                    adapter, address.hex())  # fmt: skip
         return None
-    return bytes.fromhex(str(reply.body[0].value).replace(":", ""))
+    return address
 
 
 def parse_ids(text: str) -> set[str]:

@@ -33,6 +33,7 @@ class Radio:
     connected = True
     mtu = 247
     on_write = None
+    connects = 1
 
 
 L.os = FixedRandom()

@@ -242,7 +242,7 @@ def check_device_signed(link, v):
     if v["content"]["kind"] == "reply" and v["content"]["op"] == "SESSION":
         c = v["content"]
         f = c["fields"]
-        eq(link.auth.session(c["request_id"], h(f["challenge"]), h(f["peer"])), payload,
+        eq(link.auth.session(c["request_id"], h(f["challenge"]), h(f["peer"]), 1), payload,
            "session reply")  # fmt: skip
     link.send(stream, seq, t_ms, payload, flags & ~(p.F_AUTH | p.F_RESENT))
     sent = link.txq[-1]
