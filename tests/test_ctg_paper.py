@@ -178,7 +178,8 @@ def strip_gateway(tmp_path) -> tuple[SimpleNamespace, float]:
     """A gateway's history with a fetal monitor: a 30-minute session 20 hours ago (with a
     bradycardia alert 12 minutes in) and 15 minutes of live trace. Returns it and the session's
     start."""
-    cfg = config_from_dict({"gateway": {"data_dir": "gw"}}, base_dir=tmp_path)
+    cfg = config_from_dict({"gateway": {"data_dir": "gw"}, "web": {"help_phone": "+86 10 8888 0000"}},
+                           base_dir=tmp_path)  # fmt: skip
     NurseAccounts(cfg.data_dir / "nurses.json").add(USER, PASSWORD)
     h = History(cfg.data_dir)
     now = time.time()
@@ -402,6 +403,8 @@ def test_a_slow_window_answer_never_replaces_a_newer_one(tmp_path):
                 await page.wait_for_function(LIVE_DRAWN)
                 await page.wait_for_selector("#strip-session option[value]:not([value=''])",
                                              state="attached")  # fmt: skip
+                # a help number is set: no note about it beside the mother's link
+                seen["help_note"] = await page.is_visible("#no-help-phone")
                 await page.route("**/api/devices/*/window?*", hold_first)
                 await page.select_option("#strip-session", index=1)  # the jump: held back
                 await asyncio.wait_for(held.wait(), 10)
@@ -425,6 +428,7 @@ def test_a_slow_window_answer_never_replaces_a_newer_one(tmp_path):
 
     asyncio.run(main())
     assert seen["errors"] == []
+    assert seen["help_note"] is False
     assert len(seen["windows"]) == 2, seen["windows"]  # the jump's, then now's
     assert seen["while_held"] and seen["when_held"] == "live"  # no part of the jump drawn
     assert seen["after"] and seen["when_after"] == "live", seen["state"]

@@ -162,6 +162,7 @@ def test_the_nurse_view_in_chinese_and_its_cards(tmp_path):
                 seen["card_text"] = await page.text_content(card)
                 seen["cards"] = await page.text_content("#device-list")
                 seen["fuzz"] = await page.evaluate(FUZZ_CARDS)
+                seen["help_note"] = await page.is_visible("#no-help-phone")
                 await page.wait_for_selector("#strip[aria-label*='latest FHR']", state="attached")
                 seen["strip_en"] = await page.get_attribute("#strip", "aria-label")
                 await page.click("li.dev[data-device='tcb-01']")
@@ -217,6 +218,7 @@ def test_the_nurse_view_in_chinese_and_its_cards(tmp_path):
     assert "no skin contact" in seen["cards"]  # the meter's last press, flagged
     assert english_left(seen["cards_zh"], seen["english"]) == [], seen["cards_zh"]
     assert seen["fuzz"] == [], "\n".join(seen["fuzz"])
+    assert seen["help_note"]  # no [web] help_phone: the nurse is told beside the mother's link
     assert seen["fuzz_zh"] == [], "\n".join(seen["fuzz_zh"])
     # the charts' text alternatives
     assert re.search(r"latest FHR 1[34]\d bpm at \d\d:\d\d; CTG FIGO 2015: normal, baseline 136 "

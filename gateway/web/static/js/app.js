@@ -39,11 +39,13 @@ async function main() {
   $("user").textContent = state.me.user;
   $("gateway-id").textContent = tr("gateway", state.me.gateway_id);
   $("normal-band").textContent = `${state.me.fhr_normal_bpm.join("–")} bpm`;
+  $("no-help-phone").hidden = !!(state.me.help_phone || "").trim(); // the mother's page has no number to call
   $("speed").addEventListener("change", (e) => { state.speed = Number(e.target.value); loadWindow().then(renderDetail); });
+  // the strip moves when the window it asks for has come (view.js loadWindow), never before
   $("when").addEventListener("change", async (e) => {
-    state.live = e.target.value === "live";
-    state.until = state.live ? null : Date.now() / 1000 - Number(e.target.value) * 3600 + visibleSeconds() / 2;
-    await loadWindow(); renderDetail();
+    const live = e.target.value === "live";
+    const until = live ? null : Date.now() / 1000 - Number(e.target.value) * 3600 + visibleSeconds() / 2;
+    if (await loadWindow({ live, until }).catch(() => false)) renderDetail();
   });
   $("settings").addEventListener("submit", (ev) => saveSettings(ev, () => { renderDevices(); renderDetail(); }));
   // the lists are redrawn often: one listener each, on the list

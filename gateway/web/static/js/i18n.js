@@ -101,6 +101,8 @@ addStrings({
       "halved rate); they are never filled in.",
     sessions: "Recording sessions", mother_link: "Mother's page (give this link to the mother):",
     mother_qr: "QR code of the mother's page link",
+    no_help_phone: "The mother's page has no hospital number to call (the gateway's [web] help_phone is not " +
+      "set): it tells her to call the maternity unit or the emergency number.",
     last_tcb: "Last TcB",
     baby_missing: "Set the baby's birth time and gestational age below to place readings on the " +
       "nomogram and against the phototherapy line.",
@@ -133,6 +135,7 @@ addStrings({
       "（短暂跳变、心率加倍或减半）；这些空白从不填补。",
     sessions: "监护记录", mother_link: "孕妇页面（请把此链接交给孕妇）：",
     mother_qr: "孕妇页面链接的二维码",
+    no_help_phone: "孕妇页面上没有可拨打的医院电话（网关未设置 [web] help_phone）：页面只提示她联系产科或拨打急救电话。",
     last_tcb: "最近一次经皮胆红素",
     baby_missing: "请在下方填写新生儿的出生时间和胎龄，以便在列线图上标出读数并与光疗线比较。",
     nomogram_key: "阴影：Bhutani 1999 风险区（第 40、75、95 百分位）。蓝线：本新生儿的 AAP 2022 光疗阈值；" +
