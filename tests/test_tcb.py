@@ -3,7 +3,9 @@
 import csv
 import math
 import os
+import time
 from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -184,3 +186,51 @@ def test_gateway_alerts_follow_the_guideline_conditions(monkeypatch):
     proc.on_record(p.Stream.TCB, 300, 300 * 3600 * 1000, b"")
     last = [m for t, m in sent if t[-1] == "tcb"][-1]
     assert last["tcb_mg_dl"] == 9.0 and last["assessment"] is None
+
+
+def test_readings_that_arrive_before_the_device_info_wait_for_its_calibration(monkeypatch):
+    """After a reconnection the meter's info (its factory calibration) and its readings travel
+    on separate streams; a reading that comes first waits for the info instead of being
+    published as `no_calibration` (a number lost), and is published flagged only when no info
+    came within INFO_WAIT_S."""
+    from dsp.tcb import TcbEstimate
+    from dsp.tcb_counts import CalibratedReading
+    from gateway import protocol as p
+    from gateway.processing import jaundice
+
+    monkeypatch.setattr(jaundice.p, "decode_tcb", lambda payload: SimpleNamespace(
+        contact=True, ambient_high=False, saturated=False, flashes_disagree=False,
+        dark_before=(0, 0), dark_after=(0, 0), flashes=np.zeros((6, 2, 5)), temperature_c=30.0,
+        led_drive=(200,) * 6,
+    ))  # fmt: skip
+    monkeypatch.setattr(jaundice, "calibrated_reflectance",
+                        lambda *a: CalibratedReading(np.ones(6), np.ones(6), ""))  # fmt: skip
+    monkeypatch.setattr(jaundice, "estimate_tcb",
+                        lambda near, far: TcbEstimate(9.0, 153.9, 8.0, 10.0, ""))  # fmt: skip
+    state = SimpleNamespace(device_id="tcb-01", boot=1, info={})
+    session = SimpleNamespace(state=state, unix_time=lambda t_ms: 1_700_000_000.0 + t_ms / 1e3)
+    sent = []
+    proc = jaundice.JaundiceProcessor(session, lambda topic, msg, **kw: sent.append(msg), {})
+    readings = lambda: [m for m in sent if "tcb_mg_dl" in m]  # noqa: E731
+    proc.on_record(p.Stream.TCB, 0, 1000, b"")
+    proc.on_record(p.Stream.TCB, 1, 2000, b"")
+    proc.tick(time.monotonic())
+    assert readings() == []  # held, not flagged
+    state.info = {"calibration": {"x": 1}}
+    proc.on_record(p.Stream.INFO, 0, 2500, b"{}")
+    assert [(m["seq"], m["tcb_mg_dl"], m["flag"]) for m in readings()] == [
+        (0, 9.0, ""),
+        (1, 9.0, ""),
+    ]
+    # a meter whose info never comes: its reading is published flagged after INFO_WAIT_S
+    state2 = SimpleNamespace(device_id="tcb-02", boot=1, info={})
+    session2 = SimpleNamespace(state=state2, unix_time=session.unix_time)
+    sent.clear()
+    proc2 = jaundice.JaundiceProcessor(session2, lambda topic, msg, **kw: sent.append(msg), {})
+    proc2.on_record(p.Stream.TCB, 0, 1000, b"")
+    proc2.tick(time.monotonic() + jaundice.INFO_WAIT_S - 1)
+    assert readings() == []
+    proc2.tick(time.monotonic() + jaundice.INFO_WAIT_S + 1)
+    assert [(m["seq"], m["tcb_mg_dl"], m["flag"]) for m in readings()] == [
+        (0, None, "no_calibration")
+    ]

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import logging
 import math
+import time
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -50,6 +51,11 @@ log = logging.getLogger(__name__)
 CHECK_INTERVAL_S = 7 * 24 * 3600.0  # the check phantom, weekly (docs/jaundice.md, "Self-check")
 ASSESSED_WITH = ("birth_time", "ga_weeks", "risk_factors")  # the baby's details it reads
 AGE_SAME_H = 0.05  # the same age: older gateways published ages rounded to 0.1 h
+# A reading that arrives before the meter's device info (its factory calibration) waits for it
+# this long: after a reconnection both are in flight, on separate streams, and under load the
+# info can come second. Then the reading is published flagged `no_calibration`.
+INFO_WAIT_S = 60.0
+MAX_WAITING = 64  # readings held for the info; beyond this the oldest is published flagged
 
 
 class JaundiceProcessor:
@@ -67,6 +73,8 @@ class JaundiceProcessor:
         self._assess_error = ""  # logged once per distinct reason
         self.last_check: dict[str, Any] | None = None  # the latest press on the check phantom
         self._latest_at = 0.0  # unix time of the latest reading
+        # TCB records (monotonic arrival, seq, t_ms, payload) waiting for the device info
+        self._waiting: list[tuple[float, int, int, bytes]] = []
 
     @property
     def device_id(self) -> str:
@@ -105,11 +113,28 @@ class JaundiceProcessor:
         pass
 
     def tick(self, now: float) -> None:
-        pass
+        """Readings that waited INFO_WAIT_S for the device info are published flagged."""
+        while self._waiting and now - self._waiting[0][0] >= INFO_WAIT_S:
+            _, seq, t_ms, payload = self._waiting.pop(0)
+            self._reading(seq, t_ms, payload)
 
     def on_record(self, stream: int, seq: int, t_ms: int, payload: bytes) -> None:
+        if stream == p.Stream.INFO:  # the calibration is here: what waited for it goes first
+            waiting, self._waiting = self._waiting, []
+            for _, w_seq, w_t_ms, w_payload in waiting:
+                self._reading(w_seq, w_t_ms, w_payload)
+            return
         if stream != p.Stream.TCB:
             return
+        if not self.session.state.info:  # no device info yet this run: wait for it
+            self._waiting.append((time.monotonic(), seq, t_ms, payload))
+            if len(self._waiting) > MAX_WAITING:
+                _, seq, t_ms, payload = self._waiting.pop(0)
+                self._reading(seq, t_ms, payload)
+            return
+        self._reading(seq, t_ms, payload)
+
+    def _reading(self, seq: int, t_ms: int, payload: bytes) -> None:
         st = self.session.state
         at = self.session.unix_time(t_ms)
         reading: dict[str, Any] = {
