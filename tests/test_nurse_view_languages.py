@@ -216,6 +216,7 @@ def test_the_nurse_view_in_chinese_and_its_cards(tmp_path):
     for text in (seen["cards"], seen["cards_zh"]):
         assert not re.search(r"null|undefined|NaN", text), text
     assert "no skin contact" in seen["cards"]  # the meter's last press, flagged
+    assert "Room 9disconnectedDevice · fh-00no reading yet" in seen["cards"]  # kind not known
     assert english_left(seen["cards_zh"], seen["english"]) == [], seen["cards_zh"]
     assert seen["fuzz"] == [], "\n".join(seen["fuzz"])
     assert seen["help_note"]  # no [web] help_phone: the nurse is told beside the mother's link

@@ -16,7 +16,7 @@ addStrings({
     flag_check_phantom: "weekly check on the check phantom",
     not_a_reading: (flag) => `not a reading: ${flag}`,
     check_failed: "weekly check failed", check_due: "weekly check due",
-    no_fhr: "no FHR yet", no_tcb: "no TcB yet",
+    no_fhr: "no FHR yet", no_tcb: "no TcB yet", no_reading: "no reading yet",
     connected: "connected", disconnected: "disconnected",
     fetal_monitor: "Fetal monitor", jaundice_meter: "Jaundice meter", device: "Device",
     battery: (p) => (p == null ? "battery ?" : `battery ${p}%`), signal: (p) => `signal ${p}%`,
@@ -46,7 +46,7 @@ addStrings({
     flag_check_phantom: "请用校验块做每周检查",
     not_a_reading: (flag) => `不是有效读数：${flag}`,
     check_failed: "每周检查未通过", check_due: "该做每周检查了",
-    no_fhr: "还没有胎心率", no_tcb: "还没有经皮胆红素读数",
+    no_fhr: "还没有胎心率", no_tcb: "还没有经皮胆红素读数", no_reading: "还没有读数",
     connected: "已连接", disconnected: "未连接",
     fetal_monitor: "胎心监护仪", jaundice_meter: "黄疸测量仪", device: "设备",
     battery: (p) => (p == null ? "电量 ?" : `电量 ${p}%`), signal: (p) => `信号 ${p}%`,
@@ -111,6 +111,7 @@ function lastReading(d) {
     return el("span", {}, `${tr("fhr")} ${Math.round(f.bpm)} bpm `, when(f.t));
   }
   const r = d.last_tcb;
+  if (d.device_type !== "jaundice" && !r) return el("span", { class: "stale", text: tr("no_reading") }); // kind not known yet
   if (!r) return el("span", { class: "stale", text: tr("no_tcb") });
   if (!known(r.tcb_mg_dl)) return el("span", { class: "stale", text: flagText(r.flag) });
   return el("span", {}, `TcB ${bili(r.tcb_mg_dl)} `, when(r.t));
