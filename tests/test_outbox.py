@@ -3,6 +3,7 @@ that spends the live trace first and counts every drop; the publisher on a real 
 
 from __future__ import annotations
 
+import json
 import logging
 import time
 from types import SimpleNamespace
@@ -242,10 +243,15 @@ def test_publisher_keeps_messages_across_a_restart_and_deletes_them_on_puback(
 
 @pytest.mark.system
 def test_publisher_survives_broker_kill9_without_losing_a_message(tmp_path):
+    """A broker killed with -9 three times mid-stream. Its PUBACK only says it has a message:
+    one acknowledged but not yet saved when it dies is gone from the broker (this test lost one
+    in some runs before receipts). With receipts (docs/mqtt.md) the publisher keeps each reading
+    until the hospital names it stored and sends again what is not: every one arrives."""
     bdir = tmp_path / "b"
     broker = start_mosquitto(bdir, persistent=True)
     sub = subscribed_and_saved(broker, bdir, client_id="hospital")
-    cfg = config_from_dict({"mqtt": {"host": broker.host, "port": broker.port}})
+    cfg = config_from_dict({"mqtt": {"host": broker.host, "port": broker.port,
+                                     "await_receipts": True, "receipt_timeout_s": 2}})  # fmt: skip
     pub = Publisher(cfg.mqtt, "gw-t", Outbox(tmp_path / "o.sqlite", 10 * MB, 0))
     pub.client.reconnect_delay_set(0.2, 1)
     pub.start()
@@ -256,29 +262,49 @@ def test_publisher_survives_broker_kill9_without_losing_a_message(tmp_path):
         with sub.lock:
             msgs = list(sub.messages)
         for m in msgs:
-            seen.setdefault(m.payload.get("msg_id"), m.payload)
-        seen.pop(None, None)  # the publisher's own status
+            if m.topic.endswith("/tcb"):
+                seen.setdefault(m.payload.get("msg_id"), m.payload)
         return list(seen.values())
+
+    # the hospital's side of receipts: what the subscriber holds is named stored
+    hospital = make_client(cfg.mqtt, "hospital-receipts")
+    hospital.reconnect_delay_set(0.2, 1)
+    hospital.connect_async(broker.host, broker.port)
+    hospital.loop_start()
+    receipted = [0]  # messages of the subscriber's list named in a receipt so far
+
+    def send_receipts() -> None:
+        """Every copy that arrives is named, a copy sent again too (as the ingest does): a
+        receipt can itself be lost with a broker killed before it passed it on."""
+        with sub.lock:
+            msgs = list(sub.messages)
+        new = [m.payload["msg_id"] for m in msgs[receipted[0] :] if m.topic.endswith("/tcb")]
+        for i in range(0, len(new), 1000):
+            body = {"stored": new[i : i + 1000], "t": "2026-01-01T00:00:00.000Z"}
+            hospital.publish("perimon/v1/gw-t/receipt", json.dumps(body), qos=1)
+        receipted[0] = len(msgs)
 
     n = 0
     try:
         for _ in range(3):
             for _ in range(200):
-                pub.publish(("device", "fh-01", "fhr"), {"msg_id": f"fh-01:1:fhr:{n}", "seq": n})
+                pub.publish(("device", "tcb-01", "tcb"), {"msg_id": f"tcb-01:1:tcb:{n}", "seq": n})
                 n += 1
-                time.sleep(0.001)  # a trace's pace, so that the kill falls mid-stream
+                time.sleep(0.001)  # a steady pace, so that the kill falls mid-stream
             broker.kill()
             time.sleep(0.3)  # the broker's outage
             broker = start_mosquitto(bdir, broker.port, persistent=True)
-        assert pub.drain(60)
-        eventually(lambda: len(first_copies()) == n, 30,
-                   lambda: f"{n - len(first_copies())} messages missing")  # fmt: skip
+
+        def all_stored() -> bool:
+            send_receipts()
+            return pub.outbox.rows == 0
+
+        eventually(all_stored, 60, lambda: f"{pub.outbox.rows} not confirmed")
     finally:
+        hospital.loop_stop()
+        hospital.disconnect()
         pub.stop()
         sub.close()
         broker.stop()
-    order = [m["seq"] for m in first_copies()]
-    assert sorted(m["msg_id"] for m in first_copies()) == sorted(
-        f"fh-01:1:fhr:{i}" for i in range(n)
-    )
-    assert order == sorted(order), "first deliveries out of order"
+    got = [m["msg_id"] for m in first_copies()]
+    assert sorted(got) == sorted(f"tcb-01:1:tcb:{i}" for i in range(n))
