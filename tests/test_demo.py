@@ -10,7 +10,7 @@ import urllib.request
 
 import pytest
 
-pytestmark = pytest.mark.system
+pytestmark = [pytest.mark.system, pytest.mark.alone]  # a wall-clock deadline
 
 
 @pytest.mark.parametrize("radio", ["sim", "ble", "serial"])

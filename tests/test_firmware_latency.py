@@ -22,7 +22,7 @@ from simulators.ble_central import ScriptedCentral
 from simulators.fleet import DeviceSpec, VirtualDevice
 from tests.harness.wait import eventually_async
 
-pytestmark = pytest.mark.system
+pytestmark = [pytest.mark.system, pytest.mark.alone]  # a wall-clock deadline
 
 BUDGET_MS = 128  # half the DMA buffer the review measured against (8192 bytes, 256 ms)
 
