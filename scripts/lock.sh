@@ -50,9 +50,10 @@ read -r -a groups < "$work/groups" || true
 # the lock hold, under markers, what newer ones and other platforms need.
 compile=("$uv" pip compile -q --universal --generate-hashes --python-version 3.11
          --custom-compile-command scripts/lock.sh "${upgrade[@]}")
-"${compile[@]}" --all-extras "${groups[@]}" pyproject.toml "$work/build.in" \
-    -o requirements/dev.lock
-"${compile[@]}" -c requirements/dev.lock pyproject.toml "$work/build.in" \
-    -o requirements/gateway.lock
+# (the build requirements come on standard input, "-": no temporary path in the locks)
+"${compile[@]}" --all-extras "${groups[@]}" pyproject.toml - -o requirements/dev.lock \
+    < "$work/build.in"
+"${compile[@]}" -c requirements/dev.lock pyproject.toml - -o requirements/gateway.lock \
+    < "$work/build.in"
 echo "lock: wrote requirements/dev.lock ($(grep -c '^[a-z]' requirements/dev.lock) packages)" \
     "and requirements/gateway.lock ($(grep -c '^[a-z]' requirements/gateway.lock))"
