@@ -29,9 +29,11 @@ import logging
 import sqlite3
 import threading
 import time
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from gateway.times import iso_time
 
@@ -48,6 +50,19 @@ _ROW_OVERHEAD = 64  # bytes per row counted beyond topic and payload (ids, times
 # Copies of rejected messages kept for a person to read (the newest; older ones are forgotten,
 # counted): bounded, so a gateway whose every message the hospital refuses cannot fill its disk.
 REJECTED_KEEP = 200
+# Keys bound in one `IN (...)` list: well below SQLite's limit on a statement's variables.
+_IN_CHUNK = 500
+
+_Key = TypeVar("_Key", int, str)
+
+
+def _in_chunks(keys: Sequence[_Key]) -> Iterator[tuple[Sequence[_Key], str]]:
+    """`keys` in slices of at most _IN_CHUNK, each with its `?,?,...` placeholders: one
+    statement per slice, however many keys a caller passes."""
+    for i in range(0, len(keys), _IN_CHUNK):
+        chunk = keys[i : i + _IN_CHUNK]
+        yield chunk, ",".join("?" * len(chunk))
+
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS msg (
@@ -205,9 +220,7 @@ class Outbox:
         size = len(topic.encode()) + len(payload) + _ROW_OVERHEAD
         t0 = time.perf_counter()
         with self._lock:
-            db = self._db
-            db.execute("BEGIN IMMEDIATE")
-            try:
+            with self._transaction() as db:
                 if retain and msg_id is None:
                     # the newest state of a retained topic replaces an unsent older one
                     gone = db.execute(
@@ -216,8 +229,7 @@ class Outbox:
                         (topic, self.handed_upto),
                     ).fetchall()
                     for (n,) in gone:
-                        self.bytes -= n + _ROW_OVERHEAD
-                        self.rows -= 1
+                        self._forget_row(n)
                 cur = db.execute(
                     "INSERT INTO msg (msg_id, topic, payload, retain, priority, created)"
                     " VALUES (?, ?, ?, ?, ?, ?)",
@@ -245,10 +257,6 @@ class Outbox:
                 self.bytes += size
                 self.rows += 1
                 self._enforce(now)
-                db.execute("COMMIT")
-            except BaseException:
-                db.execute("ROLLBACK")
-                raise
             self.peak_bytes = max(self.peak_bytes, self.bytes)
             self.added += 1
             self.write_s += time.perf_counter() - t0
@@ -256,6 +264,24 @@ class Outbox:
             return cur.lastrowid
 
     handed_upto = 0  # rows up to this id have been handed to the MQTT client (set by mqtt.py)
+
+    @contextmanager
+    def _transaction(self) -> Iterator[sqlite3.Connection]:
+        """One write transaction (the caller holds the lock): taken before the first read so
+        no other writer slips in between, committed whole or rolled back whole."""
+        db = self._db
+        db.execute("BEGIN IMMEDIATE")
+        try:
+            yield db
+            db.execute("COMMIT")
+        except BaseException:
+            db.execute("ROLLBACK")
+            raise
+
+    def _forget_row(self, n: int) -> None:
+        """Account for one deleted row whose topic and payload were `n` bytes."""
+        self.bytes -= n + _ROW_OVERHEAD
+        self.rows -= 1
 
     def _count(self, name: str, n: int) -> None:
         if n <= 0:
@@ -276,8 +302,7 @@ class Outbox:
             (self.handed_upto, *args),
         ).fetchall()
         for prio, msg_id, topic, n in gone:
-            self.bytes -= n + _ROW_OVERHEAD
-            self.rows -= 1
+            self._forget_row(n)
             self._count(f"dropped_{PRIORITY_NAMES[prio]}_{reason}", 1)
             if prio == PRIO_READING:
                 log.error("outbox %s: dropped reading %s on %s", reason, msg_id or "-", topic)
@@ -324,21 +349,13 @@ class Outbox:
             return
         now = time.time() if now is None else now
         with self._lock:
-            db = self._db
-            db.execute("BEGIN IMMEDIATE")
-            try:
-                for i in range(0, len(ids), 500):
-                    chunk = ids[i : i + 500]
-                    marks = ",".join("?" * len(chunk))
+            with self._transaction() as db:
+                for chunk, marks in _in_chunks(ids):
                     db.execute(
                         "UPDATE msg SET acked = COALESCE(acked, ?),"
                         f" resend_at = COALESCE(resend_at, ?) WHERE id IN ({marks})",
                         (now, now + wait_s, *chunk),
                     )
-                db.execute("COMMIT")
-            except BaseException:
-                db.execute("ROLLBACK")
-                raise
 
     def due(self, limit: int, wait_s: float, max_wait_s: float,
             now: float | None = None) -> list[Row]:  # fmt: skip
@@ -347,9 +364,7 @@ class Outbox:
         that stays silent costs fewer resends the longer it is silent."""
         now = time.time() if now is None else now
         with self._lock:
-            db = self._db
-            db.execute("BEGIN IMMEDIATE")
-            try:
+            with self._transaction() as db:
                 rows = db.execute(
                     "SELECT id, msg_id, topic, payload, retain, priority, created, resends"
                     " FROM msg WHERE resend_at <= ? ORDER BY resend_at, id LIMIT ?",
@@ -360,10 +375,6 @@ class Outbox:
                     db.execute("UPDATE msg SET resends = resends + 1, resend_at = ? WHERE id = ?",
                                (now + wait, r[0]))  # fmt: skip
                 self._count("resent", len(rows))
-                db.execute("COMMIT")
-            except BaseException:
-                db.execute("ROLLBACK")
-                raise
         return [Row(r[0], r[1], r[2], bytes(r[3]), bool(r[4]), r[5], r[6]) for r in rows]
 
     def confirm(self, msg_ids: list[str]) -> int:
@@ -373,25 +384,16 @@ class Outbox:
             return 0
         gone_n = 0
         with self._lock:
-            db = self._db
-            db.execute("BEGIN IMMEDIATE")
-            try:
-                for i in range(0, len(msg_ids), 500):
-                    chunk = msg_ids[i : i + 500]
-                    marks = ",".join("?" * len(chunk))
+            with self._transaction() as db:
+                for chunk, marks in _in_chunks(msg_ids):
                     gone = db.execute(
                         f"DELETE FROM msg WHERE acked IS NOT NULL AND msg_id IN ({marks})"
                         " RETURNING length(topic) + length(payload)",
                         chunk,
                     ).fetchall()
                     for (n,) in gone:
-                        self.bytes -= n + _ROW_OVERHEAD
-                        self.rows -= 1
+                        self._forget_row(n)
                     gone_n += len(gone)
-                db.execute("COMMIT")
-            except BaseException:
-                db.execute("ROLLBACK")
-                raise
             self.confirmed += gone_n
         return gone_n
 
@@ -405,12 +407,8 @@ class Outbox:
         moved: list[Rejected] = []
         names = list(reasons)
         with self._lock:
-            db = self._db
-            db.execute("BEGIN IMMEDIATE")
-            try:
-                for i in range(0, len(names), 500):
-                    chunk = names[i : i + 500]
-                    marks = ",".join("?" * len(chunk))
+            with self._transaction() as db:
+                for chunk, marks in _in_chunks(names):
                     gone = db.execute(
                         f"DELETE FROM msg WHERE acked IS NOT NULL AND msg_id IN ({marks})"
                         " RETURNING msg_id, topic, payload, created,"
@@ -424,8 +422,7 @@ class Outbox:
                             " rejected_at) VALUES (?, ?, ?, ?, ?, ?)",
                             (r.msg_id, r.topic, r.payload, r.reason, r.created, r.rejected_at),
                         )
-                        self.bytes -= n + _ROW_OVERHEAD
-                        self.rows -= 1
+                        self._forget_row(n)
                         moved.append(r)
                 forgotten = db.execute(
                     "DELETE FROM rejected WHERE id <= (SELECT MAX(id) FROM rejected) - ?",
@@ -433,10 +430,6 @@ class Outbox:
                 ).rowcount
                 self._count("rejected", len(moved))
                 self._count("rejected_forgotten", forgotten)
-                db.execute("COMMIT")
-            except BaseException:
-                db.execute("ROLLBACK")
-                raise
         return moved
 
     def rejected(self, limit: int = REJECTED_KEEP) -> list[Rejected]:
@@ -463,8 +456,7 @@ class Outbox:
                 "DELETE FROM msg WHERE acked IS NOT NULL RETURNING length(topic) + length(payload)"
             ).fetchall()
             for (n,) in gone:
-                self.bytes -= n + _ROW_OVERHEAD
-                self.rows -= 1
+                self._forget_row(n)
         return len(gone)
 
     def ack(self, ids: list[int]) -> None:
@@ -472,25 +464,16 @@ class Outbox:
         if not ids:
             return
         with self._lock:
-            db = self._db
-            db.execute("BEGIN IMMEDIATE")
-            try:
-                for i in range(0, len(ids), 500):
-                    chunk = ids[i : i + 500]
-                    marks = ",".join("?" * len(chunk))
+            with self._transaction() as db:
+                for chunk, marks in _in_chunks(ids):
                     gone = db.execute(
                         f"DELETE FROM msg WHERE id IN ({marks})"
                         " RETURNING length(topic) + length(payload)",
                         chunk,
                     ).fetchall()
                     for (n,) in gone:
-                        self.bytes -= n + _ROW_OVERHEAD
-                        self.rows -= 1
+                        self._forget_row(n)
                     self.acked += len(gone)
-                db.execute("COMMIT")
-            except BaseException:
-                db.execute("ROLLBACK")
-                raise
 
     def next_seq(self, device: str, kind: str) -> int:
         """The next number of a kind the gateway numbers itself (alerts, CTG findings, sessions),
