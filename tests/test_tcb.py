@@ -124,18 +124,16 @@ def test_fit_needs_enough_rows(calibration):
         fit_model(near, far, tsb[:-1])
 
 
-def test_gateway_alerts_follow_the_guideline_conditions(monkeypatch):
-    """Each AAP condition of the latest usable reading raises one alert, cleared when it ends."""
-    from types import SimpleNamespace
-
-    from dsp.bilirubin_zones import exchange_threshold_mg_dl, phototherapy_threshold_mg_dl
+@pytest.fixture
+def meter_tcb(monkeypatch) -> dict[str, float]:
+    """The gateway's jaundice processing with the meter's record and the model faked: every
+    record decodes to a clean reading estimated at the returned dict's "value" in mg/dL (17.1
+    times that in µmol/L, its interval 1 mg/dL either side), which a test sets as it goes."""
     from dsp.tcb import TcbEstimate
     from dsp.tcb_counts import CalibratedReading
-    from gateway import protocol as p
     from gateway.processing import jaundice
 
-    birth = 1_700_000_000.0
-    next_tcb = {"value": 5.0}
+    next_tcb = {"value": 0.0}
     monkeypatch.setattr(jaundice.p, "decode_tcb", lambda payload: SimpleNamespace(
         contact=True, ambient_high=False, saturated=False, flashes_disagree=False,
         dark_before=(0, 0), dark_after=(0, 0), flashes=np.zeros((6, 2, 5)), temperature_c=30.0,
@@ -147,6 +145,20 @@ def test_gateway_alerts_follow_the_guideline_conditions(monkeypatch):
         next_tcb["value"], next_tcb["value"] * 17.1, next_tcb["value"] - 1,
         next_tcb["value"] + 1, "",
     ))  # fmt: skip
+    return next_tcb
+
+
+def test_gateway_alerts_follow_the_guideline_conditions(meter_tcb):
+    """Each AAP condition of the latest usable reading raises one alert, cleared when it ends."""
+    from types import SimpleNamespace
+
+    from dsp.bilirubin_zones import exchange_threshold_mg_dl, phototherapy_threshold_mg_dl
+    from gateway import protocol as p
+    from gateway.processing import jaundice
+
+    birth = 1_700_000_000.0
+    next_tcb = meter_tcb
+    next_tcb["value"] = 5.0
     session = SimpleNamespace(
         state=SimpleNamespace(device_id="tcb-01", boot=1, info={"calibration": {"x": 1}}),
         unix_time=lambda t_ms: birth + t_ms / 1000.0,
@@ -188,25 +200,15 @@ def test_gateway_alerts_follow_the_guideline_conditions(monkeypatch):
     assert last["tcb_mg_dl"] == 9.0 and last["assessment"] is None
 
 
-def test_readings_that_arrive_before_the_device_info_wait_for_its_calibration(monkeypatch):
+def test_readings_that_arrive_before_the_device_info_wait_for_its_calibration(meter_tcb):
     """After a reconnection the meter's info (its factory calibration) and its readings travel
     on separate streams; a reading that comes first waits for the info instead of being
     published as `no_calibration` (a number lost), and is published flagged only when no info
     came within INFO_WAIT_S."""
-    from dsp.tcb import TcbEstimate
-    from dsp.tcb_counts import CalibratedReading
     from gateway import protocol as p
     from gateway.processing import jaundice
 
-    monkeypatch.setattr(jaundice.p, "decode_tcb", lambda payload: SimpleNamespace(
-        contact=True, ambient_high=False, saturated=False, flashes_disagree=False,
-        dark_before=(0, 0), dark_after=(0, 0), flashes=np.zeros((6, 2, 5)), temperature_c=30.0,
-        led_drive=(200,) * 6,
-    ))  # fmt: skip
-    monkeypatch.setattr(jaundice, "calibrated_reflectance",
-                        lambda *a: CalibratedReading(np.ones(6), np.ones(6), ""))  # fmt: skip
-    monkeypatch.setattr(jaundice, "estimate_tcb",
-                        lambda near, far: TcbEstimate(9.0, 153.9, 8.0, 10.0, ""))  # fmt: skip
+    meter_tcb["value"] = 9.0  # the estimate TcbEstimate(9.0, 153.9, 8.0, 10.0, "")
     state = SimpleNamespace(device_id="tcb-01", boot=1, info={})
     session = SimpleNamespace(state=state, unix_time=lambda t_ms: 1_700_000_000.0 + t_ms / 1e3)
     sent = []
