@@ -10,7 +10,7 @@ from playwright.async_api import async_playwright
 from gateway.web.nurses import NurseAccounts
 from gateway.web.server import WebServer
 from simulators.fleet import DeviceSpec
-from tests.harness.browser import CHROMIUM, CHROMIUM_ARGS
+from tests.harness.browser import CHROMIUM, CHROMIUM_ARGS, new_page, submit_login
 from tests.harness.chain import run_chain
 from tests.harness.paths import ARTIFACTS
 from tests.harness.wait import eventually_async
@@ -52,19 +52,13 @@ def test_nurse_view_live_strip_alert_ack_and_nomogram(broker, tmp_path):
         async with async_playwright() as pw:
             browser = await pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
             try:
-                page = await browser.new_page(viewport={"width": 1280, "height": 900})
-                errors: list[str] = []
-                page.on("pageerror", lambda e: errors.append(str(e)))
+                page, errors = await new_page(browser, viewport={"width": 1280, "height": 900})
                 await page.goto(web.url + "/")
                 assert page.url.endswith("/login")
-                await page.fill("input[name=user]", USER)
-                await page.fill("input[name=password]", "wrong password!")
-                await page.click("button[type=submit]")
+                await submit_login(page, USER, "wrong password!")
                 await page.wait_for_selector("#error:not([hidden])")
                 seen["bad_login"] = await page.text_content("#error")
-                await page.fill("input[name=user]", USER)
-                await page.fill("input[name=password]", PASSWORD)
-                await page.click("button[type=submit]")
+                await submit_login(page, USER, PASSWORD)
                 await page.wait_for_selector("li.dev[data-device='fh-01']", timeout=20000)
                 await page.click("li.dev[data-device='fh-01']")
                 first = await _wait_points(page, 20)

@@ -214,20 +214,15 @@ def test_the_strip_is_standard_paper_and_moves_through_the_last_24_hours(tmp_pat
     async def main() -> None:
         from playwright.async_api import async_playwright
 
-        from tests.harness.browser import CHROMIUM, CHROMIUM_ARGS
+        from tests.harness.browser import CHROMIUM, CHROMIUM_ARGS, log_in_as, new_page
 
         web = WebServer(gw, listen="127.0.0.1:0")  # type: ignore[arg-type]
         await web.start()
         try:
             async with async_playwright() as pw:
                 browser = await pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-                page = await browser.new_page(viewport={"width": 1280, "height": 900})
-                errors: list[str] = []
-                page.on("pageerror", lambda e: errors.append(str(e)))
-                await page.goto(web.url + "/login")
-                await page.fill("input[name=user]", USER)
-                await page.fill("input[name=password]", PASSWORD)
-                await page.click("button[type=submit]")
+                page, errors = await new_page(browser, viewport={"width": 1280, "height": 900})
+                await log_in_as(page, web.url, USER, PASSWORD, "/login")
                 await page.wait_for_selector("#strip:not([data-points='0'])", state="attached")
                 await page.wait_for_selector("#strip-session option[value]:not([value=''])",
                                              state="attached")  # fmt: skip
@@ -370,7 +365,7 @@ def test_a_slow_window_answer_never_replaces_a_newer_one(tmp_path):
     async def main() -> None:
         from playwright.async_api import Route, async_playwright
 
-        from tests.harness.browser import CHROMIUM, CHROMIUM_ARGS
+        from tests.harness.browser import CHROMIUM, CHROMIUM_ARGS, log_in_as, new_page
 
         web = WebServer(gw, listen="127.0.0.1:0")  # type: ignore[arg-type]
         await web.start()
@@ -395,13 +390,8 @@ def test_a_slow_window_answer_never_replaces_a_newer_one(tmp_path):
         try:
             async with async_playwright() as pw:
                 browser = await pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-                page = await browser.new_page(viewport={"width": 1280, "height": 900})
-                errors: list[str] = []
-                page.on("pageerror", lambda e: errors.append(str(e)))
-                await page.goto(web.url + "/login")
-                await page.fill("input[name=user]", USER)
-                await page.fill("input[name=password]", PASSWORD)
-                await page.click("button[type=submit]")
+                page, errors = await new_page(browser, viewport={"width": 1280, "height": 900})
+                await log_in_as(page, web.url, USER, PASSWORD, "/login")
                 await page.wait_for_function(LIVE_DRAWN)
                 await page.wait_for_selector("#strip-session option[value]:not([value=''])",
                                              state="attached")  # fmt: skip

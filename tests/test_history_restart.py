@@ -26,7 +26,7 @@ from gateway.config import config_from_dict
 from gateway.state.history import HISTORY_LOST
 from gateway.web.nurses import NurseAccounts
 from simulators.fleet import DeviceSpec, Fleet
-from tests.harness.browser import CHROMIUM, CHROMIUM_ARGS
+from tests.harness.browser import CHROMIUM, CHROMIUM_ARGS, log_in_as
 from tests.harness.chain import gateway_config, newborn
 from tests.harness.paths import ARTIFACTS, REPO
 from tests.harness.wait import eventually_async
@@ -62,10 +62,7 @@ def start_gateway(cfg_path: Path, log: Path) -> subprocess.Popen[bytes]:
 
 
 async def log_in(page: Page, url: str) -> None:
-    await page.goto(url + "/")
-    await page.fill("input[name=user]", USER)
-    await page.fill("input[name=password]", PASSWORD)
-    await page.click("button[type=submit]")
+    await log_in_as(page, url, USER, PASSWORD)
     await page.wait_for_selector("li.dev[data-device='fh-01']", timeout=30000)
 
 

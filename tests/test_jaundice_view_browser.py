@@ -23,7 +23,7 @@ from gateway.config import config_from_dict
 from gateway.web.nurses import NurseAccounts
 from simulators.fleet import DeviceSpec, Fleet
 from tests.harness.axe import DEFAULT_TAGS, describe, serious
-from tests.harness.browser import CHROMIUM, CHROMIUM_ARGS
+from tests.harness.browser import CHROMIUM, CHROMIUM_ARGS, log_in_as
 from tests.harness.chain import gateway_config, running_fleet, running_gateway
 from tests.harness.paths import ARTIFACTS
 from tests.harness.wait import eventually_async
@@ -66,10 +66,7 @@ async def open_meter(pw, url: str, viewport: dict) -> tuple:
     page = await context.new_page()
     errors: list[str] = []
     page.on("pageerror", lambda e: errors.append(str(e)))
-    await page.goto(url + "/")
-    await page.fill("input[name=user]", USER)
-    await page.fill("input[name=password]", PASSWORD)
-    await page.click("button[type=submit]")
+    await log_in_as(page, url, USER, PASSWORD)
     await page.wait_for_selector(METER, timeout=30000)
     # the list is drawn again at every status: a click event, not a pointer
     await page.dispatch_event(METER, "click")

@@ -27,7 +27,7 @@ from gateway.state.history import History
 from gateway.times import iso_time
 from gateway.web.nurses import NurseAccounts
 from gateway.web.server import WebServer
-from tests.harness.browser import CHROMIUM, CHROMIUM_ARGS
+from tests.harness.browser import CHROMIUM, CHROMIUM_ARGS, log_in_as, new_page
 from tests.harness.paths import ARTIFACTS
 from tests.harness.web import PASSWORD, USER
 from tests.test_ctg_paper import fhr_messages
@@ -122,10 +122,7 @@ def gateway(tmp_path) -> SimpleNamespace:
 
 
 async def log_in(page: Page, url: str) -> None:
-    await page.goto(url + "/login")
-    await page.fill("input[name=user]", USER)
-    await page.fill("input[name=password]", PASSWORD)
-    await page.click("button[type=submit]")
+    await log_in_as(page, url, USER, PASSWORD, "/login")
     await page.wait_for_selector("#strip:not([data-points='0'])", state="attached")
 
 
@@ -149,10 +146,8 @@ def test_the_nurse_view_in_chinese_and_its_cards(tmp_path):
         try:
             async with async_playwright() as pw:
                 browser = await pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-                page = await browser.new_page(viewport={"width": 1280, "height": 900},
+                page, errors = await new_page(browser, viewport={"width": 1280, "height": 900},
                                               locale="en-GB")  # fmt: skip
-                errors: list[str] = []
-                page.on("pageerror", lambda e: errors.append(str(e)))
                 await log_in(page, web.url)
                 card = "li.dev[data-device='fh-01']"
                 await page.wait_for_selector(card + " .schedule progress", state="attached")

@@ -132,7 +132,7 @@ def test_the_nurse_view_lifts_the_pen_and_heads_with_dawes_redman(tmp_path):
     acknowledgement, and the assignment form offers the CTG mode."""
     from playwright.async_api import async_playwright
 
-    from tests.harness.browser import CHROMIUM, CHROMIUM_ARGS
+    from tests.harness.browser import CHROMIUM, CHROMIUM_ARGS, log_in_as, new_page
     from tests.harness.paths import ARTIFACTS
 
     cfg = config_from_dict({"gateway": {"data_dir": "gw"}}, base_dir=tmp_path)
@@ -172,13 +172,8 @@ def test_the_nurse_view_lifts_the_pen_and_heads_with_dawes_redman(tmp_path):
         try:
             async with async_playwright() as pw:
                 browser = await pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-                page = await browser.new_page(viewport={"width": 1400, "height": 900})
-                errors: list[str] = []
-                page.on("pageerror", lambda e: errors.append(str(e)))
-                await page.goto(web.url + "/login")
-                await page.fill("input[name=user]", USER)
-                await page.fill("input[name=password]", PASSWORD)
-                await page.click("button[type=submit]")
+                page, errors = await new_page(browser, viewport={"width": 1400, "height": 900})
+                await log_in_as(page, web.url, USER, PASSWORD, "/login")
                 await page.wait_for_selector("#strip:not([data-points='0'])", state="attached")
                 for key in ("points", "rejected"):
                     seen[key] = int(await page.get_attribute("#strip", f"data-{key}") or 0)

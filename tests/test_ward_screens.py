@@ -30,7 +30,7 @@ from gateway.web.nurses import NurseAccounts
 from gateway.web.server import WebServer
 from simulators.fleet import DeviceSpec
 from tests.harness.axe import describe, run_axe, serious
-from tests.harness.browser import CHROMIUM, CHROMIUM_ARGS
+from tests.harness.browser import CHROMIUM, CHROMIUM_ARGS, log_in_as
 from tests.harness.chain import gateway_config, run_chain
 from tests.harness.paths import ARTIFACTS, REPO
 from tests.harness.wait import eventually_async
@@ -79,10 +79,7 @@ def refused(response: Any) -> bool:
 
 
 async def log_in(page: Page, url: str) -> None:
-    await page.goto(url + "/")
-    await page.fill("input[name=user]", USER)
-    await page.fill("input[name=password]", PASSWORD)
-    await page.click("button[type=submit]")
+    await log_in_as(page, url, USER, PASSWORD)
     await page.wait_for_selector(CARD, timeout=30000)
 
 
@@ -340,10 +337,7 @@ def test_stopping_the_gateway_with_a_page_open_logs_no_error(tmp_path: Path):
                         return False
 
                 await eventually_async(served, 30, "the nurse view did not start")
-                await page.goto(url + "/")
-                await page.fill("input[name=user]", USER)
-                await page.fill("input[name=password]", PASSWORD)
-                await page.click("button[type=submit]")
+                await log_in_as(page, url, USER, PASSWORD)
                 await page.wait_for_selector("#live-state.on")
                 proc.send_signal(signal.SIGTERM)
                 seen["rc"] = await asyncio.to_thread(proc.wait, 30)

@@ -3,6 +3,11 @@ download is not available to the tests)."""
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from playwright.async_api import Browser, Page
+
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = [
     "--headless",
@@ -13,3 +18,26 @@ CHROMIUM_ARGS = [
     "--disable-sync",
     "--no-first-run",
 ]
+
+
+async def new_page(browser: Browser, **options: Any) -> tuple[Page, list[str]]:
+    """A new page of `browser` (Playwright's `new_page` options) and the list that collects
+    the page's uncaught script errors, for a test to assert empty."""
+    page = await browser.new_page(**options)
+    errors: list[str] = []
+    page.on("pageerror", lambda e: errors.append(str(e)))
+    return page, errors
+
+
+async def submit_login(page: Page, user: str, password: str) -> None:
+    """Fill in the nurse view's login form, on the page now, and send it."""
+    await page.fill("input[name=user]", user)
+    await page.fill("input[name=password]", password)
+    await page.click("button[type=submit]")
+
+
+async def log_in_as(page: Page, url: str, user: str, password: str, path: str = "/") -> None:
+    """Open `path` of the nurse view at `url` (a page a stranger asks for sends them to the
+    login form) and log in; the caller waits for what it expects to see."""
+    await page.goto(url + path)
+    await submit_login(page, user, password)
