@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -40,6 +41,9 @@ def test_every_locked_package_has_an_aarch64_wheel_with_the_locked_hash(release,
     lock = LOCKS / "gateway.lock"
     key = hashlib.sha256(lock.read_bytes()).hexdigest()[:12]
     dest = CACHE / f"pi-wheels-{release}-{key}"
+    for old in CACHE.glob(f"pi-wheels-{release}-*"):  # an older lock's wheels
+        if old != dest:
+            shutil.rmtree(old, ignore_errors=True)
     platforms = [f"manylinux_{major}_{minor}_aarch64" for minor in range(17, glibc + 1)]
     platforms += ["manylinux2014_aarch64", "linux_aarch64"]
     # what a Pi takes: each locked package whose marker holds there. pip would judge the
