@@ -25,7 +25,6 @@ from gateway.processing.recording.service import Recordings
 from gateway.state.history import History
 from gateway.times import iso_time
 from gateway.web.nurses import NurseAccounts
-from gateway.web.server import WebServer
 from tests.harness.paths import ARTIFACTS, REPO
 from tests.harness.web import PASSWORD, USER
 
@@ -212,84 +211,73 @@ def test_the_strip_is_standard_paper_and_moves_through_the_last_24_hours(tmp_pat
     seen: dict[str, Any] = {}
 
     async def main() -> None:
-        from playwright.async_api import async_playwright
+        from tests.harness.browser import log_in_as, new_page, served_to_chromium
 
-        from tests.harness.browser import CHROMIUM, CHROMIUM_ARGS, log_in_as, new_page
+        async with served_to_chromium(gw, listen="127.0.0.1:0") as (web, browser):
+            page, errors = await new_page(browser, viewport={"width": 1280, "height": 900})
+            await log_in_as(page, web.url, USER, PASSWORD, "/login")
+            await page.wait_for_selector("#strip:not([data-points='0'])", state="attached")
+            await page.wait_for_selector("#strip-session option[value]:not([value=''])",
+                                         state="attached")  # fmt: skip
+            seen["live1"] = await measure(page, "1cm-20bpm")
+            await page.select_option("#speed", "3")
+            await page.wait_for_selector("#strip[data-speed='3']", state="attached")
+            seen["live3"] = await measure(page, "3cm-20bpm")
+            await page.select_option("#strip-scale", "30")
+            await page.wait_for_selector("#strip[data-scale='30']", state="attached")
+            seen["live3_30"] = await measure(page, "3cm-30bpm")
+            await page.select_option("#strip-scale", "20")
+            await page.select_option("#speed", "1")
+            await page.wait_for_selector("#strip[data-speed='1'][data-scale='20']",
+                                         state="attached")  # fmt: skip
 
-        web = WebServer(gw, listen="127.0.0.1:0")  # type: ignore[arg-type]
-        await web.start()
-        try:
-            async with async_playwright() as pw:
-                browser = await pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-                page, errors = await new_page(browser, viewport={"width": 1280, "height": 900})
-                await log_in_as(page, web.url, USER, PASSWORD, "/login")
-                await page.wait_for_selector("#strip:not([data-points='0'])", state="attached")
-                await page.wait_for_selector("#strip-session option[value]:not([value=''])",
-                                             state="attached")  # fmt: skip
-                seen["live1"] = await measure(page, "1cm-20bpm")
-                await page.select_option("#speed", "3")
-                await page.wait_for_selector("#strip[data-speed='3']", state="attached")
-                seen["live3"] = await measure(page, "3cm-20bpm")
-                await page.select_option("#strip-scale", "30")
-                await page.wait_for_selector("#strip[data-scale='30']", state="attached")
-                seen["live3_30"] = await measure(page, "3cm-30bpm")
-                await page.select_option("#strip-scale", "20")
-                await page.select_option("#speed", "1")
-                await page.wait_for_selector("#strip[data-speed='1'][data-scale='20']",
-                                             state="attached")  # fmt: skip
+            # jump to yesterday's session: its start 1 cm from the left, the trace loaded
+            await page.select_option("#strip-session", index=1)
+            await page.wait_for_function(SETTLED, arg=session_start, timeout=10000)
+            await page.evaluate(FRAMES)  # the drawn canvas on the screen
+            await page.screenshot(path=str(ARTIFACTS / "ctg-strip-jump-to-session.png"))
+            seen["jumped"] = await measure(page, "session")
+            seen["when"] = await page.input_value("#when")
 
-                # jump to yesterday's session: its start 1 cm from the left, the trace loaded
-                await page.select_option("#strip-session", index=1)
-                await page.wait_for_function(SETTLED, arg=session_start, timeout=10000)
-                await page.evaluate(FRAMES)  # the drawn canvas on the screen
-                await page.screenshot(path=str(ARTIFACTS / "ctg-strip-jump-to-session.png"))
-                seen["jumped"] = await measure(page, "session")
-                seen["when"] = await page.input_value("#when")
+            # drag the paper 300 px to the right: 300 px earlier (8 min at 1 cm/min)
+            box = await page.locator("#strip").bounding_box()
+            assert box is not None
+            before = (await strip_state(page))["end"]
+            y = box["y"] + box["height"] / 2
+            await page.mouse.move(box["x"] + 600, y)
+            await page.mouse.down()
+            for dx in range(20, 301, 20):
+                await page.mouse.move(box["x"] + 600 + dx, y)
+            await page.mouse.up()
+            await asyncio.sleep(0.5)  # the window after the drag
+            seen["dragged"] = (before, await strip_state(page))
 
-                # drag the paper 300 px to the right: 300 px earlier (8 min at 1 cm/min)
-                box = await page.locator("#strip").bounding_box()
-                assert box is not None
-                before = (await strip_state(page))["end"]
-                y = box["y"] + box["height"] / 2
-                await page.mouse.move(box["x"] + 600, y)
-                await page.mouse.down()
-                for dx in range(20, 301, 20):
-                    await page.mouse.move(box["x"] + 600 + dx, y)
-                await page.mouse.up()
-                await asyncio.sleep(0.5)  # the window after the drag
-                seen["dragged"] = (before, await strip_state(page))
-
-                # the scroll bar: 3 hours ago
-                await page.evaluate(
-                    """() => { const b = document.getElementById('strip-scroll');
-                               b.value = String(-3 * 3600);
-                               b.dispatchEvent(new Event('input', {bubbles: true})); }"""
-                )
-                await asyncio.sleep(0.5)
-                seen["scrolled"] = (time.time(), await strip_state(page))
-                seen["scroll_bounds"] = await page.evaluate(
-                    "() => [document.getElementById('strip-scroll').min,"
-                    " document.getElementById('strip-scroll').max]"
-                )
-                # and back to now: live
-                await page.click("#strip-now")
-                await page.wait_for_selector("#strip:not([data-points='0'])", state="attached")
-                seen["back"] = await strip_state(page)
-                seen["back_when"] = await page.input_value("#when")
-                # in Chinese: the strip's controls and marks too
-                await page.select_option("#strip-session", index=1)
-                await page.click("#lang-toggle")
-                await page.wait_for_selector(
-                    "#strip-nav [data-i18n='strip_jump']:text('跳到监护记录')"
-                )
-                seen["zh_marks"] = [m["label"] for m in (await strip_state(page))["marks"]]
-                seen["zh_now"] = await page.text_content("#strip-now")
-                seen["ua"] = await page.evaluate(UA_STRIP)
-                await page.locator("#ua-strip").screenshot(path=str(ARTIFACTS / "ctg-strip-ua.png"))
-                seen["errors"] = errors
-                await browser.close()
-        finally:
-            await web.stop()
+            # the scroll bar: 3 hours ago
+            await page.evaluate(
+                """() => { const b = document.getElementById('strip-scroll');
+                           b.value = String(-3 * 3600);
+                           b.dispatchEvent(new Event('input', {bubbles: true})); }"""
+            )
+            await asyncio.sleep(0.5)
+            seen["scrolled"] = (time.time(), await strip_state(page))
+            seen["scroll_bounds"] = await page.evaluate(
+                "() => [document.getElementById('strip-scroll').min,"
+                " document.getElementById('strip-scroll').max]"
+            )
+            # and back to now: live
+            await page.click("#strip-now")
+            await page.wait_for_selector("#strip:not([data-points='0'])", state="attached")
+            seen["back"] = await strip_state(page)
+            seen["back_when"] = await page.input_value("#when")
+            # in Chinese: the strip's controls and marks too
+            await page.select_option("#strip-session", index=1)
+            await page.click("#lang-toggle")
+            await page.wait_for_selector("#strip-nav [data-i18n='strip_jump']:text('跳到监护记录')")
+            seen["zh_marks"] = [m["label"] for m in (await strip_state(page))["marks"]]
+            seen["zh_now"] = await page.text_content("#strip-now")
+            seen["ua"] = await page.evaluate(UA_STRIP)
+            await page.locator("#ua-strip").screenshot(path=str(ARTIFACTS / "ctg-strip-ua.png"))
+            seen["errors"] = errors
 
     asyncio.run(main())
     assert seen["errors"] == []
@@ -363,12 +351,10 @@ def test_a_slow_window_answer_never_replaces_a_newer_one(tmp_path):
     seen: dict[str, Any] = {}
 
     async def main() -> None:
-        from playwright.async_api import Route, async_playwright
+        from playwright.async_api import Route
 
-        from tests.harness.browser import CHROMIUM, CHROMIUM_ARGS, log_in_as, new_page
+        from tests.harness.browser import log_in_as, new_page, served_to_chromium
 
-        web = WebServer(gw, listen="127.0.0.1:0")  # type: ignore[arg-type]
-        await web.start()
         held = asyncio.Event()
         answered = asyncio.Event()
         windows: list[str] = []
@@ -387,36 +373,31 @@ def test_a_slow_window_answer_never_replaces_a_newer_one(tmp_path):
                 pass
             answered.set()
 
-        try:
-            async with async_playwright() as pw:
-                browser = await pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-                page, errors = await new_page(browser, viewport={"width": 1280, "height": 900})
-                await log_in_as(page, web.url, USER, PASSWORD, "/login")
-                await page.wait_for_function(LIVE_DRAWN)
-                await page.wait_for_selector("#strip-session option[value]:not([value=''])",
-                                             state="attached")  # fmt: skip
-                # a help number is set: no note about it beside the mother's link
-                seen["help_note"] = await page.is_visible("#no-help-phone")
-                await page.route("**/api/devices/*/window?*", hold_first)
-                await page.select_option("#strip-session", index=1)  # the jump: held back
-                await asyncio.wait_for(held.wait(), 10)
-                await asyncio.sleep(1.0)
-                await page.evaluate(FRAMES)
-                seen["while_held"] = await page.evaluate(LIVE_DRAWN)
-                seen["when_held"] = await page.input_value("#when")
-                await page.click("#strip-now")  # the newer request, answered at once
-                await asyncio.wait_for(answered.wait(), 10)
-                await asyncio.sleep(0.3)
-                await page.evaluate("() => window.dispatchEvent(new Event('resize'))")  # a redraw
-                await page.evaluate(FRAMES)
-                seen["after"] = await page.evaluate(LIVE_DRAWN)
-                seen["state"] = await strip_state(page)
-                seen["when_after"] = await page.input_value("#when")
-                seen["windows"] = list(windows)
-                seen["errors"] = errors
-                await browser.close()
-        finally:
-            await web.stop()
+        async with served_to_chromium(gw, listen="127.0.0.1:0") as (web, browser):
+            page, errors = await new_page(browser, viewport={"width": 1280, "height": 900})
+            await log_in_as(page, web.url, USER, PASSWORD, "/login")
+            await page.wait_for_function(LIVE_DRAWN)
+            await page.wait_for_selector("#strip-session option[value]:not([value=''])",
+                                         state="attached")  # fmt: skip
+            # a help number is set: no note about it beside the mother's link
+            seen["help_note"] = await page.is_visible("#no-help-phone")
+            await page.route("**/api/devices/*/window?*", hold_first)
+            await page.select_option("#strip-session", index=1)  # the jump: held back
+            await asyncio.wait_for(held.wait(), 10)
+            await asyncio.sleep(1.0)
+            await page.evaluate(FRAMES)
+            seen["while_held"] = await page.evaluate(LIVE_DRAWN)
+            seen["when_held"] = await page.input_value("#when")
+            await page.click("#strip-now")  # the newer request, answered at once
+            await asyncio.wait_for(answered.wait(), 10)
+            await asyncio.sleep(0.3)
+            await page.evaluate("() => window.dispatchEvent(new Event('resize'))")  # a redraw
+            await page.evaluate(FRAMES)
+            seen["after"] = await page.evaluate(LIVE_DRAWN)
+            seen["state"] = await strip_state(page)
+            seen["when_after"] = await page.input_value("#when")
+            seen["windows"] = list(windows)
+            seen["errors"] = errors
 
     asyncio.run(main())
     assert seen["errors"] == []

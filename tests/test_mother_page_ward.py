@@ -25,12 +25,14 @@ import subprocess
 import time
 import urllib.error
 import urllib.request
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from datetime import datetime, timedelta
 from typing import Any
 
 import numpy as np
 import pytest
-from playwright.async_api import Page, async_playwright
+from playwright.async_api import Browser, Page, async_playwright
 
 from gateway.app import Gateway
 from gateway.config import config_from_dict
@@ -48,7 +50,7 @@ from gateway.web.server import WebServer
 from gateway.web.tls import web_url
 from simulators.fleet import DeviceSpec, Fleet
 from tests.harness.axe import describe, run_axe, serious
-from tests.harness.browser import CHROMIUM, CHROMIUM_ARGS
+from tests.harness.browser import CHROMIUM, CHROMIUM_ARGS, served_to_chromium
 from tests.harness.chain import gateway_config
 from tests.harness.paths import ARTIFACTS
 from tests.harness.web import api, login, opener
@@ -66,6 +68,17 @@ NEXT_POLL_MS = 20_000  # the page asks every 5 s; on a busy machine, give it a f
 
 
 # -- in the browser ---------------------------------------------------------------------------
+
+
+@asynccontextmanager
+async def mother_pages(gw: Gateway) -> AsyncIterator[tuple[WebServer, Browser]]:
+    """The gateway's web server and Debian's Chromium (served_to_chromium); after the test's
+    pages the gateway's recordings stop too, whatever happened."""
+    try:
+        async with served_to_chromium(gw) as (web, browser):
+            yield web, browser
+    finally:
+        gw.recordings.stop()
 
 
 async def new_page(browser, viewport: dict, lang: str = "en") -> tuple[Page, list[str]]:
@@ -281,46 +294,38 @@ def test_session_due_then_recorded_then_done(tmp_path, viewport):
     seen: dict[str, Any] = {}
 
     async def main() -> None:
-        web = WebServer(gw)
-        await web.start()
-        try:
-            async with async_playwright() as pw:
-                browser = await pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-                page, errors = await new_page(browser, vp)
-                await page.goto(f"{web.url}/m/{token}")
-                await page.wait_for_selector("body[data-ready='1']")
-                seen["due"] = await today(page)
-                await check_page(page, f"mother-page-due-{viewport}", vp)
+        async with mother_pages(gw) as (web, browser):
+            page, errors = await new_page(browser, vp)
+            await page.goto(f"{web.url}/m/{token}")
+            await page.wait_for_selector("body[data-ready='1']")
+            seen["due"] = await today(page)
+            await check_page(page, f"mother-page-due-{viewport}", vp)
 
-                # she starts: 1 minute with the baby's heart, 2 without, 2 with again
-                tr = rec.tracker("fh-01")
-                t0 = time.time() - 5 * 60
-                nxt = feed(tr, 1, t0, 1)
-                nxt = feed(tr, 2, t0 + 60, nxt, rate=False)
-                nxt = feed(tr, 2, t0 + 180, nxt)
-                await page.wait_for_selector("#today[data-state='recording']", timeout=NEXT_POLL_MS)
-                seen["recording"] = await today(page)
-                seen["state"] = await asyncio.to_thread(state_json, f"{web.url}/m/{token}/state")
-                await check_page(page, f"mother-page-recording-{viewport}", vp)
+            # she starts: 1 minute with the baby's heart, 2 without, 2 with again
+            tr = rec.tracker("fh-01")
+            t0 = time.time() - 5 * 60
+            nxt = feed(tr, 1, t0, 1)
+            nxt = feed(tr, 2, t0 + 60, nxt, rate=False)
+            nxt = feed(tr, 2, t0 + 180, nxt)
+            await page.wait_for_selector("#today[data-state='recording']", timeout=NEXT_POLL_MS)
+            seen["recording"] = await today(page)
+            seen["state"] = await asyncio.to_thread(state_json, f"{web.url}/m/{token}/state")
+            await check_page(page, f"mother-page-recording-{viewport}", vp)
 
-                # six minutes recorded, four with a heart rate: not yet complete
-                nxt = feed(tr, 1, t0 + 300, nxt)
-                await page.wait_for_selector("#rec-progress:has-text('4 of 6 minutes')",
-                                             timeout=NEXT_POLL_MS)  # fmt: skip
-                seen["six_recorded"] = await today(page)
-                feed(tr, 2, t0 + 360, nxt)  # the sixth minute with a heart rate: complete
-                await page.wait_for_selector("#today[data-state='done']", timeout=NEXT_POLL_MS)
-                seen["done"] = await today(page)
-                await check_page(page, f"mother-page-done-{viewport}", vp)
-                await page.click("#lang-toggle")
-                await page.wait_for_selector("html[lang='zh-CN']")
-                seen["done_zh"] = await today(page)
-                await check_page(page, f"mother-page-done-zh-{viewport}", vp)
-                seen["errors"] = errors
-                await browser.close()
-        finally:
-            await web.stop()
-            rec.stop()
+            # six minutes recorded, four with a heart rate: not yet complete
+            nxt = feed(tr, 1, t0 + 300, nxt)
+            await page.wait_for_selector("#rec-progress:has-text('4 of 6 minutes')",
+                                         timeout=NEXT_POLL_MS)  # fmt: skip
+            seen["six_recorded"] = await today(page)
+            feed(tr, 2, t0 + 360, nxt)  # the sixth minute with a heart rate: complete
+            await page.wait_for_selector("#today[data-state='done']", timeout=NEXT_POLL_MS)
+            seen["done"] = await today(page)
+            await check_page(page, f"mother-page-done-{viewport}", vp)
+            await page.click("#lang-toggle")
+            await page.wait_for_selector("html[lang='zh-CN']")
+            seen["done_zh"] = await today(page)
+            await check_page(page, f"mother-page-done-zh-{viewport}", vp)
+            seen["errors"] = errors
 
     asyncio.run(main())
     d = seen["due"]
@@ -363,27 +368,19 @@ def test_no_help_number_no_dead_button_but_who_to_call(tmp_path):
     seen: dict[str, Any] = {}
 
     async def main() -> None:
-        web = WebServer(gw)
-        await web.start()
-        try:
-            async with async_playwright() as pw:
-                browser = await pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-                for lang in ("en", "zh"):
-                    page, errors = await new_page(browser, PHONE, lang)
-                    await page.goto(f"{web.url}/m/{token}")
-                    await page.wait_for_selector("body[data-ready='1']")
-                    seen[lang] = {
-                        "call": await shown(page, "#call"),
-                        "who": await text(page, "#who-to-call"),
-                        "who_shown": await shown(page, "#who-to-call"),
-                        "help": await text(page, "#help"),
-                        "errors": errors,
-                    }
-                    await check_page(page, f"mother-page-no-help-number-{lang}", PHONE)
-                await browser.close()
-        finally:
-            await web.stop()
-            gw.recordings.stop()
+        async with mother_pages(gw) as (web, browser):
+            for lang in ("en", "zh"):
+                page, errors = await new_page(browser, PHONE, lang)
+                await page.goto(f"{web.url}/m/{token}")
+                await page.wait_for_selector("body[data-ready='1']")
+                seen[lang] = {
+                    "call": await shown(page, "#call"),
+                    "who": await text(page, "#who-to-call"),
+                    "who_shown": await shown(page, "#who-to-call"),
+                    "help": await text(page, "#help"),
+                    "errors": errors,
+                }
+                await check_page(page, f"mother-page-no-help-number-{lang}", PHONE)
 
     asyncio.run(main())
     en, zh = seen["en"], seen["zh"]
@@ -401,37 +398,29 @@ def test_an_unknown_link_says_so_in_both_languages(tmp_path):
     seen: dict[str, Any] = {}
 
     async def main() -> None:
-        web = WebServer(gw)
-        await web.start()
-        try:
-            async with async_playwright() as pw:
-                browser = await pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-                for name, vp in VIEWPORTS.items():
-                    page, errors = await new_page(browser, vp, "zh" if name == "tablet" else "en")
-                    resp = await page.goto(f"{web.url}/m/not-a-token")
-                    await page.wait_for_selector("#invalid:not([hidden])")
-                    seen[name] = {
-                        "status": resp.status if resp else None,
-                        "en": await text(page, "#invalid [lang='en']"),
-                        "zh": await text(page, "#invalid [lang='zh-CN']"),
-                        "call": await text(page, "#call"),
-                        "today": await shown(page, "#today"),
-                        "updated": await shown(page, "#updated"),
-                        "stale": await shown(page, "#stale"),
-                        "errors": errors,
-                    }
-                    await check_page(page, f"mother-page-invalid-link-{name}", vp)
-                # a link renewed while her page is open: the old one stops working there too
-                page, errors = await new_page(browser, PHONE)
-                await page.goto(f"{web.url}/m/{token}")
-                await page.wait_for_selector("#today[data-state='idle']")
-                gw.recordings.store.renew_mother_token("fh-01")
-                await page.wait_for_selector("#invalid:not([hidden])", timeout=NEXT_POLL_MS)
-                seen["renewed"] = {"today": await shown(page, "#today"), "errors": errors}
-                await browser.close()
-        finally:
-            await web.stop()
-            gw.recordings.stop()
+        async with mother_pages(gw) as (web, browser):
+            for name, vp in VIEWPORTS.items():
+                page, errors = await new_page(browser, vp, "zh" if name == "tablet" else "en")
+                resp = await page.goto(f"{web.url}/m/not-a-token")
+                await page.wait_for_selector("#invalid:not([hidden])")
+                seen[name] = {
+                    "status": resp.status if resp else None,
+                    "en": await text(page, "#invalid [lang='en']"),
+                    "zh": await text(page, "#invalid [lang='zh-CN']"),
+                    "call": await text(page, "#call"),
+                    "today": await shown(page, "#today"),
+                    "updated": await shown(page, "#updated"),
+                    "stale": await shown(page, "#stale"),
+                    "errors": errors,
+                }
+                await check_page(page, f"mother-page-invalid-link-{name}", vp)
+            # a link renewed while her page is open: the old one stops working there too
+            page, errors = await new_page(browser, PHONE)
+            await page.goto(f"{web.url}/m/{token}")
+            await page.wait_for_selector("#today[data-state='idle']")
+            gw.recordings.store.renew_mother_token("fh-01")
+            await page.wait_for_selector("#invalid:not([hidden])", timeout=NEXT_POLL_MS)
+            seen["renewed"] = {"today": await shown(page, "#today"), "errors": errors}
 
     asyncio.run(main())
     for name in VIEWPORTS:

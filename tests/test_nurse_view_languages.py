@@ -18,7 +18,7 @@ from types import SimpleNamespace
 from typing import Any
 
 import pytest
-from playwright.async_api import Page, async_playwright
+from playwright.async_api import Page
 
 from gateway.config import config_from_dict
 from gateway.processing.recording.schedule import check_schedule
@@ -26,8 +26,7 @@ from gateway.processing.recording.service import Recordings
 from gateway.state.history import History
 from gateway.times import iso_time
 from gateway.web.nurses import NurseAccounts
-from gateway.web.server import WebServer
-from tests.harness.browser import CHROMIUM, CHROMIUM_ARGS, log_in_as, new_page
+from tests.harness.browser import log_in_as, new_page, served_to_chromium
 from tests.harness.paths import ARTIFACTS
 from tests.harness.web import PASSWORD, USER
 from tests.test_ctg_paper import fhr_messages
@@ -141,66 +140,57 @@ def test_the_nurse_view_in_chinese_and_its_cards(tmp_path):
     seen: dict[str, Any] = {}
 
     async def main() -> None:
-        web = WebServer(gw, listen="127.0.0.1:0")  # type: ignore[arg-type]
-        await web.start()
-        try:
-            async with async_playwright() as pw:
-                browser = await pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-                page, errors = await new_page(browser, viewport={"width": 1280, "height": 900},
-                                              locale="en-GB")  # fmt: skip
-                await log_in(page, web.url)
-                card = "li.dev[data-device='fh-01']"
-                await page.wait_for_selector(card + " .schedule progress", state="attached")
-                seen["card_progress"] = await page.eval_on_selector(
-                    card + " .schedule progress", "p => [p.value, p.max]"
-                )
-                seen["card_text"] = await page.text_content(card)
-                seen["cards"] = await page.text_content("#device-list")
-                seen["fuzz"] = await page.evaluate(FUZZ_CARDS)
-                seen["help_note"] = await page.is_visible("#no-help-phone")
-                await page.wait_for_selector("#strip[aria-label*='latest FHR']", state="attached")
-                seen["strip_en"] = await page.get_attribute("#strip", "aria-label")
-                await page.click("li.dev[data-device='tcb-01']")
-                await page.wait_for_selector("#nomogram[data-readings='2']", state="attached")
-                seen["nomogram_en"] = await page.get_attribute("#nomogram", "aria-label")
-                seen["english"] = await page.evaluate(ENGLISH)
+        async with served_to_chromium(gw, listen="127.0.0.1:0") as (web, browser):
+            page, errors = await new_page(browser, viewport={"width": 1280, "height": 900},
+                                          locale="en-GB")  # fmt: skip
+            await log_in(page, web.url)
+            card = "li.dev[data-device='fh-01']"
+            await page.wait_for_selector(card + " .schedule progress", state="attached")
+            seen["card_progress"] = await page.eval_on_selector(
+                card + " .schedule progress", "p => [p.value, p.max]"
+            )
+            seen["card_text"] = await page.text_content(card)
+            seen["cards"] = await page.text_content("#device-list")
+            seen["fuzz"] = await page.evaluate(FUZZ_CARDS)
+            seen["help_note"] = await page.is_visible("#no-help-phone")
+            await page.wait_for_selector("#strip[aria-label*='latest FHR']", state="attached")
+            seen["strip_en"] = await page.get_attribute("#strip", "aria-label")
+            await page.click("li.dev[data-device='tcb-01']")
+            await page.wait_for_selector("#nomogram[data-readings='2']", state="attached")
+            seen["nomogram_en"] = await page.get_attribute("#nomogram", "aria-label")
+            seen["english"] = await page.evaluate(ENGLISH)
 
-                await page.click("#lang-toggle")
-                await page.wait_for_selector("html[lang='zh-CN']", state="attached")
-                await page.wait_for_selector(
-                    "#nomogram[aria-label*='经皮胆红素']", state="attached"
-                )
-                seen["jaundice_zh"] = await page.evaluate(
-                    """() => { const j = document.getElementById('jaundice');
-                      return [j.innerText, ...[...j.querySelectorAll('[aria-label]')]
-                        .map((e) => e.getAttribute('aria-label'))].join('\\n'); }"""
-                )
-                seen["named_zh"] = await page.get_attribute("#nomogram", "data-named")
-                seen["nomogram_zh"] = await page.get_attribute("#nomogram", "aria-label")
-                seen["cards_zh"] = await page.text_content("#device-list")
-                seen["fuzz_zh"] = await page.evaluate(FUZZ_CARDS)
-                await page.screenshot(path=str(ARTIFACTS / "nurse-view-jaundice-zh.png"))
-                await page.click("li.dev[data-device='fh-01']")
-                await page.wait_for_selector("#strip[aria-label*='胎心率']", state="attached")
-                await page.wait_for_selector("#session-list li", state="attached")
-                seen["strip_zh"] = await page.get_attribute("#strip", "aria-label")
-                seen["fetal_zh"] = await page.evaluate(
-                    """() => { const nav = document.getElementById('strip-nav');
-                      const parts = ['fetal-sub', 'fhr-note', 'ctg-label', 'figo-class',
-                                     'figo-reasons', 'session-list']
-                        .map((id) => document.getElementById(id).innerText);
-                      return [nav.innerText, ...parts, ...[...nav.querySelectorAll('[aria-label]')]
-                        .map((e) => e.getAttribute('aria-label'))].join('\\n'); }"""
-                )
-                seen["strip_labels_zh"] = await page.get_attribute("#strip", "data-labels")
-                await page.screenshot(path=str(ARTIFACTS / "nurse-view-fetal-zh.png"))
-                seen["untranslated"] = await page.evaluate(
-                    "async () => (await import('/static/js/i18n.js')).untranslated()"
-                )
-                seen["errors"] = errors
-                await browser.close()
-        finally:
-            await web.stop()
+            await page.click("#lang-toggle")
+            await page.wait_for_selector("html[lang='zh-CN']", state="attached")
+            await page.wait_for_selector("#nomogram[aria-label*='经皮胆红素']", state="attached")
+            seen["jaundice_zh"] = await page.evaluate(
+                """() => { const j = document.getElementById('jaundice');
+                  return [j.innerText, ...[...j.querySelectorAll('[aria-label]')]
+                    .map((e) => e.getAttribute('aria-label'))].join('\\n'); }"""
+            )
+            seen["named_zh"] = await page.get_attribute("#nomogram", "data-named")
+            seen["nomogram_zh"] = await page.get_attribute("#nomogram", "aria-label")
+            seen["cards_zh"] = await page.text_content("#device-list")
+            seen["fuzz_zh"] = await page.evaluate(FUZZ_CARDS)
+            await page.screenshot(path=str(ARTIFACTS / "nurse-view-jaundice-zh.png"))
+            await page.click("li.dev[data-device='fh-01']")
+            await page.wait_for_selector("#strip[aria-label*='胎心率']", state="attached")
+            await page.wait_for_selector("#session-list li", state="attached")
+            seen["strip_zh"] = await page.get_attribute("#strip", "aria-label")
+            seen["fetal_zh"] = await page.evaluate(
+                """() => { const nav = document.getElementById('strip-nav');
+                  const parts = ['fetal-sub', 'fhr-note', 'ctg-label', 'figo-class',
+                                 'figo-reasons', 'session-list']
+                    .map((id) => document.getElementById(id).innerText);
+                  return [nav.innerText, ...parts, ...[...nav.querySelectorAll('[aria-label]')]
+                    .map((e) => e.getAttribute('aria-label'))].join('\\n'); }"""
+            )
+            seen["strip_labels_zh"] = await page.get_attribute("#strip", "data-labels")
+            await page.screenshot(path=str(ARTIFACTS / "nurse-view-fetal-zh.png"))
+            seen["untranslated"] = await page.evaluate(
+                "async () => (await import('/static/js/i18n.js')).untranslated()"
+            )
+            seen["errors"] = errors
 
     asyncio.run(main())
     assert seen["errors"] == []

@@ -130,9 +130,7 @@ def test_the_nurse_view_lifts_the_pen_and_heads_with_dawes_redman(tmp_path):
     """In Chromium: the strip draws every published point but the rejected ones, the CTG box
     of an antenatal monitor is headed by the Dawes-Redman result, a cleared alert asks for no
     acknowledgement, and the assignment form offers the CTG mode."""
-    from playwright.async_api import async_playwright
-
-    from tests.harness.browser import CHROMIUM, CHROMIUM_ARGS, log_in_as, new_page
+    from tests.harness.browser import log_in_as, new_page, served_to_chromium
     from tests.harness.paths import ARTIFACTS
 
     cfg = config_from_dict({"gateway": {"data_dir": "gw"}}, base_dir=tmp_path)
@@ -167,28 +165,21 @@ def test_the_nurse_view_lifts_the_pen_and_heads_with_dawes_redman(tmp_path):
     seen: dict = {}
 
     async def main() -> None:
-        web = WebServer(gw, listen="127.0.0.1:0")  # type: ignore[arg-type]
-        await web.start()
-        try:
-            async with async_playwright() as pw:
-                browser = await pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-                page, errors = await new_page(browser, viewport={"width": 1400, "height": 900})
-                await log_in_as(page, web.url, USER, PASSWORD, "/login")
-                await page.wait_for_selector("#strip:not([data-points='0'])", state="attached")
-                for key in ("points", "rejected"):
-                    seen[key] = int(await page.get_attribute("#strip", f"data-{key}") or 0)
-                seen["label"] = await page.text_content("#ctg-label")
-                seen["headline"] = await page.text_content("#figo-class")
-                seen["buttons"] = await page.eval_on_selector_all(
-                    "li.alert",
-                    "els => els.map(e => [e.dataset.alert, !!e.querySelector('button.ack')])",
-                )
-                seen["mode"] = await page.input_value("select[name=ctg_mode]")
-                await page.screenshot(path=str(ARTIFACTS / "nurse-view-artefact.png"))
-                seen["errors"] = errors
-                await browser.close()
-        finally:
-            await web.stop()
+        async with served_to_chromium(gw, listen="127.0.0.1:0") as (web, browser):
+            page, errors = await new_page(browser, viewport={"width": 1400, "height": 900})
+            await log_in_as(page, web.url, USER, PASSWORD, "/login")
+            await page.wait_for_selector("#strip:not([data-points='0'])", state="attached")
+            for key in ("points", "rejected"):
+                seen[key] = int(await page.get_attribute("#strip", f"data-{key}") or 0)
+            seen["label"] = await page.text_content("#ctg-label")
+            seen["headline"] = await page.text_content("#figo-class")
+            seen["buttons"] = await page.eval_on_selector_all(
+                "li.alert",
+                "els => els.map(e => [e.dataset.alert, !!e.querySelector('button.ack')])",
+            )
+            seen["mode"] = await page.input_value("select[name=ctg_mode]")
+            await page.screenshot(path=str(ARTIFACTS / "nurse-view-artefact.png"))
+            seen["errors"] = errors
 
     asyncio.run(main())
     assert seen["rejected"] == 80

@@ -3,10 +3,14 @@ download is not available to the tests)."""
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from playwright.async_api import Browser, Page
+
+    from gateway.web.server import WebServer
 
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = [
@@ -41,3 +45,24 @@ async def log_in_as(page: Page, url: str, user: str, password: str, path: str = 
     login form) and log in; the caller waits for what it expects to see."""
     await page.goto(url + path)
     await submit_login(page, user, password)
+
+
+@asynccontextmanager
+async def served_to_chromium(
+    gw: Any, **web_options: Any
+) -> AsyncIterator[tuple[WebServer, Browser]]:
+    """The nurse view of `gw` (`WebServer` options), started, and Debian's Chromium for a test's
+    pages; the server stops after them, whatever happened."""
+    from playwright.async_api import async_playwright
+
+    from gateway.web.server import WebServer
+
+    web = WebServer(gw, **web_options)
+    await web.start()
+    try:
+        async with async_playwright() as pw:
+            browser = await pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+            yield web, browser
+            await browser.close()
+    finally:
+        await web.stop()
