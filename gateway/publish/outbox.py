@@ -283,6 +283,21 @@ class Outbox:
         self.bytes -= n + _ROW_OVERHEAD
         self.rows -= 1
 
+    def _delete_in(self, db: sqlite3.Connection, lhs: str, keys: Sequence[_Key]) -> int:
+        """Delete the rows for which `{lhs} IN (keys)` holds (`lhs`: SQL written in this
+        module, never input), inside the caller's transaction; returns how many went."""
+        gone_n = 0
+        for chunk, marks in _in_chunks(keys):
+            gone = db.execute(
+                f"DELETE FROM msg WHERE {lhs} IN ({marks})"
+                " RETURNING length(topic) + length(payload)",
+                chunk,
+            ).fetchall()
+            for (n,) in gone:
+                self._forget_row(n)
+            gone_n += len(gone)
+        return gone_n
+
     def _count(self, name: str, n: int) -> None:
         if n <= 0:
             return
@@ -382,18 +397,9 @@ class Outbox:
         go (a receipt cannot take a message that was never published); returns how many."""
         if not msg_ids:
             return 0
-        gone_n = 0
         with self._lock:
             with self._transaction() as db:
-                for chunk, marks in _in_chunks(msg_ids):
-                    gone = db.execute(
-                        f"DELETE FROM msg WHERE acked IS NOT NULL AND msg_id IN ({marks})"
-                        " RETURNING length(topic) + length(payload)",
-                        chunk,
-                    ).fetchall()
-                    for (n,) in gone:
-                        self._forget_row(n)
-                    gone_n += len(gone)
+                gone_n = self._delete_in(db, "acked IS NOT NULL AND msg_id", msg_ids)
             self.confirmed += gone_n
         return gone_n
 
@@ -465,15 +471,7 @@ class Outbox:
             return
         with self._lock:
             with self._transaction() as db:
-                for chunk, marks in _in_chunks(ids):
-                    gone = db.execute(
-                        f"DELETE FROM msg WHERE id IN ({marks})"
-                        " RETURNING length(topic) + length(payload)",
-                        chunk,
-                    ).fetchall()
-                    for (n,) in gone:
-                        self._forget_row(n)
-                    self.acked += len(gone)
+                self.acked += self._delete_in(db, "id", ids)
 
     def next_seq(self, device: str, kind: str) -> int:
         """The next number of a kind the gateway numbers itself (alerts, CTG findings, sessions),
