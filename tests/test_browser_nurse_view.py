@@ -5,12 +5,11 @@ the nomogram. Screenshots go to test-artifacts/."""
 from __future__ import annotations
 
 import pytest
-from playwright.async_api import async_playwright
 
 from gateway.web.nurses import NurseAccounts
 from gateway.web.server import WebServer
 from simulators.fleet import DeviceSpec
-from tests.harness.browser import CHROMIUM, CHROMIUM_ARGS, new_page, submit_login
+from tests.harness.browser import chromium, new_page, submit_login
 from tests.harness.chain import run_chain
 from tests.harness.paths import ARTIFACTS
 from tests.harness.wait import eventually_async
@@ -49,42 +48,38 @@ def test_nurse_view_live_strip_alert_ack_and_nomogram(broker, tmp_path):
         web = WebServer(gw, listen="127.0.0.1:0")
         await web.start()
         gw.web = web  # stopped with the gateway
-        async with async_playwright() as pw:
-            browser = await pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-            try:
-                page, errors = await new_page(browser, viewport={"width": 1280, "height": 900})
-                await page.goto(web.url + "/")
-                assert page.url.endswith("/login")
-                await submit_login(page, USER, "wrong password!")
-                await page.wait_for_selector("#error:not([hidden])")
-                seen["bad_login"] = await page.text_content("#error")
-                await submit_login(page, USER, PASSWORD)
-                await page.wait_for_selector("li.dev[data-device='fh-01']", timeout=20000)
-                await page.click("li.dev[data-device='fh-01']")
-                first = await _wait_points(page, 20)
-                seen["grown"] = await _wait_points(page, first + 8)
-                seen["fhr_now"] = await page.text_content("#fhr-now")
-                seen["band"] = await page.text_content("#normal-band")
-                await page.screenshot(path=str(ARTIFACTS / "nurse-view-ctg.png"))
-                await page.select_option("#speed", "3")
-                await page.wait_for_selector("#strip[data-speed='3']", state="attached")
-                await page.screenshot(path=str(ARTIFACTS / "nurse-view-ctg-3cm.png"))
+        async with chromium() as browser:
+            page, errors = await new_page(browser, viewport={"width": 1280, "height": 900})
+            await page.goto(web.url + "/")
+            assert page.url.endswith("/login")
+            await submit_login(page, USER, "wrong password!")
+            await page.wait_for_selector("#error:not([hidden])")
+            seen["bad_login"] = await page.text_content("#error")
+            await submit_login(page, USER, PASSWORD)
+            await page.wait_for_selector("li.dev[data-device='fh-01']", timeout=20000)
+            await page.click("li.dev[data-device='fh-01']")
+            first = await _wait_points(page, 20)
+            seen["grown"] = await _wait_points(page, first + 8)
+            seen["fhr_now"] = await page.text_content("#fhr-now")
+            seen["band"] = await page.text_content("#normal-band")
+            await page.screenshot(path=str(ARTIFACTS / "nurse-view-ctg.png"))
+            await page.select_option("#speed", "3")
+            await page.wait_for_selector("#strip[data-speed='3']", state="attached")
+            await page.screenshot(path=str(ARTIFACTS / "nurse-view-ctg-3cm.png"))
 
-                button = "li.alert[data-alert^='tcb-01:alert:tcb_above_phototherapy'] button.ack"
-                await page.wait_for_selector(button, timeout=30000)
-                await page.click(button)
-                acked = "li.alert[data-alert^='tcb-01:alert:tcb_above_phototherapy'] .acked"
-                await page.wait_for_selector(acked)
-                seen["acked_text"] = await page.text_content(acked)
-                await page.click("li.dev[data-device='tcb-01']")
-                await page.wait_for_selector(  # selectors, not eval: the page's CSP forbids it
-                    "#nomogram[data-readings]:not([data-readings='0'])", state="attached"
-                )
-                seen["advice"] = await page.text_content("#tcb-advice")
-                await page.screenshot(path=str(ARTIFACTS / "nurse-view-jaundice.png"))
-                seen["errors"] = errors
-            finally:
-                await browser.close()
+            button = "li.alert[data-alert^='tcb-01:alert:tcb_above_phototherapy'] button.ack"
+            await page.wait_for_selector(button, timeout=30000)
+            await page.click(button)
+            acked = "li.alert[data-alert^='tcb-01:alert:tcb_above_phototherapy'] .acked"
+            await page.wait_for_selector(acked)
+            seen["acked_text"] = await page.text_content(acked)
+            await page.click("li.dev[data-device='tcb-01']")
+            await page.wait_for_selector(  # selectors, not eval: the page's CSP forbids it
+                "#nomogram[data-readings]:not([data-readings='0'])", state="attached"
+            )
+            seen["advice"] = await page.text_content("#tcb-advice")
+            await page.screenshot(path=str(ARTIFACTS / "nurse-view-jaundice.png"))
+            seen["errors"] = errors
         seen["acks"] = {a["id"]: a for a in gw.history.alerts.values() if a["acked_by"]}
 
     run_chain(broker, tmp_path, specs, seconds=0, during=during)

@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from playwright.async_api import Page, async_playwright
+from playwright.async_api import Page
 
 from gateway.config import config_from_dict
 from gateway.processing.alerts import AlertTracker
@@ -30,7 +30,7 @@ from gateway.web.nurses import NurseAccounts
 from gateway.web.server import WebServer
 from simulators.fleet import DeviceSpec
 from tests.harness.axe import describe, run_axe, serious
-from tests.harness.browser import CHROMIUM, CHROMIUM_ARGS, log_in_as
+from tests.harness.browser import chromium, log_in_as
 from tests.harness.chain import gateway_config, run_chain
 from tests.harness.paths import ARTIFACTS, REPO
 from tests.harness.wait import eventually_async
@@ -135,129 +135,123 @@ def test_nurse_view_on_ward_screens(broker, tmp_path):
         web = WebServer(gw, listen="127.0.0.1:0")
         await web.start()
         gw.web = web  # stopped with the gateway
-        async with async_playwright() as pw:
-            browser = await pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-            try:
-                context = await browser.new_context(viewport={"width": 1280, "height": 900},
-                                                    locale="en-GB")  # fmt: skip
-                errors: list[str] = []
-                context.on("weberror", lambda e: errors.append(str(e.error)))
-                await context.add_init_script(COUNT_BEEPS)
-                page = await context.new_page()
-                page.on("response", lambda r: refused(r) and errors.append(f"{r.status} {r.url}"))
-                await log_in(page, web.url)
-                # the first device is shown as a chosen one: its strip, sessions and link
-                await page.wait_for_selector("#mother-link:not(:empty)", state="attached")
-                await page.wait_for_selector("#strip:not([data-points='0'])", state="attached")
-                seen["selected"] = await page.get_attribute(CARD, "aria-current")
-                seen["mother_link"] = await page.text_content("#mother-link")
-                seen["untranslated"] = await page.evaluate(UNTRANSLATED)
-                seen["keys_zh"] = await page.evaluate(KEYS_ZH)
-                await page.wait_for_selector("#mother-qr:not([hidden])")  # its QR code too
-                seen["qr_width"] = await page.evaluate(
-                    "() => document.getElementById('mother-qr').naturalWidth"
-                )
+        async with chromium() as browser:
+            context = await browser.new_context(viewport={"width": 1280, "height": 900},
+                                                locale="en-GB")  # fmt: skip
+            errors: list[str] = []
+            context.on("weberror", lambda e: errors.append(str(e.error)))
+            await context.add_init_script(COUNT_BEEPS)
+            page = await context.new_page()
+            page.on("response", lambda r: refused(r) and errors.append(f"{r.status} {r.url}"))
+            await log_in(page, web.url)
+            # the first device is shown as a chosen one: its strip, sessions and link
+            await page.wait_for_selector("#mother-link:not(:empty)", state="attached")
+            await page.wait_for_selector("#strip:not([data-points='0'])", state="attached")
+            seen["selected"] = await page.get_attribute(CARD, "aria-current")
+            seen["mother_link"] = await page.text_content("#mother-link")
+            seen["untranslated"] = await page.evaluate(UNTRANSLATED)
+            seen["keys_zh"] = await page.evaluate(KEYS_ZH)
+            await page.wait_for_selector("#mother-qr:not([hidden])")  # its QR code too
+            seen["qr_width"] = await page.evaluate(
+                "() => document.getElementById('mother-qr').naturalWidth"
+            )
 
-                # the alert: banner, title, tone
-                await page.wait_for_selector(PHOTOTHERAPY + " button.ack", timeout=30000)
-                await page.wait_for_selector("#alert-banner.high")
-                seen["title"] = await page.title()
-                seen["count"] = await page.text_content("#alert-count")
-                seen["count_attr"] = await page.get_attribute("#alert-banner", "data-count")
-                seen["asking"] = len(await page.query_selector_all("li.alert.raised.unacked"))
-                seen["cleared"] = await page.get_attribute(CLEARED, "class")
-                seen["cleared_asks"] = await page.query_selector(CLEARED + " button.ack")
-                # this Chromium lets a page sound without a touch: the tone starts at once
-                await page.wait_for_selector("#alert-banner[data-tone='sounding']")
-                seen["beeps"] = await page.evaluate("() => window.beeps")
-                await page.click("#tone-mute")
-                seen["tone_muted"] = await page.get_attribute("#alert-banner", "data-tone")
-                seen["mute_pressed"] = await page.get_attribute("#tone-mute", "aria-pressed")
-                seen["tone_state"] = await page.text_content("#tone-state")
-                muted_at = await page.evaluate("() => window.beeps")
+            # the alert: banner, title, tone
+            await page.wait_for_selector(PHOTOTHERAPY + " button.ack", timeout=30000)
+            await page.wait_for_selector("#alert-banner.high")
+            seen["title"] = await page.title()
+            seen["count"] = await page.text_content("#alert-count")
+            seen["count_attr"] = await page.get_attribute("#alert-banner", "data-count")
+            seen["asking"] = len(await page.query_selector_all("li.alert.raised.unacked"))
+            seen["cleared"] = await page.get_attribute(CLEARED, "class")
+            seen["cleared_asks"] = await page.query_selector(CLEARED + " button.ack")
+            # this Chromium lets a page sound without a touch: the tone starts at once
+            await page.wait_for_selector("#alert-banner[data-tone='sounding']")
+            seen["beeps"] = await page.evaluate("() => window.beeps")
+            await page.click("#tone-mute")
+            seen["tone_muted"] = await page.get_attribute("#alert-banner", "data-tone")
+            seen["mute_pressed"] = await page.get_attribute("#tone-mute", "aria-pressed")
+            seen["tone_state"] = await page.text_content("#tone-state")
+            muted_at = await page.evaluate("() => window.beeps")
 
-                # a browser that refuses sound: the banner says so, nothing breaks
-                refusing = await browser.new_context(viewport={"width": 1024, "height": 768})
-                refusing.on("weberror", lambda e: errors.append(str(e.error)))
-                await refusing.add_init_script(REFUSE_SOUND)
-                other = await refusing.new_page()
-                await log_in(other, web.url)
-                await other.wait_for_selector("#alert-banner.high[data-tone='blocked']")
-                await other.click("#alert-newest")  # a touch, and sound still refused
-                await other.wait_for_selector("#alert-banner.high[data-tone='blocked']")
-                seen["refused_state"] = await other.text_content("#tone-state")
-                await refusing.close()
+            # a browser that refuses sound: the banner says so, nothing breaks
+            refusing = await browser.new_context(viewport={"width": 1024, "height": 768})
+            refusing.on("weberror", lambda e: errors.append(str(e.error)))
+            await refusing.add_init_script(REFUSE_SOUND)
+            other = await refusing.new_page()
+            await log_in(other, web.url)
+            await other.wait_for_selector("#alert-banner.high[data-tone='blocked']")
+            await other.click("#alert-newest")  # a touch, and sound still refused
+            await other.wait_for_selector("#alert-banner.high[data-tone='blocked']")
+            seen["refused_state"] = await other.text_content("#tone-state")
+            await refusing.close()
 
-                # the monitor's card: its schedule and the session being recorded
-                await page.wait_for_selector(CARD + " .schedule progress", timeout=30000)
-                seen["schedule"] = await page.text_content(CARD + " .schedule")
-                seen["schedule_status"] = await page.get_attribute(
-                    CARD + " .schedule .badge", "data-status"
-                )
+            # the monitor's card: its schedule and the session being recorded
+            await page.wait_for_selector(CARD + " .schedule progress", timeout=30000)
+            seen["schedule"] = await page.text_content(CARD + " .schedule")
+            seen["schedule_status"] = await page.get_attribute(
+                CARD + " .schedule .badge", "data-status"
+            )
 
-                # keyboard focus on a card, then on an alert's button, through refreshes
-                await page.focus("li.dev[data-device='tcb-01']")
-                await rendered_after(page, 6.5)
-                seen["focus_card"] = await focused(page)
-                await page.focus(PHOTOTHERAPY + " button.ack")
-                await rendered_after(page, 6.5)
-                seen["focus_ack"] = await focused(page)
-                seen["beeps_muted"] = await page.evaluate("() => window.beeps") - muted_at
+            # keyboard focus on a card, then on an alert's button, through refreshes
+            await page.focus("li.dev[data-device='tcb-01']")
+            await rendered_after(page, 6.5)
+            seen["focus_card"] = await focused(page)
+            await page.focus(PHOTOTHERAPY + " button.ack")
+            await rendered_after(page, 6.5)
+            seen["focus_ack"] = await focused(page)
+            seen["beeps_muted"] = await page.evaluate("() => window.beeps") - muted_at
 
-                # every viewport: the banner on screen without scrolling, and after scrolling
-                for name, (w, h) in VIEWPORTS.items():
-                    await page.set_viewport_size({"width": w, "height": h})
-                    await page.evaluate("() => window.scrollTo(0, 0)")
-                    seen[f"banner_{name}"] = await banner_on_screen(page)
-                    await page.screenshot(path=str(ARTIFACTS / f"ward-{name}-ctg.png"))
-                    await page.evaluate("() => window.scrollTo(0, document.body.scrollHeight)")
-                    seen[f"banner_{name}_scrolled"] = await banner_on_screen(page)
-                    await page.evaluate("() => window.scrollTo(0, 0)")
-                seen["axe_phone"] = serious(await run_axe(page))  # the one-column layout
-                await page.set_viewport_size({"width": 1024, "height": 768})
-                await page.locator("#sessions").screenshot(
-                    path=str(ARTIFACTS / "ward-mother-link.png")
-                )
-                seen["axe_fetal"] = serious(await run_axe(page))
-                # by keyboard: the alert's own button shows its device
-                await page.focus(PHOTOTHERAPY + " button.open")
-                await page.keyboard.press("Enter")
-                await page.wait_for_selector("#nomogram[data-readings]:not([data-readings='0'])",
-                                             state="attached")  # fmt: skip
-                seen["nomogram_label"] = await page.get_attribute("#nomogram", "aria-label")
-                seen["axe_jaundice"] = serious(await run_axe(page))
-                await page.screenshot(path=str(ARTIFACTS / "ward-tablet-jaundice.png"))
-                await page.focus(CARD)  # and a device's card, with Enter
-                await page.keyboard.press("Enter")
-                await page.wait_for_selector(CARD + "[aria-current='true']")
-                await page.wait_for_selector("#strip:not([data-points='0'])", state="attached")
-                seen["strip_label"] = await page.get_attribute("#strip", "aria-label")
+            # every viewport: the banner on screen without scrolling, and after scrolling
+            for name, (w, h) in VIEWPORTS.items():
+                await page.set_viewport_size({"width": w, "height": h})
+                await page.evaluate("() => window.scrollTo(0, 0)")
+                seen[f"banner_{name}"] = await banner_on_screen(page)
+                await page.screenshot(path=str(ARTIFACTS / f"ward-{name}-ctg.png"))
+                await page.evaluate("() => window.scrollTo(0, document.body.scrollHeight)")
+                seen[f"banner_{name}_scrolled"] = await banner_on_screen(page)
+                await page.evaluate("() => window.scrollTo(0, 0)")
+            seen["axe_phone"] = serious(await run_axe(page))  # the one-column layout
+            await page.set_viewport_size({"width": 1024, "height": 768})
+            await page.locator("#sessions").screenshot(path=str(ARTIFACTS / "ward-mother-link.png"))
+            seen["axe_fetal"] = serious(await run_axe(page))
+            # by keyboard: the alert's own button shows its device
+            await page.focus(PHOTOTHERAPY + " button.open")
+            await page.keyboard.press("Enter")
+            await page.wait_for_selector("#nomogram[data-readings]:not([data-readings='0'])",
+                                         state="attached")  # fmt: skip
+            seen["nomogram_label"] = await page.get_attribute("#nomogram", "aria-label")
+            seen["axe_jaundice"] = serious(await run_axe(page))
+            await page.screenshot(path=str(ARTIFACTS / "ward-tablet-jaundice.png"))
+            await page.focus(CARD)  # and a device's card, with Enter
+            await page.keyboard.press("Enter")
+            await page.wait_for_selector(CARD + "[aria-current='true']")
+            await page.wait_for_selector("#strip:not([data-points='0'])", state="attached")
+            seen["strip_label"] = await page.get_attribute("#strip", "aria-label")
 
-                # Chinese, kept across a reload, and back
-                await page.click("#lang-toggle")
-                await page.wait_for_selector("html[lang='zh-CN']", state="attached")
-                seen["zh"] = {k: await page.text_content(s) for k, s in (
-                    ("devices", "#devices-h"), ("count", "#alert-count"),
-                    ("alert", PHOTOTHERAPY + " .what"), ("card", CARD))}  # fmt: skip
-                seen["zh_title"] = await page.title()
-                await page.reload()
-                await page.wait_for_selector(PHOTOTHERAPY, timeout=20000)
-                seen["zh_after_reload"] = await page.text_content("#devices-h")
-                seen["axe_zh"] = serious(await run_axe(page))
-                await page.screenshot(path=str(ARTIFACTS / "ward-tablet-zh.png"))
-                await page.click("#lang-toggle")
-                await page.wait_for_selector("html[lang='en']", state="attached")
-                seen["en_again"] = await page.text_content("#devices-h")
+            # Chinese, kept across a reload, and back
+            await page.click("#lang-toggle")
+            await page.wait_for_selector("html[lang='zh-CN']", state="attached")
+            seen["zh"] = {k: await page.text_content(s) for k, s in (
+                ("devices", "#devices-h"), ("count", "#alert-count"),
+                ("alert", PHOTOTHERAPY + " .what"), ("card", CARD))}  # fmt: skip
+            seen["zh_title"] = await page.title()
+            await page.reload()
+            await page.wait_for_selector(PHOTOTHERAPY, timeout=20000)
+            seen["zh_after_reload"] = await page.text_content("#devices-h")
+            seen["axe_zh"] = serious(await run_axe(page))
+            await page.screenshot(path=str(ARTIFACTS / "ward-tablet-zh.png"))
+            await page.click("#lang-toggle")
+            await page.wait_for_selector("html[lang='en']", state="attached")
+            seen["en_again"] = await page.text_content("#devices-h")
 
-                # acknowledged: the count and the title go down
-                before = int(await page.get_attribute("#alert-banner", "data-count") or 0)
-                await page.click(PHOTOTHERAPY + " button.ack")
-                await page.wait_for_selector(PHOTOTHERAPY + " .acked")
-                seen["count_drop"] = (before, int(await page.get_attribute(
-                    "#alert-banner", "data-count") or 0))  # fmt: skip
-                seen["errors"] = errors
-            finally:
-                await browser.close()
+            # acknowledged: the count and the title go down
+            before = int(await page.get_attribute("#alert-banner", "data-count") or 0)
+            await page.click(PHOTOTHERAPY + " button.ack")
+            await page.wait_for_selector(PHOTOTHERAPY + " .acked")
+            seen["count_drop"] = (before, int(await page.get_attribute(
+                "#alert-banner", "data-count") or 0))  # fmt: skip
+            seen["errors"] = errors
 
     run_chain(broker, tmp_path, SPECS, seconds=0, during=during)
 
@@ -325,26 +319,22 @@ def test_stopping_the_gateway_with_a_page_open_logs_no_error(tmp_path: Path):
     seen: dict[str, Any] = {}
 
     async def main() -> None:
-        async with async_playwright() as pw:
-            browser = await pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-            try:
-                page = await browser.new_page()
+        async with chromium() as browser:
+            page = await browser.new_page()
 
-                async def served() -> bool:
-                    try:
-                        return (await page.request.get(url + "/login", timeout=2000)).ok
-                    except Exception:  # Playwright's own error while nothing listens yet
-                        return False
+            async def served() -> bool:
+                try:
+                    return (await page.request.get(url + "/login", timeout=2000)).ok
+                except Exception:  # Playwright's own error while nothing listens yet
+                    return False
 
-                await eventually_async(served, 30, "the nurse view did not start")
-                await log_in_as(page, url, USER, PASSWORD)
-                await page.wait_for_selector("#live-state.on")
-                proc.send_signal(signal.SIGTERM)
-                seen["rc"] = await asyncio.to_thread(proc.wait, 30)
-                await page.wait_for_selector("#live-state.off")
-                seen["live_state"] = await page.get_attribute("#live-state", "data-state")
-            finally:
-                await browser.close()
+            await eventually_async(served, 30, "the nurse view did not start")
+            await log_in_as(page, url, USER, PASSWORD)
+            await page.wait_for_selector("#live-state.on")
+            proc.send_signal(signal.SIGTERM)
+            seen["rc"] = await asyncio.to_thread(proc.wait, 30)
+            await page.wait_for_selector("#live-state.off")
+            seen["live_state"] = await page.get_attribute("#live-state", "data-state")
 
     try:
         asyncio.run(main())
