@@ -121,7 +121,7 @@ def auth(data: bytes) -> None:
     """A session established with the genuine device, then `data` as frames from the air: a
     frame is admitted only if it is what the device signed (flags aside), never a forgery,
     an alteration, or a replay of a sequence number already admitted."""
-    from gateway.device.auth import FrameAuth, session_key
+    from gateway.device.auth import FrameAuth, seal, seal_key, session_key
 
     a = FrameAuth(_KEY, LinkStats())
     challenge = a.new_connection()
@@ -130,7 +130,10 @@ def auth(data: bytes) -> None:
     hello += bytes(p.PEER_LEN)  # a link without addresses
     reply = _signed(key, p.Stream.REPLY, 0, hello)
     assert a.admit(p.decode_frame(reply), reply) and a.established
-    genuine = {_signed(key, p.Stream.DOPPLER, seq, bytes((seq,)) * 4) for seq in range(4)}
+    clear = {seq: bytes((seq,)) * 4 for seq in range(4)}  # what the device sealed and signed
+    k_e = seal_key(key)
+    genuine = {_signed(key, p.Stream.DOPPLER, seq, seal(k_e, _BOOT_NONCE, p.Stream.DOPPLER, seq, c))
+               for seq, c in clear.items()}  # fmt: skip
     seen: set[tuple[int, int]] = set()
     chunks = [data[i : i + 40] for i in range(0, len(data), 40)] or [b""]
     for chunk in chunks:
@@ -151,7 +154,7 @@ def auth(data: bytes) -> None:
             assert same, f"admitted a frame the device never signed: {got}"
             g = p.decode_frame(same[0])
             assert (got.stream, got.boot, got.t_ms, got.payload) == (
-                g.stream, g.boot, g.t_ms, g.payload), "admitted an altered frame"  # fmt: skip
+                g.stream, g.boot, g.t_ms, clear[g.seq]), "admitted an altered frame"  # fmt: skip
             if not got.resent:
                 assert (got.stream, got.seq) not in seen, "admitted a replay"
             seen.add((got.stream, got.seq))

@@ -8,7 +8,8 @@ VECTORS_VERSION when you do. The file is the reference both codecs are tested ag
 either codec that alters a single byte fails them instead of silently moving the reference.
 
 Everything is built here from the specification alone (struct layouts, a bitwise CRC, the IMA
-ADPCM coder, the standard library's HMAC, SLIP by RFC 1055), not with either codec, so the file
+ADPCM coder, the standard library's HMAC, the seal's counter blocks through the AES block cipher
+of the `cryptography` package, SLIP by RFC 1055), not with either codec, so the file
 is an independent statement of the protocol; before writing, the gateway's decoders are checked
 to agree with it.
 """
@@ -24,9 +25,12 @@ import struct
 import sys
 from pathlib import Path
 
+from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
+
 REPO = Path(__file__).resolve().parents[1]
 OUT = REPO / "docs" / "protocol-vectors.json"
-VECTORS_VERSION = 2  # 2: the SESSION reply names the central (peer)
+# 2: the SESSION reply names the central (peer); 3: payloads of signed frames are sealed
+VECTORS_VERSION = 3
 PROTOCOL_VERSION = 1
 
 FLAGS = {"AUTH": 0x01, "ADPCM": 0x02, "RESENT": 0x04, "MORE": 0x08}
@@ -54,6 +58,7 @@ TEST_CHALLENGE = bytes.fromhex("5c5c5c5c01020304")
 TEST_CONN_NONCE = bytes.fromhex("b0b1b2b3b4b5b6b7")
 TEST_PEER = bytes.fromhex("001a7dda7113")  # the central's address as the device's radio gives it
 SESSION_LABEL = b"perimon-v1 session"
+SEAL_LABEL = b"perimon-v1 seal"
 
 
 # ---- the codec, from the specification ----
@@ -146,6 +151,21 @@ def mac(key: bytes, message: bytes) -> bytes:
 
 
 SESSION_KEY = mac(TEST_KEY, SESSION_LABEL + struct.pack("<H", TEST_BOOT) + TEST_BOOT_NONCE)
+SEAL_KEY = mac(SESSION_KEY, SEAL_LABEL)
+
+
+def counter_blocks(nonce: bytes, stream: str, seq: int, n: int) -> bytes:
+    """The seal's counter blocks for n bytes: nonce, u8 stream, u32 seq, u24 block index,
+    big-endian."""
+    return b"".join(nonce + struct.pack(">BI", STREAMS[stream], seq) + i.to_bytes(3, "big")
+                    for i in range((n + 15) // 16))  # fmt: skip
+
+
+def sealed(nonce: bytes, stream: str, seq: int, data: bytes) -> bytes:
+    """data XOR AES-256(K_e, counter blocks): the blocks through the bare block cipher (ECB)."""
+    blocks = counter_blocks(nonce, stream, seq, len(data))
+    keystream = Cipher(algorithms.AES(SEAL_KEY), modes.ECB()).encryptor().update(blocks)
+    return bytes(a ^ b for a, b in zip(data, keystream, strict=False))
 
 
 # ---- payloads ----
@@ -452,6 +472,9 @@ def signed_vectors() -> list[dict]:
          "it only in answer to a RESEND of this connection covering its seq.",
          hdr(["AUTH", "ADPCM", "RESENT"], fh, "DOPPLER", TEST_BOOT, 4000, 1000),
          {"kind": "adpcm", "block": "mid-state"}, b"", True),
+        ("signed-ppg", "Signed PCM16 PPG: sealed under its own counter (stream 1).",
+         hdr(["AUTH"], fh, "PPG", TEST_BOOT, 50, 1000),
+         {"kind": "pcm16", "samples": [1200, -340, 5, 32767, -32768, 0, 77, -1]}, b"", True),
         ("signed-session-reply", "The device's answer to control-session: challenge, boot "
          "nonce, connection nonce and the address of the central that asked (peer), signed "
          "with K_s; it proves the device holds K and names the link it answered on.",
@@ -474,11 +497,21 @@ def signed_vectors() -> list[dict]:
     blocks = {b["name"]: b for b in adpcm_vectors()}
     out = []
     for name, note, h, content, prefix, _ in specs:
-        payload = content_payload(content, blocks)
+        plain = content_payload(content, blocks)
+        payload = plain  # a REPLY's payload is not sealed
+        if h["stream"] != "REPLY":
+            nonce = TEST_CONN_NONCE if h["stream"] == "CONTROL" else TEST_BOOT_NONCE
+            payload = sealed(nonce, h["stream"], h["seq"], plain)
         clear = dict(h, flags=[f for f in h["flags"] if f != "RESENT"])
         message = prefix + header(**clear) + payload
         full = mac(SESSION_KEY, message)
         e = frame_entry(name, note, h, payload, content, full[:8])
+        if h["stream"] != "REPLY":
+            e["plaintext"] = plain.hex()
+            e["seal_nonce"] = "conn_nonce" if h["stream"] == "CONTROL" else "boot_nonce"
+            e["counter_blocks"] = counter_blocks(
+                TEST_CONN_NONCE if h["stream"] == "CONTROL" else TEST_BOOT_NONCE,
+                h["stream"], h["seq"], len(plain)).hex()  # fmt: skip
         e["mac_key"] = "session_key"
         e["mac_input"] = message.hex()
         e["mac"] = full.hex()
@@ -487,13 +520,19 @@ def signed_vectors() -> list[dict]:
     # the second command with one payload bit flipped and the CRC made good again
     good = out[-1]
     data = bytearray(bytes.fromhex(good["hex"]))
-    data[15] ^= 0x01  # payload: op, request id, stream, then from_seq: 1 -> 0
+    # payload: op, request id, stream, then from_seq: a ciphertext bit flips the same bit of
+    # the plaintext (counter mode is malleable), from_seq 1 -> 0; only the tag catches it
+    data[15] ^= 0x01
     data[-2:] = struct.pack("<H", crc16(bytes(data[:-2])))
     forged = dict(good, name="signed-command-forged", verifies=False, hex=data.hex(),
                   payload=data[12:-10].hex(), crc=f"0x{crc16(bytes(data[:-2])):04x}",
-                  note="signed-command-resend with from_seq changed and the CRC recomputed: "
-                  "a valid frame whose tag does not verify, so the device ignores it.")  # fmt: skip
+                  note="signed-command-resend with one ciphertext bit flipped (from_seq 1 -> 0 "
+                  "once opened) and the CRC recomputed: a valid frame whose tag does not "
+                  "verify, so the device ignores it.")  # fmt: skip
     forged["content"] = dict(good["content"], fields=dict(good["content"]["fields"], from_seq=0))
+    forged["plaintext"] = bytes(a ^ b for a, b in zip(bytes.fromhex(good["plaintext"]),
+                                                      bytes(3) + b"\x01", strict=False)).hex() \
+        + good["plaintext"][8:]  # fmt: skip
     forged.pop("mac_input")
     forged.pop("mac")
     out.append(forged)
@@ -644,7 +683,9 @@ def build() -> dict:
             "fragment (part of a record)",
             "adpcm": "state is [predictor, step_index]; hex is the whole payload: the state "
             "before, then the codes low nibble first; decoded is what a receiver gets",
-            "signed": "tag = first 8 bytes of mac = HMAC-SHA256(session_key, mac_input)",
+            "signed": "tag = first 8 bytes of mac = HMAC-SHA256(session_key, mac_input); "
+            "payload is the sealed plaintext (but a REPLY's): plaintext XOR AES-256(seal_key, "
+            "counter_blocks), the nonce of the blocks named by seal_nonce",
             "invalid": "layer frame: every receiver rejects it (the gateway with the error "
             "text); layer payload: a valid frame whose payload the named decoder rejects",
         },
@@ -659,6 +700,8 @@ def build() -> dict:
                 SESSION_LABEL + struct.pack("<H", TEST_BOOT) + TEST_BOOT_NONCE
             ).hex(),
             "session_key": SESSION_KEY.hex(),
+            "seal_label": SEAL_LABEL.decode(),
+            "seal_key": SEAL_KEY.hex(),
             "challenge": TEST_CHALLENGE.hex(),
             "conn_nonce": TEST_CONN_NONCE.hex(),
             "peer": TEST_PEER.hex(),
@@ -702,6 +745,14 @@ def check_with_gateway(vectors: dict) -> None:
     for v in vectors["frames"] + vectors["signed"]:
         f = p.decode_frame(bytes.fromhex(v["hex"]))
         assert f.payload.hex() == v["payload"], v["name"]
+    from gateway.device import auth
+
+    for v in vectors["signed"]:
+        if "plaintext" in v and v["verifies"]:
+            nonce = TEST_CONN_NONCE if v["seal_nonce"] == "conn_nonce" else TEST_BOOT_NONCE
+            stream, seq = STREAMS[v["header"]["stream"]], v["header"]["seq"]
+            got = auth.seal(SEAL_KEY, nonce, stream, seq, bytes.fromhex(v["plaintext"]))
+            assert got.hex() == v["payload"], v["name"]
 
 
 def main() -> None:

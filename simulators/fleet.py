@@ -41,7 +41,14 @@ def _firmware_dir() -> Path:
 
 
 FIRMWARE_DIR = _firmware_dir()
-HEAP = "128K"  # an ESP32-class heap budget
+# An ESP32-class heap budget: 128 KiB, plus room for the bytecode a board keeps in flash that the
+# Unix port compiles into the heap before the fetal monitor sizes its resend store. linkauth.py
+# and seal.py (the link security of a device with a key, frozen on a board) take 4,064-4,096
+# bytes while they compile (gc.mem_free() before and after importing them, the collector off,
+# after main.py's own imports) and keep 2,976-3,008 as bytecode: 4 KiB more gives the store back
+# what it held before they were compiled there (16.0 KB, 166 slots, about 7 s of Doppler with
+# PPG, against 15.7 KB before and 12.4 KB in 128 KiB; docs/firmware.md, "Memory budget").
+HEAP = "132K"
 # With radio_kind "ble" the heap also holds what a board keeps outside it: radio_ble's bytecode
 # (frozen into flash there), bluetooth_sim (the stand-in for the NimBLE host stack, whose memory
 # is not MicroPython heap on an ESP32) and the compiler's temporaries for both.

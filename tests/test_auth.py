@@ -92,7 +92,10 @@ def device_run():
     conn = b"\x42" * 8
 
     def signed(op, rid, args, seq):
-        f = p.Frame(p.Flag(0), 0, p.Stream.CONTROL, 0, seq, 0, p.control_payload(op, rid, args))
+        """A command as the gateway sends it: sealed under the connection nonce, signed."""
+        sealed = auth.seal(auth.seal_key(k_s), conn, p.Stream.CONTROL, seq,
+                           p.control_payload(op, rid, args))  # fmt: skip
+        f = p.Frame(p.Flag(0), 0, p.Stream.CONTROL, 0, seq, 0, sealed)
         return auth.sign_frame(k_s, f, conn)
 
     sync = signed(p.Op.TIME_SYNC, 2, p.time_sync_args(1_700_000_000_000), 1)
@@ -147,29 +150,27 @@ def test_firmware_signed_frames_verify_on_the_gateway(device_run):
     assert len(admitted) == len(frames)
     resent = decoded[-1]
     assert resent.resent and resent.seq == 0 and resent.tag == decoded[1].tag  # original tag
+    # sealed on the air, opened by the gateway: the device sent bytes(range(40)) as Doppler
+    assert decoded[1].payload != bytes(range(40)) == admitted[2].payload
+    assert resent.payload == decoded[1].payload  # resealed under the same counter: same bytes
     assert (stats.auth_failed, stats.replayed, stats.unsigned) == (0, 0, 0)
     assert a.established and a.boot == 3
 
 
 @pytest.mark.system
 def test_frames_stored_before_a_new_key_are_resent_signed_with_it():
-    """A device paired while running (a label or button pairing) holds frames signed with its
-    old key. Resent after the pairing, they are signed anew: the gateway, which only knows the
-    new key, takes them without an authentication failure (no false 'unverified' alert, no
+    """A device paired while running (a label or button pairing) holds frames stored before
+    the new key: its store keeps them in clear, and they are sealed and signed as they leave,
+    under the key of that moment. Resent after the pairing, the gateway, which only knows the
+    new key, opens them without an authentication failure (no false 'unverified' alert, no
     reading lost)."""
     new_key = bytes(range(200, 232))
     challenge = bytes.fromhex("0011223344556677")
     # nonces: 0x41 * 8 for the old key's boot nonce, 0x42 * 8 after rekey, 0x43 * 8 connection
     k_s = auth.session_key(new_key, 3, b"\x42" * 8)
-    resend = p.Frame(
-        p.Flag(0),
-        0,
-        p.Stream.CONTROL,
-        0,
-        1,
-        0,
-        p.control_payload(p.Op.RESEND, 2, p.resend_args(p.Stream.DOPPLER, 0, 75)),
-    )
+    ask = p.control_payload(p.Op.RESEND, 2, p.resend_args(p.Stream.DOPPLER, 0, 75))
+    sealed = auth.seal(auth.seal_key(k_s), b"\x43" * 8, p.Stream.CONTROL, 1, ask)
+    resend = p.Frame(p.Flag(0), 0, p.Stream.CONTROL, 0, 1, 0, sealed)
     writes = [_control(p.control_payload(p.Op.SESSION, 1, challenge), 1),
               auth.sign_frame(k_s, resend, b"\x43" * 8)]  # fmt: skip
     stdin = "".join(w.hex() + "\n" for w in writes)
@@ -280,6 +281,7 @@ def test_replay_window_forgets_only_beyond_its_size():
     a, stats = _auth(b"\x01" * 8)
     k_s = auth.session_key(KEY, 1, b"\x02" * 8)
     a.boot, a.key, a.conn_nonce = 1, k_s, b"\x03" * 8
+    a.seal_key, a.boot_nonce = auth.seal_key(k_s), b"\x02" * 8
     frames = [
         auth.sign_frame(k_s, p.Frame(p.Flag(0), 1, p.Stream.STATUS, 1, i, 0, b"abcd"))
         for i in range(auth.REPLAY_WINDOW + 2)

@@ -36,6 +36,7 @@ V = json.loads(VECTORS_PATH.read_text())
 BLOCKS = {b["name"]: b for b in V["adpcm"]}
 KEY = V["test_key"]
 K_S = bytes.fromhex(KEY["session_key"])
+K_E = bytes.fromhex(KEY["seal_key"])
 RECORD_FRAMES = [f for r in V["records"] for f in r["frames"]]
 ALL_NAMES = (
     ["crc_check", "version", "session_key"]
@@ -147,6 +148,8 @@ def _check_frame(v: dict) -> None:
     assert p.decode_frame(data) == expected
     assert p.encode_frame(expected) == data
     assert p.crc16(data[:-2]) == int(v["crc"], 16) == struct.unpack("<H", data[-2:])[0]
+    if "plaintext" in v:  # a sealed payload: its content is that of the plaintext
+        expected = dataclasses.replace(expected, payload=bytes.fromhex(v["plaintext"]))
     _check_content(v["content"], expected)
 
 
@@ -186,6 +189,11 @@ def test_gateway_derives_the_session_key():
     assert got == K_S
 
 
+def test_gateway_derives_the_seal_key():
+    assert KEY["seal_label"].encode() == auth.SEAL_LABEL
+    assert auth.seal_key(K_S) == K_E
+
+
 @pytest.mark.parametrize("v", V["signed"], ids=_ids(V["signed"]))
 def test_gateway_signs_and_verifies_each_signed_frame(v):
     _check_frame(v)
@@ -198,6 +206,17 @@ def test_gateway_signs_and_verifies_each_signed_frame(v):
     assert (auth.frame_tag(K_S, data, prefix).hex() == v["tag"]) is v["verifies"]
     if v["verifies"]:
         assert auth.sign_frame(K_S, _frame(v), prefix) == data
+    if "plaintext" in v:  # the seal: counter mode from the vector's counter blocks
+        nonce = bytes.fromhex(KEY[v["seal_nonce"]])
+        blocks = bytes.fromhex(v["counter_blocks"])
+        assert blocks[:16] == nonce + struct.pack(">BIBH", p.Stream[v["header"]["stream"]],
+                                                  v["header"]["seq"], 0, 0)  # fmt: skip
+        assert len(blocks) == 16 * -(-len(v["plaintext"]) // 32)
+        opened = auth.seal(K_E, nonce, p.Stream[v["header"]["stream"]], v["header"]["seq"],
+                           bytes.fromhex(v["payload"]))  # fmt: skip
+        assert opened.hex() == v["plaintext"]
+    else:
+        assert v["header"]["stream"] == "REPLY"  # only replies go unsealed
 
 
 def test_gateway_handshake_and_commands_reproduce_the_signed_vectors():
@@ -212,15 +231,16 @@ def test_gateway_handshake_and_commands_reproduce_the_signed_vectors():
     assert fa.admit(p.decode_frame(reply), reply)
     assert fa.established and fa.conn_nonce.hex() == KEY["conn_nonce"]
     resent = bytes.fromhex(by_name["signed-doppler-adpcm-resent"]["hex"])
-    for name in ("signed-status", "signed-doppler-adpcm"):
+    for name in ("signed-status", "signed-doppler-adpcm", "signed-ppg"):
         data = bytes.fromhex(by_name[name]["hex"])
-        assert fa.admit(p.decode_frame(data), data), name
+        (opened,) = fa.admit(p.decode_frame(data), data)
+        assert opened.payload.hex() == by_name[name]["plaintext"], name
     assert not fa.admit(p.decode_frame(resent), resent)  # nobody asked for it: a replay
     fa.resend_asked(p.Stream.DOPPLER, 4000, 4001)
     assert fa.admit(p.decode_frame(resent), resent)
     stats.replayed -= 1
     for name in ("signed-command-feedback", "signed-command-resend"):
-        payload = bytes.fromhex(by_name[name]["payload"])
+        payload = bytes.fromhex(by_name[name]["plaintext"])
         assert fa.control_frame(payload).hex() == by_name[name]["hex"], name
     assert vars(stats) == {"unsigned": 0, "auth_failed": 0, "replayed": 0}
 
@@ -473,3 +493,13 @@ def test_spec_authentication_sizes_and_label(firmware):
     assert label == auth.SESSION_LABEL == KEY["session_label"].encode() and len(label) == length
     secret = int(re.search(r"a (\d+)-byte random \*\*pairing secret\*\*", _prose("Pairing"))[1])
     assert secret == p.PAIR_SECRET_LEN == fw["PAIR_SECRET_LEN"]
+
+
+def test_spec_seal_label_and_counter_block():
+    rows = {r["symbol"]: r["meaning"] for r in _table("Confidentiality")}
+    label = re.search(r'"([^"]+)"', rows["K_e"])[1]
+    length = int(re.search(r"the label is (\d+) ASCII bytes", rows["K_e"])[1])
+    assert label.encode() == auth.SEAL_LABEL == KEY["seal_label"].encode() and len(label) == length
+    block = rows["counter block i"]
+    assert "nonce (8 bytes)" in block and "u8 stream" in block and "u32 seq" in block
+    assert p.NONCE_LEN + 1 + 4 + 3 == 16  # one AES block

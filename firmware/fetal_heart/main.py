@@ -14,15 +14,20 @@ from micropython import const
 # The resend buffer (docs/protocol.md, "Resend") gets what the heap can spare beyond the app's
 # own needs, taken first while the heap is still in one piece. The app needs about 89 KiB with
 # the Unix port's 64-bit objects and its bytecode in the heap (a board keeps the bytecode in
-# flash, frozen, and its objects are half the size): a 128 KiB heap leaves ~16 KiB under the
-# Unix port, about 7 s of signed ADPCM Doppler with PPG; a 192 KiB one (BLE) ~48 KiB; an ESP32
+# flash, frozen, and its objects are half the size): the fleet's 132 KiB heap (128 KiB and the
+# 4 KiB linkauth.py and seal.py take to compile here: simulators/fleet.py) leaves ~16 KiB under
+# the Unix port, about 7 s of ADPCM Doppler with PPG; a 192 KiB one (BLE) ~45 KiB; an ESP32
 # with PSRAM is capped at 1 MiB, over 7 minutes (docs/firmware.md, memory budget).
 # The reserve includes the mother's feedback (feedback.py: 3.8 KiB of bytecode under the Unix
 # port and 1.9 KiB of buffers) and the supervisor. pairing.py is frozen in flash on a board and
 # loaded at the first press of its button or label PAIR; under the Unix port it is compiled
 # here, while there is room, and its bytecode comes out of the store's share (the modules it
-# shares with the app stay in the reserve).
-_APP_RESERVE = const(91136)
+# shares with the app stay in the reserve). So do linkauth.py and seal.py, the link security a
+# device with a key compiles at boot (2.9 KiB of the store's share under the Unix port). The
+# reserve grew by 1 KiB with the seal: its cipher context and buffer are taken when the key is
+# set, and without that head-room the Unix port could no longer compile the serial radio's
+# module after them (MemoryError at boot, the heap too fragmented for one of its chunks).
+_APP_RESERVE = const(92160)
 gc.collect()
 _free = gc.mem_free()
 if sys.platform != "esp32":
@@ -38,6 +43,7 @@ if sys.platform != "esp32":
     gc.collect()
     _shared = _free - gc.mem_free()
     import pairing  # noqa: F401
+    import linkauth  # noqa: F401  (with seal.py: a keyed device's link security, frozen on a board)
 
     gc.collect()
     _free = gc.mem_free() + _shared

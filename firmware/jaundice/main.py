@@ -20,7 +20,9 @@ from micropython import const
 _STORE_BYTES = const(16384)  # the resend buffer (docs/protocol.md, "Resend")
 if sys.platform != "esp32":
     # pairing.py is frozen in flash on a board; under the Unix port its compiler needs the
-    # heap in one piece more than the store does, so it is compiled first
+    # heap in one piece more than the store does, so it is compiled first; so is linkauth.py
+    # (with seal.py), the link security a device with a key compiles at boot
+    import linkauth  # noqa: F401
     import pairing  # noqa: F401
 gc.collect()
 _STORE_BUF = bytearray(_STORE_BYTES)  # taken first, while the heap is still in one piece

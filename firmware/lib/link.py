@@ -38,11 +38,9 @@ class Link:
         self.resend = []  # [stream, next seq, end seq, store position] being resent, per stream
         self.wake = asyncio.Event()
         self.auth = None  # linkauth.LinkAuth once provisioned (set_key)
-        self._mac = None  # HMAC with this boot's session key (auth.mac)
         self.rejected = 0  # control frames dropped: unsigned, bad tag or replayed
         self.write_errors = 0  # control writes whose handling raised (dropped, printed)
         self.unsigned_ok = None  # op -> bool: taken unsigned now (PAIR in the pairing window)
-        self.resign = None  # frame -> the frame signed with the current key (after a pairing)
         radio.on_write = self._on_write
 
     def set_key(self, key):
@@ -51,7 +49,6 @@ class Link:
         from linkauth import LinkAuth  # imported once keyed, after the big buffers
 
         self.auth = LinkAuth(key, self.boot, os.urandom)
-        self._mac = self.auth.mac
 
     def now_ms(self):
         """Milliseconds since boot, as a 32-bit counter that does not wrap with ticks_ms."""
@@ -63,18 +60,15 @@ class Link:
     def payload_room(self):
         # A signed frame does not fit BLE's default MTU of 23: at least 8 bytes of payload,
         # sent once the central has negotiated a larger MTU (docs/protocol.md, Authentication).
-        return max(_MIN_ROOM, p.max_payload(self.radio.mtu, self._mac is not None))
+        return max(_MIN_ROOM, p.max_payload(self.radio.mtu, self.auth is not None))
 
     def send(self, stream, seq, t_ms, payload, flags=0):
-        tag = None
-        if self._mac is not None:  # the tag covers header and payload, RESENT bit clear
-            flags = (flags | p.F_AUTH) & ~p.F_RESENT
-            hdr = struct.pack(
-                "<BBHII", (p.VERSION << 4) | flags, (self.device_type << 5) | stream,
-                self.boot, seq & 0xFFFFFFFF, t_ms & 0xFFFFFFFF,
-            )  # fmt: skip
-            tag = self._mac.digest(hdr, payload)[: p.TAG_LEN]
-        frame = p.encode_frame(flags, self.device_type, stream, self.boot, seq, t_ms, payload, tag)
+        """Frame a payload. The store keeps it in clear; a device with a key seals and signs
+        it as it leaves (_queue, _resend_next) under the key of that moment, so frames stored
+        before a pairing reach the gateway under the new one."""
+        frame = p.encode_frame(
+            flags, self.device_type, stream, self.boot, seq, t_ms, payload, None, not self.auth
+        )
         if stream != p.S_REPLY:
             self._store(stream).put(frame)
         self._queue(frame)
@@ -84,7 +78,7 @@ class Link:
 
     def _queue(self, frame):
         if self.radio.connected and len(self.txq) < _TXQ_MAX:
-            self.txq.append(frame)
+            self.txq.append(self.auth.seal(frame, False) if self.auth else frame)
             self.wake.set()
         else:
             self.deferred += 1
@@ -132,9 +126,7 @@ class Link:
             self.resend.pop(0)
             return
         f = store.frame(pos)
-        if self.resign:  # a key agreed since it was stored (pairing.py)
-            f = self.resign(f)
-        self.txq.append(p.set_resent(f))
+        self.txq.append(self.auth.seal(f, True) if self.auth else p.set_resent(f))
         rng[1] = store.seq_at(pos) + 1
         rng[3] = pos + 1
         self.wake.set()
@@ -165,25 +157,29 @@ class Link:
         flags, _dt, stream, _boot, seq, _t, payload, tag = d
         if stream != p.S_CONTROL:
             return
+        a = self.auth
+        if a and tag is not None:  # a signed command: its payload is sealed
+            payload = a.open_command(data, seq, tag)
+            if payload is None:
+                self.rejected += 1
+                return  # no reply: an injected or replayed command does nothing
         c = p.decode_control(payload)
         if c is None:
             return
         op, rid, args = c
-        a = self.auth
-        if a and op == p.OP_SESSION and len(args) == p.NONCE_LEN:
-            r = self.radio  # the central's address if the link has one; the link's number
-            conn = getattr(r, "centrals", r.connects)  # BLE counts a central from its connect
-            reply = a.session(rid, args, getattr(r, "peer", None) or bytes(p.PEER_LEN), conn)
-            if reply:
-                self.send(p.S_REPLY, rid, self.now_ms(), reply)
-            else:
-                self.rejected += 1  # a second SESSION on this connection: no answer
-            return
-        # PAIR in its window goes unsigned: the gateway learns the key by that exchange
-        if a and not (self.unsigned_ok and tag is None and self.unsigned_ok(op)):
-            if not a.command_ok(data, seq, tag):
-                self.rejected += 1
-                return  # no reply: an injected or replayed command does nothing
+        if a and tag is None:
+            if op == p.OP_SESSION and len(args) == p.NONCE_LEN:
+                r = self.radio  # the central's address if the link has one; the link's number
+                conn = getattr(r, "centrals", r.connects)  # BLE counts a central at its connect
+                reply = a.session(rid, args, getattr(r, "peer", None) or bytes(p.PEER_LEN), conn)
+                if reply:
+                    self.send(p.S_REPLY, rid, self.now_ms(), reply)
+                else:
+                    self.rejected += 1  # a second SESSION on this connection: no answer
+                return
+            if not (self.unsigned_ok and self.unsigned_ok(op)):
+                self.rejected += 1  # only PAIR in its window: the gateway learns the key by it
+                return
         if op == p.OP_TIME_SYNC and len(args) == 8:
             reply = p.encode_reply(op, rid, p.ST_OK, args + struct.pack("<I", self.now_ms()))
         elif op == p.OP_RESEND and len(args) == 9:

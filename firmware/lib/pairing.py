@@ -177,15 +177,6 @@ class Pairing:
         self.log("PAIR closed " + why)
         self._drop_soon()
 
-    def _resign(self, frame):
-        """A frame stored before the key was agreed, signed anew with it: it was signed with
-        the old key (or not at all), which the gateway does not hold. The tag covers header
-        and payload as stored, AUTH set; link.py marks it RESENT, which fills in the CRC."""
-        n = len(frame) - p.CRC_LEN - (p.TAG_LEN if frame[0] & p.F_AUTH else 0)
-        body = bytearray(frame[:n])
-        body[0] |= p.F_AUTH
-        return bytes(body) + self.link._mac.digest(body)[: p.TAG_LEN] + bytes(p.CRC_LEN)
-
     def _drop_soon(self):
         self._drop_at = time.ticks_add(time.ticks_ms(), 300)
 
@@ -299,10 +290,10 @@ class Pairing:
         if self._label is not None:
             self._label_fails = self._label_wait = 0
         self.log("PAIR stored")
-        # Every frame from here on, this reply included, is signed with the new key; the
+        # Every frame from here on, this reply included, is sealed and signed with the new key,
+        # those stored before it too when resent (the store keeps them in clear: link.py); the
         # gateway closes the link and the device comes back without the pairing flag.
         self.link.set_key(key)
-        self.link.resign = self._resign  # what was stored before still reaches the gateway
         self.state = IDLE
         self._reset()
         self.adv.pop("pairing", None)

@@ -118,20 +118,29 @@ def crc16(data, crc=0xFFFF):
     return crc
 
 
-def encode_frame(flags, device_type, stream, boot, seq, t_ms, payload, tag=None):
-    """One frame: header, payload, optional tag, CRC."""
+def encode_frame(flags, device_type, stream, boot, seq, t_ms, payload, tag=None, crc=True):
+    """One frame: header, payload, optional tag, CRC (left zero if not crc: the frame is kept
+    to be sealed, which computes it). Built in one buffer: a frame is the hot path's one
+    allocation."""
+    n = HEADER_LEN + len(payload)
     if tag is not None:
         flags |= F_AUTH
-    hdr = struct.pack(
-        _HEADER,
+        n += TAG_LEN
+    out = bytearray(n + CRC_LEN)
+    struct.pack_into(
+        _HEADER, out, 0,
         (VERSION << 4) | (flags & 0x0F),
         ((device_type & 0x07) << 5) | (stream & 0x1F),
         boot & 0xFFFF,
         seq & 0xFFFFFFFF,
         t_ms & 0xFFFFFFFF,
-    )
-    body = hdr + payload + (tag if tag is not None else b"")
-    return body + struct.pack("<H", crc16(body))
+    )  # fmt: skip
+    out[HEADER_LEN : HEADER_LEN + len(payload)] = payload
+    if tag is not None:
+        out[n - TAG_LEN : n] = tag
+    if crc:
+        struct.pack_into("<H", out, n, crc16(memoryview(out)[:n]))
+    return out
 
 
 def decode_frame(frame):

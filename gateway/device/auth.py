@@ -1,6 +1,8 @@
-"""Frame authentication on the gateway: the session handshake, tag checks and replay windows.
+"""Frame authentication and the seal on the gateway: the session handshake, tag checks, replay
+windows, and opening sealed payloads (sealing commands).
 
-docs/protocol.md ("Authentication") is the specification; firmware/lib/link.py signs. Per
+docs/protocol.md ("Authentication", "Confidentiality") is the specification;
+firmware/lib/linkauth.py seals and signs. Per
 connection the gateway sends a random challenge (op SESSION); the device answers with a reply
 signed by its boot's session key, carrying the challenge, its boot nonce and a fresh connection
 nonce. From then on every frame of that boot must carry a valid tag; frames that arrive before
@@ -15,7 +17,10 @@ import logging
 import secrets
 import struct
 from collections import deque
+from dataclasses import replace
 from typing import TYPE_CHECKING
+
+from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 
 from gateway import protocol as p
 
@@ -24,7 +29,8 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-SESSION_LABEL = b"perimon-v1 session"  # the same bytes as firmware/lib/link.py
+SESSION_LABEL = b"perimon-v1 session"  # the same bytes as firmware/lib/linkauth.py
+SEAL_LABEL = b"perimon-v1 seal"  # the same bytes as firmware/lib/seal.py
 MAX_HELD = 1024  # frames awaiting the handshake; beyond this the oldest are dropped
 REPLAY_WINDOW = 8192  # sequence numbers remembered per stream and boot
 MAX_RESEND_ASKS = 256  # RESEND ranges of one connection whose answers are awaited
@@ -34,6 +40,18 @@ def session_key(device_key: bytes, boot: int, boot_nonce: bytes) -> bytes:
     """K_s = HMAC-SHA256(device key, label || u16 boot || boot nonce)."""
     label = SESSION_LABEL + struct.pack("<H", boot & 0xFFFF) + boot_nonce
     return hmac.new(device_key, label, hashlib.sha256).digest()
+
+
+def seal_key(k_s: bytes) -> bytes:
+    """K_e = HMAC-SHA256(K_s, "perimon-v1 seal"): the AES-256 key of the seal."""
+    return hmac.new(k_s, SEAL_LABEL, hashlib.sha256).digest()
+
+
+def seal(key_e: bytes, nonce: bytes, stream: int, seq: int, data: bytes) -> bytes:
+    """AES-256-CTR over `data` from the counter block nonce || u8 stream || u32 seq || u24 0
+    (big-endian, NIST SP 800-38A); sealing and opening are the same operation."""
+    counter = nonce + struct.pack(">BIBH", stream, seq & 0xFFFFFFFF, 0, 0)
+    return Cipher(algorithms.AES(key_e), modes.CTR(counter)).encryptor().update(data)
 
 
 def frame_tag(key: bytes, data: bytes, prefix: bytes = b"") -> bytes:
@@ -68,6 +86,8 @@ class FrameAuth:
         self.challenge: bytes | None = None
         self.boot: int | None = None
         self.key: bytes | None = None
+        self.seal_key: bytes | None = None
+        self.boot_nonce: bytes | None = None
         self.conn_nonce: bytes | None = None
         self.control_seq = 0
         self.peer: bytes | None = None  # this gateway's address as the device should see it
@@ -100,11 +120,13 @@ class FrameAuth:
         self._asked.append((stream, from_seq, to_seq))
 
     def control_frame(self, payload: bytes) -> bytes:
-        """A command signed for this connection, with a fresh control sequence number."""
-        assert self.key is not None and self.conn_nonce is not None
+        """A command sealed and signed for this connection, with a fresh control sequence
+        number (the counter of its seal, under this connection's nonce)."""
+        assert self.key is not None and self.seal_key is not None and self.conn_nonce is not None
         self.control_seq += 1
+        sealed = seal(self.seal_key, self.conn_nonce, p.Stream.CONTROL, self.control_seq, payload)
         frame = p.Frame(p.Flag(0), p.DeviceType.GATEWAY, p.Stream.CONTROL, 0,
-                        self.control_seq, 0, payload)  # fmt: skip
+                        self.control_seq, 0, sealed)  # fmt: skip
         return sign_frame(self.key, frame, self.conn_nonce)
 
     def admit(self, frame: p.Frame, data: bytes) -> list[p.Frame]:
@@ -121,7 +143,15 @@ class FrameAuth:
                 st.auth_failed += 1
             self._held.append((frame, data))
             return []
-        return [frame] if self._check(frame, data) else []
+        return [self._open(frame)] if self._check(frame, data) else []
+
+    def _open(self, frame: p.Frame) -> p.Frame:
+        """A verified frame with its payload in clear (a REPLY's is not sealed)."""
+        if frame.stream == p.Stream.REPLY:
+            return frame
+        assert self.seal_key is not None and self.boot_nonce is not None
+        clear = seal(self.seal_key, self.boot_nonce, frame.stream, frame.seq, frame.payload)
+        return replace(frame, payload=clear)
 
     def _is_session_reply(self, frame: p.Frame) -> bool:
         return len(frame.payload) >= 1 and frame.payload[0] == p.Op.SESSION
@@ -132,6 +162,9 @@ class FrameAuth:
         pl = frame.payload
         if len(pl) != 3 + 3 * n + p.PEER_LEN or pl[2] != p.Status.OK:
             st.auth_failed += 1
+            if len(pl) == 3 + 3 * n:
+                log.warning("session reply without a peer: firmware from before sealed frames, "
+                            "update it")  # fmt: skip
             return []
         challenge, boot_nonce = pl[3 : 3 + n], pl[3 + n : 3 + 2 * n]
         conn_nonce, peer = pl[3 + 2 * n : 3 + 3 * n], pl[3 + 3 * n :]
@@ -149,11 +182,12 @@ class FrameAuth:
             return []
         self.challenge = None
         self.boot, self.key, self.conn_nonce = frame.boot, key, conn_nonce
+        self.seal_key, self.boot_nonce = seal_key(key), boot_nonce
         out = [frame]
         held, self._held = self._held, deque()
         for f, d in held:
             if self._check(f, d):
-                out.append(f)
+                out.append(self._open(f))
         return out
 
     def _check(self, frame: p.Frame, data: bytes) -> bool:

@@ -43,11 +43,7 @@ link.send_record(p.S_EVENT, 5, bytes((p.EV_BOOT,)))
 link.send(p.S_DOPPLER, 0, 10, bytes(range(40)), p.F_ADPCM)
 link.send(p.S_DOPPLER, 74, 28, bytes(range(40, 80)), p.F_ADPCM)
 if len(sys.argv) > 4:  # paired since: a new key, the frames above stored under the old one
-    import pairing
-
-    pr = pairing.Pairing({"id": "fh-t"}, "/dev/null", link, None, {}, None, None)
     link.set_key(binascii.unhexlify(sys.argv[4]))  # as Pairing._confirm stores it
-    link.resign = pr._resign
     link.txq.clear()  # the old link went down with them
 for line in sys.stdin:  # control frames written by the gateway
     link._on_write(binascii.unhexlify(line.strip()))

@@ -15,6 +15,7 @@ import linkauth
 import protocol as p
 import radio_serial
 import radio_sim
+import seal
 from framestore import FrameStore
 from hmac_sha256 import HMAC
 
@@ -181,7 +182,7 @@ def check_frame(v):
     eq(p.encode_frame(flags, dt, stream, boot, seq, t_ms, payload, tag), data, "encode_frame")
     eq(p.decode_frame(data), (flags, dt, stream, boot, seq, t_ms, payload, tag), "decode_frame")
     eq(p.crc16(data[:-2]), int(v["crc"], 16), "crc16")
-    check_content(v["content"], payload)
+    check_content(v["content"], h(v["plaintext"]) if "plaintext" in v else payload)
 
 
 def check_record(r):
@@ -213,6 +214,8 @@ K_S = h(KEY["session_key"])
 def check_session_key():
     eq(HMAC(h(KEY["device_key"])).digest(h(KEY["session_key_input"])), K_S, "K_s")
     eq(linkauth.SESSION_LABEL, KEY["session_label"].encode(), "SESSION_LABEL")
+    eq(seal.SEAL_LABEL, KEY["seal_label"].encode(), "SEAL_LABEL")
+    eq(HMAC(K_S).digest(seal.SEAL_LABEL), h(KEY["seal_key"]), "K_e")
 
 
 def check_mac(v):
@@ -244,18 +247,26 @@ def check_device_signed(link, v):
         f = c["fields"]
         eq(link.auth.session(c["request_id"], h(f["challenge"]), h(f["peer"]), 1), payload,
            "session reply")  # fmt: skip
-    link.send(stream, seq, t_ms, payload, flags & ~(p.F_AUTH | p.F_RESENT))
-    sent = link.txq[-1]
+    plain = h(v.get("plaintext", v["payload"]))
+    if "plaintext" in v:
+        buf = bytearray(plain)
+        link.auth._seal.apply(link.auth.boot_nonce, stream, seq, buf)
+        eq(bytes(buf), payload, "seal")
+    link.send(stream, seq, t_ms, plain, flags & ~(p.F_AUTH | p.F_RESENT))
+    sent = bytes(link.txq[-1])
     if flags & p.F_RESENT:
         sent = p.set_resent(sent)
-    eq(sent.hex(), v["hex"], "signed by Link")
+    eq(sent.hex(), v["hex"], "sealed and signed by Link")
 
 
 def check_command(link, v):
     check_frame(v)
     check_mac(v)
     d = p.decode_frame(h(v["hex"]))
-    eq(link.auth.command_ok(h(v["hex"]), d[4], d[7]), v["verifies"], "command accepted")
+    got = link.auth.open_command(h(v["hex"]), d[4], d[7])
+    eq(got is not None, v["verifies"], "command accepted")
+    if got is not None:
+        eq(got, h(v["plaintext"]), "command opened")
 
 
 # ---- USB serial ----
