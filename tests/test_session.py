@@ -198,6 +198,25 @@ def test_readings_taken_while_away_come_on_connect_and_those_gone_are_reported_l
     assert (p.Stream.TCB, 0, 3) in rec.lost and s.state.stats.lost_records == 3
 
 
+def test_device_info_left_in_the_store_is_asked_for_on_connect():
+    """The meter's answer to GET_INFO (its calibration) was left to its store, the link being
+    busy: no frame of the info stream was seen, so no gap shows; the connect asks for it anyway
+    (without it every jaundice reading waits, then goes out without a number)."""
+    s, rec = jaundice_session()
+    info = p.encode_frame(p.Frame(p.Flag(0), p.DeviceType.JAUNDICE, p.Stream.INFO, 1, 0, 0,
+                                  b'{"id": "tcb-01", "calibration": {}}'))  # fmt: skip
+    dev = ScriptedDevice({p.Stream.INFO: {0: info}})
+
+    async def main() -> None:
+        await s.attach(dev)
+        await s.after_connect()
+        await eventually_async(lambda: s.state.info, 5, "the device info")
+
+    asyncio.run(main())
+    assert (p.Stream.INFO, 0, p.SEQ_END) in dev.requests
+    assert s.state.info == {"id": "tcb-01", "calibration": {}}
+
+
 def status_frame(seq: int) -> bytes:
     payload = struct.pack("<HBB", 3900 - seq, 80, 1)
     return p.encode_frame(p.Frame(p.Flag(0), p.DeviceType.JAUNDICE, p.Stream.STATUS, 1, seq,

@@ -157,16 +157,19 @@ class DeviceSession:
     async def ask_for_records_sent_while_away(self) -> None:
         """A record sent while the link was down shows no gap until the next record of its
         stream, 5 s later for a status and maybe hours later for a jaundice reading: ask for
-        every record past the last one seen. Readings are asked for even when none was seen
-        from this boot yet (from the resume point, or the start); status, events and device
-        info once one was seen (before that, this gateway has nothing to continue).
+        every record past the last one seen. Readings and the device info are asked for even
+        when none was seen from this boot yet (from the resume point, or the start); status
+        and events once one was seen (before that, this gateway has nothing to continue).
 
         Sample streams need no such ask: their next live frame reveals the gap at once. By the
         time START is answered the device's INFO has come in, so the boot is current.
         """
-        readings = p.READING_STREAMS.get(self.state.device_type, ())
-        seen = [s for s in self.streams if s not in p.SAMPLE_STREAMS and s not in readings]
-        for stream in (*readings, *seen):
+        # The device info too, always: the record GET_INFO asks for can be left to the store
+        # when the link is busy (a jaundice reading needs its calibration), and a first info
+        # lost shows no gap.
+        always = (*p.READING_STREAMS.get(self.state.device_type, ()), p.Stream.INFO)
+        seen = [s for s in self.streams if s not in p.SAMPLE_STREAMS and s not in always]
+        for stream in (*always, *seen):
             r = self.streams.get(stream)
             start = r.next_seq if r is not None and r.next_seq is not None else None
             if start is None:  # none seen from this boot: from the resume point, or the start
