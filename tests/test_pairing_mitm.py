@@ -14,7 +14,7 @@ import subprocess
 
 import pytest
 
-from simulators.fleet import FIRMWARE_DIR, micropython_binary
+from simulators.fleet import FIRMWARE_DIR, HEAP, micropython_binary
 
 pytestmark = pytest.mark.system
 
@@ -102,7 +102,7 @@ def _run(tmp_path, body: str, **values: object) -> list[dict]:
     script = tmp_path / "mitm.py"
     values = {"lib": str(FIRMWARE_DIR / "lib"), "path": str(settings), **values}
     script.write_text((_PRELUDE + body) % values)
-    res = subprocess.run([micropython_binary(), "-X", "heapsize=128K", str(script)],
+    res = subprocess.run([micropython_binary(), "-X", f"heapsize={HEAP}", str(script)],
                          capture_output=True, text=True, timeout=120)  # fmt: skip
     assert res.returncode == 0, res.stderr
     return [json.loads(line) for line in res.stdout.splitlines() if line.startswith("{")]

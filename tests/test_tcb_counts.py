@@ -187,7 +187,9 @@ def _firmware_measure(scene, factory_drive):
 
     script = Path(__file__).parent / "mpy" / "tcb_cycle_check.py"
     job = json.dumps({"scene": scene, "factory_drive": list(factory_drive)})
-    return json.loads(run_micropython(script, str(FIRMWARE_DIR), stdin=job))
+    # the fleet's heap (simulators/fleet.py HEAP, 132K) and 4 KiB for this script's own
+    # bytecode and its HAL import ahead of main.py, which the fleet's devices do not have
+    return json.loads(run_micropython(script, str(FIRMWARE_DIR), stdin=job, heap="136K"))
 
 
 @pytest.mark.system

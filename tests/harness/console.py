@@ -9,7 +9,7 @@ import tty
 from contextlib import contextmanager
 from pathlib import Path
 
-from simulators.fleet import FIRMWARE_DIR, micropython_binary
+from simulators.fleet import FIRMWARE_DIR, HEAP, micropython_binary
 
 
 @contextmanager
@@ -27,7 +27,7 @@ def provisioning_consoles(tmp_path: Path):
         master, slave = os.openpty()
         tty.setraw(slave)  # no echo or line editing before the host opens the port
         proc = subprocess.Popen(
-            [micropython_binary(), "-X", "heapsize=128K", str(FIRMWARE_DIR / kind / "main.py"),
+            [micropython_binary(), "-X", f"heapsize={HEAP}", str(FIRMWARE_DIR / kind / "main.py"),
              str(path), "provision"],
             stdin=master, stdout=master, stderr=subprocess.PIPE,
         )  # fmt: skip
