@@ -496,12 +496,15 @@ class FetalProcessor:
                 "dawes_redman_session_id": session_id,
             },
         )
-        self.alerts.set(
-            "ctg_pathological",
-            findings.figo_class == "pathological",
-            "FIGO class pathological: " + "; ".join(findings.reasons),
-            severity="high",
-        )
+        # An indeterminate window (too much signal loss, say) says nothing about the heart: a
+        # pathological trace stays raised until a window is classed normal or suspicious.
+        if findings.figo_class != "indeterminate":
+            self.alerts.set(
+                "ctg_pathological",
+                findings.figo_class == "pathological",
+                f"FIGO class {findings.figo_class}: " + "; ".join(findings.reasons),
+                severity="high",
+            )
 
     def _dawes_redman(self, window: Floats) -> tuple[str | None, DawesRedmanResult]:
         """(session id, result): Dawes-Redman over the recording session in progress, from its
