@@ -17,6 +17,7 @@ if TYPE_CHECKING:
     from gateway.device.session import DeviceSession
     from gateway.processing.alerts import PublishOptions
     from gateway.processing.recording import Recordings
+    from gateway.publish.mqtt import Publisher
     from gateway.publish.outbox import Outbox
     from gateway.state.history import History
 
@@ -25,6 +26,7 @@ class GatewayContext(Protocol):
     cfg: Config
     history: History  # what was published, settings, alerts and their acknowledgements
     outbox: Outbox
+    publisher: Publisher  # the link to the hospital: the nurse view's gateway banner reads it
     sessions: dict[str, DeviceSession]  # connected or recently seen devices
     enrolment: Enrolment
     recordings: Recordings  # sessions, schedules, reports of fetal monitors

@@ -53,6 +53,7 @@ from gateway.web.auth import (
     Sessions,
     nurse_only,
 )
+from gateway.web.gateway_warnings import read_warnings
 from gateway.web.logins import BROWSER_COOKIE, BROWSER_DAYS, BrowserTokens, LoginLimits
 from gateway.web.mother import help_phone_warning, mother_routes
 from gateway.web.nurses import NurseAccounts
@@ -222,6 +223,11 @@ def create_app(gw: GatewayContext, history: History, accounts: NurseAccounts, se
                              "warnings": [w for w in (help_phone_warning(gw.cfg.web.help_phone),)
                                           if w]})  # fmt: skip
 
+    @nurse_only()
+    async def gateway_warnings(request: Request) -> Response:
+        # the outbox's queries hold its lock, which its sender thread takes too: off the loop
+        return JSONResponse(await asyncio.to_thread(read_warnings, gw.publisher))
+
     def device_ids() -> list[str]:
         ids = set(gw.sessions) | set(history.devices) | set(history.settings.values)
         return sorted(ids)
@@ -335,6 +341,7 @@ def create_app(gw: GatewayContext, history: History, accounts: NurseAccounts, se
         Route("/login", login, methods=["POST"]),
         Route("/logout", logout, methods=["POST"]),
         Route("/api/me", me),
+        Route("/api/gateway/warnings", gateway_warnings),  # the gateway banner
         Route("/api/devices", devices),
         Route("/api/devices/{device}/window", window),
         Route("/api/devices/{device}/settings", settings, methods=["POST"]),

@@ -6,6 +6,7 @@ import { getMe } from "./api.js";
 import { renderAlerts, wireAlertBanner } from "./alerts.js";
 import { renderDevices } from "./devices.js";
 import { $, el } from "./dom.js";
+import { refreshGatewayWarnings, renderGatewayBanner } from "./gatewaybanner.js";
 import { initialLang, lang, onLanguage, setLang, tr } from "./i18n.js";
 import { connect, relabelLive } from "./live.js";
 import { saveSettings } from "./settings.js";
@@ -27,7 +28,7 @@ function relabel() {
   fillWhen();
   relabelLive();
   if (state.me) $("gateway-id").textContent = tr("gateway", state.me.gateway_id);
-  renderDevices(); renderAlerts(); renderDetail();
+  renderDevices(); renderAlerts(); renderDetail(); renderGatewayBanner();
 }
 
 async function main() {
@@ -39,6 +40,7 @@ async function main() {
   $("user").textContent = state.me.user;
   $("gateway-id").textContent = tr("gateway", state.me.gateway_id);
   $("normal-band").textContent = `${state.me.fhr_normal_bpm.join("–")} bpm`;
+  refreshGatewayWarnings(); // the link to the hospital: the gateway banner (gatewaybanner.js)
   $("no-help-phone").hidden = !!(state.me.help_phone || "").trim(); // the mother's page has no number to call
   $("speed").addEventListener("change", (e) => { state.speed = Number(e.target.value); loadWindow().then(renderDetail); });
   // the strip moves when the window it asks for has come (view.js loadWindow), never before
@@ -64,6 +66,7 @@ async function main() {
     if (state.live) queueRedraw();
     try { await refreshRecordings(); } catch { /* not reachable now: the live state says so */ }
     renderDevices(); renderAlerts();
+    refreshGatewayWarnings();
   }, REFRESH_MS);
   await refresh();
   connect({ onOpen: refresh, redraw: queueRedraw });
