@@ -13,6 +13,8 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
+from gateway.schemas import SchemaCheck
+
 
 class ConfigError(ValueError):
     """A configuration problem, described in one line."""
@@ -125,13 +127,18 @@ _SECTIONS = {
     "web": WebSection,
 }
 
-# Per-device keys the nurse or the hospital may set (see docs/configuration.md).
+# Per-device keys the nurse or the hospital may set (see docs/perimon.example.toml).
 _DEVICE_KEYS: dict[str, type | tuple[type, ...]] = {
     "label": str,
     "birth_time": str,
     "ga_weeks": (int, float),
     "risk_factors": bool,
 }
+# Their values follow the rules the nurse view's and the hospital's settings follow
+# (docs/schemas/command.schema.json `$defs/settings`): a birth time the jaundice assessment
+# cannot read (no time zone, not ISO 8601) or a gestation outside the guideline would leave
+# every TcB reading unassessed and raise no alert, so the file is refused instead.
+_DEVICE_VALUES = SchemaCheck("command", "settings")
 
 
 def _check_value(where: str, name: str, default: Any, value: Any) -> Any:
@@ -209,6 +216,9 @@ def _validate(cfg: Config, src: str) -> None:
             typ = _DEVICE_KEYS[key]
             if not isinstance(value, typ) or isinstance(value, bool) != (typ is bool):
                 raise bad(f"[devices.{dev_id}] {key}: wrong type {type(value).__name__}")
+            problem = _DEVICE_VALUES.problem({key: value})  # "<key>: <what it must be>"
+            if problem is not None:
+                raise bad(f"[devices.{dev_id}] {problem}, got {repr(value)[:50]}")
 
 
 def config_from_dict(

@@ -1,9 +1,11 @@
 import subprocess
 import sys
+from datetime import datetime
 
 import pytest
 
 from gateway.config import ConfigError, config_from_dict, load_config
+from gateway.processing.jaundice import assess_at
 
 
 @pytest.mark.unit
@@ -27,6 +29,16 @@ def test_defaults_are_valid():
         ({"devices": {"tcb-01": {"ga_weeks": "38"}}}, "ga_weeks"),
         ({"devices": {"tcb-01": {"name": "Baby Smith"}}}, "unknown key 'name'"),
         ({"mqtt": {"tls": "yes"}}, "expected true or false"),
+        # a birth time or gestation the TcB assessment cannot use: refused, as in the nurse view
+        (
+            {"devices": {"tcb-01": {"birth_time": "2026-12-06T10:00:00"}}},
+            "[devices.tcb-01] birth_time: an ISO 8601 time with a time zone, got '2026-12-06T10:00:00'",
+        ),
+        ({"devices": {"tcb-01": {"birth_time": "06/12/2026 10:00"}}}, "birth_time: an ISO 8601"),
+        ({"devices": {"tcb-01": {"birth_time": "yesterday"}}}, "birth_time: an ISO 8601"),
+        ({"devices": {"tcb-01": {"ga_weeks": 34}}}, "[devices.tcb-01] ga_weeks: a number of weeks"),
+        ({"devices": {"tcb-01": {"ga_weeks": 46.5}}}, "ga_weeks: a number of weeks from 35 to 45"),
+        ({"devices": {"tcb-01": {"label": "x" * 41}}}, "label: text of at most 40 characters"),
     ],
 )
 def test_wrong_key_or_value_gives_one_line_naming_it(raw, needle):
@@ -34,6 +46,17 @@ def test_wrong_key_or_value_gives_one_line_naming_it(raw, needle):
         config_from_dict(raw, "perimon.toml")
     msg = str(exc.value)
     assert needle in msg and "\n" not in msg and msg.startswith("perimon.toml")
+
+
+@pytest.mark.unit
+@pytest.mark.parametrize(
+    "birth_time", ["2026-12-06T10:00:00Z", "2026-12-06T10:00:00+08:00", "2026-12-06T10:00:00.5Z"]
+)
+def test_a_birth_time_the_config_accepts_is_one_the_tcb_assessment_reads(birth_time):
+    cfg = config_from_dict({"devices": {"tcb-01": {"birth_time": birth_time, "ga_weeks": 38}}})
+    born = datetime.fromisoformat(birth_time.replace("Z", "+00:00")).timestamp()
+    a = assess_at(25.0, born + 40 * 3600, cfg.devices["tcb-01"], [])
+    assert a is not None and a.above_phototherapy and round(a.age_hours) == 40
 
 
 @pytest.mark.system
