@@ -120,6 +120,46 @@ def test_a_device_clock_jump_is_not_a_rate_error():
     assert s.state.rate_errors == {} and len(rec.samples) == 400
 
 
+def doppler_frame(seq: int, t_ms: int, n: int = 240, boot: int = 1) -> bytes:
+    payload = np.zeros(n, dtype="<i2").tobytes()
+    return p.encode_frame(p.Frame(p.Flag(0), 1, p.Stream.DOPPLER, boot, seq, t_ms, payload))
+
+
+@pytest.mark.parametrize("adc_hz", [2800, 5200, 8000])
+def test_a_doppler_adc_more_than_a_quarter_off_is_a_rate_error_not_a_clock_jump(adc_hz):
+    """Every span from the anchor implies the same rate, far off 4000 Hz: the first is taken
+    for a clock that jumped, the second, the same again, for what it is."""
+    s, _ = session()
+    for seq in range(0, adc_hz * 130, 240):  # 130 s: two spans of a minute
+        s.on_frame(doppler_frame(seq, seq * 1000 // adc_hz))
+    assert s.state.rate_errors == {"doppler": pytest.approx(adc_hz, rel=0.01)}
+
+
+def test_two_clock_jumps_in_a_row_are_not_a_rate_error():
+    s, rec = session()
+    for k in range(700):  # the clock set forward an hour, then back 10 minutes, a minute on
+        jump = 3_600_000 if k >= 150 else 0
+        jump -= 600_000 if k >= 300 else 0
+        s.on_frame(ppg_frame(25 * k, 500 * k + jump))
+    assert s.state.rate_errors == {} and len(rec.samples) == 700
+
+
+def test_a_declared_rate_other_than_nominal_is_a_rate_error_at_once():
+    """A board whose info says its Doppler runs at 8 kHz: every FHR would be off, and the
+    processing knows only 4 kHz; flagged from the info on, not after two minutes of spans."""
+    s, _ = session()
+    info = b'{"id": "fh-01", "rates_hz": {"doppler": 8000, "ppg": 50}}'
+    s.on_frame(p.encode_frame(p.Frame(p.Flag(0), 1, p.Stream.INFO, 1, 0, 0, info)))
+    assert s.state.rate_errors == {"doppler": 8000.0}
+    for seq in range(0, 4000 * 70, 240):  # its frames then say 4 kHz: the info still stands
+        s.on_frame(doppler_frame(seq, seq // 4))
+    assert s.state.rate_errors == {"doppler": 8000.0}
+    nominal, _ = session()
+    info = b'{"id": "fh-01", "rates_hz": {"doppler": 4000, "ppg": 50}}'
+    nominal.on_frame(p.encode_frame(p.Frame(p.Flag(0), 1, p.Stream.INFO, 1, 0, 0, info)))
+    assert nominal.state.rate_errors == {}
+
+
 class ScriptedDevice(DeviceLink):
     """A device end that answers RESEND as the firmware does, from the frames it still holds
     (`held`: stream -> {seq: frame}); every request is recorded."""

@@ -107,6 +107,7 @@ class DeviceSession:
         self._fragments: dict[int, list[bytes]] = {}
         self._broken: set[int] = set()
         self._rate_ref: dict[int, tuple[int, int]] = {}
+        self._rate_jumped: dict[int, float] = {}  # stream -> rate implied by its last re-anchor
         self._frame_t_ms: dict[tuple[int, int], int] = {}
         self._req_id = 0
         self._pending: dict[int, asyncio.Future[p.Reply]] = {}
@@ -282,6 +283,7 @@ class DeviceSession:
         self._fragments.clear()
         self._broken.clear()
         self._rate_ref.clear()
+        self._rate_jumped.clear()
         self.state.rate_errors.clear()
         self._resends.clear()
         if self.processor:
@@ -361,8 +363,10 @@ class DeviceSession:
         """Compare the sample rate implied by seq and device time with the nominal rate.
 
         Measured from a fixed anchor, so the jitter of frame timestamps (up to the device's ADC
-        buffer, about 1 s) shrinks as the span grows; a clock that jumps (implied rate off by
-        more than RATE_JUMP) is re-anchored and logged, not taken for a rate error.
+        buffer, about 1 s) shrinks as the span grows. A span implying a rate off by more than
+        RATE_JUMP is re-anchored: once, it is a device clock that jumped; two in a row implying
+        the same rate are an ADC clock that far off (an 8 kHz ADC puts every FHR at half), a
+        rate error like any other. So is a declared rate other than nominal (`_declared_rate`).
         """
         ref = self._rate_ref.get(stream)
         if ref is None or seq <= ref[0]:
@@ -377,17 +381,41 @@ class DeviceSession:
         nominal = p.NOMINAL_RATE_HZ[p.Stream(stream)]
         name = p.Stream(stream).name.lower()
         error = abs(rate / nominal - 1.0)
+        jumped = self._rate_jumped.pop(stream, None)  # the rate the previous span implied
         if error > p.RATE_JUMP:
-            log.warning("%s: device clock jumped (%s implies %.1f Hz); re-anchored",
-                        self.state.device_id, name, rate)  # fmt: skip
             self._rate_ref[stream] = (seq, t_ms)
-        elif error > p.RATE_TOLERANCE:
+            if jumped is None or abs(rate / jumped - 1.0) > p.RATE_TOLERANCE:
+                log.warning("%s: device clock jumped (%s implies %.1f Hz); re-anchored",
+                            self.state.device_id, name, rate)  # fmt: skip
+                self._rate_jumped[stream] = rate
+                return
+            self._rate_jumped[stream] = rate  # the same again next time: still a rate error
+        if error > p.RATE_TOLERANCE:
             if name not in self.state.rate_errors:
                 log.error("%s: %s runs at %.1f Hz, not %d Hz: its readings are withheld",
                           self.state.device_id, name, rate, nominal)  # fmt: skip
             self.state.rate_errors[name] = round(rate, 1)
-        else:
+        elif self._declared_rate(name) in (None, nominal):
             self.state.rate_errors.pop(name, None)
+
+    def _declared_rate(self, name: str) -> float | None:
+        """The rate the device info says the stream runs at (`rates_hz`), if it says."""
+        rates = self.state.info.get("rates_hz")
+        rate = rates.get(name) if isinstance(rates, dict) else None
+        return float(rate) if isinstance(rate, int | float) and not isinstance(rate, bool) else None
+
+    def _check_declared_rates(self) -> None:
+        """A device that says it samples a stream at other than its nominal rate (another
+        board, another firmware) has every reading of it scaled: the processing knows only the
+        nominal rate. A rate error from the info on, before any span is measured."""
+        for stream, nominal in p.NOMINAL_RATE_HZ.items():
+            name = p.Stream(stream).name.lower()
+            declared = self._declared_rate(name)
+            if declared is not None and declared != nominal:
+                if name not in self.state.rate_errors:
+                    log.error("%s: %s declared at %.1f Hz, not %d Hz: its readings are withheld",
+                              self.state.device_id, name, declared, nominal)  # fmt: skip
+                    self.state.rate_errors[name] = round(declared, 1)
 
     def _on_record(self, stream: int, seq: int, t_ms: int, payload: bytes) -> None:
         st = self.state
@@ -410,6 +438,7 @@ class DeviceSession:
                 self._warn_malformed("bad device info", exc)
                 return
             st.info = info
+            self._check_declared_rates()
             self.on_info(info)
         if self.processor:
             self.processor.on_record(stream, seq, t_ms, payload)
