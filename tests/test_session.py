@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import struct
+import time
 
 import numpy as np
 import pytest
@@ -162,7 +163,8 @@ def test_a_declared_rate_other_than_nominal_is_a_rate_error_at_once():
 
 class ScriptedDevice(DeviceLink):
     """A device end that answers RESEND as the firmware does, from the frames it still holds
-    (`held`: stream -> {seq: frame}); every request is recorded."""
+    (`held`: stream -> {seq: frame}), and TIME_SYNC with its clock (`clock_ms`, None: it does
+    not answer); every RESEND is recorded."""
 
     device_id, device_type, name, att_mtu = "tcb-01", p.DeviceType.JAUNDICE, "tcb-01", 247
 
@@ -170,10 +172,17 @@ class ScriptedDevice(DeviceLink):
         super().__init__()
         self.held = held
         self.requests: list[tuple[int, int, int]] = []
+        self.clock_ms: int | None = 600_000
+        self.syncs = 0
 
     async def write(self, frame: bytes) -> None:
         f = p.decode_frame(frame)
         op, rid, args = f.payload[0], f.payload[1], f.payload[2:]
+        if op == p.Op.TIME_SYNC:
+            self.syncs += 1
+            if self.clock_ms is not None:
+                self._reply(op, rid, p.Status.OK, args + struct.pack("<I", self.clock_ms))
+            return
         if op != p.Op.RESEND:
             self._reply(op, rid, p.Status.OK, b"")
             return
@@ -303,3 +312,67 @@ def test_a_gap_filling_from_its_bottom_is_asked_for_once_not_once_per_frame():
     ppg_asks = [r for r in dev.requests if r[0] == p.Stream.PPG]
     assert ppg_asks == [(p.Stream.PPG, 25, 250)], ppg_asks
     assert rec.lost == [] and [x[1] for x in rec.samples] == [25 * k for k in range(11)]
+
+
+class TimedRecorder(Recorder):
+    """Also the wall time the session gives each record when it is handed on."""
+
+    def __init__(self, session: DeviceSession) -> None:
+        super().__init__()
+        self.session = session
+        self.times: list[float] = []
+
+    def on_record(self, stream, seq, t_ms, payload):
+        super().on_record(stream, seq, t_ms, payload)
+        self.times.append(self.session.unix_time(t_ms))
+
+
+def test_a_reading_before_the_clock_sync_waits_for_it_and_gets_its_own_time():
+    """Reading 0 was taken 9 minutes into the boot; the device clock reads 10 minutes when the
+    sync comes. Handed on before the sync, it was timed at its arrival (a minute late; hours
+    for a reading held through an outage); now it waits, and is timed 60 s before the sync."""
+    s = DeviceSession("tcb-01", p.DeviceType.JAUNDICE, gap_timeout_s=5)
+    rec = s.processor = TimedRecorder(s)
+    dev = ScriptedDevice({})
+
+    async def main() -> None:
+        await s.attach(dev)
+        s.on_frame(p.encode_frame(p.Frame(p.Flag(0), p.DeviceType.JAUNDICE, p.Stream.TCB, 1, 0,
+                                          540_000, tcb_record(0))))  # fmt: skip
+        assert tcb_records(rec) == []  # its time is not known yet
+        await s.time_sync()
+
+    before = time.time()
+    asyncio.run(main())
+    assert tcb_records(rec) == [tcb_record(0)]
+    assert rec.times[0] == pytest.approx(before - 60, abs=1)
+
+
+def test_a_reading_waits_while_the_device_does_not_answer_the_clock_sync():
+    s = DeviceSession("tcb-01", p.DeviceType.JAUNDICE, gap_timeout_s=5)
+    rec = s.processor = TimedRecorder(s)
+    dev = ScriptedDevice({})
+    dev.clock_ms = None
+
+    async def main() -> None:
+        await s.attach(dev)
+        s.on_frame(tcb_frame(0))
+        s.tick()  # the boot is new: its clock is synced at once (unanswered here)
+        await eventually_async(lambda: dev.syncs == 1, 5, "a clock sync")
+        assert tcb_records(rec) == []
+        dev.clock_ms = 600_000
+        await s.time_sync()  # as the tick's next try does, a few seconds on
+
+    asyncio.run(main())
+    assert tcb_records(rec) == [tcb_record(0)]
+
+
+def test_a_new_boot_forgets_the_old_boots_clock_offset():
+    """Boot 1 was synced 10 h into it; boot 2's clock starts at 0 again: keeping the offset
+    would put its readings 10 h in the past until the next sync."""
+    s, rec = session()
+    s.on_frame(ppg_frame(0, 36_000_000, boot=1))
+    s.clock_offset_ms = time.time() * 1000 - 36_000_000
+    s.on_frame(ppg_frame(0, 5_000, boot=2))
+    assert s.clock_offset_ms is None
+    assert s.unix_time(5_000) == pytest.approx(time.time(), abs=1)

@@ -28,6 +28,7 @@ log = logging.getLogger(__name__)
 
 _RESEND_RETRY_S = 1.0
 _TIME_SYNC_EVERY_S = 300.0
+_TIME_SYNC_RETRY_S = 5.0  # while this boot's clock is not synced: its readings wait for it
 _WARN_EVERY_S = 10.0
 _last_warning: dict[str, tuple[float, int]] = {}  # device id -> (last warned, suppressed since)
 _RESUME_SLACK = 1024  # samples: more than a sample frame holds at any MTU (firmware: 480)
@@ -113,8 +114,11 @@ class DeviceSession:
         self._pending: dict[int, asyncio.Future[p.Reply]] = {}
         # RESEND requests in flight: (stream, end seq) -> (first seq asked, when asked)
         self._resends: dict[tuple[int, int], tuple[int, float]] = {}
-        self.clock_offset_ms: float | None = None  # unix_ms = device_ms + offset
-        self._last_sync = 0.0
+        self.clock_offset_ms: float | None = None  # unix_ms = device_ms + offset, this boot
+        self._last_sync = -1e9
+        # Readings (p.READING_STREAMS) of this boot that came before its clock was synced:
+        # (stream, seq, t_ms, payload), handed on in order once it is (docs/reliability.md)
+        self._unsynced: list[tuple[int, int, int, bytes]] = []
         self.on_info: Callable[[dict[str, Any]], None] = lambda info: None
         # After a gateway restart: stream -> first seq not yet safely published (set by the
         # on_new_boot hook from the outbox's high-water marks); the stream resumes there.
@@ -215,9 +219,13 @@ class DeviceSession:
         # The device read its clock about half-way through the round trip.
         self.clock_offset_ms = (sent + received) / 2.0 - device_ms
         self._last_sync = time.monotonic()
+        self._release_unsynced()
 
     def unix_time(self, t_ms: int) -> float:
-        """Wall-clock seconds for a device timestamp (gateway clock if not yet synced)."""
+        """Wall-clock seconds for a device timestamp of this boot; before its clock is synced,
+        the time of arrival. Only live trace points use that (they are seconds old at most):
+        a reading waits for the sync (`_unsynced`), since one resent hours later would get
+        the hour it arrived, and a baby's age at the reading decides its risk zone."""
         if self.clock_offset_ms is None:
             return time.time()
         return (t_ms + self.clock_offset_ms) / 1000.0
@@ -278,6 +286,16 @@ class DeviceSession:
         if self.state.boot is not None:
             self._flush_all()
             log.info("%s: rebooted (boot %s -> %s)", self.state.device_id, self.state.boot, boot)
+        if self._unsynced:  # the old boot's clock was never synced, and its numbers end here
+            log.error("%s: %d readings of boot %s go out timed at their arrival: its clock "
+                      "was never synced", self.state.device_id, len(self._unsynced),
+                      self.state.boot)  # fmt: skip
+            self._release_unsynced()
+        # The device's clock restarted at 0: the old boot's offset would put this boot's times
+        # back by the old one's uptime. Synced again at the next tick (after_connect's sync,
+        # when the new boot is what connected, usually comes first).
+        self.clock_offset_ms = None
+        self._last_sync = -1e9
         self.state.boot = boot
         self.streams.clear()
         self._fragments.clear()
@@ -440,8 +458,17 @@ class DeviceSession:
             st.info = info
             self._check_declared_rates()
             self.on_info(info)
+        if self.clock_offset_ms is None and stream in p.READING_STREAMS.get(st.device_type, ()):
+            self._unsynced.append((stream, seq, t_ms, payload))  # its time is not known yet
+            return
         if self.processor:
             self.processor.on_record(stream, seq, t_ms, payload)
+
+    def _release_unsynced(self) -> None:
+        held, self._unsynced = self._unsynced, []
+        if self.processor:
+            for stream, seq, t_ms, payload in held:
+                self.processor.on_record(stream, seq, t_ms, payload)
 
     def _on_reply(self, frame: p.Frame) -> None:
         try:
@@ -508,7 +535,8 @@ class DeviceSession:
         st = self.state.stats
         st.gaps_seen = sum(r.stats.gaps_seen for r in self.streams.values())
         st.gaps_filled = sum(r.stats.gaps_filled for r in self.streams.values())
-        if self.link is not None and now - self._last_sync > _TIME_SYNC_EVERY_S:
+        every_s = _TIME_SYNC_RETRY_S if self.clock_offset_ms is None else _TIME_SYNC_EVERY_S
+        if self.link is not None and now - self._last_sync > every_s:
             self._last_sync = now
             asyncio.get_running_loop().create_task(self.time_sync())
         if self.processor:
