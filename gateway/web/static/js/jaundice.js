@@ -120,12 +120,16 @@ function followAction(f) {
 }
 const measureText = (m) => (lang() === "en" || tr(`m_${m}`) === `m_${m}` ? m : tr(`m_${m}`));
 
-// "below phototherapy by 7.3 mg/dL": the gateway's words in English, made from the margin
-// (threshold minus reading, mg/dL) in Chinese, with the same rounding (format.js).
-function against(line, marginMg, sent) {
-  if (lang() === "en" && sent) return sent;
-  const name = tr(`line_name_${line}`), zero = ["0.0", "0"].includes(biliNumber(Math.abs(marginMg)));
-  return zero ? tr("line_at_line", name) : tr(marginMg > 0 ? "line_below" : "line_above", name, bili(Math.abs(marginMg)));
+// "below phototherapy by 7.3 mg/dL", "at exchange": the gateway's words (shown.*, made by
+// dsp/bilirubin_units.py threshold_phrase, the one rule that rounds the distance in the ward's
+// unit and calls a distance that rounds to nothing "at"). In English as sent; in Chinese from
+// their parts, the amount as the gateway rounded it; words of another pattern as sent.
+const AGAINST = /^(?:(above|below) \S+ by (\S+ \S+)|at \S+)$/;
+function against(line, sent) {
+  const m = lang() === "en" || !sent ? null : sent.match(AGAINST);
+  if (!m) return sent || "—";
+  const name = tr(`line_name_${line}`);
+  return m[1] ? tr(m[1] === "below" ? "line_below" : "line_above", name, m[2]) : tr("line_at_line", name);
 }
 const zoneText = (zone) => (tr(`zone_${zone}`) === `zone_${zone}` ? String(zone) : tr(`zone_${zone}`));
 const flagText = readingFlagText;
@@ -200,8 +204,8 @@ function renderHead(d) {
   const s = last.shown || {};
   box.append(
     el("div", { class: "tcb-lines" },
-      el("div", { "data-line": "phototherapy", text: tr("photo_head", against("phototherapy", a.margin_to_phototherapy_mg_dl, s.phototherapy), s.phototherapy_line) }),
-      el("div", { "data-line": "exchange", text: tr("exchange_head", against("exchange", a.margin_to_exchange_mg_dl, s.exchange), s.exchange_line) })),
+      el("div", { "data-line": "phototherapy", text: tr("photo_head", against("phototherapy", s.phototherapy), s.phototherapy_line) }),
+      el("div", { "data-line": "exchange", text: tr("exchange_head", against("exchange", s.exchange), s.exchange_line) })),
     el("div", { class: "tcb-next", id: "tcb-next" }, el("strong", { text: tr("next_head") }), nextText(last)),
     el("ul", {}, ...advice(a).map((x) => el("li", { text: x }))));
 }
@@ -254,8 +258,8 @@ function row(r) {
     r.tcb_mg_dl == null ? el("td", { class: "flagged", text: tr("not_a_tcb", flagText(r.flag)) })
       : el("td", { text: s.tcb || bili(r.tcb_mg_dl) }),
     el("td", { text: a ? zoneText(a.bhutani_zone) : "—" }),
-    a ? el("td", {}, ...underLine(against("phototherapy", a.margin_to_phototherapy_mg_dl, s.phototherapy), s.phototherapy_line)) : el("td", { text: "—" }),
-    a ? el("td", {}, ...underLine(against("exchange", a.margin_to_exchange_mg_dl, s.exchange), s.exchange_line)) : el("td", { text: "—" }),
+    a ? el("td", {}, ...underLine(against("phototherapy", s.phototherapy), s.phototherapy_line)) : el("td", { text: "—" }),
+    a ? el("td", {}, ...underLine(against("exchange", s.exchange), s.exchange_line)) : el("td", { text: "—" }),
     el("td", { text: a ? nextText(r, true) : "—" }),
     el("td", { text: a ? advice(a).join("; ") || "—"
       : r.tcb_mg_dl == null ? tr("measure_again") : r.assessment_error || tr("set_baby_short") }));
@@ -287,7 +291,7 @@ function summary(d) {
   const a = last.assessment, s = last.shown || {};
   return tr("tcb_summary", deviceName(d), valid.length, s.tcb || bili(last.tcb_mg_dl), when(t(last.t))) +
     (a ? tr("tcb_summary_assessed", a.age_hours.toFixed(0), zoneText(a.bhutani_zone),
-      against("phototherapy", a.margin_to_phototherapy_mg_dl, s.phototherapy)) : "");
+      against("phototherapy", s.phototherapy)) : "");
 }
 
 export async function renderJaundice(d) {
