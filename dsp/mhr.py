@@ -8,6 +8,13 @@ point it screens, whose window ends 1.9 s after it; the maternal rate moves slow
 2.5 s lag of the window centre costs well under 1 bpm); the beat period is the shortest lag
 whose multiples all correlate (so a dicrotic notch, half a beat away, does not double the
 rate). `MhrStream` is the implementation; `mhr_from_ppg` is the stream fed once and flushed.
+
+A window with no pulse gives no rate: the normalised autocorrelation does not care how small
+a signal is, and locks onto the band-pass filter's own decaying ringing (amplitudes down to
+1e-60) once a PPG goes flat or rails. So a window whose raw PPG is stuck at the ADC's rail,
+spans fewer than MIN_PULSE_RANGE_STEPS steps of its own quantisation, or whose band-passed
+PPG is under MIN_PULSE_RMS_STEPS steps RMS is pulseless (`pulseless`); the beat detector
+applies the same test to the PPG around each beat.
 """
 
 from __future__ import annotations
@@ -29,6 +36,24 @@ CARDIAC_BAND_HZ = (0.6, 5.0)
 MIN_ACF = 0.40
 COMB_RATIO = 0.90
 MIN_FS_HZ, MAX_FS_HZ = 10.0, 1000.0
+# A pulse must stand clear of the PPG front end's quantisation and noise. The monitor sends
+# its PPG as centred PCM16 (docs/protocol.md, stream 1): the ESP32's 12-bit ADC1 read with
+# MicroPython's ADC.read_u16() (0-65535) minus 32768 (firmware/fetal_heart/hal_esp32.py), so
+# one ADC step is 16 counts, and the ESP32 ADC's own noise is a few steps. The step is taken
+# from the window itself (the smallest difference between two of its sample values: 16 on
+# the device, 1 for integer counts, far less for a synthetic float PPG), so the test holds
+# for any input scale. A window spanning fewer than 8 steps (a finger-off reading: the ADC's
+# noise of a few steps either side), or whose band-passed PPG is under 2 steps RMS (a pulse
+# of about 6 steps peak to peak: its upstroke cannot be timed to the few ms the lock check
+# needs), has no pulse to measure. Judgement, from the ADC's step and noise; a real pulse
+# spans tens to hundreds of steps.
+MIN_PULSE_RANGE_STEPS = 8.0
+MIN_PULSE_RMS_STEPS = 2.0
+# The rails of the centred PCM16 PPG: a sample there is the ADC saturated (a detached or
+# over-lit sensor), no pulse shape. A window with more than 5% of its samples on a rail (a
+# pulse clipped for a part of every beat, or a sensor stuck) is not measured. Judgement.
+PPG_RAILS_COUNTS = (-32768.0, 32767.0)
+MAX_RAILED_FRACTION = 0.05
 
 
 @dataclass(frozen=True)
@@ -58,6 +83,25 @@ def _ppg_rate(fs_hz: float) -> float:
     return fs
 
 
+def pulseless(raw: Floats, band_passed: Floats) -> bool:
+    """Whether a stretch of PPG (raw samples and the same band-passed) holds no measurable
+    pulse: railed, flat, or within a few ADC steps (MIN_PULSE_RANGE_STEPS, MIN_PULSE_RMS_STEPS:
+    see there). NaN samples are ignored here (the callers void windows holding them)."""
+    x = raw[np.isfinite(raw)]
+    if x.size < 2:
+        return True
+    if np.mean((x <= PPG_RAILS_COUNTS[0]) | (x >= PPG_RAILS_COUNTS[1])) > MAX_RAILED_FRACTION:
+        return True
+    levels = np.unique(x)
+    if levels.size < 2:
+        return True
+    step = float(np.min(np.diff(levels)))
+    if float(levels[-1] - levels[0]) < MIN_PULSE_RANGE_STEPS * step:
+        return True
+    y = band_passed[np.isfinite(band_passed)]
+    return not (y.size and float(np.sqrt(np.mean(y * y))) >= MIN_PULSE_RMS_STEPS * step)
+
+
 def _band_pass(band_hz: tuple[float, float], fs: float) -> Floats:
     """Second-order Butterworth band-pass (sos), its top kept below Nyquist."""
     hi = min(band_hz[1], 0.45 * fs)
@@ -85,7 +129,8 @@ class MhrStream:
         self._min_len = int(round(MIN_WINDOW_S * fs))
         self._lag_min = int(np.floor(60.0 / MHR_RANGE_BPM[1] * fs))
         self._lag_max = int(np.ceil(60.0 / MHR_RANGE_BPM[0] * fs))
-        self._buf = np.zeros(0)
+        self._buf = np.zeros(0)  # band-passed PPG (NaN where missing)
+        self._raw = np.zeros(0)  # the PPG as fed, same samples
         self._start = 0  # sample index of _buf[0]
         self._n = 0
         self._next_k = 1
@@ -101,6 +146,7 @@ class MhrStream:
             y, self._zi = signal.sosfilt(self._sos, x, zi=self._zi)
             y[bad] = np.nan  # missing samples invalidate the windows that contain them
             self._buf = np.concatenate([self._buf, y])
+            self._raw = np.concatenate([self._raw, np.where(bad, np.nan, x)])
             self._n += x.size
         return self._points(final=False)
 
@@ -120,7 +166,8 @@ class MhrStream:
             lo, hi = max(lo, 0), min(hi, self._n)
             b, quality = np.nan, 0.0
             if hi - lo >= self._min_len:
-                b, quality = self._estimate(self._buf[lo - self._start : hi - self._start])
+                a, z = lo - self._start, hi - self._start
+                b, quality = self._estimate(self._buf[a:z], self._raw[a:z])
             ts.append(k * POINT_S)
             bpm.append(b)
             q.append(quality)
@@ -129,11 +176,13 @@ class MhrStream:
         drop = max(0, int(round(k * POINT_S * self.fs_hz)) - self._behind - 1) - self._start
         if drop > 0:
             self._buf = self._buf[drop:]
+            self._raw = self._raw[drop:]
             self._start += drop
         return MhrPoints(np.array(ts, dtype=float), np.array(bpm, dtype=float), np.array(q))
 
-    def _estimate(self, x: Floats) -> tuple[float, float]:
-        if not np.all(np.isfinite(x)):
+    def _estimate(self, x: Floats, raw: Floats) -> tuple[float, float]:
+        """(rate, quality) of one window: x band-passed, raw as fed."""
+        if not np.all(np.isfinite(x)) or pulseless(raw, x):
             return np.nan, 0.0
         x = x - x.mean()
         e0 = float(np.dot(x, x))
@@ -192,7 +241,8 @@ BEAT_GAP_FRACTION = 0.6
 
 class MaternalBeatStream:
     """Streaming maternal beat detector: feed PPG chunks, get the beat fiducials (s since
-    the first sample) that each chunk makes final. Missing (NaN) samples give no beats."""
+    the first sample) that each chunk makes final. Missing (NaN) samples, and a PPG with no
+    pulse (`pulseless`: railed, flat or noise only), give no beats."""
 
     def __init__(self, fs_hz: float) -> None:
         self.fs_hz = fs = _ppg_rate(fs_hz)
@@ -203,6 +253,8 @@ class MaternalBeatStream:
         self._refractory = int(np.ceil(MIN_BEAT_INTERVAL_S * fs))
         self._slope = np.zeros(0)  # SSF of the filtered PPG, from sample _start
         self._deriv = np.zeros(0)  # its first derivative, from sample _start
+        self._raw = np.zeros(0)  # the PPG as fed, from sample _start (`pulseless`)
+        self._filtered = np.zeros(0)  # the filtered PPG, from sample _start
         self._start = 0
         self._n = 0
         self._done = 0  # samples up to which beats have been decided
@@ -222,6 +274,8 @@ class MaternalBeatStream:
             dy = np.diff(y, prepend=self._last_y if self._n else y[0])
             d = np.maximum(dy, 0.0)
             self._deriv = np.concatenate([self._deriv, dy])
+            self._raw = np.concatenate([self._raw, np.where(bad, np.nan, x)])
+            self._filtered = np.concatenate([self._filtered, y])
             self._last_y = y[-1]
             r = np.concatenate([self._rises, d])
             self._rises = r[-(self._ssf_n - 1) :]
@@ -246,6 +300,8 @@ class MaternalBeatStream:
         if drop > 0:
             self._slope = self._slope[drop:]
             self._deriv = self._deriv[drop:]
+            self._raw = self._raw[drop:]
+            self._filtered = self._filtered[drop:]
             self._start += drop
         return np.array(out) / self.fs_hz
 
@@ -262,6 +318,10 @@ class MaternalBeatStream:
         gap = max(self._refractory, int(BEAT_GAP_FRACTION * self._period(ok)))
         lo = max(a - self._refractory, s + 1)
         hi = min(b + self._refractory, self._start + self._slope.size - 1)
+        # No pulse around the step (a railed, flat or noise-only PPG): the threshold above is
+        # relative, and would find beats in the filter's ringing or the ADC's noise.
+        if pulseless(self._raw[lo - s : hi - s], self._filtered[lo - s : hi - s]):
+            return []
         seg = self._slope[lo - s : hi - s]
         seg = np.where(np.isfinite(seg), seg, -np.inf)
         peaks, _ = signal.find_peaks(seg, height=thr, distance=gap)

@@ -108,3 +108,53 @@ def test_beats_streaming_equals_batch_and_missing_samples_give_none():
     assert not ((b > 20.5) & (b < 29.5)).any() and ((b > 32) & (b < 45)).sum() >= 15
     with pytest.raises(ValueError):
         MaternalBeatStream(5)
+
+
+def _pulse_then(tail: str) -> tuple[np.ndarray, float]:
+    """The monitor's PPG (int16 ADC counts) with a pulse for 30 s, then `tail`: railed at the
+    ADC's top, constant at its last level (a finger off a sensor that holds), or that level
+    with +-1 count of noise (no pulse); and the time of the step."""
+    from simulators.maternal import MaternalBeats
+
+    beats = MaternalBeats.from_rate(np.full(480, 80.0), seed=11)
+    x = PpgSignal(beats=beats, seed=13).read(120 * 50).astype(float)
+    k = 30 * 50
+    rest = x.size - k
+    noise = np.random.default_rng(0).integers(-1, 2, rest)
+    x[k:] = {
+        "railed": np.full(rest, 32767.0),
+        "constant": np.full(rest, x[k - 1]),
+        "noise": x[k - 1] + noise,
+    }[tail]
+    return x, k / 50
+
+
+@pytest.mark.parametrize("tail", ["railed", "constant", "noise"])
+def test_a_ppg_without_a_pulse_gives_no_rate_and_no_beats(tail):
+    # The band-pass filter rings on after the pulse stops; the normalised autocorrelation
+    # and the beat detector's relative threshold once took that ringing (or the ADC's noise)
+    # for a pulse: 187.5 bpm at quality 1 and 180 beats a minute from a railed PPG.
+    from dsp.mhr import MaternalBeatStream, maternal_beats_from_ppg
+
+    x, step_s = _pulse_then(tail)
+    p = mhr_from_ppg(x, 50)
+    before = (p.t_s > 10) & (p.t_s < step_s - 2)
+    assert np.isfinite(p.mhr_bpm[before]).mean() > 0.9, "the pulse is measured"
+    after = p.t_s > step_s + 8
+    assert after.sum() > 300
+    assert np.all(np.isnan(p.mhr_bpm[after])) and np.all(p.quality[after] == 0)
+    beats = maternal_beats_from_ppg(x, 50)
+    assert ((beats > 10) & (beats < step_s - 2)).sum() > 20
+    assert not (beats > step_s + 8).any()
+    streamed = _in_random_chunks(MaternalBeatStream(50), x, 40, seed=3)
+    np.testing.assert_allclose(np.concatenate(streamed), beats)
+
+
+def test_a_pulse_is_measured_at_any_scale_and_quantisation():
+    # The pulse test counts in the window's own ADC steps: the device's 16-count steps (its
+    # 12-bit ADC read as 16 bits), integer counts, or a synthetic PPG of unit amplitude.
+    x = synthesize_ppg(np.full(240, 75.0), seed=6, movements_per_10min=0)
+    for scaled in (x, np.round(x * 4000.0), np.round(x * 40.0) * 16.0):
+        p = mhr_from_ppg(scaled, 50)
+        rep = np.isfinite(p.mhr_bpm[30:])
+        assert rep.mean() > 0.9 and np.median(np.abs(p.mhr_bpm[30:][rep] - 75.0)) < 1.5
