@@ -63,3 +63,17 @@ def test_hold_limit_bounds_memory():
         released += r.add(s, 1, s, 0)
     assert len(r.held) <= 8
     assert any(isinstance(i, Lost) and i.seq == 1 for i in released)
+
+
+def test_a_gap_clock_restarted_gives_the_gap_its_whole_timeout_again():
+    """A reconnect restarts the clock of a gap held across the outage: the time in which no
+    resend could come does not count against it."""
+    r = Reorderer(gap_timeout_s=5)
+    r.add(0, 1, "a", 0)
+    r.add(2, 1, "c", 1)
+    assert r.expired(20)  # 19 s, without a link
+    r.restart_gap_clock(20)
+    assert not r.expired(24) and r.expired(25)
+    idle = Reorderer(gap_timeout_s=5)
+    idle.restart_gap_clock(20)  # nothing held: no gap to time
+    assert idle.gap_since is None

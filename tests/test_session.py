@@ -5,11 +5,13 @@ from __future__ import annotations
 import asyncio
 import struct
 import time
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
 
 from gateway import protocol as p
+from gateway.device import session as session_module
 from gateway.device.session import DeviceSession
 from gateway.transports.base import DeviceLink
 from tests.harness.wait import eventually_async
@@ -174,6 +176,7 @@ class ScriptedDevice(DeviceLink):
         self.requests: list[tuple[int, int, int]] = []
         self.clock_ms: int | None = 600_000
         self.syncs = 0
+        self.answers_resend = True
 
     async def write(self, frame: bytes) -> None:
         f = p.decode_frame(frame)
@@ -188,6 +191,8 @@ class ScriptedDevice(DeviceLink):
             return
         stream, lo, hi = struct.unpack("<BII", args)
         self.requests.append((stream, lo, hi))
+        if not self.answers_resend:
+            return
         have = sorted(s for s in self.held.get(stream, {}) if lo <= s < hi)
         first = have[0] if have else hi
         if min(self.held.get(stream, {hi: b""}), default=hi) <= lo and have:
@@ -376,3 +381,112 @@ def test_a_new_boot_forgets_the_old_boots_clock_offset():
     s.on_frame(ppg_frame(0, 5_000, boot=2))
     assert s.clock_offset_ms is None
     assert s.unix_time(5_000) == pytest.approx(time.time(), abs=1)
+
+
+@pytest.fixture
+def clock(monkeypatch) -> list[float]:
+    """The session's monotonic clock, moved on by the test (wall time stays real)."""
+    now = [1000.0]
+    fake = SimpleNamespace(monotonic=lambda: now[0], time=time.time)
+    monkeypatch.setattr(session_module, "time", fake)
+    return now
+
+
+def synced_jaundice_session() -> tuple[DeviceSession, Recorder]:
+    s, rec = jaundice_session()
+    s.state.boot, s.clock_offset_ms = 1, 1_700_000_000_000.0
+    return s, rec
+
+
+def test_a_reading_sent_while_the_link_is_down_is_not_given_up_before_it_can_be_resent(clock):
+    """Reading 1 was taken while the link was down; 2 came on a short reconnection. A gap ages
+    only while a resend can come: 16 s without a link (gap timeout 5 s) give up nothing, and
+    the next connection asks for it and gets it, in order."""
+    s, rec = synced_jaundice_session()
+    s.on_frame(tcb_frame(0))
+    s.on_frame(tcb_frame(2))
+    for _ in range(16):
+        clock[0] += 1.0
+        s.tick()
+    assert tcb_records(rec) == [tcb_record(0)] and rec.lost == []
+    dev = ScriptedDevice({p.Stream.TCB: {k: tcb_frame(k) for k in (1, 2)}})
+
+    async def main() -> None:
+        await s.attach(dev)
+        await s.after_connect()
+        await eventually_async(lambda: len(tcb_records(rec)) == 3, 5, "reading 1, resent")
+
+    asyncio.run(main())
+    assert (p.Stream.TCB, 1, p.SEQ_END) in dev.requests
+    assert tcb_records(rec) == [tcb_record(k) for k in (0, 1, 2)]
+    assert rec.lost == [] and s.state.stats.lost_records == 0
+
+
+def test_a_reading_given_up_is_asked_for_on_every_connection_and_taken_late(clock):
+    """The device did not answer for reading 1 within the gap timeout: 2 went on, 1 counted
+    lost. The next connection asks for 1 again; it comes, is handed on late and is no longer
+    lost. Once the device says it holds it no more, it is not asked for again."""
+    s, rec = synced_jaundice_session()
+    dev = ScriptedDevice({})
+    dev.answers_resend = False
+
+    async def given_up() -> None:
+        await s.attach(dev)
+        s.on_frame(tcb_frame(0))
+        s.on_frame(tcb_frame(2))
+        clock[0] += 6.0
+        s.tick()
+        s.detach("link lost")
+
+    asyncio.run(given_up())
+    assert tcb_records(rec) == [tcb_record(0), tcb_record(2)]
+    assert rec.lost == [(p.Stream.TCB, 1, 1)] and s.state.stats.lost_records == 1
+    dev = ScriptedDevice({p.Stream.TCB: {1: tcb_frame(1)}})
+
+    async def reconnect(d: ScriptedDevice) -> None:
+        await s.attach(d)
+        await s.after_connect()
+        await eventually_async(lambda: (p.Stream.TCB, 1, 2) in d.requests, 5, "ask for 1")
+        await asyncio.sleep(0.05)  # the resend, if any, is handed on
+
+    asyncio.run(reconnect(dev))
+    assert tcb_records(rec) == [tcb_record(k) for k in (0, 2, 1)]
+    assert s.state.stats.lost_records == 0 and s.state.stats.duplicates == 0
+    s.detach("link lost")
+    again = ScriptedDevice({})
+
+    async def later(d: ScriptedDevice) -> None:
+        await s.attach(d)
+        await s.after_connect()
+
+    asyncio.run(later(again))
+    assert not any(r[1:] == (1, 2) for r in again.requests)  # taken: not asked for again
+
+
+def test_a_reading_the_device_no_longer_holds_stays_lost_and_is_not_asked_for_again(clock):
+    s, rec = synced_jaundice_session()
+    dev = ScriptedDevice({})
+    dev.answers_resend = False
+
+    async def given_up() -> None:
+        await s.attach(dev)
+        s.on_frame(tcb_frame(0))
+        s.on_frame(tcb_frame(2))
+        clock[0] += 6.0
+        s.tick()
+        s.detach("link lost")
+
+    asyncio.run(given_up())
+
+    async def reconnect(d: ScriptedDevice) -> None:
+        await s.attach(d)
+        await s.after_connect()
+        s.detach("link lost")
+
+    gone = ScriptedDevice({})  # it holds nothing of [1, 2): status 3
+    asyncio.run(reconnect(gone))
+    assert (p.Stream.TCB, 1, 2) in gone.requests
+    again = ScriptedDevice({})
+    asyncio.run(reconnect(again))
+    assert (p.Stream.TCB, 1, 2) not in again.requests
+    assert s.state.stats.lost_records == 1 and tcb_records(rec) == [tcb_record(0), tcb_record(2)]

@@ -89,6 +89,12 @@ class Reorderer:
     def expired(self, now: float) -> bool:
         return self.gap_since is not None and now - self.gap_since >= self.gap_timeout_s
 
+    def restart_gap_clock(self, now: float) -> None:
+        """The source can answer again (a reconnect): a gap held now gets its whole timeout
+        from here. Only time in which a resend could have come counts against a gap."""
+        if self.gap_since is not None:
+            self.gap_since = now
+
     def give_up_gap(self, upto: int | None = None, now: float = 0.0) -> list[Item | Lost]:
         """Declare the first gap (or everything below `upto`) lost and release what follows."""
         if self.next_seq is None or not self.held:

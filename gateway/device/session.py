@@ -31,6 +31,7 @@ _TIME_SYNC_EVERY_S = 300.0
 _TIME_SYNC_RETRY_S = 5.0  # while this boot's clock is not synced: its readings wait for it
 _WARN_EVERY_S = 10.0
 _last_warning: dict[str, tuple[float, int]] = {}  # device id -> (last warned, suppressed since)
+_STILL_MISSING_RANGES = 64  # per reading stream: ranges given up, asked for on each connect
 _RESUME_SLACK = 1024  # samples: more than a sample frame holds at any MTU (firmware: 480)
 
 
@@ -114,6 +115,10 @@ class DeviceSession:
         self._pending: dict[int, asyncio.Future[p.Reply]] = {}
         # RESEND requests in flight: (stream, end seq) -> (first seq asked, when asked)
         self._resends: dict[tuple[int, int], tuple[int, float]] = {}
+        # Readings given up after a gap timeout that the device may still hold: stream ->
+        # ranges [from, to) asked for again on every connection and taken whenever they come
+        self._still_missing: dict[int, list[tuple[int, int]]] = {}
+        self._late_parts: dict[int, tuple[int, list[bytes]]] = {}  # stream -> (next seq, parts)
         self.clock_offset_ms: float | None = None  # unix_ms = device_ms + offset, this boot
         self._last_sync = -1e9
         # Readings (p.READING_STREAMS) of this boot that came before its clock was synced:
@@ -145,6 +150,9 @@ class DeviceSession:
             self.auth.new_connection(link.local_address)
         link.on_frame = self.on_frame
         link.on_close = self.detach
+        now = time.monotonic()
+        for r in self.streams.values():  # gaps age only while a resend can come
+            r.restart_gap_clock(now)
 
     async def after_connect(self) -> None:
         """Time sync, device info and stream start: done on every (re)connection."""
@@ -181,6 +189,10 @@ class DeviceSession:
                 start = self.resume_from.get(stream, 0)
             self._resends[(stream, p.SEQ_END)] = (start, time.monotonic())  # may report a loss
             await self.request(p.Op.RESEND, p.resend_args(stream, start, p.SEQ_END))
+        for stream, ranges in list(self._still_missing.items()):  # readings given up before
+            for lo, hi in list(ranges):
+                self._resends[(stream, hi)] = (lo, time.monotonic())
+                await self.request(p.Op.RESEND, p.resend_args(stream, lo, hi))
 
     def detach(self, reason: str) -> None:
         self.link = None
@@ -304,6 +316,8 @@ class DeviceSession:
         self._rate_jumped.clear()
         self.state.rate_errors.clear()
         self._resends.clear()
+        self._still_missing.clear()
+        self._late_parts.clear()
         if self.processor:
             self.processor.on_boot(boot)
         self.resume_from.clear()
@@ -336,6 +350,9 @@ class DeviceSession:
     def _accept(self, stream: int, seq: int, count: int, value: SampleItem | RecordItem) -> None:
         """One frame's contents into its stream's reorderer; deliver what is now in order."""
         r = self._reorderer(stream)
+        late = r.next_seq is not None and seq < r.next_seq and stream in self._still_missing
+        if late and len(value) == 3 and self._take_late(stream, seq, value):
+            return
         before = r.stats.duplicates
         out = r.add(seq, count, value, time.monotonic())
         self.state.stats.duplicates += r.stats.duplicates - before
@@ -376,6 +393,31 @@ class DeviceSession:
                     record = b"".join(parts)
                     del self._fragments[stream]
                     self._on_record(stream, it.seq, t_ms, record)
+
+    def _take_late(self, stream: int, seq: int, value: RecordItem) -> bool:
+        """A frame of a reading given up after a gap timeout, resent at last: its record is
+        handed on now, out of order (a reading is whole in itself), and no longer lost."""
+        ranges = self._still_missing.get(stream, [])
+        at = next((i for i, (lo, hi) in enumerate(ranges) if lo <= seq < hi), None)
+        if at is None:
+            return False
+        lo, hi = ranges.pop(at)
+        ranges[at:at] = [r for r in ((lo, seq), (seq + 1, hi)) if r[0] < r[1]]
+        if not ranges:
+            del self._still_missing[stream]
+        t_ms, payload, more = value
+        self.state.stats.lost_records -= 1
+        expected, parts = self._late_parts.pop(stream, (seq, []))
+        if expected != seq:  # not the continuation of the record collected so far
+            parts = []
+        parts.append(payload)
+        if more:
+            self._late_parts[stream] = (seq + 1, parts)
+        elif p.is_whole_record(stream, record := b"".join(parts)):
+            log.info("%s: stream %d seq %d came after it was given up: handed on",
+                     self.state.device_id, stream, seq)  # fmt: skip
+            self._on_record(stream, seq, t_ms, record)
+        return True
 
     def _check_rate(self, stream: int, seq: int, t_ms: int) -> None:
         """Compare the sample rate implied by seq and device time with the nominal rate.
@@ -490,6 +532,11 @@ class DeviceSession:
             return
         r = self.streams.get(stream)
         asked = self._resends.get((stream, end), (None, 0.0))[0]
+        if asked is not None and end != p.SEQ_END and stream in self._still_missing:
+            if r is not None and r.next_seq is not None and end <= r.next_seq:
+                self._gone_for_good(stream, asked, end if reply.status != p.Status.OK else first)
+                del self._resends[(stream, end)]
+                return
         if end == p.SEQ_END:  # the ask on connect (ask_for_records_sent_while_away)
             if reply.status != p.Status.OK:
                 return  # nothing held from `asked` on: nothing to deliver, no loss to tell
@@ -504,6 +551,16 @@ class DeviceSession:
             self._deliver(stream, r.skip_to(first, now=time.monotonic()))
         for key in [k for k in self._resends if k[0] == stream and k[1] <= r.next_seq]:
             del self._resends[key]  # gaps that are behind us now
+
+    def _gone_for_good(self, stream: int, lo: int, hi: int) -> None:
+        """The device holds nothing of [lo, hi) any more: stop asking for those readings."""
+        kept = []
+        for a, b in self._still_missing[stream]:
+            kept += [r for r in ((a, min(b, lo)), (max(a, hi), b)) if r[0] < r[1]]
+        if kept:
+            self._still_missing[stream] = kept
+        else:
+            del self._still_missing[stream]
 
     # ---- gaps ----
 
@@ -527,9 +584,15 @@ class DeviceSession:
     def tick(self) -> None:
         """Called about once a second: chase or give up gaps, keep the clock synced."""
         now = time.monotonic()
+        readings = p.READING_STREAMS.get(self.state.device_type, ())
         for stream, r in self.streams.items():
-            if r.expired(now):
-                self._deliver(stream, r.give_up_gap(now=now))
+            if self.link is not None and r.expired(now):  # aged only while a resend can come
+                out = r.give_up_gap(now=now)
+                if stream in readings:  # the device may still hold them: asked for again
+                    missing = self._still_missing.setdefault(stream, [])
+                    missing += [(it.seq, it.seq + it.count) for it in out if isinstance(it, Lost)]
+                    del missing[:-_STILL_MISSING_RANGES]
+                self._deliver(stream, out)
             elif r.held:
                 self._ask_resend(stream, r)
         st = self.state.stats
