@@ -1,6 +1,6 @@
 import pytest
 
-from gateway.device.reorder import Item, Lost, Reorderer
+from gateway.device.reorder import Item, Lost, Reorderer, unwrap_u32
 
 pytestmark = pytest.mark.unit
 
@@ -77,3 +77,14 @@ def test_a_gap_clock_restarted_gives_the_gap_its_whole_timeout_again():
     idle = Reorderer(gap_timeout_s=5)
     idle.restart_gap_clock(20)  # nothing held: no gap to time
     assert idle.gap_since is None
+
+
+def test_a_wrapped_32_bit_number_is_taken_nearest_the_last_one():
+    """RFC 1982 style: the number with those low 32 bits within 2**31 of the reference."""
+    top = (1 << 32) - 240  # the last Doppler frame before the wrap
+    assert unwrap_u32(0, top) == 1 << 32
+    assert unwrap_u32(240, top) == (1 << 32) + 240
+    assert unwrap_u32(top - 4800, top) == top - 4800  # a resend of older frames
+    assert unwrap_u32(5, 10) == 5 and unwrap_u32(20, 10) == 20  # no wrap: as they are
+    assert unwrap_u32(0xFFFFFF00, (1 << 32) + 100) == 0xFFFFFF00  # before the wrap, seen after
+    assert unwrap_u32(7, (3 << 32) + 0xFFFFFFF0) == (4 << 32) + 7  # any number of wraps on

@@ -12,6 +12,7 @@ import pytest
 
 from gateway import protocol as p
 from gateway.device import session as session_module
+from gateway.device.auth import REPLAY_WINDOW, FrameAuth, seal_key, session_key, sign_frame
 from gateway.device.session import DeviceSession
 from gateway.transports.base import DeviceLink
 from tests.harness.wait import eventually_async
@@ -490,3 +491,120 @@ def test_a_reading_the_device_no_longer_holds_stays_lost_and_is_not_asked_for_ag
     asyncio.run(reconnect(again))
     assert (p.Stream.TCB, 1, 2) not in again.requests
     assert s.state.stats.lost_records == 1 and tcb_records(rec) == [tcb_record(0), tcb_record(2)]
+
+
+class Link(DeviceLink):
+    """A fetal monitor's end that records the RESEND ranges it is sent, as on the wire."""
+
+    device_id, device_type, name, att_mtu = "fh-01", p.DeviceType.FETAL_HEART, "fh-01", 247
+
+    def __init__(self, clock_ms: int = 0) -> None:
+        super().__init__()
+        self.resends: list[tuple[int, int, int]] = []
+        self.clock_ms = clock_ms  # its t_ms, 32 bits, when a TIME_SYNC comes
+
+    async def write(self, frame: bytes) -> None:
+        f = p.decode_frame(frame)
+        op, rid, args = f.payload[0], f.payload[1], f.payload[2:]
+        if op == p.Op.RESEND:
+            self.resends.append(p.decode_resend_args(args))
+        elif op == p.Op.TIME_SYNC:
+            data = bytes((op, rid, p.Status.OK)) + args + struct.pack("<I", self.clock_ms)
+            reply = p.Frame(p.Flag(0), 1, p.Stream.REPLY, 1, rid, self.clock_ms, data)
+            asyncio.get_running_loop().call_soon(self.on_frame, p.encode_frame(reply))
+
+    async def close(self) -> None:
+        pass
+
+
+WRAP = 1 << 32
+
+
+def test_doppler_numbers_go_on_across_the_32_bit_wrap_of_seq_and_t_ms():
+    """12.4 days into a boot the Doppler's sample counter wraps (49.7 days its clock): every
+    frame after it is taken in order, numbered on past 2**32, not dropped as a duplicate."""
+    s, rec = session()
+    times: list[int] = []
+    rec.on_samples = lambda stream, seq, t_ms, x: (rec.samples.append((stream, seq, len(x))),
+                                                    times.append(t_ms))  # fmt: skip
+    seq, t_ms = WRAP - 2400, WRAP - 600  # ten frames before both wrap
+    for _ in range(30):
+        s.on_frame(doppler_frame(seq % WRAP, t_ms % WRAP))
+        seq, t_ms = seq + 240, t_ms + 60
+    assert [x[1] for x in rec.samples] == [WRAP - 2400 + 240 * k for k in range(30)]
+    assert times == [WRAP - 600 + 60 * k for k in range(30)]
+    assert s.state.stats.duplicates == 0 and rec.lost == []
+
+
+def test_a_gap_after_the_wrap_is_asked_for_in_the_devices_numbers_and_filled():
+    s, rec = session()
+    dev = Link()
+
+    async def main() -> None:
+        await s.attach(dev)
+        for k in range(-10, 3):  # up to the wrap and on
+            s.on_frame(doppler_frame((WRAP + 240 * k) % WRAP, 1000 + 60 * k))
+        s.on_frame(doppler_frame(240 * 6, 1000 + 360))  # 3, 4 and 5 missing
+        await eventually_async(lambda: dev.resends, 5, "the gap asked for")
+        for k in (3, 4, 5):  # resent
+            s.on_frame(p.encode_frame(p.Frame(p.Flag.RESENT, 1, p.Stream.DOPPLER, 1, 240 * k,
+                                              1000 + 60 * k, bytes(480))))  # fmt: skip
+
+    asyncio.run(main())
+    assert dev.resends[0] == (p.Stream.DOPPLER, 720, 1440)  # the low 32 bits, as it counts
+    assert [x[1] for x in rec.samples] == [WRAP + 240 * k for k in range(-10, 7)]
+    assert rec.lost == []
+
+
+def test_a_signed_stream_is_not_taken_for_a_replay_after_its_wrap():
+    """The replay check remembers the last 8192 numbers of a stream and refuses anything
+    older: after the wrap every frame would be older, had it the device's 32-bit number."""
+    key = bytes(range(100, 132))
+    s, rec = session()
+    s.state.boot = 1
+    s.auth = FrameAuth(key, s.state.stats)
+    a = s.auth
+    a.new_connection()
+    k_s = session_key(key, 1, b"\x02" * 8)
+    a.boot, a.key, a.conn_nonce = 1, k_s, b"\x03" * 8
+    a.seal_key, a.boot_nonce = seal_key(k_s), b"\x02" * 8
+    first = WRAP - 240 * (REPLAY_WINDOW + 10)
+    for seq in range(first, WRAP + 240 * 20, 240):
+        frame = p.Frame(
+            p.Flag(0), 1, p.Stream.DOPPLER, 1, seq % WRAP, (seq // 4) % WRAP, bytes(480)
+        )
+        s.on_frame(sign_frame(k_s, frame))
+    assert s.state.stats.replayed == 0 and s.state.stats.duplicates == 0
+    assert rec.samples[-1][1] == WRAP + 240 * 19 and len(rec.samples) == REPLAY_WINDOW + 30
+
+
+def test_the_clock_sync_after_the_wrap_of_t_ms_times_frames_on_either_side_of_it():
+    """49.7 days into a boot the device's clock wraps. A sync 5 s after it, and the frames
+    of the second before it and of the 3.8 s after it, are all on one clock."""
+    s, rec = session()
+    device_ms: list[int] = []
+    rec.on_samples = lambda stream, seq, t_ms, x: device_ms.append(t_ms)
+    dev = Link(clock_ms=5_000)
+
+    async def main() -> None:
+        await s.attach(dev)
+        for k in range(20):  # the last second before the wrap of t_ms, then 3.8 s after it
+            s.on_frame(doppler_frame(240 * k, (WRAP - 1000 + 240 * k) % WRAP))
+        await s.time_sync()
+
+    asyncio.run(main())
+    now = time.time()
+    assert s.unix_time(device_ms[0]) == pytest.approx(now - 6.0, abs=1)
+    assert s.unix_time(device_ms[-1]) == pytest.approx(now - 1.44, abs=1)
+
+
+def test_a_restarted_gateway_resumes_a_boot_after_the_wrap_where_it_stopped():
+    """The outbox's mark says the boot's trace was published up to a sample past 2**32: the
+    frames that come, numbered by the device in 32 bits, are taken from there on."""
+    s, rec = session()
+    resume_at = WRAP + 24_000
+    s.on_new_boot = lambda boot: s.resume_from.update({p.Stream.DOPPLER: resume_at})
+    for k in range(10):
+        s.on_frame(doppler_frame((resume_at + 240 * k) % WRAP, (resume_at // 4 + 60 * k) % WRAP))
+    assert [x[1] for x in rec.samples] == [resume_at + 240 * k for k in range(10)]
+    assert s.state.stats.duplicates == 0 and rec.lost == []

@@ -11,6 +11,14 @@ from dataclasses import dataclass
 from typing import Any
 
 
+def unwrap_u32(value: int, near: int) -> int:
+    """The number whose low 32 bits are `value` that lies nearest `near` (within 2**31, as
+    RFC 1982's serial-number arithmetic compares). A device's `seq` and `t_ms` are 32-bit
+    counters that wrap (Doppler's seq after 12.4 days, t_ms after 49.7); the gateway numbers a
+    boot's frames on from the last one it verified, so order, gaps and resends hold across."""
+    return near + ((value - near + (1 << 31)) & 0xFFFFFFFF) - (1 << 31)
+
+
 @dataclass(frozen=True)
 class Item:
     seq: int

@@ -8,6 +8,7 @@ the device's processor. Nothing here knows MQTT or DSP: the processor and publis
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import json
 import logging
 import time
@@ -21,7 +22,7 @@ from numpy.typing import NDArray
 from gateway import protocol as p
 from gateway.device.auth import FrameAuth
 from gateway.device.control import await_reply, unsigned_control_frame
-from gateway.device.reorder import Item, Lost, Reorderer
+from gateway.device.reorder import Item, Lost, Reorderer, unwrap_u32
 from gateway.transports.base import DeviceLink
 
 log = logging.getLogger(__name__)
@@ -32,6 +33,7 @@ _TIME_SYNC_RETRY_S = 5.0  # while this boot's clock is not synced: its readings 
 _WARN_EVERY_S = 10.0
 _last_warning: dict[str, tuple[float, int]] = {}  # device id -> (last warned, suppressed since)
 _STILL_MISSING_RANGES = 64  # per reading stream: ranges given up, asked for on each connect
+_ALL_FROM = 1 << 64  # the end of a RESEND to SEQ_END, among unwrapped numbers
 _RESUME_SLACK = 1024  # samples: more than a sample frame holds at any MTU (firmware: 480)
 
 
@@ -111,6 +113,10 @@ class DeviceSession:
         self._rate_ref: dict[int, tuple[int, int]] = {}
         self._rate_jumped: dict[int, float] = {}  # stream -> rate implied by its last re-anchor
         self._frame_t_ms: dict[tuple[int, int], int] = {}
+        # The highest seq of each stream and t_ms verified in this boot, unwrapped: each frame's
+        # 32-bit numbers are taken as the nearest to them (reorder.unwrap_u32)
+        self._seq_top: dict[int, int] = {}
+        self._t_top: int | None = None
         self._req_id = 0
         self._pending: dict[int, asyncio.Future[p.Reply]] = {}
         # RESEND requests in flight: (stream, end seq) -> (first seq asked, when asked)
@@ -188,11 +194,11 @@ class DeviceSession:
             if start is None:  # none seen from this boot: from the resume point, or the start
                 start = self.resume_from.get(stream, 0)
             self._resends[(stream, p.SEQ_END)] = (start, time.monotonic())  # may report a loss
-            await self.request(p.Op.RESEND, p.resend_args(stream, start, p.SEQ_END))
+            await self.resend(stream, start, p.SEQ_END)
         for stream, ranges in list(self._still_missing.items()):  # readings given up before
             for lo, hi in list(ranges):
                 self._resends[(stream, hi)] = (lo, time.monotonic())
-                await self.request(p.Op.RESEND, p.resend_args(stream, lo, hi))
+                await self.resend(stream, lo, hi)
 
     def detach(self, reason: str) -> None:
         self.link = None
@@ -205,18 +211,34 @@ class DeviceSession:
 
     # ---- control channel ----
 
-    async def request(self, op: p.Op, args: bytes = b"", timeout_s: float = 3.0) -> p.Reply | None:
+    async def request(
+        self,
+        op: p.Op,
+        args: bytes = b"",
+        timeout_s: float = 3.0,
+        asked: tuple[int, int, int] | None = None,
+    ) -> p.Reply | None:
+        """Send a command, wait for its reply. `asked`: a RESEND's range as this boot numbers
+        it (unwrapped), whose resent frames are then expected; else the range in `args`."""
         if self.link is None:
             return None
         self._req_id = (self._req_id + 1) & 0xFF
         rid = self._req_id
         if self.auth is not None and op != p.Op.SESSION and self.auth.established:
             if op == p.Op.RESEND:
-                self.auth.resend_asked(*p.decode_resend_args(args))
+                self.auth.resend_asked(*(asked or p.decode_resend_args(args)))
             frame = self.auth.control_frame(p.control_payload(op, rid, args))
         else:
             frame = unsigned_control_frame(op, rid, args)
         return await await_reply(self.link, frame, rid, self._pending, timeout_s)
+
+    async def resend(self, stream: int, lo: int, hi: int) -> p.Reply | None:
+        """Ask for [lo, hi) of a stream again, in this boot's unwrapped numbers (`hi` SEQ_END:
+        everything from `lo` on). The wire carries their low 32 bits, as the device counts."""
+        end = _ALL_FROM if hi == p.SEQ_END else hi
+        return await self.request(
+            p.Op.RESEND, p.resend_args(stream, lo, hi), asked=(stream, lo, end)
+        )
 
     async def time_sync(self) -> None:
         sent = time.time() * 1000.0
@@ -228,6 +250,9 @@ class DeviceSession:
         except p.FrameError:
             return
         received = time.time() * 1000.0
+        if self._t_top is not None:  # the device's clock as its frames of this boot count it
+            device_ms = unwrap_u32(device_ms, self._t_top)
+            self._t_top = max(self._t_top, device_ms)
         # The device read its clock about half-way through the round trip.
         self.clock_offset_ms = (sent + received) / 2.0 - device_ms
         self._last_sync = time.monotonic()
@@ -265,6 +290,7 @@ class DeviceSession:
             stats.malformed += 1
             self._warn_malformed("dropped malformed frame", exc)
             return
+        frame = self._unwrapped(frame)  # the replay check compares numbers in order too
         if self.auth is None:
             self._on_verified(frame)
             return
@@ -280,9 +306,14 @@ class DeviceSession:
         self.state.last_seen = time.time()
         if self.state.boot != frame.boot:  # any frame, a reply too, says which boot is running
             self._new_boot(frame.boot)
+            frame = self._unwrapped(frame)  # from where a restarted gateway resumes the boot
         if frame.stream == p.Stream.REPLY:
             self._on_reply(frame)
             return
+        if frame.seq > self._seq_top.get(frame.stream, -1):
+            self._seq_top[frame.stream] = frame.seq
+        if self._t_top is None or frame.t_ms > self._t_top:
+            self._t_top = frame.t_ms
         if frame.stream in p.SAMPLE_STREAMS:
             try:
                 samples = p.samples_of(frame)
@@ -293,6 +324,24 @@ class DeviceSession:
             self._accept_samples(frame.stream, frame.seq, frame.t_ms, samples)
         else:
             self._accept(frame.stream, frame.seq, 1, (frame.t_ms, frame.payload, frame.more))
+
+    def _unwrapped(self, frame: p.Frame) -> p.Frame:
+        """The frame with its 32-bit seq and t_ms taken as the numbers of this boot nearest
+        the highest verified (for a boot a restarted gateway resumes, its resume point): they
+        count on past 2**32 where the device's wrap (docs/reliability.md, "Device time"). Pure:
+        only a verified frame moves the reference (`_on_verified`)."""
+        if frame.stream == p.Stream.REPLY or frame.boot != self.state.boot:
+            return frame  # a reply's seq is its request id; another boot's numbers are its own
+        seq_ref = self._seq_top.get(frame.stream, self.resume_from.get(frame.stream))
+        t_ref = self._t_top
+        nominal = p.NOMINAL_RATE_HZ.get(frame.stream)
+        if t_ref is None and seq_ref is not None and nominal:  # about where its samples are
+            t_ref = seq_ref * 1000 // nominal
+        seq = frame.seq if seq_ref is None else unwrap_u32(frame.seq, seq_ref)
+        t_ms = frame.t_ms if t_ref is None else unwrap_u32(frame.t_ms, t_ref)
+        if (seq, t_ms) == (frame.seq, frame.t_ms):
+            return frame
+        return dataclasses.replace(frame, seq=seq, t_ms=t_ms)
 
     def _new_boot(self, boot: int) -> None:
         if self.state.boot is not None:
@@ -314,6 +363,8 @@ class DeviceSession:
         self._broken.clear()
         self._rate_ref.clear()
         self._rate_jumped.clear()
+        self._seq_top.clear()
+        self._t_top = None
         self.state.rate_errors.clear()
         self._resends.clear()
         self._still_missing.clear()
@@ -343,7 +394,7 @@ class DeviceSession:
             # resuming part-way through a frame: keep only the samples not yet published
             cut = resume_at - seq
             rate = p.NOMINAL_RATE_HZ[p.Stream(stream)]
-            t_ms, samples = (t_ms + round(cut * 1000 / rate)) & 0xFFFFFFFF, samples[cut:]
+            t_ms, samples = t_ms + round(cut * 1000 / rate), samples[cut:]
             seq = resume_at
         self._accept(stream, seq, len(samples), (t_ms, samples))
 
@@ -531,7 +582,11 @@ class DeviceSession:
         except p.FrameError:
             return
         r = self.streams.get(stream)
+        near = r.next_seq if r is not None and r.next_seq is not None else None
+        near = self._seq_top.get(stream, 0) if near is None else near
+        end = end if end == p.SEQ_END else unwrap_u32(end, near)  # the device's numbers wrap
         asked = self._resends.get((stream, end), (None, 0.0))[0]
+        first = unwrap_u32(first, near if asked is None else asked)
         if asked is not None and end != p.SEQ_END and stream in self._still_missing:
             if r is not None and r.next_seq is not None and end <= r.next_seq:
                 self._gone_for_good(stream, asked, end if reply.status != p.Status.OK else first)
@@ -577,9 +632,7 @@ class DeviceSession:
             if self._resumed.get(stream) == lo and stream in p.SAMPLE_STREAMS:
                 ask = max(0, lo - _RESUME_SLACK)  # also the frame that straddles the resume point
             self._resends[key] = (ask, now)
-            asyncio.get_running_loop().create_task(
-                self.request(p.Op.RESEND, p.resend_args(p.Stream(stream), ask, hi))
-            )
+            asyncio.get_running_loop().create_task(self.resend(stream, ask, hi))
 
     def tick(self) -> None:
         """Called about once a second: chase or give up gaps, keep the clock synced."""
