@@ -20,14 +20,17 @@ from paho.mqtt.properties import Properties
 import gateway.processing.fhir
 from gateway.config import MqttSection, ProcessingSection
 from gateway.processing.fetal import FetalProcessor
-from gateway.publish.mqtt import Publisher
-from gateway.publish.outbox import Outbox
+from gateway.publish.mqtt import REJECTED_WARNING, Publisher
+from gateway.publish.outbox import PRIO_READING, Outbox
+from hospital.config import IngestConfig
+from hospital.ingest import Ingest
 from simulators.fleet import DeviceSpec
+from tests.harness import region as rg
 from tests.harness.chain import run_chain
 from tests.harness.contract import SCHEMAS, validator
-from tests.harness.mqtt import PREFIX
+from tests.harness.mqtt import PREFIX, Subscriber
 from tests.harness.paths import DOCS
-from tests.harness.wait import eventually_async
+from tests.harness.wait import eventually, eventually_async
 
 
 def asyncapi_channels() -> dict[str, tuple[re.Pattern, str]]:
@@ -245,3 +248,98 @@ def test_a_ble_device_status_with_its_radio_statistics_matches_the_schema():
                                         "radio": radio}  # fmt: skip
     assert set(status["stats"]) <= set(schema["properties"]["stats"]["properties"])
     validator("device-status").validate(status)
+
+
+def _status_with_a_rejection(outbox: Outbox) -> Publisher:
+    """A publisher (never started) whose outbox holds one message the hospital rejected."""
+    publisher = Publisher(MqttSection(), "gw-test", outbox)
+    row = outbox.add("perimon/v1/gw-test/device/tcb-01/tcb", b"{}", msg_id="tcb-01:1:tcb:4",
+                     retain=False, priority=PRIO_READING)  # fmt: skip
+    outbox.delivered([row], 60.0)
+    outbox.reject({"tcb-01:1:tcb:4": "schema: tcb: 'boot' is a required property"})
+    return publisher
+
+
+@pytest.mark.unit
+def test_every_field_of_the_gateway_status_is_in_its_schema():
+    """The gateway status as the publisher builds it, online with a rejection (so `warnings`,
+    `outbox.rejected` and `outbox.last_rejected` are filled in) and offline: each key it carries
+    is described by docs/schemas/gateway-status.schema.json, and each form is valid. A field
+    added to the status or to Outbox.stats() without a schema entry fails here."""
+    schema = json.loads((SCHEMAS / "gateway-status.schema.json").read_text())
+    publisher = _status_with_a_rejection(Outbox(":memory:", 1 << 20, 0))
+    online = json.loads(publisher._status_payload("online"))
+    described = schema["properties"]
+    assert set(online) <= set(described), set(online) - set(described)
+    outbox_fields = described["outbox"]["properties"]
+    assert set(online["outbox"]) <= set(outbox_fields), set(online["outbox"]) - set(outbox_fields)
+    (rejection,) = [s for s in outbox_fields["last_rejected"]["oneOf"] if s["type"] == "object"]
+    assert set(online["outbox"]["last_rejected"]) == set(rejection["properties"])
+    assert online["warnings"] == [REJECTED_WARNING] and online["outbox"]["rejected"] == 1
+    for status in (online, json.loads(publisher._status_payload("offline", "shutdown"))):
+        errors = sorted(validator("gateway-status").iter_errors(status), key=str)
+        assert not errors, (status, [e.message for e in errors[:3]])
+
+
+@pytest.mark.unit
+def test_the_gateway_status_schema_refuses_what_the_contract_forbids():
+    """An online status without its outbox figures, a rejection without its reason, a warning
+    that is not a code: each refused. A status of a gateway from before receipts (no
+    `awaiting_receipt`, `resent`, `rejected`, `last_rejected`, `warnings`) is still valid."""
+    publisher = _status_with_a_rejection(Outbox(":memory:", 1 << 20, 0))
+    online = json.loads(publisher._status_payload("online"))
+    check = validator("gateway-status")
+    last = {k: v for k, v in online["outbox"]["last_rejected"].items() if k != "reason"}
+    for wrong in (
+        {k: v for k, v in online.items() if k != "outbox"},
+        {**online, "outbox": {**online["outbox"], "last_rejected": last}},
+        {**online, "warnings": "hospital_rejects_messages"},
+        {**online, "warnings": ["Hospital rejects messages!"]},
+        {**online, "outbox": {**online["outbox"], "rejected": -1}},
+    ):
+        assert list(check.iter_errors(wrong)), wrong
+    older = {k: online["outbox"][k] for k in ("queued", "queued_bytes", "max_bytes",
+                                              "dropped_trace", "dropped_status",
+                                              "dropped_readings")}  # fmt: skip
+    assert not list(check.iter_errors({**{k: v for k, v in online.items() if k != "warnings"},
+                                       "outbox": older}))  # fmt: skip
+
+
+@pytest.mark.system
+def test_a_published_status_with_rejections_matches_the_contract(broker, tmp_path):
+    """The status as the broker delivers it, after perimon-ingest refused one of the gateway's
+    messages (a TcB reading without `boot`): its `warnings`, `outbox.rejected` and
+    `outbox.last_rejected` are there, and valid."""
+    sub = Subscriber(broker.host, broker.port, gateway="gw-test")
+    ingest = Ingest(IngestConfig(host=broker.host, port=broker.port, worker="w1",
+                                 db=str(tmp_path / "ingest.sqlite"), ack_alerts=False))  # fmt: skip
+    ingest.start()
+    assert ingest.ready.wait(10)
+    cfg = MqttSection(host=broker.host, port=broker.port, await_receipts=True,
+                      receipt_timeout_s=2.0)  # fmt: skip
+    publisher = Publisher(cfg, "gw-test", Outbox(tmp_path / "o.sqlite", 1 << 20, 0),
+                          status_interval_s=0.3)  # fmt: skip
+    publisher.start()
+    try:
+        assert publisher.connected.wait(10)
+        eventually(publisher.subscribed.is_set, 10, "no SUBACK for the receipts")
+        (good,) = rg.outbox("gw-test", 1, devices=1, observations=False)
+        bad = json.loads(good.body)
+        del bad["boot"]
+        publisher.publish(tuple(good.topic.split("/")[3:]), bad)
+
+        def rejected() -> list[dict]:
+            return [s for s in sub.on("status") if s.get("outbox", {}).get("rejected")]
+
+        eventually(rejected, 15, lambda: f"{publisher.outbox.rows} rows, {ingest.counts}")
+        status = rejected()[-1]
+    finally:
+        publisher.stop(drain_s=0)
+        ingest.stop()
+        ingest.store.close()
+        sub.close()
+    assert status["warnings"] == [REJECTED_WARNING]
+    assert status["outbox"]["last_rejected"]["msg_id"] == bad["msg_id"]
+    assert status["outbox"]["last_rejected"]["reason"].startswith("schema: tcb: ")
+    errors = sorted(validator("gateway-status").iter_errors(status), key=str)
+    assert not errors, (status, [e.message for e in errors[:3]])
