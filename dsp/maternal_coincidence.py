@@ -8,7 +8,16 @@ beats, a window estimated on the envelopes with her beat-locked pulses cancelled
 (dsp/maternal_lock.py) is withheld when it hears her (a band periodic at her beat interval
 that loses most of that periodicity to the cancellation) and its rate is not clearly
 something else. With no maternal input at all, no point's quality exceeds
-NO_MATERNAL_MAX_QUALITY. See docs/fhr.md, step 8.
+NO_MATERNAL_MAX_QUALITY. Once there is a maternal channel, a point is checked only against
+evidence for that point, never on the strength of what the channel gave before: a point with
+neither her rate within MATERNAL_MATCH_S nor her beats over its window (her finger off the
+PPG, a PPG with no pulse, samples lost) is unchecked, and withheld: null, quality 0, not
+`maternal`. See docs/fhr.md, step 8.
+
+A point waits until the maternal channel has caught up with it (her beats covered its
+window, or her rate stream has delivered a point, with or without a rate, at or after it),
+or until the Doppler is MATERNAL_MISSING_S past its window with no maternal data for it (the
+channel is missing), never merely because audio arrived first.
 
 `MaternalCoincidence` holds the maternal channel (rate points and beats) and the points that
 wait for it; it is pure state with time passed in, fed by `dsp.fhr.FhrStream`.
@@ -42,7 +51,17 @@ DISTINCT_POINTS = 4  # 1 s of clearly different rate
 # bpm/s) plus estimate noise. The tracker's MAX_STEP_BPM is far looser; used here, it let a
 # fading fetal signal hand over "continuously" to the maternal vessel (see docs/fhr.md).
 CROSSING_STEP_BPM = 5.0
-MATERNAL_WAIT_S = 5.0  # how long a point waits for the maternal channel in streaming
+MATERNAL_WAIT_S = 5.0  # how long the cancellation waits for her next beat (dsp/fhr.py)
+# Her rate "at" a point: the nearest maternal rate point within 2 s (her rate moves little in
+# 2 s; the PPG's rate points are 0.25 s apart, its beats up to 1.5 s at 40 bpm).
+MATERNAL_MATCH_S = 2.0
+# A point waits for the maternal channel until the Doppler is this far past its window: then
+# her channel is missing for it (PPG frames no longer arriving). Not less than the monitor's
+# resend store over BLE, about 20 s (README, docs/firmware.md): after an outage the device
+# can resend all the Doppler it kept before the PPG (it serves one requested range at a
+# time: firmware/lib/link.py), and the outage's points must wait for her PPG, not be passed
+# unchecked. Judgement.
+MATERNAL_MISSING_S = 30.0
 # With the PPG's beats (dsp/maternal_lock.py): a window is estimated on the envelopes with
 # the mother's beat-locked pulses cancelled when at least 90% of its frames were; the
 # mother is "heard" in it when a band's periodicity at her beat interval (envelopes
@@ -90,8 +109,8 @@ def _coincidences(
         return outs
     order = np.argsort(mt)
     mt, mb = mt[order], mb[order]
-    # Maternal rate at each point: nearest maternal estimate within 2 s, and the range of
-    # the maternal rate over +-2 s (the maternal rate moves too).
+    # Maternal rate at each point: the two maternal estimates either side of it, within
+    # MATERNAL_MATCH_S (the maternal rate moves too).
     idx = (
         np.clip(np.searchsorted(mt, t), 1, mt.size - 1)
         if mt.size > 1
@@ -99,7 +118,7 @@ def _coincidences(
     )
     for shift in (-1, 0):
         j = np.clip(idx + shift, 0, mt.size - 1)
-        near = np.abs(mt[j] - t) <= 2.0
+        near = np.abs(mt[j] - t) <= MATERNAL_MATCH_S
         diff = np.abs(fhr - mb[j])
         for out, tolerance in zip(outs, tolerances_bpm, strict=True):
             out |= near & (diff <= tolerance)
@@ -126,6 +145,7 @@ class MaternalCoincidence:
         "_env_fs",
         "_window_s",
         "seen",
+        "_rate_upto",
         "_mhr_t",
         "_mhr_bpm",
         "_beat_t",
@@ -141,6 +161,9 @@ class MaternalCoincidence:
         self._env_fs = env_fs_hz
         self._window_s = window_s
         self.seen = False  # any maternal input (rate or beats) was fed
+        # How far the maternal rate stream has been delivered (its last point, with or
+        # without a rate; the last beat's rate point for beats alone), s.
+        self._rate_upto = -math.inf
         self._mhr_t: Floats = np.zeros(0)
         self._mhr_bpm: Floats = np.zeros(0)
         self._beat_t: Floats = np.zeros(0)  # the mother's beats (PPG fiducials, s)
@@ -155,11 +178,16 @@ class MaternalCoincidence:
         self._run_since = math.nan  # start of the current coincidence
 
     def feed_rate(self, t_s: Floats, mhr_bpm: Floats, now_s: float) -> None:
-        """Maternal rate points known so far; now_s: the end of the audio fed so far."""
+        """Maternal rate points known so far, in time order, NaN where the PPG gave none (they
+        tell how far her channel has been delivered); now_s: the end of the audio fed so far."""
         self.seen = True
+        if t_s.size:
+            self._rate_upto = max(self._rate_upto, float(np.max(t_s)))
         self._mhr_t = np.concatenate([self._mhr_t, t_s])
         self._mhr_bpm = np.concatenate([self._mhr_bpm, mhr_bpm])
-        keep = self._mhr_t >= now_s - 2 * MATERNAL_WAIT_S - self._window_s
+        # kept while a point they may check can still be waiting (`release`)
+        oldest = now_s - self._window_s - MATERNAL_MISSING_S - 2 * MATERNAL_MATCH_S
+        keep = self._mhr_t >= oldest
         if not keep.all():
             self._mhr_t, self._mhr_bpm = self._mhr_t[keep], self._mhr_bpm[keep]
 
@@ -262,10 +290,10 @@ class MaternalCoincidence:
         """(t_s, fhr_bpm, quality, maternal) of the points whose maternal checks can run now.
 
         New points (t_s, fhr_bpm, quality; covered: estimated with the mother's pulses
-        cancelled; locked: `locked` for them) join those waiting for the maternal channel.
-        A point waits until a maternal rate at or after it is known, or until MATERNAL_WAIT_S
-        after its window's audio (now_s: the end of the audio fed so far); `final` releases
-        all. Points that may be hers get no rate, quality 0 and maternal True.
+        cancelled; locked: `locked` for them) join those waiting for the maternal channel,
+        and are released in order once decided (module docstring; now_s: the end of the audio
+        fed so far); `final` releases all. Points that may be hers get no rate, quality 0 and
+        maternal True; unchecked points get no rate, quality 0 and maternal False.
         """
         if not self.seen:
             # No maternal input at all: only the physics checks ran, and any rate may still
@@ -277,36 +305,43 @@ class MaternalCoincidence:
         if not self._pending:
             return t_s, fhr_bpm, quality, np.zeros(t_s.size, dtype=bool)
         t, fhr, qual, cov, lock = (np.concatenate(col) for col in zip(*self._pending, strict=True))
-        if not final:
-            known = self._mhr_t.max() if self._mhr_t.size else -np.inf
-            ready = (t <= known) | (t <= now_s - MATERNAL_WAIT_S - self._window_s / 2)
-            n = int(np.argmin(ready)) if not ready.all() else ready.size
-        else:
+        # The maternal rate points around these points (the PPG's rate points and those of
+        # her beats are fed as each is known, so not in one time order).
+        around = (self._mhr_t >= t[0] - 2 * MATERNAL_MATCH_S) & (self._mhr_t <= t[-1] + 3.0)
+        mt, mb = self._mhr_t[around], self._mhr_bpm[around]
+        # within tolerance; a maternal rate known within MATERNAL_MATCH_S; within twice
+        # the tolerance
+        tolerances = (MATERNAL_TOLERANCE_BPM, np.inf, 2 * MATERNAL_TOLERANCE_BPM)
+        near, known_rate, close = _coincidences(t, fhr, mt, mb, tolerances)
+        if final:
             n = t.size
+        else:
+            upto = self._rate_upto
+            # Her beats were over the window (the lock check ran), her rate stream has
+            # reached the point (with or without her rate near it: a point unchecked then
+            # is withheld, not held back for a rate just after it), or her channel is
+            # missing.
+            decided = cov | (t <= upto) | (t <= now_s - self._window_s / 2 - MATERNAL_MISSING_S)
+            n = int(np.argmin(decided)) if not decided.all() else decided.size
         rest = (t[n:], fhr[n:], qual[n:], cov[n:], lock[n:])
         self._pending = [rest] if n < t.size else []
         t, fhr, qual, covered, locked = t[:n], fhr[:n], qual[:n], cov[:n], lock[:n]
+        near, known_rate, close = near[:n], known_rate[:n], close[:n]
         if not t.size:
             return t, fhr, qual, np.zeros(0, dtype=bool)
-        mat = np.zeros(t.size, dtype=bool)
-        # the maternal rate points around these points (fed in time order)
-        a, z = np.searchsorted(self._mhr_t, [t[0] - 3.0, t[-1] + 3.0])
-        mt, mb = self._mhr_t[a:z], self._mhr_bpm[a:z]
-        if mt.size:
-            # within tolerance; a maternal rate known within 2 s; within twice the tolerance
-            tolerances = (MATERNAL_TOLERANCE_BPM, np.inf, 2 * MATERNAL_TOLERANCE_BPM)
-            near, known_rate, close = _coincidences(t, fhr, mt, mb, tolerances)
-            far = known_rate & ~close
-            # Rate only (no PPG beats around the point): a coincident rate is withheld
-            # unless it is a fetal rate passing through the mother's (_coincidence_run).
-            run = self._coincidence_run(t, fhr, near, far)
-            mat = run & ~covered
+        # Rate only (no PPG beats around the point): a coincident rate is withheld unless it
+        # is a fetal rate passing through the mother's (_coincidence_run).
+        run = self._coincidence_run(t, fhr, near, known_rate & ~close)
+        mat = run & ~covered
         # With the PPG: a rate that her beat-locked pulses may have made is withheld (one
         # that survived their cancellation drifts against her beats: fetal, shown); a
         # window that hears only her is reported as maternal (the nurse and the mother are
         # told to move the probe), never as a rate.
         mat |= covered & locked
-        return t, np.where(mat, np.nan, fhr), np.where(mat, 0.0, qual), mat
+        # Neither her rate nor her beats for the point: nothing shows that it is not hers.
+        unchecked = ~covered & ~known_rate
+        gone = mat | unchecked
+        return t, np.where(gone, np.nan, fhr), np.where(gone, 0.0, qual), mat
 
     def _coincidence_run(self, t: Floats, fhr: Floats, near: Bools, far: Bools) -> Bools:
         """Which points near the maternal rate are withheld: all of them, except where the

@@ -23,9 +23,20 @@ RATE = {p.Stream.DOPPLER: 4000, p.Stream.PPG: 50}
 SECONDS = 90.0
 
 
-def run(fhr_bpm: float, mhr_bpm: float, fetal_absent: bool):
+def run(
+    fhr_bpm: float,
+    mhr_bpm: float,
+    fetal_absent: bool,
+    ppg_from_30_s: str | None = None,
+    outage_s: tuple[float, float] | None = None,
+):
     """(processor, published messages, fetal rate heard at each point: NaN while the probe
-    is off the fetus or the fetal signal has faded)"""
+    is off the fetus or the fetal signal has faded).
+
+    ppg_from_30_s: her finger comes off the PPG at 30 s, which then reads "flat" (its last
+    level) or "noise" (that level +-1 count: no pulse). outage_s: the radio drops the link
+    for that stretch, and the device then resends it as its store does, the Doppler range
+    first and the PPG range after it."""
     n = int(SECONDS * 4)
     mhr = np.full(n, mhr_bpm)
     beats = MaternalBeats.from_rate(mhr, seed=11)
@@ -38,8 +49,14 @@ def run(fhr_bpm: float, mhr_bpm: float, fetal_absent: bool):
         p.Stream.DOPPLER: doppler.read(int(SECONDS * 4000)),
         p.Stream.PPG: PpgSignal(mhr, 50, seed=13, beats=beats).read(int(SECONDS * 50)),
     }
+    if ppg_from_30_s is not None:
+        ppg, k = x[p.Stream.PPG], 30 * 50
+        ppg[k:] = ppg[k - 1]
+        if ppg_from_30_s == "noise":
+            ppg[k:] += np.random.default_rng(0).integers(-1, 2, ppg.size - k).astype(ppg.dtype)
     published: list[tuple[tuple, dict]] = []
-    s = DeviceSession("fh-01", p.DeviceType.FETAL_HEART, gap_timeout_s=0.0)
+    gap_timeout_s = 0.0 if outage_s is None else 60.0  # the gaps wait for the resend
+    s = DeviceSession("fh-01", p.DeviceType.FETAL_HEART, gap_timeout_s=gap_timeout_s)
     proc = FetalProcessor(
         s, lambda parts, payload, **kw: published.append((parts, payload)), ProcessingSection()
     )
@@ -50,8 +67,15 @@ def run(fhr_bpm: float, mhr_bpm: float, fetal_absent: bool):
             body = x[stream][seq : seq + size].astype("<i2").tobytes()
             t_ms = T0_MS + seq * 1000 // RATE[stream]
             f = p.Frame(p.Flag(0), p.DeviceType.FETAL_HEART, stream, 1, seq, t_ms, body)
-            out.append((seq / RATE[stream], p.encode_frame(f)))
-    for i, (_, frame) in enumerate(sorted(out, key=lambda a: a[0])):
+            out.append((seq / RATE[stream], stream, p.encode_frame(f)))
+    out.sort(key=lambda a: a[0])
+    if outage_s is not None:
+        during = [f for f in out if outage_s[0] <= f[0] < outage_s[1]]
+        resent = [f for f in during if f[1] == p.Stream.DOPPLER]
+        resent += [f for f in during if f[1] == p.Stream.PPG]
+        before = [f for f in out if f[0] < outage_s[0]]
+        out = before + resent + [f for f in out if f[0] >= outage_s[1]]
+    for i, (_, _, frame) in enumerate(out):
         s.on_frame(frame)
         if i % 50 == 0:
             proc.flush()
@@ -97,3 +121,31 @@ def test_a_fetal_heart_beside_her_vessel_is_shown():
     faded[: 30 * 4] = False
     assert faded.sum() > 40
     assert (shown & faded & (np.abs(fhr - 80.0) < 10)).sum() <= 0.01 * faded.sum()
+
+
+@pytest.mark.parametrize("ppg", ["flat", "noise"])
+def test_a_finger_off_the_ppg_shows_no_rate_where_her_pulse_is_not_watched(ppg):
+    # Her finger comes off the PPG after 30 s while the probe hears only her pulse (a
+    # tachycardic mother, 138 bpm: a fetal-looking rate). With no maternal channel for those
+    # points nothing can tell her pulse from the baby's: they are withheld, never shown as
+    # fetal (before: all shown at 138 bpm at quality 1.0, the device told GOOD).
+    proc, published, _ = run(140.0, 138.0, fetal_absent=True, ppg_from_30_s=ppg)
+    fhr, maternal = fhr_points(published)
+    late = slice(int(40 * 4), None)
+    assert len(fhr) > 300
+    assert not np.isfinite(fhr[late]).any(), "her pulse shown as the baby's"
+    quality = np.concatenate([m["quality"] for parts, m in published if parts[-1] == "fhr"])
+    assert np.all(quality[late] == 0.0)
+    assert not maternal[late].any(), "not proven hers either: not flagged as her pulse"
+    assert proc.feedback_level() != p.FeedbackLevel.GOOD
+
+
+def test_an_outage_resent_doppler_first_waits_for_her_ppg():
+    # A 20 s outage; the device resends the Doppler it kept, then the PPG. The outage's
+    # points wait for her PPG and are checked against it, not passed because their audio came
+    # first (before: 62% of them published at her rate).
+    _, published, _ = run(140.0, 138.0, fetal_absent=True, outage_s=(30.0, 50.0))
+    fhr, maternal = fhr_points(published)
+    outage = slice(30 * 4, 50 * 4)
+    assert not np.isfinite(fhr[outage]).any(), "her pulse shown as the baby's"
+    assert maternal[outage].mean() > 0.8, "checked against her PPG once it came"
