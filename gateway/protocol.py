@@ -102,6 +102,7 @@ class Event(IntEnum):
     CONTACT_OFF = 3
     BATTERY_LOW = 4
     GAP = 5
+    MOVEMENT = 6  # the mother marked a fetal movement (a short press); u16 mark number follows
 
 
 # USB serial link (docs/protocol.md, "USB serial"): SLIP (RFC 1055) delimits packets
@@ -127,7 +128,12 @@ class SerialKind(IntEnum):
 # every other stream counts frames.
 SAMPLE_STREAMS = frozenset({Stream.DOPPLER, Stream.PPG})
 # Streams of sparse readings, asked for on every connection (docs/protocol.md, Resend)
-READING_STREAMS: dict[int, tuple[Stream, ...]] = {DeviceType.JAUNDICE: (Stream.TCB,)}  # by type
+# (the fetal monitor's events: its movement marks are readings, and one pressed while the link
+# was down must come even when no event was seen from this boot yet)
+READING_STREAMS: dict[int, tuple[Stream, ...]] = {
+    DeviceType.JAUNDICE: (Stream.TCB,),
+    DeviceType.FETAL_HEART: (Stream.EVENT,),
+}  # by type
 SEQ_END = 0xFFFFFFFF  # RESEND to_seq meaning "everything still held from from_seq on"
 
 # Sample rates fixed by the hardware (docs/protocol.md). A receiver checks the rate implied by
@@ -343,18 +349,34 @@ def decode_tcb(payload: bytes) -> TcbCounts:
     )
 
 
+_MOVEMENT = struct.Struct("<BH")
+
+
+def decode_movement(payload: bytes) -> int:
+    """The number (from 1 at each boot) of a MOVEMENT event: `u8 event, u16 number`."""
+    if len(payload) != _MOVEMENT.size or payload[0] != Event.MOVEMENT:
+        raise FrameError(f"movement event is {len(payload)} bytes, expected {_MOVEMENT.size}")
+    number: int = _MOVEMENT.unpack(payload)[1]
+    if number == 0:
+        raise FrameError("movement mark number 0 (they count from 1)")
+    return number
+
+
 def is_whole_record(stream: int, payload: bytes) -> bool:
     """Whether a frame without MORE, seen just after a loss, is a record on its own rather than
     the tail of one whose head was lost (the header cannot say): only a whole record decodes.
     A TcB record's length is fixed by its own header, status by its struct, device info is
-    one JSON object, an event one byte."""
+    one JSON object, an event one byte (a movement mark three)."""
     try:
         if stream == Stream.TCB:
             decode_tcb(payload)
         elif stream == Stream.STATUS:
             decode_status(payload)
         elif stream == Stream.EVENT:
-            return len(payload) == 1
+            if payload[:1] == bytes((Event.MOVEMENT,)):
+                decode_movement(payload)
+            else:
+                return len(payload) == 1
         elif stream == Stream.INFO:
             return isinstance(json.loads(payload), dict)
         else:

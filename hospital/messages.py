@@ -26,7 +26,7 @@ from perimon_schemas import load_schema, schema_path
 log = logging.getLogger(__name__)
 
 # The kinds stored, each validated by the schema of the same name.
-STORED_KINDS: Final = ("observation", "tcb", "ctg", "alert", "session")
+STORED_KINDS: Final = ("observation", "tcb", "ctg", "alert", "session", "movement")
 # What a receipt's rejection may hold (docs/schemas/receipt.schema.json): the longest
 # identifier it names, and the longest reason.
 _REJECTION: Final = load_schema("receipt")["properties"]["rejected"]["items"]["properties"]
@@ -50,7 +50,8 @@ class Sequence(NamedTuple):
 
 
 class Reading(NamedTuple):
-    """A row of `readings`: an Observation, a TcB reading, CTG findings or a session."""
+    """A row of `readings`: an Observation, a TcB reading, CTG findings, a session or a
+    movement mark."""
 
     msg_id: str
     kind: str
@@ -208,7 +209,7 @@ def sequence_of(kind: str, payload: Mapping[str, Any]) -> tuple[str, int, int, i
     numbers"), or None for an Observation whose identifier is not one the gateway builds."""
     if kind in ("alert", "ctg", "session"):
         return kind, NO_BOOT, int(payload["seq"]), 1
-    if kind != "observation":  # tcb, fhr, mhr: numbered by the device, per boot
+    if kind != "observation":  # tcb, movement, fhr, mhr: numbered by the device, per boot
         return kind, int(payload["boot"]), int(payload["seq"]), int(payload.get("count", 1))
     # `{device}:{boot}:fhr-obs:{first point}` (SampledData, one number a point) or
     # `{device}:{boot}:tcb:{seq}:{code}` (one per TcB reading and code)

@@ -29,8 +29,9 @@ from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 
 REPO = Path(__file__).resolve().parents[1]
 OUT = REPO / "docs" / "protocol-vectors.json"
-# 2: the SESSION reply names the central (peer); 3: payloads of signed frames are sealed
-VECTORS_VERSION = 3
+# 2: the SESSION reply names the central (peer); 3: payloads of signed frames are sealed;
+# 4: the movement mark event (6)
+VECTORS_VERSION = 4
 PROTOCOL_VERSION = 1
 
 FLAGS = {"AUTH": 0x01, "ADPCM": 0x02, "RESENT": 0x04, "MORE": 0x08}
@@ -40,7 +41,8 @@ STREAMS = {"DOPPLER": 0, "PPG": 1, "STATUS": 2, "TCB": 3, "INFO": 4, "EVENT": 5,
 OPS = {"START": 1, "STOP": 2, "SET_RATE": 3, "TIME_SYNC": 4, "RESEND": 5, "GET_INFO": 6,
        "MEASURE": 7, "SESSION": 8, "FEEDBACK": 9, "PAIR": 10}  # fmt: skip
 STATUS = {"OK": 0, "BAD_REQUEST": 1, "UNSUPPORTED": 2, "UNAVAILABLE": 3}
-EVENTS = {"BOOT": 1, "CONTACT_ON": 2, "CONTACT_OFF": 3, "BATTERY_LOW": 4, "GAP": 5}
+EVENTS = {"BOOT": 1, "CONTACT_ON": 2, "CONTACT_OFF": 3, "BATTERY_LOW": 4, "GAP": 5,
+          "MOVEMENT": 6}  # fmt: skip
 FEEDBACK_LEVELS = {"SEARCHING": 0, "WEAK": 1, "GOOD": 2}
 FEEDBACK_FLAGS = {"COMPLETE": 0x01, "MUTE": 0x02, "MATERNAL": 0x04}
 PAIR_STEPS = {"COMMIT": 1, "GET": 2, "REVEAL": 3, "CONFIRM": 4, "LABEL_COMMIT": 5}
@@ -224,6 +226,8 @@ def content_payload(c: dict, adpcm_blocks: dict) -> bytes:
         return json.dumps(c["info"], separators=(",", ":")).encode()
     if kind == "event":
         return bytes((EVENTS[c["event"]],))
+    if kind == "movement":
+        return struct.pack("<BH", EVENTS["MOVEMENT"], c["number"])
     if kind == "control":
         args = CONTROL_ARGS[c["op"]](c["fields"]) if "fields" in c else b""
         return bytes((OPS[c["op"]], c["request_id"])) + args
@@ -342,6 +346,14 @@ def frame_vectors(adpcm: dict) -> list[dict]:
          hdr([], fh, "EVENT", 2, 3, 9500), {"kind": "event", "event": "BATTERY_LOW"}),
         ("fetal-event-gap", "Event: samples were lost on the device before they were buffered.",
          hdr([], fh, "EVENT", 2, 4, 9600), {"kind": "event", "event": "GAP"}),
+        ("fetal-event-movement", "Event: the mother marked a fetal movement, her third of the "
+         "boot; t_ms is when she began to press.",
+         hdr([], fh, "EVENT", 2, 5, 12345), {"kind": "movement", "number": 3}),
+        ("fetal-event-movement-resent", "The same mark resent after an outage: its t_ms is "
+         "still when she pressed.",
+         hdr(["RESENT"], fh, "EVENT", 2, 5, 12345), {"kind": "movement", "number": 3}),
+        ("fetal-event-movement-last", "The 65535th mark of a boot, the largest number.",
+         hdr([], fh, "EVENT", 2, 70000, 86400000), {"kind": "movement", "number": 65535}),
         ("fetal-event-header-limits", "Every header field at its largest: boot 65535, seq and "
          "t_ms 2^32-1.", hdr([], fh, "EVENT", 65535, 0xFFFFFFFF, 0xFFFFFFFF),
          {"kind": "event", "event": "BOOT"}),
@@ -644,6 +656,10 @@ def invalid_vectors() -> list[dict]:
          "TcB record has 0 LEDs x 5 flashes"),
         ("tcb-length", "tcb", f(hdr([], jm, "TCB", 3, 0, 0), bytes(11) + b"\x01\x02" + bytes(9)),
          "TcB record is 22 bytes, expected 23"),
+        ("movement-short", "movement", f(hdr([], fh, "EVENT", 2, 0, 0), b"\x06\x01"),
+         "movement event is 2 bytes, expected 3"),
+        ("movement-zero", "movement", f(hdr([], fh, "EVENT", 2, 0, 0), b"\x06\x00\x00"),
+         "movement mark number 0 (they count from 1)"),
         ("reply-short", "reply", f(hdr([], fh, "REPLY", 2, 0, 0), b"\x01\x00"),
          "reply shorter than 3 bytes"),
         ("time-sync-reply-length", "time_sync_reply",
@@ -678,7 +694,8 @@ def build() -> dict:
             "crc": "the CRC-16/CCITT-FALSE over every byte before it; the frame stores it "
             "little-endian",
             "content": "the payload decoded: kind pcm16 (samples), adpcm (the ADPCM block "
-            "named), status, tcb, info (the JSON object), event, control (op, request_id, "
+            "named), status, tcb, info (the JSON object), event, movement (the mark's number), "
+            "control (op, request_id, "
             "fields of the arguments), reply (op, request_id, status, fields of the data), "
             "fragment (part of a record)",
             "adpcm": "state is [predictor, step_index]; hex is the whole payload: the state "

@@ -675,6 +675,20 @@ class DopplerSignal:
         self._rng = np.random.default_rng([seed, 2])
         self._pos = 0  # samples since start, not wrapped
         self.fs_hz = fs_hz
+        move = self._scene.movement
+        began = np.flatnonzero(move & ~np.concatenate(([False], move[:-1])))
+        self._movement_starts = (began * fs_hz / FS_TRACE_HZ).astype(np.int64)  # in the trace
+
+    def movements_starting(self, n: int) -> int:
+        """How many fetal movements begin in the next `n` samples (those the next read(n)
+        gives): what a mother would feel, for a simulated one who marks them."""
+        period = self._scene.n_samples
+        a = self._pos % period
+        starts = self._movement_starts
+        hits = np.count_nonzero((starts >= a) & (starts < a + n))
+        if a + n > period:  # the read wraps round to the start of the trace
+            hits += np.count_nonzero(starts < a + n - period)
+        return int(hits)
 
     def read(self, n: int) -> np.ndarray:
         """Next n samples as int16 ADC counts (centred), looping the trace when it ends."""

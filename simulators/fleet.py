@@ -62,6 +62,12 @@ CH_CONTACT = 3
 CH_PRESS = 4
 CH_BUTTON = 5
 CH_QUIT = 255
+PRESS_SHORT = 1  # CH_BUTTON's byte (firmware/sim/sim_feed.py): a fetal movement mark
+PRESS_LONG = 2  # held 2 s: the pairing gesture
+# A simulated mother who marks movements (DeviceSpec.marks_movements) presses this long after a
+# movement the Doppler hears begins: she feels it, then reaches for the button. perimon's choice
+# for the demo, not a clinical figure; she marks every movement the probe hears.
+MARK_DELAY_S = 1.0
 
 _CHUNK_S = 0.05  # the feeder writes 50 ms of signal at a time
 
@@ -102,6 +108,7 @@ class DeviceSpec:
     extra: dict = field(default_factory=dict)
     signed: bool = True  # provisioned with a key (False: an unprovisioned board, no tags)
     enrolled: bool = True  # in the gateway's enrolment list (False: a stranger's device)
+    marks_movements: bool = False  # fetal monitor: the mother marks the movements she feels
 
 
 def ble_address(device_id: str) -> str:
@@ -275,8 +282,13 @@ class VirtualDevice:
             self.usb = None
 
     async def press_button(self) -> None:
-        """Press the device's button once (pairing)."""
-        await self._write(feed_block(CH_BUTTON, b"\x01"))
+        """Hold the device's button down for 2 s (the pairing gesture; it also confirms a
+        pairing code). The firmware is told the kind of press, not made to wait for it."""
+        await self._write(feed_block(CH_BUTTON, bytes((PRESS_LONG,))))
+
+    async def mark_movement(self) -> None:
+        """Press the fetal monitor's button briefly: the mother felt the baby move."""
+        await self._write(feed_block(CH_BUTTON, bytes((PRESS_SHORT,))))
 
     def console_lines(self, prefix: str = "") -> list[str]:
         """What the device printed on its console so far, lines starting with `prefix`."""
@@ -335,9 +347,13 @@ class VirtualDevice:
 
         noise = np.random.default_rng(self.spec.seed + 7)
         power = 0.0  # the Doppler's mean power over a few seconds (not per beat)
+        marks_due: list[int] = []  # steps at which the mother presses for a movement she felt
 
         async def step(k: int) -> None:
             nonlocal ppg_acc, mv, power
+            if self.spec.marks_movements and self.on_skin:
+                felt = doppler.movements_starting(n_dop)
+                marks_due.extend([k + round(MARK_DELAY_S / _CHUNK_S)] * felt)
             x = doppler.read(n_dop)
             power += (float(np.mean(np.square(x, dtype=float))) - power) * (1.0 if k == 0 else 0.02)
             if self.aim < 1.0:  # the probe slides off the heart: steady noise, as loud
@@ -354,6 +370,9 @@ class VirtualDevice:
                 mv -= 0.02  # about 70 mV an hour of streaming
                 out.append(feed_block(CH_BATTERY, struct.pack("<H", int(mv))))
                 out.append(feed_block(CH_CONTACT, bytes((1 if self.on_skin else 0,))))
+            while marks_due and marks_due[0] <= k:
+                marks_due.pop(0)
+                out.append(feed_block(CH_BUTTON, bytes((PRESS_SHORT,))))
             await self._write(b"".join(out))
 
         await self._paced(step)
@@ -454,9 +473,9 @@ def demo_specs(n_fetal: int = 2, n_jaundice: int = 1) -> list[DeviceSpec]:
     specs = []
     rates = [142.0, 128.0, 150.0, 135.0]
     for i in range(n_fetal):
-        specs.append(
-            DeviceSpec(f"fh-{i + 1:02d}", "fetal_heart", seed=3 + 9 * i, fhr_bpm=rates[i % 4])
-        )
+        fhr = rates[i % 4]  # the mother marks the movements she feels
+        specs.append(DeviceSpec(f"fh-{i + 1:02d}", "fetal_heart", seed=3 + 9 * i, fhr_bpm=fhr,
+                                marks_movements=True))  # fmt: skip
     groups = ["light", "medium", "dark"]
     for i in range(n_jaundice):
         specs.append(

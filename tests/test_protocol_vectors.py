@@ -119,6 +119,10 @@ def _check_content(c: dict, frame: p.Frame) -> None:
         assert p.is_whole_record(frame.stream, payload)
     elif kind == "event":
         assert list(payload) == [p.Event[c["event"]]]
+        assert p.is_whole_record(frame.stream, payload)
+    elif kind == "movement":
+        assert p.decode_movement(payload) == c["number"]
+        assert p.is_whole_record(frame.stream, payload)
     elif kind == "control":
         args = _CONTROL_ARGS[c["op"]](c["fields"]) if "fields" in c else b""
         assert p.control_payload(p.Op[c["op"]], c["request_id"], args) == payload
@@ -265,6 +269,8 @@ def _decode_with(decoder: str, frame: p.Frame) -> None:
         p.decode_status(frame.payload)
     elif decoder == "tcb":
         p.decode_tcb(frame.payload)
+    elif decoder == "movement":
+        p.decode_movement(frame.payload)
     elif decoder == "reply":
         p.decode_reply(frame.payload)
     elif decoder == "time_sync_reply":
@@ -385,7 +391,8 @@ def test_spec_event_codes(firmware):
     row = next(r for r in _table("Streams and sequence numbers") if r["stream"] == "EVENT")
     doc = _numbered(row["payload"].split("(", 1)[1])
     words = {"BOOT": "boot", "CONTACT_ON": "contact on", "CONTACT_OFF": "contact off",
-             "BATTERY_LOW": "battery low", "GAP": "samples lost"}  # fmt: skip
+             "BATTERY_LOW": "battery low", "GAP": "samples lost",
+             "MOVEMENT": "fetal movement marked"}  # fmt: skip
     _described({e.name: e.value for e in p.Event}, doc, words)
     _described(_fw(firmware, "EV_"), doc, words)
 

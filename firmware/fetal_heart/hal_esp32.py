@@ -13,6 +13,7 @@ from micropython import const
 
 import board
 import board_radio
+from presses import Presses
 from board import cpu_ms, note_reset, reset, reset_cause, watchdog  # noqa: F401
 
 board.full_speed()
@@ -90,7 +91,7 @@ _speaker = machine.I2S(
 )
 _speaker.irq(lambda _i2s: None)  # a callback makes write() non-blocking: audio never stalls
 _button = machine.Pin(_P["button_in"], machine.Pin.IN, machine.Pin.PULL_UP)
-_presses = [0, 0]  # presses counted by the IRQ, ms of the last (debounce)
+_presses = Presses()
 
 
 def _set_rgb(rgb):
@@ -133,21 +134,19 @@ def speaker(samples, count):
 
 
 def _on_button(_pin):
-    now = time.ticks_ms()
-    if time.ticks_diff(now, _presses[1]) > 200:  # debounce
-        _presses[0] += 1
-    _presses[1] = now
+    _presses.edge(time.ticks_ms())
 
 
-_button.irq(trigger=machine.Pin.IRQ_FALLING, handler=_on_button)
+# Both edges: the press (falling, to ground) times the movement mark, when the mother felt the
+# baby move, not when the task next looks; the release tells a short press from a long one. A
+# tap shorter than the task's 50 ms poll is still seen. The IRQ only notes the time; the pin is
+# read once it has settled (presses.py debounces), from the task.
+_button.irq(trigger=machine.Pin.IRQ_FALLING | machine.Pin.IRQ_RISING, handler=_on_button)
 
 
 def button():
-    """True once per press."""
-    if _presses[0]:
-        _presses[0] -= 1
-        return True
-    return False
+    """(PRESS_SHORT or PRESS_LONG, ticks_ms when it began) once per press, else None."""
+    return _presses.poll(time.ticks_ms(), _button.value() == 0, time.ticks_diff)
 
 
 _views = [None, 0, None]  # the array, the count and its view, made once per buffer and size

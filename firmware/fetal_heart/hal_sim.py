@@ -6,6 +6,7 @@ import array
 import asyncio
 import struct
 import sys
+import time
 
 # The simulation's own modules (sim_feed, radio_sim, bluetooth_sim) are in firmware/sim, which a
 # board never holds: this HAL is what puts them on the path.
@@ -71,7 +72,8 @@ class _Channel:
 
 doppler = _Channel(_DOPPLER_BUF)
 ppg = _Channel(256)
-_state = {"mv": 4000, "skin": True, "presses": 0, "speaker": False}
+_state = {"mv": 4000, "skin": True, "speaker": False}
+_presses = []  # (kind, ticks_ms) of presses the task has not taken yet
 
 
 def _battery(b):
@@ -83,7 +85,9 @@ def _contact(b):
 
 
 def _button(b):
-    _state["presses"] += 1
+    # The simulator says the kind (sim_feed.CH_BUTTON); a board's HAL tells it by the hold time.
+    if b and len(_presses) < 8:
+        _presses.append((b[0], time.ticks_ms()))
 
 
 feed = sim_feed.Feed(
@@ -143,11 +147,8 @@ def speaker(samples, count):
 
 
 def button():
-    """True once per press (the simulator presses through the feed)."""
-    if _state["presses"]:
-        _state["presses"] -= 1
-        return True
-    return False
+    """(PRESS_SHORT or PRESS_LONG, ticks_ms when it began) once per press, else None."""
+    return _presses.pop(0) if _presses else None
 
 
 def make_radio(settings, adv):

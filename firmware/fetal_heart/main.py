@@ -85,6 +85,8 @@ _PPG_FRAME = const(25)  # samples per PPG frame (0.5 s)
 _MAX_BLOCK = const(480)  # Doppler samples per frame at most (fits a 247-byte ATT MTU as ADPCM)
 _STATUS_EVERY_MS = const(5000)
 _BATTERY_LOW_PCT = const(15)
+_PRESS_LONG = const(2)  # presses.PRESS_LONG (sim_feed.CH_BUTTON's 2): held 2 s, pairing
+_MARK_HZ = const(1760)  # a movement mark taken: one short chirp, above every guiding tone
 
 
 class State:
@@ -192,13 +194,29 @@ def pairing_loader(state, settings, settings_path, link, radio, adv):
     return load
 
 
-async def button_task(state):
-    """The button opens the pairing window (and confirms a pairing code)."""
+async def button_task(link, state):
+    """The one button (docs/firmware.md, "The button"): a short press marks a fetal movement
+    (the mother felt the baby move), stamped with the time it began so it lands on the trace
+    where she pressed, however late its frame arrives; a long press (held 2 s) opens the
+    pairing window. While the window is open every press is pairing's: it confirms the code."""
+    marks = 0  # movement marks this boot: the number each carries (docs/protocol.md)
     while True:
         await asyncio.sleep_ms(50)
-        if not hal.button():
+        press = hal.button()
+        if press is None:
             continue
-        state.load_pairing().press()
+        kind, began = press
+        pairing = state.pairing
+        if kind == _PRESS_LONG:
+            state.load_pairing().press()
+        elif pairing is not None and pairing.is_open():
+            pairing.confirm()
+        else:
+            marks += 1
+            t_ms = link.now_ms() - time.ticks_diff(time.ticks_ms(), began)
+            link.send_record(p.S_EVENT, t_ms & 0xFFFFFFFF,
+                             bytes((p.EV_MOVEMENT, marks & 0xFF, (marks >> 8) & 0xFF)))  # fmt: skip
+            hal.tone(_MARK_HZ, 60)  # she hears it taken; the LED keeps showing the signal
 
 
 def info(settings, boot, state):
@@ -288,7 +306,7 @@ async def main(settings_path):
     sup.start("ppg", ppg_task(link, state))
     sup.start("status", status_task(link))
     sup.start("feedback", feedback_task(state.fb))
-    sup.start("button", button_task(state))
+    sup.start("button", button_task(link, state))
     for t in hal.background_tasks():
         sup.start("hal", t)
     asyncio.create_task(sup.run())

@@ -2,10 +2,12 @@
 # Diffie-Hellman (RFC 3526 group 14, 2048-bit MODP, 256-bit exponents), the gateway committing
 # to its public value first, and both confirm the key before either stores it. Two ways to
 # authenticate the exchange (docs/security.md, "Pairing at home"):
-#   button: a press opens a two-minute window in which the device advertises "pairing" and
-#     answers PAIR unsigned; both show a 4-digit code derived from the exchange (the page shows
-#     it, the device blinks and beeps it), and the key is stored only after the user pressed
-#     the button again (the codes matched) AND the gateway proved it holds the key. One COMMIT
+#   button: a long press (held 2 s: a short one is a movement mark, firmware/lib/presses.py)
+#     opens a two-minute window in which the device advertises "pairing" and answers PAIR
+#     unsigned; both show a 4-digit code derived from the exchange (the page shows it, the
+#     device blinks and beeps it), and the key is stored only after the user pressed the
+#     button again, short or long (the codes matched; while the window is open no press is a
+#     movement mark) AND the gateway proved it holds the key. One COMMIT
 #     per press: a second one, or an exchange left half-way, closes the window and shows red
 #     (else a man in the middle commits again and again until the device's code is the one
 #     the page shows).
@@ -134,10 +136,16 @@ class Pairing:
 
     # ---- the button ----
 
-    def press(self):
+    def confirm(self):
+        """A short press in the window: accepts the code shown, and does nothing else."""
         if self.state == CODE:
             self.state = ACCEPTED  # the user saw the same code on the page
             self.log("PAIR accepted")
+
+    def press(self):
+        """A long press: opens the window (again), or accepts the code shown."""
+        if self.state == CODE:
+            self.confirm()
             return
         if self.state == ACCEPTED:
             return

@@ -59,6 +59,7 @@ EV_CONTACT_ON = const(2)
 EV_CONTACT_OFF = const(3)
 EV_BATTERY_LOW = const(4)
 EV_GAP = const(5)  # samples that were lost on the device before they could be buffered
+EV_MOVEMENT = const(6)  # the mother marked a fetal movement; u16 number of the mark follows
 
 # FEEDBACK: u8 level, u8 flags.
 FB_SEARCHING = const(0)

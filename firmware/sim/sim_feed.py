@@ -12,7 +12,8 @@ CH_PPG = const(1)  # int16 samples
 CH_BATTERY = const(2)  # u16 millivolts
 CH_CONTACT = const(3)  # u8 0/1: probe on skin / contact switch
 CH_PRESS = const(4)  # JSON: one jaundice press (the light on the photodiodes: TcbDeviceModel.scene)
-CH_BUTTON = const(5)  # u8 1: the device's button was pressed (pairing)
+CH_BUTTON = const(5)  # u8: the device's button was pressed: 1 briefly (a fetal movement mark),
+# 2 held 2 s or more (the pairing gesture): presses.PRESS_SHORT and PRESS_LONG
 CH_QUIT = const(255)
 
 

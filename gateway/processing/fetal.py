@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import itertools
+import logging
 import math
 import time
 from collections import deque
@@ -39,6 +40,8 @@ if TYPE_CHECKING:
     from gateway.config import ProcessingSection
     from gateway.device.session import DeviceSession
     from gateway.processing.recording import SessionTracker
+
+log = logging.getLogger(__name__)
 
 DOPPLER_HZ = 4000  # fixed by the hardware (docs/protocol.md)
 PPG_HZ = 50
@@ -319,7 +322,30 @@ class FetalProcessor:
         return x
 
     def on_record(self, stream: int, seq: int, t_ms: int, payload: bytes) -> None:
-        pass  # status and events are kept by the session
+        """A movement mark is published (docs/mqtt.md, "Movement marks"); status and the other
+        events are kept by the session."""
+        if stream != p.Stream.EVENT or payload[:1] != bytes((p.Event.MOVEMENT,)):
+            return
+        try:
+            number = p.decode_movement(payload)
+        except p.FrameError as exc:
+            self.session.state.stats.malformed += 1
+            log.warning("%s: bad movement mark: %s", self.device_id, exc)
+            return
+        boot = self.session.state.boot
+        # t_ms is when the press began, on the clock of the trace's samples: the mark lands
+        # where she pressed, however late its frame came (a resend after an outage)
+        self.publish(
+            ("device", self.device_id, "movement"),
+            {
+                "msg_id": f"{self.device_id}:{boot}:movement:{number}",
+                "device_id": self.device_id,
+                "boot": boot,
+                "seq": number,
+                "t": iso_time(self.session.unix_time(t_ms)),
+                "t_device_ms": t_ms,
+            },
+        )
 
     # ---- publishing ----
 

@@ -11,8 +11,9 @@ audit file under the gateway's data_dir.
 What was published is kept on disk (gateway/state/history_store.py, `{data_dir}/history.sqlite`)
 and survives a restart or a crash (docs/reliability.md says what a power cut may take):
 
-* CTG findings, TcB readings, alerts and acknowledgements are written as they happen (a few a
-  minute), and so is a status that changes the link, the probe's contact or the battery warning;
+* CTG findings, TcB readings, movement marks, alerts and acknowledgements are written as they
+  happen (a few a minute), and so is a status that changes the link, the probe's contact or the
+  battery warning;
 * the live trace (4 Hz points, about two messages a second per fetal monitor) is written in
   batches, every `FLUSH_S`, and other statuses every `STATUS_S`, so an SD card sees one small
   transaction per batch rather than one per message. What a crash takes from the last batch is
@@ -60,9 +61,10 @@ PRUNE_S = 60.0  # messages older than keep_s are deleted this often
 MAX_PENDING = 20_000  # messages held while the database cannot be written (about 10 min of 7
 # fetal monitors); beyond this the batch is dropped from the history (logged), never the outbox
 TRACE_KINDS = ("fhr", "mhr")
-STORED_KINDS = ("fhr", "mhr", "ctg", "tcb")
+STORED_KINDS = ("fhr", "mhr", "ctg", "tcb", "movement")
 HISTORY_LOST = "history_lost"  # the alert raised when the history had to be started empty
 EVENT_QUEUE = 2000  # events a page's live stream may fall behind before it is dropped
+_SAME_S = 60.0  # a message published again is looked for this far either side of its time
 
 RecentTrace = Callable[[str, int, str], list[bytes]]  # Outbox.recent_trace(device, boot, kind)
 
@@ -275,6 +277,8 @@ class History:
                 d.status, d.seen = payload, now
                 events.append({"type": "status", "device_id": dev, "data": payload})
             elif kind in STORED_KINDS:
+                if kind == "movement" and self._known(dev, kind, payload):
+                    return events  # a mark sent again after a gateway restart: kept once
                 d = self.device(dev)
                 m = payload
                 if kind == "ctg":
@@ -295,6 +299,13 @@ class History:
             self.prune(now)
         self._arm_timer()
         return events
+
+    def _known(self, dev: str, kind: str, m: Message) -> bool:
+        """Whether a message with this msg_id is kept already, at about the same time (a device
+        time mapped again after a restart, by a new time sync, may differ by milliseconds)."""
+        t0, t1 = span(kind, m)
+        kept = self.messages(dev, kind, t0 - _SAME_S, t1 + _SAME_S)
+        return any(k.get("msg_id") == m.get("msg_id") for k in kept)
 
     def _queue(self, dev: str, kind: str, m: Message, now: float) -> None:
         self._pending.setdefault((dev, kind), []).append(m)
@@ -546,8 +557,8 @@ class History:
     # ---- out: queries and live events ----
 
     def messages(self, device_id: str, kind: str, since: float, until: float) -> list[Message]:
-        """A device's messages of `kind` (fhr, mhr, ctg, tcb) that overlap [since, until], in
-        time order (as published)."""
+        """A device's messages of `kind` (fhr, mhr, ctg, tcb, movement) that overlap [since,
+        until], in time order (as published)."""
         out: list[Message] = []
 
         def take(msgs: Iterable[Message]) -> None:

@@ -23,7 +23,8 @@ _PAGE = """<!doctype html>
 <link rel="stylesheet" href="/static/style.css"></head>
 <body><main class="simple">
 <h1>Pair a new monitor</h1>
-<p>Press the button on the new monitor. It appears below within a few seconds.</p>
+<p>Press and hold the button on the new monitor for 2 seconds. It appears below within a few
+seconds.</p>
 <ul id="pending"><li>No monitor wants to pair.</li></ul>
 <p>Or open your phone's camera on the code on the monitor's label (inside the battery cover).</p>
 <p><a href="/">Back</a></p>

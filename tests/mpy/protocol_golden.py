@@ -160,6 +160,8 @@ def check_content(c, payload):
         eq(json.loads(payload), c["info"], "device info")
     elif kind == "event":
         eq(payload, bytes((getattr(p, "EV_" + c["event"]),)), "event")
+    elif kind == "movement":  # as fetal_heart/main.py sends it
+        eq(payload, struct.pack("<BH", p.EV_MOVEMENT, c["number"]), "movement")
     elif kind == "control":
         op = getattr(p, "OP_" + c["op"])
         ctl = p.decode_control(payload)
