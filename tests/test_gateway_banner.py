@@ -83,6 +83,14 @@ def test_messages_waiting_say_whether_the_broker_is_there():
     assert [w["code"] for w in both] == [REJECTED_WARNING, MESSAGES_WAITING]
 
 
+@pytest.mark.unit
+def test_a_status_warning_the_banner_has_no_words_for_is_passed_on_by_its_code():
+    later = warnings_of(_link(status_warnings=["disk_nearly_full", REJECTED_WARNING],
+                              rejected_at=[NOW - 5]), NOW)  # fmt: skip
+    assert [w["code"] for w in later] == [REJECTED_WARNING, "disk_nearly_full"]
+    assert later[1] == {"code": "disk_nearly_full"}
+
+
 # ---- the page, with the real conditions ---------------------------------------------------
 
 

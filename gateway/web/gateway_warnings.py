@@ -50,13 +50,15 @@ def warnings_of(link: LinkState, now: float) -> list[dict[str, Any]]:
       hospital refused in the last REJECTED_WARN_S (`count`, with `at_least` when the outbox's
       kept copies reach their bound, so there may have been more), since and until when;
     * `messages_waiting` when a message has waited for the broker longer than WAITING_WARN_S:
-      how many wait, since when, and whether the broker is connected at all.
+      how many wait, since when, and whether the broker is connected at all;
+    * any other warning of the gateway status, by its code alone (a later version's: the page
+      names it and says to call IT).
     """
-    out: list[dict[str, Any]] = []
+    out: list[dict[str, Any]] = [{"code": c} for c in link.status_warnings if c != REJECTED_WARNING]
     if REJECTED_WARNING in link.status_warnings:
         recent = [t for t in link.rejected_at if now - t < REJECTED_WARN_S]
         if recent:
-            out.append({
+            out.insert(0, {
                 "code": REJECTED_WARNING,
                 "count": len(recent),
                 "at_least": len(link.rejected_at) >= link.rejected_kept_max,
