@@ -13,6 +13,13 @@ babies still gives an unbiased estimate for them.
 
 The interval comes from a residual model fitted on held-out calibration data: the residual
 standard deviation grows with the estimate and with melanin (less blue light comes back).
+
+A fault on one LED or detector channel (a weak LED, a smudge, a detector gain that moved) makes
+that channel disagree with the other eleven; with coefficients of tens of mg/dL per unit of
+ln R, 15 % on one channel can move the estimate by several mg/dL while the spectrum as a whole
+stays close enough to skin. So the model also holds, for each of the 12 channels, the estimator
+fitted without it: a reading whose estimate moves by more than the calibration babies' own
+spread when any one channel is left out rests on that channel alone, and is flagged.
 """
 
 from __future__ import annotations
@@ -43,6 +50,13 @@ MIN_NEAR_RED_REFLECTANCE = 0.03  # less than this at 650 nm near: probe not on s
 MIN_NEAR_GREEN_REFLECTANCE = 0.005
 ESTIMATE_RANGE_MG_DL = (-3.0, 30.0)  # outside this the model is extrapolating
 FEATURE_MARGIN = 0.25  # fraction of the training range tolerated beyond it
+# A limit drawn from the calibration babies (the spectral distance, the channel disagreement):
+# LIMIT_SCALE x their LIMIT_QUANTILE + LIMIT_OFFSET, so real babies are not flagged.
+LIMIT_QUANTILE = 0.999
+LIMIT_SCALE = 1.5
+LIMIT_OFFSET = 1.0
+CHANNEL_FOLDS = 4  # the channel disagreement's limit is taken out of fold: on babies not fitted
+N_CHANNELS = 2 * N_LEDS  # near 450..650 nm, then far 450..650 nm
 
 
 @dataclass(frozen=True)
@@ -72,6 +86,10 @@ class TcbModel:
     feature_mean: Floats | None = None
     feature_precision: Floats | None = None
     distance_limit: float = math.inf
+    # (12, 19): the estimator refitted without each channel (its two features held at 0), and
+    # how far leaving one out may move an estimate (mg/dL; `_limit` of calibration babies')
+    channel_coef: Floats | None = None
+    channel_limit_mg_dl: float = math.inf
     feature_set: str = FEATURE_SET
     meta: dict[str, object] = field(default_factory=dict)  # JSON: how it was fitted
 
@@ -88,6 +106,8 @@ class TcbModel:
                 None if self.feature_precision is None else self.feature_precision.tolist()
             ),
             "distance_limit": float(self.distance_limit),
+            "channel_coef": None if self.channel_coef is None else self.channel_coef.tolist(),
+            "channel_limit_mg_dl": float(self.channel_limit_mg_dl),
             "meta": self.meta,
         }
 
@@ -110,6 +130,10 @@ class TcbModel:
                     else np.asarray(d["feature_precision"], float)
                 ),
                 distance_limit=float(d.get("distance_limit", math.inf)),
+                channel_coef=(
+                    None if d.get("channel_coef") is None else np.asarray(d["channel_coef"], float)
+                ),
+                channel_limit_mg_dl=float(d.get("channel_limit_mg_dl", math.inf)),
                 feature_set=str(d.get("feature_set", FEATURE_SET)),
                 meta=dict(d.get("meta", {})),
             )
@@ -124,6 +148,15 @@ class TcbModel:
             raise ValueError("TcB model needs 3 residual-model coefficients")
         if not (np.all(np.isfinite(model.coef)) and np.all(np.isfinite(model.sigma_coef))):
             raise ValueError("TcB model coefficients must be finite")
+        if model.channel_coef is not None and (
+            model.channel_coef.shape != (N_CHANNELS, n)
+            or not np.all(np.isfinite(model.channel_coef))
+        ):
+            raise ValueError(
+                f"TcB model needs {N_CHANNELS} finite leave-one-channel-out estimators"
+            )
+        if math.isnan(model.channel_limit_mg_dl) or model.channel_limit_mg_dl <= 0:
+            raise ValueError("TcB model's channel_limit_mg_dl must be a positive number")
         return model
 
 
@@ -139,6 +172,15 @@ def tcb_features(r_near: ArrayLike, r_far: ArrayLike) -> Floats:
     a_far = -np.log(np.clip(far, REFLECTANCE_FLOOR, None))
     d = a_far - a_near
     return np.column_stack([np.ones(len(near)), a_near, a_far, d**2])
+
+
+def channel_features(channel: int) -> Bools:
+    """Which of the 19 features use a channel (0-5 near 450..650 nm, 6-11 far): its A and
+    its LED's D^2, the two that a fault on that channel moves."""
+    used = np.zeros(_n_features(), bool)
+    used[1 + channel] = True
+    used[1 + 2 * N_LEDS + channel % N_LEDS] = True
+    return used
 
 
 def _sigma_features(tcb_mg_dl: Floats, phi: Floats) -> Floats:
@@ -200,13 +242,26 @@ def fit_model(
     w = np.ones(len(tsb)) if weights is None else np.asarray(weights, float)[ok]
     phi = tcb_features(near, far)
 
-    def solve(rows: Bools) -> Floats:
+    def solve(rows: Bools, without: int | None = None) -> Floats:
+        """Weighted least squares on `rows`; without a channel: its features' coefficients 0."""
         sw = np.sqrt(w[rows])
-        beta: Floats
-        beta, *_ = np.linalg.lstsq(phi[rows] * sw[:, None], tsb[rows] * sw, rcond=None)
+        cols = np.ones(phi.shape[1], bool) if without is None else ~channel_features(without)
+        beta = np.zeros(phi.shape[1])
+        beta[cols], *_ = np.linalg.lstsq(phi[rows][:, cols] * sw[:, None], tsb[rows] * sw,
+                                         rcond=None)  # fmt: skip
         return beta
 
-    coef = solve(np.ones(len(tsb), bool))
+    every = np.ones(len(tsb), bool)
+    coef = solve(every)
+    channel_coef = np.stack([solve(every, c) for c in range(N_CHANNELS)])
+    # how far leaving one channel out moves the estimate of babies the fit has not seen
+    fold = np.random.default_rng([seed, 1]).integers(0, CHANNEL_FOLDS, len(tsb))
+    moved = np.zeros(len(tsb))
+    for k in range(CHANNEL_FOLDS):
+        test = fold == k
+        full = solve(~test)
+        without = np.stack([solve(~test, c) for c in range(N_CHANNELS)])
+        moved[test] = np.max(np.abs(phi[test] @ (full - without).T), axis=1)
     rng = np.random.default_rng(seed)
     held = rng.random(len(tsb)) < validation_fraction
     beta_rest = solve(~held)
@@ -217,6 +272,7 @@ def fit_model(
     sigma_coef, *_ = np.linalg.lstsq(s_feat, abs_res * math.sqrt(math.pi / 2.0), rcond=None)
     sigma_floor = float(max(0.3, 0.5 * np.std(pred_held - tsb[held])))
     mean, precision, limit = _spectral_envelope(phi[:, 1:])
+    channel_limit = _limit(moved)
     return TcbModel(
         coef=coef,
         sigma_coef=sigma_coef,
@@ -226,6 +282,8 @@ def fit_model(
         feature_mean=mean,
         feature_precision=precision,
         distance_limit=limit,
+        channel_coef=channel_coef,
+        channel_limit_mg_dl=channel_limit,
         meta={
             "n_calibration": int(len(tsb)),
             "n_residual_model": int(held.sum()),
@@ -245,8 +303,12 @@ def _spectral_envelope(x: Floats) -> tuple[Floats, Floats, float]:
     cov += np.eye(len(cov)) * 1e-3 * np.trace(cov) / len(cov)
     precision = np.asarray(np.linalg.inv(cov), dtype=np.float64)
     d = np.sqrt(np.einsum("ij,jk,ik->i", x - mean, precision, x - mean))
-    limit = float(1.5 * np.quantile(d, 0.999) + 1.0)
-    return mean, precision, limit
+    return mean, precision, _limit(d)
+
+
+def _limit(calibration_values: Floats) -> float:
+    """A flagging limit above what the calibration babies show (LIMIT_QUANTILE, with margin)."""
+    return float(LIMIT_SCALE * np.quantile(calibration_values, LIMIT_QUANTILE) + LIMIT_OFFSET)
 
 
 def spectral_distance(model: TcbModel, r_near: ArrayLike, r_far: ArrayLike) -> float:
@@ -255,6 +317,15 @@ def spectral_distance(model: TcbModel, r_near: ArrayLike, r_far: ArrayLike) -> f
         return 0.0
     diff = tcb_features(r_near, r_far)[0, 1:] - model.feature_mean
     return float(np.sqrt(diff @ model.feature_precision @ diff))
+
+
+def channel_disagreement_mg_dl(model: TcbModel, r_near: ArrayLike, r_far: ArrayLike) -> float:
+    """The most the estimate moves when one of the 12 channels is left out (0.0 for a model
+    without leave-one-channel-out estimators). A reading that rests on one channel alone."""
+    if model.channel_coef is None:
+        return 0.0
+    phi = tcb_features(r_near, r_far)[0]
+    return float(np.max(np.abs((model.coef - model.channel_coef) @ phi)))
 
 
 def load_model(path: str | Path | None = None) -> TcbModel:
@@ -300,17 +371,21 @@ def estimate_tcb(r_near: ArrayLike, r_far: ArrayLike, model: TcbModel | None = N
         return _flagged("outside_calibration")
     if spectral_distance(model, near, far) > model.distance_limit:
         return _flagged("implausible_spectrum")
+    if channel_disagreement_mg_dl(model, near, far) > model.channel_limit_mg_dl:
+        return _flagged("implausible_spectrum")  # one channel disagrees with the others
     tcb = float(phi[0] @ model.coef)
     if not (ESTIMATE_RANGE_MG_DL[0] <= tcb <= ESTIMATE_RANGE_MG_DL[1]):
         return _flagged("outside_calibration")
     sigma = float(_sigma_features(np.array([tcb]), phi)[0] @ model.sigma_coef)
     sigma = max(sigma, model.sigma_floor)
+    # a bilirubin is never below 0: the number shown is clamped there, and the interval holds
+    # the number shown (an estimate of -1 with interval -1.6..-0.4 is shown as 0 in 0..0)
     shown = round(max(tcb, 0.0), 2)
     return TcbEstimate(
         tcb_mg_dl=shown,
         tcb_umol_l=round(shown * MG_DL_TO_UMOL_L, 1),
-        ci_low_mg_dl=round(max(tcb - Z_95 * sigma, 0.0), 2),
-        ci_high_mg_dl=round(tcb + Z_95 * sigma, 2),
+        ci_low_mg_dl=min(round(max(tcb - Z_95 * sigma, 0.0), 2), shown),
+        ci_high_mg_dl=max(round(tcb + Z_95 * sigma, 2), shown),
         flag="",
     )
 

@@ -1,6 +1,8 @@
 """TcB estimator: accuracy on held-out calibration babies per skin group, flags, interval."""
 
 import csv
+import dataclasses
+import importlib.util
 import math
 import os
 import time
@@ -13,15 +15,21 @@ import pytest
 from dsp.tcb import (
     MG_DL_TO_UMOL_L,
     TcbModel,
+    channel_disagreement_mg_dl,
     estimate_tcb,
     estimate_tcb_batch,
     fit_model,
     load_model,
+    tcb_features,
 )
 
 pytestmark = pytest.mark.unit
 
 REPO = Path(__file__).resolve().parents[1]
+_SPEC = importlib.util.spec_from_file_location("fit_tcb", REPO / "scripts" / "fit_tcb.py")
+assert _SPEC is not None and _SPEC.loader is not None
+fit_tcb = importlib.util.module_from_spec(_SPEC)
+_SPEC.loader.exec_module(fit_tcb)
 LED_NM = (450, 470, 505, 550, 590, 650)
 
 
@@ -116,6 +124,99 @@ def test_bad_reflectances_are_flagged_not_numbers(calibration):
         estimate_tcb(n[:5], f[:5])
 
 
+def test_the_interval_always_holds_the_number_shown(calibration):
+    """A raw estimate below 0 is shown as 0; its interval must still hold 0, never end below
+    the number shown (it did: 0.0 in 0.0..-0.5)."""
+    near, far, _, _ = calibration
+    model = load_model()
+    seen_negative = 0
+    for i in range(0, len(near), 60):
+        raw = float(tcb_features(near[i], far[i])[0] @ model.coef)
+        for target in (-2.9, -2.0, -1.0, -0.3, 0.0, 0.4, 1.0):
+            shift = np.zeros_like(model.coef)
+            shift[0] = target - raw  # the same reading, estimated `target` by a shifted model
+            moved = dataclasses.replace(
+                model, coef=model.coef + shift, channel_coef=model.channel_coef + shift
+            )
+            e = estimate_tcb(near[i], far[i], moved)
+            assert e.usable, (i, target, e.flag)
+            assert e.tcb_mg_dl == max(round(target, 2), 0.0)
+            assert 0.0 <= e.ci_low_mg_dl <= e.tcb_mg_dl <= e.ci_high_mg_dl, (i, target, e)
+            seen_negative += target < 0
+    assert seen_negative >= 40
+
+
+FAULTS = (0.5, 0.7, 0.85, 0.9, 1.1, 1.15, 1.4, 2.0)  # one channel's reflectance multiplied
+
+
+def _with_fault(near, far, channel: int, factor: float):
+    near, far = near.copy(), far.copy()
+    (near if channel < 6 else far)[channel % 6] *= factor
+    return near, far
+
+
+def test_a_fault_on_one_channel_cannot_move_a_published_number_far(calibration):
+    """One LED or detector channel off (x0.5 on the near detector at 650 nm turned 18.3 mg/dL
+    into an unflagged 0.2): the estimate left without that channel does not move with it, so
+    an unflagged estimate moved by at most the model's channel limit plus what the channels
+    of the good reading already disagreed."""
+    near, far, _, _ = calibration
+    model = load_model()
+    limit = model.channel_limit_mg_dl
+    assert 2.0 < limit < 6.0  # 1.5 x the calibration's 99.9th percentile + 1 (dsp/tcb.py)
+    for i in range(0, len(near), 15):
+        base = estimate_tcb(near[i], far[i], model)
+        if not base.usable:
+            continue
+        slack = channel_disagreement_mg_dl(model, near[i], far[i]) + 0.02  # + rounding
+        for channel in range(12):
+            for factor in FAULTS:
+                e = estimate_tcb(*_with_fault(near[i], far[i], channel, factor), model)
+                if e.usable:
+                    moved = abs(e.tcb_mg_dl - base.tcb_mg_dl)
+                    assert moved <= limit + slack, (i, channel, factor, base, e)
+    high = int(np.flatnonzero((calibration[2] > 17.5) & (calibration[2] < 19.0))[0])
+    assert estimate_tcb(*_with_fault(near[high], far[high], 5, 0.5)).flag == (
+        "implausible_spectrum"
+    )
+
+
+def test_gross_channel_faults_are_flagged_and_babies_not(calibration):
+    """Fitted on 75 % of the babies (scripts/fit_tcb.py's split), on the others: no baby is
+    flagged, and a channel at half or double its reflectance is flagged in most readings
+    (measured 87 % and 90 %; what goes unflagged is mostly the far detector's blue channels,
+    whose faults move the estimate least)."""
+    near, far, tsb, group = calibration
+    held = fit_tcb.split(group)
+    model = fit_model(near[~held], far[~held], tsb[~held],
+                      weights=fit_tcb.group_weights(group[~held]))  # fmt: skip
+    est = estimate_tcb_batch(near[held], far[held], model)
+    assert all(e.usable for e in est)
+    for factor in (0.5, 2.0):
+        flagged = [
+            not estimate_tcb(*_with_fault(n, f, channel, factor), model).usable
+            for n, f in zip(near[held][::3], far[held][::3], strict=True)
+            for channel in range(12)
+        ]
+        assert np.mean(flagged) >= 0.8, factor
+
+
+def test_the_shipped_model_is_what_the_fitting_script_writes(tmp_path):
+    """dsp/tcb_model.json is reproduced from the calibration file by scripts/fit_tcb.py (to
+    floating-point rounding), leave-one-channel-out estimators and limits included."""
+    out = tmp_path / "tcb_model.json"
+    assert fit_tcb.main(["--out", str(out)]) == 0
+    fitted, shipped = load_model(out), load_model()
+    for name in ("coef", "sigma_coef", "feature_mean", "channel_coef"):
+        assert np.allclose(getattr(fitted, name), getattr(shipped, name), rtol=1e-6, atol=1e-9)
+    for name in ("distance_limit", "channel_limit_mg_dl", "sigma_floor"):
+        assert getattr(fitted, name) == pytest.approx(getattr(shipped, name), rel=1e-6)
+    bad = shipped.to_dict()
+    bad["channel_coef"] = bad["channel_coef"][:11]
+    with pytest.raises(ValueError, match="leave-one-channel-out"):
+        TcbModel.from_dict(bad)
+
+
 def test_fit_needs_enough_rows(calibration):
     near, far, tsb, _ = calibration
     with pytest.raises(ValueError):
@@ -191,7 +292,8 @@ def test_gateway_alerts_follow_the_guideline_conditions(meter_tcb):
     assert ("tcb_above_exchange", "raised") in states
     assert ("tcb_above_exchange", "cleared") in states
 
-    # a gestation the guideline does not cover (set in a config file): the reading is still
+    # a gestation the guideline does not cover (the config file and the settings refuse it, a
+    # hand-edited devices.json does not): the reading is still
     # published, without an assessment, and the gateway keeps running
     proc.baby["ga_weeks"] = 33
     next_tcb["value"] = 9.0
