@@ -30,7 +30,7 @@ composes them; `fhr_from_doppler` is the stream fed once and flushed.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import overload
 
 import numpy as np
@@ -116,6 +116,15 @@ class FhrPoints:
     fhr_bpm: Floats  # NaN = no estimate
     quality: Floats  # [0, 1]
     maternal: Bools  # coincided with the maternal rate and was withheld
+    # Withheld because nothing of the mother's channel covered it (her finger off the PPG, a
+    # PPG with no pulse, samples lost: dsp/maternal_coincidence.py): her pulse was not being
+    # watched there. Points made without the maternal checks (a loss, the classic estimator)
+    # may leave it out: then none is.
+    unchecked: Bools = field(default_factory=lambda: np.zeros(0, dtype=bool))
+
+    def __post_init__(self) -> None:
+        if self.unchecked.size == 0 and np.size(self.t_s):
+            object.__setattr__(self, "unchecked", np.zeros(np.size(self.t_s), dtype=bool))
 
     @staticmethod
     def empty() -> FhrPoints:
@@ -131,6 +140,7 @@ class FhrPoints:
             np.concatenate([p.fhr_bpm for p in parts]),
             np.concatenate([p.quality for p in parts]),
             np.concatenate([p.maternal for p in parts]),
+            np.concatenate([p.unchecked for p in parts]),
         )
 
 

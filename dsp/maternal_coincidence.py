@@ -286,8 +286,9 @@ class MaternalCoincidence:
         locked: Bools,
         now_s: float,
         final: bool,
-    ) -> tuple[Floats, Floats, Floats, Bools]:
-        """(t_s, fhr_bpm, quality, maternal) of the points whose maternal checks can run now.
+    ) -> tuple[Floats, Floats, Floats, Bools, Bools]:
+        """(t_s, fhr_bpm, quality, maternal, unchecked) of the points whose maternal checks
+        can run now.
 
         New points (t_s, fhr_bpm, quality; covered: estimated with the mother's pulses
         cancelled; locked: `locked` for them) join those waiting for the maternal channel,
@@ -299,11 +300,13 @@ class MaternalCoincidence:
             # No maternal input at all: only the physics checks ran, and any rate may still
             # be the mother's (a vessel can pulse at a fetal-looking rate and width).
             q = np.minimum(quality, NO_MATERNAL_MAX_QUALITY)
-            return t_s, fhr_bpm, q, np.zeros(t_s.size, dtype=bool)
+            none = np.zeros(t_s.size, dtype=bool)
+            return t_s, fhr_bpm, q, none, none.copy()
         if t_s.size:
             self._pending.append((t_s, fhr_bpm, quality, covered, locked))
         if not self._pending:
-            return t_s, fhr_bpm, quality, np.zeros(t_s.size, dtype=bool)
+            none = np.zeros(t_s.size, dtype=bool)
+            return t_s, fhr_bpm, quality, none, none.copy()
         t, fhr, qual, cov, lock = (np.concatenate(col) for col in zip(*self._pending, strict=True))
         # The maternal rate points around these points (the PPG's rate points and those of
         # her beats are fed as each is known, so not in one time order).
@@ -328,7 +331,7 @@ class MaternalCoincidence:
         t, fhr, qual, covered, locked = t[:n], fhr[:n], qual[:n], cov[:n], lock[:n]
         near, known_rate, close = near[:n], known_rate[:n], close[:n]
         if not t.size:
-            return t, fhr, qual, np.zeros(0, dtype=bool)
+            return t, fhr, qual, np.zeros(0, dtype=bool), np.zeros(0, dtype=bool)
         # Rate only (no PPG beats around the point): a coincident rate is withheld unless it
         # is a fetal rate passing through the mother's (_coincidence_run).
         run = self._coincidence_run(t, fhr, near, known_rate & ~close)
@@ -341,7 +344,7 @@ class MaternalCoincidence:
         # Neither her rate nor her beats for the point: nothing shows that it is not hers.
         unchecked = ~covered & ~known_rate
         gone = mat | unchecked
-        return t, np.where(gone, np.nan, fhr), np.where(gone, 0.0, qual), mat
+        return t, np.where(gone, np.nan, fhr), np.where(gone, 0.0, qual), mat, unchecked
 
     def _coincidence_run(self, t: Floats, fhr: Floats, near: Bools, far: Bools) -> Bools:
         """Which points near the maternal rate are withheld: all of them, except where the

@@ -36,38 +36,42 @@ def test_points_wait_for_her_rate_stream_not_for_the_audio():
     m = MaternalCoincidence(ENV_FS_HZ, WINDOW_S)
     m.feed_rate(*_rates(0.0, 30.0, 138.0), now_s=31.5)
     # The Doppler of 30-50 s arrives before her PPG of it (a resend after an outage).
-    t, fhr, q, mat = m.release(*_points(0.0, 48.0, 138.0), now_s=50.0, final=False)
+    t, fhr, q, mat, unchecked = m.release(*_points(0.0, 48.0, 138.0), now_s=50.0, final=False)
     assert t[-1] == 30.0, "the points past her rate stream wait for it"
-    assert mat[8:].all() and not np.isfinite(fhr).any()
+    assert mat[8:].all() and not np.isfinite(fhr).any() and not unchecked.any()
     m.feed_rate(*_rates(30.0, 50.0, 138.0), now_s=50.0)
-    t, fhr, q, mat = m.release(*_points(48.0, 48.0, 0.0), now_s=50.0, final=False)
+    t, fhr, q, mat, unchecked = m.release(*_points(48.0, 48.0, 0.0), now_s=50.0, final=False)
     assert t[0] == 30.25 and t[-1] == 48.0
     assert mat.all() and not np.isfinite(fhr).any() and np.all(q == 0.0)
+    assert not unchecked.any()
 
 
 @pytest.mark.parametrize("her_rate", ["pulseless", "missing"])
 def test_a_point_without_her_rate_or_beats_is_withheld(her_rate):
     m = MaternalCoincidence(ENV_FS_HZ, WINDOW_S)
     m.feed_rate(*_rates(0.0, 30.0, 80.0), now_s=31.5)
-    t, fhr, q, mat = m.release(*_points(0.0, 30.0, 140.0), now_s=31.9, final=False)
+    t, fhr, q, mat, unchecked = m.release(*_points(0.0, 30.0, 140.0), now_s=31.9, final=False)
     assert t.size == 120 and np.isfinite(fhr).all(), "checked, clearly not hers: shown"
+    assert not unchecked.any()
     if her_rate == "pulseless":  # her PPG is delivered but gives no rate: finger off
         rt, _ = _rates(30.0, 60.0, 0.0)
         m.feed_rate(rt, np.full(rt.size, np.nan), now_s=61.5)
         now_s = 61.9
     else:  # her PPG no longer arrives
         now_s = 60.0 + WINDOW_S / 2 + MATERNAL_MISSING_S
-    t, fhr, q, mat = m.release(*_points(30.0, 60.0, 140.0), now_s=now_s, final=False)
-    unchecked = t > 30.0 + 2.0  # no rate of hers within 2 s
-    assert t[-1] == 60.0 and unchecked.sum() > 100
-    assert not np.isfinite(fhr[unchecked]).any() and np.all(q[unchecked] == 0.0)
+    t, fhr, q, mat, unchecked = m.release(*_points(30.0, 60.0, 140.0), now_s=now_s, final=False)
+    far = t > 30.0 + 2.0  # no rate of hers within 2 s
+    assert t[-1] == 60.0 and far.sum() > 100
+    np.testing.assert_array_equal(unchecked, far)
+    assert not np.isfinite(fhr[far]).any() and np.all(q[far] == 0.0)
     assert not mat.any(), "not proven hers: not flagged as her pulse"
 
 
 def test_without_any_maternal_channel_no_quality_exceeds_the_cap():
     m = MaternalCoincidence(ENV_FS_HZ, WINDOW_S)
-    t, fhr, q, mat = m.release(*_points(0.0, 30.0, 140.0), now_s=31.9, final=False)
-    assert np.isfinite(fhr).all() and np.all(q == NO_MATERNAL_MAX_QUALITY) and not mat.any()
+    t, fhr, q, mat, unchecked = m.release(*_points(0.0, 30.0, 140.0), now_s=31.9, final=False)
+    assert np.isfinite(fhr).all() and np.all(q == NO_MATERNAL_MAX_QUALITY)
+    assert not mat.any() and not unchecked.any()
 
 
 def test_her_rate_lost_part_way_leaves_no_point_unchecked():
@@ -85,5 +89,6 @@ def test_her_rate_lost_part_way_leaves_no_point_unchecked():
     p = fhr_from_doppler(sc.audio, 4000, sc.t_s[known], mhr[known])
     late = p.t_s > 33.0
     assert not np.isfinite(p.fhr_bpm[late]).any() and np.all(p.quality[late] == 0.0)
+    assert p.unchecked[late].all(), "withheld as unchecked: her pulse was not watched"
     alone = fhr_from_doppler(sc.audio, 4000)  # no maternal channel at all: capped, as documented
     assert np.all(alone.quality <= NO_MATERNAL_MAX_QUALITY)
