@@ -165,9 +165,12 @@ class FhrStream:
     the last points with truncated windows at the end of a recording. Audio is framed only
     when a point becomes due, and all due points are estimated together (vectorised), then
     tracked (`RateTracker`) and checked against the mother (`MaternalCoincidence`).
+    `maternal_channel`: the recording has the mother's channel (a monitor with a PPG), so
+    its points wait for it from the first and are never shown unchecked, even before any of
+    it has arrived.
     """
 
-    def __init__(self, fs_hz: float) -> None:
+    def __init__(self, fs_hz: float, maternal_channel: bool = False) -> None:
         fs = float(fs_hz)
         if not np.isfinite(fs) or not MIN_FS_HZ <= fs <= MAX_FS_HZ:
             raise ValueError(f"sample rate must be {MIN_FS_HZ:.0f}-{MAX_FS_HZ:.0f} Hz, got {fs_hz}")
@@ -216,7 +219,7 @@ class FhrStream:
         self._set_need()
         # Once her PPG's beats are fed: the cancellation of her beat-locked pulses.
         self._lock: MaternalCanceller | None = None
-        self._maternal = MaternalCoincidence(self._env_fs, WINDOW_S)  # the maternal checks
+        self._maternal = MaternalCoincidence(self._env_fs, WINDOW_S, maternal_channel)
         self._tracker = RateTracker()
 
     # -- maternal channel ------------------------------------------------------------

@@ -138,7 +138,8 @@ def covered_windows(covered: Floats, first_frame: int, lo: Ints, hi: Ints) -> Bo
 class MaternalCoincidence:
     """The maternal channel, the points waiting for it, and the checks (module docstring).
 
-    `window_s` is the estimator's analysis window and `env_fs_hz` its envelope frame rate.
+    `window_s` is the estimator's analysis window and `env_fs_hz` its envelope frame rate;
+    `expected`: the recording has a maternal channel, fed or not yet.
     """
 
     __slots__ = (
@@ -157,10 +158,12 @@ class MaternalCoincidence:
         "_run_since",
     )
 
-    def __init__(self, env_fs_hz: float, window_s: float) -> None:
+    def __init__(self, env_fs_hz: float, window_s: float, expected: bool = False) -> None:
         self._env_fs = env_fs_hz
         self._window_s = window_s
-        self.seen = False  # any maternal input (rate or beats) was fed
+        # There is a maternal channel: some of it was fed, or it is `expected` (a monitor
+        # with a PPG, whose points wait for it even before any of it has come).
+        self.seen = expected
         # How far the maternal rate stream has been delivered (its last point, with or
         # without a rate; the last beat's rate point for beats alone), s.
         self._rate_upto = -math.inf

@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from dsp.fhr import fhr_from_doppler
+from dsp.fhr import FhrPoints, FhrStream, fhr_from_doppler
 from dsp.maternal_coincidence import (
     MATERNAL_MISSING_S,
     NO_MATERNAL_MAX_QUALITY,
@@ -91,4 +91,36 @@ def test_her_rate_lost_part_way_leaves_no_point_unchecked():
     assert not np.isfinite(p.fhr_bpm[late]).any() and np.all(p.quality[late] == 0.0)
     assert p.unchecked[late].all(), "withheld as unchecked: her pulse was not watched"
     alone = fhr_from_doppler(sc.audio, 4000)  # no maternal channel at all: capped, as documented
+    assert np.all(alone.quality <= NO_MATERNAL_MAX_QUALITY)
+
+
+def test_a_monitor_with_a_ppg_waits_for_it_from_the_first_point():
+    # A gateway restarted mid-boot hears the device's resend: the Doppler it kept, then the
+    # PPG. Without `expected`, the points released before any PPG came were only capped.
+    m = MaternalCoincidence(ENV_FS_HZ, WINDOW_S, expected=True)
+    t, *_ = m.release(*_points(0.0, 20.0, 138.0), now_s=22.0, final=False)
+    assert t.size == 0, "nothing of her channel yet: the points wait for it"
+    m.feed_rate(*_rates(0.0, 22.0, 138.0), now_s=22.0)
+    t, fhr, q, mat, unchecked = m.release(*_points(20.0, 20.0, 0.0), now_s=22.0, final=False)
+    assert t.size == 80 and mat.all() and not np.isfinite(fhr).any() and not unchecked.any()
+    # Her channel never comes: the points are withheld once it is missing, never shown.
+    m = MaternalCoincidence(ENV_FS_HZ, WINDOW_S, expected=True)
+    now_s = 20.0 + WINDOW_S / 2 + MATERNAL_MISSING_S
+    t, fhr, q, mat, unchecked = m.release(*_points(0.0, 20.0, 138.0), now_s=now_s, final=False)
+    assert t.size == 80 and unchecked.all() and not np.isfinite(fhr).any()
+
+
+def test_an_fhr_stream_told_of_her_channel_shows_nothing_without_it():
+    seconds = 20.0
+    n = int(seconds * 4)
+    sc = synthesize_doppler(
+        np.full(n, 140.0), np.full(n, 80.0), snr_db=20, seed=4, fades_per_10min=0,
+        movements_per_10min=0,
+    )  # fmt: skip
+    st = FhrStream(4000, maternal_channel=True)
+    p = FhrPoints.concat([st.feed(sc.audio), st.flush()])
+    assert p.t_s.size == n and not np.isfinite(p.fhr_bpm).any() and p.unchecked.all()
+    # The same audio with no maternal channel at all: shown, capped (docs/fhr.md).
+    alone = fhr_from_doppler(sc.audio, 4000)
+    assert np.isfinite(alone.fhr_bpm).mean() > 0.8
     assert np.all(alone.quality <= NO_MATERNAL_MAX_QUALITY)
