@@ -4,7 +4,8 @@ the gateway's own link to the hospital, shown apart from patients' alerts.
 The rule (gateway/web/gateway_warnings.py) with time passed in; then the real conditions in
 Debian's Chromium: a gateway whose messages the hospital's perimon-ingest refuses (a real
 Mosquitto and ingest, receipts on), and a gateway whose broker cannot be reached until a broker
-comes up on its port. Each banner's sentence is asserted in English and Chinese, with axe-core.
+comes up on its port, and a gateway waiting for receipts from a hospital whose ingest is down
+until it starts. Each banner's sentence is asserted in English and Chinese, with axe-core.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from devtools.broker import free_port
 from gateway.app import Gateway
 from gateway.config import config_from_dict
 from gateway.publish.mqtt import REJECTED_WARN_S, REJECTED_WARNING
+from gateway.publish.outbox import PRIO_READING, Outbox
 from gateway.times import iso_time
 from gateway.web import gateway_warnings
 from gateway.web.gateway_warnings import MESSAGES_WAITING, WAITING_WARN_S, LinkState, warnings_of
@@ -89,6 +91,21 @@ def test_a_status_warning_the_banner_has_no_words_for_is_passed_on_by_its_code()
                               rejected_at=[NOW - 5]), NOW)  # fmt: skip
     assert [w["code"] for w in later] == [REJECTED_WARNING, "disk_nearly_full"]
     assert later[1] == {"code": "disk_nearly_full"}
+
+
+@pytest.mark.unit
+def test_the_outbox_says_when_its_oldest_message_was_stored():
+    ob = Outbox(":memory:", 1 << 20, 0)
+    assert ob.oldest_created() is None
+    first = ob.add("perimon/v1/gw/device/tcb-01/tcb", b"{}", msg_id="tcb-01:1:tcb:1", retain=False,
+                   priority=PRIO_READING, now=NOW - 600)  # fmt: skip
+    ob.add("perimon/v1/gw/device/tcb-01/tcb", b"{}", msg_id="tcb-01:1:tcb:2", retain=False,
+           priority=PRIO_READING, now=NOW - 60)  # fmt: skip
+    assert ob.oldest_created() == NOW - 600
+    ob.delivered([first], 60.0, now=NOW)  # delivered, waiting for its receipt: still here
+    assert ob.oldest_created() == NOW - 600
+    ob.confirm(["tcb-01:1:tcb:1"])
+    assert ob.oldest_created() == NOW - 60
 
 
 # ---- the page, with the real conditions ---------------------------------------------------
@@ -226,3 +243,58 @@ def test_the_banner_says_the_hospital_cannot_be_reached_until_it_can(tmp_path, m
                         r"连接恢复后会发送。如持续，请联系信息科（IT）。", seen["zh"]), seen["zh"]  # fmt: skip
     assert seen["after"] == "" and "on" not in (seen["after_on"] or "").split()
     assert seen["errors"] == []
+
+
+@pytest.mark.system
+def test_the_banner_says_messages_are_delayed_while_the_hospital_confirms_none(
+    broker, tmp_path, monkeypatch
+):
+    """The broker is there but the hospital's ingest is not: with receipts on, a reading waits
+    in the outbox for a receipt that does not come, and after WAITING_WARN_S (1 s here) the
+    banner says messages are delayed; perimon-ingest started, the reading sent again is stored
+    and confirmed, and the banner empties."""
+    monkeypatch.setattr(gateway_warnings, "WAITING_WARN_S", 1.0)
+    gw = _gateway(tmp_path, {"host": broker.host, "port": broker.port, "await_receipts": True,
+                             "receipt_timeout_s": 1.0})  # fmt: skip
+    seen: dict = {}
+
+    async def main():
+        async with running_gateway(gw):
+            (reading,) = rg.outbox("gw-test", 1, devices=1, observations=False)
+            gw.publisher.publish(tuple(reading.topic.split("/")[3:]), json.loads(reading.body))
+            await eventually_async(lambda: gw.outbox.awaiting() == 1, 10, "not delivered")
+            async with chromium() as browser:
+                page, errors = await new_page(browser, viewport={"width": 1024, "height": 768},
+                                              locale="en-GB")  # fmt: skip
+                await log_in_as(page, gw.web.url, USER, PASSWORD)
+                seen["en"] = await _banner(page, MESSAGES_WAITING)
+                seen["api"] = gateway_warnings.read_warnings(gw.publisher)
+                await page.click("#lang-toggle")
+                await page.wait_for_selector(f"{BANNER} li:has-text('发往医院的消息延迟')")
+                seen["zh"] = await _banner(page, MESSAGES_WAITING)
+                ingest = Ingest(IngestConfig(host=broker.host, port=broker.port, worker="w1",
+                                             db=str(tmp_path / "ingest.sqlite"),
+                                             ack_alerts=False))  # fmt: skip
+                ingest.start()
+                try:
+                    assert ingest.ready.wait(10)
+                    await eventually_async(lambda: gw.outbox.rows == 0, 30,
+                                           lambda: f"{gw.outbox.rows} rows, {ingest.counts}")  # fmt: skip
+                    await page.wait_for_selector(f"{BANNER}[data-count='0']", state="attached",
+                                                 timeout=20000)  # fmt: skip
+                    seen["after"] = await page.text_content(BANNER)
+                finally:
+                    ingest.stop()
+                    ingest.store.close()
+                seen["errors"] = errors
+
+    asyncio.run(main())
+    (w,) = seen["api"]
+    assert w == {"code": MESSAGES_WAITING, "count": 1, "since": w["since"],
+                 "broker_connected": True}  # fmt: skip
+    at = _hhmm(w["since"])
+    assert seen["en"] == (f"Messages to the hospital are delayed: 1 waiting since {at}. "
+                          "Call IT if this lasts.")  # fmt: skip
+    assert seen["zh"] == (f"发往医院的消息延迟：自 {at} 起有 1 条等待发送。"
+                          "如持续，请联系信息科（IT）。")  # fmt: skip
+    assert seen["after"] == "" and seen["errors"] == []

@@ -454,6 +454,14 @@ class Outbox:
             row = self._db.execute("SELECT COUNT(*) FROM msg WHERE acked IS NOT NULL").fetchone()
         return int(row[0])
 
+    def oldest_created(self) -> float | None:
+        """When the oldest message still here was stored (time.time()), sent or not: how long
+        the hospital has been without it. None when the outbox is empty. Ids grow with time, so
+        this is the first row by its key, not a scan."""
+        with self._lock:
+            row = self._db.execute("SELECT created FROM msg ORDER BY id LIMIT 1").fetchone()
+        return None if row is None else float(row[0])
+
     def release_awaiting(self) -> int:
         """Forget every row waiting for a receipt (the gateway no longer waits for them: the
         broker acknowledged each); returns how many."""

@@ -5,7 +5,8 @@ A nurse cannot mend a broker or a contract, but she must know when the hospital'
 not getting her ward's readings, so that she calls IT and does not count on the hospital's
 screens. The gateway already knows: the hospital's receipts that refuse its messages (the
 status warning `hospital_rejects_messages`, gateway/publish/mqtt.py, on the same rule) and the
-messages its outbox still holds for a broker that has not acknowledged them. `warnings_of` is
+messages its outbox still holds because a broker has not acknowledged them or the hospital
+has not confirmed them. `warnings_of` is
 the rule, a pure function of what was read; `read_warnings` reads it from a running gateway.
 """
 
@@ -22,10 +23,11 @@ from gateway.times import iso_time
 if TYPE_CHECKING:
     from gateway.publish.mqtt import Publisher
 
-# A message the broker has not acknowledged this long after it was stored is not a moment's
-# reconnection (paho retries after 1 s, then at most every 30 s: gateway/publish/mqtt.py) but
-# a hospital that is not getting the ward's data: long enough that a broker restarted for an
-# update raises nothing, short enough that a nurse learns of it within a handover's minutes.
+# A message still in the outbox this long after it was stored is not a moment's reconnection
+# (paho retries after 1 s, then at most every 30 s: gateway/publish/mqtt.py) nor a receipt on
+# its way (receipt_timeout_s, 60 s by default) but a hospital that is not getting the ward's
+# data: long enough that a broker restarted for an update raises nothing, short enough that a
+# nurse learns of it within a handover's minutes.
 WAITING_WARN_S = 5 * 60.0
 MESSAGES_WAITING = "messages_waiting"
 
@@ -37,9 +39,10 @@ class LinkState:
     status_warnings: list[str]  # the gateway status's `warnings` (docs/mqtt.md)
     rejected_at: list[float]  # when each kept rejected message was refused (the newest kept)
     rejected_kept_max: int  # how many the outbox keeps: as many as that means perhaps more
-    waiting: int  # messages in the outbox the hospital does not have yet
-    # when the oldest message the broker has not acknowledged was stored; None: there is none
-    oldest_waiting: float | None
+    # messages in the outbox: not yet acknowledged by the broker or, with receipts, not yet
+    # confirmed by the hospital (docs/mqtt.md, "Receipts")
+    waiting: int
+    oldest_waiting: float | None  # when the oldest of them was stored; None: there is none
     broker_connected: bool
 
 
@@ -49,8 +52,9 @@ def warnings_of(link: LinkState, now: float) -> list[dict[str, Any]]:
     * `hospital_rejects_messages` while the gateway status says so: how many messages the
       hospital refused in the last REJECTED_WARN_S (`count`, with `at_least` when the outbox's
       kept copies reach their bound, so there may have been more), since and until when;
-    * `messages_waiting` when a message has waited for the broker longer than WAITING_WARN_S:
-      how many wait, since when, and whether the broker is connected at all;
+    * `messages_waiting` when a message has waited in the outbox longer than WAITING_WARN_S
+      (the broker does not take it, or the hospital does not confirm it): how many wait, since
+      when, and whether the broker is connected at all;
     * any other warning of the gateway status, by its code alone (a later version's: the page
       names it and says to call IT).
     """
@@ -78,13 +82,12 @@ def warnings_of(link: LinkState, now: float) -> list[dict[str, Any]]:
 def read_link(publisher: Publisher) -> LinkState:
     """The link's state as the publisher and its outbox hold it now."""
     outbox = publisher.outbox
-    oldest = outbox.pending(0, 1)  # the oldest row no PUBACK has taken (handed over or not)
     return LinkState(
         status_warnings=publisher.warnings(),
         rejected_at=[r.rejected_at for r in outbox.rejected()],
         rejected_kept_max=REJECTED_KEEP,
-        waiting=outbox.rows - outbox.awaiting(),
-        oldest_waiting=oldest[0].created if oldest else None,
+        waiting=outbox.rows,
+        oldest_waiting=outbox.oldest_created(),
         broker_connected=publisher.connected.is_set(),
     )
 
