@@ -8,19 +8,38 @@ The button's press classifier runs under MicroPython with made-up times (tests/m
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import json
+import subprocess
 import time
+from types import SimpleNamespace
 
+import matplotlib.image as mpimg
+import numpy as np
 import pytest
 
+from gateway.config import config_from_dict
+from gateway.processing.recording import Recordings, check_schedule
+from gateway.processing.report import (
+    MOVEMENT,
+    MOVEMENT_COLOUR,
+    STRIP_LEFT_CM,
+    ReportMark,
+    SessionReport,
+    movements_line,
+    render_session_report,
+)
+from gateway.publish.outbox import Outbox
 from gateway.state.history import History
 from gateway.times import iso_time, parse_time
+from gateway.web.nurses import NurseAccounts
 from simulators.fleet import DeviceSpec
 from tests.harness.chain import run_chain
 from tests.harness.contract import validator
 from tests.harness.micropython import FIRMWARE_LIB, run_micropython
-from tests.harness.paths import REPO
+from tests.harness.paths import ARTIFACTS, REPO
 from tests.harness.wait import eventually_async
+from tests.harness.web import PASSWORD, USER
 
 _PRESS_S = 0.3  # the HAL stamps the press within this of the test's clock (a pipe and a loop)
 
@@ -149,3 +168,129 @@ def test_the_history_keeps_each_mark_once_across_a_restart(tmp_path):
     kept = h.window("fh-01", now - 60, now)["movement"]
     assert [m["seq"] for m in kept] == [1, 2]
     h.close()
+
+
+@pytest.mark.system  # pdftotext and pdftoppm are processes
+def test_the_session_report_counts_the_marks_and_draws_each_where_she_pressed(tmp_path):
+    start = parse_time("2026-11-23T10:00:00Z")
+    n = 10 * 240  # ten minutes, one row of paper
+    pressed = (125.0, 400.0, 530.0)
+    report = SessionReport(
+        "fh-01:1:1", "fh-01", iso_time(start), iso_time(start + n * 0.25), np.full(n, 140.0),
+        np.full(n, 0.9), marks=(ReportMark(start + 300, "bradycardia"),
+                                *(ReportMark(start + s, "", MOVEMENT) for s in pressed)),
+    )  # fmt: skip
+    pdf = tmp_path / "report.pdf"
+    pdf.write_bytes(render_session_report(report))
+    text = subprocess.run(["pdftotext", "-layout", str(pdf), "-"], check=True,
+                          capture_output=True, text=True).stdout  # fmt: skip
+    assert "Fetal movements marked by the mother: 3 (↑ under the trace)." in text
+    assert "fetal movement (mother's mark)" in text  # the legend's key
+    dpi = 100
+    subprocess.run(["pdftoppm", "-r", str(dpi), "-png", "-f", "1", "-l", "1", str(pdf),
+                    str(tmp_path / "page")], check=True)  # fmt: skip
+    paper = round(6.0 / 2.54 * dpi)  # the strip, below the header and its legend (6 cm)
+    page = mpimg.imread(next(tmp_path.glob("page*.png")))[paper:, :, :3]
+    amber = np.array([int(MOVEMENT_COLOUR[i : i + 2], 16) / 255 for i in (1, 3, 5)])
+    columns = np.flatnonzero((np.abs(page - amber).max(axis=2) < 0.12).any(axis=0))
+    runs = np.split(columns, np.flatnonzero(np.diff(columns) > 2) + 1)
+    found_cm = [float(np.mean(r)) / dpi * 2.54 for r in runs]
+    # 1 cm a minute from the strip's left edge, the row starting on the session's minute
+    want_cm = [STRIP_LEFT_CM + s / 60 for s in pressed]
+    assert len(found_cm) == len(want_cm) and np.allclose(found_cm, want_cm, atol=0.08), found_cm
+    empty = dataclasses.replace(report, marks=())
+    assert "Fetal movements marked by the mother: none." == movements_line(empty)
+
+
+@pytest.mark.system  # pdftotext is a process
+def test_a_finished_session_reports_the_marks_pressed_during_it(tmp_path):
+    """Recordings reads the marks from the history (as published) into the session's report:
+    the two pressed during the session, not the one before it."""
+    outbox = Outbox(tmp_path / "outbox.sqlite", 1 << 30, 0)
+    history = History(None)
+    rec = Recordings(tmp_path, outbox, history, lambda parts, payload, **kw: payload)
+    rec.store.set_schedule("fh-01", check_schedule({"sessions_per_day": 1, "duration_min": 2,
+                                                    "risk_colour": "green"}))  # fmt: skip
+    t0 = time.time() - 200
+    for n, s in enumerate((-30.0, 20.0, 75.0)):  # the first before the session began
+        history.record(("device", "fh-01", "movement"), _mark(n + 1, t0 + s))
+    tracker = rec.tracker("fh-01")
+    for i in range(0, 2 * 240 + 8, 4):  # two minutes of 4 Hz points, a batch a second
+        t = t0 + i / 4
+        tracker.feed(1, 1 + i, np.full(4, 140.0), np.full(4, 0.9), True, t, now=t)
+    deadline = time.monotonic() + 30
+    while rec.pending_reports and time.monotonic() < deadline:
+        time.sleep(0.05)
+    pdf = rec.report_pdf("fh-01:1:1")
+    assert pdf is not None
+    (tmp_path / "r.pdf").write_bytes(pdf)
+    text = subprocess.run(["pdftotext", "-layout", str(tmp_path / "r.pdf"), "-"], check=True,
+                          capture_output=True, text=True).stdout  # fmt: skip
+    assert "Fetal movements marked by the mother: 2 (↑ under the trace)." in text
+    rec.stop()
+
+
+@pytest.mark.system
+def test_the_nurse_view_draws_the_marks_on_the_strip_and_counts_them(tmp_path):
+    """In Chromium: the marks of the window are arrows on the strip (data-marks), counted in the
+    strip's text alternative and keyed in the legend, in English and Chinese; a mark published
+    while the page is open arrives live."""
+    from tests.harness.browser import log_in_as, new_page, served_to_chromium
+
+    cfg = config_from_dict({"gateway": {"data_dir": "gw"}}, base_dir=tmp_path)
+    NurseAccounts(cfg.data_dir / "nurses.json").add(USER, PASSWORD)
+    h = History(cfg.data_dir)
+    recordings = Recordings(cfg.data_dir, None, h, lambda *a: None)  # type: ignore[arg-type]
+    gw = SimpleNamespace(cfg=cfg, sessions={}, history=h, recordings=recordings)
+    now = time.time()
+    n = 10 * 240  # ten minutes ending now: all of it on the strip at 1 cm/min
+    start = now - n * 0.25
+    for i in range(0, n, 4):
+        h.record(("device", "fh-01", "fhr"), {
+            "msg_id": f"fh-01:1:fhr:{1 + i}", "device_id": "fh-01", "boot": 1, "seq": 1 + i,
+            "count": 4, "interval_s": 0.25, "t_start": iso_time(start + i * 0.25),
+            "t_device_ms": i * 250, "fhr_bpm": [140.0] * 4, "quality": [0.9] * 4,
+            "maternal": [False] * 4})  # fmt: skip
+    h.record(("device", "fh-01", "status"), {"device_id": "fh-01", "device_type": "fetal_heart",
+             "link": "connected", "battery_pct": 80, "t": iso_time(now)})  # fmt: skip
+    pressed = (start + 100, start + 400)
+    for k, t in enumerate(pressed):
+        h.record(("device", "fh-01", "movement"), _mark(k + 1, t))
+    seen: dict = {}
+    marks_js = "c => JSON.parse(c.dataset.marks).filter((m) => m.kind === 'movement')"
+
+    async def main() -> None:
+        async with served_to_chromium(gw, listen="127.0.0.1:0") as (web, browser):
+            page, errors = await new_page(browser, viewport={"width": 1400, "height": 900})
+            await log_in_as(page, web.url, USER, PASSWORD, "/login")
+            await page.wait_for_selector("#strip[aria-label*='fetal movement']", state="attached")
+            seen["marks"] = await page.eval_on_selector("#strip", marks_js)
+            seen["start"] = float(await page.get_attribute("#strip", "data-start") or 0)
+            frame = await page.get_attribute("#strip", "data-frame")
+            seen["left"] = json.loads(frame or "{}")["left"]
+            seen["summary_en"] = await page.get_attribute("#strip", "aria-label")
+            seen["key_en"] = await page.text_content(".legend .movement-key")
+            h.record(("device", "fh-01", "movement"), _mark(3, time.time()))  # pressed now
+            await page.wait_for_selector(
+                "#strip[aria-label*='3 fetal movements']", state="attached"
+            )
+            seen["live"] = await page.eval_on_selector("#strip", marks_js)
+            await page.screenshot(path=str(ARTIFACTS / "nurse-view-movement-marks.png"))
+            await page.click("#lang-toggle")
+            await page.wait_for_selector("#strip[aria-label*='胎动']", state="attached")
+            seen["summary_zh"] = await page.get_attribute("#strip", "aria-label")
+            seen["key_zh"] = await page.text_content(".legend .movement-key")
+            seen["errors"] = errors
+
+    asyncio.run(main())
+    assert seen["errors"] == []
+    assert [m["t"] for m in seen["marks"]] == pytest.approx(pressed, abs=0.001)
+    px_per_s = 96 / 2.54 / 60  # CSS pixels a second at 1 cm a minute (ctgpaper.js)
+    for m in seen["marks"]:  # each arrow on the paper where she pressed
+        want = seen["left"] + (m["t"] - seen["start"]) * px_per_s
+        assert m["x"] == pytest.approx(want, abs=1.0), (m, want)
+    assert "2 fetal movements marked by the mother" in seen["summary_en"], seen["summary_en"]
+    assert seen["key_en"] == "↑ fetal movement (mother's mark)"
+    assert len(seen["live"]) == 3
+    assert "孕妇标记胎动 3 次" in seen["summary_zh"], seen["summary_zh"]
+    assert seen["key_zh"] == "↑ 胎动（孕妇标记）"

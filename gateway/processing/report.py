@@ -71,18 +71,27 @@ _ROW_GAP_CM = 0.7  # below a row: its clock labels, then space
 _FOOTER_CM = 1.3  # reviewer and signature lines, page number
 _RULE_MINOR, _RULE_BOLD = "#f4caca", "#e08080"  # paper rules (light red, as printed paper)
 FHR_COLOUR, MATERNAL_COLOUR, MARK_COLOUR = "black", "#a23b72", "#1f4e9c"
+MOVEMENT_COLOUR = "#8a4b00"  # the mother's movement marks (amber, as on the nurse view's strip)
+_MOVEMENT_BPM = 16  # the arrow stands on the bottom of the FHR channel, this tall, under the trace
 _NORMAL_BAND = "#dcefdc"
 _MARK_LANES = 2  # mark labels close together go one under the other
+_LEGEND_COLUMNS, _LEGEND_ROW_CM = 4, 0.32  # the legend's keys: two rows of four fit the page
 _MARK_CHAR_CM = 0.125  # width of a character of a mark's label at 6.5 pt (DejaVu Sans, generous)
 _SIGNATURE_RULE = "#666666"  # grey: never read as a trace or as the strip's frame
 
 
+EVENT, MOVEMENT = "event", "movement"  # what a ReportMark stands for
+
+
 @dataclass(frozen=True)
 class ReportMark:
-    """An event on the strip: a button press, the session's start or stop, an alert."""
+    """An event on the strip: the session's start or stop, an alert (a dashed line with its
+    label), or a fetal movement the mother marked (an arrow under the trace, as a CTG
+    machine's event marker prints it, unlabelled: they are counted in the header)."""
 
     t: float  # unix seconds
     label: str
+    kind: str = EVENT  # EVENT or MOVEMENT
 
 
 @dataclass(frozen=True)
@@ -102,7 +111,7 @@ class SessionReport:
     bed_label: str = ""  # the device's bed or visit label (gateway/state/settings.py)
     gestation: str = ""  # e.g. "34+2 weeks", gestation_at() of the hospital's schedule
     ua: Floats | None = None  # uterine activity on the same grid, when a channel exists
-    marks: tuple[ReportMark, ...] = ()  # button presses, alerts (start and stop are added)
+    marks: tuple[ReportMark, ...] = ()  # movement marks, alerts (start and stop are added)
     tz: tzinfo | None = None  # the clock the page is printed in (None: the gateway's local)
 
 
@@ -119,6 +128,13 @@ def signal_summary(r: SessionReport) -> dict[str, float]:
         "artefact_pct": round(cleaned.artefact_pct, 1),
         "mean_quality": round(float(np.mean(r.quality)), 2) if n else 0.0,
     }
+
+
+def movements_line(r: SessionReport) -> str:
+    """How many movements the mother marked on the monitor's button in the session."""
+    n = sum(1 for m in r.marks if m.kind == MOVEMENT)
+    return (f"Fetal movements marked by the mother: {n} (↑ under the trace)." if n
+            else "Fetal movements marked by the mother: none.")  # fmt: skip
 
 
 def gestation_at(schedule: dict[str, Any] | None, t: float) -> str:
@@ -259,7 +275,12 @@ def _row(fig: Figure, paper: Paper, r: SessionReport, t: Floats, fhr: Floats, t0
                         fontsize=7, color="#b02020", zorder=4)  # fmt: skip
     lanes = [-math.inf] * _MARK_LANES  # where each lane's last label ends (cm along the row)
     for m in marks:
-        if t0 <= m.t < t1:
+        if t0 <= m.t < t1 and m.kind == MOVEMENT:
+            ax.annotate("", (m.t, FHR_MIN_BPM + _MOVEMENT_BPM), xytext=(m.t, FHR_MIN_BPM),
+                        arrowprops={"arrowstyle": "-|>", "color": MOVEMENT_COLOUR, "lw": 1.2,
+                                    "mutation_scale": 7, "shrinkA": 0, "shrinkB": 0},
+                        zorder=5)  # fmt: skip
+        elif t0 <= m.t < t1:
             ax.axvline(m.t, color=MARK_COLOUR, lw=1.0, ls=(0, (3, 2)), zorder=4)
             at_cm = (m.t - t0) / 60 * sp
             text = f"▼ {m.label}"
@@ -313,6 +334,7 @@ def _header(fig: Figure, r: SessionReport, paper: Paper, t_start: float, t_end: 
          + f", fetal heart rate {s['good_signal_min']:g} min.   Signal loss "
          f"{s['signal_loss_pct']:g}% (of which {s['artefact_pct']:g}% rejected as artefact).", 8),
         *((line, 8) for line in headline(r)),
+        (movements_line(r), 8),
     ]  # fmt: skip
     top = PAGE_H_CM - _TOP_CM
     for text, size in lines:
@@ -323,15 +345,17 @@ def _header(fig: Figure, r: SessionReport, paper: Paper, t_start: float, t_end: 
         Line2D([], [], color=FHR_COLOUR, lw=1.2, label="FHR (fetal heart rate)"),
         Line2D([], [], color=MATERNAL_COLOUR, lw=1.2, label="maternal heart rate"),
         Line2D([], [], color=MARK_COLOUR, lw=1.0, ls=(0, (3, 2)), label="marks (▼ events)"),
+        Line2D([], [], color=MOVEMENT_COLOUR, marker="$\\uparrow$", lw=0,
+               label="fetal movement (mother's mark)"),
         Patch(color=_NORMAL_BAND, label=f"normal baseline {BASELINE_NORMAL_BPM[0]:g}-"
               f"{BASELINE_NORMAL_BPM[1]:g} bpm"),
         Line2D([], [], color="#207020", marker="$A$", lw=0, label="acceleration"),
         Line2D([], [], color="#b02020", marker="$D$", lw=0, label="deceleration (E/L/V/P)"),
     ]  # fmt: skip
-    fig.legend(handles=handles, loc="upper left", ncol=6, fontsize=6.5, frameon=False,
+    fig.legend(handles=handles, loc="upper left", ncol=_LEGEND_COLUMNS, fontsize=6.5, frameon=False,
                bbox_to_anchor=(STRIP_LEFT_CM / PAGE_W_CM - 0.01, (top - 0.05) / PAGE_H_CM),
                handlelength=1.8, columnspacing=1.0, borderaxespad=0)  # fmt: skip
-    top -= 0.55
+    top -= 0.55 + _LEGEND_ROW_CM * (math.ceil(len(handles) / _LEGEND_COLUMNS) - 1)
     for line in textwrap.wrap(_scale_line(paper), _LINE_CHARS + 25):
         fig.text(STRIP_LEFT_CM / PAGE_W_CM, top / PAGE_H_CM, line, fontsize=6.5, va="top",
                  color="#333333")  # fmt: skip

@@ -178,7 +178,7 @@ class Recordings:
         mhr = self._mhr(active)
         self.pending_reports.add(rec["session_id"])
         _reports.submit(self._render, rec, np.array(active.fhr), np.array(active.quality), mhr,
-                        self._alerts(active))  # fmt: skip
+                        self._alerts(active), self._movements(active))  # fmt: skip
 
     def _alerts(self, a: Active) -> list[tuple[float, str]]:
         """(time, kind) of the alerts the device raised during the session: marks on its
@@ -190,6 +190,11 @@ class Recordings:
                 if a.start <= raised <= a.end:
                     out.append((raised, str(rec.get("alert", "alert")).replace("_", " ")))
         return sorted(out)
+
+    def _movements(self, a: Active) -> list[float]:
+        """When the mother marked a fetal movement during the session (from the history)."""
+        msgs = self.history.messages(a.device_id, "movement", a.start, a.end)
+        return sorted(t for m in msgs if (t := parse_time(m.get("t"))) is not None)
 
     def _mhr(self, a: Active) -> Floats | None:
         """The maternal rate on the session's point grid, from what the gateway published
@@ -209,10 +214,11 @@ class Recordings:
         return out if np.isfinite(out).any() else None
 
     def _render(self, rec: dict[str, Any], fhr: Floats, quality: Floats, mhr: Floats | None,
-                alerts: list[tuple[float, str]]) -> None:  # fmt: skip
+                alerts: list[tuple[float, str]], movements: list[float]) -> None:  # fmt: skip
         from dsp.ctg import analyse_ctg
         from dsp.dawes_redman import dawes_redman
         from gateway.processing.report import (
+            MOVEMENT,
             ReportMark,
             SessionReport,
             gestation_at,
@@ -231,7 +237,8 @@ class Recordings:
                                    antenatal, mode, hospital=self.hospital,
                                    bed_label=settings.get("label") or "",
                                    gestation=ga,
-                                   marks=tuple(ReportMark(t, k) for t, k in alerts))  # fmt: skip
+                                   marks=(*(ReportMark(t, k) for t, k in alerts),
+                                          *(ReportMark(t, "", MOVEMENT) for t in movements)))  # fmt: skip
             pdf = render_session_report(report)
             self.report_dir.mkdir(parents=True, exist_ok=True)
             name = rec["session_id"].replace(":", "_") + ".pdf"

@@ -45,7 +45,9 @@ addStrings({
     session_complete: "complete", session_short: "short", session_missed: "missed", session_recording: "recording",
     session_minutes: (rec, hr) => `${rec} min, ${hr} min with a heart rate`,
     delivered: "delivered", not_delivered: "not yet delivered", report_pdf: "report (PDF)",
-    fetal_summary: (who, now, ctg) => `CTG strip of ${who}: ${now}${ctg ? `; ${ctg}` : ""}`,
+    fetal_summary: (who, now, ctg, moves) => `CTG strip of ${who}: ${now}${ctg ? `; ${ctg}` : ""}; ${moves}`,
+    fetal_summary_moves: (n) => (n ? `${n} fetal movement${n === 1 ? "" : "s"} marked by the mother` : "no fetal movement marked"),
+    mark_movement: "fetal movement", movement_key: "↑ fetal movement (mother's mark)",
     fetal_summary_now: (bpm, at) => `latest FHR ${bpm} bpm at ${at}`,
     fetal_summary_none: "no fetal heart rate in this period",
     fetal_summary_ctg: (cls, base, vari) => `CTG ${cls}, ${base}${vari ? `, ${vari}` : ""}`,
@@ -76,7 +78,9 @@ addStrings({
     session_complete: "已完成", session_short: "时间不足", session_missed: "已错过", session_recording: "正在记录",
     session_minutes: (rec, hr) => `${rec} 分钟，其中 ${hr} 分钟有胎心率`,
     delivered: "已送达医院", not_delivered: "尚未送达医院", report_pdf: "报告（PDF）",
-    fetal_summary: (who, now, ctg) => `${who} 的胎心监护曲线：${now}${ctg ? `；${ctg}` : ""}`,
+    fetal_summary: (who, now, ctg, moves) => `${who} 的胎心监护曲线：${now}${ctg ? `；${ctg}` : ""}；${moves}`,
+    fetal_summary_moves: (n) => (n ? `孕妇标记胎动 ${n} 次` : "没有标记胎动"),
+    mark_movement: "胎动", movement_key: "↑ 胎动（孕妇标记）",
     fetal_summary_now: (bpm, at) => `最近胎心率 ${bpm} bpm（${at}）`,
     fetal_summary_none: "这段时间没有胎心率",
     fetal_summary_ctg: (cls, base, vari) => `CTG ${cls}，${base}${vari ? `，${vari}` : ""}`,
@@ -182,9 +186,10 @@ function ctgFigures(ctg) {
   return ctg.variability_bpm == null ? [base] : [base, tr("variability", ctg.variability_bpm)];
 }
 
-// The strip's text alternative (view.js makes it its aria-label): the latest FHR in view and
-// the latest CTG findings (class, baseline, variability), in the page's language.
-function stripSummary(d) {
+// The strip's text alternative (view.js makes it its aria-label): the latest FHR in view, the
+// latest CTG findings (class, baseline, variability) and how many fetal movements the mother
+// marked in the period shown, in the page's language.
+function stripSummary(d, moves) {
   const last = lastValid(state.trace.fhr, "fhr_bpm");
   const ctg = state.trace.ctg[state.trace.ctg.length - 1];
   const now = last ? tr("fetal_summary_now", Math.round(last.bpm), clock24(last.t)) : tr("fetal_summary_none");
@@ -194,7 +199,7 @@ function stripSummary(d) {
     const [base, vari] = ctgFigures(ctg);
     findings = tr("fetal_summary_ctg", dr ? `Dawes-Redman: ${drText(dr.status)}` : `FIGO 2015: ${figoText(ctg.figo_class)}`, base, vari);
   }
-  return tr("fetal_summary", deviceName(d), now, findings);
+  return tr("fetal_summary", deviceName(d), now, findings, tr("fetal_summary_moves", moves));
 }
 
 export function renderFetal(d) {
@@ -212,13 +217,15 @@ export function renderFetal(d) {
   stripNav();
   const c = $("strip");
   drawStrip(c, state.trace, state, { scale: strip.scale, marks: stripMarks(d.device_id) });
-  c.dataset.summary = stripSummary(d);
+  const shown = JSON.parse(c.dataset.marks || "[]").filter((m) => m.kind === "movement").length;
+  c.dataset.summary = stripSummary(d, shown);
   showPosition();
 }
 
 // ---- the strip's marks and its way through the last 24 hours ----
 
-// Event marks of a monitor: its sessions' starts and stops and the alerts it raised.
+// Event marks of a monitor: its sessions' starts and stops, the alerts it raised and, on the
+// selected one's strip, the fetal movements the mother marked on its button.
 export function stripMarks(id) {
   const out = [];
   if (strip.sessionsOf === id) {
@@ -236,6 +243,9 @@ export function stripMarks(id) {
       const key = `mark_${a.alert}`, name = tr(key);
       out.push({ t: t(a.raised_at), kind: "alert", label: name === key ? a.alert.replace(/_/g, " ") : name });
     }
+  }
+  if (id === state.selected) {
+    for (const m of state.trace.movement || []) out.push({ t: t(m.t), kind: "movement", label: tr("mark_movement") });
   }
   return out.sort((a, b) => a.t - b.t);
 }
@@ -282,6 +292,9 @@ const stripEnd = () => (state.live ? Date.now() / 1000 : state.until);
 function stripNav() {
   if ($("strip-nav")) return;
   const c = $("strip");
+  // the legend's key to the mother's movement marks (strip.js draws them in this colour)
+  document.querySelector(".legend").append(el("span", { class: "movement-key", style: "color: #8a4b00",
+    text: tr("movement_key"), "data-i18n": "movement_key" }));
   // texts carry their i18n keys: the page's language switch relabels them (i18n.js applyStatic)
   const button = (id, key) => el("button", { type: "button", id, class: "secondary", text: tr(key),
     "data-i18n": key, "aria-label": tr(`${key}_label`), "data-i18n-label": `${key}_label` });

@@ -6,6 +6,6 @@ export const LIVE_KEEP_S = 45 * 60; // trace kept in the page while live
 
 export const state = {
   devices: new Map(), selected: null, alerts: new Map(), me: null,
-  trace: { fhr: [], mhr: [], ctg: [], tcb: [], rejected: new Set() }, live: true, until: null,
+  trace: { fhr: [], mhr: [], ctg: [], tcb: [], movement: [], rejected: new Set() }, live: true, until: null,
   speed: 1,
 };

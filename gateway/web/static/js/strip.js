@@ -1,7 +1,9 @@
 // The CTG strip on standard paper (ctgpaper.js: 1 or 3 cm per minute, 20 or 30 bpm per cm,
 // bold rules on the centimetre lines, a 24-hour clock): FHR and maternal rate, the CTG
 // findings' baseline, accelerations and decelerations, event marks (the recording sessions'
-// starts and stops, alerts), and the uterine-activity channel underneath when there is one.
+// starts and stops, alerts; the fetal movements the mother marked, as arrows on the bottom of
+// the FHR channel, as a CTG machine's event marker prints them), and the uterine-activity
+// channel underneath when there is one.
 
 import { t } from "./format.js";
 import { addStrings, tr } from "./i18n.js";
@@ -14,6 +16,7 @@ const TOP = 8 + MARK_LANES * LANE_H + 4;
 const UA_GAP = 10, CLOCK_H = 20;
 const RULE_MINOR = "#f6d3d3", RULE_BOLD = "#e08080", FRAME = "#b06a6a";
 const MARK = "#1f4e9c", TEXT = "#4a3030";
+const MOVEMENT = "#8a4b00", MOVEMENT_H = 16; // the mother's marks: an arrow this tall, amber
 
 addStrings({
   en: {
@@ -48,8 +51,9 @@ const hasUa = (msgs) => (msgs || []).some((m) => (m.ua || []).some((v) => v != n
 // Draws trace ({fhr, mhr, ctg, rejected, ua?}) on the canvas; view is {speed, live, until, me}:
 // live ends the strip now, otherwise at until (seconds); me.fhr_normal_bpm is the FIGO normal
 // baseline the gateway sends (dsp/ctg_reference.py), shaded. opts: {scale (bpm/cm), marks:
-// [{t, label}]}. Leaves in the canvas's dataset what it drew: point counts, the time span, the
-// paper, the frame, every label's box and every mark, for the page and its tests.
+// [{t, label, kind}]} (kind "movement": an arrow, unlabelled). Leaves in the canvas's dataset
+// what it drew: point counts, the time span, the paper, the frame, every label's box and every
+// mark, for the page and its tests.
 export function drawStrip(c, trace, view, opts = {}) {
   const scale = opts.scale || 20;
   const P = paper(view.speed, scale);
@@ -143,11 +147,16 @@ export function drawStrip(c, trace, view, opts = {}) {
   for (const m of opts.marks || []) {
     const mx = x(m.t);
     if (mx < left || mx > right) continue;
+    if (m.kind === "movement") {
+      drawArrow(g, px(mx), fhrBottom - 2, MOVEMENT_H);
+      marks.push({ label: m.label, kind: m.kind, t: m.t, x: mx, labelled: false });
+      continue;
+    }
     g.strokeStyle = MARK; g.lineWidth = 1.5; g.setLineDash([4, 3]);
     g.beginPath(); g.moveTo(px(mx), fhrTop); g.lineTo(px(mx), uaBottom); g.stroke();
     g.setLineDash([]); g.lineWidth = 1;
     const box = labels.place(`▼ ${m.label}`, mx - 4, 8, { align: "left", lanes: MARK_LANES, laneH: LANE_H, colour: MARK, shift: true });
-    marks.push({ label: m.label, t: m.t, x: mx, labelled: box != null });
+    marks.push({ label: m.label, kind: m.kind, t: m.t, x: mx, labelled: box != null });
   }
   Object.assign(c.dataset, {
     points: String(points), maternalPoints: String(drawn), rejected: String(trace.rejected ? trace.rejected.size : 0),
@@ -160,6 +169,15 @@ export function drawStrip(c, trace, view, opts = {}) {
     g.fillStyle = "#5d6878"; g.font = "14px system-ui, sans-serif"; g.textAlign = "center"; g.textBaseline = "middle";
     g.fillText(tr(view.live ? "strip_waiting" : "strip_no_trace"), (left + right) / 2, fhrTop + P.fhrHeight / 2);
   }
+}
+
+// An upward arrow from `bottom`, `h` tall: a movement the mother marked.
+function drawArrow(g, ax, bottom, h) {
+  g.strokeStyle = MOVEMENT; g.fillStyle = MOVEMENT; g.lineWidth = 2;
+  g.beginPath(); g.moveTo(ax, bottom); g.lineTo(ax, bottom - h + 5); g.stroke();
+  g.beginPath(); g.moveTo(ax, bottom - h); g.lineTo(ax - 4, bottom - h + 6); g.lineTo(ax + 4, bottom - h + 6);
+  g.closePath(); g.fill();
+  g.lineWidth = 1;
 }
 
 // Points are joined only when they are consecutive (same boot, next sequence number): a null

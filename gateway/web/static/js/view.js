@@ -84,7 +84,7 @@ export async function loadWindow(to = { live: state.live, until: state.until }) 
   if (n !== windowRequest.n || id !== state.selected) return false;
   windowRequest.abort = null;
   state.live = to.live; state.until = to.live ? null : to.until;
-  state.trace = { fhr: w.fhr, mhr: w.mhr, ctg: w.ctg, tcb: w.tcb, rejected: rejectedPoints(w.fhr_rejected) };
+  state.trace = { fhr: w.fhr, mhr: w.mhr, ctg: w.ctg, tcb: w.tcb, movement: w.movement || [], rejected: rejectedPoints(w.fhr_rejected) };
   return true;
 }
 
