@@ -1,6 +1,8 @@
 """The gateway never shows the mother's pulse as the baby's heart rate: the fetal monitor's PPG
 waveform reaches the FHR estimator as beats, a probe that hears only the mother gives null
-points marked maternal, the coincidence alert and the "move the probe" feedback flag."""
+points marked maternal, the coincidence alert and the "move the probe" feedback flag; with her
+finger off the PPG no point is shown unchecked, and after an outage the points wait for her
+PPG."""
 
 from __future__ import annotations
 
