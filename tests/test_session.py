@@ -404,8 +404,16 @@ def test_a_reading_sent_while_the_link_is_down_is_not_given_up_before_it_can_be_
     only while a resend can come: 16 s without a link (gap timeout 5 s) give up nothing, and
     the next connection asks for it and gets it, in order."""
     s, rec = synced_jaundice_session()
-    s.on_frame(tcb_frame(0))
-    s.on_frame(tcb_frame(2))
+
+    async def short_link() -> None:
+        dev = ScriptedDevice({})
+        dev.answers_resend = False  # the link drops before any answer
+        await s.attach(dev)
+        s.on_frame(tcb_frame(0))
+        s.on_frame(tcb_frame(2))
+        s.detach("link lost")
+
+    asyncio.run(short_link())
     for _ in range(16):
         clock[0] += 1.0
         s.tick()

@@ -125,6 +125,7 @@ class DeviceSession:
         # ranges [from, to) asked for again on every connection and taken whenever they come
         self._still_missing: dict[int, list[tuple[int, int]]] = {}
         self._late_parts: dict[int, tuple[int, list[bytes]]] = {}  # stream -> (next seq, parts)
+        self._link_lost = False  # detached, not attached again: no resend can come, gaps wait
         self.clock_offset_ms: float | None = None  # unix_ms = device_ms + offset, this boot
         self._last_sync = -1e9
         # Readings (p.READING_STREAMS) of this boot that came before its clock was synced:
@@ -156,6 +157,7 @@ class DeviceSession:
             self.auth.new_connection(link.local_address)
         link.on_frame = self.on_frame
         link.on_close = self.detach
+        self._link_lost = False
         now = time.monotonic()
         for r in self.streams.values():  # gaps age only while a resend can come
             r.restart_gap_clock(now)
@@ -202,6 +204,7 @@ class DeviceSession:
 
     def detach(self, reason: str) -> None:
         self.link = None
+        self._link_lost = True
         self.state.link = "disconnected"
         self.state.link_reason = reason
         for fut in self._pending.values():
@@ -639,7 +642,7 @@ class DeviceSession:
         now = time.monotonic()
         readings = p.READING_STREAMS.get(self.state.device_type, ())
         for stream, r in self.streams.items():
-            if self.link is not None and r.expired(now):  # aged only while a resend can come
+            if not self._link_lost and r.expired(now):  # aged only while a resend can come
                 out = r.give_up_gap(now=now)
                 if stream in readings:  # the device may still hold them: asked for again
                     missing = self._still_missing.setdefault(stream, [])
