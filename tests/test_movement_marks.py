@@ -137,6 +137,17 @@ def test_the_press_classifier_tells_taps_short_and_long_presses_apart():
 
 
 @pytest.mark.system
+def test_the_board_hal_hears_both_edges_and_tells_the_presses_apart():
+    """hal_esp32.py on the stand-in machine module: the button's IRQ is on both edges, and a
+    300 ms press and a 2.3 s one come out short and long, timed at their start."""
+    mpy = REPO / "tests" / "mpy"
+    out = json.loads(run_micropython(mpy / "button_hal_check.py", str(FIRMWARE_LIB.parent),
+                                     str(mpy), heap="512K"))  # fmt: skip
+    assert out["trigger"] == 3  # IRQ_FALLING | IRQ_RISING
+    assert out["short"] == [[1, 0]] and out["long"] == [[2, 0]]
+
+
+@pytest.mark.system
 def test_a_short_press_confirms_a_pairing_code_and_does_nothing_else():
     """pairing.py's two press kinds (firmware/lib/pairing.py), under MicroPython."""
     out = json.loads(run_micropython(REPO / "tests" / "mpy" / "pairing_press_check.py",
@@ -294,3 +305,20 @@ def test_the_nurse_view_draws_the_marks_on_the_strip_and_counts_them(tmp_path):
     assert len(seen["live"]) == 3
     assert "孕妇标记胎动 3 次" in seen["summary_zh"], seen["summary_zh"]
     assert seen["key_zh"] == "↑ 胎动（孕妇标记）"
+
+
+@pytest.mark.unit
+def test_the_hospital_ingest_stores_a_mark_and_numbers_it_per_boot():
+    """perimon-ingest validates a mark against docs/schemas/movement.schema.json, stores it by
+    its msg_id and counts its number in the boot's series (a missing one is a gap)."""
+    from hospital.messages import Decoded, Invalid, decode, load_checks
+
+    checks = load_checks()
+    topic = "perimon/v1/gw-7f3a/device/fh-01/movement"
+    m = _mark(4, 1_790_000_000.0)
+    got = decode(topic, json.dumps(m).encode(), checks)
+    assert isinstance(got, Decoded) and got.msg_id == "fh-01:3:movement:4"
+    assert got.row.kind == "movement" and got.row.t == m["t"]
+    assert got.sequence is not None and got.sequence[2:] == ("movement", 3, 4, 1)
+    bad = decode(topic, json.dumps({**m, "seq": 0}).encode(), checks)  # marks count from 1
+    assert isinstance(bad, Invalid) and bad.code == "schema"

@@ -43,6 +43,7 @@ class Pin:
     IN = const(1)
     OUT = const(3)
     PULL_UP = const(1)
+    IRQ_RISING = const(1)  # the ESP32 port's values
     IRQ_FALLING = const(2)
 
     def __init__(self, pin_id, mode=None, pull=None, value=None):
@@ -57,6 +58,7 @@ class Pin:
 
     def irq(self, handler=None, trigger=None):
         self.handler = handler
+        self.trigger = trigger
 
 
 class ADC:
