@@ -331,8 +331,8 @@ class DeviceSession:
     def _unwrapped(self, frame: p.Frame) -> p.Frame:
         """The frame with its 32-bit seq and t_ms taken as the numbers of this boot nearest
         the highest verified (for a boot a restarted gateway resumes, its resume point): they
-        count on past 2**32 where the device's wrap (docs/reliability.md, "Device time"). Pure:
-        only a verified frame moves the reference (`_on_verified`)."""
+        count on past 2**32 where the device's counters wrap round (docs/reliability.md,
+        "Device time"). Pure: only a verified frame moves the reference (`_on_verified`)."""
         if frame.stream == p.Stream.REPLY or frame.boot != self.state.boot:
             return frame  # a reply's seq is its request id; another boot's numbers are its own
         seq_ref = self._seq_top.get(frame.stream, self.resume_from.get(frame.stream))
