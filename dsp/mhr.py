@@ -181,41 +181,48 @@ class MhrStream:
         return MhrPoints(np.array(ts, dtype=float), np.array(bpm, dtype=float), np.array(q))
 
     def _estimate(self, x: Floats, raw: Floats) -> tuple[float, float]:
-        """(rate, quality) of one window: x band-passed, raw as fed."""
-        if not np.all(np.isfinite(x)) or pulseless(raw, x):
-            return np.nan, 0.0
-        x = x - x.mean()
-        e0 = float(np.dot(x, x))
-        if e0 <= 0:
-            return np.nan, 0.0
-        n = x.size
-        nfft = 1 << int(np.ceil(np.log2(2 * n)))
-        f = np.fft.rfft(x, nfft)
-        r = np.fft.irfft(f.real**2 + f.imag**2, nfft)[: n // 2 + 2]
-        a = (r / np.maximum(n - np.arange(r.size), 1)) / (e0 / n)
-        lmax = min(self._lag_max, a.size - 2)
-        seg = a[self._lag_min - 1 : lmax + 2]
-        inner = seg[1:-1]
-        peaks = np.flatnonzero((inner > seg[:-2]) & (inner >= seg[2:]) & (inner > 0))
-        peaks = peaks + self._lag_min
-        if peaks.size == 0:
-            return np.nan, 0.0
-        y0, y1, y2 = a[peaks - 1], a[peaks], a[peaks + 1]
-        den = y0 - 2 * y1 + y2
-        with np.errstate(divide="ignore", invalid="ignore"):
-            lags = peaks + np.clip(np.where(den < 0, 0.5 * (y0 - y2) / den, 0.0), -0.5, 0.5)
-        span = a.size - 3
-        comb = np.empty(peaks.size)
-        for i, lag in enumerate(lags):
-            idx = np.rint(lag * np.arange(1, 1 + int(span // lag))).astype(int)
-            comb[i] = np.mean([a[max(j - 1, 0) : j + 2].max() for j in idx])
-        if not comb.max() > 0:
-            return np.nan, 0.0
-        i = int(np.flatnonzero(comb >= COMB_RATIO * comb.max())[0])
-        peak = float(a[peaks[i]])
-        if peak < MIN_ACF:
-            return np.nan, float(np.clip(peak, 0.0, 1.0)) * 0.5
-        return 60.0 * self.fs_hz / float(lags[i]), float(np.clip((peak - 0.3) / 0.5, 0.0, 1.0))
+        return _window_rate(x, raw, self.fs_hz, self._lag_min, self._lag_max)
+
+
+def _window_rate(
+    x: Floats, raw: Floats, fs_hz: float, lag_min: int, lag_max: int
+) -> tuple[float, float]:
+    """(rate, quality) of one window: x band-passed to the cardiac band, raw as fed; beat
+    periods of lag_min-lag_max samples."""
+    if not np.all(np.isfinite(x)) or pulseless(raw, x):
+        return np.nan, 0.0
+    x = x - x.mean()
+    e0 = float(np.dot(x, x))
+    if e0 <= 0:
+        return np.nan, 0.0
+    n = x.size
+    nfft = 1 << int(np.ceil(np.log2(2 * n)))
+    f = np.fft.rfft(x, nfft)
+    r = np.fft.irfft(f.real**2 + f.imag**2, nfft)[: n // 2 + 2]
+    a = (r / np.maximum(n - np.arange(r.size), 1)) / (e0 / n)
+    lmax = min(lag_max, a.size - 2)
+    seg = a[lag_min - 1 : lmax + 2]
+    inner = seg[1:-1]
+    peaks = np.flatnonzero((inner > seg[:-2]) & (inner >= seg[2:]) & (inner > 0))
+    peaks = peaks + lag_min
+    if peaks.size == 0:
+        return np.nan, 0.0
+    y0, y1, y2 = a[peaks - 1], a[peaks], a[peaks + 1]
+    den = y0 - 2 * y1 + y2
+    with np.errstate(divide="ignore", invalid="ignore"):
+        lags = peaks + np.clip(np.where(den < 0, 0.5 * (y0 - y2) / den, 0.0), -0.5, 0.5)
+    span = a.size - 3
+    comb = np.empty(peaks.size)
+    for i, lag in enumerate(lags):
+        idx = np.rint(lag * np.arange(1, 1 + int(span // lag))).astype(int)
+        comb[i] = np.mean([a[max(j - 1, 0) : j + 2].max() for j in idx])
+    if not comb.max() > 0:
+        return np.nan, 0.0
+    i = int(np.flatnonzero(comb >= COMB_RATIO * comb.max())[0])
+    peak = float(a[peaks[i]])
+    if peak < MIN_ACF:
+        return np.nan, float(np.clip(peak, 0.0, 1.0)) * 0.5
+    return 60.0 * fs_hz / float(lags[i]), float(np.clip((peak - 0.3) / 0.5, 0.0, 1.0))
 
 
 # -- maternal beats ----------------------------------------------------------------------
@@ -237,6 +244,13 @@ BEAT_THRESHOLD = 0.5
 # Two beats are at least 0.6 beat periods apart: RR shortens by at most ~40% from one beat to
 # the next outside ectopy (judgement); the dicrotic wave at ~0.3-0.5 of a beat is excluded.
 BEAT_GAP_FRACTION = 0.6
+# Beats come only from a PPG that pulses: the threshold above is relative, so the noise of a
+# sensor off the finger (a few ADC steps and more: its band-passed level can exceed the
+# `pulseless` floor) gives "beats" at random, which would pass for her rhythm in the checks
+# of dsp/maternal_coincidence.py. A step gives no beats when the WINDOW_S (8 s) of PPG ending
+# with it, complete and without missing samples, has no maternal rate (`MhrStream`'s own
+# test: periodic, MIN_ACF). Measured: noise of 1-15 ADC steps RMS gave no rate in any window,
+# and before this 24-136 beats in 2 minutes from 5-15 steps.
 
 
 class MaternalBeatStream:
@@ -255,6 +269,14 @@ class MaternalBeatStream:
         self._deriv = np.zeros(0)  # its first derivative, from sample _start
         self._raw = np.zeros(0)  # the PPG as fed, from sample _start (`pulseless`)
         self._filtered = np.zeros(0)  # the filtered PPG, from sample _start
+        # The PPG in the cardiac band, from sample _start, for its periodicity (`_pulses`).
+        self._cardiac_sos = _band_pass(CARDIAC_BAND_HZ, fs)
+        self._cardiac_zi = np.zeros((self._cardiac_sos.shape[0], 2))
+        self._cardiac = np.zeros(0)
+        self._window = int(round(WINDOW_S * fs))
+        self._min_window = int(round(MIN_WINDOW_S * fs))
+        self._lag_min = int(np.floor(60.0 / MHR_RANGE_BPM[1] * fs))
+        self._lag_max = int(np.ceil(60.0 / MHR_RANGE_BPM[0] * fs))
         self._start = 0
         self._n = 0
         self._done = 0  # samples up to which beats have been decided
@@ -276,6 +298,11 @@ class MaternalBeatStream:
             self._deriv = np.concatenate([self._deriv, dy])
             self._raw = np.concatenate([self._raw, np.where(bad, np.nan, x)])
             self._filtered = np.concatenate([self._filtered, y])
+            c, self._cardiac_zi = signal.sosfilt(
+                self._cardiac_sos, np.where(bad, 0.0, x), zi=self._cardiac_zi
+            )
+            c[bad] = np.nan
+            self._cardiac = np.concatenate([self._cardiac, c])
             self._last_y = y[-1]
             r = np.concatenate([self._rises, d])
             self._rises = r[-(self._ssf_n - 1) :]
@@ -296,12 +323,14 @@ class MaternalBeatStream:
             end = min(self._done + self._step, self._n)
             out.extend(self._detect(self._done, end))
             self._done = end
-        drop = self._done - self._context - self._refractory - 2 - self._start
+        keep = max(self._context + self._refractory + 2, self._window)
+        drop = self._done - keep - self._start
         if drop > 0:
             self._slope = self._slope[drop:]
             self._deriv = self._deriv[drop:]
             self._raw = self._raw[drop:]
             self._filtered = self._filtered[drop:]
+            self._cardiac = self._cardiac[drop:]
             self._start += drop
         return np.array(out) / self.fs_hz
 
@@ -322,6 +351,8 @@ class MaternalBeatStream:
         # relative, and would find beats in the filter's ringing or the ADC's noise.
         if pulseless(self._raw[lo - s : hi - s], self._filtered[lo - s : hi - s]):
             return []
+        if not self._pulses(b):
+            return []
         seg = self._slope[lo - s : hi - s]
         seg = np.where(np.isfinite(seg), seg, -np.inf)
         peaks, _ = signal.find_peaks(seg, height=thr, distance=gap)
@@ -335,6 +366,17 @@ class MaternalBeatStream:
             beats.append(pk + min(max(frac, -0.5), 0.5))
             self._last_beat = float(pk)
         return beats
+
+    def _pulses(self, b: int) -> bool:
+        """Whether the PPG pulses in the WINDOW_S ending at sample b: it has a maternal rate
+        there, or the window is too short or misses samples to tell (no veto then)."""
+        s = self._start
+        lo = max(b - self._window, s)
+        c, raw = self._cardiac[lo - s : b - s], self._raw[lo - s : b - s]
+        if c.size < self._min_window or not np.all(np.isfinite(raw)):
+            return True
+        bpm, _ = _window_rate(c, raw, self.fs_hz, self._lag_min, self._lag_max)
+        return bool(np.isfinite(bpm))
 
     def _period(self, ssf: Floats) -> float:
         """Beat period (samples) of the recent SSF: the shortest lag whose autocorrelation is
