@@ -36,6 +36,9 @@
    numbers) and after (the gateway's path: self-check, droop, per-LED tempco, band
    correction). Targets: after calibration every unit's bias within +-0.3 mg/dL of the
    nominal unit's and its LoA at most the nominal unit's + 0.2 mg/dL.
+   Then the factory's judgement of each unit (dsp.tcb_unit.correction_uncertainty, exact, on
+   its calibrated bands; the linear estimate beside it): which are accepted, and whether the
+   accepted ones meet the targets on both skin models.
 7. Drifted units: an LED that lost output since the factory (the start-up self-check) and LEDs
    whose peaks moved (the weekly check phantom): how many readings still became numbers.
 8. Why the band correction transfers to one skin model and not the other (`--transfer` runs
@@ -76,7 +79,9 @@ from dsp.tcb_counts import (  # noqa: E402
     reflectance_from_counts,
 )
 from dsp.tcb_unit import (  # noqa: E402
+    CORRECTION_UNCERTAINTY_LIMIT_MG_DL,
     UnitCalibration,
+    correction_uncertainty,
     fitted_skin_absorbance,
     nominal_reflectance,
 )
@@ -582,6 +587,68 @@ def print_transfer(tr: dict, shift_nm: float = 8.0) -> None:
         print(f"| {model} | {g} | {d['cost']:.1f} | " + " | ".join(cells) + " |")
 
 
+def unit_acceptance(n_units: int = 20) -> dict[str, tuple[float, float, bool, str]]:
+    """Section 6's units as the factory judges them (dsp.tcb_unit.correction_uncertainty on
+    each unit's calibrated bands): {unit: (exact mg/dL, linear estimate mg/dL, accepted (exact),
+    message)}."""
+    units = [("nominal", 900, "nominal")] + [
+        (f"unit {k + 1:02d}", 1000 + k, "binned") for k in range(n_units)
+    ]
+    out = {}
+    for name, s, leds in units:
+        unit = UnitCalibration.from_dict(random_factory_calibration(s, leds=leds).unit)
+        exact = correction_uncertainty(unit.led_centre_nm, unit.led_fwhm_nm, exact=True)
+        linear = correction_uncertainty(unit.led_centre_nm, unit.led_fwhm_nm)
+        out[name] = (exact.mg_dl, linear.mg_dl, exact.accepted, exact.message())
+    return out
+
+
+def print_acceptance(units: dict, acceptance: dict) -> None:
+    """The factory's judgement of each unit beside what it did on both skin models."""
+    names = [n for n in acceptance if n != "nominal"]
+    accepted = [n for n in names if acceptance[n][2]]
+    print(f"Factory acceptance of the band correction (limit {CORRECTION_UNCERTAINTY_LIMIT_MG_DL} "
+          f"mg/dL): {len(accepted)} of {len(names)} units accepted")  # fmt: skip
+    print("| unit | uncertainty, exact / linear (mg/dL) | accepted | " + " | ".join(
+        f"{m.split(' (')[0]}, {e}: on target" for m, e in sorted({k[:2] for k in units})
+    ) + " |")  # fmt: skip
+    cases = sorted({k[:2] for k in units})
+    print("|---|---|---|" + "---|" * len(cases))
+
+    def on_target(model: str, est: str, name: str) -> str:
+        missed = []
+        for g in GROUPS:
+            nom = units[(model, est, g, "nominal")][1]
+            got = units[(model, est, g, name)][1]
+            if abs(got[1] - nom[1]) > 0.3 or got[3] - nom[3] > 0.2:
+                missed.append(g)
+        return "yes" if not missed else "no (" + ", ".join(missed) + ")"
+
+    for n in ["nominal", *names]:
+        exact, linear, ok, _msg = acceptance[n]
+        cells = [on_target(m, e, n) for m, e in cases]
+        print(f"| {n} | {exact:.2f} / {linear:.2f} | {'yes' if ok else 'no'} | "
+              + " | ".join(cells) + " |")  # fmt: skip
+    print()
+    print("Accepted units only, against the targets (bias within +-0.3 of the nominal unit's, "
+          "LoA at most the nominal unit's + 0.2)")  # fmt: skip
+    print("| skin model | estimator | group | nominal bias / LoA | accepted units' bias - nominal "
+          "| LoA - nominal, worst | accepted units on target |")  # fmt: skip
+    print("|---|---|---|---|---|---|---|")
+    for model, est in cases:
+        for g in GROUPS:
+            nom = units[(model, est, g, "nominal")][1]
+            rows = [units[(model, est, g, n)][1] for n in accepted]
+            if not rows:
+                continue
+            db = [r[1] - nom[1] for r in rows]
+            dl = [r[3] - nom[3] for r in rows]
+            ok = sum(abs(b) <= 0.3 and d <= 0.2 for b, d in zip(db, dl, strict=True))
+            print(f"| {model} | {est} | {g} | {nom[1]:+.2f} / +-{nom[3]:.2f} | {min(db):+.2f} .. "
+                  f"{max(db):+.2f} | {max(dl):+.2f} | {ok} of {len(rows)} |")  # fmt: skip
+    print()
+
+
 def print_units(units: dict, drift: dict) -> None:
     names = sorted({k[3] for k in units}, key=lambda x: (x != "nominal", x))
     cases = sorted({k[:2] for k in units})
@@ -637,7 +704,10 @@ def main(argv: list[str] | None = None) -> int:
         print(f"\n(run time {time.perf_counter() - t0:.1f} s)")
         return 0
     if args.units:
-        print_units(unit_calibration(n_per_group=args.units_n), drifted_units())
+        units = unit_calibration(n_per_group=args.units_n)
+        print_units(units, drifted_units())
+        print()
+        print_acceptance(units, unit_acceptance())
         print(f"\n(run time {time.perf_counter() - t0:.1f} s)")
         return 0
     cal = held_out_calibration()

@@ -37,6 +37,14 @@ NOMINAL_FWHM_NM = (20.0, 25.0, 30.0, 28.0, 18.0, 18.0)
 DETECTOR_DISTANCE_MM = (0.7, 2.0)  # near, far
 WAVELENGTH_GRID_NM: Floats = np.arange(400.0, 700.5, 2.0)
 TISSUE_REFRACTIVE_INDEX = 1.4
+# The published alternatives ProbeOptics can take for a term (see its docstring).
+MELANIN_JACQUES_2013 = "jacques2013"
+MELANIN_JACQUES_MCAULIFFE_1991 = "jacques_mcauliffe1991"
+REFLECTANCE_FLUX = "flux"
+REFLECTANCE_FLUENCE_AND_FLUX = "fluence_and_flux"
+# Kienle & Patterson 1997 for n = 1.4: R = 0.118 fluence + 0.306 flux at the surface
+KIENLE_FLUENCE_WEIGHT = 0.118
+KIENLE_FLUX_WEIGHT = 0.306
 
 # Prahl, "Tabulated molar extinction coefficient for hemoglobin in water" (omlc.org),
 # columns: wavelength nm, HbO2 and Hb in cm^-1/(mol/L). Every 4 nm, 420-700 nm.
@@ -91,9 +99,16 @@ def hb_extinction(wavelength_nm: ArrayLike) -> tuple[Floats, Floats]:
     return hbo2, hb
 
 
-def melanin_mua_per_mm(wavelength_nm: ArrayLike) -> Floats:
-    """Jacques 2013 eq. 8: mu_a of melanosome interior, converted from /cm to /mm."""
-    return np.asarray(6.6e11 * np.asarray(wavelength_nm, float) ** -3.33 / 10.0, float)
+def melanin_mua_per_mm(wavelength_nm: ArrayLike, spectrum: str = "jacques2013") -> Floats:
+    """Jacques 2013 eq. 8: mu_a of melanosome interior, converted from /cm to /mm; or, with
+    spectrum=MELANIN_JACQUES_MCAULIFFE_1991, 1.70e12 lambda^-3.48 /cm (Jacques & McAuliffe,
+    Photochem Photobiol 1991;53:769)."""
+    wl = np.asarray(wavelength_nm, float)
+    if spectrum == MELANIN_JACQUES_MCAULIFFE_1991:
+        return np.asarray(1.70e12 * wl**-3.48 / 10.0, float)
+    if spectrum != MELANIN_JACQUES_2013:
+        raise ValueError(f"unknown melanin spectrum {spectrum!r}")
+    return np.asarray(6.6e11 * wl**-3.33 / 10.0, float)
 
 
 def baseline_mua_per_mm(wavelength_nm: ArrayLike) -> Floats:
@@ -149,6 +164,39 @@ def diffuse_reflectance(mua_per_mm: ArrayLike, musp_per_mm: ArrayLike, rho_mm: f
     return np.asarray((term1 + term2) / (4.0 * np.pi), float)
 
 
+def surface_fluence(mua_per_mm: ArrayLike, musp_per_mm: ArrayLike, rho_mm: float) -> Floats:
+    """The dipole's fluence at the surface at distance rho, per mm^2 (Farrell 1992's sources;
+    Kienle & Patterson 1997 weigh it with the flux to give what a detector collects)."""
+    mua = np.asarray(mua_per_mm, float)
+    musp = np.asarray(musp_per_mm, float)
+    n = TISSUE_REFRACTIVE_INDEX
+    r_id = -1.440 / n**2 + 0.710 / n + 0.668 + 0.0636 * n
+    a_coef = (1.0 + r_id) / (1.0 - r_id)
+    mut = mua + musp
+    z0 = 1.0 / mut
+    diff = 1.0 / (3.0 * mut)
+    zb = 2.0 * a_coef * diff
+    mueff = np.sqrt(3.0 * mua * mut)
+    r1 = np.sqrt(z0**2 + rho_mm**2)
+    r2 = np.sqrt((z0 + 2.0 * zb) ** 2 + rho_mm**2)
+    return np.asarray(
+        (np.exp(-mueff * r1) / r1 - np.exp(-mueff * r2) / r2) / (4.0 * np.pi * diff), float
+    )
+
+
+def _collected(mua_per_mm: ArrayLike, musp_per_mm: ArrayLike, rho_mm: float, terms: str) -> Floats:
+    """What a detector at rho collects: the flux (Farrell), or fluence and flux (Kienle)."""
+    if terms == REFLECTANCE_FLUX:
+        return diffuse_reflectance(mua_per_mm, musp_per_mm, rho_mm)
+    if terms != REFLECTANCE_FLUENCE_AND_FLUX:
+        raise ValueError(f"unknown reflectance terms {terms!r}")
+    return np.asarray(
+        KIENLE_FLUX_WEIGHT * diffuse_reflectance(mua_per_mm, musp_per_mm, rho_mm)
+        + KIENLE_FLUENCE_WEIGHT * surface_fluence(mua_per_mm, musp_per_mm, rho_mm),
+        float,
+    )
+
+
 @dataclass(frozen=True)
 class ProbeOptics:
     """Constants of the probe and its reference phantom.
@@ -163,6 +211,21 @@ class ProbeOptics:
       albumin-bound bilirubin, bounded by the published 4.7e4-5.5e4 /cm/M within ~30 %).
     bili_band_shift_nm: shift of the bilirubin band from the 460 nm albumin-bound peak
       (the in-vivo band sits between the free, ~440-453 nm, and albumin-bound positions).
+
+    The fields below name the other published choice for a term of this model; their defaults
+    are this model's own choice (and reproduce it exactly). dsp/tcb_unit.py uses them to ask
+    how much a unit's band correction depends on choices its readings cannot tell apart.
+    melanin_spectrum: MELANIN_JACQUES_2013 (6.6e11 lambda^-3.33 /cm) or
+      MELANIN_JACQUES_MCAULIFFE_1991 (1.70e12 lambda^-3.48 /cm).
+    rayleigh_fraction: part of mu_s'(500 nm) that is Rayleigh scattering, lambda^-4, the rest
+      a power law with exponent scatter_b (Jacques 2013, eq. 2: skin f_Ray ~0.4).
+    reflectance_terms: REFLECTANCE_FLUX (Farrell 1992: the flux through the surface) or
+      REFLECTANCE_FLUENCE_AND_FLUX (Kienle & Patterson, J Opt Soc Am A 1997;14:246: a
+      detector's aperture collects both; 0.118 fluence + 0.306 flux for n = 1.4).
+    bili_red_edge_scale: stretches the bilirubin band's long-wavelength side about its peak
+      (> 1 wider; the band's red edge differs between albumin-bound, free and in-vivo spectra).
+    epi_path_exponent: epidermal path factors times (lambda / 500 nm)^-exponent: a scattering
+      epidermis lengthens the paths of the more scattered blue light (0: an absorbing filter).
     """
 
     phantom_mua_per_mm: float = 0.002
@@ -173,6 +236,11 @@ class ProbeOptics:
     coupling_far: float = 1.0
     bili_epsilon_scale: float = 1.0
     bili_band_shift_nm: float = 0.0
+    melanin_spectrum: str = "jacques2013"
+    rayleigh_fraction: float = 0.0
+    reflectance_terms: str = "flux"
+    bili_red_edge_scale: float = 1.0
+    epi_path_exponent: float = 0.0
 
 
 # Fields of one skin, as arrays (one value per skin): see simulators.skin.Newborn.
@@ -210,7 +278,7 @@ def skin_spectra(
     col = {k: np.asarray(p[k], float).reshape(-1, 1) for k in SKIN_FIELDS}
     f_mel = col["melanin_fraction"]
     base = baseline_mua_per_mm(w)[None, :]
-    mua_epi = f_mel * melanin_mua_per_mm(w)[None, :] + (1.0 - f_mel) * base
+    mua_epi = f_mel * melanin_mua_per_mm(w, optics.melanin_spectrum)[None, :] + (1.0 - f_mel) * base
     blood = col["blood_fraction"] * (1.0 - col["pressure_blanching"])
     hct = col["haematocrit"]
     so2 = col["so2"]
@@ -226,22 +294,36 @@ def skin_spectra(
         if "bili_band_shift_nm" in p
         else optics.bili_band_shift_nm
     )
-    mua_bili = (
-        optics.bili_epsilon_scale * bilirubin_mua_per_mm(w[None, :] - shift, 1.0) * bili_mg_dl
-    )
+    band_wl = w[None, :] - shift
+    if optics.bili_red_edge_scale != 1.0:  # stretch the band's red side about its peak
+        peak = _BILI_TABLE[int(np.argmax(_BILI_TABLE[:, 1])), 0]
+        band_wl = np.where(
+            band_wl > peak, peak + (band_wl - peak) / optics.bili_red_edge_scale, band_wl
+        )
+    mua_bili = optics.bili_epsilon_scale * bilirubin_mua_per_mm(band_wl, 1.0) * bili_mg_dl
     packed = vessel_packaging(mua_blood, col["vessel_radius_mm"])
     mua_derm = blood * packed * mua_blood + (1.0 - blood) * base + mua_bili
     musp = col["scatter_a_per_mm"] * (w[None, :] / 500.0) ** -col["scatter_b"]
+    if optics.rayleigh_fraction:
+        f_ray = optics.rayleigh_fraction
+        musp = col["scatter_a_per_mm"] * (
+            f_ray * (w[None, :] / 500.0) ** -4.0
+            + (1.0 - f_ray) * (w[None, :] / 500.0) ** -col["scatter_b"]
+        )
+    epi_spectral = (
+        (w[None, :] / 500.0) ** -optics.epi_path_exponent if optics.epi_path_exponent else 1.0
+    )
     flat = np.ones_like(w)
     out = []
     for rho, path, coupling in (
         (DETECTOR_DISTANCE_MM[0], optics.epi_path_near, optics.coupling_near),
         (DETECTOR_DISTANCE_MM[1], optics.epi_path_far, optics.coupling_far),
     ):
-        t_epi = np.exp(-path * mua_epi * col["epidermis_mm"])
-        r_skin = coupling * t_epi * diffuse_reflectance(mua_derm, musp, rho)
-        r_ref = diffuse_reflectance(
-            optics.phantom_mua_per_mm * flat, optics.phantom_musp_per_mm * flat, rho
+        t_epi = np.exp(-path * epi_spectral * mua_epi * col["epidermis_mm"])
+        terms = optics.reflectance_terms
+        r_skin = coupling * t_epi * _collected(mua_derm, musp, rho, terms)
+        r_ref = _collected(
+            optics.phantom_mua_per_mm * flat, optics.phantom_musp_per_mm * flat, rho, terms
         )
         out.append(np.asarray(r_skin / r_ref[None, :], float))
     return out[0], out[1]

@@ -33,24 +33,21 @@ def test_calibrated_unit_reads_the_baby_and_uncalibrated_unit_is_flagged(broker,
     assert old and all(r["tcb_mg_dl"] is None and r["flag"] == "needs_calibration" for r in old)
 
 
-def test_provision_runs_the_factory_calibration_on_the_firmware(tmp_path, device_on_pty,
-                                                                monkeypatch):  # fmt: skip
-    """`perimon provision --tcb-calibrate` on a meter whose LEDs are off their nominal peaks:
-    the firmware measures each phantom the simulated fixture holds, and the stored calibration
-    has the unit's own LED peaks, droop and tempcos."""
+def _provision(tmp_path, device_on_pty, monkeypatch, seed: int):
+    """`perimon provision --tcb-calibrate` on simulated unit `seed` under the real firmware,
+    the simulated fixture holding each target: (exit code, the device's settings file, the
+    targets measured)."""
     import json
 
     import numpy as np
 
-    from dsp.tcb_unit import UnitCalibration
     from dsp.tissue_optics import led_band_weights
     from gateway.cli import main as cli_main
     from gateway.cli import tcb_factory
-    from simulators.tcb_device import TcbDeviceModel, _hidden_optics, random_factory_calibration
+    from simulators.tcb_device import TcbDeviceModel, random_factory_calibration
     from simulators.tcb_phantoms import certificate, phantom_reflectance
     from tests.harness.console import gateway_toml
 
-    seed = 1003
     device = TcbDeviceModel(random_factory_calibration(seed, per_unit=False), seed=seed)
     cert = tmp_path / "phantoms.json"
     cert.write_text(json.dumps(certificate(4)))
@@ -71,8 +68,27 @@ def test_provision_runs_the_factory_calibration_on_the_firmware(tmp_path, device
     monkeypatch.setattr(tcb_factory, "operator_ready", fixture)
     rc = cli_main(["provision", port, "--id", "tcb-09", "--tcb-calibrate", str(cert),
                    "--config", gateway_toml(tmp_path)])  # fmt: skip
+    if rc == 0:
+        assert proc.wait(10) == 0  # (a refused unit's firmware is ended by the fixture)
+    return rc, settings, steps
+
+
+def test_provision_runs_the_factory_calibration_on_the_firmware(tmp_path, device_on_pty,
+                                                                monkeypatch):  # fmt: skip
+    """`perimon provision --tcb-calibrate` on a meter whose LEDs are off their nominal peaks:
+    the firmware measures each phantom the simulated fixture holds, and the stored calibration
+    has the unit's own LED peaks, droop and tempcos, and the factory's verdict on its band
+    correction (within the limit)."""
+    import json
+
+    import numpy as np
+
+    from dsp.tcb_unit import CORRECTION_UNCERTAINTY_LIMIT_MG_DL, UnitCalibration
+    from simulators.tcb_device import _hidden_optics
+
+    seed = 5
+    rc, settings, steps = _provision(tmp_path, device_on_pty, monkeypatch, seed)
     assert rc == 0
-    assert proc.wait(10) == 0
     assert {t for t, _ in steps} == {"W", "Y1", "Y2", "Y3", "R", "B", "G", "tile"}
     unit = UnitCalibration.from_dict(json.loads(settings.read_text())["calibration"]["unit"])
     truth = _hidden_optics(seed)
@@ -83,3 +99,19 @@ def test_provision_runs_the_factory_calibration_on_the_firmware(tmp_path, device
     assert np.allclose(unit.droop_ma, truth.droop_ma, rtol=0.15)
     assert np.allclose(unit.output_tempco_per_c, truth.tempco_per_c, atol=5e-4)
     assert np.allclose(unit.centre_tempco_nm_per_c, truth.centre_tempco_nm_per_c, atol=0.05)
+    assert unit.correction_uncertainty_mg_dl is not None
+    assert 0 <= unit.correction_uncertainty_mg_dl <= CORRECTION_UNCERTAINTY_LIMIT_MG_DL
+
+
+def test_provision_refuses_a_unit_whose_band_correction_cannot_be_trusted(
+    tmp_path, device_on_pty, monkeypatch, capsys
+):
+    """Simulated unit 1003 (its 590 and 650 nm LEDs 9 and 5 nm off): the factory measures it,
+    then refuses it, naming the LEDs to rebin, and writes nothing to the device."""
+    import json
+
+    rc, settings, _ = _provision(tmp_path, device_on_pty, monkeypatch, 1003)
+    assert rc == 2
+    err = capsys.readouterr().err
+    assert "unit refused" in err and "590 nm LED at" in err, err
+    assert "calibration" not in json.loads(settings.read_text() or "{}")

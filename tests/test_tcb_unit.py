@@ -195,7 +195,7 @@ def test_gateway_withholds_numbers_after_a_failed_weekly_check(monkeypatch):
     from gateway import protocol as p
     from gateway.processing import jaundice
 
-    cal, dev = _unit()
+    cal, dev = _unit(5)  # one the factory accepts (1003 it refuses: tests/test_tcb_acceptance.py)
     presses = []
     monkeypatch.setattr(jaundice.p, "decode_tcb", lambda payload: presses[-1])
     session = SimpleNamespace(

@@ -6,13 +6,15 @@ The operator (or the fixture's controller) puts the probe on each target in turn
 the meter measures at drives this procedure sets (console MEASURE), and the fit
 (dsp.tcb_unit.calibrate_unit) turns the readings and the phantom set's certificate into the
 unit's calibration, which provisioning writes to the device like any other factory calibration.
+A unit whose band correction cannot be trusted to the accuracy target (LEDs too far off their
+nominal peaks where skin's spectrum is steep) is refused, naming the LEDs to rebin.
 """
 
 from __future__ import annotations
 
 import json
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, Protocol
 
 import numpy as np
@@ -21,11 +23,14 @@ from dsp.tcb_unit import (
     DRIVE_MAX_CODE,
     REFERENCE_TEMPERATURE_C,
     TargetReading,
+    UnitCalibration,
     calibrate_unit,
+    correction_uncertainty,
     factory_drive,
     quantise_drive,
     reading_from_presses,
 )
+from dsp.tissue_optics import NOMINAL_LED_NM
 from gateway.cli import UserError
 
 HOT_C = 40.0  # the fixture's second temperature
@@ -116,6 +121,7 @@ def factory_calibration(
         unit, white = calibrate_unit(readings, certificate)
     except ValueError as exc:
         raise UserError(f"the factory calibration failed: {exc}") from None
+    unit = judged(unit)
     return {
         "dark_offset": [int(round(x)) for x in np.mean(darks, axis=0)],
         "white_ref": [list(p) for p in white.white_ref],
@@ -123,6 +129,22 @@ def factory_calibration(
         "tempco_per_c": white.tempco_per_c,
         "unit": unit.to_dict(),
     }
+
+
+def judged(unit: UnitCalibration) -> UnitCalibration:
+    """The unit with the factory's judgement of its band correction stored, or UserError naming
+    the LEDs to rebin when the correction may leave its readings more than the limit off
+    (dsp.tcb_unit.correction_uncertainty; docs/jaundice.md, "Factory calibration")."""
+    found = correction_uncertainty(unit.led_centre_nm, unit.led_fwhm_nm, exact=True)
+    if not found.accepted:
+        offsets = ", ".join(
+            f"{NOMINAL_LED_NM[i]:.0f} nm LED at {unit.led_centre_nm[i]:.1f} nm"
+            for i in found.culprits()
+        )
+        raise UserError(
+            f"unit refused: {found.message()}. Rebin or replace the {offsets}, then calibrate again"
+        )
+    return replace(unit, correction_uncertainty_mg_dl=found.mg_dl)
 
 
 def _dark(con: Console, drive: tuple[int, ...]) -> list[float]:

@@ -6,7 +6,9 @@ within 2 mg/dL of exchange (escalation of care), serum bilirubin advised, rapid 
 Counts become reflectance with the device's factory calibration (from its device info), checked
 against its start-up self-check and carried to the nominal LED bands (dsp/tcb_counts.py,
 calibrated_reflectance: a unit without a per-unit calibration or that has drifted gives
-`needs_calibration`, never a number; a press on the check phantom is the weekly check), then
+`needs_calibration`, never a number, as is a unit the factory refused because its band
+correction may leave it more than the accuracy limit off, dsp/tcb_unit.py; a press on the check
+phantom is the weekly check), then
 bilirubin with the shipped estimator; the assessment needs the baby's age and gestation, which
 the nurse or hospital sets per device (never sent to MQTT as identifiers).
 """
@@ -37,6 +39,7 @@ from dsp.bilirubin_zones import (
 )
 from dsp.tcb import estimate_tcb
 from dsp.tcb_counts import NEEDS_CALIBRATION, calibrated_reflectance
+from dsp.tcb_unit import unit_correction_uncertainty, unit_from_calibration
 from gateway import protocol as p
 from gateway.processing.alerts import AlertTracker, Publish
 from gateway.processing.fhir import publish_tcb_observations
@@ -73,6 +76,7 @@ class JaundiceProcessor:
         self._assess_error = ""  # logged once per distinct reason
         self.last_check: dict[str, Any] | None = None  # the latest press on the check phantom
         self._latest_at = 0.0  # unix time of the latest reading
+        self._untrusted_said = ""  # the latest untrusted-correction message logged
         # TCB records (monotonic arrival, seq, t_ms, payload) waiting for the device info
         self._waiting: list[tuple[float, int, int, bytes]] = []
 
@@ -184,6 +188,8 @@ class JaundiceProcessor:
             self.last_check = {"t": reading["t"], "at": at, **cal_reading.check}
         elif not flag and self.last_check is not None and not self.last_check["passed"]:
             flag = NEEDS_CALIBRATION  # the last weekly check failed: no number until one passes
+        elif not flag and not self._correction_trusted(calibration):
+            flag = NEEDS_CALIBRATION  # a unit the factory refused: never a number
         device_flags = [
             name
             for name, bit in (
@@ -225,6 +231,26 @@ class JaundiceProcessor:
                 self._set_alerts(a)
         self.previous.append((at, tcb))
         self._emit(reading)
+
+    def _correction_trusted(self, calibration: dict[str, Any]) -> bool:
+        """Whether the factory judged the unit's band correction within the accuracy limit
+        (dsp.tcb_unit.correction_uncertainty, stored in its calibration); a unit it refused
+        whose calibration was loaded anyway gives no numbers. A calibration made before the
+        factory judged units carries no verdict: its readings stay numbers, and the gateway's
+        own estimate is logged once when it is above the limit (docs/jaundice.md, Limits)."""
+        unit = unit_from_calibration(calibration)  # parsed already by calibrated_reflectance
+        if unit is None:
+            return True  # calibrated_reflectance has flagged it
+        found = unit_correction_uncertainty(unit)
+        if not found.accepted and self._untrusted_said != found.message():
+            self._untrusted_said = found.message()
+            what = (
+                "needs a new factory calibration"
+                if unit.correction_uncertainty_mg_dl is not None
+                else "calibrated before the factory judged units; it would be refused now"
+            )
+            log.warning("%s: %s: %s", self.device_id, what, found.message())
+        return unit.correction_uncertainty_mg_dl is None or found.accepted
 
     def _set_alerts(self, a: BilirubinAssessment) -> None:
         """Raise (or clear) one alert per guideline condition of the latest usable reading.
