@@ -14,7 +14,8 @@ a signal is, and locks onto the band-pass filter's own decaying ringing (amplitu
 1e-60) once a PPG goes flat or rails. So a window whose raw PPG is stuck at the ADC's rail,
 spans fewer than MIN_PULSE_RANGE_STEPS steps of its own quantisation, or whose band-passed
 PPG is under MIN_PULSE_RMS_STEPS steps RMS is pulseless (`pulseless`); the beat detector
-applies the same test to the PPG around each beat.
+applies the same test to the PPG around each beat, and finds beats only where the 8 s of
+PPG before them have a rate (a sensor's noise gives "beats" at random otherwise).
 """
 
 from __future__ import annotations
