@@ -35,6 +35,8 @@ class Publish(Protocol):
 ALERT_KINDS = {
     "signal_loss": "no fetal heart rate for most of the last 90 s during a recording session",
     "maternal_coincidence": "the Doppler rate follows the mother's pulse",
+    "maternal_unmonitored": "the mother's pulse (PPG) gives no reading for most of the last "
+    "minute: fetal rates are withheld until it does",
     "bradycardia": "running FHR below 110 bpm for 3 min",
     "tachycardia": "running FHR above 160 bpm for 3 min",
     "ctg_pathological": "FIGO 2015 class pathological over the rolling window",

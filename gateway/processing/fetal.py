@@ -74,6 +74,11 @@ _LOSS_RAISE, _LOSS_RAISE_AFTER_S = 0.9, 20.0
 _LOSS_CLEAR, _LOSS_CLEAR_AFTER_S = 0.5, 30.0
 _COINCIDENCE_WINDOW_S = 60.0
 _COINCIDENCE_RAISE = 0.3  # a third of the last minute locked to the mother's rate
+# More than half of the last minute withheld because her pulse did not cover it (her finger off
+# the PPG, a PPG with no pulse, PPG samples lost): the nurse is told her pulse is not being
+# monitored, not left with a bare gap (docs/fhr.md step 8). perimon's choice: the same minute
+# as the coincidence alert, and a majority, so a few seconds of a moving finger do not raise it.
+_UNMONITORED_RAISE = 0.5
 # Device feedback (FEEDBACK, docs/protocol.md): the level from the last 3 s of FHR points, sent
 # when it changes (at most once a second) and repeated every 2 s so the device knows the
 # gateway is there (after 5 s without one it falls back to its own estimate).
@@ -163,7 +168,8 @@ class FetalProcessor:
         return self.session.state.device_id
 
     def _reset(self) -> None:
-        self.fhr: FhrStream | BootPoints[FhrStream] = FhrStream(DOPPLER_HZ)
+        # The monitor has her PPG: points wait for it from the first (docs/fhr.md, Streaming)
+        self.fhr: FhrStream | BootPoints[FhrStream] = FhrStream(DOPPLER_HZ, maternal_channel=True)
         self.mhr: MhrStream | BootPoints[MhrStream] = MhrStream(PPG_HZ)
         # The mother's beats from the PPG waveform: the FHR estimator cancels what the Doppler
         # hears in lock-step with them and never shows it as fetal (dsp/maternal_lock.py).
@@ -189,6 +195,8 @@ class FetalProcessor:
         n = int(self.cfg.ctg_window_min * 60 / POINT_S)
         self.history_fhr: deque[float] = deque(maxlen=n)
         self.history_maternal: deque[bool] = deque(maxlen=n)
+        # points withheld because her pulse did not cover them (FhrPoints.unchecked)
+        self.history_unchecked: deque[bool] = deque(maxlen=int(_COINCIDENCE_WINDOW_S / POINT_S))
         # signal loss during the recording session: its last _LOSS_WINDOW_S of points
         self.session_lost: deque[bool] = deque(maxlen=int(_LOSS_WINDOW_S / POINT_S))
         self.session_lost_n = 0
@@ -242,12 +250,19 @@ class FetalProcessor:
                 self.ppg_t0_ms = t0
             x = self._fed_part(stream, seq, samples)
             self._feed_beats(x)
-            m = self.mhr.feed(x)
-            if len(m.t_s):
-                self.pending_mhr.append((m.t_s, m.mhr_bpm))
-                if self.doppler_t0_ms is not None:
-                    shift = (self.ppg_t0_ms - self.doppler_t0_ms) / 1000.0
-                    self.fhr.feed_maternal(m.t_s + shift, m.mhr_bpm)
+            self._feed_mhr(x)
+
+    def _feed_mhr(self, ppg: NDArray[np.float32]) -> None:
+        """PPG samples (NaN where lost) to the maternal rate; its points, with or without a
+        rate, to the FHR estimator on the Doppler's time base: they tell it how far her channel
+        has come, so a PPG loss is known as one at once rather than after the estimator's 30 s
+        wait (dsp/maternal_coincidence.py)."""
+        m = self.mhr.feed(ppg)
+        if len(m.t_s):
+            self.pending_mhr.append((m.t_s, m.mhr_bpm))
+            if self.doppler_t0_ms is not None and self.ppg_t0_ms is not None:
+                shift = (self.ppg_t0_ms - self.doppler_t0_ms) / 1000.0
+                self.fhr.feed_maternal(m.t_s + shift, m.mhr_bpm)
 
     def _feed_beats(self, ppg: NDArray[np.float32]) -> None:
         """PPG samples (NaN where lost) to the beat detector; its beats to the FHR estimator on
@@ -278,9 +293,7 @@ class FetalProcessor:
             self.audio_in.append(x)
         else:
             self._feed_beats(x)
-            m = self.mhr.feed(x)
-            if len(m.t_s):
-                self.pending_mhr.append((m.t_s, m.mhr_bpm))
+            self._feed_mhr(x)
 
     def _skip_long_loss(self, seq: int, count: int) -> None:
         tail = int(_LOSS_TAIL_S * DOPPLER_HZ)
@@ -301,7 +314,7 @@ class FetalProcessor:
         start = -(-seq // step) * step
         offset_s = start / _RATE_HZ[stream]
         if stream == p.Stream.DOPPLER:
-            self.fhr = BootPoints(FhrStream(DOPPLER_HZ), offset_s)
+            self.fhr = BootPoints(FhrStream(DOPPLER_HZ, maternal_channel=True), offset_s)
             self.fhr_emitted = start // 1000
         else:
             self.mhr = BootPoints(MhrStream(PPG_HZ), offset_s)
@@ -394,12 +407,15 @@ class FetalProcessor:
         fhr = np.concatenate([q.fhr_bpm for q in self.pending])
         quality = np.concatenate([q.quality for q in self.pending])
         maternal = np.concatenate([q.maternal for q in self.pending])
+        unchecked = np.concatenate([q.unchecked for q in self.pending])
         self.pending.clear()
         new = np.round(t_s / POINT_S) >= self.next_point
         t_s, fhr, quality, maternal = t_s[new], fhr[new], quality[new], maternal[new]
+        unchecked = unchecked[new]
         if not len(t_s):
             return
         lost = self._lost_points(p.Stream.DOPPLER, t_s)
+        unchecked &= ~lost  # a radio loss, not her pulse unwatched: counted as signal loss
         fhr[lost] = np.nan
         quality[lost] = 0.0
         rate_error = self.session.state.rate_errors.get("doppler")
@@ -430,6 +446,7 @@ class FetalProcessor:
         self.next_point = first + len(t_s)
         self.history_fhr.extend(fhr.tolist())
         self.history_maternal.extend(maternal.tolist())
+        self.history_unchecked.extend(unchecked.tolist())
         self.last_quality = float(np.mean(quality))
         self._check_signal_loss(fhr, first)
         self._check_alerts()
@@ -582,11 +599,23 @@ class FetalProcessor:
         maternal = np.array(list(self.history_maternal)[-n:], dtype=bool)
         if len(maternal) < n:
             return
-        self.alerts.set(
-            "maternal_coincidence",
-            float(np.mean(maternal)) > _COINCIDENCE_RAISE,
-            "the Doppler rate follows the mother's pulse: reposition the probe",
-        )
+        # A probe put away (off the skin) hears no heart to check: nothing to tell the nurse.
+        off_skin = self.session.state.on_skin is False
+        unchecked = float(np.mean(self.history_unchecked)) > _UNMONITORED_RAISE
+        unmonitored = unchecked and not off_skin
+        if unmonitored:
+            detail = ("the mother's pulse is not being monitored: fetal heart rate withheld; "
+                      "check the finger sensor")  # fmt: skip
+        else:
+            detail = "the probe is off the skin" if off_skin else "the mother's pulse is monitored"
+        self.alerts.set("maternal_unmonitored", unmonitored, detail)
+        # Not cleared for want of her pulse: the Doppler may still be hearing only her.
+        if not unmonitored:
+            self.alerts.set(
+                "maternal_coincidence",
+                float(np.mean(maternal)) > _COINCIDENCE_RAISE,
+                "the Doppler rate follows the mother's pulse: reposition the probe",
+            )
         window = np.array(list(self.history_fhr)[-int(_RATE_WINDOW_S / POINT_S) :], dtype=float)
         valid = window[~np.isnan(window)]
         if len(window) * POINT_S >= _RATE_WINDOW_S and len(valid) > len(window) / 2:

@@ -14,6 +14,7 @@ import { state } from "./state.js";
 // against the gateway's ALERT_KINDS and docs/mqtt.md; ALERT_TEXT_ZH must name the same kinds).
 const ALERT_TEXT = {
   signal_loss: "Signal loss", maternal_coincidence: "Maternal pulse recorded",
+  maternal_unmonitored: "Mother's pulse not monitored: FHR withheld, check finger sensor",
   bradycardia: "Fetal bradycardia", tachycardia: "Fetal tachycardia",
   ctg_pathological: "CTG pathological", sample_rate: "Monitor fault: wrong sample rate",
   tcb_above_exchange: "TcB at/above exchange line", tcb_escalation_of_care: "TcB near exchange line",
@@ -23,6 +24,7 @@ const ALERT_TEXT = {
 };
 const ALERT_TEXT_ZH = {
   signal_loss: "信号丢失", maternal_coincidence: "记录到的是母体脉搏",
+  maternal_unmonitored: "未在监测母亲脉搏：胎心率暂不显示，请检查手指传感器",
   bradycardia: "胎儿心动过缓", tachycardia: "胎儿心动过速",
   ctg_pathological: "CTG 病理型", sample_rate: "监护仪故障：采样率错误",
   tcb_above_exchange: "经皮胆红素达到或超过换血线", tcb_escalation_of_care: "经皮胆红素接近换血线",
