@@ -131,10 +131,13 @@ def doppler_frame(seq: int, t_ms: int, n: int = 240, boot: int = 1) -> bytes:
 
 @pytest.mark.parametrize("adc_hz", [2800, 5200, 8000])
 def test_a_doppler_adc_more_than_a_quarter_off_is_a_rate_error_not_a_clock_jump(adc_hz):
-    """Every span from the anchor implies the same rate, far off 4000 Hz: the first is taken
-    for a clock that jumped, the second, the same again, for what it is."""
+    """A span of a minute implies a rate far off 4000 Hz, drifting frame by frame, not in one
+    step as a clock that jumped: a rate error after the first minute, and on."""
     s, _ = session()
-    for seq in range(0, adc_hz * 130, 240):  # 130 s: two spans of a minute
+    for seq in range(0, adc_hz * 62, 240):  # 62 s: one span of a minute
+        s.on_frame(doppler_frame(seq, seq * 1000 // adc_hz))
+    assert s.state.rate_errors == {"doppler": pytest.approx(adc_hz, rel=0.01)}
+    for seq in range(adc_hz * 62 // 240 * 240, adc_hz * 200, 240):
         s.on_frame(doppler_frame(seq, seq * 1000 // adc_hz))
     assert s.state.rate_errors == {"doppler": pytest.approx(adc_hz, rel=0.01)}
 
@@ -146,6 +149,20 @@ def test_two_clock_jumps_in_a_row_are_not_a_rate_error():
         jump -= 600_000 if k >= 300 else 0
         s.on_frame(ppg_frame(25 * k, 500 * k + jump))
     assert s.state.rate_errors == {} and len(rec.samples) == 700
+
+
+def test_jittered_timestamps_tell_a_clock_jump_from_a_rate_fault_in_one_span():
+    """Frame stamps jittered by up to 0.5 s (buffering): a 20 s jump (a third of a span) in
+    one step is a clock that jumped; a PPG at 65 Hz, jittered the same, is a rate error."""
+    jumped, _ = session()
+    for k in range(300):
+        jitter = (k * 7919) % 500
+        jumped.on_frame(ppg_frame(25 * k, 500 * k + jitter + (20_000 if k >= 100 else 0)))
+    assert jumped.state.rate_errors == {}
+    fast, _ = session()
+    for k in range(200):  # 25 samples every 385 ms: 65 Hz
+        fast.on_frame(ppg_frame(25 * k, 385 * k + (k * 7919) % 500))
+    assert fast.state.rate_errors == {"ppg": pytest.approx(65, rel=0.02)}
 
 
 def test_a_declared_rate_other_than_nominal_is_a_rate_error_at_once():

@@ -112,6 +112,8 @@ class DeviceSession:
         self._broken: set[int] = set()
         self._rate_ref: dict[int, tuple[int, int]] = {}
         self._rate_jumped: dict[int, float] = {}  # stream -> rate implied by its last re-anchor
+        self._rate_last: dict[int, tuple[int, int]] = {}  # stream -> the last frame's seq, t_ms
+        self._rate_step: dict[int, float] = {}  # stream -> largest one-step drift (ms) in span
         self._frame_t_ms: dict[tuple[int, int], int] = {}
         # The highest seq of each stream and t_ms verified in this boot, unwrapped: each frame's
         # 32-bit numbers are taken as the nearest to them (reorder.unwrap_u32)
@@ -366,6 +368,8 @@ class DeviceSession:
         self._broken.clear()
         self._rate_ref.clear()
         self._rate_jumped.clear()
+        self._rate_last.clear()
+        self._rate_step.clear()
         self._seq_top.clear()
         self._t_top = None
         self.state.rate_errors.clear()
@@ -478,27 +482,36 @@ class DeviceSession:
 
         Measured from a fixed anchor, so the jitter of frame timestamps (up to the device's ADC
         buffer, about 1 s) shrinks as the span grows. A span implying a rate off by more than
-        RATE_JUMP is re-anchored: once, it is a device clock that jumped; two in a row implying
-        the same rate are an ADC clock that far off (an 8 kHz ADC puts every FHR at half), a
-        rate error like any other. So is a declared rate other than nominal (`_declared_rate`).
+        RATE_JUMP is re-anchored. It is a device clock that jumped when one step between two
+        frames carries most of the span's drift, and the span before was not the same; else
+        it is an ADC clock that far off (an 8 kHz ADC puts every FHR at half), a rate error
+        like any other, known after one span. So is a declared rate other than nominal.
         """
+        nominal = p.NOMINAL_RATE_HZ[p.Stream(stream)]
+        last = self._rate_last.get(stream)
+        self._rate_last[stream] = (seq, t_ms)
+        if last is not None and seq > last[0]:  # ms the clock moved beyond this step's samples
+            step_ms = t_ms - last[1] - (seq - last[0]) * 1000 / nominal
+            if abs(step_ms) > abs(self._rate_step.get(stream, 0.0)):
+                self._rate_step[stream] = step_ms
         ref = self._rate_ref.get(stream)
         if ref is None or seq <= ref[0]:
-            self._rate_ref[stream] = (seq, t_ms)
+            self._rate_ref[stream], self._rate_step[stream] = (seq, t_ms), 0.0
             return
         dt_ms = ((t_ms - ref[1] + 0x80000000) & 0xFFFFFFFF) - 0x80000000  # signed, wraps
         if dt_ms < p.RATE_CHECK_S * 1000:
             if dt_ms < 0:
-                self._rate_ref[stream] = (seq, t_ms)
+                self._rate_ref[stream], self._rate_step[stream] = (seq, t_ms), 0.0
             return
         rate = (seq - ref[0]) / (dt_ms / 1000.0)
-        nominal = p.NOMINAL_RATE_HZ[p.Stream(stream)]
         name = p.Stream(stream).name.lower()
         error = abs(rate / nominal - 1.0)
         jumped = self._rate_jumped.pop(stream, None)  # the rate the previous span implied
         if error > p.RATE_JUMP:
-            self._rate_ref[stream] = (seq, t_ms)
-            if jumped is None or abs(rate / jumped - 1.0) > p.RATE_TOLERANCE:
+            drift_ms = dt_ms - (seq - ref[0]) * 1000 / nominal
+            one_step = 2 * abs(self._rate_step.get(stream, 0.0)) > abs(drift_ms)
+            self._rate_ref[stream], self._rate_step[stream] = (seq, t_ms), 0.0
+            if one_step and (jumped is None or abs(rate / jumped - 1.0) > p.RATE_TOLERANCE):
                 log.warning("%s: device clock jumped (%s implies %.1f Hz); re-anchored",
                             self.state.device_id, name, rate)  # fmt: skip
                 self._rate_jumped[stream] = rate
