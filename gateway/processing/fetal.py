@@ -379,11 +379,13 @@ class FetalProcessor:
         Points are needed only when they are published (every `fhr_publish_interval_s`), so the
         estimator is fed then, not per radio frame: the points are the same (the stream gives
         the batch result however it is chunked) and one call a second costs about half the CPU
-        of ten (docs/performance.md, FHR speed)."""
-        if not self.audio_in:
-            return
-        x = self.audio_in[0] if len(self.audio_in) == 1 else np.concatenate(self.audio_in)
-        self.audio_in.clear()
+        of ten (docs/performance.md, FHR speed). Without new audio it is still asked: points
+        waiting for her PPG (docs/fhr.md, Streaming) are released once the PPG came, which the
+        device may resend after the Doppler."""
+        x = np.zeros(0, np.float32)
+        if self.audio_in:
+            x = self.audio_in[0] if len(self.audio_in) == 1 else np.concatenate(self.audio_in)
+            self.audio_in.clear()
         pts = self.fhr.feed(x)
         if len(pts.t_s):
             self.pending.append(pts)
