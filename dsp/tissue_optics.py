@@ -218,7 +218,7 @@ class ProbeOptics:
     melanin_spectrum: MELANIN_JACQUES_2013 (6.6e11 lambda^-3.33 /cm) or
       MELANIN_JACQUES_MCAULIFFE_1991 (1.70e12 lambda^-3.48 /cm).
     rayleigh_fraction: part of mu_s'(500 nm) that is Rayleigh scattering, lambda^-4, the rest
-      a power law with exponent scatter_b (Jacques 2013, eq. 2: skin f_Ray ~0.4).
+      a power law with exponent scatter_b (Jacques 2013: skin f_Ray ~0.41).
     reflectance_terms: REFLECTANCE_FLUX (Farrell 1992: the flux through the surface) or
       REFLECTANCE_FLUENCE_AND_FLUX (Kienle & Patterson, J Opt Soc Am A 1997;14:246: a
       detector's aperture collects both; 0.118 fluence + 0.306 flux for n = 1.4).
