@@ -7,17 +7,22 @@ hearing the resent Doppler before the PPG shows nothing until the PPG comes."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 
 from gateway import protocol as p
-from gateway.config import ProcessingSection
+from gateway.app import Gateway
+from gateway.config import ProcessingSection, config_from_dict
 from gateway.device.session import DeviceSession
 from gateway.processing.fetal import FetalProcessor
 from gateway.processing.resume import resume_plan
+from gateway.web.mother import mother_state
 from simulators.doppler import DopplerSignal
 from simulators.maternal import MaternalBeats
 from simulators.ppg import PpgSignal
+from tests.harness.chain import gateway_config
 
 pytestmark = pytest.mark.unit
 
@@ -35,6 +40,7 @@ def run(
     outage_s: tuple[float, float] | None = None,
     ppg_back_s: float | None = None,
     seconds: float = SECONDS,
+    gateway: Gateway | None = None,
 ):
     """(processor, published messages, fetal rate heard at each point: NaN while the probe
     is off the fetus or the fetal signal has faded).
@@ -42,7 +48,8 @@ def run(
     ppg_from_30_s: her finger comes off the PPG at 30 s, which then reads "flat" (its last
     level), "noise" (that level +-1 count) or "adc noise" (the device ADC's noise): no pulse. outage_s: the radio drops the link
     for that stretch, and the device then resends it as its store does, the Doppler range
-    first and the PPG range after it. ppg_back_s: her finger is back on the PPG from then."""
+    first and the PPG range after it. ppg_back_s: her finger is back on the PPG from then.
+    gateway: the session is that gateway's, its processor fed to its recording sessions."""
     x, doppler = scene(fhr_bpm, mhr_bpm, fetal_absent, seconds)
     if ppg_from_30_s is not None:
         ppg, k = x[p.Stream.PPG], 30 * 50
@@ -58,9 +65,12 @@ def run(
     gap_timeout_s = 0.0 if outage_s is None else 60.0  # the gaps wait for the resend
     s = DeviceSession("fh-01", p.DeviceType.FETAL_HEART, gap_timeout_s=gap_timeout_s)
     proc = FetalProcessor(
-        s, lambda parts, payload, **kw: published.append((parts, payload)), ProcessingSection()
-    )
+        s, lambda parts, payload, **kw: published.append((parts, payload)), ProcessingSection(),
+        recording=None if gateway is None else gateway.recordings.tracker(s.state.device_id),
+    )  # fmt: skip
     s.processor = proc
+    if gateway is not None:
+        gateway.sessions[s.state.device_id] = s
     out = encoded_frames(x)
     if outage_s is not None:
         during = [f for f in out if outage_s[0] <= f[0] < outage_s[1]]
@@ -297,3 +307,16 @@ def test_a_restarted_gateway_shows_nothing_of_the_resent_doppler_until_her_ppg_c
     proc2.flush()
     fhr, _ = fhr_points(published)
     assert fhr.size > 4 * 55 and not np.isfinite(fhr).any(), "her pulse shown as the baby's"
+
+
+def test_the_mothers_page_asks_for_her_finger_back_in_the_sensor(tmp_path):
+    # A fetal heart beside her vessel, recorded; her finger comes off the PPG at 30 s. The
+    # baby's rate is withheld from then on; her page must not ask her to move the probe
+    # (which would not help) but to put her finger back.
+    gw = Gateway(config_from_dict(gateway_config(tmp_path, "gw-home", web=True)))
+    proc, published, _ = run(140.0, 80.0, fetal_absent=False, ppg_from_30_s="flat", gateway=gw)
+    assert "maternal_unmonitored" in proc.alerts.active()
+    recording = mother_state(gw, "fh-01", "en")["recording"]
+    assert recording is not None and recording["signal"] == "no_finger"
+    page = (Path(__file__).resolve().parents[1] / "gateway/web/static/mother/mother.js").read_text()
+    assert page.count("signal_no_finger:") == 2, "said in English and in Chinese"

@@ -43,6 +43,7 @@ from gateway.web.tls import web_url
 
 if TYPE_CHECKING:
     from gateway.context import GatewayContext
+    from gateway.device.session import DeviceSession
 
 MOTHER_STATIC = Path(__file__).resolve().parent / "static" / "mother"
 _HISTORY = 14
@@ -112,6 +113,8 @@ def mother_state(
         signal = progress["signal"]
         if now - tracker.last_fed > SIGNAL_STALE_S:
             signal = "no_data"  # still a session (until LINK_LOST_S), but nothing is coming in
+        elif signal != "off_skin" and _pulse_unmonitored(session):
+            signal = "no_finger"  # the baby's rate is withheld until her finger sensor reads
         recording = {"start": progress["start"], "heart_rate_min": progress["heart_rate_min"],
                      "recorded_min": progress["recorded_min"],
                      "prescribed_min": progress["prescribed_min"], "signal": signal}  # fmt: skip
@@ -128,6 +131,14 @@ def mother_state(
         "all_delivered": all(h["delivered"] for h in history if h["status"] != "missed"),
         "help_phone": gw.cfg.web.help_phone,
     }
+
+
+def _pulse_unmonitored(session: DeviceSession | None) -> bool:
+    """Whether the monitor's finger sensor gives no pulse (the `maternal_unmonitored` alert,
+    docs/mqtt.md): the page asks her to put her finger back, not to move the probe."""
+    if session is None or session.processor is None:
+        return False
+    return "maternal_unmonitored" in session.processor.status_fields().get("alerts", [])
 
 
 def session_heart_rate_min(rec: dict[str, Any]) -> int:
