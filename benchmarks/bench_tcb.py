@@ -37,8 +37,8 @@
    correction). Targets: after calibration every unit's bias within +-0.3 mg/dL of the
    nominal unit's and its LoA at most the nominal unit's + 0.2 mg/dL.
    Then the factory's judgement of each unit (dsp.tcb_unit.correction_uncertainty, exact, on
-   its calibrated bands; the linear estimate beside it): which are accepted, and whether the
-   accepted ones meet the targets on both skin models.
+   its calibrated bands; the per-LED secant estimate beside it): which are accepted, and
+   whether the accepted ones meet the targets on both skin models.
 7. Drifted units: an LED that lost output since the factory (the start-up self-check) and LEDs
    whose peaks moved (the weekly check phantom): how many readings still became numbers.
 8. Why the band correction transfers to one skin model and not the other (`--transfer` runs
@@ -589,7 +589,7 @@ def print_transfer(tr: dict, shift_nm: float = 8.0) -> None:
 
 def unit_acceptance(n_units: int = 20) -> dict[str, tuple[float, float, bool, str]]:
     """Section 6's units as the factory judges them (dsp.tcb_unit.correction_uncertainty on
-    each unit's calibrated bands): {unit: (exact mg/dL, linear estimate mg/dL, accepted (exact),
+    each unit's calibrated bands): {unit: (exact mg/dL, secant estimate mg/dL, accepted (exact),
     message)}."""
     units = [("nominal", 900, "nominal")] + [
         (f"unit {k + 1:02d}", 1000 + k, "binned") for k in range(n_units)
@@ -609,7 +609,7 @@ def print_acceptance(units: dict, acceptance: dict) -> None:
     accepted = [n for n in names if acceptance[n][2]]
     print(f"Factory acceptance of the band correction (limit {CORRECTION_UNCERTAINTY_LIMIT_MG_DL} "
           f"mg/dL): {len(accepted)} of {len(names)} units accepted")  # fmt: skip
-    print("| unit | uncertainty, exact / linear (mg/dL) | accepted | " + " | ".join(
+    print("| unit | uncertainty, exact / secants (mg/dL) | accepted | " + " | ".join(
         f"{m.split(' (')[0]}, {e}: on target" for m, e in sorted({k[:2] for k in units})
     ) + " |")  # fmt: skip
     cases = sorted({k[:2] for k in units})
