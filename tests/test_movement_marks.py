@@ -322,3 +322,25 @@ def test_the_hospital_ingest_stores_a_mark_and_numbers_it_per_boot():
     assert got.sequence is not None and got.sequence[2:] == ("movement", 3, 4, 1)
     bad = decode(topic, json.dumps({**m, "seq": 0}).encode(), checks)  # marks count from 1
     assert isinstance(bad, Invalid) and bad.code == "schema"
+
+
+@pytest.mark.unit
+def test_the_simulated_mother_feels_each_movement_the_doppler_hears_once_a_loop():
+    """DopplerSignal.movements_starting: the movements the scene puts in the audio, each counted
+    in the read that holds its start, and again when the trace loops (the demo's mother marks
+    them: DeviceSpec.marks_movements)."""
+    from simulators.doppler import FS_TRACE_HZ, DopplerSignal
+    from simulators.fleet import fetal_rhythm
+
+    fhr, mhr = fetal_rhythm(DeviceSpec("fh-01", "fetal_heart", seed=3))
+    doppler = DopplerSignal(fhr, mhr, fs_hz=4000, seed=3)
+    move = doppler._scene.movement
+    began = np.flatnonzero(move & ~np.concatenate(([False], move[:-1])))  # points they start
+    assert len(began) >= 1
+    loop = doppler._scene.n_samples
+    chunk = 230_000  # 57.5 s of audio a read: some reads run over the end of the trace
+    starts = [int(b * 4000 / FS_TRACE_HZ) + k * loop for k in range(3) for b in began]
+    for _ in range(2 * loop // chunk + 1):  # twice round the trace, and a bit
+        a = doppler._pos
+        assert doppler.movements_starting(chunk) == sum(a <= x < a + chunk for x in starts), a
+        doppler.read(chunk)
