@@ -37,7 +37,9 @@ from playwright.async_api import Browser, Page, async_playwright
 from gateway.app import Gateway
 from gateway.config import config_from_dict
 from gateway.processing import recording
+from gateway.times import iso_time
 from gateway.web.mother import (
+    MOTHER_STATIC,
     SIGNAL_STALE_S,
     is_loopback,
     mother_reminder,
@@ -663,3 +665,28 @@ def test_no_signal_from_old_news_and_minutes_with_a_heart_rate(tmp_path):
     rec.stop()
     (ended,) = mother_state(gw, "fh-01", "en")["history"]
     assert ended["heart_rate_min"] == 3 and ended["status"] == "short"
+
+
+@pytest.mark.system
+def test_her_movement_marks_of_the_session_are_counted_for_her(tmp_path):
+    """The page tells her what the button is for and counts the movements she marked in the
+    session she is recording (marks from before it are not hers to count now)."""
+    gw = home_gateway(tmp_path)
+    tr = gw.recordings.tracker("fh-01")
+    t0 = time.time() - 3 * 60
+    feed(tr, 2, t0, 1)
+
+    def mark(n: int, t: float) -> None:
+        gw.history.record(("device", "fh-01", "movement"),
+                          {"msg_id": f"fh-01:1:movement:{n}", "device_id": "fh-01", "boot": 1,
+                           "seq": n, "t": iso_time(t), "t_device_ms": int(t * 1000)})  # fmt: skip
+
+    assert mother_state(gw, "fh-01", "en")["recording"]["movements"] == 0
+    mark(1, t0 - 600)  # before the session
+    mark(2, t0 + 30)
+    mark(3, t0 + 90)
+    mark(3, t0 + 90)  # the same mark sent again after a restart: once
+    assert mother_state(gw, "fh-01", "en")["recording"]["movements"] == 2
+    page = (MOTHER_STATIC / "mother.js").read_text()
+    assert page.count("movements: (n)") == 2, "said in English and in Chinese"
+    gw.recordings.stop()

@@ -117,7 +117,8 @@ def mother_state(
             signal = "no_finger"  # the baby's rate is withheld until her finger sensor reads
         recording = {"start": progress["start"], "heart_rate_min": progress["heart_rate_min"],
                      "recorded_min": progress["recorded_min"],
-                     "prescribed_min": progress["prescribed_min"], "signal": signal}  # fmt: skip
+                     "prescribed_min": progress["prescribed_min"], "signal": signal,
+                     "movements": movements_marked(gw, device, progress["start"], now)}  # fmt: skip
     plan = rec.plan(device, now)
     plan["reminder"] = mother_reminder(plan["reminder"], recording is not None, sessions)
     return {
@@ -131,6 +132,14 @@ def mother_state(
         "all_delivered": all(h["delivered"] for h in history if h["status"] != "missed"),
         "help_phone": gw.cfg.web.help_phone,
     }
+
+
+def movements_marked(gw: GatewayContext, device: str, start: str | None, now: float) -> int:
+    """How many fetal movements she has marked with the monitor's button in the session she is
+    recording: the page shows the count, so she sees that her presses arrive."""
+    if start is None:
+        return 0
+    return len(gw.recordings.history.messages(device, "movement", unix_seconds(start), now))
 
 
 def _pulse_unmonitored(session: DeviceSession | None) -> bool:

@@ -31,6 +31,8 @@ const T = {
     of_minutes: (a, b) => `${a} of ${b} minutes`,
     minutes: (a) => `${a} minutes`,
     heart_minutes: "Only minutes in which the baby's heart is picked up count.",
+    movements: (n) => n ? `Felt the baby move? Press the monitor's button briefly. Marked so far: ${n}`
+                        : "Felt the baby move? Press the monitor's button briefly: it chirps, and the hospital sees the mark.",
     min_short: (a) => `${a} min`,
     signal_good: "Signal good: the baby's heart is being picked up",
     signal_weak: "Move the probe a little",
@@ -85,6 +87,8 @@ const T = {
     of_minutes: (a, b) => `已记录 ${a} / ${b} 分钟`,
     minutes: (a) => `已记录 ${a} 分钟`,
     heart_minutes: "只计算收到宝宝心跳的分钟。",
+    movements: (n) => n ? `感到胎动时，请短按一下监护仪的按钮。已标记：${n} 次`
+                        : "感到胎动时，请短按一下监护仪的按钮：它会发出提示音，医院能看到标记。",
     min_short: (a) => `${a} 分钟`,
     signal_good: "信号良好：正在收到宝宝的心跳",
     signal_weak: "请把探头稍微移动一下",
@@ -217,6 +221,9 @@ function renderToday(t, s, stale, at) {
   }
   $("rec-progress").textContent = progress;
   $("rec-hint").textContent = hint;
+  const moves = r && !stale ? t.movements(r.movements || 0) : "";
+  $("movements").textContent = moves;
+  show("movements", !!moves);
   const bar = !stale && r && r.prescribed_min;
   show("bar", !!bar);
   if (bar) $("bar-fill").style.width = `${Math.min(100, 100 * r.heart_rate_min / r.prescribed_min)}%`;
