@@ -195,7 +195,9 @@ def test_gateway_withholds_numbers_after_a_failed_weekly_check(monkeypatch):
     from gateway import protocol as p
     from gateway.processing import jaundice
 
-    cal, dev = _unit(5)  # one the factory accepts (1003 it refuses: tests/test_tcb_acceptance.py)
+    # unit 1003: its band correction's estimated uncertainty is above the advisory limit, which
+    # never withholds a reading (tests/test_tcb_acceptance.py); the failed weekly check does
+    cal, dev = _unit()
     presses = []
     monkeypatch.setattr(jaundice.p, "decode_tcb", lambda payload: presses[-1])
     session = SimpleNamespace(
@@ -222,6 +224,7 @@ def test_gateway_withholds_numbers_after_a_failed_weekly_check(monkeypatch):
     near, far = skin.skin_reflectance(baby, *dev.bands_at(30.0))
     assert press(dev, near, far, 1)["tcb_mg_dl"] is not None
     assert proc.status_fields()["tcb_check_due"] is True
+    assert proc.status_fields()["tcb_correction_uncertainty_mg_dl"] is None  # none stored
     moved = dev.aged(1.0, np.array([3.0, 3.0, 0, 0, 0, 0]))
     w = led_band_weights(*moved.bands_at(30.0))
     ck_near, ck_far = phantom_reflectance(CHECK_NAME)
@@ -240,6 +243,6 @@ def test_gateway_withholds_numbers_after_a_failed_weekly_check(monkeypatch):
     assert not tcb_schema.is_valid(bad)
     status_schema = validator("device-status")
     props = status_schema.schema["properties"]
-    for key in ("tcb_check", "tcb_check_due"):
+    for key in ("tcb_check", "tcb_check_due", "tcb_correction_uncertainty_mg_dl"):
         jsonschema_validate = type(status_schema)(props[key])
         jsonschema_validate.validate(status[key])

@@ -6,11 +6,12 @@ within 2 mg/dL of exchange (escalation of care), serum bilirubin advised, rapid 
 Counts become reflectance with the device's factory calibration (from its device info), checked
 against its start-up self-check and carried to the nominal LED bands (dsp/tcb_counts.py,
 calibrated_reflectance: a unit without a per-unit calibration or that has drifted gives
-`needs_calibration`, never a number, as is a unit the factory refused because its band
-correction may leave it more than the accuracy limit off, dsp/tcb_unit.py; a press on the check
-phantom is the weekly check), then
-bilirubin with the shipped estimator; the assessment needs the baby's age and gestation, which
-the nurse or hospital sets per device (never sent to MQTT as identifiers).
+`needs_calibration`, never a number; a press on the check phantom is the weekly check), then
+bilirubin with the shipped estimator. The factory's estimate of how far the unit's band
+correction may leave it off (dsp/tcb_unit.py) is shown in the device status, never used to
+withhold a reading: it is not validated (docs/jaundice.md, Limits). The assessment needs the
+baby's age and gestation, which the nurse or hospital sets per device (never sent to MQTT as
+identifiers).
 """
 
 from __future__ import annotations
@@ -76,7 +77,7 @@ class JaundiceProcessor:
         self._assess_error = ""  # logged once per distinct reason
         self.last_check: dict[str, Any] | None = None  # the latest press on the check phantom
         self._latest_at = 0.0  # unix time of the latest reading
-        self._untrusted_said = ""  # the latest untrusted-correction message logged
+        self._uncertainty_said = ""  # the latest above-the-limit estimate logged
         # TCB records (monotonic arrival, seq, t_ms, payload) waiting for the device info
         self._waiting: list[tuple[float, int, int, bytes]] = []
 
@@ -188,8 +189,8 @@ class JaundiceProcessor:
             self.last_check = {"t": reading["t"], "at": at, **cal_reading.check}
         elif not flag and self.last_check is not None and not self.last_check["passed"]:
             flag = NEEDS_CALIBRATION  # the last weekly check failed: no number until one passes
-        elif not flag and not self._correction_trusted(calibration):
-            flag = NEEDS_CALIBRATION  # a unit the factory refused: never a number
+        if not flag:
+            self._note_uncertainty(calibration)
         device_flags = [
             name
             for name, bit in (
@@ -232,25 +233,22 @@ class JaundiceProcessor:
         self.previous.append((at, tcb))
         self._emit(reading)
 
-    def _correction_trusted(self, calibration: dict[str, Any]) -> bool:
-        """Whether the factory judged the unit's band correction within the accuracy limit
-        (dsp.tcb_unit.correction_uncertainty, stored in its calibration); a unit it refused
-        whose calibration was loaded anyway gives no numbers. A calibration made before the
-        factory judged units carries no verdict: its readings stay numbers, and the gateway's
-        own estimate is logged once when it is above the limit (docs/jaundice.md, Limits)."""
+    def _note_uncertainty(self, calibration: dict[str, Any]) -> None:
+        """Log once when the band correction's estimated uncertainty (the factory's, or for a
+        calibration made before the factory estimated it, the gateway's own) is above the limit.
+        Information only: readings stay numbers (docs/jaundice.md, Limits)."""
         unit = unit_from_calibration(calibration)  # parsed already by calibrated_reflectance
         if unit is None:
-            return True  # calibrated_reflectance has flagged it
+            return
         found = unit_correction_uncertainty(unit)
-        if not found.accepted and self._untrusted_said != found.message():
-            self._untrusted_said = found.message()
-            what = (
-                "needs a new factory calibration"
-                if unit.correction_uncertainty_mg_dl is not None
-                else "calibrated before the factory judged units; it would be refused now"
+        if not found.accepted and self._uncertainty_said != found.message():
+            self._uncertainty_said = found.message()
+            log.warning(
+                "%s: %s (estimated, not validated on an independent skin model; readings are "
+                "not withheld for it)",
+                self.device_id,
+                found.message(),
             )
-            log.warning("%s: %s: %s", self.device_id, what, found.message())
-        return unit.correction_uncertainty_mg_dl is None or found.accepted
 
     def _set_alerts(self, a: BilirubinAssessment) -> None:
         """Raise (or clear) one alert per guideline condition of the latest usable reading.
@@ -299,7 +297,19 @@ class JaundiceProcessor:
             "alerts": self.alerts.active(),
             "tcb_check": shown,
             "tcb_check_due": check is None or self._latest_at - check["at"] > CHECK_INTERVAL_S,
+            "tcb_correction_uncertainty_mg_dl": self._stored_uncertainty(),
         }
+
+    def _stored_uncertainty(self) -> float | None:
+        """The factory's estimate of the unit's band-correction uncertainty (mg/dL), as stored
+        in its calibration; None without one. Information for the status: nothing depends on
+        it (docs/jaundice.md, Limits)."""
+        calibration = self.session.state.info.get("calibration")
+        try:
+            unit = unit_from_calibration(calibration) if isinstance(calibration, dict) else None
+        except ValueError:
+            return None  # its readings are flagged bad_calibration, which says why
+        return None if unit is None else unit.correction_uncertainty_mg_dl
 
 
 def amount(mg_dl: float) -> str:
