@@ -226,3 +226,27 @@ def test_a_corrected_birth_time_reassesses_the_latest_reading_alerts_at_once():
 def test_a_meter_reports_no_skin_contact_state_between_presses():
     proc, _ = _processor({})
     assert proc.status_fields()["on_skin"] is None
+
+
+def test_set_details_that_cannot_assess_a_reading_say_why_not_ask_for_them():
+    baby = {"birth_time": BORN, "ga_weeks": 38}
+    before = reading(1, -2, 8.0)  # taken 2 h before the birth time
+    at = parse_time(before["t"]) or 0.0
+    with pytest.raises(ValueError, match=r"^taken before the birth time \(2026-11-20T08:00:00"):
+        jaundice.assess_at(8.0, at, baby, [])
+    unreadable = {"birth_time": "20/11/2026 08:00", "ga_weeks": 38}
+    with pytest.raises(ValueError, match="birth_time: not an ISO 8601 time with a time zone"):
+        jaundice.assess_at(8.0, at, unreadable, [])
+    # not set yet: no assessment and no error (the nurse view asks for them)
+    for unset in ({"ga_weeks": 38}, {"birth_time": BORN}, {"birth_time": "", "ga_weeks": 38}):
+        assert jaundice.assess_at(8.0, at, unset, []) is None
+    # the view says why, for each reading, and an error published with other details goes
+    after = {**reading(2, 30, 8.0), "assessment_error": "taken before the birth time (x)"}
+    view = jaundice.readings_for_view([before, after], baby, MG_DL)
+    assert view[0]["assessment"] is None
+    assert view[0]["assessment_error"].startswith("taken before the birth time")
+    assert view[1]["assessment"] is not None and "assessment_error" not in view[1]
+    (v,) = jaundice.readings_for_view([after], unreadable, MG_DL)
+    assert v["assessment_error"] == (
+        "birth_time: not an ISO 8601 time with a time zone: '20/11/2026 08:00'"
+    )

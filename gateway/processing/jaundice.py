@@ -11,7 +11,7 @@ bilirubin with the shipped estimator. The factory's estimate of how far the unit
 correction may leave it off (dsp/tcb_unit.py) is shown in the device status, never used to
 withhold a reading: it is not validated (docs/jaundice.md, Limits). The assessment needs the
 baby's age and gestation, which the nurse or hospital sets per device (never sent to MQTT as
-identifiers).
+identifiers); a reading that has a number but cannot be assessed says why (`assessment_error`).
 """
 
 from __future__ import annotations
@@ -221,7 +221,8 @@ class JaundiceProcessor:
         )
         try:
             a = assess_at(tcb, at, self.baby, self.previous)
-        except (TypeError, ValueError) as exc:  # e.g. a configured gestation below 35 weeks
+        except (TypeError, ValueError) as exc:  # e.g. a gestation below 35 weeks, an earlier time
+            reading["assessment_error"] = str(exc)
             if str(exc) != self._assess_error:
                 log.warning("%s: no TcB assessment: %s", self.device_id, exc)
                 self._assess_error = str(exc)
@@ -327,13 +328,19 @@ def assess_at(
     """A reading taken at unix time `at`, assessed for `baby` (birth_time, ga_weeks,
     risk_factors) with `earlier` readings as (unix time, tcb_mg_dl) for the rate of rise.
 
-    None while the birth time or gestation is unset, or for a reading before the birth time;
-    ValueError when they cannot be assessed (a gestation outside the guideline's 35-45 weeks).
+    None while the birth time or gestation is unset (the nurse view asks for them); ValueError
+    saying why when they are set but the reading cannot be assessed: a birth time that is not an
+    ISO 8601 time with a time zone, a reading taken before the birth time, a gestation outside
+    the guideline's 35-45 weeks.
     """
-    born = parse_time(str(baby.get("birth_time", "")))
-    ga = baby.get("ga_weeks")
-    if born is None or ga is None or at < born:
-        return None
+    birth_time, ga = baby.get("birth_time"), baby.get("ga_weeks")
+    if not birth_time or ga is None:
+        return None  # not set yet: the nurse view asks for them
+    born = parse_time(str(birth_time))
+    if born is None:
+        raise ValueError(f"birth_time: not an ISO 8601 time with a time zone: {birth_time!r}")
+    if at < born:
+        raise ValueError(f"taken before the birth time ({iso_time(born)})")
     previous = [((t - born) / 3600.0, v) for t, v in earlier if born <= t < at]
     risk = bool(baby.get("risk_factors", False))
     return assess_bilirubin(tcb_mg_dl, (at - born) / 3600.0, float(ga), risk, previous, unit)
@@ -374,6 +381,7 @@ def readings_for_view(
     for r in ordered:
         view = dict(r)
         view["assessment"] = None
+        view.pop("assessment_error", None)  # as published: assessed anew below
         tcb, at = r.get("tcb_mg_dl"), parse_time(r.get("t"))
         if isinstance(tcb, int | float) and not r.get("flag") and at is not None:
             try:

@@ -262,7 +262,8 @@ function row(r) {
     a ? el("td", {}, ...underLine(against("exchange", s.exchange), s.exchange_line)) : el("td", { text: "—" }),
     el("td", { text: a ? nextText(r, true) : "—" }),
     el("td", { text: a ? advice(a).join("; ") || "—"
-      : r.tcb_mg_dl == null ? tr("measure_again") : r.assessment_error || tr("set_baby_short") }));
+      : r.tcb_mg_dl == null ? tr("measure_again")
+        : r.assessment_error ? tr("not_assessed", r.assessment_error) : tr("set_baby_short") }));
 }
 
 function renderTable() {
@@ -298,7 +299,7 @@ export async function renderJaundice(d) {
   $("tcb-title").textContent = deviceName(d);
   const s = d.settings || {};
   $("tcb-sub").textContent = tr("jaundice_sub", d.device_id, tr(d.link === "connected" ? "connected" : "disconnected")) +
-    (s.ga_weeks ? ` · ${tr("weeks", s.ga_weeks)}` : "") + (s.birth_time ? ` · ${tr("born", stamp(t(s.birth_time)))}` : "") +
+    (s.ga_weeks ? ` · ${tr("weeks", s.ga_weeks)}` : "") + (s.birth_time ? ` · ${tr("born", Number.isNaN(t(s.birth_time)) ? s.birth_time : stamp(t(s.birth_time)))}` : "") +
     (s.risk_factors ? ` · ${tr("with_risk")}` : "") + ` · ${tr("amounts_in", biliUnitShown())}`;
   $("baby-missing").hidden = !!(s.ga_weeks && s.birth_time);
   await refreshReadings(d);
