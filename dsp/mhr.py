@@ -13,9 +13,14 @@ A window with no pulse gives no rate: the normalised autocorrelation does not ca
 a signal is, and locks onto the band-pass filter's own decaying ringing (amplitudes down to
 1e-60) once a PPG goes flat or rails. So a window whose raw PPG is stuck at the ADC's rail,
 spans fewer than MIN_PULSE_RANGE_STEPS steps of its own quantisation, or whose band-passed
-PPG is under MIN_PULSE_RMS_STEPS steps RMS is pulseless (`pulseless`); the beat detector
-applies the same test to the PPG around each beat, and finds beats only where the 8 s of
-PPG before them have a rate (a sensor's noise gives "beats" at random otherwise).
+PPG is under MIN_PULSE_RMS_STEPS steps RMS is pulseless (`pulseless`). A window is measured
+only if the pulse is present across it: every PULSE_SEGMENT_S part of it must pass that test
+(`pulse_throughout`), so a window straddling the moment a finger comes back to the sensor (or
+leaves it) gives no rate rather than one made of a second of pulse and seconds of flat line.
+The beat detector applies the same test to the PPG around each beat, and finds beats only
+where at least MIN_WINDOW_S of complete PPG before them has a rate (a sensor's noise gives
+"beats" at random otherwise, and so do the first seconds of a PPG, whose beats nothing has yet
+shown to be a pulse).
 """
 
 from __future__ import annotations
@@ -55,6 +60,21 @@ MIN_PULSE_RMS_STEPS = 2.0
 # pulse clipped for a part of every beat, or a sensor stuck) is not measured. Judgement.
 PPG_RAILS_COUNTS = (-32768.0, 32767.0)
 MAX_RAILED_FRACTION = 0.05
+# The pulse must be present across a measured window, not in a part of it: each part of
+# PULSE_SEGMENT_S (the window split into whole parts of at least this length) must hold a
+# pulse by the test above. 2 s is longer than one beat at the slowest rate measured (40 bpm:
+# 1.5 s), so a part of a pulsing PPG always holds an upstroke. Before this, as a finger came
+# back after a pulseless spell the first rates came from windows of 1 s of pulse and 7 s of
+# flat line and were 5-10 bpm off (146.9 for 138), and FHR points at her true rate passed the
+# coincidence check against them (docs/fhr.md step 8). Judgement, from the slowest beat.
+PULSE_SEGMENT_S = 2.0
+# A part whose band-passed PPG is under 0.4 of the strongest part's (RMS) does not hold that
+# window's pulse either: the sensor's noise, above the absolute floor (an ESP32 ADC off the
+# finger: 8 steps RMS), before or after her pulse. A pulse changes its amplitude far less
+# within 8 s (breathing: 5-15%), so only a window straddling the pulse's start or end, or a
+# movement of the arm, fails this. Judgement; a quarter still let windows with 3.5 s of the
+# ADC's noise beside a pulse of 50 steps be measured (tests/test_mhr.py's second shape).
+MIN_PART_PULSE_RATIO = 0.4
 
 
 @dataclass(frozen=True)
@@ -101,6 +121,23 @@ def pulseless(raw: Floats, band_passed: Floats) -> bool:
         return True
     y = band_passed[np.isfinite(band_passed)]
     return not (y.size and float(np.sqrt(np.mean(y * y))) >= MIN_PULSE_RMS_STEPS * step)
+
+
+def pulse_throughout(raw: Floats, band_passed: Floats, fs_hz: float) -> bool:
+    """Whether the pulse is present across a stretch of PPG: none of its parts of about
+    PULSE_SEGMENT_S (whole parts, spread evenly) is `pulseless`, and none is under
+    MIN_PART_PULSE_RATIO of the strongest part's band-passed RMS."""
+    n = raw.size
+    parts = max(1, int(n // max(1, int(round(PULSE_SEGMENT_S * fs_hz)))))
+    edges = np.linspace(0, n, parts + 1).astype(int)
+    rms = []
+    for a, b in zip(edges[:-1], edges[1:], strict=True):
+        if pulseless(raw[a:b], band_passed[a:b]):
+            return False
+        y = band_passed[a:b]
+        y = y[np.isfinite(y)]
+        rms.append(float(np.sqrt(np.mean(y * y))))
+    return min(rms) >= MIN_PART_PULSE_RATIO * max(rms)
 
 
 def _band_pass(band_hz: tuple[float, float], fs: float) -> Floats:
@@ -190,7 +227,7 @@ def _window_rate(
 ) -> tuple[float, float]:
     """(rate, quality) of one window: x band-passed to the cardiac band, raw as fed; beat
     periods of lag_min-lag_max samples."""
-    if not np.all(np.isfinite(x)) or pulseless(raw, x):
+    if not np.all(np.isfinite(x)) or not pulse_throughout(raw, x, fs_hz):
         return np.nan, 0.0
     x = x - x.mean()
     e0 = float(np.dot(x, x))
@@ -248,10 +285,14 @@ BEAT_GAP_FRACTION = 0.6
 # Beats come only from a PPG that pulses: the threshold above is relative, so the noise of a
 # sensor off the finger (a few ADC steps and more: its band-passed level can exceed the
 # `pulseless` floor) gives "beats" at random, which would pass for her rhythm in the checks
-# of dsp/maternal_coincidence.py. A step gives no beats when the WINDOW_S (8 s) of PPG ending
-# with it, complete and without missing samples, has no maternal rate (`MhrStream`'s own
-# test: periodic, MIN_ACF). Measured: noise of 1-15 ADC steps RMS gave no rate in any window,
-# and before this 24-136 beats in 2 minutes from 5-15 steps.
+# of dsp/maternal_coincidence.py. A step gives beats only when the PPG ending with it, up to
+# WINDOW_S (8 s) of it and at least MIN_WINDOW_S (5 s) since the last missing sample, has a
+# maternal rate (`MhrStream`'s own test: a pulse across it, periodic, MIN_ACF). Measured:
+# noise of 1-15 ADC steps RMS gave no rate in any window, and before this 24-136 beats in 2
+# minutes from 5-15 steps. A stretch too short to tell (the first 5 s of a PPG, or after
+# samples were lost) gives no beats: before, its beats were taken as hers unproven, and the
+# rates of the first ones, off by up to 10 bpm (147.4 for 138), let FHR points at 1.0-1.25 s
+# pass the coincidence check.
 
 
 class MaternalBeatStream:
@@ -369,13 +410,16 @@ class MaternalBeatStream:
         return beats
 
     def _pulses(self, b: int) -> bool:
-        """Whether the PPG pulses in the WINDOW_S ending at sample b: it has a maternal rate
-        there, or the window is too short or misses samples to tell (no veto then)."""
+        """Whether the PPG pulses up to sample b: the WINDOW_S ending there, from its last
+        missing sample on, is at least MIN_WINDOW_S long and has a maternal rate."""
         s = self._start
         lo = max(b - self._window, s)
         c, raw = self._cardiac[lo - s : b - s], self._raw[lo - s : b - s]
-        if c.size < self._min_window or not np.all(np.isfinite(raw)):
-            return True
+        gone = np.flatnonzero(~np.isfinite(raw))
+        if gone.size:
+            c, raw = c[gone[-1] + 1 :], raw[gone[-1] + 1 :]
+        if c.size < self._min_window:
+            return False
         bpm, _ = _window_rate(c, raw, self.fs_hz, self._lag_min, self._lag_max)
         return bool(np.isfinite(bpm))
 
