@@ -135,6 +135,11 @@ READING_STREAMS: dict[int, tuple[Stream, ...]] = {
     DeviceType.FETAL_HEART: (Stream.EVENT,),
 }  # by type
 SEQ_END = 0xFFFFFFFF  # RESEND to_seq meaning "everything still held from from_seq on"
+# A device starts a new boot before a 32-bit counter of its frames (a seq, t_ms) wraps: looking
+# for a moment when all is delivered from RENEW_MARGIN below 2**32, at once from
+# RENEW_HARD_MARGIN below it (docs/protocol.md, "Streams and sequence numbers").
+RENEW_MARGIN = 1 << 24
+RENEW_HARD_MARGIN = 1 << 20
 
 # Sample rates fixed by the hardware (docs/protocol.md). A receiver checks the rate implied by
 # seq and t_ms over at least RATE_CHECK_S; a device whose ADC clock runs off by more than

@@ -183,6 +183,11 @@ async def doppler_read(out, count):
         c[1] = 0
 
 
+def doppler_first_seq():
+    """Every boot numbers its samples from 0 (the simulation's HAL can start one elsewhere)."""
+    return 0
+
+
 def doppler_lost():
     """Samples lost to DMA overruns since the last call, all before the block just read."""
     n = _clock[2]

@@ -110,6 +110,22 @@ def doppler_lost():
     return doppler.take_lost()
 
 
+def doppler_first_seq():
+    """A test hook, not a board's behaviour: the Doppler seq this boot starts at, 0 unless a
+    test put a number in <settings>.first_seq (read once and removed, as the next boot must
+    count from 0), to start a boot near the wrap its renewal prevents (firmware/lib/renewal.py)."""
+    import os
+
+    path = (sys.argv[1] if len(sys.argv) > 1 else "device.json").rsplit(".", 1)[0] + ".first_seq"
+    try:
+        with open(path) as f:
+            seq = int(f.read())
+        os.remove(path)
+        return seq
+    except (OSError, ValueError):
+        return 0
+
+
 async def ppg_read(out, count):
     await ppg.read(out, count)
 

@@ -15,8 +15,8 @@ from micropython import const
 # own needs, taken first while the heap is still in one piece. The app needs about 89 KiB with
 # the Unix port's 64-bit objects and its bytecode in the heap (a board keeps the bytecode in
 # flash, frozen, and its objects are half the size): the fleet's 132 KiB heap (128 KiB and the
-# 4 KiB linkauth.py and seal.py take to compile here: simulators/fleet.py) leaves ~15 KiB under
-# the Unix port, about 6.5 s of ADPCM Doppler with PPG; a 192 KiB one (BLE) ~45 KiB; an ESP32
+# 4 KiB linkauth.py and seal.py take to compile here: simulators/fleet.py) leaves ~14 KiB under
+# the Unix port, about 6 s of ADPCM Doppler with PPG; a 192 KiB one (BLE) ~43 KiB; an ESP32
 # with PSRAM is capped at 1 MiB, over 7 minutes (docs/firmware.md, memory budget).
 # The reserve includes the mother's feedback (feedback.py: 3.8 KiB of bytecode under the Unix
 # port and 1.9 KiB of buffers) and the supervisor. pairing.py is frozen in flash on a board and
@@ -49,6 +49,7 @@ if sys.platform != "esp32":
     _shared = _free - gc.mem_free()
     import pairing  # noqa: F401
     import linkauth  # noqa: F401  (with seal.py: a keyed device's link security, frozen on a board)
+    import renewal  # noqa: F401  (a new boot before the counters wrap: 0.7 KiB of bytecode here)
 
     gc.collect()
     _free = gc.mem_free() + _shared
@@ -73,6 +74,7 @@ import json
 import time
 
 import protocol as p
+import renewal
 import storage
 from feedback import Feedback
 from link import Link
@@ -103,6 +105,8 @@ class State:
         self.pairing = None  # pairing.py, loaded at the first button press or label PAIR
         self.load_pairing = None  # () -> state.pairing, loaded if need be
         self.sup = None  # the supervisor: reset cause, the loop's lateness
+        self.held = False  # the sample streams frame nothing while a new boot is started
+        self.doppler_next = 0  # the Doppler seq after the last frame sent: this boot's top
 
 
 def battery_pct(mv):
@@ -113,7 +117,7 @@ def battery_pct(mv):
 async def doppler_task(link, state):
     buf = array.array("h", bytes(2 * _MAX_BLOCK))
     codec = [0, 0]
-    seq = 0  # index of the next sample since boot
+    seq = hal.doppler_first_seq()  # index of the next sample since boot: 0 on a board
     while True:
         room = link.payload_room()
         if state.adpcm:
@@ -132,11 +136,12 @@ async def doppler_task(link, state):
             if fb.speaker_on:
                 hal.speaker(buf, n)  # the Doppler sound the mother listens to
         t_ms = (link.now_ms() - n * 1000 // _DOPPLER_HZ) & 0xFFFFFFFF
-        if state.streaming:
+        if state.streaming and not state.held:
             if state.adpcm:
                 link.send(p.S_DOPPLER, seq, t_ms, p.adpcm_encode(buf, 0, n, codec), p.F_ADPCM)
             else:
                 link.send(p.S_DOPPLER, seq, t_ms, p.pcm16_encode(buf, 0, n))
+            state.doppler_next = seq + n
         seq += n
 
 
@@ -147,7 +152,7 @@ async def ppg_task(link, state):
         n = min(_PPG_FRAME, link.payload_room() // 2)
         await hal.ppg_read(buf, n)
         t_ms = (link.now_ms() - n * 1000 // state.ppg_hz) & 0xFFFFFFFF
-        if state.streaming:
+        if state.streaming and not state.held:
             link.send(p.S_PPG, seq, t_ms, p.pcm16_encode(buf, 0, n))
         seq += n
 
@@ -312,6 +317,10 @@ async def main(settings_path):
     sup.start("status", status_task(link))
     sup.start("feedback", feedback_task(state.fb))
     sup.start("button", button_task(link, state))
+    # A boot never wraps (renewal.py): PPG's seq counts 80 times slower than the Doppler's
+    counts = lambda: (state.doppler_next, link.now_ms())  # noqa: E731
+    hold = lambda on: setattr(state, "held", on)  # noqa: E731
+    sup.start("renewal", renewal.run(link, counts, hold, hal.reset))
     for t in hal.background_tasks():
         sup.start("hal", t)
     asyncio.create_task(sup.run())

@@ -9,5 +9,5 @@ module("main.py")
 module("hal_esp32.py")
 for name in ("board", "board_radio", "feedback", "framestore", "hmac_sha256", "link", "linkauth",
              "pairing", "pins", "presses", "protocol", "provision", "radio_ble", "radio_serial",
-             "seal", "storage", "supervisor"):  # fmt: skip
+             "renewal", "seal", "storage", "supervisor"):  # fmt: skip
     module(name + ".py", base_path="../lib")

@@ -21,9 +21,10 @@ _STORE_BYTES = const(16384)  # the resend buffer (docs/protocol.md, "Resend")
 if sys.platform != "esp32":
     # pairing.py is frozen in flash on a board; under the Unix port its compiler needs the
     # heap in one piece more than the store does, so it is compiled first; so is linkauth.py
-    # (with seal.py), the link security a device with a key compiles at boot
+    # (with seal.py), the link security a device with a key compiles at boot, and renewal.py
     import linkauth  # noqa: F401
     import pairing  # noqa: F401
+    import renewal  # noqa: F401
 gc.collect()
 _STORE_BUF = bytearray(_STORE_BYTES)  # taken first, while the heap is still in one piece
 
@@ -32,6 +33,7 @@ import binascii
 import json
 
 import protocol as p
+import renewal
 import storage
 import supervisor
 from framestore import FrameStore
@@ -196,6 +198,9 @@ async def main(settings_path):
     sup.start("tx", link.tx_task())
     sup.start("press", press_task(link, drive))
     sup.start("status", status_task(link))
+    # A boot never wraps (renewal.py): its record streams' seqs would take centuries, its
+    # clock 49.7 days; no sample stream to hold
+    sup.start("renewal", renewal.run(link, lambda: (link.now_ms(),), lambda on: None, hal.reset))
     asyncio.create_task(self_check_task(link, drive, info))  # once, at start-up
     for t in hal.background_tasks():
         sup.start("hal", t)

@@ -9,6 +9,6 @@ module("main.py")
 module("hal_esp32.py")
 module("factory.py")  # MEASURE, for the factory's calibration over the provisioning console
 for name in ("board", "board_radio", "framestore", "hmac_sha256", "link", "linkauth", "pairing",
-             "pins", "protocol", "provision", "radio_ble", "radio_serial", "seal", "storage",
-             "supervisor"):  # fmt: skip
+             "pins", "protocol", "provision", "radio_ble", "radio_serial", "renewal", "seal",
+             "storage", "supervisor"):  # fmt: skip
     module(name + ".py", base_path="../lib")

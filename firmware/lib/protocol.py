@@ -79,6 +79,11 @@ PAIR_SECRET_LEN = const(16)  # the pairing secret on the label, provisioned over
 ADPCM_HEADER_LEN = const(3)
 ATT_OVERHEAD = const(3)  # an ATT notification carries MTU - 3 bytes
 MAX_FRAME_LEN = const(509)  # the largest ATT value (512) less ATT_OVERHEAD: longer is not a frame
+# A boot never wraps (docs/protocol.md, "Streams and sequence numbers"): once a 32-bit counter
+# of its frames (a sample seq, t_ms) is within RENEW_MARGIN of 2**32 the device starts a new
+# boot as soon as everything it framed has been delivered; within RENEW_HARD_MARGIN, at once.
+RENEW_MARGIN = const(0x1000000)  # 2**24: 70 min of 4 kHz Doppler, 4.7 h of t_ms
+RENEW_HARD_MARGIN = const(0x100000)  # 2**20: 262 s of Doppler, 17 min of t_ms
 
 
 # USB serial link (docs/protocol.md, "USB serial"): SLIP packets [u8 kind][body].
