@@ -42,6 +42,7 @@ def run(
     ppg_back_s: float | None = None,
     seconds: float = SECONDS,
     gateway: Gateway | None = None,
+    flat_spans: list[tuple[float, float]] = (),
 ):
     """(processor, published messages, fetal rate heard at each point: NaN while the probe
     is off the fetus or the fetal signal has faded).
@@ -50,8 +51,11 @@ def run(
     level), "noise" (that level +-1 count) or "adc noise" (the device ADC's noise): no pulse. outage_s: the radio drops the link
     for that stretch, and the device then resends it as its store does, the Doppler range
     first and the PPG range after it. ppg_back_s: her finger is back on the PPG from then.
-    gateway: the session is that gateway's, its processor fed to its recording sessions."""
+    gateway: the session is that gateway's, its processor fed to its recording sessions.
+    flat_spans: (from, to) in s: her finger is off the PPG then too (it reads flat)."""
     x, doppler = scene(fhr_bpm, mhr_bpm, fetal_absent, seconds)
+    for a, b in flat_spans:
+        x[p.Stream.PPG][int(a * 50) : int(b * 50)] = x[p.Stream.PPG][int(a * 50) - 1]
     if finger_off is not None:
         ppg, k = x[p.Stream.PPG], int(off_s * 50)
         back = ppg[int(ppg_back_s * 50) :].copy() if ppg_back_s is not None else ppg[:0]
@@ -219,7 +223,9 @@ def test_the_nurse_is_told_her_pulse_is_not_monitored_until_it_is_again(finger_o
     (raised_s, _, detail), (cleared_s, _, _) = unmonitored
     assert 30.0 < raised_s < 30.0 + 60.0, "within the minute her pulse is not watched"
     assert "not being monitored" in detail and "finger sensor" in detail
-    assert BACK_S < cleared_s < BACK_S + 60.0, "cleared once her pulse is back"
+    # cleared once a quarter or less of the minute has been unchecked for 10 s: her rate is
+    # measured again 5 s after her finger, so about 60 s after it
+    assert BACK_S < cleared_s < BACK_S + 65.0, "cleared once her pulse is back"
     # The probe still hears only her: the coincidence alert, raised before her finger came
     # off the PPG could say so, is not cleared for want of her pulse, nor after it returns.
     coincidence = [(t, state) for t, kind, state, _ in log if kind == "maternal_coincidence"]
@@ -250,6 +256,42 @@ def test_no_point_near_her_rate_is_shown_as_her_pulse_returns_nor_before_it_form
     near = np.isfinite(fhr) & (np.abs(fhr - 138.0) < 10.0)
     assert len(fhr) > 600
     assert not near.any(), t[near]
+
+
+@pytest.mark.parametrize(("off_s", "on_s"), [(10.0, 10.0), (10.0, 13.0), (12.0, 12.0)])
+def test_a_finger_going_on_and_off_the_sensor_is_one_alert(off_s, on_s):
+    # Her finger is off the PPG for off_s, on for on_s, from 30 s to 150 s, then stays on; the
+    # probe hears only her (138 bpm). The share of the last minute withheld unchecked swings
+    # about a half; the alert is raised once and cleared at most once (after her pulse is
+    # steadily back), not once each swing; and no point at her rate is shown meanwhile. Before
+    # (raised and cleared at a half of the minute at once): raised 4 times off 10 s and on
+    # 13 s, 3 times off and on 12 s each.
+    toggles = [(a, a + off_s) for a in np.arange(30.0, 150.0, off_s + on_s)]
+    _, published, _ = run(140.0, 138.0, fetal_absent=True, seconds=240.0, flat_spans=toggles)
+    log = alert_log(published)
+    unmonitored = [(t, state) for t, kind, state, _ in log if kind == "maternal_unmonitored"]
+    assert [state for _, state in unmonitored][:1] == ["raised"], log
+    assert [state for _, state in unmonitored] in (["raised"], ["raised", "cleared"]), log
+    assert all(t > 150.0 for t, state in unmonitored if state == "cleared"), log
+    fhr, _ = fhr_points(published)
+    t = (np.arange(len(fhr)) + 1) * 0.25
+    near = np.isfinite(fhr) & (np.abs(fhr - 138.0) < 10.0)
+    assert len(fhr) > 900 and not near[t >= 30.0].any(), t[near]
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="7 points at her rate, 19.5-21.5 s, with her finger on the PPG, are shown at quality "
+    "0.92-1.0: their windows were not covered by the cancellation of her beats, so only the "
+    "rate-only coincidence rule checked them, and it let them pass (dsp/maternal_coincidence.py, "
+    "not diagnosed further); the same before dsp/mhr.py's pulse-across-the-window rule",
+)
+def test_a_probe_hearing_only_her_for_four_minutes_shows_none_of_her_pulse():
+    _, published, _ = run(140.0, 138.0, fetal_absent=True, seconds=240.0)
+    fhr, _ = fhr_points(published)
+    t = (np.arange(len(fhr)) + 1) * 0.25
+    near = np.isfinite(fhr) & (np.abs(fhr - 138.0) < 10.0)
+    assert len(fhr) > 900 and not near.any(), t[near]
 
 
 def test_a_restarted_gateway_shows_nothing_of_the_resent_doppler_until_her_ppg_comes():

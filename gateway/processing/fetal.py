@@ -74,11 +74,17 @@ _LOSS_RAISE, _LOSS_RAISE_AFTER_S = 0.9, 20.0
 _LOSS_CLEAR, _LOSS_CLEAR_AFTER_S = 0.5, 30.0
 _COINCIDENCE_WINDOW_S = 60.0
 _COINCIDENCE_RAISE = 0.3  # a third of the last minute locked to the mother's rate
-# More than half of the last minute withheld because her pulse did not cover it (her finger off
+# Half or more of the last minute withheld because her pulse did not cover it (her finger off
 # the PPG, a PPG with no pulse, PPG samples lost): the nurse is told her pulse is not being
-# monitored, not left with a bare gap (docs/fhr.md step 8). perimon's choice: the same minute
-# as the coincidence alert, and a majority, so a few seconds of a moving finger do not raise it.
-_UNMONITORED_RAISE = 0.5
+# monitored, not left with a bare gap (docs/fhr.md step 8). The level is that share of the
+# minute; the alert is raised once it has stayed at half or more for 10 s and cleared once it
+# has stayed at a quarter or less for 10 s, so a finger going on and off the sensor, the level
+# swinging about a half, is one alert rather than one each swing (as the signal-loss alert).
+# perimon's choice: the same minute as the coincidence alert, a majority so a few seconds of
+# a moving finger do not raise it; cleared when three quarters of the minute are checked
+# again (about 45 s after her pulse is steadily back).
+_UNMONITORED_RAISE, _UNMONITORED_RAISE_AFTER_S = 0.5, 10.0
+_UNMONITORED_CLEAR, _UNMONITORED_CLEAR_AFTER_S = 0.25, 10.0
 # Device feedback (FEEDBACK, docs/protocol.md): the level from the last 3 s of FHR points, sent
 # when it changes (at most once a second) and repeated every 2 s so the device knows the
 # gateway is there (after 5 s without one it falls back to its own estimate).
@@ -197,6 +203,9 @@ class FetalProcessor:
         self.history_maternal: deque[bool] = deque(maxlen=n)
         # points withheld because her pulse did not cover them (FhrPoints.unchecked)
         self.history_unchecked: deque[bool] = deque(maxlen=int(_COINCIDENCE_WINDOW_S / POINT_S))
+        self.history_unchecked_n = 0
+        self.unmonitored_alarm = Hysteresis(_UNMONITORED_RAISE, _UNMONITORED_RAISE_AFTER_S,
+                                            _UNMONITORED_CLEAR, _UNMONITORED_CLEAR_AFTER_S)  # fmt: skip
         # signal loss during the recording session: its last _LOSS_WINDOW_S of points
         self.session_lost: deque[bool] = deque(maxlen=int(_LOSS_WINDOW_S / POINT_S))
         self.session_lost_n = 0
@@ -448,7 +457,7 @@ class FetalProcessor:
         self.next_point = first + len(t_s)
         self.history_fhr.extend(fhr.tolist())
         self.history_maternal.extend(maternal.tolist())
-        self.history_unchecked.extend(unchecked.tolist())
+        self._count_unchecked(unchecked, first)
         self.last_quality = float(np.mean(quality))
         self._check_signal_loss(fhr, first)
         self._check_alerts()
@@ -596,6 +605,24 @@ class FetalProcessor:
         # the recording's condition, not the baby's: low, never escalated (docs/mqtt.md)
         self.alerts.set("signal_loss", on, detail, severity="low")
 
+    def _count_unchecked(self, unchecked: Bools, first: int) -> None:
+        """Points `first`... withheld as unchecked (or not) into the last minute's share, and
+        that share through the maternal_unmonitored hysteresis, point by point (the same
+        whatever the batches). A probe put away (off the skin) hears no heart to check: the
+        alarm starts afresh."""
+        h, full = self.history_unchecked, int(_COINCIDENCE_WINDOW_S / POINT_S)
+        if self.session.state.on_skin is False:
+            self.unmonitored_alarm.reset()
+        for k, v in enumerate(unchecked.tolist()):
+            if len(h) == full:
+                self.history_unchecked_n -= h[0]
+            h.append(v)
+            self.history_unchecked_n += v
+            if len(h) == full and self.session.state.on_skin is not False:
+                self.unmonitored_alarm.update(
+                    self.history_unchecked_n / full, (first + k) * POINT_S
+                )
+
     def _check_alerts(self) -> None:
         n = int(_COINCIDENCE_WINDOW_S / POINT_S)
         maternal = np.array(list(self.history_maternal)[-n:], dtype=bool)
@@ -603,8 +630,7 @@ class FetalProcessor:
             return
         # A probe put away (off the skin) hears no heart to check: nothing to tell the nurse.
         off_skin = self.session.state.on_skin is False
-        unchecked = float(np.mean(self.history_unchecked)) > _UNMONITORED_RAISE
-        unmonitored = unchecked and not off_skin
+        unmonitored = self.unmonitored_alarm.on and not off_skin
         if unmonitored:
             detail = ("the mother's pulse is not being monitored: fetal heart rate withheld; "
                       "check the finger sensor")  # fmt: skip
