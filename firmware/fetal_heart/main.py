@@ -15,7 +15,7 @@ from micropython import const
 # own needs, taken first while the heap is still in one piece. The app needs about 89 KiB with
 # the Unix port's 64-bit objects and its bytecode in the heap (a board keeps the bytecode in
 # flash, frozen, and its objects are half the size): the fleet's 132 KiB heap (128 KiB and the
-# 4 KiB linkauth.py and seal.py take to compile here: simulators/fleet.py) leaves ~14 KiB under
+# 4 KiB linkauth.py and seal.py take to compile here: simulators/fleet.py) leaves ~13 KiB under
 # the Unix port, about 6 s of ADPCM Doppler with PPG; a 192 KiB one (BLE) ~43 KiB; an ESP32
 # with PSRAM is capped at 1 MiB, over 7 minutes (docs/firmware.md, memory budget).
 # The reserve includes the mother's feedback (feedback.py: 3.8 KiB of bytecode under the Unix
@@ -106,7 +106,7 @@ class State:
         self.load_pairing = None  # () -> state.pairing, loaded if need be
         self.sup = None  # the supervisor: reset cause, the loop's lateness
         self.held = False  # the sample streams frame nothing while a new boot is started
-        self.doppler_next = 0  # the Doppler seq after the last frame sent: this boot's top
+        self.doppler_seq = 0  # the Doppler's next sample index, framed or not: this boot's top
 
 
 def battery_pct(mv):
@@ -141,8 +141,8 @@ async def doppler_task(link, state):
                 link.send(p.S_DOPPLER, seq, t_ms, p.adpcm_encode(buf, 0, n, codec), p.F_ADPCM)
             else:
                 link.send(p.S_DOPPLER, seq, t_ms, p.pcm16_encode(buf, 0, n))
-            state.doppler_next = seq + n
         seq += n
+        state.doppler_seq = seq  # counted on while stopped too: the next frame carries it
 
 
 async def ppg_task(link, state):
@@ -318,7 +318,7 @@ async def main(settings_path):
     sup.start("feedback", feedback_task(state.fb))
     sup.start("button", button_task(link, state))
     # A boot never wraps (renewal.py): PPG's seq counts 80 times slower than the Doppler's
-    counts = lambda: (state.doppler_next, link.now_ms())  # noqa: E731
+    counts = lambda: (state.doppler_seq, link.now_ms())  # noqa: E731
     hold = lambda on: setattr(state, "held", on)  # noqa: E731
     sup.start("renewal", renewal.run(link, counts, hold, hal.reset))
     for t in hal.background_tasks():

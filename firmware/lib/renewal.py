@@ -32,9 +32,10 @@ def idle(link):
 
 
 async def run(link, counts, hold, reset, log=print):
-    """Watch this boot's counters (`counts()`: the next Doppler seq to frame, and so on) and
-    start a new boot in time. `hold(on)` stops the sample streams framing (True) or lets them
-    go on; `reset(note)` is the board's reset and does not return."""
+    """Watch this boot's counters and start a new boot in time. `counts()`: the numbers the
+    next frames would carry (the Doppler's next sample index, counted on while the gateway has
+    the streams stopped too; the clock); `hold(on)` stops the sample streams framing (True) or
+    lets them go on; `reset(note)` is the board's reset and does not return."""
     quiet = 0
     deferred = link.deferred
     while True:
@@ -43,7 +44,7 @@ async def run(link, counts, hold, reset, log=print):
         if not due(top, p.RENEW_MARGIN):
             continue
         if due(top, p.RENEW_HARD_MARGIN):
-            log("RENEW %s: at the hard margin" % (counts(),))
+            log("RENEW %s sent %d: at the hard margin" % (counts(), link.sent))
             reset("renewal: at the hard margin")
         quiet = quiet + _CHECK_MS if idle(link) and link.deferred == deferred else 0
         deferred = link.deferred
@@ -54,7 +55,7 @@ async def run(link, counts, hold, reset, log=print):
         sent = link.sent
         await asyncio.sleep_ms(_DRAIN_MS)  # nothing more may leave, nothing be asked for
         if idle(link) and link.sent == sent and link.deferred == deferred:
-            log("RENEW %s: all sent" % (counts(),))
+            log("RENEW %s sent %d: all sent" % (counts(), link.sent))
             reset("renewal: near wrap, all sent")
         hold(False)
         quiet = 0
