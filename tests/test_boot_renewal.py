@@ -4,7 +4,8 @@ session key, so past 2**32 the keystream would repeat and a frame captured in th
 would pass for one of the next. The real fetal-heart firmware under MicroPython, provisioned
 with a key, starts a boot with its Doppler seq two seconds short of the margin (the simulation
 HAL's test hook, <settings>.first_seq); it must start a new boot before the wrap, with nothing it
-framed lost on the way, and the gateway's session must follow it with a new handshake.
+framed lost on the way, and the gateway's session must follow it with a new handshake. One
+that never reaches a gateway ends its boot at the hard margin, still before the wrap.
 renewal.py's decisions are also checked alone, on a stand-in link with a made-up clock."""
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import json
 import re
+import socket
 from collections import defaultdict
 from typing import Any
 
@@ -211,3 +213,35 @@ def test_a_boot_near_the_wrap_is_renewed_with_nothing_lost_and_the_gateway_follo
     assert sorted(nonces) == [first, second] and nonces[first] != nonces[second]
     assert all(len(v) == 1 for v in sealed.values())
     assert {b for b, _, _ in sealed} == {first, second}
+
+
+@pytest.mark.system
+def test_a_boot_that_cannot_deliver_is_renewed_at_the_hard_margin_before_the_wrap(tmp_path):
+    """No gateway ever listens: the store never empties, and the boot still ends in time."""
+    rate = p.NOMINAL_RATE_HZ[p.Stream.DOPPLER]
+    start = _WRAP - p.RENEW_HARD_MARGIN - _BEFORE_S * rate
+
+    async def main() -> VirtualDevice:
+        with socket.socket() as s:  # a port no one listens on
+            s.bind(("127.0.0.1", 0))
+            address = f"127.0.0.1:{s.getsockname()[1]}"
+        dev = VirtualDevice(DeviceSpec("fh-alone", "fetal_heart", seed=8), address, tmp_path)
+        dev.dir.mkdir(parents=True)
+        (dev.dir / "device.first_seq").write_text(str(start))
+        try:
+            await dev.start()
+            await eventually_async(lambda: dev.console_lines("RESET "), 30,
+                                   lambda: "no reset: " + repr(dev.console_lines()))  # fmt: skip
+        finally:
+            await dev.stop()
+        return dev
+
+    dev = asyncio.run(main())
+    assert dev.console_lines("RESET ") == ["RESET hard renewal: at the hard margin"]
+    (renew,) = dev.console_lines("RENEW ")
+    top, sent = map(int, re.match(r"RENEW \((\d+), \d+\) sent (\d+)", renew).groups())
+    assert sent == 0  # never linked: all it framed stayed in its store
+    console = (tmp_path / "fh-alone" / "console.log").read_text()
+    assert "MemoryError" not in console and "Traceback" not in console, console[-3000:]
+    # past the hard margin by at most the second between two looks and a frame's samples
+    assert _WRAP - p.RENEW_HARD_MARGIN < top <= _WRAP - p.RENEW_HARD_MARGIN + rate + 480
