@@ -1,9 +1,10 @@
-"""A Doppler ADC clock far off its nominal 4 kHz: the session flags the rate, and the fetal
-processor withholds every FHR point from then on and raises the device-fault alert, instead
-of publishing each rate off by the clock error (a 2.8 kHz ADC read as 4 kHz shows 140 bpm as
-200, to the end of the recording when nothing flags it). Real audio through the real estimator,
-her pulse on the PPG as the FHR points need. The first minute's points, before the rate can be
-known from the device's clock, are still shown."""
+"""A Doppler or PPG ADC clock far off its nominal rate: the session flags the rate, and the fetal
+processor withholds what that rate would have shifted instead of publishing it (a 2.8 kHz
+Doppler ADC read as 4 kHz shows 140 bpm as 200; a PPG off its 50 Hz puts her rate off, and the
+FHR points checked against it would pass as not hers). The FHR and MHR points wait until their
+streams' rates are known: bounded by the frames' stamps within a few seconds on a steady
+clock, else measured by the session over its first minute of frames. Real audio through the
+real estimator, her pulse on the PPG as the FHR points need."""
 
 from __future__ import annotations
 
@@ -21,46 +22,103 @@ from simulators.ppg import PpgSignal
 
 pytestmark = pytest.mark.system  # the Doppler synthesis and the FHR estimator (docs/testing.md)
 
-ADC_HZ = 2800  # the board's ADC clock, 30 % below the 4000 Hz every frame's seq counts at
 PPG_HZ = 50
 FRAME = 240  # samples per Doppler frame (PCM16: 494 bytes, within the 509 a frame may be)
+PPG_FRAME = 25
+SECONDS = 130
 
 
-def test_fhr_from_a_doppler_adc_far_off_its_rate_is_withheld_once_flagged() -> None:
+def run(
+    adc_hz: int = 4000, ppg_adc_hz: int = PPG_HZ, stamp_jitter_s: float = 0.0
+) -> tuple[DeviceSession, FetalProcessor, list[tuple[tuple[str, ...], dict[str, Any]]]]:
+    """A fetal heart at 140 bpm and her pulse at 80 bpm on the PPG, from ADCs sampling at
+    adc_hz and ppg_adc_hz while every frame's seq counts at the nominal rates; the device's
+    clock is right, each frame stamped up to stamp_jitter_s late (its ADC buffer). Published
+    once a second, as the gateway's tick does."""
     published: list[tuple[tuple[str, ...], dict[str, Any]]] = []
     s = DeviceSession("fh-01", p.DeviceType.FETAL_HEART, gap_timeout_s=5.0)
     s.clock_offset_ms = 1_700_000_000_000
     proc = FetalProcessor(s, lambda parts, m, **kw: published.append((parts, m)),
                           ProcessingSection())  # fmt: skip
     s.processor = proc
-    scene = synthesize_doppler(np.full(4 * 200, 140.0), fs_hz=ADC_HZ, seed=3,
+    scene = synthesize_doppler(np.full(4 * SECONDS, 140.0), fs_hz=adc_hz, seed=3,
                                fades_per_10min=0, movements_per_10min=0)  # fmt: skip
     audio = (scene.audio * 3000).astype("<i2")
-    # her pulse on the PPG (at its right rate), which the FHR points need to be shown at all
-    ppg = PpgSignal(np.full(4 * 200, 80.0), PPG_HZ, seed=5).read(PPG_HZ * 200)
-    flagged_at = None
-    for seq in range(0, len(audio) - FRAME, FRAME):
-        t_ms = seq * 1000 // ADC_HZ  # the device's clock is right; its ADC is not
-        s.on_frame(p.encode_frame(p.Frame(p.Flag(0), p.DeviceType.FETAL_HEART, p.Stream.DOPPLER,
-                                          1, seq, t_ms, audio[seq : seq + FRAME].tobytes())))  # fmt: skip
-        if seq // ADC_HZ != (seq + FRAME) // ADC_HZ:  # a second: its PPG, then the publishing
-            k = (seq + FRAME) // ADC_HZ * PPG_HZ - PPG_HZ
-            for j in range(k, k + PPG_HZ, 25):
-                s.on_frame(p.encode_frame(p.Frame(p.Flag(0), p.DeviceType.FETAL_HEART,
-                                                  p.Stream.PPG, 1, j, j * 1000 // PPG_HZ,
-                                                  ppg[j : j + 25].tobytes())))  # fmt: skip
+    ppg = PpgSignal(np.full(4 * SECONDS, 80.0), ppg_adc_hz, seed=5).read(ppg_adc_hz * SECONDS)
+    rng = np.random.default_rng(1)
+    frames = []  # (device time read, stream, seq, samples)
+    for stream, x, hz, size in ((p.Stream.DOPPLER, audio, adc_hz, FRAME),
+                                (p.Stream.PPG, ppg, ppg_adc_hz, PPG_FRAME)):  # fmt: skip
+        for seq in range(0, len(x) - size, size):
+            frames.append(((seq + size) / hz, stream, seq, x[seq : seq + size]))
+    frames.sort(key=lambda f: f[0])
+    second = 0
+    for t, stream, seq, samples in frames:
+        t_ms = int((t + rng.uniform(0.0, stamp_jitter_s)) * 1000)
+        s.on_frame(p.encode_frame(p.Frame(p.Flag(0), p.DeviceType.FETAL_HEART, stream, 1, seq,
+                                          t_ms, samples.tobytes())))  # fmt: skip
+        if int(t) > second:
+            second = int(t)
             proc.flush()
-            if flagged_at is None and s.state.rate_errors:
-                flagged_at = len(published)
+            published.append((("tick",), {"t": second, "flagged": dict(s.state.rate_errors)}))
     proc.flush()
+    return s, proc, published
 
-    assert s.state.rate_errors == {"doppler": pytest.approx(ADC_HZ, rel=0.02)}
-    assert flagged_at is not None
-    before = [v for parts, m in published[:flagged_at] if parts[-1] == "fhr" for v in m["fhr_bpm"]]
-    shown = [v for v in before if v is not None]  # until it could be known: the first minute
-    assert shown and np.median(shown) == pytest.approx(140 * 4000 / ADC_HZ, abs=5)
-    after = [m for parts, m in published[flagged_at:] if parts[-1] == "fhr"]
-    assert len(after) >= 30  # points kept coming for the last minute, each one withheld
-    assert all(v is None for m in after for v in m["fhr_bpm"])  # unflagged: 200 bpm to the end
+
+def points(published, kind: str, key: str) -> tuple[np.ndarray, np.ndarray]:
+    """(second of the run when published, value) of every `kind` point, NaN for null."""
+    when, vals, t = [], [], 0
+    for parts, m in published:
+        if parts == ("tick",):
+            t = m["t"]
+        elif parts[-1] == kind:
+            when += [t] * m["count"]
+            vals += [np.nan if v is None else v for v in m[key]]
+    return np.array(when), np.array(vals, dtype=float)
+
+
+def test_fhr_from_a_doppler_adc_far_off_its_rate_is_never_shown() -> None:
+    # Before, the first minute's points (before the session's check) were shown: 157 at
+    # 200 bpm with a 2.8 kHz ADC, 234 at 108 bpm with a 5.2 kHz one (be84730).
+    s, _, published = run(adc_hz=2800)
+    assert s.state.rate_errors == {"doppler": pytest.approx(2800, rel=0.02)}
+    when, fhr = points(published, "fhr", "fhr_bpm")
+    assert len(fhr) > 4 * 80, "points kept coming, the first minute's with them, withheld"
+    assert not np.isfinite(fhr).any()
+    assert when.min() >= 60, "nothing published before the rate was known"
     alerts = [m for parts, m in published if parts[-1] == "alert" and m["alert"] == "sample_rate"]
-    assert alerts and alerts[0]["state"] == "raised"
+    assert alerts and alerts[0]["state"] == "raised" and "Doppler" in alerts[0]["detail"]
+
+
+def test_a_right_rate_is_shown_within_seconds_and_a_jittery_clock_after_the_first_check() -> None:
+    # Steady stamps bound the rate within a few seconds: the live strip starts at once.
+    _, _, published = run()
+    when, fhr = points(published, "fhr", "fhr_bpm")
+    shown = np.isfinite(fhr)
+    assert when.min() <= 5 and shown.mean() > 0.9
+    assert np.median(fhr[shown]) == pytest.approx(140.0, abs=3)
+    # Stamps up to 1 s late (the device's ADC buffer) cannot bound it within 3% for a while:
+    # the points wait until the span outgrows their spread (44 s here) or the session's check
+    # (a minute of frames), then are all shown.
+    s, _, published = run(stamp_jitter_s=1.0)
+    assert not s.state.rate_errors and "doppler" in s.rates_checked
+    when, fhr = points(published, "fhr", "fhr_bpm")
+    assert 10 <= when.min() <= 62 and np.isfinite(fhr).mean() > 0.9
+
+
+def test_a_ppg_adc_off_its_rate_withholds_her_rate_and_the_points_it_checked() -> None:
+    # A PPG sampling at 70 Hz while its frames count at 50: her 80 bpm reads as 112. Her rate
+    # is withheld, and the FHR points, which nothing then checks against her pulse, are
+    # withheld as unchecked: her pulse is not being monitored. Before: her rate published at
+    # 112 bpm and the FHR shown.
+    s, proc, published = run(ppg_adc_hz=70)
+    assert s.state.rate_errors == {"ppg": pytest.approx(70, rel=0.02)}
+    _, mhr = points(published, "mhr", "mhr_bpm")
+    _, fhr = points(published, "fhr", "fhr_bpm")
+    assert len(mhr) > 4 * 100 and not np.isfinite(mhr).any()
+    assert len(fhr) > 4 * 100 and not np.isfinite(fhr).any()
+    maternal = [v for parts, m in published if parts[-1] == "fhr" for v in m["maternal"]]
+    assert not any(maternal), "not proven hers either"
+    assert "maternal_unmonitored" in proc.alerts.active()
+    alerts = [m for parts, m in published if parts[-1] == "alert" and m["alert"] == "sample_rate"]
+    assert alerts and alerts[0]["state"] == "raised" and "PPG" in alerts[0]["detail"]

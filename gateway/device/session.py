@@ -114,6 +114,9 @@ class DeviceSession:
         self._rate_jumped: dict[int, float] = {}  # stream -> rate implied by its last re-anchor
         self._rate_last: dict[int, tuple[int, int]] = {}  # stream -> the last frame's seq, t_ms
         self._rate_step: dict[int, float] = {}  # stream -> largest one-step drift (ms) in span
+        # Streams (by name) whose rate a span has measured in this boot, right or wrong: the
+        # fetal processor holds points from before that check (gateway/processing/fetal.py).
+        self.rates_checked: set[str] = set()
         self._frame_t_ms: dict[tuple[int, int], int] = {}
         # The highest seq of each stream and t_ms verified in this boot, unwrapped: each frame's
         # 32-bit numbers are taken as the nearest to them (reorder.unwrap_u32)
@@ -373,6 +376,7 @@ class DeviceSession:
         self._seq_top.clear()
         self._t_top = None
         self.state.rate_errors.clear()
+        self.rates_checked.clear()
         self._resends.clear()
         self._still_missing.clear()
         self._late_parts.clear()
@@ -517,6 +521,7 @@ class DeviceSession:
                 self._rate_jumped[stream] = rate
                 return
             self._rate_jumped[stream] = rate  # the same again next time: still a rate error
+        self.rates_checked.add(name)
         if error > p.RATE_TOLERANCE:
             if name not in self.state.rate_errors:
                 log.error("%s: %s runs at %.1f Hz, not %d Hz: its readings are withheld",

@@ -110,6 +110,49 @@ def _lost_field(lost: Bools) -> dict[str, list[bool]]:
     return {"lost": [bool(v) for v in lost]} if lost.any() else {}
 
 
+class RateBound:
+    """Whether a sample stream's rate is already known to be within RATE_TOLERANCE of nominal,
+    from the frames so far, before the session's first rate check (RATE_CHECK_S of frames,
+    gateway/device/session.py): the rate implied by the frames' seq and device time from the
+    lowest seq to the highest, its uncertainty the spread of the frames' stamps about the
+    nominal rate over that span (a stamp is late by up to the device's ADC buffer, about 1 s;
+    a rate error drifts them, so it widens the bound too). At least MIN_SPAN_S of frames. A
+    stream whose stamps are steady is known within a few seconds; one with jittery stamps, or
+    a rate off by more than about half the tolerance, waits for the session's check."""
+
+    MIN_SPAN_S = 2.0  # two of the device's ADC buffers (about 1 s each)
+
+    __slots__ = ("_first", "_hi", "_last", "_lo", "nominal_hz")
+
+    def __init__(self, nominal_hz: float) -> None:
+        self.nominal_hz = nominal_hz
+        self._first: tuple[int, float] | None = None  # (seq, t_ms - seq's nominal ms)
+        self._last: tuple[int, float] | None = None
+        self._lo, self._hi = math.inf, -math.inf
+
+    def add(self, seq: int, t_ms: int) -> None:
+        r = t_ms - seq * 1000.0 / self.nominal_hz  # ms ahead of the nominal rate's time
+        if self._first is None or seq < self._first[0]:
+            self._first = (seq, r)
+        if self._last is None or seq > self._last[0]:
+            self._last = (seq, r)
+        self._lo, self._hi = min(self._lo, r), max(self._hi, r)
+
+    @property
+    def seen(self) -> bool:
+        """Whether any frame of the stream has come."""
+        return self._first is not None
+
+    def within_tolerance(self) -> bool:
+        if self._first is None or self._last is None:
+            return False
+        span_ms = (self._last[0] - self._first[0]) * 1000.0 / self.nominal_hz
+        if span_ms < self.MIN_SPAN_S * 1000.0:
+            return False
+        error = abs(self._last[1] - self._first[1]) / span_ms
+        return error + (self._hi - self._lo) / span_ms <= p.RATE_TOLERANCE
+
+
 _Stream = TypeVar("_Stream", FhrStream, MhrStream)
 
 
@@ -185,6 +228,9 @@ class FetalProcessor:
         # every point's time follows from its number, whichever sample or loss came first.
         self.doppler_t0_ms: int | None = None
         self.ppg_t0_ms: int | None = None
+        # Points wait until their stream's rate is known (RateBound, or the session's check):
+        # a wrong ADC clock would have shifted every rate (docs/fhr.md, Sample rate).
+        self.rate_bounds = {stream: RateBound(hz) for stream, hz in _RATE_HZ.items()}
         self.timed: set[str] = set()  # the traces published with their origin, now fixed
         self.fed: dict[int, int] = {}  # stream -> next seq its point stream expects
         self.fhr_emitted = 0  # the last FHR point the estimator gave
@@ -216,7 +262,7 @@ class FetalProcessor:
         self._last_ctg = time.monotonic()
 
     def on_boot(self, boot: int) -> None:
-        self.flush()
+        self.flush(rate_unknown_withheld=True)
         self._reset()
 
     def resume(self, marks: dict[str, int], recent: dict[str, list[dict[str, Any]]]) -> None:
@@ -248,6 +294,8 @@ class FetalProcessor:
         # A frame is stamped when the device has read its samples, never before: the earliest
         # origin implied before the first point is published is the least delayed one.
         t0 = t_ms - round(seq * 1000 / _RATE_HZ.get(stream, 1))
+        if stream in self.rate_bounds:
+            self.rate_bounds[stream].add(seq, t_ms)
         if stream == p.Stream.DOPPLER:
             if self.doppler_t0_ms is None or (t0 < self.doppler_t0_ms and "fhr" not in self.timed):
                 self.doppler_t0_ms = t0
@@ -400,20 +448,44 @@ class FetalProcessor:
             self.pending.append(pts)
             self.fhr_emitted = int(round(pts.t_s[-1] / POINT_S))
 
-    def flush(self) -> None:
+    def flush(self, rate_unknown_withheld: bool = False) -> None:
+        """Publish the points ready. They wait for the time origin (a loss may come before any
+        frame with a t_ms) and for their streams' rates to be known (`_rate_unknown`): the FHR
+        for the Doppler's and the PPG's (her channel checked them), the MHR for the PPG's.
+        `rate_unknown_withheld` (the boot ends): points still waiting for a rate are published
+        withheld."""
         self.estimate_fhr()
-        # points wait for the time origin: a loss may come before any frame with a t_ms
+        ppg_unknown = self._rate_unknown(p.Stream.PPG)
+        fhr_unknown = self._rate_unknown(p.Stream.DOPPLER) or ppg_unknown
         if self.pending and self.doppler_t0_ms is not None:
-            self._publish_fhr(self.doppler_t0_ms)
+            if not fhr_unknown or rate_unknown_withheld:
+                self._publish_fhr(self.doppler_t0_ms, rate_unknown=fhr_unknown)
         if self.pending_mhr and self.ppg_t0_ms is not None:
-            self._publish_mhr(self.ppg_t0_ms)
+            if not ppg_unknown or rate_unknown_withheld:
+                self._publish_mhr(self.ppg_t0_ms, rate_unknown=ppg_unknown)
+
+    def _rate_unknown(self, stream: int) -> bool:
+        """Whether samples of the stream have come at a rate not yet known, right or wrong:
+        the session has neither measured it over RATE_CHECK_S (gateway/device/session.py) nor
+        found it wrong, and its frames so far do not bound it within tolerance (RateBound).
+        Before, a 2.8 kHz Doppler ADC showed 140 bpm as 200 for the minute before the session's
+        check. No samples yet (points made of lost samples only): nothing to wait for."""
+        name = p.Stream(stream).name.lower()
+        st = self.session
+        return not (
+            not self.rate_bounds[stream].seen
+            or name in st.state.rate_errors
+            or name in st.rates_checked
+            or self.rate_bounds[stream].within_tolerance()
+        )
 
     def _device_ms(self, t0: int, t_s: float) -> int:
         return int(t0 + round(t_s * 1000))
 
-    def _publish_fhr(self, t0_ms: int) -> None:
+    def _publish_fhr(self, t0_ms: int, rate_unknown: bool = False) -> None:
         """The pending FHR points, as one trace message (device time from `t0_ms`, the Doppler's
-        sample 0)."""
+        sample 0); `rate_unknown`: a stream's rate was never known for them, so they are
+        withheld."""
         t_s = np.concatenate([q.t_s for q in self.pending])
         fhr = np.concatenate([q.fhr_bpm for q in self.pending])
         quality = np.concatenate([q.quality for q in self.pending])
@@ -429,16 +501,23 @@ class FetalProcessor:
         unchecked &= ~lost  # a radio loss, not her pulse unwatched: counted as signal loss
         fhr[lost] = np.nan
         quality[lost] = 0.0
-        rate_error = self.session.state.rate_errors.get("doppler")
-        if rate_error is not None:  # every rate would be off by the clock error: withhold
+        errors = self.session.state.rate_errors
+        rate_error = errors.get("doppler")
+        if rate_error is not None or rate_unknown:  # every rate may be off by the clock error
             fhr = np.full_like(fhr, np.nan)
             quality = np.zeros_like(quality)
-        self.alerts.set(
-            "sample_rate",
-            rate_error is not None,
-            f"Doppler sampled at {rate_error} Hz instead of {DOPPLER_HZ} Hz: device fault",
-            "high",
-        )
+        ppg_error = errors.get("ppg")
+        if ppg_error is not None:
+            # Her rate and beats are off by the PPG's clock error: nothing checked these points
+            # against her pulse. Withheld as unchecked (her pulse is not being monitored).
+            fhr = np.full_like(fhr, np.nan)
+            quality = np.zeros_like(quality)
+            maternal = np.zeros_like(maternal)
+            unchecked = ~lost
+        faults = [f"{name} sampled at {hz} Hz instead of {nominal} Hz"
+                  for name, hz, nominal in (("Doppler", rate_error, DOPPLER_HZ),
+                                            ("PPG", ppg_error, PPG_HZ)) if hz is not None]  # fmt: skip
+        self.alerts.set("sample_rate", bool(faults), "; ".join(faults) + ": device fault", "high")
         first, at = self._publish_trace(
             "fhr",
             t0_ms,
@@ -462,7 +541,9 @@ class FetalProcessor:
         self._check_signal_loss(fhr, first)
         self._check_alerts()
 
-    def _publish_mhr(self, t0_ms: int) -> None:
+    def _publish_mhr(self, t0_ms: int, rate_unknown: bool = False) -> None:
+        """The pending maternal rate points (device time from `t0_ms`, the PPG's sample 0),
+        null where lost, and all null when the PPG's rate is wrong or was never known."""
         t_s = np.concatenate([a for a, _ in self.pending_mhr])
         mhr = np.concatenate([b for _, b in self.pending_mhr])
         self.pending_mhr.clear()
@@ -472,6 +553,8 @@ class FetalProcessor:
             return
         lost = self._lost_points(p.Stream.PPG, t_s)
         mhr[lost] = np.nan
+        if rate_unknown or "ppg" in self.session.state.rate_errors:
+            mhr[:] = np.nan  # off by the PPG's clock error
         first, at = self._publish_trace(
             "mhr", t0_ms, t_s, {"mhr_bpm": _nan_to_none(mhr, 1), **_lost_field(lost)}
         )
