@@ -285,14 +285,16 @@ BEAT_GAP_FRACTION = 0.6
 # Beats come only from a PPG that pulses: the threshold above is relative, so the noise of a
 # sensor off the finger (a few ADC steps and more: its band-passed level can exceed the
 # `pulseless` floor) gives "beats" at random, which would pass for her rhythm in the checks
-# of dsp/maternal_coincidence.py. A step gives beats only when the PPG ending with it, up to
-# WINDOW_S (8 s) of it and at least MIN_WINDOW_S (5 s) since the last missing sample, has a
-# maternal rate (`MhrStream`'s own test: a pulse across it, periodic, MIN_ACF). Measured:
-# noise of 1-15 ADC steps RMS gave no rate in any window, and before this 24-136 beats in 2
-# minutes from 5-15 steps. A stretch too short to tell (the first 5 s of a PPG, or after
-# samples were lost) gives no beats: before, its beats were taken as hers unproven, and the
-# rates of the first ones, off by up to 10 bpm (147.4 for 138), let FHR points at 1.0-1.25 s
-# pass the coincidence check.
+# of dsp/maternal_coincidence.py. A step gives beats only when the PPG ending LOOKAHEAD_S
+# (1.5 s) after it, up to WINDOW_S (8 s) of it and at least MIN_WINDOW_S (5 s) since the last
+# missing sample, has a maternal rate (`MhrStream`'s own test, on the window a rate point
+# there would have: a pulse across it, periodic, MIN_ACF). Measured: noise of 1-15 ADC steps
+# RMS gave no rate in any window, and before this 24-136 beats in 2 minutes from 5-15 steps.
+# A stretch too short to tell (the first seconds of a PPG, or after samples were lost) gives
+# no beats: before, its beats were taken as hers unproven, and the rates of the first ones,
+# off by up to 10 bpm (147.4 for 138), let FHR points at 1.0-1.25 s pass the coincidence
+# check. The window reaches past the step: the last beats before an arm movement in the PPG
+# (rates 132.5 and 147.0 for 138) let 7 FHR points at her rate pass before it did.
 
 
 class MaternalBeatStream:
@@ -316,6 +318,7 @@ class MaternalBeatStream:
         self._cardiac_zi = np.zeros((self._cardiac_sos.shape[0], 2))
         self._cardiac = np.zeros(0)
         self._window = int(round(WINDOW_S * fs))
+        self._ahead = int(round(LOOKAHEAD_S * fs))
         self._min_window = int(round(MIN_WINDOW_S * fs))
         self._lag_min = int(np.floor(60.0 / MHR_RANGE_BPM[1] * fs))
         self._lag_max = int(np.ceil(60.0 / MHR_RANGE_BPM[0] * fs))
@@ -358,10 +361,10 @@ class MaternalBeatStream:
 
     def _beats(self, final: bool) -> Floats:
         out: list[float] = []
-        # A step's beats are final once the PPG a refractory period beyond it has arrived.
-        while self._done + self._step + self._refractory + 1 <= self._n or (
-            final and self._done < self._n
-        ):
+        # A step's beats are final once the PPG a refractory period, and LOOKAHEAD_S for its
+        # pulse test, beyond it has arrived.
+        beyond = max(self._refractory + 1, self._ahead)
+        while self._done + self._step + beyond <= self._n or (final and self._done < self._n):
             end = min(self._done + self._step, self._n)
             out.extend(self._detect(self._done, end))
             self._done = end
@@ -393,7 +396,7 @@ class MaternalBeatStream:
         # relative, and would find beats in the filter's ringing or the ADC's noise.
         if pulseless(self._raw[lo - s : hi - s], self._filtered[lo - s : hi - s]):
             return []
-        if not self._pulses(b):
+        if not self._pulses(min(b + self._ahead, self._n)):
             return []
         seg = self._slope[lo - s : hi - s]
         seg = np.where(np.isfinite(seg), seg, -np.inf)

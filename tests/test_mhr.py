@@ -79,7 +79,7 @@ def test_rate_follows_a_changing_maternal_rate():
 
 @pytest.mark.parametrize("rate", [55.0, 90.0, 150.0])
 def test_beats_follow_the_pulse_arrivals_at_a_constant_delay(rate):
-    from dsp.mhr import BEAT_STEP_S, MIN_WINDOW_S, maternal_beats_from_ppg
+    from dsp.mhr import BEAT_STEP_S, LOOKAHEAD_S, MIN_WINDOW_S, maternal_beats_from_ppg
     from simulators.maternal import MaternalBeats
 
     beats = MaternalBeats.from_rate(np.full(480, rate), seed=int(rate))
@@ -87,9 +87,9 @@ def test_beats_follow_the_pulse_arrivals_at_a_constant_delay(rate):
     x = synthesize_ppg(beats=beats, seed=1, arrival_s=arrival, movements_per_10min=0)
     found = maternal_beats_from_ppg(x, 50)
     truth = beats.t_s + arrival  # the pulse feet at the finger
-    # The first beats come once 5 s of PPG show a pulse (MIN_WINDOW_S): nothing before that
-    # shows them to be a pulse; every beat after.
-    assert MIN_WINDOW_S - BEAT_STEP_S <= found[0] <= MIN_WINDOW_S + 60.0 / rate
+    # The first beats come once 5 s of PPG show a pulse (MIN_WINDOW_S) LOOKAHEAD_S beyond
+    # them: nothing before that shows them to be a pulse; every beat after.
+    assert MIN_WINDOW_S - LOOKAHEAD_S - BEAT_STEP_S <= found[0] <= MIN_WINDOW_S + 60.0 / rate
     truth = truth[truth >= found[0] - 0.1]
     assert abs(found.size - truth.size) <= 2
     j = np.clip(np.searchsorted(truth, found) - 1, 0, truth.size - 1)  # the foot before it
@@ -235,3 +235,21 @@ def test_a_pulse_coming_back_is_measured_only_once_it_is_across_the_window(model
     assert not ((beats > off_s + BEAT_STEP_S) & (beats < back_s + MIN_WINDOW_S - 2.0)).any()
     after = beats[(beats > back_s + WINDOW_S) & (beats < back_s + 20.0)]
     assert after.size >= 0.8 * 12.0 * rate / 60.0
+
+
+@pytest.mark.parametrize("model", [_monitor_pulse, _plain_pulse])
+def test_no_beats_just_before_an_arm_movement_in_the_ppg(model):
+    # An arm movement swings the PPG far beyond her pulse for 3 s from 20 s. Beats found up
+    # to its onset, whose windows ended before it, were taken as hers: in the gateway, the
+    # last ones (rates 132.5 and 147.0 for 138) let FHR points at her rate pass. A beat now
+    # needs her pulse across the window reaching LOOKAHEAD_S past its step.
+    from dsp.mhr import maternal_beats_from_ppg
+
+    x = model(90.0, 60.0, 5)
+    t = np.arange(x.size) / 50
+    swing = (t >= 20.0) & (t < 23.0)
+    amplitude = 4.0 * (x[: 20 * 50].max() - x[: 20 * 50].min())
+    x[swing] += np.round(amplitude * np.hanning(swing.sum()) * np.sin(2 * np.pi * 1.2 * t[swing]))
+    beats = maternal_beats_from_ppg(x, 50)
+    assert ((beats > 10.0) & (beats < 18.0)).sum() >= 10, "her beats before it"
+    assert not ((beats > 19.0) & (beats < 24.0)).any(), beats[(beats > 19.0) & (beats < 24.0)]
