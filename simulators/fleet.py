@@ -252,16 +252,22 @@ class VirtualDevice:
         if self.radio_kind == "serial" and self.usb is None:
             self.usb = UsbCable(self.dir)
             self.usb.plug()
-        settings = self.dir / "device.json"
-        settings.write_text(json.dumps(self.settings()))
-        main = FIRMWARE_DIR / self.spec.kind / "main.py"
+        (self.dir / "device.json").write_text(json.dumps(self.settings()))
+        # The Unix port compiles the firmware from source into the heap, and every module keeps
+        # its file name: run it from the device's folder through a short link to the firmware,
+        # so the heap it needs is the same wherever perimon is installed (a venv's long
+        # site-packages path cost ~1.5 KiB and left the fetal monitor no room for its radio).
+        link = self.dir / "fw"
+        if not link.is_symlink():
+            link.symlink_to(FIRMWARE_DIR, target_is_directory=True)
+        main = f"fw/{self.spec.kind}/main.py"
         heap = BLE_HEAP if self.radio_kind == "ble" else HEAP
         # BLE: firmware/sim/ble_boot.py loads the radio first, as a board has it frozen in flash
-        boot = [str(FIRMWARE_DIR / "sim" / "ble_boot.py")] if self.radio_kind == "ble" else []
+        boot = ["fw/sim/ble_boot.py"] if self.radio_kind == "ble" else []
         with open(self.dir / "console.log", "ab") as console:  # the board's serial console
             self.proc = await asyncio.create_subprocess_exec(
-                micropython_binary(), "-X", f"heapsize={heap}", *boot, str(main), str(settings),
-                stdin=asyncio.subprocess.PIPE, stdout=console, stderr=console,
+                micropython_binary(), "-X", f"heapsize={heap}", *boot, main, "device.json",
+                stdin=asyncio.subprocess.PIPE, stdout=console, stderr=console, cwd=self.dir,
             )  # fmt: skip
         feeder = self._feed_fetal if self.spec.kind == "fetal_heart" else self._feed_jaundice
         self._feeder = asyncio.get_running_loop().create_task(feeder())
