@@ -16,6 +16,7 @@ from gateway import protocol as p
 from gateway import systemd
 from gateway.config import Config
 from gateway.device.enrolment import Enrolment, EnrolmentError, enrolment_path
+from gateway.device.journal import SampleJournal, journal_dir
 from gateway.device.pairing import PairingManager
 from gateway.device.session import DeviceSession, Processor
 from gateway.processing.alerts import PublishOptions
@@ -76,6 +77,8 @@ class Gateway:
         self.transport = make_transport(cfg)
         self.enrolment = Enrolment(enrolment_path(cfg))
         self.sessions: dict[str, DeviceSession] = {}
+        # the fetal monitors' last seconds of samples, for a restart to replay (not a power cut's)
+        self.journal = SampleJournal(journal_dir(cfg.data_dir) / f"samples-{cfg.gateway.id}.sqlite")
         self.verification: dict[str, VerificationAlerts] = {}  # device_unverified, per device
         self.unknown: dict[str, dict[str, Any]] = {}  # refused devices, reported on MQTT
         self.pairing = PairingManager(self.enrolment, self.transport, self.sessions)
@@ -151,6 +154,8 @@ class Gateway:
                 link.device_id, link.device_type, self.cfg.processing.gap_timeout_s
             )
             session.processor = self._processor_for(session)
+            if link.device_type == p.DeviceType.FETAL_HEART:
+                session.journal = self.journal
             session.on_new_boot = functools.partial(self._resume, session)
             self.sessions[link.device_id] = session
         session.use_key(enrolled.key)
@@ -259,3 +264,4 @@ class Gateway:
             await asyncio.to_thread(self.publisher.stop)
             await self._stop_extras()
             self.history.close()  # its last batch written
+            self.journal.close()

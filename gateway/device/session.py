@@ -12,7 +12,7 @@ import dataclasses
 import json
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import asdict, dataclass, field
 from typing import Any, Protocol
 
@@ -22,6 +22,7 @@ from numpy.typing import NDArray
 from gateway import protocol as p
 from gateway.device.auth import FrameAuth
 from gateway.device.control import await_reply, unsigned_control_frame
+from gateway.device.journal import JournalItem, SampleJournal
 from gateway.device.reorder import Item, Lost, Reorderer, unwrap_u32
 from gateway.transports.base import DeviceLink
 
@@ -143,6 +144,9 @@ class DeviceSession:
         self._resumed: dict[int, int] = {}
         self.on_new_boot: Callable[[int], None] = lambda boot: None
         self.auth: FrameAuth | None = None  # an enrolled device: its frames must verify
+        # The samples delivered in order, kept outside the process for a restart to replay
+        # (gateway/device/journal.py); None: not kept.
+        self.journal: SampleJournal | None = None
 
     # ---- link lifecycle ----
 
@@ -409,6 +413,22 @@ class DeviceSession:
             seq = resume_at
         self._accept(stream, seq, len(samples), (t_ms, samples))
 
+    def replay(self, stream: int, items: Iterable[JournalItem]) -> int:
+        """A restarted gateway's own journal of a resumed stream, delivered as if the device had
+        sent it again: from the resume point on, in order; the device is then asked only for
+        what follows. Returns the number of samples replayed."""
+        r = self._reorderer(stream)  # takes the resume point
+        before = r.next_seq
+        for it in items:
+            if r.next_seq is not None and it.seq + len(it.samples) <= r.next_seq:
+                continue
+            if r.next_seq is not None and it.seq > r.next_seq:
+                break
+            self._accept_samples(stream, it.seq, it.t_ms, it.samples)
+            if it.seq > self._seq_top.get(stream, -1):  # a frame's seq, as _on_verified keeps
+                self._seq_top[stream] = it.seq
+        return 0 if before is None or r.next_seq is None else r.next_seq - before
+
     def _accept(self, stream: int, seq: int, count: int, value: SampleItem | RecordItem) -> None:
         """One frame's contents into its stream's reorderer; deliver what is now in order."""
         r = self._reorderer(stream)
@@ -441,6 +461,9 @@ class DeviceSession:
                 self._check_rate(stream, it.seq, t_ms)
                 if self.processor:
                     self.processor.on_samples(stream, it.seq, t_ms, samples)
+                if self.journal is not None and self.state.boot is not None:
+                    self.journal.append(self.state.device_id, self.state.boot, stream, it.seq,
+                                        t_ms, samples, p.NOMINAL_RATE_HZ[p.Stream(stream)])  # fmt: skip
             else:
                 t_ms, payload, more = it.value
                 if stream in self._broken:  # after a loss: a tail whose head is gone is skipped

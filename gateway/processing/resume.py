@@ -3,7 +3,10 @@
 The outbox knows the last point of each trace and the last TcB record of a boot that it
 holds (`Outbox.marks`). When the device reconnects with the same boot, the session asks it to
 resend from a little before there (`resume_plan`) and the processor withholds the points it
-had already published, so the hospital sees every point once and in place.
+had already published, so the hospital sees every point once and in place. What the gateway's
+own sample journal still holds from there (gateway/device/journal.py: the audio received and
+not yet turned into published points when it died) is replayed first, so the device is asked
+only for what came after.
 """
 
 from __future__ import annotations
@@ -34,6 +37,21 @@ def resume_plan(kind: str, last_point: int) -> int:
     return max(0, last_point - MHR_WARMUP_POINTS) // 2 * 25
 
 
+def replay_journal(session: DeviceSession, boot: int) -> None:
+    """Each resumed sample stream from the session's journal, as far as it goes on from the
+    resume point without a gap."""
+    if session.journal is None:
+        return
+    device_id = session.state.device_id
+    for kind, stream in TRACE_STREAMS.items():
+        first = session.resume_from.get(stream)
+        if first is None:
+            continue
+        n = session.replay(stream, session.journal.since(device_id, boot, stream, first))
+        log.info("%s: %s resumed from sample %d, %d replayed from the journal", device_id,
+                 kind, first, n)  # fmt: skip
+
+
 def resume_boot(session: DeviceSession, outbox: Outbox, boot: int) -> dict[str, int]:
     """Set up `session` (and its processor) to continue `boot` after what the outbox holds;
     returns the marks it resumed from (empty: a boot this gateway never published)."""
@@ -47,6 +65,7 @@ def resume_boot(session: DeviceSession, outbox: Outbox, boot: int) -> dict[str, 
                 recent[kind] = [json.loads(m) for m in outbox.recent_trace(device_id, boot, kind)]
         if session.processor is not None:
             session.processor.resume(marks, recent)
+        replay_journal(session, boot)
     elif "tcb" in marks:
         session.resume_from[p.Stream.TCB] = marks["tcb"] + 1
     if marks:
