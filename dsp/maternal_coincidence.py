@@ -1,18 +1,18 @@
 """Whether an FHR point may be the mother's pulse: the coincidence check.
 
-With her rate only, a point within MATERNAL_TOLERANCE_BPM of it is withheld and flagged
-`maternal` (the manufacturers' cross-channel coincidence check), unless the trace reached
-her rate continuously from a clearly different rate and has not stayed there for CROSSING_S
-(a fetal deceleration or acceleration passing through the maternal rate). With her PPG's
-beats, a window estimated on the envelopes with her beat-locked pulses cancelled
-(dsp/maternal_lock.py) is withheld when it hears her (a band periodic at her beat interval
-that loses most of that periodicity to the cancellation) and its rate is not clearly
-something else. With no maternal input at all, no point's quality exceeds
-NO_MATERNAL_MAX_QUALITY. Once there is a maternal channel, a point is checked only against
-evidence for that point, never on the strength of what the channel gave before: a point with
-neither her rate within MATERNAL_MATCH_S nor her beats over its window (her finger off the
-PPG, a PPG with no pulse, samples lost) is unchecked, and withheld: null, quality 0, not
-`maternal`. See docs/fhr.md, step 8.
+A point within MATERNAL_TOLERANCE_BPM of her rate is withheld and flagged `maternal` (the
+manufacturers' cross-channel coincidence check), unless the trace reached her rate
+continuously from a clearly different rate and has not stayed there for CROSSING_S (a fetal
+deceleration or acceleration passing through the maternal rate). With her PPG's beats, a
+window estimated on the envelopes with her beat-locked pulses cancelled (dsp/maternal_lock.py)
+is also withheld when it hears her (a band periodic at her beat interval that loses most of
+that periodicity to the cancellation) and its rate is not clearly something else. With no
+maternal input at all, no point's quality exceeds NO_MATERNAL_MAX_QUALITY. Once there is a
+maternal channel, a point is checked only against evidence for that point, never on the
+strength of what the channel gave before: a point with neither her rate within
+MATERNAL_MATCH_S nor her beats over its window (her finger off the PPG, a PPG with no pulse,
+samples lost) is unchecked, and withheld: null, quality 0, not `maternal`. See docs/fhr.md,
+step 8.
 
 A point waits until the maternal channel has caught up with it (her beats covered its
 window, or her rate stream has delivered a point, with or without a rate, at or after it),
@@ -66,8 +66,8 @@ MATERNAL_MISSING_S = 30.0
 # the mother's beat-locked pulses cancelled when at least 90% of its frames were; the
 # mother is "heard" in it when a band's periodicity at her beat interval (envelopes
 # smoothed over 20 ms: beat jitter) loses more than half its autocorrelation to the
-# cancellation. A fetal heart near her rate drifts against her beats and keeps its
-# periodicity; her own pulses do not.
+# cancellation. Her own pulses lose it; a fetal heart drifting against her beats keeps it,
+# but that does not release a rate near hers (`release`).
 MIN_COVERED = 0.9
 LOCK_SMOOTH_S = 0.02
 LOCK_REMOVED = 0.5
@@ -335,14 +335,18 @@ class MaternalCoincidence:
         near, known_rate, close = near[:n], known_rate[:n], close[:n]
         if not t.size:
             return t, fhr, qual, np.zeros(0, dtype=bool), np.zeros(0, dtype=bool)
-        # Rate only (no PPG beats around the point): a coincident rate is withheld unless it
-        # is a fetal rate passing through the mother's (_coincidence_run).
-        run = self._coincidence_run(t, fhr, near, known_rate & ~close)
-        mat = run & ~covered
-        # With the PPG: a rate that her beat-locked pulses may have made is withheld (one
-        # that survived their cancellation drifts against her beats: fetal, shown); a
-        # window that hears only her is reported as maternal (the nurse and the mother are
-        # told to move the probe), never as a rate.
+        # A coincident rate is withheld unless it is a fetal rate passing through the
+        # mother's (_coincidence_run), with or without her beats: they can show that a rate
+        # is hers, never that it is not. Their evidence of a fetal heart drifting against her
+        # (its rhythm surviving the cancellation) rests on a template of her previous beats,
+        # and a fetal pulse within a few bpm of her rate that fades out (the probe slipping
+        # off the fetus onto her vessel) leaves itself in that template: what the
+        # cancellation leaves is then periodic at her interval, and her vessel's rate was
+        # shown for 5 s at quality 0.6-0.8 (benchmarks/bench_fhr.py, docs/fhr.md step 8).
+        mat = self._coincidence_run(t, fhr, near, known_rate & ~close)
+        # With the PPG also: a rate that her beat-locked pulses may have made (her harmonics
+        # and weak rates included) is withheld; a window that hears only her is reported as
+        # maternal (the nurse and the mother are told to move the probe), never as a rate.
         mat |= covered & locked
         # Neither her rate nor her beats for the point: nothing shows that it is not hers.
         unchecked = ~covered & ~known_rate
