@@ -16,7 +16,7 @@ from gateway import protocol as p
 from gateway import systemd
 from gateway.config import Config
 from gateway.device.enrolment import Enrolment, EnrolmentError, enrolment_path
-from gateway.device.journal import SampleJournal, journal_dir
+from gateway.device.journal import journal_dir, open_journal
 from gateway.device.pairing import PairingManager
 from gateway.device.session import DeviceSession, Processor
 from gateway.processing.alerts import PublishOptions
@@ -78,7 +78,7 @@ class Gateway:
         self.enrolment = Enrolment(enrolment_path(cfg))
         self.sessions: dict[str, DeviceSession] = {}
         # the fetal monitors' last seconds of samples, for a restart to replay (not a power cut's)
-        self.journal = SampleJournal(journal_dir(cfg.data_dir) / f"samples-{cfg.gateway.id}.sqlite")
+        self.journal = open_journal(journal_dir(cfg.data_dir) / f"samples-{cfg.gateway.id}.sqlite")
         self.verification: dict[str, VerificationAlerts] = {}  # device_unverified, per device
         self.unknown: dict[str, dict[str, Any]] = {}  # refused devices, reported on MQTT
         self.pairing = PairingManager(self.enrolment, self.transport, self.sessions)
@@ -264,4 +264,5 @@ class Gateway:
             await asyncio.to_thread(self.publisher.stop)
             await self._stop_extras()
             self.history.close()  # its last batch written
-            self.journal.close()
+            if self.journal is not None:
+                self.journal.close()

@@ -13,7 +13,7 @@ import pytest
 
 from gateway import protocol as p
 from gateway.config import MqttSection, ProcessingSection
-from gateway.device.journal import SampleJournal, journal_dir
+from gateway.device.journal import SampleJournal, journal_dir, open_journal
 from gateway.device.session import DeviceSession
 from gateway.processing.fetal import FetalProcessor
 from gateway.processing.resume import resume_boot
@@ -80,6 +80,13 @@ def test_the_journal_goes_in_the_service_runtime_directory(tmp_path, monkeypatch
     assert journal_dir(tmp_path / "data") == tmp_path / "data"
     monkeypatch.setenv("RUNTIME_DIRECTORY", f"{tmp_path}/run:{tmp_path}/other")
     assert journal_dir(tmp_path / "data") == tmp_path / "run"
+
+
+def test_a_journal_that_cannot_be_kept_is_logged_and_left_out(tmp_path, caplog):
+    blocker = tmp_path / "not-a-dir"
+    blocker.write_text("")
+    assert open_journal(blocker / "samples.sqlite") is None
+    assert "not kept" in caplog.text
 
 
 def gateway(outbox: Outbox, journal: SampleJournal) -> tuple[DeviceSession, list[dict]]:

@@ -55,6 +55,16 @@ def journal_dir(data_dir: Path) -> Path:
     return Path(runtime) if runtime else data_dir
 
 
+def open_journal(path: Path) -> SampleJournal | None:
+    """The journal at `path`, or None (logged) where it cannot be kept: the gateway runs
+    without it, and a restart then asks the device for everything (as before it existed)."""
+    try:
+        return SampleJournal(path)
+    except (OSError, sqlite3.Error) as exc:
+        log.warning("sample journal %s not kept: %s", path, exc)
+        return None
+
+
 class SampleJournal:
     """Samples per (device, boot, stream), in order, the last `keep_s` seconds of each."""
 
