@@ -17,6 +17,7 @@ from types import SimpleNamespace
 import pytest
 
 from devtools.broker import free_port
+from gateway import protocol as p
 from gateway.app import Gateway
 from gateway.config import config_from_dict
 from gateway.device import pairing as gp
@@ -447,6 +448,49 @@ def test_jaundice_meter_pairs_by_its_label_and_sends_a_signed_reading(tmp_path):
             assert session.state.stats.auth_failed == 0 and fleet.alive() == ["tcb-new"]
 
     asyncio.run(main())
+
+
+def test_a_pairing_step_whose_answer_is_lost_is_asked_again_and_answered_once(
+    tmp_path, monkeypatch
+):
+    """The gateway loses the device's answers to the second GET and to the REVEAL that makes
+    it compute the shared secret (a dropped radio frame; under the Unix port the device also
+    once ran short of heap there and gave none). The gateway asks again under the same id; the
+    device answers a repeat as it did the first time instead of running the step again (a
+    second REVEAL would be refused: the exchange has moved on), and the pairing completes."""
+    monkeypatch.setattr(gp, "REQUEST_ATTEMPTS", 10)  # so each attempt waits 1-3 s, not 5-10
+    monkeypatch.setattr(gp, "ATTEMPT_MIN_S", 1.0)
+    radio = f"127.0.0.1:{free_port()}"
+    cfg = config_from_dict(gateway_config(tmp_path, "gw-home", radio=radio))  # no broker
+    spec = DeviceSpec("tcb-new", "jaundice", seed=5, enrolled=False, press_every_s=3.0)
+    replies = 0
+    on_frame = gp.PairingManager._on_frame
+
+    def lossy(self, e, data):  # replies: commit, get 0, get 1 (lost), its repeat's,
+        nonlocal replies  # reveal 0, reveal 1 (lost), its repeat's, confirm
+        if p.decode_frame(data).stream == p.Stream.REPLY:
+            replies += 1
+            if replies in (3, 6):
+                return
+        on_frame(self, e, data)
+
+    monkeypatch.setattr(gp.PairingManager, "_on_frame", lossy)
+
+    async def main():
+        fleet = Fleet([spec], radio, tmp_path / "devices", gateway=cfg)
+        dev = fleet.devices[0]
+        async with running_gateway(Gateway(cfg)) as gw, running_fleet(fleet):
+            await eventually_async(lambda: "tcb-new" in gw.unknown, 10, "never refused")
+            done = await gw.pairing.pair_by_label("tcb-new", "jaundice", dev.pair_secret)
+            assert done["state"] == "paired"
+            key = Enrolment(enrolment_path(cfg)).get("tcb-new").key
+            assert json.loads((dev.dir / "device.json").read_text())["key"] == key.hex()
+            session = await eventually_async(lambda: gw.sessions.get("tcb-new"), 10, "no session")
+            await eventually_async(lambda: session.auth.established, 10, "no authenticated session")
+        assert dev.console_lines("PAIR label") and not dev.console_lines("PAIR closed")
+
+    asyncio.run(main())
+    assert replies >= 7  # the two lost, their repeats' answers, and the confirmation
 
 
 def test_label_pairing_over_ble_without_the_button(tmp_path):

@@ -122,6 +122,7 @@ class Pairing:
         self._label_fails = 0  # label attempts since the last success
         self._label_at = 0  # when the last one started...
         self._label_wait = 0  # ...and how long until the next may
+        self._last = None  # (request id, its bytes, the reply): the last PAIR request answered
         self._reset()
 
     def _reset(self):
@@ -191,6 +192,20 @@ class Pairing:
     # ---- PAIR commands ----
 
     def handle(self, op, rid, args):
+        """A PAIR request. One asked again (the same id and bytes: the gateway repeats a
+        request that got no answer) gets the answer it got the first time, not a second run
+        of the step; one that raised (MemoryError: the big numbers need room the heap may
+        lack for a moment) gave none, and runs again."""
+        asked = bytes(args)
+        last = self._last
+        if last is not None and last[0] == rid and last[1] == asked:
+            return last[2]
+        self._last = None
+        reply = self._handle(op, rid, args)
+        self._last = (rid, asked, reply)
+        return reply
+
+    def _handle(self, op, rid, args):
         if len(args) == 33 and args[0] == p.PS_LABEL_COMMIT:
             return self._label_start(op, rid, bytes(args[1:]))
         if not self.is_open() or len(args) < 1:

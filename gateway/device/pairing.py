@@ -59,6 +59,10 @@ CONFIRM_WAIT_S = 60.0  # how long confirming waits for the press on the device
 # How long a label pairing waits for the device to connect: longer than a transport's pause
 # before reconnecting a device it closed, should the transport not honour Transport.expect.
 LABEL_LINK_WAIT_S = REFUSED_HOLD_S + 15.0
+# A PAIR step with no answer is asked again, up to this many times, each after its share of
+# the step's time (at least ATTEMPT_MIN_S: a radio round trip under load).
+REQUEST_ATTEMPTS = 3
+ATTEMPT_MIN_S = 5.0
 
 LABEL_COMMIT = b"perimon-v1 pair commit"
 LABEL_LABEL_COMMIT = b"perimon-v1 pair label commit"
@@ -226,14 +230,25 @@ class PairingManager:
     # ---- the exchange ----
 
     async def _request(self, e: Pending, args: bytes, timeout_s: float = 5.0) -> p.Reply:
+        """One PAIR step, asked up to REQUEST_ATTEMPTS times within about `timeout_s` (at
+        least ATTEMPT_MIN_S each) while no answer comes: the same bytes under the same id,
+        which the device answers as it did the first time (firmware/lib/pairing.py). A write
+        can be dropped (the radio's ring full, or the device short of memory for the big
+        numbers for a moment: seen under the Unix port), and one lost step lost the pairing."""
         if e.link is None:
             raise PairingError("the device went away")
         e.rid = (e.rid + 1) & 0xFF
         frame = unsigned_control_frame(p.Op.PAIR, e.rid, args)  # the gateway has no key yet
-        reply = await await_reply(e.link, frame, e.rid, e.replies, timeout_s)
-        if reply is None:
-            raise PairingError("the device did not answer")
-        return reply
+        each_s = max(ATTEMPT_MIN_S, timeout_s / REQUEST_ATTEMPTS)
+        for attempt in range(REQUEST_ATTEMPTS):
+            if e.link is None:
+                break
+            if attempt:
+                log.info("%s: pairing step asked again (no answer in %.0f s)", e.device_id, each_s)
+            reply = await await_reply(e.link, frame, e.rid, e.replies, each_s)
+            if reply is not None:
+                return reply
+        raise PairingError("the device did not answer")
 
     def _get(self, device_id: str) -> Pending:
         self._expire()
