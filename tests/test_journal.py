@@ -121,7 +121,12 @@ def test_a_restart_replays_the_journal_and_needs_the_device_only_after_the_kill(
     assert published_fhr * 0.25 < 30.0 - 2.0, "points were waiting at the kill"
     journal = SampleJournal(journal_path if with_journal else tmp_path / "empty.sqlite")
     s2, pub2 = gateway(Outbox(outbox_path, 1 << 30, 0, recent_points=240), journal)
-    for f in frames(x, 29.0, 70.0):  # the device's buffer reaches back about to the kill
+    again = frames(x, 29.0, 70.0)  # the device's buffer reaches back about to the kill
+    s2.on_frame(again[0])  # the boot again: resumed; the journal waits for the clock
+    s2.processor.flush()  # type: ignore[union-attr]  # a tick before TIME_SYNC's answer
+    assert s2.state.stats.lost_samples == 0 and not trace(pub2, "fhr"), "published unsynced"
+    s2.set_clock(1_800_000_000_000.0 - T0_MS)  # synced (after_connect's TIME_SYNC): replayed
+    for f in again[1:]:
         s2.on_frame(f)
         s2.tick()  # no link to resend over: a gap is given up at once
     s2.processor.flush()  # type: ignore[union-attr]
@@ -132,6 +137,9 @@ def test_a_restart_replays_the_journal_and_needs_the_device_only_after_the_kill(
     lost = [k for k, (_, _, is_lost) in after.items() if is_lost]
     if with_journal:
         assert s2.state.stats.lost_samples == 0 and lost == []
+        first = min(m["seq"] for m in trace(pub2, "fhr"))  # at its own time, not the replay's
+        (msg,) = [m for m in trace(pub2, "fhr") if m["seq"] == first]
+        assert msg["t_start"].startswith("2027-01-15T08:00:2"), msg["t_start"]
         values = [v for k, (v, _, _) in after.items() if k * 0.25 < 34.0 and v is not None]
         assert len(values) > 4 * 3 and abs(np.median(values) - 125) < 3, values
     else:

@@ -147,6 +147,7 @@ class DeviceSession:
         # The samples delivered in order, kept outside the process for a restart to replay
         # (gateway/device/journal.py); None: not kept.
         self.journal: SampleJournal | None = None
+        self._after_sync: list[Callable[[], None]] = []  # this boot's, until its clock is synced
 
     # ---- link lifecycle ----
 
@@ -266,9 +267,26 @@ class DeviceSession:
             device_ms = unwrap_u32(device_ms, self._t_top)
             self._t_top = max(self._t_top, device_ms)
         # The device read its clock about half-way through the round trip.
-        self.clock_offset_ms = (sent + received) / 2.0 - device_ms
+        self.set_clock((sent + received) / 2.0 - device_ms)
+
+    def set_clock(self, offset_ms: float) -> None:
+        """This boot's clock is synced (unix_ms = device_ms + offset_ms): what waited for it
+        goes on (readings; a restart's journal replay)."""
+        self.clock_offset_ms = offset_ms
         self._last_sync = time.monotonic()
         self._release_unsynced()
+        todo, self._after_sync = self._after_sync, []
+        for fn in todo:
+            fn()
+
+    def when_synced(self, fn: Callable[[], None]) -> None:
+        """Run `fn` once this boot's clock is synced (at once if it is): a restart's journal
+        replay waits for it, so the points it makes carry their own wall time, not the time
+        they are replayed (gateway/processing/resume.py)."""
+        if self.clock_offset_ms is not None:
+            fn()
+        else:
+            self._after_sync.append(fn)
 
     def unix_time(self, t_ms: int) -> float:
         """Wall-clock seconds for a device timestamp of this boot; before its clock is synced,
@@ -369,6 +387,7 @@ class DeviceSession:
         # when the new boot is what connected, usually comes first).
         self.clock_offset_ms = None
         self._last_sync = -1e9
+        self._after_sync.clear()
         self.state.boot = boot
         self.streams.clear()
         self._fragments.clear()

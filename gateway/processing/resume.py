@@ -37,14 +37,14 @@ def resume_plan(kind: str, last_point: int) -> int:
     return max(0, last_point - MHR_WARMUP_POINTS) // 2 * 25
 
 
-def replay_journal(session: DeviceSession, boot: int) -> None:
-    """Each resumed sample stream from the session's journal, as far as it goes on from the
-    resume point without a gap."""
+def replay_journal(session: DeviceSession, boot: int, starts: dict[int, int]) -> None:
+    """Each resumed sample stream (`starts`: stream -> its resume point) from the session's
+    journal, as far as it goes on from there without a gap."""
     if session.journal is None:
         return
     device_id = session.state.device_id
     for kind, stream in TRACE_STREAMS.items():
-        first = session.resume_from.get(stream)
+        first = starts.get(stream)
         if first is None:
             continue
         n = session.replay(stream, session.journal.since(device_id, boot, stream, first))
@@ -65,7 +65,12 @@ def resume_boot(session: DeviceSession, outbox: Outbox, boot: int) -> dict[str, 
                 recent[kind] = [json.loads(m) for m in outbox.recent_trace(device_id, boot, kind)]
         if session.processor is not None:
             session.processor.resume(marks, recent)
-        replay_journal(session, boot)
+        # once the boot's clock is synced (the first thing after the handshake on a
+        # connection, before the device streams), so the replayed points carry their own time
+        starts: dict[int, int] = {
+            s: session.resume_from[s] for s in TRACE_STREAMS.values() if s in session.resume_from
+        }
+        session.when_synced(lambda: replay_journal(session, boot, starts))
     elif "tcb" in marks:
         session.resume_from[p.Stream.TCB] = marks["tcb"] + 1
     if marks:
