@@ -26,9 +26,11 @@ def test_a_central_that_never_exchanges_the_mtu_still_gets_full_frames(broker, t
             await rig.until(lambda: rig.gw.sessions["fh-01"].state.stats.frames > 50, 15,
                             "no data")  # fmt: skip
             out["recon"] = await rig.drop_storm(["fh-01"], drops=2, spacing_s=3.0)
-            await rig.until(
-                lambda: all(not r.held for r in rig.gw.sessions["fh-01"].streams.values()),
-                20, "gaps still open",
+            session = rig.gw.sessions["fh-01"]
+            await rig.until(  # frames after the drops show their gaps, and the gaps are filled
+                lambda: session.state.stats.gaps_seen > 0
+                and all(not r.held for r in session.streams.values()),
+                20, "no gap seen, or gaps still open",
             )  # fmt: skip
             out["vb"] = (await rig.ctl.status())["devices"][addr]
             out["stats"] = rig.gw.sessions["fh-01"].state.stats

@@ -265,5 +265,10 @@ def test_dark_skin_through_the_firmware_gives_a_number():
     )  # fmt: skip
     assert flag == ""
     assert np.allclose(r_near, near, rtol=0.03, atol=2e-4)
-    assert np.allclose(r_far, far, rtol=0.05, atol=1e-4)
+    assert np.allclose(r_far[1:], far[1:], rtol=0.05, atol=1e-4)
+    # 450 nm at the far detector reads a few tens of counts above dark on this skin, so its
+    # own noise is large: over noise seeds 1-20 two of them read it 17 % low and 16 % high
+    # (the 5 % this test asked of it made the test fail about one run in ten; the firmware's
+    # noise is now seeded, tests/mpy/tcb_cycle_check.py)
+    assert abs(r_far[0] / far[0] - 1) < 0.25, r_far[0] / far[0]
     assert estimate_tcb(r_near, r_far).tcb_mg_dl is not None

@@ -2,6 +2,7 @@
 # (JSON on stdin: {"scene": ..., "factory_drive": [...]}) through the simulation HAL; prints the
 # decoded record as JSON.
 import json
+import random
 import struct
 import sys
 
@@ -11,6 +12,8 @@ import hal_sim
 import main
 
 job = json.loads(sys.stdin.read())
+# the simulation HAL's noise (random) from the job's seed: the same job reads the same counts
+random.seed(job.get("seed", 1))
 hal_sim._press(json.dumps(job["scene"]).encode())
 hal_sim._state["contact"] = True
 rec = main.measure(job["factory_drive"])
