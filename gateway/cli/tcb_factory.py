@@ -149,8 +149,9 @@ def judged(unit: UnitCalibration) -> tuple[UnitCalibration, list[str]]:
         f"{NOMINAL_LED_NM[i]:.0f} nm LED at {unit.led_centre_nm[i]:.1f} nm"
         for i in found.culprits()
     )
+    stored = round(found.mg_dl, 3)  # as UnitCalibration.to_dict stores it: the same figure shown
     lines = [
-        f"band correction: estimated uncertainty {found.mg_dl:.2f} mg/dL ({found.group} skin, "
+        f"band correction: estimated uncertainty {stored:.2f} mg/dL ({found.group} skin, "
         f"{found.variant}); mostly the {leds}"
     ]
     if not found.accepted:
@@ -159,7 +160,7 @@ def judged(unit: UnitCalibration) -> tuple[UnitCalibration, list[str]]:
             "not validated on an independent skin model): the unit is calibrated and stored; "
             f"rebinning the {leds} may lower it"
         )
-    return replace(unit, correction_uncertainty_mg_dl=found.mg_dl), lines
+    return replace(unit, correction_uncertainty_mg_dl=stored), lines
 
 
 def _dark(con: Console, drive: tuple[int, ...]) -> list[float]:
