@@ -17,13 +17,14 @@ csv (the files `perimon dsp` reads), and every (all of them: the first byte choo
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import hashlib
 import importlib.util
-import os
 import sys
 import tempfile
 import tomllib
+from collections.abc import Iterator
 from pathlib import Path
 from types import ModuleType, SimpleNamespace
 from typing import Any
@@ -327,14 +328,13 @@ def label(data: bytes) -> None:
 
 # ---- the files `perimon dsp` reads ----
 
-_FILES = Path(tempfile.gettempdir()) / f"perimon-fuzz-{os.getpid()}"
-
-
-def _file(suffix: str, data: bytes) -> str:
-    _FILES.mkdir(exist_ok=True)
-    path = _FILES / f"input{suffix}"
-    path.write_bytes(data)
-    return str(path)
+@contextlib.contextmanager
+def _file(suffix: str, data: bytes) -> Iterator[str]:
+    """`data` as a file the readers open, removed after (a fuzzing run makes millions)."""
+    with tempfile.TemporaryDirectory(prefix="perimon-fuzz-") as d:
+        path = Path(d) / f"input{suffix}"
+        path.write_bytes(data)
+        yield str(path)
 
 
 def wav(data: bytes) -> None:
@@ -343,7 +343,8 @@ def wav(data: bytes) -> None:
     from gateway.cli.dsp_fhr import _read_wav
 
     try:
-        x, fs = _read_wav(_file(".wav", data))
+        with _file(".wav", data) as path:
+            x, fs = _read_wav(path)
     except UserError as exc:
         assert str(exc) and "\n" not in str(exc)
         return
@@ -356,16 +357,16 @@ def csv(data: bytes) -> None:
     from gateway.cli.dsp_fhr import _read_columns
     from gateway.cli.dsp_tcb import _read_rows
 
-    path = _file(".csv", data)
-    try:
-        cols = _read_columns(path, ("t_s", "fhr_bpm"), {"fhr_bpm"})
-        assert set(cols) == {"t_s", "fhr_bpm"}
-    except UserError as exc:
-        assert str(exc) and "\n" not in str(exc)
-    try:
-        _read_rows(path, ("t_s",))
-    except UserError as exc:
-        assert str(exc) and "\n" not in str(exc)
+    with _file(".csv", data) as path:
+        try:
+            cols = _read_columns(path, ("t_s", "fhr_bpm"), {"fhr_bpm"})
+            assert set(cols) == {"t_s", "fhr_bpm"}
+        except UserError as exc:
+            assert str(exc) and "\n" not in str(exc)
+        try:
+            _read_rows(path, ("t_s",))
+        except UserError as exc:
+            assert str(exc) and "\n" not in str(exc)
 
 
 # What the targets import when first called (fuzz/run_atheris.py imports them while it

@@ -34,7 +34,7 @@ def item(seq: int, n: int = 240) -> np.ndarray:
 def test_since_gives_the_samples_from_a_point_on_up_to_the_first_gap(tmp_path):
     j = SampleJournal(tmp_path / "j.sqlite")
     for seq in (0, 240, 480, 960):  # 720 never came
-        j.append("fh-01", 1, DOPPLER, seq, T0_MS + seq // 4, item(seq), 4000)
+        j.append("fh-01", 1, DOPPLER, seq, T0_MS + seq // 4, item(seq))
     got = list(j.since("fh-01", 1, DOPPLER, 300))
     assert [g.seq for g in got] == [240, 480], "from the frame holding sample 300, to the gap"
     assert np.array_equal(got[1].samples, item(480)) and got[1].t_ms == T0_MS + 120
@@ -45,9 +45,9 @@ def test_since_gives_the_samples_from_a_point_on_up_to_the_first_gap(tmp_path):
 
 def test_it_keeps_the_last_seconds_of_the_current_boot_only(tmp_path):
     j = SampleJournal(tmp_path / "j.sqlite", keep_s=2.0)
-    j.append("fh-01", 1, DOPPLER, 0, T0_MS, item(0), 4000)
+    j.append("fh-01", 1, DOPPLER, 0, T0_MS, item(0))
     for k in range(200):  # 12 s of boot 2
-        j.append("fh-01", 2, DOPPLER, 240 * k, k * 60, item(240 * k), 4000)
+        j.append("fh-01", 2, DOPPLER, 240 * k, k * 60, item(240 * k))
     assert list(j.since("fh-01", 1, DOPPLER, 0)) == [], "the old boot is dropped"
     first = next(iter(j.since("fh-01", 2, DOPPLER, 0)), None)
     assert first is None, "boot 2's start is beyond the 2 s kept"
@@ -66,7 +66,7 @@ def test_a_row_written_is_there_after_the_process_is_killed(tmp_path):
         from gateway.device.journal import SampleJournal
         j = SampleJournal(Path(sys.argv[1]))
         for seq in range(0, 2400, 240):
-            j.append("fh-01", 1, 0, seq, seq // 4, np.arange(240, dtype=np.int16), 4000)
+            j.append("fh-01", 1, 0, seq, seq // 4, np.arange(240, dtype=np.int16))
         os.kill(os.getpid(), signal.SIGKILL)
     """)
     proc = subprocess.run([sys.executable, "-c", script, str(path)], cwd=REPO, check=False)

@@ -28,6 +28,8 @@ from pathlib import Path
 import numpy as np
 from numpy.typing import NDArray
 
+from gateway.protocol import NOMINAL_RATE_HZ
+
 log = logging.getLogger(__name__)
 
 KEEP_S = 30.0  # longer than any point waits for its evidence (at most ~7 s), with room
@@ -81,10 +83,12 @@ class SampleJournal:
 
     def append(
         self, device: str, boot: int, stream: int, seq: int, t_ms: int,
-        samples: NDArray[np.int16], rate_hz: float,
+        samples: NDArray[np.int16],
     ) -> None:  # fmt: skip
         """Samples the session delivered in order. A failure is logged, never raised: the
-        journal only shortens what a restart must ask the device for."""
+        journal only shortens what a restart must ask the device for. One committed row per
+        frame (about 55 us on tmpfs or disk, measured: 0.4 % of a core for 7 monitors), so a
+        kill loses none of what was delivered; batching them would save little."""
         try:
             self._db.execute(
                 "INSERT OR IGNORE INTO samples VALUES (?, ?, ?, ?, ?, ?)",
@@ -93,9 +97,10 @@ class SampleJournal:
             key = (device, stream)
             self._appends[key] = n = self._appends.get(key, 0) + 1
             if n % _TRIM_EVERY == 0:
+                oldest = seq - int(self.keep_s * NOMINAL_RATE_HZ[stream])
                 self._db.execute(
                     "DELETE FROM samples WHERE device = ? AND stream = ? AND (boot != ? OR seq < ?)",
-                    (device, stream, boot, seq - int(self.keep_s * rate_hz)),
+                    (device, stream, boot, oldest),
                 )
         except sqlite3.Error as exc:
             log.warning("%s: sample journal: %s", device, exc)

@@ -340,8 +340,7 @@ class DeviceSession:
         if frame.stream == p.Stream.REPLY:
             self._on_reply(frame)
             return
-        if frame.seq > self._seq_top.get(frame.stream, -1):
-            self._seq_top[frame.stream] = frame.seq
+        self._note_seq(frame.stream, frame.seq)
         if self._t_top is None or frame.t_ms > self._t_top:
             self._t_top = frame.t_ms
         if frame.stream in p.SAMPLE_STREAMS:
@@ -444,9 +443,14 @@ class DeviceSession:
             if r.next_seq is not None and it.seq > r.next_seq:
                 break
             self._accept_samples(stream, it.seq, it.t_ms, it.samples)
-            if it.seq > self._seq_top.get(stream, -1):  # a frame's seq, as _on_verified keeps
-                self._seq_top[stream] = it.seq
+            self._note_seq(stream, it.seq)
         return 0 if before is None or r.next_seq is None else r.next_seq - before
+
+    def _note_seq(self, stream: int, seq: int) -> None:
+        """The highest frame seq of the stream this boot: where an unwrapped 32-bit seq is
+        placed (`_unwrapped`) and what a resend request is near."""
+        if seq > self._seq_top.get(stream, -1):
+            self._seq_top[stream] = seq
 
     def _accept(self, stream: int, seq: int, count: int, value: SampleItem | RecordItem) -> None:
         """One frame's contents into its stream's reorderer; deliver what is now in order."""
@@ -482,7 +486,7 @@ class DeviceSession:
                     self.processor.on_samples(stream, it.seq, t_ms, samples)
                 if self.journal is not None and self.state.boot is not None:
                     self.journal.append(self.state.device_id, self.state.boot, stream, it.seq,
-                                        t_ms, samples, p.NOMINAL_RATE_HZ[p.Stream(stream)])  # fmt: skip
+                                        t_ms, samples)  # fmt: skip
             else:
                 t_ms, payload, more = it.value
                 if stream in self._broken:  # after a loss: a tail whose head is gone is skipped
