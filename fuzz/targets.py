@@ -328,6 +328,7 @@ def label(data: bytes) -> None:
 
 # ---- the files `perimon dsp` reads ----
 
+
 @contextlib.contextmanager
 def _file(suffix: str, data: bytes) -> Iterator[str]:
     """`data` as a file the readers open, removed after (a fuzzing run makes millions)."""

@@ -7,7 +7,8 @@ from __future__ import annotations
 
 import pytest
 
-from gateway.processing.fetal import DOPPLER_HZ, RateBound
+from gateway.processing.fetal import DOPPLER_HZ
+from gateway.processing.rate_bound import RateBound
 
 pytestmark = pytest.mark.unit
 
@@ -64,7 +65,7 @@ def test_frames_resent_after_a_drop_arriving_late_and_out_of_order_change_nothin
         a.add(sa, ta)
         b.add(sb, tb)
     assert a.within_tolerance() and b.within_tolerance()
-    assert (a._first, a._last, a._lo, a._hi) == (b._first, b._last, b._lo, b._hi)
+    assert a._frames == b._frames
     assert arrivals_to_know(reordered) <= arrivals_to_know(stamps)  # the gap does not hold it
 
 
@@ -78,3 +79,45 @@ def test_one_late_stamp_holds_the_bound_until_the_span_outgrows_it():
 def test_a_wrong_adc_clock_is_never_bounded():
     assert first_known_s(frames(60, true_hz=2800)) is None
     assert first_known_s(frames(60, true_hz=4200)) is None  # 5% fast
+
+
+def known_per_frame(stamps: list[tuple[int, int]]) -> list[bool]:
+    bound = RateBound(DOPPLER_HZ)
+    out = []
+    for seq, t_ms in stamps:
+        bound.add(seq, t_ms)
+        out.append(bound.within_tolerance())
+    return out
+
+
+@pytest.mark.parametrize("late_ms", [400.0, 1000.0, 3000.0])
+def test_a_late_stamp_after_the_rate_is_bound_does_not_hold_the_points_again(late_ms):
+    """The device's process held up for a moment (a CPU-bound neighbour): one frame 10 s in
+    is stamped late. Before, the bound widened again and every FHR point waited until the span
+    had outgrown it (3.4 s for 400 ms, 23 s for 1 s); it was already known from the frames."""
+    late = int(10 * DOPPLER_HZ / FRAME)
+    known = known_per_frame(frames(60, late_ms={late: late_ms}))
+    first = known.index(True)
+    assert all(known[first:])
+
+
+def test_a_rate_that_drifts_off_after_being_bound_is_unknown_again():
+    """The ADC clock turns 6% fast 10 s into the boot: the frames' own span says so."""
+    fast = frames(40, true_hz=DOPPLER_HZ * 1.06)
+    shift = fast[len(frames(10))][1] - frames(11)[len(frames(10))][1]  # joined at 10 s
+    stamps = frames(10) + [(seq, t_ms - shift) for seq, t_ms in fast[len(frames(10)) :]]
+    known = known_per_frame(stamps)
+    assert any(known[: len(frames(10))])
+    assert not known[-1]
+
+
+def test_a_backlog_at_the_start_ages_out_of_the_window():
+    """A boot under load: the device reads its first 5 s of samples all at once, at 5 s, and
+    steadily after. Before, the spread of those stamps held the rate unknown until the
+    session's check a minute in (no point published meanwhile); now the window outgrows them."""
+    n5 = len(frames(5))
+    stamps = frames(60)
+    backlog = [(seq, max(t, stamps[n5][1])) for seq, t in stamps[:n5]] + stamps[n5:]
+    known = first_known_s(backlog)
+    assert known is not None and known <= 5 + RateBound.WINDOW_S + 1
+    assert first_known_s(frames(10)) is not None  # steady stamps: as soon as before

@@ -29,12 +29,17 @@ SECONDS = 130
 
 
 def run(
-    adc_hz: int = 4000, ppg_adc_hz: int = PPG_HZ, stamp_jitter_s: float = 0.0
+    adc_hz: int = 4000,
+    ppg_adc_hz: int = PPG_HZ,
+    stamp_jitter_s: float = 0.0,
+    held: tuple[float, float] | None = None,
 ) -> tuple[DeviceSession, FetalProcessor, list[tuple[tuple[str, ...], dict[str, Any]]]]:
     """A fetal heart at 140 bpm and her pulse at 80 bpm on the PPG, from ADCs sampling at
     adc_hz and ppg_adc_hz while every frame's seq counts at the nominal rates; the device's
-    clock is right, each frame stamped up to stamp_jitter_s late (its ADC buffer). Published
-    once a second, as the gateway's tick does."""
+    clock is right, each frame stamped up to stamp_jitter_s late (its ADC buffer). `held`:
+    (at_s, for_s), the device's process held up, so the frames its ADC filled meanwhile are
+    read, stamped and sent when it resumes. Published once a second, as the gateway's tick
+    does."""
     published: list[tuple[tuple[str, ...], dict[str, Any]]] = []
     s = DeviceSession("fh-01", p.DeviceType.FETAL_HEART, gap_timeout_s=5.0)
     s.clock_offset_ms = 1_700_000_000_000
@@ -54,7 +59,10 @@ def run(
     frames.sort(key=lambda f: f[0])
     second = 0
     for t, stream, seq, samples in frames:
-        t_ms = int((t + rng.uniform(0.0, stamp_jitter_s)) * 1000)
+        read = t + rng.uniform(0.0, stamp_jitter_s)
+        if held is not None and held[0] <= t < held[0] + held[1]:
+            read = held[0] + held[1]
+        t_ms = int(read * 1000)
         s.on_frame(p.encode_frame(p.Frame(p.Flag(0), p.DeviceType.FETAL_HEART, stream, 1, seq,
                                           t_ms, samples.tobytes())))  # fmt: skip
         if int(t) > second:
@@ -104,6 +112,20 @@ def test_a_right_rate_is_shown_within_seconds_and_a_jittery_clock_after_the_firs
     assert not s.state.rate_errors and "doppler" in s.rates_checked
     when, fhr = points(published, "fhr", "fhr_bpm")
     assert 10 <= when.min() <= 62 and np.isfinite(fhr).mean() > 0.9
+
+
+@pytest.mark.parametrize("held_s", [0.5, 2.0])
+def test_a_device_held_up_for_a_moment_does_not_stop_the_trace(held_s: float) -> None:
+    # The device's process held up 20 s in (a CPU-bound neighbour): the frames read when it
+    # resumes carry late stamps. The rate was known from its first seconds of steady stamps;
+    # before, the late stamps widened its bound again and the points stopped until the span
+    # had outgrown them (0.5 s late: 17 s without points; 2 s: until the minute's check).
+    _, _, published = run(held=(20.0, held_s))
+    when, fhr = points(published, "fhr", "fhr_bpm")
+    assert when.min() <= 5
+    seconds = np.unique(when[when >= 10])  # after the start's wait for her beats (docs/fhr.md)
+    assert np.diff(seconds).max() <= 1 + held_s + 1, "the points stopped coming for a while"
+    assert np.isfinite(fhr).mean() > 0.9
 
 
 def test_a_ppg_adc_off_its_rate_withholds_her_rate_and_the_points_it_checked() -> None:

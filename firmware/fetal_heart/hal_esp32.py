@@ -151,8 +151,9 @@ def button():
 
 _views = [None, 0, None]  # the array, the count and its view, made once per buffer and size
 # The Doppler clock: ticks_us when the DMA was last seen empty, samples read since then, samples
-# lost to an overrun and not yet reported (preallocated: the read path allocates nothing).
-_clock = array.array("i", (time.ticks_us(), 0, 0))
+# lost to an overrun and not yet reported, samples still in the DMA after the last read
+# (preallocated: the read path allocates nothing).
+_clock = array.array("i", (time.ticks_us(), 0, 0, 0))
 
 
 def _view(samples, count):
@@ -174,6 +175,7 @@ async def doppler_read(out, count):
     c = _clock
     now = time.ticks_us()
     behind = time.ticks_diff(now, c[0]) // _US_PER_SAMPLE - c[1]  # this block + still in DMA
+    c[3] = 0 if empty else max(0, min(behind, _DMA_SAMPLES) - count)
     if behind > _DMA_SAMPLES + _DMA_SLACK:
         c[2] += behind - _DMA_SAMPLES  # the DMA was full and dropped its oldest buffers
         c[1] += behind - _DMA_SAMPLES
@@ -195,6 +197,12 @@ def doppler_lost():
     return n
 
 
+def doppler_waiting():
+    """Samples made after the block just read and still in the DMA: how much older than a
+    fresh read that block is (its frame's stamp, main.py)."""
+    return _clock[3]
+
+
 async def ppg_read(out, count):
     while _ppg["n"] < count:
         _ppg_ev.clear()
@@ -205,6 +213,11 @@ async def ppg_read(out, count):
     machine.enable_irq(state)
     for i in range(count):
         out[i] = _ppg_ring[(start + i) % 128]
+
+
+def ppg_waiting():
+    """Samples taken after the block just read and still in the ring (see doppler_waiting)."""
+    return _ppg["n"]
 
 
 def battery_mv():

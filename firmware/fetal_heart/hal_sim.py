@@ -110,6 +110,11 @@ def doppler_lost():
     return doppler.take_lost()
 
 
+def doppler_waiting():
+    """Samples after the block just read, still in the ring (see hal_esp32.py)."""
+    return doppler.n
+
+
 def doppler_first_seq():
     """A test hook, not a board's behaviour: the Doppler seq this boot starts at, 0 unless a
     test put a number in <settings>.first_seq (read once and removed, as the next boot must
@@ -128,6 +133,10 @@ def doppler_first_seq():
 
 async def ppg_read(out, count):
     await ppg.read(out, count)
+
+
+def ppg_waiting():
+    return ppg.n
 
 
 def battery_mv():

@@ -114,6 +114,14 @@ def battery_pct(mv):
     return max(0, min(100, (mv - 3300) * 100 // 850))
 
 
+def stamp(now_ms, age, hz):
+    """A frame's t_ms: when its first sample was taken, `age` samples ago (the block read and
+    those the ADC's ring still holds after it). A device held up, at a boot under load or
+    for a moment, reads a backlog: stamped at the read, those frames would look late by it,
+    and the gateway would doubt the sample rate (docs/protocol.md, Sample streams)."""
+    return (now_ms - age * 1000 // hz) & 0xFFFFFFFF
+
+
 async def doppler_task(link, state):
     buf = array.array("h", bytes(2 * _MAX_BLOCK))
     codec = [0, 0]
@@ -135,7 +143,7 @@ async def doppler_task(link, state):
             fb.feed(buf, n)  # the envelope for the local quality estimate
             if fb.speaker_on:
                 hal.speaker(buf, n)  # the Doppler sound the mother listens to
-        t_ms = (link.now_ms() - n * 1000 // _DOPPLER_HZ) & 0xFFFFFFFF
+        t_ms = stamp(link.now_ms(), n + hal.doppler_waiting(), _DOPPLER_HZ)
         if state.streaming and not state.held:
             if state.adpcm:
                 link.send(p.S_DOPPLER, seq, t_ms, p.adpcm_encode(buf, 0, n, codec), p.F_ADPCM)
@@ -151,7 +159,7 @@ async def ppg_task(link, state):
     while True:
         n = min(_PPG_FRAME, link.payload_room() // 2)
         await hal.ppg_read(buf, n)
-        t_ms = (link.now_ms() - n * 1000 // state.ppg_hz) & 0xFFFFFFFF
+        t_ms = stamp(link.now_ms(), n + hal.ppg_waiting(), state.ppg_hz)
         if state.streaming and not state.held:
             link.send(p.S_PPG, seq, t_ms, p.pcm16_encode(buf, 0, n))
         seq += n

@@ -32,6 +32,7 @@ from dsp.mhr import MaternalBeatStream, MhrPoints, MhrStream
 from gateway import protocol as p
 from gateway.processing.alerts import AlertTracker, Hysteresis, Publish
 from gateway.processing.fhir import TraceWindow, publish_trace_observations, resume_trace_window
+from gateway.processing.rate_bound import RateBound
 from gateway.publish.mqtt import QOS_TRACE
 from gateway.state.settings import DEFAULT_CTG_MODE, ctg_mode, escalates
 from gateway.times import iso_time
@@ -108,49 +109,6 @@ def _half_way_after(stream: int, point: int) -> int:
 def _lost_field(lost: Bools) -> dict[str, list[bool]]:
     """`lost` (docs/mqtt.md): in a message with points whose samples never reached the gateway."""
     return {"lost": [bool(v) for v in lost]} if lost.any() else {}
-
-
-class RateBound:
-    """Whether a sample stream's rate is already known to be within RATE_TOLERANCE of nominal,
-    from the frames so far, before the session's first rate check (RATE_CHECK_S of frames,
-    gateway/device/session.py): the rate implied by the frames' seq and device time from the
-    lowest seq to the highest, its uncertainty the spread of the frames' stamps about the
-    nominal rate over that span (a stamp is late by up to the device's ADC buffer, about 1 s;
-    a rate error drifts them, so it widens the bound too). At least MIN_SPAN_S of frames. A
-    stream whose stamps are steady is known within a few seconds; one with jittery stamps, or
-    a rate off by more than about half the tolerance, waits for the session's check."""
-
-    MIN_SPAN_S = 2.0  # two of the device's ADC buffers (about 1 s each)
-
-    __slots__ = ("_first", "_hi", "_last", "_lo", "nominal_hz")
-
-    def __init__(self, nominal_hz: float) -> None:
-        self.nominal_hz = nominal_hz
-        self._first: tuple[int, float] | None = None  # (seq, t_ms - seq's nominal ms)
-        self._last: tuple[int, float] | None = None
-        self._lo, self._hi = math.inf, -math.inf
-
-    def add(self, seq: int, t_ms: int) -> None:
-        r = t_ms - seq * 1000.0 / self.nominal_hz  # ms ahead of the nominal rate's time
-        if self._first is None or seq < self._first[0]:
-            self._first = (seq, r)
-        if self._last is None or seq > self._last[0]:
-            self._last = (seq, r)
-        self._lo, self._hi = min(self._lo, r), max(self._hi, r)
-
-    @property
-    def seen(self) -> bool:
-        """Whether any frame of the stream has come."""
-        return self._first is not None
-
-    def within_tolerance(self) -> bool:
-        if self._first is None or self._last is None:
-            return False
-        span_ms = (self._last[0] - self._first[0]) * 1000.0 / self.nominal_hz
-        if span_ms < self.MIN_SPAN_S * 1000.0:
-            return False
-        error = abs(self._last[1] - self._first[1]) / span_ms
-        return error + (self._hi - self._lo) / span_ms <= p.RATE_TOLERANCE
 
 
 _Stream = TypeVar("_Stream", FhrStream, MhrStream)

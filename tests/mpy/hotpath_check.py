@@ -85,10 +85,12 @@ async def board():
         i2s.available = 400
         await hal_esp32.doppler_read(buf, 438)  # partial: the rest comes in a second read
     out["lost_keeping_up"] = hal_esp32.doppler_lost()
+    out["waiting_keeping_up"] = hal_esp32.doppler_waiting()
     clock[0] += 2_000_000  # a 2 s stall: 8000 samples made, 4096 held by the DMA
     i2s.available = None
     await hal_esp32.doppler_read(buf, 438)
     out["lost_after_stall"] = hal_esp32.doppler_lost()
+    out["waiting_after_stall"] = hal_esp32.doppler_waiting()
     out["lost_reported_once"] = hal_esp32.doppler_lost()
 
 
@@ -103,6 +105,8 @@ def sim():
     out["sim_push_take_438"] = per_call_sync(push_take)
     ch.push(bytes(2 * 5000))  # more than the ring holds
     out["sim_lost"] = hal_sim.doppler_lost()
+    ch.take(buf, 438)
+    out["sim_waiting"] = hal_sim.doppler_waiting()
 
 
 def feedback():
