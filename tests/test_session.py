@@ -13,7 +13,7 @@ import pytest
 from gateway import protocol as p
 from gateway.device import session as session_module
 from gateway.device.auth import REPLAY_WINDOW, FrameAuth, seal_key, session_key, sign_frame
-from gateway.device.session import DeviceSession
+from gateway.device.session import ANCHOR_S, DeviceSession
 from gateway.transports.base import DeviceLink
 from tests.harness.wait import eventually_async
 
@@ -132,12 +132,14 @@ def doppler_frame(seq: int, t_ms: int, n: int = 240, boot: int = 1) -> bytes:
 @pytest.mark.parametrize("adc_hz", [2800, 5200, 8000])
 def test_a_doppler_adc_more_than_a_quarter_off_is_a_rate_error_not_a_clock_jump(adc_hz):
     """A span of a minute implies a rate far off 4000 Hz, drifting frame by frame, not in one
-    step as a clock that jumped: a rate error after the first minute, and on."""
+    step as a clock that jumped: a rate error after the first minute, and on. A fast ADC's
+    frames look like a late anchor for its first ANCHOR_S (nominal samples): one span after."""
     s, _ = session()
-    for seq in range(0, adc_hz * 62, 240):  # 62 s: one span of a minute
+    first = adc_hz * (62 + int(ANCHOR_S))  # one span of a minute after where it anchors
+    for seq in range(0, first, 240):
         s.on_frame(doppler_frame(seq, seq * 1000 // adc_hz))
     assert s.state.rate_errors == {"doppler": pytest.approx(adc_hz, rel=0.01)}
-    for seq in range(adc_hz * 62 // 240 * 240, adc_hz * 200, 240):
+    for seq in range(first // 240 * 240, adc_hz * 200, 240):
         s.on_frame(doppler_frame(seq, seq * 1000 // adc_hz))
     assert s.state.rate_errors == {"doppler": pytest.approx(adc_hz, rel=0.01)}
 

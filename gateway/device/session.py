@@ -34,6 +34,7 @@ _TIME_SYNC_RETRY_S = 5.0  # while this boot's clock is not synced: its readings 
 _WARN_EVERY_S = 10.0
 _last_warning: dict[str, tuple[float, int]] = {}  # device id -> (last warned, suppressed since)
 _STILL_MISSING_RANGES = 64  # per reading stream: ranges given up, asked for on each connect
+ANCHOR_S = 5.0  # a rate check's first seconds, where a frame may show the anchor late
 _ALL_FROM = 1 << 64  # the end of a RESEND to SEQ_END, among unwrapped numbers
 _RESUME_SLACK = 1024  # samples: more than a sample frame holds at any MTU (firmware: 480)
 
@@ -112,6 +113,7 @@ class DeviceSession:
         self._fragments: dict[int, list[bytes]] = {}
         self._broken: set[int] = set()
         self._rate_ref: dict[int, tuple[int, int]] = {}
+        self._rate_anchored: dict[int, int] = {}  # stream -> seq of the check's first anchor
         self._rate_jumped: dict[int, float] = {}  # stream -> rate implied by its last re-anchor
         self._rate_last: dict[int, tuple[int, int]] = {}  # stream -> the last frame's seq, t_ms
         self._rate_step: dict[int, float] = {}  # stream -> largest one-step drift (ms) in span
@@ -392,6 +394,7 @@ class DeviceSession:
         self._fragments.clear()
         self._broken.clear()
         self._rate_ref.clear()
+        self._rate_anchored.clear()
         self._rate_jumped.clear()
         self._rate_last.clear()
         self._rate_step.clear()
@@ -527,6 +530,15 @@ class DeviceSession:
             self._on_record(stream, seq, t_ms, record)
         return True
 
+    def _rate_anchor(self, stream: int, seq: int, t_ms: int) -> None:
+        """Where the rate check measures from. A stamp is never early, so a frame of the next
+        ANCHOR_S stamped earlier than the anchor and the nominal rate would put it shows the
+        anchor late, and takes its place. A boot's first frames can be a backlog read late;
+        anchored on one 4 s late, the first check read a right 4000 Hz as 4263 and withheld
+        the readings for a minute. A fast ADC moves the anchor too, by ANCHOR_S at most."""
+        self._rate_ref[stream], self._rate_step[stream] = (seq, t_ms), 0.0
+        self._rate_anchored[stream] = seq
+
     def _check_rate(self, stream: int, seq: int, t_ms: int) -> None:
         """Compare the sample rate implied by seq and device time with the nominal rate.
 
@@ -546,12 +558,16 @@ class DeviceSession:
                 self._rate_step[stream] = step_ms
         ref = self._rate_ref.get(stream)
         if ref is None or seq <= ref[0]:
-            self._rate_ref[stream], self._rate_step[stream] = (seq, t_ms), 0.0
+            self._rate_anchor(stream, seq, t_ms)
             return
         dt_ms = ((t_ms - ref[1] + 0x80000000) & 0xFFFFFFFF) - 0x80000000  # signed, wraps
+        if seq - self._rate_anchored[stream] <= ANCHOR_S * nominal:
+            if dt_ms < (seq - ref[0]) * 1000.0 / nominal:  # the anchor was late (_rate_anchor)
+                self._rate_ref[stream], self._rate_step[stream] = (seq, t_ms), 0.0
+            return
         if dt_ms < p.RATE_CHECK_S * 1000:
             if dt_ms < 0:
-                self._rate_ref[stream], self._rate_step[stream] = (seq, t_ms), 0.0
+                self._rate_anchor(stream, seq, t_ms)
             return
         rate = (seq - ref[0]) / (dt_ms / 1000.0)
         name = p.Stream(stream).name.lower()
@@ -560,7 +576,7 @@ class DeviceSession:
         if error > p.RATE_JUMP:
             drift_ms = dt_ms - (seq - ref[0]) * 1000 / nominal
             one_step = 2 * abs(self._rate_step.get(stream, 0.0)) > abs(drift_ms)
-            self._rate_ref[stream], self._rate_step[stream] = (seq, t_ms), 0.0
+            self._rate_anchor(stream, seq, t_ms)
             if one_step and (jumped is None or abs(rate / jumped - 1.0) > p.RATE_TOLERANCE):
                 log.warning("%s: device clock jumped (%s implies %.1f Hz); re-anchored",
                             self.state.device_id, name, rate)  # fmt: skip
