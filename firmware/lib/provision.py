@@ -110,11 +110,10 @@ def console(path, device_type, firmware, inp=None, out=None, measure=None):
                 reply = handle(line, settings, device_type, firmware, path, measure)
             except OSError as e:
                 reply = "ERR storage %s" % e
-        if reply is None:
-            out.write("OK bye\n")
-            break
         committed = committed or (line.upper() == "COMMIT" and reply == "OK")
-        out.write(reply + "\n")
+        out.write(("OK bye" if reply is None else reply) + "\n")
         if hasattr(out, "flush"):
             out.flush()
+        if reply is None:
+            break
     return committed

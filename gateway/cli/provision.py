@@ -64,6 +64,19 @@ class Console:
             raise UserError(f"no answer from the device to {line.split(' ')[0]!r}")
         return reply
 
+    def quit(self) -> None:
+        """End the console. The device leaves it at once (a board restarts into its normal
+        mode, its USB port going away), so its goodbye may be lost with the port: not an
+        error, everything before it was answered."""
+        import serial
+
+        try:
+            self.port.write(b"QUIT\n")
+            self.port.flush()
+            self.port.readline()
+        except serial.SerialException:
+            pass
+
     def ok(self, line: str, what: str) -> str:
         reply = self.ask(line)
         if not reply.startswith("OK"):
@@ -168,7 +181,7 @@ def _provision(args: argparse.Namespace, gateway_id: str, calibration: dict[str,
             or not stored.get("pair_secret_set")
         ):
             raise UserError(f"the device did not keep its settings: {stored}")
-        con.ask("QUIT")
+        con.quit()
     label_path = None
     if args.label:  # first: the label is the only copy of the pairing secret the device kept
         from gateway.cli.provision_label import write_label
