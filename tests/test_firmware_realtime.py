@@ -48,10 +48,11 @@ def test_a_dma_overrun_is_counted_by_the_clock(hotpath):
     assert abs(hotpath["lost_after_stall"] - (8000 - 4096)) <= 256, hotpath
     # What the DMA still holds after a block tells how old the block is (the frame's stamp,
     # main.py stamp()): nothing while the reads keep up, the DMA's worth less the block after
-    # the stall; the simulated ring likewise.
+    # the stall; the simulated ring by its own ADC clock (samples the pipe still holds).
     assert hotpath["waiting_keeping_up"] == 0, hotpath
     assert hotpath["waiting_after_stall"] == 4096 - 438, hotpath
-    assert hotpath["sim_waiting"] == 4096 - 438, hotpath
+    assert hotpath["sim_waiting_caught_up"] == 500 - 438, hotpath
+    assert abs(hotpath["sim_waiting_after_hold"] - (8000 - 438)) <= 40, hotpath  # ~10 ms
     assert hotpath["lost_reported_once"] == 0, hotpath
     assert hotpath["sim_lost"] == 5000 - 4096, hotpath  # the simulated ring: exactly
 

@@ -17,12 +17,19 @@ from board_sim import cpu_ms, note_reset, reset, reset_cause, watchdog  # noqa: 
 import sim_feed
 
 _DOPPLER_BUF = 4096  # samples the simulated DMA buffer holds (1 s at 4 kHz)
+_CAUGHT_UP_US = 200_000  # the simulator's pushes come every 0.1 s (simulators/fleet.py)
 
 
 class _Channel:
-    """A sample FIFO like an ADC's DMA ring; overflow drops the oldest, like hardware would."""
+    """A sample FIFO like an ADC's DMA ring; overflow drops the oldest, like hardware would.
 
-    def __init__(self, cap):
+    It also keeps the ADC's clock as the board's HAL does (hal_esp32.doppler_read): samples
+    are made at `hz` from when the reads last caught up, whether or not the process runs.
+    While it is held up (a CPU-bound neighbour) the simulator's samples wait in the pipe, not
+    in the ring, and the ring alone would make a backlog read late look fresh; its clock says
+    how many samples are waiting (`waiting`), so the frame is stamped with its samples' time."""
+
+    def __init__(self, cap, hz):
         self.buf = array.array("h", bytes(2 * cap))
         self.cap = cap
         self.r = 0
@@ -30,6 +37,10 @@ class _Channel:
         self.overruns = 0  # samples dropped, all told
         self.reported = 0  # ... of which take_lost() has told
         self.ev = asyncio.Event()
+        self.us_per_sample = 1_000_000 // hz
+        self.clock = None  # ticks_us when the reads last caught up (None: no sample yet)
+        self.read_since = 0  # samples read (or dropped) since then
+        self.waiting = 0  # samples made after the block last read and not yet read
 
     def push(self, data):
         buf = self.buf
@@ -39,16 +50,32 @@ class _Channel:
                 self.r = (self.r + 1) % cap
                 self.n -= 1
                 self.overruns += 1
+                self.read_since += 1  # made and gone: not waiting any more
             v = data[i] | (data[i + 1] << 8)
             buf[(self.r + self.n) % cap] = v - 65536 if v & 0x8000 else v
             self.n += 1
+        if self.clock is None:  # the ADC starts with its first samples
+            self.clock = time.ticks_us()
         self.ev.set()
 
     async def read(self, out, count):
+        empty = self.n < count
         while self.n < count:
             self.ev.clear()
             await self.ev.wait()
         self.take(out, count)
+        now = time.ticks_us()
+        if self.clock is not None:  # samples made since the clock and not read before this
+            behind = time.ticks_diff(now, self.clock) // self.us_per_sample - self.read_since
+            # Caught up: the ring ran dry and the clock has no more made than this block and
+            # the simulator's next two pushes (it writes every 0.1 s). Else what the ring lacks
+            # is in the pipe: made while the process was held up (or the simulator late).
+            if not (empty and behind <= count + _CAUGHT_UP_US // self.us_per_sample):
+                self.waiting = max(self.n, behind - count)
+                self.read_since += count
+                return
+        # From now the clock counts on; what the ring still holds was made before it.
+        self.clock, self.read_since, self.waiting = now, -self.n, self.n
 
     def take(self, out, count):
         """Copy the oldest `count` samples into `out`, sample by sample: no allocation."""
@@ -70,8 +97,8 @@ class _Channel:
         return n
 
 
-doppler = _Channel(_DOPPLER_BUF)
-ppg = _Channel(256)
+doppler = _Channel(_DOPPLER_BUF, 4000)
+ppg = _Channel(256, 50)
 _state = {"mv": 4000, "skin": True, "speaker": False}
 _presses = []  # (kind, ticks_ms) of presses the task has not taken yet
 
@@ -111,8 +138,8 @@ def doppler_lost():
 
 
 def doppler_waiting():
-    """Samples after the block just read, still in the ring (see hal_esp32.py)."""
-    return doppler.n
+    """Samples made after the block just read and not yet read (see hal_esp32.py)."""
+    return doppler.waiting
 
 
 def doppler_first_seq():
@@ -136,7 +163,7 @@ async def ppg_read(out, count):
 
 
 def ppg_waiting():
-    return ppg.n
+    return ppg.waiting
 
 
 def battery_mv():

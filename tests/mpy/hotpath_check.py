@@ -105,8 +105,26 @@ def sim():
     out["sim_push_take_438"] = per_call_sync(push_take)
     ch.push(bytes(2 * 5000))  # more than the ring holds
     out["sim_lost"] = hal_sim.doppler_lost()
-    ch.take(buf, 438)
-    out["sim_waiting"] = hal_sim.doppler_waiting()
+
+
+async def sim_clock():
+    """The simulated ring's ADC clock: a read that had to wait leaves what came after its
+    block; one after the process was held up 2 s counts what was made meanwhile."""
+    ch = hal_sim.doppler
+    ch.n = 0  # empty
+    ch.push(bytes(2 * 500))
+    await ch.read(buf, 438)  # enough at once: not caught up, the clock just started
+    ch.n = 0
+    waiter = asyncio.create_task(ch.read(buf, 438))
+    await asyncio.sleep(0)
+    ch.push(bytes(2 * 500))  # the read was waiting for it: caught up
+    await waiter
+    out["sim_waiting_caught_up"] = hal_sim.doppler_waiting()
+    ch.clock = time.ticks_add(time.ticks_us(), -2_000_000)  # last empty 2 s ago
+    ch.read_since = 0
+    ch.push(bytes(2 * 1000))  # what the pipe gave so far
+    await ch.read(buf, 438)
+    out["sim_waiting_after_hold"] = hal_sim.doppler_waiting()
 
 
 def feedback():
@@ -139,6 +157,7 @@ def frame_cost():
 
 asyncio.run(board())
 sim()
+asyncio.run(sim_clock())
 feedback()
 frame_cost()
 print(json.dumps(out))
