@@ -144,3 +144,33 @@ def test_a_restart_replays_the_journal_and_needs_the_device_only_after_the_kill(
         assert len(values) > 4 * 3 and abs(np.median(values) - 125) < 3, values
     else:
         assert s2.state.stats.lost_samples > 4000 and lost, "the test can see a loss"
+
+
+def test_a_gap_waits_for_the_replay_not_given_up_before_the_clock_sync(tmp_path):
+    """Restarted under load, the device's frames after the kill came and a tick passed before
+    TIME_SYNC's answer: the gap from the resume point was given up (or asked of the device,
+    which no longer held it) and counted lost before the journal's replay, which waits for the
+    sync (test_faults' kill -9 lost 8300 samples so). It now waits for the replay."""
+    x = signals(40.0)
+    outbox_path, journal_path = tmp_path / "outbox.sqlite", tmp_path / "samples.sqlite"
+    s1, _ = gateway(Outbox(outbox_path, 1 << 30, 0, recent_points=240),
+                    SampleJournal(journal_path))  # fmt: skip
+    for f in frames(x, 0.0, 30.0):
+        s1.on_frame(f)
+    s1.processor.flush()  # type: ignore[union-attr]
+    s2, pub2 = gateway(Outbox(outbox_path, 1 << 30, 0, recent_points=240),
+                       SampleJournal(journal_path))  # fmt: skip
+    again = frames(x, 29.0, 40.0)
+    for f in again[:10]:
+        s2.on_frame(f)
+        s2.tick()  # no link: an unheld gap would be given up at once (gap_timeout_s 0)
+    assert s2.state.stats.lost_samples == 0, "given up before the replay"
+    s2.set_clock(1_800_000_000_000.0 - T0_MS)
+    for f in again[10:]:
+        s2.on_frame(f)
+        s2.tick()
+    s2.processor.flush()  # type: ignore[union-attr]
+    assert s2.state.stats.lost_samples == 0
+    assert not [
+        k for k, (_, _, is_lost) in points(trace(pub2, "fhr"), "fhr_bpm").items() if is_lost
+    ]

@@ -70,6 +70,8 @@ def resume_boot(session: DeviceSession, outbox: Outbox, boot: int) -> dict[str, 
         starts: dict[int, int] = {
             s: session.resume_from[s] for s in TRACE_STREAMS.values() if s in session.resume_from
         }
+        if session.journal is not None:
+            session.replay_due(starts)
         session.when_synced(lambda: replay_journal(session, boot, starts))
     elif "tcb" in marks:
         session.resume_from[p.Stream.TCB] = marks["tcb"] + 1
