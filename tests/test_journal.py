@@ -7,6 +7,7 @@ from __future__ import annotations
 import subprocess
 import sys
 import textwrap
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -102,6 +103,18 @@ def gateway(outbox: Outbox, journal: SampleJournal) -> tuple[DeviceSession, list
     return s, published
 
 
+def killed_at_30_s(tmp_path, x) -> tuple[list[dict], Path, Path]:
+    """A gateway that received the first 30 s of `x` (a boot's frames), published what was
+    ready and was killed: what it published, and its outbox's and journal's paths."""
+    outbox_path, journal_path = tmp_path / "outbox.sqlite", tmp_path / "samples.sqlite"
+    s1, pub1 = gateway(Outbox(outbox_path, 1 << 30, 0, recent_points=240),
+                       SampleJournal(journal_path))  # fmt: skip
+    for f in frames(x, 0.0, 30.0):
+        s1.on_frame(f)
+    s1.processor.flush()  # type: ignore[union-attr]  # the points ready, as its loop would
+    return pub1, outbox_path, journal_path
+
+
 @pytest.mark.parametrize("with_journal", [True, False])
 def test_a_restart_replays_the_journal_and_needs_the_device_only_after_the_kill(
     with_journal, tmp_path
@@ -110,12 +123,7 @@ def test_a_restart_replays_the_journal_and_needs_the_device_only_after_the_kill(
     kill: with its journal the gateway loses nothing; without it, the seconds its points were
     still waiting for (the failure the journal exists for)."""
     x = signals(70.0)
-    outbox_path, journal_path = tmp_path / "outbox.sqlite", tmp_path / "samples.sqlite"
-    s1, pub1 = gateway(Outbox(outbox_path, 1 << 30, 0, recent_points=240),
-                       SampleJournal(journal_path))  # fmt: skip
-    for f in frames(x, 0.0, 30.0):
-        s1.on_frame(f)
-    s1.processor.flush()  # type: ignore[union-attr]  # the points ready, as its loop would
+    pub1, outbox_path, journal_path = killed_at_30_s(tmp_path, x)
     # then SIGKILL: what was published is in the outbox, what was received in the journal
     published_fhr = max(points(trace(pub1, "fhr"), "fhr_bpm"))
     assert published_fhr * 0.25 < 30.0 - 2.0, "points were waiting at the kill"
@@ -152,12 +160,7 @@ def test_a_gap_waits_for_the_replay_not_given_up_before_the_clock_sync(tmp_path)
     which no longer held it) and counted lost before the journal's replay, which waits for the
     sync (test_faults' kill -9 lost 8300 samples so). It now waits for the replay."""
     x = signals(40.0)
-    outbox_path, journal_path = tmp_path / "outbox.sqlite", tmp_path / "samples.sqlite"
-    s1, _ = gateway(Outbox(outbox_path, 1 << 30, 0, recent_points=240),
-                    SampleJournal(journal_path))  # fmt: skip
-    for f in frames(x, 0.0, 30.0):
-        s1.on_frame(f)
-    s1.processor.flush()  # type: ignore[union-attr]
+    _, outbox_path, journal_path = killed_at_30_s(tmp_path, x)
     s2, pub2 = gateway(Outbox(outbox_path, 1 << 30, 0, recent_points=240),
                        SampleJournal(journal_path))  # fmt: skip
     again = frames(x, 29.0, 40.0)
