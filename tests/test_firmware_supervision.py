@@ -29,7 +29,9 @@ def test_a_task_that_ends_stops_the_feeding_and_an_exception_resets():
     assert out["supervisor_done"] and out["fed_after"] == out["fed_before"] >= 1, out
     assert out["notes"] == ["task doppler ended"], out
     assert out["wdt_ms"] == 8000
-    assert 140 <= out["lag_max_ms"] < 400, out  # the 150 ms a task held the loop
+    # The 150 ms a task held the loop, less up to one 20 ms period of the supervisor's probe
+    # (the hold may begin anywhere in it: 130 ms measured once in a full run)
+    assert 150 - 20 <= out["lag_max_ms"] < 400, out
     assert out["resets"] == ["exception: ValueError('bad',)"], out
     assert out["boot_resets"] == ["main: OSError(5,)"], out  # never the REPL
     assert out["write_errors"] == 1, out  # a write the app fails on: dropped, not the radio
