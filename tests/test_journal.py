@@ -26,6 +26,7 @@ from tests.test_restart_timing import T0_MS, frames, points, signals, trace
 pytestmark = pytest.mark.unit
 
 DOPPLER = int(p.Stream.DOPPLER)
+CLOCK_MS = 1_800_000_000_000.0 - T0_MS  # the boot's offset to wall time, as synced
 
 
 def item(seq: int, n: int = 240) -> np.ndarray:
@@ -109,8 +110,10 @@ def killed_at_30_s(tmp_path, x) -> tuple[list[dict], Path, Path]:
     outbox_path, journal_path = tmp_path / "outbox.sqlite", tmp_path / "samples.sqlite"
     s1, pub1 = gateway(Outbox(outbox_path, 1 << 30, 0, recent_points=240),
                        SampleJournal(journal_path))  # fmt: skip
-    for f in frames(x, 0.0, 30.0):
+    for k, f in enumerate(frames(x, 0.0, 30.0)):
         s1.on_frame(f)
+        if k == 0:
+            s1.set_clock(CLOCK_MS)  # after_connect's TIME_SYNC
     s1.processor.flush()  # type: ignore[union-attr]  # the points ready, as its loop would
     return pub1, outbox_path, journal_path
 
@@ -130,11 +133,7 @@ def test_a_restart_replays_the_journal_and_needs_the_device_only_after_the_kill(
     journal = SampleJournal(journal_path if with_journal else tmp_path / "empty.sqlite")
     s2, pub2 = gateway(Outbox(outbox_path, 1 << 30, 0, recent_points=240), journal)
     again = frames(x, 29.0, 70.0)  # the device's buffer reaches back about to the kill
-    s2.on_frame(again[0])  # the boot again: resumed; the journal waits for the clock
-    s2.processor.flush()  # type: ignore[union-attr]  # a tick before TIME_SYNC's answer
-    assert s2.state.stats.lost_samples == 0 and not trace(pub2, "fhr"), "published unsynced"
-    s2.set_clock(1_800_000_000_000.0 - T0_MS)  # synced (after_connect's TIME_SYNC): replayed
-    for f in again[1:]:
+    for f in again:  # the boot again: resumed, the journal replayed before its first frame
         s2.on_frame(f)
         s2.tick()  # no link to resend over: a gap is given up at once
     s2.processor.flush()  # type: ignore[union-attr]
@@ -154,26 +153,43 @@ def test_a_restart_replays_the_journal_and_needs_the_device_only_after_the_kill(
         assert s2.state.stats.lost_samples > 4000 and lost, "the test can see a loss"
 
 
-def test_a_gap_waits_for_the_replay_not_given_up_before_the_clock_sync(tmp_path):
-    """Restarted under load, the device's frames after the kill came and a tick passed before
-    TIME_SYNC's answer: the gap from the resume point was given up (or asked of the device,
-    which no longer held it) and counted lost before the journal's replay, which waits for the
-    sync (test_faults' kill -9 lost 8300 samples so). It now waits for the replay."""
+def test_the_replay_comes_before_the_live_frames_and_keeps_its_clock(tmp_path):
+    """Restarted under load, the device's frames after the kill came and ticks passed before
+    TIME_SYNC's answer. When the replay waited for that sync, the gap from the resume point
+    was asked of the device, which no longer held it, or given up, and counted lost (8300
+    samples in test_faults' kill -9). The replay now runs when the boot resumes, timed by the
+    clock the journal kept, so no gap opens and no sync is needed."""
     x = signals(40.0)
     _, outbox_path, journal_path = killed_at_30_s(tmp_path, x)
     s2, pub2 = gateway(Outbox(outbox_path, 1 << 30, 0, recent_points=240),
                        SampleJournal(journal_path))  # fmt: skip
-    again = frames(x, 29.0, 40.0)
-    for f in again[:10]:
+    for f in frames(x, 29.0, 40.0):  # never synced
         s2.on_frame(f)
-        s2.tick()  # no link: an unheld gap would be given up at once (gap_timeout_s 0)
-    assert s2.state.stats.lost_samples == 0, "given up before the replay"
-    s2.set_clock(1_800_000_000_000.0 - T0_MS)
-    for f in again[10:]:
+        s2.tick()  # no link: a gap would be given up at once (gap_timeout_s 0)
+    s2.processor.flush()  # type: ignore[union-attr]
+    assert s2.state.stats.lost_samples == 0
+    fhr = trace(pub2, "fhr")
+    assert fhr and not [k for k, (_, _, lost) in points(fhr, "fhr_bpm").items() if lost]
+    first = min(fhr, key=lambda m: m["seq"])
+    assert first["t_start"].startswith("2027-01-15T08:00:2"), "timed by the kept clock"
+
+
+def test_a_boot_whose_clock_was_never_synced_is_not_replayed(tmp_path):
+    """Without the boot's clock the replayed points would be timed at their replay, up to the
+    journal's 30 s late: the device is asked for them instead (here it no longer holds them,
+    so they are lost, and said to be)."""
+    x = signals(40.0)
+    outbox_path, journal_path = tmp_path / "outbox.sqlite", tmp_path / "samples.sqlite"
+    s1, _ = gateway(Outbox(outbox_path, 1 << 30, 0, recent_points=240),
+                    SampleJournal(journal_path))  # fmt: skip
+    for f in frames(x, 0.0, 30.0):  # never synced
+        s1.on_frame(f)
+    s1.processor.flush()  # type: ignore[union-attr]
+    assert list(SampleJournal(journal_path).since("fh-01", 1, DOPPLER, 0)), "journaled"
+    s2, pub2 = gateway(Outbox(outbox_path, 1 << 30, 0, recent_points=240),
+                       SampleJournal(journal_path))  # fmt: skip
+    for f in frames(x, 29.0, 40.0):
         s2.on_frame(f)
         s2.tick()
     s2.processor.flush()  # type: ignore[union-attr]
-    assert s2.state.stats.lost_samples == 0
-    assert not [
-        k for k, (_, _, is_lost) in points(trace(pub2, "fhr"), "fhr_bpm").items() if is_lost
-    ]
+    assert s2.state.stats.lost_samples > 4000

@@ -14,6 +14,10 @@ survives the process, not a power cut: after a power cut the device's buffer is 
 is. Without a runtime directory it goes in the data directory. SQLite, because a row
 committed there is safe from a SIGKILL the moment the call returns, and one file holds every
 device with an index on what is looked up.
+
+Beside the samples it keeps each boot's clock offset (device time to wall time, from the
+session's last TIME_SYNC): a restart replays the samples at once, timed as they were, without
+waiting for a new sync while the device's live frames open a gap behind them.
 """
 
 from __future__ import annotations
@@ -40,7 +44,10 @@ CREATE TABLE IF NOT EXISTS samples (
     device TEXT NOT NULL, boot INTEGER NOT NULL, stream INTEGER NOT NULL,
     seq INTEGER NOT NULL, t_ms INTEGER NOT NULL, data BLOB NOT NULL,
     PRIMARY KEY (device, boot, stream, seq)
-) WITHOUT ROWID
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS clocks (
+    device TEXT PRIMARY KEY, boot INTEGER NOT NULL, offset_ms REAL NOT NULL
+)
 """
 
 
@@ -78,7 +85,7 @@ class SampleJournal:
         # A committed row must survive the process, not a power cut (it is on tmpfs): no fsync.
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute("PRAGMA synchronous=OFF")
-        self._db.execute(_SCHEMA)
+        self._db.executescript(_SCHEMA)
         self._appends: dict[tuple[str, int], int] = {}
 
     def append(
@@ -104,6 +111,27 @@ class SampleJournal:
                 )
         except sqlite3.Error as exc:
             log.warning("%s: sample journal: %s", device, exc)
+
+    def set_clock(self, device: str, boot: int, offset_ms: float) -> None:
+        """The device's boot is synced: unix_ms = device_ms + offset_ms (one row per device, the
+        latest boot's). Logged, never raised, like `append`."""
+        try:
+            self._db.execute(
+                "INSERT OR REPLACE INTO clocks VALUES (?, ?, ?)", (device, boot, offset_ms)
+            )
+        except sqlite3.Error as exc:
+            log.warning("%s: sample journal: %s", device, exc)
+
+    def clock(self, device: str, boot: int) -> float | None:
+        """The boot's clock offset as last synced, or None (never synced, another boot)."""
+        try:
+            row = self._db.execute(
+                "SELECT offset_ms FROM clocks WHERE device = ? AND boot = ?", (device, boot)
+            ).fetchone()
+        except sqlite3.Error as exc:
+            log.warning("%s: sample journal: %s", device, exc)
+            return None
+        return None if row is None else float(row[0])
 
     def since(self, device: str, boot: int, stream: int, first: int) -> Iterator[JournalItem]:
         """The journal's samples of a boot's stream from sample `first` on, as long as they

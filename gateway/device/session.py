@@ -34,7 +34,6 @@ _TIME_SYNC_RETRY_S = 5.0  # while this boot's clock is not synced: its readings 
 _WARN_EVERY_S = 10.0
 _last_warning: dict[str, tuple[float, int]] = {}  # device id -> (last warned, suppressed since)
 _STILL_MISSING_RANGES = 64  # per reading stream: ranges given up, asked for on each connect
-_REPLAY_WAIT_S = 10.0  # a resumed stream's gap waits this long for the journal's replay
 ANCHOR_S = 5.0  # a rate check's first seconds, where a frame may show the anchor late
 _ALL_FROM = 1 << 64  # the end of a RESEND to SEQ_END, among unwrapped numbers
 _RESUME_SLACK = 1024  # samples: more than a sample frame holds at any MTU (firmware: 480)
@@ -150,10 +149,6 @@ class DeviceSession:
         # The samples delivered in order, kept outside the process for a restart to replay
         # (gateway/device/journal.py); None: not kept.
         self.journal: SampleJournal | None = None
-        self._after_sync: list[Callable[[], None]] = []  # this boot's, until its clock is synced
-        # Resumed streams whose journal replay is still to come (stream -> since): their gap is
-        # neither asked of the device nor given up meanwhile (gateway/processing/resume.py).
-        self._replay_due: dict[int, float] = {}
 
     # ---- link lifecycle ----
 
@@ -276,42 +271,21 @@ class DeviceSession:
         self.set_clock((sent + received) / 2.0 - device_ms)
 
     def set_clock(self, offset_ms: float) -> None:
-        """This boot's clock is synced (unix_ms = device_ms + offset_ms): what waited for it
-        goes on (readings; a restart's journal replay)."""
+        """This boot's clock is synced (unix_ms = device_ms + offset_ms): the readings that
+        waited for it go on. Kept in the journal for a restart's replay."""
         self.clock_offset_ms = offset_ms
         self._last_sync = time.monotonic()
+        if self.journal is not None and self.state.boot is not None:
+            self.journal.set_clock(self.state.device_id, self.state.boot, offset_ms)
         self._release_unsynced()
-        todo, self._after_sync = self._after_sync, []
-        for fn in todo:
-            fn()
 
-    def when_synced(self, fn: Callable[[], None]) -> None:
-        """Run `fn` once this boot's clock is synced (at once if it is): a restart's journal
-        replay waits for it, so the points it makes carry their own wall time, not the time
-        they are replayed (gateway/processing/resume.py)."""
-        if self.clock_offset_ms is not None:
-            fn()
-        else:
-            self._after_sync.append(fn)
-
-    def replay_due(self, streams: Iterable[int]) -> None:
-        """A journal replay of these resumed streams is to come (once the clock is synced):
-        until it has run, or _REPLAY_WAIT_S, their gap is not asked of the device nor given
-        up. The journal holds what the device's buffer may no longer: asked first, the device
-        answered that the range was gone, and the samples were counted lost before the replay
-        (seen under load: 8300 samples lost in test_faults' kill -9)."""
-        now = time.monotonic()
-        for stream in streams:
-            self._replay_due[stream] = now
-
-    def _awaiting_replay(self, stream: int, now: float) -> bool:
-        since = self._replay_due.get(stream)
-        if since is None:
-            return False
-        if now - since < _REPLAY_WAIT_S:
-            return True
-        del self._replay_due[stream]  # no sync in time: the device is asked as without a journal
-        return False
+    def resume_clock(self, offset_ms: float) -> None:
+        """A restarted gateway takes this boot's clock as its predecessor last synced it (the
+        journal's): the replayed samples are timed right at once. The device's clock is
+        still synced at the next chance, as if this had not been (a 50 ppm crystal drifts
+        milliseconds over a restart: the two agree)."""
+        self.clock_offset_ms = offset_ms
+        self._release_unsynced()
 
     def unix_time(self, t_ms: int) -> float:
         """Wall-clock seconds for a device timestamp of this boot; before its clock is synced,
@@ -411,8 +385,6 @@ class DeviceSession:
         # when the new boot is what connected, usually comes first).
         self.clock_offset_ms = None
         self._last_sync = -1e9
-        self._after_sync.clear()
-        self._replay_due.clear()
         self.state.boot = boot
         self.streams.clear()
         self._fragments.clear()
@@ -471,7 +443,6 @@ class DeviceSession:
                 break
             self._accept_samples(stream, it.seq, it.t_ms, it.samples)
             self._note_seq(stream, it.seq)
-        self._replay_due.pop(stream, None)
         if r.held:  # what the journal did not hold: the device's to resend
             self._ask_resend(stream, r)
         return 0 if before is None or r.next_seq is None else r.next_seq - before
@@ -733,8 +704,6 @@ class DeviceSession:
         if self.link is None:
             return
         now = time.monotonic()
-        if self._awaiting_replay(stream, now):
-            return
         for lo, hi in r.missing():
             key = (stream, hi)  # a gap fills from its bottom: its top names it while it does
             if now - self._resends.get(key, (0, -1e9))[1] < _RESEND_RETRY_S:
@@ -751,8 +720,6 @@ class DeviceSession:
         now = time.monotonic()
         readings = p.READING_STREAMS.get(self.state.device_type, ())
         for stream, r in self.streams.items():
-            if self._awaiting_replay(stream, now):
-                continue
             if not self._link_lost and r.expired(now):  # aged only while a resend can come
                 out = r.give_up_gap(now=now)
                 if stream in readings:  # the device may still hold them: asked for again

@@ -37,17 +37,27 @@ def resume_plan(kind: str, last_point: int) -> int:
     return max(0, last_point - MHR_WARMUP_POINTS) // 2 * 25
 
 
-def replay_journal(session: DeviceSession, boot: int, starts: dict[int, int]) -> None:
-    """Each resumed sample stream (`starts`: stream -> its resume point) from the session's
-    journal, as far as it goes on from there without a gap."""
-    if session.journal is None:
-        return
+def replay_journal(session: DeviceSession, boot: int) -> None:
+    """Each resumed sample stream from the session's journal, as far as it goes on from its
+    resume point without a gap, before any live frame of the boot: no gap opens behind the
+    device's frames for the device to be asked (it may no longer hold it) or to be given up.
+    Only with the boot's clock as the journal kept it, so the points carry their own time;
+    without it (the last gateway died before its first sync) the device is asked for it all."""
+    journal = session.journal
     device_id = session.state.device_id
+    if journal is None or not session.resume_from:
+        return
+    offset_ms = journal.clock(device_id, boot)
+    if offset_ms is None:
+        log.info("%s: boot %d's clock was never synced: the journal is not replayed", device_id,
+                 boot)  # fmt: skip
+        return
+    session.resume_clock(offset_ms)
     for kind, stream in TRACE_STREAMS.items():
-        first = starts.get(stream)
+        first = session.resume_from.get(stream)
         if first is None:
             continue
-        n = session.replay(stream, session.journal.since(device_id, boot, stream, first))
+        n = session.replay(stream, journal.since(device_id, boot, stream, first))
         log.info("%s: %s resumed from sample %d, %d replayed from the journal", device_id,
                  kind, first, n)  # fmt: skip
 
@@ -65,14 +75,7 @@ def resume_boot(session: DeviceSession, outbox: Outbox, boot: int) -> dict[str, 
                 recent[kind] = [json.loads(m) for m in outbox.recent_trace(device_id, boot, kind)]
         if session.processor is not None:
             session.processor.resume(marks, recent)
-        # once the boot's clock is synced (the first thing after the handshake on a
-        # connection, before the device streams), so the replayed points carry their own time
-        starts: dict[int, int] = {
-            s: session.resume_from[s] for s in TRACE_STREAMS.values() if s in session.resume_from
-        }
-        if session.journal is not None:
-            session.replay_due(starts)
-        session.when_synced(lambda: replay_journal(session, boot, starts))
+        replay_journal(session, boot)
     elif "tcb" in marks:
         session.resume_from[p.Stream.TCB] = marks["tcb"] + 1
     if marks:
