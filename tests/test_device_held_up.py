@@ -7,7 +7,7 @@ samples' time, counting back over what its ADC's ring and clock say is still wai
 (firmware/fetal_heart/main.py, stamp), so the gateway sees no late stamps and no doubt about the
 sample rate: the trace goes on within seconds, nothing is lost or flagged. Before, those frames
 carried the time they were read, the rate the gateway had bound became unknown again
-(gateway/processing/rate_bound.py) and a seven-monitor run under load published no FHR for a
+(gateway/device/sample_rate.py) and a seven-monitor run under load published no FHR for a
 minute."""
 
 from __future__ import annotations
@@ -51,9 +51,9 @@ def test_a_device_held_up_two_seconds_stamps_its_backlog_and_the_trace_goes_on(b
             await asyncio.sleep(0.1)
         seen["trace_back_s"] = time.monotonic() - resumed
         await asyncio.sleep(4.0)  # the backlog's frames in the gateway's window
-        bound = gw.sessions["fh-01"].processor.rate_bounds
+        rates = gw.sessions["fh-01"].rates
         seen["spread_ms"] = {
-            s: max(r for _, r in bound[s]._frames) - min(r for _, r in bound[s]._frames)
+            s: max(a for _, a in rates[s]._window) - min(a for _, a in rates[s]._window)
             for s in (p.Stream.DOPPLER, p.Stream.PPG)
         }
 

@@ -15,9 +15,9 @@ import pytest
 
 from gateway import protocol as p
 from gateway.config import ProcessingSection
-from gateway.device.session import ANCHOR_S, DeviceSession
+from gateway.device.sample_rate import StreamRate
+from gateway.device.session import DeviceSession
 from gateway.processing.fetal import FetalProcessor
-from gateway.processing.rate_bound import RateBound
 from simulators.doppler import synthesize_doppler
 from simulators.ppg import PpgSignal
 
@@ -107,14 +107,17 @@ def test_a_right_rate_is_shown_within_seconds_and_a_jittery_clock_after_the_firs
     assert when.min() <= 5 and shown.mean() > 0.9
     assert np.median(fhr[shown]) == pytest.approx(140.0, abs=3)
     # Stamps up to 1 s late all along (a firmware stamping at the read, not counting back over
-    # its ADC ring) cannot bound it within 3% over RateBound's 20 s window: the points wait
+    # its ADC ring) cannot bound it within 3% over StreamRate's 20 s window: the points wait
     # for the session's check, a minute of frames from an anchor the first ANCHOR_S may move
     # (before the window: 44 s, when the span from the boot's first frame outgrew them), then
     # are all shown.
     s, _, published = run(stamp_jitter_s=1.0)
-    assert not s.state.rate_errors and "doppler" in s.rates_checked
+    assert not s.state.rate_errors and s.rates[p.Stream.DOPPLER].checked
     when, fhr = points(published, "fhr", "fhr_bpm")
-    assert 10 <= when.min() <= p.RATE_CHECK_S + ANCHOR_S + 2 and np.isfinite(fhr).mean() > 0.9
+    assert (
+        10 <= when.min() <= p.RATE_CHECK_S + StreamRate.ANCHOR_S + 2
+        and np.isfinite(fhr).mean() > 0.9
+    )
 
 
 @pytest.mark.parametrize("held_s", [0.5, 2.0])
@@ -136,9 +139,10 @@ def test_a_backlog_read_late_at_the_start_is_not_taken_for_a_rate_error() -> Non
     # session's check measured from the first, late, frame and flagged 4263 Hz and 52.9 Hz
     # a minute in, withholding the readings; and no point came before that check.
     s, _, published = run(held=(0.0, 4.0))
-    assert not s.state.rate_errors and {"doppler", "ppg"} <= s.rates_checked
+    assert not s.state.rate_errors
+    assert s.rates[p.Stream.DOPPLER].checked and s.rates[p.Stream.PPG].checked
     when, fhr = points(published, "fhr", "fhr_bpm")
-    assert when.min() <= 4 + RateBound.WINDOW_S + 2, "the backlog aged out of the bound"
+    assert when.min() <= 4 + StreamRate.WINDOW_S + 2, "the backlog aged out of the bound"
     assert np.isfinite(fhr).mean() > 0.9
     alerts = [m for parts, m in published if parts[-1] == "alert" and m["alert"] == "sample_rate"]
     assert not alerts

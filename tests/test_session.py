@@ -13,7 +13,8 @@ import pytest
 from gateway import protocol as p
 from gateway.device import session as session_module
 from gateway.device.auth import REPLAY_WINDOW, FrameAuth, seal_key, session_key, sign_frame
-from gateway.device.session import ANCHOR_S, DeviceSession
+from gateway.device.sample_rate import StreamRate
+from gateway.device.session import DeviceSession
 from gateway.transports.base import DeviceLink
 from tests.harness.wait import eventually_async
 
@@ -135,7 +136,7 @@ def test_a_doppler_adc_more_than_a_quarter_off_is_a_rate_error_not_a_clock_jump(
     step as a clock that jumped: a rate error after the first minute, and on. A fast ADC's
     frames look like a late anchor for its first ANCHOR_S (nominal samples): one span after."""
     s, _ = session()
-    first = adc_hz * (62 + int(ANCHOR_S))  # one span of a minute after where it anchors
+    first = adc_hz * (62 + int(StreamRate.ANCHOR_S))  # one span of a minute after where it anchors
     for seq in range(0, first, 240):
         s.on_frame(doppler_frame(seq, seq * 1000 // adc_hz))
     assert s.state.rate_errors == {"doppler": pytest.approx(adc_hz, rel=0.01)}

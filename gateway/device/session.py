@@ -24,6 +24,7 @@ from gateway.device.auth import FrameAuth
 from gateway.device.control import await_reply, unsigned_control_frame
 from gateway.device.journal import JournalItem, SampleJournal
 from gateway.device.reorder import Item, Lost, Reorderer, unwrap_u32
+from gateway.device.sample_rate import StreamRate
 from gateway.transports.base import DeviceLink
 
 log = logging.getLogger(__name__)
@@ -34,7 +35,6 @@ _TIME_SYNC_RETRY_S = 5.0  # while this boot's clock is not synced: its readings 
 _WARN_EVERY_S = 10.0
 _last_warning: dict[str, tuple[float, int]] = {}  # device id -> (last warned, suppressed since)
 _STILL_MISSING_RANGES = 64  # per reading stream: ranges given up, asked for on each connect
-ANCHOR_S = 5.0  # a rate check's first seconds, where a frame may show the anchor late
 _ALL_FROM = 1 << 64  # the end of a RESEND to SEQ_END, among unwrapped numbers
 _RESUME_SLACK = 1024  # samples: more than a sample frame holds at any MTU (firmware: 480)
 
@@ -112,14 +112,10 @@ class DeviceSession:
         self.streams: dict[int, Reorderer] = {}
         self._fragments: dict[int, list[bytes]] = {}
         self._broken: set[int] = set()
-        self._rate_ref: dict[int, tuple[int, int]] = {}
-        self._rate_anchored: dict[int, int] = {}  # stream -> seq of the check's first anchor
-        self._rate_jumped: dict[int, float] = {}  # stream -> rate implied by its last re-anchor
-        self._rate_last: dict[int, tuple[int, int]] = {}  # stream -> the last frame's seq, t_ms
-        self._rate_step: dict[int, float] = {}  # stream -> largest one-step drift (ms) in span
-        # Streams (by name) whose rate a span has measured in this boot, right or wrong: the
-        # fetal processor holds points from before that check (gateway/processing/fetal.py).
-        self.rates_checked: set[str] = set()
+        # Each sample stream's rate in this boot, from its frames' stamps: the fetal processor
+        # holds points until it is known (gateway/processing/fetal.py), and a rate found
+        # wrong is an error (state.rate_errors).
+        self.rates: dict[int, StreamRate] = {}
         self._frame_t_ms: dict[tuple[int, int], int] = {}
         # The highest seq of each stream and t_ms verified in this boot, unwrapped: each frame's
         # 32-bit numbers are taken as the nearest to them (reorder.unwrap_u32)
@@ -389,20 +385,15 @@ class DeviceSession:
         self.streams.clear()
         self._fragments.clear()
         self._broken.clear()
-        self._rate_ref.clear()
-        self._rate_anchored.clear()
-        self._rate_jumped.clear()
-        self._rate_last.clear()
-        self._rate_step.clear()
         self._seq_top.clear()
         self._t_top = None
-        self.state.rate_errors.clear()
-        self.rates_checked.clear()
         self._resends.clear()
         self._still_missing.clear()
         self._late_parts.clear()
         if self.processor:
-            self.processor.on_boot(boot)
+            self.processor.on_boot(boot)  # the old boot's last points, under its rates
+        self.rates.clear()
+        self.state.rate_errors.clear()
         self.resume_from.clear()
         self._resumed.clear()
         self.on_new_boot(boot)
@@ -528,65 +519,27 @@ class DeviceSession:
             self._on_record(stream, seq, t_ms, record)
         return True
 
-    def _rate_anchor(self, stream: int, seq: int, t_ms: int) -> None:
-        """Where the rate check measures from. A stamp is never early, so a frame of the next
-        ANCHOR_S stamped earlier than the anchor and the nominal rate would put it shows the
-        anchor late, and takes its place. A boot's first frames can be a backlog read late;
-        anchored on one 4 s late, the first check read a right 4000 Hz as 4263 and withheld
-        the readings for a minute. A fast ADC moves the anchor too, by ANCHOR_S at most."""
-        self._rate_ref[stream], self._rate_step[stream] = (seq, t_ms), 0.0
-        self._rate_anchored[stream] = seq
-
     def _check_rate(self, stream: int, seq: int, t_ms: int) -> None:
-        """Compare the sample rate implied by seq and device time with the nominal rate.
-
-        Measured from a fixed anchor, so the jitter of frame timestamps (up to the device's ADC
-        buffer, about 1 s) shrinks as the span grows. A span implying a rate off by more than
-        RATE_JUMP is re-anchored. It is a device clock that jumped when one step between two
-        frames carries most of the span's drift, and the span before was not the same; else
-        it is an ADC clock that far off (an 8 kHz ADC puts every FHR at half), a rate error
-        like any other, known after one span. So is a declared rate other than nominal.
-        """
+        """Compare the sample rate the stream's stamps imply (gateway/device/sample_rate.py)
+        with the nominal rate: off by more than RATE_TOLERANCE is a rate error, and the
+        stream's readings are withheld. So is a declared rate other than nominal."""
         nominal = p.NOMINAL_RATE_HZ[p.Stream(stream)]
-        last = self._rate_last.get(stream)
-        self._rate_last[stream] = (seq, t_ms)
-        if last is not None and seq > last[0]:  # ms the clock moved beyond this step's samples
-            step_ms = t_ms - last[1] - (seq - last[0]) * 1000 / nominal
-            if abs(step_ms) > abs(self._rate_step.get(stream, 0.0)):
-                self._rate_step[stream] = step_ms
-        ref = self._rate_ref.get(stream)
-        if ref is None or seq <= ref[0]:
-            self._rate_anchor(stream, seq, t_ms)
+        rate = self.rates.get(stream)
+        if rate is None:
+            rate = self.rates[stream] = StreamRate(nominal)
+        span = rate.add(seq, t_ms)
+        if span is None:
             return
-        dt_ms = ((t_ms - ref[1] + 0x80000000) & 0xFFFFFFFF) - 0x80000000  # signed, wraps
-        if seq - self._rate_anchored[stream] <= ANCHOR_S * nominal:
-            if dt_ms < (seq - ref[0]) * 1000.0 / nominal:  # the anchor was late (_rate_anchor)
-                self._rate_ref[stream], self._rate_step[stream] = (seq, t_ms), 0.0
-            return
-        if dt_ms < p.RATE_CHECK_S * 1000:
-            if dt_ms < 0:
-                self._rate_anchor(stream, seq, t_ms)
-            return
-        rate = (seq - ref[0]) / (dt_ms / 1000.0)
         name = p.Stream(stream).name.lower()
-        error = abs(rate / nominal - 1.0)
-        jumped = self._rate_jumped.pop(stream, None)  # the rate the previous span implied
-        if error > p.RATE_JUMP:
-            drift_ms = dt_ms - (seq - ref[0]) * 1000 / nominal
-            one_step = 2 * abs(self._rate_step.get(stream, 0.0)) > abs(drift_ms)
-            self._rate_anchor(stream, seq, t_ms)
-            if one_step and (jumped is None or abs(rate / jumped - 1.0) > p.RATE_TOLERANCE):
-                log.warning("%s: device clock jumped (%s implies %.1f Hz); re-anchored",
-                            self.state.device_id, name, rate)  # fmt: skip
-                self._rate_jumped[stream] = rate
-                return
-            self._rate_jumped[stream] = rate  # the same again next time: still a rate error
-        self.rates_checked.add(name)
-        if error > p.RATE_TOLERANCE:
+        if span.jumped:
+            log.warning("%s: device clock jumped (%s implies %.1f Hz); re-anchored",
+                        self.state.device_id, name, span.rate_hz)  # fmt: skip
+            return
+        if abs(span.rate_hz / nominal - 1.0) > p.RATE_TOLERANCE:
             if name not in self.state.rate_errors:
                 log.error("%s: %s runs at %.1f Hz, not %d Hz: its readings are withheld",
-                          self.state.device_id, name, rate, nominal)  # fmt: skip
-            self.state.rate_errors[name] = round(rate, 1)
+                          self.state.device_id, name, span.rate_hz, nominal)  # fmt: skip
+            self.state.rate_errors[name] = round(span.rate_hz, 1)
         elif self._declared_rate(name) in (None, nominal):
             self.state.rate_errors.pop(name, None)
 

@@ -32,7 +32,6 @@ from dsp.mhr import MaternalBeatStream, MhrPoints, MhrStream
 from gateway import protocol as p
 from gateway.processing.alerts import AlertTracker, Hysteresis, Publish
 from gateway.processing.fhir import TraceWindow, publish_trace_observations, resume_trace_window
-from gateway.processing.rate_bound import RateBound
 from gateway.publish.mqtt import QOS_TRACE
 from gateway.state.settings import DEFAULT_CTG_MODE, ctg_mode, escalates
 from gateway.times import iso_time
@@ -186,9 +185,6 @@ class FetalProcessor:
         # every point's time follows from its number, whichever sample or loss came first.
         self.doppler_t0_ms: int | None = None
         self.ppg_t0_ms: int | None = None
-        # Points wait until their stream's rate is known (RateBound, or the session's check):
-        # a wrong ADC clock would have shifted every rate (docs/fhr.md, Sample rate).
-        self.rate_bounds = {stream: RateBound(hz) for stream, hz in _RATE_HZ.items()}
         self.timed: set[str] = set()  # the traces published with their origin, now fixed
         self.fed: dict[int, int] = {}  # stream -> next seq its point stream expects
         self.fhr_emitted = 0  # the last FHR point the estimator gave
@@ -252,8 +248,6 @@ class FetalProcessor:
         # A frame is stamped when the device has read its samples, never before: the earliest
         # origin implied before the first point is published is the least delayed one.
         t0 = t_ms - round(seq * 1000 / _RATE_HZ.get(stream, 1))
-        if stream in self.rate_bounds:
-            self.rate_bounds[stream].add(seq, t_ms)
         if stream == p.Stream.DOPPLER:
             if self.doppler_t0_ms is None or (t0 < self.doppler_t0_ms and "fhr" not in self.timed):
                 self.doppler_t0_ms = t0
@@ -423,19 +417,14 @@ class FetalProcessor:
                 self._publish_mhr(self.ppg_t0_ms, rate_unknown=ppg_unknown)
 
     def _rate_unknown(self, stream: int) -> bool:
-        """Whether samples of the stream have come at a rate not yet known, right or wrong:
-        the session has neither measured it over RATE_CHECK_S (gateway/device/session.py) nor
-        found it wrong, and its frames so far do not bound it within tolerance (RateBound).
-        Before, a 2.8 kHz Doppler ADC showed 140 bpm as 200 for the minute before the session's
-        check. No samples yet (points made of lost samples only): nothing to wait for."""
+        """Whether samples of the stream have come at a rate not yet known, right or wrong
+        (the session's StreamRate: neither bound by the frames' stamps nor measured over a
+        span, gateway/device/sample_rate.py) and not found wrong. Before, a 2.8 kHz Doppler
+        ADC showed 140 bpm as 200 for the minute before the session's check. No samples yet
+        (points made of lost samples only): nothing to wait for."""
+        rate = self.session.rates.get(stream)
         name = p.Stream(stream).name.lower()
-        st = self.session
-        return not (
-            not self.rate_bounds[stream].seen
-            or name in st.state.rate_errors
-            or name in st.rates_checked
-            or self.rate_bounds[stream].within_tolerance()
-        )
+        return not (rate is None or rate.known or name in self.session.state.rate_errors)
 
     def _device_ms(self, t0: int, t_s: float) -> int:
         return int(t0 + round(t_s * 1000))

@@ -1,14 +1,18 @@
-"""RateBound (gateway/processing/fetal.py): when a stream's frames so far bound its sample rate
-within tolerance. The FHR waits for it after a connect (docs/fhr.md, "How long before the first
-rate"): a link drop refilled by resends, frames arriving out of order, must not delay it, and
-nothing but the device's stamps may shorten it."""
+"""StreamRate's bound (gateway/device/sample_rate.py): when a stream's frames so far bound its
+sample rate within tolerance. The FHR waits for it after a connect (docs/fhr.md, "How long
+before the first rate"): a link drop refilled by resends, frames arriving out of order, must
+not delay it, and nothing but the device's stamps may shorten it. (The span check of the
+same object: tests/test_session.py, tests/test_rate_fault.py.)"""
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 
+from gateway import protocol as p
+from gateway.device.sample_rate import StreamRate
+from gateway.device.session import DeviceSession
 from gateway.processing.fetal import DOPPLER_HZ
-from gateway.processing.rate_bound import RateBound
 
 pytestmark = pytest.mark.unit
 
@@ -16,57 +20,58 @@ FRAME = 438  # Doppler samples per BLE frame, as the firmware sends them (tests/
 
 
 def frames(
-    seconds: float, true_hz: float = DOPPLER_HZ, late_ms: dict[int, float] | None = None
+    seconds: float,
+    true_hz: float = DOPPLER_HZ,
+    late_ms: dict[int, float] | None = None,
+    size: int = FRAME,
 ) -> list[tuple[int, int]]:
     """(seq, t_ms) of the Doppler frames of the first `seconds`: each stamped when its samples
     were read by a clock running at `true_hz`, plus a sawtooth of up to 40 ms (the device reads
     its ADC buffer four frames at a time), plus `late_ms` for frame k."""
     late_ms = late_ms or {}
     out = []
-    for k in range(int(seconds * DOPPLER_HZ / FRAME)):
-        seq = k * FRAME
-        t = (seq + FRAME) * 1000.0 / true_hz + 250.0 + 10.0 * (3 - k % 4) + late_ms.get(k, 0.0)
+    for k in range(int(seconds * DOPPLER_HZ / size)):
+        seq = k * size
+        t = (seq + size) * 1000.0 / true_hz + 250.0 + 10.0 * (3 - k % 4) + late_ms.get(k, 0.0)
         out.append((seq, round(t)))
     return out
 
 
 def first_known_s(stamps: list[tuple[int, int]]) -> float | None:
     """Seconds of frames (by seq) after which the bound is within tolerance, as they arrive."""
-    bound = RateBound(DOPPLER_HZ)
+    rate = StreamRate(DOPPLER_HZ)
     for seq, t_ms in stamps:
-        bound.add(seq, t_ms)
-        if bound.within_tolerance():
+        rate.add(seq, t_ms)
+        if rate.bound:
             return (seq + FRAME) / DOPPLER_HZ
     return None
 
 
-def arrivals_to_know(stamps: list[tuple[int, int]]) -> int:
-    """How many of the frames, in their order of arrival, the bound needs."""
-    bound = RateBound(DOPPLER_HZ)
-    for k, (seq, t_ms) in enumerate(stamps):
-        bound.add(seq, t_ms)
-        if bound.within_tolerance():
-            return k + 1
-    raise AssertionError("never known")
+def doppler_frame(seq: int, t_ms: int) -> bytes:
+    payload = np.zeros(240, dtype="<i2").tobytes()  # PCM16 frames (438 is compressed audio)
+    return p.encode_frame(p.Frame(p.Flag(0), 1, p.Stream.DOPPLER, 1, seq, t_ms, payload))
 
 
 def test_steady_stamps_bound_the_rate_after_its_two_seconds():
     known = first_known_s(frames(10))
-    assert known is not None and RateBound.MIN_SPAN_S <= known <= 2.5
+    assert known is not None and StreamRate.MIN_SPAN_S <= known <= 2.5
 
 
 def test_frames_resent_after_a_drop_arriving_late_and_out_of_order_change_nothing():
-    """A drop: frames 10-19 come after 20-29 (resent once the link is back). The bound is the
-    same, from the same frames, as in order: it goes by seq and the device's stamps only."""
-    stamps = frames(10)
+    """A drop: frames 10-19 come after 20-29 (resent once the link is back). The session puts
+    them back in order before the rate sees them: the bound is known, from the same frames,
+    as soon as the gap fills, and the gap does not hold it."""
+    stamps = frames(10, size=240)
     reordered = stamps[:10] + stamps[20:30] + stamps[10:20] + stamps[30:]
-    a, b = RateBound(DOPPLER_HZ), RateBound(DOPPLER_HZ)
-    for (sa, ta), (sb, tb) in zip(stamps, reordered, strict=True):
-        a.add(sa, ta)
-        b.add(sb, tb)
-    assert a.within_tolerance() and b.within_tolerance()
-    assert a._frames == b._frames
-    assert arrivals_to_know(reordered) <= arrivals_to_know(stamps)  # the gap does not hold it
+    known_at = {}
+    for name, order in (("in order", stamps), ("reordered", reordered)):
+        s = DeviceSession("fh-01", p.DeviceType.FETAL_HEART, gap_timeout_s=5)
+        for k, (seq, t_ms) in enumerate(order):
+            s.on_frame(doppler_frame(seq, t_ms))
+            if name not in known_at and s.rates[p.Stream.DOPPLER].bound:
+                known_at[name] = k
+        assert s.rates[p.Stream.DOPPLER].bound
+    assert known_at["reordered"] <= max(known_at["in order"], 29), known_at
 
 
 def test_one_late_stamp_holds_the_bound_until_the_span_outgrows_it():
@@ -82,11 +87,11 @@ def test_a_wrong_adc_clock_is_never_bounded():
 
 
 def known_per_frame(stamps: list[tuple[int, int]]) -> list[bool]:
-    bound = RateBound(DOPPLER_HZ)
+    rate = StreamRate(DOPPLER_HZ)
     out = []
     for seq, t_ms in stamps:
-        bound.add(seq, t_ms)
-        out.append(bound.within_tolerance())
+        rate.add(seq, t_ms)
+        out.append(rate.bound)
     return out
 
 
@@ -119,5 +124,5 @@ def test_a_backlog_at_the_start_ages_out_of_the_window():
     stamps = frames(60)
     backlog = [(seq, max(t, stamps[n5][1])) for seq, t in stamps[:n5]] + stamps[n5:]
     known = first_known_s(backlog)
-    assert known is not None and known <= 5 + RateBound.WINDOW_S + 1
+    assert known is not None and known <= 5 + StreamRate.WINDOW_S + 1
     assert first_known_s(frames(10)) is not None  # steady stamps: as soon as before
