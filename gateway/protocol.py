@@ -94,6 +94,7 @@ class Status(IntEnum):
     BAD_REQUEST = 1
     UNSUPPORTED = 2
     UNAVAILABLE = 3
+    BUSY = 4  # no room for the step now (the device's heap): ask the same again shortly
 
 
 class Event(IntEnum):

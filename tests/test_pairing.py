@@ -154,7 +154,7 @@ def test_pairing_over_ble_from_the_button_to_a_streaming_enrolled_device(tmp_pat
     asyncio.run(main())
 
 
-_DEVICE = """
+_DEVICE_SETUP = """
 import sys, json, os, hashlib
 sys.path.append(%(lib)r)
 import protocol as p
@@ -202,7 +202,11 @@ def cmd(args, rid=[0]):
     n = len(sent)
     radio.on_write(frame)
     return sent[n][2] if len(sent) > n else None
+"""
 
+_DEVICE = (
+    _DEVICE_SETUP
+    + """
 out = {}
 out["closed"] = cmd(bytes((1,)) + bytes(32))  # window closed: ignored, no reply
 out["rejected"] = link.rejected
@@ -230,6 +234,7 @@ out["state_after_wrong"] = pr.state
 out["key"] = json.load(open(path)).get("key")
 print(json.dumps(out))
 """
+)
 
 
 def test_firmware_refuses_a_changed_value_a_wrong_or_early_confirmation(tmp_path):
@@ -251,6 +256,57 @@ def test_firmware_refuses_a_changed_value_a_wrong_or_early_confirmation(tmp_path
     assert out["early"] == unavailable  # right key, but nobody pressed the button
     assert out["wrong"] == bad and out["state_after_wrong"] == 0
     assert out["key"] == "11" * 32  # nothing stored
+
+
+_SHORT_OF_HEAP = """
+def again(args):  # the same request under the same id: the gateway asking again
+    frame = p.encode_frame(0, 0, 30, 0, 77, 0, bytes((p.OP_PAIR, 77)) + args)
+    n = len(sent)
+    radio.on_write(frame)
+    return sent[n][2] if len(sent) > n else None
+
+real_pow, fail = pow, [0]
+def short_of_heap(*a):  # the heap has no room for the big numbers, once per armed step
+    if fail[0]:
+        fail[0] -= 1
+        raise MemoryError("memory allocation failed, allocating 514 bytes")
+    return real_pow(*a)
+pairing.pow = short_of_heap
+
+out = {}
+pr.press()
+a = bytes.fromhex(%(a)r)
+commit = bytes((1,)) + hashlib.sha256(pairing.LABEL_COMMIT + a).digest()
+fail[0] = 1
+out["commit"] = [again(commit), again(commit)]
+out["get"] = again(bytes((2, 0)))
+again(bytes((3, 0)) + a[:128])
+fail[0] = 1
+out["reveal1"] = [again(bytes((3, 1)) + a[128:]), again(bytes((3, 1)) + a[128:])]
+out["code"] = pr.code
+out["write_errors"] = link.write_errors
+print(json.dumps(out))
+"""
+
+
+def test_a_step_the_heap_has_no_room_for_is_answered_busy_and_runs_when_asked_again(tmp_path):
+    """Under load the simulated monitor's heap once had no 514-byte block for the shared
+    secret's big numbers (MemoryError in the REVEAL that computes it): no answer came, the
+    gateway waited a whole attempt (10 s) to ask again, and the nurse's page timed out. The
+    firmware now answers busy (status 4), keeps no answer for the request, and runs the step
+    when the gateway asks again, the same id and bytes (gateway side:
+    tests/test_pairing_label.py)."""
+    settings = tmp_path / "device.json"
+    settings.write_text(json.dumps({"id": "fh-t", "key": "11" * 32}))
+    a = pow(2, 12345678901234567890, gp.PRIME).to_bytes(256, "big")
+    script = tmp_path / "dev.py"
+    script.write_text((_DEVICE_SETUP + _SHORT_OF_HEAP) % {"lib": str(LIB), "path": str(settings),
+                                                          "a": a.hex()})  # fmt: skip
+    out = json.loads(run_micropython(script).strip().splitlines()[-1])
+    ok, busy = 0, int(p.Status.BUSY)
+    assert out["commit"] == [busy, ok] and out["get"] == ok
+    assert out["reveal1"] == [busy, ok] and len(out["code"]) == 4
+    assert out["write_errors"] == 0  # answered, not dropped at the link's barrier
 
 
 def test_gateway_and_firmware_derive_the_same_code_and_key(tmp_path):

@@ -194,14 +194,19 @@ class Pairing:
     def handle(self, op, rid, args):
         """A PAIR request. One asked again (the same id and bytes: the gateway repeats a
         request that got no answer) gets the answer it got the first time, not a second run
-        of the step; one that raised (MemoryError: the big numbers need room the heap may
-        lack for a moment) gave none, and runs again."""
+        of the step. One the heap had no room for (MemoryError: the big numbers need 514-byte
+        blocks a fragmented heap may lack for a moment) is answered busy and runs again when
+        asked again: silence cost the gateway a whole attempt's wait (10 s)."""
         asked = bytes(args)
         last = self._last
         if last is not None and last[0] == rid and last[1] == asked:
             return last[2]
         self._last = None
-        reply = self._handle(op, rid, args)
+        try:
+            reply = self._handle(op, rid, args)
+        except MemoryError:
+            self.log("PAIR busy")
+            return p.encode_reply(op, rid, p.ST_BUSY)
         self._last = (rid, asked, reply)
         return reply
 
@@ -259,11 +264,15 @@ class Pairing:
             or (self.is_open() and self._label is None)  # the button's turn
         ):
             return p.encode_reply(op, rid, p.ST_UNAVAILABLE)
+        self._label = bytes.fromhex(self.settings["pair_secret"])
+        try:
+            self._commit_to(commit)
+        except MemoryError:  # answered busy and asked again: no attempt spent, no back-off
+            self._label = None
+            raise
         self._label_wait = min(BACKOFF_MAX_MS, BACKOFF_MS << min(self._label_fails, 5))
         self._label_fails += 1
         self._label_at = time.ticks_ms()
-        self._label = bytes.fromhex(self.settings["pair_secret"])
-        self._commit_to(commit)
         self.until = time.ticks_add(time.ticks_ms(), LABEL_WINDOW_MS)
         self.log("PAIR label")
         return p.encode_reply(op, rid, p.ST_OK)

@@ -52,6 +52,7 @@ ST_OK = const(0)
 ST_BAD_REQUEST = const(1)
 ST_UNSUPPORTED = const(2)
 ST_UNAVAILABLE = const(3)
+ST_BUSY = const(4)
 
 # Event codes.
 EV_BOOT = const(1)

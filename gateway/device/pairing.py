@@ -63,6 +63,7 @@ LABEL_LINK_WAIT_S = REFUSED_HOLD_S + 15.0
 # the step's time (at least ATTEMPT_MIN_S: a radio round trip under load).
 REQUEST_ATTEMPTS = 3
 ATTEMPT_MIN_S = 5.0
+BUSY_RETRY_S = 0.3  # after a busy answer (no room on the device's heap for a moment)
 
 LABEL_COMMIT = b"perimon-v1 pair commit"
 LABEL_LABEL_COMMIT = b"perimon-v1 pair label commit"
@@ -240,13 +241,17 @@ class PairingManager:
         e.rid = (e.rid + 1) & 0xFF
         frame = unsigned_control_frame(p.Op.PAIR, e.rid, args)  # the gateway has no key yet
         each_s = max(ATTEMPT_MIN_S, timeout_s / REQUEST_ATTEMPTS)
-        for attempt in range(REQUEST_ATTEMPTS):
-            if e.link is None:
-                break
-            if attempt:
-                log.info("%s: pairing step asked again (no answer in %.0f s)", e.device_id, each_s)
+        busy_until = time.monotonic() + each_s * REQUEST_ATTEMPTS
+        attempt = 0
+        while attempt < REQUEST_ATTEMPTS and e.link is not None:
             reply = await await_reply(e.link, frame, e.rid, e.replies, each_s)
-            if reply is not None:
+            if reply is None:
+                attempt += 1
+                log.info("%s: pairing step asked again (no answer in %.0f s)", e.device_id, each_s)
+            elif reply.status == p.Status.BUSY and time.monotonic() < busy_until:
+                log.info("%s: pairing step asked again (the device was busy)", e.device_id)
+                await asyncio.sleep(BUSY_RETRY_S)
+            else:
                 return reply
         raise PairingError("the device did not answer")
 
@@ -366,6 +371,8 @@ class PairingManager:
 
     @staticmethod
     def _ok(r: p.Reply) -> p.Reply:
+        if r.status == p.Status.BUSY:  # still short of memory after asking again for a while
+            raise PairingError("the monitor had no room for the exchange: try again")
         if r.status != p.Status.OK:
             raise PairingError(f"the device refused ({p.Status(r.status).name.lower()})")
         return r
