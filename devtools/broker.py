@@ -6,6 +6,8 @@ machine and the tests run against a real broker on a free loopback port.
 
 from __future__ import annotations
 
+import os
+import pwd
 import shutil
 import socket
 import subprocess
@@ -14,7 +16,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from devtools.process import stop_process
+from devtools.process import stop_process, tied_to_parent
 
 
 def free_port() -> int:
@@ -60,18 +62,25 @@ def _wait_listening(host: str, port: int, proc: subprocess.Popen[bytes], timeout
     raise RuntimeError(f"MQTT broker did not listen on {host}:{port} within {timeout_s} s")
 
 
-def start_broker(workdir: Path, port: int | None = None, extra_conf: str = "") -> Broker:
-    """Start a broker on 127.0.0.1 (a free port unless given) and wait until it listens."""
+def start_broker(
+    workdir: Path, port: int | None = None, extra_conf: str = "", tied: bool = False
+) -> Broker:
+    """Start a broker on 127.0.0.1 (a free port unless given) and wait until it listens.
+    `tied`: it ends when this process does, however it ends (devtools.process.tied_to_parent)."""
     workdir.mkdir(parents=True, exist_ok=True)
     port = port or free_port()
     exe = mosquitto_binary()
     log = open(workdir / "broker.log", "ab")
     if exe:
         conf = workdir / "mosquitto.conf"
+        # As root it would drop to the mosquitto user, which also clears a parent-death signal
+        as_root = f"user {pwd.getpwuid(0).pw_name}\n" if os.geteuid() == 0 else ""
         conf.write_text(
-            f"listener {port} 127.0.0.1\nallow_anonymous true\npersistence false\n{extra_conf}"
+            f"{as_root}listener {port} 127.0.0.1\nallow_anonymous true\npersistence false\n"
+            f"{extra_conf}"
         )
-        proc = subprocess.Popen([exe, "-c", str(conf)], stdout=log, stderr=log)
+        proc = subprocess.Popen(tied_to_parent([exe, "-c", str(conf)], tied), stdout=log,
+                                stderr=log)  # fmt: skip
         kind, protocol = "mosquitto", "5"
     else:
         conf = workdir / "amqtt.yaml"
@@ -82,7 +91,8 @@ def start_broker(workdir: Path, port: int | None = None, extra_conf: str = "") -
             "    allow_anonymous: true\n"
         )
         amqtt = Path(sys.executable).parent / "amqtt"
-        proc = subprocess.Popen([str(amqtt), "-c", str(conf)], stdout=log, stderr=log)
+        proc = subprocess.Popen(tied_to_parent([str(amqtt), "-c", str(conf)], tied), stdout=log,
+                                stderr=log)  # fmt: skip
         kind, protocol = "amqtt", "3.1.1"
     _wait_listening("127.0.0.1", port, proc, 10.0)
     return Broker("127.0.0.1", port, kind, proc, protocol)

@@ -1,11 +1,22 @@
-"""Child processes the tooling starts (broker, D-Bus, virtual BlueZ): stopping them and
-reading their CPU time, written once."""
+"""Child processes the tooling starts (broker, D-Bus, virtual BlueZ): tying them to their
+parent, stopping them and reading their CPU time, written once."""
 
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 from pathlib import Path
+
+
+def tied_to_parent(argv: list[str], tied: bool = True) -> list[str]:
+    """`argv` run so that the child gets SIGTERM when its parent dies, by SIGKILL too (Linux's
+    parent-death signal, set by util-linux's setpriv and kept across exec): a demo killed with
+    kill -9 left its broker and D-Bus daemon running. The signal comes when the *thread* that
+    started the child ends, so only for children started from a thread that lives as long as
+    the process (the demo's main thread); `tied` False, or no setpriv: `argv` unchanged."""
+    setpriv = shutil.which("setpriv") if tied else None
+    return [setpriv, "--pdeathsig", "TERM", "--", *argv] if setpriv else argv
 
 
 def stop_process(proc: subprocess.Popen[bytes], timeout_s: float = 5.0) -> None:

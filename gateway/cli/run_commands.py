@@ -131,7 +131,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
     _logging(args.verbose)
     with tempfile.TemporaryDirectory(prefix="perimon-demo-") as tmp:
         work = Path(tmp)
-        broker = start_broker(work / "broker")
+        broker = start_broker(work / "broker", tied=True)  # gone with the demo, even kill -9
         print(f"MQTT broker: {broker.kind} on {broker.host}:{broker.port}")
         radio = f"127.0.0.1:{free_port()}"
         radio_cfg = {"transport": "sim", "listen": radio}
@@ -141,9 +141,9 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
             from simulators.virtual_bluez import PrivateBus, VirtualBluezProcess
 
-            bus = PrivateBus(work / "bus").start()
+            bus = PrivateBus(work / "bus").start(tied=True)
             os.environ["DBUS_SYSTEM_BUS_ADDRESS"] = bus.address
-            bluez = (bus, VirtualBluezProcess(bus.address).start())
+            bluez = (bus, VirtualBluezProcess(bus.address).start(tied=True))
             radio = bluez[1].radio
             radio_cfg = {"transport": "ble", "enrolled": "fh-01,fh-02,tcb-01"}
             print(f"virtual BlueZ on {bus.address}")

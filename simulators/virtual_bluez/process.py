@@ -9,7 +9,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-from devtools.process import cpu_seconds, stop_process
+from devtools.process import cpu_seconds, stop_process, tied_to_parent
 
 _REPO = Path(__file__).resolve().parents[2]
 
@@ -51,14 +51,16 @@ class PrivateBus:
         self.address = f"unix:path={self.socket}"
         self.proc: subprocess.Popen | None = None
 
-    def start(self) -> PrivateBus:
+    def start(self, tied: bool = False) -> PrivateBus:
+        """`tied`: it ends when this process does (devtools.process.tied_to_parent)."""
         daemon = dbus_daemon_binary()
         if daemon is None:
             raise FileNotFoundError("dbus-daemon is not installed (Debian package: dbus)")
         conf = self.dir / "bus.conf"
         conf.write_text(_BUS_CONFIG.format(socket=self.socket))
         self.proc = subprocess.Popen(
-            [daemon, f"--config-file={conf}", "--nofork", "--nopidfile", "--print-address"],
+            tied_to_parent([daemon, f"--config-file={conf}", "--nofork", "--nopidfile",
+                            "--print-address"], tied),
             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
         )  # fmt: skip
         line = self.proc.stdout.readline().strip()
@@ -90,11 +92,13 @@ class VirtualBluezProcess:
     def radio(self) -> str:
         return f"127.0.0.1:{self.port}"
 
-    def start(self) -> VirtualBluezProcess:
+    def start(self, tied: bool = False) -> VirtualBluezProcess:
+        """`tied`: it ends when this process does (devtools.process.tied_to_parent)."""
         err = open(self.log_file, "ab") if self.log_file else subprocess.DEVNULL  # noqa: SIM115
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "simulators.virtual_bluez", "--bus", self.bus_address,
-             "--listen", self.listen, "--max-links", str(self.max_links)],
+            tied_to_parent([sys.executable, "-m", "simulators.virtual_bluez", "--bus",
+                            self.bus_address, "--listen", self.listen, "--max-links",
+                            str(self.max_links)], tied),
             stdout=subprocess.PIPE, stderr=err, text=True, cwd=_REPO,
             env={**os.environ, "PYTHONPATH": str(_REPO)},
         )  # fmt: skip
