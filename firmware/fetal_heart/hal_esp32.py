@@ -13,6 +13,7 @@ from micropython import const
 
 import board
 import board_radio
+from adc_clock import AdcClock
 from presses import Presses
 from board import cpu_ms, note_reset, reset, reset_cause, watchdog  # noqa: F401
 
@@ -27,7 +28,6 @@ _PPG_HZ = const(50)
 _DMA_BYTES = const(32768)
 _DMA_SAMPLES = const(4096)
 _DMA_SLACK = const(256)  # samples of one DMA buffer: the driver hands data over a buffer at a time
-_US_PER_SAMPLE = const(250)
 # Mother's feedback: an RGB LED (common cathode, three PWM channels), a piezo buzzer (PWM) for
 # the guiding tones, a small speaker on an I2S class-D amplifier (MAX98357A) for the Doppler
 # sound, and the pairing button (to ground, internal pull-up).
@@ -150,10 +150,11 @@ def button():
 
 
 _views = [None, 0, None]  # the array, the count and its view, made once per buffer and size
-# The Doppler clock: ticks_us when the DMA was last seen empty, samples read since then, samples
-# lost to an overrun and not yet reported, samples still in the DMA after the last read
+# The Doppler's ADC clock, caught up when the DMA was last seen empty; beside it the samples lost
+# to an overrun and not yet reported, and those still in the DMA after the last read
 # (preallocated: the read path allocates nothing).
-_clock = array.array("i", (time.ticks_us(), 0, 0, 0))
+_adc = AdcClock(_DOPPLER_HZ, time.ticks_us(), time.ticks_diff)
+_dma = array.array("i", (0, 0))
 
 
 def _view(samples, count):
@@ -172,17 +173,15 @@ async def doppler_read(out, count):
     empty = got < want  # the DMA ran dry: it now holds at most the buffer being filled
     while got < want:
         got += await _i2s_stream.readinto(mv[got // 2 :])  # rare: one small view
-    c = _clock
     now = time.ticks_us()
-    behind = time.ticks_diff(now, c[0]) // _US_PER_SAMPLE - c[1]  # this block + still in DMA
-    c[3] = 0 if empty else max(0, min(behind, _DMA_SAMPLES) - count)
+    behind = _adc.behind(now)  # this block + still in the DMA
+    _dma[1] = 0 if empty else max(0, min(behind, _DMA_SAMPLES) - count)
     if behind > _DMA_SAMPLES + _DMA_SLACK:
-        c[2] += behind - _DMA_SAMPLES  # the DMA was full and dropped its oldest buffers
-        c[1] += behind - _DMA_SAMPLES
-    c[1] += count
+        _dma[0] += behind - _DMA_SAMPLES  # the DMA was full and dropped its oldest buffers
+        _adc.read += behind - _DMA_SAMPLES
+    _adc.read += count
     if empty:
-        c[0] = now
-        c[1] = 0
+        _adc.caught_up(now, 0)
 
 
 def doppler_first_seq():
@@ -192,15 +191,15 @@ def doppler_first_seq():
 
 def doppler_lost():
     """Samples lost to DMA overruns since the last call, all before the block just read."""
-    n = _clock[2]
-    _clock[2] = 0
+    n = _dma[0]
+    _dma[0] = 0
     return n
 
 
 def doppler_waiting():
     """Samples made after the block just read and still in the DMA: how much older than a
     fresh read that block is (its frame's stamp, main.py)."""
-    return _clock[3]
+    return _dma[1]
 
 
 async def ppg_read(out, count):

@@ -13,6 +13,7 @@ import time
 sys.path.append((__file__.rsplit("/", 1)[0] if "/" in __file__ else ".") + "/../sim")
 
 import board_radio
+from adc_clock import AdcClock
 from board_sim import cpu_ms, note_reset, reset, reset_cause, watchdog  # noqa: F401
 import sim_feed
 
@@ -23,11 +24,11 @@ _CAUGHT_UP_US = 200_000  # the simulator's pushes come every 0.1 s (simulators/f
 class _Channel:
     """A sample FIFO like an ADC's DMA ring; overflow drops the oldest, like hardware would.
 
-    It also keeps the ADC's clock as the board's HAL does (hal_esp32.doppler_read): samples
-    are made at `hz` from when the reads last caught up, whether or not the process runs.
-    While it is held up (a CPU-bound neighbour) the simulator's samples wait in the pipe, not
-    in the ring, and the ring alone would make a backlog read late look fresh; its clock says
-    how many samples are waiting (`waiting`), so the frame is stamped with its samples' time."""
+    It also keeps the ADC's clock as the board's HAL does (adc_clock.py): samples are made at
+    `hz` from when the reads last caught up, whether or not the process runs. While it is held
+    up (a CPU-bound neighbour) the simulator's samples wait in the pipe, not in the ring, and
+    the ring alone would make a backlog read late look fresh; its clock says how many samples
+    are waiting (`waiting`), so the frame is stamped with its samples' time."""
 
     def __init__(self, cap, hz):
         self.buf = array.array("h", bytes(2 * cap))
@@ -37,12 +38,14 @@ class _Channel:
         self.overruns = 0  # samples dropped, all told
         self.reported = 0  # ... of which take_lost() has told
         self.ev = asyncio.Event()
-        self.us_per_sample = 1_000_000 // hz
-        self.clock = None  # ticks_us when the reads last caught up (None: no sample yet)
-        self.read_since = 0  # samples read (or dropped) since then
+        self.hz = hz
+        self.clock = None  # the ADC's (AdcClock), from its first samples
         self.waiting = 0  # samples made after the block last read and not yet read
 
     def push(self, data):
+        if self.clock is None:  # the ADC starts with its first samples
+            self.clock = AdcClock(self.hz, time.ticks_us(), time.ticks_diff)
+        clock = self.clock
         buf = self.buf
         cap = self.cap
         for i in range(0, len(data) - 1, 2):
@@ -50,12 +53,10 @@ class _Channel:
                 self.r = (self.r + 1) % cap
                 self.n -= 1
                 self.overruns += 1
-                self.read_since += 1  # made and gone: not waiting any more
+                clock.read += 1  # made and gone: not waiting any more
             v = data[i] | (data[i + 1] << 8)
             buf[(self.r + self.n) % cap] = v - 65536 if v & 0x8000 else v
             self.n += 1
-        if self.clock is None:  # the ADC starts with its first samples
-            self.clock = time.ticks_us()
         self.ev.set()
 
     async def read(self, out, count):
@@ -65,17 +66,17 @@ class _Channel:
             await self.ev.wait()
         self.take(out, count)
         now = time.ticks_us()
-        if self.clock is not None:  # samples made since the clock and not read before this
-            behind = time.ticks_diff(now, self.clock) // self.us_per_sample - self.read_since
-            # Caught up: the ring ran dry and the clock has no more made than this block and
-            # the simulator's next two pushes (it writes every 0.1 s). Else what the ring lacks
-            # is in the pipe: made while the process was held up (or the simulator late).
-            if not (empty and behind <= count + _CAUGHT_UP_US // self.us_per_sample):
-                self.waiting = max(self.n, behind - count)
-                self.read_since += count
-                return
-        # From now the clock counts on; what the ring still holds was made before it.
-        self.clock, self.read_since, self.waiting = now, -self.n, self.n
+        clock = self.clock  # set by the push this read waited for
+        behind = clock.behind(now)
+        # Caught up: the ring ran dry and the clock has no more made than this block and the
+        # simulator's next two pushes (it writes every 0.1 s). Else what the ring lacks is in
+        # the pipe: made while the process was held up (or the simulator late).
+        if not (empty and behind <= count + _CAUGHT_UP_US // clock.us_per_sample):
+            self.waiting = max(self.n, behind - count)
+            clock.read += count
+            return
+        clock.caught_up(now, self.n)  # what the ring still holds was made before now
+        self.waiting = self.n
 
     def take(self, out, count):
         """Copy the oldest `count` samples into `out`, sample by sample: no allocation."""

@@ -7,7 +7,7 @@ include("$(PORT_DIR)/boards/manifest.py")  # the port's own: asyncio, _boot (the
 
 module("main.py")
 module("hal_esp32.py")
-for name in ("board", "board_radio", "feedback", "framestore", "hmac_sha256", "link", "linkauth",
-             "pairing", "pins", "presses", "protocol", "provision", "radio_ble", "radio_serial",
-             "renewal", "seal", "storage", "supervisor"):  # fmt: skip
+for name in ("adc_clock", "board", "board_radio", "feedback", "framestore", "hmac_sha256", "link",
+             "linkauth", "pairing", "pins", "presses", "protocol", "provision", "radio_ble",
+             "radio_serial", "renewal", "seal", "storage", "supervisor"):  # fmt: skip
     module(name + ".py", base_path="../lib")

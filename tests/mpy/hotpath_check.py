@@ -77,9 +77,8 @@ async def board():
             return a - b
 
     hal_esp32.time = Clock()
-    hal_esp32._clock[0] = 0
-    hal_esp32._clock[1] = 0
-    hal_esp32._clock[2] = 0
+    hal_esp32._adc.caught_up(0, 0)
+    hal_esp32._dma[0] = 0
     for _ in range(20):  # 110 ms of samples every 110 ms, the last bit arriving late
         clock[0] += 438 * 250
         i2s.available = 400
@@ -120,8 +119,7 @@ async def sim_clock():
     ch.push(bytes(2 * 500))  # the read was waiting for it: caught up
     await waiter
     out["sim_waiting_caught_up"] = hal_sim.doppler_waiting()
-    ch.clock = time.ticks_add(time.ticks_us(), -2_000_000)  # last empty 2 s ago
-    ch.read_since = 0
+    ch.clock.caught_up(time.ticks_add(time.ticks_us(), -2_000_000), 0)  # last empty 2 s ago
     ch.push(bytes(2 * 1000))  # what the pipe gave so far
     await ch.read(buf, 438)
     out["sim_waiting_after_hold"] = hal_sim.doppler_waiting()
