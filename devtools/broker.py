@@ -74,7 +74,8 @@ def start_broker(
     if exe:
         conf = workdir / "mosquitto.conf"
         # As root it would drop to the mosquitto user, which also clears a parent-death signal
-        as_root = f"user {pwd.getpwuid(0).pw_name}\n" if os.geteuid() == 0 else ""
+        keep_root = tied and os.geteuid() == 0 and "user " not in extra_conf
+        as_root = f"user {pwd.getpwuid(0).pw_name}\n" if keep_root else ""
         conf.write_text(
             f"{as_root}listener {port} 127.0.0.1\nallow_anonymous true\npersistence false\n"
             f"{extra_conf}"

@@ -9,7 +9,7 @@ import subprocess
 from pathlib import Path
 
 
-def tied_to_parent(argv: list[str], tied: bool = True) -> list[str]:
+def tied_to_parent(argv: list[str], tied: bool) -> list[str]:
     """`argv` run so that the child gets SIGTERM when its parent dies, by SIGKILL too (Linux's
     parent-death signal, set by util-linux's setpriv and kept across exec): a demo killed with
     kill -9 left its broker and D-Bus daemon running. The signal comes when the *thread* that

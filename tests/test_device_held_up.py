@@ -52,10 +52,7 @@ def test_a_device_held_up_two_seconds_stamps_its_backlog_and_the_trace_goes_on(b
         seen["trace_back_s"] = time.monotonic() - resumed
         await asyncio.sleep(4.0)  # the backlog's frames in the gateway's window
         rates = gw.sessions["fh-01"].rates
-        seen["spread_ms"] = {
-            s: max(a for _, a in rates[s]._window) - min(a for _, a in rates[s]._window)
-            for s in (p.Stream.DOPPLER, p.Stream.PPG)
-        }
+        seen["spread_ms"] = {s: rates[s].window_spread_ms for s in (p.Stream.DOPPLER, p.Stream.PPG)}
 
     sub, _ = run_chain(broker, tmp_path, [spec], seconds=4, during=hold_it)
     watch.close()

@@ -265,25 +265,43 @@ def again(args):  # the same request under the same id: the gateway asking again
     radio.on_write(frame)
     return sent[n][2] if len(sent) > n else None
 
-real_pow, fail = pow, [0]
-def short_of_heap(*a):  # the heap has no room for the big numbers, once per armed step
-    if fail[0]:
-        fail[0] -= 1
-        raise MemoryError("memory allocation failed, allocating 514 bytes")
-    return real_pow(*a)
-pairing.pow = short_of_heap
+def short_once(fn):  # armed: the heap has no room the next time it is called
+    armed = [0]
+    def f(*a):
+        if armed[0]:
+            armed[0] = 0
+            raise MemoryError("memory allocation failed, allocating 514 bytes")
+        return fn(*a)
+    return f, armed
+
+pairing.pow, pow_short = short_once(pow)  # B, the shared secret
+pairing.derive_key, derive_short = short_once(pairing.derive_key)  # after the secret
+link.set_key, key_short = short_once(link.set_key)  # the cipher's context, after storing
 
 out = {}
 pr.press()
 a = bytes.fromhex(%(a)r)
 commit = bytes((1,)) + hashlib.sha256(pairing.LABEL_COMMIT + a).digest()
-fail[0] = 1
+pow_short[0] = 1
 out["commit"] = [again(commit), again(commit)]
 out["get"] = again(bytes((2, 0)))
 again(bytes((3, 0)) + a[:128])
-fail[0] = 1
-out["reveal1"] = [again(bytes((3, 1)) + a[128:]), again(bytes((3, 1)) + a[128:])]
+pow_short[0] = 1
+out["reveal1_pow"] = [again(bytes((3, 1)) + a[128:]), again(bytes((3, 1)) + a[128:])]
+pr.close("the next case")
+pr.press()  # a new window and exchange: the key's derivation short of room this time
+again(commit)
+again(bytes((3, 0)) + a[:128])
+derive_short[0] = 1
+out["reveal1_key"] = [again(bytes((3, 1)) + a[128:]), again(bytes((3, 1)) + a[128:])]
 out["code"] = pr.code
+pr.confirm()  # the user pressed: the codes match
+key = pr.key
+mac = bytes((4,)) + pairing.HMAC(key).digest(pairing.LABEL_CONFIRM, b"fh-t")[:16]
+key_short[0] = 1
+out["confirm"] = [again(mac), again(mac)]
+out["paired"] = pr.paired
+out["stored"] = json.load(open(path)).get("key") == pairing._hex(key)
 out["write_errors"] = link.write_errors
 print(json.dumps(out))
 """
@@ -295,7 +313,9 @@ def test_a_step_the_heap_has_no_room_for_is_answered_busy_and_runs_when_asked_ag
     gateway waited a whole attempt (10 s) to ask again, and the nurse's page timed out. The
     firmware now answers busy (status 4), keeps no answer for the request, and runs the step
     when the gateway asks again, the same id and bytes (gateway side:
-    tests/test_pairing_label.py)."""
+    tests/test_pairing_label.py). Each step computes before it changes its state, so a
+    MemoryError anywhere in it (B, the shared secret, the key's derivation, the cipher's
+    context after the key is stored) leaves nothing half done."""
     settings = tmp_path / "device.json"
     settings.write_text(json.dumps({"id": "fh-t", "key": "11" * 32}))
     a = pow(2, 12345678901234567890, gp.PRIME).to_bytes(256, "big")
@@ -305,7 +325,10 @@ def test_a_step_the_heap_has_no_room_for_is_answered_busy_and_runs_when_asked_ag
     out = json.loads(run_micropython(script).strip().splitlines()[-1])
     ok, busy = 0, int(p.Status.BUSY)
     assert out["commit"] == [busy, ok] and out["get"] == ok
-    assert out["reveal1"] == [busy, ok] and len(out["code"]) == 4
+    assert out["reveal1_pow"] == [busy, ok]
+    assert out["reveal1_key"] == [busy, ok] and len(out["code"]) == 4
+    assert out["confirm"] == [busy, ok] and out["paired"] == 1  # stored once, not twice
+    assert out["stored"]
     assert out["write_errors"] == 0  # answered, not dropped at the link's barrier
 
 

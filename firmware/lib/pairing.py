@@ -123,6 +123,7 @@ class Pairing:
         self._label_at = 0  # when the last one started...
         self._label_wait = 0  # ...and how long until the next may
         self._last = None  # (request id, its bytes, the reply): the last PAIR request answered
+        self._a = bytearray(GROUP_BYTES)  # the gateway's value, half by half; made once
         self._reset()
 
     def _reset(self):
@@ -130,8 +131,7 @@ class Pairing:
         self._commit = None
         self._x = None
         self._b = None
-        self._a = bytearray(GROUP_BYTES)
-        self._a_got = 0
+        self._a_got = 0  # which halves of _a came (it is not cleared: _reset allocates nothing)
         self.key = None
         self.code = None
 
@@ -196,7 +196,8 @@ class Pairing:
         request that got no answer) gets the answer it got the first time, not a second run
         of the step. One the heap had no room for (MemoryError: the big numbers need 514-byte
         blocks a fragmented heap may lack for a moment) is answered busy and runs again when
-        asked again: silence cost the gateway a whole attempt's wait (10 s)."""
+        asked again: silence cost the gateway a whole attempt's wait (10 s). So every step
+        computes first and changes its state last: a MemoryError leaves it as it was."""
         asked = bytes(args)
         last = self._last
         if last is not None and last[0] == rid and last[1] == asked:
@@ -243,15 +244,16 @@ class Pairing:
             return self._confirm(op, rid, bytes(args[1:]))
         return p.encode_reply(op, rid, p.ST_BAD_REQUEST)
 
-    def _commit_to(self, commit):
-        """Hold the gateway's commitment; draw x and compute B."""
-        label = self._label
+    def _commit_to(self, commit, label=None):
+        """Hold the gateway's commitment; draw x and compute B (first: a MemoryError there
+        leaves the exchange as it was)."""
+        x = int.from_bytes(os.urandom(_EXP_BYTES), "big") | (1 << (8 * _EXP_BYTES - 1))
+        b = pow(2, x, prime()).to_bytes(GROUP_BYTES, "big")
         self._reset()
         self._label = label
         self._commit = commit
-        x = int.from_bytes(os.urandom(_EXP_BYTES), "big") | (1 << (8 * _EXP_BYTES - 1))
         self._x = x
-        self._b = pow(2, x, prime()).to_bytes(GROUP_BYTES, "big")
+        self._b = b
         self.state = COMMITTED
 
     def _label_start(self, op, rid, commit):
@@ -264,12 +266,7 @@ class Pairing:
             or (self.is_open() and self._label is None)  # the button's turn
         ):
             return p.encode_reply(op, rid, p.ST_UNAVAILABLE)
-        self._label = bytes.fromhex(self.settings["pair_secret"])
-        try:
-            self._commit_to(commit)
-        except MemoryError:  # answered busy and asked again: no attempt spent, no back-off
-            self._label = None
-            raise
+        self._commit_to(commit, bytes.fromhex(self.settings["pair_secret"]))  # busy: no back-off
         self._label_wait = min(BACKOFF_MAX_MS, BACKOFF_MS << min(self._label_fails, 5))
         self._label_fails += 1
         self._label_at = time.ticks_ms()
@@ -295,16 +292,18 @@ class Pairing:
             self.close("bad public value", alarm=True)
             return p.encode_reply(op, rid, p.ST_BAD_REQUEST)
         s = pow(a, self._x, pr).to_bytes(GROUP_BYTES, "big")
-        self._x = None
-        self.key = derive_key(s, a_bytes, self._b, dev_id)
-        if self._label is not None:
-            self.state = ACCEPTED  # the label authenticated both values: no code to compare
-            return p.encode_reply(op, rid, p.ST_OK,
-                                  label_device(self._label, dev_id, a_bytes, self._b))  # fmt: skip
-        self.code = code_of(a_bytes, self._b)
-        self.state = CODE
-        self.log("PAIR code " + self.code)
-        return p.encode_reply(op, rid, p.ST_OK)
+        key = derive_key(s, a_bytes, self._b, dev_id)
+        if self._label is not None:  # the label authenticated both values: no code to compare
+            reply = p.encode_reply(op, rid, p.ST_OK,
+                                   label_device(self._label, dev_id, a_bytes, self._b))  # fmt: skip
+            self._x, self.key, self.state = None, key, ACCEPTED
+            return reply
+        code = code_of(a_bytes, self._b)
+        reply = p.encode_reply(op, rid, p.ST_OK)
+        shown = "PAIR code " + code
+        self._x, self.key, self.code, self.state = None, key, code, CODE
+        self.log(shown)
+        return reply
 
     def _confirm(self, op, rid, mac):
         dev_id = self.settings["id"].encode()
@@ -315,24 +314,25 @@ class Pairing:
         if self.state != ACCEPTED:
             return p.encode_reply(op, rid, p.ST_UNAVAILABLE)  # waiting for the user's press
         key = self.key
+        reply = p.encode_reply(op, rid, p.ST_OK, HMAC(key).digest(LABEL_DONE, dev_id)[:16])
         self.settings["key"] = _hex(key)
         save_settings(self.path, self.settings)
-        proof = HMAC(key).digest(LABEL_DONE, dev_id)[:16]
+        # Every frame from here on, this reply included, is sealed and signed with the new key,
+        # those stored before it too when resent (the store keeps them in clear: link.py); the
+        # gateway closes the link and the device comes back without the pairing flag. Setting
+        # it takes the cipher's context: a MemoryError here is asked again and stores again.
+        self.link.set_key(key)
         self.paired += 1
         if self._label is not None:
             self._label_fails = self._label_wait = 0
         self.log("PAIR stored")
-        # Every frame from here on, this reply included, is sealed and signed with the new key,
-        # those stored before it too when resent (the store keeps them in clear: link.py); the
-        # gateway closes the link and the device comes back without the pairing flag.
-        self.link.set_key(key)
         self.state = IDLE
         self._reset()
         self.adv.pop("pairing", None)
         if self.fb is not None:
             self.fb.pairing = False
         self._drop_soon()
-        return p.encode_reply(op, rid, p.ST_OK, proof)
+        return reply
 
     # ---- the window and the code ----
 

@@ -234,25 +234,26 @@ class PairingManager:
         """One PAIR step, asked up to REQUEST_ATTEMPTS times within about `timeout_s` (at
         least ATTEMPT_MIN_S each) while no answer comes: the same bytes under the same id,
         which the device answers as it did the first time (firmware/lib/pairing.py). A write
-        can be dropped (the radio's ring full, or the device short of memory for the big
-        numbers for a moment: seen under the Unix port), and one lost step lost the pairing."""
+        can be dropped (the radio's ring full), and one lost step lost the pairing. A busy
+        answer (the device's heap had no room for the big numbers for a moment: seen under
+        the Unix port) is asked again after BUSY_RETRY_S, within the same time."""
         if e.link is None:
             raise PairingError("the device went away")
         e.rid = (e.rid + 1) & 0xFF
         frame = unsigned_control_frame(p.Op.PAIR, e.rid, args)  # the gateway has no key yet
         each_s = max(ATTEMPT_MIN_S, timeout_s / REQUEST_ATTEMPTS)
-        busy_until = time.monotonic() + each_s * REQUEST_ATTEMPTS
-        attempt = 0
-        while attempt < REQUEST_ATTEMPTS and e.link is not None:
-            reply = await await_reply(e.link, frame, e.rid, e.replies, each_s)
-            if reply is None:
-                attempt += 1
-                log.info("%s: pairing step asked again (no answer in %.0f s)", e.device_id, each_s)
-            elif reply.status == p.Status.BUSY and time.monotonic() < busy_until:
+        deadline = time.monotonic() + each_s * REQUEST_ATTEMPTS
+        while e.link is not None and (left := deadline - time.monotonic()) > 0:
+            reply = await await_reply(e.link, frame, e.rid, e.replies, min(each_s, left))
+            if reply is not None and reply.status != p.Status.BUSY:
+                return reply
+            if reply is not None:
+                if deadline - time.monotonic() <= BUSY_RETRY_S:
+                    return reply  # still busy: _ok says so
                 log.info("%s: pairing step asked again (the device was busy)", e.device_id)
                 await asyncio.sleep(BUSY_RETRY_S)
-            else:
-                return reply
+            elif deadline - time.monotonic() > 0:
+                log.info("%s: pairing step asked again (no answer in %.0f s)", e.device_id, each_s)
         raise PairingError("the device did not answer")
 
     def _get(self, device_id: str) -> Pending:

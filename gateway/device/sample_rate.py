@@ -71,9 +71,10 @@ class StreamRate:
         self._jumped: float | None = None
 
     @property
-    def seen(self) -> bool:
-        """Whether any frame of the stream has come."""
-        return self._last is not None
+    def window_spread_ms(self) -> float:
+        """How far the window's stamps stray from the nominal rate, end to end (ms)."""
+        aheads = [a for _, a in self._window]
+        return max(aheads) - min(aheads) if aheads else 0.0
 
     @property
     def known(self) -> bool:
@@ -81,12 +82,14 @@ class StreamRate:
         return self.checked or self.bound
 
     def add(self, seq: int, t_ms: int) -> RateSpan | None:
-        """A frame delivered in order: its first sample `seq` and its device time. Returns
-        what the span check found, when it measured (every frame once a span is long enough)."""
+        """A frame delivered in order: its first sample `seq` and its device time, both as the
+        session unwraps them (they count on past 2**32). Returns what the span check found,
+        when it measured (every frame once a span is long enough)."""
         ahead = t_ms - seq * 1000.0 / self.nominal_hz
-        last, self._last = self._last, (seq, ahead)
+        last = self._last
         if last is not None and seq <= last[0]:
             return None  # not after the last (a reboot resets this object): nothing to add
+        self._last = (seq, ahead)
         if last is not None and abs(ahead - last[1]) > abs(self._step_ms):
             self._step_ms = ahead - last[1]
         window = self._window
@@ -102,7 +105,8 @@ class StreamRate:
     def _bind(self) -> None:
         window = self._window
         span_ms = (window[-1][0] - window[0][0]) * 1000.0 / self.nominal_hz
-        if span_ms < self.MIN_SPAN_S * 1000.0:
+        if span_ms < self.MIN_SPAN_S * 1000.0:  # too few frames (a start, or after a loss)
+            self.bound = self._bound_once
             return
         end = self.END_S * self.nominal_hz
         first = min(a for s, a in _head(window, window[0][0] + end))
@@ -111,7 +115,7 @@ class StreamRate:
         if self._bound_once:
             self.bound = error <= p.RATE_TOLERANCE
             return
-        spread = max(a for _, a in window) - min(a for _, a in window)  # drift widens it too
+        spread = self.window_spread_ms  # a drift widens it too
         self.bound = self._bound_once = error + spread / span_ms <= p.RATE_TOLERANCE
 
     # ---- the span ----

@@ -335,9 +335,7 @@ class DeviceSession:
         if frame.stream == p.Stream.REPLY:
             self._on_reply(frame)
             return
-        self._note_seq(frame.stream, frame.seq)
-        if self._t_top is None or frame.t_ms > self._t_top:
-            self._t_top = frame.t_ms
+        self._note_frame(frame.stream, frame.seq, frame.t_ms)
         if frame.stream in p.SAMPLE_STREAMS:
             try:
                 samples = p.samples_of(frame)
@@ -433,16 +431,20 @@ class DeviceSession:
             if r.next_seq is not None and it.seq > r.next_seq:
                 break
             self._accept_samples(stream, it.seq, it.t_ms, it.samples)
-            self._note_seq(stream, it.seq)
+            self._note_frame(stream, it.seq, it.t_ms)
         if r.held:  # what the journal did not hold: the device's to resend
             self._ask_resend(stream, r)
         return 0 if before is None or r.next_seq is None else r.next_seq - before
 
-    def _note_seq(self, stream: int, seq: int) -> None:
-        """The highest frame seq of the stream this boot: where an unwrapped 32-bit seq is
-        placed (`_unwrapped`) and what a resend request is near."""
+    def _note_frame(self, stream: int, seq: int, t_ms: int) -> None:
+        """The highest frame seq of the stream and device time of this boot: where an
+        unwrapped 32-bit seq or t_ms is placed (`_unwrapped`, `time_sync`) and what a resend
+        request is near. A replayed frame counts too: a restarted gateway's TIME_SYNC on a
+        boot past 2**32 ms must unwrap the device's time near the replayed frames' times."""
         if seq > self._seq_top.get(stream, -1):
             self._seq_top[stream] = seq
+        if self._t_top is None or t_ms > self._t_top:
+            self._t_top = t_ms
 
     def _accept(self, stream: int, seq: int, count: int, value: SampleItem | RecordItem) -> None:
         """One frame's contents into its stream's reorderer; deliver what is now in order."""
