@@ -454,7 +454,10 @@ def test_only_the_hospital_ingest_identity_may_publish_a_receipt(tls, tmp_path):
         assert pub.receipts == 0 and pub.outbox.rows == 2
         assert not hospital.receipt("gw-t", ids[:1]).is_failure
         eventually(lambda: pub.outbox.rows == 1, 10, "the hospital's receipt was not taken")
-        # another gateway cannot read gw-t's receipts either
+        # another gateway cannot read gw-t's receipts either. The forger gw-b goes first: the
+        # spy connects as gw-b too (the client id is the certificate's name), and two clients
+        # reconnecting with one id take each other's place (the SUBACK never came once)
+        forgers[0].close()
         spy = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, protocol=mqtt.MQTTv5)
         got: list[str] = []
         ready = threading.Event()
