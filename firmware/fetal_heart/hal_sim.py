@@ -17,6 +17,8 @@ from adc_clock import AdcClock
 from board_sim import cpu_ms, note_reset, reset, reset_cause, watchdog  # noqa: F401
 import sim_feed
 
+_DOPPLER_HZ = 4000
+_PPG_HZ = 50
 _DOPPLER_BUF = 4096  # samples the simulated DMA buffer holds (1 s at 4 kHz)
 _CAUGHT_UP_US = 200_000  # the simulator's pushes come every 0.1 s (simulators/fleet.py)
 
@@ -98,8 +100,8 @@ class _Channel:
         return n
 
 
-doppler = _Channel(_DOPPLER_BUF, 4000)
-ppg = _Channel(256, 50)
+doppler = _Channel(_DOPPLER_BUF, _DOPPLER_HZ)
+ppg = _Channel(256, _PPG_HZ)
 _state = {"mv": 4000, "skin": True, "speaker": False}
 _presses = []  # (kind, ticks_ms) of presses the task has not taken yet
 

@@ -36,6 +36,7 @@ from __future__ import annotations
 
 from collections import deque
 from dataclasses import dataclass
+from itertools import takewhile
 
 from gateway import protocol as p
 
@@ -109,8 +110,9 @@ class StreamRate:
             self.bound = self._bound_once
             return
         end = self.END_S * self.nominal_hz
-        first = min(a for s, a in _head(window, window[0][0] + end))
-        last = min(a for s, a in _tail(window, window[-1][0] - end))
+        head, tail = window[0][0] + end, window[-1][0] - end  # a few frames each
+        first = min(a for _, a in takewhile(lambda f: f[0] <= head, window))
+        last = min(a for _, a in takewhile(lambda f: f[0] >= tail, reversed(window)))
         error = abs(last - first) / span_ms
         if self._bound_once:
             self.bound = error <= p.RATE_TOLERANCE
@@ -149,23 +151,3 @@ class StreamRate:
                 return RateSpan(rate, jumped=True)
         self.checked = True
         return RateSpan(rate)
-
-
-def _head(window: deque[tuple[int, float]], upto: float) -> list[tuple[int, float]]:
-    """The window's frames from its start up to seq `upto` (a few: END_S of them)."""
-    out = []
-    for frame in window:
-        if frame[0] > upto:
-            break
-        out.append(frame)
-    return out
-
-
-def _tail(window: deque[tuple[int, float]], since: float) -> list[tuple[int, float]]:
-    """The window's frames from seq `since` to its end."""
-    out = []
-    for frame in reversed(window):
-        if frame[0] < since:
-            break
-        out.append(frame)
-    return out
