@@ -41,6 +41,7 @@ def _firmware_dir() -> Path:
 
 
 FIRMWARE_DIR = _firmware_dir()
+FIRMWARE_LINK = "fw"  # the firmware's name in a simulated device's folder (link_firmware)
 # An ESP32-class heap budget: 128 KiB, plus room for the bytecode a board keeps in flash that the
 # Unix port compiles into the heap before the fetal monitor sizes its resend store. linkauth.py
 # and seal.py (the link security of a device with a key, frozen on a board) take 4,064-4,096
@@ -70,6 +71,17 @@ PRESS_LONG = 2  # held 2 s: the pairing gesture
 MARK_DELAY_S = 1.0
 
 _CHUNK_S = 0.05  # the feeder writes 50 ms of signal at a time
+
+
+def link_firmware(workdir: Path) -> str:
+    """A short link to the firmware in `workdir`; its name. The Unix port compiles the firmware
+    from source into the heap, and every module keeps its file name there: run from `workdir`
+    through the link, the firmware needs the same heap wherever perimon is installed (a venv's
+    long site-packages path cost ~1.5 KiB and left the fetal monitor no room for its radio)."""
+    link = workdir / FIRMWARE_LINK
+    if not link.is_symlink():
+        link.symlink_to(FIRMWARE_DIR, target_is_directory=True)
+    return FIRMWARE_LINK
 
 
 def micropython_binary() -> str:
@@ -253,14 +265,7 @@ class VirtualDevice:
             self.usb = UsbCable(self.dir)
             self.usb.plug()
         (self.dir / "device.json").write_text(json.dumps(self.settings()))
-        # The Unix port compiles the firmware from source into the heap, and every module keeps
-        # its file name: run it from the device's folder through a short link to the firmware,
-        # so the heap it needs is the same wherever perimon is installed (a venv's long
-        # site-packages path cost ~1.5 KiB and left the fetal monitor no room for its radio).
-        link = self.dir / "fw"
-        if not link.is_symlink():
-            link.symlink_to(FIRMWARE_DIR, target_is_directory=True)
-        main = f"fw/{self.spec.kind}/main.py"
+        main = f"{link_firmware(self.dir)}/{self.spec.kind}/main.py"
         heap = BLE_HEAP if self.radio_kind == "ble" else HEAP
         # BLE: firmware/sim/ble_boot.py loads the radio first, as a board has it frozen in flash
         boot = ["fw/sim/ble_boot.py"] if self.radio_kind == "ble" else []

@@ -12,13 +12,12 @@ from pathlib import Path
 
 import pytest
 
-from simulators.fleet import CH_DOPPLER, FIRMWARE_DIR, HEAP, feed_block, micropython_binary
-from tests.harness.micropython import run_micropython
+from simulators.fleet import CH_DOPPLER, FIRMWARE_DIR, feed_block
+from tests.harness.micropython import MPY, firmware_argv, run_micropython
 from tests.harness.wait import eventually
 
 pytestmark = pytest.mark.system
 
-MPY = Path(__file__).parent / "mpy"
 CH_FAULT = 9  # tests/mpy/fault_boot.py: 1 raises in a task, 2 blocks the loop
 
 
@@ -41,6 +40,7 @@ class Device:
     """The fetal monitor's firmware on its simulation HAL, with no radio peer, fed silence."""
 
     def __init__(self, workdir: Path) -> None:
+        self.dir = workdir
         self.settings = workdir / "device.json"
         self.settings.write_text(json.dumps({"id": "fh-sup", "radio": "127.0.0.1:9"}))
         self.console = workdir / "console.log"
@@ -50,9 +50,9 @@ class Device:
         boots = len(self.lines("BOOT ")) if self.console.exists() else 0
         with open(self.console, "ab") as console:
             self.proc = subprocess.Popen(
-                [micropython_binary(), "-X", f"heapsize={HEAP}", str(MPY / "fault_boot.py"),
-                 str(FIRMWARE_DIR / "fetal_heart" / "main.py"), str(self.settings)],
-                stdin=subprocess.PIPE, stdout=console, stderr=console,
+                firmware_argv(self.dir, MPY / "fault_boot.py",
+                              FIRMWARE_DIR / "fetal_heart" / "main.py", self.settings),
+                stdin=subprocess.PIPE, stdout=console, stderr=console, cwd=self.dir,
             )  # fmt: skip
         eventually(lambda: len(self.lines("BOOT ")) > boots, 10, "the device booted")
         for _ in range(10):  # some silence for its ADC

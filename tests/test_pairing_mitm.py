@@ -14,7 +14,8 @@ import subprocess
 
 import pytest
 
-from simulators.fleet import FIRMWARE_DIR, HEAP, micropython_binary
+from simulators.fleet import FIRMWARE_LINK
+from tests.harness.micropython import firmware_argv
 
 pytestmark = pytest.mark.system
 
@@ -100,11 +101,11 @@ def _run(tmp_path, body: str, **values: object) -> list[dict]:
     settings = tmp_path / "device.json"
     settings.write_text(json.dumps({"id": "fh-t"}))
     script = tmp_path / "mitm.py"
-    values = {"lib": str(FIRMWARE_DIR / "lib"), "path": str(settings), **values}
+    argv = firmware_argv(tmp_path, script)  # run from tmp_path: the firmware is "fw" there
+    values = {"lib": f"{FIRMWARE_LINK}/lib", "path": settings.name, **values}
     script.write_text((_PRELUDE + body) % values)
-    res = subprocess.run([micropython_binary(), "-X", f"heapsize={HEAP}", str(script)],
-                         capture_output=True, text=True, timeout=120)  # fmt: skip
-    assert res.returncode == 0, res.stderr
+    res = subprocess.run(argv, capture_output=True, text=True, timeout=120, cwd=tmp_path)
+    assert res.returncode == 0, f"{res.stdout[-3000:]}\n{res.stderr}"
     return [json.loads(line) for line in res.stdout.splitlines() if line.startswith("{")]
 
 

@@ -9,7 +9,8 @@ import tty
 from contextlib import contextmanager
 from pathlib import Path
 
-from simulators.fleet import FIRMWARE_DIR, HEAP, micropython_binary
+from simulators.fleet import FIRMWARE_DIR
+from tests.harness.micropython import firmware_argv
 
 
 @contextmanager
@@ -27,9 +28,8 @@ def provisioning_consoles(tmp_path: Path):
         master, slave = os.openpty()
         tty.setraw(slave)  # no echo or line editing before the host opens the port
         proc = subprocess.Popen(
-            [micropython_binary(), "-X", f"heapsize={HEAP}", str(FIRMWARE_DIR / kind / "main.py"),
-             str(path), "provision"],
-            stdin=master, stdout=master, stderr=subprocess.PIPE,
+            firmware_argv(tmp_path, FIRMWARE_DIR / kind / "main.py", path, "provision"),
+            stdin=master, stdout=master, stderr=subprocess.PIPE, cwd=tmp_path,
         )  # fmt: skip
         os.close(master)
         procs.append((proc, slave))

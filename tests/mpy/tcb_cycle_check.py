@@ -8,8 +8,9 @@ import sys
 
 sys.path.append(sys.argv[1] + "/lib")
 sys.path.append(sys.argv[1] + "/jaundice")
-import hal_sim
-import main
+import main  # first, as a board runs it: it takes its store before the heap fragments
+
+hal_sim = main.hal
 
 job = json.loads(sys.stdin.read())
 # the simulation HAL's noise (random) from the job's seed: the same job reads the same counts
