@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import functools
 import logging
+import math
 import re
 import time
 from typing import TYPE_CHECKING, Any, Unpack
@@ -127,6 +128,8 @@ class Gateway:
         elif session.state.device_type == p.DeviceType.JAUNDICE:
             proc = JaundiceProcessor(session, self.publish, self.cfg.devices.get(dev_id, {}),
                                      gateway_id=self.cfg.gateway.id)  # fmt: skip
+            proc.restore(self.history.messages(dev_id, "tcb", 0.0, math.inf),
+                         self.history.device_summary(dev_id)["status"])  # fmt: skip
         if proc is not None:
             proc.apply_settings(self.history.settings.get(dev_id), self.cfg.devices.get(dev_id, {}))
         return proc

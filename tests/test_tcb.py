@@ -338,3 +338,75 @@ def test_readings_that_arrive_before_the_device_info_wait_for_its_calibration(me
     assert [(m["seq"], m["tcb_mg_dl"], m["flag"]) for m in readings()] == [
         (0, None, "no_calibration")
     ]
+
+
+def test_a_restarted_gateway_still_sees_a_rapid_rise_and_the_weekly_check(
+    meter_tcb, tmp_path, monkeypatch
+):
+    """The rate of rise compares the next reading with one taken before the gateway restarted,
+    and the weekly check made before it is still the latest: not due again, and a failed one
+    still withholds numbers. Both come back from the history on disk (the app's wiring)."""
+    import math
+
+    from dsp.bilirubin_zones import phototherapy_threshold_mg_dl
+    from dsp.tcb_counts import CHECK_PHANTOM, CalibratedReading
+    from gateway import protocol as p
+    from gateway.processing import jaundice
+    from gateway.state.history import History
+
+    birth = 1_700_000_000.0
+    baby = {"birth_time": "2023-11-14T22:13:20Z", "ga_weeks": 38, "risk_factors": False}
+    state = SimpleNamespace(device_id="tcb-01", boot=1, info={"calibration": {"x": 1}})
+    session = SimpleNamespace(state=state, unix_time=lambda t_ms: birth + t_ms / 1000.0)
+    checks = iter(
+        [{"passed": True, "max_deviation": 0.01}, {"passed": False, "max_deviation": 0.2}]
+    )
+
+    def run(history: History) -> jaundice.JaundiceProcessor:
+        publish = lambda parts, payload, **kw: history.record(parts, payload)  # noqa: E731
+        proc = jaundice.JaundiceProcessor(session, publish, dict(baby))
+        proc.restore(history.messages("tcb-01", "tcb", 0.0, math.inf),
+                     history.device_summary("tcb-01")["status"])  # fmt: skip
+        return proc
+
+    def press(proc: jaundice.JaundiceProcessor, age_h: float, tcb: float) -> None:
+        meter_tcb["value"] = tcb
+        proc.on_record(p.Stream.TCB, int(age_h * 10), int(age_h * 3600 * 1000), b"")
+
+    def check_press(proc: jaundice.JaundiceProcessor, age_h: float) -> None:
+        """A press on the check phantom: its verdict is the next of `checks`."""
+        with monkeypatch.context() as m:
+            result = next(checks)
+            m.setattr(jaundice, "calibrated_reflectance", lambda *a: CalibratedReading(
+                np.ones(6), np.ones(6), CHECK_PHANTOM, result))  # fmt: skip
+            press(proc, age_h, 0.0)
+
+    def restart(history: History, proc: jaundice.JaundiceProcessor) -> History:
+        history.record(("device", "tcb-01", "status"),
+                       {"device_id": "tcb-01", "t": "2023-11-16T00:00:00Z",
+                        **proc.status_fields()})  # fmt: skip
+        history.close()
+        return History(tmp_path, clock=now)
+
+    now = lambda: birth + 45 * 3600.0  # noqa: E731  the history's clock: it keeps 24 h
+    h = History(tmp_path, clock=now)
+    first = run(h)
+    press(first, 30, 5.0)
+    check_press(first, 31)
+    assert first.status_fields()["tcb_check_due"] is False
+    h = restart(h, first)
+
+    again = run(h)  # the gateway restarted
+    assert again.status_fields()["tcb_check_due"] is False
+    assert again.status_fields()["tcb_check"]["passed"] is True
+    assert again.status_fields()["last_tcb_mg_dl"] is None  # the check press had no number
+    press(again, 40, phototherapy_threshold_mg_dl(40, 38, False) - 1.0)  # 0.6+ mg/dL/h since 30 h
+    assert set(again.alerts.active()) == {"serum_bilirubin_advised", "tcb_rapid_rise"}
+
+    check_press(again, 41)  # the weekly check fails, then the gateway restarts
+    h = restart(h, again)
+    third = run(h)
+    press(third, 42, 9.0)
+    last = h.device_summary("tcb-01")["last_tcb"]
+    assert last["flag"] == jaundice.NEEDS_CALIBRATION and last["tcb_mg_dl"] is None
+    h.close()

@@ -88,6 +88,29 @@ class JaundiceProcessor:
     def on_boot(self, boot: int) -> None:
         pass
 
+    def restore(self, published: list[dict[str, Any]], status: dict[str, Any] | None) -> None:
+        """Carry on from what this gateway published for the meter before it restarted (its
+        history): the readings with numbers, so the next reading's rate of rise (and its rapid
+        rise alert) still compares with the one before the restart, and the latest weekly check
+        (a press on the check phantom, or else the last status's `tcb_check`), so a check that
+        passed is not due again, and one that failed still withholds numbers."""
+        unique = {str(r.get("msg_id", id(r))): r for r in published}
+        ordered = sorted((r for r in unique.values() if parse_time(r.get("t")) is not None),
+                         key=lambda r: parse_time(r.get("t")) or 0.0)  # fmt: skip
+        for r in ordered:
+            at, tcb = parse_time(r.get("t")) or 0.0, r.get("tcb_mg_dl")
+            if isinstance(tcb, int | float) and not r.get("flag") and math.isfinite(tcb):
+                self.previous.append((at, float(tcb)))
+            if isinstance(r.get("check"), dict):
+                self.last_check = {**r["check"], "t": r["t"], "at": at}
+            self.last_reading, self._latest_at = r, max(self._latest_at, at)
+        shown = (status or {}).get("tcb_check")
+        when = parse_time(shown.get("t")) if isinstance(shown, dict) else None
+        if isinstance(shown, dict) and when is not None:
+            if self.last_check is None or when > self.last_check["at"]:
+                self.last_check = {"t": shown["t"], "at": when, "passed": bool(shown.get("passed")),
+                                   "max_deviation": shown.get("max_deviation")}  # fmt: skip
+
     def resume(self, marks: dict[str, int], recent: dict[str, list[dict[str, Any]]]) -> None:
         pass  # the session resumes its TcB records from the outbox's mark; nothing held here
 
