@@ -73,6 +73,10 @@ def test_nurse_view_live_strip_alert_ack_and_nomogram(broker, tmp_path):
             acked = "li.alert[data-alert^='tcb-01:alert:tcb_above_phototherapy'] .acked"
             await page.wait_for_selector(acked)
             seen["acked_text"] = await page.text_content(acked)
+            # the simulated meter never pressed the check phantom: its weekly check is due
+            due = "li.dev[data-device='tcb-01'] .badge:has-text('weekly check due')"
+            await page.wait_for_selector(due, timeout=20000)
+            seen["check_badge"] = await page.text_content(due)
             await page.click("li.dev[data-device='tcb-01']")
             await page.wait_for_selector(  # selectors, not eval: the page's CSP forbids it
                 "#nomogram[data-readings]:not([data-readings='0'])", state="attached"
@@ -92,6 +96,7 @@ def test_nurse_view_live_strip_alert_ack_and_nomogram(broker, tmp_path):
     (ack,) = [a for a in seen["acks"].values() if a["alert"] == "tcb_above_phototherapy"]
     assert ack["acked_by"] == USER and ack["acked_at"]
     assert "phototherapy" in seen["advice"]
+    assert seen["check_badge"] == "weekly check due"
     assert seen["errors"] == []
     for name in ("nurse-view-ctg.png", "nurse-view-ctg-3cm.png", "nurse-view-jaundice.png"):
         assert (ARTIFACTS / name).stat().st_size > 10_000
