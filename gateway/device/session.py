@@ -269,17 +269,16 @@ class DeviceSession:
     def set_clock(self, offset_ms: float) -> None:
         """This boot's clock is synced (unix_ms = device_ms + offset_ms): the readings that
         waited for it go on. Kept in the journal for a restart's replay."""
-        self.clock_offset_ms = offset_ms
         self._last_sync = time.monotonic()
         if self.journal is not None and self.state.boot is not None:
             self.journal.set_clock(self.state.device_id, self.state.boot, offset_ms)
-        self._release_unsynced()
+        self.resume_clock(offset_ms)
 
     def resume_clock(self, offset_ms: float) -> None:
         """A restarted gateway takes this boot's clock as its predecessor last synced it (the
         journal's): the replayed samples are timed right at once. The device's clock is
         still synced at the next chance, as if this had not been (a 50 ppm crystal drifts
-        milliseconds over a restart: the two agree)."""
+        milliseconds over a restart: the two agree). Readings held for a clock go on."""
         self.clock_offset_ms = offset_ms
         self._release_unsynced()
 
