@@ -410,3 +410,50 @@ def test_a_restarted_gateway_still_sees_a_rapid_rise_and_the_weekly_check(
     last = h.device_summary("tcb-01")["last_tcb"]
     assert last["flag"] == jaundice.NEEDS_CALIBRATION and last["tcb_mg_dl"] is None
     h.close()
+
+
+def test_the_band_correction_runs_off_the_loop_and_readings_keep_their_order(meter_tcb):
+    """On the event loop each press's band correction runs on the processor's worker: the loop
+    goes on while it does, a flagged record behind it is not published first, and a gateway
+    that stops publishes what was still being corrected (flush)."""
+    import asyncio
+    import threading
+
+    from dsp.tcb_counts import CalibratedReading
+    from gateway import protocol as p
+    from gateway.processing import jaundice
+
+    release = threading.Event()
+    loop_thread: list[int] = []
+
+    def slow_correction(*args):
+        loop_thread.append(threading.get_ident())
+        assert release.wait(10)  # until the loop has shown it ran meanwhile
+        return CalibratedReading(np.ones(6), np.ones(6), "")
+
+    meter_tcb["value"] = 9.0
+    state = SimpleNamespace(device_id="tcb-01", boot=1, info={"calibration": {"x": 1}})
+    session = SimpleNamespace(state=state, unix_time=lambda t_ms: 1_700_000_000.0 + t_ms / 1e3)
+    sent = []
+    proc = jaundice.JaundiceProcessor(session, lambda parts, m, **kw: sent.append(m), {})
+
+    async def presses() -> None:
+        jaundice.calibrated_reflectance = slow_correction
+        proc.on_record(p.Stream.TCB, 0, 1000, b"")  # corrected on the worker
+        state.info = {"firmware": "1.0.0"}  # no calibration: flagged at once, not corrected
+        proc.on_record(p.Stream.TCB, 1, 2000, b"")
+        await asyncio.sleep(0.05)  # the loop runs while the first is corrected
+        assert [m for m in sent if "tcb_mg_dl" in m] == []  # the flagged one waits its turn
+        assert loop_thread and loop_thread[0] != threading.get_ident()
+        state.info = {"calibration": {"x": 1}}
+        proc.on_record(p.Stream.TCB, 2, 3000, b"")
+        release.set()
+        proc.flush()  # the gateway stops: nothing still on the worker is left out
+
+    saved = jaundice.calibrated_reflectance
+    try:
+        asyncio.run(presses())
+    finally:
+        jaundice.calibrated_reflectance = saved
+    readings = [(m["seq"], m["tcb_mg_dl"], m["flag"]) for m in sent if "tcb_mg_dl" in m]
+    assert readings == [(0, 9.0, ""), (1, None, "no_calibration"), (2, 9.0, "")]

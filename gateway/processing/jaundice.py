@@ -16,9 +16,14 @@ identifiers); a reading that has a number but cannot be assessed says why (`asse
 
 from __future__ import annotations
 
+import asyncio
+import functools
 import logging
 import math
 import time
+from collections import deque
+from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor, wait
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -39,7 +44,7 @@ from dsp.bilirubin_zones import (
     assess_bilirubin,
 )
 from dsp.tcb import estimate_tcb
-from dsp.tcb_counts import NEEDS_CALIBRATION, calibrated_reflectance
+from dsp.tcb_counts import NEEDS_CALIBRATION, CalibratedReading, calibrated_reflectance
 from dsp.tcb_unit import unit_correction_uncertainty, unit_from_calibration
 from gateway import protocol as p
 from gateway.processing.alerts import AlertTracker, Publish
@@ -62,6 +67,12 @@ INFO_WAIT_S = 60.0
 MAX_WAITING = 64  # readings held for the info; beyond this the oldest is published flagged
 
 
+# a press's decoded counts and the factory calibration they were carried with
+_Press = tuple[p.TcbCounts, dict[str, Any]]
+# (its band correction, the reading, its unix time, its press; None: flagged before one)
+_InFlight = tuple["Future[CalibratedReading | None]", dict[str, Any], float, _Press | None]
+
+
 class JaundiceProcessor:
     def __init__(self, session: DeviceSession, publish: Publish, baby: dict[str, Any],
                  gateway_id: str = "") -> None:  # fmt: skip
@@ -80,6 +91,9 @@ class JaundiceProcessor:
         self._uncertainty_said = ""  # the latest above-the-limit estimate logged
         # TCB records (monotonic arrival, seq, t_ms, payload) waiting for the device info
         self._waiting: list[tuple[float, int, int, bytes]] = []
+        # readings in arrival order, each with its band correction (done or on the worker)
+        self._in_flight: deque[_InFlight] = deque()
+        self._worker = ThreadPoolExecutor(1, thread_name_prefix=f"tcb-{self.device_id}")
 
     @property
     def device_id(self) -> str:
@@ -115,7 +129,9 @@ class JaundiceProcessor:
         pass  # the session resumes its TcB records from the outbox's mark; nothing held here
 
     def flush(self) -> None:
-        pass  # each reading is published as it is assessed
+        """The gateway stops: the readings still on the worker are finished and published."""
+        wait([done for done, *_ in self._in_flight])
+        self._finish_ready()
 
     def apply_settings(self, settings: dict[str, Any], baby: dict[str, Any]) -> None:
         """A new birth time, gestation or risk factors re-assess the latest reading at once, so
@@ -163,6 +179,10 @@ class JaundiceProcessor:
         self._reading(seq, t_ms, payload)
 
     def _reading(self, seq: int, t_ms: int, payload: bytes) -> None:
+        """One TCB record: flagged at once when it cannot be read, else carried to reflectance
+        at the nominal bands (`calibrated_reflectance`, the band correction's fit: 0.1-0.2 s of
+        CPU, more on a Raspberry Pi) on the processor's worker thread, so the event loop goes on
+        serving the other devices; readings are finished and published in arrival order."""
         st = self.session.state
         at = self.session.unix_time(t_ms)
         reading: dict[str, Any] = {
@@ -179,32 +199,74 @@ class JaundiceProcessor:
             "flag": "",
             "assessment": None,
         }
+        calibration = st.info.get("calibration")
         try:
             counts = p.decode_tcb(payload)
         except p.FrameError as exc:
             reading["flag"] = f"malformed_record: {exc}"
-            self._emit(reading)
+            self._queue(reading, at, None, None)
             return
-        calibration = st.info.get("calibration")
         if not calibration:
             reading["flag"] = "no_calibration"
+            self._queue(reading, at, None, None)
+            return
+        job = functools.partial(
+            calibrated_reflectance,
+            counts.dark_before,
+            counts.dark_after,
+            counts.flashes.tolist(),
+            counts.temperature_c,
+            counts.contact,
+            calibration,
+            counts.led_drive,
+            st.info.get("self_check"),
+        )
+        self._queue(reading, at, (counts, calibration), job)
+
+    def _queue(self, reading: dict[str, Any], at: float, press: _Press | None,
+               job: Callable[[], CalibratedReading] | None) -> None:  # fmt: skip
+        """Run `job` on the worker (at once without an event loop, as in a script), then
+        finish every reading whose turn has come: a quick one never overtakes a slow one."""
+        try:
+            loop: asyncio.AbstractEventLoop | None = asyncio.get_running_loop()
+        except RuntimeError:
+            loop = None
+        done: Future[CalibratedReading | None]
+        if job is not None and loop is not None:
+            done = self._worker.submit(job)
+            done.add_done_callback(lambda _: loop.call_soon_threadsafe(self._finish_ready))
+        else:
+            done = Future()
+            try:
+                done.set_result(job() if job is not None else None)
+            except Exception as exc:  # raised again where it is finished
+                done.set_exception(exc)
+        self._in_flight.append((done, reading, at, press))
+        self._finish_ready()
+
+    def _finish_ready(self) -> None:
+        while self._in_flight and self._in_flight[0][0].done():
+            done, reading, at, press = self._in_flight.popleft()
+            try:
+                self._finish(reading, at, press, done)
+            except Exception:  # one reading's fault must not stop those behind it
+                log.exception("%s: TcB reading %s failed", self.device_id, reading["seq"])
+                reading["flag"] = reading["flag"] or "processing_error"
+                self._emit(reading)
+
+    def _finish(self, reading: dict[str, Any], at: float, press: _Press | None,
+                done: Future[CalibratedReading | None]) -> None:  # fmt: skip
+        if press is None:  # flagged before any calibration
             self._emit(reading)
             return
+        counts, calibration = press
         try:
-            cal_reading = calibrated_reflectance(
-                counts.dark_before,
-                counts.dark_after,
-                counts.flashes.tolist(),
-                counts.temperature_c,
-                counts.contact,
-                calibration,
-                counts.led_drive,
-                st.info.get("self_check"),
-            )
+            cal_reading = done.result()
         except (ValueError, KeyError, TypeError) as exc:
             reading["flag"] = f"bad_calibration: {exc}"
             self._emit(reading)
             return
+        assert cal_reading is not None
         near, far, flag = cal_reading.near, cal_reading.far, cal_reading.flag
         self._latest_at = at
         if cal_reading.check is not None:  # a press on the check phantom: the weekly check
