@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 import json
 import secrets
+import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, BinaryIO
 
@@ -67,14 +68,20 @@ class Console:
     def quit(self) -> None:
         """End the console. The device leaves it at once (a board restarts into its normal
         mode, its USB port going away), so its goodbye may be lost with the port: not an
-        error, everything before it was answered."""
+        error, everything before it was answered. pyserial's flush raises the tty's own
+        error (termios.error: EIO) when the device is already gone."""
         import serial
 
+        gone: tuple[type[BaseException], ...] = (serial.SerialException, OSError)
+        if sys.platform != "win32":
+            import termios
+
+            gone += (termios.error,)
         try:
             self.port.write(b"QUIT\n")
             self.port.flush()
             self.port.readline()
-        except serial.SerialException:
+        except gone:
             pass
 
     def ok(self, line: str, what: str) -> str:
