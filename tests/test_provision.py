@@ -121,6 +121,24 @@ def test_a_device_gone_between_quit_and_its_flush_is_not_an_error(tmp_path):
         os.close(slave)
 
 
+def test_a_device_unplugged_mid_console_is_a_one_line_error():
+    import serial
+
+    from gateway.cli import UserError
+    from gateway.cli.provision import Console
+
+    master, slave = os.openpty()
+    port = serial.Serial(os.ttyname(slave), timeout=2.0)
+    console = Console(port, 2.0)
+    os.close(master)  # unplugged
+    try:
+        with pytest.raises(UserError, match="the device went away at 'HELLO'"):
+            console.ask("HELLO")
+    finally:
+        port.close()
+        os.close(slave)
+
+
 def test_a_port_without_a_device_is_a_one_line_error(tmp_path, capsys):
     master, slave = os.openpty()
     try:

@@ -50,6 +50,18 @@ def register(sub: Subparsers) -> None:
     s.set_defaults(func=cmd_provision)
 
 
+def _port_errors() -> tuple[type[BaseException], ...]:
+    """What a serial port raises when its device has gone: pyserial's own error, and from its
+    flush the tty's (termios.error, EIO) on POSIX."""
+    import serial
+
+    if sys.platform == "win32":
+        return (serial.SerialException, OSError)
+    import termios
+
+    return (serial.SerialException, OSError, termios.error)
+
+
 class Console:
     """The device's line protocol: one command, one reply line."""
 
@@ -58,9 +70,12 @@ class Console:
         self.port.timeout = timeout_s
 
     def ask(self, line: str) -> str:
-        self.port.write((line + "\n").encode())
-        self.port.flush()
-        reply = self.port.readline().decode(errors="replace").strip()
+        try:
+            self.port.write((line + "\n").encode())
+            self.port.flush()
+            reply = self.port.readline().decode(errors="replace").strip()
+        except _port_errors() as exc:  # unplugged: a one-line error, not a traceback
+            raise UserError(f"the device went away at {line.split(' ')[0]!r}: {exc}") from None
         if not reply:
             raise UserError(f"no answer from the device to {line.split(' ')[0]!r}")
         return reply
@@ -70,18 +85,11 @@ class Console:
         mode, its USB port going away), so its goodbye may be lost with the port: not an
         error, everything before it was answered. pyserial's flush raises the tty's own
         error (termios.error: EIO) when the device is already gone."""
-        import serial
-
-        gone: tuple[type[BaseException], ...] = (serial.SerialException, OSError)
-        if sys.platform != "win32":
-            import termios
-
-            gone += (termios.error,)
         try:
             self.port.write(b"QUIT\n")
             self.port.flush()
             self.port.readline()
-        except gone:
+        except _port_errors():
             pass
 
     def ok(self, line: str, what: str) -> str:
