@@ -116,6 +116,11 @@ class DeviceSpec:
     bilirubin_mg_dl: float = 10.0
     skin_group: str | None = None
     tcb_unit_calibration: bool = True  # jaundice: calibrated per unit (False: white phantom only)
+    # jaundice: how far each LED's peak has moved since the factory (nm, per LED; ageing or a
+    # knock), the calibration staying the factory's; and whether the nurse's first press is the
+    # weekly check on the check phantom (docs/jaundice.md, "Self-check"), before the baby's
+    led_shift_nm: tuple[float, ...] = ()
+    presses_check_phantom: bool = False
     battery_mv: int = 4000
     extra: dict = field(default_factory=dict)
     signed: bool = True  # provisioned with a key (False: an unprovisioned board, no tags)
@@ -394,7 +399,10 @@ class VirtualDevice:
 
         rng = np.random.default_rng(self.spec.seed)
         device = TcbDeviceModel(FactoryCalibration.from_dict(self.calibration), seed=self.spec.seed)
+        if self.spec.led_shift_nm:
+            device = device.aged(1.0, np.asarray(self.spec.led_shift_nm, float))
         baby = random_newborn(rng, self.spec.skin_group, self.spec.bilirubin_mg_dl)
+        on_phantom = self.spec.presses_check_phantom
         # switched on in its holder: the probe over the built-in white tile (start-up self-check)
         tile = np.full(6, device.tile_reflectance)
         holder = device.scene(tile, tile, temperature_c=25.0)
@@ -402,7 +410,15 @@ class VirtualDevice:
         await self._write(feed_block(CH_BATTERY, struct.pack("<H", self.spec.battery_mv)))
         await asyncio.sleep(1.0)
         while True:
-            near, far = skin_reflectance(baby, *device.bands_at(30.0))  # the scene's 30 C
+            if on_phantom:  # the weekly check: what the check phantom reflects in this unit's bands
+                from dsp.tissue_optics import led_band_weights
+                from simulators.tcb_phantoms import CHECK_PHANTOM, phantom_reflectance
+
+                weights = led_band_weights(*device.bands_at(30.0))
+                near, far = (weights @ r for r in phantom_reflectance(CHECK_PHANTOM))
+                on_phantom = False
+            else:
+                near, far = skin_reflectance(baby, *device.bands_at(30.0))  # the scene's 30 C
             scene = device.scene(np.asarray(near), np.asarray(far), contact=True)
             await self._write(feed_block(CH_PRESS, json.dumps(scene).encode()))
             await self._write(feed_block(CH_CONTACT, b"\x01"))

@@ -41,6 +41,10 @@ def test_nurse_view_live_strip_alert_ack_and_nomogram(broker, tmp_path):
         # 17 mg/dL at 40 h, 38 weeks: above the AAP 2022 phototherapy line (about 14.7)
         DeviceSpec("tcb-01", "jaundice", seed=5, skin_group="medium", bilirubin_mg_dl=17.0,
                    press_every_s=4.0),
+        # its blue LEDs moved since the factory: it fails the weekly check its nurse makes first
+        DeviceSpec("tcb-02", "jaundice", seed=6, skin_group="light", bilirubin_mg_dl=8.0,
+                   press_every_s=4.0, presses_check_phantom=True,
+                   led_shift_nm=(4.0, 4.0, 0.0, 0.0, 0.0, 0.0)),
     ]  # fmt: skip
     seen: dict = {}
 
@@ -77,6 +81,9 @@ def test_nurse_view_live_strip_alert_ack_and_nomogram(broker, tmp_path):
             due = "li.dev[data-device='tcb-01'] .badge:has-text('weekly check due')"
             await page.wait_for_selector(due, timeout=20000)
             seen["check_badge"] = await page.text_content(due)
+            failed = "li.dev[data-device='tcb-02'] .badge:has-text('weekly check failed')"
+            await page.wait_for_selector(failed, timeout=20000)
+            seen["failed_badge"] = await page.text_content(failed)
             await page.click("li.dev[data-device='tcb-01']")
             await page.wait_for_selector(  # selectors, not eval: the page's CSP forbids it
                 "#nomogram[data-readings]:not([data-readings='0'])", state="attached"
@@ -97,6 +104,7 @@ def test_nurse_view_live_strip_alert_ack_and_nomogram(broker, tmp_path):
     assert ack["acked_by"] == USER and ack["acked_at"]
     assert "phototherapy" in seen["advice"]
     assert seen["check_badge"] == "weekly check due"
+    assert seen["failed_badge"] == "weekly check failed"
     assert seen["errors"] == []
     for name in ("nurse-view-ctg.png", "nurse-view-ctg-3cm.png", "nurse-view-jaundice.png"):
         assert (ARTIFACTS / name).stat().st_size > 10_000

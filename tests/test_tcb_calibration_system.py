@@ -33,6 +33,36 @@ def test_calibrated_unit_reads_the_baby_and_uncalibrated_unit_is_flagged(broker,
     assert old and all(r["tcb_mg_dl"] is None and r["flag"] == "needs_calibration" for r in old)
 
 
+def test_the_weekly_check_passes_a_sound_unit_and_stops_one_whose_leds_moved(broker, tmp_path):
+    """Through the real firmware and gateway, the nurse presses each meter on the check phantom,
+    then on the baby. Two units of the same make-up: the sound one passes and reads the baby;
+    the one whose blue LEDs moved 4 nm since the factory (its white-tile self-check cannot see
+    that: the tile is flat) fails, and every reading after it is withheld, never a number."""
+    from dsp.tcb_counts import CHECK_PHANTOM, NEEDS_CALIBRATION
+
+    specs = [
+        DeviceSpec("tcb-01", "jaundice", seed=5, skin_group="medium", bilirubin_mg_dl=11.0,
+                   press_every_s=3.0, presses_check_phantom=True),
+        DeviceSpec("tcb-02", "jaundice", seed=5, skin_group="medium", bilirubin_mg_dl=11.0,
+                   press_every_s=3.0, presses_check_phantom=True,
+                   led_shift_nm=(4.0, 4.0, 0.0, 0.0, 0.0, 0.0)),
+    ]  # fmt: skip
+    sub, _ = run_chain(broker, tmp_path, specs, seconds=10)
+    for dev, passed in (("tcb-01", True), ("tcb-02", False)):
+        check, *after = sub.of(dev, "tcb")
+        assert check["flag"] == CHECK_PHANTOM and check["tcb_mg_dl"] is None, check
+        assert check["check"]["passed"] is passed, check
+        assert after, f"{dev}: no press after the check"
+        statuses = [s for s in sub.of(dev, "status") if s.get("tcb_check")]
+        assert statuses and statuses[-1]["tcb_check"]["passed"] is passed
+        assert statuses[-1]["tcb_check_due"] is False
+        if passed:
+            assert all(abs(r["tcb_mg_dl"] - 11.0) < 4.0 for r in after), after
+        else:
+            assert all(r["tcb_mg_dl"] is None and r["flag"] == NEEDS_CALIBRATION
+                       for r in after), after  # fmt: skip
+
+
 def _provision(tmp_path, device_on_pty, monkeypatch, seed: int):
     """`perimon provision --tcb-calibrate` on simulated unit `seed` under the real firmware,
     the simulated fixture holding each target: (exit code, the device's settings file, the
