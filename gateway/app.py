@@ -260,9 +260,12 @@ class Gateway:
             systemd.notify("STOPPING=1")
             await self.transport.stop()
             for session in self.sessions.values():
-                if session.processor is not None:
-                    session.processor.flush()
-                self.publish_device_status(session)
+                try:
+                    if session.processor is not None:
+                        session.processor.flush()
+                    self.publish_device_status(session)
+                except Exception:  # one device's fault must not keep the others unpublished
+                    log.exception("%s: flushing at stop failed", session.state.device_id)
             await asyncio.to_thread(self.recordings.stop)  # sessions end with the gateway
             await asyncio.to_thread(self.publisher.stop)
             await self._stop_extras()

@@ -119,6 +119,7 @@ class DeviceSpec:
     # jaundice: how far each LED's peak has moved since the factory (nm, per LED; ageing or a
     # knock), the calibration staying the factory's; and whether the nurse's first press is the
     # weekly check on the check phantom (docs/jaundice.md, "Self-check"), before the baby's
+    # (after each start of the device)
     led_shift_nm: tuple[float, ...] = ()
     presses_check_phantom: bool = False
     battery_mv: int = 4000
@@ -126,6 +127,10 @@ class DeviceSpec:
     signed: bool = True  # provisioned with a key (False: an unprovisioned board, no tags)
     enrolled: bool = True  # in the gateway's enrolment list (False: a stranger's device)
     marks_movements: bool = False  # fetal monitor: the mother marks the movements she feels
+
+    def __post_init__(self) -> None:
+        if len(self.led_shift_nm) not in (0, 1, 6):  # else the feeder would die at its first press
+            raise ValueError(f"{self.device_id}: led_shift_nm takes one shift or one per LED (6)")
 
 
 def ble_address(device_id: str) -> str:

@@ -19,7 +19,7 @@ from gateway.config import config_from_dict
 from simulators.doppler import DopplerSignal
 from simulators.fleet import DeviceSpec, Fleet
 from tests.harness.chain import gateway_config, running_fleet, running_gateway
-from tests.harness.micropython import FIRMWARE_LIB as LIB
+from tests.harness.micropython import RUN_LIB as LIB  # scripts run from a folder with the link
 from tests.harness.micropython import run_micropython
 from tests.harness.wait import eventually_async
 
@@ -79,7 +79,7 @@ print('levels', ' '.join(str(v) for v in levels))
 
 def test_local_estimate_tells_a_heartbeat_from_noise_within_budget(tmp_path):
     script = tmp_path / "estimate.py"
-    script.write_text(_ESTIMATE % str(LIB))
+    script.write_text(_ESTIMATE % LIB)
     results = {}
     for name, snr in (("noise", None), ("weak", 0.0), ("good", 15.0)):
         raw = tmp_path / f"{name}.raw"
@@ -212,7 +212,7 @@ print(step(250))                                  # the baby found again
 
 def test_indicator_shows_quality_completion_battery_and_falls_back(tmp_path):
     script = tmp_path / "ind.py"
-    script.write_text(_INDICATOR % str(LIB))
+    script.write_text(_INDICATOR % LIB)
     steps = [ast.literal_eval(x) for x in run_micropython(script).strip().splitlines()]
     assert steps[0] == ["IND source local", "led blue blink", "tone 440"]
     assert steps[1] == ["IND source gateway", "led green steady", "tone 880"]

@@ -24,9 +24,9 @@ from gateway.device import pairing as gp
 from gateway.device.enrolment import Enrolment, enrolment_path
 from gateway.web.nurses import NurseAccounts
 from simulators.ble_rig import BleRig
-from simulators.fleet import DeviceSpec, Fleet
+from simulators.fleet import FIRMWARE_LINK, DeviceSpec, Fleet
 from tests.harness.chain import gateway_config, running_fleet, running_gateway
-from tests.harness.micropython import FIRMWARE_LIB as LIB
+from tests.harness.micropython import RUN_LIB as LIB  # scripts run from a folder with the link
 from tests.harness.micropython import run_micropython
 from tests.harness.wait import eventually_async
 from tests.harness.web import PASSWORD, USER, api, login, opener
@@ -243,7 +243,7 @@ def test_firmware_refuses_a_changed_value_a_wrong_or_early_confirmation(tmp_path
     a = pow(2, 12345678901234567890, gp.PRIME).to_bytes(256, "big")
     other = pow(2, 98765432109876543210, gp.PRIME).to_bytes(256, "big")
     script = tmp_path / "dev.py"
-    script.write_text(_DEVICE % {"lib": str(LIB), "path": str(settings), "a": a.hex(),
+    script.write_text(_DEVICE % {"lib": LIB, "path": str(settings), "a": a.hex(),
                                  "other": other.hex()})  # fmt: skip
     out = json.loads(run_micropython(script).strip().splitlines()[-1])
     ok, bad, unavailable = 0, 1, 3
@@ -320,7 +320,7 @@ def test_a_step_the_heap_has_no_room_for_is_answered_busy_and_runs_when_asked_ag
     settings.write_text(json.dumps({"id": "fh-t", "key": "11" * 32}))
     a = pow(2, 12345678901234567890, gp.PRIME).to_bytes(256, "big")
     script = tmp_path / "dev.py"
-    script.write_text((_DEVICE_SETUP + _SHORT_OF_HEAP) % {"lib": str(LIB), "path": str(settings),
+    script.write_text((_DEVICE_SETUP + _SHORT_OF_HEAP) % {"lib": LIB, "path": str(settings),
                                                           "a": a.hex()})  # fmt: skip
     out = json.loads(run_micropython(script).strip().splitlines()[-1])
     ok, busy = 0, int(p.Status.BUSY)
@@ -336,7 +336,7 @@ def test_gateway_and_firmware_derive_the_same_code_and_key(tmp_path):
     a, b, s = bytes(range(256)), bytes(reversed(range(256))), hashlib.sha256(b"s").digest() * 8
     script = tmp_path / "derive.py"
     script.write_text(
-        f"import sys\nsys.path.append({str(LIB)!r})\nimport pairing\n"
+        f"import sys\nsys.path.append({LIB!r})\nimport pairing\n"
         f"a = bytes(range(256))\nb = bytes(reversed(range(256)))\n"
         f"import hashlib\ns = hashlib.sha256(b's').digest() * 8\n"
         f"print(pairing.code_of(a, b), pairing.derive_key(s, a, b, b'fh-01').hex())\n"
@@ -354,7 +354,7 @@ def test_firmware_refuses_degenerate_public_values(tmp_path, value):
     a = value.to_bytes(257, "big")[-256:]
     script = tmp_path / "deg.py"
     script.write_text(
-        f"import sys, json, hashlib\nsys.path.append({str(LIB)!r})\nimport pairing\n"
+        f"import sys, json, hashlib\nsys.path.append({LIB!r})\nimport pairing\n"
         "class R:\n    def readvertise(self): pass\n"
         "class F:\n    pairing = False\n"
         "class H:\n    def led(self, c, b): pass\n    def tone(self, f, m): pass\n"
@@ -373,7 +373,7 @@ def test_firmware_refuses_degenerate_public_values(tmp_path, value):
 def test_ble_advertisement_carries_the_pairing_flag(tmp_path):
     script = tmp_path / "adv.py"
     script.write_text(
-        f"import sys\nsys.path.append({str(LIB)!r})\nsys.path.append({str(LIB.parent / 'sim')!r})\n"
+        f"import sys\nsys.path.append({LIB!r})\nsys.path.append({FIRMWARE_LINK + '/sim'!r})\n"
         "import bluetooth_sim\n"
         "sys.modules['bluetooth'] = bluetooth_sim\nfrom radio_ble import adv_payloads\n"
         "for flag in (False, True):\n"
@@ -465,7 +465,7 @@ def test_firmware_label_pairing_refuses_a_forged_label_and_a_swapped_value(tmp_p
     a = pow(2, y, gp.PRIME).to_bytes(256, "big")
     other = pow(2, 98765432109876543210, gp.PRIME).to_bytes(256, "big")
     script = tmp_path / "label.py"
-    script.write_text(_LABEL_DEVICE % {"lib": str(LIB), "path": str(settings), "a": a.hex(),
+    script.write_text(_LABEL_DEVICE % {"lib": LIB, "path": str(settings), "a": a.hex(),
                                        "other": other.hex(), "secret": secret.hex(), "y": y})  # fmt: skip
     out = json.loads(run_micropython(script).strip().splitlines()[-1])
     ok, bad, unavailable = 0, 1, 3
@@ -488,7 +488,7 @@ def test_gateway_and_firmware_derive_the_same_label_macs(tmp_path):
     secret, a, b = bytes(range(16)), bytes(range(256)), bytes(reversed(range(256)))
     script = tmp_path / "macs.py"
     script.write_text(
-        f"import sys\nsys.path.append({str(LIB)!r})\nimport pairing\n"
+        f"import sys\nsys.path.append({LIB!r})\nimport pairing\n"
         f"s, a, b = bytes(range(16)), bytes(range(256)), bytes(reversed(range(256)))\n"
         "print(pairing.label_commit(s, b'fh-01', a).hex(),"
         " pairing.label_device(s, b'fh-01', a, b).hex())\n"

@@ -457,3 +457,46 @@ def test_the_band_correction_runs_off_the_loop_and_readings_keep_their_order(met
         jaundice.calibrated_reflectance = saved
     readings = [(m["seq"], m["tcb_mg_dl"], m["flag"]) for m in sent if "tcb_mg_dl" in m]
     assert readings == [(0, 9.0, ""), (1, None, "no_calibration"), (2, 9.0, "")]
+
+
+def test_a_reading_that_cannot_be_published_holds_up_none_behind_it_and_goes_out_once(meter_tcb):
+    """Publishing fails for one reading (the outbox's disk, say) while readings wait behind its
+    band correction: the failure is logged, the readings behind it still go out at once, and a
+    reading whose FHIR Observation failed after it went out is not sent a second time."""
+    import asyncio
+
+    from gateway import protocol as p
+    from gateway.processing import jaundice
+
+    meter_tcb["value"] = 9.0
+    state = SimpleNamespace(device_id="tcb-01", boot=1, info={"calibration": {"x": 1}})
+    session = SimpleNamespace(state=state, unix_time=lambda t_ms: 1_700_000_000.0 + t_ms / 1e3)
+    sent = []
+    failed = []
+
+    def publish(parts, m, **kw):
+        if m.get("seq") == 7 and parts[-1] == "tcb":
+            failed.append("7")  # reading 7 itself
+            raise OSError("disk I/O error")
+        if parts[-1] == "observation" and m["identifier"][0]["value"].startswith("tcb-01:1:tcb:5:"):
+            failed.append("5's observation")  # after 5 went out
+            raise OSError("disk I/O error")
+        sent.append((parts[-1], m))
+
+    proc = jaundice.JaundiceProcessor(session, publish, {})
+
+    async def presses() -> None:
+        proc.on_record(p.Stream.TCB, 5, 1000, b"")
+        proc.on_record(p.Stream.TCB, 7, 2000, b"")
+        state.info = {"firmware": "1.0.0"}  # no calibration: flagged, published at once
+        proc.on_record(p.Stream.TCB, 8, 3000, b"")
+        proc.on_record(p.Stream.TCB, 9, 4000, b"")
+        for _ in range(100):  # no later record and no flush: they must go out by themselves
+            if len([m for kind, m in sent if kind == "tcb"]) == 3:
+                break
+            await asyncio.sleep(0.02)
+
+    asyncio.run(presses())
+    readings = [(m["seq"], m["flag"]) for kind, m in sent if kind == "tcb"]
+    assert failed == ["5's observation", "7"]
+    assert readings == [(5, ""), (8, "no_calibration"), (9, "no_calibration")]

@@ -75,7 +75,8 @@ class Console:
             self.port.flush()
             reply = self.port.readline().decode(errors="replace").strip()
         except _port_errors() as exc:  # unplugged: a one-line error, not a traceback
-            raise UserError(f"the device went away at {line.split(' ')[0]!r}: {exc}") from None
+            step = " ".join(line.split(" ")[:2] if line.startswith("SET ") else line.split(" ")[:1])
+            raise UserError(f"the device went away at {step!r}: {exc}") from None
         if not reply:
             raise UserError(f"no answer from the device to {line.split(' ')[0]!r}")
         return reply
@@ -159,8 +160,11 @@ def _provision(args: argparse.Namespace, gateway_id: str, calibration: dict[str,
     except (serial.SerialException, OSError) as exc:
         raise UserError(f"cannot open {args.port}: {exc}") from None
     with port:
-        port.reset_input_buffer()
-        con = Console(port, args.timeout)
+        try:
+            port.reset_input_buffer()
+            con = Console(port, args.timeout)
+        except _port_errors() as exc:
+            raise UserError(f"{args.port}: the device went away: {exc}") from None
         hello = con.ok("HELLO", "greeting").split()
         if len(hello) < 3 or hello[0] != "perimon-provision":
             raise UserError(f"{args.port} is not a perimon device in provisioning mode")

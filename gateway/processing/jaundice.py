@@ -65,8 +65,11 @@ AGE_SAME_H = 0.05  # the same age: older gateways published ages rounded to 0.1 
 # info can come second. Then the reading is published flagged `no_calibration`.
 INFO_WAIT_S = 60.0
 MAX_WAITING = 64  # readings held for the info; beyond this the oldest is published flagged
+FLUSH_WAIT_S = 10.0  # at stop, for the band corrections still running (0.1-0.2 s each)
 
 
+# the flags of a record given before its counts reach the calibration (_reading)
+_BEFORE_CALIBRATION = ("malformed_record", "no_calibration", "bad_calibration")
 # a press's decoded counts and the factory calibration they were carried with
 _Press = tuple[p.TcbCounts, dict[str, Any]]
 # (its band correction, the reading, its unix time, its press; None: flagged before one)
@@ -117,7 +120,9 @@ class JaundiceProcessor:
                 self.previous.append((at, float(tcb)))
             if isinstance(r.get("check"), dict):
                 self.last_check = {**r["check"], "t": r["t"], "at": at}
-            self.last_reading, self._latest_at = r, max(self._latest_at, at)
+            self.last_reading = r
+            if not str(r.get("flag", "")).startswith(_BEFORE_CALIBRATION):
+                self._latest_at = max(self._latest_at, at)  # as _finish sets it
         shown = (status or {}).get("tcb_check")
         when = parse_time(shown.get("t")) if isinstance(shown, dict) else None
         if isinstance(shown, dict) and when is not None:
@@ -129,8 +134,10 @@ class JaundiceProcessor:
         pass  # the session resumes its TcB records from the outbox's mark; nothing held here
 
     def flush(self) -> None:
-        """The gateway stops: the readings still on the worker are finished and published."""
-        wait([done for done, *_ in self._in_flight])
+        """The gateway stops: the readings still on the worker are finished and published.
+        One not done within FLUSH_WAIT_S is left: it never reached the outbox, so the meter
+        resends it to the next gateway (docs/protocol.md, "Resend")."""
+        wait([done for done, *_ in self._in_flight], timeout=FLUSH_WAIT_S)
         self._finish_ready()
 
     def apply_settings(self, settings: dict[str, Any], baby: dict[str, Any]) -> None:
@@ -234,7 +241,7 @@ class JaundiceProcessor:
         done: Future[CalibratedReading | None]
         if job is not None and loop is not None:
             done = self._worker.submit(job)
-            done.add_done_callback(lambda _: loop.call_soon_threadsafe(self._finish_ready))
+            done.add_done_callback(lambda _: self._wake(loop))
         else:
             done = Future()
             try:
@@ -244,27 +251,40 @@ class JaundiceProcessor:
         self._in_flight.append((done, reading, at, press))
         self._finish_ready()
 
+    def _wake(self, loop: asyncio.AbstractEventLoop) -> None:
+        """From the worker: a correction is done, the loop publishes what is ready."""
+        try:
+            loop.call_soon_threadsafe(self._finish_ready)
+        except RuntimeError:  # the loop has closed: flush() or the device's resend finishes it
+            pass
+
     def _finish_ready(self) -> None:
+        """Publish every reading at the head of the queue whose band correction is done. One
+        reading's fault is logged and never holds up those behind it."""
         while self._in_flight and self._in_flight[0][0].done():
             done, reading, at, press = self._in_flight.popleft()
             try:
                 self._finish(reading, at, press, done)
-            except Exception:  # one reading's fault must not stop those behind it
+            except Exception:
                 log.exception("%s: TcB reading %s failed", self.device_id, reading["seq"])
-                reading["flag"] = reading["flag"] or "processing_error"
+                if reading["tcb_mg_dl"] is None:  # a number found stays; an alert may be lost
+                    reading["flag"] = reading["flag"] or "processing_error"
+            try:
                 self._emit(reading)
+            except Exception:
+                log.exception("%s: TcB reading %s not published", self.device_id, reading["seq"])
 
     def _finish(self, reading: dict[str, Any], at: float, press: _Press | None,
                 done: Future[CalibratedReading | None]) -> None:  # fmt: skip
+        """Fill in `reading` (its number and assessment, or the flag that withholds one) and
+        raise or clear its alerts; _finish_ready publishes it."""
         if press is None:  # flagged before any calibration
-            self._emit(reading)
             return
         counts, calibration = press
         try:
             cal_reading = done.result()
         except (ValueError, KeyError, TypeError) as exc:
             reading["flag"] = f"bad_calibration: {exc}"
-            self._emit(reading)
             return
         assert cal_reading is not None
         near, far, flag = cal_reading.near, cal_reading.far, cal_reading.flag
@@ -289,14 +309,12 @@ class JaundiceProcessor:
         flag = flag or ",".join(device_flags)
         if flag:
             reading["flag"] = flag
-            self._emit(reading)
             return
         est = estimate_tcb(near, far)
         reading["flag"] = est.flag
         tcb, ci_low, ci_high = est.tcb_mg_dl, est.ci_low_mg_dl, est.ci_high_mg_dl
         if est.flag or tcb is None or ci_low is None or ci_high is None or not math.isfinite(tcb):
             reading["flag"] = est.flag or "no_estimate"
-            self._emit(reading)
             return
         reading.update(
             tcb_mg_dl=round(tcb, 2),
@@ -307,17 +325,17 @@ class JaundiceProcessor:
         try:
             a = assess_at(tcb, at, self.baby, self.previous)
         except (TypeError, ValueError) as exc:  # e.g. a gestation below 35 weeks, an earlier time
+            a = None
             reading["assessment_error"] = str(exc)
             if str(exc) != self._assess_error:
                 log.warning("%s: no TcB assessment: %s", self.device_id, exc)
                 self._assess_error = str(exc)
         else:
             self._assess_error = ""
-            if a is not None:
-                reading["assessment"] = a.to_dict()
-                self._set_alerts(a)
-        self.previous.append((at, tcb))
-        self._emit(reading)
+        self.previous.append((at, tcb))  # the next reading's rate of rise, whatever comes next
+        if a is not None:
+            reading["assessment"] = a.to_dict()
+            self._set_alerts(a)
 
     def _note_uncertainty(self, calibration: dict[str, Any]) -> None:
         """Log once when the band correction's estimated uncertainty (the factory's, or for a

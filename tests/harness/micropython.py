@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import tempfile
 from pathlib import Path
 
-from simulators.fleet import FIRMWARE_DIR, HEAP, link_firmware, micropython_binary
+from simulators.fleet import FIRMWARE_DIR, FIRMWARE_LINK, HEAP, link_firmware, micropython_binary
 
 FIRMWARE_LIB = FIRMWARE_DIR / "lib"
+# the firmware's lib as a script run by run_micropython names it (its folder holds the link)
+RUN_LIB = f"{FIRMWARE_LINK}/lib"
 MPY = Path(__file__).resolve().parents[1] / "mpy"  # the scripts the tests run on the Unix port
 _MPY_LINK = "mpy"
 
@@ -19,19 +22,20 @@ def firmware_argv(workdir: Path, *args: str | Path, heap: str = HEAP) -> list[st
     and paths inside it become relative. Every module keeps its file name in the heap, so with
     whole paths the heap a script needs grew with the folder perimon was cloned into (the
     jaundice meter's 16 KiB store found no room at 136 KiB under /check/work/main)."""
-    roots = [(FIRMWARE_DIR, link_firmware(workdir)), (workdir.resolve(), "."), (workdir, ".")]
     link = workdir / _MPY_LINK
     if not link.is_symlink():
         link.symlink_to(MPY, target_is_directory=True)
-    roots.append((MPY, _MPY_LINK))
+    roots = [(FIRMWARE_DIR.resolve(), link_firmware(workdir)), (MPY, _MPY_LINK),
+             (workdir.resolve(), ".")]  # fmt: skip
 
     def short(arg: str | Path) -> str:
         text = str(arg)
+        if not text.startswith("/"):
+            return text
+        real = os.path.realpath(text)  # a checkout reached through a symlink too
         for root, name in roots:
-            if text.startswith(str(root) + "/"):
-                return name + text[len(str(root)) :]
-            if text == str(root):
-                return name
+            if real == str(root) or real.startswith(str(root) + "/"):
+                return name + real[len(str(root)) :]
         return text
 
     return [micropython_binary(), "-X", f"heapsize={heap}", *(short(a) for a in args)]
