@@ -79,6 +79,8 @@ def link_firmware(workdir: Path) -> str:
     through the link, the firmware needs the same heap wherever perimon is installed (a venv's
     long site-packages path cost ~1.5 KiB and left the fetal monitor no room for its radio)."""
     link = workdir / FIRMWARE_LINK
+    if link.is_symlink() and os.readlink(link) != str(FIRMWARE_DIR):
+        link.unlink()  # another install's firmware: a --workdir kept across an upgrade
     if not link.is_symlink():
         link.symlink_to(FIRMWARE_DIR, target_is_directory=True)
     return FIRMWARE_LINK

@@ -46,3 +46,19 @@ def test_records_outlive_the_doppler_that_fills_the_sample_store():
     own, shared = out.splitlines()
     assert own == "0 0 1", out  # OK: still held from seq 0, and being resent
     assert shared == "3 4294967295 0", out  # one store for both: evicted, UNAVAILABLE
+
+
+def test_a_device_folder_kept_across_an_upgrade_runs_the_installed_firmware(tmp_path):
+    """`perimon simulate --workdir` keeps each device's folder, with its link to the firmware:
+    after perimon is upgraded or moved, the link is made again to the firmware installed now,
+    never left pointing at the old one (or at nothing, where the device could not boot)."""
+    from simulators.fleet import FIRMWARE_LINK, link_firmware
+
+    old = tmp_path / "old-install" / "perimon_firmware"
+    old.mkdir(parents=True)
+    (tmp_path / FIRMWARE_LINK).symlink_to(old, target_is_directory=True)
+    old.rmdir()  # the old install is gone: the link dangles
+    assert link_firmware(tmp_path) == FIRMWARE_LINK
+    assert (tmp_path / FIRMWARE_LINK).resolve() == FIRMWARE_DIR.resolve()
+    assert (tmp_path / FIRMWARE_LINK / "jaundice" / "main.py").is_file()
+    assert link_firmware(tmp_path) == FIRMWARE_LINK  # and again: kept, not made anew
