@@ -277,10 +277,11 @@ class VirtualDevice:
             self.usb = UsbCable(self.dir)
             self.usb.plug()
         (self.dir / "device.json").write_text(json.dumps(self.settings()))
-        main = f"{link_firmware(self.dir)}/{self.spec.kind}/main.py"
+        fw = link_firmware(self.dir)
+        main = f"{fw}/{self.spec.kind}/main.py"
         heap = BLE_HEAP if self.radio_kind == "ble" else HEAP
         # BLE: firmware/sim/ble_boot.py loads the radio first, as a board has it frozen in flash
-        boot = ["fw/sim/ble_boot.py"] if self.radio_kind == "ble" else []
+        boot = [f"{fw}/sim/ble_boot.py"] if self.radio_kind == "ble" else []
         with open(self.dir / "console.log", "ab") as console:  # the board's serial console
             self.proc = await asyncio.create_subprocess_exec(
                 micropython_binary(), "-X", f"heapsize={heap}", *boot, main, "device.json",
@@ -403,6 +404,7 @@ class VirtualDevice:
     async def _feed_jaundice(self) -> None:
         from simulators.skin import random_newborn, skin_reflectance
         from simulators.tcb_device import FactoryCalibration, TcbDeviceModel
+        from simulators.tcb_phantoms import CHECK_PHANTOM
 
         rng = np.random.default_rng(self.spec.seed)
         device = TcbDeviceModel(FactoryCalibration.from_dict(self.calibration), seed=self.spec.seed)
@@ -417,12 +419,8 @@ class VirtualDevice:
         await self._write(feed_block(CH_BATTERY, struct.pack("<H", self.spec.battery_mv)))
         await asyncio.sleep(1.0)
         while True:
-            if on_phantom:  # the weekly check: what the check phantom reflects in this unit's bands
-                from dsp.tissue_optics import led_band_weights
-                from simulators.tcb_phantoms import CHECK_PHANTOM, phantom_reflectance
-
-                weights = led_band_weights(*device.bands_at(30.0))
-                near, far = (weights @ r for r in phantom_reflectance(CHECK_PHANTOM))
+            if on_phantom:  # the weekly check, on the check phantom
+                near, far = device.phantom(CHECK_PHANTOM, 30.0)
                 on_phantom = False
             else:
                 near, far = skin_reflectance(baby, *device.bands_at(30.0))  # the scene's 30 C

@@ -306,7 +306,7 @@ def factory_readings(device: TcbDeviceModel, presses: int = 3) -> list[TargetRea
     """The factory procedure's readings on a simulated unit (docs/jaundice.md, "Factory
     calibration"): W and the spectral phantoms at 25 and 40 C at the factory drive, the grey
     at four drives up to the maximum and the built-in tile, at 25 C."""
-    from simulators.tcb_phantoms import GREY_PHANTOM, SPECTRAL_PHANTOMS, phantom_reflectance
+    from simulators.tcb_phantoms import GREY_PHANTOM, SPECTRAL_PHANTOMS
 
     factory = tuple(int(x) for x in device.calibration.led_drive)
     out: list[TargetReading] = []
@@ -318,15 +318,12 @@ def factory_readings(device: TcbDeviceModel, presses: int = 3) -> list[TargetRea
         out.append(reading_from_presses(target, ps))
 
     for temp in (REFERENCE_TEMPERATURE_C, FACTORY_HOT_C):
-        weights = led_band_weights(*device.bands_at(temp))
         for name in ("W", *SPECTRAL_PHANTOMS):
-            spec_near, spec_far = phantom_reflectance(name)
-            read(name, weights @ spec_near, weights @ spec_far, temp, factory)
-    weights = led_band_weights(*device.bands_at(REFERENCE_TEMPERATURE_C))
-    g_near, g_far = phantom_reflectance(GREY_PHANTOM)
+            read(name, *device.phantom(name, temp), temp, factory)
+    g_near, g_far = device.phantom(GREY_PHANTOM, REFERENCE_TEMPERATURE_C)
     for mult in (1, 2, 4, 100):
         drives = factory if mult == 1 else tuple(quantise_drive(d * mult) for d in factory)
-        read(GREY_PHANTOM, weights @ g_near, weights @ g_far, REFERENCE_TEMPERATURE_C, drives)
+        read(GREY_PHANTOM, g_near, g_far, REFERENCE_TEMPERATURE_C, drives)
     tile = np.full(6, device.tile_reflectance)
     read("tile", tile, tile, REFERENCE_TEMPERATURE_C, factory)
     return out
@@ -408,6 +405,15 @@ class TcbDeviceModel:
             ),
         )
         return dev
+
+    def phantom(self, name: str, temperature_c: float) -> tuple[np.ndarray, np.ndarray]:
+        """(near, far): what phantom `name` (simulators/tcb_phantoms.py) reflects in this unit's
+        own LED bands at `temperature_c`."""
+        from simulators.tcb_phantoms import phantom_reflectance
+
+        weights = led_band_weights(*self.bands_at(temperature_c))
+        spec_near, spec_far = phantom_reflectance(name)
+        return weights @ spec_near, weights @ spec_far
 
     def self_check_info(self, temperature_c: float = REFERENCE_TEMPERATURE_C) -> dict:
         """The firmware's start-up self-check (firmware/jaundice/main.py, self_check): the

@@ -111,11 +111,10 @@ class JaundiceProcessor:
         rise alert) still compares with the one before the restart, and the latest weekly check
         (a press on the check phantom, or else the last status's `tcb_check`), so a check that
         passed is not due again, and one that failed still withholds numbers."""
-        unique = {str(r.get("msg_id", id(r))): r for r in published}
-        ordered = sorted((r for r in unique.values() if parse_time(r.get("t")) is not None),
-                         key=lambda r: parse_time(r.get("t")) or 0.0)  # fmt: skip
-        for r in ordered:
-            at, tcb = parse_time(r.get("t")) or 0.0, r.get("tcb_mg_dl")
+        for r in in_time_order(published):
+            at, tcb = parse_time(r.get("t")), r.get("tcb_mg_dl")
+            if at is None:
+                continue
             if isinstance(tcb, int | float) and not r.get("flag") and math.isfinite(tcb):
                 self.previous.append((at, float(tcb)))
             if isinstance(r.get("check"), dict):
@@ -463,6 +462,13 @@ def _assessed_differently(published: dict[str, Any] | None, now: dict[str, Any] 
     )
 
 
+def in_time_order(readings: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Published TcB readings once per msg_id (one the device resent after a restart is the
+    same reading; the last copy kept), in time order (no time: first)."""
+    unique = {str(r.get("msg_id", id(r))): r for r in readings}
+    return sorted(unique.values(), key=lambda r: parse_time(r.get("t")) or 0.0)
+
+
 def readings_for_view(
     readings: list[dict[str, Any]], baby: dict[str, Any], unit: str
 ) -> list[dict[str, Any]]:
@@ -475,13 +481,9 @@ def readings_for_view(
     `published_assessment`). `shown` holds each amount as the ward reads it (`unit`, every
     amount with its unit; dsp/bilirubin_units.py); `next_from`/`next_by` the AAP 2022 follow-up
     as clock times (dsp/bilirubin_followup.py)."""
-    unique: dict[str, dict[str, Any]] = {}
-    for r in readings:
-        unique[str(r.get("msg_id", id(r)))] = r
-    ordered = sorted(unique.values(), key=lambda r: parse_time(r.get("t")) or 0.0)
     earlier: list[tuple[float, float]] = []
     out = []
-    for r in ordered:
+    for r in in_time_order(readings):
         view = dict(r)
         view["assessment"] = None
         view.pop("assessment_error", None)  # as published: assessed anew below
