@@ -62,3 +62,14 @@ def test_a_device_folder_kept_across_an_upgrade_runs_the_installed_firmware(tmp_
     assert (tmp_path / FIRMWARE_LINK).resolve() == FIRMWARE_DIR.resolve()
     assert (tmp_path / FIRMWARE_LINK / "jaundice" / "main.py").is_file()
     assert link_firmware(tmp_path) == FIRMWARE_LINK  # and again: kept, not made anew
+
+
+@pytest.mark.parametrize("shift", [(1.0, 2.0), (0.0,) * 7])
+def test_a_led_shift_of_the_wrong_length_is_a_clear_error(shift):
+    """One shift for every LED, or one per LED: anything else is refused when the device is
+    described, not found when its feeder dies at the first press."""
+    from simulators.fleet import DeviceSpec
+
+    with pytest.raises(ValueError, match="led_shift_nm takes one shift or one per LED"):
+        DeviceSpec("tcb-01", "jaundice", led_shift_nm=shift)
+    assert DeviceSpec("tcb-01", "jaundice", led_shift_nm=(2.0,)).led_shift_nm == (2.0,)
