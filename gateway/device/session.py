@@ -32,6 +32,12 @@ log = logging.getLogger(__name__)
 _RESEND_RETRY_S = 1.0
 _TIME_SYNC_EVERY_S = 300.0
 _TIME_SYNC_RETRY_S = 5.0  # while this boot's clock is not synced: its readings wait for it
+# A sync's round trip longer than this leaves its offset up to half of it off (the device read
+# its clock somewhere in the trip): while a clock is in use (an earlier sync, or the journal's
+# after a restart) such a sync is set aside and tried again in _TIME_SYNC_RETRY_S, up to
+# _SLOW_SYNCS_SET_ASIDE times in a row, so a link that is always slow still gets synced.
+_SYNC_ROUND_TRIP_MAX_MS = 200.0
+_SLOW_SYNCS_SET_ASIDE = 3
 _WARN_EVERY_S = 10.0
 _last_warning: dict[str, tuple[float, int]] = {}  # device id -> (last warned, suppressed since)
 _STILL_MISSING_RANGES = 64  # per reading stream: ranges given up, asked for on each connect
@@ -132,6 +138,7 @@ class DeviceSession:
         self._link_lost = False  # detached, not attached again: no resend can come, gaps wait
         self.clock_offset_ms: float | None = None  # unix_ms = device_ms + offset, this boot
         self._last_sync = -1e9
+        self._slow_syncs = 0  # slow clock syncs set aside in a row (_SYNC_ROUND_TRIP_MAX_MS)
         # Readings (p.READING_STREAMS) of this boot that came before its clock was synced:
         # (stream, seq, t_ms, payload), handed on in order once it is (docs/reliability.md)
         self._unsynced: list[tuple[int, int, int, bytes]] = []
@@ -260,6 +267,14 @@ class DeviceSession:
         except p.FrameError:
             return
         received = time.time() * 1000.0
+        slow = received - sent > _SYNC_ROUND_TRIP_MAX_MS and self.clock_offset_ms is not None
+        if slow and self._slow_syncs < _SLOW_SYNCS_SET_ASIDE:
+            self._slow_syncs += 1
+            self._last_sync = time.monotonic() - _TIME_SYNC_EVERY_S + _TIME_SYNC_RETRY_S
+            log.info("%s: clock sync round trip %.0f ms: set aside, tried again", self.state.device_id,
+                     received - sent)  # fmt: skip
+            return
+        self._slow_syncs = 0
         if self._t_top is not None:  # the device's clock as its frames of this boot count it
             device_ms = unwrap_u32(device_ms, self._t_top)
             self._t_top = max(self._t_top, device_ms)
