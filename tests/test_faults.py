@@ -296,12 +296,15 @@ def test_full_outbox_drops_only_counted_trace_and_every_reading_arrives(broker, 
     assert seqs == list(range(seqs[0], point, 4))
 
 
+_FEED_HZ = {CH_DOPPLER: 4000, CH_PPG: 50}
+
+
 class FeedTruth:
     """What the simulator fed one virtual device, and when: for each Doppler and PPG block, its
     first sample's index (the device's seq, its ADC reads every sample in order) and the
     monotonic time it went in, with the probe's aim. MicroPython's ticks_ms (the device clock)
-    runs on the same CLOCK_MONOTONIC, so a sample's device time is its feed time plus one
-    constant per boot: the check needs no trust in the gateway's stamps."""
+    runs on the same CLOCK_MONOTONIC, so a sample's device time is its time on the feeder's
+    schedule plus one constant per boot: the check needs no trust in the gateway's stamps."""
 
     def __init__(self, device) -> None:
         self.blocks: dict[int, list[tuple[int, float, float]]] = {CH_DOPPLER: [], CH_PPG: []}
@@ -324,11 +327,19 @@ class FeedTruth:
         device._write = recording_write
 
     def fed_at(self, channel: int, sample: np.ndarray) -> np.ndarray:
-        """Monotonic seconds at which these samples were fed (by their block, within 50 ms)."""
+        """Monotonic seconds at which the simulated ADC made these samples. The feeder paces
+        its blocks on one schedule from its start and catches up when late, so the ADC's
+        clock is the earliest origin any block implies: a block written late (this process
+        held up under load) says only that its samples were made no later than that."""
         b = np.array(self.blocks[channel])
-        rate = 4000 if channel == CH_DOPPLER else 50
-        i = np.searchsorted(b[:, 0], sample, side="right") - 1
-        return b[i, 1] + (sample - b[i, 0]) / rate
+        rate = _FEED_HZ[channel]
+        return np.min(b[:, 1] - b[:, 0] / rate) + sample / rate
+
+    def late_ms(self, channel: int) -> float:
+        """How far behind its schedule the feeder wrote its latest block (for the report)."""
+        b = np.array(self.blocks[channel])
+        behind = b[:, 1] - b[:, 0] / _FEED_HZ[channel]
+        return 1000.0 * float(behind.max() - behind.min())
 
     def reference_valued(self) -> np.ndarray:
         """Which FHR points (by number, from 1) the estimator gives a value for when it gets
@@ -467,7 +478,8 @@ def test_gateway_killed_longer_than_the_device_buffer_keeps_every_point_at_devic
         dev = np.abs(offset - np.median(offset))
         mistimed = int(np.sum(dev > 250.0))
         report[kind] = {"points": n, "duplicates": dups, "lost_points": int(lost.sum()),
-                        "mistimed": mistimed, "max_error_ms": round(float(dev.max()))}  # fmt: skip
+                        "mistimed": mistimed, "max_error_ms": round(float(dev.max())),
+                        "feeder_late_ms": round(truth.late_ms(channel))}  # fmt: skip
         lost_equiv += lost.sum() * per_point
         if kind == "fhr":
             # Content: after the restarts, the points with and without a value are those of

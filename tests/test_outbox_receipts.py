@@ -387,6 +387,42 @@ def test_a_rejection_takes_only_what_the_broker_acknowledged(broker, tmp_path):
         hospital.close()
 
 
+class QuickHospital(Hospital):
+    """Answers each reading with its receipt the moment the broker forwards it, from its
+    network thread: the receipt often reaches the gateway on the heels of the PUBACK."""
+
+    def __init__(self, host: str, port: int, gateway: str) -> None:
+        super().__init__(host, port)
+        self.c.on_message = lambda c, u, m: self.c.publish(
+            f"perimon/v1/{gateway}/receipt",
+            json.dumps({"stored": [json.loads(m.payload)["msg_id"]],
+                        "t": "2026-11-23T10:00:00.000Z"}).encode(), 1)  # fmt: skip
+        self.c.subscribe(f"perimon/v1/{gateway}/device/+/tcb", 1)
+
+
+@pytest.mark.system
+def test_a_receipt_that_overtakes_the_puback_still_confirms_its_reading(broker, tmp_path):
+    """A receipt and the PUBACK of what it names come in together, in either order for the
+    gateway's sender: each reading is forgotten once, none waits to be sent again."""
+    hospital = QuickHospital(broker.host, broker.port, "gw-t")
+    pub = _publisher(broker.host, broker.port, tmp_path, await_receipts=True,
+                     receipt_timeout_s=3600.0)  # fmt: skip
+    n = 300
+    try:
+        time.sleep(0.5)  # the hospital's SUBACK
+        for i in range(n):
+            pub.publish(("device", "tcb-01", "tcb"), _tcb(i))
+            if i % 10 == 9:
+                time.sleep(0.02)  # a few at a time, as presses and Observations come
+        eventually(lambda: pub.receipts == n, 20, lambda: f"{pub.receipts} receipts of {n}")
+        eventually(lambda: pub.outbox.rows == 0, 5,
+                   lambda: f"{pub.outbox.awaiting()} of {n} wait for a receipt already taken")  # fmt: skip
+        assert pub.outbox.confirmed == n and pub.outbox.stats()["resent"] == 0
+    finally:
+        pub.stop(drain_s=0)
+        hospital.close()
+
+
 @pytest.mark.system
 def test_without_receipts_the_outbox_forgets_at_the_puback_as_before(broker, tmp_path):
     path = tmp_path / "o.sqlite"

@@ -156,7 +156,10 @@ class Publisher:
         self.v5 = cfg.protocol == "5"
         self._wake = threading.Event()
         self._acks: deque[tuple[int, bool]] = deque()  # (mid, accepted) from paho's thread
-        self._inflight: dict[int, tuple[int, bool]] = {}  # paho mid -> (row id, awaits receipt)
+        # paho mid -> (row id, its msg_id if it awaits a receipt, else None)
+        self._inflight: dict[int, tuple[int, str | None]] = {}
+        # msg_ids a receipt named while their PUBACK was not yet taken: confirmed at the PUBACK
+        self._confirmed_early: set[str] = set()
         self.await_receipts = cfg.await_receipts
         self._receipts: deque[bytes] = deque()  # receipt payloads from paho's thread
         self.receipts = 0  # receipts taken
@@ -280,25 +283,33 @@ class Publisher:
     def _take_acks(self) -> None:
         done: list[int] = []
         kept: list[int] = []  # delivered, waiting for the hospital's receipt
+        early: list[str] = []  # delivered, and a receipt already named them
         while self._acks:
             mid, ok = self._acks.popleft()
             entry = self._inflight.pop(mid, None)
             if entry is None:
                 continue  # a status message paho published itself
-            row, awaits = entry
+            row, msg_id = entry
+            if msg_id is not None and msg_id in self._confirmed_early:
+                self._confirmed_early.discard(msg_id)
+                if ok:
+                    early.append(msg_id)
             if ok:
-                (kept if awaits else done).append(row)
+                (kept if msg_id is not None else done).append(row)
             else:
                 self.refused += 1
                 self._retry.append(row)
                 log.error("broker refused outbox row %d; it is sent again later", row)
         self.outbox.ack(done)
         self.outbox.delivered(kept, self.resend_wait_s)
+        self.outbox.confirm(early)
         self.published += len(done) + len(kept)
 
     def _take_receipts(self) -> None:
-        """Delete what the hospital's receipts name (after this connection's PUBACKs, taken
-        first: a receipt never arrives before the PUBACK of what it confirms)."""
+        """Delete what the hospital's receipts name. A receipt can overtake the PUBACK of what
+        it confirms: the PUBACK came in after `_take_acks` looked, or a broker forwarded the
+        message before it acknowledged it. What it names that is still in flight is
+        confirmed when its PUBACK is taken, not left to be sent again."""
         while self._receipts:
             body = self._receipts.popleft()
             receipt = read_receipt(body)
@@ -308,6 +319,8 @@ class Publisher:
                 continue
             self.receipts += 1
             self.outbox.confirm(receipt.stored)
+            in_flight = {m for _, m in self._inflight.values() if m is not None}
+            self._confirmed_early.update(in_flight.intersection(receipt.stored))
             for r in self.outbox.reject(receipt.rejected):
                 log.error("the hospital rejected %s on %s, kept aside, not sent again: %s",
                           r.msg_id, r.topic, r.reason)  # fmt: skip
@@ -338,7 +351,7 @@ class Publisher:
             if info.rc not in (mqtt.MQTT_ERR_SUCCESS, mqtt.MQTT_ERR_NO_CONN):
                 log.warning("paho did not take outbox row %d: %s", row.id, info.rc)
                 break
-            self._inflight[info.mid] = (row.id, self.awaits_receipt(row))
+            self._inflight[info.mid] = (row.id, row.msg_id if self.awaits_receipt(row) else None)
             self.outbox.handed_upto = max(self.outbox.handed_upto, row.id)
 
     # ---- public ----
