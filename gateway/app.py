@@ -11,6 +11,7 @@ import logging
 import math
 import re
 import time
+from collections.abc import Awaitable
 from typing import TYPE_CHECKING, Any, Unpack
 
 from gateway import protocol as p
@@ -41,6 +42,9 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 _TICK_S = 0.25
+# A step of the gateway's stop that has not ended in this long is logged and left behind: the
+# gateway still stops, so systemd's restart or the next start is not held up by one radio.
+_STOP_STEP_S = 10.0
 _MAX_UNKNOWN = 32  # refused device ids listed at most (an attacker may invent many)
 _SAFE_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$")
 
@@ -114,7 +118,7 @@ class Gateway:
 
     async def _stop_extras(self) -> None:
         if self.web is not None:
-            await self.web.stop()
+            await _bounded("the web server's stop", self.web.stop())
         if self.downlink is not None:
             await asyncio.to_thread(self.downlink.stop)
 
@@ -258,7 +262,7 @@ class Gateway:
                     pass
         finally:
             systemd.notify("STOPPING=1")
-            await self.transport.stop()
+            await _bounded("the radio transport's stop", self.transport.stop())
             for session in self.sessions.values():
                 try:
                     if session.processor is not None:
@@ -272,3 +276,13 @@ class Gateway:
             self.history.close()  # its last batch written
             if self.journal is not None:
                 self.journal.close()
+
+
+async def _bounded(what: str, step: Awaitable[None]) -> None:
+    """Await one step of the stop for at most _STOP_STEP_S; one that takes longer is logged,
+    cancelled and left (its devices reconnect to the next gateway and resend)."""
+    try:
+        async with asyncio.timeout(_STOP_STEP_S):
+            await step
+    except TimeoutError:
+        log.error("%s did not end within %.0f s; stopping without it", what, _STOP_STEP_S)

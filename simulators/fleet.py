@@ -294,16 +294,20 @@ class VirtualDevice:
         if self._feeder:
             self._feeder.cancel()
         if self.proc and self.proc.returncode is None:
-            try:
-                self.proc.stdin.write(feed_block(CH_QUIT, b""))
-                await self.proc.stdin.drain()
-                await asyncio.wait_for(self.proc.wait(), 2.0)
+            try:  # QUIT, and 2 s to take it: a device that stopped reading its feed is killed
+                await asyncio.wait_for(self._quit(), 2.0)
             except (ConnectionError, TimeoutError, OSError):
                 self.proc.kill()
                 await self.proc.wait()
         if self.usb:
             self.usb.close()
             self.usb = None
+
+    async def _quit(self) -> None:
+        assert self.proc is not None and self.proc.stdin is not None
+        self.proc.stdin.write(feed_block(CH_QUIT, b""))
+        await self.proc.stdin.drain()
+        await self.proc.wait()
 
     async def press_button(self) -> None:
         """Hold the device's button down for 2 s (the pairing gesture; it also confirms a

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
 import struct
+import threading
 import tty
 
 import pytest
@@ -278,3 +280,54 @@ def test_an_absurdly_nested_hello_is_dropped_and_the_port_keeps_serving(pty_pair
 
     t = asyncio.run(main())
     assert [x.device_id for x in links] == ["fh-10"] and t.line_errors == 1
+
+
+@pytest.mark.system
+def test_the_transport_stops_at_once_while_a_device_streams(pty_pair):
+    """Stopping cancels each port's task while its frames keep coming: a cancel that lands as
+    the port turns readable must still end the task (asyncio.wait_for on Python 3.11 can eat
+    it, and the gateway's stop then waited for ever). Stopped 60 times mid-stream."""
+    master, slave = pty_pair
+    path = os.ttyname(slave)
+    os.set_blocking(master, False)
+    hello = slip_encode(bytes((K_HELLO,)) + json.dumps({"id": "fh-07", "type": 1}).encode())
+    frames = b"".join(slip_encode(bytes((K_FRAME,)) + _frame(i)) for i in range(3))
+
+    async def main() -> int:
+        loop = asyncio.get_running_loop()
+        got: list[bytes] = []
+
+        def device() -> None:  # answers the gateway and streams, a burst every millisecond
+            with contextlib.suppress(BlockingIOError):
+                if b"\xc0" + bytes((K_WHO,)) in os.read(master, 4096):
+                    os.write(master, hello)
+            with contextlib.suppress(BlockingIOError):
+                os.write(master, frames)
+            streaming.append(loop.call_later(0.001, device))
+
+        async def on_link(link):
+            link.on_frame = got.append
+
+        streaming = [loop.call_soon(device)]
+        stops = 0
+        try:
+            for _ in range(60):
+                t = SerialTransport([path])
+                await t.start(on_link)
+                n = len(got)
+                await eventually_async(lambda: len(got) > n + 3, 5, "no frames")  # noqa: B023
+                stopping = asyncio.create_task(t.stop())
+                await asyncio.wait({stopping}, timeout=5)  # a hang, not a slow stop
+                if not stopping.done():
+                    break
+                stops += 1
+        finally:
+            streaming[-1].cancel()
+        return stops
+
+    # on a thread of its own: a loop left with a task that eats its cancel never closes
+    stops: list[int] = []
+    run = threading.Thread(target=lambda: stops.append(asyncio.run(main())), daemon=True)
+    run.start()
+    run.join(120)
+    assert stops == [60], f"a stop hung ({stops or 'and the loop never closed'})"

@@ -664,3 +664,38 @@ def test_a_restarted_gateway_resumes_a_boot_after_the_wrap_where_it_stopped():
         s.on_frame(doppler_frame((resume_at + 240 * k) % WRAP, (resume_at // 4 + 60 * k) % WRAP))
     assert [x[1] for x in rec.samples] == [resume_at + 240 * k for k in range(10)]
     assert s.state.stats.duplicates == 0 and rec.lost == []
+
+
+class SilentLink(DeviceLink):
+    """A device that takes every write and never answers."""
+
+    device_id, device_type, name, att_mtu = "fh-01", p.DeviceType.FETAL_HEART, "fh-01", 247
+
+    async def write(self, frame: bytes) -> None:
+        return None
+
+    async def close(self) -> None:
+        return None
+
+
+@pytest.mark.unit
+def test_a_wait_for_a_reply_ends_as_none_when_the_link_goes_and_passes_a_stop_on():
+    """The link's end (its pending replies cancelled) is a failed control write: None. The
+    gateway stopping (the waiting task cancelled) is not: it is passed on, so the task that
+    waited ends instead of carrying on as if its device had not answered."""
+    from gateway.device.control import await_reply
+
+    async def main() -> tuple[object, bool]:
+        pending: dict[int, asyncio.Future[p.Reply]] = {}
+        link_gone = asyncio.create_task(await_reply(SilentLink(), b"x", 1, pending, 30.0))
+        await eventually_async(lambda: 1 in pending, 5, "no reply awaited")
+        pending[1].cancel()  # what the session does with its pending replies when a link ends
+        gone = await link_gone
+        stopped = asyncio.create_task(await_reply(SilentLink(), b"x", 2, pending, 30.0))
+        await eventually_async(lambda: 2 in pending, 5, "no reply awaited")
+        stopped.cancel()
+        await asyncio.wait({stopped})
+        return gone, stopped.cancelled()
+
+    gone, passed_on = asyncio.run(main())
+    assert gone is None and passed_on

@@ -24,13 +24,21 @@ def unsigned_control_frame(op: p.Op, rid: int, args: bytes = b"") -> bytes:
 async def await_reply(link: DeviceLink, frame: bytes, rid: int,
                       pending: dict[int, asyncio.Future[p.Reply]], timeout_s: float) -> p.Reply | None:  # fmt: skip
     """Write one control frame and wait for the reply that `pending[rid]` is resolved with
-    (by whoever reads the link's frames); None if the link fails or nothing comes in time."""
+    (by whoever reads the link's frames); None if the link fails or nothing comes in time.
+    The link's end cancels `pending[rid]`: that is None too. The caller's own cancellation (the
+    gateway stopping) is passed on, never taken for a failed link."""
     fut: asyncio.Future[p.Reply] = asyncio.get_running_loop().create_future()
     pending[rid] = fut
     try:
         await link.write(frame)
-        return await asyncio.wait_for(fut, timeout_s)
-    except (TimeoutError, asyncio.CancelledError, ConnectionError):
+        async with asyncio.timeout(timeout_s):  # not wait_for: on 3.11 it can eat a cancel
+            return await fut
+    except (TimeoutError, ConnectionError):
+        return None
+    except asyncio.CancelledError:
+        task = asyncio.current_task()
+        if task is not None and task.cancelling():
+            raise
         return None
     finally:
         pending.pop(rid, None)

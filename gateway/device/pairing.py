@@ -312,7 +312,8 @@ class PairingManager:
                 # attempt; it reconnects as before if the attempt fails
                 await session.link.close()
             try:
-                await asyncio.wait_for(e.linked.wait(), wait_s)
+                async with asyncio.timeout(wait_s):  # not wait_for: on 3.11 it can eat a cancel
+                    await e.linked.wait()
             except TimeoutError:
                 raise PairingError("the monitor did not connect") from None
             await self._run(e, self._exchange)

@@ -215,9 +215,7 @@ class BleTransport(Transport):
             self._watchdog.cancel()
         for t in self._tasks.values():
             t.cancel()
-        for t in self._tasks.values():
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await t
+        await asyncio.gather(*self._tasks.values(), return_exceptions=True)
         await self._set_scanning(False)
 
     def device_stats(self, device_id: str) -> dict[str, Any] | None:
@@ -418,7 +416,8 @@ class BleTransport(Transport):
             disconnected = link.disconnected
             while not disconnected.is_set():
                 with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(disconnected.wait(), 1.0)
+                    async with asyncio.timeout(1.0):  # not wait_for: on 3.11 it can eat a cancel
+                        await disconnected.wait()
                 if not link.pairing and time.monotonic() - link.last_rx > self.silent_device_s:
                     st.silent_disconnects += 1
                     reason = "silent device"

@@ -173,9 +173,9 @@ class SerialTransport(Transport):
     async def stop(self) -> None:
         for t in self._tasks:
             t.cancel()
-        for t in self._tasks:
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await t
+        # each port's end (cancelled, or an error) is its result; a cancel of stop() itself
+        # is passed on
+        await asyncio.gather(*self._tasks, return_exceptions=True)
 
     async def _keep(self, path: str) -> None:
         backoff = 0.2
@@ -209,7 +209,8 @@ class SerialTransport(Transport):
             await out.write(_packet(SerialKind.WHO))
             while link is None or not link.closed.is_set():
                 try:
-                    await asyncio.wait_for(readable.wait(), 1.0)
+                    async with asyncio.timeout(1.0):  # not wait_for: on 3.11 it can eat a cancel
+                        await readable.wait()
                 except TimeoutError:
                     if link is None:
                         await out.write(_packet(SerialKind.WHO))
