@@ -6,6 +6,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import functools
 import logging
 import math
@@ -256,10 +257,9 @@ class Gateway:
                     last_status = now
                     for session in self.sessions.values():
                         self.publish_device_status(session)
-                try:
-                    await asyncio.wait_for(stop.wait(), _TICK_S)
-                except TimeoutError:
-                    pass
+                with contextlib.suppress(TimeoutError):
+                    async with asyncio.timeout(_TICK_S):  # not wait_for: it can eat a cancel
+                        await stop.wait()
         finally:
             systemd.notify("STOPPING=1")
             await _bounded("the radio transport's stop", self.transport.stop())
