@@ -388,23 +388,31 @@ def test_a_rejection_takes_only_what_the_broker_acknowledged(broker, tmp_path):
 
 
 class QuickHospital(Hospital):
-    """Answers each reading with its receipt the moment the broker forwards it, from its
-    network thread: the receipt often reaches the gateway on the heels of the PUBACK."""
+    """Answers each reading the moment the broker forwards it, from its network thread: the
+    receipt often reaches the gateway on the heels of the PUBACK. Every `reject_every`th
+    reading is rejected, the others stored."""
 
-    def __init__(self, host: str, port: int, gateway: str) -> None:
+    def __init__(self, host: str, port: int, gateway: str, reject_every: int) -> None:
         super().__init__(host, port)
-        self.c.on_message = lambda c, u, m: self.c.publish(
-            f"perimon/v1/{gateway}/receipt",
-            json.dumps({"stored": [json.loads(m.payload)["msg_id"]],
-                        "t": "2026-11-23T10:00:00.000Z"}).encode(), 1)  # fmt: skip
+
+        def answer(c, u, m) -> None:
+            msg_id = json.loads(m.payload)["msg_id"]
+            if int(msg_id.rsplit(":", 1)[1]) % reject_every == 0:
+                body = _rejection(msg_id)
+            else:
+                body = json.dumps({"stored": [msg_id], "t": "2026-11-23T10:00:00.000Z"}).encode()
+            self.c.publish(f"perimon/v1/{gateway}/receipt", body, 1)
+
+        self.c.on_message = answer
         self.c.subscribe(f"perimon/v1/{gateway}/device/+/tcb", 1)
 
 
 @pytest.mark.system
-def test_a_receipt_that_overtakes_the_puback_still_confirms_its_reading(broker, tmp_path):
+def test_a_receipt_that_overtakes_the_puback_is_still_acted_on(broker, tmp_path):
     """A receipt and the PUBACK of what it names come in together, in either order for the
-    gateway's sender: each reading is forgotten once, none waits to be sent again."""
-    hospital = QuickHospital(broker.host, broker.port, "gw-t")
+    gateway's sender: each reading is forgotten once, stored or rejected as the receipt
+    said, and none waits to be sent again."""
+    hospital = QuickHospital(broker.host, broker.port, "gw-t", reject_every=5)
     pub = _publisher(broker.host, broker.port, tmp_path, await_receipts=True,
                      receipt_timeout_s=3600.0)  # fmt: skip
     n = 300
@@ -417,7 +425,9 @@ def test_a_receipt_that_overtakes_the_puback_still_confirms_its_reading(broker, 
         eventually(lambda: pub.receipts == n, 20, lambda: f"{pub.receipts} receipts of {n}")
         eventually(lambda: pub.outbox.rows == 0, 5,
                    lambda: f"{pub.outbox.awaiting()} of {n} wait for a receipt already taken")  # fmt: skip
-        assert pub.outbox.confirmed == n and pub.outbox.stats()["resent"] == 0
+        rejected = sorted(int(r.msg_id.rsplit(":", 1)[1]) for r in pub.outbox.rejected())
+        assert rejected == list(range(0, n, 5))
+        assert pub.outbox.confirmed == n - len(rejected) and pub.outbox.stats()["resent"] == 0
     finally:
         pub.stop(drain_s=0)
         hospital.close()

@@ -158,8 +158,9 @@ class Publisher:
         self._acks: deque[tuple[int, bool]] = deque()  # (mid, accepted) from paho's thread
         # paho mid -> (row id, its msg_id if it awaits a receipt, else None)
         self._inflight: dict[int, tuple[int, str | None]] = {}
-        # msg_ids a receipt named while their PUBACK was not yet taken: confirmed at the PUBACK
-        self._confirmed_early: set[str] = set()
+        # What receipts said of messages whose PUBACK was not yet taken, acted on at the PUBACK:
+        # msg_id -> None (stored) or the hospital's reason for rejecting it
+        self._answered_early: dict[str, str | None] = {}
         self.await_receipts = cfg.await_receipts
         self._receipts: deque[bytes] = deque()  # receipt payloads from paho's thread
         self.receipts = 0  # receipts taken
@@ -283,17 +284,20 @@ class Publisher:
     def _take_acks(self) -> None:
         done: list[int] = []
         kept: list[int] = []  # delivered, waiting for the hospital's receipt
-        early: list[str] = []  # delivered, and a receipt already named them
+        stored: list[str] = []  # delivered, and a receipt already said stored
+        rejected: dict[str, str] = {}  # delivered, and a receipt already rejected them
         while self._acks:
             mid, ok = self._acks.popleft()
             entry = self._inflight.pop(mid, None)
             if entry is None:
                 continue  # a status message paho published itself
             row, msg_id = entry
-            if msg_id is not None and msg_id in self._confirmed_early:
-                self._confirmed_early.discard(msg_id)
-                if ok:
-                    early.append(msg_id)
+            if msg_id is not None and msg_id in self._answered_early:
+                why = self._answered_early.pop(msg_id)
+                if ok and why is None:
+                    stored.append(msg_id)
+                elif ok and why is not None:
+                    rejected[msg_id] = why
             if ok:
                 (kept if msg_id is not None else done).append(row)
             else:
@@ -302,14 +306,14 @@ class Publisher:
                 log.error("broker refused outbox row %d; it is sent again later", row)
         self.outbox.ack(done)
         self.outbox.delivered(kept, self.resend_wait_s)
-        self.outbox.confirm(early)
+        self._apply_receipt(stored, rejected)
         self.published += len(done) + len(kept)
 
     def _take_receipts(self) -> None:
         """Delete what the hospital's receipts name. A receipt can overtake the PUBACK of what
-        it confirms: the PUBACK came in after `_take_acks` looked, or a broker forwarded the
-        message before it acknowledged it. What it names that is still in flight is
-        confirmed when its PUBACK is taken, not left to be sent again."""
+        it names: the PUBACK came in after `_take_acks` looked, or a broker forwarded the
+        message before it acknowledged it. What it says of a message still in flight is
+        acted on when its PUBACK is taken, so the message is not sent again."""
         while self._receipts:
             body = self._receipts.popleft()
             receipt = read_receipt(body)
@@ -318,12 +322,20 @@ class Publisher:
                 log.warning("refused a receipt that is not one (%d bytes)", len(body))
                 continue
             self.receipts += 1
-            self.outbox.confirm(receipt.stored)
+            self._apply_receipt(receipt.stored, receipt.rejected)
             in_flight = {m for _, m in self._inflight.values() if m is not None}
-            self._confirmed_early.update(in_flight.intersection(receipt.stored))
-            for r in self.outbox.reject(receipt.rejected):
-                log.error("the hospital rejected %s on %s, kept aside, not sent again: %s",
-                          r.msg_id, r.topic, r.reason)  # fmt: skip
+            self._answered_early.update(dict.fromkeys(in_flight.intersection(receipt.stored)))
+            self._answered_early.update(
+                {m: r for m, r in receipt.rejected.items() if m in in_flight}
+            )
+
+    def _apply_receipt(self, stored: list[str], rejected: dict[str, str]) -> None:
+        """Forget what the hospital stored; set aside what it rejected (only what the broker
+        acknowledged: the outbox checks)."""
+        self.outbox.confirm(stored)
+        for r in self.outbox.reject(rejected):
+            log.error("the hospital rejected %s on %s, kept aside, not sent again: %s",
+                      r.msg_id, r.topic, r.reason)  # fmt: skip
 
     def awaits_receipt(self, row: Row) -> bool:
         """Whether this row stays after its PUBACK until a receipt confirms it."""
