@@ -263,6 +263,9 @@ class Gateway:
         finally:
             systemd.notify("STOPPING=1")
             await _bounded("the radio transport's stop", self.transport.stop())
+            # the nurse view and the hospital's commands first: they read the outbox and the
+            # history, which close below
+            await self._stop_extras()
             for session in self.sessions.values():
                 try:
                     if session.processor is not None:
@@ -272,7 +275,6 @@ class Gateway:
                     log.exception("%s: flushing at stop failed", session.state.device_id)
             await asyncio.to_thread(self.recordings.stop)  # sessions end with the gateway
             await asyncio.to_thread(self.publisher.stop)
-            await self._stop_extras()
             self.history.close()  # its last batch written
             if self.journal is not None:
                 self.journal.close()

@@ -8,6 +8,7 @@ It publishes each finished session (and each missed one) to
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import math
 import time
@@ -318,6 +319,7 @@ class Recordings:
         deadline = time.monotonic() + wait_s
         while self.pending_reports and time.monotonic() < deadline:
             time.sleep(0.05)
-        if self._task is not None:
-            self._task.cancel()
+        if self._task is not None:  # stop() runs off the loop (app.py): the cancel is the loop's
+            with contextlib.suppress(RuntimeError):  # (a loop already closed: nothing to cancel)
+                self._task.get_loop().call_soon_threadsafe(self._task.cancel)
             self._task = None
