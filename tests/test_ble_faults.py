@@ -10,9 +10,9 @@ from types import SimpleNamespace
 
 import pytest
 
-from devtools.broker import free_port
 from simulators.ble_rig import BleRig, bluez_address
 from simulators.fleet import DeviceSpec
+from tests.harness.chain import NO_BROKER_PORT
 
 pytestmark = pytest.mark.system
 
@@ -206,7 +206,7 @@ def test_strangers_in_their_pairing_window_leave_a_slot_for_enrolled_monitors(tm
     specs = [DeviceSpec("fh-01", "fetal_heart", seed=3)] + [
         DeviceSpec(f"fh-x{i}", "fetal_heart", seed=10 + i, enrolled=False) for i in range(4)
     ]
-    no_broker = SimpleNamespace(host="127.0.0.1", port=free_port())  # MQTT is not needed here
+    no_broker = SimpleNamespace(host="127.0.0.1", port=NO_BROKER_PORT)  # MQTT is not needed here
     window = (gp.WINDOW_S, gp.GRACE_S)
     gp.WINDOW_S, gp.GRACE_S = 6.0, 1.0  # the pairing window, shortened for the test
 

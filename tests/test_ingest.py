@@ -21,6 +21,7 @@ from devtools.broker import free_port
 from gateway.app import Gateway
 from gateway.cli import main as cli_main
 from gateway.config import config_from_dict
+from hospital import ingest as ingest_module
 from hospital.cli import main as ingest_main
 from hospital.config import IngestConfig
 from hospital.ingest import Ingest, Received
@@ -290,13 +291,16 @@ def test_receipts_name_each_stored_message_after_its_batch_commits(broker, tmp_p
 
 
 def test_a_gateway_waiting_for_receipts_forgets_each_reading_once_the_ingest_stored_it(
-    broker, tmp_path
+    broker, tmp_path, monkeypatch
 ):
     """The whole path: a jaundice meter's firmware -> a gateway with `await_receipts` -> a real
     Mosquitto -> perimon-ingest. Each TcB reading and Observation the gateway published is kept
     after its PUBACK until the ingest's receipt names it; once the meter and then the gateway
     stop, nothing waits, nothing was sent twice, and what the gateway forgot is what the
     database holds."""
+    # the receipt of the press the gateway's stop publishes must come within the stop's 2 s
+    # drain: receipts every 0.1 s here, not every 1 s
+    monkeypatch.setattr(ingest_module, "RECEIPT_INTERVAL_S", 0.1)
     db = str(tmp_path / "ingest.sqlite")
     w = _worker(broker, db, "w1", ack_alerts=False)
     w.start()

@@ -277,7 +277,8 @@ def test_a_reading_is_kept_until_the_hospital_confirms_it_and_sent_again_until_t
 ):
     sub = Subscriber(broker.host, broker.port, gateway="gw-t")
     hospital = Hospital(broker.host, broker.port)
-    pub = _publisher(broker.host, broker.port, tmp_path, await_receipts=True, receipt_timeout_s=1.0)
+    # 2.5 s: time for the receipt below to be taken before anything falls due again
+    pub = _publisher(broker.host, broker.port, tmp_path, await_receipts=True, receipt_timeout_s=2.5)
     try:
         for i in range(3):
             pub.publish(("device", "tcb-01", "tcb"), _tcb(i))
@@ -294,8 +295,8 @@ def test_a_reading_is_kept_until_the_hospital_confirms_it_and_sent_again_until_t
         hospital.receipt("gw-t", ["tcb-01:1:tcb:7", "fh-01:1:fhr:1"])
         eventually(lambda: pub.receipts == 2, 10, "the receipt did not arrive")
         assert pub.outbox.rows == 1
-        # the one not confirmed is sent again: after 1 s, then 2 s, ...
-        eventually(lambda: len(sub.of("tcb-01", "tcb")) >= 5, 10, "not sent again")
+        # the one not confirmed is sent again: after 2.5 s, then 5 s, ...
+        eventually(lambda: len(sub.of("tcb-01", "tcb")) >= 5, 20, "not sent again")
         again = [m["msg_id"] for m in sub.of("tcb-01", "tcb")[3:]]
         assert set(again) == {"tcb-01:1:tcb:2"}
         assert pub.outbox.stats()["resent"] >= 2

@@ -25,7 +25,7 @@ from gateway.device.enrolment import Enrolment, enrolment_path
 from gateway.web.nurses import NurseAccounts
 from simulators.ble_rig import BleRig
 from simulators.fleet import FIRMWARE_LINK, DeviceSpec, Fleet
-from tests.harness.chain import gateway_config, running_fleet, running_gateway
+from tests.harness.chain import NO_BROKER_PORT, gateway_config, running_fleet, running_gateway
 from tests.harness.micropython import RUN_LIB as LIB  # scripts run from a folder with the link
 from tests.harness.micropython import run_micropython
 from tests.harness.wait import eventually_async
@@ -111,7 +111,7 @@ def test_pairing_over_ble_from_the_button_to_a_streaming_enrolled_device(tmp_pat
     enrolled, allowed, and comes back without the flag to stream with its new key."""
     specs = [DeviceSpec("fh-01", "fetal_heart", seed=3),
              DeviceSpec("fh-new", "fetal_heart", seed=2, enrolled=False)]  # fmt: skip
-    no_broker = SimpleNamespace(host="127.0.0.1", port=free_port())  # MQTT is not needed here
+    no_broker = SimpleNamespace(host="127.0.0.1", port=NO_BROKER_PORT)  # MQTT is not needed here
 
     async def main():
         async with BleRig(tmp_path, no_broker, specs, radio={"enrolled": "fh-01"}) as rig:
@@ -578,7 +578,7 @@ def test_label_pairing_over_ble_without_the_button(tmp_path):
     back enrolled and allowed to stream with the agreed key."""
     specs = [DeviceSpec("fh-01", "fetal_heart", seed=3),
              DeviceSpec("fh-new", "fetal_heart", seed=2, enrolled=False)]  # fmt: skip
-    no_broker = SimpleNamespace(host="127.0.0.1", port=free_port())  # MQTT is not needed here
+    no_broker = SimpleNamespace(host="127.0.0.1", port=NO_BROKER_PORT)  # MQTT is not needed here
 
     async def main():
         async with BleRig(tmp_path, no_broker, specs, radio={"enrolled": "fh-01"}) as rig:
@@ -611,7 +611,7 @@ def test_label_pairing_over_ble_re_pairs_a_monitor_connected_with_another_key(tm
     from gateway.transports.base import REFUSED_HOLD_S
 
     spec = DeviceSpec("fh-01", "fetal_heart", seed=3, enrolled=False)
-    no_broker = SimpleNamespace(host="127.0.0.1", port=free_port())  # MQTT is not needed here
+    no_broker = SimpleNamespace(host="127.0.0.1", port=NO_BROKER_PORT)  # MQTT is not needed here
     rig = BleRig(tmp_path, no_broker, [spec])  # on the radio's allowlist
     old_key = bytes(range(32))  # what the gateway holds: not the key the monitor has now
     Enrolment(enrolment_path(rig.cfg)).enrol("fh-01", "fetal_heart", old_key)

@@ -22,6 +22,7 @@ from dsp.tcb import (
     load_model,
     tcb_features,
 )
+from tests.harness.wait import eventually_async
 
 pytestmark = pytest.mark.unit
 
@@ -442,9 +443,10 @@ def test_the_band_correction_runs_off_the_loop_and_readings_keep_their_order(met
         proc.on_record(p.Stream.TCB, 0, 1000, b"")  # corrected on the worker
         state.info = {"firmware": "1.0.0"}  # no calibration: flagged at once, not corrected
         proc.on_record(p.Stream.TCB, 1, 2000, b"")
-        await asyncio.sleep(0.05)  # the loop runs while the first is corrected
+        # the loop runs while the first is corrected
+        await eventually_async(lambda: loop_thread, 10, "the worker never started the fit")
         assert [m for m in sent if "tcb_mg_dl" in m] == []  # the flagged one waits its turn
-        assert loop_thread and loop_thread[0] != threading.get_ident()
+        assert loop_thread[0] != threading.get_ident()
         state.info = {"calibration": {"x": 1}}
         proc.on_record(p.Stream.TCB, 2, 3000, b"")
         release.set()

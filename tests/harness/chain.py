@@ -15,6 +15,7 @@ from gateway.app import Gateway
 from gateway.config import config_from_dict
 from simulators.fleet import Fleet
 from tests.harness.mqtt import Subscriber
+from tests.harness.wait import eventually
 
 # A trace starts at the first sample of the boot the gateway receives, numbered as that point
 # of the boot: the device sends what it samples before the first connection to its buffer only.
@@ -27,6 +28,11 @@ def newborn(device_id: str = "tcb-01", hours: float = 40, ga_weeks: int = 38) ->
     """The [devices] entry of a baby born `hours` ago, for the jaundice meter `device_id`."""
     birth = (datetime.now(UTC) - timedelta(hours=hours)).isoformat()
     return {device_id: {"birth_time": birth, "ga_weeks": ga_weeks}}
+
+
+# A port where no broker listens, ever: a free_port() left unbound could be handed to another
+# test's broker while the gateway keeps trying it, and the gateway would publish into that test.
+NO_BROKER_PORT = 1
 
 
 def gateway_config(
@@ -43,7 +49,7 @@ def gateway_config(
     view on a free port with `web`; other sections as given."""
     raw: dict = {
         "gateway": {"id": gateway_id, "data_dir": str(tmp_path / "gw")},
-        "mqtt": mqtt or {"host": "127.0.0.1", "port": free_port()},
+        "mqtt": mqtt or {"host": "127.0.0.1", "port": NO_BROKER_PORT},
         "radio": {"listen": radio or f"127.0.0.1:{free_port()}"},
     }
     if web:
@@ -82,7 +88,7 @@ def run_chain(broker, tmp_path, specs, seconds, during=None, transport="sim", **
     if transport == "ble":
         gw = asyncio.run(_run_ble_chain(broker, tmp_path, specs, seconds, during, devices,
                                         processing))  # fmt: skip
-        sub.close()
+        _close_after_shutdown(sub)
         return sub, gw
     radio = f"127.0.0.1:{free_port()}"
     if transport == "serial":  # each device's cable end, where Fleet plugs it in
@@ -109,8 +115,19 @@ def run_chain(broker, tmp_path, specs, seconds, during=None, transport="sim", **
         return gw
 
     gw = asyncio.run(main())
-    sub.close()
+    _close_after_shutdown(sub)
     return sub, gw
+
+
+def _close_after_shutdown(sub: Subscriber) -> None:
+    """Close `sub` once the gateway's last word, its offline status after the outbox's drain,
+    has come: on the one connection it follows everything the gateway published before it. A
+    close before it drops what is still in the socket."""
+    try:
+        eventually(lambda: any(st.get("reason") == "shutdown" for st in sub.on("status")), 10,
+                   "the gateway's shutdown status never came")  # fmt: skip
+    finally:
+        sub.close()
 
 
 async def _run_ble_chain(broker, tmp_path, specs, seconds, during, devices, processing):
