@@ -377,9 +377,9 @@ def test_a_reading_before_the_clock_sync_waits_for_it_and_gets_its_own_time():
 
 
 def test_a_slow_clock_sync_does_not_replace_a_good_clock_until_three_in_a_row():
-    """A sync whose answer took 0.4 s may be 0.2 s off: a gateway under load after a restart
-    moved a trace by 328 ms that way (test_faults). The clock in use is kept and the sync
-    tried again soon; only a link slow three times in a row has its slow sync taken."""
+    """A sync whose answer took 0.4 s may be 0.2 s off, and every reading's wall time with it.
+    The clock in use is kept and the sync tried again soon; only a link slow three times in a
+    row has its slow sync taken."""
     s = DeviceSession("tcb-01", p.DeviceType.JAUNDICE, gap_timeout_s=5)
     dev = ScriptedDevice({})
 
@@ -400,6 +400,28 @@ def test_a_slow_clock_sync_does_not_replace_a_good_clock_until_three_in_a_row():
     first, *set_aside, taken = asyncio.run(main())
     assert first is not None and set_aside == [first] * 3
     assert taken - first > 4_000  # the fourth is taken: the offset moves by the 5 s
+
+
+def test_a_first_clock_from_a_slow_sync_is_taken_and_replaced_by_a_quick_one_soon():
+    """A boot's first sync is taken however slow (its readings wait for a clock), but the next
+    is tried in seconds, not minutes; a quick one then replaces it."""
+    s = DeviceSession("tcb-01", p.DeviceType.JAUNDICE, gap_timeout_s=5)
+    dev = ScriptedDevice({})
+
+    async def main() -> tuple[float | None, float, float | None]:
+        await s.attach(dev)
+        dev.sync_delay_s = 0.4
+        await s.time_sync()
+        slow = s.clock_offset_ms
+        due_in = s._last_sync + session_module._TIME_SYNC_EVERY_S - time.monotonic()
+        dev.sync_delay_s = 0.0
+        dev.clock_ms -= 5_000  # so that the quick sync's offset is told apart
+        await s.time_sync()
+        return slow, due_in, s.clock_offset_ms
+
+    slow, due_in, quick = asyncio.run(main())
+    assert slow is not None and due_in <= session_module._TIME_SYNC_RETRY_S + 0.5
+    assert quick is not None and quick - slow > 4_000
 
 
 def test_a_reading_waits_while_the_device_does_not_answer_the_clock_sync():

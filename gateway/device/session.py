@@ -35,7 +35,9 @@ _TIME_SYNC_RETRY_S = 5.0  # while this boot's clock is not synced: its readings 
 # A sync's round trip longer than this leaves its offset up to half of it off (the device read
 # its clock somewhere in the trip): while a clock is in use (an earlier sync, or the journal's
 # after a restart) such a sync is set aside and tried again in _TIME_SYNC_RETRY_S, up to
-# _SLOW_SYNCS_SET_ASIDE times in a row, so a link that is always slow still gets synced.
+# _SLOW_SYNCS_SET_ASIDE times in a row, so a link that is always slow still gets synced. A
+# boot's first clock is taken from a slow sync (its readings wait for one), and a quicker sync
+# is tried in _TIME_SYNC_RETRY_S, not _TIME_SYNC_EVERY_S, to replace it.
 _SYNC_ROUND_TRIP_MAX_MS = 200.0
 _SLOW_SYNCS_SET_ASIDE = 3
 _WARN_EVERY_S = 10.0
@@ -267,19 +269,24 @@ class DeviceSession:
         except p.FrameError:
             return
         received = time.time() * 1000.0
-        slow = received - sent > _SYNC_ROUND_TRIP_MAX_MS and self.clock_offset_ms is not None
-        if slow and self._slow_syncs < _SLOW_SYNCS_SET_ASIDE:
-            self._slow_syncs += 1
-            self._last_sync = time.monotonic() - _TIME_SYNC_EVERY_S + _TIME_SYNC_RETRY_S
+        slow = received - sent > _SYNC_ROUND_TRIP_MAX_MS
+        try_again = slow and self._slow_syncs < _SLOW_SYNCS_SET_ASIDE
+        self._slow_syncs = self._slow_syncs + 1 if try_again else 0
+        if try_again and self.clock_offset_ms is not None:
+            self._sync_again_soon()
             log.info("%s: clock sync round trip %.0f ms: set aside, tried again", self.state.device_id,
                      received - sent)  # fmt: skip
             return
-        self._slow_syncs = 0
         if self._t_top is not None:  # the device's clock as its frames of this boot count it
             device_ms = unwrap_u32(device_ms, self._t_top)
             self._t_top = max(self._t_top, device_ms)
         # The device read its clock about half-way through the round trip.
         self.set_clock((sent + received) / 2.0 - device_ms)
+        if try_again:  # the first clock, from a slow sync: a quicker one soon replaces it
+            self._sync_again_soon()
+
+    def _sync_again_soon(self) -> None:
+        self._last_sync = time.monotonic() - _TIME_SYNC_EVERY_S + _TIME_SYNC_RETRY_S
 
     def set_clock(self, offset_ms: float) -> None:
         """This boot's clock is synced (unix_ms = device_ms + offset_ms): the readings that
