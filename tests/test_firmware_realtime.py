@@ -52,7 +52,9 @@ def test_a_dma_overrun_is_counted_by_the_clock(hotpath):
     assert hotpath["waiting_keeping_up"] == 0, hotpath
     assert hotpath["waiting_after_stall"] == 4096 - 438, hotpath
     assert hotpath["sim_waiting_caught_up"] == 500 - 438, hotpath
-    assert abs(hotpath["sim_waiting_after_hold"] - (8000 - 438)) <= 40, hotpath  # ~10 ms
+    # 2 s of samples and those made while the check ran on (more if this machine held it up)
+    made_by_end = hotpath["sim_hold_us"] * 4000 // 1_000_000
+    assert 8000 - 438 <= hotpath["sim_waiting_after_hold"] <= made_by_end - 438, hotpath
     assert hotpath["lost_reported_once"] == 0, hotpath
     assert hotpath["sim_lost"] == 5000 - 4096, hotpath  # the simulated ring: exactly
 

@@ -119,10 +119,13 @@ async def sim_clock():
     ch.push(bytes(2 * 500))  # the read was waiting for it: caught up
     await waiter
     out["sim_waiting_caught_up"] = hal_sim.doppler_waiting()
-    ch.clock.caught_up(time.ticks_add(time.ticks_us(), -2_000_000), 0)  # last empty 2 s ago
+    t0 = time.ticks_us()
+    ch.clock.caught_up(time.ticks_add(t0, -2_000_000), 0)  # last empty 2 s ago
     ch.push(bytes(2 * 1000))  # what the pipe gave so far
     await ch.read(buf, 438)
     out["sim_waiting_after_hold"] = hal_sim.doppler_waiting()
+    # how long ago "last empty" is by now: the clock counts on while this process runs
+    out["sim_hold_us"] = 2_000_000 + time.ticks_diff(time.ticks_us(), t0)
 
 
 def feedback():
