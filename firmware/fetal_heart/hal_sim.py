@@ -80,6 +80,16 @@ class _Channel:
         clock.caught_up(now, self.n)  # what the ring still holds was made before now
         self.waiting = self.n
 
+    def newest_made_ms(self):
+        """ticks_ms at which the newest sample pushed was made, by the ADC's clock: the samples
+        made since and not yet pushed are still in the pipe. The simulator writes a press right
+        after the samples of its moment, so this is when it was pressed, as a board's pin IRQ
+        stamps it, however late this process reads its pipe."""
+        if self.clock is None:
+            return time.ticks_ms()
+        in_pipe = max(0, self.clock.behind(time.ticks_us()) - self.n)
+        return time.ticks_add(time.ticks_ms(), -(in_pipe * self.clock.us_per_sample // 1000))
+
     def take(self, out, count):
         """Copy the oldest `count` samples into `out`, sample by sample: no allocation."""
         buf = self.buf
@@ -117,7 +127,7 @@ def _contact(b):
 def _button(b):
     # The simulator says the kind (sim_feed.CH_BUTTON); a board's HAL tells it by the hold time.
     if b and len(_presses) < 8:
-        _presses.append((b[0], time.ticks_ms()))
+        _presses.append((b[0], doppler.newest_made_ms()))
 
 
 feed = sim_feed.Feed(
