@@ -273,6 +273,7 @@ class Gateway:
                     self.publish_device_status(session)
                 except Exception:  # one device's fault must not keep the others unpublished
                     log.exception("%s: flushing at stop failed", session.state.device_id)
+            self.recordings.stop_ticking()
             await asyncio.to_thread(self.recordings.stop)  # sessions end with the gateway
             await asyncio.to_thread(self.publisher.stop)
             self.history.close()  # its last batch written

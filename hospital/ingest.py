@@ -122,6 +122,10 @@ class Ingest:
         self.client.on_subscribe = self._on_subscribe
         self.client.on_message = self._on_message
         self.client.reconnect_delay_set(1, 30)
+        # a callback's exception is logged, not raised: raised, it ends paho's network thread,
+        # and this worker's connection with it
+        self.client.suppress_exceptions = True
+        self.client.enable_logger(logging.getLogger("paho"))
 
     def topics(self) -> list[str]:
         prefix, group = self.cfg.prefix, self.cfg.group

@@ -11,6 +11,7 @@ from types import SimpleNamespace
 import numpy as np
 import paho.mqtt.client as mqtt
 import pytest
+from paho.mqtt.subscribeoptions import SubscribeOptions
 
 from gateway import protocol as p
 from gateway.config import MqttSection, config_from_dict
@@ -239,6 +240,51 @@ def test_publisher_keeps_messages_across_a_restart_and_deletes_them_on_puback(
     assert all(pr["msg_id"] == pl["msg_id"] for pl, pr in fhr)
     assert collector.of("fh-01", "alert")
     assert Outbox(path, 10 * MB, 0).rows == 0
+
+
+@pytest.mark.system
+def test_an_error_at_connect_or_in_a_callback_does_not_end_the_publishers_connection(
+    broker, collector, tmp_path, caplog
+):
+    """An outbox read failing as the connection comes up (an SD card's I/O error), or a
+    subscription's callback raising, is logged; paho's network thread goes on, and with it
+    every publish and reconnection (raised from a callback, it ended that thread for good)."""
+    caplog.set_level(logging.ERROR)
+    cfg = config_from_dict({"mqtt": {"host": broker.host, "port": broker.port}})
+    pub = Publisher(cfg.mqtt, "gw-t", Outbox(tmp_path / "o.sqlite", 10 * MB, 0))
+    stats, failures = pub.outbox.stats, []
+
+    def stats_failing_once() -> dict:
+        if not failures:
+            failures.append(1)
+            raise OSError("disk I/O error")
+        return stats()
+
+    def broken(client, userdata, message) -> None:
+        raise ValueError("a bug in a command handler")
+
+    pub.outbox.stats = stats_failing_once  # type: ignore[method-assign]
+    pub.listen("probe/gw-t", SubscribeOptions(qos=1), broken)
+    pub.start()
+    try:
+        assert pub.connected.wait(10)
+        eventually(lambda: failures, 10, "the online status never read the outbox")
+        eventually(lambda: pub.subscribed.is_set(), 10, "no SUBACK")
+        probe = make_client(cfg.mqtt, "probe")
+        probe.connect(broker.host, broker.port)
+        probe.loop_start()
+        probe.publish("probe/gw-t", b"x", 1).wait_for_publish(10)
+        probe.disconnect()
+        probe.loop_stop()
+        eventually(lambda: any("a bug in a command handler" in r.getMessage()
+                               for r in caplog.records), 10, "the callback's error not logged")  # fmt: skip
+        pub.publish(("device", "fh-01", "alert"), {"msg_id": "fh-01:alert:x:1:raised"})
+        assert pub.drain(10), "nothing published after the errors"
+        eventually(lambda: collector.of("fh-01", "alert"), 10, "not delivered")
+        eventually(lambda: any(st.get("state") == "online" for st in collector.on("status")), 10,
+                   "no online status")  # fmt: skip
+    finally:
+        pub.stop()
 
 
 @pytest.mark.system

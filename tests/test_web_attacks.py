@@ -301,3 +301,38 @@ def test_a_new_password_ends_old_sessions_and_a_session_has_an_absolute_end(site
     assert after_reset == 401
     assert statuses[: int(MAX_SESSION_H * 4) - 1] == [200] * (int(MAX_SESSION_H * 4) - 1)
     assert statuses[-1] == 401  # 12 hours after the login, however active
+
+
+@pytest.mark.unit
+def test_two_logins_at_once_that_both_rehash_keep_the_accounts_file_whole(tmp_path, monkeypatch):
+    """After a cost upgrade two nurses log in at the same moment (the nurse view checks
+    passwords on two worker threads): each hash is made again, neither write undoes the
+    other, and a reader never meets a half-written file."""
+    import json
+    import threading
+
+    old, new = nurses.Scrypt(2**10, 8, 1), nurses.Scrypt(2**11, 8, 1)
+    monkeypatch.setattr(nurses, "SCRYPT", new)
+    path = tmp_path / "nurses.json"
+
+    def login(accounts: NurseAccounts, start: threading.Barrier, results: list, user: str) -> None:
+        start.wait()
+        try:
+            results.append(accounts.check(user, PASSWORD))
+        except Exception as exc:  # what the nurse view would answer 500 for
+            results.append(exc)
+
+    for _ in range(20):
+        path.write_text(json.dumps({u: {"password": nurses.hash_password(PASSWORD, old)}
+                                    for u in ("amina", "beatriz")}))  # fmt: skip
+        accounts, start, results = NurseAccounts(path), threading.Barrier(2), []
+        threads = [threading.Thread(target=login, args=(accounts, start, results, u))
+                   for u in ("amina", "beatriz")]  # fmt: skip
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(30)
+        assert results == [True, True]
+        saved = json.loads(path.read_text())
+        assert all(nurses.cost_of(saved[u]["password"]) == new for u in ("amina", "beatriz"))
+    assert [p.name for p in tmp_path.iterdir()] == ["nurses.json"]  # no temporary file left

@@ -33,6 +33,7 @@ Settings and the risk colour's effect: gateway/state/settings.py.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 import time
@@ -177,8 +178,10 @@ class Downlink:
         return self.publisher.subscribed.is_set()
 
     def _on_message(self, client: mqtt.Client, userdata: Any, message: mqtt.MQTTMessage) -> None:
-        # paho's network thread: only hand the message to the loop
-        if self.loop is None:
+        # paho's network thread: only hand the message to the loop (read once: stop() clears
+        # it from another thread)
+        loop = self.loop
+        if loop is None:
             return
         props = message.properties
         response_topic = getattr(props, "ResponseTopic", None) if props else None
@@ -187,9 +190,10 @@ class Downlink:
         levels = message.topic[len(self.topic) - len("+/cmd") :].split("/")
         device_id = levels[0]
         named = levels[2] if len(levels) == 3 else None
-        self.loop.call_soon_threadsafe(self._handle, device_id, bytes(message.payload),
-                                       response_topic, correlation, bool(message.retain),
-                                       named)  # fmt: skip
+        with contextlib.suppress(RuntimeError):  # the loop has closed: the gateway stopped
+            loop.call_soon_threadsafe(self._handle, device_id, bytes(message.payload),
+                                      response_topic, correlation, bool(message.retain),
+                                      named)  # fmt: skip
 
     def _handle(self, device_id: str, body: bytes, response_topic: str | None,
                 correlation: bytes | None, retained: bool = False,

@@ -122,6 +122,10 @@ def make_client(cfg: MqttSection, client_id: str) -> mqtt.Client:
             cert_reqs=ssl.CERT_REQUIRED,
         )
     client.reconnect_delay_set(RECONNECT_MIN_S, RECONNECT_MAX_S)
+    # An exception in a callback is logged, not raised: raised, it ends paho's network thread,
+    # and with it every publish and reconnection until the gateway restarts.
+    client.suppress_exceptions = True
+    client.enable_logger(logging.getLogger("paho"))
     return client
 
 
@@ -155,6 +159,7 @@ class Publisher:
         self.published = 0
         self.v5 = cfg.protocol == "5"
         self._wake = threading.Event()
+        self._announce = False  # connected: the sender publishes the online status first
         self._acks: deque[tuple[int, bool]] = deque()  # (mid, accepted) from paho's thread
         # paho mid -> (row id, its msg_id if it awaits a receipt, else None)
         self._inflight: dict[int, tuple[int, str | None]] = {}
@@ -216,7 +221,9 @@ class Publisher:
             log.error("MQTT broker refused the connection: %s", reason_code)
             return
         log.info("connected to MQTT broker %s:%d", self.cfg.host, self.cfg.port)
-        client.publish(self.topic("status"), self._status_payload("online"), 1, True)
+        # the online status reads the outbox: the sender publishes it, first thing, not paho's
+        # thread (an outbox error here would end that thread)
+        self._announce = True
         with self._listening:  # a session is not kept: subscribe again at each connection
             self._granted = 0
             self.subscribed.clear()
@@ -268,12 +275,13 @@ class Publisher:
                     self._retry.clear()
                     retry_at = now + 5.0
                 if self.connected.is_set():
-                    self._hand_over()
-                    if now - last_status >= self.status_interval_s:
+                    if self._announce or now - last_status >= self.status_interval_s:
+                        self._announce = False
                         last_status = now
                         self.client.publish(
                             self.topic("status"), self._status_payload("online"), 1, True
                         )
+                    self._hand_over()
                 if now - last_checkpoint >= _CHECKPOINT_S:
                     last_checkpoint = now
                     self.outbox.checkpoint()

@@ -549,8 +549,10 @@ class Outbox:
         return total
 
     def stats(self) -> dict[str, Any]:
+        with self._lock:  # a first count of a kind adds a key, from the sender or the loop
+            counters = dict(self.counters)
         dropped = {
-            name: sum(v for k, v in self.counters.items() if k.startswith(f"dropped_{name}_"))
+            name: sum(v for k, v in counters.items() if k.startswith(f"dropped_{name}_"))
             for name in PRIORITY_NAMES.values()
         }
         return {
@@ -561,8 +563,8 @@ class Outbox:
             "dropped_status": dropped["status"],
             "dropped_readings": dropped["readings"],
             "awaiting_receipt": self.awaiting(),
-            "resent": self.counters.get("resent", 0),
-            "rejected": self.counters.get("rejected", 0),
+            "resent": counters.get("resent", 0),
+            "rejected": counters.get("rejected", 0),
             "last_rejected": self._last_rejected(),
         }
 

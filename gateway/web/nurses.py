@@ -8,6 +8,8 @@ import hmac
 import json
 import os
 import re
+import tempfile
+import threading
 import time
 from pathlib import Path
 from typing import Any, NamedTuple
@@ -71,6 +73,9 @@ class NurseAccounts:
     def __init__(self, path: Path) -> None:
         self.path = Path(path)
         self._cached: tuple[tuple[int, int, int], dict[str, dict[str, Any]]] | None = None
+        # two logins at once (the nurse view checks passwords on worker threads) may both make
+        # a hash again: one read-change-write of the file at a time
+        self._writing = threading.Lock()
 
     def _load(self) -> dict[str, dict[str, Any]]:
         """The accounts as the file has them now (read again only when it changed: the nurse
@@ -109,34 +114,41 @@ class NurseAccounts:
             raise ValueError("user name: 1-32 letters, digits, '.', '_' or '-'")
         if len(password) < MIN_PASSWORD:
             raise ValueError(f"password: at least {MIN_PASSWORD} characters")
-        data = dict(self._load())
-        data[user] = {"password": hash_password(password), "set_at": int(time.time())}
-        self._save(data)
+        rec = {"password": hash_password(password), "set_at": int(time.time())}
+        with self._writing:
+            self._save({**self._load(), user: rec})
 
-    def _rehash(self, user: str, password: str) -> None:
-        """The same password at today's cost; her logins stay valid (same stamp)."""
-        data = dict(self._load())
-        rec = data.get(user)
-        if not isinstance(rec, dict):
-            return
-        stamp = self.stamp(user)
-        data[user] = {**rec, "password": hash_password(password), "stamp": stamp}
-        self._save(data)
+    def _rehash(self, user: str, password: str, stored: str) -> None:
+        """The same password at today's cost; her logins stay valid (same stamp). Left as it
+        is if her hash changed meanwhile (set again, or already made again by another login)."""
+        new = hash_password(password)  # the slow part, outside the lock
+        with self._writing:
+            data = dict(self._load())
+            rec = data.get(user)
+            if not isinstance(rec, dict) or rec.get("password") != stored:
+                return
+            data[user] = {**rec, "password": new, "stamp": self.stamp(user)}
+            self._save(data)
 
     def _save(self, data: dict[str, dict[str, Any]]) -> None:
-        """Atomically, mode 0600 (the hashes are secrets too)."""
+        """Atomically, mode 0600 (the hashes are secrets too), through a file of its own so
+        that a reader never sees half of it."""
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = self.path.with_suffix(".tmp")
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            json.dump(data, f, indent=1, sort_keys=True)
-        tmp.replace(self.path)
+        fd, tmp = tempfile.mkstemp(dir=self.path.parent, prefix=self.path.name, suffix=".tmp")
+        try:
+            with os.fdopen(fd, "w", encoding="utf-8") as f:  # mkstemp makes it 0600
+                json.dump(data, f, indent=1, sort_keys=True)
+            os.replace(tmp, self.path)
+        except BaseException:
+            Path(tmp).unlink(missing_ok=True)
+            raise
 
     def remove(self, user: str) -> bool:
-        data = dict(self._load())
-        if data.pop(user, None) is None:
-            return False
-        self._save(data)
+        with self._writing:
+            data = dict(self._load())
+            if data.pop(user, None) is None:
+                return False
+            self._save(data)
         return True
 
     def check(self, user: str, password: str) -> bool:
@@ -151,5 +163,5 @@ class NurseAccounts:
         if not verify_password(password, stored):
             return False
         if cost_of(stored) != SCRYPT:  # made at an older cost: made again at today's
-            self._rehash(user, password)
+            self._rehash(user, password, stored)
         return True

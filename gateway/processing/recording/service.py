@@ -311,6 +311,12 @@ class Recordings:
                                            "duration_min", "times", "starts_on") if k in schedule}  # fmt: skip
         return {"schedule": public, "next_due": next_due, "reminder": reminder}
 
+    def stop_ticking(self) -> None:
+        """On the loop, before `stop` runs off it: no tick ends a session beside the stop."""
+        if self._task is not None:
+            self._task.cancel()
+            self._task = None
+
     def stop(self, wait_s: float = 15.0) -> None:
         """The gateway stops: sessions being recorded end, their reports are written."""
         for t in list(self.trackers.values()):
