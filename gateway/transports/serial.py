@@ -129,6 +129,14 @@ class PortWriter:
                 if not write.done():  # the caller was cancelled: hold the lock till it is out
                     await asyncio.wait({write})
 
+    async def close(self) -> None:
+        """Close the port once no write is on a worker thread: pyserial's close under a write
+        waiting for the device would pull the file descriptor from under it. A waiting write
+        is told to give up first."""
+        self.port.cancel_write()
+        async with self._lock:
+            self.port.close()
+
 
 class SerialLink(DeviceLink):
     def __init__(self, port: PortWriter, hello: dict[str, Any]) -> None:
@@ -260,6 +268,7 @@ class SerialTransport(Transport):
                     del self.links[link.device_id]
                 link.closed.set()
                 link.on_close(reason)
+            await out.close()
 
     def _line_error(self, path: str, what: str, n: int = 1) -> None:
         if self.line_errors == 0:
