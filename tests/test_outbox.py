@@ -112,6 +112,23 @@ def test_rows_handed_to_the_client_are_not_dropped_or_replaced(tmp_path):
 
 
 @pytest.mark.unit
+def test_rows_taken_for_the_client_are_safe_from_the_limits_until_handed_back(tmp_path):
+    """The sender takes its next rows and marks them handed in one step: a full outbox
+    dropping its oldest rows meanwhile never drops (and counts as dropped) a row on its way to
+    the client; rows the client did not take are handed back and pending again."""
+    ob = Outbox(tmp_path / "o.sqlite", 1 * MB, 0)
+    ids = [add(ob, "fhr", i) for i in range(3)]
+    taken = ob.take_pending(2)
+    assert [r.id for r in taken] == ids[:2] and ob.handed_upto == ids[1]
+    for i in range(3, 2000):  # far over the limit: the oldest untaken rows go
+        add(ob, "fhr", i)
+    assert ob.pending(0, 2) == taken and ob.stats()["dropped_trace"] > 0
+    assert ids[2] not in {r.id for r in ob.pending(0, 10_000)}  # not taken: dropped
+    ob.hand_back(ids[1])  # the client took the first only
+    assert ob.take_pending(1) == taken[1:]
+
+
+@pytest.mark.unit
 def test_the_last_minute_of_trace_is_kept_acked_or_not_for_the_fhir_window(tmp_path):
     ob = Outbox(tmp_path / "o.sqlite", 10 * MB, 0, recent_points=240)
     for i in range(100):  # 4 points a message: 400 points of boot 3, then one of boot 4

@@ -271,7 +271,7 @@ class Publisher:
                 self._take_receipts()
                 now = time.monotonic()
                 if self._retry and now >= retry_at:
-                    self.outbox.handed_upto = min(self._retry) - 1
+                    self.outbox.hand_back(min(self._retry))
                     self._retry.clear()
                     retry_at = now + 5.0
                 if self.connected.is_set():
@@ -359,7 +359,8 @@ class Publisher:
         rows: list[Row] = []
         if self.await_receipts:  # the oldest first: what no receipt confirmed in time
             rows = self.outbox.due(room, self.resend_wait_s, self.resend_max_s)
-        pending = self.outbox.pending(self.outbox.handed_upto, room - len(rows))
+        pending = self.outbox.take_pending(room - len(rows))
+        untaken = {r.id for r in pending}
         for row in rows + pending:
             props = None
             if self.v5:
@@ -370,9 +371,11 @@ class Publisher:
             info = self.client.publish(row.topic, row.payload, QOS_READING, row.retain, props)
             if info.rc not in (mqtt.MQTT_ERR_SUCCESS, mqtt.MQTT_ERR_NO_CONN):
                 log.warning("paho did not take outbox row %d: %s", row.id, info.rc)
+                if untaken:
+                    self.outbox.hand_back(min(untaken))
                 break
+            untaken.discard(row.id)
             self._inflight[info.mid] = (row.id, row.msg_id if self.awaits_receipt(row) else None)
-            self.outbox.handed_upto = max(self.outbox.handed_upto, row.id)
 
     # ---- public ----
 

@@ -350,12 +350,30 @@ class Outbox:
         """Rows not yet handed to the MQTT client, oldest first (not those delivered and
         waiting for a receipt: `due` hands those out again)."""
         with self._lock:
-            rows = self._db.execute(
-                "SELECT id, msg_id, topic, payload, retain, priority, created FROM msg"
-                " WHERE id > ? AND acked IS NULL ORDER BY id LIMIT ?",
-                (after_id, limit),
-            ).fetchall()
+            return self._pending(after_id, limit)
+
+    def _pending(self, after_id: int, limit: int) -> list[Row]:
+        rows = self._db.execute(
+            "SELECT id, msg_id, topic, payload, retain, priority, created FROM msg"
+            " WHERE id > ? AND acked IS NULL ORDER BY id LIMIT ?",
+            (after_id, limit),
+        ).fetchall()
         return [Row(r[0], r[1], r[2], bytes(r[3]), bool(r[4]), r[5], r[6]) for r in rows]
+
+    def take_pending(self, limit: int) -> list[Row]:
+        """The next rows not yet handed to the MQTT client, oldest first, counted as handed in
+        the same hold of the lock: from here the limits (`_enforce`) never drop or replace a
+        row on its way to the client. `hand_back` returns those the client did not take."""
+        with self._lock:
+            rows = self._pending(self.handed_upto, limit) if limit > 0 else []
+            if rows:
+                self.handed_upto = max(self.handed_upto, rows[-1].id)
+        return rows
+
+    def hand_back(self, first_id: int) -> None:
+        """Rows from `first_id` on were not handed to the client after all: pending again."""
+        with self._lock:
+            self.handed_upto = min(self.handed_upto, first_id - 1)
 
     def delivered(self, ids: list[int], wait_s: float, now: float | None = None) -> None:
         """The broker has these, and they wait for the hospital's receipt: kept, and due to be
