@@ -125,7 +125,7 @@ class Ingest:
         # a callback's exception is logged, not raised: raised, it ends paho's network thread,
         # and this worker's connection with it
         self.client.suppress_exceptions = True
-        self.client.enable_logger(logging.getLogger("paho"))
+        self.client.enable_logger(_PAHO_LOG)
 
     def topics(self) -> list[str]:
         prefix, group = self.cfg.prefix, self.cfg.group
@@ -368,6 +368,12 @@ class Ingest:
             self._writer.join(max(0.5, deadline - time.monotonic()))
         self.client.disconnect()
         self.client.loop_stop()
+
+
+# paho's own log: only a callback's exception, not its reconnection chatter
+_PAHO_LOG = logging.getLogger("hospital.paho")
+_PAHO_LOG.setLevel(logging.ERROR)
+_PAHO_LOG.addFilter(lambda record: str(record.msg).startswith("Caught exception in"))
 
 
 class _Client(mqtt.Client):

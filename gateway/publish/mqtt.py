@@ -100,6 +100,13 @@ def publish_properties() -> Properties:
     return props
 
 
+# paho's own log: only a callback's exception, which suppress_exceptions would otherwise hide;
+# not its reconnection chatter (logged at ERROR while a broker is away: the publisher says that)
+_PAHO_LOG = logging.getLogger("gateway.publish.paho")
+_PAHO_LOG.setLevel(logging.ERROR)
+_PAHO_LOG.addFilter(lambda record: str(record.msg).startswith("Caught exception in"))
+
+
 def make_client(cfg: MqttSection, client_id: str) -> mqtt.Client:
     """A paho client for the broker `cfg` names: its protocol, TLS (the broker's certificate
     always verified), credentials, and the waits between reconnections. The publisher and the
@@ -125,7 +132,7 @@ def make_client(cfg: MqttSection, client_id: str) -> mqtt.Client:
     # An exception in a callback is logged, not raised: raised, it ends paho's network thread,
     # and with it every publish and reconnection until the gateway restarts.
     client.suppress_exceptions = True
-    client.enable_logger(logging.getLogger("paho"))
+    client.enable_logger(_PAHO_LOG)
     return client
 
 
