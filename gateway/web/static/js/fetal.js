@@ -370,6 +370,7 @@ export async function loadSessions(id) {
   const link = s.mother_link_url || new URL(s.mother_link, location.href).href;
   $("mother-link").textContent = link;
   $("mother-link").href = link;
+  $("mother-link").hidden = false; // an empty link until now: hidden, not an unnamed link
   renderSessionList();
   renderDetail(); // the strip's marks and sessions to jump to
 }

@@ -9,7 +9,7 @@ import { lastValid } from "./fetal.js";
 import { t } from "./format.js";
 import { tr } from "./i18n.js";
 import { LIVE_KEEP_S, state } from "./state.js";
-import { loadRejected } from "./view.js";
+import { loadRejected, noteArrived } from "./view.js";
 
 function onEvent(ev, redraw) {
   const id = ev.device_id;
@@ -35,6 +35,7 @@ function onEvent(ev, redraw) {
     const q = state.trace[ev.type];
     if (q) {
       q.push(ev.data);
+      noteArrived(ev.type, ev.data); // kept if a window being fetched now was read before it
       const cutoff = Date.now() / 1000 - LIVE_KEEP_S;
       while (q.length && t(q[0].t_start || q[0].t) < cutoff) q.shift();
       redraw();

@@ -60,7 +60,14 @@ export function visibleSeconds() {
 // a newer one is made is abandoned (its AbortController), and an answer that arrives anyway
 // is dropped by its number: a slow answer for where the strip was never replaces the one for
 // where it is now.
-const windowRequest = { n: 0, abort: null };
+// `arrived`: the live messages of the selected device that came while the window was fetched
+const windowRequest = { n: 0, abort: null, arrived: [] };
+
+// A live message (kind, payload) the page took while a window may be on its way: the window's
+// answer, read before it, would otherwise drop it from the strip until the next load.
+export function noteArrived(kind, data) {
+  if (windowRequest.abort) windowRequest.arrived.push([kind, data]); // a window is on its way
+}
 
 // The trace of the window `to` ({live, until}: the page's as it stands unless given) for the
 // selected device. When its answer is the newest, the window becomes the page's (state.live,
@@ -72,6 +79,7 @@ export async function loadWindow(to = { live: state.live, until: state.until }) 
   const n = ++windowRequest.n;
   if (windowRequest.abort) windowRequest.abort.abort();
   const abort = windowRequest.abort = new AbortController();
+  windowRequest.arrived = [];
   const until = to.live ? Date.now() / 1000 : to.until;
   const span = to.live ? LIVE_KEEP_S : visibleSeconds();
   let w;
@@ -79,12 +87,22 @@ export async function loadWindow(to = { live: state.live, until: state.until }) 
     w = await getWindow(id, until - span, until, abort.signal);
   } catch (e) {
     if (n !== windowRequest.n) return false; // abandoned for a newer one
+    windowRequest.abort = null;
     throw e;
   }
   if (n !== windowRequest.n || id !== state.selected) return false;
   windowRequest.abort = null;
   state.live = to.live; state.until = to.live ? null : to.until;
-  state.trace = { fhr: w.fhr, mhr: w.mhr, ctg: w.ctg, tcb: w.tcb, movement: w.movement || [], rejected: rejectedPoints(w.fhr_rejected) };
+  const trace = { fhr: w.fhr, mhr: w.mhr, ctg: w.ctg, tcb: w.tcb, movement: w.movement || [], rejected: rejectedPoints(w.fhr_rejected) };
+  if (to.live) { // what came live while this was fetched, unless the answer has it already
+    const key = (m) => m.msg_id ?? `${m.t_start ?? m.t}`;
+    for (const [kind, m] of windowRequest.arrived) {
+      const q = trace[kind];
+      if (q && !q.some((x) => key(x) === key(m))) q.push(m);
+    }
+  }
+  windowRequest.arrived = [];
+  state.trace = trace;
   return true;
 }
 
