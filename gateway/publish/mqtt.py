@@ -338,11 +338,10 @@ class Publisher:
                 continue
             self.receipts += 1
             self._apply_receipt(receipt.stored, receipt.rejected)
-            in_flight = {m for _, m in self._inflight.values() if m is not None}
-            self._answered_early.update(dict.fromkeys(in_flight.intersection(receipt.stored)))
-            self._answered_early.update(
-                {m: r for m, r in receipt.rejected.items() if m in in_flight}
-            )
+            answers: dict[str, str | None] = {**dict.fromkeys(receipt.stored), **receipt.rejected}
+            for _, msg_id in self._inflight.values():
+                if msg_id in answers:
+                    self._answered_early[msg_id] = answers[msg_id]
 
     def _apply_receipt(self, stored: list[str], rejected: dict[str, str]) -> None:
         """Forget what the hospital stored; set aside what it rejected (only what the broker
